@@ -1,0 +1,54 @@
+//! # strata — one cache contract, five stores
+//!
+//! strata is a caching toolkit for Rust services: pick a **store** (where entries live) and use it
+//! directly or behind a `Cache` (what you do with them). Every store keeps the same small
+//! [`Store`] contract — Pow's `put`/`get`/`delete`/`keys` plus provided methods — so moving from
+//! memory to disk to Redis is one line.
+//!
+//! ## Modules
+//! - [`store`]: the [`Store`] trait, [`Expiry`] and [`Counter`].
+//! - `memory`: [`MemoryStore`], sharded in-memory store with TTL expiry (Pow's `EtsCache`).
+//! - [`codec`]: keys and values to bytes for stores that leave the process (versioned header,
+//!   MessagePack or JSON, bounded decoding).
+//! - `time`: [`Clock`] and [`ManualClock`], injected into every store so expiry is tested by
+//!   moving time, not by sleeping.
+//! - `namespace`: [`Namespace`] validation (`sessions:abc` keys).
+//! - `events`: [`Event`]s with a [`RemovalCause`], for subscribers.
+//! - `stats`: [`Stats`] counters, striped per thread.
+//! - `error`: the one [`Error`] enum.
+//!
+//! ## Consistency and background work
+//! - **MemoryStore**: linearizable per key (a shard lock per write; reads take the shard's read
+//!   lock). An expired entry is never returned. One sweeper thread per store, started by the first
+//!   write with a TTL, removes expired entries at the earliest deadline and stops when the store is
+//!   dropped.
+//!
+//! ```
+//! use std::time::Duration;
+//! use strata::MemoryStore;
+//!
+//! let store = MemoryStore::builder().build()?;
+//! store.put("session:1".to_string(), "ada".to_string(), Some(Duration::from_secs(30)))?;
+//! assert_eq!(store.get("session:1").as_deref(), Some("ada"));
+//! # Ok::<(), strata::Error>(())
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod codec;
+mod error;
+mod events;
+mod memory;
+mod namespace;
+mod stats;
+pub mod store;
+mod time;
+
+pub use codec::{Format, Key};
+pub use error::{BoxError, Error, Result};
+pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use namespace::{Namespace, DEFAULT_NAMESPACE};
+pub use stats::{Counter as StatCounter, Stats, StatsRecorder};
+pub use store::{Counter, Expiry, Store};
+pub use time::{check_ttl, Clock, ManualClock, UnixMillis};

@@ -1,0 +1,16 @@
+//! `MemoryStore`: the in-memory store with TTL expiry (Pow's `EtsCache`, done for production).
+//!
+//! Entries live inline in one open-addressing table per shard (hashbrown), each with its deadline
+//! as a `u64` of Unix milliseconds (0 = no expiry). Reads take a shard's read lock and never write
+//! shared memory besides it: statistics are striped per thread. Every read checks the deadline, so
+//! an expired entry is never returned; one background sweeper thread per store (started on the
+//! first write with a TTL) removes expired entries at the earliest deadline and emits their
+//! `Expired` events. It holds only a weak reference and stops when the store is dropped.
+
+mod builder;
+mod shard;
+mod store;
+mod sweeper;
+
+pub use builder::MemoryStoreBuilder;
+pub use store::MemoryStore;

@@ -1,0 +1,625 @@
+//! The `MemoryStore` handle, its sync operations and its `Store` impl.
+
+use std::{
+    borrow::Borrow,
+    future::{ready, Future},
+    hash::{BuildHasher, Hash},
+    sync::{atomic::AtomicU64, Arc, OnceLock, Weak},
+    thread::Thread,
+    time::Duration,
+};
+
+use hashbrown::hash_table::Entry;
+use parking_lot::RwLock;
+
+use super::{
+    builder::MemoryStoreBuilder,
+    shard::{Shard, Slot},
+};
+use crate::{
+    error::{Error, Result},
+    events::{EventBus, EventKind, Events},
+    stats::{Counter as Stat, Stats, StatsRecorder},
+    store::{Counter, Expiry, Store},
+    time::Clock,
+};
+
+/// The default hasher: fast, randomly seeded per store. For keys an attacker chooses, build the
+/// store with `.hasher(std::collections::hash_map::RandomState::new())` (SipHash, HashDoS-resistant).
+pub type DefaultHasher = foldhash::fast::RandomState;
+
+/// An in-memory store with per-entry TTL (Pow's `EtsCache`).
+///
+/// Cheap to clone: clones share the same entries. It has plain sync methods (no runtime needed)
+/// and implements the async [`Store`] trait over them.
+///
+/// ```
+/// use std::time::Duration;
+/// use strata::{ManualClock, MemoryStore};
+///
+/// let time = ManualClock::new();
+/// let store = MemoryStore::builder().clock(time.clock()).build()?;
+/// store.put("token".to_string(), 42u32, Some(Duration::from_secs(60)))?;
+/// assert_eq!(store.get("token"), Some(42));
+/// time.advance(Duration::from_secs(61));
+/// assert_eq!(store.get("token"), None); // expired entries are never returned
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub struct MemoryStore<K, V, S = DefaultHasher> {
+    pub(super) inner: Arc<Inner<K, V, S>>,
+}
+
+impl<K, V, S> Clone for MemoryStore<K, V, S> {
+    fn clone(&self) -> Self {
+        MemoryStore {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V, S> std::fmt::Debug for MemoryStore<K, V, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.inner.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) struct Inner<K, V, S> {
+    pub shards: Box<[RwLock<Shard<K, V>>]>,
+    pub shard_mask: usize,
+    pub hasher: S,
+    pub clock: Clock,
+    pub stats: StatsRecorder,
+    pub events: EventBus<K>,
+    /// Earliest deadline the sweeper will wake for (`u64::MAX`: none).
+    pub next_wake: AtomicU64,
+    pub sweeper: OnceLock<Option<Thread>>,
+    pub me: Weak<Inner<K, V, S>>,
+}
+
+impl<K, V, S> Drop for Inner<K, V, S> {
+    fn drop(&mut self) {
+        if let Some(Some(thread)) = self.sweeper.get() {
+            thread.unpark();
+        }
+    }
+}
+
+/// What a write replaced, to report after the shard lock is released.
+enum Replaced<V> {
+    Nothing,
+    Live(V),
+    Expired(V),
+}
+
+impl<K, V> MemoryStore<K, V, DefaultHasher>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A builder with the defaults (see [`MemoryStoreBuilder`]).
+    pub fn builder() -> MemoryStoreBuilder<K, V, DefaultHasher> {
+        MemoryStoreBuilder::new()
+    }
+
+    /// A store with the default options.
+    pub fn new() -> Self {
+        Self::from_parts(MemoryStoreBuilder::<K, V>::new().validated_parts())
+    }
+}
+
+impl<K, V> Default for MemoryStore<K, V, DefaultHasher>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V, S> MemoryStore<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    pub(super) fn from_parts(parts: super::builder::Parts<S>) -> Self {
+        let inner = Arc::new_cyclic(|me| Inner {
+            shards: (0..parts.shards).map(|_| RwLock::default()).collect(),
+            shard_mask: parts.shards - 1,
+            hasher: parts.hasher,
+            clock: parts.clock,
+            stats: StatsRecorder::new(parts.stats),
+            events: EventBus::new(parts.event_capacity),
+            next_wake: AtomicU64::new(u64::MAX),
+            sweeper: OnceLock::new(),
+            me: me.clone(),
+        });
+        MemoryStore { inner }
+    }
+
+    #[inline]
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.inner.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &RwLock<Shard<K, V>> {
+        // Bits 40.. pick the shard: hashbrown uses the low bits for the bucket and the top 7 for
+        // its control byte, so the shard choice does not skew either.
+        &self.inner.shards[(hash >> 40) as usize & self.inner.shard_mask]
+    }
+
+    #[inline]
+    fn now(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    fn rehash(&self) -> impl Fn(&K) -> u64 + '_ {
+        move |k: &K| self.inner.hasher.hash_one(k)
+    }
+
+    fn rehash_slot(&self) -> impl Fn(&Slot<K, V>) -> u64 + '_ {
+        move |s: &Slot<K, V>| self.inner.hasher.hash_one(&s.key)
+    }
+
+    /// The live value under `key`.
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let shard = self.shard(hash).read();
+        let found = shard
+            .table
+            .find(hash, |s| s.key.borrow() == key)
+            .filter(|s| !s.is_expired(|| self.now()))
+            .map(|s| s.value.clone());
+        drop(shard);
+        let stat = if found.is_some() {
+            Stat::Hits
+        } else {
+            Stat::Misses
+        };
+        self.inner.stats.incr(stat);
+        found
+    }
+
+    /// True if `key` has a live entry. Not counted as a hit or miss.
+    pub fn contains<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let shard = self.shard(hash).read();
+        let found = shard.table.find(hash, |s| s.key.borrow() == key);
+        found.is_some_and(|s| !s.is_expired(|| self.now()))
+    }
+
+    /// Writes `value` under `key` with `ttl` (`None`: never expires), replacing value and TTL.
+    ///
+    /// Fails only for a zero TTL.
+    pub fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
+        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
+        let hash = self.hash(&key);
+        let event_key = self.inner.events.is_active().then(|| key.clone());
+        let replaced = self.insert_slot(
+            hash,
+            Slot {
+                key,
+                value,
+                deadline,
+            },
+        );
+        self.after_write(event_key.as_ref(), replaced, deadline);
+        Ok(())
+    }
+
+    fn insert_slot(&self, hash: u64, slot: Slot<K, V>) -> Replaced<V> {
+        let now = self.now();
+        let deadline = slot.deadline;
+        let mut shard = self.shard(hash).write();
+        let replaced = match shard
+            .table
+            .entry(hash, |s| s.key == slot.key, self.rehash_slot())
+        {
+            Entry::Occupied(mut o) => {
+                let old = std::mem::replace(o.get_mut(), slot);
+                if old.is_expired(|| now) {
+                    Replaced::Expired(old.value)
+                } else {
+                    Replaced::Live(old.value)
+                }
+            }
+            Entry::Vacant(v) => {
+                v.insert(slot);
+                Replaced::Nothing
+            }
+        };
+        shard.schedule(hash, deadline, self.rehash());
+        replaced
+    }
+
+    fn after_write(&self, key: Option<&K>, replaced: Replaced<V>, deadline: u64) {
+        let (stat, kind) = match replaced {
+            Replaced::Live(_) => (Stat::Updates, EventKind::Replace),
+            Replaced::Nothing => (Stat::Writes, EventKind::Put),
+            Replaced::Expired(_) => {
+                self.inner.stats.incr(Stat::Expirations);
+                self.emit(key, EventKind::Expired);
+                (Stat::Writes, EventKind::Put)
+            }
+        };
+        self.inner.stats.incr(stat);
+        self.emit(key, kind);
+        self.wake_sweeper_for(deadline);
+    }
+
+    #[inline]
+    fn emit(&self, key: Option<&K>, kind: EventKind) {
+        if let Some(key) = key {
+            self.inner.events.emit(key, kind);
+        }
+    }
+
+    /// Writes only if `key` has no live entry; true if written. Atomic.
+    pub fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
+        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
+        let hash = self.hash(&key);
+        let now = self.now();
+        let event_key = self.inner.events.is_active().then(|| key.clone());
+        let mut shard = self.shard(hash).write();
+        let replaced = match shard
+            .table
+            .entry(hash, |s| s.key == key, self.rehash_slot())
+        {
+            Entry::Occupied(o) if !o.get().is_expired(|| now) => return Ok(false),
+            Entry::Occupied(mut o) => {
+                let old = std::mem::replace(
+                    o.get_mut(),
+                    Slot {
+                        key,
+                        value,
+                        deadline,
+                    },
+                );
+                Replaced::Expired(old.value)
+            }
+            Entry::Vacant(v) => {
+                v.insert(Slot {
+                    key,
+                    value,
+                    deadline,
+                });
+                Replaced::Nothing
+            }
+        };
+        shard.schedule(hash, deadline, self.rehash());
+        drop(shard);
+        self.after_write(event_key.as_ref(), replaced, deadline);
+        Ok(true)
+    }
+
+    /// Removes `key` and returns its live value. Atomic: of many concurrent `take`s, one wins.
+    pub fn take<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let now = self.now();
+        let mut shard = self.shard(hash).write();
+        let slot = shard
+            .table
+            .find_entry(hash, |s| s.key.borrow() == key)
+            .ok()?
+            .remove()
+            .0;
+        drop(shard);
+        if slot.is_expired(|| now) {
+            self.inner.stats.incr(Stat::Expirations);
+            self.inner.events.emit(&slot.key, EventKind::Expired);
+            return None;
+        }
+        self.inner.stats.incr(Stat::Deletes);
+        self.inner.events.emit(&slot.key, EventKind::Delete);
+        Some(slot.value)
+    }
+
+    /// Removes `key`; true if a live entry was removed.
+    pub fn delete<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.take(key).is_some()
+    }
+
+    /// Every live key.
+    pub fn keys(&self) -> Vec<K> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for shard in self.inner.shards.iter() {
+            let shard = shard.read();
+            let live = shard.table.iter().filter(|s| !s.is_expired(|| now));
+            out.extend(live.map(|s| s.key.clone()));
+        }
+        out
+    }
+
+    /// Every live entry as `(key, value, remaining TTL)`, shard by shard.
+    pub fn entries(&self) -> Vec<(K, V, Option<Duration>)> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for shard in self.inner.shards.iter() {
+            let shard = shard.read();
+            let live = shard.table.iter().filter(|s| !s.is_expired(|| now));
+            out.extend(live.map(|s| {
+                let ttl = (s.deadline != 0).then(|| Duration::from_millis(s.deadline - now));
+                (s.key.clone(), s.value.clone(), ttl)
+            }));
+        }
+        out
+    }
+
+    /// How many live entries there are.
+    pub fn count(&self) -> usize {
+        let now = self.now();
+        let live_in = |shard: &RwLock<Shard<K, V>>| {
+            let shard = shard.read();
+            shard.table.iter().filter(|s| !s.is_expired(|| now)).count()
+        };
+        self.inner.shards.iter().map(live_in).sum()
+    }
+
+    /// Deletes everything; returns how many live entries were removed.
+    pub fn clear(&self) -> usize {
+        let now = self.now();
+        let mut removed = 0;
+        for shard in self.inner.shards.iter() {
+            let drained: Vec<Slot<K, V>> = {
+                let mut shard = shard.write();
+                shard.deadlines.clear();
+                shard.table.drain().collect()
+            };
+            for slot in drained {
+                let live = !slot.is_expired(|| now);
+                removed += usize::from(live);
+                let kind = if live {
+                    EventKind::Delete
+                } else {
+                    EventKind::Expired
+                };
+                self.inner.events.emit(&slot.key, kind);
+            }
+        }
+        self.inner.stats.add(Stat::Deletes, removed as u64);
+        removed
+    }
+
+    /// The remaining lifetime of `key`, or `None` if it has no live entry.
+    pub fn ttl<Q>(&self, key: &Q) -> Option<Expiry>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let now = self.now();
+        let shard = self.shard(hash).read();
+        let slot = shard.table.find(hash, |s| s.key.borrow() == key)?;
+        match slot.deadline {
+            0 => Some(Expiry::Never),
+            d if d <= now => None,
+            d => Some(Expiry::In(Duration::from_millis(d - now))),
+        }
+    }
+
+    /// Sets a new TTL on `key`, counted from now (`None`: never expires); true if it was live.
+    pub fn expire<Q>(&self, key: &Q, ttl: Option<Duration>) -> Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
+        let hash = self.hash(key);
+        let now = self.now();
+        let mut shard = self.shard(hash).write();
+        let Some(slot) = shard.table.find_mut(hash, |s| s.key.borrow() == key) else {
+            return Ok(false);
+        };
+        if slot.is_expired(|| now) {
+            return Ok(false);
+        }
+        slot.deadline = deadline;
+        shard.schedule(hash, deadline, self.rehash());
+        drop(shard);
+        self.wake_sweeper_for(deadline);
+        Ok(true)
+    }
+
+    /// Removes `key`'s TTL; true if it was live.
+    pub fn persist<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        matches!(self.expire(key, None), Ok(true))
+    }
+
+    /// Atomically adds `delta` to the integer under `key` (missing or expired: counts from zero,
+    /// no TTL) and returns the new value. An existing TTL is kept.
+    pub fn incr(&self, key: &K, delta: i64) -> Result<V>
+    where
+        V: Counter,
+        K: std::fmt::Debug,
+    {
+        let hash = self.hash(key);
+        let now = self.now();
+        let mut shard = self.shard(hash).write();
+        let overflow = || Error::Overflow {
+            key: format!("{key:?}"),
+        };
+        let (next, created) = match shard
+            .table
+            .entry(hash, |s| s.key == *key, self.rehash_slot())
+        {
+            Entry::Occupied(mut o) if !o.get().is_expired(|| now) => {
+                let slot = o.get_mut();
+                slot.value = slot.value.add(delta).ok_or_else(overflow)?;
+                (slot.value.clone(), false)
+            }
+            Entry::Occupied(mut o) => {
+                let value = V::zero().add(delta).ok_or_else(overflow)?;
+                *o.get_mut() = Slot {
+                    key: key.clone(),
+                    value: value.clone(),
+                    deadline: 0,
+                };
+                (value, true)
+            }
+            Entry::Vacant(v) => {
+                let value = V::zero().add(delta).ok_or_else(overflow)?;
+                v.insert(Slot {
+                    key: key.clone(),
+                    value: value.clone(),
+                    deadline: 0,
+                });
+                (value, true)
+            }
+        };
+        drop(shard);
+        let (stat, kind) = if created {
+            (Stat::Writes, EventKind::Put)
+        } else {
+            (Stat::Updates, EventKind::Replace)
+        };
+        self.inner.stats.incr(stat);
+        self.inner.events.emit(key, kind);
+        Ok(next)
+    }
+
+    /// Removes every entry whose deadline has passed now, emitting `Expired` events; returns how
+    /// many were removed. The background sweeper calls this; tests with a manual clock may too.
+    pub fn purge_expired(&self) -> usize {
+        let now = self.now();
+        let mut total = 0;
+        let mut removed = Vec::new();
+        for shard in self.inner.shards.iter() {
+            loop {
+                let more = shard.write().purge(now, 1024, &mut removed) == 1024;
+                total += removed.len();
+                for slot in removed.drain(..) {
+                    self.inner.events.emit(&slot.key, EventKind::Expired);
+                }
+                if !more {
+                    break;
+                }
+            }
+        }
+        self.inner.stats.add(Stat::Expirations, total as u64);
+        total
+    }
+
+    /// The earliest deadline still scheduled in any shard.
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        let each = self
+            .inner
+            .shards
+            .iter()
+            .filter_map(|s| s.read().next_deadline());
+        each.min()
+    }
+
+    /// Subscribes to this store's events (put, replace, delete, expired).
+    pub fn subscribe(&self) -> Events<K> {
+        self.inner.events.subscribe()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
+    }
+
+    /// The clock this store reads.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+}
+
+impl<K, V, S> Store<K, V> for MemoryStore<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    fn put(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        ready(MemoryStore::put(self, key, value, ttl))
+    }
+
+    fn get(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
+        ready(Ok(MemoryStore::get(self, key)))
+    }
+
+    fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
+        ready(Ok(MemoryStore::delete(self, key)))
+    }
+
+    fn keys(&self) -> impl Future<Output = Result<Vec<K>>> + Send {
+        ready(Ok(MemoryStore::keys(self)))
+    }
+
+    fn contains(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
+        ready(Ok(MemoryStore::contains(self, key)))
+    }
+
+    fn take(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
+        ready(Ok(MemoryStore::take(self, key)))
+    }
+
+    fn put_new(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        ready(MemoryStore::put_new(self, key, value, ttl))
+    }
+
+    fn ttl(&self, key: &K) -> impl Future<Output = Result<Option<Expiry>>> + Send {
+        ready(Ok(MemoryStore::ttl(self, key)))
+    }
+
+    fn expire(&self, key: &K, ttl: Option<Duration>) -> impl Future<Output = Result<bool>> + Send {
+        ready(MemoryStore::expire(self, key, ttl))
+    }
+
+    fn persist(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
+        ready(Ok(MemoryStore::persist(self, key)))
+    }
+
+    fn incr(&self, key: &K, delta: i64) -> impl Future<Output = Result<V>> + Send
+    where
+        V: Counter + Clone,
+        K: std::fmt::Debug,
+    {
+        ready(MemoryStore::incr(self, key, delta))
+    }
+
+    fn count(&self) -> impl Future<Output = Result<usize>> + Send {
+        ready(Ok(MemoryStore::count(self)))
+    }
+
+    fn clear(&self) -> impl Future<Output = Result<usize>> + Send {
+        ready(Ok(MemoryStore::clear(self)))
+    }
+}

@@ -1,0 +1,346 @@
+//! The `Store` contract: Pow's four operations, plus provided methods with correct defaults.
+//!
+//! A store is where entries live (memory, disk, Redis, ...). It is async with static dispatch:
+//! every method returns `impl Future + Send`, so there is no boxing on the hot path and the
+//! in-memory stores' futures are ready at once. Only `put`, `get`, `delete` and `keys` are
+//! required; the rest have defaults built from those four, which a store overrides where it can
+//! be atomic or faster.
+//!
+//! **Atomicity of the defaults.** The provided `take`, `put_new`, `incr`/`decr`, `expire`,
+//! `persist` and `clear` are *not* atomic: they are a read followed by a write, and a concurrent
+//! writer can slip in between. Every store in strata overrides them with atomic versions
+//! (a shard lock in memory, `GETDEL`/`INCRBY`/`SET NX` in Redis); a store of your own inherits the
+//! non-atomic defaults until it overrides them.
+
+use std::{future::Future, time::Duration};
+
+use crate::error::{Error, Result};
+
+/// Remaining lifetime of an entry, as returned by [`Store::ttl`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Expiry {
+    /// The entry never expires.
+    Never,
+    /// The entry expires after this much more time.
+    In(Duration),
+}
+
+impl Expiry {
+    /// The remaining time, or `None` for [`Expiry::Never`].
+    pub fn remaining(self) -> Option<Duration> {
+        match self {
+            Expiry::Never => None,
+            Expiry::In(d) => Some(d),
+        }
+    }
+}
+
+/// Integer values that [`Store::incr`] and [`Store::decr`] can count with.
+pub trait Counter: Sized + Send + Sync {
+    /// The value of a counter that did not exist yet.
+    fn zero() -> Self;
+    /// `self + delta`, or `None` on overflow.
+    fn add(&self, delta: i64) -> Option<Self>;
+    /// This value as an `i64`, if it fits.
+    fn to_i64(&self) -> Option<i64>;
+    /// An `i64` as this type, if it fits.
+    fn from_i64(value: i64) -> Option<Self>;
+}
+
+macro_rules! counter {
+    ($($t:ty),*) => {$(
+        impl Counter for $t {
+            fn zero() -> Self { 0 }
+            fn add(&self, delta: i64) -> Option<Self> {
+                let sum = i128::from(*self).checked_add(i128::from(delta))?;
+                <$t>::try_from(sum).ok()
+            }
+            fn to_i64(&self) -> Option<i64> { i64::try_from(*self).ok() }
+            fn from_i64(value: i64) -> Option<Self> { <$t>::try_from(value).ok() }
+        }
+    )*};
+}
+counter!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+impl Counter for isize {
+    fn zero() -> Self {
+        0
+    }
+    fn add(&self, delta: i64) -> Option<Self> {
+        (*self as i64).checked_add(delta).map(|v| v as isize)
+    }
+    fn to_i64(&self) -> Option<i64> {
+        Some(*self as i64)
+    }
+    fn from_i64(value: i64) -> Option<Self> {
+        isize::try_from(value).ok()
+    }
+}
+
+impl Counter for usize {
+    fn zero() -> Self {
+        0
+    }
+    fn add(&self, delta: i64) -> Option<Self> {
+        (*self as u64)
+            .add(delta)
+            .and_then(|v| usize::try_from(v).ok())
+    }
+    fn to_i64(&self) -> Option<i64> {
+        i64::try_from(*self).ok()
+    }
+    fn from_i64(value: i64) -> Option<Self> {
+        usize::try_from(value).ok()
+    }
+}
+
+/// Where entries live: Pow's four operations and everything built on them.
+///
+/// `ttl: None` means the entry never expires; a zero TTL is [`Error::InvalidTtl`]. An expired
+/// entry is never returned by any method, whether or not a background sweeper has removed it.
+///
+/// # Writing your own store
+///
+/// Four methods are enough, as in Pow's Redis guide. This one keeps entries in a `HashMap` and
+/// ignores TTLs (a real store must honour them):
+///
+/// ```
+/// use std::{collections::HashMap, future::Future, sync::Mutex, time::Duration};
+/// use strata::{Error, Result, Store};
+///
+/// #[derive(Default)]
+/// struct MapStore(Mutex<HashMap<String, String>>);
+///
+/// impl MapStore {
+///     fn map(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, String>>> {
+///         self.0.lock().map_err(|_| Error::Closed { reason: "a writer panicked".into() })
+///     }
+/// }
+///
+/// impl Store<String, String> for MapStore {
+///     fn put(&self, key: String, value: String, ttl: Option<Duration>) -> impl Future<Output = Result<()>> + Send {
+///         let result = strata::check_ttl(ttl).and_then(|_| Ok(self.map()?.insert(key, value)).map(|_| ()));
+///         std::future::ready(result)
+///     }
+///     fn get(&self, key: &String) -> impl Future<Output = Result<Option<String>>> + Send {
+///         std::future::ready(self.map().map(|m| m.get(key).cloned()))
+///     }
+///     fn delete(&self, key: &String) -> impl Future<Output = Result<bool>> + Send {
+///         std::future::ready(self.map().map(|mut m| m.remove(key).is_some()))
+///     }
+///     fn keys(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
+///         std::future::ready(self.map().map(|m| m.keys().cloned().collect()))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<()> {
+/// let store = MapStore::default();
+/// store.put("key".into(), "value".into(), None).await?;
+/// assert_eq!(store.get(&"key".into()).await?, Some("value".into()));
+/// // Provided methods work at once (not atomically; see the module docs):
+/// assert_eq!(store.take(&"key".into()).await?, Some("value".into()));
+/// assert_eq!(store.count().await?, 0);
+/// # Ok(()) }
+/// ```
+pub trait Store<K, V>: Send + Sync
+where
+    K: Clone + Send + Sync,
+    V: Send + Sync,
+{
+    /// Writes `value` under `key`, replacing any previous value and TTL.
+    fn put(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The live value under `key`, if any.
+    fn get(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send;
+
+    /// Removes `key`; true if a live entry was removed.
+    fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Every live key, in no particular order.
+    fn keys(&self) -> impl Future<Output = Result<Vec<K>>> + Send;
+
+    /// True if `key` has a live entry.
+    fn contains(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
+        async move { Ok(self.get(key).await?.is_some()) }
+    }
+
+    /// Removes `key` and returns its value. Default: `get` then `delete` (not atomic).
+    fn take(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
+        async move {
+            let value = self.get(key).await?;
+            if value.is_some() && !self.delete(key).await? {
+                return Ok(None);
+            }
+            Ok(value)
+        }
+    }
+
+    /// Writes `value` only if `key` has no live entry; true if written. Default: not atomic.
+    fn put_new(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        async move {
+            crate::time::check_ttl(ttl)?;
+            if self.contains(&key).await? {
+                return Ok(false);
+            }
+            self.put(key, value, ttl).await?;
+            Ok(true)
+        }
+    }
+
+    /// The live values of `keys`, in the same order.
+    fn get_many(&self, keys: &[K]) -> impl Future<Output = Result<Vec<Option<V>>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(self.get(key).await?);
+            }
+            Ok(out)
+        }
+    }
+
+    /// Writes every entry with the same TTL.
+    fn put_many(
+        &self,
+        entries: Vec<(K, V)>,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send
+    where
+        V: 'static,
+        K: 'static,
+    {
+        async move {
+            crate::time::check_ttl(ttl)?;
+            for (key, value) in entries {
+                self.put(key, value, ttl).await?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Deletes every key in `keys`; returns how many live entries were removed.
+    fn delete_many(&self, keys: &[K]) -> impl Future<Output = Result<usize>> + Send {
+        async move {
+            let mut removed = 0;
+            for key in keys {
+                removed += usize::from(self.delete(key).await?);
+            }
+            Ok(removed)
+        }
+    }
+
+    /// The remaining lifetime of `key`, or `None` if it has no live entry.
+    ///
+    /// Default: [`Error::Unsupported`], since the four required methods carry no TTLs.
+    fn ttl(&self, key: &K) -> impl Future<Output = Result<Option<Expiry>>> + Send {
+        let _ = key;
+        std::future::ready(Err(Error::Unsupported { operation: "ttl" }))
+    }
+
+    /// Gives `key` a new TTL counted from now (`None`: never expire); true if the key was live.
+    /// Default: `get` then `put` (not atomic).
+    fn expire(&self, key: &K, ttl: Option<Duration>) -> impl Future<Output = Result<bool>> + Send {
+        async move {
+            crate::time::check_ttl(ttl)?;
+            match self.get(key).await? {
+                Some(value) => self.put(key.clone(), value, ttl).await.map(|_| true),
+                None => Ok(false),
+            }
+        }
+    }
+
+    /// Removes `key`'s TTL so it never expires; true if the key was live.
+    fn persist(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
+        self.expire(key, None)
+    }
+
+    /// Marks `key` as used without changing its expiry; true if the key was live. Stores with an
+    /// access order (the generational store promotes the entry) override it.
+    fn touch(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
+        self.contains(key)
+    }
+
+    /// Adds `delta` to the integer under `key` (a missing key counts from zero, with no TTL) and
+    /// returns the new value; an existing TTL is kept. Default: not atomic.
+    fn incr(&self, key: &K, delta: i64) -> impl Future<Output = Result<V>> + Send
+    where
+        V: Counter + Clone,
+        K: std::fmt::Debug,
+    {
+        async move {
+            let current = self.get(key).await?;
+            let ttl = match current {
+                Some(_) => match self.ttl(key).await {
+                    Ok(expiry) => expiry.and_then(Expiry::remaining),
+                    Err(Error::Unsupported { .. }) => None,
+                    Err(e) => return Err(e),
+                },
+                None => None,
+            };
+            let base = current.unwrap_or_else(V::zero);
+            let next = base.add(delta).ok_or_else(|| Error::Overflow {
+                key: format!("{key:?}"),
+            })?;
+            self.put(key.clone(), next.clone(), ttl).await?;
+            Ok(next)
+        }
+    }
+
+    /// Subtracts `delta` from the integer under `key`; see [`Store::incr`].
+    fn decr(&self, key: &K, delta: i64) -> impl Future<Output = Result<V>> + Send
+    where
+        V: Counter + Clone,
+        K: std::fmt::Debug,
+    {
+        async move {
+            let negated = delta.checked_neg().ok_or_else(|| Error::Overflow {
+                key: format!("{key:?}"),
+            })?;
+            self.incr(key, negated).await
+        }
+    }
+
+    /// How many live entries there are.
+    fn count(&self) -> impl Future<Output = Result<usize>> + Send {
+        async move { Ok(self.keys().await?.len()) }
+    }
+
+    /// Deletes every entry; returns how many were removed.
+    fn clear(&self) -> impl Future<Output = Result<usize>> + Send {
+        async move {
+            let keys = self.keys().await?;
+            self.delete_many(&keys).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_refuse_overflow() {
+        assert_eq!(u8::MAX.add(1), None);
+        assert_eq!(0u64.add(-1), None);
+        assert_eq!(5u32.add(-2), Some(3));
+        assert_eq!(i64::MAX.add(1), None);
+        assert_eq!(usize::zero().add(7), Some(7));
+        assert_eq!(u64::from_i64(-1), None);
+    }
+
+    #[test]
+    fn expiry_remaining() {
+        assert_eq!(Expiry::Never.remaining(), None);
+        let d = Duration::from_secs(1);
+        assert_eq!(Expiry::In(d).remaining(), Some(d));
+    }
+}

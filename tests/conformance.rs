@@ -1,0 +1,457 @@
+//! The one behavioural suite every store passes.
+//!
+//! Each store instantiates [`conformance!`] with a context constructor and a generic `open`
+//! function; every case below then runs against it. A new behaviour is one new case here, run
+//! against every store. Expiry cases move the context's clock: a manual clock where the store
+//! uses strata's clock, real time (short TTLs) where the backend keeps its own (Redis).
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use strata::{Error, Expiry, Store};
+use support::Ctx;
+
+const MS: Duration = Duration::from_millis(1);
+
+/// Asserts `actual` is within `tolerance` below `expected` (time only passes forward).
+fn assert_remaining(actual: Option<Expiry>, expected: Duration, tolerance: Duration) {
+    match actual {
+        Some(Expiry::In(d)) => assert!(
+            d <= expected && d + tolerance >= expected,
+            "remaining {d:?}, expected about {expected:?}"
+        ),
+        other => panic!("expected a TTL of about {expected:?}, got {other:?}"),
+    }
+}
+
+pub mod cases {
+    use super::*;
+
+    type S = String;
+
+    pub async fn put_get_delete<St: Store<S, S>>(_: &Ctx, s: &St) {
+        let key = "key".to_string();
+        assert_eq!(s.get(&key).await.unwrap(), None);
+        s.put(key.clone(), "value".into(), Some(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        assert_eq!(s.get(&key).await.unwrap().as_deref(), Some("value"));
+        assert!(s.delete(&key).await.unwrap());
+        assert_eq!(s.get(&key).await.unwrap(), None);
+        assert!(
+            !s.delete(&key).await.unwrap(),
+            "second delete finds nothing"
+        );
+    }
+
+    pub async fn keys_lists_exactly_what_was_put<St: Store<S, S>>(_: &Ctx, s: &St) {
+        s.put("key1".into(), "value".into(), None).await.unwrap();
+        s.put(
+            "key2".into(),
+            "value".into(),
+            Some(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+        let mut keys = s.keys().await.unwrap();
+        keys.sort();
+        assert_eq!(keys, ["key1", "key2"]);
+        assert_eq!(s.count().await.unwrap(), 2);
+    }
+
+    pub async fn records_auto_purge<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        let key = "key".to_string();
+        s.put(key.clone(), "value".into(), Some(100 * MS))
+            .await
+            .unwrap();
+        assert_eq!(s.get(&key).await.unwrap().as_deref(), Some("value"));
+        ctx.advance(150 * MS).await;
+        assert_eq!(s.get(&key).await.unwrap(), None);
+        assert!(!s.contains(&key).await.unwrap());
+    }
+
+    pub async fn overwrite_replaces_value_and_ttl<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        let key = "k".to_string();
+        s.put(key.clone(), "old".into(), Some(100 * MS))
+            .await
+            .unwrap();
+        s.put(key.clone(), "new".into(), Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        ctx.advance(200 * MS).await;
+        assert_eq!(s.get(&key).await.unwrap().as_deref(), Some("new"));
+        s.put(key.clone(), "newer".into(), Some(100 * MS))
+            .await
+            .unwrap();
+        ctx.advance(200 * MS).await;
+        assert_eq!(
+            s.get(&key).await.unwrap(),
+            None,
+            "the shorter TTL replaced the longer"
+        );
+    }
+
+    pub async fn none_ttl_never_expires<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        s.put("forever".into(), "v".into(), None).await.unwrap();
+        s.put("brief".into(), "v".into(), Some(100 * MS))
+            .await
+            .unwrap();
+        ctx.advance(200 * MS).await;
+        if ctx.manual.is_some() {
+            ctx.advance(Duration::from_secs(10 * 365 * 24 * 3600)).await;
+        }
+        assert_eq!(
+            s.get(&"forever".into()).await.unwrap().as_deref(),
+            Some("v")
+        );
+        assert_eq!(s.ttl(&"forever".into()).await.unwrap(), Some(Expiry::Never));
+        assert_eq!(s.keys().await.unwrap(), ["forever"]);
+    }
+
+    pub async fn zero_ttl_is_an_error<St: Store<S, S>>(_: &Ctx, s: &St) {
+        let zero = Some(Duration::ZERO);
+        let err = s.put("k".into(), "v".into(), zero).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidTtl { .. }), "{err}");
+        assert!(
+            err.to_string().contains("None"),
+            "message says what to do: {err}"
+        );
+        assert!(matches!(
+            s.put_new("k".into(), "v".into(), zero).await,
+            Err(Error::InvalidTtl { .. })
+        ));
+        s.put("k".into(), "v".into(), None).await.unwrap();
+        assert!(matches!(
+            s.expire(&"k".into(), zero).await,
+            Err(Error::InvalidTtl { .. })
+        ));
+        assert_eq!(
+            s.ttl(&"k".into()).await.unwrap(),
+            Some(Expiry::Never),
+            "unchanged"
+        );
+    }
+
+    pub async fn namespaces_are_isolated<St: Store<S, S>>(_: &Ctx, a: &St, b: &St) {
+        let key = "shared".to_string();
+        a.put(key.clone(), "in a".into(), None).await.unwrap();
+        b.put(key.clone(), "in b".into(), None).await.unwrap();
+        assert_eq!(a.get(&key).await.unwrap().as_deref(), Some("in a"));
+        assert_eq!(b.get(&key).await.unwrap().as_deref(), Some("in b"));
+        a.put("only-a".into(), "x".into(), None).await.unwrap();
+        assert_eq!(b.keys().await.unwrap(), ["shared"]);
+        assert!(a.delete(&key).await.unwrap());
+        assert_eq!(b.get(&key).await.unwrap().as_deref(), Some("in b"));
+        assert_eq!(a.clear().await.unwrap(), 1);
+        assert_eq!(b.count().await.unwrap(), 1);
+    }
+
+    pub async fn keys_never_lists_expired<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        for i in 0..10 {
+            let ttl = if i % 2 == 0 { Some(100 * MS) } else { None };
+            s.put(format!("k{i}"), "v".into(), ttl).await.unwrap();
+        }
+        ctx.advance(200 * MS).await;
+        let mut keys = s.keys().await.unwrap();
+        keys.sort();
+        assert_eq!(keys, ["k1", "k3", "k5", "k7", "k9"]);
+        assert_eq!(s.count().await.unwrap(), 5);
+        let got = s.get_many(&["k0".into(), "k1".into()]).await.unwrap();
+        assert_eq!(got, [None, Some("v".to_string())]);
+    }
+
+    pub async fn take_has_one_winner<St: Store<S, S> + 'static>(_: &Ctx, s: Arc<St>) {
+        for round in 0..20 {
+            let key = format!("prize{round}");
+            s.put(key.clone(), "gold".into(), None).await.unwrap();
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (s, key) = (s.clone(), key.clone());
+                    tokio::spawn(async move { s.take(&key).await.unwrap() })
+                })
+                .collect();
+            let mut winners = 0;
+            for t in tasks {
+                winners += usize::from(t.await.unwrap().is_some());
+            }
+            assert_eq!(winners, 1, "round {round}");
+            assert_eq!(s.get(&key).await.unwrap(), None);
+        }
+    }
+
+    pub async fn incr_is_exact_under_contention<St: Store<S, i64> + 'static>(_: &Ctx, s: Arc<St>) {
+        let key = "hits".to_string();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, key) = (s.clone(), key.clone());
+                tokio::spawn(async move {
+                    for _ in 0..1000 {
+                        s.incr(&key, 1).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(s.get(&key).await.unwrap(), Some(8000));
+        assert_eq!(s.decr(&key, 8001).await.unwrap(), -1);
+        assert_eq!(s.incr(&"fresh".into(), -5).await.unwrap(), -5);
+    }
+
+    pub async fn incr_keeps_ttl_and_refuses_overflow<St: Store<S, i64>>(_: &Ctx, s: &St) {
+        let key = "n".to_string();
+        s.put(key.clone(), 1, Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert_eq!(s.incr(&key, 41).await.unwrap(), 42);
+        assert_remaining(
+            s.ttl(&key).await.unwrap(),
+            Duration::from_secs(60),
+            Duration::from_secs(2),
+        );
+        s.put(key.clone(), i64::MAX, None).await.unwrap();
+        assert!(matches!(s.incr(&key, 1).await, Err(Error::Overflow { .. })));
+        assert_eq!(
+            s.get(&key).await.unwrap(),
+            Some(i64::MAX),
+            "unchanged after overflow"
+        );
+    }
+
+    pub async fn one_mib_value_roundtrips<St: Store<S, S>>(_: &Ctx, s: &St) {
+        let big: String = (0..1 << 20)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        s.put("big".into(), big.clone(), None).await.unwrap();
+        assert_eq!(s.get(&"big".into()).await.unwrap(), Some(big));
+    }
+
+    pub async fn empty_and_non_ascii_keys<St: Store<S, S>>(_: &Ctx, s: &St) {
+        let keys = ["", "ключ", "鍵🔑", "with space", "a:b:c", "*?[]"];
+        for (i, k) in keys.iter().enumerate() {
+            s.put(k.to_string(), format!("v{i}"), None).await.unwrap();
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(
+                s.get(&k.to_string()).await.unwrap(),
+                Some(format!("v{i}")),
+                "{k:?}"
+            );
+        }
+        let mut listed = s.keys().await.unwrap();
+        listed.sort();
+        let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        expected.sort();
+        assert_eq!(listed, expected);
+    }
+
+    pub async fn ttl_reports_remaining<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        let key = "k".to_string();
+        assert_eq!(s.ttl(&key).await.unwrap(), None, "missing key has no TTL");
+        s.put(key.clone(), "v".into(), Some(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        ctx.advance(300 * MS).await;
+        assert_remaining(
+            s.ttl(&key).await.unwrap(),
+            Duration::from_millis(9700),
+            Duration::from_millis(500),
+        );
+    }
+
+    pub async fn expire_and_persist_change_ttl<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        let key = "k".to_string();
+        s.put(key.clone(), "v".into(), Some(100 * MS))
+            .await
+            .unwrap();
+        assert!(s.expire(&key, Some(Duration::from_secs(60))).await.unwrap());
+        assert_remaining(
+            s.ttl(&key).await.unwrap(),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        );
+        ctx.advance(200 * MS).await;
+        assert_eq!(
+            s.get(&key).await.unwrap().as_deref(),
+            Some("v"),
+            "expire extended it"
+        );
+        assert!(s.persist(&key).await.unwrap());
+        assert_eq!(s.ttl(&key).await.unwrap(), Some(Expiry::Never));
+        assert!(s.expire(&key, Some(100 * MS)).await.unwrap());
+        ctx.advance(200 * MS).await;
+        assert_eq!(s.get(&key).await.unwrap(), None, "expire shortened it");
+        assert!(
+            !s.expire(&key, Some(Duration::from_secs(1))).await.unwrap(),
+            "gone"
+        );
+        assert!(!s.persist(&key).await.unwrap());
+    }
+
+    pub async fn put_new_respects_live_entries<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        let key = "k".to_string();
+        assert!(s
+            .put_new(key.clone(), "first".into(), Some(100 * MS))
+            .await
+            .unwrap());
+        assert!(!s.put_new(key.clone(), "second".into(), None).await.unwrap());
+        assert_eq!(s.get(&key).await.unwrap().as_deref(), Some("first"));
+        ctx.advance(200 * MS).await;
+        assert!(
+            s.put_new(key.clone(), "third".into(), None).await.unwrap(),
+            "expired entry is no obstacle"
+        );
+        assert_eq!(s.get(&key).await.unwrap().as_deref(), Some("third"));
+    }
+
+    pub async fn batch_operations<St: Store<S, S>>(_: &Ctx, s: &St) {
+        let entries: Vec<(S, S)> = (0..50)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
+        s.put_many(entries, Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let got = s
+            .get_many(&["k0".into(), "nope".into(), "k49".into()])
+            .await
+            .unwrap();
+        assert_eq!(got, [Some("v0".into()), None, Some("v49".into())]);
+        let removed = s
+            .delete_many(&["k0".into(), "k1".into(), "nope".into()])
+            .await
+            .unwrap();
+        assert_eq!(removed, 2);
+        assert_eq!(s.count().await.unwrap(), 48);
+        assert!(s.touch(&"k2".into()).await.unwrap());
+        assert!(!s.touch(&"k0".into()).await.unwrap());
+        assert_eq!(s.clear().await.unwrap(), 48);
+        assert_eq!(s.count().await.unwrap(), 0);
+        assert!(s.keys().await.unwrap().is_empty());
+    }
+
+    pub async fn take_returns_value_once<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        let key = "k".to_string();
+        s.put(key.clone(), "v".into(), None).await.unwrap();
+        assert_eq!(s.take(&key).await.unwrap().as_deref(), Some("v"));
+        assert_eq!(s.take(&key).await.unwrap(), None);
+        s.put(key.clone(), "v".into(), Some(100 * MS))
+            .await
+            .unwrap();
+        ctx.advance(200 * MS).await;
+        assert_eq!(
+            s.take(&key).await.unwrap(),
+            None,
+            "expired entries are not taken"
+        );
+    }
+}
+
+/// Instantiates every case for one store.
+///
+/// `$ctx` builds a fresh [`Ctx`] for each test; `$open` is a generic
+/// `async fn open<K, V>(ctx: &Ctx, namespace: &str) -> YourStore<K, V>`.
+#[macro_export]
+macro_rules! conformance {
+    ($ctx:expr, $open:ident) => {
+        use std::sync::Arc;
+
+        use super::*;
+
+        macro_rules! case {
+            ($name:ident) => {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let ctx = $ctx;
+                    let store = $open::<String, String>(&ctx, "test").await;
+                    cases::$name(&ctx, &store).await;
+                }
+            };
+        }
+
+        case!(put_get_delete);
+        case!(keys_lists_exactly_what_was_put);
+        case!(records_auto_purge);
+        case!(overwrite_replaces_value_and_ttl);
+        case!(none_ttl_never_expires);
+        case!(zero_ttl_is_an_error);
+        case!(keys_never_lists_expired);
+        case!(one_mib_value_roundtrips);
+        case!(empty_and_non_ascii_keys);
+        case!(ttl_reports_remaining);
+        case!(expire_and_persist_change_ttl);
+        case!(put_new_respects_live_entries);
+        case!(batch_operations);
+        case!(take_returns_value_once);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn namespaces_are_isolated() {
+            let ctx = $ctx;
+            let a = $open::<String, String>(&ctx, "ns_a").await;
+            let b = $open::<String, String>(&ctx, "ns_b").await;
+            cases::namespaces_are_isolated(&ctx, &a, &b).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn take_has_one_winner() {
+            let ctx = $ctx;
+            let store = Arc::new($open::<String, String>(&ctx, "test").await);
+            cases::take_has_one_winner(&ctx, store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn incr_is_exact_under_contention() {
+            let ctx = $ctx;
+            let store = Arc::new($open::<String, i64>(&ctx, "test").await);
+            cases::incr_is_exact_under_contention(&ctx, store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn incr_keeps_ttl_and_refuses_overflow() {
+            let ctx = $ctx;
+            let store = $open::<String, i64>(&ctx, "test").await;
+            cases::incr_keeps_ttl_and_refuses_overflow(&ctx, &store).await;
+        }
+    };
+}
+
+mod memory {
+    use std::hash::Hash;
+
+    use strata::MemoryStore;
+
+    async fn open<K, V>(ctx: &Ctx, _namespace: &str) -> MemoryStore<K, V>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        // Each MemoryStore is its own namespace: two stores never share entries.
+        MemoryStore::builder()
+            .clock(ctx.clock())
+            .build()
+            .expect("valid options")
+    }
+
+    conformance!(Ctx::manual(), open);
+}
+
+/// The same suite on the system clock, so the real sweeper and real time are exercised too.
+mod memory_real_clock {
+    use std::hash::Hash;
+
+    use strata::MemoryStore;
+
+    async fn open<K, V>(ctx: &Ctx, _namespace: &str) -> MemoryStore<K, V>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        MemoryStore::builder()
+            .clock(ctx.clock())
+            .shards(1)
+            .build()
+            .expect("valid options")
+    }
+
+    conformance!(Ctx::real(), open);
+}

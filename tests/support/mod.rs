@@ -1,0 +1,78 @@
+//! Test support shared by the integration tests: a per-test context (clock, scratch directory,
+//! Redis server) and a real `redis-server` on a free loopback port.
+#![allow(dead_code)]
+
+pub mod redis_server;
+
+use std::time::Duration;
+
+pub use redis_server::RedisServer;
+use strata::{Clock, ManualClock};
+
+/// What a conformance case needs besides the store: a clock it can move, and whatever the store
+/// under test needs kept alive (a directory, a Redis server).
+pub struct Ctx {
+    pub manual: Option<ManualClock>,
+    pub dir: Option<tempfile::TempDir>,
+    pub redis: Option<RedisServer>,
+}
+
+impl Ctx {
+    /// A context with a manual clock, for stores whose expiry strata controls.
+    pub fn manual() -> Self {
+        Ctx {
+            manual: Some(ManualClock::new()),
+            dir: None,
+            redis: None,
+        }
+    }
+
+    /// A context on the system clock (for backends that keep their own time, like Redis).
+    pub fn real() -> Self {
+        Ctx {
+            manual: None,
+            dir: None,
+            redis: None,
+        }
+    }
+
+    /// Adds a scratch directory, removed when the context drops.
+    pub fn with_dir(mut self) -> Self {
+        self.dir = Some(tempfile::tempdir().expect("create a scratch directory"));
+        self
+    }
+
+    /// Adds a fresh `redis-server` on a free loopback port.
+    pub fn with_redis(mut self) -> Self {
+        self.redis = Some(RedisServer::start());
+        self
+    }
+
+    /// The clock to give the store under test.
+    pub fn clock(&self) -> Clock {
+        self.manual
+            .as_ref()
+            .map_or_else(Clock::system, ManualClock::clock)
+    }
+
+    /// Lets `by` pass: advances the manual clock, or sleeps on the system clock.
+    pub async fn advance(&self, by: Duration) {
+        match &self.manual {
+            Some(m) => m.advance(by),
+            None => tokio::time::sleep(by).await,
+        }
+    }
+
+    /// The scratch directory (panics if the context has none: a bug in the test).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.as_ref().expect("context built with_dir()").path()
+    }
+
+    /// The Redis URL (panics if the context has no server: a bug in the test).
+    pub fn redis_url(&self) -> String {
+        self.redis
+            .as_ref()
+            .expect("context built with_redis()")
+            .url()
+    }
+}
