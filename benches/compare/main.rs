@@ -1,0 +1,19 @@
+//! `cargo bench --bench compare [-- --quick] [-- FILTER...]`: strata against its peers, side by
+//! side in one process and one run, printing medians and the ratio strata/peer per row.
+//!
+//! Each section lives in its own file and registers itself in `main` below. Rounds of strata and
+//! of the peer are interleaved so machine noise hits both.
+
+mod memory;
+mod report;
+mod workload;
+
+use report::Report;
+
+fn main() {
+    let mut report = Report::from_args();
+    if report.wants("memory") {
+        memory::run(&mut report);
+    }
+    report.finish();
+}

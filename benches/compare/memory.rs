@@ -1,0 +1,148 @@
+//! MemoryStore against moka and quick_cache: Zipf(0.99) over 1M u64 keys, all resident.
+
+use std::{sync::Arc, time::Duration};
+
+use strata::MemoryStore;
+
+use crate::{
+    report::{interleaved, timed, Report, Row},
+    workload::{op_mix, scramble, zipf_keys},
+};
+
+const KEYS: usize = 1_000_000;
+const TTL: Duration = Duration::from_secs(3600);
+
+/// The two operations every contender is measured on.
+pub trait Contender: Send + Sync {
+    fn get(&self, k: u64) -> bool;
+    fn put(&self, k: u64, v: u64);
+}
+
+pub struct Strata(pub MemoryStore<u64, u64>, pub Option<Duration>);
+impl Contender for Strata {
+    #[inline]
+    fn get(&self, k: u64) -> bool {
+        self.0.get(&k).is_some()
+    }
+    #[inline]
+    fn put(&self, k: u64, v: u64) {
+        let _ = self.0.put(k, v, self.1);
+    }
+}
+
+pub struct Moka(pub moka::sync::Cache<u64, u64>);
+impl Contender for Moka {
+    #[inline]
+    fn get(&self, k: u64) -> bool {
+        self.0.get(&k).is_some()
+    }
+    #[inline]
+    fn put(&self, k: u64, v: u64) {
+        self.0.insert(k, v);
+    }
+}
+
+pub struct Quick(pub quick_cache::sync::Cache<u64, u64>);
+impl Contender for Quick {
+    #[inline]
+    fn get(&self, k: u64) -> bool {
+        self.0.get(&k).is_some()
+    }
+    #[inline]
+    fn put(&self, k: u64, v: u64) {
+        self.0.insert(k, v);
+    }
+}
+
+fn strata(ttl: Option<Duration>) -> Strata {
+    Strata(MemoryStore::builder().build().expect("valid options"), ttl)
+}
+
+fn moka(ttl: bool) -> Moka {
+    let b = moka::sync::Cache::builder().max_capacity(KEYS as u64 * 2);
+    Moka(if ttl {
+        b.time_to_live(TTL).build()
+    } else {
+        b.build()
+    })
+}
+
+fn quick() -> Quick {
+    Quick(quick_cache::sync::Cache::new(KEYS * 2))
+}
+
+fn fill(c: &dyn Contender) {
+    for i in 0..KEYS as u64 {
+        c.put(scramble(i), i);
+    }
+}
+
+/// Runs `threads` threads over pre-generated keys and ops; returns total ops/s.
+fn run_mix(
+    c: &Arc<dyn Contender>,
+    keys: &Arc<Vec<Vec<u64>>>,
+    ops: &Arc<Vec<bool>>,
+    threads: usize,
+) -> f64 {
+    let per = keys[0].len() as u64;
+    timed(per * threads as u64, || {
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (c, keys, ops) = (c.clone(), keys.clone(), ops.clone());
+                s.spawn(move || {
+                    let mut hits = 0u64;
+                    for (i, &k) in keys[t].iter().enumerate() {
+                        if ops[i] {
+                            hits += u64::from(c.get(k));
+                        } else {
+                            c.put(k, i as u64);
+                        }
+                    }
+                    std::hint::black_box(hits);
+                });
+            }
+        });
+    })
+}
+
+pub fn run(report: &mut Report) {
+    let per_thread = if report.quick { 500_000 } else { 2_000_000 };
+    let keys: Arc<Vec<Vec<u64>>> = Arc::new(
+        (0..2)
+            .map(|t| zipf_keys(KEYS, 0.99, per_thread, 7 + t))
+            .collect(),
+    );
+    for (read_pct, mix) in [(95, "95/5"), (50, "50/50")] {
+        let ops = Arc::new(op_mix(per_thread, read_pct, 11));
+        for ttl in [true, false] {
+            let ours: Arc<dyn Contender> = Arc::new(strata(ttl.then_some(TTL)));
+            fill(&*ours);
+            let peers: Vec<(&str, Arc<dyn Contender>)> = vec![
+                ("moka", Arc::new(moka(ttl))),
+                ("quick_cache", Arc::new(quick())),
+            ];
+            for (name, peer) in peers {
+                if ttl && name == "quick_cache" {
+                    // quick_cache has no TTL; compare it against strata with TTLs on anyway (the budget's row).
+                }
+                fill(&*peer);
+                for threads in [1, 2] {
+                    let (s, p) = interleaved(
+                        report.rounds,
+                        || run_mix(&ours, &keys, &ops, threads),
+                        || run_mix(&peer, &keys, &ops, threads),
+                    );
+                    let ttl_label = if ttl { "ttl" } else { "no ttl" };
+                    report.add(Row {
+                        section: "memory".into(),
+                        label: format!("zipf0.99 1M {mix} {threads}t {ttl_label}"),
+                        strata: s,
+                        peer: Some((name.to_string(), p)),
+                        unit: "ops/s",
+                        higher_is_better: true,
+                    });
+                }
+            }
+        }
+    }
+}

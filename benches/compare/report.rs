@@ -1,0 +1,144 @@
+//! Collecting rows, interleaving rounds, printing the table.
+
+use std::time::{Duration, Instant};
+
+/// One row: strata's figure, optionally a peer's, and the unit.
+pub struct Row {
+    pub section: String,
+    pub label: String,
+    pub strata: f64,
+    pub peer: Option<(String, f64)>,
+    pub unit: &'static str,
+    /// True when bigger is better (ops/s, hit ratio); false for bytes, latency.
+    pub higher_is_better: bool,
+}
+
+pub struct Report {
+    pub quick: bool,
+    pub rounds: usize,
+    filters: Vec<String>,
+    rows: Vec<Row>,
+}
+
+impl Report {
+    pub fn from_args() -> Self {
+        let mut quick = std::env::var_os("STRATA_BENCH_QUICK").is_some();
+        let mut filters = Vec::new();
+        for arg in std::env::args().skip(1) {
+            match arg.as_str() {
+                "--quick" => quick = true,
+                "--bench" => {}
+                a if a.starts_with("--") => {}
+                a => filters.push(a.to_string()),
+            }
+        }
+        Report {
+            quick,
+            rounds: if quick { 3 } else { 5 },
+            filters,
+            rows: Vec::new(),
+        }
+    }
+
+    /// True if `section` was asked for (no filter: every section).
+    pub fn wants(&self, section: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| section.contains(f.as_str()))
+    }
+
+    pub fn add(&mut self, row: Row) {
+        let ratio = row
+            .peer
+            .as_ref()
+            .map(|(_, p)| format!("{:.2}x", row.strata / p));
+        eprintln!(
+            "  {:<10} {:<48} strata {:>14} {}",
+            row.section,
+            row.label,
+            fmt_num(row.strata, row.unit),
+            row.peer
+                .as_ref()
+                .map(|(n, p)| format!(
+                    "{n} {} ratio {}",
+                    fmt_num(*p, row.unit),
+                    ratio.clone().unwrap_or_default()
+                ))
+                .unwrap_or_default()
+        );
+        self.rows.push(row);
+    }
+
+    /// Prints the full table as Markdown on stdout.
+    pub fn finish(&self) {
+        println!("| section | workload | strata | peer | peer value | strata/peer | better |");
+        println!("|---|---|---:|---|---:|---:|---|");
+        for r in &self.rows {
+            let (peer, value, ratio, verdict) = match &r.peer {
+                Some((name, p)) => {
+                    let ratio = r.strata / p;
+                    let ahead = if r.higher_is_better {
+                        ratio >= 1.0
+                    } else {
+                        ratio <= 1.0
+                    };
+                    (
+                        name.clone(),
+                        fmt_num(*p, r.unit),
+                        format!("{ratio:.2}"),
+                        if ahead { "strata" } else { "peer" },
+                    )
+                }
+                None => ("-".into(), "-".into(), "-".into(), "-"),
+            };
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                r.section,
+                r.label,
+                fmt_num(r.strata, r.unit),
+                peer,
+                value,
+                ratio,
+                verdict
+            );
+        }
+    }
+}
+
+pub fn fmt_num(v: f64, unit: &str) -> String {
+    match unit {
+        "ops/s" if v >= 1e6 => format!("{:.2} M ops/s", v / 1e6),
+        "ops/s" if v >= 1e3 => format!("{:.1} k ops/s", v / 1e3),
+        "%" => format!("{v:.2} %"),
+        _ => format!("{v:.1} {unit}"),
+    }
+}
+
+/// Runs `a` and `b` alternately `rounds` times and returns the median of each.
+pub fn interleaved(
+    rounds: usize,
+    mut a: impl FnMut() -> f64,
+    mut b: impl FnMut() -> f64,
+) -> (f64, f64) {
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        xs.push(a());
+        ys.push(b());
+    }
+    (median(xs), median(ys))
+}
+
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Ops per second of `ops` operations that took `elapsed`.
+pub fn rate(ops: u64, elapsed: Duration) -> f64 {
+    ops as f64 / elapsed.as_secs_f64()
+}
+
+/// Times `f` and returns its rate for `ops` operations.
+pub fn timed(ops: u64, f: impl FnOnce()) -> f64 {
+    let start = Instant::now();
+    f();
+    rate(ops, start.elapsed())
+}
