@@ -14,7 +14,10 @@
 
 use std::{future::Future, time::Duration};
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    namespace::Namespace,
+};
 
 /// Remaining lifetime of an entry, as returned by [`Store::ttl`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -307,6 +310,25 @@ where
             })?;
             self.incr(key, negated).await
         }
+    }
+
+    /// The namespace this store's keys live in (`namespace:key` in shared backends).
+    /// Default: [`Namespace::default`] (`"cache"`).
+    fn namespace(&self) -> Namespace {
+        Namespace::default()
+    }
+
+    /// A store of the same kind and options over the same backend (the same Redis connection,
+    /// the same data directory) whose keys live in `namespace`. The `Cache` builder's
+    /// `.namespace(..)` calls this. Default: [`Error::Unsupported`].
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Self>
+    where
+        Self: Sized,
+    {
+        let _ = namespace;
+        Err(Error::Unsupported {
+            operation: "with_namespace",
+        })
     }
 
     /// How many live entries there are.

@@ -420,13 +420,14 @@ mod memory {
 
     use strata::MemoryStore;
 
-    async fn open<K, V>(ctx: &Ctx, _namespace: &str) -> MemoryStore<K, V>
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
         // Each MemoryStore is its own namespace: two stores never share entries.
         MemoryStore::builder()
+            .namespace(namespace)
             .clock(ctx.clock())
             .build()
             .expect("valid options")
@@ -441,12 +442,13 @@ mod memory_real_clock {
 
     use strata::MemoryStore;
 
-    async fn open<K, V>(ctx: &Ctx, _namespace: &str) -> MemoryStore<K, V>
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
         MemoryStore::builder()
+            .namespace(namespace)
             .clock(ctx.clock())
             .shards(1)
             .build()

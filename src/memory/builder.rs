@@ -9,6 +9,7 @@ use super::store::{DefaultHasher, MemoryStore};
 use crate::{
     error::{Error, Result},
     events::DEFAULT_EVENT_CAPACITY,
+    namespace::Namespace,
     time::Clock,
 };
 
@@ -16,6 +17,7 @@ use crate::{
 ///
 /// # Defaults
 /// - `shards`: 4 × available parallelism, rounded up to a power of two, at least 16;
+/// - `namespace`: `"cache"` (a label here: every MemoryStore is its own namespace);
 /// - `clock`: [`Clock::system`];
 /// - `stats`: on;
 /// - `event_capacity`: 4096 events buffered per subscriber;
@@ -31,6 +33,7 @@ use crate::{
 #[derive(Debug)]
 pub struct MemoryStoreBuilder<K, V, S = DefaultHasher> {
     types: PhantomData<fn() -> (K, V)>,
+    namespace: Result<Namespace>,
     shards: Option<usize>,
     clock: Clock,
     stats: bool,
@@ -39,6 +42,7 @@ pub struct MemoryStoreBuilder<K, V, S = DefaultHasher> {
 }
 
 pub(super) struct Parts<S> {
+    pub namespace: Namespace,
     pub shards: usize,
     pub clock: Clock,
     pub stats: bool,
@@ -55,6 +59,7 @@ impl<K, V> MemoryStoreBuilder<K, V, DefaultHasher> {
     pub(super) fn new() -> Self {
         MemoryStoreBuilder {
             types: PhantomData,
+            namespace: Ok(Namespace::default()),
             shards: None,
             clock: Clock::system(),
             stats: true,
@@ -65,6 +70,7 @@ impl<K, V> MemoryStoreBuilder<K, V, DefaultHasher> {
 
     pub(super) fn validated_parts(self) -> Parts<DefaultHasher> {
         Parts {
+            namespace: Namespace::default(),
             shards: default_shards(),
             clock: self.clock,
             stats: self.stats,
@@ -75,6 +81,12 @@ impl<K, V> MemoryStoreBuilder<K, V, DefaultHasher> {
 }
 
 impl<K, V, S> MemoryStoreBuilder<K, V, S> {
+    /// The namespace (validated at `build()`).
+    pub fn namespace(mut self, namespace: impl AsRef<str>) -> Self {
+        self.namespace = Namespace::new(namespace);
+        self
+    }
+
     /// Number of shards (rounded up to a power of two). More shards, less lock contention.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
@@ -103,6 +115,7 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
     pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> MemoryStoreBuilder<K, V, S2> {
         MemoryStoreBuilder {
             types: PhantomData,
+            namespace: self.namespace,
             shards: self.shards,
             clock: self.clock,
             stats: self.stats,
@@ -128,6 +141,7 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
             return Err(Error::config("event_capacity", "must be at least 1"));
         }
         Ok(MemoryStore::from_parts(Parts {
+            namespace: self.namespace?,
             shards,
             clock: self.clock,
             stats: self.stats,

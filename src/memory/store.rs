@@ -19,6 +19,7 @@ use super::{
 use crate::{
     error::{Error, Result},
     events::{EventBus, EventKind, Events},
+    namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
     store::{Counter, Expiry, Store},
     time::Clock,
@@ -66,6 +67,8 @@ impl<K, V, S> std::fmt::Debug for MemoryStore<K, V, S> {
 }
 
 pub(super) struct Inner<K, V, S> {
+    pub namespace: Namespace,
+    pub event_capacity: usize,
     pub shards: Box<[RwLock<Shard<K, V>>]>,
     pub shard_mask: usize,
     pub hasher: S,
@@ -127,6 +130,8 @@ where
 {
     pub(super) fn from_parts(parts: super::builder::Parts<S>) -> Self {
         let inner = Arc::new_cyclic(|me| Inner {
+            namespace: parts.namespace,
+            event_capacity: parts.event_capacity,
             shards: (0..parts.shards).map(|_| RwLock::default()).collect(),
             shard_mask: parts.shards - 1,
             hasher: parts.hasher,
@@ -555,8 +560,24 @@ impl<K, V, S> Store<K, V> for MemoryStore<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
     V: Clone + Send + Sync + 'static,
-    S: BuildHasher + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
 {
+    fn namespace(&self) -> Namespace {
+        self.inner.namespace.clone()
+    }
+
+    /// A new, empty MemoryStore with the same options: in memory, each store is its own namespace.
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Self> {
+        Ok(MemoryStore::from_parts(super::builder::Parts {
+            namespace: namespace.clone(),
+            shards: self.inner.shards.len(),
+            clock: self.inner.clock.clone(),
+            stats: self.inner.stats.enabled(),
+            event_capacity: self.inner.event_capacity,
+            hasher: self.inner.hasher.clone(),
+        }))
+    }
+
     fn put(
         &self,
         key: K,

@@ -4,7 +4,7 @@
 
 pub mod redis_server;
 
-use std::time::Duration;
+use std::{any::Any, sync::Mutex, time::Duration};
 
 pub use redis_server::RedisServer;
 use strata::{Clock, ManualClock};
@@ -15,6 +15,9 @@ pub struct Ctx {
     pub manual: Option<ManualClock>,
     pub dir: Option<tempfile::TempDir>,
     pub redis: Option<RedisServer>,
+    /// A store-specific handle shared by every store a case opens (an opened data directory, a
+    /// client), created on first use by [`Ctx::shared`].
+    pub shared: Mutex<Option<Box<dyn Any + Send + Sync>>>,
 }
 
 impl Ctx {
@@ -24,6 +27,7 @@ impl Ctx {
             manual: Some(ManualClock::new()),
             dir: None,
             redis: None,
+            shared: Mutex::new(None),
         }
     }
 
@@ -33,6 +37,7 @@ impl Ctx {
             manual: None,
             dir: None,
             redis: None,
+            shared: Mutex::new(None),
         }
     }
 
@@ -46,6 +51,18 @@ impl Ctx {
     pub fn with_redis(mut self) -> Self {
         self.redis = Some(RedisServer::start());
         self
+    }
+
+    /// The shared handle of type `T`, created by `init` the first time (e.g. one opened data
+    /// directory that every namespace of a case lives in).
+    pub fn shared<T: Clone + Send + Sync + 'static>(&self, init: impl FnOnce() -> T) -> T {
+        let mut slot = self.shared.lock().expect("ctx lock");
+        if let Some(existing) = slot.as_ref().and_then(|b| b.downcast_ref::<T>()) {
+            return existing.clone();
+        }
+        let value = init();
+        *slot = Some(Box::new(value.clone()));
+        value
     }
 
     /// The clock to give the store under test.
