@@ -4,11 +4,15 @@
 //! Each section lives in its own file and registers itself in `main` below. Rounds of strata and
 //! of the peer are interleaved so machine noise hits both.
 
+mod alloc;
 mod memory;
 mod report;
 mod workload;
 
 use report::Report;
+
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
 
 fn main() {
     let mut report = Report::from_args();

@@ -105,7 +105,45 @@ fn run_mix(
     })
 }
 
+/// Bytes per entry at 1M u64 -> u64 entries, counted by the global allocator.
+fn bytes_per_entry(report: &mut Report) {
+    let n = if report.quick { 200_000 } else { KEYS };
+    let per = |bytes: isize| bytes as f64 / n as f64;
+    let fill_n = |c: &dyn Contender| (0..n as u64).for_each(|i| c.put(scramble(i), i));
+    let rows: [(&str, bool); 2] = [("u64->u64 with ttl", true), ("u64->u64 no ttl", false)];
+    for (label, ttl) in rows {
+        let (s, sb) = crate::alloc::retained_bytes(|| {
+            let s = strata(ttl.then_some(TTL));
+            fill_n(&s);
+            s
+        });
+        let (m, mb) = crate::alloc::retained_bytes(|| {
+            let m = moka(ttl);
+            fill_n(&m);
+            m.0.run_pending_tasks();
+            m
+        });
+        let (q, qb) = crate::alloc::retained_bytes(|| {
+            let q = Quick(quick_cache::sync::Cache::new(n));
+            fill_n(&q);
+            q
+        });
+        for (peer, bytes) in [("moka", mb), ("quick_cache", qb)] {
+            report.add(Row {
+                section: "memory".into(),
+                label: format!("bytes/entry {label} ({n} entries)"),
+                strata: per(sb),
+                peer: Some((peer.into(), per(bytes))),
+                unit: "B",
+                higher_is_better: false,
+            });
+        }
+        drop((s, m, q));
+    }
+}
+
 pub fn run(report: &mut Report) {
+    bytes_per_entry(report);
     let per_thread = if report.quick { 500_000 } else { 2_000_000 };
     let keys: Arc<Vec<Vec<u64>>> = Arc::new(
         (0..2)

@@ -18,9 +18,10 @@ impl<K, V> Slot<K, V> {
     }
 }
 
-/// The deadline index holds `(deadline, hash)` pairs, not keys: at a deadline the sweeper removes
-/// every entry with that hash whose deadline has passed, which is correct whatever else shares
-/// the hash. Overwritten deadlines stay in the heap until popped (lazy deletion); the heap is
+/// The deadline index holds `(deadline, hash)` pairs, not keys (16 bytes whatever the key type):
+/// at a deadline the sweeper removes the entries on that hash's probe path whose deadline has
+/// passed. That may take along another expired entry sharing the hash's control byte, which is
+/// correct: every entry it removes is expired. Overwritten deadlines stay in the heap until popped (lazy deletion); the heap is
 /// rebuilt when it grows past twice the table.
 pub(crate) struct Shard<K, V> {
     pub table: HashTable<Slot<K, V>>,
@@ -82,5 +83,71 @@ impl<K, V> Shard<K, V> {
             done += 1;
         }
         done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard_with(n: u64) -> Shard<u64, u64> {
+        let mut shard = Shard::default();
+        for k in 0..n {
+            shard.table.insert_unique(
+                k,
+                Slot {
+                    key: k,
+                    value: k,
+                    deadline: 10,
+                },
+                |s| s.key,
+            );
+        }
+        shard
+    }
+
+    #[test]
+    fn overwrites_do_not_grow_the_deadline_index_without_bound() {
+        let mut shard = shard_with(100);
+        for round in 0..20_000 {
+            shard.schedule(round % 100, 10 + round, |k| *k);
+        }
+        assert!(
+            shard.deadlines.len() <= 2 * 100 + 64 + 1,
+            "{}",
+            shard.deadlines.len()
+        );
+    }
+
+    #[test]
+    fn purge_removes_due_entries_only_and_respects_the_budget() {
+        let mut shard = shard_with(0);
+        for k in 0..10u64 {
+            shard.table.insert_unique(
+                k,
+                Slot {
+                    key: k,
+                    value: k,
+                    deadline: 100 + k,
+                },
+                |s| s.key,
+            );
+            shard.schedule(k, 100 + k, |k| *k);
+        }
+        let mut out = Vec::new();
+        assert_eq!(
+            shard.purge(104, 3, &mut out),
+            3,
+            "three deadlines processed"
+        );
+        // Removing by hash may take other due entries along (they are expired too): never a
+        // live one.
+        assert!(out.len() >= 3 && out.iter().all(|s| s.deadline <= 104));
+        shard.purge(104, 100, &mut out);
+        let mut keys: Vec<u64> = out.iter().map(|s| s.key).collect();
+        keys.sort();
+        assert_eq!(keys, [0, 1, 2, 3, 4]);
+        assert_eq!(shard.table.len(), 5);
+        assert_eq!(shard.next_deadline(), Some(105));
     }
 }
