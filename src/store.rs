@@ -249,6 +249,24 @@ where
         std::future::ready(Err(Error::Unsupported { operation: "ttl" }))
     }
 
+    /// The live value under `key` together with its remaining lifetime, read together where the
+    /// store can (one lock in memory, one round trip in Redis). A replicated store uses it so a
+    /// local copy never outlives the TTL it was read with. Default: `get`, then `ttl` (not atomic;
+    /// a store without TTL support reports [`Expiry::Never`]).
+    fn get_with_ttl(&self, key: &K) -> impl Future<Output = Result<Option<(V, Expiry)>>> + Send {
+        async move {
+            let Some(value) = self.get(key).await? else {
+                return Ok(None);
+            };
+            match self.ttl(key).await {
+                Ok(Some(expiry)) => Ok(Some((value, expiry))),
+                Ok(None) => Ok(None),
+                Err(Error::Unsupported { .. }) => Ok(Some((value, Expiry::Never))),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
     /// Gives `key` a new TTL counted from now (`None`: never expire); true if the key was live.
     /// Default: `get` then `put` (not atomic).
     fn expire(&self, key: &K, ttl: Option<Duration>) -> impl Future<Output = Result<bool>> + Send {

@@ -260,6 +260,32 @@ pub mod cases {
         );
     }
 
+    pub async fn get_with_ttl_reads_both<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        let key = "k".to_string();
+        assert_eq!(s.get_with_ttl(&key).await.unwrap(), None);
+        s.put(key.clone(), "v".into(), Some(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        s.put("f".into(), "w".into(), None).await.unwrap();
+        ctx.advance(200 * MS).await;
+        let (value, expiry) = s.get_with_ttl(&key).await.unwrap().expect("live");
+        assert_eq!(value, "v");
+        assert_remaining(
+            Some(expiry),
+            Duration::from_millis(9800),
+            Duration::from_millis(500),
+        );
+        assert_eq!(
+            s.get_with_ttl(&"f".into()).await.unwrap(),
+            Some(("w".into(), Expiry::Never))
+        );
+        s.put("gone".into(), "x".into(), Some(100 * MS))
+            .await
+            .unwrap();
+        ctx.advance(200 * MS).await;
+        assert_eq!(s.get_with_ttl(&"gone".into()).await.unwrap(), None);
+    }
+
     pub async fn expire_and_persist_change_ttl<St: Store<S, S>>(ctx: &Ctx, s: &St) {
         let key = "k".to_string();
         s.put(key.clone(), "v".into(), Some(100 * MS))
@@ -380,6 +406,7 @@ macro_rules! conformance {
         case!(empty_and_non_ascii_keys);
         case!(ttl_reports_remaining);
         case!(expire_and_persist_change_ttl);
+        case!(get_with_ttl_reads_both);
         case!(put_new_respects_live_entries);
         case!(batch_operations);
         case!(take_returns_value_once);

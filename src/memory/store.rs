@@ -424,6 +424,31 @@ where
         }
     }
 
+    /// The live value under `key` and its remaining lifetime, read under one lock.
+    pub fn get_with_ttl<Q>(&self, key: &Q) -> Option<(V, Expiry)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let now = self.now();
+        let shard = self.shard(hash).read();
+        let found = shard.table.find(hash, |s| s.key.borrow() == key);
+        let result = found.and_then(|s| match s.deadline {
+            0 => Some((s.value.clone(), Expiry::Never)),
+            d if d <= now => None,
+            d => Some((s.value.clone(), Expiry::In(Duration::from_millis(d - now)))),
+        });
+        drop(shard);
+        let stat = if result.is_some() {
+            Stat::Hits
+        } else {
+            Stat::Misses
+        };
+        self.inner.stats.incr(stat);
+        result
+    }
+
     /// Sets a new TTL on `key`, counted from now (`None`: never expires); true if it was live.
     pub fn expire<Q>(&self, key: &Q, ttl: Option<Duration>) -> Result<bool>
     where
@@ -618,6 +643,10 @@ where
 
     fn ttl(&self, key: &K) -> impl Future<Output = Result<Option<Expiry>>> + Send {
         ready(Ok(MemoryStore::ttl(self, key)))
+    }
+
+    fn get_with_ttl(&self, key: &K) -> impl Future<Output = Result<Option<(V, Expiry)>>> + Send {
+        ready(Ok(MemoryStore::get_with_ttl(self, key)))
     }
 
     fn expire(&self, key: &K, ttl: Option<Duration>) -> impl Future<Output = Result<bool>> + Send {
