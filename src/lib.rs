@@ -16,6 +16,8 @@
 //! - `events`: [`Event`]s with a [`RemovalCause`], for subscribers.
 //! - `stats`: [`Stats`] counters, striped per thread.
 //! - `error`: the one [`Error`] enum.
+//! - `sessions` (feature `sessions`, on by default): `StrataSessionStore`, a tower-sessions
+//!   `SessionStore` over any store, so a web app's sessions survive restarts and span nodes.
 //!
 //! ## Consistency and background work
 //! - **MemoryStore**: linearizable per key (a shard lock per write; reads take the shard's read
@@ -40,6 +42,8 @@ mod error;
 mod events;
 mod memory;
 mod namespace;
+#[cfg(feature = "sessions")]
+pub mod sessions;
 mod stats;
 pub mod store;
 mod time;
