@@ -215,11 +215,20 @@ mod int_probe {
 
         ints!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
               serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
-        refuse!(serialize_bool(bool), serialize_f32(f32), serialize_f64(f64),
-                serialize_char(char), serialize_str(&str), serialize_bytes(&[u8]),
-                serialize_none(), serialize_unit(), serialize_unit_struct(&'static str),
-                serialize_i128(i128), serialize_u128(u128),
-                serialize_unit_variant(&'static str, u32, &'static str));
+        refuse!(
+            serialize_bool(bool),
+            serialize_f32(f32),
+            serialize_f64(f64),
+            serialize_char(char),
+            serialize_str(&str),
+            serialize_bytes(&[u8]),
+            serialize_none(),
+            serialize_unit(),
+            serialize_unit_struct(&'static str),
+            serialize_i128(i128),
+            serialize_u128(u128),
+            serialize_unit_variant(&'static str, u32, &'static str)
+        );
 
         fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, NotAnInteger> {
             Err(NotAnInteger)
@@ -368,7 +377,9 @@ mod tests {
     fn newer_version_is_refused_with_advice() {
         let mut bytes = encode_value(&[1u8], Format::MessagePack, "k").unwrap();
         bytes[1] = 9;
-        let err = decode_value::<[u8; 1]>(&bytes, "k").unwrap_err().to_string();
+        let err = decode_value::<[u8; 1]>(&bytes, "k")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("newer strata"), "{err}");
     }
 
@@ -403,19 +414,43 @@ mod tests {
         }
         assert_eq!(value_to_json(b"-3").unwrap(), serde_json::json!(-3));
         // Other values keep their header, including Option and floats.
-        assert_eq!(encode_value(&Some(1u8), Format::MessagePack, "k").unwrap()[0], MAGIC);
-        assert_eq!(encode_value(&1.5f64, Format::MessagePack, "k").unwrap()[0], MAGIC);
+        assert_eq!(
+            encode_value(&Some(1u8), Format::MessagePack, "k").unwrap()[0],
+            MAGIC
+        );
+        assert_eq!(
+            encode_value(&1.5f64, Format::MessagePack, "k").unwrap()[0],
+            MAGIC
+        );
         assert_eq!(encode_value(&"12", Format::Json, "k").unwrap()[0], MAGIC);
     }
 
     #[test]
     fn raw_decimal_out_of_range_is_a_decode_error() {
-        assert!(matches!(decode_value::<u8>(b"300", "k"), Err(Error::Decode { .. })));
-        assert!(matches!(decode_value::<u64>(b"-1", "k"), Err(Error::Decode { .. })));
-        assert!(matches!(decode_value::<i64>(b"99999999999999999999", "k"), Err(Error::Decode { .. })));
-        assert!(matches!(decode_value::<String>(b"12", "k"), Err(Error::Decode { .. })));
-        assert!(matches!(decode_value::<i64>(b"-", "k"), Err(Error::Decode { .. })));
-        assert!(matches!(decode_value::<i64>(b"1x", "k"), Err(Error::Decode { .. })));
+        assert!(matches!(
+            decode_value::<u8>(b"300", "k"),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_value::<u64>(b"-1", "k"),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_value::<i64>(b"99999999999999999999", "k"),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_value::<String>(b"12", "k"),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_value::<i64>(b"-", "k"),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_value::<i64>(b"1x", "k"),
+            Err(Error::Decode { .. })
+        ));
     }
 
     proptest! {
