@@ -154,8 +154,12 @@ async fn connect_single(settings: &Settings) -> Result<Conn> {
     let probe = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(settings.connect_timeout))
         .set_response_timeout(Some(settings.command_timeout));
-    client
+    let mut probe = client
         .get_multiplexed_async_connection_with_config(&probe)
+        .await
+        .map_err(|e| connect_error(settings, e))?;
+    redis::cmd("PING")
+        .query_async::<()>(&mut probe)
         .await
         .map_err(|e| connect_error(settings, e))?;
     let config = ConnectionManagerConfig::new()
@@ -206,20 +210,26 @@ fn url_error(url: &str, e: RedisError) -> Error {
 }
 
 fn connect_error(settings: &Settings, e: RedisError) -> Error {
-    let advice = match e.kind() {
-        ErrorKind::AuthenticationFailed => {
-            "authentication failed: check the user and password in the URL"
-        }
-        ErrorKind::Server(_) if e.code() == Some("WRONGPASS") || e.code() == Some("NOAUTH") => {
-            "authentication failed: check the user and password in the URL"
-        }
-        _ if e.is_timeout() => "timed out: is the server reachable?",
-        _ => "could not connect: is the server running and reachable?",
+    let advice = if is_auth_error(&e) {
+        "authentication failed: check the user and password in the URL"
+    } else if e.is_timeout() {
+        "timed out: is the server reachable?"
+    } else {
+        "could not connect: is the server running and reachable?"
     };
     Error::backend(
         format!("connecting to {} ({advice})", settings.describe()),
         e,
     )
+}
+
+/// A refused `AUTH`, or a server that wants one (`NOAUTH`, `WRONGPASS`).
+fn is_auth_error(e: &RedisError) -> bool {
+    let text = e.to_string();
+    e.kind() == ErrorKind::AuthenticationFailed
+        || ["NOAUTH", "WRONGPASS"]
+            .iter()
+            .any(|code| e.code() == Some(code) || text.contains(code))
 }
 
 /// `url` without its user name and password.

@@ -65,7 +65,7 @@ fn spawn_node(port: u16, dir: &str) -> Child {
         "redis-server --port {port} --bind 127.0.0.1 --protected-mode no --cluster-enabled yes \
          --cluster-config-file nodes-{port}.conf --cluster-node-timeout 2000 --save '' \
          --appendonly no --dir {dir} >/dev/null 2>&1 & pid=$!; read _; kill -9 $pid; \
-         rm -rf {dir}/nodes-{port}.conf"
+         rm -rf {dir}"
     );
     Command::new("sh")
         .args(["-c", &script])
