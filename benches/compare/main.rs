@@ -5,6 +5,7 @@
 //! of the peer are interleaved so machine noise hits both.
 
 mod memory;
+mod redis;
 mod report;
 mod workload;
 
@@ -14,6 +15,9 @@ fn main() {
     let mut report = Report::from_args();
     if report.wants("memory") {
         memory::run(&mut report);
+    }
+    if report.wants("redis") {
+        redis::run(&mut report);
     }
     report.finish();
 }
