@@ -215,7 +215,7 @@ mod bench {
             "same 64 value bytes as redis-benchmark -d 64"
         );
         // Fill every key once so GETs hit.
-        strata_round(&rt, &store, Op::Set, 64, KEYS);
+        strata_round(&rt, &store, Op::Set, 16, KEYS);
 
         let scale = if report.quick { 4 } else { 1 };
         for tasks in [1, 64] {

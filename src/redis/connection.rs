@@ -162,9 +162,11 @@ async fn connect_single(settings: &Settings) -> Result<Conn> {
         .query_async::<()>(&mut probe)
         .await
         .map_err(|e| connect_error(settings, e))?;
+    // No response timeout inside the manager: `Conn::run` bounds every command (and any wait
+    // for a reconnection) with one timer instead of two.
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(settings.connect_timeout))
-        .set_response_timeout(Some(settings.command_timeout))
+        .set_response_timeout(None)
         .set_min_delay(RECONNECT_MIN_DELAY)
         .set_max_delay(RECONNECT_MAX_DELAY);
     let manager = ConnectionManager::new_with_config(client, config)
