@@ -314,3 +314,61 @@ async fn invalid_urls_are_config_errors() {
         );
     }
 }
+
+/// A CA and a server certificate for 127.0.0.1, as PEM files in `dir`; returns the CA's PEM.
+#[cfg(feature = "tls")]
+fn write_test_certs(dir: &std::path::Path) -> String {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.crt"), server_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+    ca_cert.pem()
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn rediss_with_a_private_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = write_test_certs(certs.path());
+    let file = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+    let tls_port = free_port().to_string();
+    let (cert, key, ca_file) = (file("server.crt"), file("server.key"), file("ca.crt"));
+    let _server = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca_file,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://127.0.0.1:{tls_port}/");
+    let untrusted = open::<String>(&url).await.unwrap_err();
+    assert!(matches!(untrusted, Error::Backend { .. }), "{untrusted}");
+    let store = RedisStore::<String, String>::builder()
+        .url(&url)
+        .namespace("test")
+        .tls_root_cert(ca)
+        .build()
+        .await
+        .unwrap();
+    store
+        .put("k".into(), "over tls".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&"k".into()).await.unwrap().as_deref(),
+        Some("over tls")
+    );
+}

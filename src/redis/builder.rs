@@ -23,7 +23,8 @@ use crate::{
 /// - `connect_timeout`: 5 s (the whole connect, retries included);
 /// - `command_timeout`: 2 s per command (waiting for a reconnection included);
 /// - `scan_batch`: 500 keys per `SCAN` page (and per `UNLINK` in `clear`);
-/// - `format`: [`Format::MessagePack`] (integers are always raw decimal, see [`crate::codec`]).
+/// - `format`: [`Format::MessagePack`] (integers are always raw decimal, see [`crate::codec`]);
+/// - `tls_root_cert`: none (`rediss://` trusts the system's root certificates).
 ///
 /// ```
 /// use std::time::Duration;
@@ -47,6 +48,7 @@ pub struct RedisStoreBuilder<K, V> {
     command_timeout: Duration,
     scan_batch: usize,
     format: Format,
+    tls_root_cert: Option<Vec<u8>>,
 }
 
 /// Validated options, handed to the store.
@@ -68,6 +70,7 @@ impl<K, V> RedisStoreBuilder<K, V> {
             command_timeout: Duration::from_secs(2),
             scan_batch: 500,
             format: Format::default(),
+            tls_root_cert: None,
         }
     }
 
@@ -121,6 +124,13 @@ impl<K, V> RedisStoreBuilder<K, V> {
         self
     }
 
+    /// For `rediss://`: trust these PEM root certificates (a private CA) instead of the
+    /// system's trust store. Needs the `tls` feature (`build()` says so otherwise).
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_cert = Some(pem.into());
+        self
+    }
+
     fn validate(self) -> Result<Parts> {
         if self.urls.is_empty() {
             return Err(Error::config("cluster", "give at least one seed node URL"));
@@ -146,6 +156,7 @@ impl<K, V> RedisStoreBuilder<K, V> {
                 cluster: self.cluster,
                 connect_timeout: self.connect_timeout,
                 command_timeout: self.command_timeout,
+                tls_root_cert: self.tls_root_cert,
             },
             namespace: self.namespace?,
             scan_batch: self.scan_batch,

@@ -29,6 +29,8 @@ pub(crate) struct Settings {
     pub cluster: bool,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// PEM root certificate(s) to trust for `rediss://` instead of the system's.
+    pub tls_root_cert: Option<Vec<u8>>,
 }
 
 impl Settings {
@@ -146,9 +148,38 @@ pub(crate) async fn connect(settings: &Settings) -> Result<Conn> {
     }
 }
 
+/// A client for `url`, trusting `tls_root_cert` if one was given.
+fn client(settings: &Settings, url: &str) -> Result<redis::Client> {
+    #[cfg(feature = "tls")]
+    if let Some(pem) = &settings.tls_root_cert {
+        install_crypto_provider();
+        let certs = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        };
+        return redis::Client::build_with_tls(url, certs).map_err(|e| url_error(url, e));
+    }
+    if settings.tls_root_cert.is_some() {
+        return Err(Error::config(
+            "tls_root_cert",
+            "needs strata's `tls` feature",
+        ));
+    }
+    if url.starts_with("rediss") {
+        install_crypto_provider();
+    }
+    redis::Client::open(url).map_err(|e| url_error(url, e))
+}
+
+/// rustls needs a process-wide crypto provider; install ring's unless one is installed.
+fn install_crypto_provider() {
+    #[cfg(feature = "tls")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 async fn connect_single(settings: &Settings) -> Result<Conn> {
     let url = settings.urls.first().map(String::as_str).unwrap_or("");
-    let client = redis::Client::open(url).map_err(|e| url_error(url, e))?;
+    let client = client(settings, url)?;
     // One direct attempt first: the manager retries with back-off, which would turn a wrong
     // password into a timeout instead of saying what is wrong.
     let probe = AsyncConnectionConfig::new()
@@ -177,9 +208,18 @@ async fn connect_single(settings: &Settings) -> Result<Conn> {
 
 async fn connect_cluster(settings: &Settings) -> Result<Conn> {
     for url in &settings.urls {
-        redis::Client::open(url.as_str()).map_err(|e| url_error(url, e))?;
+        client(settings, url)?;
     }
-    let client = ClusterClientBuilder::new(settings.urls.clone())
+    let builder = ClusterClientBuilder::new(settings.urls.clone());
+    #[cfg(feature = "tls")]
+    let builder = match &settings.tls_root_cert {
+        Some(pem) => builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        }),
+        None => builder,
+    };
+    let client = builder
         .connection_timeout(settings.connect_timeout)
         .response_timeout(settings.command_timeout)
         .retries(3)
