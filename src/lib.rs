@@ -8,6 +8,8 @@
 //! ## Modules
 //! - [`store`]: the [`Store`] trait, [`Expiry`] and [`Counter`].
 //! - `memory`: [`MemoryStore`], sharded in-memory store with TTL expiry (Pow's `EtsCache`).
+//! - `redis` (feature `redis`): `RedisStore`, entries in Redis or Redis Cluster over one
+//!   multiplexed connection that reconnects by itself (Pow's Redix backend).
 //! - [`codec`]: keys and values to bytes for stores that leave the process (versioned header,
 //!   MessagePack or JSON, bounded decoding).
 //! - `time`: [`Clock`] and [`ManualClock`], injected into every store so expiry is tested by
@@ -42,6 +44,8 @@ mod error;
 mod events;
 mod memory;
 mod namespace;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sessions")]
 pub mod sessions;
 mod stats;
@@ -53,6 +57,8 @@ pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use namespace::{Namespace, DEFAULT_NAMESPACE};
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreBuilder};
 pub use stats::{Counter as StatCounter, Stats, StatsRecorder};
 pub use store::{Counter, Expiry, Store};
 pub use time::{check_ttl, Clock, ManualClock, UnixMillis};

@@ -6,6 +6,7 @@
 
 mod alloc;
 mod memory;
+mod redis;
 mod report;
 mod workload;
 
@@ -18,6 +19,9 @@ fn main() {
     let mut report = Report::from_args();
     if report.wants("memory") {
         memory::run(&mut report);
+    }
+    if report.wants("redis") {
+        redis::run(&mut report);
     }
     report.finish();
 }

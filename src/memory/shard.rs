@@ -1,6 +1,6 @@
 //! One shard: a hash table of entries and a coarse index of their deadlines.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use hashbrown::HashTable;
 
@@ -34,7 +34,8 @@ impl<K, V> Slot<K, V> {
 /// (so at most 32 bytes of index per entry, 8–16 on average in steady overwrite traffic).
 pub(crate) struct Shard<K, V> {
     pub table: HashTable<Slot<K, V>>,
-    buckets: BTreeMap<u64, Vec<u64>>,
+    /// `(bucket, hashes)`, sorted by bucket.
+    buckets: VecDeque<(u64, Vec<u64>)>,
     indexed: usize,
 }
 
@@ -42,7 +43,7 @@ impl<K, V> Default for Shard<K, V> {
     fn default() -> Self {
         Shard {
             table: HashTable::new(),
-            buckets: BTreeMap::new(),
+            buckets: VecDeque::new(),
             indexed: 0,
         }
     }
@@ -50,6 +51,7 @@ impl<K, V> Default for Shard<K, V> {
 
 impl<K, V> Shard<K, V> {
     /// Records that the entry with `hash` expires at `deadline` (no-op for 0).
+    #[inline]
     pub fn schedule(&mut self, hash: u64, deadline: u64, rehash: impl Fn(&K) -> u64) {
         if deadline == 0 {
             return;
@@ -63,23 +65,38 @@ impl<K, V> Shard<K, V> {
     #[inline]
     fn index(&mut self, hash: u64, deadline: u64) {
         let bucket = deadline >> BUCKET_SHIFT;
-        match self.buckets.last_entry() {
-            Some(mut last) if *last.key() == bucket => last.get_mut().push(hash),
-            _ => self.buckets.entry(bucket).or_default().push(hash),
-        }
         self.indexed += 1;
+        // The common case, one TTL for everything: append to the newest bucket.
+        if let Some((last, hashes)) = self.buckets.back_mut() {
+            if *last == bucket {
+                hashes.push(hash);
+                return;
+            }
+        }
+        self.index_slow(hash, bucket);
     }
 
-    fn rebuild_deadlines(&mut self, rehash: impl Fn(&K) -> u64) {
-        let mut buckets: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-        let mut indexed = 0;
-        for slot in self.table.iter().filter(|s| s.deadline != 0) {
-            let bucket = slot.deadline >> BUCKET_SHIFT;
-            buckets.entry(bucket).or_default().push(rehash(&slot.key));
-            indexed += 1;
+    fn index_slow(&mut self, hash: u64, bucket: u64) {
+        match self.buckets.binary_search_by_key(&bucket, |(b, _)| *b) {
+            Ok(i) => self.buckets[i].1.push(hash),
+            Err(i) => self.buckets.insert(i, (bucket, vec![hash])),
         }
-        self.buckets = buckets;
-        self.indexed = indexed;
+    }
+
+    #[cold]
+    fn rebuild_deadlines(&mut self, rehash: impl Fn(&K) -> u64) {
+        let mut live: Vec<(u64, u64)> = self
+            .table
+            .iter()
+            .filter(|s| s.deadline != 0)
+            .map(|s| (s.deadline >> BUCKET_SHIFT, rehash(&s.key)))
+            .collect();
+        // Sorting by bucket only (a stable radix-like pass would do too); then appends are O(1).
+        live.sort_unstable_by_key(|(bucket, _)| *bucket);
+        self.clear_deadlines();
+        for (bucket, hash) in live {
+            self.index(hash, bucket << BUCKET_SHIFT);
+        }
     }
 
     /// Forgets every scheduled deadline (after the table was emptied).
@@ -90,7 +107,7 @@ impl<K, V> Shard<K, V> {
 
     /// When the earliest bucket will be fully due, if any deadline is scheduled.
     pub fn next_deadline(&self) -> Option<u64> {
-        let (bucket, _) = self.buckets.first_key_value()?;
+        let (bucket, _) = self.buckets.front()?;
         Some((bucket + 1) << BUCKET_SHIFT)
     }
 
@@ -101,17 +118,16 @@ impl<K, V> Shard<K, V> {
     pub fn purge(&mut self, now: u64, budget: usize, out: &mut Vec<Slot<K, V>>) -> bool {
         let mut done = 0;
         while done < budget {
-            let Some(mut first) = self.buckets.first_entry() else {
+            let Some((bucket, hashes)) = self.buckets.front_mut() else {
                 return false;
             };
-            if (*first.key() + 1) << BUCKET_SHIFT > now {
+            if (*bucket + 1) << BUCKET_SHIFT > now {
                 break;
             }
-            let hashes = first.get_mut();
             let take = hashes.len().min(budget - done);
             let batch = hashes.split_off(hashes.len() - take);
             if hashes.is_empty() {
-                first.remove();
+                self.buckets.pop_front();
             }
             done += take;
             self.indexed -= take;
@@ -129,7 +145,10 @@ impl<K, V> Shard<K, V> {
     /// Removes what has expired from the bucket that `now` falls in, keeping the rest indexed.
     fn purge_partial_bucket(&mut self, now: u64, out: &mut Vec<Slot<K, V>>) {
         let bucket = now >> BUCKET_SHIFT;
-        let Some(hashes) = self.buckets.remove(&bucket) else {
+        let Ok(i) = self.buckets.binary_search_by_key(&bucket, |(b, _)| *b) else {
+            return;
+        };
+        let Some((_, hashes)) = self.buckets.remove(i) else {
             return;
         };
         self.indexed -= hashes.len();
@@ -179,7 +198,7 @@ mod tests {
             shard.schedule(round % 100, 10 + round, |k| *k);
         }
         assert!(shard.indexed <= 4 * 100 + 64 + 1, "{}", shard.indexed);
-        let in_buckets: usize = shard.buckets.values().map(Vec::len).sum();
+        let in_buckets: usize = shard.buckets.iter().map(|(_, h)| h.len()).sum();
         assert_eq!(in_buckets, shard.indexed);
     }
 

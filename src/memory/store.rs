@@ -25,7 +25,7 @@ use crate::{
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
     store::{Counter, Expiry, Store},
-    time::Clock,
+    time::{deadline_at, Clock},
 };
 
 /// The default hasher: fast, randomly seeded per store. For keys an attacker chooses, build the
@@ -218,11 +218,13 @@ where
     ///
     /// Fails only for a zero TTL.
     pub fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
-        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
+        let now = self.now();
+        let deadline = deadline_at(now, ttl)?;
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let replaced = self.insert_slot(
             hash,
+            now,
             Slot {
                 key,
                 value,
@@ -233,8 +235,7 @@ where
         Ok(())
     }
 
-    fn insert_slot(&self, hash: u64, slot: Slot<K, V>) -> Replaced<V> {
-        let now = self.now();
+    fn insert_slot(&self, hash: u64, now: u64, slot: Slot<K, V>) -> Replaced<V> {
         let deadline = slot.deadline;
         let mut shard = self.shard(hash).write();
         let replaced = match shard
@@ -282,9 +283,9 @@ where
 
     /// Writes only if `key` has no live entry; true if written. Atomic.
     pub fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
-        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
-        let hash = self.hash(&key);
         let now = self.now();
+        let deadline = deadline_at(now, ttl)?;
+        let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let mut shard = self.shard(hash).write();
         let replaced = match shard
@@ -461,9 +462,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
-        let hash = self.hash(key);
         let now = self.now();
+        let deadline = deadline_at(now, ttl)?;
+        let hash = self.hash(key);
         let mut shard = self.shard(hash).write();
         let Some(slot) = shard.table.find_mut(hash, |s| s.key.borrow() == key) else {
             return Ok(false);
