@@ -325,3 +325,73 @@ async fn works_as_either_half_of_a_caching_session_store() {
         "hydrated again"
     );
 }
+
+#[cfg(feature = "redis")]
+mod support;
+
+#[cfg(feature = "redis")]
+mod redis {
+    //! The adapter over a real Redis: expiry as `PX`, collisions refused by `SET NX`, garbage
+    //! under a session key treated as absent.
+
+    use strata::RedisStore;
+
+    use super::*;
+    use crate::support::RedisServer;
+
+    async fn redis_sessions(
+        server: &RedisServer,
+    ) -> StrataSessionStore<RedisStore<String, Record>> {
+        let store = RedisStore::builder()
+            .url(server.url())
+            .namespace("sessions")
+            .build()
+            .await
+            .unwrap();
+        StrataSessionStore::new(store)
+    }
+
+    fn pttl(server: &RedisServer, id: Id) -> i64 {
+        let reply = server.raw(&["PTTL", &format!("sessions:{id}")]);
+        reply.trim().trim_start_matches(':').parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn sessions_in_redis_expire_by_their_record_and_refuse_collisions() {
+        let server = RedisServer::start();
+        let sessions = redis_sessions(&server).await;
+        let mut first = record(Id::default(), time::Duration::minutes(10), 1);
+        sessions.create(&mut first).await.unwrap();
+        let ttl = pttl(&server, first.id);
+        assert!(ttl > 590_000 && ttl <= 600_000, "{ttl}");
+
+        let mut second = record(first.id, time::Duration::minutes(10), 2);
+        sessions.create(&mut second).await.unwrap();
+        assert_ne!(second.id, first.id);
+        assert_eq!(
+            sessions.load(&first.id).await.unwrap().unwrap().data["visits"],
+            1
+        );
+
+        let app = app(sessions.clone());
+        let (_, cookie) = request(&app, None).await;
+        let cookie = cookie.unwrap();
+        assert_eq!(request(&app, Some(&cookie)).await.0, "2");
+    }
+
+    #[tokio::test]
+    async fn garbage_under_a_session_key_is_absent_and_deleted() {
+        let server = RedisServer::start();
+        let sessions = redis_sessions(&server).await;
+        let id = Id::default();
+        let key = format!("sessions:{id}");
+        server.raw(&["SET", &key, "not a strata value"]);
+        assert_eq!(sessions.load(&id).await.unwrap(), None);
+        assert_eq!(server.raw(&["EXISTS", &key]).trim(), ":0");
+
+        server.raw(&["SET", &key, "garbage"]);
+        let (body, new_cookie) = request(&app(sessions), Some(&format!("id={id}"))).await;
+        assert_eq!(body, "1");
+        assert_ne!(new_cookie.unwrap(), format!("id={id}"));
+    }
+}
