@@ -6,6 +6,7 @@
 
 mod alloc;
 mod memory;
+mod plot;
 mod redis;
 mod report;
 mod workload;
