@@ -7,6 +7,8 @@
 //!
 //! ## Modules
 //! - [`store`]: the [`Store`] trait, [`Expiry`] and [`Counter`].
+//! - `cache`: [`Cache`], the Cachex-grade API over any store — `fetch` with single flight,
+//!   negative caching, [`Warmer`]s, events, stats, `dump`/`load` — and [`RateLimiter`].
 //! - `memory`: [`MemoryStore`], sharded in-memory store with TTL expiry (Pow's `EtsCache`).
 //! - [`codec`]: keys and values to bytes for stores that leave the process (versioned header,
 //!   MessagePack or JSON, bounded decoding).
@@ -35,6 +37,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cache;
 pub mod codec;
 mod error;
 mod events;
@@ -44,6 +47,10 @@ mod stats;
 pub mod store;
 mod time;
 
+pub use cache::{
+    Cache, CacheBuilder, FetchError, Load, LoadSummary, ObservableStore, RateDecision, RateLimiter,
+    Update, Warmer, DUMP_VERSION,
+};
 pub use codec::{Format, Key};
 pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
