@@ -205,7 +205,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             ));
         }
         if self.warmers.iter().any(|w| w.interval.is_zero()) {
-            return Err(Error::config("warmer", "the interval must be greater than zero"));
+            return Err(Error::config(
+                "warmer",
+                "the interval must be greater than zero",
+            ));
         }
         Ok(())
     }
@@ -222,9 +225,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         S: Store<K, V> + ObservableStore<K> + 'static,
     {
         self.validate()?;
-        let store = self.store.ok_or_else(|| {
-            Error::config("store", "a Cache needs a store: call `.store(..)`")
-        })?;
+        let store = self
+            .store
+            .ok_or_else(|| Error::config("store", "a Cache needs a store: call `.store(..)`"))?;
         let store = match &self.namespace {
             Some(name) => store.with_namespace(&Namespace::new(name)?)?,
             None => store,

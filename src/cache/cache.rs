@@ -185,7 +185,14 @@ where
     /// The live value under `key` (a hit or a miss in the stats).
     pub async fn get(&self, key: &K) -> Result<Option<V>> {
         let value = self.inner.store.get(key).await?;
-        self.count(if value.is_some() { Stat::Hits } else { Stat::Misses }, 1);
+        self.count(
+            if value.is_some() {
+                Stat::Hits
+            } else {
+                Stat::Misses
+            },
+            1,
+        );
         Ok(value)
     }
 
@@ -254,7 +261,14 @@ where
     /// Removes `key` and returns its value.
     pub async fn take(&self, key: &K) -> Result<Option<V>> {
         let value = self.inner.store.take(key).await?;
-        self.count(if value.is_some() { Stat::Hits } else { Stat::Misses }, 1);
+        self.count(
+            if value.is_some() {
+                Stat::Hits
+            } else {
+                Stat::Misses
+            },
+            1,
+        );
         self.count(Stat::Deletes, u64::from(value.is_some()));
         Ok(value)
     }
@@ -336,7 +350,8 @@ where
     }
 
     /// Reads `key`, lets `f` decide, and writes the result, keeping the remaining TTL (a new key
-    /// gets the default TTL). Returns the value now in the cache.
+    /// gets the default TTL). Returns the value now in the cache. Counts an update (or a write
+    /// for a new key), not a hit or a miss.
     ///
     /// Atomic per key with respect to every other `get_and_update`, `update`, `incr` and
     /// `decr` on this cache (a striped async key lock); a writer that bypasses these calls (a
@@ -346,7 +361,7 @@ where
         F: FnOnce(Option<V>) -> Update<V> + Send,
     {
         let _guard = self.inner.locks.lock(key).await;
-        let old = self.get(key).await?;
+        let old = self.inner.store.get(key).await?;
         let existed = old.is_some();
         match f(old.clone()) {
             Update::Ignore => Ok(old),
@@ -361,7 +376,10 @@ where
             false => self.inner.ttl,
         };
         self.forget_absence(key);
-        self.inner.store.put(key.clone(), value.clone(), ttl).await?;
+        self.inner
+            .store
+            .put(key.clone(), value.clone(), ttl)
+            .await?;
         self.count(if existed { Stat::Updates } else { Stat::Writes }, 1);
         Ok(Some(value))
     }

@@ -214,7 +214,8 @@ fn io_error(what: &str, path: &Path, source: std::io::Error) -> Error {
 }
 
 fn write_all(out: &mut impl Write, path: &Path, bytes: &[u8]) -> Result<()> {
-    out.write_all(bytes).map_err(|e| io_error("writing", path, e))
+    out.write_all(bytes)
+        .map_err(|e| io_error("writing", path, e))
 }
 
 fn write_block(out: &mut impl Write, path: &Path, payload: &[u8]) -> Result<()> {
@@ -296,7 +297,10 @@ impl<R: Read> DumpReader<'_, R> {
                 Ok(Some(payload))
             }
             TRAILER => self.trailer().map(|_| None),
-            other => Err(invalid(self.path, format!("unknown block tag {other:#04x}"))),
+            other => Err(invalid(
+                self.path,
+                format!("unknown block tag {other:#04x}"),
+            )),
         }
     }
 
@@ -438,7 +442,11 @@ const fn crc_table() -> [u32; 256] {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         table[i] = c;
@@ -476,6 +484,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!((n, got), (1, vec![("k".to_string(), 42, 7)]));
-        assert!(decode_block::<String, u32>(&payload[..5], Path::new("x"), &mut |_| Ok(())).is_err());
+        assert!(
+            decode_block::<String, u32>(&payload[..5], Path::new("x"), &mut |_| Ok(())).is_err()
+        );
     }
 }

@@ -27,11 +27,7 @@ use std::{
 use tokio::sync::watch;
 
 use super::{cache::Cache, observe::ObservableStore};
-use crate::{
-    error::Error,
-    stats::Counter as Stat,
-    store::Store,
-};
+use crate::{error::Error, stats::Counter as Stat, store::Store};
 
 /// What a loader passed to [`Cache::fetch`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -261,11 +257,13 @@ where
                 },
                 Role::Lead(leader) => match loader.take() {
                     Some(loader) => return self.lead(leader, loader).await,
-                    None => return Err(Error::Loader {
-                        key: format!("{key:?}"),
-                        reason: "the loader was already used".into(),
+                    None => {
+                        return Err(Error::Loader {
+                            key: format!("{key:?}"),
+                            reason: "the loader was already used".into(),
+                        }
+                        .into())
                     }
-                    .into()),
                 },
             }
         }

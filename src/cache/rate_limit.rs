@@ -140,7 +140,9 @@ impl<S: Store<String, i64>> RateLimiter<S> {
         let _guard = self.inner.locks.lock(&state).await;
         let now = self.inner.clock.now_ms();
         let stored = self.inner.store.get(&state).await?;
-        let tat = stored.map_or(now, |t| u64::try_from(t).unwrap_or(0)).max(now);
+        let tat = stored
+            .map_or(now, |t| u64::try_from(t).unwrap_or(0))
+            .max(now);
         if tat - now > tolerance {
             return Ok(RateDecision {
                 allowed: false,

@@ -124,7 +124,10 @@ where
             return Ok(());
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::config("warmer", "warmers run on tokio: build the cache inside a runtime")
+            Error::config(
+                "warmer",
+                "warmers run on tokio: build the cache inside a runtime",
+            )
         })?;
         let mut required = Vec::new();
         for (index, spec) in self.inner.warmers.iter().enumerate() {
@@ -259,10 +262,20 @@ mod tests {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(1),
         };
-        for (failures, base) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (40, 1000)] {
+        for (failures, base) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (40, 1000),
+        ] {
             let d = b.delay(failures).as_secs_f64() * 1000.0;
             let base = base as f64;
-            assert!(d >= base * 0.75 - 1e-6 && d <= base * 1.25 + 1e-6, "{failures}: {d}");
+            assert!(
+                d >= base * 0.75 - 1e-6 && d <= base * 1.25 + 1e-6,
+                "{failures}: {d}"
+            );
         }
     }
 }
