@@ -32,7 +32,9 @@ impl FlakyDatabase {
 
     async fn active_sessions(&self) -> Result<Vec<(String, String)>, BoxError> {
         self.connect()?;
-        Ok((1..=3).map(|i| (format!("token-{i}"), format!("user-{i}"))).collect())
+        Ok((1..=3)
+            .map(|i| (format!("token-{i}"), format!("user-{i}")))
+            .collect())
     }
 
     async fn session(&self, token: &str) -> Result<Option<String>, BoxError> {
@@ -68,7 +70,10 @@ async fn main() -> Result<(), BoxError> {
         .warmer_backoff(Duration::from_millis(100), Duration::from_secs(1))
         .build()
         .await?;
-    println!("cache up at once; warmed entries so far: {}", cache.len().await?);
+    println!(
+        "cache up at once; warmed entries so far: {}",
+        cache.len().await?
+    );
 
     for _ in 0..20 {
         if cache.len().await? > 0 {

@@ -615,6 +615,62 @@ async fn an_optional_warmer_never_blocks_start_and_retries_with_backoff() {
     assert_eq!(attempts.load(Ordering::SeqCst), 7);
 }
 
+struct Hanging {
+    _alive: Arc<()>,
+}
+
+impl Warmer<String, String> for Hanging {
+    async fn warm(&self) -> Result<Vec<(String, String)>, BoxError> {
+        pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_required_warmer_times_out_and_its_task_ends() {
+    let token = Arc::new(());
+    let result = Cache::builder()
+        .store(Store::new())
+        .required_warmer(
+            Hanging {
+                _alive: token.clone(),
+            },
+            Duration::from_secs(60),
+        )
+        .warm_timeout(Duration::from_secs(5))
+        .build()
+        .await;
+    assert!(matches!(result, Err(Error::Timeout { .. })));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        Arc::strong_count(&token),
+        1,
+        "the warmer task was stopped and dropped"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_cache_stops_its_warmers() {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let warmer = Flaky {
+        fail_first: 0,
+        attempts: attempts.clone(),
+    };
+    let cache = Cache::builder()
+        .store(Store::new())
+        .required_warmer(warmer, Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    drop(cache);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    assert_eq!(Arc::strong_count(&attempts), 1);
+}
+
 struct Panicky;
 
 impl Warmer<String, String> for Panicky {

@@ -182,17 +182,26 @@ where
 
     async fn run_warmer(&self, index: usize) -> Result<usize> {
         let warmer = self.inner.warmers[index].warmer.clone();
-        let failed = |source: BoxError| Error::Backend {
-            context: format!("running warmer `{}`", warmer.name()),
-            source,
-        };
-        let entries = match CatchUnwind(warmer.run()).await {
-            Ok(result) => result.map_err(failed)?,
-            Err(panic) => return Err(failed(format!("the warmer panicked: {panic}").into())),
-        };
+        let entries = read_source(&*warmer).await?;
+        self.write_warmed(entries).await
+    }
+
+    async fn write_warmed(&self, entries: Vec<(K, V)>) -> Result<usize> {
         let written = entries.len();
         self.put_many(entries, None).await?;
         Ok(written)
+    }
+}
+
+/// Runs a warmer's source, turning an error or a panic into [`Error::Backend`] naming it.
+async fn read_source<K, V>(warmer: &dyn DynWarmer<K, V>) -> Result<Vec<(K, V)>> {
+    let failed = |source: BoxError| Error::Backend {
+        context: format!("running warmer `{}`", warmer.name()),
+        source,
+    };
+    match CatchUnwind(warmer.run()).await {
+        Ok(result) => result.map_err(failed),
+        Err(panic) => Err(failed(format!("the warmer panicked: {panic}").into())),
     }
 }
 
@@ -229,26 +238,53 @@ where
 {
     let mut failures = 0u32;
     loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let cache = Cache { inner };
-        let result = cache.run_warmer(index).await;
-        let interval = cache.inner.warmers[index].interval;
-        let backoff = cache.inner.backoff;
-        drop(cache);
-        let delay = match result {
-            Ok(_) => {
-                failures = 0;
-                status.send_modify(|s| s.successes += 1);
-                interval
-            }
-            Err(error) => {
-                failures = failures.saturating_add(1);
-                tracing::warn!(%error, failures, "cache warmer failed; retrying with back-off");
-                status.send_modify(|s| s.last_error = Some(error.to_string()));
-                backoff.delay(failures)
-            }
+        let Some(delay) = warm_once(&weak, index, &status, &mut failures).await else {
+            return;
         };
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// One run of a warmer; the delay before the next, or `None` once the cache is gone. The cache
+/// is held only while writing, never while the source runs, so dropping the cache (which aborts
+/// this task) is never delayed by a hanging source.
+async fn warm_once<K, V, S>(
+    weak: &Weak<Inner<K, V, S>>,
+    index: usize,
+    status: &watch::Sender<Status>,
+    failures: &mut u32,
+) -> Option<Duration>
+where
+    K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: Store<K, V> + ObservableStore<K> + 'static,
+{
+    let (warmer, interval, backoff) = {
+        let inner = weak.upgrade()?;
+        let spec = &inner.warmers[index];
+        (spec.warmer.clone(), spec.interval, inner.backoff)
+    };
+    let result = match read_source(&*warmer).await {
+        Ok(entries) => {
+            let cache = Cache {
+                inner: weak.upgrade()?,
+            };
+            cache.write_warmed(entries).await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => {
+            *failures = 0;
+            status.send_modify(|s| s.successes += 1);
+            Some(interval)
+        }
+        Err(error) => {
+            *failures = failures.saturating_add(1);
+            tracing::warn!(%error, failures = *failures, "cache warmer failed; retrying with back-off");
+            status.send_modify(|s| s.last_error = Some(error.to_string()));
+            Some(backoff.delay(*failures))
+        }
     }
 }
 
