@@ -214,6 +214,41 @@ async fn incr_counts_from_zero_with_the_default_ttl() {
 }
 
 #[tokio::test]
+async fn every_store_operation_passes_through() {
+    let time = ManualClock::new();
+    let cache = cache_on(&time).await;
+    assert!(cache.is_empty().await.unwrap());
+    assert!(cache.put_new(s("a"), s("1"), None).await.unwrap());
+    assert!(!cache.put_new(s("a"), s("2"), None).await.unwrap());
+    cache
+        .put_many(vec![(s("b"), s("2")), (s("c"), s("3"))], None)
+        .await
+        .unwrap();
+    let got = cache.get_many(&[s("a"), s("x"), s("c")]).await.unwrap();
+    assert_eq!(got, [Some(s("1")), None, Some(s("3"))]);
+    let mut keys = cache.keys().await.unwrap();
+    keys.sort();
+    assert_eq!(keys, [s("a"), s("b"), s("c")]);
+    assert_eq!(cache.take(&s("a")).await.unwrap(), Some(s("1")));
+    assert_eq!(cache.take(&s("a")).await.unwrap(), None);
+    assert!(cache
+        .expire(&s("b"), Some(Duration::from_secs(3)))
+        .await
+        .unwrap());
+    assert_eq!(
+        cache.ttl(&s("b")).await.unwrap(),
+        Some(Expiry::In(Duration::from_secs(3)))
+    );
+    assert!(cache.persist(&s("b")).await.unwrap());
+    assert_eq!(cache.ttl(&s("b")).await.unwrap(), Some(Expiry::Never));
+    assert_eq!(cache.delete_many(&[s("b"), s("zz")]).await.unwrap(), 1);
+    assert_eq!(cache.len().await.unwrap(), 1);
+    assert_eq!(cache.clear().await.unwrap(), 1);
+    assert!(cache.is_empty().await.unwrap());
+    assert_eq!(cache.default_ttl(), None);
+}
+
+#[tokio::test]
 async fn stats_count_every_kind_of_operation() {
     let time = ManualClock::new();
     let cache = cache_on(&time).await;
@@ -243,6 +278,7 @@ async fn stats_count_every_kind_of_operation() {
     assert_eq!(stats.deletes, 1, "{stats:?}");
     assert_eq!(stats.expirations, 1, "{stats:?}"); // from the store
     assert_eq!(stats.loads, 1, "{stats:?}");
+    assert!(stats.load_time > Duration::ZERO, "{stats:?}");
     assert_eq!(stats.hits, 1, "{stats:?}"); // get a
     assert_eq!(stats.misses, 2, "{stats:?}"); // get zz, fetch l
     cache.reset_stats();
@@ -521,6 +557,18 @@ async fn negative_caching_spares_the_database_until_the_absence_expires() {
         .unwrap();
     let got = cache.fetch(s("bogus-token"), lookup).await.unwrap();
     assert_eq!(got, Some(s("now real")), "a put clears the absence");
+    cache.delete(&s("bogus-token")).await.unwrap();
+    assert_eq!(cache.fetch(s("other"), lookup).await.unwrap(), None);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(cache.fetch(s("other"), lookup).await.unwrap(), None);
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "absence of other cached");
+    cache.clear().await.unwrap();
+    assert_eq!(cache.fetch(s("other"), lookup).await.unwrap(), None);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "clear forgets absences too"
+    );
 }
 
 // ---------------------------------------------------------------- warmers
