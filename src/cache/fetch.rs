@@ -242,10 +242,26 @@ where
         Fut: Future<Output = Result<Load<V>, E>>,
         E: Send + Sync + 'static,
     {
+        // The hit path stays small; the single-flight machinery is boxed, paid only on a miss.
+        if let Some(value) = self.get(&key).await? {
+            return Ok(Some(value));
+        }
+        Box::pin(self.fetch_missed(key, loader)).await
+    }
+
+    async fn fetch_missed<F, Fut, E>(&self, key: K, loader: F) -> Result<Option<V>, FetchError<E>>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Load<V>, E>>,
+        E: Send + Sync + 'static,
+    {
         let mut loader = Some(loader);
+        let mut first = true;
         loop {
-            if let Some(value) = self.get(&key).await? {
-                return Ok(Some(value));
+            if !std::mem::take(&mut first) {
+                if let Some(value) = self.get(&key).await? {
+                    return Ok(Some(value));
+                }
             }
             if self.is_known_absent(&key) {
                 return Ok(None);
