@@ -500,6 +500,32 @@ async fn a_hanging_loader_times_out_and_the_next_fetch_retries() {
 }
 
 #[tokio::test]
+async fn a_loader_may_fetch_other_keys() {
+    // cachex#192: nested fetches must neither deadlock nor load twice.
+    let cache = Cache::builder().store(Store::new()).build().await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let outer = {
+        let (inner_cache, calls) = (cache.clone(), calls.clone());
+        cache.fetch(s("page"), move |_| async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let user = inner_cache
+                .fetch(s("user"), |_| async {
+                    Ok::<_, std::io::Error>(Load::Commit(s("ada")))
+                })
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok::<_, std::io::Error>(Load::Commit(format!(
+                "page of {}",
+                user.unwrap_or_default()
+            )))
+        })
+    };
+    assert_eq!(outer.await.unwrap(), Some(s("page of ada")));
+    assert_eq!(cache.get(&s("user")).await.unwrap(), Some(s("ada")));
+    assert_eq!((calls.load(Ordering::SeqCst), cache.stats().loads), (1, 2));
+}
+
+#[tokio::test]
 async fn commit_for_uses_its_own_ttl_and_ignore_caches_nothing() {
     let time = ManualClock::new();
     let cache = cache_on(&time).await;

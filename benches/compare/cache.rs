@@ -50,7 +50,10 @@ fn cache_fetches(runtime: &tokio::runtime::Runtime, cache: &U64Cache, keys: &[u6
         block_on(runtime, async {
             for &k in keys {
                 let v = cache
-                    .fetch(k, |k| async move { Ok::<_, std::io::Error>(Load::Commit(k)) })
+                    .fetch(
+                        k,
+                        |k| async move { Ok::<_, std::io::Error>(Load::Commit(k)) },
+                    )
                     .await;
                 std::hint::black_box(v.ok());
             }

@@ -356,6 +356,24 @@ where
     /// Atomic per key with respect to every other `get_and_update`, `update`, `incr` and
     /// `decr` on this cache (a striped async key lock); a writer that bypasses these calls (a
     /// plain `put`, another process) can still interleave.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use strata::{Cache, MemoryStore, Update};
+    /// let cache = Cache::builder().store(MemoryStore::<String, Vec<u32>>::new()).build().await?;
+    /// let key = "recent".to_string();
+    /// for id in [7, 8] {
+    ///     cache
+    ///         .get_and_update(&key, |old| {
+    ///             let mut ids = old.unwrap_or_default();
+    ///             ids.push(id);
+    ///             Update::Commit(ids)
+    ///         })
+    ///         .await?;
+    /// }
+    /// assert_eq!(cache.get(&key).await?, Some(vec![7, 8]));
+    /// # Ok(()) }
+    /// ```
     pub async fn get_and_update<F>(&self, key: &K, f: F) -> Result<Option<V>>
     where
         F: FnOnce(Option<V>) -> Update<V> + Send,

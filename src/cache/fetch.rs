@@ -210,6 +210,9 @@ where
     /// or exceeds `load_timeout` gives every waiter [`FetchError::Cache`]; the key is released
     /// either way, so the next fetch retries. Loader time is counted in the stats.
     ///
+    /// A loader may fetch other keys of the same cache, but not its own key: it would wait for
+    /// itself (set `load_timeout` to turn such a bug into an error).
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
     /// use std::time::Duration;
