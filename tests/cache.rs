@@ -476,6 +476,51 @@ async fn a_cancelled_leader_hands_the_key_to_a_waiter() {
     assert_eq!(waiter.await.unwrap().unwrap(), Some(s("second")));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_fetches_at_random_points_never_wedges_a_key() {
+    for round in 0..20u64 {
+        let cache = Cache::builder().store(Store::new()).build().await.unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let (cache, calls) = (cache.clone(), calls.clone());
+                tokio::spawn(async move {
+                    cache
+                        .fetch(s("k"), |_| async move {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            for _ in 0..3 {
+                                tokio::task::yield_now().await;
+                            }
+                            Ok::<_, std::io::Error>(Load::Commit(s("v")))
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut aborted = 0;
+        for (i, task) in tasks.iter().enumerate() {
+            if (i as u64 * 7 + round) % 5 == 0 {
+                task.abort();
+                aborted += 1;
+            }
+        }
+        for task in tasks {
+            // A wedged key would hang here; the timeout only turns a hang into a failure.
+            match tokio::time::timeout(Duration::from_secs(30), task).await {
+                Ok(Ok(result)) => assert_eq!(result.unwrap(), Some(s("v"))),
+                Ok(Err(join)) => assert!(join.is_cancelled()),
+                Err(_) => panic!("round {round}: a fetch hung"),
+            }
+        }
+        let calls = calls.load(Ordering::SeqCst);
+        assert!(
+            (1..=1 + aborted).contains(&calls),
+            "round {round}: {calls} loads"
+        );
+        assert_eq!(cache.get(&s("k")).await.unwrap(), Some(s("v")));
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_hanging_loader_times_out_and_the_next_fetch_retries() {
     let cache = Cache::builder()
