@@ -258,32 +258,20 @@ where
         Fut: Future<Output = Result<Load<V>, E>>,
         E: Send + Sync + 'static,
     {
-        let mut loader = Some(loader);
-        let mut first = true;
         loop {
-            if !std::mem::take(&mut first) {
-                if let Some(value) = self.get(&key).await? {
-                    return Ok(Some(value));
-                }
-            }
             if self.is_known_absent(&key) {
                 return Ok(None);
             }
-            match self.join_or_lead(&key) {
-                Role::Wait(rx) => match wait(rx).await {
-                    Some(outcome) => return outcome.into_result(&key),
-                    None => continue, // the leader was cancelled: try again, maybe as leader
-                },
-                Role::Lead(leader) => match loader.take() {
-                    Some(loader) => return self.lead(leader, loader).await,
-                    None => {
-                        return Err(Error::Loader {
-                            key: format!("{key:?}"),
-                            reason: "the loader was already used".into(),
-                        }
-                        .into())
-                    }
-                },
+            let rx = match self.join_or_lead(&key) {
+                Role::Lead(leader) => return self.lead(leader, loader).await,
+                Role::Wait(rx) => rx,
+            };
+            if let Some(outcome) = wait(rx).await {
+                return outcome.into_result(&key);
+            }
+            // The leader was cancelled: read again, then wait for another leader or lead.
+            if let Some(value) = self.get(&key).await? {
+                return Ok(Some(value));
             }
         }
     }
