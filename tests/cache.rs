@@ -1074,3 +1074,29 @@ async fn gcra_allows_a_burst_then_refills_smoothly() {
     assert!(d.allowed);
     assert_eq!(d.remaining, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checks_never_exceed_the_limit() {
+    let time = ManualClock::starting_at(1_000_000);
+    let rl = limiter(&time);
+    let window = Duration::from_secs(60);
+    for gcra in [false, true] {
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let rl = rl.clone();
+                tokio::spawn(async move {
+                    let d = match gcra {
+                        false => rl.check("shared", 10, window).await,
+                        true => rl.check_gcra("shared", 10, window).await,
+                    };
+                    d.unwrap().allowed
+                })
+            })
+            .collect();
+        let mut allowed = 0;
+        for t in tasks {
+            allowed += usize::from(t.await.unwrap());
+        }
+        assert_eq!(allowed, 10, "gcra: {gcra}");
+    }
+}
