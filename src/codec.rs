@@ -72,7 +72,9 @@ pub fn encode_value<V: Serialize + ?Sized>(
     if let Ok(decimal) = value.serialize(int_probe::IntProbe) {
         return Ok(decimal.into_bytes());
     }
-    let mut out = vec![MAGIC, VERSION, format.tag()];
+    // Room for a typical small value, so the serializer does not regrow the buffer 4 times.
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&[MAGIC, VERSION, format.tag()]);
     let encoded = match format {
         Format::MessagePack => {
             rmp_serde::encode::write_named(&mut out, value).map_err(|e| e.to_string())

@@ -372,3 +372,47 @@ async fn rediss_with_a_private_ca() {
         Some("over tls")
     );
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_at_connect() {
+    // Accepts TCP connections (the kernel does) but never speaks Redis.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}/", silent.local_addr().unwrap());
+    let started = Instant::now();
+    let err = RedisStore::<String, String>::builder()
+        .url(url)
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "gave up after {elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_is_a_timeout_then_serves_again() {
+    let server = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let store = open::<String>(&server.url()).await.unwrap();
+    store.put("k".into(), "v".into(), None).await.unwrap();
+    let addr = server.addr();
+    let stall = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut raw = std::net::TcpStream::connect(addr).unwrap();
+        raw.write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$1\r\n1\r\n")
+            .unwrap();
+        let mut reply = [0u8; 5];
+        raw.read_exact(&mut reply).unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let err = store.get(&"k".into()).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < COMMAND_TIMEOUT + Duration::from_millis(500));
+    stall.join().unwrap();
+    assert_eq!(store.get(&"k".into()).await.unwrap().as_deref(), Some("v"));
+}

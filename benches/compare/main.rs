@@ -5,7 +5,9 @@
 //! of the peer are interleaved so machine noise hits both.
 
 mod alloc;
+mod cache;
 mod memory;
+mod plot;
 mod redis;
 mod report;
 mod workload;
@@ -22,6 +24,9 @@ fn main() {
     }
     if report.wants("redis") {
         redis::run(&mut report);
+    }
+    if report.wants("cache") {
+        cache::run(&mut report);
     }
     report.finish();
 }

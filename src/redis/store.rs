@@ -195,6 +195,18 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
         Ok(nodes.into_iter().map(scan).collect())
     }
 
+    /// Every key of this namespace, with its prefix. `SCAN` may return a key twice (while the
+    /// server rehashes); the set reports it once.
+    async fn scan_all(&self) -> Result<HashSet<Vec<u8>>> {
+        let mut seen = HashSet::new();
+        for mut scan in self.scans().await? {
+            while let Some(page) = scan.next_page().await? {
+                seen.extend(page);
+            }
+        }
+        Ok(seen)
+    }
+
     async fn unlink(&self, keys: &[Vec<u8>]) -> Result<usize> {
         if keys.is_empty() {
             return Ok(0);
@@ -288,14 +300,8 @@ where
     }
 
     async fn keys(&self) -> Result<Vec<K>> {
-        // SCAN may return a key twice (while the server rehashes); report it once.
-        let mut seen = HashSet::new();
-        for mut scan in self.scans().await? {
-            while let Some(page) = scan.next_page().await? {
-                seen.extend(page);
-            }
-        }
-        seen.iter().map(|full| self.decode_key(full)).collect()
+        let raw = self.scan_all().await?;
+        raw.iter().map(|full| self.decode_key(full)).collect()
     }
 
     async fn contains(&self, key: &K) -> Result<bool> {
@@ -420,7 +426,7 @@ where
     }
 
     async fn count(&self) -> Result<usize> {
-        Ok(self.keys().await?.len())
+        Ok(self.scan_all().await?.len())
     }
 
     async fn clear(&self) -> Result<usize> {
