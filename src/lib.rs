@@ -8,6 +8,8 @@
 //! ## Modules
 //! - [`store`]: the [`Store`] trait, [`Expiry`] and [`Counter`].
 //! - `memory`: [`MemoryStore`], sharded in-memory store with TTL expiry (Pow's `EtsCache`).
+//! - `disk` (feature `disk`, default): [`DiskStore`] and [`DiskDb`], a memory tier backed by an
+//!   embedded engine on disk that survives restarts and `kill -9` (Pow's `MnesiaCache`, one node).
 //! - [`codec`]: keys and values to bytes for stores that leave the process (versioned header,
 //!   MessagePack or JSON, bounded decoding).
 //! - `time`: [`Clock`] and [`ManualClock`], injected into every store so expiry is tested by
@@ -36,6 +38,8 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+#[cfg(feature = "disk")]
+mod disk;
 mod error;
 mod events;
 mod memory;
@@ -45,6 +49,11 @@ pub mod store;
 mod time;
 
 pub use codec::{Format, Key};
+#[cfg(feature = "disk")]
+pub use disk::{
+    DiskBuilder, DiskDb, DiskDbBuilder, DiskStore, DiskStoreBuilder, ForDb, ForStore, LoadSummary,
+    OnCorrupt, Writes,
+};
 pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
