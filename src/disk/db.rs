@@ -193,7 +193,7 @@ impl DiskDb {
         &self.inner.opts.dir
     }
 
-    /// Bytes used by the directory's files (the engine's journal and tables).
+    /// Bytes the directory's files occupy on disk (the engine's journal and tables).
     pub fn disk_usage(&self) -> Result<u64> {
         dir_size(&self.inner.opts.dir).map_err(|e| Error::DataDir {
             path: self.inner.opts.dir.clone(),
@@ -294,6 +294,20 @@ fn try_open(opts: &Options, path: &PathBuf, started: Instant) -> Result<(FjallEn
     Ok((engine, loaded))
 }
 
+/// Bytes a file occupies on disk (its allocated blocks where the OS reports them: fjall's
+/// journal is preallocated sparsely, so its length overstates it).
+fn allocated(meta: &std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        meta.blocks() * 512
+    }
+    #[cfg(not(unix))]
+    {
+        meta.len()
+    }
+}
+
 fn dir_size(path: &Path) -> std::io::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(path)? {
@@ -302,7 +316,7 @@ fn dir_size(path: &Path) -> std::io::Result<u64> {
         total += if meta.is_dir() {
             dir_size(&entry.path())?
         } else {
-            meta.len()
+            allocated(&meta)
         };
     }
     Ok(total)

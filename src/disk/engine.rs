@@ -26,6 +26,10 @@ use crate::{
 /// Name of the single keyspace that holds every namespace (`namespace:key` → record).
 const KEYSPACE: &str = "entries";
 
+/// The journal's cap: past it fjall flushes the write buffers and recycles old journals, so the
+/// journal never holds more than this (fjall's minimum; its default is 512 MiB).
+pub(crate) const MAX_JOURNAL: u64 = 64 * 1024 * 1024;
+
 /// One change to the engine, applied in queue order.
 #[derive(Debug)]
 pub(crate) enum Op {
@@ -67,6 +71,7 @@ impl FjallEngine {
             clock: std::panic::AssertUnwindSafe(clock),
         });
         let db = Database::builder(path)
+            .max_journaling_size(MAX_JOURNAL)
             .with_compaction_filter_factories(Arc::new(move |_| Some(filter.clone())))
             .open()
             .map_err(classify)?;
