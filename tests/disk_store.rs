@@ -41,7 +41,11 @@ async fn entries_survive_a_restart_with_their_ttls() {
         "deadline restored, not reset"
     );
     time.advance(Duration::from_secs(3001));
-    assert_eq!(s.get(&"a".into()).await.unwrap(), None, "restored deadline fires");
+    assert_eq!(
+        s.get(&"a".into()).await.unwrap(),
+        None,
+        "restored deadline fires"
+    );
 }
 
 #[tokio::test]
@@ -73,7 +77,10 @@ fn unusable_directories_are_data_dir_errors() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"not a directory").unwrap();
     let err = DiskDb::builder().dir(&file).open().unwrap_err();
-    assert!(matches!(&err, Error::DataDir { path, .. } if path == &file), "{err:?}");
+    assert!(
+        matches!(&err, Error::DataDir { path, .. } if path == &file),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("a-file"), "names the path: {err}");
 }
 
@@ -85,9 +92,14 @@ fn bad_options_are_config_errors() {
         DiskDb::builder().queue_capacity(0).open(),
     ];
     for result in bad {
-        assert!(matches!(result, Err(Error::InvalidConfig { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(Error::InvalidConfig { .. })),
+            "{result:?}"
+        );
     }
-    let ns = DiskStore::<String, String>::builder().namespace("a:b").open();
+    let ns = DiskStore::<String, String>::builder()
+        .namespace("a:b")
+        .open();
     assert!(matches!(ns, Err(Error::InvalidNamespace { .. })));
 }
 
@@ -100,7 +112,9 @@ async fn open_purges_expired_entries_of_every_namespace() {
     let db = open(dir.path(), &time);
     for ns in ["cache", "credentials", "sessions"] {
         let s: DiskStore<String, String> = db.store(ns).unwrap();
-        s.put("short".into(), "x".into(), Some(Duration::from_secs(1))).await.unwrap();
+        s.put("short".into(), "x".into(), Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
         s.put("long".into(), "y".into(), Some(HOUR)).await.unwrap();
     }
     drop(db);
@@ -111,7 +125,11 @@ async fn open_purges_expired_entries_of_every_namespace() {
     assert_eq!((summary.live, summary.purged), (3, 3));
     drop(db);
     let db = open(dir.path(), &time);
-    assert_eq!(db.load_summary().purged, 0, "deleted from disk, not just hidden");
+    assert_eq!(
+        db.load_summary().purged,
+        0,
+        "deleted from disk, not just hidden"
+    );
     let creds: DiskStore<String, String> = db.store("credentials").unwrap();
     assert_eq!(creds.keys().await.unwrap(), ["long"]);
 }
@@ -122,7 +140,9 @@ async fn entries_that_expire_between_open_and_store_are_not_served() {
     let time = ManualClock::new();
     let db = open(dir.path(), &time);
     let s: DiskStore<String, u32> = db.store("n").unwrap();
-    s.put("k".into(), 1, Some(Duration::from_secs(5))).await.unwrap();
+    s.put("k".into(), 1, Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
     drop((s, db));
     let db = open(dir.path(), &time);
     assert_eq!(db.load_summary().live, 1);
@@ -132,7 +152,13 @@ async fn entries_that_expire_between_open_and_store_are_not_served() {
     db.flush().await.unwrap();
     drop((s, db));
     let db = open(dir.path(), &time);
-    assert_eq!(db.load_summary(), strata::LoadSummary { elapsed: db.load_summary().elapsed, ..Default::default() });
+    assert_eq!(
+        db.load_summary(),
+        strata::LoadSummary {
+            elapsed: db.load_summary().elapsed,
+            ..Default::default()
+        }
+    );
 }
 
 /// A value whose type changed between releases is a counted miss, never a panic, and stays
@@ -143,7 +169,9 @@ async fn undecodable_values_are_counted_misses_and_kept() {
     let time = ManualClock::new();
     let db = open(dir.path(), &time);
     let s: DiskStore<String, String> = db.store("users").unwrap();
-    s.put("ada".into(), "not a number".into(), None).await.unwrap();
+    s.put("ada".into(), "not a number".into(), None)
+        .await
+        .unwrap();
     s.put("bob".into(), "neither".into(), None).await.unwrap();
     drop((s, db));
 
@@ -161,7 +189,10 @@ async fn undecodable_values_are_counted_misses_and_kept() {
     let db = open(dir.path(), &time);
     let back: DiskStore<String, String> = db.store("users").unwrap();
     assert_eq!(back.undecodable(), 0);
-    assert_eq!(back.get(&"ada".into()).await.unwrap().as_deref(), Some("not a number"));
+    assert_eq!(
+        back.get(&"ada".into()).await.unwrap().as_deref(),
+        Some("not a number")
+    );
     assert_eq!(back.get(&"bob".into()).await.unwrap(), None);
 }
 
@@ -177,7 +208,9 @@ async fn async_writes_are_on_disk_after_flush() {
         .open()
         .unwrap();
     let s: DiskStore<u64, u64> = db.store("counters").unwrap();
-    s.put_many((0..1000).map(|i| (i, i * 2)).collect(), None).await.unwrap();
+    s.put_many((0..1000).map(|i| (i, i * 2)).collect(), None)
+        .await
+        .unwrap();
     s.incr(&7, 1).await.unwrap();
     s.delete(&8).await.unwrap();
     db.flush().await.unwrap();
@@ -195,7 +228,9 @@ async fn clear_reaches_the_disk_and_spares_other_namespaces() {
     let time = ManualClock::new();
     let db = open(dir.path(), &time);
     let a: DiskStore<String, u8> = db.store("a").unwrap();
-    let b = a.with_namespace(&strata::Namespace::new("b").unwrap()).unwrap();
+    let b = a
+        .with_namespace(&strata::Namespace::new("b").unwrap())
+        .unwrap();
     for i in 0..10u8 {
         a.put(format!("k{i}"), i, None).await.unwrap();
         b.put(format!("k{i}"), i, None).await.unwrap();
@@ -204,7 +239,10 @@ async fn clear_reaches_the_disk_and_spares_other_namespaces() {
     drop((a, b, db));
     let db = open(dir.path(), &time);
     assert_eq!(db.load_summary().live, 10);
-    assert_eq!(db.store::<String, u8>("b").unwrap().count().await.unwrap(), 10);
+    assert_eq!(
+        db.store::<String, u8>("b").unwrap().count().await.unwrap(),
+        10
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,7 +268,10 @@ mod crash {
 
     /// The one value a key may ever hold: anything else on disk is a torn or foreign write.
     fn value_for(key: &str) -> String {
-        let len = key.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % 700;
+        let len = key
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+            % 700;
         format!("{key}|{}", "x".repeat(len as usize))
     }
 
@@ -238,9 +279,15 @@ mod crash {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "child process of the crash tests; run by them"]
     async fn crash_child() {
-        let Some(dir) = std::env::var_os(DIR_VAR) else { return };
+        let Some(dir) = std::env::var_os(DIR_VAR) else {
+            return;
+        };
         let round: u64 = std::env::var(ROUND_VAR).unwrap().parse().unwrap();
-        let db = DiskDb::builder().dir(dir).writes(Writes::Sync).open().unwrap();
+        let db = DiskDb::builder()
+            .dir(dir)
+            .writes(Writes::Sync)
+            .open()
+            .unwrap();
         let store: DiskStore<String, String> = db.store("crash").unwrap();
         println!("\nready");
         let tasks: Vec<_> = (0..WRITERS)
@@ -276,7 +323,13 @@ mod crash {
     /// Runs the child for `delay` of writing, SIGKILLs it, returns what it acknowledged.
     fn run_child(dir: &std::path::Path, round: u64, delay: Duration) -> Acks {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["crash::crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash::crash_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(DIR_VAR, dir)
             .env(ROUND_VAR, round.to_string())
             .stdout(Stdio::piped())
@@ -332,15 +385,26 @@ mod crash {
         let db = DiskDb::builder().dir(dir).open().unwrap();
         assert_eq!(db.load_summary().foreign, 0, "round {round}");
         let store: DiskStore<String, String> = db.store("crash").unwrap();
-        assert_eq!(store.undecodable(), 0, "round {round}: a half-written value");
+        assert_eq!(
+            store.undecodable(),
+            0,
+            "round {round}: a half-written value"
+        );
         for key in store.keys().await.unwrap() {
             let value = store.get(&key).await.unwrap().unwrap();
-            assert_eq!(value, value_for(&key), "round {round}: torn value under {key}");
+            assert_eq!(
+                value,
+                value_for(&key),
+                "round {round}: torn value under {key}"
+            );
         }
         for (key, expected) in model {
             let present = store.contains(key).await.unwrap();
             if let Some(expected) = expected {
-                assert_eq!(present, *expected, "round {round}: acknowledged state of {key} lost");
+                assert_eq!(
+                    present, *expected,
+                    "round {round}: acknowledged state of {key} lost"
+                );
             }
         }
     }
@@ -348,7 +412,8 @@ mod crash {
     pub fn rounds(rounds: u64) {
         let dir = tempfile::tempdir().unwrap();
         let mut model = HashMap::new();
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(Instant::now().elapsed().subsec_nanos());
+        let mut seed =
+            0x9E37_79B9_7F4A_7C15u64 ^ u64::from(Instant::now().elapsed().subsec_nanos());
         let rt = tokio::runtime::Runtime::new().unwrap();
         let mut acked = 0;
         for round in 0..rounds {
@@ -361,8 +426,14 @@ mod crash {
             expectations(&mut model, &acks);
             rt.block_on(check(dir.path(), &model, round));
         }
-        eprintln!("crash: {rounds} rounds, {acked} acknowledged writes checked, {} keys tracked", model.len());
-        assert!(acked > 0, "the child acknowledged nothing; the test tested nothing");
+        eprintln!(
+            "crash: {rounds} rounds, {acked} acknowledged writes checked, {} keys tracked",
+            model.len()
+        );
+        assert!(
+            acked > 0,
+            "the child acknowledged nothing; the test tested nothing"
+        );
     }
 
     #[test]
@@ -373,7 +444,10 @@ mod crash {
     #[test]
     #[ignore = "soak: cargo test --test disk_store -- --ignored crash_soak"]
     fn crash_soak() {
-        let n = std::env::var("STRATA_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
+        let n = std::env::var("STRATA_CRASH_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(150);
         rounds(n);
     }
 
@@ -383,7 +457,13 @@ mod crash {
         let dir = tempfile::tempdir().unwrap();
         let db = DiskDb::builder().dir(dir.path()).open().unwrap();
         let out = Command::new(std::env::current_exe().unwrap())
-            .args(["crash::lock_probe_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash::lock_probe_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(DIR_VAR, dir.path())
             .output()
             .unwrap();
@@ -395,7 +475,9 @@ mod crash {
     #[test]
     #[ignore = "child process of another_process_is_refused"]
     fn lock_probe_child() {
-        let Some(dir) = std::env::var_os(DIR_VAR) else { return };
+        let Some(dir) = std::env::var_os(DIR_VAR) else {
+            return;
+        };
         match DiskDb::builder().dir(dir).open() {
             Err(strata::Error::DirLocked { .. }) => println!("probe: locked"),
             other => println!("probe: {other:?}"),
@@ -416,7 +498,9 @@ mod corruption {
         let db = DiskDb::builder().dir(dir).open().unwrap();
         let s: DiskStore<String, String> = db.store("sessions").unwrap();
         for i in 0..200 {
-            s.put(format!("user-{i}"), format!("session data {i}"), None).await.unwrap();
+            s.put(format!("user-{i}"), format!("session data {i}"), None)
+                .await
+                .unwrap();
         }
         drop((s, db));
     }
@@ -437,8 +521,12 @@ mod corruption {
 
     /// The table holding the `entries` keyspace's data (the largest table file).
     fn data_table(dir: &Path) -> PathBuf {
-        let tables = files(dir).into_iter().filter(|p| p.parent().is_some_and(|d| d.ends_with("tables")));
-        tables.max_by_key(|p| std::fs::metadata(p).unwrap().len()).expect("a table file")
+        let tables = files(dir)
+            .into_iter()
+            .filter(|p| p.parent().is_some_and(|d| d.ends_with("tables")));
+        tables
+            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+            .expect("a table file")
     }
 
     fn assert_corrupt(result: strata::Result<DiskDb>, dir: &Path) {
@@ -452,7 +540,11 @@ mod corruption {
     }
 
     async fn discard_starts_empty(dir: &Path) {
-        let db = DiskDb::builder().dir(dir).on_corrupt(OnCorrupt::Discard).open().unwrap();
+        let db = DiskDb::builder()
+            .dir(dir)
+            .on_corrupt(OnCorrupt::Discard)
+            .open()
+            .unwrap();
         assert_eq!(db.load_summary().live, 0);
         let s: DiskStore<String, String> = db.store("sessions").unwrap();
         s.put("fresh".into(), "start".into(), None).await.unwrap();
@@ -467,7 +559,12 @@ mod corruption {
         populated(dir.path()).await;
         let table = data_table(dir.path());
         let len = std::fs::metadata(&table).unwrap().len();
-        std::fs::OpenOptions::new().write(true).open(&table).unwrap().set_len(len / 2).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&table)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
         assert_corrupt(DiskDb::builder().dir(dir.path()).open(), dir.path());
         discard_starts_empty(dir.path()).await;
     }
@@ -502,18 +599,35 @@ async fn expired_and_deleted_entries_do_not_grow_the_files() {
     // Incompressible-ish values, so compression cannot hide what is kept.
     let value = |i: u32| -> String {
         let mut x = u64::from(i) | 1;
-        (0..64).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; format!("{x:016x}") }).collect()
+        (0..64)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                format!("{x:016x}")
+            })
+            .collect()
     };
-    s.put_many((0..LIVE).map(|i| (i, value(i))).collect(), None).await.unwrap();
+    s.put_many((0..LIVE).map(|i| (i, value(i))).collect(), None)
+        .await
+        .unwrap();
     let compact = |db: &DiskDb| {
         let db = db.clone();
-        async move { tokio::task::spawn_blocking(move || db.compact()).await.unwrap() }
+        async move {
+            tokio::task::spawn_blocking(move || db.compact())
+                .await
+                .unwrap()
+        }
     };
     compact(&db).await.unwrap();
     let baseline = table_bytes(dir.path());
     for round in 0..10 {
-        let batch: Vec<_> = (0..LIVE).map(|i| (LIVE * (round + 1) + i, value(i + round))).collect();
-        s.put_many(batch, Some(Duration::from_secs(1))).await.unwrap();
+        let batch: Vec<_> = (0..LIVE)
+            .map(|i| (LIVE * (round + 1) + i, value(i + round)))
+            .collect();
+        s.put_many(batch, Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
         for i in 0..LIVE / 10 {
             s.put(LIVE * 100 + i, value(i), None).await.unwrap();
             s.delete(&(LIVE * 100 + i)).await.unwrap();
@@ -529,18 +643,29 @@ async fn expired_and_deleted_entries_do_not_grow_the_files() {
     let tables = table_bytes(dir.path());
     let total = db.disk_usage().unwrap();
     eprintln!("tables: live set {baseline} B, after 10x churn {tables} B; directory {total} B");
-    assert!(tables <= baseline * 2, "tables grew from {baseline} to {tables} bytes for the same live set");
-    assert!(total <= tables + JOURNAL_CAP + (1 << 20), "{total} bytes on disk");
+    assert!(
+        tables <= baseline * 2,
+        "tables grew from {baseline} to {tables} bytes for the same live set"
+    );
+    assert!(
+        total <= tables + JOURNAL_CAP + (1 << 20),
+        "{total} bytes on disk"
+    );
     assert_eq!(db.load_summary().live, LIVE as usize);
     // fjall may replay expired puts from the journal; the load purge deletes them for good.
     drop(db);
     let db = open(dir.path(), &time);
-    assert_eq!((db.load_summary().live, db.load_summary().purged), (LIVE as usize, 0));
+    assert_eq!(
+        (db.load_summary().live, db.load_summary().purged),
+        (LIVE as usize, 0)
+    );
 }
 
 /// Bytes of table files (everything but the journal).
 fn table_bytes(dir: &Path) -> u64 {
-    let tables = walk(dir).into_iter().filter(|p| p.extension().is_none_or(|e| e != "jnl"));
+    let tables = walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "jnl"));
     tables.map(|p| std::fs::metadata(p).unwrap().len()).sum()
 }
 

@@ -4,6 +4,8 @@
 //! Each section lives in its own file and registers itself in `main` below. Rounds of strata and
 //! of the peer are interleaved so machine noise hits both.
 
+#[cfg(feature = "disk")]
+mod disk;
 mod memory;
 mod report;
 mod workload;
@@ -14,6 +16,10 @@ fn main() {
     let mut report = Report::from_args();
     if report.wants("memory") {
         memory::run(&mut report);
+    }
+    #[cfg(feature = "disk")]
+    if report.wants("disk") {
+        disk::run(&mut report);
     }
     report.finish();
 }

@@ -5,7 +5,7 @@ use std::{
     any::Any,
     collections::HashMap,
     hash::BuildHasher,
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -288,7 +288,7 @@ fn open_engine(opts: &Options, started: Instant) -> Result<(FjallEngine, load::L
     }
 }
 
-fn try_open(opts: &Options, path: &PathBuf, started: Instant) -> Result<(FjallEngine, load::Loaded)> {
+fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngine, load::Loaded)> {
     let engine = FjallEngine::open(path, opts.clock.clone())?;
     let loaded = load::load(&engine, opts.clock.now_ms(), started, opts.open_timeout)?;
     Ok((engine, loaded))

@@ -41,10 +41,13 @@ pub(crate) enum Op {
     DeletePrefix { prefix: Vec<u8> },
 }
 
+/// Called with every `(key, record)` a scan visits; an error stops the scan.
+pub(crate) type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
 /// What strata needs from an embedded engine.
 pub(crate) trait Engine: Send + Sync + 'static {
     /// Visits every `(key, record)` starting with `prefix`, in key order.
-    fn scan(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()>;
+    fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()>;
     /// Applies `ops` atomically; durable against a process crash when it returns.
     fn commit(&self, ops: &[Op]) -> std::result::Result<(), String>;
     /// Makes everything committed durable against power loss (fsync).
@@ -89,7 +92,9 @@ impl FjallEngine {
         let mut batch = self.batch();
         for op in ops {
             match op {
-                Op::Put { key, record } => batch.insert(&self.entries, key.as_slice(), record.as_slice()),
+                Op::Put { key, record } => {
+                    batch.insert(&self.entries, key.as_slice(), record.as_slice())
+                }
                 Op::Delete { key } => batch.remove(&self.entries, key.as_slice()),
                 Op::DeletePrefix { prefix } => {
                     // Earlier ops of this batch are not visible to a scan until committed.
@@ -110,7 +115,7 @@ impl FjallEngine {
 }
 
 impl Engine for FjallEngine {
-    fn scan(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+    fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
         for kv in self.entries.prefix(prefix) {
             let (key, record) = kv.into_inner().map_err(|e| classify(&self.path, e))?;
             visit(&key, &record)?;
@@ -123,7 +128,9 @@ impl Engine for FjallEngine {
     }
 
     fn sync(&self) -> std::result::Result<(), String> {
-        self.db.persist(PersistMode::SyncData).map_err(|e| e.to_string())
+        self.db
+            .persist(PersistMode::SyncData)
+            .map_err(|e| e.to_string())
     }
 
     fn compact(&self) -> Result<()> {
@@ -218,7 +225,11 @@ struct ExpiredRun {
 }
 
 impl CompactionFilter for ExpiredRun {
-    fn filter_item(&mut self, item: ItemAccessor<'_>, _: &Context) -> fjall::compaction::filter::CompactionFilterResult {
+    fn filter_item(
+        &mut self,
+        item: ItemAccessor<'_>,
+        _: &Context,
+    ) -> fjall::compaction::filter::CompactionFilterResult {
         let value = item.value()?;
         Ok(match record::deadline(&value) {
             Some(d) if d != 0 && d <= self.now => Verdict::Remove,
@@ -237,7 +248,12 @@ mod tests {
         let engine = FjallEngine::open(&dir.path().join("fjall"), Clock::system()).unwrap();
         engine.scan(b"", &mut |_, _| Ok(())).unwrap();
         let record = record::encode(&1u8, 0, crate::Format::MessagePack, &"k").unwrap();
-        engine.commit(&[Op::Put { key: b"ns:k".to_vec(), record }]).unwrap();
+        engine
+            .commit(&[Op::Put {
+                key: b"ns:k".to_vec(),
+                record,
+            }])
+            .unwrap();
         engine.flush(Duration::from_secs(5)).unwrap();
         assert_eq!(engine.entries.table_count(), 1);
     }

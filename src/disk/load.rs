@@ -66,10 +66,10 @@ pub(crate) fn load(
     let mut seen = 0usize;
     engine.scan(b"", &mut |key, rec| {
         seen += 1;
-        if seen % 1024 == 0 {
+        if seen.is_multiple_of(1024) {
             check_timeout(started, timeout)?;
         }
-        if seen % PROGRESS_EVERY == 0 {
+        if seen.is_multiple_of(PROGRESS_EVERY) {
             tracing::info!(records = seen, "loading the strata disk store");
         }
         loaded.keep(key, rec, now, &mut expired);
@@ -78,7 +78,13 @@ pub(crate) fn load(
     loaded.summary.purged = purge(engine, expired)?;
     loaded.summary.elapsed = started.elapsed();
     let s = &loaded.summary;
-    tracing::info!(live = s.live, purged = s.purged, foreign = s.foreign, elapsed_ms = s.elapsed.as_millis() as u64, "strata disk store loaded");
+    tracing::info!(
+        live = s.live,
+        purged = s.purged,
+        foreign = s.foreign,
+        elapsed_ms = s.elapsed.as_millis() as u64,
+        "strata disk store loaded"
+    );
     Ok(loaded)
 }
 

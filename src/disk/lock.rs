@@ -39,7 +39,9 @@ pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
         Err(TryLockError::Error(e)) => return Err(data_dir(e)),
     }
     // For humans looking at the directory; the lock itself is what counts.
-    let _ = file.set_len(0).and_then(|_| writeln!(file, "{}", std::process::id()));
+    let _ = file
+        .set_len(0)
+        .and_then(|_| writeln!(file, "{}", std::process::id()));
     Ok(DirLock { _file: file })
 }
 

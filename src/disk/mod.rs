@@ -34,7 +34,9 @@ mod record;
 mod store;
 mod writer;
 
-pub use builder::{DiskBuilder, DiskDbBuilder, DiskStoreBuilder, ForDb, ForStore, OnCorrupt, Writes};
+pub use builder::{
+    DiskBuilder, DiskDbBuilder, DiskStoreBuilder, ForDb, ForStore, OnCorrupt, Writes,
+};
 pub use db::DiskDb;
 pub use load::LoadSummary;
 pub use store::DiskStore;

@@ -168,6 +168,10 @@ where
         finish(ack).await
     }
 
+    async fn delete_inner(&self, key: &K) -> Result<bool> {
+        Ok(self.remove(key).await?.is_some())
+    }
+
     async fn remove(&self, key: &K) -> Result<Option<V>> {
         let dk = self.disk_key(key);
         let (taken, ack) = self.locked(&dk.clone(), || {
@@ -258,7 +262,11 @@ where
             let dk = self.disk_key(&key);
             let _stripe = self.db.stripe(&dk).lock();
             self.mem().put(key, value, ttl)?;
-            last = self.db.inner.writer.send(vec![Op::Put { key: dk, record }], self.db.sync_writes())?;
+            last = self
+                .db
+                .inner
+                .writer
+                .send(vec![Op::Put { key: dk, record }], self.db.sync_writes())?;
         }
         // The queue is FIFO: the last job's commit covers every earlier one.
         finish(last).await
@@ -271,7 +279,11 @@ where
             let dk = self.disk_key(key);
             let _stripe = self.db.stripe(&dk).lock();
             removed += usize::from(self.mem().delete(key));
-            last = self.db.inner.writer.send(vec![Op::Delete { key: dk }], self.db.sync_writes())?;
+            last = self
+                .db
+                .inner
+                .writer
+                .send(vec![Op::Delete { key: dk }], self.db.sync_writes())?;
         }
         finish(last).await?;
         Ok(removed)
@@ -299,7 +311,12 @@ where
         self.db.store(namespace.as_str())
     }
 
-    fn put(&self, key: K, value: V, ttl: Option<Duration>) -> impl Future<Output = Result<()>> + Send {
+    fn put(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send {
         self.put_inner(key, value, ttl)
     }
 
@@ -308,7 +325,7 @@ where
     }
 
     fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
-        async move { Ok(self.remove(key).await?.is_some()) }
+        self.delete_inner(key)
     }
 
     fn keys(&self) -> impl Future<Output = Result<Vec<K>>> + Send {
@@ -323,11 +340,20 @@ where
         self.remove(key)
     }
 
-    fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> impl Future<Output = Result<bool>> + Send {
+    fn put_new(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send {
         self.put_new_inner(key, value, ttl)
     }
 
-    fn put_many(&self, entries: Vec<(K, V)>, ttl: Option<Duration>) -> impl Future<Output = Result<()>> + Send
+    fn put_many(
+        &self,
+        entries: Vec<(K, V)>,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send
     where
         V: 'static,
         K: 'static,

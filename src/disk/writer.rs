@@ -132,7 +132,8 @@ fn run(engine: &dyn Engine, rx: &Receiver<Job>, fsync_interval: Option<Duration>
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if fsync_interval.is_some_and(|every| unsynced_since.is_some_and(|s| s.elapsed() >= every)) {
+        if fsync_interval.is_some_and(|every| unsynced_since.is_some_and(|s| s.elapsed() >= every))
+        {
             sync(engine);
             unsynced_since = None;
         }
