@@ -103,6 +103,17 @@ fn bad_options_are_config_errors() {
     assert!(matches!(ns, Err(Error::InvalidNamespace { .. })));
 }
 
+#[test]
+fn an_open_past_its_timeout_fails_and_leaves_the_directory_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = DiskDb::builder()
+        .dir(dir.path())
+        .open_timeout(Duration::from_nanos(1))
+        .open();
+    assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+    DiskDb::builder().dir(dir.path()).open().unwrap();
+}
+
 /// pow#713: expired entries of *every* namespace are deleted at open, not only those of the
 /// namespace the application happens to open first.
 #[tokio::test]

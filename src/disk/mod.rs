@@ -22,6 +22,9 @@
 //!   error: at open they are skipped with one warning per namespace, counted in
 //!   [`DiskStore::undecodable`], and left on disk until they expire, are overwritten or deleted
 //!   — so rolling back to the old release reads them again. Reads of them miss.
+//! - **Close**: dropping the last handle blocks while the writer thread commits what is queued,
+//!   flushes the engine's write buffer (so the next open scans tables rather than replaying the
+//!   journal) and fsyncs; then the directory is unlocked.
 //! - **Corruption**: unreadable engine files are [`Error::Corrupt`](crate::Error::Corrupt) with
 //!   the path, or with [`OnCorrupt::Discard`] a warning and an empty start.
 
