@@ -289,7 +289,7 @@ fn open_engine(opts: &Options, started: Instant) -> Result<(FjallEngine, load::L
 }
 
 fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngine, load::Loaded)> {
-    let engine = FjallEngine::open(path, opts.clock.clone())?;
+    let engine = open_fjall(path, opts)?;
     let loaded = load::load(&engine, opts.clock.now_ms(), started, opts.open_timeout)?;
     Ok((engine, loaded))
 }
@@ -305,6 +305,19 @@ fn allocated(meta: &std::fs::Metadata) -> u64 {
     #[cfg(not(unix))]
     {
         meta.len()
+    }
+}
+
+/// Opens fjall, retrying briefly if its own lock file is still held (see `lock::BUSY_WAIT`).
+fn open_fjall(path: &Path, opts: &Options) -> Result<FjallEngine> {
+    let started = Instant::now();
+    loop {
+        match FjallEngine::open(path, opts.clock.clone()) {
+            Err(Error::DirLocked { .. }) if started.elapsed() < lock::BUSY_WAIT => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -4,14 +4,22 @@
 //! The lock is an OS file lock (`flock` on Unix, `LockFileEx` on Windows) on `<dir>/LOCK`. The OS
 //! drops it when the process dies, so a crash never leaves a stale lock behind; a second open in
 //! the same process uses a second file handle and is refused too. Dropping the guard releases it.
+//!
+//! A lock that is busy is retried for up to [`BUSY_WAIT`] before the open fails with
+//! `DirLocked`: a process that is exiting, or a child process between `fork` and `exec` (which
+//! briefly shares the parent's open files), holds the lock for a moment after its owner let go.
 
 use std::{
     fs::{File, OpenOptions, TryLockError},
     io::Write,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use crate::error::{Error, Result};
+
+/// How long a busy lock is retried before the open fails with `DirLocked`.
+pub(crate) const BUSY_WAIT: Duration = Duration::from_millis(500);
 
 /// Holds the lock until dropped.
 #[derive(Debug)]
@@ -33,10 +41,16 @@ pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
         .write(true)
         .open(dir.join("LOCK"))
         .map_err(data_dir)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => return Err(locked(dir)),
-        Err(TryLockError::Error(e)) => return Err(data_dir(e)),
+    let started = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) if started.elapsed() < BUSY_WAIT => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(TryLockError::WouldBlock) => return Err(locked(dir)),
+            Err(TryLockError::Error(e)) => return Err(data_dir(e)),
+        }
     }
     // For humans looking at the directory; the lock itself is what counts.
     let _ = file

@@ -6,7 +6,8 @@
 //!   the key's [`Key`](crate::Key) bytes, its value the encoded value followed by the deadline.
 //!   The engine is fjall (an LSM tree with a journal) behind a private trait.
 //! - **Open** locks the directory (a second open, in this process or another, is
-//!   [`Error::DirLocked`](crate::Error::DirLocked)), loads everything, deletes the expired
+//!   [`Error::DirLocked`](crate::Error::DirLocked) after a 0.5 s grace period for a holder that
+//!   is exiting), loads everything, deletes the expired
 //!   records of *every* namespace (pow#713) and restores every deadline into the memory tier's
 //!   sweeper. It fails with [`Error::Timeout`](crate::Error::Timeout) past `open_timeout`.
 //! - **Writes** apply to the memory tier and are queued, per key in the same order, to one
