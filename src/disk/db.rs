@@ -87,7 +87,7 @@ impl std::fmt::Debug for DiskDb {
 }
 
 impl DiskDb {
-    /// A builder with the defaults (see [`super::builder::DiskBuilder`]).
+    /// A builder with the defaults (see [`DiskBuilder`](crate::DiskBuilder)).
     pub fn builder() -> DiskDbBuilder {
         DiskDbBuilder::new()
     }
