@@ -234,7 +234,13 @@ where
     fn deadline_of(&self, expiry: Expiry) -> u64 {
         match expiry {
             Expiry::Never => 0,
-            Expiry::In(left) => self.db.inner.opts.clock.now_ms() + crate::time::ttl_ms(left),
+            Expiry::In(left) => self
+                .db
+                .inner
+                .opts
+                .clock
+                .now_ms()
+                .saturating_add(crate::time::ttl_ms(left)),
         }
     }
 
