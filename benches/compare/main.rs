@@ -6,6 +6,8 @@
 
 mod alloc;
 mod cache;
+#[cfg(feature = "disk")]
+mod disk;
 mod memory;
 mod plot;
 mod redis;
@@ -27,6 +29,10 @@ fn main() {
     }
     if report.wants("cache") {
         cache::run(&mut report);
+    }
+    #[cfg(feature = "disk")]
+    if report.wants("disk") {
+        disk::run(&mut report);
     }
     report.finish();
 }
