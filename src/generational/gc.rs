@@ -188,24 +188,28 @@ where
                 .is_some_and(|m| tally.bytes(Which::Newer) >= m / 2)
     }
 
-    /// Called after every write that may have grown the store: brings it back within its limits
-    /// before the writer returns (the fix for nebulex#184/#247).
+    /// Called after every write that may have grown the store: pushes a new generation as soon
+    /// as the newer one holds half a limit, so the older one (at most the other half) plus the
+    /// newer one stay within the limit (the fix for nebulex#184/#247: no waiting for a poll).
     #[inline]
     pub(super) fn enforce_limits(&self, index: usize) {
-        if self.inner.opts.has_limits() && self.over_limit() {
+        if self.inner.opts.has_limits() && (self.newer_is_big() || self.over_limit()) {
             self.relieve(index);
         }
     }
 
+    /// Rotates while the newer generation is big; if the store is still over a limit (entries
+    /// of very different weights), drops older partitions one by one.
     #[cold]
     fn relieve(&self, index: usize) {
         let partitions = self.inner.partitions.len();
         let _rotation = self.inner.gc.rotation.lock();
         for step in 0..partitions + 2 {
-            if !self.over_limit() {
+            if self.newer_is_big() {
+                self.rotate_locked();
+            } else if !self.over_limit() {
                 return;
-            }
-            if self.newer_is_big() || self.inner.tally.len(Which::Older) == 0 {
+            } else if self.inner.tally.len(Which::Older) == 0 {
                 self.rotate_locked();
             } else {
                 self.drop_older((index + step) % partitions);
@@ -250,15 +254,26 @@ where
         by_size.into_iter().chain(by_memory).min().unwrap_or(max)
     }
 
-    /// Nebulex's clean-up: if a limit is reached, push a new generation, remove expired entries
-    /// and restart the heartbeat. Returns true if it pushed a generation.
+    /// Nebulex's clean-up check, as the poll runs it: if a limit is reached, push a new
+    /// generation, remove expired entries and restart the heartbeat. Returns true if it pushed a
+    /// generation.
     pub fn cleanup(&self) -> bool {
+        let mut timers = self.inner.gc.tick.lock();
+        self.cleanup_locked(&mut timers)
+    }
+
+    fn cleanup_locked(&self, timers: &mut Timers) -> bool {
         if !self.limit_reached() {
             return false;
         }
         self.rotate();
         self.purge_expired();
-        self.reset_generation_timer();
+        let now = self.now();
+        timers.heartbeat = self
+            .inner
+            .opts
+            .gc_interval
+            .map(|i| now.saturating_add(ttl_ms(i)));
         true
     }
 
@@ -316,11 +331,8 @@ where
                 .map(|i| now.saturating_add(ttl_ms(i)));
         }
         if timers.cleanup.is_some_and(|t| t <= now) {
-            drop(timers);
-            self.cleanup();
-            let next = now.saturating_add(ttl_ms(self.cleanup_timeout()));
-            timers = self.inner.gc.tick.lock();
-            timers.cleanup = Some(next);
+            self.cleanup_locked(&mut timers);
+            timers.cleanup = Some(now.saturating_add(ttl_ms(self.cleanup_timeout())));
         }
         let flush = self.inner.gc.flush.lock().iter().map(|p| p.due).min();
         [timers.heartbeat, timers.cleanup, flush]

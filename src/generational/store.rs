@@ -41,15 +41,16 @@ pub(crate) type DefaultHasher = foldhash::fast::RandomState;
 ///
 /// # Limits
 /// `max_size` and `allocated_memory` count both generations. Nebulex checks them only on its
-/// clean-up poll, so a cache can sit far above its limit for minutes (nebulex#184, #247). Here
-/// every write that takes the store past a limit relieves it before returning, on the writer's
-/// thread: if the newer generation holds at least half the limit, a new generation is pushed;
-/// otherwise one partition's older generation is dropped (those entries were not used since the
-/// last generation either). **Bound:** once a `put` returns, the store is within its limits,
-/// except for entries that other threads are writing at that moment (at most one entry per
-/// concurrent writer over the limit), and a single entry bigger than `allocated_memory`, which is
-/// dropped by the next write. The clean-up poll still runs with Nebulex's back-off and also
-/// removes expired entries.
+/// clean-up poll, so a cache can sit far above its limit for minutes (nebulex#184, #247). Here a
+/// write that makes the **newer generation reach half a limit pushes a new generation** before
+/// it returns, on the writer's thread (cheap: one table swap per partition; the dropped table is
+/// freed by the GC thread). The older generation then holds at most the other half, so the store
+/// holds between about half and all of its limit. **Bound:** once a `put` returns, the store is
+/// within its limits, except for entries other threads are writing at that moment (at most one
+/// entry per concurrent writer) — and a single entry heavier than half of `allocated_memory`,
+/// which is evicted with the next generation. If weights vary so that the store is still over a
+/// limit, older partitions are dropped one by one. The clean-up poll still runs with Nebulex's
+/// inverse linear back-off, and also removes expired entries when it pushes a generation.
 ///
 /// ```
 /// use std::time::Duration;
