@@ -4,6 +4,7 @@
 //! Each section lives in its own file and registers itself in `main` below. Rounds of strata and
 //! of the peer are interleaved so machine noise hits both.
 
+mod generational;
 mod memory;
 mod report;
 mod workload;
@@ -14,6 +15,9 @@ fn main() {
     let mut report = Report::from_args();
     if report.wants("memory") {
         memory::run(&mut report);
+    }
+    if report.wants("generational") {
+        generational::run(&mut report);
     }
     report.finish();
 }

@@ -24,6 +24,7 @@ use crate::{
 /// - `gc_cleanup_max_timeout`: 10 min (clean-up poll period when the store is empty);
 /// - `gc_flush_delay`: 10 s (how long a dropped generation is kept before it is freed);
 /// - `partitions`: available parallelism;
+/// - `admission`: off (Nebulex's placement: every write goes to the newer generation);
 /// - `weigher`: none — an entry weighs its inline size only (see [`Self::weigh_heap`]);
 /// - `namespace`: `"cache"`; `clock`: [`Clock::system`]; `stats`: on; `event_capacity`: 4096.
 ///
@@ -70,6 +71,7 @@ pub(crate) struct Options {
     pub partitions: usize,
     pub stats: bool,
     pub event_capacity: usize,
+    pub admission: bool,
 }
 
 /// Everything `from_parts` needs.
@@ -98,6 +100,7 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
                 partitions: default_partitions(),
                 stats: true,
                 event_capacity: DEFAULT_EVENT_CAPACITY,
+                admission: false,
             },
             namespace: Ok(Namespace::default()),
             clock: Clock::system(),
@@ -148,6 +151,18 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
     /// Number of partitions (shards), each with its own lock.
     pub fn partitions(mut self, partitions: usize) -> Self {
         self.opts.partitions = partitions;
+        self
+    }
+
+    /// Frequency-aware placement, for a better hit ratio under a `max_size` or
+    /// `allocated_memory` limit (not in Nebulex). A small sketch counts reads per key; a write of
+    /// a *new* key read fewer than twice lately goes to the older generation (on probation: it
+    /// moves to the newer one on its next read, like any older entry) instead of the newer one,
+    /// and a store over its limit evicts a small batch of older entries instead of a whole
+    /// partition's. One-off keys and scans then cannot flush the keys that are read often.
+    /// Costs a few relaxed atomic writes per read. Without a limit it has no effect.
+    pub fn admission(mut self, enabled: bool) -> Self {
+        self.opts.admission = enabled;
         self
     }
 

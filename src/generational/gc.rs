@@ -19,13 +19,16 @@ use parking_lot::Mutex;
 
 use super::{
     builder::Options,
-    partition::{Slot, Which},
+    partition::{Gen, Slot, Which},
     store::{GenerationalStore, Inner},
 };
 use crate::{events::EventKind, stats::Counter as Stat, time::ttl_ms};
 
 /// The longest the GC thread sleeps on the system clock without checking its timers.
 const MAX_NAP: Duration = Duration::from_secs(5);
+
+/// Admission mode: entries read at least this often lately survive a new generation.
+const RESCUE_READS: u8 = 3;
 
 type Table<K, V> = HashTable<Slot<K, V>>;
 
@@ -133,16 +136,18 @@ where
 
     fn rotate(&self) -> usize {
         let _rotation = self.inner.gc.rotation.lock();
-        self.rotate_locked()
+        self.rotate_locked(None)
     }
 
-    fn rotate_locked(&self) -> usize {
+    /// Rotates every partition; in admission mode the entry with hash `protect` (the one a writer
+    /// just wrote) survives.
+    fn rotate_locked(&self, protect: Option<u64>) -> usize {
         let tally = &self.inner.tally;
         let mut dropped = Vec::with_capacity(self.inner.partitions.len());
         for p in self.inner.partitions.iter() {
             let mut p = p.write();
             let newer = std::mem::take(&mut p.newer);
-            let older = std::mem::replace(&mut p.older, newer);
+            let mut older = std::mem::replace(&mut p.older, newer);
             let (moved_len, moved_bytes) = (p.older.table.len() as i64, p.older.bytes as i64);
             tally.add(Which::Newer, -moved_len, -moved_bytes);
             tally.add(
@@ -150,10 +155,34 @@ where
                 moved_len - older.table.len() as i64,
                 moved_bytes - older.bytes as i64,
             );
+            if self.inner.sketch.is_some() {
+                self.rescue_frequent(&mut older, &mut p.older, protect);
+            }
             drop(p);
             dropped.push(older.table);
         }
         self.evicted(dropped, EventKind::Generation)
+    }
+
+    /// Admission mode: keeps the often-read entries of a dropped generation in the new older one
+    /// (they stay evictable, least read first), so a generation does not flush the hot set.
+    fn rescue_frequent(
+        &self,
+        dropped: &mut Gen<K, V>,
+        older: &mut Gen<K, V>,
+        protect: Option<u64>,
+    ) {
+        let frequent = |s: &mut Slot<K, V>| {
+            let hash = self.hash(&s.key);
+            Some(hash) == protect || self.read_count_of(hash) >= RESCUE_READS
+        };
+        let rescued: Vec<Slot<K, V>> = dropped.table.extract_if(frequent).collect();
+        for slot in rescued {
+            dropped.bytes -= u64::from(slot.weight);
+            self.inner.tally.slot(Which::Older, slot.weight, 1);
+            let hash = self.hash(&slot.key);
+            older.insert_new(hash, slot, self.rehash());
+        }
     }
 
     /// Counts and announces evicted tables, then queues them to be freed.
@@ -192,25 +221,27 @@ where
     /// as the newer one holds half a limit, so the older one (at most the other half) plus the
     /// newer one stay within the limit (the fix for nebulex#184/#247: no waiting for a poll).
     #[inline]
-    pub(super) fn enforce_limits(&self, index: usize) {
+    pub(super) fn enforce_limits(&self, index: usize, written: u64) {
         if self.inner.opts.has_limits() && (self.newer_is_big() || self.over_limit()) {
-            self.relieve(index);
+            self.relieve(index, written);
         }
     }
 
     /// Rotates while the newer generation is big; if the store is still over a limit (entries
     /// of very different weights), drops older partitions one by one.
     #[cold]
-    fn relieve(&self, index: usize) {
+    fn relieve(&self, index: usize, written: u64) {
         let partitions = self.inner.partitions.len();
         let _rotation = self.inner.gc.rotation.lock();
         for step in 0..partitions + 2 {
             if self.newer_is_big() {
-                self.rotate_locked();
+                self.rotate_locked(Some(written));
             } else if !self.over_limit() {
                 return;
             } else if self.inner.tally.len(Which::Older) == 0 {
-                self.rotate_locked();
+                self.rotate_locked(Some(written));
+            } else if self.inner.sketch.is_some() {
+                self.evict_older((index + step) % partitions, written);
             } else {
                 self.drop_older((index + step) % partitions);
             }
@@ -230,6 +261,41 @@ where
             older
         };
         self.evicted(vec![older.table], EventKind::Evicted);
+    }
+
+    fn read_count_of(&self, hash: u64) -> u8 {
+        self.inner.sketch.as_ref().map_or(0, |s| s.estimate(hash))
+    }
+
+    /// Evicts a small batch of one partition's older entries, the least read first (admission
+    /// mode).
+    fn evict_older(&self, index: usize, protect: u64) {
+        let batch = (self.inner.tally.total_len() as usize / 64).max(16);
+        let evicted: Vec<Slot<K, V>> = {
+            let mut p = self.partition(index).write();
+            let mut out: Vec<Slot<K, V>> = Vec::with_capacity(batch);
+            // The least read first: TinyLFU's idea, applied to the older generation.
+            for below in [1, 2, 4, 16] {
+                let rarely_read = |s: &mut Slot<K, V>| {
+                    let hash = self.hash(&s.key);
+                    hash != protect && self.read_count_of(hash) < below
+                };
+                let need = batch - out.len();
+                out.extend(p.older.table.extract_if(rarely_read).take(need));
+                if out.len() == batch {
+                    break;
+                }
+            }
+            for slot in &out {
+                p.older.bytes -= u64::from(slot.weight);
+                self.inner.tally.slot(Which::Older, slot.weight, -1);
+            }
+            out
+        };
+        self.inner.stats.add(Stat::Evictions, evicted.len() as u64);
+        evicted
+            .iter()
+            .for_each(|s| self.inner.events.emit(&s.key, EventKind::Evicted));
     }
 
     /// True when a limit is reached (Nebulex's `value >= limit` check on the clean-up poll).

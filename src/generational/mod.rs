@@ -13,6 +13,7 @@ mod builder;
 mod gc;
 mod partition;
 mod query;
+mod sketch;
 mod store;
 mod transaction;
 mod weigh;

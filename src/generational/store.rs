@@ -14,6 +14,7 @@ use super::{
     builder::{GenerationalStoreBuilder, Options, Parts},
     gc::Gc,
     partition::{Partition, Slot, Tally, Which},
+    sketch::Sketch,
     transaction::Locks,
     weigh::{inline_size, Weigher},
 };
@@ -99,6 +100,7 @@ pub(crate) struct Inner<K, V> {
     pub tally: Tally,
     pub weigher: Option<Weigher<K, V>>,
     pub gc: Gc<K, V>,
+    pub sketch: Option<Sketch>,
     pub locks: Locks,
     pub me: Weak<Inner<K, V>>,
 }
@@ -121,6 +123,12 @@ pub(super) enum Found<'a, K, V> {
     Live(&'a mut Slot<K, V>),
     Expired(Slot<K, V>),
     Missing,
+}
+
+/// The admission sketch, sized for the entry limit (or a memory limit at 64 bytes per entry).
+fn sketch_for(opts: &Options) -> Option<Sketch> {
+    let capacity = opts.max_size.or(opts.allocated_memory.map(|m| m / 64))?;
+    opts.admission.then(|| Sketch::new(capacity))
 }
 
 impl<K, V> GenerationalStore<K, V>
@@ -147,6 +155,7 @@ where
             tally: Tally::default(),
             weigher: parts.weigher,
             gc: Gc::new(&parts.opts, now),
+            sketch: sketch_for(&parts.opts),
             locks: Locks::default(),
             me: me.clone(),
             opts: parts.opts,
@@ -289,7 +298,11 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let found = match self.peek_newer(key) {
+        let hash = self.hash(key);
+        if let Some(sketch) = &self.inner.sketch {
+            sketch.record(hash);
+        }
+        let found = match self.peek_newer(hash, key) {
             Ok(found) => found,
             Err(()) => self.with_live(key, |s| s.value.clone()),
         };
@@ -305,12 +318,11 @@ where
     /// The read-locked fast path: `Ok` if the newer generation answers (or the key is nowhere),
     /// `Err` if the key needs the write lock (in the older generation, or expired).
     #[inline]
-    fn peek_newer<Q>(&self, key: &Q) -> std::result::Result<Option<V>, ()>
+    fn peek_newer<Q>(&self, hash: u64, key: &Q) -> std::result::Result<Option<V>, ()>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hash(key);
         let p = self.partition(self.index(hash)).read();
         let eq = |s: &Slot<K, V>| s.key.borrow() == key;
         match p.newer.table.find(hash, eq) {
@@ -354,20 +366,55 @@ where
             deadline,
             weight,
         };
-        let replaced = self.upsert(index, hash, slot);
+        let replaced = self.upsert(index, hash, slot, self.on_probation(hash));
         self.after_write(event_key.as_ref(), replaced);
-        self.enforce_limits(index);
+        self.enforce_limits(index, hash);
         Ok(())
     }
 
-    /// Inserts `slot` into the newer generation, removing the key from the older one.
-    fn upsert(&self, index: usize, hash: u64, slot: Slot<K, V>) -> Replaced<V> {
+    /// True if a new key with `hash` goes to the older generation (admission on, rarely read).
+    #[inline]
+    fn on_probation(&self, hash: u64) -> bool {
+        self.inner
+            .sketch
+            .as_ref()
+            .is_some_and(|s| s.estimate(hash) < 2)
+    }
+
+    /// Inserts `slot` into the newer generation, removing the key from the older one; a new key
+    /// on `probation` goes to the older generation instead. Returns what it replaced.
+    fn upsert(&self, index: usize, hash: u64, slot: Slot<K, V>, probation: bool) -> Replaced<V> {
         let now = self.now();
-        let tally = &self.inner.tally;
         let mut p = self.partition(index).write();
+        let old = self.upsert_in(&mut p, hash, slot, probation);
+        drop(p);
+        match old {
+            None => Replaced::Nothing,
+            Some(o) if o.is_expired(now) => Replaced::Expired(o.value),
+            Some(o) => Replaced::Live(o.value),
+        }
+    }
+
+    /// `upsert` under a partition lock the caller holds.
+    fn upsert_in(
+        &self,
+        p: &mut Partition<K, V>,
+        hash: u64,
+        slot: Slot<K, V>,
+        probation: bool,
+    ) -> Option<Slot<K, V>> {
+        let tally = &self.inner.tally;
         let from_older = p.older.remove(hash, |s| s.key == slot.key);
         if let Some(old) = &from_older {
             tally.slot(Which::Older, old.weight, -1);
+        }
+        if probation
+            && from_older.is_none()
+            && p.newer.table.find(hash, |s| s.key == slot.key).is_none()
+        {
+            tally.slot(Which::Older, slot.weight, 1);
+            p.older.insert_new(hash, slot, self.rehash());
+            return None;
         }
         let weight = i64::from(slot.weight);
         let old = match p
@@ -384,12 +431,7 @@ where
         let old_weight = old.as_ref().map_or(0, |o| i64::from(o.weight));
         p.newer.bytes = p.newer.bytes.saturating_add_signed(weight - old_weight);
         tally.add(Which::Newer, i64::from(old.is_none()), weight - old_weight);
-        drop(p);
-        match old.or(from_older) {
-            None => Replaced::Nothing,
-            Some(o) if o.is_expired(now) => Replaced::Expired(o.value),
-            Some(o) => Replaced::Live(o.value),
-        }
+        old.or(from_older)
     }
 
     fn after_write(&self, key: Option<&K>, replaced: Replaced<V>) {
@@ -419,7 +461,8 @@ where
         let hash = self.hash(&key);
         let index = self.index(hash);
         let now = self.now();
-        let p = self.partition(index).write();
+        let probation = self.on_probation(hash);
+        let mut p = self.partition(index).write();
         let eq = |s: &Slot<K, V>| s.key == key;
         let live = |s: &Slot<K, V>| !s.is_expired(now);
         if p.newer.table.find(hash, eq).is_some_and(live)
@@ -427,19 +470,19 @@ where
         {
             return Ok(false);
         }
+        let slot = Slot {
+            key,
+            value,
+            deadline,
+            weight,
+        };
+        let replaced = match self.upsert_in(&mut p, hash, slot, probation) {
+            Some(old) => Replaced::Expired(old.value),
+            None => Replaced::Nothing,
+        };
         drop(p);
-        let replaced = self.upsert(
-            index,
-            hash,
-            Slot {
-                key,
-                value,
-                deadline,
-                weight,
-            },
-        );
         self.after_write(event_key.as_ref(), replaced);
-        self.enforce_limits(index);
+        self.enforce_limits(index, hash);
         Ok(true)
     }
 
@@ -455,7 +498,8 @@ where
         if replaced.is_some() {
             self.inner.stats.incr(Stat::Updates);
             self.inner.events.emit(key, EventKind::Replace);
-            self.enforce_limits(self.index(self.hash(key)));
+            let hash = self.hash(key);
+            self.enforce_limits(self.index(hash), hash);
         }
         Ok(replaced.is_some())
     }
