@@ -275,7 +275,7 @@ where
             let mut p = self.partition(index).write();
             let mut out: Vec<Slot<K, V>> = Vec::with_capacity(batch);
             // The least read first: TinyLFU's idea, applied to the older generation.
-            for below in [1, 2, 4, 16] {
+            for below in [1, 2, 3, 4, 6, 8, 12, 16] {
                 let rarely_read = |s: &mut Slot<K, V>| {
                     let hash = self.hash(&s.key);
                     hash != protect && self.read_count_of(hash) < below

@@ -174,8 +174,16 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// Runs `f` holding transaction locks on `keys` (every key — an all-keys lock — when `keys`
-    /// is empty); see the guarantees in [the module docs](self). Re-entrant on the same thread;
-    /// the locks are released when `f` returns, fails or panics (the panic then continues).
+    /// is empty). Re-entrant on the same thread; the locks are released when `f` returns, fails
+    /// or panics (the panic then continues).
+    ///
+    /// **Guarantee:** transactions on the same keys (or any key, for an all-keys transaction)
+    /// never run at the same time. Plain writes (`put`, `delete`, ...) do *not* wait for
+    /// transaction locks, as in Nebulex: write through transactions wherever you need isolation.
+    /// Locks belong to the calling thread: `f` is sync, so don't `.await` while holding one. A
+    /// nested transaction naming new keys takes them too (waiting if another thread holds them;
+    /// two threads doing that crosswise deadlock — name every key in the outermost transaction).
+    /// Keys are locked by hash, so two keys may rarely share a lock (a false conflict only).
     ///
     /// ```
     /// use strata::GenerationalStore;
