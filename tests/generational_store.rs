@@ -595,3 +595,169 @@ fn admission_keeps_the_hot_set_through_a_scan() {
         200 - kept
     );
 }
+
+/// Model-based: random operations against a map that tracks each key's generation.
+mod model {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Gen {
+        Newer,
+        Older,
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(u8, u64, Option<u64>),
+        Get(u8),
+        Delete(u8),
+        Take(u8),
+        PutNew(u8, u64),
+        NewGeneration,
+        Advance(u64),
+        Incr(u8, i64),
+        Touch(u8),
+        Expire(u8, u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let k = 0u8..8;
+        prop_oneof![
+            (k.clone(), 0u64..100, proptest::option::of(1u64..4))
+                .prop_map(|(k, v, t)| Op::Put(k, v, t)),
+            k.clone().prop_map(Op::Get),
+            k.clone().prop_map(Op::Delete),
+            k.clone().prop_map(Op::Take),
+            (k.clone(), 0u64..100).prop_map(|(k, v)| Op::PutNew(k, v)),
+            Just(Op::NewGeneration),
+            (0u64..3).prop_map(Op::Advance),
+            (k.clone(), 1i64..5).prop_map(|(k, d)| Op::Incr(k, d)),
+            k.clone().prop_map(Op::Touch),
+            (k, 1u64..4).prop_map(|(k, t)| Op::Expire(k, t)),
+        ]
+    }
+
+    #[derive(Default)]
+    struct Model {
+        now: u64,
+        map: HashMap<u8, (u64, Option<u64>, Gen)>,
+    }
+
+    impl Model {
+        fn live(&self, k: u8) -> Option<u64> {
+            let (v, d, _) = self.map.get(&k)?;
+            d.is_none_or(|d| d > self.now).then_some(*v)
+        }
+
+        /// Nebulex's lookup: promote a live entry, remove an expired one.
+        fn locate(&mut self, k: u8) -> Option<u64> {
+            let live = self.live(k);
+            match live {
+                Some(_) => self.map.get_mut(&k).unwrap().2 = Gen::Newer,
+                None => drop(self.map.remove(&k)),
+            }
+            live
+        }
+
+        fn deadline(&self, secs: Option<u64>) -> Option<u64> {
+            secs.map(|s| self.now + s * 1000)
+        }
+    }
+
+    fn apply(m: &mut Model, s: &GenerationalStore<u8, u64>, time: &ManualClock, op: &Op) {
+        let secs = |s: u64| Duration::from_secs(s);
+        match *op {
+            Op::Put(k, v, t) => {
+                s.put(k, v, t.map(secs)).unwrap();
+                let d = m.deadline(t);
+                m.map.insert(k, (v, d, Gen::Newer));
+            }
+            Op::Get(k) => assert_eq!(s.get(&k), m.locate(k)),
+            Op::Delete(k) => {
+                let live = m.live(k);
+                m.map.remove(&k);
+                assert_eq!(s.delete(&k), live.is_some());
+            }
+            Op::Take(k) => {
+                let live = m.live(k);
+                m.map.remove(&k);
+                assert_eq!(s.take(&k), live);
+            }
+            Op::PutNew(k, v) => {
+                let fresh = m.live(k).is_none();
+                if fresh {
+                    m.map.insert(k, (v, None, Gen::Newer));
+                }
+                assert_eq!(s.put_new(k, v, None).unwrap(), fresh);
+            }
+            Op::NewGeneration => {
+                let older = m.map.values().filter(|e| e.2 == Gen::Older).count();
+                m.map.retain(|_, e| e.2 == Gen::Newer);
+                m.map.values_mut().for_each(|e| e.2 = Gen::Older);
+                assert_eq!(s.new_generation(true), older);
+            }
+            Op::Advance(t) => {
+                time.advance(secs(t));
+                m.now += t * 1000;
+            }
+            Op::Incr(k, d) => {
+                let next = match m.locate(k) {
+                    Some(v) => {
+                        let e = m.map.get_mut(&k).unwrap();
+                        e.0 = v + d as u64;
+                        e.0
+                    }
+                    None => {
+                        m.map.insert(k, (d as u64, None, Gen::Newer));
+                        d as u64
+                    }
+                };
+                assert_eq!(s.incr(&k, d).unwrap(), next);
+            }
+            Op::Touch(k) => assert_eq!(s.touch(&k), m.locate(k).is_some()),
+            Op::Expire(k, t) => {
+                let live = m.locate(k).is_some();
+                if live {
+                    let d = m.deadline(Some(t));
+                    m.map.get_mut(&k).unwrap().1 = d;
+                }
+                assert_eq!(s.expire(&k, Some(secs(t))).unwrap(), live);
+            }
+        }
+    }
+
+    fn check(m: &Model, s: &GenerationalStore<u8, u64>) {
+        let mut keys = s.keys();
+        keys.sort();
+        let mut expect: Vec<u8> = m
+            .map
+            .keys()
+            .copied()
+            .filter(|k| m.live(*k).is_some())
+            .collect();
+        expect.sort();
+        assert_eq!(keys, expect);
+        let newer = m.map.values().filter(|e| e.2 == Gen::Newer).count() as u64;
+        let older = m.map.len() as u64 - newer;
+        assert_eq!(s.generation_sizes(), (newer, older));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let time = ManualClock::new();
+            let s: GenerationalStore<u8, u64> =
+                GenerationalStore::builder().clock(time.clock()).partitions(2).build().unwrap();
+            let mut m = Model::default();
+            for op in &ops {
+                apply(&mut m, &s, &time, op);
+                check(&m, &s);
+            }
+        }
+    }
+}
