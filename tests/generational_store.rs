@@ -761,3 +761,48 @@ mod model {
         }
     }
 }
+
+#[test]
+fn readers_writers_and_generations_race_without_losing_consistency() {
+    for admission in [false, true] {
+        let s: GenerationalStore<u64, u64> = GenerationalStore::builder()
+            .partitions(4)
+            .max_size(1_000)
+            .admission(admission)
+            .build()
+            .unwrap();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for t in 0..2u64 {
+                let s = &s;
+                scope.spawn(move || {
+                    for i in 0..20_000u64 {
+                        let k = (i * 7 + t * 13) % 3_000;
+                        s.put(k, k * 2, None).unwrap();
+                        if let Some(v) = s.get(&((k * 31) % 3_000)) {
+                            assert_eq!(v % 2, 0, "a value from another key");
+                        }
+                    }
+                });
+            }
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    s.new_generation(false);
+                    std::thread::yield_now();
+                }
+            });
+            scope.spawn(|| {
+                for k in (0..3_000u64).cycle().take(40_000) {
+                    assert!(s.get(&k).is_none_or(|v| v == k * 2));
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+        });
+        let keys = s.keys();
+        let unique: HashSet<u64> = keys.iter().copied().collect();
+        assert_eq!(unique.len(), keys.len(), "a key listed twice");
+        assert_eq!(s.size() as usize, keys.len(), "tally and tables disagree");
+        assert!(s.size() <= 1_000);
+        assert!(keys.iter().all(|k| s.get(k) == Some(k * 2)));
+    }
+}

@@ -160,7 +160,10 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
     /// moves to the newer one on its next read, like any older entry) instead of the newer one,
     /// and a store over its limit evicts a small batch of older entries instead of a whole
     /// partition's. One-off keys and scans then cannot flush the keys that are read often.
-    /// Costs a few relaxed atomic writes per read. Without a limit it has no effect.
+    /// Frequent entries of a dropped generation are kept in the new older one. Costs a few
+    /// relaxed atomic writes per read (≈20% throughput in `cargo bench --bench compare
+    /// generational`) and 16 bytes of sketch per entry of capacity; the small eviction batches
+    /// are freed on the writer's thread. Without a limit it has no effect.
     pub fn admission(mut self, enabled: bool) -> Self {
         self.opts.admission = enabled;
         self
