@@ -28,7 +28,7 @@ use crate::{events::EventKind, stats::Counter as Stat, time::ttl_ms};
 const MAX_NAP: Duration = Duration::from_secs(5);
 
 /// Admission mode: entries read at least this often lately survive a new generation.
-const RESCUE_READS: u8 = 3;
+const RESCUE_READS: u8 = 2;
 
 type Table<K, V> = HashTable<Slot<K, V>>;
 
