@@ -8,6 +8,7 @@ mod alloc;
 mod cache;
 #[cfg(feature = "disk")]
 mod disk;
+mod generational;
 mod memory;
 mod plot;
 mod redis;
@@ -33,6 +34,9 @@ fn main() {
     #[cfg(feature = "disk")]
     if report.wants("disk") {
         disk::run(&mut report);
+    }
+    if report.wants("generational") {
+        generational::run(&mut report);
     }
     report.finish();
 }
