@@ -12,6 +12,10 @@
 //! - `memory`: [`MemoryStore`], sharded in-memory store with TTL expiry (Pow's `EtsCache`).
 //! - `redis` (feature `redis`): `RedisStore`, entries in Redis or Redis Cluster over one
 //!   multiplexed connection that reconnects by itself (Pow's Redix backend).
+//! - `disk` (feature `disk`, default): [`DiskStore`] and [`DiskDb`], a memory tier backed by an
+//!   embedded engine on disk that survives restarts and `kill -9` (Pow's `MnesiaCache`, one node).
+//! - `generational`: [`GenerationalStore`], two generations with size and memory limits, a
+//!   [`Query`] API and key-level transactions (Nebulex's Local adapter).
 //! - [`codec`]: keys and values to bytes for stores that leave the process (versioned header,
 //!   MessagePack or JSON, bounded decoding).
 //! - `time`: [`Clock`] and [`ManualClock`], injected into every store so expiry is tested by
@@ -28,6 +32,10 @@
 //!   lock). An expired entry is never returned. One sweeper thread per store, started by the first
 //!   write with a TTL, removes expired entries at the earliest deadline and stops when the store is
 //!   dropped.
+//! - **GenerationalStore**: linearizable per key like MemoryStore (one lock per partition covers
+//!   both generations). Writes past `max_size`/`allocated_memory` relieve the store before they
+//!   return; one GC thread per store runs the generation timer and the clean-up poll and frees
+//!   dropped generations; it holds only a weak reference and stops when the store is dropped.
 //!
 //! ```
 //! use std::time::Duration;
@@ -43,8 +51,11 @@
 
 mod cache;
 pub mod codec;
+#[cfg(feature = "disk")]
+mod disk;
 mod error;
 mod events;
+mod generational;
 mod memory;
 mod namespace;
 #[cfg(feature = "redis")]
@@ -60,8 +71,16 @@ pub use cache::{
     Update, Warmer, DUMP_VERSION,
 };
 pub use codec::{Format, Key};
+#[cfg(feature = "disk")]
+pub use disk::{
+    DiskBuilder, DiskDb, DiskDbBuilder, DiskStore, DiskStoreBuilder, ForDb, ForStore, OnCorrupt,
+    OpenSummary, Writes,
+};
 pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
+pub use generational::{
+    Entry as QueryEntry, GenerationalStore, GenerationalStoreBuilder, HeapSize, Query, QueryStream,
+};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use namespace::{Namespace, DEFAULT_NAMESPACE};
 #[cfg(feature = "redis")]

@@ -6,6 +6,9 @@
 
 mod alloc;
 mod cache;
+#[cfg(feature = "disk")]
+mod disk;
+mod generational;
 mod memory;
 mod plot;
 mod redis;
@@ -27,6 +30,13 @@ fn main() {
     }
     if report.wants("cache") {
         cache::run(&mut report);
+    }
+    #[cfg(feature = "disk")]
+    if report.wants("disk") {
+        disk::run(&mut report);
+    }
+    if report.wants("generational") {
+        generational::run(&mut report);
     }
     report.finish();
 }
