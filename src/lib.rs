@@ -74,7 +74,7 @@ pub use codec::{Format, Key};
 #[cfg(feature = "disk")]
 pub use disk::{
     DiskBuilder, DiskDb, DiskDbBuilder, DiskStore, DiskStoreBuilder, ForDb, ForStore, OnCorrupt,
-    OpenSummary, Writes,
+    OpenSummary, RawRecord, Writes,
 };
 pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventBus, EventKind, Events, RemovalCause};

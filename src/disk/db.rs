@@ -62,10 +62,10 @@ pub struct DiskDb {
 pub(super) struct DbInner {
     pub opts: Options,
     pub writer: Writer,
-    engine: Arc<dyn Engine>,
+    pub(super) engine: Arc<dyn Engine>,
     stripes: Box<[Mutex<()>]>,
     pending: Mutex<HashMap<Box<[u8]>, Vec<RawEntry>>>,
-    tiers: Mutex<HashMap<Namespace, Box<dyn Any + Send + Sync>>>,
+    pub(super) tiers: Mutex<HashMap<Namespace, Box<dyn Any + Send + Sync>>>,
     summary: OpenSummary,
     // Dropped last: the directory stays locked until the engine is closed.
     _lock: DirLock,

@@ -34,6 +34,7 @@ mod db;
 mod engine;
 mod load;
 mod lock;
+mod raw;
 mod record;
 mod store;
 mod writer;
@@ -43,4 +44,5 @@ pub use builder::{
 };
 pub use db::DiskDb;
 pub use load::OpenSummary;
+pub use raw::RawRecord;
 pub use store::DiskStore;

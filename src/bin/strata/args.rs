@@ -1,0 +1,74 @@
+//! The command line: subcommands, their arguments and the global `--json` flag.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Inspect, dump and load strata caches: a DiskStore data directory or a Redis server.
+///
+/// A SOURCE is a data directory (`./strata-data`) or a Redis URL (`redis://127.0.0.1:6379`).
+/// Exit codes: 0 success, 1 failure (missing key, bad dump file, backend error), 2 the source
+/// cannot be used (directory locked by another process, corrupt, not a directory) or bad usage.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, long_about)]
+pub struct Cli {
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Entries, bytes and an expiry histogram per namespace.
+    Inspect {
+        /// A data directory or a Redis URL.
+        source: String,
+    },
+    /// List keys (as `namespace:key`) with their remaining TTL.
+    Keys {
+        /// A data directory or a Redis URL.
+        source: String,
+        /// Only this namespace.
+        #[arg(long, short)]
+        namespace: Option<String>,
+        /// At most this many keys.
+        #[arg(long, short)]
+        limit: Option<usize>,
+    },
+    /// Show one value as JSON.
+    Get {
+        /// A data directory or a Redis URL.
+        source: String,
+        /// The namespace (`sessions`).
+        namespace: String,
+        /// The key within the namespace.
+        key: String,
+    },
+    /// Write every live entry (all namespaces) with its deadline to a dump file.
+    Dump {
+        /// A data directory or a Redis URL.
+        source: String,
+        /// The dump file to write (replaced atomically).
+        file: PathBuf,
+        /// Only this namespace.
+        #[arg(long, short)]
+        namespace: Option<String>,
+    },
+    /// Write the entries of a dump file that have not expired into a destination.
+    Load {
+        /// A dump file written by `strata dump`.
+        file: PathBuf,
+        /// A data directory or a Redis URL.
+        destination: String,
+    },
+    /// Delete expired entries from a data directory now.
+    PurgeExpired {
+        /// A data directory.
+        dir: PathBuf,
+    },
+}

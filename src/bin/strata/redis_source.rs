@@ -1,0 +1,168 @@
+//! Raw entries of a Redis server (one node): `SCAN` over `namespace:*` (or every string key),
+//! `GET` and `PTTL` pipelined per page, and `SET .. PX` to write. Values are the bytes RedisStore
+//! wrote (codec header, or a raw decimal integer for counters).
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use strata::RawRecord;
+
+use crate::fail::Failure;
+
+/// Keys asked for per `SCAN` call.
+const SCAN_COUNT: usize = 1000;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection to one Redis server.
+pub struct RedisSource {
+    url: String,
+    conn: MultiplexedConnection,
+}
+
+impl RedisSource {
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`).
+    pub async fn connect(url: &str) -> Result<Self, Failure> {
+        let shown = redact(url);
+        let client = redis::Client::open(url)
+            .map_err(|e| Failure::unusable(format!("{shown} is not a usable Redis URL: {e}")))?;
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+            .await
+            .map_err(|_| {
+                Failure::unusable(format!(
+                    "no answer from {shown} within {CONNECT_TIMEOUT:?}; is Redis running?"
+                ))
+            })?
+            .map_err(|e| Failure::unusable(format!("cannot connect to {shown}: {e}")))?;
+        Ok(RedisSource { url: shown, conn })
+    }
+
+    /// The URL, password hidden.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `DBSIZE`: every key of the database, strata's or not (a progress bar's length).
+    pub async fn size(&self) -> Option<u64> {
+        redis::cmd("DBSIZE")
+            .query_async(&mut self.conn.clone())
+            .await
+            .ok()
+    }
+
+    fn failed(&self, what: &str, e: redis::RedisError) -> Failure {
+        Failure::other(format!("{what} on {} failed: {e}", self.url))
+    }
+
+    /// Visits every live string key that has a `namespace:` prefix (of `namespace` only, if given).
+    pub async fn scan(
+        &self,
+        namespace: Option<&str>,
+        visit: &mut (dyn FnMut(RawRecord) + Send),
+    ) -> Result<(), Failure> {
+        let pattern = namespace.map_or_else(|| "*".to_owned(), |ns| format!("{ns}:*"));
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .arg("TYPE")
+                .arg("string")
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(|e| self.failed("SCAN", e))?;
+            for raw in self.read(&keys).await? {
+                visit(raw);
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// The live records under `keys` (full Redis keys), skipping keys gone or not strata's.
+    async fn read(&self, keys: &[Vec<u8>]) -> Result<Vec<RawRecord>, Failure> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+        }
+        let replies: Vec<(Option<Vec<u8>>, i64)> = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.failed("GET/PTTL", e))?;
+        let now = strata::Clock::system().now_ms();
+        let records = keys
+            .iter()
+            .zip(replies)
+            .filter_map(|(key, (value, pttl))| record(key, value?, pttl, now))
+            .collect();
+        Ok(records)
+    }
+
+    /// The live record under `namespace:key`, if any.
+    pub async fn get(&self, namespace: &str, key: &[u8]) -> Result<Option<RawRecord>, Failure> {
+        let mut full = format!("{namespace}:").into_bytes();
+        full.extend_from_slice(key);
+        Ok(self.read(&[full]).await?.pop())
+    }
+
+    /// Writes `records` with their remaining TTLs; already expired ones are skipped.
+    pub async fn put(&self, records: Vec<RawRecord>) -> Result<(), Failure> {
+        let now = strata::Clock::system().now_ms();
+        let mut pipe = redis::pipe();
+        for raw in records {
+            let mut key = format!("{}:", raw.namespace).into_bytes();
+            key.extend_from_slice(&raw.key);
+            match raw.deadline.map(|d| d.saturating_sub(now)) {
+                None => pipe.cmd("SET").arg(key).arg(raw.value).ignore(),
+                Some(0) => continue,
+                Some(ms) => pipe
+                    .cmd("SET")
+                    .arg(key)
+                    .arg(raw.value)
+                    .arg("PX")
+                    .arg(ms)
+                    .ignore(),
+            };
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.failed("SET", e))
+    }
+}
+
+/// A Redis key and its value and PTTL as a record; `None` for a key without `namespace:`.
+fn record(key: &[u8], value: Vec<u8>, pttl: i64, now: u64) -> Option<RawRecord> {
+    let colon = key.iter().position(|&b| b == b':')?;
+    let deadline = match pttl {
+        -1 => None,
+        ms if ms > 0 => Some(now + ms as u64),
+        _ => return None, // -2: gone between SCAN and GET
+    };
+    Some(RawRecord {
+        namespace: String::from_utf8_lossy(&key[..colon]).into_owned(),
+        key: key[colon + 1..].to_vec(),
+        value,
+        deadline,
+    })
+}
+
+/// `url` with any password replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}

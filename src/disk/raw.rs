@@ -1,0 +1,88 @@
+//! Raw records of a data directory, for tools such as the `strata` CLI: every namespace, keys
+//! and values as bytes, exactly as stored (values keep their codec header, so
+//! [`value_to_json`](crate::codec::value_to_json) can render any of them).
+//!
+//! Reads scan the engine, so they see what every store of this `DiskDb` has committed. Writes
+//! go through the writer thread like a store's, but bypass the memory tiers: they are refused for
+//! a namespace that has a store open in this `DiskDb` (its tier would not see them).
+
+use super::{db::DiskDb, engine::Op, record};
+use crate::{
+    error::{Error, Result},
+    namespace::Namespace,
+    time::UnixMillis,
+};
+
+/// One record as stored in a data directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The namespace (the key's part before the first `:`).
+    pub namespace: String,
+    /// The key's bytes after `namespace:` ([`Key::encode_key`](crate::Key::encode_key)).
+    pub key: Vec<u8>,
+    /// The encoded value ([`encode_value`](crate::codec::encode_value)).
+    pub value: Vec<u8>,
+    /// When the entry expires, in Unix milliseconds; `None` if never.
+    pub deadline: Option<UnixMillis>,
+}
+
+impl DiskDb {
+    /// Visits every live record of every namespace (or of `namespace` only), in key order.
+    /// Expired records and records that are not strata's are skipped.
+    pub fn scan_raw(
+        &self,
+        namespace: Option<&str>,
+        visit: &mut dyn FnMut(RawRecord) -> Result<()>,
+    ) -> Result<()> {
+        let prefix = match namespace {
+            Some(ns) => Namespace::new(ns)?.prefix(),
+            None => Vec::new(),
+        };
+        let now = self.inner.opts.clock.now_ms();
+        self.inner
+            .engine
+            .scan(&prefix, &mut |key, rec| match parse(key, rec) {
+                Some(raw) if raw.deadline.is_none_or(|d| d > now) => visit(raw),
+                _ => Ok(()),
+            })
+    }
+
+    /// Writes `records` (replacing what their keys held) and returns once they are committed.
+    /// Refused with [`Error::InvalidConfig`] for a namespace with a store open in this `DiskDb`.
+    pub async fn put_raw(&self, records: Vec<RawRecord>) -> Result<()> {
+        let mut ops = Vec::with_capacity(records.len());
+        for raw in records {
+            ops.push(self.raw_op(raw)?);
+        }
+        self.inner.writer.send(ops, false)?;
+        self.flush().await
+    }
+
+    fn raw_op(&self, raw: RawRecord) -> Result<Op> {
+        let namespace = Namespace::new(&raw.namespace)?;
+        if self.inner.tiers.lock().contains_key(&namespace) {
+            return Err(Error::config(
+                "namespace",
+                format!("{namespace} has a store open in this DiskDb; write through the store"),
+            ));
+        }
+        let mut key = namespace.prefix();
+        key.extend_from_slice(&raw.key);
+        let mut record = raw.value;
+        record.extend_from_slice(&raw.deadline.unwrap_or(0).to_be_bytes());
+        Ok(Op::Put { key, record })
+    }
+}
+
+/// A stored `(key, record)` as a [`RawRecord`], or `None` if it is not strata's.
+fn parse(key: &[u8], rec: &[u8]) -> Option<RawRecord> {
+    let colon = key.iter().position(|&b| b == b':')?;
+    let namespace = std::str::from_utf8(&key[..colon]).ok()?.to_owned();
+    let deadline = record::deadline(rec)?;
+    Some(RawRecord {
+        namespace,
+        key: key[colon + 1..].to_vec(),
+        value: record::value(rec).to_vec(),
+        deadline: (deadline != 0).then_some(deadline),
+    })
+}

@@ -1,0 +1,395 @@
+//! The `strata` binary, run as a process against data directories written by DiskStore.
+#![cfg(feature = "cli")]
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+    time::Duration,
+};
+
+use serde_json::{json, Value};
+use strata::{DiskDb, ManualClock, Store};
+
+fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn dir_arg(dir: &Path) -> &str {
+    dir.to_str().unwrap()
+}
+
+/// Runs `strata --json ARGS`, expects success and returns the JSON it printed.
+fn json_ok(args: &[&str]) -> Value {
+    let out = strata(&[&["--json"], args].concat());
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn text_ok(args: &[&str]) -> String {
+    let out = strata(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct User {
+    name: String,
+    visits: u32,
+}
+
+/// A directory with `sessions` (2 entries, 30 min TTL), `users` (1 entry, no TTL) and
+/// `counters` (3 entries: 30 s, 2 h, 10 days).
+fn populated() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+        let sessions = db.store::<String, String>("sessions").unwrap();
+        let half_hour = Some(Duration::from_secs(1800));
+        sessions
+            .put("s1".into(), "ada".into(), half_hour)
+            .await
+            .unwrap();
+        sessions
+            .put("s2".into(), "grace".into(), half_hour)
+            .await
+            .unwrap();
+        let users = db.store::<String, User>("users").unwrap();
+        let ada = User {
+            name: "ada".into(),
+            visits: 3,
+        };
+        users.put("ada".into(), ada, None).await.unwrap();
+        let counters = db.store::<String, Vec<u64>>("counters").unwrap();
+        for (key, secs) in [("a", 30), ("b", 7200), ("c", 864_000)] {
+            let ttl = Some(Duration::from_secs(secs));
+            counters.put(key.into(), vec![1, 2], ttl).await.unwrap();
+        }
+    });
+    dir
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn inspect_counts_entries_bytes_and_expiry_per_namespace() {
+    let dir = populated();
+    let report = json_ok(&["inspect", dir_arg(dir.path())]);
+    assert_eq!(report["entries"], 6);
+    let sessions = &report["namespaces"]["sessions"];
+    assert_eq!(sessions["entries"], 2);
+    assert!(sessions["bytes"].as_u64().unwrap() > 4);
+    assert_eq!(sessions["expiry"]["lt_1h"], 2);
+    assert_eq!(report["namespaces"]["users"]["expiry"]["never"], 1);
+    let counters = &report["namespaces"]["counters"]["expiry"];
+    assert_eq!(
+        (
+            counters["lt_1m"].clone(),
+            counters["lt_1d"].clone(),
+            counters["ge_7d"].clone()
+        ),
+        (json!(1), json!(1), json!(1))
+    );
+
+    let text = text_ok(&["inspect", dir_arg(dir.path())]);
+    assert!(text.contains("3 namespaces, 6 entries"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sessions") && l.contains(" 2 ")),
+        "{text}"
+    );
+}
+
+#[test]
+fn keys_lists_namespaced_keys_with_filters() {
+    let dir = populated();
+    let d = dir_arg(dir.path());
+    let all = json_ok(&["keys", d]);
+    assert_eq!(all.as_array().unwrap().len(), 6);
+    let sessions = json_ok(&["keys", d, "--namespace", "sessions"]);
+    let names: Vec<_> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key"].clone())
+        .collect();
+    assert_eq!(names, [json!("s1"), json!("s2")]);
+    assert!(sessions[0]["ttl_ms"].as_u64().unwrap() <= 1_800_000);
+    assert_eq!(
+        json_ok(&["keys", d, "--limit", "4"])
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let text = text_ok(&["keys", d, "-n", "users"]);
+    assert_eq!(text, "users:ada\tnever\n");
+}
+
+#[test]
+fn get_renders_any_value_as_json() {
+    let dir = populated();
+    let d = dir_arg(dir.path());
+    let got = json_ok(&["get", d, "users", "ada"]);
+    assert_eq!(got["value"], json!({ "name": "ada", "visits": 3 }));
+    assert_eq!(got["ttl_ms"], Value::Null);
+    assert_eq!(
+        json_ok(&["get", d, "counters", "b"])["value"],
+        json!([1, 2])
+    );
+    let text = text_ok(&["get", d, "sessions", "s1"]);
+    assert_eq!(text.trim(), "\"ada\"");
+
+    let missing = strata(&["get", d, "users", "nobody"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no live entry users:nobody"));
+}
+
+#[test]
+fn dump_then_load_copies_every_live_entry() {
+    let dir = populated();
+    let file = dir.path().with_extension("dump");
+    let f = file.to_str().unwrap();
+    let dumped = json_ok(&["dump", dir_arg(dir.path()), f]);
+    assert_eq!(dumped["dumped"], 6);
+
+    let copy = tempfile::tempdir().unwrap();
+    let target = copy.path().join("data");
+    let loaded = json_ok(&["load", f, target.to_str().unwrap()]);
+    assert_eq!(loaded, json!({ "loaded": 6, "expired": 0 }));
+    let report = json_ok(&["inspect", target.to_str().unwrap()]);
+    assert_eq!(report["entries"], 6);
+    assert_eq!(
+        json_ok(&["get", target.to_str().unwrap(), "users", "ada"])["value"]["visits"],
+        3
+    );
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn load_skips_expired_entries_and_refuses_a_truncated_dump() {
+    let dir = populated();
+    let file = dir.path().with_extension("dump");
+    let f = file.to_str().unwrap();
+    json_ok(&["dump", dir_arg(dir.path()), f]);
+    let text = std::fs::read_to_string(&file).unwrap();
+
+    // One entry's deadline moved to the past: skipped on load.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut entry: Value = serde_json::from_str(&lines[1]).unwrap();
+    entry["deadline"] = json!(1_000);
+    lines[1] = entry.to_string();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let loaded = json_ok(&["load", f, dir_arg(target.path())]);
+    assert_eq!(loaded, json!({ "loaded": 5, "expired": 1 }));
+
+    // Without its end line the dump is refused and nothing is written.
+    std::fs::write(&file, lines[..lines.len() - 1].join("\n")).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let out = strata(&["load", f, dir_arg(fresh.path())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("truncated"));
+    assert_eq!(json_ok(&["inspect", dir_arg(fresh.path())])["entries"], 0);
+
+    std::fs::write(&file, "garbage\n").unwrap();
+    let out = strata(&["load", f, dir_arg(fresh.path())]);
+    assert_eq!(out.status.code(), Some(1));
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn purge_expired_deletes_what_expired_while_nothing_was_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let two_hours_ago = ManualClock::starting_at(ManualClock::new().now_ms() - 7_200_000);
+    block_on(async {
+        let db = DiskDb::builder()
+            .dir(dir.path())
+            .clock(two_hours_ago.clock())
+            .open()
+            .unwrap();
+        let store = db.store::<String, String>("tokens").unwrap();
+        for key in ["a", "b", "c"] {
+            store
+                .put(key.into(), "t".into(), Some(Duration::from_secs(60)))
+                .await
+                .unwrap();
+        }
+        store.put("d".into(), "t".into(), None).await.unwrap();
+    });
+    let purged = json_ok(&["purge-expired", dir_arg(dir.path())]);
+    assert_eq!(purged, json!({ "purged": 3, "live": 1 }));
+    assert_eq!(
+        json_ok(&["purge-expired", dir_arg(dir.path())])["purged"],
+        0
+    );
+}
+
+#[test]
+fn a_directory_held_by_another_process_is_exit_code_2() {
+    let dir = populated();
+    let _held = DiskDb::builder().dir(dir.path()).open().unwrap();
+    for args in [
+        vec!["inspect", dir_arg(dir.path())],
+        vec!["keys", dir_arg(dir.path())],
+        vec!["purge-expired", dir_arg(dir.path())],
+    ] {
+        let out = strata(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("locked by another process"), "{err}");
+    }
+    let out = strata(&["--json", "inspect", dir_arg(dir.path())]);
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["error"], "unusable");
+}
+
+#[test]
+fn a_missing_or_corrupt_directory_is_exit_code_2() {
+    let out = strata(&["inspect", "/nonexistent/strata-data"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a data directory"));
+
+    let dir = populated();
+    corrupt(dir.path());
+    let out = strata(&["inspect", dir_arg(dir.path())]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
+}
+
+/// Overwrites the middle of every engine file with garbage.
+fn corrupt(dir: &Path) {
+    for entry in walk(dir) {
+        let mut bytes = std::fs::read(&entry).unwrap();
+        if bytes.len() > 16 && !entry.ends_with("LOCK") {
+            let mid = bytes.len() / 2;
+            let end = (mid + 64).min(bytes.len());
+            bytes[mid..end].iter_mut().for_each(|b| *b ^= 0x5a);
+            std::fs::write(&entry, bytes).unwrap();
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn usage_errors_are_exit_code_2() {
+    assert_eq!(strata(&["inspect"]).status.code(), Some(2));
+    assert_eq!(strata(&["frobnicate"]).status.code(), Some(2));
+    assert!(strata(&["--help"]).status.success());
+}
+
+#[cfg(feature = "redis")]
+mod support;
+
+#[cfg(feature = "redis")]
+mod redis {
+    //! The same commands against a real `redis-server` on loopback.
+
+    use crate::support;
+
+    use super::*;
+    use strata::RedisStore;
+    use support::RedisServer;
+
+    async fn fill(url: &str) {
+        let sessions: RedisStore<String, String> = RedisStore::builder()
+            .url(url)
+            .namespace("sessions")
+            .build()
+            .await
+            .unwrap();
+        let ttl = Some(Duration::from_secs(1800));
+        sessions.put("s1".into(), "ada".into(), ttl).await.unwrap();
+        let hits: RedisStore<String, u64> = RedisStore::builder()
+            .url(url)
+            .namespace("hits")
+            .build()
+            .await
+            .unwrap();
+        hits.incr(&"home".into(), 41).await.unwrap();
+        hits.incr(&"home".into(), 1).await.unwrap();
+    }
+
+    #[test]
+    fn inspect_keys_get_dump_and_load_over_redis() {
+        let server = RedisServer::start();
+        let url = server.url();
+        block_on(fill(&url));
+        server.raw(&["SET", "not-strata", "x"]);
+
+        let report = json_ok(&["inspect", &url]);
+        assert_eq!(report["entries"], 2, "{report}");
+        assert_eq!(report["namespaces"]["sessions"]["expiry"]["lt_1h"], 1);
+        assert_eq!(report["namespaces"]["hits"]["expiry"]["never"], 1);
+        assert_eq!(json_ok(&["get", &url, "hits", "home"])["value"], 42);
+        assert_eq!(json_ok(&["get", &url, "sessions", "s1"])["value"], "ada");
+        let keys = json_ok(&["keys", &url, "--namespace", "sessions"]);
+        assert_eq!(keys[0]["key"], "s1");
+
+        // A directory's entries into Redis, and Redis' back into a directory.
+        let dir = populated();
+        let file = dir.path().with_extension("dump");
+        let f = file.to_str().unwrap();
+        json_ok(&["dump", dir_arg(dir.path()), f]);
+        assert_eq!(json_ok(&["load", f, &url])["loaded"], 6);
+        // sessions:s1 was in both: 2 + 6 - 1.
+        assert_eq!(json_ok(&["inspect", &url])["entries"], 7);
+        let ttl = server.raw(&["PTTL", "sessions:s2"]);
+        let ttl: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+        assert!(ttl > 1_700_000, "the TTL travels with the entry: {ttl}");
+        assert_eq!(
+            json_ok(&["get", &url, "users", "ada"])["value"]["visits"],
+            3
+        );
+
+        json_ok(&["dump", &url, f]);
+        let back = tempfile::tempdir().unwrap();
+        assert_eq!(json_ok(&["load", f, dir_arg(back.path())])["loaded"], 7);
+        assert_eq!(
+            json_ok(&["get", dir_arg(back.path()), "hits", "home"])["value"],
+            42
+        );
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn an_unreachable_redis_is_exit_code_2() {
+        let port = support::redis_server::free_port();
+        let out = strata(&["inspect", &format!("redis://127.0.0.1:{port}")]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+    }
+}

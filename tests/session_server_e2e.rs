@@ -1,0 +1,356 @@
+//! End to end: the session server (`strata-session-server`, the `session_server` example built
+//! as a program) over loopback HTTP, killed with SIGKILL and started again on the same data
+//! directory.
+#![cfg(feature = "server")]
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use strata::{DiskStore, ManualClock, Store};
+use tower_sessions::{cookie::time, session::Record};
+
+/// A running server process; killed with SIGKILL when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    banner: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata-session-server"))
+            .env("STRATA_ADDR", "127.0.0.1:0")
+            .env("STRATA_DATA_DIR", dir)
+            .env_remove("STRATA_REDIS_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut banner = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut banner)
+            .unwrap();
+        if banner.is_empty() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("the server did not start: {err}");
+        }
+        let addr = banner
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+            .to_owned();
+        Server {
+            child,
+            addr,
+            banner,
+        }
+    }
+
+    /// Sends one request; returns the status, the session cookie set (if any) and the body.
+    fn request(&self, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Reply {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let cookie = cookie
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            self.addr,
+            form.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        Reply::parse(&response)
+    }
+
+    fn get(&self, path: &str, cookie: &str) -> Reply {
+        self.request("GET", path, Some(cookie), "")
+    }
+
+    /// Signs in as `name`; returns the session cookie.
+    fn sign_in(&self, name: &str) -> String {
+        let reply = self.request("POST", "/sign-in", None, &format!("name={name}"));
+        assert_eq!(reply.status, 303, "{}", reply.body);
+        reply.cookie.expect("signing in sets the session cookie")
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Reply {
+    status: u16,
+    cookie: Option<String>,
+    body: String,
+}
+
+impl Reply {
+    fn parse(response: &str) -> Reply {
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+        let cookie = head
+            .lines()
+            .filter_map(|l| l.strip_prefix("set-cookie: "))
+            .map(|v| v.split(';').next().unwrap().to_owned())
+            .next();
+        Reply {
+            status,
+            cookie,
+            body: body.to_owned(),
+        }
+    }
+}
+
+fn me(server: &Server, cookie: &str) -> Reply {
+    server.get("/me", cookie)
+}
+
+#[test]
+fn a_session_and_its_counter_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    assert!(server.banner.contains("DiskStore"), "{}", server.banner);
+    let cookie = server.sign_in("ada");
+    assert!(server.get("/", &cookie).body.contains("visit #1"));
+    assert!(server.get("/", &cookie).body.contains("visit #2"));
+    server.kill();
+
+    let server = Server::start(dir.path());
+    assert!(
+        server.banner.contains("1 sessions loaded"),
+        "{}",
+        server.banner
+    );
+    let reply = me(&server, &cookie);
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, r#"{"name":"ada","visits":2}"#);
+    let reply = server.get("/", &cookie);
+    assert!(
+        reply.body.contains("Hello, ada") && reply.body.contains("visit #3"),
+        "{}",
+        reply.body
+    );
+}
+
+#[test]
+fn sign_out_ends_the_session_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let cookie = server.sign_in("grace");
+    assert_eq!(me(&server, &cookie).status, 200);
+    assert_eq!(
+        server
+            .request("POST", "/sign-out", Some(&cookie), "")
+            .status,
+        303
+    );
+    assert_eq!(me(&server, &cookie).status, 401);
+    server.kill();
+    let server = Server::start(dir.path());
+    assert_eq!(
+        me(&server, &cookie).status,
+        401,
+        "still signed out after a restart"
+    );
+}
+
+/// Rewrites the one stored session with `clock`, giving it `expiry_date` and a store TTL.
+fn rewrite_session(dir: &Path, clock: &ManualClock, expires_in: time::Duration, ttl: Duration) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store: DiskStore<String, Record> = DiskStore::builder()
+            .dir(dir)
+            .namespace("sessions")
+            .clock(clock.clock())
+            .open()
+            .unwrap();
+        let keys = Store::keys(&store).await.unwrap();
+        assert_eq!(keys.len(), 1);
+        let mut record = Store::get(&store, &keys[0]).await.unwrap().unwrap();
+        record.expiry_date = time::OffsetDateTime::now_utc() + expires_in;
+        Store::put(&store, keys[0].clone(), record, Some(ttl))
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn an_expired_session_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let cookie = server.sign_in("ada");
+    server.kill();
+
+    // The record's own expiry date has passed (its store entry has not expired yet).
+    let now = ManualClock::new();
+    rewrite_session(
+        dir.path(),
+        &now,
+        time::Duration::seconds(-1),
+        Duration::from_secs(3600),
+    );
+    let server = Server::start(dir.path());
+    assert_eq!(me(&server, &cookie).status, 401);
+    let reply = server.get("/", &cookie);
+    assert!(reply.body.contains("Sign in"), "{}", reply.body);
+    assert_ne!(reply.cookie.as_deref(), Some(cookie.as_str()));
+}
+
+#[test]
+fn a_session_whose_entry_expired_while_down_is_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let cookie = server.sign_in("ada");
+    server.kill();
+
+    // Written two hours ago with a 30-minute TTL: the entry's deadline passed while the server
+    // was down. The record's own date is still ahead, so only the store's expiry can refuse it.
+    let two_hours_ago = ManualClock::starting_at(ManualClock::new().now_ms() - 7_200_000);
+    rewrite_session(
+        dir.path(),
+        &two_hours_ago,
+        time::Duration::hours(1),
+        Duration::from_secs(1800),
+    );
+    let server = Server::start(dir.path());
+    assert!(
+        server
+            .banner
+            .contains("0 sessions loaded, 1 expired purged"),
+        "{}",
+        server.banner
+    );
+    assert_eq!(me(&server, &cookie).status, 401);
+}
+
+#[test]
+fn tampered_cookies_get_a_fresh_session_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let cookie = server.sign_in("ada");
+    for bad in [
+        "id=%00%01",
+        "id=!!!!",
+        "id=",
+        &format!("{cookie}x"),
+        &cookie[..cookie.len() - 2],
+    ] {
+        let reply = server.get("/", bad);
+        assert_eq!(reply.status, 200, "cookie {bad:?}");
+        assert!(
+            reply.body.contains("Sign in"),
+            "cookie {bad:?}: {}",
+            reply.body
+        );
+    }
+    assert_eq!(me(&server, &cookie).body, r#"{"name":"ada","visits":0}"#);
+}
+
+#[test]
+fn a_second_server_on_the_same_directory_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Server::start(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_strata-session-server"))
+        .env("STRATA_ADDR", "127.0.0.1:0")
+        .env("STRATA_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("locked by another process"), "{err}");
+}
+
+#[cfg(feature = "redis")]
+mod support;
+
+#[cfg(feature = "redis")]
+mod redis {
+    //! Sessions in Redis: shared by two servers, and kept through a SIGKILL of both.
+
+    use crate::support;
+
+    use super::*;
+
+    fn start_on_redis(url: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata-session-server"))
+            .env("STRATA_ADDR", "127.0.0.1:0")
+            .env("STRATA_DATA_DIR", dir.path())
+            .env("STRATA_REDIS_URL", url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut banner = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut banner)
+            .unwrap();
+        let addr = banner
+            .split("http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        Server {
+            addr: addr.to_owned(),
+            banner: banner.clone(),
+            child,
+        }
+    }
+
+    #[test]
+    fn two_servers_share_sessions_through_redis() {
+        let redis = support::RedisServer::start();
+        let a = start_on_redis(&redis.url());
+        let b = start_on_redis(&redis.url());
+        assert!(a.banner.contains("RedisStore"), "{}", a.banner);
+        let cookie = a.sign_in("ada");
+        assert!(a.get("/", &cookie).body.contains("visit #1"));
+        assert!(
+            b.get("/", &cookie).body.contains("visit #2"),
+            "node b sees node a's session"
+        );
+        a.kill();
+        b.kill();
+        let c = start_on_redis(&redis.url());
+        assert_eq!(me(&c, &cookie).body, r#"{"name":"ada","visits":2}"#);
+        assert_eq!(
+            c.request("POST", "/sign-out", Some(&cookie), "").status,
+            303
+        );
+        assert_eq!(
+            redis.raw(&["DBSIZE"]).trim(),
+            ":0",
+            "signing out deletes the session"
+        );
+    }
+}
