@@ -8,6 +8,9 @@
 //! ## Modules
 //! - [`store`]: the [`Store`] trait, [`Expiry`] and [`Counter`].
 //! - `memory`: [`MemoryStore`], sharded in-memory store with TTL expiry (Pow's `EtsCache`).
+//! - [`replicated`] (feature `redis`): [`ReplicatedStore`], a local tier per node in front of
+//!   Redis as the shared truth, kept coherent by pub/sub invalidations (Pow's multi-node
+//!   `MnesiaCache` + `Unsplit`).
 //! - [`codec`]: keys and values to bytes for stores that leave the process (versioned header,
 //!   MessagePack or JSON, bounded decoding).
 //! - `time`: [`Clock`] and [`ManualClock`], injected into every store so expiry is tested by
@@ -40,6 +43,8 @@ mod error;
 mod events;
 mod memory;
 mod namespace;
+#[cfg(feature = "redis")]
+pub mod replicated;
 mod stats;
 pub mod store;
 mod time;
@@ -49,6 +54,8 @@ pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use namespace::{Namespace, DEFAULT_NAMESPACE};
+#[cfg(feature = "redis")]
+pub use replicated::{ReplicatedStore, ReplicatedStoreBuilder, ReplicationStats};
 pub use stats::{Counter as StatCounter, Stats, StatsRecorder};
 pub use store::{Counter, Expiry, Store};
 pub use time::{check_ttl, Clock, ManualClock, UnixMillis};

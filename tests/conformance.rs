@@ -484,3 +484,32 @@ mod memory_real_clock {
 
     conformance!(Ctx::real(), open);
 }
+
+/// ReplicatedStore: a local MemoryStore in front of the remote truth, with invalidations over a
+/// real `redis-server`. Redis keeps its own time, so the suite runs on the system clock.
+#[cfg(feature = "redis")]
+mod replicated {
+    use strata::{Key, MemoryStore, ReplicatedStore};
+
+    type Replicated<K, V> = ReplicatedStore<K, V, MemoryStore<K, V>, MemoryStore<K, V>>;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> Replicated<K, V>
+    where
+        K: Key,
+        V: Clone + Send + Sync + 'static,
+    {
+        let remote = MemoryStore::builder()
+            .namespace(namespace)
+            .build()
+            .expect("valid options");
+        ReplicatedStore::builder()
+            .local(MemoryStore::new())
+            .remote(remote)
+            .url(ctx.redis_url())
+            .build()
+            .await
+            .expect("connect to the test redis-server")
+    }
+
+    conformance!(Ctx::real().with_redis(), open);
+}
