@@ -48,7 +48,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--local-ttl-ms" => args.local_ttl = Some(millis(&value()?)?),
             "--warm" => args.warm = true,
             "--offline-ok" => args.offline_ok = true,
-            other => return Err(format!("unknown option {other}; see the doc at the top of strata-node.rs")),
+            other => {
+                return Err(format!(
+                    "unknown option {other}; see the doc at the top of strata-node.rs"
+                ))
+            }
         }
     }
     if args.redis.is_empty() {

@@ -311,13 +311,11 @@ where
         self.inner.get(key)
     }
 
-    fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
-        async move {
-            self.inner.require_link("DELETE", key)?;
-            let removed = self.inner.remote.delete(key).await?;
-            self.inner.changed(key).await?;
-            Ok(removed)
-        }
+    async fn delete(&self, key: &K) -> Result<bool> {
+        self.inner.require_link("DELETE", key)?;
+        let removed = self.inner.remote.delete(key).await?;
+        self.inner.changed(key).await?;
+        Ok(removed)
     }
 
     /// Every live key, listed from the remote store (the truth).
@@ -325,30 +323,21 @@ where
         self.inner.remote.keys()
     }
 
-    fn take(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
-        async move {
-            self.inner.require_link("TAKE", key)?;
-            let value = self.inner.remote.take(key).await?;
-            self.inner.changed(key).await?;
-            Ok(value)
-        }
+    async fn take(&self, key: &K) -> Result<Option<V>> {
+        self.inner.require_link("TAKE", key)?;
+        let value = self.inner.remote.take(key).await?;
+        self.inner.changed(key).await?;
+        Ok(value)
     }
 
-    fn put_new(
-        &self,
-        key: K,
-        value: V,
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        async move {
-            check_ttl(ttl)?;
-            self.inner.require_link("PUT_NEW", &key)?;
-            let written = self.inner.remote.put_new(key.clone(), value, ttl).await?;
-            if written {
-                self.inner.changed(&key).await?;
-            }
-            Ok(written)
+    async fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
+        check_ttl(ttl)?;
+        self.inner.require_link("PUT_NEW", &key)?;
+        let written = self.inner.remote.put_new(key.clone(), value, ttl).await?;
+        if written {
+            self.inner.changed(&key).await?;
         }
+        Ok(written)
     }
 
     /// The remaining TTL, read from the remote store (a local copy may hold a shorter one).
@@ -362,31 +351,27 @@ where
 
     /// Changes the TTL in the remote store, then drops every node's copy so each rereads the
     /// new TTL (Mnesia's "refresh invalidators on all nodes", without rescanning anything).
-    fn expire(&self, key: &K, ttl: Option<Duration>) -> impl Future<Output = Result<bool>> + Send {
-        async move {
-            check_ttl(ttl)?;
-            self.inner.require_link("EXPIRE", key)?;
-            let live = self.inner.remote.expire(key, ttl).await?;
-            self.inner.changed(key).await?;
-            Ok(live)
-        }
+    async fn expire(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {
+        check_ttl(ttl)?;
+        self.inner.require_link("EXPIRE", key)?;
+        let live = self.inner.remote.expire(key, ttl).await?;
+        self.inner.changed(key).await?;
+        Ok(live)
     }
 
     fn persist(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
         self.expire(key, None)
     }
 
-    fn incr(&self, key: &K, delta: i64) -> impl Future<Output = Result<V>> + Send
+    async fn incr(&self, key: &K, delta: i64) -> Result<V>
     where
         V: Counter + Clone,
         K: fmt::Debug,
     {
-        async move {
-            self.inner.require_link("INCR", key)?;
-            let value = self.inner.remote.incr(key, delta).await?;
-            self.inner.changed(key).await?;
-            Ok(value)
-        }
+        self.inner.require_link("INCR", key)?;
+        let value = self.inner.remote.incr(key, delta).await?;
+        self.inner.changed(key).await?;
+        Ok(value)
     }
 
     fn namespace(&self) -> Namespace {
@@ -418,19 +403,17 @@ where
     }
 
     /// Clears the remote namespace and every node's local tier.
-    fn clear(&self) -> impl Future<Output = Result<usize>> + Send {
-        async move {
-            if !self.inner.hub.link.is_up() {
-                return Err(link_down(format!("CLEAR {}", self.inner.namespace)));
-            }
-            let removed = self.inner.remote.clear().await?;
-            self.inner.flush_local().await;
-            self.inner
-                .hub
-                .publish(&self.inner.channel, Op::Flush, b"")
-                .await?;
-            Ok(removed)
+    async fn clear(&self) -> Result<usize> {
+        if !self.inner.hub.link.is_up() {
+            return Err(link_down(format!("CLEAR {}", self.inner.namespace)));
         }
+        let removed = self.inner.remote.clear().await?;
+        self.inner.flush_local().await;
+        self.inner
+            .hub
+            .publish(&self.inner.channel, Op::Flush, b"")
+            .await?;
+        Ok(removed)
     }
 }
 

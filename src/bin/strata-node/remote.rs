@@ -5,13 +5,16 @@
 
 use std::{future::Future, time::Duration};
 
-use redis::{aio::MultiplexedConnection, AsyncCommands};
+use redis::{
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    AsyncCommands,
+};
 use strata::{Error, Expiry, Namespace, Result, Store};
 
 /// String keys and values under `namespace:` in one Redis.
 #[derive(Clone)]
 pub struct Remote {
-    conn: MultiplexedConnection,
+    conn: ConnectionManager,
     namespace: Namespace,
 }
 
@@ -32,11 +35,13 @@ impl Remote {
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
         let namespace = Namespace::new(namespace)?;
         let client = redis::Client::open(url).map_err(|e| Error::config("redis", e.to_string()))?;
-        let config = redis::AsyncConnectionConfig::new()
+        let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
         let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
+            .get_connection_manager_with_config(config)
             .await
             .map_err(backend("connecting to Redis"))?;
         Ok(Remote { conn, namespace })
@@ -48,7 +53,12 @@ impl Remote {
 }
 
 impl Store<String, String> for Remote {
-    fn put(&self, key: String, value: String, ttl: Option<Duration>) -> impl Future<Output = Result<()>> + Send {
+    fn put(
+        &self,
+        key: String,
+        value: String,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send {
         let (mut conn, full) = (self.conn.clone(), self.full(&key));
         async move {
             strata::check_ttl(ttl)?;
@@ -57,7 +67,9 @@ impl Store<String, String> for Remote {
             if let Some(ttl) = ttl {
                 cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
             }
-            cmd.query_async::<()>(&mut conn).await.map_err(backend("SET"))
+            cmd.query_async::<()>(&mut conn)
+                .await
+                .map_err(backend("SET"))
         }
     }
 
@@ -68,7 +80,12 @@ impl Store<String, String> for Remote {
 
     fn delete(&self, key: &String) -> impl Future<Output = Result<bool>> + Send {
         let (mut conn, full) = (self.conn.clone(), self.full(key));
-        async move { conn.del::<_, i64>(full).await.map(|n| n > 0).map_err(backend("DEL")) }
+        async move {
+            conn.del::<_, i64>(full)
+                .await
+                .map(|n| n > 0)
+                .map_err(backend("DEL"))
+        }
     }
 
     fn keys(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
@@ -86,7 +103,11 @@ impl Store<String, String> for Remote {
                     .query_async(&mut conn)
                     .await
                     .map_err(backend("SCAN"))?;
-                out.extend(batch.into_iter().filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned)));
+                out.extend(
+                    batch
+                        .into_iter()
+                        .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned)),
+                );
                 if next == 0 {
                     return Ok(out);
                 }
@@ -97,10 +118,18 @@ impl Store<String, String> for Remote {
 
     fn ttl(&self, key: &String) -> impl Future<Output = Result<Option<Expiry>>> + Send {
         let (mut conn, full) = (self.conn.clone(), self.full(key));
-        async move { conn.pttl::<_, i64>(full).await.map(expiry).map_err(backend("PTTL")) }
+        async move {
+            conn.pttl::<_, i64>(full)
+                .await
+                .map(expiry)
+                .map_err(backend("PTTL"))
+        }
     }
 
-    fn get_with_ttl(&self, key: &String) -> impl Future<Output = Result<Option<(String, Expiry)>>> + Send {
+    fn get_with_ttl(
+        &self,
+        key: &String,
+    ) -> impl Future<Output = Result<Option<(String, Expiry)>>> + Send {
         let (mut conn, full) = (self.conn.clone(), self.full(key));
         async move {
             let (value, pttl): (Option<String>, i64) = redis::pipe()
@@ -113,7 +142,11 @@ impl Store<String, String> for Remote {
         }
     }
 
-    fn expire(&self, key: &String, ttl: Option<Duration>) -> impl Future<Output = Result<bool>> + Send {
+    fn expire(
+        &self,
+        key: &String,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send {
         let (mut conn, full) = (self.conn.clone(), self.full(key));
         async move {
             strata::check_ttl(ttl)?;
