@@ -7,6 +7,12 @@
 //! borrows from the input, so a length field larger than the input is an error, not a huge
 //! allocation. Keys are encoded without a header so they read naturally in `redis-cli`
 //! (`sessions:abc`).
+//!
+//! **Integers are written raw.** A value that serializes as a plain integer (`i8`..`i64`,
+//! `u8`..`u64`, `isize`, `usize`) is written as ASCII decimal with no header, exactly like a
+//! native Redis counter: `redis-cli GET cache:hits` shows `42`, and Redis' `INCRBY` can add to
+//! it atomically. [`decode_value`] tells the two apart by the first byte: a digit or `-` is raw
+//! decimal, [`MAGIC`] (never a digit) starts a headed value.
 
 use std::hash::Hash;
 
@@ -63,7 +69,12 @@ pub fn encode_value<V: Serialize + ?Sized>(
     format: Format,
     key: &str,
 ) -> Result<Vec<u8>> {
-    let mut out = vec![MAGIC, VERSION, format.tag()];
+    if let Ok(decimal) = value.serialize(int_probe::IntProbe) {
+        return Ok(decimal.into_bytes());
+    }
+    // Room for a typical small value, so the serializer does not regrow the buffer 4 times.
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&[MAGIC, VERSION, format.tag()]);
     let encoded = match format {
         Format::MessagePack => {
             rmp_serde::encode::write_named(&mut out, value).map_err(|e| e.to_string())
@@ -77,12 +88,16 @@ pub fn encode_value<V: Serialize + ?Sized>(
     Ok(out)
 }
 
-/// Decodes bytes written by [`encode_value`], in whichever format they were written.
+/// Decodes bytes written by [`encode_value`], in whichever format they were written (raw
+/// decimal integers included).
 pub fn decode_value<V: DeserializeOwned>(bytes: &[u8], key: &str) -> Result<V> {
     let fail = |reason: String| Error::Decode {
         key: key.to_owned(),
         reason,
     };
+    if is_raw_decimal(bytes) {
+        return decode_decimal(bytes).map_err(fail);
+    }
     let (format, payload) = split_header(bytes).map_err(fail)?;
     match format {
         Format::MessagePack => rmp_serde::from_slice(payload).map_err(|e| fail(e.to_string())),
@@ -112,12 +127,163 @@ pub fn split_header(bytes: &[u8]) -> std::result::Result<(Format, &[u8]), String
     Ok((format, &bytes[HEADER_LEN..]))
 }
 
+/// True if `bytes` start like a raw decimal integer (a digit or `-`), not like a headed value.
+pub fn is_raw_decimal(bytes: &[u8]) -> bool {
+    matches!(bytes.first(), Some(b'0'..=b'9' | b'-'))
+}
+
+/// Deserializes `V` from a raw decimal integer (`-12`, `42`).
+fn decode_decimal<V: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<V, String> {
+    use serde::de::{value::Error as DeError, IntoDeserializer};
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.len() <= 20)
+        .ok_or("not a decimal integer")?;
+    let result: std::result::Result<V, DeError> = if let Ok(n) = text.parse::<i64>() {
+        V::deserialize(n.into_deserializer())
+    } else if let Ok(n) = text.parse::<u64>() {
+        V::deserialize(n.into_deserializer())
+    } else {
+        return Err(format!("{text:?} is not a 64-bit decimal integer"));
+    };
+    result.map_err(|e| format!("integer {text} does not fit the value type: {e}"))
+}
+
 /// Renders any encoded value as JSON, whatever its Rust type (for the CLI and for debugging).
 pub fn value_to_json(bytes: &[u8]) -> std::result::Result<serde_json::Value, String> {
+    if is_raw_decimal(bytes) {
+        return decode_decimal(bytes);
+    }
     let (format, payload) = split_header(bytes)?;
     match format {
         Format::MessagePack => rmp_serde::from_slice(payload).map_err(|e| e.to_string()),
         Format::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
+    }
+}
+
+mod int_probe {
+    //! A serializer that accepts only a plain integer and renders it as decimal; anything else
+    //! fails at once, so probing a non-integer value costs one call.
+
+    use serde::ser::{Impossible, Serialize, Serializer};
+
+    pub(super) struct IntProbe;
+
+    #[derive(Debug)]
+    pub(super) struct NotAnInteger;
+
+    impl std::fmt::Display for NotAnInteger {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("not a plain integer")
+        }
+    }
+
+    impl std::error::Error for NotAnInteger {}
+
+    impl serde::ser::Error for NotAnInteger {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            NotAnInteger
+        }
+    }
+
+    macro_rules! ints {
+        ($($f:ident: $t:ty),*) => {$(
+            fn $f(self, v: $t) -> Result<String, NotAnInteger> {
+                Ok(v.to_string())
+            }
+        )*};
+    }
+
+    macro_rules! refuse {
+        ($($f:ident($($t:ty),*)),*) => {$(
+            fn $f(self, $(_: $t),*) -> Result<String, NotAnInteger> {
+                Err(NotAnInteger)
+            }
+        )*};
+    }
+
+    type No = Impossible<String, NotAnInteger>;
+
+    impl Serializer for IntProbe {
+        type Ok = String;
+        type Error = NotAnInteger;
+        type SerializeSeq = No;
+        type SerializeTuple = No;
+        type SerializeTupleStruct = No;
+        type SerializeTupleVariant = No;
+        type SerializeMap = No;
+        type SerializeStruct = No;
+        type SerializeStructVariant = No;
+
+        ints!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+              serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
+        refuse!(
+            serialize_bool(bool),
+            serialize_f32(f32),
+            serialize_f64(f64),
+            serialize_char(char),
+            serialize_str(&str),
+            serialize_bytes(&[u8]),
+            serialize_none(),
+            serialize_unit(),
+            serialize_unit_struct(&'static str),
+            serialize_i128(i128),
+            serialize_u128(u128),
+            serialize_unit_variant(&'static str, u32, &'static str)
+        );
+
+        fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, NotAnInteger> {
+            Err(NotAnInteger)
+        }
+        fn serialize_newtype_struct<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: &T,
+        ) -> Result<String, NotAnInteger> {
+            Err(NotAnInteger)
+        }
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<String, NotAnInteger> {
+            Err(NotAnInteger)
+        }
+        fn serialize_seq(self, _: Option<usize>) -> Result<No, NotAnInteger> {
+            Err(NotAnInteger)
+        }
+        fn serialize_tuple(self, _: usize) -> Result<No, NotAnInteger> {
+            Err(NotAnInteger)
+        }
+        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<No, NotAnInteger> {
+            Err(NotAnInteger)
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<No, NotAnInteger> {
+            Err(NotAnInteger)
+        }
+        fn serialize_map(self, _: Option<usize>) -> Result<No, NotAnInteger> {
+            Err(NotAnInteger)
+        }
+        fn serialize_struct(self, _: &'static str, _: usize) -> Result<No, NotAnInteger> {
+            Err(NotAnInteger)
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<No, NotAnInteger> {
+            Err(NotAnInteger)
+        }
     }
 }
 
@@ -211,9 +377,11 @@ mod tests {
 
     #[test]
     fn newer_version_is_refused_with_advice() {
-        let mut bytes = encode_value(&1u8, Format::MessagePack, "k").unwrap();
+        let mut bytes = encode_value(&[1u8], Format::MessagePack, "k").unwrap();
         bytes[1] = 9;
-        let err = decode_value::<u8>(&bytes, "k").unwrap_err().to_string();
+        let err = decode_value::<[u8; 1]>(&bytes, "k")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("newer strata"), "{err}");
     }
 
@@ -236,7 +404,79 @@ mod tests {
         assert!(String::decode_key(&[0xff]).is_err());
     }
 
+    #[test]
+    fn integers_are_raw_decimal_and_roundtrip() {
+        for format in [Format::MessagePack, Format::Json] {
+            assert_eq!(encode_value(&42u8, format, "k").unwrap(), b"42");
+            assert_eq!(encode_value(&-7i64, format, "k").unwrap(), b"-7");
+            let max = encode_value(&u64::MAX, format, "k").unwrap();
+            assert_eq!(decode_value::<u64>(&max, "k").unwrap(), u64::MAX);
+            let min = encode_value(&i64::MIN, format, "k").unwrap();
+            assert_eq!(decode_value::<i64>(&min, "k").unwrap(), i64::MIN);
+        }
+        assert_eq!(value_to_json(b"-3").unwrap(), serde_json::json!(-3));
+        // Other values keep their header, including Option and floats.
+        assert_eq!(
+            encode_value(&Some(1u8), Format::MessagePack, "k").unwrap()[0],
+            MAGIC
+        );
+        assert_eq!(
+            encode_value(&1.5f64, Format::MessagePack, "k").unwrap()[0],
+            MAGIC
+        );
+        assert_eq!(encode_value(&"12", Format::Json, "k").unwrap()[0], MAGIC);
+    }
+
+    #[test]
+    fn raw_decimal_out_of_range_is_a_decode_error() {
+        assert!(matches!(
+            decode_value::<u8>(b"300", "k"),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_value::<u64>(b"-1", "k"),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_value::<i64>(b"99999999999999999999", "k"),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_value::<String>(b"12", "k"),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_value::<i64>(b"-", "k"),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_value::<i64>(b"1x", "k"),
+            Err(Error::Decode { .. })
+        ));
+    }
+
     proptest! {
+        #[test]
+        fn any_integer_roundtrips_raw(n in any::<i64>(), u in any::<u64>()) {
+            let bytes = encode_value(&n, Format::MessagePack, "k").unwrap();
+            prop_assert_eq!(decode_value::<i64>(&bytes, "k").unwrap(), n);
+            let bytes = encode_value(&u, Format::Json, "k").unwrap();
+            prop_assert_eq!(decode_value::<u64>(&bytes, "k").unwrap(), u);
+        }
+
+        #[test]
+        fn arbitrary_decimal_like_bytes_never_panic(
+            head in prop_oneof![Just(b'-'), b'0'..=b'9'],
+            tail in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let mut bytes = vec![head];
+            bytes.extend(tail);
+            let _ = decode_value::<i64>(&bytes, "k");
+            let _ = decode_value::<u8>(&bytes, "k");
+            let _ = decode_value::<Session>(&bytes, "k");
+            let _ = value_to_json(&bytes);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode_value::<Session>(&bytes, "k");

@@ -8,6 +8,8 @@
 //! ## Modules
 //! - [`store`]: the [`Store`] trait, [`Expiry`] and [`Counter`].
 //! - `memory`: [`MemoryStore`], sharded in-memory store with TTL expiry (Pow's `EtsCache`).
+//! - `redis` (feature `redis`): `RedisStore`, entries in Redis or Redis Cluster over one
+//!   multiplexed connection that reconnects by itself (Pow's Redix backend).
 //! - [`replicated`] (feature `redis`): [`ReplicatedStore`], a local tier per node in front of
 //!   Redis as the shared truth, kept coherent by pub/sub invalidations (Pow's multi-node
 //!   `MnesiaCache` + `Unsplit`).
@@ -44,6 +46,8 @@ mod events;
 mod memory;
 mod namespace;
 #[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
 pub mod replicated;
 mod stats;
 pub mod store;
@@ -54,6 +58,8 @@ pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use namespace::{Namespace, DEFAULT_NAMESPACE};
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "redis")]
 pub use replicated::{ReplicatedStore, ReplicatedStoreBuilder, ReplicationStats};
 pub use stats::{Counter as StatCounter, Stats, StatsRecorder};

@@ -207,14 +207,20 @@ pub fn check_ttl(ttl: Option<Duration>) -> Result<Option<Duration>> {
 }
 
 /// A TTL in whole milliseconds, rounded up so a tiny positive TTL never becomes zero.
+#[inline]
 pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
-    let ms = ttl.as_millis();
-    let rounded = if Duration::from_millis(ms as u64) < ttl {
-        ms + 1
-    } else {
-        ms
-    };
-    u64::try_from(rounded).unwrap_or(u64::MAX)
+    let sub_ms = u64::from(ttl.subsec_nanos().div_ceil(1_000_000));
+    ttl.as_secs().saturating_mul(1000).saturating_add(sub_ms)
+}
+
+/// The deadline of an entry written at `now` with `ttl` (0 = none), after checking the TTL.
+#[inline]
+pub(crate) fn deadline_at(now: UnixMillis, ttl: Option<Duration>) -> Result<u64> {
+    match ttl {
+        None => Ok(0),
+        Some(ttl) if ttl.is_zero() => Err(Error::InvalidTtl { ttl }),
+        Some(ttl) => Ok(now.saturating_add(ttl_ms(ttl))),
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +250,11 @@ mod tests {
         ));
         assert_eq!(ttl_ms(Duration::from_micros(10)), 1);
         assert_eq!(ttl_ms(Duration::from_millis(7)), 7);
+        assert_eq!(ttl_ms(Duration::from_nanos(7_000_001)), 8);
+        assert_eq!(ttl_ms(Duration::MAX), u64::MAX);
+        assert_eq!(deadline_at(5, None).unwrap(), 0);
+        assert_eq!(deadline_at(5, Some(Duration::from_secs(1))).unwrap(), 1005);
+        assert!(deadline_at(5, Some(Duration::ZERO)).is_err());
     }
 
     #[test]

@@ -485,23 +485,79 @@ mod memory_real_clock {
     conformance!(Ctx::real(), open);
 }
 
-/// ReplicatedStore: a local MemoryStore in front of the remote truth, with invalidations over a
-/// real `redis-server`. Redis keeps its own time, so the suite runs on the system clock.
+/// The suite against a real `redis-server`, one per test.
+#[cfg(feature = "redis")]
+mod redis_single {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{Key, RedisStore};
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> RedisStore<K, V>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Send + Sync,
+    {
+        RedisStore::builder()
+            .url(ctx.redis_url())
+            .namespace(namespace)
+            .build()
+            .await
+            .expect("connect to the test redis-server")
+    }
+
+    conformance!(Ctx::real().with_redis(), open);
+}
+
+/// The suite against a real three-master Redis Cluster, shared by the tests of this binary:
+/// each test's namespaces carry a unique prefix so tests never see each other's keys.
+#[cfg(feature = "redis")]
+mod redis_cluster {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{Key, RedisStore};
+
+    static NEXT_TEST: AtomicUsize = AtomicUsize::new(0);
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> RedisStore<K, V>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Send + Sync,
+    {
+        let cluster = support::redis_cluster::shared();
+        let test_id = ctx.shared(|| NEXT_TEST.fetch_add(1, Ordering::Relaxed));
+        let store = RedisStore::builder()
+            .cluster(cluster.urls())
+            .namespace(format!("t{test_id}_{namespace}"))
+            .build()
+            .await
+            .expect("connect to the test Redis Cluster");
+        assert!(store.is_cluster());
+        store
+    }
+
+    conformance!(Ctx::real(), open);
+}
+
+/// ReplicatedStore: a local MemoryStore in front of a RedisStore (the truth and the TTLs), with
+/// invalidations over the same `redis-server`. Redis keeps its own time: system clock.
 #[cfg(feature = "redis")]
 mod replicated {
-    use strata::{Key, MemoryStore, ReplicatedStore};
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{Key, MemoryStore, RedisStore, ReplicatedStore};
 
-    type Replicated<K, V> = ReplicatedStore<K, V, MemoryStore<K, V>, MemoryStore<K, V>>;
+    type Replicated<K, V> = ReplicatedStore<K, V, MemoryStore<K, V>, RedisStore<K, V>>;
 
     async fn open<K, V>(ctx: &Ctx, namespace: &str) -> Replicated<K, V>
     where
         K: Key,
-        V: Clone + Send + Sync + 'static,
+        V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let remote = MemoryStore::builder()
+        let remote = RedisStore::builder()
+            .url(ctx.redis_url())
             .namespace(namespace)
             .build()
-            .expect("valid options");
+            .await
+            .expect("connect to the test redis-server");
         ReplicatedStore::builder()
             .local(MemoryStore::new())
             .remote(remote)

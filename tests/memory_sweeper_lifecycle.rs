@@ -21,6 +21,11 @@ fn the_sweeper_thread_stops_when_the_store_is_dropped() {
     for s in &stores {
         s.put(1, 1, Some(SEC)).unwrap();
     }
+    // A new thread names itself as it starts, so give the names a moment to appear.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sweepers() < 8 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let with = sweepers();
     assert_eq!(with, 8, "one sweeper per store that used a TTL");
     drop(stores);

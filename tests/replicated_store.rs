@@ -75,15 +75,19 @@ async fn a_write_on_one_node_invalidates_the_others() {
     let a = node(&redis, truth.clone(), &clock).await;
     let b = node(&redis, truth.clone(), &clock).await;
     a.put(k("user"), k("v1"), None).await.unwrap();
+    applied(&b, 1).await; // a's first message, so it cannot race with b's fill below
     assert_eq!(b.get(&k("user")).await.unwrap().as_deref(), Some("v1"));
     assert_eq!(b.local().get("user").as_deref(), Some("v1"), "b cached it");
     a.put(k("user"), k("v2"), None).await.unwrap();
-    applied(&b, 1).await;
+    applied(&b, 2).await; // both of a's messages
     assert_eq!(b.local().get("user"), None, "b dropped its copy");
     assert_eq!(b.get(&k("user")).await.unwrap().as_deref(), Some("v2"));
-    let stats = a.replication_stats();
-    assert!(stats.own_echoes >= 2, "a ignored its own echoes: {stats:?}");
-    assert_eq!(stats.applied, 0, "{stats:?}");
+    let stats = eventually("a's echoes", || {
+        let s = a.replication_stats();
+        (s.own_echoes >= 2).then_some(s)
+    })
+    .await;
+    assert_eq!(stats.applied, 0, "a ignored its own echoes: {stats:?}");
 }
 
 /// Mnesia verifies expiry before deleting because another node may have extended the TTL. Here
@@ -99,6 +103,7 @@ async fn a_ttl_extended_on_a_is_honoured_by_b_just_before_its_copy_expires() {
     a.put(k("session"), k("ada"), Some(Duration::from_secs(1)))
         .await
         .unwrap();
+    applied(&b, 1).await;
     assert_eq!(b.get(&k("session")).await.unwrap().as_deref(), Some("ada"));
     let (_, local) = b.local().get_with_ttl("session").expect("b cached it");
     let local = local.remaining().expect("the copy has a TTL");
@@ -111,7 +116,7 @@ async fn a_ttl_extended_on_a_is_honoured_by_b_just_before_its_copy_expires() {
         .expire(&k("session"), Some(Duration::from_secs(60)))
         .await
         .unwrap());
-    applied(&b, 1).await;
+    applied(&b, 2).await; // both of a's messages
     manual.advance(Duration::from_millis(20));
     assert_eq!(b.get(&k("session")).await.unwrap().as_deref(), Some("ada"));
     let ttl = b
@@ -211,13 +216,14 @@ async fn a_fill_racing_with_an_invalidation_never_caches_the_old_value() {
     let a = node(&redis, truth.clone(), &clock).await;
     let b = node(&redis, slow.clone(), &clock).await;
     a.put(k("key"), k("old"), None).await.unwrap();
+    applied(&b, 1).await;
     let reader = tokio::spawn({
         let b = b.clone();
         async move { b.get(&k("key")).await.unwrap() }
     });
     slow.read_done.notified().await;
     a.put(k("key"), k("new"), None).await.unwrap();
-    applied(&b, 1).await;
+    applied(&b, 2).await; // both of a's messages
     slow.release.notify_one();
     assert_eq!(
         reader.await.unwrap().as_deref(),
@@ -443,6 +449,16 @@ mod procs {
                 .unwrap_or_else(|| panic!("no {name} in {stats}"))
         }
 
+        /// Waits until this node applied `n` invalidations from other nodes.
+        pub fn applied(&mut self, n: i64) {
+            self.until("stats", |s| {
+                s.split_whitespace()
+                    .find_map(|f| f.strip_prefix("applied="))
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|a| a >= n)
+            });
+        }
+
         /// Polls `command` until its reply satisfies `ok` (a message is in flight).
         pub fn until(&mut self, command: &str, ok: impl Fn(&str) -> bool) -> String {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -481,6 +497,9 @@ fn three_processes_share_writes_and_invalidations() {
     let redis = RedisServer::start();
     let mut nodes: Vec<Proc> = (0..3).map(|_| Proc::start(&redis, &[])).collect();
     assert_eq!(nodes[0].cmd("put user ada 60000"), "ok");
+    for n in &mut nodes[1..] {
+        n.applied(1); // the put's invalidation must not race with the reads below
+    }
     assert_eq!(nodes[1].cmd("get user"), "value ada");
     assert_eq!(nodes[2].cmd("get user"), "value ada");
     assert_eq!(nodes[2].cmd("local user"), "value ada");
@@ -512,6 +531,7 @@ fn a_ttl_refreshed_on_one_process_is_honoured_on_the_others() {
     let mut nodes: Vec<Proc> = (0..3).map(|_| Proc::start(&redis, &[])).collect();
     assert_eq!(nodes[0].cmd("put session s1 2000"), "ok");
     for n in &mut nodes[1..] {
+        n.applied(1);
         assert_eq!(n.cmd("get session"), "value s1");
     }
     assert_eq!(nodes[2].cmd("expire session 600000"), "ok true");
@@ -528,11 +548,15 @@ fn killing_the_subscriptions_flushes_every_node() {
     let redis = RedisServer::start();
     let mut nodes: Vec<Proc> = (0..3).map(|_| Proc::start(&redis, &[])).collect();
     assert_eq!(nodes[0].cmd("put key v1"), "ok");
+    for n in &mut nodes[1..] {
+        n.applied(1);
+    }
     for n in &mut nodes {
         assert_eq!(n.cmd("get key"), "value v1");
     }
-    // Changed behind the nodes' backs: only a flush can make them see it.
-    redis.raw(&["SET", "cache:key", "v2"]);
+    // Changed behind the nodes' backs (a node on another channel): only a flush shows it.
+    let mut rogue = Proc::start(&redis, &["--channel-prefix", "elsewhere:"]);
+    assert_eq!(rogue.cmd("put key v2"), "ok");
     redis.raw(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     for n in &mut nodes {
         n.until("stats", |s| {
@@ -549,6 +573,7 @@ fn a_redis_restart_flushes_and_no_node_serves_past_stale_for() {
     let mut strict = Proc::start(&redis, &[]);
     let mut lenient = Proc::start(&redis, &["--stale-for-ms", "600000"]);
     assert_eq!(strict.cmd("put key v1 600000"), "ok");
+    lenient.applied(1);
     assert_eq!(lenient.cmd("get key"), "value v1");
     assert_eq!(strict.cmd("get key"), "value v1");
     redis.kill();

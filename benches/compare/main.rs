@@ -6,6 +6,8 @@
 
 mod alloc;
 mod memory;
+mod plot;
+mod redis;
 mod report;
 mod workload;
 
@@ -18,6 +20,9 @@ fn main() {
     let mut report = Report::from_args();
     if report.wants("memory") {
         memory::run(&mut report);
+    }
+    if report.wants("redis") {
+        redis::run(&mut report);
     }
     report.finish();
 }

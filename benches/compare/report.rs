@@ -15,6 +15,8 @@ pub struct Row {
 
 pub struct Report {
     pub quick: bool,
+    /// `--out DIR`: where to write `results.md` and the SVG plots.
+    pub out: Option<std::path::PathBuf>,
     pub rounds: usize,
     filters: Vec<String>,
     rows: Vec<Row>,
@@ -24,9 +26,12 @@ impl Report {
     pub fn from_args() -> Self {
         let mut quick = std::env::var_os("STRATA_BENCH_QUICK").is_some();
         let mut filters = Vec::new();
-        for arg in std::env::args().skip(1) {
+        let mut out = std::env::var_os("STRATA_BENCH_OUT").map(std::path::PathBuf::from);
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
+                "--out" => out = args.next().map(std::path::PathBuf::from),
                 "--bench" => {}
                 a if a.starts_with("--") => {}
                 a => filters.push(a.to_string()),
@@ -34,6 +39,7 @@ impl Report {
         }
         Report {
             quick,
+            out,
             rounds: if quick { 3 } else { 5 },
             filters,
             rows: Vec::new(),
@@ -67,10 +73,29 @@ impl Report {
         self.rows.push(row);
     }
 
-    /// Prints the full table as Markdown on stdout.
+    /// Prints the full table as Markdown on stdout (and, with `--out DIR`, writes it to
+    /// `DIR/results.md` with the SVG plots beside it).
     pub fn finish(&self) {
-        println!("| section | workload | strata | peer | peer value | strata/peer | better |");
-        println!("|---|---|---:|---|---:|---:|---|");
+        let table = self.table();
+        print!("{table}");
+        if let Some(dir) = &self.out {
+            let written = crate::plot::write(dir, &self.rows)
+                .and_then(|()| Ok(std::fs::write(dir.join("results.md"), &table)?));
+            match written {
+                Ok(()) => eprintln!("wrote {}/results.md and SVG plots", dir.display()),
+                Err(e) => eprintln!("could not write the report to {}: {e}", dir.display()),
+            }
+        }
+    }
+
+    fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "| section | workload | strata | peer | peer value | strata/peer | better |"
+        );
+        let _ = writeln!(t, "|---|---|---:|---|---:|---:|---|");
         for r in &self.rows {
             let (peer, value, ratio, verdict) = match &r.peer {
                 Some((name, p)) => {
@@ -89,7 +114,8 @@ impl Report {
                 }
                 None => ("-".into(), "-".into(), "-".into(), "-"),
             };
-            println!(
+            let _ = writeln!(
+                t,
                 "| {} | {} | {} | {} | {} | {} | {} |",
                 r.section,
                 r.label,
@@ -100,6 +126,7 @@ impl Report {
                 verdict
             );
         }
+        t
     }
 }
 

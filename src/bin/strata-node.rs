@@ -4,6 +4,7 @@
 //! ```text
 //! strata-node --redis redis://127.0.0.1:6379/ [--namespace NS] [--stale-for-ms N]
 //!             [--heartbeat-ms N] [--local-ttl-ms N] [--warm] [--offline-ok]
+//!             [--channel-prefix P]
 //! ```
 //!
 //! Prints `ready node=<id>` once connected (or `error <message>` and exits 1). Commands:
@@ -14,13 +15,11 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use strata::{Expiry, MemoryStore, ReplicatedStore, Store};
+use strata::{Expiry, MemoryStore, RedisStore, ReplicatedStore, Store};
 use tokio::sync::mpsc;
 
-#[path = "strata-node/remote.rs"]
-mod remote;
-
-type Node = ReplicatedStore<String, String, MemoryStore<String, String>, remote::Remote>;
+type Node =
+    ReplicatedStore<String, String, MemoryStore<String, String>, RedisStore<String, String>>;
 
 #[derive(Debug, Default)]
 struct Args {
@@ -31,6 +30,7 @@ struct Args {
     local_ttl: Option<Duration>,
     warm: bool,
     offline_ok: bool,
+    channel_prefix: Option<String>,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -48,6 +48,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--local-ttl-ms" => args.local_ttl = Some(millis(&value()?)?),
             "--warm" => args.warm = true,
             "--offline-ok" => args.offline_ok = true,
+            "--channel-prefix" => args.channel_prefix = Some(value()?),
             other => {
                 return Err(format!(
                     "unknown option {other}; see the doc at the top of strata-node.rs"
@@ -68,7 +69,11 @@ fn millis(s: &str) -> Result<Duration, String> {
 }
 
 async fn open(args: &Args) -> strata::Result<Node> {
-    let remote = remote::Remote::connect(&args.redis, &args.namespace).await?;
+    let remote = RedisStore::builder()
+        .url(args.redis.clone())
+        .namespace(&args.namespace)
+        .build()
+        .await?;
     let mut builder = ReplicatedStore::builder()
         .local(MemoryStore::new())
         .remote(remote)
@@ -78,6 +83,9 @@ async fn open(args: &Args) -> strata::Result<Node> {
         .allow_start_offline(args.offline_ok);
     if let Some(hb) = args.heartbeat {
         builder = builder.heartbeat(hb);
+    }
+    if let Some(prefix) = &args.channel_prefix {
+        builder = builder.channel_prefix(prefix.clone());
     }
     if let Some(cap) = args.local_ttl {
         builder = builder.local_ttl(cap);

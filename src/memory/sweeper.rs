@@ -1,9 +1,12 @@
 //! The background sweeper: one thread per store, parked until the earliest deadline.
 //!
-//! Writers lower `next_wake` (and unpark the thread) only when they schedule a deadline earlier
-//! than the one the sweeper sleeps for. The sweeper resets `next_wake` to "none" *before* it
-//! scans the shards, so a deadline added during a scan is either seen by the scan or seen by its
-//! writer as earlier than `next_wake`, and never lost.
+//! Writers lower `next_wake` only when they schedule a deadline earlier than it, and unpark the
+//! thread only if it is asleep (`sleeping`), so a steady stream of writes costs one relaxed load
+//! each and never a syscall. The sweeper resets `next_wake` to "none" *before* it scans the
+//! shards, so a deadline added during a scan is either seen by the scan or left in `next_wake`
+//! by its writer; after the scan it announces `sleeping` and then re-reads `next_wake`, and a
+//! writer lowers `next_wake` before it reads `sleeping` (both sequentially consistent), so either
+//! the sweeper sees the new deadline or the writer sees it asleep and wakes it. Nothing is lost.
 
 use std::{
     hash::{BuildHasher, Hash},
@@ -30,9 +33,12 @@ where
         if deadline == 0 || deadline >= inner.next_wake.load(Ordering::Acquire) {
             return;
         }
-        inner.next_wake.fetch_min(deadline, Ordering::AcqRel);
-        if let Some(thread) = inner.sweeper.get_or_init(|| self.start_sweeper()) {
-            thread.unpark();
+        inner.next_wake.fetch_min(deadline, Ordering::SeqCst);
+        let thread = inner.sweeper.get_or_init(|| self.start_sweeper());
+        if let Some(thread) = thread {
+            if inner.sleeping.load(Ordering::SeqCst) {
+                thread.unpark();
+            }
         }
     }
 
@@ -59,13 +65,19 @@ where
         }
     }
 
-    /// One round: purge what is due, then work out how long to sleep.
-    fn sweep_once(&self) -> Option<Duration> {
-        self.inner.next_wake.store(u64::MAX, Ordering::Release);
+    /// One round: purge what is due, then announce sleep and work out until when (`None`:
+    /// nothing scheduled).
+    fn sweep_once(&self) -> Option<u64> {
+        let inner = &self.inner;
+        inner.sleeping.store(false, Ordering::SeqCst);
+        inner.next_wake.store(u64::MAX, Ordering::SeqCst);
         self.purge_expired();
-        let next = self.next_deadline()?;
-        self.inner.next_wake.fetch_min(next, Ordering::AcqRel);
-        self.inner.clock.sleep_hint(next)
+        if let Some(next) = self.next_deadline() {
+            inner.next_wake.fetch_min(next, Ordering::SeqCst);
+        }
+        inner.sleeping.store(true, Ordering::SeqCst);
+        let target = inner.next_wake.load(Ordering::SeqCst);
+        (target != u64::MAX).then_some(target)
     }
 }
 
@@ -78,12 +90,13 @@ where
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let store = MemoryStore { inner };
-        let nap = store.sweep_once();
-        let manual = store.inner.clock.is_manual();
+        let target = store.sweep_once();
+        let clock = store.inner.clock.clone();
         drop(store);
-        match nap {
+        match target.and_then(|t| clock.sleep_hint(t)) {
+            Some(nap) if nap.is_zero() => {}
             Some(nap) => std::thread::park_timeout(nap.min(MAX_NAP)),
-            None if manual => std::thread::park(),
+            None if clock.is_manual() => std::thread::park(),
             None => std::thread::park_timeout(MAX_NAP),
         }
     }

@@ -1,0 +1,212 @@
+//! `RedisStoreBuilder`: where the Redis server (or cluster) is and how to talk to it, validated
+//! and connected at `build()`.
+
+use std::{marker::PhantomData, time::Duration};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{
+    connection::{self, Settings},
+    store::RedisStore,
+};
+use crate::{
+    codec::{Format, Key},
+    error::{Error, Result},
+    namespace::Namespace,
+};
+
+/// Builds a [`RedisStore`]; `build()` validates the options and connects.
+///
+/// # Defaults
+/// - `url`: `redis://127.0.0.1:6379/` (one server; `cluster([..])` for Redis Cluster);
+/// - `namespace`: `"cache"` (keys are stored as `cache:KEY`);
+/// - `connect_timeout`: 5 s (the whole connect, retries included);
+/// - `command_timeout`: 2 s per command (waiting for a reconnection included);
+/// - `scan_batch`: 500 keys per `SCAN` page (and per `UNLINK` in `clear`);
+/// - `format`: [`Format::MessagePack`] (integers are always raw decimal, see [`crate::codec`]);
+/// - `tls_root_cert`: none (`rediss://` trusts the system's root certificates).
+///
+/// ```
+/// use std::time::Duration;
+/// use strata::RedisStore;
+///
+/// let builder = RedisStore::<String, String>::builder()
+///     .url("redis://user:secret@127.0.0.1:6379/0")
+///     .namespace("sessions")
+///     .command_timeout(Duration::from_millis(500));
+/// // `builder.build().await?` connects.
+/// # let _ = builder;
+/// ```
+#[must_use]
+#[derive(Debug)]
+pub struct RedisStoreBuilder<K, V> {
+    types: PhantomData<fn() -> (K, V)>,
+    urls: Vec<String>,
+    cluster: bool,
+    namespace: Result<Namespace>,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    scan_batch: usize,
+    format: Format,
+    tls_root_cert: Option<Vec<u8>>,
+}
+
+/// Validated options, handed to the store.
+pub(super) struct Parts {
+    pub settings: Settings,
+    pub namespace: Namespace,
+    pub scan_batch: usize,
+    pub format: Format,
+}
+
+impl<K, V> RedisStoreBuilder<K, V> {
+    pub(super) fn new() -> Self {
+        RedisStoreBuilder {
+            types: PhantomData,
+            urls: vec!["redis://127.0.0.1:6379/".to_owned()],
+            cluster: false,
+            namespace: Ok(Namespace::default()),
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(2),
+            scan_batch: 500,
+            format: Format::default(),
+            tls_root_cert: None,
+        }
+    }
+
+    /// One Redis server: `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS (with
+    /// the `tls` feature).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.urls = vec![url.into()];
+        self.cluster = false;
+        self
+    }
+
+    /// A Redis Cluster, reached through these seed nodes (any reachable master or replica; the
+    /// rest of the cluster is discovered). Credentials go in the URLs.
+    pub fn cluster<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.urls = urls.into_iter().map(Into::into).collect();
+        self.cluster = true;
+        self
+    }
+
+    /// The namespace (validated at `build()`): keys are stored as `namespace:key`.
+    pub fn namespace(mut self, namespace: impl AsRef<str>) -> Self {
+        self.namespace = Namespace::new(namespace);
+        self
+    }
+
+    /// How long `build()` may take to connect, retries included.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one command may take, waiting for a reconnection included.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Keys per `SCAN` page (the `COUNT` hint) and per `UNLINK` batch in `clear`.
+    pub fn scan_batch(mut self, batch: usize) -> Self {
+        self.scan_batch = batch;
+        self
+    }
+
+    /// The payload format of values.
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// For `rediss://`: trust these PEM root certificates (a private CA) instead of the
+    /// system's trust store. Needs the `tls` feature (`build()` says so otherwise).
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_cert = Some(pem.into());
+        self
+    }
+
+    fn validate(self) -> Result<Parts> {
+        if self.urls.is_empty() {
+            return Err(Error::config("cluster", "give at least one seed node URL"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(Error::config(
+                "connect_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.command_timeout.is_zero() {
+            return Err(Error::config(
+                "command_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.scan_batch == 0 {
+            return Err(Error::config("scan_batch", "must be at least 1"));
+        }
+        Ok(Parts {
+            settings: Settings {
+                urls: self.urls,
+                cluster: self.cluster,
+                connect_timeout: self.connect_timeout,
+                command_timeout: self.command_timeout,
+                tls_root_cert: self.tls_root_cert,
+            },
+            namespace: self.namespace?,
+            scan_batch: self.scan_batch,
+            format: self.format,
+        })
+    }
+
+    /// Validates the options and connects. A server that cannot be reached within
+    /// `connect_timeout` is [`Error::Timeout`]; a refused connection or a wrong password is
+    /// [`Error::Backend`] saying which.
+    pub async fn build(self) -> Result<RedisStore<K, V>>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Send + Sync,
+    {
+        let parts = self.validate()?;
+        let conn = connection::connect(&parts.settings).await?;
+        Ok(RedisStore::from_parts(parts, conn))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(builder: RedisStoreBuilder<String, String>) -> &'static str {
+        match builder.validate() {
+            Err(Error::InvalidConfig { option, .. }) => option,
+            Err(other) => panic!("expected InvalidConfig, got {other}"),
+            Ok(_) => panic!("expected InvalidConfig, got valid options"),
+        }
+    }
+
+    #[test]
+    fn refuses_options_that_cannot_work() {
+        let b = RedisStoreBuilder::<String, String>::new;
+        assert_eq!(
+            invalid(b().connect_timeout(Duration::ZERO)),
+            "connect_timeout"
+        );
+        assert_eq!(
+            invalid(b().command_timeout(Duration::ZERO)),
+            "command_timeout"
+        );
+        assert_eq!(invalid(b().scan_batch(0)), "scan_batch");
+        assert_eq!(invalid(b().cluster(Vec::<String>::new())), "cluster");
+        assert!(matches!(
+            b().namespace("a:b").validate(),
+            Err(Error::InvalidNamespace { .. })
+        ));
+        assert!(b().validate().is_ok());
+    }
+}

@@ -1,0 +1,17 @@
+//! `RedisStore`: entries in Redis or Redis Cluster (Pow's Redix backend, done for production).
+//!
+//! One multiplexed, auto-pipelined connection is shared by every clone and namespace of a
+//! store and reconnects by itself (`connection`); each `Store` operation is the one Redis
+//! command that does it atomically (`store`), counters are native Redis integers (`counter`),
+//! listing walks `SCAN` on every master (`scan`), and batches are split per cluster slot
+//! (`slot`).
+
+mod builder;
+mod connection;
+mod counter;
+mod scan;
+mod slot;
+mod store;
+
+pub use builder::RedisStoreBuilder;
+pub use store::RedisStore;

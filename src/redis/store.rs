@@ -1,0 +1,441 @@
+//! `RedisStore`: every `Store` operation as the one Redis command that does it atomically.
+
+use std::{collections::HashSet, marker::PhantomData, sync::Arc, time::Duration};
+
+use redis::Cmd;
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{
+    builder::{Parts, RedisStoreBuilder},
+    connection::Conn,
+    counter,
+    scan::{self, Scan},
+    slot,
+};
+use crate::{
+    codec::{decode_value, encode_value, Format, Key},
+    error::{Error, Result},
+    namespace::Namespace,
+    store::{Counter, Expiry, Store},
+    time::check_ttl,
+};
+
+/// What every clone and every namespace of a store shares: the connection and the options.
+pub(super) struct Shared {
+    pub conn: Conn,
+    pub command_timeout: Duration,
+    pub scan_batch: usize,
+    pub format: Format,
+}
+
+impl Shared {
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        context: impl FnOnce() -> String,
+    ) -> Result<T> {
+        self.conn.run(cmd, self.command_timeout, context).await
+    }
+}
+
+/// A [`Store`] in Redis or Redis Cluster (Pow's Redix backend, done for production).
+///
+/// Keys are stored as `namespace:key` (string keys read naturally in `redis-cli`), values
+/// through [`crate::codec`]; Redis keeps the TTLs. Every operation is one atomic command:
+/// `SET .. PX`, `GET`, `UNLINK`, `GETDEL`, `SET NX`, `INCRBY`, `PTTL`, `PEXPIRE`, `PERSIST`,
+/// `MGET`; `keys`, `count` and `clear` walk `SCAN MATCH namespace:*` (every master on a cluster).
+/// Clones share one multiplexed, auto-pipelined connection that reconnects by itself; while
+/// Redis is away, calls return [`Error::Backend`] or [`Error::Timeout`] within the command
+/// timeout, and the same store serves again once Redis is back.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use strata::{RedisStore, Store};
+///
+/// # async fn demo() -> strata::Result<()> {
+/// let store = RedisStore::<String, String>::builder()
+///     .url("redis://127.0.0.1:6379/")
+///     .namespace("sessions")
+///     .build()
+///     .await?;
+/// store.put("abc".into(), "ada".into(), Some(Duration::from_secs(60))).await?;
+/// assert_eq!(store.get(&"abc".into()).await?.as_deref(), Some("ada"));
+/// // redis-cli GET sessions:abc shows the MessagePack bytes of "ada".
+/// # Ok(()) }
+/// ```
+pub struct RedisStore<K, V> {
+    shared: Arc<Shared>,
+    namespace: Namespace,
+    prefix: Arc<[u8]>,
+    types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for RedisStore<K, V> {
+    fn clone(&self) -> Self {
+        RedisStore {
+            shared: self.shared.clone(),
+            namespace: self.namespace.clone(),
+            prefix: self.prefix.clone(),
+            types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for RedisStore<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("namespace", &self.namespace.as_str())
+            .field("cluster", &self.is_cluster())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `key` for messages (lossy UTF-8).
+fn show(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+/// A TTL as Redis milliseconds, at least 1 (a sub-millisecond TTL is not "forever").
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// `SET key value [PX ms] [NX]`.
+fn set_cmd(key: &[u8], value: &[u8], ttl: Option<Duration>, only_new: bool) -> Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value);
+    if let Some(ttl) = ttl {
+        cmd.arg("PX").arg(millis(ttl));
+    }
+    if only_new {
+        cmd.arg("NX");
+    }
+    cmd
+}
+
+fn key_cmd(name: &str, key: &[u8]) -> Cmd {
+    let mut cmd = redis::cmd(name);
+    cmd.arg(key);
+    cmd
+}
+
+impl<K, V> RedisStore<K, V> {
+    /// A builder; `build().await` connects.
+    pub fn builder() -> RedisStoreBuilder<K, V> {
+        RedisStoreBuilder::new()
+    }
+
+    pub(super) fn from_parts(parts: Parts, conn: Conn) -> Self {
+        let shared = Shared {
+            conn,
+            command_timeout: parts.settings.command_timeout,
+            scan_batch: parts.scan_batch,
+            format: parts.format,
+        };
+        Self::in_namespace(Arc::new(shared), parts.namespace)
+    }
+
+    fn in_namespace(shared: Arc<Shared>, namespace: Namespace) -> Self {
+        RedisStore {
+            shared,
+            prefix: namespace.prefix().into(),
+            namespace,
+            types: PhantomData,
+        }
+    }
+
+    /// True if this store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.shared.conn, Conn::Cluster(_))
+    }
+
+    fn pattern(&self) -> Vec<u8> {
+        let mut pattern = self.prefix.to_vec();
+        pattern.push(b'*');
+        pattern
+    }
+}
+
+impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
+    fn key(&self, key: &K) -> Vec<u8> {
+        key.namespaced(&self.prefix)
+    }
+
+    fn encode(&self, key: &[u8], value: &V) -> Result<Vec<u8>> {
+        encode_value(value, self.shared.format, &String::from_utf8_lossy(key))
+    }
+
+    fn decode(key: &[u8], bytes: Option<Vec<u8>>) -> Result<Option<V>> {
+        bytes
+            .map(|b| decode_value(&b, &String::from_utf8_lossy(key)))
+            .transpose()
+    }
+
+    fn decode_key(&self, full: &[u8]) -> Result<K> {
+        let raw = full.strip_prefix(&*self.prefix).unwrap_or(full);
+        K::decode_key(raw).map_err(|reason| Error::Decode {
+            key: show(full),
+            reason: format!("the key's name does not parse: {reason}"),
+        })
+    }
+
+    /// One `SCAN MATCH namespace:*` cursor per node (every master on a cluster).
+    async fn scans(&self) -> Result<Vec<Scan<'_>>> {
+        let shared = &*self.shared;
+        let nodes = scan::nodes(&shared.conn, shared.command_timeout).await?;
+        let scan = |node| {
+            Scan::new(
+                &shared.conn,
+                node,
+                self.pattern(),
+                shared.scan_batch,
+                shared.command_timeout,
+            )
+        };
+        Ok(nodes.into_iter().map(scan).collect())
+    }
+
+    /// Every key of this namespace, with its prefix. `SCAN` may return a key twice (while the
+    /// server rehashes); the set reports it once.
+    async fn scan_all(&self) -> Result<HashSet<Vec<u8>>> {
+        let mut seen = HashSet::new();
+        for mut scan in self.scans().await? {
+            while let Some(page) = scan.next_page().await? {
+                seen.extend(page);
+            }
+        }
+        Ok(seen)
+    }
+
+    async fn unlink(&self, keys: &[Vec<u8>]) -> Result<usize> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("UNLINK");
+        cmd.arg(keys);
+        let removed: usize = self
+            .shared
+            .run(&cmd, || {
+                format!("UNLINK {} keys of {}", keys.len(), self.namespace)
+            })
+            .await?;
+        Ok(removed)
+    }
+
+    /// `PERSIST`, then `EXISTS` when there was no TTL to remove: true if the key is live.
+    async fn persist_key(&self, key: &[u8]) -> Result<bool> {
+        let removed: bool = self
+            .shared
+            .run(&key_cmd("PERSIST", key), || {
+                format!("PERSIST {}", show(key))
+            })
+            .await?;
+        if removed {
+            return Ok(true);
+        }
+        self.shared
+            .run(&key_cmd("EXISTS", key), || format!("EXISTS {}", show(key)))
+            .await
+    }
+
+    /// One pipeline of `SET`s per slot (a single server is one slot), run concurrently.
+    async fn put_batches(
+        &self,
+        sets: Vec<(Vec<u8>, Vec<u8>)>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let cluster = self.is_cluster();
+        let groups = slot::group(sets, |(key, _)| if cluster { slot::of(key) } else { 0 });
+        let pipelines = groups.into_values().map(|group| {
+            let mut pipe = redis::pipe();
+            for (key, value) in &group {
+                pipe.add_command(set_cmd(key, value, ttl, false)).ignore();
+            }
+            let count = group.len();
+            async move {
+                let context = || format!("pipeline of {count} SETs in {}", self.namespace);
+                self.shared
+                    .conn
+                    .run_pipeline::<()>(&pipe, self.shared.command_timeout, context)
+                    .await
+            }
+        });
+        for result in futures_util::future::join_all(pipelines).await {
+            result?;
+        }
+        Ok(())
+    }
+}
+
+impl<K, V> Store<K, V> for RedisStore<K, V>
+where
+    K: Key,
+    V: Serialize + DeserializeOwned + Send + Sync,
+{
+    async fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
+        check_ttl(ttl)?;
+        let key = self.key(&key);
+        let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, false);
+        self.shared
+            .run(&cmd, || format!("SET {}", show(&key)))
+            .await
+    }
+
+    async fn get(&self, key: &K) -> Result<Option<V>> {
+        let key = self.key(key);
+        let bytes = self
+            .shared
+            .run(&key_cmd("GET", &key), || format!("GET {}", show(&key)))
+            .await?;
+        Self::decode(&key, bytes)
+    }
+
+    async fn delete(&self, key: &K) -> Result<bool> {
+        let key = self.key(key);
+        self.shared
+            .run(&key_cmd("UNLINK", &key), || {
+                format!("UNLINK {}", show(&key))
+            })
+            .await
+    }
+
+    async fn keys(&self) -> Result<Vec<K>> {
+        let raw = self.scan_all().await?;
+        raw.iter().map(|full| self.decode_key(full)).collect()
+    }
+
+    async fn contains(&self, key: &K) -> Result<bool> {
+        let key = self.key(key);
+        self.shared
+            .run(&key_cmd("EXISTS", &key), || {
+                format!("EXISTS {}", show(&key))
+            })
+            .await
+    }
+
+    async fn take(&self, key: &K) -> Result<Option<V>> {
+        let key = self.key(key);
+        let bytes = self
+            .shared
+            .run(&key_cmd("GETDEL", &key), || {
+                format!("GETDEL {}", show(&key))
+            })
+            .await?;
+        Self::decode(&key, bytes)
+    }
+
+    async fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
+        check_ttl(ttl)?;
+        let key = self.key(&key);
+        let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, true);
+        let reply: Option<String> = self
+            .shared
+            .run(&cmd, || format!("SET NX {}", show(&key)))
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<V>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<Vec<u8>> = keys.iter().map(|k| self.key(k)).collect();
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(&keys);
+        let values: Vec<Option<Vec<u8>>> = self
+            .shared
+            .run(&cmd, || {
+                format!("MGET {} keys of {}", keys.len(), self.namespace)
+            })
+            .await?;
+        keys.iter()
+            .zip(values)
+            .map(|(k, v)| Self::decode(k, v))
+            .collect()
+    }
+
+    async fn put_many(&self, entries: Vec<(K, V)>, ttl: Option<Duration>) -> Result<()>
+    where
+        V: 'static,
+        K: 'static,
+    {
+        check_ttl(ttl)?;
+        let sets = entries
+            .iter()
+            .map(|(k, v)| {
+                let key = self.key(k);
+                let value = self.encode(&key, v)?;
+                Ok((key, value))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.put_batches(sets, ttl).await
+    }
+
+    async fn delete_many(&self, keys: &[K]) -> Result<usize> {
+        let keys: Vec<Vec<u8>> = keys.iter().map(|k| self.key(k)).collect();
+        self.unlink(&keys).await
+    }
+
+    async fn ttl(&self, key: &K) -> Result<Option<Expiry>> {
+        let key = self.key(key);
+        let ms: i64 = self
+            .shared
+            .run(&key_cmd("PTTL", &key), || format!("PTTL {}", show(&key)))
+            .await?;
+        Ok(match ms {
+            -1 => Some(Expiry::Never),
+            ms if ms < 0 => None,
+            ms => Some(Expiry::In(Duration::from_millis(ms.unsigned_abs()))),
+        })
+    }
+
+    async fn expire(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {
+        check_ttl(ttl)?;
+        let key = self.key(key);
+        let Some(ttl) = ttl else {
+            return self.persist_key(&key).await;
+        };
+        let mut cmd = key_cmd("PEXPIRE", &key);
+        cmd.arg(millis(ttl));
+        self.shared
+            .run(&cmd, || format!("PEXPIRE {}", show(&key)))
+            .await
+    }
+
+    async fn persist(&self, key: &K) -> Result<bool> {
+        self.persist_key(&self.key(key)).await
+    }
+
+    async fn incr(&self, key: &K, delta: i64) -> Result<V>
+    where
+        V: Counter + Clone,
+        K: std::fmt::Debug,
+    {
+        let key = self.key(key);
+        let total = counter::incr::<V>(&self.shared, &key, delta).await?;
+        V::from_i64(total).ok_or_else(|| Error::Overflow { key: show(&key) })
+    }
+
+    fn namespace(&self) -> Namespace {
+        self.namespace.clone()
+    }
+
+    /// A store over the same connection whose keys live under `namespace:`.
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Self> {
+        Ok(Self::in_namespace(self.shared.clone(), namespace.clone()))
+    }
+
+    async fn count(&self) -> Result<usize> {
+        Ok(self.scan_all().await?.len())
+    }
+
+    async fn clear(&self) -> Result<usize> {
+        let mut removed = 0;
+        for mut scan in self.scans().await? {
+            while let Some(page) = scan.next_page().await? {
+                removed += self.unlink(&page).await?;
+            }
+        }
+        Ok(removed)
+    }
+}

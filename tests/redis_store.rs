@@ -1,0 +1,418 @@
+//! RedisStore beyond the conformance suite: faults (Redis killed mid-load and restarted), auth,
+//! bad data under our keys (garbage bytes, WRONGTYPE), counters as native Redis integers, and
+//! keys that read naturally in `redis-cli`. Every test runs against a real `redis-server`.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+use strata::{Error, Format, RedisStore, Store};
+use support::{redis_server::free_port, RedisServer};
+
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(300);
+
+async fn open<V>(url: &str) -> strata::Result<RedisStore<String, V>>
+where
+    V: Serialize + serde::de::DeserializeOwned + Send + Sync,
+{
+    RedisStore::builder()
+        .url(url)
+        .namespace("test")
+        .connect_timeout(Duration::from_secs(2))
+        .command_timeout(COMMAND_TIMEOUT)
+        .build()
+        .await
+}
+
+/// One call of the load: ok, or a backend/timeout error, within its timeout plus a margin.
+async fn checked_call(store: &RedisStore<String, String>, i: usize) -> bool {
+    let key = format!("load{}", i % 100);
+    let call = async {
+        if i % 2 == 0 {
+            store.put(key, "v".into(), None).await
+        } else {
+            store.get(&key).await.map(|_| ())
+        }
+    };
+    let limit = COMMAND_TIMEOUT + Duration::from_secs(1);
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(())) => true,
+        Ok(Err(Error::Backend { .. } | Error::Timeout { .. })) => false,
+        Ok(Err(other)) => panic!("unexpected error while Redis was away: {other}"),
+        Err(_) => panic!("a call hung past its {COMMAND_TIMEOUT:?} timeout"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_redis_killed_mid_load_and_restarted() {
+    let mut server = RedisServer::start();
+    let store = open::<String>(&server.url()).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (oks, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (store, stop, oks, errors) =
+                (store.clone(), stop.clone(), oks.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut i = w;
+                while !stop.load(Ordering::Relaxed) {
+                    let counter = if checked_call(&store, i).await {
+                        &oks
+                    } else {
+                        &errors
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    i += 8;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let errors_while_down = errors.load(Ordering::Relaxed);
+    server.restart();
+    // The same store serves again once Redis is back, without being rebuilt.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store
+        .put("after".into(), "restart".into(), None)
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "store did not recover after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.expect("no worker panicked");
+    }
+    assert!(errors_while_down > 0, "calls failed while Redis was down");
+    assert!(oks.load(Ordering::Relaxed) > 0);
+    let again = store.get(&"after".into()).await.unwrap();
+    assert_eq!(again.as_deref(), Some("restart"));
+}
+
+#[tokio::test]
+async fn redis_down_at_start_is_a_clear_error() {
+    let port = free_port();
+    let started = Instant::now();
+    let err = open::<String>(&format!("redis://127.0.0.1:{port}/"))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "within the connect timeout"
+    );
+    assert!(
+        matches!(err, Error::Backend { .. } | Error::Timeout { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(text.contains("running"), "says what to check: {text}");
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_clear_error_at_connect() {
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let url = |auth: &str| format!("redis://{auth}127.0.0.1:{}/", server.port());
+    for auth in [":wrongpw@", ""] {
+        let err = open::<String>(&url(auth)).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Backend { .. }), "{text}");
+        assert!(text.contains("authentication failed"), "{text}");
+        assert!(
+            !text.contains("wrongpw"),
+            "the password is not echoed: {text}"
+        );
+    }
+    let store = open::<String>(&url(":s3cret@")).await.unwrap();
+    store.put("k".into(), "v".into(), None).await.unwrap();
+    assert_eq!(store.get(&"k".into()).await.unwrap().as_deref(), Some("v"));
+}
+
+#[tokio::test]
+async fn acl_user_in_the_url() {
+    let server = RedisServer::start();
+    let setup = [
+        "ACL",
+        "SETUSER",
+        "app",
+        "on",
+        ">app-pass",
+        "~test:*",
+        "+@all",
+    ];
+    assert_eq!(server.raw(&setup), "+OK");
+    let url = |pass: &str| format!("redis://app:{pass}@127.0.0.1:{}/", server.port());
+    let err = open::<String>(&url("nope")).await.unwrap_err();
+    assert!(err.to_string().contains("authentication failed"), "{err}");
+    let store = open::<String>(&url("app-pass")).await.unwrap();
+    store.put("k".into(), "v".into(), None).await.unwrap();
+    assert_eq!(store.keys().await.unwrap(), ["k"]);
+}
+
+#[tokio::test]
+async fn garbage_and_wrongtype_are_typed_errors_and_other_keys_still_work() {
+    let server = RedisServer::start();
+    let store = open::<String>(&server.url()).await.unwrap();
+    store.put("good".into(), "fine".into(), None).await.unwrap();
+    server.raw(&["SET", "test:garbage", "\u{7f}not strata"]);
+    server.raw(&["SET", "test:digits", "12abc"]);
+    server.raw(&["LPUSH", "test:list", "x"]);
+    for key in ["garbage", "digits"] {
+        match store.get(&key.into()).await {
+            Err(Error::Decode { key: named, .. }) => assert_eq!(named, format!("test:{key}")),
+            other => panic!("expected a decode error naming the key, got {other:?}"),
+        }
+    }
+    let err = store.get(&"list".into()).await.unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert!(matches!(
+        store.take(&"list".into()).await,
+        Err(Error::Backend { .. })
+    ));
+    let many = store.get_many(&["good".into(), "garbage".into()]).await;
+    assert!(matches!(many, Err(Error::Decode { .. })), "{many:?}");
+    assert_eq!(
+        store.get(&"good".into()).await.unwrap().as_deref(),
+        Some("fine")
+    );
+    assert_eq!(
+        store.count().await.unwrap(),
+        4,
+        "foreign values are still keys"
+    );
+    assert_eq!(store.clear().await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn keys_and_counters_read_naturally_in_redis_cli() {
+    let server = RedisServer::start();
+    let store = open::<i64>(&server.url()).await.unwrap();
+    store
+        .put("hits".into(), 5, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(store.incr(&"hits".into(), 2).await.unwrap(), 7);
+    assert_eq!(server.raw(&["GET", "test:hits"]), "7");
+    server.raw(&["INCRBY", "test:hits", "10"]);
+    assert_eq!(store.get(&"hits".into()).await.unwrap(), Some(17));
+    let text = open::<String>(&server.url()).await.unwrap();
+    text.put("word".into(), "hello".into(), None).await.unwrap();
+    assert_eq!(server.raw(&["EXISTS", "test:word"]), ":1");
+    let err = store.incr(&"word".into(), 1).await.unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn narrow_counters_refuse_to_leave_their_range_atomically() {
+    let server = RedisServer::start();
+    let store = open::<u8>(&server.url()).await.unwrap();
+    store.put("n".into(), 250, None).await.unwrap();
+    assert_eq!(store.incr(&"n".into(), 5).await.unwrap(), 255);
+    assert!(matches!(
+        store.incr(&"n".into(), 1).await,
+        Err(Error::Overflow { .. })
+    ));
+    assert!(matches!(
+        store.decr(&"n".into(), 256).await,
+        Err(Error::Overflow { .. })
+    ));
+    assert_eq!(
+        store.get(&"n".into()).await.unwrap(),
+        Some(255),
+        "unchanged"
+    );
+    assert!(matches!(
+        store.incr(&"fresh".into(), 300).await,
+        Err(Error::Overflow { .. })
+    ));
+    assert_eq!(
+        server.raw(&["EXISTS", "test:fresh"]),
+        ":0",
+        "no counter left behind"
+    );
+    let unsigned = open::<u64>(&server.url()).await.unwrap();
+    assert!(matches!(
+        unsigned.decr(&"u".into(), 1).await,
+        Err(Error::Overflow { .. })
+    ));
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Session {
+    user: String,
+    visits: u32,
+}
+
+#[tokio::test]
+async fn json_format_and_namespaces_share_one_connection() {
+    let server = RedisServer::start();
+    let store = RedisStore::<String, Session>::builder()
+        .url(server.url())
+        .namespace("sessions")
+        .format(Format::Json)
+        .scan_batch(2)
+        .build()
+        .await
+        .unwrap();
+    let ada = Session {
+        user: "ada".into(),
+        visits: 3,
+    };
+    store.put("abc".into(), ada, None).await.unwrap();
+    assert!(server
+        .raw(&["GET", "sessions:abc"])
+        .contains(r#"{"user":"ada","visits":3}"#));
+    let other = store
+        .with_namespace(&strata::Namespace::new("other").unwrap())
+        .unwrap();
+    assert_eq!(other.namespace().as_str(), "other");
+    for i in 0..7 {
+        other
+            .put(
+                format!("k{i}"),
+                Session {
+                    user: "x".into(),
+                    visits: i,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(other.count().await.unwrap(), 7, "SCAN pages of 2");
+    assert_eq!(store.keys().await.unwrap(), ["abc"]);
+    assert_eq!(other.clear().await.unwrap(), 7);
+    assert_eq!(
+        store.get(&"abc".into()).await.unwrap().map(|s| s.visits),
+        Some(3)
+    );
+}
+
+#[tokio::test]
+async fn invalid_urls_are_config_errors() {
+    for url in ["http://127.0.0.1:1/", "not a url"] {
+        let err = open::<String>(url).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidConfig { option: "url", .. }),
+            "{err}"
+        );
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1, as PEM files in `dir`; returns the CA's PEM.
+#[cfg(feature = "tls")]
+fn write_test_certs(dir: &std::path::Path) -> String {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.crt"), server_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+    ca_cert.pem()
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn rediss_with_a_private_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = write_test_certs(certs.path());
+    let file = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+    let tls_port = free_port().to_string();
+    let (cert, key, ca_file) = (file("server.crt"), file("server.key"), file("ca.crt"));
+    let _server = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca_file,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://127.0.0.1:{tls_port}/");
+    let untrusted = open::<String>(&url).await.unwrap_err();
+    assert!(matches!(untrusted, Error::Backend { .. }), "{untrusted}");
+    let store = RedisStore::<String, String>::builder()
+        .url(&url)
+        .namespace("test")
+        .tls_root_cert(ca)
+        .build()
+        .await
+        .unwrap();
+    store
+        .put("k".into(), "over tls".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&"k".into()).await.unwrap().as_deref(),
+        Some("over tls")
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_at_connect() {
+    // Accepts TCP connections (the kernel does) but never speaks Redis.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}/", silent.local_addr().unwrap());
+    let started = Instant::now();
+    let err = RedisStore::<String, String>::builder()
+        .url(url)
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "gave up after {elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_is_a_timeout_then_serves_again() {
+    let server = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let store = open::<String>(&server.url()).await.unwrap();
+    store.put("k".into(), "v".into(), None).await.unwrap();
+    let addr = server.addr();
+    let stall = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut raw = std::net::TcpStream::connect(addr).unwrap();
+        raw.write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$1\r\n1\r\n")
+            .unwrap();
+        let mut reply = [0u8; 5];
+        raw.read_exact(&mut reply).unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let err = store.get(&"k".into()).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < COMMAND_TIMEOUT + Duration::from_millis(500));
+    stall.join().unwrap();
+    assert_eq!(store.get(&"k".into()).await.unwrap().as_deref(), Some("v"));
+}
