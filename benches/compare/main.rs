@@ -8,6 +8,7 @@ mod alloc;
 mod memory;
 mod plot;
 mod redis;
+mod replicated;
 mod report;
 mod workload;
 
@@ -23,6 +24,9 @@ fn main() {
     }
     if report.wants("redis") {
         redis::run(&mut report);
+    }
+    if report.wants("replicated") {
+        replicated::run(&mut report);
     }
     report.finish();
 }
