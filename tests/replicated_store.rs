@@ -386,6 +386,33 @@ async fn a_killed_subscription_flushes_the_local_tier_on_reconnect() {
     assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("v2"));
 }
 
+/// A link that goes silent (no RST, as in a partition) is caught by the heartbeat ping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_heartbeat_counts_as_a_dropped_link() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let b = ReplicatedStore::builder()
+        .local(mem(&clock))
+        .remote(mem(&clock))
+        .url(redis.url())
+        .heartbeat(Duration::from_millis(50))
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    b.put(k("key"), k("v"), None).await.unwrap();
+    redis.raw(&["CLIENT", "PAUSE", "1000", "ALL"]);
+    eventually("the link to drop", || (!b.is_connected()).then_some(())).await;
+    let refused = b.put(k("key"), k("w"), None).await.unwrap_err();
+    assert!(matches!(refused, Error::Backend { .. }), "{refused}");
+    eventually("recovery", || {
+        (b.replication_stats().recoveries >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(b.local().get("key"), None, "flushed on reconnect");
+    assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("v"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Three OS processes.
 
