@@ -144,6 +144,16 @@ pub enum Error {
         /// The loader's error message, or the panic message.
         reason: String,
     },
+
+    /// A cache dump file cannot be loaded (truncated, checksum mismatch, not a dump, or written
+    /// by a newer strata). It was checked before anything was written: nothing was loaded.
+    #[error("dump file {path} cannot be loaded: {reason}; nothing was loaded")]
+    InvalidDump {
+        /// The dump file.
+        path: PathBuf,
+        /// What is wrong with it and what to do.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -7,6 +7,8 @@
 //!
 //! ## Modules
 //! - [`store`]: the [`Store`] trait, [`Expiry`] and [`Counter`].
+//! - `cache`: [`Cache`], the Cachex-grade API over any store — `fetch` with single flight,
+//!   negative caching, [`Warmer`]s, events, stats, `dump`/`load` — and [`RateLimiter`].
 //! - `memory`: [`MemoryStore`], sharded in-memory store with TTL expiry (Pow's `EtsCache`).
 //! - `redis` (feature `redis`): `RedisStore`, entries in Redis or Redis Cluster over one
 //!   multiplexed connection that reconnects by itself (Pow's Redix backend).
@@ -40,6 +42,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cache;
 pub mod codec;
 mod error;
 mod events;
@@ -53,6 +56,10 @@ mod stats;
 pub mod store;
 mod time;
 
+pub use cache::{
+    Cache, CacheBuilder, FetchError, Load, LoadSummary, ObservableStore, RateDecision, RateLimiter,
+    Update, Warmer, DUMP_VERSION,
+};
 pub use codec::{Format, Key};
 pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventBus, EventKind, Events, RemovalCause};

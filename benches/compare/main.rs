@@ -5,6 +5,7 @@
 //! of the peer are interleaved so machine noise hits both.
 
 mod alloc;
+mod cache;
 mod memory;
 mod plot;
 mod redis;
@@ -24,6 +25,9 @@ fn main() {
     }
     if report.wants("redis") {
         redis::run(&mut report);
+    }
+    if report.wants("cache") {
+        cache::run(&mut report);
     }
     if report.wants("replicated") {
         replicated::run(&mut report);

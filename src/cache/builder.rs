@@ -1,0 +1,248 @@
+//! `CacheBuilder`: the options of a `Cache`, validated at `build()`.
+
+use std::{fmt::Debug, hash::Hash, marker::PhantomData, sync::Arc, time::Duration};
+
+use super::{
+    cache::{Cache, Parts},
+    observe::ObservableStore,
+    warmer::{Backoff, WarmerSpec},
+    Warmer,
+};
+use crate::{
+    error::{Error, Result},
+    namespace::Namespace,
+    store::Store,
+    time::{check_ttl, Clock},
+};
+
+/// Builds a [`Cache`].
+///
+/// # Defaults
+/// - `store`: none — required;
+/// - `namespace`: the store's own (`"cache"` for a store built with defaults, as in Pow);
+/// - `ttl` (default TTL): none, entries never expire unless a call gives a TTL;
+/// - `negative_ttl`: none, a loader that finds nothing caches nothing;
+/// - `stats`: on;
+/// - `load_timeout`: none, a loader may run for as long as it likes;
+/// - `clock`: [`Clock::system`] (give the store's clock when testing with a manual one);
+/// - warmers: none; `warm_timeout` 30 s for required warmers; warmer back-off from 100 ms,
+///   doubling to at most 30 s, with ±25 % jitter.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+/// use std::time::Duration;
+/// use strata::{Cache, MemoryStore};
+///
+/// let cache = Cache::builder()
+///     .store(MemoryStore::<String, String>::new())
+///     .namespace("sessions")
+///     .ttl(Duration::from_secs(1800))
+///     .build()
+///     .await?;
+/// assert_eq!(cache.namespace().as_str(), "sessions");
+///
+/// let zero = Cache::builder().store(MemoryStore::<String, String>::new()).ttl(Duration::ZERO);
+/// assert!(matches!(zero.build().await, Err(strata::Error::InvalidTtl { .. })));
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct CacheBuilder<K, V, S> {
+    types: PhantomData<fn() -> (K, V)>,
+    store: Option<S>,
+    namespace: Option<String>,
+    ttl: Option<Duration>,
+    negative_ttl: Option<Duration>,
+    stats: bool,
+    load_timeout: Option<Duration>,
+    clock: Clock,
+    warmers: Vec<WarmerSpec<K, V>>,
+    warm_timeout: Duration,
+    backoff: Backoff,
+}
+
+impl<K, V, S> Debug for CacheBuilder<K, V, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("namespace", &self.namespace)
+            .field("ttl", &self.ttl)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("warmers", &self.warmers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> CacheBuilder<K, V, ()> {
+    pub(super) fn new() -> Self {
+        CacheBuilder {
+            types: PhantomData,
+            store: None,
+            namespace: None,
+            ttl: None,
+            negative_ttl: None,
+            stats: true,
+            load_timeout: None,
+            clock: Clock::system(),
+            warmers: Vec::new(),
+            warm_timeout: Duration::from_secs(30),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+impl<K, V, S> CacheBuilder<K, V, S> {
+    /// The store entries live in (required).
+    pub fn store<S2>(self, store: S2) -> CacheBuilder<K, V, S2> {
+        CacheBuilder {
+            types: PhantomData,
+            store: Some(store),
+            namespace: self.namespace,
+            ttl: self.ttl,
+            negative_ttl: self.negative_ttl,
+            stats: self.stats,
+            load_timeout: self.load_timeout,
+            clock: self.clock,
+            warmers: self.warmers,
+            warm_timeout: self.warm_timeout,
+            backoff: self.backoff,
+        }
+    }
+
+    /// The namespace; `build()` validates it and calls [`Store::with_namespace`].
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The default TTL, used when a write gives none.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Remember for `ttl` that a loader found nothing ([`Load::NotFound`](super::Load)), so the
+    /// next fetches of that key answer `None` without calling the loader (against enumeration).
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = Some(ttl);
+        self
+    }
+
+    /// Count hits, misses, writes and loads.
+    pub fn stats(mut self, enabled: bool) -> Self {
+        self.stats = enabled;
+        self
+    }
+
+    /// Give up on a loader after `timeout`: every waiter gets [`Error::Timeout`] and the key is
+    /// released for the next fetch.
+    pub fn load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = Some(timeout);
+        self
+    }
+
+    /// The clock for negative entries, dump deadlines and rate windows (use the store's clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// A warmer run in the background at start and every `interval`; failures are retried with
+    /// back-off and never block start-up.
+    pub fn warmer(self, warmer: impl Warmer<K, V>, interval: Duration) -> Self
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        self.add_warmer(warmer, interval, false)
+    }
+
+    /// A warmer that `build()` waits for: it must succeed once within `warm_timeout`.
+    pub fn required_warmer(self, warmer: impl Warmer<K, V>, interval: Duration) -> Self
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        self.add_warmer(warmer, interval, true)
+    }
+
+    fn add_warmer(mut self, warmer: impl Warmer<K, V>, interval: Duration, required: bool) -> Self
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        self.warmers.push(WarmerSpec {
+            warmer: Arc::new(warmer),
+            interval,
+            required,
+        });
+        self
+    }
+
+    /// How long `build()` waits for each required warmer's first success.
+    pub fn warm_timeout(mut self, timeout: Duration) -> Self {
+        self.warm_timeout = timeout;
+        self
+    }
+
+    /// Back-off for a failing warmer: `initial` after the first failure, doubling up to `max`.
+    pub fn warmer_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff = Backoff { initial, max };
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_ttl(self.ttl)?;
+        check_ttl(self.negative_ttl)?;
+        if self.load_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::config("load_timeout", "must be greater than zero"));
+        }
+        if self.warm_timeout.is_zero() {
+            return Err(Error::config("warm_timeout", "must be greater than zero"));
+        }
+        if self.backoff.initial.is_zero() || self.backoff.max < self.backoff.initial {
+            return Err(Error::config(
+                "warmer_backoff",
+                "initial must be > 0 and max >= initial",
+            ));
+        }
+        if self.warmers.iter().any(|w| w.interval.is_zero()) {
+            return Err(Error::config(
+                "warmer",
+                "the interval must be greater than zero",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validates the options, starts the warmers and waits for the required ones.
+    ///
+    /// Fails with [`Error::InvalidConfig`] (no store, zero timeouts, warmers without a tokio
+    /// runtime), [`Error::InvalidTtl`], [`Error::InvalidNamespace`], or [`Error::Timeout`] naming
+    /// a required warmer that did not succeed in time (with its last error).
+    pub async fn build(self) -> Result<Cache<K, V, S>>
+    where
+        K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
+        V: Clone + Send + Sync + 'static,
+        S: Store<K, V> + ObservableStore<K> + 'static,
+    {
+        self.validate()?;
+        let store = self
+            .store
+            .ok_or_else(|| Error::config("store", "a Cache needs a store: call `.store(..)`"))?;
+        let store = match &self.namespace {
+            Some(name) => store.with_namespace(&Namespace::new(name)?)?,
+            None => store,
+        };
+        let cache = Cache::from_parts(Parts {
+            store,
+            ttl: self.ttl,
+            negative_ttl: self.negative_ttl,
+            stats: self.stats,
+            load_timeout: self.load_timeout,
+            clock: self.clock,
+            warmers: self.warmers,
+            backoff: self.backoff,
+        })?;
+        cache.start_warmers(self.warm_timeout).await?;
+        Ok(cache)
+    }
+}

@@ -1,0 +1,485 @@
+//! `Cache`: the store operations with a namespace, a default TTL and stats, plus Cachex's
+//! `update`, `get_and_update`, `refresh` and `touch`.
+
+use std::{collections::HashMap, fmt::Debug, hash::Hash, sync::Arc, time::Duration};
+
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+
+use super::{
+    builder::CacheBuilder,
+    fetch::Flight,
+    keylock::KeyLocks,
+    observe::ObservableStore,
+    warmer::{Backoff, WarmerSpec},
+};
+use crate::{
+    error::{Error, Result},
+    events::Events,
+    memory::MemoryStore,
+    namespace::Namespace,
+    stats::{Counter as Stat, Stats, StatsRecorder},
+    store::{Counter, Expiry, Store},
+    time::Clock,
+};
+
+/// What a [`Cache::get_and_update`] function decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Update<V> {
+    /// Write this value, keeping the entry's remaining TTL (the default TTL for a new key).
+    Commit(V),
+    /// Leave the entry as it is.
+    Ignore,
+    /// Delete the entry.
+    Delete,
+}
+
+/// A cache over a [`Store`]: namespace, default TTL, `fetch` with single flight, negative
+/// caching, warmers, events, stats, dump/load. Cheap to clone (one `Arc`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+/// use std::time::Duration;
+/// use strata::{Cache, MemoryStore};
+///
+/// let cache = Cache::builder()
+///     .store(MemoryStore::<String, u32>::new())
+///     .ttl(Duration::from_secs(60))
+///     .build()
+///     .await?;
+/// cache.put("visits".into(), 1, None).await?; // no TTL given: the default applies
+/// assert!(cache.update(&"visits".into(), 2).await?); // keeps the TTL
+/// assert_eq!(cache.get(&"visits".into()).await?, Some(2));
+/// assert_eq!(cache.stats().hits, 1);
+/// # Ok(()) }
+/// ```
+pub struct Cache<K, V, S> {
+    pub(super) inner: Arc<Inner<K, V, S>>,
+}
+
+impl<K, V, S> Clone for Cache<K, V, S> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V, S> Debug for Cache<K, V, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("namespace", &self.inner.namespace)
+            .field("ttl", &self.inner.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) struct Inner<K, V, S> {
+    pub store: S,
+    pub namespace: Namespace,
+    pub ttl: Option<Duration>,
+    pub negative_ttl: Option<Duration>,
+    pub load_timeout: Option<Duration>,
+    pub clock: Clock,
+    pub stats: StatsRecorder,
+    pub negatives: Option<MemoryStore<K, ()>>,
+    pub flights: Mutex<HashMap<K, Flight<V>>>,
+    pub locks: KeyLocks,
+    pub warmers: Vec<WarmerSpec<K, V>>,
+    pub backoff: Backoff,
+    pub tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl<K, V, S> Drop for Inner<K, V, S> {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+pub(super) struct Parts<K, V, S> {
+    pub store: S,
+    pub ttl: Option<Duration>,
+    pub negative_ttl: Option<Duration>,
+    pub stats: bool,
+    pub load_timeout: Option<Duration>,
+    pub clock: Clock,
+    pub warmers: Vec<WarmerSpec<K, V>>,
+    pub backoff: Backoff,
+}
+
+impl<K, V> Cache<K, V, ()> {
+    /// A builder with the defaults (see [`CacheBuilder`]).
+    pub fn builder() -> CacheBuilder<K, V, ()> {
+        CacheBuilder::new()
+    }
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: Store<K, V> + ObservableStore<K> + 'static,
+{
+    pub(super) fn from_parts(parts: Parts<K, V, S>) -> Result<Self> {
+        let negatives = match parts.negative_ttl {
+            Some(_) => Some(
+                MemoryStore::<K, ()>::builder()
+                    .clock(parts.clock.clone())
+                    .stats(false)
+                    .build()?,
+            ),
+            None => None,
+        };
+        let inner = Inner {
+            namespace: parts.store.namespace(),
+            store: parts.store,
+            ttl: parts.ttl,
+            negative_ttl: parts.negative_ttl,
+            load_timeout: parts.load_timeout,
+            clock: parts.clock,
+            stats: StatsRecorder::new(parts.stats),
+            negatives,
+            flights: Mutex::new(HashMap::new()),
+            locks: KeyLocks::new(),
+            warmers: parts.warmers,
+            backoff: parts.backoff,
+            tasks: Mutex::new(Vec::new()),
+        };
+        Ok(Cache {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The store underneath (writes to it bypass the cache's stats and key locks).
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// The namespace of this cache's keys.
+    pub fn namespace(&self) -> &Namespace {
+        &self.inner.namespace
+    }
+
+    /// The default TTL, if any.
+    pub fn default_ttl(&self) -> Option<Duration> {
+        self.inner.ttl
+    }
+
+    pub(super) fn ttl_or_default(&self, ttl: Option<Duration>) -> Option<Duration> {
+        ttl.or(self.inner.ttl)
+    }
+
+    pub(super) fn count(&self, stat: Stat, n: u64) {
+        self.inner.stats.add(stat, n);
+    }
+
+    /// Forgets a cached absence, because the key now has a value.
+    pub(super) fn forget_absence(&self, key: &K) {
+        if let Some(negatives) = &self.inner.negatives {
+            negatives.delete(key);
+        }
+    }
+
+    /// The live value under `key` (a hit or a miss in the stats).
+    pub async fn get(&self, key: &K) -> Result<Option<V>> {
+        let value = self.inner.store.get(key).await?;
+        self.count(
+            if value.is_some() {
+                Stat::Hits
+            } else {
+                Stat::Misses
+            },
+            1,
+        );
+        Ok(value)
+    }
+
+    /// The live values of `keys`, in order.
+    pub async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<V>>> {
+        let values = self.inner.store.get_many(keys).await?;
+        let hits = values.iter().filter(|v| v.is_some()).count() as u64;
+        self.count(Stat::Hits, hits);
+        self.count(Stat::Misses, values.len() as u64 - hits);
+        Ok(values)
+    }
+
+    /// True if `key` has a live entry (a hit or a miss).
+    pub async fn contains(&self, key: &K) -> Result<bool> {
+        let found = self.inner.store.contains(key).await?;
+        self.count(if found { Stat::Hits } else { Stat::Misses }, 1);
+        Ok(found)
+    }
+
+    /// Writes `value`; `ttl: None` means the cache's default TTL.
+    pub async fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
+        self.forget_absence(&key);
+        self.inner
+            .store
+            .put(key, value, self.ttl_or_default(ttl))
+            .await?;
+        self.count(Stat::Writes, 1);
+        Ok(())
+    }
+
+    /// Writes `value` only if `key` has no live entry; true if written.
+    pub async fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
+        self.forget_absence(&key);
+        let ttl = self.ttl_or_default(ttl);
+        let written = self.inner.store.put_new(key, value, ttl).await?;
+        self.count(Stat::Writes, u64::from(written));
+        Ok(written)
+    }
+
+    /// Writes every entry with one TTL (`None`: the default).
+    pub async fn put_many(&self, entries: Vec<(K, V)>, ttl: Option<Duration>) -> Result<()> {
+        entries.iter().for_each(|(k, _)| self.forget_absence(k));
+        let n = entries.len() as u64;
+        let ttl = self.ttl_or_default(ttl);
+        self.inner.store.put_many(entries, ttl).await?;
+        self.count(Stat::Writes, n);
+        Ok(())
+    }
+
+    /// Removes `key` (and any cached absence); true if a live entry was removed.
+    pub async fn delete(&self, key: &K) -> Result<bool> {
+        self.forget_absence(key);
+        let removed = self.inner.store.delete(key).await?;
+        self.count(Stat::Deletes, u64::from(removed));
+        Ok(removed)
+    }
+
+    /// Deletes every key in `keys`; how many live entries were removed.
+    pub async fn delete_many(&self, keys: &[K]) -> Result<usize> {
+        keys.iter().for_each(|k| self.forget_absence(k));
+        let removed = self.inner.store.delete_many(keys).await?;
+        self.count(Stat::Deletes, removed as u64);
+        Ok(removed)
+    }
+
+    /// Removes `key` and returns its value.
+    pub async fn take(&self, key: &K) -> Result<Option<V>> {
+        let value = self.inner.store.take(key).await?;
+        self.count(
+            if value.is_some() {
+                Stat::Hits
+            } else {
+                Stat::Misses
+            },
+            1,
+        );
+        self.count(Stat::Deletes, u64::from(value.is_some()));
+        Ok(value)
+    }
+
+    /// Every live key.
+    pub async fn keys(&self) -> Result<Vec<K>> {
+        self.inner.store.keys().await
+    }
+
+    /// How many live entries there are.
+    pub async fn len(&self) -> Result<usize> {
+        self.inner.store.count().await
+    }
+
+    /// True when there are no live entries.
+    pub async fn is_empty(&self) -> Result<bool> {
+        Ok(self.len().await? == 0)
+    }
+
+    /// Deletes every entry (and every cached absence); how many entries were removed.
+    pub async fn clear(&self) -> Result<usize> {
+        if let Some(negatives) = &self.inner.negatives {
+            negatives.clear();
+        }
+        let removed = self.inner.store.clear().await?;
+        self.count(Stat::Deletes, removed as u64);
+        Ok(removed)
+    }
+
+    /// The remaining lifetime of `key`, or `None` if it has no live entry.
+    pub async fn ttl(&self, key: &K) -> Result<Option<Expiry>> {
+        self.inner.store.ttl(key).await
+    }
+
+    /// Gives `key` a new TTL counted from now (`None`: never expire); true if it was live.
+    pub async fn expire(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {
+        let live = self.inner.store.expire(key, ttl).await?;
+        self.count(Stat::Updates, u64::from(live));
+        Ok(live)
+    }
+
+    /// Removes `key`'s TTL; true if it was live.
+    pub async fn persist(&self, key: &K) -> Result<bool> {
+        let live = self.inner.store.persist(key).await?;
+        self.count(Stat::Updates, u64::from(live));
+        Ok(live)
+    }
+
+    /// Restarts `key`'s TTL (Cachex `refresh`): the entry gets the cache's **default TTL** again,
+    /// counted from now. Stores keep a deadline, not the TTL an entry was written with, so the
+    /// default TTL stands for it; without a default TTL, refresh leaves the entry as it is. True
+    /// if the key was live.
+    pub async fn refresh(&self, key: &K) -> Result<bool> {
+        let live = match self.inner.ttl {
+            Some(ttl) => self.inner.store.expire(key, Some(ttl)).await?,
+            None => self.inner.store.contains(key).await?,
+        };
+        self.count(Stat::Updates, u64::from(live));
+        Ok(live)
+    }
+
+    /// Marks `key` as used without changing when it expires (Cachex `touch`); true if live.
+    pub async fn touch(&self, key: &K) -> Result<bool> {
+        let live = self.inner.store.touch(key).await?;
+        self.count(Stat::Updates, u64::from(live));
+        Ok(live)
+    }
+
+    /// Replaces the value of a live `key`, keeping its remaining TTL (Cachex `update`); false
+    /// (and nothing written) if the key is missing.
+    pub async fn update(&self, key: &K, value: V) -> Result<bool> {
+        let outcome = self
+            .get_and_update(key, |old| match old {
+                Some(_) => Update::Commit(value),
+                None => Update::Ignore,
+            })
+            .await;
+        outcome.map(|v| v.is_some())
+    }
+
+    /// Reads `key`, lets `f` decide, and writes the result, keeping the remaining TTL (a new key
+    /// gets the default TTL). Returns the value now in the cache. Counts an update (or a write
+    /// for a new key), not a hit or a miss.
+    ///
+    /// Atomic per key with respect to every other `get_and_update`, `update`, `incr` and
+    /// `decr` on this cache (a striped async key lock); a writer that bypasses these calls (a
+    /// plain `put`, another process) can still interleave.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use strata::{Cache, MemoryStore, Update};
+    /// let cache = Cache::builder().store(MemoryStore::<String, Vec<u32>>::new()).build().await?;
+    /// let key = "recent".to_string();
+    /// for id in [7, 8] {
+    ///     cache
+    ///         .get_and_update(&key, |old| {
+    ///             let mut ids = old.unwrap_or_default();
+    ///             ids.push(id);
+    ///             Update::Commit(ids)
+    ///         })
+    ///         .await?;
+    /// }
+    /// assert_eq!(cache.get(&key).await?, Some(vec![7, 8]));
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_and_update<F>(&self, key: &K, f: F) -> Result<Option<V>>
+    where
+        F: FnOnce(Option<V>) -> Update<V> + Send,
+    {
+        let _guard = self.inner.locks.lock(key).await;
+        let old = self.inner.store.get(key).await?;
+        let existed = old.is_some();
+        match f(old.clone()) {
+            Update::Ignore => Ok(old),
+            Update::Delete => self.delete(key).await.map(|_| None),
+            Update::Commit(value) => self.commit_update(key, value, existed).await,
+        }
+    }
+
+    async fn commit_update(&self, key: &K, value: V, existed: bool) -> Result<Option<V>> {
+        let ttl = match existed {
+            true => self.remaining_ttl(key).await?,
+            false => self.inner.ttl,
+        };
+        self.forget_absence(key);
+        self.inner
+            .store
+            .put(key.clone(), value.clone(), ttl)
+            .await?;
+        self.count(if existed { Stat::Updates } else { Stat::Writes }, 1);
+        Ok(Some(value))
+    }
+
+    /// The TTL to keep when rewriting a live key; a store that cannot tell gets the default.
+    async fn remaining_ttl(&self, key: &K) -> Result<Option<Duration>> {
+        match self.inner.store.ttl(key).await {
+            Ok(Some(expiry)) => Ok(expiry.remaining()),
+            // Expired between the read and now: a millisecond keeps the write from living on.
+            Ok(None) => Ok(Some(Duration::from_millis(1))),
+            Err(Error::Unsupported { .. }) => Ok(self.inner.ttl),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds `delta` to the counter under `key` (a missing key counts from zero with the default
+    /// TTL) and returns the new value; an existing TTL is kept.
+    pub async fn incr(&self, key: &K, delta: i64) -> Result<V>
+    where
+        V: Counter,
+    {
+        let _guard = self.inner.locks.lock(key).await;
+        self.forget_absence(key);
+        let existed = self.inner.store.contains(key).await?;
+        let value = self.inner.store.incr(key, delta).await?;
+        if !existed {
+            if let Some(ttl) = self.inner.ttl {
+                self.inner.store.expire(key, Some(ttl)).await?;
+            }
+        }
+        self.count(if existed { Stat::Updates } else { Stat::Writes }, 1);
+        Ok(value)
+    }
+
+    /// Subtracts `delta` from the counter under `key`; see [`Cache::incr`].
+    pub async fn decr(&self, key: &K, delta: i64) -> Result<V>
+    where
+        V: Counter,
+    {
+        let negated = delta.checked_neg().ok_or_else(|| Error::Overflow {
+            key: format!("{key:?}"),
+        })?;
+        self.incr(key, negated).await
+    }
+
+    /// A snapshot of the counters. `evictions` and `expirations` come from the store when it
+    /// reports them ([`ObservableStore::store_stats`]); the rest are counted by the cache.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.inner.stats.snapshot();
+        if let Some(store) = self.inner.store.store_stats() {
+            stats.evictions += store.evictions;
+            stats.expirations += store.expirations;
+        }
+        stats
+    }
+
+    /// Sets the cache's own counters back to zero (the store's are its own).
+    pub fn reset_stats(&self) {
+        self.inner.stats.reset();
+    }
+
+    /// Subscribes to the store's events: key and cause (put, replace, delete, expired, evicted,
+    /// generation). A slow subscriber loses its oldest events instead of blocking writers.
+    /// [`Error::Unsupported`] if the store cannot report events.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use strata::{Cache, EventKind, MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::<String, u32>::new()).build().await?;
+    /// let mut events = cache.subscribe()?;
+    /// cache.put("a".into(), 1, None).await?;
+    /// cache.delete(&"a".into()).await?;
+    /// assert_eq!(events.recv().await.map(|e| e.kind), Some(EventKind::Put));
+    /// assert_eq!(events.recv().await.map(|e| e.kind), Some(EventKind::Delete));
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe(&self) -> Result<Events<K>> {
+        self.inner
+            .store
+            .subscribe_events()
+            .ok_or(Error::Unsupported {
+                operation: "subscribe",
+            })
+    }
+}

@@ -1,0 +1,438 @@
+//! `fetch`: read through to a loader on a miss, with one loader call per key however many tasks
+//! wait (single flight), as Cachex's Courier does.
+//!
+//! In-flight keys live in a map from key to a `watch` receiver. The first caller to miss becomes
+//! the leader: it re-checks the store (cachex#347: another leader may have committed between our
+//! miss and now), runs the loader in place, writes the value, then publishes the outcome to every
+//! waiter. The leader's drop guard removes the key from the map whatever happens, so a loader
+//! that panics (caught and reported to every waiter) or a leader whose future is dropped
+//! (cancelled: its waiters see the channel close and one of them leads again) never wedges the
+//! key (cachex#220).
+
+use std::{
+    any::Any,
+    fmt,
+    future::Future,
+    hash::Hash,
+    panic::{catch_unwind, AssertUnwindSafe},
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::watch;
+
+use super::{cache::Cache, observe::ObservableStore};
+use crate::{error::Error, stats::Counter as Stat, store::Store};
+
+/// What a loader passed to [`Cache::fetch`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Load<V> {
+    /// Cache this value with the cache's default TTL and return it.
+    Commit(V),
+    /// Cache this value with its own TTL and return it.
+    CommitFor(V, Duration),
+    /// Return this value to every waiter without caching it.
+    Ignore(V),
+    /// Nothing exists for this key: return `None`, and with a `negative_ttl` remember the
+    /// absence so the next fetches do not call the loader again (against enumeration).
+    NotFound,
+}
+
+/// Why [`Cache::fetch`] failed.
+#[derive(Debug)]
+pub enum FetchError<E> {
+    /// The loader returned this error; every waiting caller shares it. Nothing was cached.
+    Load(Arc<E>),
+    /// The store failed, or the loader panicked ([`Error::Loader`]) or timed out
+    /// ([`Error::Timeout`]). Nothing was cached.
+    Cache(Arc<Error>),
+}
+
+impl<E> FetchError<E> {
+    fn cache(error: Error) -> Self {
+        FetchError::Cache(Arc::new(error))
+    }
+}
+
+impl<E> Clone for FetchError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            FetchError::Load(e) => FetchError::Load(e.clone()),
+            FetchError::Cache(e) => FetchError::Cache(e.clone()),
+        }
+    }
+}
+
+impl<E> From<Error> for FetchError<E> {
+    fn from(error: Error) -> Self {
+        FetchError::cache(error)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for FetchError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Load(e) => write!(f, "the loader failed: {e}"),
+            FetchError::Cache(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for FetchError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FetchError::Load(e) => Some(&**e),
+            FetchError::Cache(e) => Some(&**e),
+        }
+    }
+}
+
+/// The outcome a leader publishes to its waiters. The loader's error type is erased, since
+/// concurrent fetches of one key may pass different loaders.
+#[derive(Clone)]
+enum Shared<V> {
+    Value(Option<V>),
+    LoadError(Arc<dyn Any + Send + Sync>),
+    Failed(Arc<Error>),
+}
+
+impl<V> Shared<V> {
+    fn into_result<E: Send + Sync + 'static>(
+        self,
+        key: &impl fmt::Debug,
+    ) -> Result<Option<V>, FetchError<E>> {
+        match self {
+            Shared::Value(v) => Ok(v),
+            Shared::Failed(e) => Err(FetchError::Cache(e)),
+            Shared::LoadError(e) => Err(e.downcast::<E>().map_or_else(
+                |_| {
+                    FetchError::cache(Error::Loader {
+                        key: format!("{key:?}"),
+                        reason: "a concurrent fetch of this key used a loader with another error \
+                                 type, and it failed"
+                            .into(),
+                    })
+                },
+                FetchError::Load,
+            )),
+        }
+    }
+}
+
+type Slot<V> = watch::Receiver<Option<Shared<V>>>;
+
+/// A key being loaded: its leader's id and the channel its outcome arrives on.
+pub(super) struct Flight<V> {
+    id: u64,
+    rx: Slot<V>,
+}
+
+enum Role<'a, K: Hash + Eq, V, S> {
+    Wait(Slot<V>),
+    Lead(Leader<'a, K, V, S>),
+}
+
+/// The caller that runs the loader. Dropping it (done, panicked or cancelled) releases the key.
+struct Leader<'a, K: Hash + Eq, V, S> {
+    cache: &'a Cache<K, V, S>,
+    key: K,
+    id: u64,
+    tx: watch::Sender<Option<Shared<V>>>,
+}
+
+impl<K: Hash + Eq, V, S> Leader<'_, K, V, S> {
+    fn finish(self, outcome: Shared<V>) {
+        self.tx.send_replace(Some(outcome));
+    }
+
+    fn fail<E>(self, error: Error) -> FetchError<E> {
+        let error = Arc::new(error);
+        self.tx.send_replace(Some(Shared::Failed(error.clone())));
+        FetchError::Cache(error)
+    }
+}
+
+impl<K: Hash + Eq, V, S> Drop for Leader<'_, K, V, S> {
+    fn drop(&mut self) {
+        let mut flights = self.cache.inner.flights.lock();
+        if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
+            flights.remove(&self.key);
+        }
+    }
+}
+
+/// Polls a loader's future, turning a panic into an error message.
+pub(super) struct CatchUnwind<F: ?Sized>(pub(super) Pin<Box<F>>);
+
+impl<F: Future + ?Sized> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = self.get_mut().0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic_message(panic))),
+        }
+    }
+}
+
+fn panic_message(panic: Box<dyn Any + Send>) -> String {
+    match panic.downcast::<String>() {
+        Ok(s) => *s,
+        Err(panic) => panic
+            .downcast::<&'static str>()
+            .map(|s| (*s).to_owned())
+            .unwrap_or_else(|_| "a non-string panic payload".to_owned()),
+    }
+}
+
+static NEXT_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+type LoadResult<V, E> = Result<Result<Load<V>, E>, Error>;
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + fmt::Debug + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: Store<K, V> + ObservableStore<K> + 'static,
+{
+    /// The value under `key`, or on a miss the loader's: exactly one loader runs per key however
+    /// many callers wait for it, and all of them get its outcome.
+    ///
+    /// The loader returns a [`Load`] (commit, commit with a TTL, ignore, not found) or an error,
+    /// which reaches every waiter as [`FetchError::Load`] and is not cached. A loader that panics
+    /// or exceeds `load_timeout` gives every waiter [`FetchError::Cache`]; the key is released
+    /// either way, so the next fetch retries. Loader time is counted in the stats.
+    ///
+    /// A loader may fetch other keys of the same cache, but not its own key: it would wait for
+    /// itself (set `load_timeout` to turn such a bug into an error).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use std::time::Duration;
+    /// use strata::{Cache, Load, MemoryStore};
+    ///
+    /// let cache = Cache::builder()
+    ///     .store(MemoryStore::<String, String>::new())
+    ///     .negative_ttl(Duration::from_secs(60))
+    ///     .build()
+    ///     .await?;
+    /// let user = cache
+    ///     .fetch("token-1".to_string(), |token| async move {
+    ///         // Query the database here; `?` works with your own error type.
+    ///         Ok::<_, std::io::Error>(Load::Commit(format!("user of {token}")))
+    ///     })
+    ///     .await;
+    /// assert_eq!(user.ok().flatten().as_deref(), Some("user of token-1"));
+    ///
+    /// // An unknown token: the absence is cached, so a second try skips the database.
+    /// let none = cache.fetch("bogus".into(), |_| async { Ok::<_, std::io::Error>(Load::NotFound) });
+    /// assert!(matches!(none.await, Ok(None)));
+    /// let again = cache.fetch("bogus".into(), |_| async { unreachable!("cached absence") });
+    /// assert!(matches!(again.await, Ok::<_, strata::FetchError<std::io::Error>>(None)));
+    /// assert_eq!(cache.stats().loads, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn fetch<F, Fut, E>(&self, key: K, loader: F) -> Result<Option<V>, FetchError<E>>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Load<V>, E>>,
+        E: Send + Sync + 'static,
+    {
+        // The hit path stays small; the single-flight machinery is boxed, paid only on a miss.
+        if let Some(value) = self.get(&key).await? {
+            return Ok(Some(value));
+        }
+        Box::pin(self.fetch_missed(key, loader)).await
+    }
+
+    async fn fetch_missed<F, Fut, E>(&self, key: K, loader: F) -> Result<Option<V>, FetchError<E>>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Load<V>, E>>,
+        E: Send + Sync + 'static,
+    {
+        loop {
+            if self.is_known_absent(&key) {
+                return Ok(None);
+            }
+            let rx = match self.join_or_lead(&key) {
+                Role::Lead(leader) => return self.lead(leader, loader).await,
+                Role::Wait(rx) => rx,
+            };
+            if let Some(outcome) = wait(rx).await {
+                return outcome.into_result(&key);
+            }
+            // The leader was cancelled: read again, then wait for another leader or lead.
+            if let Some(value) = self.get(&key).await? {
+                return Ok(Some(value));
+            }
+        }
+    }
+
+    fn is_known_absent(&self, key: &K) -> bool {
+        self.inner
+            .negatives
+            .as_ref()
+            .is_some_and(|negatives| negatives.contains(key))
+    }
+
+    fn join_or_lead(&self, key: &K) -> Role<'_, K, V, S> {
+        let mut flights = self.inner.flights.lock();
+        if let Some(flight) = flights.get(key) {
+            return Role::Wait(flight.rx.clone());
+        }
+        let (tx, rx) = watch::channel(None);
+        let id = NEXT_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        flights.insert(key.clone(), Flight { id, rx });
+        Role::Lead(Leader {
+            cache: self,
+            key: key.clone(),
+            id,
+            tx,
+        })
+    }
+
+    async fn lead<F, Fut, E>(
+        &self,
+        leader: Leader<'_, K, V, S>,
+        loader: F,
+    ) -> Result<Option<V>, FetchError<E>>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Load<V>, E>>,
+        E: Send + Sync + 'static,
+    {
+        // cachex#347: a leader that finished just before we took the lead has written the value.
+        match self.inner.store.get(&leader.key).await {
+            Ok(Some(value)) => {
+                leader.finish(Shared::Value(Some(value.clone())));
+                return Ok(Some(value));
+            }
+            Ok(None) if self.is_known_absent(&leader.key) => {
+                leader.finish(Shared::Value(None));
+                return Ok(None);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(leader.fail(e)),
+        }
+        let outcome = self.run_loader(&leader.key, loader).await;
+        self.settle(leader, outcome).await
+    }
+
+    async fn run_loader<F, Fut, E>(&self, key: &K, loader: F) -> LoadResult<V, E>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Load<V>, E>>,
+    {
+        let started = Instant::now();
+        let result = self.call_loader(key, loader).await;
+        self.count(Stat::Loads, 1);
+        self.count(Stat::LoadNanos, started.elapsed().as_nanos() as u64);
+        result.map_err(|reason| match reason {
+            LoaderFailure::Panicked(message) => Error::Loader {
+                key: format!("{key:?}"),
+                reason: format!("the loader panicked: {message}"),
+            },
+            LoaderFailure::TimedOut(after) => Error::Timeout {
+                context: format!("loading key {key:?}"),
+                after,
+            },
+        })
+    }
+
+    async fn call_loader<F, Fut, E>(
+        &self,
+        key: &K,
+        loader: F,
+    ) -> Result<Result<Load<V>, E>, LoaderFailure>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Load<V>, E>>,
+    {
+        let future = catch_unwind(AssertUnwindSafe(|| loader(key.clone())))
+            .map_err(|panic| LoaderFailure::Panicked(panic_message(panic)))?;
+        let guarded = CatchUnwind(Box::pin(future));
+        let result = match self.inner.load_timeout {
+            None => guarded.await,
+            Some(after) => tokio::time::timeout(after, guarded)
+                .await
+                .map_err(|_| LoaderFailure::TimedOut(after))?,
+        };
+        result.map_err(LoaderFailure::Panicked)
+    }
+
+    async fn settle<E: Send + Sync + 'static>(
+        &self,
+        leader: Leader<'_, K, V, S>,
+        outcome: LoadResult<V, E>,
+    ) -> Result<Option<V>, FetchError<E>> {
+        match outcome {
+            Ok(Ok(load)) => self.commit(leader, load).await,
+            Ok(Err(error)) => {
+                self.count(Stat::LoadErrors, 1);
+                let error = Arc::new(error);
+                leader.finish(Shared::LoadError(error.clone()));
+                Err(FetchError::Load(error))
+            }
+            Err(error) => {
+                self.count(Stat::LoadErrors, 1);
+                Err(leader.fail(error))
+            }
+        }
+    }
+
+    async fn commit<E>(
+        &self,
+        leader: Leader<'_, K, V, S>,
+        load: Load<V>,
+    ) -> Result<Option<V>, FetchError<E>> {
+        let (value, ttl) = match load {
+            Load::Commit(value) => (value, self.inner.ttl),
+            Load::CommitFor(value, ttl) => (value, Some(ttl)),
+            Load::Ignore(value) => {
+                leader.finish(Shared::Value(Some(value.clone())));
+                return Ok(Some(value));
+            }
+            Load::NotFound => return self.remember_absence(leader),
+        };
+        let key = leader.key.clone();
+        match self.inner.store.put(key, value.clone(), ttl).await {
+            Ok(()) => {
+                self.count(Stat::Writes, 1);
+                leader.finish(Shared::Value(Some(value.clone())));
+                Ok(Some(value))
+            }
+            Err(e) => Err(leader.fail(e)),
+        }
+    }
+
+    fn remember_absence<E>(&self, leader: Leader<'_, K, V, S>) -> Result<Option<V>, FetchError<E>> {
+        if let (Some(negatives), Some(ttl)) = (&self.inner.negatives, self.inner.negative_ttl) {
+            if let Err(e) = negatives.put(leader.key.clone(), (), Some(ttl)) {
+                return Err(leader.fail(e));
+            }
+        }
+        leader.finish(Shared::Value(None));
+        Ok(None)
+    }
+}
+
+enum LoaderFailure {
+    Panicked(String),
+    TimedOut(Duration),
+}
+
+/// Waits for a leader's outcome; `None` if the leader went away without one (cancelled).
+async fn wait<V: Clone>(mut rx: Slot<V>) -> Option<Shared<V>> {
+    match rx.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome.clone(),
+        Err(_) => None,
+    }
+}

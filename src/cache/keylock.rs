@@ -1,0 +1,30 @@
+//! Striped async locks that serialize read-modify-write calls on one key inside a `Cache`.
+//!
+//! 64 stripes: two keys may share a stripe (and wait for each other briefly), but one key always
+//! maps to the same stripe, which is all `get_and_update` needs to be atomic per key.
+
+use std::hash::{BuildHasher, Hash};
+
+use tokio::sync::{Mutex, MutexGuard};
+
+const STRIPES: usize = 64;
+
+pub(crate) struct KeyLocks {
+    stripes: Box<[Mutex<()>]>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl KeyLocks {
+    pub(crate) fn new() -> Self {
+        KeyLocks {
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// Waits for the lock of `key`'s stripe.
+    pub(crate) async fn lock<K: Hash + ?Sized>(&self, key: &K) -> MutexGuard<'_, ()> {
+        let index = self.hasher.hash_one(key) as usize % STRIPES;
+        self.stripes[index].lock().await
+    }
+}

@@ -1,0 +1,31 @@
+//! The `Cache` facade: what you do with entries, over any [`crate::Store`].
+//!
+//! A [`Cache`] wraps a store with Cachex's API: a namespace and a default TTL, `fetch` with one
+//! loader call per key however many tasks wait (single flight), negative caching, warmers that
+//! never block start-up unless told to, events, stats, `dump`/`load` to a file, and `update`,
+//! `get_and_update`, `refresh` and `touch`. [`RateLimiter`] counts requests over any store, so
+//! limits kept in Redis are shared by every node.
+//!
+//! Files: `builder.rs` (options, validated at `build()`), `cache.rs` (store operations with
+//! stats), `fetch.rs` (single flight), `observe.rs` (the optional [`ObservableStore`] capability),
+//! `keylock.rs` (per-key async locks), `warmer.rs`, `dump.rs`, `rate_limit.rs`, `metrics.rs`.
+
+mod builder;
+#[allow(clippy::module_inception)]
+mod cache;
+mod dump;
+mod fetch;
+mod keylock;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod observe;
+mod rate_limit;
+mod warmer;
+
+pub use builder::CacheBuilder;
+pub use cache::{Cache, Update};
+pub use dump::{LoadSummary, DUMP_VERSION};
+pub use fetch::{FetchError, Load};
+pub use observe::ObservableStore;
+pub use rate_limit::{RateDecision, RateLimiter};
+pub use warmer::Warmer;
