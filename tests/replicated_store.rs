@@ -386,6 +386,37 @@ async fn a_killed_subscription_flushes_the_local_tier_on_reconnect() {
     assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("v2"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_over_replicated_stores_shares_a_namespace_across_nodes() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let remote = || {
+        strata::RedisStore::<String, String>::builder()
+            .url(redis.url())
+            .build()
+    };
+    let cache = |node: Node<strata::RedisStore<String, String>>| {
+        strata::Cache::builder()
+            .store(node)
+            .namespace("sessions")
+            .ttl(Duration::from_secs(60))
+            .build()
+    };
+    let a = cache(node(&redis, remote().await.unwrap(), &clock).await);
+    let a = a.await.unwrap();
+    let b = cache(node(&redis, remote().await.unwrap(), &clock).await);
+    let b = b.await.unwrap();
+    a.put(k("sid"), k("ada"), None).await.unwrap();
+    assert_eq!(b.get(&k("sid")).await.unwrap().as_deref(), Some("ada"));
+    assert_eq!(b.store().namespace().as_str(), "sessions");
+    a.put(k("sid"), k("grace"), None).await.unwrap();
+    eventually("b's copy to be dropped", || {
+        b.store().local().get("sid").is_none().then_some(())
+    })
+    .await;
+    assert_eq!(b.get(&k("sid")).await.unwrap().as_deref(), Some("grace"));
+}
+
 /// A link that goes silent (no RST, as in a partition) is caught by the heartbeat ping.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_heartbeat_counts_as_a_dropped_link() {
