@@ -177,6 +177,74 @@ mod bench {
         })
     }
 
+    fn micros(t: Instant) -> f64 {
+        t.elapsed().as_secs_f64() * 1e6
+    }
+
+    /// The alternative channel, measured raw: a `SET` on one connection to the `invalidate` push
+    /// on a RESP3 connection with `CLIENT TRACKING ON BCAST PREFIX track: NOLOOP`.
+    async fn tracking_latencies(url: &str, samples: usize) -> redis::RedisResult<Vec<f64>> {
+        let client = redis::Client::open(format!("{url}?protocol=resp3"))?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let config = redis::AsyncConnectionConfig::new().set_push_sender(tx);
+        let mut tracker = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        redis::cmd("CLIENT")
+            .arg(&["TRACKING", "ON", "BCAST", "PREFIX", "track:", "NOLOOP"])
+            .query_async::<()>(&mut tracker)
+            .await?;
+        let mut writer = redis::Client::open(url)?
+            .get_multiplexed_async_connection()
+            .await?;
+        let mut out = Vec::with_capacity(samples);
+        for i in 0..samples {
+            let start = Instant::now();
+            redis::cmd("SET")
+                .arg(format!("track:k{}", i % 100))
+                .arg("v")
+                .query_async::<()>(&mut writer)
+                .await?;
+            while let Some(push) = rx.recv().await {
+                if push.kind == redis::PushKind::Invalidate {
+                    break;
+                }
+            }
+            out.push(micros(start));
+        }
+        Ok(out)
+    }
+
+    /// The channel strata uses, measured raw: `PUBLISH` to the message on a subscriber.
+    async fn pubsub_latencies(url: &str, samples: usize) -> redis::RedisResult<Vec<f64>> {
+        use futures_util::StreamExt;
+        let client = redis::Client::open(url)?;
+        let mut subscriber = client.get_async_pubsub().await?;
+        subscriber.subscribe("track-ps").await?;
+        let mut messages = subscriber.into_on_message();
+        let mut publisher = client.get_multiplexed_async_connection().await?;
+        let mut out = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let start = Instant::now();
+            redis::cmd("PUBLISH")
+                .arg("track-ps")
+                .arg("k")
+                .query_async::<i64>(&mut publisher)
+                .await?;
+            messages.next().await;
+            out.push(micros(start));
+        }
+        Ok(out)
+    }
+
+    fn latency_rows(report: &mut Report, name: &str, mut lat: Vec<f64>) {
+        lat.sort_by(|x, y| x.total_cmp(y));
+        for (p_name, p) in [("p50", 0.5), ("p99", 0.99)] {
+            let label = format!("{name} {p_name}");
+            report.add(row(&label, percentile(&lat, p), "", None, "us"));
+        }
+    }
+
     fn percentile(sorted: &[f64], p: f64) -> f64 {
         sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
     }
@@ -241,12 +309,17 @@ mod bench {
             "ops/s",
         ));
 
-        let mut lat = latencies(&rt, &a, &b, 2_000 / scale);
-        lat.sort_by(|x, y| x.total_cmp(y));
-        for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
-            let label = format!("invalidation publish->apply {name}");
-            report.add(row(&label, percentile(&lat, p), "", None, "us"));
-        }
+        let samples = 2_000 / scale;
+        let lat = latencies(&rt, &a, &b, samples);
+        latency_rows(report, "node to node: publish->applied", lat);
+        let raw = rt
+            .block_on(pubsub_latencies(&url, samples))
+            .expect("pub/sub");
+        latency_rows(report, "raw pub/sub: PUBLISH->message", raw);
+        let raw = rt
+            .block_on(tracking_latencies(&url, samples))
+            .expect("tracking");
+        latency_rows(report, "raw RESP3 tracking BCAST: SET->push", raw);
         drop(server);
     }
 }
