@@ -143,7 +143,8 @@ impl<K, V, L, R> ReplicatedStoreBuilder<K, V, L, R> {
     }
 
     /// Whether `build()` succeeds when Redis is unreachable; the store then starts cold and
-    /// disconnected (writes fail, reads fail) until the link comes up.
+    /// disconnected (writes fail, reads fail) until the link comes up. The remote store must
+    /// itself be constructible while Redis is down for this to help.
     pub fn allow_start_offline(mut self, enabled: bool) -> Self {
         self.allow_start_offline = enabled;
         self

@@ -31,7 +31,9 @@
 //!   drop the losing island's writes on heal — and reads go to Redis; if Redis does not answer
 //!   either, a local copy is served only within `stale_for` of the link's last proof of life
 //!   (default zero: an error). On reconnect the local tier is flushed before the link is
-//!   marked up, then refills lazily (or by warm).
+//!   marked up, then refills lazily (or by warm). A connection that breaks loudly (reset,
+//!   `CLIENT KILL`, Redis restart) is noticed at once; one that goes silent (a partition without
+//!   a reset) within two `heartbeat`s, and until then reads may still serve local copies.
 //!
 //! One residual gap: if a node's `PUBLISH` fails after its Redis write succeeded (its own
 //! connection broke while the others' did not), the write is in Redis, the caller gets an error,
