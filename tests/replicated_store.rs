@@ -238,6 +238,57 @@ async fn a_fill_racing_with_an_invalidation_never_caches_the_old_value() {
     assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("new"));
 }
 
+/// A remote whose writes are applied and then reported as failed (a reply lost to a timeout).
+#[derive(Clone)]
+struct AppliedThenFails(Mem);
+
+impl Store<String, String> for AppliedThenFails {
+    fn put(
+        &self,
+        key: String,
+        value: String,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let applied = self.0.put(key, value, ttl);
+        async move {
+            applied?;
+            Err(Error::Timeout {
+                context: "SET".into(),
+                after: Duration::from_millis(1),
+            })
+        }
+    }
+    fn get(&self, key: &String) -> impl Future<Output = Result<Option<String>>> + Send {
+        Store::get(&self.0, key)
+    }
+    fn delete(&self, key: &String) -> impl Future<Output = Result<bool>> + Send {
+        Store::delete(&self.0, key)
+    }
+    fn keys(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
+        Store::keys(&self.0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_may_have_been_applied_still_invalidates() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    truth.put(k("key"), k("old"), None).unwrap();
+    let a = node(&redis, AppliedThenFails(truth.clone()), &clock).await;
+    let b = node(&redis, truth.clone(), &clock).await;
+    assert_eq!(a.get(&k("key")).await.unwrap().as_deref(), Some("old"));
+    assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("old"));
+    let err = a.put(k("key"), k("new"), None).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { .. }),
+        "the caller sees the error: {err}"
+    );
+    assert_eq!(a.local().get("key"), None, "a dropped its copy");
+    applied(&b, 1).await;
+    assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("new"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbled_and_foreign_messages_are_counted_and_ignored() {
     let redis = RedisServer::start();

@@ -169,6 +169,15 @@ where
         }
     }
 
+    /// A remote write that failed may still have been applied (a timeout after Redis ran it):
+    /// drop every node's copy anyway, best effort, and return the original error.
+    async fn settle<T>(&self, key: &K, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            let _ = self.changed(key).await;
+        }
+        result
+    }
+
     /// After a remote change of `key`: drop our copy and tell the other nodes.
     async fn changed(&self, key: &K) -> Result<()> {
         let bytes = encoded(key);
@@ -185,7 +194,8 @@ where
         let bytes = encoded(&key);
         let guard = self.stripes.guard(&bytes);
         let started = self.clock.now_ms();
-        self.remote.put(key.clone(), value.clone(), ttl).await?;
+        let written = self.remote.put(key.clone(), value.clone(), ttl).await;
+        self.settle(&key, written).await?;
         let expiry = ttl.map_or(Expiry::Never, Expiry::In);
         match self.local_ttl(expiry, started) {
             Some(local) => self.cache(guard, true, &key, value, local).await,
@@ -313,7 +323,8 @@ where
 
     async fn delete(&self, key: &K) -> Result<bool> {
         self.inner.require_link("DELETE", key)?;
-        let removed = self.inner.remote.delete(key).await?;
+        let removed = self.inner.remote.delete(key).await;
+        let removed = self.inner.settle(key, removed).await?;
         self.inner.changed(key).await?;
         Ok(removed)
     }
@@ -325,7 +336,8 @@ where
 
     async fn take(&self, key: &K) -> Result<Option<V>> {
         self.inner.require_link("TAKE", key)?;
-        let value = self.inner.remote.take(key).await?;
+        let value = self.inner.remote.take(key).await;
+        let value = self.inner.settle(key, value).await?;
         self.inner.changed(key).await?;
         Ok(value)
     }
@@ -333,7 +345,8 @@ where
     async fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
         check_ttl(ttl)?;
         self.inner.require_link("PUT_NEW", &key)?;
-        let written = self.inner.remote.put_new(key.clone(), value, ttl).await?;
+        let written = self.inner.remote.put_new(key.clone(), value, ttl).await;
+        let written = self.inner.settle(&key, written).await?;
         if written {
             self.inner.changed(&key).await?;
         }
@@ -354,7 +367,8 @@ where
     async fn expire(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {
         check_ttl(ttl)?;
         self.inner.require_link("EXPIRE", key)?;
-        let live = self.inner.remote.expire(key, ttl).await?;
+        let live = self.inner.remote.expire(key, ttl).await;
+        let live = self.inner.settle(key, live).await?;
         self.inner.changed(key).await?;
         Ok(live)
     }
@@ -369,7 +383,8 @@ where
         K: fmt::Debug,
     {
         self.inner.require_link("INCR", key)?;
-        let value = self.inner.remote.incr(key, delta).await?;
+        let value = self.inner.remote.incr(key, delta).await;
+        let value = self.inner.settle(key, value).await?;
         self.inner.changed(key).await?;
         Ok(value)
     }
