@@ -18,8 +18,8 @@ use std::{process::ExitCode, time::Duration};
 use strata::{Expiry, MemoryStore, RedisStore, ReplicatedStore, Store};
 use tokio::sync::mpsc;
 
-type Node =
-    ReplicatedStore<String, String, MemoryStore<String, String>, RedisStore<String, String>>;
+/// A node with local tier `L` (memory, or disk with `--dir`).
+type Node<L> = ReplicatedStore<String, String, L, RedisStore<String, String>>;
 
 #[derive(Debug, Default)]
 struct Args {
@@ -68,14 +68,17 @@ fn millis(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{s:?} is not a number of milliseconds: {e}"))
 }
 
-async fn open(args: &Args) -> strata::Result<Node> {
+async fn open<L: Store<String, String> + 'static>(
+    args: &Args,
+    local: L,
+) -> strata::Result<Node<L>> {
     let remote = RedisStore::builder()
         .url(args.redis.clone())
         .namespace(&args.namespace)
         .build()
         .await?;
     let mut builder = ReplicatedStore::builder()
-        .local(MemoryStore::new())
+        .local(local)
         .remote(remote)
         .url(args.redis.clone())
         .stale_for(args.stale_for)
@@ -112,7 +115,7 @@ fn ttl(t: Option<Expiry>) -> String {
     }
 }
 
-fn stats(node: &Node) -> String {
+fn stats<L>(node: &Node<L>) -> String {
     let s = node.replication_stats();
     format!(
         "stats node={} connected={} received={} applied={} own_echoes={} unknown_namespace={} garbled={} disconnects={} recoveries={} latency_us={}",
@@ -129,7 +132,7 @@ fn stats(node: &Node) -> String {
     )
 }
 
-async fn command(node: &Node, line: &str) -> Option<String> {
+async fn command<L: Store<String, String> + 'static>(node: &Node<L>, line: &str) -> Option<String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let key = || words.get(1).map(|k| k.to_string()).unwrap_or_default();
     let num = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok());
@@ -140,7 +143,7 @@ async fn command(node: &Node, line: &str) -> Option<String> {
             reply(node.put(key(), v, ttl).await.map(|()| "ok"))
         }
         "get" => reply(node.get(&key()).await.map(value)),
-        "local" => value(node.local().get(&key())),
+        "local" => reply(node.local().get(&key()).await.map(value)),
         "del" => reply(node.delete(&key()).await.map(|b| format!("ok {b}"))),
         "expire" => {
             let ttl = num(2).map(Duration::from_millis);
@@ -169,7 +172,11 @@ fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
 }
 
 async fn run(args: Args) -> ExitCode {
-    let node = match open(&args).await {
+    serve(open(&args, MemoryStore::new()).await).await
+}
+
+async fn serve<L: Store<String, String> + 'static>(opened: strata::Result<Node<L>>) -> ExitCode {
+    let node = match opened {
         Ok(node) => node,
         Err(e) => {
             println!("error {e}");
