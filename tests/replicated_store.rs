@@ -238,6 +238,83 @@ async fn a_fill_racing_with_an_invalidation_never_caches_the_old_value() {
     assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("new"));
 }
 
+/// A remote whose reads are slow to come back (the value is read at once, the answer arrives
+/// 2 ms later, as if the reader were descheduled), while writes are fast: a node's fill then
+/// regularly straddles another node's write and its invalidation.
+#[derive(Clone)]
+struct SlowReads(Mem);
+
+impl Store<String, String> for SlowReads {
+    fn put(
+        &self,
+        key: String,
+        value: String,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        Store::put(&self.0, key, value, ttl)
+    }
+    fn get(&self, key: &String) -> impl Future<Output = Result<Option<String>>> + Send {
+        Store::get(&self.0, key)
+    }
+    fn delete(&self, key: &String) -> impl Future<Output = Result<bool>> + Send {
+        Store::delete(&self.0, key)
+    }
+    fn keys(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
+        Store::keys(&self.0)
+    }
+    fn get_with_ttl(
+        &self,
+        key: &String,
+    ) -> impl Future<Output = Result<Option<(String, Expiry)>>> + Send {
+        let read = self.0.get_with_ttl(key.as_str());
+        async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            Ok(read)
+        }
+    }
+}
+
+/// One node rewrites a hot key while the other two read it in a loop through slow remote reads:
+/// fills keep straddling writes. Once every invalidation has arrived, every node reads the last
+/// value (no superseded value stays cached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_racing_a_writer_converge_on_the_last_value() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node(&redis, SlowReads(truth.clone()), &clock).await);
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = [1, 1, 2, 2]
+        .into_iter()
+        .map(|n| {
+            let (node, done) = (nodes[n].clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(Ordering::Acquire) {
+                    node.get(&k("hot")).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    const WRITES: u64 = 150;
+    for i in 0..WRITES {
+        nodes[0].put(k("hot"), format!("v{i}"), None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    done.store(true, Ordering::Release);
+    for r in readers {
+        r.await.unwrap();
+    }
+    for node in &nodes[1..] {
+        applied(node, WRITES).await;
+        let last = format!("v{}", WRITES - 1);
+        assert_eq!(node.get(&k("hot")).await.unwrap(), Some(last));
+    }
+}
+
 /// A remote whose writes are applied and then reported as failed (a reply lost to a timeout).
 #[derive(Clone)]
 struct AppliedThenFails(Mem);
