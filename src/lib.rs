@@ -29,6 +29,11 @@
 //!   lock). An expired entry is never returned. One sweeper thread per store, started by the first
 //!   write with a TTL, removes expired entries at the earliest deadline and stops when the store is
 //!   dropped.
+//! - **ReplicatedStore**: Redis holds the truth and the TTLs; a write reaches Redis before any
+//!   node's copy changes and invalidates the other nodes' copies over pub/sub (other nodes may
+//!   read the old value until the message arrives, typically well under a millisecond). One task
+//!   per node keeps the subscription, pings it, and on reconnect flushes the local tiers before
+//!   trusting them; while cut off, writes fail and stale reads are bounded by `stale_for`.
 //!
 //! ```
 //! use std::time::Duration;
