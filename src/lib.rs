@@ -12,6 +12,8 @@
 //! - `memory`: [`MemoryStore`], sharded in-memory store with TTL expiry (Pow's `EtsCache`).
 //! - `redis` (feature `redis`): `RedisStore`, entries in Redis or Redis Cluster over one
 //!   multiplexed connection that reconnects by itself (Pow's Redix backend).
+//! - `disk` (feature `disk`, default): [`DiskStore`] and [`DiskDb`], a memory tier backed by an
+//!   embedded engine on disk that survives restarts and `kill -9` (Pow's `MnesiaCache`, one node).
 //! - [`replicated`] (feature `redis`): [`ReplicatedStore`], a local tier per node in front of
 //!   Redis as the shared truth, kept coherent by pub/sub invalidations (Pow's multi-node
 //!   `MnesiaCache` + `Unsplit`).
@@ -49,6 +51,8 @@
 
 mod cache;
 pub mod codec;
+#[cfg(feature = "disk")]
+mod disk;
 mod error;
 mod events;
 mod memory;
@@ -66,6 +70,11 @@ pub use cache::{
     Update, Warmer, DUMP_VERSION,
 };
 pub use codec::{Format, Key};
+#[cfg(feature = "disk")]
+pub use disk::{
+    DiskBuilder, DiskDb, DiskDbBuilder, DiskStore, DiskStoreBuilder, ForDb, ForStore, OnCorrupt,
+    OpenSummary, Writes,
+};
 pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
 pub use memory::{MemoryStore, MemoryStoreBuilder};

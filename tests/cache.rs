@@ -499,7 +499,7 @@ async fn cancelling_fetches_at_random_points_never_wedges_a_key() {
             .collect();
         let mut aborted = 0;
         for (i, task) in tasks.iter().enumerate() {
-            if (i as u64 * 7 + round) % 5 == 0 {
+            if (i as u64 * 7 + round).is_multiple_of(5) {
                 task.abort();
                 aborted += 1;
             }

@@ -538,6 +538,30 @@ mod redis_cluster {
     conformance!(Ctx::real(), open);
 }
 
+/// DiskStore: every namespace of a case lives in one data directory (one `DiskDb`).
+#[cfg(feature = "disk")]
+mod disk {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{DiskDb, DiskStore, Key};
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let db = ctx.shared(|| {
+            DiskDb::builder()
+                .dir(ctx.dir())
+                .clock(ctx.clock())
+                .open()
+                .expect("open the data directory")
+        });
+        db.store(namespace).expect("open the namespace")
+    }
+
+    conformance!(Ctx::manual().with_dir(), open);
+}
+
 /// ReplicatedStore: a local MemoryStore in front of a RedisStore (the truth and the TTLs), with
 /// invalidations over the same `redis-server`. Redis keeps its own time: system clock.
 #[cfg(feature = "redis")]

@@ -36,7 +36,7 @@ where
 async fn checked_call(store: &RedisStore<String, String>, i: usize) -> bool {
     let key = format!("load{}", i % 100);
     let call = async {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             store.put(key, "v".into(), None).await
         } else {
             store.get(&key).await.map(|_| ())

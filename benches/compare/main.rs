@@ -6,6 +6,8 @@
 
 mod alloc;
 mod cache;
+#[cfg(feature = "disk")]
+mod disk;
 mod memory;
 mod plot;
 mod redis;
@@ -28,6 +30,10 @@ fn main() {
     }
     if report.wants("cache") {
         cache::run(&mut report);
+    }
+    #[cfg(feature = "disk")]
+    if report.wants("disk") {
+        disk::run(&mut report);
     }
     if report.wants("replicated") {
         replicated::run(&mut report);

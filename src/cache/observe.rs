@@ -50,3 +50,19 @@ where
 /// default and lossy), so a Cache over Redis counts what passes through it and no more.
 #[cfg(feature = "redis")]
 impl<K, V> ObservableStore<K> for crate::redis::RedisStore<K, V> {}
+
+/// A DiskStore reports its memory tier's events (put, replace, delete, expired) and counters.
+#[cfg(feature = "disk")]
+impl<K, V> ObservableStore<K> for crate::disk::DiskStore<K, V>
+where
+    K: crate::codec::Key,
+    V: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    fn subscribe_events(&self) -> Option<Events<K>> {
+        Some(self.subscribe())
+    }
+
+    fn store_stats(&self) -> Option<Stats> {
+        Some(self.stats())
+    }
+}

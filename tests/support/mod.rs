@@ -13,12 +13,13 @@ use strata::{Clock, ManualClock};
 /// What a conformance case needs besides the store: a clock it can move, and whatever the store
 /// under test needs kept alive (a directory, a Redis server).
 pub struct Ctx {
+    /// A store-specific handle shared by every store a case opens (an opened data directory, a
+    /// client), created on first use by [`Ctx::shared`]. Declared first so it drops first,
+    /// before the directory or server it uses.
+    pub shared: Mutex<Option<Box<dyn Any + Send + Sync>>>,
     pub manual: Option<ManualClock>,
     pub dir: Option<tempfile::TempDir>,
     pub redis: Option<RedisServer>,
-    /// A store-specific handle shared by every store a case opens (an opened data directory, a
-    /// client), created on first use by [`Ctx::shared`].
-    pub shared: Mutex<Option<Box<dyn Any + Send + Sync>>>,
 }
 
 impl Ctx {

@@ -1,0 +1,195 @@
+//! DiskStore: reopen time, async put against MemoryStore put, sync put with 1 and 8 writers
+//! (group commit), and bytes on disk per entry. Small entries: u64 → u64.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use strata::{DiskDb, DiskStore, MemoryStore, Store, Writes};
+
+use crate::{
+    report::{interleaved, median, rate, Report, Row},
+    workload::scramble,
+};
+
+const TTL: Option<Duration> = Some(Duration::from_secs(3600));
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn open(dir: &Path, writes: Writes) -> DiskDb {
+    DiskDb::builder()
+        .dir(dir)
+        .writes(writes)
+        .open()
+        .expect("open the bench directory")
+}
+
+fn store(db: &DiskDb) -> DiskStore<u64, u64> {
+    db.store("bench").expect("open the namespace")
+}
+
+/// Fills a fresh directory with `n` live entries and closes it cleanly.
+fn populate(rt: &tokio::runtime::Runtime, dir: &Path, n: u64) {
+    let db = open(dir, Writes::Async);
+    let s = store(&db);
+    rt.block_on(async {
+        for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+            let entries = chunk.iter().map(|&i| (scramble(i), i)).collect();
+            s.put_many(entries, TTL).await.expect("put");
+        }
+        db.flush().await.expect("flush");
+    });
+}
+
+/// Milliseconds to open the directory and load the namespace into memory.
+fn reopen_ms(dir: &Path, n: u64) -> f64 {
+    let started = Instant::now();
+    let db = open(dir, Writes::Sync);
+    let s = store(&db);
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(db.load_summary().live as u64, n, "every entry reloaded");
+    drop((s, db));
+    ms
+}
+
+fn reopen(report: &mut Report, rt: &tokio::runtime::Runtime) {
+    let sizes: &[u64] = if report.quick {
+        &[10_000, 100_000]
+    } else {
+        &[100_000, 1_000_000]
+    };
+    for &n in sizes {
+        let dir = tempfile::tempdir().expect("scratch dir");
+        populate(rt, dir.path(), n);
+        let runs: Vec<f64> = (0..report.rounds)
+            .map(|_| reopen_ms(dir.path(), n))
+            .collect();
+        report.add(Row {
+            section: "disk".into(),
+            label: format!("reopen {}k live u64 entries (open+load)", n / 1000),
+            strata: median(runs),
+            peer: None,
+            unit: "ms",
+            higher_is_better: false,
+        });
+        let db = open(dir.path(), Writes::Sync);
+        let _ = db.compact();
+        let bytes = db.disk_usage().expect("disk usage");
+        report.add(Row {
+            section: "disk".into(),
+            label: format!(
+                "disk bytes/entry, {}k u64 entries (journal incl.)",
+                n / 1000
+            ),
+            strata: bytes as f64 / n as f64,
+            peer: None,
+            unit: "B",
+            higher_is_better: false,
+        });
+    }
+}
+
+/// Puts `keys` through the Store trait; returns ops/s (and, for the disk, waits for the
+/// writer only if `drain`).
+fn put_rate<S: Store<u64, u64>>(
+    rt: &tokio::runtime::Runtime,
+    s: &S,
+    keys: &[u64],
+    drain: Option<&DiskDb>,
+) -> f64 {
+    rt.block_on(async {
+        let started = Instant::now();
+        for &k in keys {
+            s.put(k, k, TTL).await.expect("put");
+        }
+        if let Some(db) = drain {
+            db.flush().await.expect("flush");
+        }
+        rate(keys.len() as u64, started.elapsed())
+    })
+}
+
+fn async_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
+    let n = if report.quick { 100_000 } else { 500_000 };
+    let keys: Vec<u64> = (0..n).map(scramble).collect();
+    let dir = tempfile::tempdir().expect("scratch dir");
+    let db = open(dir.path(), Writes::Async);
+    let disk = store(&db);
+    let mem = MemoryStore::<u64, u64>::builder()
+        .build()
+        .expect("memory store");
+    for drain in [false, true] {
+        let (d, m) = interleaved(
+            report.rounds,
+            || put_rate(rt, &disk, &keys, drain.then_some(&db)),
+            || put_rate(rt, &mem, &keys, None),
+        );
+        let label = if drain {
+            "async put, incl. writer drain"
+        } else {
+            "async put (returns when queued)"
+        };
+        report.add(Row {
+            section: "disk".into(),
+            label: format!("{label}, {}k u64", n / 1000),
+            strata: d,
+            peer: Some(("MemoryStore put".into(), m)),
+            unit: "ops/s",
+            higher_is_better: true,
+        });
+    }
+}
+
+fn sync_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
+    let per_writer = if report.quick { 2_000 } else { 10_000 };
+    for writers in [1u64, 8] {
+        let dir = tempfile::tempdir().expect("scratch dir");
+        let db = open(dir.path(), Writes::Sync);
+        let s = Arc::new(store(&db));
+        let runs: Vec<f64> = (0..report.rounds)
+            .map(|round| {
+                rt.block_on(async {
+                    let started = Instant::now();
+                    let tasks: Vec<_> = (0..writers)
+                        .map(|w| {
+                            let s = s.clone();
+                            tokio::spawn(async move {
+                                for i in 0..per_writer {
+                                    let k = scramble((round as u64) << 40 | w << 32 | i);
+                                    s.put(k, i, TTL).await.expect("put");
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.expect("writer task");
+                    }
+                    rate(writers * per_writer, started.elapsed())
+                })
+            })
+            .collect();
+        report.add(Row {
+            section: "disk".into(),
+            label: format!("sync put (durable vs kill -9), {writers} writer(s)"),
+            strata: median(runs),
+            peer: None,
+            unit: "ops/s",
+            higher_is_better: true,
+        });
+    }
+}
+
+pub fn run(report: &mut Report) {
+    let rt = runtime();
+    async_put(report, &rt);
+    sync_put(report, &rt);
+    reopen(report, &rt);
+}

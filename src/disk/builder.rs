@@ -1,0 +1,216 @@
+//! Options for opening a data directory, shared by `DiskDb::builder()` and the
+//! `DiskStore::builder()` shorthand, validated at `open()`.
+
+use std::{marker::PhantomData, path::PathBuf, time::Duration};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{db::DiskDb, store::DiskStore};
+use crate::{
+    codec::{Format, Key},
+    error::{Error, Result},
+    namespace::Namespace,
+    time::Clock,
+};
+
+/// When a write call returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Writes {
+    /// After the write is committed to the engine's journal in the OS (it survives a crash of
+    /// the process, `kill -9` included). Concurrent sync writers share one commit (group
+    /// commit). Power loss can still drop the un-fsynced tail: see `fsync_interval`. The default,
+    /// as in Pow's MnesiaCache.
+    #[default]
+    Sync,
+    /// As soon as the write is applied in memory and queued for the writer thread (a bounded
+    /// queue: a writer blocks while it is full). A crash loses what was still queued.
+    Async,
+}
+
+/// What to do when the data on disk cannot be read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OnCorrupt {
+    /// Refuse to open with [`Error::Corrupt`] naming the path (the default).
+    #[default]
+    Fail,
+    /// Log a warning, delete the engine's files and start empty (cache data is ephemeral).
+    Discard,
+}
+
+/// The options, validated.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub dir: PathBuf,
+    pub writes: Writes,
+    pub open_timeout: Duration,
+    pub fsync_interval: Option<Duration>,
+    pub on_corrupt: OnCorrupt,
+    pub clock: Clock,
+    pub format: Format,
+    pub queue_capacity: usize,
+}
+
+/// Marker: the builder opens a [`DiskDb`] (`DiskDb::builder()`).
+#[derive(Debug)]
+pub struct ForDb;
+
+/// Marker: the builder opens one [`DiskStore`] (`DiskStore::builder()`).
+#[derive(Debug)]
+pub struct ForStore<K, V>(PhantomData<fn() -> (K, V)>);
+
+/// Builds a [`DiskDb`].
+pub type DiskDbBuilder = DiskBuilder<ForDb>;
+
+/// Builds a [`DiskStore`] over its own [`DiskDb`] (shorthand for one namespace per directory).
+pub type DiskStoreBuilder<K, V> = DiskBuilder<ForStore<K, V>>;
+
+/// Options for opening a data directory (Pow's MnesiaCache options, for one node).
+///
+/// # Defaults
+/// - `dir`: `./strata-data` (created if missing; its parent must exist);
+/// - `writes`: [`Writes::Sync`];
+/// - `open_timeout`: 15 s for locking, loading and purging (MnesiaCache's `:timeout`);
+/// - `fsync_interval`: none (sync writes survive a process crash; add an interval for power
+///   loss);
+/// - `on_corrupt`: [`OnCorrupt::Fail`];
+/// - `clock`: [`Clock::system`];
+/// - `format`: [`Format::MessagePack`];
+/// - `queue_capacity`: 65 536 queued jobs before writers block;
+/// - `namespace` (store shorthand only): `"cache"`.
+///
+/// ```
+/// use std::time::Duration;
+/// use strata::{DiskDb, Writes};
+///
+/// let dir = tempfile::tempdir()?;
+/// let db = DiskDb::builder()
+///     .dir(dir.path().join("cache"))
+///     .writes(Writes::Async)
+///     .fsync_interval(Duration::from_secs(1))
+///     .open()?;
+/// assert!(DiskDb::builder().open_timeout(Duration::ZERO).open().is_err());
+/// # drop(db); Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+#[derive(Debug)]
+pub struct DiskBuilder<T = ForDb> {
+    opts: Options,
+    namespace: Result<Namespace>,
+    kind: PhantomData<fn() -> T>,
+}
+
+impl<T> DiskBuilder<T> {
+    pub(crate) fn new() -> Self {
+        DiskBuilder {
+            opts: Options {
+                dir: PathBuf::from("./strata-data"),
+                writes: Writes::Sync,
+                open_timeout: Duration::from_secs(15),
+                fsync_interval: None,
+                on_corrupt: OnCorrupt::Fail,
+                clock: Clock::system(),
+                format: Format::MessagePack,
+                queue_capacity: 1 << 16,
+            },
+            namespace: Ok(Namespace::default()),
+            kind: PhantomData,
+        }
+    }
+
+    /// The data directory (one per node; it is locked while open).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.opts.dir = dir.into();
+        self
+    }
+
+    /// When write calls return: [`Writes::Sync`] or [`Writes::Async`].
+    pub fn writes(mut self, writes: Writes) -> Self {
+        self.opts.writes = writes;
+        self
+    }
+
+    /// How long opening (lock, load, purge) may take before it fails with [`Error::Timeout`].
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.opts.open_timeout = timeout;
+        self
+    }
+
+    /// Fsync the journal at this interval while there are unsynced writes, so at most this much
+    /// is lost on power loss or an OS crash.
+    pub fn fsync_interval(mut self, interval: Duration) -> Self {
+        self.opts.fsync_interval = Some(interval);
+        self
+    }
+
+    /// What to do with unreadable data: fail (default) or discard and start empty.
+    pub fn on_corrupt(mut self, on_corrupt: OnCorrupt) -> Self {
+        self.opts.on_corrupt = on_corrupt;
+        self
+    }
+
+    /// The clock used for expiry (a [`crate::ManualClock`] in tests).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.opts.clock = clock;
+        self
+    }
+
+    /// The value format on disk.
+    pub fn format(mut self, format: Format) -> Self {
+        self.opts.format = format;
+        self
+    }
+
+    /// Jobs queued for the writer thread before writers block.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.opts.queue_capacity = capacity;
+        self
+    }
+
+    fn validated(self) -> Result<(Options, Result<Namespace>)> {
+        let o = &self.opts;
+        if o.open_timeout.is_zero() {
+            return Err(Error::config("open_timeout", "must be greater than zero"));
+        }
+        if o.fsync_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::config(
+                "fsync_interval",
+                "must be greater than zero; leave it unset for no periodic fsync",
+            ));
+        }
+        if o.queue_capacity == 0 {
+            return Err(Error::config("queue_capacity", "must be at least 1"));
+        }
+        if o.dir.as_os_str().is_empty() {
+            return Err(Error::config("dir", "must not be empty"));
+        }
+        Ok((self.opts, self.namespace))
+    }
+}
+
+impl DiskBuilder<ForDb> {
+    /// Validates the options, locks the directory, loads it and purges expired entries of every
+    /// namespace. Blocks while loading (call it at start-up, or in `spawn_blocking`).
+    pub fn open(self) -> Result<DiskDb> {
+        DiskDb::open(self.validated()?.0)
+    }
+}
+
+impl<K, V> DiskBuilder<ForStore<K, V>>
+where
+    K: Key,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// The namespace of the store (validated at `open()`).
+    pub fn namespace(mut self, namespace: impl AsRef<str>) -> Self {
+        self.namespace = Namespace::new(namespace);
+        self
+    }
+
+    /// Opens the directory as [`DiskDbBuilder::open`] does and returns the store of the
+    /// namespace; [`DiskStore::db`] reaches the other namespaces.
+    pub fn open(self) -> Result<DiskStore<K, V>> {
+        let (opts, namespace) = self.validated()?;
+        let namespace = namespace?;
+        DiskDb::open(opts)?.store(namespace.as_str())
+    }
+}

@@ -1,0 +1,336 @@
+//! `DiskDb`: one opened data directory — its lock, engine, writer thread and the memory tier of
+//! every namespace opened in it.
+
+use std::{
+    any::Any,
+    collections::HashMap,
+    hash::BuildHasher,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use parking_lot::Mutex;
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{
+    builder::{DiskDbBuilder, OnCorrupt, Options, Writes},
+    engine::{Engine, FjallEngine, Op},
+    load::{self, OpenSummary, RawEntry},
+    lock::{self, DirLock},
+    record,
+    store::{DiskStore, Tier},
+    writer::{self, Writer},
+};
+use crate::{
+    codec::{decode_value, Key},
+    error::{Error, Result},
+    memory::MemoryStore,
+    namespace::Namespace,
+};
+
+/// Stripes of the per-key lock that keeps memory and disk in the same order.
+const STRIPES: usize = 256;
+
+/// An opened data directory, holding many namespaces (Pow's MnesiaCache table, on one node).
+///
+/// Opening takes an exclusive lock on the directory, loads every entry, deletes the expired
+/// ones of *every* namespace (pow#713) and keeps the live ones until [`DiskDb::store`] claims
+/// their namespace. Cheap to clone; the directory is unlocked when the last clone and the last
+/// store are dropped (after the writer thread has committed everything queued).
+///
+/// ```
+/// use std::time::Duration;
+/// use strata::{DiskDb, Store};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let db = DiskDb::builder().dir(dir.path()).open()?;
+/// let sessions = db.store::<String, String>("sessions")?;
+/// sessions.put("abc".into(), "ada".into(), Some(Duration::from_secs(60))).await?;
+/// drop((sessions, db)); // restart
+/// let db = DiskDb::builder().dir(dir.path()).open()?;
+/// let sessions = db.store::<String, String>("sessions")?;
+/// assert_eq!(sessions.get(&"abc".into()).await?.as_deref(), Some("ada"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct DiskDb {
+    pub(super) inner: Arc<DbInner>,
+}
+
+pub(super) struct DbInner {
+    pub opts: Options,
+    pub writer: Writer,
+    engine: Arc<dyn Engine>,
+    stripes: Box<[Mutex<()>]>,
+    pending: Mutex<HashMap<Box<[u8]>, Vec<RawEntry>>>,
+    tiers: Mutex<HashMap<Namespace, Box<dyn Any + Send + Sync>>>,
+    summary: OpenSummary,
+    // Dropped last: the directory stays locked until the engine is closed.
+    _lock: DirLock,
+}
+
+impl Drop for DbInner {
+    fn drop(&mut self) {
+        self.writer.close();
+    }
+}
+
+impl std::fmt::Debug for DiskDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskDb")
+            .field("dir", &self.inner.opts.dir)
+            .field("writes", &self.inner.opts.writes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiskDb {
+    /// A builder with the defaults (see [`DiskBuilder`](crate::DiskBuilder)).
+    pub fn builder() -> DiskDbBuilder {
+        DiskDbBuilder::new()
+    }
+
+    pub(super) fn open(opts: Options) -> Result<Self> {
+        let started = Instant::now();
+        let lock = lock::acquire(&opts.dir)?;
+        let (engine, loaded) = open_engine(&opts, started)?;
+        let engine: Arc<dyn Engine> = Arc::new(engine);
+        let writer = Writer::start(engine.clone(), opts.queue_capacity, opts.fsync_interval)?;
+        let inner = DbInner {
+            opts,
+            writer,
+            engine,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            pending: Mutex::new(loaded.by_namespace),
+            tiers: Mutex::new(HashMap::new()),
+            summary: loaded.summary,
+            _lock: lock,
+        };
+        Ok(DiskDb {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The store of `namespace` in this directory, with its entries loaded.
+    ///
+    /// Every call for the same namespace shares one memory tier. Asking for a namespace already
+    /// open with other key or value types is [`Error::InvalidConfig`]. Entries whose key or
+    /// value no longer decodes as `K`/`V` are skipped with a warning and counted (see
+    /// [`DiskStore::undecodable`]); they stay on disk untouched.
+    pub fn store<K, V>(&self, namespace: impl AsRef<str>) -> Result<DiskStore<K, V>>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let namespace = Namespace::new(namespace)?;
+        let mut tiers = self.inner.tiers.lock();
+        if let Some(tier) = tiers.get(&namespace) {
+            let tier = tier.downcast_ref::<Tier<K, V>>().ok_or_else(|| {
+                Error::config(
+                    "namespace",
+                    format!("{namespace} is already open in this directory with other key/value types; use one type per namespace"),
+                )
+            })?;
+            return Ok(DiskStore::new(self.clone(), namespace, tier.clone()));
+        }
+        let tier = self.load_tier::<K, V>(&namespace)?;
+        tiers.insert(namespace.clone(), Box::new(tier.clone()));
+        Ok(DiskStore::new(self.clone(), namespace, tier))
+    }
+
+    fn load_tier<K, V>(&self, namespace: &Namespace) -> Result<Tier<K, V>>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let clock = self.inner.opts.clock.clone();
+        let mem = MemoryStore::builder()
+            .namespace(namespace.as_str())
+            .clock(clock.clone())
+            .build()?;
+        let raw = self
+            .inner
+            .pending
+            .lock()
+            .remove(namespace.as_str().as_bytes())
+            .unwrap_or_default();
+        let mut undecodable = Undecodable::default();
+        let mut expired = Vec::new();
+        let now = clock.now_ms();
+        for entry in raw {
+            match decode_entry::<K, V>(&entry) {
+                Ok((_, _, deadline)) if record::is_expired(deadline, now) => {
+                    expired.push(Op::Delete {
+                        key: namespaced(namespace, &entry.key),
+                    });
+                }
+                Ok((key, value, deadline)) => {
+                    let ttl = (deadline != 0).then(|| Duration::from_millis(deadline - now));
+                    mem.put(key, value, ttl)?;
+                }
+                Err(reason) => undecodable.note(namespace, &entry.key, reason),
+            }
+        }
+        if !expired.is_empty() {
+            self.inner.writer.send(expired, false)?;
+        }
+        undecodable.report(namespace);
+        Ok(Tier {
+            mem,
+            undecodable: undecodable.count,
+        })
+    }
+
+    /// What opening the directory found: live entries, purged expired ones, foreign records.
+    pub fn load_summary(&self) -> OpenSummary {
+        self.inner.summary
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.opts.dir
+    }
+
+    /// Bytes the directory's files occupy on disk (the engine's journal and tables).
+    pub fn disk_usage(&self) -> Result<u64> {
+        dir_size(&self.inner.opts.dir).map_err(|e| Error::DataDir {
+            path: self.inner.opts.dir.clone(),
+            source: e,
+        })
+    }
+
+    /// Waits until every write queued so far is committed (useful with [`Writes::Async`]).
+    pub async fn flush(&self) -> Result<()> {
+        match self.inner.writer.send(Vec::new(), true)? {
+            Some(ack) => writer::wait(ack).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes the engine's write buffer to tables and compacts them, dropping expired and
+    /// deleted records now rather than when the engine gets to it. Blocks; run it off the async
+    /// runtime's threads.
+    pub fn compact(&self) -> Result<()> {
+        self.inner.engine.compact()
+    }
+
+    pub(super) fn sync_writes(&self) -> bool {
+        self.inner.opts.writes == Writes::Sync
+    }
+
+    /// The stripe of the per-key write lock for `key`.
+    pub(super) fn stripe(&self, key: &[u8]) -> &Mutex<()> {
+        let hash = foldhash::fast::FixedState::default().hash_one(key);
+        &self.inner.stripes[hash as usize % STRIPES]
+    }
+
+    /// Every stripe, locked in order (for `clear`).
+    pub(super) fn lock_all(&self) -> Vec<parking_lot::MutexGuard<'_, ()>> {
+        self.inner.stripes.iter().map(|s| s.lock()).collect()
+    }
+}
+
+pub(super) fn namespaced(namespace: &Namespace, key: &[u8]) -> Vec<u8> {
+    let mut out = namespace.prefix();
+    out.extend_from_slice(key);
+    out
+}
+
+fn decode_entry<K: Key, V: DeserializeOwned>(
+    entry: &RawEntry,
+) -> std::result::Result<(K, V, u64), String> {
+    let key = K::decode_key(&entry.key)?;
+    let deadline = record::deadline(&entry.record).ok_or("record too short")?;
+    let value = decode_value(record::value(&entry.record), "").map_err(|e| match e {
+        Error::Decode { reason, .. } => reason,
+        other => other.to_string(),
+    })?;
+    Ok((key, value, deadline))
+}
+
+/// Entries of a namespace that no longer decode: counted, the first one logged.
+#[derive(Default)]
+struct Undecodable {
+    count: usize,
+    first: Option<(String, String)>,
+}
+
+impl Undecodable {
+    fn note(&mut self, namespace: &Namespace, key: &[u8], reason: String) {
+        self.count += 1;
+        if self.first.is_none() {
+            let key = format!("{namespace}:{}", String::from_utf8_lossy(key));
+            self.first = Some((key, reason));
+        }
+    }
+
+    fn report(&self, namespace: &Namespace) {
+        if let Some((key, reason)) = &self.first {
+            tracing::warn!(%namespace, count = self.count, first_key = %key, %reason, "entries on disk do not decode as this store's key/value types (did a type change?); they are skipped (reads miss) and left on disk until they expire or are overwritten");
+        }
+    }
+}
+
+fn open_engine(opts: &Options, started: Instant) -> Result<(FjallEngine, load::Loaded)> {
+    let path = opts.dir.join("fjall");
+    match try_open(opts, &path, started) {
+        Err(Error::Corrupt { reason, .. }) if opts.on_corrupt == OnCorrupt::Discard => {
+            tracing::warn!(path = %path.display(), %reason, "the disk store is corrupt; discarding it and starting empty (on_corrupt = Discard)");
+            std::fs::remove_dir_all(&path).map_err(|e| Error::DataDir {
+                path: path.clone(),
+                source: e,
+            })?;
+            try_open(opts, &path, started)
+        }
+        other => other,
+    }
+}
+
+fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngine, load::Loaded)> {
+    let engine = open_fjall(path, opts)?;
+    let loaded = load::load(&engine, opts.clock.now_ms(), started, opts.open_timeout)?;
+    Ok((engine, loaded))
+}
+
+/// Bytes a file occupies on disk (its allocated blocks where the OS reports them: fjall's
+/// journal is preallocated sparsely, so its length overstates it).
+fn allocated(meta: &std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        meta.blocks() * 512
+    }
+    #[cfg(not(unix))]
+    {
+        meta.len()
+    }
+}
+
+/// Opens fjall, retrying briefly if its own lock file is still held (see `lock::BUSY_WAIT`).
+fn open_fjall(path: &Path, opts: &Options) -> Result<FjallEngine> {
+    let started = Instant::now();
+    loop {
+        match FjallEngine::open(path, opts.clock.clone()) {
+            Err(Error::DirLocked { .. }) if started.elapsed() < lock::BUSY_WAIT => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn dir_size(path: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            allocated(&meta)
+        };
+    }
+    Ok(total)
+}

@@ -1,0 +1,150 @@
+//! Opening a directory: scan every record of every namespace, purge the expired ones, keep the
+//! live ones (raw) until a typed store for their namespace claims them.
+//!
+//! Purging every namespace is Pow's security fix for pow#713 (v1.0.34): before it, expired
+//! entries of namespaces other than the one configured at start survived restarts. Here the purge
+//! does not depend on which stores get opened: every expired record in the directory is deleted
+//! before `open` returns.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use super::{
+    engine::{Engine, Op},
+    record,
+};
+use crate::error::{Error, Result};
+
+/// Log a progress line every this many records.
+const PROGRESS_EVERY: usize = 250_000;
+/// Delete expired records in batches of this many.
+const PURGE_BATCH: usize = 4096;
+
+/// A live record whose namespace has not been opened yet.
+pub(crate) struct RawEntry {
+    /// The key bytes after `namespace:`.
+    pub key: Box<[u8]>,
+    /// The whole record (value, then deadline).
+    pub record: Box<[u8]>,
+}
+
+/// What the load found.
+#[derive(Default)]
+pub(crate) struct Loaded {
+    /// Live records by namespace bytes.
+    pub by_namespace: HashMap<Box<[u8]>, Vec<RawEntry>>,
+    pub summary: OpenSummary,
+}
+
+/// What opening a data directory found, for logs and monitoring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenSummary {
+    /// Live records loaded, over all namespaces.
+    pub live: usize,
+    /// Expired records deleted from disk (every namespace, pow#713).
+    pub purged: usize,
+    /// Records that are not strata's (no `namespace:` in the key, or too short): left alone
+    /// and logged.
+    pub foreign: usize,
+    /// How long the load took.
+    pub elapsed: Duration,
+}
+
+/// Scans everything, deletes expired records, returns the live ones.
+/// `started` is when opening began: the whole open must fit in `timeout`.
+pub(crate) fn load(
+    engine: &dyn Engine,
+    now: u64,
+    started: Instant,
+    timeout: Duration,
+) -> Result<Loaded> {
+    check_timeout(started, timeout)?;
+    let mut loaded = Loaded::default();
+    let mut expired = Vec::new();
+    let mut seen = 0usize;
+    engine.scan(b"", &mut |key, rec| {
+        seen += 1;
+        if seen.is_multiple_of(1024) {
+            check_timeout(started, timeout)?;
+        }
+        if seen.is_multiple_of(PROGRESS_EVERY) {
+            tracing::info!(records = seen, "loading the strata disk store");
+        }
+        loaded.keep(key, rec, now, &mut expired);
+        Ok(())
+    })?;
+    loaded.summary.purged = purge(engine, expired)?;
+    loaded.summary.elapsed = started.elapsed();
+    let s = &loaded.summary;
+    tracing::info!(
+        live = s.live,
+        purged = s.purged,
+        foreign = s.foreign,
+        elapsed_ms = s.elapsed.as_millis() as u64,
+        "strata disk store loaded"
+    );
+    Ok(loaded)
+}
+
+impl Loaded {
+    fn keep(&mut self, key: &[u8], rec: &[u8], now: u64, expired: &mut Vec<Vec<u8>>) {
+        let split = key.iter().position(|&b| b == b':');
+        let (Some(split), Some(deadline)) = (split, record::deadline(rec)) else {
+            self.summary.foreign += 1;
+            tracing::warn!(key = %String::from_utf8_lossy(key), "found a record that strata did not write in the disk store; leaving it alone");
+            return;
+        };
+        if record::is_expired(deadline, now) {
+            expired.push(key.to_vec());
+            return;
+        }
+        self.summary.live += 1;
+        let entry = RawEntry {
+            key: key[split + 1..].into(),
+            record: rec.into(),
+        };
+        let namespace = &key[..split];
+        match self.by_namespace.get_mut(namespace) {
+            Some(entries) => entries.push(entry),
+            None => {
+                self.by_namespace.insert(namespace.into(), vec![entry]);
+            }
+        }
+    }
+}
+
+fn purge(engine: &dyn Engine, expired: Vec<Vec<u8>>) -> Result<usize> {
+    let count = expired.len();
+    let mut ops = Vec::with_capacity(PURGE_BATCH.min(count));
+    for key in expired {
+        ops.push(Op::Delete { key });
+        if ops.len() == PURGE_BATCH {
+            commit(engine, &mut ops)?;
+        }
+    }
+    commit(engine, &mut ops)?;
+    Ok(count)
+}
+
+fn commit(engine: &dyn Engine, ops: &mut Vec<Op>) -> Result<()> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    engine
+        .commit(ops)
+        .map_err(|e| Error::backend("purging expired records", e))?;
+    ops.clear();
+    Ok(())
+}
+
+fn check_timeout(started: Instant, timeout: Duration) -> Result<()> {
+    if started.elapsed() > timeout {
+        return Err(Error::Timeout {
+            context: "loading the disk store".into(),
+            after: timeout,
+        });
+    }
+    Ok(())
+}
