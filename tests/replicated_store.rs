@@ -784,3 +784,33 @@ fn a_redis_restart_flushes_and_no_node_serves_past_stale_for() {
     assert_eq!(strict.cmd("put key v3"), "ok");
     lenient.until("get key", |r| r == "value v3");
 }
+
+/// Mnesia's join: a node coming back with data on its own disk loads the cluster's instead.
+#[cfg(feature = "disk")]
+#[test]
+fn a_node_restarted_with_a_stale_disk_tier_reads_the_cluster() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = ["--dir", dir.path().to_str().unwrap()];
+    let mut other = Proc::start(&redis, &[]);
+    let mut node = Proc::start(&redis, &disk);
+    for (key, value) in [("kept", "a"), ("changed", "old"), ("deleted", "x")] {
+        assert_eq!(node.cmd(&format!("put {key} {value} 600000")), "ok");
+        assert_eq!(node.cmd(&format!("local {key}")), format!("value {value}"));
+    }
+    drop(node); // the disk tier keeps all three
+    assert_eq!(other.cmd("put changed new 600000"), "ok");
+    assert_eq!(other.cmd("del deleted"), "ok true");
+    assert_eq!(other.cmd("put fresh y 600000"), "ok");
+    let mut node = Proc::start(&redis, &disk);
+    assert_eq!(node.cmd("local kept"), "value a");
+    assert_eq!(node.cmd("local changed"), "value new", "the cluster wins");
+    assert_eq!(
+        node.cmd("local deleted"),
+        "none",
+        "what the cluster lacks is dropped"
+    );
+    assert_eq!(node.cmd("get fresh"), "value y");
+    let ttl: u64 = node.cmd("ttl changed")[4..].parse().unwrap();
+    assert!(ttl > 590_000, "{ttl}");
+}

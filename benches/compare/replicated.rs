@@ -249,6 +249,48 @@ mod bench {
         sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
     }
 
+    /// The same local-hit reads with a DiskStore tier (reads are served from its memory tier).
+    #[cfg(feature = "disk")]
+    fn disk_tier(
+        report: &mut Report,
+        rt: &Runtime,
+        url: &str,
+        keys: &[u64],
+        memory: &MemoryStore<u64, String>,
+    ) {
+        let dir = tempfile::tempdir().expect("scratch dir");
+        let local = strata::DiskStore::builder()
+            .dir(dir.path())
+            .writes(strata::Writes::Async)
+            .open()
+            .expect("open DiskStore");
+        let node = rt.block_on(async {
+            let node = ReplicatedStore::builder()
+                .local(local)
+                .remote(redis_store(url).await)
+                .url(url)
+                .build()
+                .await
+                .expect("connect ReplicatedStore");
+            for k in 0..KEYS as u64 {
+                node.get(&scramble(k)).await.expect("fill from Redis");
+            }
+            node
+        });
+        let (ours, mem) = interleaved(
+            report.rounds,
+            || gets(rt, &node, keys),
+            || gets(rt, memory, keys),
+        );
+        report.add(row(
+            "local-hit get, DiskStore tier, 1 thread",
+            ours,
+            "MemoryStore",
+            Some(mem),
+            "ops/s",
+        ));
+    }
+
     pub fn run(report: &mut Report) {
         let server = Server::start();
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -281,6 +323,9 @@ mod bench {
             Some(mem),
             "ops/s",
         ));
+
+        #[cfg(feature = "disk")]
+        disk_tier(report, &rt, &url, &keys, &memory);
 
         let ops = 100_000 / scale;
         let (ours, theirs) = interleaved(

@@ -4,7 +4,10 @@
 //! ```text
 //! strata-node --redis redis://127.0.0.1:6379/ [--namespace NS] [--stale-for-ms N]
 //!             [--heartbeat-ms N] [--local-ttl-ms N] [--warm] [--offline-ok]
-//!             [--channel-prefix P]
+//!             [--channel-prefix P] [--dir PATH]
+//!
+//! With `--dir` the local tier is a `DiskStore` in that directory (one per node), else a
+//! `MemoryStore`.
 //! ```
 //!
 //! Prints `ready node=<id>` once connected (or `error <message>` and exits 1). Commands:
@@ -15,8 +18,13 @@
 
 use std::{process::ExitCode, time::Duration};
 
+#[cfg(feature = "disk")]
+use strata::DiskStore;
 use strata::{Expiry, MemoryStore, RedisStore, ReplicatedStore, Store};
 use tokio::sync::mpsc;
+
+#[cfg(feature = "disk")]
+type Disk = DiskStore<String, String>;
 
 /// A node with local tier `L` (memory, or disk with `--dir`).
 type Node<L> = ReplicatedStore<String, String, L, RedisStore<String, String>>;
@@ -31,6 +39,7 @@ struct Args {
     warm: bool,
     offline_ok: bool,
     channel_prefix: Option<String>,
+    dir: Option<std::path::PathBuf>,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -49,6 +58,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--warm" => args.warm = true,
             "--offline-ok" => args.offline_ok = true,
             "--channel-prefix" => args.channel_prefix = Some(value()?),
+            "--dir" => args.dir = Some(value()?.into()),
             other => {
                 return Err(format!(
                     "unknown option {other}; see the doc at the top of strata-node.rs"
@@ -172,7 +182,25 @@ fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
 }
 
 async fn run(args: Args) -> ExitCode {
-    serve(open(&args, MemoryStore::new()).await).await
+    match &args.dir {
+        None => serve(open(&args, MemoryStore::new()).await).await,
+        #[cfg(feature = "disk")]
+        Some(dir) => serve(open_on_disk(&args, dir).await).await,
+        #[cfg(not(feature = "disk"))]
+        Some(_) => {
+            println!("error --dir needs strata built with the `disk` feature");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "disk")]
+async fn open_on_disk(args: &Args, dir: &std::path::Path) -> strata::Result<Node<Disk>> {
+    let local = DiskStore::builder()
+        .dir(dir)
+        .namespace(&args.namespace)
+        .open()?;
+    open(args, local).await
 }
 
 async fn serve<L: Store<String, String> + 'static>(opened: strata::Result<Node<L>>) -> ExitCode {
