@@ -59,7 +59,7 @@ where
 }
 
 fn progress(phase: &str, namespace: &str, done: usize, total: usize) {
-    if done % PROGRESS_EVERY == 0 || done == total {
+    if done.is_multiple_of(PROGRESS_EVERY) || done == total {
         tracing::info!(
             phase,
             namespace,
