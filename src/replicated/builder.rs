@@ -25,8 +25,8 @@ pub const DEFAULT_CHANNEL_PREFIX: &str = "strata:inv:";
 ///
 /// # Defaults
 /// - `local`, `remote`, `url`: required;
-/// - `stale_for`: zero — while the link to Redis is down and Redis cannot answer, reads fail
-///   instead of serving a local copy;
+/// - `stale_for`: zero — while the link to Redis is down, reads go to Redis and fail if it
+///   does not answer, instead of serving a local copy;
 /// - `local_ttl`: none — a local copy lives as long as the remote TTL it was read with;
 /// - `reconcile_on_join`: on — keys already in the local tier (a disk tier from a previous run)
 ///   are checked against Redis at start, and Redis wins;
@@ -117,8 +117,9 @@ impl<K, V, L, R> ReplicatedStoreBuilder<K, V, L, R> {
         self
     }
 
-    /// How long after the link was last known good a local copy may still be served when
-    /// neither the invalidation channel nor Redis answers. Zero (the default) never serves one.
+    /// How long after the link was last known good a local copy may still be served while the
+    /// invalidation link is down (without asking Redis, which may be gone). Zero (the default)
+    /// never serves one: reads go to Redis and fail if it does not answer.
     pub fn stale_for(mut self, stale_for: Duration) -> Self {
         self.stale_for = stale_for;
         self

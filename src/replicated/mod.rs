@@ -28,9 +28,9 @@
 //! - **Split and recovery** (`Unsplit`): when the subscription drops or stops answering pings,
 //!   the local tier is suspect. While disconnected, writes fail with `Error::Backend` — a write
 //!   we cannot make true everywhere is refused, where Mnesia + Unsplit accept it and silently
-//!   drop the losing island's writes on heal — and reads go to Redis; if Redis does not answer
-//!   either, a local copy is served only within `stale_for` of the link's last proof of life
-//!   (default zero: an error). On reconnect the local tier is flushed before the link is
+//!   drop the losing island's writes on heal — and reads serve a local copy only within
+//!   `stale_for` of the link's last proof of life (default zero: never); past that, or without
+//!   a copy, they go to Redis, and fail if Redis does not answer. On reconnect the local tier is flushed before the link is
 //!   marked up, then refills lazily (or by warm). A connection that breaks loudly (reset,
 //!   `CLIENT KILL`, Redis restart) is noticed at once; one that goes silent (a partition without
 //!   a reset) within two `heartbeat`s, and until then reads may still serve local copies.

@@ -229,18 +229,16 @@ where
         Ok(Some(value))
     }
 
-    /// Link down: the remote is the truth if reachable; else a local copy within `stale_for`.
+    /// Link down: within `stale_for` of the link's last proof of life a local copy is served
+    /// as is (no wait on a Redis that may be gone); otherwise, or without a copy, the remote
+    /// answers (or the call fails).
     async fn get_while_down(&self, key: &K) -> Result<Option<V>> {
-        match self.remote.get(key).await {
-            Ok(value) => Ok(value),
-            Err(e) if self.hub.link.stale_ok(self.clock.now_ms(), self.stale_for) => {
-                match self.local.get(key).await? {
-                    Some(value) => Ok(Some(value)),
-                    None => Err(e),
-                }
+        if self.hub.link.stale_ok(self.clock.now_ms(), self.stale_for) {
+            if let Some(value) = self.local.get(key).await? {
+                return Ok(Some(value));
             }
-            Err(e) => Err(e),
         }
+        self.remote.get(key).await
     }
 
     /// Makes the local copy of `key` agree with the remote store; true if Redis has the key.
