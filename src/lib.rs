@@ -14,6 +14,8 @@
 //!   multiplexed connection that reconnects by itself (Pow's Redix backend).
 //! - `disk` (feature `disk`, default): [`DiskStore`] and [`DiskDb`], a memory tier backed by an
 //!   embedded engine on disk that survives restarts and `kill -9` (Pow's `MnesiaCache`, one node).
+//! - `generational`: [`GenerationalStore`], two generations with size and memory limits, a
+//!   [`Query`] API and key-level transactions (Nebulex's Local adapter).
 //! - [`replicated`] (feature `redis`): [`ReplicatedStore`], a local tier per node in front of
 //!   Redis as the shared truth, kept coherent by pub/sub invalidations (Pow's multi-node
 //!   `MnesiaCache` + `Unsplit`).
@@ -31,6 +33,10 @@
 //!   lock). An expired entry is never returned. One sweeper thread per store, started by the first
 //!   write with a TTL, removes expired entries at the earliest deadline and stops when the store is
 //!   dropped.
+//! - **GenerationalStore**: linearizable per key like MemoryStore (one lock per partition covers
+//!   both generations). Writes past `max_size`/`allocated_memory` relieve the store before they
+//!   return; one GC thread per store runs the generation timer and the clean-up poll and frees
+//!   dropped generations; it holds only a weak reference and stops when the store is dropped.
 //! - **ReplicatedStore**: Redis holds the truth and the TTLs; a write reaches Redis before any
 //!   node's copy changes and invalidates the other nodes' copies over pub/sub (other nodes may
 //!   read the old value until the message arrives, typically well under a millisecond). One task
@@ -55,6 +61,7 @@ pub mod codec;
 mod disk;
 mod error;
 mod events;
+mod generational;
 mod memory;
 mod namespace;
 #[cfg(feature = "redis")]
@@ -77,6 +84,9 @@ pub use disk::{
 };
 pub use error::{BoxError, Error, Result};
 pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
+pub use generational::{
+    Entry as QueryEntry, GenerationalStore, GenerationalStoreBuilder, HeapSize, Query, QueryStream,
+};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use namespace::{Namespace, DEFAULT_NAMESPACE};
 #[cfg(feature = "redis")]

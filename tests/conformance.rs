@@ -538,6 +538,50 @@ mod redis_cluster {
     conformance!(Ctx::real(), open);
 }
 
+mod generational {
+    use std::hash::Hash;
+
+    use strata::GenerationalStore;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        // Small limits and a GC timer, so generations turn over during the cases too.
+        GenerationalStore::builder()
+            .namespace(namespace)
+            .clock(ctx.clock())
+            .gc_interval(Duration::from_secs(3600 * 24))
+            .max_size(10_000)
+            .build()
+            .expect("valid options")
+    }
+
+    conformance!(Ctx::manual(), open);
+}
+
+mod generational_real_clock {
+    use std::hash::Hash;
+
+    use strata::GenerationalStore;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        GenerationalStore::builder()
+            .namespace(namespace)
+            .clock(ctx.clock())
+            .partitions(1)
+            .build()
+            .expect("valid options")
+    }
+
+    conformance!(Ctx::real(), open);
+}
+
 /// DiskStore: every namespace of a case lives in one data directory (one `DiskDb`).
 #[cfg(feature = "disk")]
 mod disk {

@@ -8,6 +8,7 @@ mod alloc;
 mod cache;
 #[cfg(feature = "disk")]
 mod disk;
+mod generational;
 mod memory;
 mod plot;
 mod redis;
@@ -34,6 +35,9 @@ fn main() {
     #[cfg(feature = "disk")]
     if report.wants("disk") {
         disk::run(&mut report);
+    }
+    if report.wants("generational") {
+        generational::run(&mut report);
     }
     if report.wants("replicated") {
         replicated::run(&mut report);

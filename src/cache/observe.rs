@@ -66,3 +66,18 @@ where
         Some(self.stats())
     }
 }
+
+/// A GenerationalStore reports its events (including `Generation` evictions) and counters.
+impl<K, V> ObservableStore<K> for crate::generational::GenerationalStore<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn subscribe_events(&self) -> Option<Events<K>> {
+        Some(self.subscribe())
+    }
+
+    fn store_stats(&self) -> Option<Stats> {
+        Some(self.stats())
+    }
+}

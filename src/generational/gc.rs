@@ -1,0 +1,480 @@
+//! Generations and their garbage collection: pushing a new generation, relieving a store that a
+//! write took past its limits, the Nebulex timers (heartbeat, clean-up poll with inverse linear
+//! back-off, flush delay) and the one background thread per store that runs them.
+//!
+//! Lock order: `tick` → `rotation` → partition locks → `flush`. Dropped tables are never freed
+//! under a partition lock: they are queued here and freed by the GC thread after `gc_flush_delay`
+//! (the previous batch at once when a new one arrives, as Nebulex deletes the previously
+//! deprecated table), so readers and writers never wait for a big deallocation (nebulex#196).
+
+use std::{
+    hash::Hash,
+    sync::{OnceLock, Weak},
+    thread::Thread,
+    time::Duration,
+};
+
+use hashbrown::HashTable;
+use parking_lot::Mutex;
+
+use super::{
+    builder::Options,
+    partition::{Gen, Slot, Which},
+    store::{GenerationalStore, Inner},
+};
+use crate::{events::EventKind, stats::Counter as Stat, time::ttl_ms};
+
+/// The longest the GC thread sleeps on the system clock without checking its timers.
+const MAX_NAP: Duration = Duration::from_secs(5);
+
+/// Admission mode: entries read at least this often lately survive a new generation.
+const RESCUE_READS: u8 = 2;
+
+type Table<K, V> = HashTable<Slot<K, V>>;
+
+/// Dropped tables waiting to be freed.
+struct Pending<K, V> {
+    due: u64,
+    tables: Vec<Table<K, V>>,
+}
+
+/// When the timers fire next (Unix ms).
+struct Timers {
+    heartbeat: Option<u64>,
+    cleanup: Option<u64>,
+}
+
+/// The GC's state inside a store.
+pub(crate) struct Gc<K, V> {
+    tick: Mutex<Timers>,
+    rotation: Mutex<()>,
+    flush: Mutex<Vec<Pending<K, V>>>,
+    thread: OnceLock<Option<Thread>>,
+}
+
+impl<K, V> Gc<K, V> {
+    pub fn new(opts: &Options, now: u64) -> Self {
+        let after = |d: Duration| now.saturating_add(ttl_ms(d));
+        Gc {
+            tick: Mutex::new(Timers {
+                heartbeat: opts.gc_interval.map(after),
+                cleanup: opts
+                    .has_limits()
+                    .then(|| after(opts.gc_cleanup_max_timeout)),
+            }),
+            rotation: Mutex::new(()),
+            flush: Mutex::new(Vec::new()),
+            thread: OnceLock::new(),
+        }
+    }
+
+    /// Wakes the GC thread, if it runs.
+    pub fn wake(&self) {
+        if let Some(Some(thread)) = self.thread.get() {
+            thread.unpark();
+        }
+    }
+}
+
+/// Nebulex's inverse linear back-off: the poll period shrinks from `max` (empty) to `min` (at
+/// the limit) in proportion to how full the store is.
+pub(crate) fn backoff(value: u64, limit: u64, min: Duration, max: Duration) -> Duration {
+    if value == 0 {
+        return max;
+    }
+    if value >= limit {
+        return min;
+    }
+    let (min_ms, max_ms) = (min.as_millis() as f64, max.as_millis() as f64);
+    let ms = (min_ms - max_ms) / limit as f64 * value as f64 + max_ms;
+    Duration::from_millis(ms.round() as u64)
+}
+
+impl<K, V> GenerationalStore<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Queues `tables` to be freed after the flush delay; the previous batch becomes due now.
+    pub(super) fn defer_flush(&self, tables: Vec<Table<K, V>>) {
+        if tables.iter().all(HashTable::is_empty) {
+            return;
+        }
+        let now = self.now();
+        let due = now.saturating_add(ttl_ms(self.inner.opts.gc_flush_delay));
+        let gc = &self.inner.gc;
+        let mut queue = gc.flush.lock();
+        queue.iter_mut().for_each(|p| p.due = p.due.min(now));
+        queue.push(Pending { due, tables });
+        drop(queue);
+        if self.gc_thread() {
+            gc.wake();
+        } else {
+            drop(std::mem::take(&mut *gc.flush.lock())); // no thread: free here
+        }
+    }
+
+    /// Pushes a new generation: the newer generation becomes the older one and the older one is
+    /// dropped (its entries count as evictions, with `Generation` events). `reset_timer` restarts
+    /// the `gc_interval` heartbeat from now. Returns how many entries were dropped.
+    pub fn new_generation(&self, reset_timer: bool) -> usize {
+        let dropped = self.rotate();
+        if reset_timer {
+            self.reset_generation_timer();
+        }
+        dropped
+    }
+
+    /// Restarts the `gc_interval` heartbeat from now (Nebulex `reset_generation_timer`).
+    pub fn reset_generation_timer(&self) {
+        if let Some(interval) = self.inner.opts.gc_interval {
+            let next = self.now().saturating_add(ttl_ms(interval));
+            self.inner.gc.tick.lock().heartbeat = Some(next);
+            self.inner.gc.wake();
+        }
+    }
+
+    fn rotate(&self) -> usize {
+        let _rotation = self.inner.gc.rotation.lock();
+        self.rotate_locked(None)
+    }
+
+    /// Rotates every partition; in admission mode the entry with hash `protect` (the one a writer
+    /// just wrote) survives.
+    fn rotate_locked(&self, protect: Option<u64>) -> usize {
+        let tally = &self.inner.tally;
+        let mut dropped = Vec::with_capacity(self.inner.partitions.len());
+        for p in self.inner.partitions.iter() {
+            let mut p = p.write();
+            let newer = std::mem::take(&mut p.newer);
+            let mut older = std::mem::replace(&mut p.older, newer);
+            let (moved_len, moved_bytes) = (p.older.table.len() as i64, p.older.bytes as i64);
+            tally.add(Which::Newer, -moved_len, -moved_bytes);
+            tally.add(
+                Which::Older,
+                moved_len - older.table.len() as i64,
+                moved_bytes - older.bytes as i64,
+            );
+            if self.inner.sketch.is_some() {
+                self.rescue_frequent(&mut older, &mut p.older, protect);
+            }
+            drop(p);
+            dropped.push(older.table);
+        }
+        self.evicted(dropped, EventKind::Generation)
+    }
+
+    /// Admission mode: keeps the often-read entries of a dropped generation in the new older one
+    /// (they stay evictable, least read first), so a generation does not flush the hot set.
+    fn rescue_frequent(
+        &self,
+        dropped: &mut Gen<K, V>,
+        older: &mut Gen<K, V>,
+        protect: Option<u64>,
+    ) {
+        let frequent = |s: &mut Slot<K, V>| {
+            let hash = self.hash(&s.key);
+            Some(hash) == protect || self.read_count_of(hash) >= RESCUE_READS
+        };
+        let rescued: Vec<Slot<K, V>> = dropped.table.extract_if(frequent).collect();
+        for slot in rescued {
+            dropped.bytes -= u64::from(slot.weight);
+            self.inner.tally.slot(Which::Older, slot.weight, 1);
+            let hash = self.hash(&slot.key);
+            older.insert_new(hash, slot, self.rehash());
+        }
+    }
+
+    /// Counts and announces evicted tables, then queues them to be freed.
+    fn evicted(&self, tables: Vec<Table<K, V>>, kind: EventKind) -> usize {
+        let count = tables.iter().map(HashTable::len).sum::<usize>();
+        self.inner.stats.add(Stat::Evictions, count as u64);
+        if self.inner.events.is_active() {
+            let keys = tables.iter().flat_map(HashTable::iter);
+            keys.for_each(|s| self.inner.events.emit(&s.key, kind));
+        }
+        self.defer_flush(tables);
+        count
+    }
+
+    /// True if a write took the store past a limit (strictly: a store may be full).
+    fn over_limit(&self) -> bool {
+        let (opts, tally) = (&self.inner.opts, &self.inner.tally);
+        opts.max_size.is_some_and(|m| tally.total_len() > m)
+            || opts
+                .allocated_memory
+                .is_some_and(|m| tally.total_bytes() > m)
+    }
+
+    /// True if the newer generation holds at least half a limit: then a new generation frees
+    /// enough (the older one is at most the other half).
+    fn newer_is_big(&self) -> bool {
+        let (opts, tally) = (&self.inner.opts, &self.inner.tally);
+        opts.max_size
+            .is_some_and(|m| tally.len(Which::Newer) >= m / 2)
+            || opts
+                .allocated_memory
+                .is_some_and(|m| tally.bytes(Which::Newer) >= m / 2)
+    }
+
+    /// Called after every write that may have grown the store: pushes a new generation as soon
+    /// as the newer one holds half a limit, so the older one (at most the other half) plus the
+    /// newer one stay within the limit (the fix for nebulex#184/#247: no waiting for a poll).
+    #[inline]
+    pub(super) fn enforce_limits(&self, index: usize, written: u64) {
+        if self.inner.opts.has_limits() && (self.newer_is_big() || self.over_limit()) {
+            self.relieve(index, written);
+        }
+    }
+
+    /// Rotates while the newer generation is big; if the store is still over a limit (entries
+    /// of very different weights), drops older partitions one by one.
+    #[cold]
+    fn relieve(&self, index: usize, written: u64) {
+        let partitions = self.inner.partitions.len();
+        let _rotation = self.inner.gc.rotation.lock();
+        for step in 0..partitions + 2 {
+            if self.newer_is_big() {
+                self.rotate_locked(Some(written));
+            } else if !self.over_limit() {
+                return;
+            } else if self.inner.tally.len(Which::Older) == 0 {
+                self.rotate_locked(Some(written));
+            } else if self.inner.sketch.is_some() {
+                self.evict_older((index + step) % partitions, written);
+            } else {
+                self.drop_older((index + step) % partitions);
+            }
+        }
+    }
+
+    /// Drops one partition's older generation (entries unused since the last generation).
+    fn drop_older(&self, index: usize) {
+        let older = {
+            let mut p = self.partition(index).write();
+            let older = std::mem::take(&mut p.older);
+            self.inner.tally.add(
+                Which::Older,
+                -(older.table.len() as i64),
+                -(older.bytes as i64),
+            );
+            older
+        };
+        self.evicted(vec![older.table], EventKind::Evicted);
+    }
+
+    fn read_count_of(&self, hash: u64) -> u8 {
+        self.inner.sketch.as_ref().map_or(0, |s| s.estimate(hash))
+    }
+
+    /// Evicts a small batch of one partition's older entries, the least read first (admission
+    /// mode).
+    fn evict_older(&self, index: usize, protect: u64) {
+        let batch = (self.inner.tally.total_len() as usize / 64).max(16);
+        let evicted: Vec<Slot<K, V>> = {
+            let mut p = self.partition(index).write();
+            let mut out: Vec<Slot<K, V>> = Vec::with_capacity(batch);
+            // The least read first: TinyLFU's idea, applied to the older generation.
+            for below in [1, 2, 3, 4, 6, 8, 12, 16] {
+                let rarely_read = |s: &mut Slot<K, V>| {
+                    let hash = self.hash(&s.key);
+                    hash != protect && self.read_count_of(hash) < below
+                };
+                let need = batch - out.len();
+                out.extend(p.older.table.extract_if(rarely_read).take(need));
+                if out.len() == batch {
+                    break;
+                }
+            }
+            for slot in &out {
+                p.older.bytes -= u64::from(slot.weight);
+                self.inner.tally.slot(Which::Older, slot.weight, -1);
+            }
+            out
+        };
+        self.inner.stats.add(Stat::Evictions, evicted.len() as u64);
+        evicted
+            .iter()
+            .for_each(|s| self.inner.events.emit(&s.key, EventKind::Evicted));
+    }
+
+    /// True when a limit is reached (Nebulex's `value >= limit` check on the clean-up poll).
+    fn limit_reached(&self) -> bool {
+        let (opts, tally) = (&self.inner.opts, &self.inner.tally);
+        opts.max_size.is_some_and(|m| tally.total_len() >= m)
+            || opts
+                .allocated_memory
+                .is_some_and(|m| tally.total_bytes() >= m)
+    }
+
+    /// The clean-up poll period for how full the store is now (the shorter of the two limits').
+    pub fn cleanup_timeout(&self) -> Duration {
+        let (opts, tally) = (&self.inner.opts, &self.inner.tally);
+        let (min, max) = (opts.gc_cleanup_min_timeout, opts.gc_cleanup_max_timeout);
+        let by_size = opts
+            .max_size
+            .map(|m| backoff(tally.total_len(), m, min, max));
+        let by_memory = opts
+            .allocated_memory
+            .map(|m| backoff(tally.total_bytes(), m, min, max));
+        by_size.into_iter().chain(by_memory).min().unwrap_or(max)
+    }
+
+    /// Nebulex's clean-up check, as the poll runs it: if a limit is reached, push a new
+    /// generation, remove expired entries and restart the heartbeat. Returns true if it pushed a
+    /// generation.
+    pub fn cleanup(&self) -> bool {
+        let mut timers = self.inner.gc.tick.lock();
+        self.cleanup_locked(&mut timers)
+    }
+
+    fn cleanup_locked(&self, timers: &mut Timers) -> bool {
+        if !self.limit_reached() {
+            return false;
+        }
+        self.rotate();
+        self.purge_expired();
+        let now = self.now();
+        timers.heartbeat = self
+            .inner
+            .opts
+            .gc_interval
+            .map(|i| now.saturating_add(ttl_ms(i)));
+        true
+    }
+
+    /// Removes every expired entry from both generations; returns how many.
+    pub fn purge_expired(&self) -> usize {
+        let now = self.now();
+        let mut total = 0;
+        for p in self.inner.partitions.iter() {
+            let removed: Vec<(Slot<K, V>, Which)> = {
+                let mut p = p.write();
+                let mut out: Vec<_> = p
+                    .newer
+                    .table
+                    .extract_if(|s| s.is_expired(now))
+                    .map(|s| (s, Which::Newer))
+                    .collect();
+                out.extend(
+                    p.older
+                        .table
+                        .extract_if(|s| s.is_expired(now))
+                        .map(|s| (s, Which::Older)),
+                );
+                for (slot, which) in &out {
+                    let g = match which {
+                        Which::Newer => &mut p.newer,
+                        Which::Older => &mut p.older,
+                    };
+                    g.bytes -= u64::from(slot.weight);
+                    self.inner.tally.slot(*which, slot.weight, -1);
+                }
+                out
+            };
+            total += removed.len();
+            removed
+                .iter()
+                .for_each(|(s, _)| self.inner.events.emit(&s.key, EventKind::Expired));
+        }
+        self.inner.stats.add(Stat::Expirations, total as u64);
+        total
+    }
+
+    /// Runs whatever GC work is due now — the heartbeat, the clean-up poll, freeing dropped
+    /// generations — exactly as the background thread does; returns when it next has work (Unix
+    /// ms). Tests with a [`crate::ManualClock`] call it after `advance` to be deterministic.
+    pub fn maintain(&self) -> Option<u64> {
+        let now = self.now();
+        self.flush_due(now);
+        let mut timers = self.inner.gc.tick.lock();
+        if timers.heartbeat.is_some_and(|t| t <= now) {
+            self.rotate();
+            timers.heartbeat = self
+                .inner
+                .opts
+                .gc_interval
+                .map(|i| now.saturating_add(ttl_ms(i)));
+        }
+        if timers.cleanup.is_some_and(|t| t <= now) {
+            self.cleanup_locked(&mut timers);
+            timers.cleanup = Some(now.saturating_add(ttl_ms(self.cleanup_timeout())));
+        }
+        let flush = self.inner.gc.flush.lock().iter().map(|p| p.due).min();
+        [timers.heartbeat, timers.cleanup, flush]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Frees the dropped generations whose flush delay has passed.
+    fn flush_due(&self, now: u64) {
+        let due: Vec<Pending<K, V>> = {
+            let mut queue = self.inner.gc.flush.lock();
+            let (due, keep) = std::mem::take(&mut *queue)
+                .into_iter()
+                .partition(|p| p.due <= now);
+            *queue = keep;
+            due
+        };
+        drop(due);
+    }
+
+    /// Entries in dropped generations not yet freed.
+    pub fn pending_flush(&self) -> usize {
+        let queue = self.inner.gc.flush.lock();
+        queue
+            .iter()
+            .flat_map(|p| p.tables.iter())
+            .map(HashTable::len)
+            .sum()
+    }
+
+    /// Starts the GC thread if it is not running; false if it could not be started.
+    pub(super) fn gc_thread(&self) -> bool {
+        let thread = self.inner.gc.thread.get_or_init(|| self.spawn_gc());
+        thread.is_some()
+    }
+
+    fn spawn_gc(&self) -> Option<Thread> {
+        let weak = self.inner.me.clone();
+        let spawned = std::thread::Builder::new()
+            .name("strata-generational-gc".into())
+            .spawn(move || gc_loop(weak));
+        match spawned {
+            Ok(handle) => {
+                let thread = handle.thread().clone();
+                let (waker, alive) = (thread.clone(), self.inner.me.clone());
+                self.inner.clock.on_advance(move || {
+                    waker.unpark();
+                    alive.strong_count() > 0
+                });
+                Some(thread)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start the strata generational GC thread; call maintain() to run the GC timers");
+                None
+            }
+        }
+    }
+}
+
+fn gc_loop<K, V>(weak: Weak<Inner<K, V>>)
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let store = GenerationalStore { inner };
+        let next = store.maintain();
+        let nap = next.and_then(|t| store.inner.clock.sleep_hint(t));
+        let manual = store.inner.clock.is_manual();
+        drop(store);
+        match nap {
+            Some(nap) => std::thread::park_timeout(nap.min(MAX_NAP)),
+            None if manual => std::thread::park(),
+            None => std::thread::park_timeout(MAX_NAP),
+        }
+    }
+}

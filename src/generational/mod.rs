@@ -1,0 +1,24 @@
+//! `GenerationalStore`: Nebulex's Local adapter in Rust — two generations, size and memory limits,
+//! a query API and key-level transactions.
+//!
+//! Entries live inline in two hash tables per partition, the *newer* and the *older* generation.
+//! Reads hit the newer one; a hit in the older one moves the entry to the newer one. Pushing a new
+//! generation turns the newer table into the older one and drops the previous older table whole,
+//! which is how the store evicts: no per-entry LRU list, no timer per key. One background thread
+//! per store runs the timers (`gc_interval`, the size/memory clean-up poll with its inverse linear
+//! back-off, `gc_flush_delay`) and frees dropped generations off the callers' path.
+
+mod api;
+mod builder;
+mod gc;
+mod partition;
+mod query;
+mod sketch;
+mod store;
+mod transaction;
+mod weigh;
+
+pub use builder::GenerationalStoreBuilder;
+pub use query::{Entry, Query, QueryStream};
+pub use store::GenerationalStore;
+pub use weigh::HeapSize;

@@ -1,0 +1,71 @@
+//! A small frequency sketch for the optional admission policy: how often a key was read lately.
+//!
+//! Four 4-bit-saturating counters per key in one array of 16 per entry of capacity (a counting Bloom filter, read as the
+//! minimum of the four, like TinyLFU's count-min sketch); every counter is halved after about
+//! ten reads per entry of capacity, so old popularity fades. Relaxed atomics: a lost increment
+//! under contention only makes an estimate slightly low.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+const SEEDS: [u64; 4] = [
+    0x9E37_79B9_7F4A_7C15,
+    0xC2B2_AE3D_27D4_EB4F,
+    0x1656_67B1_9E37_79F9,
+    0x27D4_EB2F_1656_67C5,
+];
+
+pub(crate) struct Sketch {
+    counters: Box<[AtomicU8]>,
+    mask: usize,
+    /// Sampled reads (one in 8) since the last halving.
+    sampled: AtomicU64,
+    sample_limit: u64,
+}
+
+impl Sketch {
+    /// A sketch sized for `capacity` entries.
+    pub fn new(capacity: u64) -> Self {
+        let width = (capacity.clamp(64, 1 << 26) as usize * 16).next_power_of_two();
+        Sketch {
+            counters: (0..width).map(|_| AtomicU8::new(0)).collect(),
+            mask: width - 1,
+            sampled: AtomicU64::new(0),
+            sample_limit: (capacity.max(64) * 10) / 8,
+        }
+    }
+
+    #[inline]
+    fn index(&self, hash: u64, i: usize) -> usize {
+        (hash.wrapping_mul(SEEDS[i]) >> 32) as usize & self.mask
+    }
+
+    /// Counts one read of the key with `hash`.
+    #[inline]
+    pub fn record(&self, hash: u64) {
+        for i in 0..4 {
+            let c = &self.counters[self.index(hash, i)];
+            let v = c.load(Ordering::Relaxed);
+            if v < 15 {
+                c.store(v + 1, Ordering::Relaxed);
+            }
+        }
+        if hash & 7 == 0 && self.sampled.fetch_add(1, Ordering::Relaxed) + 1 >= self.sample_limit {
+            self.age();
+        }
+    }
+
+    /// The estimated number of recent reads of the key with `hash`.
+    #[inline]
+    pub fn estimate(&self, hash: u64) -> u8 {
+        let each = (0..4).map(|i| self.counters[self.index(hash, i)].load(Ordering::Relaxed));
+        each.min().unwrap_or(0)
+    }
+
+    #[cold]
+    fn age(&self) {
+        self.sampled.store(0, Ordering::Relaxed);
+        for c in self.counters.iter() {
+            c.store(c.load(Ordering::Relaxed) >> 1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,711 @@
+//! The `GenerationalStore` handle: construction, reads and writes across the two generations.
+
+use std::{
+    borrow::Borrow,
+    hash::{BuildHasher, Hash},
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use hashbrown::hash_table::Entry as TableEntry;
+use parking_lot::RwLock;
+
+use super::{
+    builder::{GenerationalStoreBuilder, Options, Parts},
+    gc::Gc,
+    partition::{Partition, Slot, Tally, Which},
+    sketch::Sketch,
+    transaction::Locks,
+    weigh::{inline_size, Weigher},
+};
+use crate::{
+    error::{Error, Result},
+    events::{EventBus, EventKind, Events},
+    namespace::Namespace,
+    stats::{Counter as Stat, Stats, StatsRecorder},
+    store::{Counter, Expiry},
+    time::Clock,
+};
+
+/// The hasher: foldhash, randomly seeded per store.
+pub(crate) type DefaultHasher = foldhash::fast::RandomState;
+
+/// An in-memory store with two generations (Nebulex's Local adapter).
+///
+/// Reads hit the newer generation; a hit in the older one moves the entry to the newer one (so do
+/// `ttl`, `expire`, `touch`, `incr` and `replace`). [`new_generation`](Self::new_generation)
+/// drops the older generation whole and makes the newer one older: keys not used since the
+/// previous generation are evicted together, with [`crate::RemovalCause::Generation`].
+///
+/// Cheap to clone: clones share the same entries. Sync methods here; the async [`crate::Store`]
+/// impl calls them.
+///
+/// # Limits
+/// `max_size` and `allocated_memory` count both generations. Nebulex checks them only on its
+/// clean-up poll, so a cache can sit far above its limit for minutes (nebulex#184, #247). Here a
+/// write that makes the **newer generation reach half a limit pushes a new generation** before
+/// it returns, on the writer's thread (cheap: one table swap per partition; the dropped table is
+/// freed by the GC thread). The older generation then holds at most the other half, so the store
+/// holds between about half and all of its limit. **Bound:** once a `put` returns, the store is
+/// within its limits, except for entries other threads are writing at that moment (at most one
+/// entry per concurrent writer) — and a single entry heavier than half of `allocated_memory`,
+/// which is evicted with the next generation. If weights vary so that the store is still over a
+/// limit, older partitions are dropped one by one. The clean-up poll still runs with Nebulex's
+/// inverse linear back-off, and also removes expired entries when it pushes a generation.
+///
+/// ```
+/// use std::time::Duration;
+/// use strata::{GenerationalStore, ManualClock};
+///
+/// let time = ManualClock::new();
+/// let store = GenerationalStore::builder().clock(time.clock()).build()?;
+/// store.put("a".to_string(), 1u32, None)?;
+/// store.new_generation(true); // "a" is now in the older generation
+/// assert_eq!(store.get("a"), Some(1)); // ... and this read moved it back to the newer one
+/// store.new_generation(true);
+/// store.new_generation(true); // two generations without a read: evicted
+/// assert_eq!(store.get("a"), None);
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub struct GenerationalStore<K, V> {
+    pub(super) inner: Arc<Inner<K, V>>,
+}
+
+impl<K, V> Clone for GenerationalStore<K, V> {
+    fn clone(&self) -> Self {
+        GenerationalStore {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for GenerationalStore<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerationalStore")
+            .field("partitions", &self.inner.partitions.len())
+            .field("newer", &self.inner.tally.len(Which::Newer))
+            .field("older", &self.inner.tally.len(Which::Older))
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner<K, V> {
+    pub opts: Options,
+    pub namespace: Namespace,
+    pub partitions: Box<[RwLock<Partition<K, V>>]>,
+    pub hasher: DefaultHasher,
+    pub clock: Clock,
+    pub stats: StatsRecorder,
+    pub events: EventBus<K>,
+    pub tally: Tally,
+    pub weigher: Option<Weigher<K, V>>,
+    pub gc: Gc<K, V>,
+    pub sketch: Option<Sketch>,
+    pub locks: Locks,
+    pub me: Weak<Inner<K, V>>,
+}
+
+impl<K, V> Drop for Inner<K, V> {
+    fn drop(&mut self) {
+        self.gc.wake();
+    }
+}
+
+/// What a write replaced, reported after the partition lock is released.
+pub(super) enum Replaced<V> {
+    Nothing,
+    Live(V),
+    Expired(V),
+}
+
+/// Where `locate` found a key (after promoting it to the newer generation).
+pub(super) enum Found<'a, K, V> {
+    Live(&'a mut Slot<K, V>),
+    Expired(Slot<K, V>),
+    Missing,
+}
+
+/// The admission sketch, sized for the entry limit (or a memory limit at 64 bytes per entry).
+fn sketch_for(opts: &Options) -> Option<Sketch> {
+    let capacity = opts.max_size.or(opts.allocated_memory.map(|m| m / 64))?;
+    opts.admission.then(|| Sketch::new(capacity))
+}
+
+impl<K, V> GenerationalStore<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A builder with Nebulex's defaults (see [`GenerationalStoreBuilder`]).
+    pub fn builder() -> GenerationalStoreBuilder<K, V> {
+        GenerationalStoreBuilder::new()
+    }
+
+    pub(super) fn from_parts(parts: Parts<K, V>) -> Self {
+        let now = parts.clock.now_ms();
+        let inner = Arc::new_cyclic(|me| Inner {
+            namespace: parts.namespace,
+            partitions: (0..parts.opts.partitions)
+                .map(|_| RwLock::default())
+                .collect(),
+            hasher: DefaultHasher::default(),
+            clock: parts.clock,
+            stats: StatsRecorder::new(parts.opts.stats),
+            events: EventBus::new(parts.opts.event_capacity),
+            tally: Tally::default(),
+            weigher: parts.weigher,
+            gc: Gc::new(&parts.opts, now),
+            sketch: sketch_for(&parts.opts),
+            locks: Locks::default(),
+            me: me.clone(),
+            opts: parts.opts,
+        });
+        let store = GenerationalStore { inner };
+        if store.inner.opts.needs_gc_thread() {
+            store.gc_thread();
+        }
+        store
+    }
+
+    /// A fresh, empty store with the same options (and the same clock) in `namespace`.
+    pub(super) fn sibling(&self, namespace: Namespace) -> Self {
+        Self::from_parts(Parts {
+            opts: self.inner.opts.clone(),
+            namespace,
+            clock: self.inner.clock.clone(),
+            weigher: self.inner.weigher.clone(),
+        })
+    }
+
+    #[inline]
+    pub(super) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.inner.hasher.hash_one(key)
+    }
+
+    /// The partition index for `hash` (multiply-shift on the high bits, which hashbrown's bucket
+    /// choice does not use).
+    #[inline]
+    pub(super) fn index(&self, hash: u64) -> usize {
+        (((hash >> 32) * self.inner.partitions.len() as u64) >> 32) as usize
+    }
+
+    #[inline]
+    pub(super) fn partition(&self, index: usize) -> &RwLock<Partition<K, V>> {
+        &self.inner.partitions[index]
+    }
+
+    #[inline]
+    pub(super) fn now(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    pub(super) fn rehash(&self) -> impl Fn(&Slot<K, V>) -> u64 + '_ {
+        move |s: &Slot<K, V>| self.inner.hasher.hash_one(&s.key)
+    }
+
+    /// An entry's accounted size: inline slot plus the weigher's heap bytes (saturating at 4 GiB).
+    #[inline]
+    pub(super) fn weigh(&self, key: &K, value: &V) -> u32 {
+        let heap = self.inner.weigher.as_ref().map_or(0, |w| w(key, value));
+        u32::try_from(inline_size::<Slot<K, V>>() + heap).unwrap_or(u32::MAX)
+    }
+
+    /// Finds `key`, moving it from the older to the newer generation, and removes it if expired.
+    pub(super) fn locate<'a, Q>(
+        &self,
+        p: &'a mut Partition<K, V>,
+        hash: u64,
+        key: &Q,
+        now: u64,
+    ) -> Found<'a, K, V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let tally = &self.inner.tally;
+        let eq = |s: &Slot<K, V>| s.key.borrow() == key;
+        if p.newer.table.find(hash, eq).is_none() {
+            let Some(slot) = p.older.remove(hash, eq) else {
+                return Found::Missing;
+            };
+            tally.slot(Which::Older, slot.weight, -1);
+            if slot.is_expired(now) {
+                return Found::Expired(slot);
+            }
+            tally.slot(Which::Newer, slot.weight, 1);
+            p.newer.insert_new(hash, slot, self.rehash());
+        }
+        if p.newer
+            .table
+            .find(hash, eq)
+            .is_some_and(|s| s.is_expired(now))
+        {
+            return match p.newer.remove(hash, eq) {
+                Some(slot) => {
+                    tally.slot(Which::Newer, slot.weight, -1);
+                    Found::Expired(slot)
+                }
+                None => Found::Missing,
+            };
+        }
+        p.newer
+            .table
+            .find_mut(hash, eq)
+            .map_or(Found::Missing, Found::Live)
+    }
+
+    /// Runs `f` on the live entry under `key` (promoted to the newer generation) under the
+    /// partition's write lock. `f` may change the slot's weight; the counts follow.
+    pub(super) fn with_live<Q, R>(&self, key: &Q, f: impl FnOnce(&mut Slot<K, V>) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let now = self.now();
+        let mut p = self.partition(self.index(hash)).write();
+        let (out, expired, delta) = match self.locate(&mut p, hash, key, now) {
+            Found::Live(slot) => {
+                let before = i64::from(slot.weight);
+                let out = f(slot);
+                (Some(out), None, i64::from(slot.weight) - before)
+            }
+            Found::Expired(slot) => (None, Some(slot), 0),
+            Found::Missing => (None, None, 0),
+        };
+        if delta != 0 {
+            p.newer.bytes = p.newer.bytes.saturating_add_signed(delta);
+            self.inner.tally.add(Which::Newer, 0, delta);
+        }
+        drop(p);
+        if let Some(slot) = expired {
+            self.report_expired(&slot.key);
+        }
+        out
+    }
+
+    /// Counts and announces an entry found expired on access (Nebulex: an eviction too).
+    pub(super) fn report_expired(&self, key: &K) {
+        self.inner.stats.incr(Stat::Expirations);
+        self.inner.stats.incr(Stat::Evictions);
+        self.inner.events.emit(key, EventKind::Expired);
+    }
+
+    /// The live value under `key`; a hit in the older generation moves it to the newer one.
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        if let Some(sketch) = &self.inner.sketch {
+            sketch.record(hash);
+        }
+        let found = match self.peek_newer(hash, key) {
+            Ok(found) => found,
+            Err(()) => self.with_live(key, |s| s.value.clone()),
+        };
+        let stat = if found.is_some() {
+            Stat::Hits
+        } else {
+            Stat::Misses
+        };
+        self.inner.stats.incr(stat);
+        found
+    }
+
+    /// The read-locked fast path: `Ok` if the newer generation answers (or the key is nowhere),
+    /// `Err` if the key needs the write lock (in the older generation, or expired).
+    #[inline]
+    fn peek_newer<Q>(&self, hash: u64, key: &Q) -> std::result::Result<Option<V>, ()>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let p = self.partition(self.index(hash)).read();
+        let eq = |s: &Slot<K, V>| s.key.borrow() == key;
+        match p.newer.table.find(hash, eq) {
+            Some(s) if !s.is_expired(self.now()) => Ok(Some(s.value.clone())),
+            Some(_) => Err(()),
+            None if p.older.table.find(hash, eq).is_some() => Err(()),
+            None => Ok(None),
+        }
+    }
+
+    /// True if `key` has a live entry (promoting it, as Nebulex's `has_key?` does not; this one
+    /// does not either: it only looks). Not counted as a hit or miss.
+    pub fn contains<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let now = self.now();
+        let p = self.partition(self.index(hash)).read();
+        let eq = |s: &Slot<K, V>| s.key.borrow() == key;
+        let slot = p
+            .newer
+            .table
+            .find(hash, eq)
+            .or_else(|| p.older.table.find(hash, eq));
+        slot.is_some_and(|s| !s.is_expired(now))
+    }
+
+    /// Writes `value` under `key` (into the newer generation, removing it from the older one),
+    /// replacing value and TTL. Fails only for a zero TTL.
+    pub fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
+        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
+        let weight = self.weigh(&key, &value);
+        let event_key = self.inner.events.is_active().then(|| key.clone());
+        let hash = self.hash(&key);
+        let index = self.index(hash);
+        let slot = Slot {
+            key,
+            value,
+            deadline,
+            weight,
+        };
+        let replaced = self.upsert(index, hash, slot, self.on_probation(hash));
+        self.after_write(event_key.as_ref(), replaced);
+        self.enforce_limits(index, hash);
+        Ok(())
+    }
+
+    /// True if a new key with `hash` goes to the older generation (admission on, rarely read).
+    #[inline]
+    fn on_probation(&self, hash: u64) -> bool {
+        self.inner
+            .sketch
+            .as_ref()
+            .is_some_and(|s| s.estimate(hash) < 2)
+    }
+
+    /// Inserts `slot` into the newer generation, removing the key from the older one; a new key
+    /// on `probation` goes to the older generation instead. Returns what it replaced.
+    fn upsert(&self, index: usize, hash: u64, slot: Slot<K, V>, probation: bool) -> Replaced<V> {
+        let now = self.now();
+        let mut p = self.partition(index).write();
+        let old = self.upsert_in(&mut p, hash, slot, probation);
+        drop(p);
+        match old {
+            None => Replaced::Nothing,
+            Some(o) if o.is_expired(now) => Replaced::Expired(o.value),
+            Some(o) => Replaced::Live(o.value),
+        }
+    }
+
+    /// `upsert` under a partition lock the caller holds.
+    fn upsert_in(
+        &self,
+        p: &mut Partition<K, V>,
+        hash: u64,
+        slot: Slot<K, V>,
+        probation: bool,
+    ) -> Option<Slot<K, V>> {
+        let tally = &self.inner.tally;
+        let from_older = p.older.remove(hash, |s| s.key == slot.key);
+        if let Some(old) = &from_older {
+            tally.slot(Which::Older, old.weight, -1);
+        }
+        if probation
+            && from_older.is_none()
+            && p.newer.table.find(hash, |s| s.key == slot.key).is_none()
+        {
+            tally.slot(Which::Older, slot.weight, 1);
+            p.older.insert_new(hash, slot, self.rehash());
+            return None;
+        }
+        let weight = i64::from(slot.weight);
+        let old = match p
+            .newer
+            .table
+            .entry(hash, |s| s.key == slot.key, self.rehash())
+        {
+            TableEntry::Occupied(mut o) => Some(std::mem::replace(o.get_mut(), slot)),
+            TableEntry::Vacant(v) => {
+                v.insert(slot);
+                None
+            }
+        };
+        let old_weight = old.as_ref().map_or(0, |o| i64::from(o.weight));
+        p.newer.bytes = p.newer.bytes.saturating_add_signed(weight - old_weight);
+        tally.add(Which::Newer, i64::from(old.is_none()), weight - old_weight);
+        old.or(from_older)
+    }
+
+    fn after_write(&self, key: Option<&K>, replaced: Replaced<V>) {
+        let (stat, kind) = match replaced {
+            Replaced::Live(_) => (Stat::Updates, EventKind::Replace),
+            Replaced::Nothing => (Stat::Writes, EventKind::Put),
+            Replaced::Expired(_) => {
+                self.inner.stats.incr(Stat::Expirations);
+                if let Some(key) = key {
+                    self.inner.events.emit(key, EventKind::Expired);
+                }
+                (Stat::Writes, EventKind::Put)
+            }
+        };
+        self.inner.stats.incr(stat);
+        if let Some(key) = key {
+            self.inner.events.emit(key, kind);
+        }
+    }
+
+    /// Writes only if `key` has no live entry in either generation; true if written. Atomic.
+    /// A live entry in the older generation counts (and is not promoted), as in Nebulex.
+    pub fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
+        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
+        let weight = self.weigh(&key, &value);
+        let event_key = self.inner.events.is_active().then(|| key.clone());
+        let hash = self.hash(&key);
+        let index = self.index(hash);
+        let now = self.now();
+        let probation = self.on_probation(hash);
+        let mut p = self.partition(index).write();
+        let eq = |s: &Slot<K, V>| s.key == key;
+        let live = |s: &Slot<K, V>| !s.is_expired(now);
+        if p.newer.table.find(hash, eq).is_some_and(live)
+            || p.older.table.find(hash, eq).is_some_and(live)
+        {
+            return Ok(false);
+        }
+        let slot = Slot {
+            key,
+            value,
+            deadline,
+            weight,
+        };
+        let replaced = match self.upsert_in(&mut p, hash, slot, probation) {
+            Some(old) => Replaced::Expired(old.value),
+            None => Replaced::Nothing,
+        };
+        drop(p);
+        self.after_write(event_key.as_ref(), replaced);
+        self.enforce_limits(index, hash);
+        Ok(true)
+    }
+
+    /// Replaces the value and TTL of a live `key` (promoting it); false if there was none.
+    pub fn replace(&self, key: &K, value: V, ttl: Option<Duration>) -> Result<bool> {
+        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
+        let weight = self.weigh(key, &value);
+        let replaced = self.with_live(key, move |slot| {
+            slot.value = value;
+            slot.deadline = deadline;
+            slot.weight = weight;
+        });
+        if replaced.is_some() {
+            self.inner.stats.incr(Stat::Updates);
+            self.inner.events.emit(key, EventKind::Replace);
+            let hash = self.hash(key);
+            self.enforce_limits(self.index(hash), hash);
+        }
+        Ok(replaced.is_some())
+    }
+
+    /// Removes `key` from whichever generation holds it and returns its live value. Atomic.
+    pub fn take<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let now = self.now();
+        let tally = &self.inner.tally;
+        let mut p = self.partition(self.index(hash)).write();
+        let eq = |s: &Slot<K, V>| s.key.borrow() == key;
+        let (slot, which) = match p.newer.remove(hash, eq) {
+            Some(slot) => (slot, Which::Newer),
+            None => (p.older.remove(hash, eq)?, Which::Older),
+        };
+        tally.slot(which, slot.weight, -1);
+        drop(p);
+        if slot.is_expired(now) {
+            self.report_expired(&slot.key);
+            return None;
+        }
+        self.inner.stats.incr(Stat::Deletes);
+        self.inner.events.emit(&slot.key, EventKind::Delete);
+        Some(slot.value)
+    }
+
+    /// Removes `key`; true if a live entry was removed.
+    pub fn delete<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.take(key).is_some()
+    }
+
+    /// Every live key, each once (a key is never in both generations).
+    pub fn keys(&self) -> Vec<K> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for p in self.inner.partitions.iter() {
+            let p = p.read();
+            let all = p.newer.table.iter().chain(p.older.table.iter());
+            out.extend(all.filter(|s| !s.is_expired(now)).map(|s| s.key.clone()));
+        }
+        out
+    }
+
+    /// How many live entries there are, across both generations.
+    pub fn count(&self) -> usize {
+        let now = self.now();
+        let live_in = |p: &RwLock<Partition<K, V>>| {
+            let p = p.read();
+            let all = p.newer.table.iter().chain(p.older.table.iter());
+            all.filter(|s| !s.is_expired(now)).count()
+        };
+        self.inner.partitions.iter().map(live_in).sum()
+    }
+
+    /// Entries held in both generations, expired ones not yet removed included (Nebulex's
+    /// `size`). What `max_size` is checked against. O(1).
+    pub fn size(&self) -> u64 {
+        self.inner.tally.total_len()
+    }
+
+    /// Accounted bytes held in both generations. What `allocated_memory` is checked against. O(1).
+    pub fn memory(&self) -> u64 {
+        self.inner.tally.total_bytes()
+    }
+
+    /// Entries held in the newer and in the older generation (Nebulex's `generations`).
+    pub fn generation_sizes(&self) -> (u64, u64) {
+        (
+            self.inner.tally.len(Which::Newer),
+            self.inner.tally.len(Which::Older),
+        )
+    }
+
+    /// Deletes everything; returns how many live entries were removed.
+    pub fn clear(&self) -> usize {
+        let now = self.now();
+        let mut removed = 0;
+        for p in self.inner.partitions.iter() {
+            let (newer, older) = {
+                let mut p = p.write();
+                let taken = (std::mem::take(&mut p.newer), std::mem::take(&mut p.older));
+                self.inner.tally.add(
+                    Which::Newer,
+                    -(taken.0.table.len() as i64),
+                    -(taken.0.bytes as i64),
+                );
+                self.inner.tally.add(
+                    Which::Older,
+                    -(taken.1.table.len() as i64),
+                    -(taken.1.bytes as i64),
+                );
+                taken
+            };
+            for slot in newer.table.iter().chain(older.table.iter()) {
+                let live = !slot.is_expired(now);
+                removed += usize::from(live);
+                let kind = if live {
+                    EventKind::Delete
+                } else {
+                    EventKind::Expired
+                };
+                self.inner.events.emit(&slot.key, kind);
+            }
+            self.defer_flush(vec![newer.table, older.table]);
+        }
+        self.inner.stats.add(Stat::Deletes, removed as u64);
+        removed
+    }
+
+    /// The remaining lifetime of `key` (promoting it), or `None` if it has no live entry.
+    pub fn ttl<Q>(&self, key: &Q) -> Option<Expiry>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let now = self.now();
+        self.with_live(key, |s| match s.deadline {
+            0 => Expiry::Never,
+            d => Expiry::In(Duration::from_millis(d.saturating_sub(now))),
+        })
+    }
+
+    /// Sets a new TTL on `key` counted from now (`None`: never expires), promoting it; true if
+    /// it was live.
+    pub fn expire<Q>(&self, key: &Q, ttl: Option<Duration>) -> Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
+        Ok(self.with_live(key, |s| s.deadline = deadline).is_some())
+    }
+
+    /// Removes `key`'s TTL; true if it was live.
+    pub fn persist<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.with_live(key, |s| s.deadline = 0).is_some()
+    }
+
+    /// Marks `key` as used: moves it to the newer generation, TTL unchanged; true if it was live.
+    pub fn touch<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.with_live(key, |_| ()).is_some()
+    }
+
+    /// Atomically adds `delta` to the integer under `key` (missing or expired: counts from zero,
+    /// no TTL), promoting it; returns the new value. An existing TTL is kept.
+    pub fn incr(&self, key: &K, delta: i64) -> Result<V>
+    where
+        V: Counter,
+        K: std::fmt::Debug,
+    {
+        let overflow = || Error::Overflow {
+            key: format!("{key:?}"),
+        };
+        let updated = self.with_live(key, |s| -> Result<V> {
+            s.value = s.value.add(delta).ok_or_else(overflow)?;
+            Ok(s.value.clone())
+        });
+        if let Some(result) = updated {
+            let value = result?;
+            self.inner.stats.incr(Stat::Updates);
+            self.inner.events.emit(key, EventKind::Replace);
+            return Ok(value);
+        }
+        let value = V::zero().add(delta).ok_or_else(overflow)?;
+        if self.put_new(key.clone(), value.clone(), None)? {
+            return Ok(value);
+        }
+        self.incr(key, delta) // another writer created it in between: count on its value
+    }
+
+    /// Subscribes to this store's events (put, replace, delete, expired, generation).
+    pub fn subscribe(&self) -> Events<K> {
+        self.inner.events.subscribe()
+    }
+
+    /// A snapshot of the counters. Counting follows Nebulex: an entry found expired on access
+    /// is a miss, an expiration and an eviction; a new generation adds the older generation's
+    /// size to `evictions`; a `put` over a live key is an update. Explicit deletes count in
+    /// `deletes` (Nebulex folds them into evictions).
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
+    }
+
+    /// The clock this store reads.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// This store's namespace.
+    pub fn namespace(&self) -> &Namespace {
+        &self.inner.namespace
+    }
+}
