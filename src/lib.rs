@@ -16,6 +16,9 @@
 //!   embedded engine on disk that survives restarts and `kill -9` (Pow's `MnesiaCache`, one node).
 //! - `generational`: [`GenerationalStore`], two generations with size and memory limits, a
 //!   [`Query`] API and key-level transactions (Nebulex's Local adapter).
+//! - [`replicated`] (feature `redis`): [`ReplicatedStore`], a local tier per node in front of
+//!   Redis as the shared truth, kept coherent by pub/sub invalidations (Pow's multi-node
+//!   `MnesiaCache` + `Unsplit`).
 //! - [`codec`]: keys and values to bytes for stores that leave the process (versioned header,
 //!   MessagePack or JSON, bounded decoding).
 //! - `time`: [`Clock`] and [`ManualClock`], injected into every store so expiry is tested by
@@ -36,6 +39,11 @@
 //!   both generations). Writes past `max_size`/`allocated_memory` relieve the store before they
 //!   return; one GC thread per store runs the generation timer and the clean-up poll and frees
 //!   dropped generations; it holds only a weak reference and stops when the store is dropped.
+//! - **ReplicatedStore**: Redis holds the truth and the TTLs; a write reaches Redis before any
+//!   node's copy changes and invalidates the other nodes' copies over pub/sub (other nodes may
+//!   read the old value until the message arrives, typically well under a millisecond). One task
+//!   per node keeps the subscription, pings it, and on reconnect flushes the local tiers before
+//!   trusting them; while cut off, writes fail and stale reads are bounded by `stale_for`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -60,6 +68,8 @@ mod memory;
 mod namespace;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+pub mod replicated;
 #[cfg(feature = "sessions")]
 pub mod sessions;
 mod stats;
@@ -85,6 +95,8 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use namespace::{Namespace, DEFAULT_NAMESPACE};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "redis")]
+pub use replicated::{ReplicatedStore, ReplicatedStoreBuilder, ReplicationStats};
 pub use stats::{Counter as StatCounter, Stats, StatsRecorder};
 pub use store::{Counter, Expiry, Store};
 pub use time::{check_ttl, Clock, ManualClock, UnixMillis};

@@ -605,3 +605,73 @@ mod disk {
 
     conformance!(Ctx::manual().with_dir(), open);
 }
+
+/// ReplicatedStore: a local MemoryStore in front of a RedisStore (the truth and the TTLs), with
+/// invalidations over the same `redis-server`. Redis keeps its own time: system clock.
+#[cfg(feature = "redis")]
+mod replicated {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{Key, MemoryStore, RedisStore, ReplicatedStore};
+
+    type Replicated<K, V> = ReplicatedStore<K, V, MemoryStore<K, V>, RedisStore<K, V>>;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> Replicated<K, V>
+    where
+        K: Key,
+        V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let remote = RedisStore::builder()
+            .url(ctx.redis_url())
+            .namespace(namespace)
+            .build()
+            .await
+            .expect("connect to the test redis-server");
+        ReplicatedStore::builder()
+            .local(MemoryStore::new())
+            .remote(remote)
+            .url(ctx.redis_url())
+            .build()
+            .await
+            .expect("connect to the test redis-server")
+    }
+
+    conformance!(Ctx::real().with_redis(), open);
+}
+
+/// ReplicatedStore with a DiskStore tier (one data directory, a namespace per store) in front of
+/// a RedisStore.
+#[cfg(all(feature = "redis", feature = "disk"))]
+mod replicated_disk {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{DiskDb, DiskStore, Key, RedisStore, ReplicatedStore};
+
+    type Replicated<K, V> = ReplicatedStore<K, V, DiskStore<K, V>, RedisStore<K, V>>;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> Replicated<K, V>
+    where
+        K: Key,
+        V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let db = ctx.shared(|| {
+            DiskDb::builder()
+                .dir(ctx.dir())
+                .open()
+                .expect("open the data directory")
+        });
+        let remote = RedisStore::builder()
+            .url(ctx.redis_url())
+            .namespace(namespace)
+            .build()
+            .await
+            .expect("connect to the test redis-server");
+        ReplicatedStore::builder()
+            .local(db.store(namespace).expect("open the namespace"))
+            .remote(remote)
+            .url(ctx.redis_url())
+            .build()
+            .await
+            .expect("connect to the test redis-server")
+    }
+
+    conformance!(Ctx::real().with_dir().with_redis(), open);
+}

@@ -12,6 +12,7 @@ mod generational;
 mod memory;
 mod plot;
 mod redis;
+mod replicated;
 mod report;
 mod workload;
 
@@ -37,6 +38,9 @@ fn main() {
     }
     if report.wants("generational") {
         generational::run(&mut report);
+    }
+    if report.wants("replicated") {
+        replicated::run(&mut report);
     }
     report.finish();
 }

@@ -1,0 +1,386 @@
+//! The invalidation channel: one Redis pub/sub connection per node (the `Hub`), shared by every
+//! namespace of a [`ReplicatedStore`](super::ReplicatedStore).
+//!
+//! Each namespace publishes on `{prefix}{namespace}`; the hub `PSUBSCRIBE`s `{prefix}*` and hands
+//! each message to the local tiers registered for that namespace. Messages from this node (its
+//! own echoes), for namespaces nobody here registered, or that do not decode are counted and
+//! ignored. A background task owns the subscription: it pings every `heartbeat`, and when the
+//! connection drops (or a ping goes unanswered) it marks the [`Link`] down, reconnects with
+//! back-off, has every registered tier flush itself, and only then marks the link up again.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Weak,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use futures_util::StreamExt;
+use parking_lot::RwLock;
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use tokio::sync::oneshot;
+
+use super::{
+    link::Link,
+    message::{self, Op},
+};
+use crate::{
+    error::{Error, Result},
+    time::Clock,
+};
+
+/// A boxed future, for the object-safe [`Handler`] (used off the hot path only).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A local tier that reacts to invalidations (one per namespace and store).
+pub(crate) trait Handler: Send + Sync {
+    /// Drops the local copy of the key encoded as `key`; false if the bytes are not a key.
+    fn invalidate<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, bool>;
+    /// Drops every local copy (another node cleared the namespace).
+    fn flush(&self) -> BoxFuture<'_, ()>;
+    /// After a reconnect: flushes, then refills if configured to.
+    fn resync(&self) -> BoxFuture<'_, ()>;
+}
+
+/// How a hub connects and watches its connection.
+#[derive(Clone, Debug)]
+pub(crate) struct HubOptions {
+    pub url: String,
+    pub prefix: String,
+    pub connect_timeout: Duration,
+    pub heartbeat: Duration,
+    pub allow_start_offline: bool,
+    pub clock: Clock,
+}
+
+/// Counters of what the hub received, read through `ReplicatedStore::replication_stats`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub received: AtomicU64,
+    pub applied: AtomicU64,
+    pub own_echoes: AtomicU64,
+    pub unknown_namespace: AtomicU64,
+    pub garbled: AtomicU64,
+    pub disconnects: AtomicU64,
+    pub recoveries: AtomicU64,
+    /// Microseconds from publish to apply of the last applied message; `u64::MAX`: none yet.
+    pub last_latency_us: AtomicU64,
+}
+
+type Handlers = HashMap<String, Vec<Weak<dyn Handler>>>;
+
+/// One node's end of the invalidation channel.
+pub(crate) struct Hub {
+    node: u64,
+    client: redis::Client,
+    options: HubOptions,
+    pub link: Link,
+    pub counters: Counters,
+    publisher: RwLock<Option<MultiplexedConnection>>,
+    handlers: RwLock<Handlers>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("node", &self.node)
+            .field("prefix", &self.options.prefix)
+            .field("up", &self.link.is_up())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live subscription: the stream of messages and the sink used to ping.
+struct Conn {
+    stream: PubSubStream,
+    sink: PubSubSink,
+}
+
+/// Wall-clock microseconds, comparable across the processes of one host (message latency).
+pub(crate) fn wall_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn new_node_id() -> u64 {
+    use std::hash::BuildHasher;
+    let seed = (std::process::id(), wall_us(), &() as *const () as usize);
+    foldhash::quality::RandomState::default().hash_one(seed) | 1
+}
+
+impl Hub {
+    /// Connects (or, with `allow_start_offline`, starts disconnected) and spawns the task that
+    /// keeps the subscription alive. Must run inside a Tokio runtime.
+    pub async fn start(options: HubOptions) -> Result<Arc<Hub>> {
+        let client = redis::Client::open(options.url.as_str())
+            .map_err(|e| Error::config("url", format!("{e}; use redis://host:port/")))?;
+        let (tx, rx) = oneshot::channel();
+        let hub = Arc::new(Hub {
+            node: new_node_id(),
+            client,
+            options,
+            link: Link::default(),
+            counters: Counters {
+                last_latency_us: AtomicU64::new(u64::MAX),
+                ..Counters::default()
+            },
+            publisher: RwLock::new(None),
+            handlers: RwLock::new(HashMap::new()),
+            _shutdown: tx,
+        });
+        let first = hub.first_connect().await?;
+        tokio::spawn(run(Arc::downgrade(&hub), first, rx));
+        Ok(hub)
+    }
+
+    async fn first_connect(&self) -> Result<Option<Conn>> {
+        match self.connect().await {
+            Ok(conn) => {
+                self.link.mark_up(self.options.clock.now_ms());
+                tracing::info!(node = self.node, prefix = %self.options.prefix, "invalidation channel connected");
+                Ok(Some(conn))
+            }
+            Err(e) if self.options.allow_start_offline => {
+                tracing::warn!(node = self.node, error = %e, "Redis unreachable at start; starting offline and retrying in the background");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// This node's id, carried in every message it publishes.
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
+    /// Registers the local tier of `namespace`; it receives that namespace's messages until dropped.
+    pub fn register(&self, namespace: &str, handler: Weak<dyn Handler>) {
+        let mut handlers = self.handlers.write();
+        let list = handlers.entry(namespace.to_owned()).or_default();
+        list.retain(|h| h.strong_count() > 0);
+        list.push(handler);
+    }
+
+    fn handlers_for(&self, namespace: &str) -> Vec<Arc<dyn Handler>> {
+        let handlers = self.handlers.read();
+        handlers
+            .get(namespace)
+            .map(|list| list.iter().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default()
+    }
+
+    /// The channel of `namespace`.
+    pub fn channel(&self, namespace: &str) -> String {
+        format!("{}{}", self.options.prefix, namespace)
+    }
+
+    /// Tells every other node to drop `key` (or, for [`Op::Flush`], everything) in `channel`.
+    pub async fn publish(&self, channel: &str, op: Op, key: &[u8]) -> Result<()> {
+        let context = || format!("PUBLISH invalidation on {channel}");
+        let mut conn =
+            self.publisher.read().clone().ok_or_else(|| {
+                Error::backend(context(), "the invalidation link to Redis is down")
+            })?;
+        let payload = message::encode(op, self.node, wall_us(), key);
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::backend(context(), e))
+    }
+
+    /// Opens the subscription and a fresh publishing connection.
+    async fn connect(&self) -> Result<Conn> {
+        let after = self.options.connect_timeout;
+        let timeout = || Error::Timeout {
+            context: format!("connecting to Redis at {}", self.options.url),
+            after,
+        };
+        tokio::time::timeout(after, self.open())
+            .await
+            .map_err(|_| timeout())?
+    }
+
+    async fn open(&self) -> Result<Conn> {
+        let backend = |e| Error::backend(format!("subscribing to {}*", self.options.prefix), e);
+        let pubsub = self.client.get_async_pubsub().await.map_err(backend)?;
+        let (mut sink, stream) = pubsub.split();
+        let pattern = format!("{}*", self.options.prefix);
+        sink.psubscribe(pattern).await.map_err(backend)?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.options.connect_timeout))
+            .set_response_timeout(Some(self.options.connect_timeout));
+        let publisher = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(backend)?;
+        *self.publisher.write() = Some(publisher);
+        Ok(Conn { stream, sink })
+    }
+
+    /// Handles one message from the subscription.
+    async fn dispatch(&self, channel: &str, payload: &[u8]) {
+        self.link.touch(self.options.clock.now_ms());
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let Some(msg) = message::decode(payload) else {
+            self.counters.garbled.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if msg.node == self.node {
+            self.counters.own_echoes.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let namespace = channel.strip_prefix(&self.options.prefix).unwrap_or("");
+        let handlers = self.handlers_for(namespace);
+        if handlers.is_empty() {
+            self.counters
+                .unknown_namespace
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        for handler in handlers {
+            self.apply(&*handler, msg.op, msg.key).await;
+        }
+        let latency = wall_us().saturating_sub(msg.sent_at_us);
+        self.counters
+            .last_latency_us
+            .store(latency, Ordering::Relaxed);
+        self.counters.applied.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn apply(&self, handler: &dyn Handler, op: Op, key: &[u8]) {
+        match op {
+            Op::Invalidate => {
+                if !handler.invalidate(key).await {
+                    self.counters.garbled.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Op::Flush => handler.flush().await,
+        }
+    }
+
+    /// The subscription dropped: the local tiers are suspect from now on.
+    fn lost(&self) {
+        self.link.mark_down();
+        *self.publisher.write() = None;
+        self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            node = self.node,
+            "invalidation link to Redis lost; local tiers are suspect until reconnect"
+        );
+    }
+
+    /// Reconnected: every local tier flushes (and refills if configured), then the link is up.
+    async fn recovered(&self) {
+        let handlers: Vec<_> = {
+            let all = self.handlers.read();
+            all.values().flatten().filter_map(Weak::upgrade).collect()
+        };
+        for handler in &handlers {
+            handler.resync().await;
+        }
+        self.link.mark_up(self.options.clock.now_ms());
+        self.counters.recoveries.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            node = self.node,
+            tiers = handlers.len(),
+            "invalidation link to Redis back; local tiers flushed"
+        );
+    }
+}
+
+enum Flow {
+    Reconnect,
+    Exit,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(25);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The task that owns the subscription; it exits when the hub is dropped.
+async fn run(hub: Weak<Hub>, mut conn: Option<Conn>, mut shutdown: oneshot::Receiver<()>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let live = match conn.take() {
+            Some(live) => live,
+            None => match reconnect(&hub, &mut shutdown, &mut backoff).await {
+                Some(live) => live,
+                None => return,
+            },
+        };
+        if let Flow::Exit = serve(&hub, live, &mut shutdown).await {
+            return;
+        }
+        match hub.upgrade() {
+            Some(h) => h.lost(),
+            None => return,
+        }
+    }
+}
+
+/// Retries until connected (`Some`) or the hub is gone (`None`).
+async fn reconnect(
+    hub: &Weak<Hub>,
+    shutdown: &mut oneshot::Receiver<()>,
+    backoff: &mut Duration,
+) -> Option<Conn> {
+    loop {
+        let attempt = hub.upgrade()?.connect().await;
+        match attempt {
+            Ok(live) => {
+                hub.upgrade()?.recovered().await;
+                *backoff = MIN_BACKOFF;
+                return Some(live);
+            }
+            Err(e) => tracing::debug!(error = %e, "reconnecting the invalidation channel"),
+        }
+        tokio::select! {
+            _ = &mut *shutdown => return None,
+            _ = tokio::time::sleep(*backoff) => {}
+        }
+        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Applies messages and pings until the connection drops.
+async fn serve(hub: &Weak<Hub>, conn: Conn, shutdown: &mut oneshot::Receiver<()>) -> Flow {
+    let Conn {
+        mut stream,
+        mut sink,
+    } = conn;
+    let Some((heartbeat, clock)) = hub
+        .upgrade()
+        .map(|h| (h.options.heartbeat, h.options.clock.clone()))
+    else {
+        return Flow::Exit;
+    };
+    let mut ticker = tokio::time::interval(heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut *shutdown => return Flow::Exit,
+            msg = stream.next() => {
+                let Some(msg) = msg else { return Flow::Reconnect };
+                let Some(h) = hub.upgrade() else { return Flow::Exit };
+                h.dispatch(msg.get_channel_name(), msg.get_payload_bytes()).await;
+            }
+            _ = ticker.tick() => {
+                let pong = tokio::time::timeout(heartbeat, sink.ping::<redis::Value>()).await;
+                if !matches!(pong, Ok(Ok(_))) {
+                    return Flow::Reconnect;
+                }
+                let Some(h) = hub.upgrade() else { return Flow::Exit };
+                h.link.touch(clock.now_ms());
+            }
+        }
+    }
+}

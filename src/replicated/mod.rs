@@ -1,0 +1,54 @@
+//! `ReplicatedStore`: Pow's multi-node `MnesiaCache` (+ `Unsplit`), rebuilt on Redis.
+//!
+//! Each node keeps a **local tier** (a `MemoryStore`, or a disk store) in front of a **remote
+//! store** that holds the truth and the TTLs (a `RedisStore`). Nodes never talk to each other:
+//! they share one Redis, and tell each other what changed over a Redis pub/sub channel per
+//! namespace (`invalidation`, with the wire format in `message`).
+//!
+//! # Consistency model
+//! - **Writes** (`put`, `delete`, `take`, `expire`, `incr`, `clear`, ...) go to Redis first; if
+//!   Redis refuses, the call fails and nothing local changes. Then the node updates (or drops)
+//!   its own copy and `PUBLISH`es an invalidation; every other node drops its copy when the
+//!   message arrives (typically well under a millisecond on loopback). A node ignores its own
+//!   echoes (the node id is in the message).
+//! - **Reads** are served from the local tier when it holds a live copy and the link is up;
+//!   otherwise from Redis with the key's remaining TTL (`GET` + `PTTL`), then cached locally
+//!   with a TTL that ends no later than the Redis one. A read that races with an invalidation
+//!   never caches the superseded value (striped fill guards, `link`).
+//! - **Expiry** is Redis's alone, so "verify expiry before deletion" (Mnesia's
+//!   `delete_or_reschedule`) holds by construction: a local copy expiring only drops the copy,
+//!   never the key, and a TTL extended on one node (`expire`) invalidates every other node's
+//!   copy, so the next read there picks up the new TTL.
+//! - **Staleness window**: between a write on node A and the invalidation reaching node B, B can
+//!   still return the old value (read-your-writes holds on A only). That window is the pub/sub
+//!   latency.
+//! - **Join**: a node starting with a local tier that already holds entries (a disk tier from a
+//!   previous run) checks each against Redis and Redis wins (as `set_master_nodes` makes the
+//!   cluster's copy win over a Mnesia node's disk); `warm_on_join` also fills the tier from Redis.
+//! - **Split and recovery** (`Unsplit`): when the subscription drops or stops answering pings,
+//!   the local tier is suspect. While disconnected, writes fail with `Error::Backend` — a write
+//!   we cannot make true everywhere is refused, where Mnesia + Unsplit accept it and silently
+//!   drop the losing island's writes on heal — and reads serve a local copy only within
+//!   `stale_for` of the link's last proof of life (default zero: never); past that, or without
+//!   a copy, they go to Redis, and fail if Redis does not answer. On reconnect the local tier is flushed before the link is
+//!   marked up, then refills lazily (or by warm). A connection that breaks loudly (reset,
+//!   `CLIENT KILL`, Redis restart) is noticed at once; one that goes silent (a partition without
+//!   a reset) within two `heartbeat`s, and until then reads may still serve local copies.
+//!
+//! One residual gap: if a node's `PUBLISH` fails after its Redis write succeeded (its own
+//! connection broke while the others' did not), the write is in Redis, the caller gets an error,
+//! and other nodes keep their copies until their local TTL; `local_ttl` bounds that.
+
+mod builder;
+mod invalidation;
+mod join;
+mod link;
+mod message;
+mod stats;
+mod store;
+
+pub(crate) use link::Stripes;
+
+pub use builder::{ReplicatedStoreBuilder, DEFAULT_CHANNEL_PREFIX};
+pub use stats::ReplicationStats;
+pub use store::ReplicatedStore;

@@ -1,0 +1,53 @@
+//! `ReplicationStats`: what a node's invalidation channel has seen.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use super::invalidation::Hub;
+
+/// A snapshot of one node's invalidation channel, from
+/// [`ReplicatedStore::replication_stats`](super::ReplicatedStore::replication_stats).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicationStats {
+    /// This node's id, carried in every message it publishes.
+    pub node_id: u64,
+    /// True while the node receives every invalidation.
+    pub connected: bool,
+    /// Messages received on the channel (all namespaces, including ignored ones).
+    pub received: u64,
+    /// Messages from other nodes applied to a local tier.
+    pub applied: u64,
+    /// This node's own messages, echoed back by Redis and ignored.
+    pub own_echoes: u64,
+    /// Messages for a namespace no store on this node serves, ignored.
+    pub unknown_namespace: u64,
+    /// Payloads (or keys in them) that did not decode, ignored.
+    pub garbled: u64,
+    /// Times the link to Redis dropped.
+    pub disconnects: u64,
+    /// Times it came back and the local tiers were flushed.
+    pub recoveries: u64,
+    /// Publish-to-apply time of the last applied message (wall clock, so only meaningful
+    /// between processes on one host or with synchronised clocks).
+    pub last_latency: Option<Duration>,
+}
+
+impl ReplicationStats {
+    pub(super) fn read(hub: &Hub) -> Self {
+        let c = &hub.counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let latency = get(&c.last_latency_us);
+        ReplicationStats {
+            node_id: hub.node(),
+            connected: hub.link.is_up(),
+            received: get(&c.received),
+            applied: get(&c.applied),
+            own_echoes: get(&c.own_echoes),
+            unknown_namespace: get(&c.unknown_namespace),
+            garbled: get(&c.garbled),
+            disconnects: get(&c.disconnects),
+            recoveries: get(&c.recoveries),
+            last_latency: (latency != u64::MAX).then(|| Duration::from_micros(latency)),
+        }
+    }
+}

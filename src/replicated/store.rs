@@ -1,0 +1,450 @@
+//! `ReplicatedStore`: the read and write paths over a local tier and the remote truth.
+
+use std::{fmt, future::Future, marker::PhantomData, sync::Arc, time::Duration};
+
+use super::{
+    builder::ReplicatedStoreBuilder,
+    invalidation::{BoxFuture, Handler, Hub},
+    link::Guard,
+    message::Op,
+    stats::ReplicationStats,
+    Stripes,
+};
+use crate::{
+    codec::Key,
+    error::{Error, Result},
+    namespace::Namespace,
+    store::{Counter, Expiry, Store},
+    time::{check_ttl, Clock, UnixMillis},
+};
+
+/// What every clone of one namespace's store shares.
+pub(super) struct Inner<K, V, L, R> {
+    pub local: L,
+    pub remote: R,
+    pub hub: Arc<Hub>,
+    pub namespace: Namespace,
+    pub channel: String,
+    pub clock: Clock,
+    pub stale_for: Duration,
+    pub local_ttl: Option<Duration>,
+    pub warm: bool,
+    pub stripes: Stripes,
+    pub types: PhantomData<fn() -> (K, V)>,
+}
+
+/// A store replicated across nodes: each node keeps a local tier `L` (a
+/// [`MemoryStore`](crate::MemoryStore), or a disk store) in front of a remote store `R` that holds
+/// the truth and the TTLs (a `RedisStore`), kept coherent by invalidations over Redis pub/sub.
+///
+/// See the [module documentation](crate::replicated) for the consistency model. Cheap to clone.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+/// use std::time::Duration;
+/// use strata::{MemoryStore, ReplicatedStore, Store};
+///
+/// # let remote = MemoryStore::<String, String>::new();
+/// // In production `remote` is a RedisStore on the same Redis as `url`.
+/// let store = ReplicatedStore::builder()
+///     .local(MemoryStore::new())
+///     .remote(remote)
+///     .url("redis://127.0.0.1:6379/")
+///     .stale_for(Duration::from_secs(2))
+///     .build()
+///     .await?;
+/// store.put("session:1".to_string(), "ada".to_string(), Some(Duration::from_secs(60))).await?;
+/// assert_eq!(store.get(&"session:1".to_string()).await?.as_deref(), Some("ada"));
+/// # Ok(()) }
+/// ```
+pub struct ReplicatedStore<K, V, L, R> {
+    pub(super) inner: Arc<Inner<K, V, L, R>>,
+}
+
+impl<K, V, L, R> Clone for ReplicatedStore<K, V, L, R> {
+    fn clone(&self) -> Self {
+        ReplicatedStore {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V, L, R> fmt::Debug for ReplicatedStore<K, V, L, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplicatedStore")
+            .field("namespace", &self.inner.namespace.as_str())
+            .field("hub", &self.inner.hub)
+            .field("stale_for", &self.inner.stale_for)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V, L, R> ReplicatedStore<K, V, L, R> {
+    /// A builder; `local`, `remote` and `url` are required.
+    pub fn builder() -> ReplicatedStoreBuilder<K, V, L, R> {
+        ReplicatedStoreBuilder::new()
+    }
+
+    /// The local tier (reading it directly bypasses the coherence checks).
+    pub fn local(&self) -> &L {
+        &self.inner.local
+    }
+
+    /// The remote store that holds the truth.
+    pub fn remote(&self) -> &R {
+        &self.inner.remote
+    }
+
+    /// True while this node receives every invalidation (its local tier can be trusted).
+    pub fn is_connected(&self) -> bool {
+        self.inner.hub.link.is_up()
+    }
+
+    /// What this node's invalidation channel has seen so far.
+    pub fn replication_stats(&self) -> ReplicationStats {
+        ReplicationStats::read(&self.inner.hub)
+    }
+}
+
+fn encoded<K: Key>(key: &K) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    key.encode_key(&mut out);
+    out
+}
+
+fn link_down(context: impl Into<String>) -> Error {
+    Error::backend(
+        context,
+        "the invalidation link to Redis is down; nothing was written, retry once it reconnects",
+    )
+}
+
+impl<K, V, L, R> Inner<K, V, L, R>
+where
+    K: Key,
+    V: Clone + Send + Sync + 'static,
+    L: Store<K, V> + 'static,
+    R: Store<K, V> + 'static,
+{
+    fn require_link(&self, op: &str, key: &K) -> Result<()> {
+        if self.hub.link.is_up() {
+            return Ok(());
+        }
+        Err(link_down(format!("{op} {key:?} in {}", self.namespace)))
+    }
+
+    /// The local TTL for a value whose remote TTL was `remote`, counted from `started`
+    /// (taken before the remote call, so the local copy never outlives the remote one);
+    /// `None` when there is no time left to cache it.
+    fn local_ttl(&self, remote: Expiry, started: UnixMillis) -> Option<Option<Duration>> {
+        let elapsed = Duration::from_millis(self.clock.now_ms().saturating_sub(started));
+        let left = match remote.remaining() {
+            Some(ttl) => Some(ttl.checked_sub(elapsed).filter(|d| !d.is_zero())?),
+            None => None,
+        };
+        Some(match (left, self.local_ttl) {
+            (Some(l), Some(cap)) => Some(l.min(cap)),
+            (l, cap) => l.or(cap),
+        })
+    }
+
+    /// Caches `value` locally, then drops it again if an invalidation raced with the operation.
+    async fn cache(&self, guard: Guard, own_write: bool, key: &K, value: V, ttl: Option<Duration>) {
+        let put = self.local.put(key.clone(), value, ttl).await;
+        let clean = if own_write {
+            self.stripes.bump_stripe(guard.stripe) == guard.token + 1
+        } else {
+            self.stripes.unchanged(guard)
+        };
+        if put.is_err() || !clean {
+            self.drop_local(key).await;
+        }
+    }
+
+    /// Drops the local copy of `key`; a local failure is logged (the copy stays suspect only
+    /// until its own TTL, which never outlives the remote one).
+    async fn drop_local(&self, key: &K) {
+        if let Err(e) = self.local.delete(key).await {
+            tracing::warn!(namespace = %self.namespace, ?key, error = %e, "could not drop a local copy");
+        }
+    }
+
+    /// A remote write that failed may still have been applied (a timeout after Redis ran it):
+    /// drop every node's copy anyway, best effort, and return the original error.
+    async fn settle<T>(&self, key: &K, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            let _ = self.changed(key).await;
+        }
+        result
+    }
+
+    /// After a remote change of `key`: drop our copy and tell the other nodes.
+    async fn changed(&self, key: &K) -> Result<()> {
+        let bytes = encoded(key);
+        self.stripes.bump(&bytes);
+        self.drop_local(key).await;
+        self.hub
+            .publish(&self.channel, Op::Invalidate, &bytes)
+            .await
+    }
+
+    async fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
+        check_ttl(ttl)?;
+        self.require_link("PUT", &key)?;
+        let bytes = encoded(&key);
+        let guard = self.stripes.guard(&bytes);
+        let started = self.clock.now_ms();
+        let written = self.remote.put(key.clone(), value.clone(), ttl).await;
+        self.settle(&key, written).await?;
+        let expiry = ttl.map_or(Expiry::Never, Expiry::In);
+        match self.local_ttl(expiry, started) {
+            Some(local) => self.cache(guard, true, &key, value, local).await,
+            None => self.drop_local(&key).await,
+        }
+        self.hub
+            .publish(&self.channel, Op::Invalidate, &bytes)
+            .await
+    }
+
+    async fn get(&self, key: &K) -> Result<Option<V>> {
+        if self.hub.link.is_up() {
+            if let Some(value) = self.local.get(key).await? {
+                return Ok(Some(value));
+            }
+            return self.fill(key).await;
+        }
+        self.get_while_down(key).await
+    }
+
+    /// A local miss: read the remote value with its TTL and keep a copy.
+    async fn fill(&self, key: &K) -> Result<Option<V>> {
+        let guard = self.stripes.guard(&encoded(key));
+        let started = self.clock.now_ms();
+        let Some((value, expiry)) = self.remote.get_with_ttl(key).await? else {
+            return Ok(None);
+        };
+        if let Some(ttl) = self.local_ttl(expiry, started) {
+            self.cache(guard, false, key, value.clone(), ttl).await;
+        }
+        Ok(Some(value))
+    }
+
+    /// Link down: within `stale_for` of the link's last proof of life a local copy is served
+    /// as is (no wait on a Redis that may be gone); otherwise, or without a copy, the remote
+    /// answers (or the call fails).
+    async fn get_while_down(&self, key: &K) -> Result<Option<V>> {
+        if self.hub.link.stale_ok(self.clock.now_ms(), self.stale_for) {
+            if let Some(value) = self.local.get(key).await? {
+                return Ok(Some(value));
+            }
+        }
+        self.remote.get(key).await
+    }
+
+    /// Makes the local copy of `key` agree with the remote store; true if Redis has the key.
+    pub(super) async fn refresh(&self, key: &K) -> bool {
+        match self.fill(key).await {
+            Ok(Some(_)) => true,
+            Ok(None) => {
+                self.drop_local(key).await;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %self.namespace, ?key, error = %e, "could not refresh a local copy; dropping it");
+                self.drop_local(key).await;
+                false
+            }
+        }
+    }
+
+    /// Forgets every local copy (reconnect, or another node cleared the namespace).
+    pub(super) async fn flush_local(&self) {
+        self.stripes.bump_all();
+        if let Err(e) = self.local.clear().await {
+            tracing::warn!(namespace = %self.namespace, error = %e, "could not flush the local tier");
+        }
+    }
+}
+
+impl<K, V, L, R> Handler for Inner<K, V, L, R>
+where
+    K: Key,
+    V: Clone + Send + Sync + 'static,
+    L: Store<K, V> + 'static,
+    R: Store<K, V> + 'static,
+{
+    fn invalidate<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Ok(decoded) = K::decode_key(key) else {
+                return false;
+            };
+            self.stripes.bump(key);
+            self.drop_local(&decoded).await;
+            true
+        })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.flush_local())
+    }
+
+    fn resync(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.flush_local().await;
+            if self.warm {
+                super::join::warm(self).await;
+            }
+        })
+    }
+}
+
+impl<K, V, L, R> Store<K, V> for ReplicatedStore<K, V, L, R>
+where
+    K: Key,
+    V: Clone + Send + Sync + 'static,
+    L: Store<K, V> + 'static,
+    R: Store<K, V> + 'static,
+{
+    fn put(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.inner.put(key, value, ttl)
+    }
+
+    #[inline]
+    fn get(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
+        self.inner.get(key)
+    }
+
+    async fn delete(&self, key: &K) -> Result<bool> {
+        self.inner.require_link("DELETE", key)?;
+        let removed = self.inner.remote.delete(key).await;
+        let removed = self.inner.settle(key, removed).await?;
+        self.inner.changed(key).await?;
+        Ok(removed)
+    }
+
+    /// Every live key, listed from the remote store (the truth).
+    fn keys(&self) -> impl Future<Output = Result<Vec<K>>> + Send {
+        self.inner.remote.keys()
+    }
+
+    async fn take(&self, key: &K) -> Result<Option<V>> {
+        self.inner.require_link("TAKE", key)?;
+        let value = self.inner.remote.take(key).await;
+        let value = self.inner.settle(key, value).await?;
+        self.inner.changed(key).await?;
+        Ok(value)
+    }
+
+    async fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
+        check_ttl(ttl)?;
+        self.inner.require_link("PUT_NEW", &key)?;
+        let written = self.inner.remote.put_new(key.clone(), value, ttl).await;
+        let written = self.inner.settle(&key, written).await?;
+        if written {
+            self.inner.changed(&key).await?;
+        }
+        Ok(written)
+    }
+
+    /// The remaining TTL, read from the remote store (a local copy may hold a shorter one).
+    fn ttl(&self, key: &K) -> impl Future<Output = Result<Option<Expiry>>> + Send {
+        self.inner.remote.ttl(key)
+    }
+
+    fn get_with_ttl(&self, key: &K) -> impl Future<Output = Result<Option<(V, Expiry)>>> + Send {
+        self.inner.remote.get_with_ttl(key)
+    }
+
+    /// Changes the TTL in the remote store, then drops every node's copy so each rereads the
+    /// new TTL (Mnesia's "refresh invalidators on all nodes", without rescanning anything).
+    async fn expire(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {
+        check_ttl(ttl)?;
+        self.inner.require_link("EXPIRE", key)?;
+        let live = self.inner.remote.expire(key, ttl).await;
+        let live = self.inner.settle(key, live).await?;
+        self.inner.changed(key).await?;
+        Ok(live)
+    }
+
+    fn persist(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
+        self.expire(key, None)
+    }
+
+    async fn incr(&self, key: &K, delta: i64) -> Result<V>
+    where
+        V: Counter + Clone,
+        K: fmt::Debug,
+    {
+        self.inner.require_link("INCR", key)?;
+        let value = self.inner.remote.incr(key, delta).await;
+        let value = self.inner.settle(key, value).await?;
+        self.inner.changed(key).await?;
+        Ok(value)
+    }
+
+    fn namespace(&self) -> Namespace {
+        self.inner.namespace.clone()
+    }
+
+    /// A store over the same local tier kind, remote connection and invalidation channel whose
+    /// keys live in `namespace`.
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Self> {
+        let i = &self.inner;
+        let inner = Arc::new(Inner {
+            local: i.local.with_namespace(namespace)?,
+            remote: i.remote.with_namespace(namespace)?,
+            hub: i.hub.clone(),
+            namespace: namespace.clone(),
+            channel: i.hub.channel(namespace.as_str()),
+            clock: i.clock.clone(),
+            stale_for: i.stale_for,
+            local_ttl: i.local_ttl,
+            warm: i.warm,
+            stripes: Stripes::default(),
+            types: PhantomData,
+        });
+        Ok(ReplicatedStore::registered(inner))
+    }
+
+    fn count(&self) -> impl Future<Output = Result<usize>> + Send {
+        self.inner.remote.count()
+    }
+
+    /// Clears the remote namespace and every node's local tier.
+    async fn clear(&self) -> Result<usize> {
+        if !self.inner.hub.link.is_up() {
+            return Err(link_down(format!("CLEAR {}", self.inner.namespace)));
+        }
+        let removed = self.inner.remote.clear().await?;
+        self.inner.flush_local().await;
+        self.inner
+            .hub
+            .publish(&self.inner.channel, Op::Flush, b"")
+            .await?;
+        Ok(removed)
+    }
+}
+
+impl<K, V, L, R> ReplicatedStore<K, V, L, R>
+where
+    K: Key,
+    V: Clone + Send + Sync + 'static,
+    L: Store<K, V> + 'static,
+    R: Store<K, V> + 'static,
+{
+    /// Wraps `inner` and registers it for its namespace's invalidations.
+    pub(super) fn registered(inner: Arc<Inner<K, V, L, R>>) -> Self {
+        let weak: std::sync::Weak<dyn Handler> = Arc::downgrade(&inner) as _;
+        inner.hub.register(inner.namespace.as_str(), weak);
+        ReplicatedStore { inner }
+    }
+}
+
+/// A `Cache` can wrap a replicated store. It reports no events or counters of its own: the local
+/// tier's expiries and evictions are copies running out, not entries leaving the cache.
+impl<K, V, L, R> crate::ObservableStore<K> for ReplicatedStore<K, V, L, R> {}

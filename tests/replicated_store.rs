@@ -1,0 +1,818 @@
+//! ReplicatedStore across nodes: in-process nodes (each with its own invalidation connection)
+//! for the deterministic cases, and three `strata-node` OS processes on one `redis-server` for
+//! the cluster behaviour (writes, invalidations, TTL refresh, subscription kill, Redis restart).
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use strata::{Clock, Error, Expiry, ManualClock, MemoryStore, ReplicatedStore, Result, Store};
+use support::RedisServer;
+use tokio::sync::Notify;
+
+type Mem = MemoryStore<String, String>;
+type Node<R = Mem> = ReplicatedStore<String, String, Mem, R>;
+
+fn mem(clock: &Clock) -> Mem {
+    MemoryStore::builder()
+        .clock(clock.clone())
+        .build()
+        .expect("valid options")
+}
+
+async fn node<R: Store<String, String> + 'static>(
+    redis: &RedisServer,
+    remote: R,
+    clock: &Clock,
+) -> Node<R> {
+    ReplicatedStore::builder()
+        .local(mem(clock))
+        .remote(remote)
+        .url(redis.url())
+        .clock(clock.clone())
+        .heartbeat(Duration::from_millis(200))
+        .build()
+        .await
+        .expect("connect to the test redis-server")
+}
+
+/// Waits (on real time: a message is in flight, not an expiry) until `check` holds.
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn applied<R: Store<String, String> + 'static>(node: &Node<R>, n: u64) {
+    eventually("an invalidation to arrive", || {
+        (node.replication_stats().applied >= n).then_some(())
+    })
+    .await;
+}
+
+fn k(s: &str) -> String {
+    s.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_node_invalidates_the_others() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    let a = node(&redis, truth.clone(), &clock).await;
+    let b = node(&redis, truth.clone(), &clock).await;
+    a.put(k("user"), k("v1"), None).await.unwrap();
+    applied(&b, 1).await; // a's first message, so it cannot race with b's fill below
+    assert_eq!(b.get(&k("user")).await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(b.local().get("user").as_deref(), Some("v1"), "b cached it");
+    a.put(k("user"), k("v2"), None).await.unwrap();
+    applied(&b, 2).await; // both of a's messages
+    assert_eq!(b.local().get("user"), None, "b dropped its copy");
+    assert_eq!(b.get(&k("user")).await.unwrap().as_deref(), Some("v2"));
+    let stats = eventually("a's echoes", || {
+        let s = a.replication_stats();
+        (s.own_echoes >= 2).then_some(s)
+    })
+    .await;
+    assert_eq!(stats.applied, 0, "a ignored its own echoes: {stats:?}");
+}
+
+/// Mnesia verifies expiry before deleting because another node may have extended the TTL. Here
+/// the TTL lives only in the remote store, so a local copy running out deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_extended_on_a_is_honoured_by_b_just_before_its_copy_expires() {
+    let redis = RedisServer::start();
+    let manual = ManualClock::new();
+    let clock = manual.clock();
+    let truth = mem(&clock);
+    let a = node(&redis, truth.clone(), &clock).await;
+    let b = node(&redis, truth.clone(), &clock).await;
+    a.put(k("session"), k("ada"), Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    applied(&b, 1).await;
+    assert_eq!(b.get(&k("session")).await.unwrap().as_deref(), Some("ada"));
+    let (_, local) = b.local().get_with_ttl("session").expect("b cached it");
+    let local = local.remaining().expect("the copy has a TTL");
+    assert!(
+        local <= Duration::from_secs(1),
+        "never past the remote TTL: {local:?}"
+    );
+    manual.advance(Duration::from_millis(990));
+    assert!(a
+        .expire(&k("session"), Some(Duration::from_secs(60)))
+        .await
+        .unwrap());
+    applied(&b, 2).await; // both of a's messages
+    manual.advance(Duration::from_millis(20));
+    assert_eq!(b.get(&k("session")).await.unwrap().as_deref(), Some("ada"));
+    let ttl = b
+        .local()
+        .ttl("session")
+        .and_then(Expiry::remaining)
+        .expect("recached");
+    assert!(
+        ttl > Duration::from_secs(55),
+        "b's copy has the new TTL: {ttl:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_copy_expiring_never_deletes_the_truth() {
+    let redis = RedisServer::start();
+    let manual = ManualClock::new();
+    let clock = manual.clock();
+    let truth = mem(&clock);
+    let b = ReplicatedStore::builder()
+        .local(mem(&clock))
+        .remote(truth.clone())
+        .url(redis.url())
+        .clock(clock.clone())
+        .local_ttl(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    b.put(k("key"), k("v"), Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let local = b.local().ttl("key").and_then(Expiry::remaining).unwrap();
+    assert!(
+        local <= Duration::from_millis(100),
+        "capped by local_ttl: {local:?}"
+    );
+    manual.advance(Duration::from_millis(150));
+    assert_eq!(b.local().get("key"), None, "the local copy expired");
+    assert_eq!(truth.get("key").as_deref(), Some("v"), "the truth did not");
+    assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("v"));
+}
+
+/// A remote whose `get_with_ttl` reads the value, then waits to be released: lets a test slip
+/// an invalidation between a node's remote read and its local fill.
+#[derive(Clone)]
+struct SlowRemote {
+    inner: Mem,
+    armed: Arc<AtomicBool>,
+    read_done: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+impl Store<String, String> for SlowRemote {
+    fn put(
+        &self,
+        key: String,
+        value: String,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        Store::put(&self.inner, key, value, ttl)
+    }
+    fn get(&self, key: &String) -> impl Future<Output = Result<Option<String>>> + Send {
+        Store::get(&self.inner, key)
+    }
+    fn delete(&self, key: &String) -> impl Future<Output = Result<bool>> + Send {
+        Store::delete(&self.inner, key)
+    }
+    fn keys(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
+        Store::keys(&self.inner)
+    }
+    fn get_with_ttl(
+        &self,
+        key: &String,
+    ) -> impl Future<Output = Result<Option<(String, Expiry)>>> + Send {
+        let read = self.inner.get_with_ttl(key.as_str());
+        async move {
+            if self.armed.swap(false, Ordering::AcqRel) {
+                self.read_done.notify_one();
+                self.release.notified().await;
+            }
+            Ok(read)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_racing_with_an_invalidation_never_caches_the_old_value() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    let slow = SlowRemote {
+        inner: truth.clone(),
+        armed: Arc::new(AtomicBool::new(true)),
+        read_done: Arc::new(Notify::new()),
+        release: Arc::new(Notify::new()),
+    };
+    let a = node(&redis, truth.clone(), &clock).await;
+    let b = node(&redis, slow.clone(), &clock).await;
+    a.put(k("key"), k("old"), None).await.unwrap();
+    applied(&b, 1).await;
+    let reader = tokio::spawn({
+        let b = b.clone();
+        async move { b.get(&k("key")).await.unwrap() }
+    });
+    slow.read_done.notified().await;
+    a.put(k("key"), k("new"), None).await.unwrap();
+    applied(&b, 2).await; // both of a's messages
+    slow.release.notify_one();
+    assert_eq!(
+        reader.await.unwrap().as_deref(),
+        Some("old"),
+        "true when read"
+    );
+    assert_eq!(
+        b.local().get("key"),
+        None,
+        "but not cached past the invalidation"
+    );
+    assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("new"));
+}
+
+/// A remote whose reads are slow to come back (the value is read at once, the answer arrives
+/// 2 ms later, as if the reader were descheduled), while writes are fast: a node's fill then
+/// regularly straddles another node's write and its invalidation.
+#[derive(Clone)]
+struct SlowReads(Mem);
+
+impl Store<String, String> for SlowReads {
+    fn put(
+        &self,
+        key: String,
+        value: String,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        Store::put(&self.0, key, value, ttl)
+    }
+    fn get(&self, key: &String) -> impl Future<Output = Result<Option<String>>> + Send {
+        Store::get(&self.0, key)
+    }
+    fn delete(&self, key: &String) -> impl Future<Output = Result<bool>> + Send {
+        Store::delete(&self.0, key)
+    }
+    fn keys(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
+        Store::keys(&self.0)
+    }
+    fn get_with_ttl(
+        &self,
+        key: &String,
+    ) -> impl Future<Output = Result<Option<(String, Expiry)>>> + Send {
+        let read = self.0.get_with_ttl(key.as_str());
+        async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            Ok(read)
+        }
+    }
+}
+
+/// One node rewrites a hot key while the other two read it in a loop through slow remote reads:
+/// fills keep straddling writes. Once every invalidation has arrived, every node reads the last
+/// value (no superseded value stays cached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_racing_a_writer_converge_on_the_last_value() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node(&redis, SlowReads(truth.clone()), &clock).await);
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = [1, 1, 2, 2]
+        .into_iter()
+        .map(|n| {
+            let (node, done) = (nodes[n].clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(Ordering::Acquire) {
+                    node.get(&k("hot")).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    const WRITES: u64 = 150;
+    for i in 0..WRITES {
+        nodes[0].put(k("hot"), format!("v{i}"), None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    done.store(true, Ordering::Release);
+    for r in readers {
+        r.await.unwrap();
+    }
+    for node in &nodes[1..] {
+        applied(node, WRITES).await;
+        let last = format!("v{}", WRITES - 1);
+        assert_eq!(node.get(&k("hot")).await.unwrap(), Some(last));
+    }
+}
+
+/// A remote whose writes are applied and then reported as failed (a reply lost to a timeout).
+#[derive(Clone)]
+struct AppliedThenFails(Mem);
+
+impl Store<String, String> for AppliedThenFails {
+    fn put(
+        &self,
+        key: String,
+        value: String,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let applied = self.0.put(key, value, ttl);
+        async move {
+            applied?;
+            Err(Error::Timeout {
+                context: "SET".into(),
+                after: Duration::from_millis(1),
+            })
+        }
+    }
+    fn get(&self, key: &String) -> impl Future<Output = Result<Option<String>>> + Send {
+        Store::get(&self.0, key)
+    }
+    fn delete(&self, key: &String) -> impl Future<Output = Result<bool>> + Send {
+        Store::delete(&self.0, key)
+    }
+    fn keys(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
+        Store::keys(&self.0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_may_have_been_applied_still_invalidates() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    truth.put(k("key"), k("old"), None).unwrap();
+    let a = node(&redis, AppliedThenFails(truth.clone()), &clock).await;
+    let b = node(&redis, truth.clone(), &clock).await;
+    assert_eq!(a.get(&k("key")).await.unwrap().as_deref(), Some("old"));
+    assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("old"));
+    let err = a.put(k("key"), k("new"), None).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { .. }),
+        "the caller sees the error: {err}"
+    );
+    assert_eq!(a.local().get("key"), None, "a dropped its copy");
+    applied(&b, 1).await;
+    assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("new"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbled_and_foreign_messages_are_counted_and_ignored() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let b = node(&redis, mem(&clock), &clock).await;
+    b.put(k("key"), k("v"), None).await.unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut valid = vec![1u8, b'I'];
+    valid.extend_from_slice(&7u64.to_be_bytes());
+    valid.extend_from_slice(&0u64.to_be_bytes());
+    let mut bad_key = valid.clone();
+    bad_key.extend_from_slice(&[0xff, 0xfe]);
+    valid.extend_from_slice(b"key");
+    let sends: [(&str, &[u8]); 4] = [
+        ("strata:inv:cache", b"garbage"),
+        ("strata:inv:cache", &valid[..5]),
+        ("strata:inv:cache", &bad_key),
+        ("strata:inv:nobody", &valid),
+    ];
+    for (channel, payload) in sends {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let stats = eventually("four messages", || {
+        let s = b.replication_stats();
+        (s.received >= 5).then_some(s)
+    })
+    .await;
+    assert_eq!(stats.garbled, 3, "{stats:?}");
+    assert_eq!(stats.unknown_namespace, 1, "{stats:?}");
+    assert!(b.is_connected());
+    assert_eq!(
+        b.local().get("key").as_deref(),
+        Some("v"),
+        "nothing was dropped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_redis_is_a_clear_error_or_an_offline_start() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let clock = Clock::system();
+    let started = Instant::now();
+    let err = ReplicatedStore::<String, String, Mem, Mem>::builder()
+        .local(mem(&clock))
+        .remote(mem(&clock))
+        .url(redis.url())
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Backend { .. } | Error::Timeout { .. }),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let remote = mem(&clock);
+    remote.put(k("key"), k("truth"), None).unwrap();
+    let stale_local = mem(&clock);
+    stale_local.put(k("key"), k("stale"), None).unwrap();
+    let offline = ReplicatedStore::builder()
+        .local(stale_local)
+        .remote(remote)
+        .url(redis.url())
+        .connect_timeout(Duration::from_millis(300))
+        .allow_start_offline(true)
+        .build()
+        .await
+        .unwrap();
+    assert!(!offline.is_connected());
+    let refused = offline.put(k("key"), k("x"), None).await.unwrap_err();
+    assert!(matches!(refused, Error::Backend { .. }), "{refused}");
+    assert_eq!(offline.local().get("key"), None, "started cold");
+    redis.restart();
+    eventually("the offline node to connect", || {
+        offline.is_connected().then_some(())
+    })
+    .await;
+    assert_eq!(
+        offline.get(&k("key")).await.unwrap().as_deref(),
+        Some("truth")
+    );
+    offline.put(k("key"), k("x"), None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_reconciles_a_stale_local_tier_and_warms() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    truth.put(k("changed"), k("cluster"), None).unwrap();
+    truth
+        .put(k("only-remote"), k("r"), Some(Duration::from_secs(60)))
+        .unwrap();
+    let stale = mem(&clock);
+    stale.put(k("changed"), k("disk"), None).unwrap();
+    stale.put(k("gone"), k("disk"), None).unwrap();
+    let joined = ReplicatedStore::builder()
+        .local(stale)
+        .remote(truth)
+        .url(redis.url())
+        .warm_on_join(true)
+        .build()
+        .await
+        .unwrap();
+    let local = joined.local();
+    assert_eq!(
+        local.get("changed").as_deref(),
+        Some("cluster"),
+        "the cluster wins"
+    );
+    assert_eq!(local.get("gone"), None, "what the cluster lacks is dropped");
+    assert_eq!(local.get("only-remote").as_deref(), Some("r"), "warmed");
+    let ttl = local
+        .ttl("only-remote")
+        .and_then(Expiry::remaining)
+        .unwrap();
+    assert!(ttl <= Duration::from_secs(60));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_subscription_flushes_the_local_tier_on_reconnect() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    let b = node(&redis, truth.clone(), &clock).await;
+    b.put(k("key"), k("v1"), None).await.unwrap();
+    assert_eq!(b.local().get("key").as_deref(), Some("v1"));
+    // A write b never hears about (as if published while b's subscription was down).
+    truth.put(k("key"), k("v2"), None).unwrap();
+    redis.raw(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    eventually("recovery", || {
+        (b.replication_stats().recoveries >= 1).then_some(())
+    })
+    .await;
+    let stats = b.replication_stats();
+    assert!(stats.disconnects >= 1 && stats.connected, "{stats:?}");
+    assert_eq!(b.local().get("key"), None, "flushed on reconnect");
+    assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("v2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_over_replicated_stores_shares_a_namespace_across_nodes() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let remote = || {
+        strata::RedisStore::<String, String>::builder()
+            .url(redis.url())
+            .build()
+    };
+    let cache = |node: Node<strata::RedisStore<String, String>>| {
+        strata::Cache::builder()
+            .store(node)
+            .namespace("sessions")
+            .ttl(Duration::from_secs(60))
+            .build()
+    };
+    let a = cache(node(&redis, remote().await.unwrap(), &clock).await);
+    let a = a.await.unwrap();
+    let b = cache(node(&redis, remote().await.unwrap(), &clock).await);
+    let b = b.await.unwrap();
+    a.put(k("sid"), k("ada"), None).await.unwrap();
+    assert_eq!(b.get(&k("sid")).await.unwrap().as_deref(), Some("ada"));
+    assert_eq!(b.store().namespace().as_str(), "sessions");
+    a.put(k("sid"), k("grace"), None).await.unwrap();
+    eventually("b's copy to be dropped", || {
+        b.store().local().get("sid").is_none().then_some(())
+    })
+    .await;
+    assert_eq!(b.get(&k("sid")).await.unwrap().as_deref(), Some("grace"));
+}
+
+/// A link that goes silent (no RST, as in a partition) is caught by the heartbeat ping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_heartbeat_counts_as_a_dropped_link() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let b = ReplicatedStore::builder()
+        .local(mem(&clock))
+        .remote(mem(&clock))
+        .url(redis.url())
+        .heartbeat(Duration::from_millis(50))
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    b.put(k("key"), k("v"), None).await.unwrap();
+    redis.raw(&["CLIENT", "PAUSE", "1000", "ALL"]);
+    eventually("the link to drop", || (!b.is_connected()).then_some(())).await;
+    let refused = b.put(k("key"), k("w"), None).await.unwrap_err();
+    assert!(matches!(refused, Error::Backend { .. }), "{refused}");
+    eventually("recovery", || {
+        (b.replication_stats().recoveries >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(b.local().get("key"), None, "flushed on reconnect");
+    assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("v"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Three OS processes.
+
+mod procs {
+    use std::{
+        io::{BufRead, BufReader, Write},
+        process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+        thread::sleep,
+        time::{Duration, Instant},
+    };
+
+    use super::RedisServer;
+
+    /// One `strata-node` process.
+    pub struct Proc {
+        child: Child,
+        stdin: ChildStdin,
+        stdout: BufReader<ChildStdout>,
+    }
+
+    impl Proc {
+        pub fn start(redis: &RedisServer, extra: &[&str]) -> Proc {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_strata-node"))
+                .args(["--redis", &redis.url(), "--heartbeat-ms", "200"])
+                .args(extra)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start strata-node");
+            let stdin = child.stdin.take().unwrap();
+            let stdout = BufReader::new(child.stdout.take().unwrap());
+            let mut node = Proc {
+                child,
+                stdin,
+                stdout,
+            };
+            let ready = node.line();
+            assert!(ready.starts_with("ready"), "node did not start: {ready}");
+            node
+        }
+
+        fn line(&mut self) -> String {
+            let mut line = String::new();
+            self.stdout.read_line(&mut line).expect("read from node");
+            line.trim_end().to_string()
+        }
+
+        pub fn cmd(&mut self, command: &str) -> String {
+            writeln!(self.stdin, "{command}").expect("write to node");
+            self.line()
+        }
+
+        /// One field of `stats`, as a number.
+        pub fn stat(&mut self, name: &str) -> i64 {
+            let stats = self.cmd("stats");
+            let prefix = format!("{name}=");
+            stats
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix(&prefix))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {stats}"))
+        }
+
+        /// Waits until this node applied `n` invalidations from other nodes.
+        pub fn applied(&mut self, n: i64) {
+            self.until("stats", |s| {
+                s.split_whitespace()
+                    .find_map(|f| f.strip_prefix("applied="))
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|a| a >= n)
+            });
+        }
+
+        /// Polls `command` until its reply satisfies `ok` (a message is in flight).
+        pub fn until(&mut self, command: &str, ok: impl Fn(&str) -> bool) -> String {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let reply = self.cmd(command);
+                if ok(&reply) {
+                    return reply;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "`{command}` never satisfied; last: {reply}"
+                );
+                sleep(Duration::from_millis(2));
+            }
+        }
+    }
+
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = writeln!(self.stdin, "quit");
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+use procs::Proc;
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[test]
+fn three_processes_share_writes_and_invalidations() {
+    let redis = RedisServer::start();
+    let mut nodes: Vec<Proc> = (0..3).map(|_| Proc::start(&redis, &[])).collect();
+    assert_eq!(nodes[0].cmd("put user ada 60000"), "ok");
+    for n in &mut nodes[1..] {
+        n.applied(1); // the put's invalidation must not race with the reads below
+    }
+    assert_eq!(nodes[1].cmd("get user"), "value ada");
+    assert_eq!(nodes[2].cmd("get user"), "value ada");
+    assert_eq!(nodes[2].cmd("local user"), "value ada");
+    assert_eq!(nodes[1].cmd("put user grace 60000"), "ok");
+    for i in [0, 2] {
+        nodes[i].until("local user", |r| r == "none");
+        assert_eq!(nodes[i].cmd("get user"), "value grace");
+    }
+    let mut latencies = Vec::new();
+    for round in 0..200 {
+        let before = nodes[1].stat("applied");
+        assert_eq!(nodes[0].cmd(&format!("put k{} v 60000", round % 10)), "ok");
+        nodes[1].until("stats", |s| !s.contains(&format!(" applied={before} ")));
+        latencies.push(nodes[1].stat("latency_us"));
+    }
+    latencies.sort_unstable();
+    eprintln!(
+        "invalidation latency, publish to applied on another process (loopback, {} samples): p50 {} us, p99 {} us, max {} us",
+        latencies.len(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies[latencies.len() - 1]
+    );
+}
+
+#[test]
+fn a_ttl_refreshed_on_one_process_is_honoured_on_the_others() {
+    let redis = RedisServer::start();
+    let mut nodes: Vec<Proc> = (0..3).map(|_| Proc::start(&redis, &[])).collect();
+    assert_eq!(nodes[0].cmd("put session s1 2000"), "ok");
+    for n in &mut nodes[1..] {
+        n.applied(1);
+        assert_eq!(n.cmd("get session"), "value s1");
+    }
+    assert_eq!(nodes[2].cmd("expire session 600000"), "ok true");
+    for n in [0, 1] {
+        nodes[n].until("local session", |r| r == "none");
+        assert_eq!(nodes[n].cmd("get session"), "value s1");
+        let ttl: u64 = nodes[n].cmd("ttl session")[4..].parse().unwrap();
+        assert!(ttl > 590_000, "node {n} sees the new TTL: {ttl}");
+    }
+}
+
+#[test]
+fn killing_the_subscriptions_flushes_every_node() {
+    let redis = RedisServer::start();
+    let mut nodes: Vec<Proc> = (0..3).map(|_| Proc::start(&redis, &[])).collect();
+    assert_eq!(nodes[0].cmd("put key v1"), "ok");
+    for n in &mut nodes[1..] {
+        n.applied(1);
+    }
+    for n in &mut nodes {
+        assert_eq!(n.cmd("get key"), "value v1");
+    }
+    // Changed behind the nodes' backs (a node on another channel): only a flush shows it.
+    let mut rogue = Proc::start(&redis, &["--channel-prefix", "elsewhere:"]);
+    assert_eq!(rogue.cmd("put key v2"), "ok");
+    redis.raw(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    for n in &mut nodes {
+        n.until("stats", |s| {
+            s.contains("connected=1") && !s.contains("recoveries=0")
+        });
+        assert_eq!(n.cmd("local key"), "none", "flushed");
+        assert_eq!(n.cmd("get key"), "value v2");
+    }
+}
+
+#[test]
+fn a_redis_restart_flushes_and_no_node_serves_past_stale_for() {
+    let mut redis = RedisServer::start();
+    let mut strict = Proc::start(&redis, &[]);
+    let mut lenient = Proc::start(&redis, &["--stale-for-ms", "600000"]);
+    assert_eq!(strict.cmd("put key v1 600000"), "ok");
+    lenient.applied(1);
+    assert_eq!(lenient.cmd("get key"), "value v1");
+    assert_eq!(strict.cmd("get key"), "value v1");
+    redis.kill();
+    strict.until("stats", |s| s.contains("connected=0"));
+    lenient.until("stats", |s| s.contains("connected=0"));
+    assert!(
+        strict.cmd("put key v2").starts_with("err"),
+        "writes are refused"
+    );
+    assert!(
+        strict.cmd("get key").starts_with("err"),
+        "stale_for 0: no stale read"
+    );
+    assert_eq!(lenient.cmd("get key"), "value v1", "within its stale_for");
+    redis.restart(); // no persistence: the cluster's truth is now empty
+    for n in [&mut strict, &mut lenient] {
+        n.until("stats", |s| {
+            s.contains("connected=1") && !s.contains("recoveries=0")
+        });
+        // The remote's own connection may fail its first command after the restart.
+        let read = n.until("get key", |r| !r.starts_with("err"));
+        assert_eq!(read, "none", "the local copy did not survive");
+    }
+    strict.until("put key v3", |r| r == "ok");
+    lenient.until("get key", |r| r == "value v3");
+}
+
+/// Mnesia's join: a node coming back with data on its own disk loads the cluster's instead.
+#[cfg(feature = "disk")]
+#[test]
+fn a_node_restarted_with_a_stale_disk_tier_reads_the_cluster() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = ["--dir", dir.path().to_str().unwrap()];
+    let mut other = Proc::start(&redis, &[]);
+    let mut node = Proc::start(&redis, &disk);
+    for (key, value) in [("kept", "a"), ("changed", "old"), ("deleted", "x")] {
+        assert_eq!(node.cmd(&format!("put {key} {value} 600000")), "ok");
+        assert_eq!(node.cmd(&format!("local {key}")), format!("value {value}"));
+    }
+    drop(node); // the disk tier keeps all three
+    assert_eq!(other.cmd("put changed new 600000"), "ok");
+    assert_eq!(other.cmd("del deleted"), "ok true");
+    assert_eq!(other.cmd("put fresh y 600000"), "ok");
+    let mut node = Proc::start(&redis, &disk);
+    assert_eq!(node.cmd("local kept"), "value a");
+    assert_eq!(node.cmd("local changed"), "value new", "the cluster wins");
+    assert_eq!(
+        node.cmd("local deleted"),
+        "none",
+        "what the cluster lacks is dropped"
+    );
+    assert_eq!(node.cmd("get fresh"), "value y");
+    let ttl: u64 = node.cmd("ttl changed")[4..].parse().unwrap();
+    assert!(ttl > 590_000, "{ttl}");
+}
