@@ -12,6 +12,9 @@
 //!   `0.0.0.0:$PORT` as platforms that set it expect;
 //! - `STRATA_DATA_DIR`: the DiskStore directory (default `./strata-data`);
 //! - `STRATA_REDIS_URL`: keep sessions in Redis instead (`redis://127.0.0.1:6379`);
+//! - `STRATA_REPLICATED=1` (with `STRATA_REDIS_URL`): a `ReplicatedStore` — each server keeps a
+//!   local copy of the sessions it reads, Redis holds the truth, and a write on one server
+//!   invalidates the others' copies over pub/sub;
 //! - `STRATA_SESSION_IDLE_SECS`: a session ends after this long without a request (default 1800).
 //!
 //! The same program is built as the `strata-session-server` binary (feature `server`), which is
@@ -27,7 +30,9 @@ use axum::{
 };
 use serde::Deserialize;
 use strata::{sessions::StrataSessionStore, DiskStore};
-use tower_sessions::{cookie::time, Expiry, Session, SessionManagerLayer, SessionStore};
+use tower_sessions::{
+    cookie::time, session::Record, Expiry, Session, SessionManagerLayer, SessionStore,
+};
 
 const NAME: &str = "name";
 const VISITS: &str = "visits";
@@ -47,7 +52,11 @@ pub async fn main() -> ExitCode {
 async fn run() -> Result<(), String> {
     let addr = listen_addr()?;
     let idle = idle_timeout()?;
+    let replicated = env::var("STRATA_REPLICATED").is_ok_and(|v| v == "1");
     match env::var("STRATA_REDIS_URL") {
+        Ok(url) if !url.is_empty() && replicated => {
+            serve(replicated_sessions(&url).await?, addr, idle).await
+        }
         Ok(url) if !url.is_empty() => serve(redis_sessions(&url).await?, addr, idle).await,
         _ => {
             let dir = env::var("STRATA_DATA_DIR").unwrap_or_else(|_| "./strata-data".into());
@@ -60,9 +69,7 @@ async fn run() -> Result<(), String> {
 type Chosen<S> = (StrataSessionStore<S>, String);
 
 /// Sessions in a DiskStore: every write is committed to disk before the response goes out.
-fn disk_sessions(
-    dir: &str,
-) -> Result<Chosen<DiskStore<String, tower_sessions::session::Record>>, String> {
+fn disk_sessions(dir: &str) -> Result<Chosen<DiskStore<String, Record>>, String> {
     let store = DiskStore::builder()
         .dir(dir)
         .namespace("sessions")
@@ -78,25 +85,61 @@ fn disk_sessions(
 
 /// Sessions in Redis, shared by every server pointed at it.
 #[cfg(feature = "redis")]
-async fn redis_sessions(
-    url: &str,
-) -> Result<Chosen<strata::RedisStore<String, tower_sessions::session::Record>>, String> {
-    let store = strata::RedisStore::builder()
-        .url(url)
-        .namespace("sessions")
-        .build()
-        .await
-        .map_err(|e| e.to_string())?;
+async fn redis_sessions(url: &str) -> Result<Chosen<strata::RedisStore<String, Record>>, String> {
+    let store = redis_store(url).await?;
     Ok((
         StrataSessionStore::new(store),
         format!("RedisStore at {url}"),
     ))
 }
 
+/// The Redis store of the sessions.
+#[cfg(feature = "redis")]
+async fn redis_store(url: &str) -> Result<strata::RedisStore<String, Record>, String> {
+    strata::RedisStore::builder()
+        .url(url)
+        .namespace("sessions")
+        .build()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Sessions read from a local copy, with Redis as the truth shared by every server.
+#[cfg(feature = "redis")]
+async fn replicated_sessions(url: &str) -> Result<Chosen<Replicated>, String> {
+    let local = strata::MemoryStore::builder()
+        .namespace("sessions")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let store = strata::ReplicatedStore::builder()
+        .local(local)
+        .remote(redis_store(url).await?)
+        .url(url)
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let what = format!("ReplicatedStore (local MemoryStore, RedisStore at {url})");
+    Ok((StrataSessionStore::new(store), what))
+}
+
+/// A local MemoryStore in front of a RedisStore.
+#[cfg(feature = "redis")]
+type Replicated = strata::ReplicatedStore<
+    String,
+    Record,
+    strata::MemoryStore<String, Record>,
+    strata::RedisStore<String, Record>,
+>;
+
 #[cfg(not(feature = "redis"))]
-async fn redis_sessions(
+async fn replicated_sessions(
     url: &str,
-) -> Result<Chosen<strata::MemoryStore<String, tower_sessions::session::Record>>, String> {
+) -> Result<Chosen<strata::MemoryStore<String, Record>>, String> {
+    redis_sessions(url).await
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_sessions(url: &str) -> Result<Chosen<strata::MemoryStore<String, Record>>, String> {
     Err(format!(
         "STRATA_REDIS_URL={url} needs Redis support: run with `--features redis`"
     ))

@@ -300,11 +300,15 @@ mod redis {
     use super::*;
 
     fn start_on_redis(url: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        start_with_redis(url, "0")
+    }
+
+    /// A server on `url`; `replicated` is `STRATA_REPLICATED` ("1": a ReplicatedStore).
+    fn start_with_redis(url: &str, replicated: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata-session-server"))
             .env("STRATA_ADDR", "127.0.0.1:0")
-            .env("STRATA_DATA_DIR", dir.path())
             .env("STRATA_REDIS_URL", url)
+            .env("STRATA_REPLICATED", replicated)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -352,5 +356,21 @@ mod redis {
             ":0",
             "signing out deletes the session"
         );
+    }
+
+    #[test]
+    fn replicated_servers_share_sessions_and_redis_keeps_them() {
+        let redis = support::RedisServer::start();
+        let a = start_with_redis(&redis.url(), "1");
+        let b = start_with_redis(&redis.url(), "1");
+        assert!(a.banner.contains("ReplicatedStore"), "{}", a.banner);
+        let cookie = a.sign_in("ada");
+        // B has no copy yet: it reads Redis, then writes the visit through to it.
+        assert_eq!(me(&b, &cookie).body, r#"{"name":"ada","visits":0}"#);
+        assert!(b.get("/", &cookie).body.contains("visit #1"));
+        a.kill();
+        b.kill();
+        let c = start_with_redis(&redis.url(), "1");
+        assert_eq!(me(&c, &cookie).body, r#"{"name":"ada","visits":1}"#);
     }
 }
