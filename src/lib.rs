@@ -33,8 +33,17 @@
 //! ## Consistency and background work
 //! - **MemoryStore**: linearizable per key (a shard lock per write; reads take the shard's read
 //!   lock). An expired entry is never returned. One sweeper thread per store, started by the first
-//!   write with a TTL, removes expired entries at the earliest deadline and stops when the store is
-//!   dropped.
+//!   write with a TTL, sleeps until the earliest deadline (grouped in 64 ms buckets, so entries
+//!   are *removed* and their `Expired` events sent at most 64 ms late), and stops when the store
+//!   is dropped.
+//! - **DiskStore**: reads are served from the memory tier, so they are as consistent as
+//!   MemoryStore's; every write also goes to the engine on disk. `Writes::Sync` returns after the
+//!   write has reached the OS (it survives `kill -9`; `fsync_interval` adds power-loss
+//!   durability), with concurrent writers sharing one commit; `Writes::Async` returns once queued.
+//!   One writer thread per directory.
+//! - **RedisStore**: every operation is one Redis command (or one pipeline), so it is as atomic as
+//!   Redis makes that command; TTLs are Redis' own (`PX`). Nothing runs in the background besides
+//!   the connection's reconnect.
 //! - **GenerationalStore**: linearizable per key like MemoryStore (one lock per partition covers
 //!   both generations). Writes past `max_size`/`allocated_memory` relieve the store before they
 //!   return; one GC thread per store runs the generation timer and the clean-up poll and frees

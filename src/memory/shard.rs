@@ -79,7 +79,16 @@ impl<K, V> Shard<K, V> {
     fn index_slow(&mut self, hash: u64, bucket: u64) {
         match self.buckets.binary_search_by_key(&bucket, |(b, _)| *b) {
             Ok(i) => self.buckets[i].1.push(hash),
-            Err(i) => self.buckets.insert(i, (bucket, vec![hash])),
+            Err(i) => {
+                // A new newest bucket closes the previous one to appends (with one TTL for
+                // everything): give back its growth slack, so the index costs ~8 B per entry.
+                if i == self.buckets.len() {
+                    if let Some((_, closed)) = self.buckets.back_mut() {
+                        closed.shrink_to_fit();
+                    }
+                }
+                self.buckets.insert(i, (bucket, vec![hash]));
+            }
         }
     }
 
