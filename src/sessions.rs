@@ -20,6 +20,11 @@
 //!   records that no longer decode. strata's stores expire entries themselves, so it is only
 //!   needed for a store of your own that ignores TTLs.
 //!
+//! As with every tower-sessions store, concurrent requests of one session each load, change and
+//! save their own copy of the record: the last save wins (a counter bumped by 8 parallel requests
+//! can lose increments). Keep per-session data that must not lose updates in its own key and use
+//! [`Store::incr`].
+//!
 //! ```
 //! use strata::{sessions::StrataSessionStore, MemoryStore};
 //! use tower_sessions_core::session::Record;
