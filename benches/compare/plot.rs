@@ -41,26 +41,30 @@ fn add(series: &mut Series, name: String, x: f64, y: f64) {
     }
 }
 
-/// Throughput rows (labels with `Nt`) as series `strata <workload>` / `<peer> <workload>`.
-fn throughput_series(rows: &[Row]) -> Series {
+/// Words of a label that name the workload itself, not the contender or the x value.
+fn is_noise(w: &str) -> bool {
+    w == "zipf0.99" || w == "1M" || (w.ends_with('t') && w[..w.len() - 1].parse::<u32>().is_ok())
+}
+
+/// Throughput rows (labels with `Nt`) of one get/put `mix`, as one series per contender.
+fn throughput_series(rows: &[Row], mix: &str) -> Series {
     let mut series = Series::new();
-    for r in rows.iter().filter(|r| r.unit == "ops/s") {
+    for r in rows
+        .iter()
+        .filter(|r| r.unit == "ops/s" && r.label.contains(mix))
+    {
         let (Some(x), Some((peer, p))) = (threads(&r.label), &r.peer) else {
             continue;
         };
         if r.section != "memory" && r.section != "generational" {
             continue;
         }
-        let workload = without(&r.label, &|w| {
-            w.ends_with('t') && w[..w.len() - 1].parse::<u32>().is_ok()
-        });
-        add(
-            &mut series,
-            format!("{} {workload}", r.section),
-            x,
-            r.strata / 1e6,
-        );
-        add(&mut series, format!("{peer} {workload}"), x, p / 1e6);
+        let variant = without(&r.label, &|w| is_noise(w) || w == mix);
+        let ours = format!("strata {} {variant}", r.section);
+        add(&mut series, ours.trim().to_string(), x, r.strata / 1e6);
+        // Peers are measured once per row; "admission" only changes strata's side.
+        let theirs = format!("{peer} {}", without(&variant, &|w| w == "admission"));
+        add(&mut series, theirs.trim().to_string(), x, p / 1e6);
     }
     series
 }
@@ -76,7 +80,8 @@ fn hit_ratio_series(rows: &[Row]) -> Series {
             w == "cap" || w.ends_with('%') || w == "hit" || w == "ratio"
         });
         add(&mut series, format!("strata {workload}"), x, r.strata);
-        add(&mut series, format!("{peer} {workload}"), x, *p);
+        let theirs = without(&workload, &|w| w == "admission");
+        add(&mut series, format!("{peer} {theirs}"), x, *p);
     }
     series
 }
@@ -125,22 +130,23 @@ fn draw(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 11))
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::LowerRight)
         .draw()?;
     root.present()?;
     Ok(())
 }
 
-/// Writes `throughput.svg` and `hit_ratio.svg` into `dir`.
+/// Writes `throughput_95_5.svg`, `throughput_50_50.svg` and `hit_ratio.svg` into `dir`.
 pub fn write(dir: &Path, rows: &[Row]) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(dir)?;
-    draw(
-        &dir.join("throughput.svg"),
-        "Throughput vs threads (Zipf 0.99, 1M keys)",
-        "threads",
-        "M ops/s",
-        &throughput_series(rows),
-    )?;
+    for (file, mix) in [
+        ("throughput_95_5.svg", "95/5"),
+        ("throughput_50_50.svg", "50/50"),
+    ] {
+        let title = format!("Throughput vs threads, {mix} get/put (Zipf 0.99, 1M keys)");
+        let series = throughput_series(rows, mix);
+        draw(&dir.join(file), &title, "threads", "M ops/s", &series)?;
+    }
     draw(
         &dir.join("hit_ratio.svg"),
         "Hit ratio vs capacity",
