@@ -675,3 +675,29 @@ mod replicated_disk {
 
     conformance!(Ctx::real().with_dir().with_redis(), open);
 }
+
+/// A `Cache` is a `Store` too: the suite through a Cache over a MemoryStore.
+mod cache_over_memory {
+    use std::hash::Hash;
+
+    use strata::{Cache, MemoryStore};
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> Cache<K, V, MemoryStore<K, V>>
+    where
+        K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let store = MemoryStore::builder()
+            .clock(ctx.clock())
+            .build()
+            .expect("valid options");
+        Cache::builder()
+            .store(store)
+            .namespace(namespace)
+            .build()
+            .await
+            .expect("valid cache options")
+    }
+
+    conformance!(Ctx::manual(), open);
+}

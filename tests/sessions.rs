@@ -80,6 +80,29 @@ async fn counts_visits_in_a_session() {
 }
 
 #[tokio::test]
+async fn sessions_run_through_a_cache_with_its_stats() {
+    let clock = ManualClock::new();
+    let cache = strata::Cache::builder()
+        .store(memory(&clock))
+        .namespace("sessions")
+        .build()
+        .await
+        .unwrap();
+    let app = app(StrataSessionStore::new(cache.clone()).with_clock(clock.clock()));
+    let (body, cookie) = request(&app, None).await;
+    assert_eq!(body, "1");
+    let cookie = cookie.expect("a new session sets a cookie");
+    assert_eq!(request(&app, Some(&cookie)).await.0, "2");
+    let stats = cache.stats();
+    assert!(
+        stats.hits >= 1,
+        "the second request loaded the session through the cache: {stats:?}"
+    );
+    assert!(stats.writes + stats.updates >= 2, "{stats:?}");
+    assert_eq!(cache.keys().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn the_record_lives_in_the_store_with_its_expiry_as_ttl() {
     let clock = ManualClock::new();
     let sessions = adapter(&clock);

@@ -10,8 +10,9 @@
 //! stats), `fetch.rs` (single flight), `observe.rs` (the optional [`ObservableStore`] capability),
 //! `keylock.rs` (per-key async locks), `warmer.rs`, `dump.rs`, `rate_limit.rs`, `metrics.rs`.
 
-mod builder;
 #[allow(clippy::module_inception)]
+mod as_store;
+mod builder;
 mod cache;
 mod dump;
 mod fetch;
