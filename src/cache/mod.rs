@@ -8,11 +8,11 @@
 //!
 //! Files: `builder.rs` (options, validated at `build()`), `cache.rs` (store operations with
 //! stats), `fetch.rs` (single flight), `observe.rs` (the optional [`ObservableStore`] capability),
-//! `keylock.rs` (per-key async locks), `warmer.rs`, `dump.rs`, `rate_limit.rs`, `metrics.rs`.
+//! `keylock.rs` (per-key async locks), `as_store.rs` (a Cache is a `Store` too), `warmer.rs`, `dump.rs`, `rate_limit.rs`, `metrics.rs`.
 
-#[allow(clippy::module_inception)]
 mod as_store;
 mod builder;
+#[allow(clippy::module_inception)]
 mod cache;
 mod dump;
 mod fetch;
