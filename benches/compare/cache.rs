@@ -92,7 +92,7 @@ pub fn run(report: &mut Report) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let count = if report.quick { 300_000 } else { 2_000_000 };
+    let count = report.n(2_000_000, 300_000);
     let keys = zipf_keys(KEYS, 0.99, count, 21);
     let cache = filled_cache(&runtime);
     let store = cache.store().clone();

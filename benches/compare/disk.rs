@@ -61,7 +61,9 @@ fn reopen_ms(dir: &Path, n: u64) -> f64 {
 }
 
 fn reopen(report: &mut Report, rt: &tokio::runtime::Runtime) {
-    let sizes: &[u64] = if report.quick {
+    let sizes: &[u64] = if report.smoke {
+        &[1_000]
+    } else if report.quick {
         &[10_000, 100_000]
     } else {
         &[100_000, 1_000_000]
@@ -118,7 +120,7 @@ fn put_rate<S: Store<u64, u64>>(
 }
 
 fn async_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
-    let n = if report.quick { 100_000 } else { 500_000 };
+    let n = report.n(500_000, 100_000) as u64;
     let keys: Vec<u64> = (0..n).map(scramble).collect();
     let dir = tempfile::tempdir().expect("scratch dir");
     let db = open(dir.path(), Writes::Async);
@@ -149,7 +151,7 @@ fn async_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
 }
 
 fn sync_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
-    let per_writer = if report.quick { 2_000 } else { 10_000 };
+    let per_writer = report.n(10_000, 2_000) as u64;
     for writers in [1u64, 8] {
         let dir = tempfile::tempdir().expect("scratch dir");
         let db = open(dir.path(), Writes::Sync);

@@ -11,8 +11,6 @@ use crate::{
     workload::{op_mix, scramble, zipf_keys, Rng, Zipf},
 };
 
-const KEYS: usize = 1_000_000;
-
 pub struct Generational(pub GenerationalStore<u64, u64>);
 impl Contender for Generational {
     #[inline]
@@ -71,24 +69,25 @@ fn run_mix(
 }
 
 fn throughput(report: &mut Report) {
-    let per_thread = if report.quick { 500_000 } else { 2_000_000 };
+    let n_keys = report.n(1_000_000, 1_000_000);
+    let per_thread = report.n(2_000_000, 500_000);
     let keys: Arc<Vec<Vec<u64>>> = Arc::new(
         (0..2)
-            .map(|t| zipf_keys(KEYS, 0.99, per_thread, 7 + t))
+            .map(|t| zipf_keys(n_keys, 0.99, per_thread, 7 + t))
             .collect(),
     );
     // Capacity for every key: all resident, as in the memory section (generations still turn
     // over: a new one whenever the newer generation reaches half of max_size).
-    let ours: Arc<dyn Contender> = Arc::new(generational(KEYS * 2, false));
+    let ours: Arc<dyn Contender> = Arc::new(generational(n_keys * 2, false));
     let peers: Vec<(&str, Arc<dyn Contender>)> = vec![
-        ("moka", Arc::new(moka(KEYS * 2))),
-        ("quick_cache", Arc::new(quick(KEYS * 2))),
+        ("moka", Arc::new(moka(n_keys * 2))),
+        ("quick_cache", Arc::new(quick(n_keys * 2))),
     ];
     for c in std::iter::once(&ours).chain(peers.iter().map(|(_, p)| p)) {
-        (0..KEYS as u64).for_each(|i| c.put(scramble(i), i));
+        (0..n_keys as u64).for_each(|i| c.put(scramble(i), i));
     }
-    let admitted: Arc<dyn Contender> = Arc::new(generational(KEYS * 2, true));
-    (0..KEYS as u64).for_each(|i| admitted.put(scramble(i), i));
+    let admitted: Arc<dyn Contender> = Arc::new(generational(n_keys * 2, true));
+    (0..n_keys as u64).for_each(|i| admitted.put(scramble(i), i));
     for (read_pct, mix) in [(95, "95/5"), (50, "50/50")] {
         let ops = Arc::new(op_mix(per_thread, read_pct, 11));
         let contenders = [("", &ours), (" admission", &admitted)];
@@ -152,8 +151,8 @@ fn hit_ratio(c: &dyn Contender, trace: &[u64]) -> f64 {
 }
 
 fn hit_ratios(report: &mut Report) {
-    let n = 100_000;
-    let requests = if report.quick { 1_000_000 } else { 3_000_000 };
+    let n = if report.smoke { 10_000 } else { 100_000 };
+    let requests = report.n(3_000_000, 1_000_000);
     let workloads = [
         ("zipf0.9", trace(n, 0.9, requests, None)),
         (

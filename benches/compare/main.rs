@@ -1,6 +1,10 @@
 //! `cargo bench --bench compare [-- --quick] [-- FILTER...]`: strata against its peers, side by
 //! side in one process and one run, printing medians and the ratio strata/peer per row.
 //!
+//! Built in debug (`cargo test` runs this target: `test = true` in Cargo.toml) it is a smoke run:
+//! every section at a thousandth of its `--quick` size, failing if a section emits no row, so the
+//! harness can't rot. Timings from a debug build mean nothing and are not checked.
+//!
 //! Each section lives in its own file and registers itself in `main` below. Rounds of strata and
 //! of the peer are interleaved so machine noise hits both.
 
@@ -43,4 +47,20 @@ fn main() {
         replicated::run(&mut report);
     }
     report.finish();
+    if report.smoke {
+        let sections = [
+            "memory",
+            "generational",
+            "cache",
+            "disk",
+            "redis",
+            "replicated",
+        ];
+        let missing = report.sections_without_rows(&sections);
+        if !missing.is_empty() {
+            eprintln!("smoke run: no rows from {missing:?}");
+            std::process::exit(1);
+        }
+        eprintln!("smoke run: every section emitted rows");
+    }
 }

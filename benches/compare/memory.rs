@@ -9,7 +9,6 @@ use crate::{
     workload::{op_mix, scramble, zipf_keys},
 };
 
-const KEYS: usize = 1_000_000;
 const TTL: Duration = Duration::from_secs(3600);
 
 /// The two operations every contender is measured on.
@@ -58,8 +57,8 @@ fn strata(ttl: Option<Duration>) -> Strata {
     Strata(MemoryStore::builder().build().expect("valid options"), ttl)
 }
 
-fn moka(ttl: bool) -> Moka {
-    let b = moka::sync::Cache::builder().max_capacity(KEYS as u64 * 2);
+fn moka(ttl: bool, keys: usize) -> Moka {
+    let b = moka::sync::Cache::builder().max_capacity(keys as u64 * 2);
     Moka(if ttl {
         b.time_to_live(TTL).build()
     } else {
@@ -67,12 +66,12 @@ fn moka(ttl: bool) -> Moka {
     })
 }
 
-fn quick() -> Quick {
-    Quick(quick_cache::sync::Cache::new(KEYS * 2))
+fn quick(keys: usize) -> Quick {
+    Quick(quick_cache::sync::Cache::new(keys * 2))
 }
 
-fn fill(c: &dyn Contender) {
-    for i in 0..KEYS as u64 {
+fn fill(c: &dyn Contender, keys: usize) {
+    for i in 0..keys as u64 {
         c.put(scramble(i), i);
     }
 }
@@ -107,7 +106,7 @@ fn run_mix(
 
 /// Bytes per entry at 1M u64 -> u64 entries, counted by the global allocator.
 fn bytes_per_entry(report: &mut Report) {
-    let n = if report.quick { 200_000 } else { KEYS };
+    let n = report.n(1_000_000, 200_000);
     let per = |bytes: isize| bytes as f64 / n as f64;
     let fill_n = |c: &dyn Contender| (0..n as u64).for_each(|i| c.put(scramble(i), i));
     let rows: [(&str, bool); 2] = [("u64->u64 with ttl", true), ("u64->u64 no ttl", false)];
@@ -118,7 +117,7 @@ fn bytes_per_entry(report: &mut Report) {
             s
         });
         let (m, mb) = crate::alloc::retained_bytes(|| {
-            let m = moka(ttl);
+            let m = moka(ttl, n);
             fill_n(&m);
             m.0.run_pending_tasks();
             m
@@ -144,26 +143,27 @@ fn bytes_per_entry(report: &mut Report) {
 
 pub fn run(report: &mut Report) {
     bytes_per_entry(report);
-    let per_thread = if report.quick { 500_000 } else { 2_000_000 };
+    let n_keys = report.n(1_000_000, 1_000_000);
+    let per_thread = report.n(2_000_000, 500_000);
     let keys: Arc<Vec<Vec<u64>>> = Arc::new(
         (0..2)
-            .map(|t| zipf_keys(KEYS, 0.99, per_thread, 7 + t))
+            .map(|t| zipf_keys(n_keys, 0.99, per_thread, 7 + t))
             .collect(),
     );
     for (read_pct, mix) in [(95, "95/5"), (50, "50/50")] {
         let ops = Arc::new(op_mix(per_thread, read_pct, 11));
         for ttl in [true, false] {
             let ours: Arc<dyn Contender> = Arc::new(strata(ttl.then_some(TTL)));
-            fill(&*ours);
+            fill(&*ours, n_keys);
             let peers: Vec<(&str, Arc<dyn Contender>)> = vec![
-                ("moka", Arc::new(moka(ttl))),
-                ("quick_cache", Arc::new(quick())),
+                ("moka", Arc::new(moka(ttl, n_keys))),
+                ("quick_cache", Arc::new(quick(n_keys))),
             ];
             for (name, peer) in peers {
                 if ttl && name == "quick_cache" {
                     // quick_cache has no TTL; compare it against strata with TTLs on anyway (the budget's row).
                 }
-                fill(&*peer);
+                fill(&*peer, n_keys);
                 for threads in [1, 2] {
                     let (s, p) = interleaved(
                         report.rounds,

@@ -217,7 +217,7 @@ mod bench {
         // Fill every key once so GETs hit.
         strata_round(&rt, &store, Op::Set, 16, KEYS);
 
-        let scale = if report.quick { 4 } else { 1 };
+        let scale = report.scale();
         for tasks in [1, 64] {
             let ops = if tasks == 1 { 10_000 } else { 100_000 } / scale;
             for op in [Op::Get, Op::Set] {

@@ -309,7 +309,7 @@ mod bench {
                 memory.put(scramble(k), value(), None).expect("fill");
             }
         });
-        let scale = if report.quick { 4 } else { 1 };
+        let scale = report.scale();
         let keys = zipf_keys(KEYS, 0.99, 2_000_000 / scale, 7);
         let (ours, mem) = interleaved(
             report.rounds,

@@ -15,6 +15,9 @@ pub struct Row {
 
 pub struct Report {
     pub quick: bool,
+    /// A debug build run by `cargo test` (the bench target has `test = true`): every section runs
+    /// at a thousandth of its quick size, to prove the harness still runs and emits every row.
+    pub smoke: bool,
     /// `--out DIR`: where to write `results.md` and the SVG plots.
     pub out: Option<std::path::PathBuf>,
     pub rounds: usize,
@@ -24,7 +27,8 @@ pub struct Report {
 
 impl Report {
     pub fn from_args() -> Self {
-        let mut quick = std::env::var_os("STRATA_BENCH_QUICK").is_some();
+        let smoke = cfg!(debug_assertions);
+        let mut quick = smoke || std::env::var_os("STRATA_BENCH_QUICK").is_some();
         let mut filters = Vec::new();
         let mut out = std::env::var_os("STRATA_BENCH_OUT").map(std::path::PathBuf::from);
         let mut args = std::env::args().skip(1);
@@ -39,11 +43,51 @@ impl Report {
         }
         Report {
             quick,
+            smoke,
             out,
-            rounds: if quick { 3 } else { 5 },
+            rounds: if smoke {
+                1
+            } else if quick {
+                3
+            } else {
+                5
+            },
             filters,
             rows: Vec::new(),
         }
+    }
+
+    /// A size: `full` in a full run, `quick` with `--quick`, a thousandth of `quick` (at least 64)
+    /// in a smoke run.
+    pub fn n(&self, full: usize, quick: usize) -> usize {
+        if self.smoke {
+            (quick / 1000).max(64)
+        } else if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+
+    /// How many times smaller than a full run this one is: 1, 4 (`--quick`) or 1000 (smoke).
+    pub fn scale(&self) -> usize {
+        if self.smoke {
+            1000
+        } else if self.quick {
+            4
+        } else {
+            1
+        }
+    }
+
+    /// Sections that added no row (a smoke run fails on any).
+    pub fn sections_without_rows<'a>(&self, sections: &[&'a str]) -> Vec<&'a str> {
+        let has = |s: &str| self.rows.iter().any(|r| r.section == s);
+        sections
+            .iter()
+            .copied()
+            .filter(|s| self.wants(s) && !has(s))
+            .collect()
     }
 
     /// True if `section` was asked for (no filter: every section).
