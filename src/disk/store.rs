@@ -141,16 +141,17 @@ where
         Ok(self.db.inner.opts.clock.deadline(ttl)?.unwrap_or(0))
     }
 
-    /// Runs `apply` under `key`'s stripe lock and queues the op it returns.
+    /// Runs `apply` under `stripe` (the key's lock, see [`DiskDb::stripe`]) and queues the op
+    /// it returns.
     fn locked<R>(
         &self,
-        key: &[u8],
+        stripe: &parking_lot::Mutex<()>,
         apply: impl FnOnce() -> Result<(R, Option<Op>)>,
     ) -> Result<(R, Option<Ack>)> {
-        let _stripe = self.db.stripe(key).lock();
+        let _stripe = stripe.lock();
         let (result, op) = apply()?;
         let ack = match op {
-            Some(op) => self.db.inner.writer.send(vec![op], self.db.sync_writes())?,
+            Some(op) => self.db.inner.writer.send_one(op, self.db.sync_writes())?,
             None => None,
         };
         Ok((result, ack))
@@ -161,7 +162,7 @@ where
         let deadline = self.deadline(ttl)?;
         let record = self.record(&key, &value, deadline)?;
         let dk = self.disk_key(&key);
-        let (_, ack) = self.locked(&dk.clone(), || {
+        let (_, ack) = self.locked(self.db.stripe(&dk), || {
             self.mem().put(key, value, ttl)?;
             Ok(((), Some(Op::Put { key: dk, record })))
         })?;
@@ -174,7 +175,7 @@ where
 
     async fn remove(&self, key: &K) -> Result<Option<V>> {
         let dk = self.disk_key(key);
-        let (taken, ack) = self.locked(&dk.clone(), || {
+        let (taken, ack) = self.locked(self.db.stripe(&dk), || {
             // Deleted on disk even when memory had nothing: the record may be one that no
             // longer decodes, and deleting it is how a user gets rid of it.
             Ok((self.mem().take(key), Some(Op::Delete { key: dk })))
@@ -187,7 +188,7 @@ where
         let deadline = self.deadline(ttl)?;
         let record = self.record(&key, &value, deadline)?;
         let dk = self.disk_key(&key);
-        let (written, ack) = self.locked(&dk.clone(), || {
+        let (written, ack) = self.locked(self.db.stripe(&dk), || {
             let written = self.mem().put_new(key, value, ttl)?;
             Ok((written, written.then_some(Op::Put { key: dk, record })))
         })?;
@@ -198,7 +199,7 @@ where
     async fn expire_inner(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {
         let deadline = self.deadline(ttl)?;
         let dk = self.disk_key(key);
-        let (changed, ack) = self.locked(&dk.clone(), || {
+        let (changed, ack) = self.locked(self.db.stripe(&dk), || {
             let Some(value) = self.mem().get(key) else {
                 return Ok((false, None));
             };
@@ -215,7 +216,7 @@ where
         V: Counter,
     {
         let dk = self.disk_key(key);
-        let (value, ack) = self.locked(&dk.clone(), || {
+        let (value, ack) = self.locked(self.db.stripe(&dk), || {
             let value = self.mem().incr(key, delta)?;
             let op = match self.mem().ttl(key) {
                 Some(expiry) => Op::Put {
@@ -272,7 +273,7 @@ where
                 .db
                 .inner
                 .writer
-                .send(vec![Op::Put { key: dk, record }], self.db.sync_writes())?;
+                .send_one(Op::Put { key: dk, record }, self.db.sync_writes())?;
         }
         // The queue is FIFO: the last job's commit covers every earlier one.
         finish(last).await
@@ -289,7 +290,7 @@ where
                 .db
                 .inner
                 .writer
-                .send(vec![Op::Delete { key: dk }], self.db.sync_writes())?;
+                .send_one(Op::Delete { key: dk }, self.db.sync_writes())?;
         }
         finish(last).await?;
         Ok(removed)
