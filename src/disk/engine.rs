@@ -397,4 +397,48 @@ mod tests {
         engine.flush(Duration::from_secs(5)).unwrap();
         assert_eq!(engine.entries.table_count(), 1);
     }
+
+    #[test]
+    fn close_retires_a_big_journal_so_the_next_open_replays_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fjall");
+        let record =
+            record::encode(&"x".repeat(1000), 0, crate::Format::MessagePack, &"k").unwrap();
+        let n = 6_000;
+        {
+            let engine = FjallEngine::open(&path, Clock::system()).unwrap();
+            for chunk in (0..n).collect::<Vec<u32>>().chunks(500) {
+                let ops: Vec<Op> = chunk
+                    .iter()
+                    .map(|i| Op::Put {
+                        key: format!("ns:{i:05}").into_bytes(),
+                        record: record.clone(),
+                    })
+                    .collect();
+                engine.commit(&ops).unwrap();
+            }
+            let (first, written) = engine.active_journal().unwrap().unwrap();
+            assert!(written >= RETIRE_JOURNAL_ABOVE, "{written} B journaled");
+            engine.close();
+            let (active, written) = engine.active_journal().unwrap().unwrap();
+            assert!(active > first, "the journal was sealed");
+            assert!(written < 1 << 20, "{written} B left to replay");
+            assert_eq!(
+                engine.db.journal_count(),
+                1,
+                "the sealed journal was deleted"
+            );
+        }
+        let engine = FjallEngine::open(&path, Clock::system()).unwrap();
+        let mut seen = 0;
+        engine
+            .scan(b"", &mut |_, rec| {
+                assert_eq!(rec, record.as_slice());
+                seen += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, n);
+        assert!(engine.pad.is_empty().unwrap(), "no padding is left");
+    }
 }
