@@ -45,12 +45,33 @@ pub(crate) const MAX_JOURNAL: u64 = 64 * 1024 * 1024;
 /// One change to the engine, applied in queue order.
 #[derive(Debug)]
 pub(crate) enum Op {
-    /// Writes `record` under `key`.
-    Put { key: Vec<u8>, record: Vec<u8> },
+    /// Writes a record: `buf` is the key (`namespace:key`) then the record, `key_len` where
+    /// the key ends (one allocation per write).
+    Put { buf: Vec<u8>, key_len: usize },
     /// Removes `key`.
     Delete { key: Vec<u8> },
     /// Removes every key starting with `prefix` (a namespace's `clear`).
     DeletePrefix { prefix: Vec<u8> },
+}
+
+impl Op {
+    /// A put of `record` under `key`.
+    #[cfg(test)]
+    pub(crate) fn put(key: &[u8], record: &[u8]) -> Op {
+        Op::Put {
+            buf: [key, record].concat(),
+            key_len: key.len(),
+        }
+    }
+
+    /// The key an op writes (a prefix for a prefix delete).
+    pub(crate) fn key(&self) -> &[u8] {
+        match self {
+            Op::Put { buf, key_len } => &buf[..*key_len],
+            Op::Delete { key } => key,
+            Op::DeletePrefix { prefix } => prefix,
+        }
+    }
 }
 
 /// Called with every `(key, record)` a scan visits; an error stops the scan.
@@ -134,11 +155,12 @@ impl FjallEngine {
     /// than random order. The sort is stable and a batch is applied as one sequence number, so
     /// the last op on a key still wins.
     fn add_sorted(&self, batch: &mut fjall::OwnedWriteBatch, run: &mut Vec<&Op>) {
-        run.sort_by(|a, b| op_key(a).cmp(op_key(b)));
+        run.sort_by(|a, b| a.key().cmp(b.key()));
         for op in run.drain(..) {
             match op {
-                Op::Put { key, record } => {
-                    batch.insert(&self.entries, key.as_slice(), record.as_slice())
+                Op::Put { buf, key_len } => {
+                    let (key, record) = buf.split_at(*key_len);
+                    batch.insert(&self.entries, key, record)
                 }
                 Op::Delete { key } => batch.remove(&self.entries, key.as_slice()),
                 Op::DeletePrefix { .. } => {}
@@ -300,14 +322,6 @@ fn pad_chunk() -> fjall::Slice {
     out.into()
 }
 
-/// The key an op writes (a prefix for a prefix delete).
-fn op_key(op: &Op) -> &[u8] {
-    match op {
-        Op::Put { key, .. } | Op::Delete { key } => key,
-        Op::DeletePrefix { prefix } => prefix,
-    }
-}
-
 /// Turns an engine error met while opening or loading into what the user can act on.
 fn classify(path: &Path, e: fjall::Error) -> Error {
     match e {
@@ -388,12 +402,7 @@ mod tests {
         let engine = FjallEngine::open(&dir.path().join("fjall"), Clock::system()).unwrap();
         engine.scan(b"", &mut |_, _| Ok(())).unwrap();
         let record = record::encode(&1u8, 0, crate::Format::MessagePack, &"k").unwrap();
-        engine
-            .commit(&[Op::Put {
-                key: b"ns:k".to_vec(),
-                record,
-            }])
-            .unwrap();
+        engine.commit(&[Op::put(b"ns:k", &record)]).unwrap();
         engine.flush(Duration::from_secs(5)).unwrap();
         assert_eq!(engine.entries.table_count(), 1);
     }
@@ -410,10 +419,7 @@ mod tests {
             for chunk in (0..n).collect::<Vec<u32>>().chunks(500) {
                 let ops: Vec<Op> = chunk
                     .iter()
-                    .map(|i| Op::Put {
-                        key: format!("ns:{i:05}").into_bytes(),
-                        record: record.clone(),
-                    })
+                    .map(|i| Op::put(format!("ns:{i:05}").as_bytes(), &record))
                     .collect();
                 engine.commit(&ops).unwrap();
             }

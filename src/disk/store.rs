@@ -133,8 +133,15 @@ where
         key.namespaced(&self.prefix)
     }
 
-    fn record(&self, key: &K, value: &V, deadline: u64) -> Result<Vec<u8>> {
-        record::encode(value, deadline, self.db.inner.opts.format, key)
+    /// The op that writes `value` under `key` on disk.
+    fn put_op(&self, key: &K, value: &V, deadline: u64) -> Result<Op> {
+        record::put_op(
+            &self.prefix,
+            key,
+            value,
+            deadline,
+            self.db.inner.opts.format,
+        )
     }
 
     fn deadline(&self, ttl: Option<Duration>) -> Result<u64> {
@@ -160,11 +167,10 @@ where
     /// Writes `value` under `key`.
     async fn put_inner(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         let deadline = self.deadline(ttl)?;
-        let record = self.record(&key, &value, deadline)?;
-        let dk = self.disk_key(&key);
-        let (_, ack) = self.locked(self.db.stripe(&dk), || {
+        let op = self.put_op(&key, &value, deadline)?;
+        let (_, ack) = self.locked(self.db.stripe(op.key()), || {
             self.mem().put(key, value, ttl)?;
-            Ok(((), Some(Op::Put { key: dk, record })))
+            Ok(((), Some(op)))
         })?;
         finish(ack).await
     }
@@ -186,11 +192,10 @@ where
 
     async fn put_new_inner(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
         let deadline = self.deadline(ttl)?;
-        let record = self.record(&key, &value, deadline)?;
-        let dk = self.disk_key(&key);
-        let (written, ack) = self.locked(self.db.stripe(&dk), || {
+        let op = self.put_op(&key, &value, deadline)?;
+        let (written, ack) = self.locked(self.db.stripe(op.key()), || {
             let written = self.mem().put_new(key, value, ttl)?;
-            Ok((written, written.then_some(Op::Put { key: dk, record })))
+            Ok((written, written.then_some(op)))
         })?;
         finish(ack).await?;
         Ok(written)
@@ -203,9 +208,9 @@ where
             let Some(value) = self.mem().get(key) else {
                 return Ok((false, None));
             };
-            let record = self.record(key, &value, deadline)?;
+            let op = self.put_op(key, &value, deadline)?;
             let changed = self.mem().expire(key, ttl)?;
-            Ok((changed, changed.then_some(Op::Put { key: dk, record })))
+            Ok((changed, changed.then_some(op)))
         })?;
         finish(ack).await?;
         Ok(changed)
@@ -219,10 +224,7 @@ where
         let (value, ack) = self.locked(self.db.stripe(&dk), || {
             let value = self.mem().incr(key, delta)?;
             let op = match self.mem().ttl(key) {
-                Some(expiry) => Op::Put {
-                    record: self.record(key, &value, self.deadline_of(expiry))?,
-                    key: dk,
-                },
+                Some(expiry) => self.put_op(key, &value, self.deadline_of(expiry))?,
                 // Expired between the two calls: nothing live to persist.
                 None => Op::Delete { key: dk },
             };
@@ -265,15 +267,10 @@ where
         let deadline = self.deadline(ttl)?;
         let mut last = None;
         for (key, value) in entries {
-            let record = self.record(&key, &value, deadline)?;
-            let dk = self.disk_key(&key);
-            let _stripe = self.db.stripe(&dk).lock();
+            let op = self.put_op(&key, &value, deadline)?;
+            let _stripe = self.db.stripe(op.key()).lock();
             self.mem().put(key, value, ttl)?;
-            last = self
-                .db
-                .inner
-                .writer
-                .send_one(Op::Put { key: dk, record }, self.db.sync_writes())?;
+            last = self.db.inner.writer.send_one(op, self.db.sync_writes())?;
         }
         // The queue is FIFO: the last job's commit covers every earlier one.
         finish(last).await
