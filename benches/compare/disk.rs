@@ -1,5 +1,6 @@
 //! DiskStore: reopen time, async put against MemoryStore put, sync put with 1 and 8 writers
 //! (group commit), and bytes on disk per entry. Small entries: u64 → u64.
+//! `STRATA_DISK_PARTS=async,sync,reopen` (any subset) runs only those parts.
 
 use std::{
     path::Path,

@@ -34,6 +34,7 @@ pub(crate) struct RawEntries {
 impl RawEntries {
     /// Appends a record: `key` is the key bytes after `namespace:`, `record` the whole record.
     fn push(&mut self, key: &[u8], record: &[u8]) {
+        // fjall caps keys at 64 KiB and values at 4 GiB, so both lengths fit in a u32.
         self.spans
             .push((self.bytes.len(), key.len() as u32, record.len() as u32));
         self.bytes.extend_from_slice(key);
