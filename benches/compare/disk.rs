@@ -1,5 +1,6 @@
 //! DiskStore: reopen time, async put against MemoryStore put, sync put with 1 and 8 writers
 //! (group commit), and bytes on disk per entry. Small entries: u64 → u64.
+//! `STRATA_DISK_PARTS=async,sync,reopen` (any subset) runs only those parts.
 
 use std::{
     path::Path,
@@ -191,7 +192,16 @@ fn sync_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
 
 pub fn run(report: &mut Report) {
     let rt = runtime();
-    async_put(report, &rt);
-    sync_put(report, &rt);
-    reopen(report, &rt);
+    // `STRATA_DISK_PARTS=reopen,async` runs only those parts (all by default).
+    let parts = std::env::var("STRATA_DISK_PARTS").unwrap_or_default();
+    let wants = |part: &str| parts.is_empty() || parts.split(',').any(|p| p == part);
+    if wants("async") {
+        async_put(report, &rt);
+    }
+    if wants("sync") {
+        sync_put(report, &rt);
+    }
+    if wants("reopen") {
+        reopen(report, &rt);
+    }
 }

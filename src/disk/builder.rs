@@ -75,7 +75,8 @@ pub type DiskStoreBuilder<K, V> = DiskBuilder<ForStore<K, V>>;
 /// - `on_corrupt`: [`OnCorrupt::Fail`];
 /// - `clock`: [`Clock::system`];
 /// - `format`: [`Format::MessagePack`];
-/// - `queue_capacity`: 65 536 queued jobs before writers block;
+/// - `queue_capacity`: 1 048 576 queued writes before writers block (memory is only used by
+///   what is actually queued: about 100 bytes plus the encoded value per write);
 /// - `namespace` (store shorthand only): `"cache"`.
 ///
 /// ```
@@ -110,7 +111,7 @@ impl<T> DiskBuilder<T> {
                 on_corrupt: OnCorrupt::Fail,
                 clock: Clock::system(),
                 format: Format::MessagePack,
-                queue_capacity: 1 << 16,
+                queue_capacity: 1 << 20,
             },
             namespace: Ok(Namespace::default()),
             kind: PhantomData,
@@ -160,7 +161,9 @@ impl<T> DiskBuilder<T> {
         self
     }
 
-    /// Jobs queued for the writer thread before writers block.
+    /// Writes (ops) queued for the writer thread before writers block. Async writes return as
+    /// soon as they are queued, so this is the burst they absorb at memory speed; past it they
+    /// go at the engine's pace.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.opts.queue_capacity = capacity;
         self

@@ -15,8 +15,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
     builder::{DiskDbBuilder, OnCorrupt, Options, Writes},
-    engine::{Engine, FjallEngine, Op},
-    load::{self, OpenSummary, RawEntry},
+    engine::{allocated, Engine, FjallEngine, Op},
+    load::{self, OpenSummary, RawEntries},
     lock::{self, DirLock},
     record,
     store::{DiskStore, Tier},
@@ -64,7 +64,7 @@ pub(super) struct DbInner {
     pub writer: Writer,
     pub(super) engine: Arc<dyn Engine>,
     stripes: Box<[Mutex<()>]>,
-    pending: Mutex<HashMap<Box<[u8]>, Vec<RawEntry>>>,
+    pending: Mutex<HashMap<Box<[u8]>, RawEntries>>,
     pub(super) tiers: Mutex<HashMap<Namespace, Box<dyn Any + Send + Sync>>>,
     summary: OpenSummary,
     // Dropped last: the directory stays locked until the engine is closed.
@@ -156,23 +156,9 @@ impl DiskDb {
             .lock()
             .remove(namespace.as_str().as_bytes())
             .unwrap_or_default();
-        let mut undecodable = Undecodable::default();
-        let mut expired = Vec::new();
         let now = clock.now_ms();
-        for entry in raw {
-            match decode_entry::<K, V>(&entry) {
-                Ok((_, _, deadline)) if record::is_expired(deadline, now) => {
-                    expired.push(Op::Delete {
-                        key: namespaced(namespace, &entry.key),
-                    });
-                }
-                Ok((key, value, deadline)) => {
-                    let ttl = (deadline != 0).then(|| Duration::from_millis(deadline - now));
-                    mem.put(key, value, ttl)?;
-                }
-                Err(reason) => undecodable.note(namespace, &entry.key, reason),
-            }
-        }
+        let (undecodable, expired) = load_entries(&mem, namespace, &raw, now)?;
+        drop(raw);
         if !expired.is_empty() {
             self.inner.writer.send(expired, false)?;
         }
@@ -232,6 +218,84 @@ impl DiskDb {
     }
 }
 
+/// Below this many entries a namespace loads on the calling thread alone.
+const PARALLEL_LOAD_MIN: usize = 32 * 1024;
+
+/// Decodes `raw` into `mem`, on every core for a big namespace; returns the undecodable
+/// entries and deletes for the records that expired since the directory was opened.
+fn load_entries<K, V>(
+    mem: &MemoryStore<K, V>,
+    namespace: &Namespace,
+    raw: &RawEntries,
+    now: u64,
+) -> Result<(Undecodable, Vec<Op>)>
+where
+    K: Key,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let all = 0..raw.len();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || raw.len() < PARALLEL_LOAD_MIN {
+        return load_part(mem, namespace, raw, all, now);
+    }
+    let per_thread = raw.len().div_ceil(threads);
+    let parts = std::thread::scope(|scope| {
+        let workers: Vec<_> = all
+            .step_by(per_thread)
+            .map(|start| {
+                let part = start..(start + per_thread).min(raw.len());
+                scope.spawn(move || load_part(mem, namespace, raw, part, now))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut undecodable = Undecodable::default();
+    let mut expired = Vec::new();
+    for part in parts {
+        let (u, e) = part?;
+        undecodable.merge(u);
+        expired.extend(e);
+    }
+    Ok((undecodable, expired))
+}
+
+fn load_part<K, V>(
+    mem: &MemoryStore<K, V>,
+    namespace: &Namespace,
+    raw: &RawEntries,
+    part: std::ops::Range<usize>,
+    now: u64,
+) -> Result<(Undecodable, Vec<Op>)>
+where
+    K: Key,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let mut undecodable = Undecodable::default();
+    let mut expired = Vec::new();
+    for index in part {
+        let (raw_key, rec) = raw.get(index);
+        match decode_entry::<K, V>(raw_key, rec) {
+            Ok((_, _, deadline)) if record::is_expired(deadline, now) => {
+                expired.push(Op::Delete {
+                    key: namespaced(namespace, raw_key),
+                });
+            }
+            Ok((key, value, deadline)) => {
+                let ttl = (deadline != 0).then(|| Duration::from_millis(deadline - now));
+                mem.put(key, value, ttl)?;
+            }
+            Err(reason) => undecodable.note(namespace, raw_key, reason),
+        }
+    }
+    Ok((undecodable, expired))
+}
+
 pub(super) fn namespaced(namespace: &Namespace, key: &[u8]) -> Vec<u8> {
     let mut out = namespace.prefix();
     out.extend_from_slice(key);
@@ -239,11 +303,12 @@ pub(super) fn namespaced(namespace: &Namespace, key: &[u8]) -> Vec<u8> {
 }
 
 fn decode_entry<K: Key, V: DeserializeOwned>(
-    entry: &RawEntry,
+    raw_key: &[u8],
+    rec: &[u8],
 ) -> std::result::Result<(K, V, u64), String> {
-    let key = K::decode_key(&entry.key)?;
-    let deadline = record::deadline(&entry.record).ok_or("record too short")?;
-    let value = decode_value(record::value(&entry.record), "").map_err(|e| match e {
+    let key = K::decode_key(raw_key)?;
+    let deadline = record::deadline(rec).ok_or("record too short")?;
+    let value = decode_value(record::value(rec), "").map_err(|e| match e {
         Error::Decode { reason, .. } => reason,
         other => other.to_string(),
     })?;
@@ -263,6 +328,14 @@ impl Undecodable {
         if self.first.is_none() {
             let key = format!("{namespace}:{}", String::from_utf8_lossy(key));
             self.first = Some((key, reason));
+        }
+    }
+
+    /// Adds what a later part of the same namespace found.
+    fn merge(&mut self, later: Undecodable) {
+        self.count += later.count;
+        if self.first.is_none() {
+            self.first = later.first;
         }
     }
 
@@ -292,20 +365,6 @@ fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngin
     let engine = open_fjall(path, opts)?;
     let loaded = load::load(&engine, opts.clock.now_ms(), started, opts.open_timeout)?;
     Ok((engine, loaded))
-}
-
-/// Bytes a file occupies on disk (its allocated blocks where the OS reports them: fjall's
-/// journal is preallocated sparsely, so its length overstates it).
-fn allocated(meta: &std::fs::Metadata) -> u64 {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        meta.blocks() * 512
-    }
-    #[cfg(not(unix))]
-    {
-        meta.len()
-    }
 }
 
 /// Opens fjall, retrying briefly if its own lock file is still held (see `lock::BUSY_WAIT`).

@@ -22,19 +22,46 @@ const PROGRESS_EVERY: usize = 250_000;
 /// Delete expired records in batches of this many.
 const PURGE_BATCH: usize = 4096;
 
-/// A live record whose namespace has not been opened yet.
-pub(crate) struct RawEntry {
-    /// The key bytes after `namespace:`.
-    pub key: Box<[u8]>,
-    /// The whole record (value, then deadline).
-    pub record: Box<[u8]>,
+/// The live records of one namespace that has not been opened yet, packed in one buffer
+/// (no allocation per record).
+#[derive(Default)]
+pub(crate) struct RawEntries {
+    bytes: Vec<u8>,
+    /// Per record: where it starts in `bytes`, its key's length, its record's length.
+    spans: Vec<(usize, u32, u32)>,
+}
+
+impl RawEntries {
+    /// Appends a record: `key` is the key bytes after `namespace:`, `record` the whole record.
+    fn push(&mut self, key: &[u8], record: &[u8]) {
+        // fjall caps keys at 64 KiB and values at 4 GiB, so both lengths fit in a u32.
+        self.spans
+            .push((self.bytes.len(), key.len() as u32, record.len() as u32));
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(record);
+    }
+
+    /// How many records there are.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// The key (after `namespace:`) and the record at `index`.
+    pub fn get(&self, index: usize) -> (&[u8], &[u8]) {
+        let (start, key, record) = self.spans[index];
+        let split = start + key as usize;
+        (
+            &self.bytes[start..split],
+            &self.bytes[split..split + record as usize],
+        )
+    }
 }
 
 /// What the load found.
 #[derive(Default)]
 pub(crate) struct Loaded {
     /// Live records by namespace bytes.
-    pub by_namespace: HashMap<Box<[u8]>, Vec<RawEntry>>,
+    pub by_namespace: HashMap<Box<[u8]>, RawEntries>,
     pub summary: OpenSummary,
 }
 
@@ -101,18 +128,21 @@ impl Loaded {
             return;
         }
         self.summary.live += 1;
-        let entry = RawEntry {
-            key: key[split + 1..].into(),
-            record: rec.into(),
-        };
         let namespace = &key[..split];
-        match self.by_namespace.get_mut(namespace) {
-            Some(entries) => entries.push(entry),
-            None => {
-                self.by_namespace.insert(namespace.into(), vec![entry]);
-            }
-        }
+        entries_of(&mut self.by_namespace, namespace).push(&key[split + 1..], rec);
     }
+}
+
+/// Finds or adds a namespace's entries, allocating its name only the first time.
+fn entries_of<'a>(
+    map: &'a mut HashMap<Box<[u8]>, RawEntries>,
+    namespace: &[u8],
+) -> &'a mut RawEntries {
+    if !map.contains_key(namespace) {
+        map.insert(namespace.into(), RawEntries::default());
+    }
+    map.get_mut(namespace)
+        .unwrap_or_else(|| unreachable!("inserted above"))
 }
 
 fn purge(engine: &dyn Engine, expired: Vec<Vec<u8>>) -> Result<usize> {

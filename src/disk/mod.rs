@@ -24,8 +24,14 @@
 //!   [`DiskStore::undecodable`], and left on disk until they expire, are overwritten or deleted
 //!   — so rolling back to the old release reads them again. Reads of them miss.
 //! - **Close**: dropping the last handle blocks while the writer thread commits what is queued,
-//!   flushes the engine's write buffer (so the next open scans tables rather than replaying the
-//!   journal) and fsyncs; then the directory is unlocked.
+//!   flushes the engine's write buffer to tables, retires the journal (fjall replays its whole
+//!   active journal at open, so a big one is padded past fjall's rotation mark, sealed and
+//!   deleted once flushed: the next open replays nothing) and fsyncs; then the directory is
+//!   unlocked. A crash skips all this and the next open replays the journal as usual.
+//! - **Queue**: async writes return once queued; the queue holds up to `queue_capacity` ops
+//!   (1 048 576 by default), so a burst goes at memory speed and a sustained stream at the
+//!   writer's. The writer applies each batch (up to 65 536 ops) in key order, which makes the
+//!   engine's skip-list inserts cache-friendly.
 //! - **Corruption**: unreadable engine files are [`Error::Corrupt`](crate::Error::Corrupt) with
 //!   the path, or with [`OnCorrupt::Discard`] a warning and an empty start.
 

@@ -66,11 +66,12 @@ impl DiskDb {
                 format!("{namespace} has a store open in this DiskDb; write through the store"),
             ));
         }
-        let mut key = namespace.prefix();
-        key.extend_from_slice(&raw.key);
-        let mut record = raw.value;
-        record.extend_from_slice(&raw.deadline.unwrap_or(0).to_be_bytes());
-        Ok(Op::Put { key, record })
+        let mut buf = namespace.prefix();
+        buf.extend_from_slice(&raw.key);
+        let key_len = buf.len();
+        buf.extend_from_slice(&raw.value);
+        buf.extend_from_slice(&raw.deadline.unwrap_or(0).to_be_bytes());
+        Ok(Op::Put { buf, key_len })
     }
 }
 

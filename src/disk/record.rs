@@ -6,29 +6,57 @@
 
 use serde::Serialize;
 
+use super::engine::Op;
 use crate::{
-    codec::{encode_value, Format},
+    codec::{encode_value, Format, Key},
     error::{Error, Result},
 };
 
 const DEADLINE_LEN: usize = 8;
 
+/// Bytes reserved for the key in a put's buffer (a longer key grows it once).
+const KEY_ROOM: usize = 24;
+
 /// Encodes `value` with `deadline` (0: never expires); `key` names the entry in errors.
+#[cfg(test)]
 pub(crate) fn encode<V: Serialize>(
     value: &V,
     deadline: u64,
     format: Format,
     key: &dyn std::fmt::Debug,
 ) -> Result<Vec<u8>> {
-    let mut out = encode_value(value, format, "").map_err(|e| match e {
+    let mut out = encoded(value, format, key)?;
+    out.extend_from_slice(&deadline.to_be_bytes());
+    Ok(out)
+}
+
+/// The op writing `value` with `deadline` under `prefix` + `key`, in one buffer: the key,
+/// then the record.
+pub(crate) fn put_op<K: Key, V: Serialize>(
+    prefix: &[u8],
+    key: &K,
+    value: &V,
+    deadline: u64,
+    format: Format,
+) -> Result<Op> {
+    let value = encoded(value, format, key)?;
+    let mut buf = Vec::with_capacity(prefix.len() + KEY_ROOM + value.len() + DEADLINE_LEN);
+    buf.extend_from_slice(prefix);
+    key.encode_key(&mut buf);
+    let key_len = buf.len();
+    buf.extend_from_slice(&value);
+    buf.extend_from_slice(&deadline.to_be_bytes());
+    Ok(Op::Put { buf, key_len })
+}
+
+fn encoded<V: Serialize>(value: &V, format: Format, key: &dyn std::fmt::Debug) -> Result<Vec<u8>> {
+    encode_value(value, format, "").map_err(|e| match e {
         Error::Encode { reason, .. } => Error::Encode {
             key: format!("{key:?}"),
             reason,
         },
         other => other,
-    })?;
-    out.extend_from_slice(&deadline.to_be_bytes());
-    Ok(out)
+    })
 }
 
 /// The deadline of a record, or `None` if it is too short to be one.

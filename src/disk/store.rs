@@ -133,24 +133,32 @@ where
         key.namespaced(&self.prefix)
     }
 
-    fn record(&self, key: &K, value: &V, deadline: u64) -> Result<Vec<u8>> {
-        record::encode(value, deadline, self.db.inner.opts.format, key)
+    /// The op that writes `value` under `key` on disk.
+    fn put_op(&self, key: &K, value: &V, deadline: u64) -> Result<Op> {
+        record::put_op(
+            &self.prefix,
+            key,
+            value,
+            deadline,
+            self.db.inner.opts.format,
+        )
     }
 
     fn deadline(&self, ttl: Option<Duration>) -> Result<u64> {
         Ok(self.db.inner.opts.clock.deadline(ttl)?.unwrap_or(0))
     }
 
-    /// Runs `apply` under `key`'s stripe lock and queues the op it returns.
+    /// Runs `apply` under `stripe` (the key's lock, see [`DiskDb::stripe`]) and queues the op
+    /// it returns.
     fn locked<R>(
         &self,
-        key: &[u8],
+        stripe: &parking_lot::Mutex<()>,
         apply: impl FnOnce() -> Result<(R, Option<Op>)>,
     ) -> Result<(R, Option<Ack>)> {
-        let _stripe = self.db.stripe(key).lock();
+        let _stripe = stripe.lock();
         let (result, op) = apply()?;
         let ack = match op {
-            Some(op) => self.db.inner.writer.send(vec![op], self.db.sync_writes())?,
+            Some(op) => self.db.inner.writer.send_one(op, self.db.sync_writes())?,
             None => None,
         };
         Ok((result, ack))
@@ -159,11 +167,10 @@ where
     /// Writes `value` under `key`.
     async fn put_inner(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         let deadline = self.deadline(ttl)?;
-        let record = self.record(&key, &value, deadline)?;
-        let dk = self.disk_key(&key);
-        let (_, ack) = self.locked(&dk.clone(), || {
+        let op = self.put_op(&key, &value, deadline)?;
+        let (_, ack) = self.locked(self.db.stripe(op.key()), || {
             self.mem().put(key, value, ttl)?;
-            Ok(((), Some(Op::Put { key: dk, record })))
+            Ok(((), Some(op)))
         })?;
         finish(ack).await
     }
@@ -174,7 +181,7 @@ where
 
     async fn remove(&self, key: &K) -> Result<Option<V>> {
         let dk = self.disk_key(key);
-        let (taken, ack) = self.locked(&dk.clone(), || {
+        let (taken, ack) = self.locked(self.db.stripe(&dk), || {
             // Deleted on disk even when memory had nothing: the record may be one that no
             // longer decodes, and deleting it is how a user gets rid of it.
             Ok((self.mem().take(key), Some(Op::Delete { key: dk })))
@@ -185,11 +192,10 @@ where
 
     async fn put_new_inner(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
         let deadline = self.deadline(ttl)?;
-        let record = self.record(&key, &value, deadline)?;
-        let dk = self.disk_key(&key);
-        let (written, ack) = self.locked(&dk.clone(), || {
+        let op = self.put_op(&key, &value, deadline)?;
+        let (written, ack) = self.locked(self.db.stripe(op.key()), || {
             let written = self.mem().put_new(key, value, ttl)?;
-            Ok((written, written.then_some(Op::Put { key: dk, record })))
+            Ok((written, written.then_some(op)))
         })?;
         finish(ack).await?;
         Ok(written)
@@ -198,13 +204,13 @@ where
     async fn expire_inner(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {
         let deadline = self.deadline(ttl)?;
         let dk = self.disk_key(key);
-        let (changed, ack) = self.locked(&dk.clone(), || {
+        let (changed, ack) = self.locked(self.db.stripe(&dk), || {
             let Some(value) = self.mem().get(key) else {
                 return Ok((false, None));
             };
-            let record = self.record(key, &value, deadline)?;
+            let op = self.put_op(key, &value, deadline)?;
             let changed = self.mem().expire(key, ttl)?;
-            Ok((changed, changed.then_some(Op::Put { key: dk, record })))
+            Ok((changed, changed.then_some(op)))
         })?;
         finish(ack).await?;
         Ok(changed)
@@ -215,13 +221,10 @@ where
         V: Counter,
     {
         let dk = self.disk_key(key);
-        let (value, ack) = self.locked(&dk.clone(), || {
+        let (value, ack) = self.locked(self.db.stripe(&dk), || {
             let value = self.mem().incr(key, delta)?;
             let op = match self.mem().ttl(key) {
-                Some(expiry) => Op::Put {
-                    record: self.record(key, &value, self.deadline_of(expiry))?,
-                    key: dk,
-                },
+                Some(expiry) => self.put_op(key, &value, self.deadline_of(expiry))?,
                 // Expired between the two calls: nothing live to persist.
                 None => Op::Delete { key: dk },
             };
@@ -264,15 +267,10 @@ where
         let deadline = self.deadline(ttl)?;
         let mut last = None;
         for (key, value) in entries {
-            let record = self.record(&key, &value, deadline)?;
-            let dk = self.disk_key(&key);
-            let _stripe = self.db.stripe(&dk).lock();
+            let op = self.put_op(&key, &value, deadline)?;
+            let _stripe = self.db.stripe(op.key()).lock();
             self.mem().put(key, value, ttl)?;
-            last = self
-                .db
-                .inner
-                .writer
-                .send(vec![Op::Put { key: dk, record }], self.db.sync_writes())?;
+            last = self.db.inner.writer.send_one(op, self.db.sync_writes())?;
         }
         // The queue is FIFO: the last job's commit covers every earlier one.
         finish(last).await
@@ -289,7 +287,7 @@ where
                 .db
                 .inner
                 .writer
-                .send(vec![Op::Delete { key: dk }], self.db.sync_writes())?;
+                .send_one(Op::Delete { key: dk }, self.db.sync_writes())?;
         }
         finish(last).await?;
         Ok(removed)
