@@ -6,8 +6,8 @@ use std::sync::Arc;
 use strata::GenerationalStore;
 
 use crate::{
-    memory::{Contender, Moka, Quick},
-    report::{interleaved, timed, Report, Row},
+    memory::{run_mix, Contender, Moka, Quick},
+    report::{interleaved, Report, Row},
     workload::{op_mix, scramble, zipf_keys, Rng, Zipf},
 };
 
@@ -38,34 +38,6 @@ fn moka(capacity: usize) -> Moka {
 
 fn quick(capacity: usize) -> Quick {
     Quick(quick_cache::sync::Cache::new(capacity))
-}
-
-/// Runs `threads` threads over pre-generated keys and ops; returns total ops/s.
-fn run_mix(
-    c: &Arc<dyn Contender>,
-    keys: &Arc<Vec<Vec<u64>>>,
-    ops: &Arc<Vec<bool>>,
-    threads: usize,
-) -> f64 {
-    let per = keys[0].len() as u64;
-    timed(per * threads as u64, || {
-        std::thread::scope(|s| {
-            for t in 0..threads {
-                let (c, keys, ops) = (c.clone(), keys.clone(), ops.clone());
-                s.spawn(move || {
-                    let mut hits = 0u64;
-                    for (i, &k) in keys[t].iter().enumerate() {
-                        if ops[i] {
-                            hits += u64::from(c.get(k));
-                        } else {
-                            c.put(k, i as u64);
-                        }
-                    }
-                    std::hint::black_box(hits);
-                });
-            }
-        });
-    })
 }
 
 fn throughput(report: &mut Report) {

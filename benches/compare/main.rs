@@ -16,6 +16,11 @@ mod generational;
 mod memory;
 mod plot;
 mod redis;
+/// The tests' `redis-server` helper, shared with the Redis sections.
+#[cfg(feature = "redis")]
+#[path = "../../tests/support/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
 mod replicated;
 mod report;
 mod workload;

@@ -77,7 +77,7 @@ fn fill(c: &dyn Contender, keys: usize) {
 }
 
 /// Runs `threads` threads over pre-generated keys and ops; returns total ops/s.
-fn run_mix(
+pub fn run_mix(
     c: &Arc<dyn Contender>,
     keys: &Arc<Vec<Vec<u64>>>,
     ops: &Arc<Vec<bool>>,

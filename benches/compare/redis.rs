@@ -12,12 +12,7 @@ pub use bench::run;
 
 #[cfg(feature = "redis")]
 mod bench {
-    use std::{
-        net::{Ipv4Addr, TcpListener, TcpStream},
-        process::{Child, Command, Stdio},
-        sync::Arc,
-        time::{Duration, Instant},
-    };
+    use std::{process::Command, sync::Arc, time::Instant};
 
     use ::redis::aio::MultiplexedConnection;
     use strata::{codec::encode_value, Format, RedisStore, Store};
@@ -30,44 +25,7 @@ mod bench {
     /// 3 header bytes + 2 bytes of MessagePack string length + 59 characters = 64 bytes.
     const VALUE_CHARS: usize = 59;
 
-    /// A redis-server for this run, killed on drop.
-    struct Server {
-        child: Child,
-        port: u16,
-    }
-
-    impl Server {
-        fn start() -> Server {
-            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .and_then(|l| l.local_addr())
-                .expect("a free loopback port")
-                .port();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server is not installed: apt-get install -y redis-server");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-                assert!(Instant::now() < deadline, "redis-server did not start");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Server { child, port }
-        }
-
-        fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}/", self.port)
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    use crate::redis_server::RedisServer as Server;
 
     #[derive(Clone, Copy, PartialEq)]
     enum Op {
@@ -226,7 +184,7 @@ mod bench {
                     ours.push(strata_round(&rt, &store, op, tasks, ops));
                     raw.push(raw_round(&rt, &conn, &bytes, op, tasks, ops));
                     if tasks == 64 {
-                        let (get, set) = redis_benchmark(server.port, ops * 2);
+                        let (get, set) = redis_benchmark(server.port(), ops * 2);
                         peer.push(if op == Op::Get { get } else { set });
                     }
                 }

@@ -14,8 +14,6 @@ pub use bench::run;
 #[cfg(feature = "redis")]
 mod bench {
     use std::{
-        net::{Ipv4Addr, TcpListener, TcpStream},
-        process::{Child, Command, Stdio},
         sync::Arc,
         time::{Duration, Instant},
     };
@@ -32,44 +30,7 @@ mod bench {
 
     type Node = ReplicatedStore<u64, String, MemoryStore<u64, String>, RedisStore<u64, String>>;
 
-    /// A redis-server for this section, killed on drop.
-    struct Server {
-        child: Child,
-        port: u16,
-    }
-
-    impl Server {
-        fn start() -> Server {
-            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .and_then(|l| l.local_addr())
-                .expect("a free loopback port")
-                .port();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server is not installed: apt-get install -y redis-server");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-                assert!(Instant::now() < deadline, "redis-server did not start");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Server { child, port }
-        }
-
-        fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}/", self.port)
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    use crate::redis_server::RedisServer as Server;
 
     fn value() -> String {
         "v".repeat(59)
