@@ -66,6 +66,23 @@ fn moka(ttl: bool, keys: usize) -> Moka {
     })
 }
 
+pub struct MiniMoka(pub mini_moka::sync::Cache<u64, u64>);
+impl Contender for MiniMoka {
+    #[inline]
+    fn get(&self, k: u64) -> bool {
+        self.0.get(&k).is_some()
+    }
+    #[inline]
+    fn put(&self, k: u64, v: u64) {
+        self.0.insert(k, v);
+    }
+}
+
+fn mini_moka(ttl: bool, keys: usize) -> MiniMoka {
+    let b = mini_moka::sync::Cache::builder().max_capacity(keys as u64 * 2);
+    MiniMoka(if ttl { b.time_to_live(TTL).build() } else { b.build() })
+}
+
 fn quick(keys: usize) -> Quick {
     Quick(quick_cache::sync::Cache::new(keys * 2))
 }
@@ -141,8 +158,62 @@ fn bytes_per_entry(report: &mut Report) {
     }
 }
 
+/// Bytes per entry at 1M `String` keys -> 64-byte `String` values, TTL on, for both in-memory
+/// strata stores against moka and quick_cache.
+fn bytes_per_entry_strings(report: &mut Report) {
+    let n = report.n(1_000_000, 200_000);
+    let key = |i: usize| format!("session:{:016x}", scramble(i as u64));
+    let value = || "v".repeat(64);
+    let (s, sb) = crate::alloc::retained_bytes(|| {
+        let s: MemoryStore<String, String> = MemoryStore::builder().build().expect("valid");
+        (0..n).for_each(|i| {
+            let _ = s.put(key(i), value(), Some(TTL));
+        });
+        s
+    });
+    let (g, gb) = crate::alloc::retained_bytes(|| {
+        let g: strata::GenerationalStore<String, String> = strata::GenerationalStore::builder()
+            .max_size(n as u64 * 2)
+            .build()
+            .expect("valid");
+        (0..n).for_each(|i| {
+            let _ = g.put(key(i), value(), Some(TTL));
+        });
+        g
+    });
+    let (m, mb) = crate::alloc::retained_bytes(|| {
+        let m: moka::sync::Cache<String, String> = moka::sync::Cache::builder()
+            .max_capacity(n as u64 * 2)
+            .time_to_live(TTL)
+            .build();
+        (0..n).for_each(|i| m.insert(key(i), value()));
+        m.run_pending_tasks();
+        m
+    });
+    let (q, qb) = crate::alloc::retained_bytes(|| {
+        let q: quick_cache::sync::Cache<String, String> = quick_cache::sync::Cache::new(n);
+        (0..n).for_each(|i| q.insert(key(i), value()));
+        q
+    });
+    let per = |bytes: isize| bytes as f64 / n as f64;
+    for (store, ours) in [("MemoryStore", sb), ("GenerationalStore", gb)] {
+        for (peer, bytes) in [("moka", mb), ("quick_cache", qb)] {
+            report.add(Row {
+                section: "memory".into(),
+                label: format!("bytes/entry {store} String->64B ttl ({n} entries)"),
+                strata: per(ours),
+                peer: Some((peer.into(), per(bytes))),
+                unit: "B",
+                higher_is_better: false,
+            });
+        }
+    }
+    drop((s, g, m, q));
+}
+
 pub fn run(report: &mut Report) {
     bytes_per_entry(report);
+    bytes_per_entry_strings(report);
     let n_keys = report.n(1_000_000, 1_000_000);
     let per_thread = report.n(2_000_000, 500_000);
     let keys: Arc<Vec<Vec<u64>>> = Arc::new(
@@ -158,6 +229,7 @@ pub fn run(report: &mut Report) {
             let peers: Vec<(&str, Arc<dyn Contender>)> = vec![
                 ("moka", Arc::new(moka(ttl, n_keys))),
                 ("quick_cache", Arc::new(quick(n_keys))),
+                ("mini-moka", Arc::new(mini_moka(ttl, n_keys))),
             ];
             for (name, peer) in peers {
                 if ttl && name == "quick_cache" {
