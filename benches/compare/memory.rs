@@ -80,7 +80,11 @@ impl Contender for MiniMoka {
 
 fn mini_moka(ttl: bool, keys: usize) -> MiniMoka {
     let b = mini_moka::sync::Cache::builder().max_capacity(keys as u64 * 2);
-    MiniMoka(if ttl { b.time_to_live(TTL).build() } else { b.build() })
+    MiniMoka(if ttl {
+        b.time_to_live(TTL).build()
+    } else {
+        b.build()
+    })
 }
 
 fn quick(keys: usize) -> Quick {
