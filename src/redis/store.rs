@@ -376,6 +376,30 @@ where
         self.unlink(&keys).await
     }
 
+    /// `GET` and `PTTL` pipelined in one round trip (one key, so one slot on a cluster). Not a
+    /// `MULTI`: a write between the two replies is possible, and a replicated tier's fill guard
+    /// covers it; a key that expires in between reads as absent.
+    async fn get_with_ttl(&self, key: &K) -> Result<Option<(V, Expiry)>> {
+        let key = self.key(key);
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
+        let timeout = self.shared.command_timeout;
+        let context = || format!("GET+PTTL {}", show(&key));
+        let (bytes, ms): (Option<Vec<u8>>, i64) = self
+            .shared
+            .conn
+            .run_pipeline(&pipe, timeout, context)
+            .await?;
+        let Some(value) = Self::decode(&key, bytes)? else {
+            return Ok(None);
+        };
+        Ok(match ms {
+            -1 => Some((value, Expiry::Never)),
+            ms if ms < 0 => None,
+            ms => Some((value, Expiry::In(Duration::from_millis(ms.unsigned_abs())))),
+        })
+    }
+
     async fn ttl(&self, key: &K) -> Result<Option<Expiry>> {
         let key = self.key(key);
         let ms: i64 = self
