@@ -112,7 +112,13 @@ impl Clock {
     ///
     /// Fails with [`Error::InvalidTtl`] for a zero TTL. Sub-millisecond TTLs round up to 1 ms.
     pub fn deadline(&self, ttl: Option<Duration>) -> Result<Option<UnixMillis>> {
-        Ok(check_ttl(ttl)?.map(|ttl| self.now_ms().saturating_add(ttl_ms(ttl))))
+        Ok(Some(self.entry_deadline(ttl)?).filter(|&d| d != 0))
+    }
+
+    /// The deadline as stores keep it inline: Unix milliseconds, 0 for none.
+    #[inline]
+    pub(crate) fn entry_deadline(&self, ttl: Option<Duration>) -> Result<u64> {
+        deadline_at(self.now_ms(), ttl)
     }
 
     /// Time left until `deadline`, or `None` if it has passed.

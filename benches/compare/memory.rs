@@ -17,6 +17,29 @@ pub trait Contender: Send + Sync {
     fn put(&self, k: u64, v: u64);
 }
 
+/// A peer cache: `get` and `insert`, nothing else to configure per call.
+macro_rules! peer {
+    ($($name:ident: $ty:ty),* $(,)?) => {$(
+        pub struct $name(pub $ty);
+        impl Contender for $name {
+            #[inline]
+            fn get(&self, k: u64) -> bool {
+                self.0.get(&k).is_some()
+            }
+            #[inline]
+            fn put(&self, k: u64, v: u64) {
+                self.0.insert(k, v);
+            }
+        }
+    )*};
+}
+
+peer! {
+    Moka: moka::sync::Cache<u64, u64>,
+    Quick: quick_cache::sync::Cache<u64, u64>,
+    MiniMoka: mini_moka::sync::Cache<u64, u64>,
+}
+
 pub struct Strata(pub MemoryStore<u64, u64>, pub Option<Duration>);
 impl Contender for Strata {
     #[inline]
@@ -26,30 +49,6 @@ impl Contender for Strata {
     #[inline]
     fn put(&self, k: u64, v: u64) {
         let _ = self.0.put(k, v, self.1);
-    }
-}
-
-pub struct Moka(pub moka::sync::Cache<u64, u64>);
-impl Contender for Moka {
-    #[inline]
-    fn get(&self, k: u64) -> bool {
-        self.0.get(&k).is_some()
-    }
-    #[inline]
-    fn put(&self, k: u64, v: u64) {
-        self.0.insert(k, v);
-    }
-}
-
-pub struct Quick(pub quick_cache::sync::Cache<u64, u64>);
-impl Contender for Quick {
-    #[inline]
-    fn get(&self, k: u64) -> bool {
-        self.0.get(&k).is_some()
-    }
-    #[inline]
-    fn put(&self, k: u64, v: u64) {
-        self.0.insert(k, v);
     }
 }
 
@@ -64,18 +63,6 @@ fn moka(ttl: bool, keys: usize) -> Moka {
     } else {
         b.build()
     })
-}
-
-pub struct MiniMoka(pub mini_moka::sync::Cache<u64, u64>);
-impl Contender for MiniMoka {
-    #[inline]
-    fn get(&self, k: u64) -> bool {
-        self.0.get(&k).is_some()
-    }
-    #[inline]
-    fn put(&self, k: u64, v: u64) {
-        self.0.insert(k, v);
-    }
 }
 
 fn mini_moka(ttl: bool, keys: usize) -> MiniMoka {

@@ -70,6 +70,7 @@ impl Report {
     }
 
     /// How many times smaller than a full run this one is: 1, 4 (`--quick`) or 1000 (smoke).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis sections only
     pub fn scale(&self) -> usize {
         if self.smoke {
             1000

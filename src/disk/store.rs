@@ -145,7 +145,7 @@ where
     }
 
     fn deadline(&self, ttl: Option<Duration>) -> Result<u64> {
-        Ok(self.db.inner.opts.clock.deadline(ttl)?.unwrap_or(0))
+        self.db.inner.opts.clock.entry_deadline(ttl)
     }
 
     /// Runs `apply` under `stripe` (the key's lock, see [`DiskDb::stripe`]) and queues the op

@@ -355,7 +355,7 @@ where
     /// Writes `value` under `key` (into the newer generation, removing it from the older one),
     /// replacing value and TTL. Fails only for a zero TTL.
     pub fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
-        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
+        let deadline = self.inner.clock.entry_deadline(ttl)?;
         let weight = self.weigh(&key, &value);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let hash = self.hash(&key);
@@ -455,7 +455,7 @@ where
     /// Writes only if `key` has no live entry in either generation; true if written. Atomic.
     /// A live entry in the older generation counts (and is not promoted), as in Nebulex.
     pub fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
-        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
+        let deadline = self.inner.clock.entry_deadline(ttl)?;
         let weight = self.weigh(&key, &value);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let hash = self.hash(&key);
@@ -488,7 +488,7 @@ where
 
     /// Replaces the value and TTL of a live `key` (promoting it); false if there was none.
     pub fn replace(&self, key: &K, value: V, ttl: Option<Duration>) -> Result<bool> {
-        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
+        let deadline = self.inner.clock.entry_deadline(ttl)?;
         let weight = self.weigh(key, &value);
         let replaced = self.with_live(key, move |slot| {
             slot.value = value;
@@ -637,7 +637,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let deadline = self.inner.clock.deadline(ttl)?.unwrap_or(0);
+        let deadline = self.inner.clock.entry_deadline(ttl)?;
         Ok(self.with_live(key, |s| s.deadline = deadline).is_some())
     }
 
