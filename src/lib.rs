@@ -75,6 +75,7 @@ mod events;
 mod generational;
 mod memory;
 mod namespace;
+mod redact;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
@@ -101,7 +102,8 @@ pub use generational::{
     Entry as QueryEntry, GenerationalStore, GenerationalStoreBuilder, HeapSize, Query, QueryStream,
 };
 pub use memory::{MemoryStore, MemoryStoreBuilder};
-pub use namespace::{Namespace, DEFAULT_NAMESPACE};
+pub use namespace::{split_stored_key, Namespace, DEFAULT_NAMESPACE};
+pub use redact::redact_url;
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "redis")]

@@ -67,6 +67,24 @@ impl Namespace {
     }
 }
 
+/// Splits a stored key `namespace:key` into its namespace and key bytes: the one parser of the
+/// layout, used by the disk loader, the raw record readers and the CLI. `None` if the key has no
+/// `:` or its namespace is not a valid [`Namespace`] (a key strata did not write).
+///
+/// ```
+/// use strata::split_stored_key;
+/// let (ns, key) = split_stored_key(b"sessions:a:b").unwrap();
+/// assert_eq!((ns.as_str(), key), ("sessions", &b"a:b"[..]));
+/// assert!(split_stored_key(b"no-separator").is_none());
+/// assert!(split_stored_key(b"bad ns:k").is_none());
+/// ```
+pub fn split_stored_key(stored: &[u8]) -> Option<(Namespace, &[u8])> {
+    let colon = stored.iter().position(|&b| b == b':')?;
+    let namespace = std::str::from_utf8(&stored[..colon]).ok()?;
+    let namespace = Namespace::new(namespace).ok()?;
+    Some((namespace, &stored[colon + 1..]))
+}
+
 impl Default for Namespace {
     fn default() -> Self {
         Namespace(DEFAULT_NAMESPACE.into())
@@ -125,5 +143,18 @@ mod tests {
             assert_eq!(Namespace::new(good).unwrap().as_str(), good);
         }
         assert_eq!(Namespace::new("s").unwrap().prefix(), b"s:");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn split_stored_key_never_panics_and_inverts_prefix(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            if let Some((ns, key)) = split_stored_key(&bytes) {
+                let mut joined = ns.prefix();
+                joined.extend_from_slice(key);
+                proptest::prop_assert_eq!(joined, bytes);
+            }
+        }
     }
 }

@@ -6,8 +6,8 @@
 //! required; the rest have defaults built from those four, which a store overrides where it can
 //! be atomic or faster.
 //!
-//! **Atomicity of the defaults.** The provided `take`, `put_new`, `incr`/`decr`, `expire`,
-//! `persist` and `clear` are *not* atomic: they are a read followed by a write, and a concurrent
+//! **Atomicity of the defaults.** The provided `take`, `put_new`, `replace`, `incr`/`decr`,
+//! `incr_with_ttl`, `expire`, `persist` and `clear` are *not* atomic: they are a read followed by a write, and a concurrent
 //! writer can slip in between. Every store in strata overrides them with atomic versions
 //! (a shard lock in memory, `GETDEL`/`INCRBY`/`SET NX` in Redis); a store of your own inherits the
 //! non-atomic defaults until it overrides them.
@@ -15,9 +15,17 @@
 use std::{future::Future, time::Duration};
 
 use crate::{
+    codec::Key,
     error::{Error, Result},
     namespace::Namespace,
 };
+
+/// True if `key`'s encoded form starts with `prefix` (what [`Store::keys_with_prefix`] matches).
+pub fn key_has_prefix<K: Key>(key: &K, prefix: &[u8]) -> bool {
+    let mut encoded = Vec::new();
+    key.encode_key(&mut encoded);
+    encoded.starts_with(prefix)
+}
 
 /// Remaining lifetime of an entry, as returned by [`Store::ttl`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,6 +42,28 @@ impl Expiry {
         match self {
             Expiry::Never => None,
             Expiry::In(d) => Some(d),
+        }
+    }
+}
+
+impl Expiry {
+    /// A Redis `PTTL` reply as an expiry: `-1` is a key without a TTL, `-2` (or any other
+    /// negative) is no key, and `0` counts as no key too (it expires within the millisecond, and
+    /// a zero TTL is not a TTL strata can write). The one mapping of TTL replies.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::Expiry;
+    /// assert_eq!(Expiry::from_pttl(-1), Some(Expiry::Never));
+    /// assert_eq!(Expiry::from_pttl(-2), None);
+    /// assert_eq!(Expiry::from_pttl(0), None);
+    /// assert_eq!(Expiry::from_pttl(1500), Some(Expiry::In(Duration::from_millis(1500))));
+    /// ```
+    pub fn from_pttl(ms: i64) -> Option<Expiry> {
+        match ms {
+            -1 => Some(Expiry::Never),
+            ms if ms <= 0 => None,
+            ms => Some(Expiry::In(Duration::from_millis(ms.unsigned_abs()))),
         }
     }
 }
@@ -313,6 +343,121 @@ where
             })?;
             self.put(key.clone(), next.clone(), ttl).await?;
             Ok(next)
+        }
+    }
+
+    /// Adds `delta` to the integer under `key` and returns the new value; a counter this call
+    /// creates gets `ttl_if_new`, an existing counter keeps its TTL (or lack of one). One atomic
+    /// step in every strata store (a shard or stripe lock locally; `SET NX PX` + `INCRBY` in one
+    /// `MULTI` on Redis), so a counter that expires between two calls is never re-created without
+    /// a TTL. This is what `Cache::incr` and `RateLimiter` use.
+    ///
+    /// Default: `get`, `ttl`, `put` (not atomic; a store of your own should override it).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{MemoryStore, Store};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let store = MemoryStore::<String, u64>::builder().build()?;
+    /// let minute = Some(Duration::from_secs(60));
+    /// let key = "failed_logins:ada".to_string();
+    /// assert_eq!(Store::incr_with_ttl(&store, &key, 1, minute).await?, 1);
+    /// assert_eq!(Store::incr_with_ttl(&store, &key, 1, minute).await?, 2);
+    /// assert!(Store::ttl(&store, &key).await?.and_then(|e| e.remaining()).is_some());
+    /// # Ok(()) }
+    /// ```
+    fn incr_with_ttl(
+        &self,
+        key: &K,
+        delta: i64,
+        ttl_if_new: Option<Duration>,
+    ) -> impl Future<Output = Result<V>> + Send
+    where
+        V: Counter + Clone,
+        K: std::fmt::Debug,
+    {
+        async move {
+            crate::time::check_ttl(ttl_if_new)?;
+            let current = self.get(key).await?;
+            let ttl = match current {
+                Some(_) => match self.ttl(key).await {
+                    Ok(expiry) => expiry.and_then(Expiry::remaining),
+                    Err(Error::Unsupported { .. }) => None,
+                    Err(e) => return Err(e),
+                },
+                None => ttl_if_new,
+            };
+            let base = current.unwrap_or_else(V::zero);
+            let next = base.add(delta).ok_or_else(|| Error::Overflow {
+                key: format!("{key:?}"),
+            })?;
+            self.put(key.clone(), next.clone(), ttl).await?;
+            Ok(next)
+        }
+    }
+
+    /// Writes `value` under `key` only if `key` has a live entry (Redis `SET .. XX`), replacing
+    /// its value and TTL; true if written. A key deleted (or expired) before this call is not
+    /// brought back, which is what makes a session sign-out stick against a request that was
+    /// in flight. Atomic in every strata store.
+    ///
+    /// Default: `contains` then `put` (not atomic; a store of your own should override it).
+    ///
+    /// ```
+    /// use strata::{MemoryStore, Store};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let store = MemoryStore::<String, String>::builder().build()?;
+    /// let key = "session:1".to_string();
+    /// assert!(!Store::replace(&store, key.clone(), "ada".into(), None).await?);
+    /// assert_eq!(Store::get(&store, &key).await?, None);
+    /// Store::put(&store, key.clone(), "ada".into(), None).await?;
+    /// assert!(Store::replace(&store, key.clone(), "grace".into(), None).await?);
+    /// assert_eq!(Store::get(&store, &key).await?.as_deref(), Some("grace"));
+    /// # Ok(()) }
+    /// ```
+    fn replace(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        async move {
+            crate::time::check_ttl(ttl)?;
+            if !self.contains(&key).await? {
+                return Ok(false);
+            }
+            self.put(key, value, ttl).await?;
+            Ok(true)
+        }
+    }
+
+    /// Every live key whose encoded form ([`Key::encode_key`]: a `String` key's bytes) starts
+    /// with `prefix`, in no particular order. Stores answer it without visiting other keys
+    /// where they can: a prefix range on disk, `SCAN MATCH namespace:prefix*` (glob characters
+    /// escaped) on Redis. An empty prefix matches every key.
+    ///
+    /// Default: [`Store::keys`] filtered (visits every key).
+    ///
+    /// ```
+    /// use strata::{MemoryStore, Store};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let store = MemoryStore::<String, u32>::builder().build()?;
+    /// for key in ["user:1:a", "user:1:b", "user:2:a", "user:10:a"] {
+    ///     Store::put(&store, key.to_string(), 0, None).await?;
+    /// }
+    /// let mut keys = Store::keys_with_prefix(&store, "user:1:").await?;
+    /// keys.sort();
+    /// assert_eq!(keys, ["user:1:a", "user:1:b"]);
+    /// # Ok(()) }
+    /// ```
+    fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send
+    where
+        K: Key,
+    {
+        async move {
+            let mut keys = self.keys().await?;
+            keys.retain(|key| key_has_prefix(key, prefix.as_bytes()));
+            Ok(keys)
         }
     }
 

@@ -219,6 +219,195 @@ pub mod cases {
         );
     }
 
+    /// The counter an `incr_with_ttl` creates expires; an existing one keeps its own TTL (or
+    /// none): a "failed logins" counter never becomes a permanent lock-out.
+    pub async fn incr_with_ttl_sets_ttl_only_when_new<St: Store<S, i64>>(ctx: &Ctx, s: &St) {
+        let key = "failed".to_string();
+        assert!(matches!(
+            s.incr_with_ttl(&key, 1, Some(Duration::ZERO)).await,
+            Err(Error::InvalidTtl { .. })
+        ));
+        assert_eq!(
+            s.get(&key).await.unwrap(),
+            None,
+            "a refused call writes nothing"
+        );
+        assert_eq!(s.incr_with_ttl(&key, 1, Some(100 * MS)).await.unwrap(), 1);
+        assert_remaining(s.ttl(&key).await.unwrap(), 100 * MS, 90 * MS);
+        let later = Some(Duration::from_secs(60));
+        assert_eq!(s.incr_with_ttl(&key, 2, later).await.unwrap(), 3);
+        assert_remaining(s.ttl(&key).await.unwrap(), 100 * MS, 90 * MS);
+        ctx.advance(150 * MS).await;
+        assert_eq!(s.get(&key).await.unwrap(), None, "the counter expired");
+        assert_eq!(s.incr_with_ttl(&key, 5, Some(100 * MS)).await.unwrap(), 5);
+        assert_remaining(s.ttl(&key).await.unwrap(), 100 * MS, 90 * MS);
+        let forever = "forever".to_string();
+        s.put(forever.clone(), 7, None).await.unwrap();
+        assert_eq!(s.incr_with_ttl(&forever, 1, later).await.unwrap(), 8);
+        assert_eq!(s.ttl(&forever).await.unwrap(), Some(Expiry::Never));
+        assert_eq!(s.incr_with_ttl(&forever, -10, None).await.unwrap(), -2);
+        s.put(forever.clone(), i64::MAX, None).await.unwrap();
+        assert!(matches!(
+            s.incr_with_ttl(&forever, 1, later).await,
+            Err(Error::Overflow { .. })
+        ));
+        assert_eq!(s.get(&forever).await.unwrap(), Some(i64::MAX));
+    }
+
+    pub async fn incr_with_ttl_is_exact_under_contention<St: Store<S, i64> + 'static>(
+        _: &Ctx,
+        s: Arc<St>,
+    ) {
+        let key = "n".to_string();
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                let key = key.clone();
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        s.incr_with_ttl(&key, 1, Some(Duration::from_secs(60)))
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(s.get(&key).await.unwrap(), Some(200));
+        assert_remaining(
+            s.ttl(&key).await.unwrap(),
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        );
+    }
+
+    /// `replace` writes only over a live entry, value and TTL both.
+    pub async fn replace_writes_only_over_live_entries<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        let key = "k".to_string();
+        assert!(!s.replace(key.clone(), "v".into(), None).await.unwrap());
+        assert_eq!(s.get(&key).await.unwrap(), None, "nothing was created");
+        assert!(matches!(
+            s.replace(key.clone(), "v".into(), Some(Duration::ZERO))
+                .await,
+            Err(Error::InvalidTtl { .. })
+        ));
+        s.put(key.clone(), "one".into(), None).await.unwrap();
+        assert!(s
+            .replace(key.clone(), "two".into(), Some(100 * MS))
+            .await
+            .unwrap());
+        assert_eq!(s.get(&key).await.unwrap().as_deref(), Some("two"));
+        assert_remaining(s.ttl(&key).await.unwrap(), 100 * MS, 90 * MS);
+        ctx.advance(150 * MS).await;
+        assert!(
+            !s.replace(key.clone(), "three".into(), None).await.unwrap(),
+            "an expired entry is not replaced"
+        );
+        assert_eq!(s.get(&key).await.unwrap(), None);
+        s.put(key.clone(), "four".into(), None).await.unwrap();
+        assert!(s.delete(&key).await.unwrap());
+        assert!(!s.replace(key.clone(), "five".into(), None).await.unwrap());
+        assert_eq!(
+            s.get(&key).await.unwrap(),
+            None,
+            "a deleted entry stays deleted"
+        );
+    }
+
+    /// Writers keep replacing a key while another task deletes it: once the delete has
+    /// returned and the writers are done, the key is gone (no replace resurrects it). A
+    /// check-then-write `replace` fails this within a few trials.
+    pub async fn replace_never_resurrects_a_deleted_key<St: Store<S, S> + 'static>(
+        _: &Ctx,
+        s: Arc<St>,
+    ) {
+        for trial in 0..30 {
+            let key = format!("session{trial}");
+            s.put(key.clone(), "signed in".into(), None).await.unwrap();
+            let writers: Vec<_> = (0..4)
+                .map(|w| {
+                    let s = s.clone();
+                    let key = key.clone();
+                    tokio::spawn(async move {
+                        let mut n = 0u32;
+                        while s
+                            .replace(key.clone(), format!("w{w} {n}"), None)
+                            .await
+                            .unwrap()
+                        {
+                            n += 1;
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            assert!(s.delete(&key).await.unwrap());
+            for w in writers {
+                w.await.unwrap();
+            }
+            assert_eq!(
+                s.get(&key).await.unwrap(),
+                None,
+                "trial {trial}: a replace brought a deleted key back"
+            );
+        }
+    }
+
+    /// Prefix listing: exact byte prefixes, glob characters taken literally, expired entries and
+    /// other namespaces left out.
+    pub async fn keys_with_prefix_matches_exactly<St: Store<S, S>>(ctx: &Ctx, s: &St, other: &St) {
+        let live = [
+            "user:1:a",
+            "user:1:b",
+            "user:1:",
+            "user:10:a",
+            "user:2:a",
+            "user",
+            "a*b",
+            "a*c",
+            "ab",
+            "a?c",
+            "[x]y",
+            "x",
+            "ключ:1",
+        ];
+        for k in live {
+            s.put(k.to_string(), "v".into(), None).await.unwrap();
+        }
+        s.put("user:1:gone".into(), "v".into(), Some(100 * MS))
+            .await
+            .unwrap();
+        other
+            .put("user:1:other".into(), "v".into(), None)
+            .await
+            .unwrap();
+        ctx.advance(150 * MS).await;
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        let with =
+            |prefix: &'static str| async move { sorted(s.keys_with_prefix(prefix).await.unwrap()) };
+        assert_eq!(with("user:1:").await, ["user:1:", "user:1:a", "user:1:b"]);
+        assert_eq!(
+            with("user:1").await,
+            ["user:10:a", "user:1:", "user:1:a", "user:1:b"]
+        );
+        assert_eq!(with("a*").await, ["a*b", "a*c"]);
+        assert_eq!(with("a?").await, ["a?c"]);
+        assert_eq!(with("[x]").await, ["[x]y"]);
+        assert_eq!(with("ключ").await, ["ключ:1"]);
+        assert!(with("nothing").await.is_empty());
+        assert_eq!(with("").await.len(), live.len());
+        assert_eq!(
+            sorted(other.keys_with_prefix("user").await.unwrap()),
+            ["user:1:other"]
+        );
+    }
+
     pub async fn one_mib_value_roundtrips<St: Store<S, S>>(_: &Ctx, s: &St) {
         let big: String = (0..1 << 20)
             .map(|i| char::from(b'a' + (i % 26) as u8))
@@ -417,6 +606,37 @@ macro_rules! conformance {
             let a = $open::<String, String>(&ctx, "ns_a").await;
             let b = $open::<String, String>(&ctx, "ns_b").await;
             cases::namespaces_are_isolated(&ctx, &a, &b).await;
+        }
+
+        case!(replace_writes_only_over_live_entries);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn keys_with_prefix_matches_exactly() {
+            let ctx = $ctx;
+            let a = $open::<String, String>(&ctx, "ns_a").await;
+            let b = $open::<String, String>(&ctx, "ns_b").await;
+            cases::keys_with_prefix_matches_exactly(&ctx, &a, &b).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn replace_never_resurrects_a_deleted_key() {
+            let ctx = $ctx;
+            let store = Arc::new($open::<String, String>(&ctx, "test").await);
+            cases::replace_never_resurrects_a_deleted_key(&ctx, store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn incr_with_ttl_sets_ttl_only_when_new() {
+            let ctx = $ctx;
+            let store = $open::<String, i64>(&ctx, "test").await;
+            cases::incr_with_ttl_sets_ttl_only_when_new(&ctx, &store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn incr_with_ttl_is_exact_under_contention() {
+            let ctx = $ctx;
+            let store = Arc::new($open::<String, i64>(&ctx, "test").await);
+            cases::incr_with_ttl_is_exact_under_contention(&ctx, store).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

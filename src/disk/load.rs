@@ -117,7 +117,7 @@ pub(crate) fn load(
 
 impl Loaded {
     fn keep(&mut self, key: &[u8], rec: &[u8], now: u64, expired: &mut Vec<Vec<u8>>) {
-        let split = key.iter().position(|&b| b == b':');
+        let split = crate::namespace::split_stored_key(key).map(|(ns, _)| ns.as_str().len());
         let (Some(split), Some(deadline)) = (split, record::deadline(rec)) else {
             self.summary.foreign += 1;
             tracing::warn!(key = %String::from_utf8_lossy(key), "found a record that strata did not write in the disk store; leaving it alone");

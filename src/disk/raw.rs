@@ -77,12 +77,11 @@ impl DiskDb {
 
 /// A stored `(key, record)` as a [`RawRecord`], or `None` if it is not strata's.
 fn parse(key: &[u8], rec: &[u8]) -> Option<RawRecord> {
-    let colon = key.iter().position(|&b| b == b':')?;
-    let namespace = std::str::from_utf8(&key[..colon]).ok()?.to_owned();
+    let (namespace, key) = crate::namespace::split_stored_key(key)?;
     let deadline = record::deadline(rec)?;
     Some(RawRecord {
-        namespace,
-        key: key[colon + 1..].to_vec(),
+        namespace: namespace.as_str().to_owned(),
+        key: key.to_vec(),
         value: record::value(rec).to_vec(),
         deadline: (deadline != 0).then_some(deadline),
     })

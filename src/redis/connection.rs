@@ -14,7 +14,10 @@ use redis::{
     Value,
 };
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    redact::redact_url,
+};
 
 /// Delay before the first reconnection attempt; later attempts back off exponentially.
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
@@ -36,7 +39,7 @@ pub(crate) struct Settings {
 impl Settings {
     /// The servers, without user names or passwords, for messages.
     pub fn describe(&self) -> String {
-        let urls: Vec<String> = self.urls.iter().map(|u| redact(u)).collect();
+        let urls: Vec<String> = self.urls.iter().map(|u| redact_url(u)).collect();
         urls.join(", ")
     }
 }
@@ -246,7 +249,7 @@ fn url_error(url: &str, e: RedisError) -> Error {
         "url",
         format!(
             "{} is not a usable Redis URL: {e}{advice}; expected redis://[user:password@]host:port[/db]",
-            redact(url)
+            redact_url(url)
         ),
     )
 }
@@ -272,29 +275,4 @@ fn is_auth_error(e: &RedisError) -> bool {
         || ["NOAUTH", "WRONGPASS"]
             .iter()
             .any(|code| e.code() == Some(code) || text.contains(code))
-}
-
-/// `url` without its user name and password.
-pub(crate) fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***@{}", &url[..scheme_end], &rest[at + 1..]),
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redacts_credentials() {
-        assert_eq!(redact("redis://u:p@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(redact("redis://h:1/"), "redis://h:1/");
-        assert_eq!(redact("nonsense"), "nonsense");
-    }
 }

@@ -113,15 +113,6 @@ fn set_cmd(key: &[u8], value: &[u8], ttl: Option<Duration>, only_new: bool) -> C
     cmd
 }
 
-/// A `PTTL` reply as an [`Expiry`]: -1 no TTL, -2 (or any negative) no key.
-fn expiry_from_pttl(ms: i64) -> Option<Expiry> {
-    match ms {
-        -1 => Some(Expiry::Never),
-        ms if ms < 0 => None,
-        ms => Some(Expiry::In(Duration::from_millis(ms.unsigned_abs()))),
-    }
-}
-
 fn key_cmd(name: &str, key: &[u8]) -> Cmd {
     let mut cmd = redis::cmd(name);
     cmd.arg(key);
@@ -402,7 +393,7 @@ where
         let Some(value) = Self::decode(&key, bytes)? else {
             return Ok(None);
         };
-        Ok(expiry_from_pttl(ms).map(|expiry| (value, expiry)))
+        Ok(Expiry::from_pttl(ms).map(|expiry| (value, expiry)))
     }
 
     async fn ttl(&self, key: &K) -> Result<Option<Expiry>> {
@@ -411,7 +402,7 @@ where
             .shared
             .run(&key_cmd("PTTL", &key), || format!("PTTL {}", show(&key)))
             .await?;
-        Ok(expiry_from_pttl(ms))
+        Ok(Expiry::from_pttl(ms))
     }
 
     async fn expire(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {

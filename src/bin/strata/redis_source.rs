@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use strata::RawRecord;
+use strata::{Expiry, RawRecord};
 
 use crate::fail::Failure;
 
@@ -22,7 +22,7 @@ pub struct RedisSource {
 impl RedisSource {
     /// Connects to `url` (`redis://[user:password@]host[:port][/db]`).
     pub async fn connect(url: &str) -> Result<Self, Failure> {
-        let shown = redact(url);
+        let shown = strata::redact_url(url);
         let client = redis::Client::open(url)
             .map_err(|e| Failure::unusable(format!("{shown} is not a usable Redis URL: {e}")))?;
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
@@ -139,30 +139,18 @@ impl RedisSource {
 
 /// A Redis key and its value and PTTL as a record; `None` for a key without `namespace:`.
 fn record(key: &[u8], value: Vec<u8>, pttl: i64, now: u64) -> Option<RawRecord> {
-    let colon = key.iter().position(|&b| b == b':')?;
-    let deadline = match pttl {
-        -1 => None,
-        ms if ms > 0 => Some(now + ms as u64),
-        _ => return None, // -2: gone between SCAN and GET
+    let (namespace, key) = strata::split_stored_key(key)?;
+    // None: gone between SCAN and GET (or expiring within the millisecond).
+    let deadline = match Expiry::from_pttl(pttl)? {
+        Expiry::Never => None,
+        Expiry::In(left) => {
+            Some(now.saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)))
+        }
     };
     Some(RawRecord {
-        namespace: String::from_utf8_lossy(&key[..colon]).into_owned(),
-        key: key[colon + 1..].to_vec(),
+        namespace: namespace.as_str().to_owned(),
+        key: key.to_vec(),
         value,
         deadline,
     })
-}
-
-/// `url` with any password replaced by `***`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_owned(),
-    }
 }
