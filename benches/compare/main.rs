@@ -63,9 +63,11 @@ fn main() {
         ];
         let missing = report.sections_without_rows(&sections);
         if !missing.is_empty() {
-            eprintln!("smoke run: no rows from {missing:?}");
+            eprintln!("smoke run: no rows from {missing:?}; rows that were emitted:");
+            for row in report.rows() {
+                report::Report::print_row(row);
+            }
             std::process::exit(1);
         }
-        eprintln!("smoke run: every section emitted rows");
     }
 }
