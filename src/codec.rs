@@ -20,6 +20,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
 
+mod any_json;
+
 /// First byte of every encoded value.
 pub const MAGIC: u8 = 0xA7;
 /// Current version of the value header.
@@ -150,15 +152,28 @@ fn decode_decimal<V: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<V, S
 }
 
 /// Renders any encoded value as JSON, whatever its Rust type (for the CLI and for debugging).
+///
+/// Every value [`encode_value`] writes renders, including what JSON has no type for: byte
+/// strings become arrays of numbers, 128-bit integers numbers (or decimal strings beyond 64
+/// bits). An error means the bytes are not a strata value (bad header or malformed payload).
+///
+/// ```
+/// use strata::codec::{encode_value, value_to_json, Format};
+/// let bytes = encode_value(&(7i128, "ada"), Format::MessagePack, "k")?;
+/// assert_eq!(value_to_json(&bytes).unwrap(), serde_json::json!([7, "ada"]));
+/// assert!(value_to_json(b"garbage").is_err());
+/// # Ok::<(), strata::Error>(())
+/// ```
 pub fn value_to_json(bytes: &[u8]) -> std::result::Result<serde_json::Value, String> {
     if is_raw_decimal(bytes) {
         return decode_decimal(bytes);
     }
     let (format, payload) = split_header(bytes)?;
-    match format {
+    let rendered: std::result::Result<any_json::AnyJson, String> = match format {
         Format::MessagePack => rmp_serde::from_slice(payload).map_err(|e| e.to_string()),
         Format::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
-    }
+    };
+    rendered.map(|any| any.0)
 }
 
 mod int_probe {

@@ -214,6 +214,68 @@ fn load_skips_expired_entries_and_refuses_a_truncated_dump() {
     std::fs::remove_file(&file).unwrap();
 }
 
+/// Session records written through `StrataSessionStore` into a `DiskStore`.
+#[cfg(feature = "sessions")]
+mod session_records {
+    use std::collections::HashMap;
+
+    use strata::sessions::StrataSessionStore;
+    use tower_sessions::{
+        cookie::time::{Duration as Span, OffsetDateTime},
+        session::{Id, Record},
+        SessionStore,
+    };
+
+    use super::*;
+
+    /// Two sessions (a user id and a cart) in namespace `sessions` of a fresh directory.
+    pub fn written() -> (tempfile::TempDir, Vec<Record>) {
+        let dir = tempfile::tempdir().unwrap();
+        let records = block_on(async {
+            let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+            let store = StrataSessionStore::new(db.store::<String, Record>("sessions").unwrap());
+            let mut records = Vec::new();
+            for (user, cart) in [(7, vec!["apple"]), (8, vec!["pear", "fig"])] {
+                let mut record = Record {
+                    id: Id::default(),
+                    data: HashMap::from([
+                        ("user_id".to_owned(), json!(user)),
+                        ("cart".to_owned(), json!(cart)),
+                    ]),
+                    expiry_date: OffsetDateTime::now_utc() + Span::minutes(30),
+                };
+                store.create(&mut record).await.unwrap();
+                records.push(record);
+            }
+            records
+        });
+        (dir, records)
+    }
+
+    /// Every record reads back unchanged through `StrataSessionStore` from `dir`.
+    pub fn assert_loadable(dir: &Path, records: &[Record]) {
+        block_on(async {
+            let db = DiskDb::builder().dir(dir).open().unwrap();
+            let store = StrataSessionStore::new(db.store::<String, Record>("sessions").unwrap());
+            for record in records {
+                assert_eq!(store.load(&record.id).await.unwrap().as_ref(), Some(record));
+            }
+        });
+    }
+
+    #[test]
+    fn dump_then_load_round_trips_session_records() {
+        let (dir, records) = written();
+        let file = dir.path().with_extension("dump");
+        let f = file.to_str().unwrap();
+        assert_eq!(json_ok(&["dump", dir_arg(dir.path()), f])["dumped"], 2);
+        let copy = tempfile::tempdir().unwrap();
+        assert_eq!(json_ok(&["load", f, dir_arg(copy.path())])["loaded"], 2);
+        assert_loadable(copy.path(), &records);
+        std::fs::remove_file(&file).unwrap();
+    }
+}
+
 #[test]
 fn purge_expired_deletes_what_expired_while_nothing_was_running() {
     let dir = tempfile::tempdir().unwrap();
@@ -382,6 +444,28 @@ mod redis {
             json_ok(&["get", dir_arg(back.path()), "hits", "home"])["value"],
             42
         );
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    #[cfg(feature = "sessions")]
+    #[test]
+    fn session_records_move_directory_to_redis_to_directory() {
+        use crate::session_records::{assert_loadable, written};
+        let server = RedisServer::start();
+        let url = server.url();
+        let (dir, records) = written();
+        let file = dir.path().with_extension("dump");
+        let f = file.to_str().unwrap();
+        json_ok(&["dump", dir_arg(dir.path()), f]);
+        assert_eq!(json_ok(&["load", f, &url])["loaded"], 2);
+        let ttl = server.raw(&["PTTL", &format!("sessions:{}", records[0].id)]);
+        let ttl: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+        assert!(ttl > 1_700_000, "the session's TTL travels with it: {ttl}");
+
+        json_ok(&["dump", &url, f]);
+        let back = tempfile::tempdir().unwrap();
+        assert_eq!(json_ok(&["load", f, dir_arg(back.path())])["loaded"], 2);
+        assert_loadable(back.path(), &records);
         std::fs::remove_file(&file).unwrap();
     }
 
