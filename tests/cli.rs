@@ -264,6 +264,24 @@ mod session_records {
     }
 
     #[test]
+    fn get_shows_a_session_id_and_expiry_date_readably() {
+        let (dir, records) = written();
+        let id = records[1].id.to_string();
+        let got = json_ok(&["get", dir_arg(dir.path()), "sessions", &id]);
+        let value = &got["value"];
+        assert_eq!(value["id"], json!(id));
+        let expiry = records[1]
+            .expiry_date
+            .format(&tower_sessions::cookie::time::format_description::well_known::Rfc3339)
+            .unwrap();
+        assert_eq!(value["expiry_date"], json!(expiry));
+        assert_eq!(value["data"]["cart"], json!(["pear", "fig"]));
+        assert_eq!(value["data"]["user_id"], json!(8));
+        let text = text_ok(&["get", dir_arg(dir.path()), "sessions", &id]);
+        assert!(text.contains(&id) && text.contains(&expiry), "{text}");
+    }
+
+    #[test]
     fn dump_then_load_round_trips_session_records() {
         let (dir, records) = written();
         let file = dir.path().with_extension("dump");

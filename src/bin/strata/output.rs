@@ -69,8 +69,13 @@ pub fn human_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// Any encoded value as JSON (see [`value_to_json`](strata::codec::value_to_json)).
+/// Any encoded value as JSON (see [`value_to_json`](strata::codec::value_to_json)); a
+/// tower-sessions record with its id and expiry date readable.
 pub fn value_json(bytes: &[u8]) -> Result<serde_json::Value, String> {
+    #[cfg(feature = "sessions")]
+    if let Some(session) = crate::session_view::render(bytes) {
+        return Ok(session);
+    }
     strata::codec::value_to_json(bytes)
 }
 
