@@ -294,6 +294,48 @@ mod session_records {
     }
 }
 
+#[cfg(unix)]
+#[test]
+fn dump_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = populated();
+    let file = dir.path().with_extension("dump");
+    json_ok(&["dump", dir_arg(dir.path()), file.to_str().unwrap()]);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(mode & 0o777, 0o600, "dump files hold live session ids");
+}
+
+/// A dump whose second line is 1 GiB of zero bytes without a newline (a sparse file: no disk
+/// used), loaded under a 768 MiB address-space limit: reading the line whole would abort the
+/// process; reading it through the line limit refuses it with exit code 1.
+#[cfg(unix)]
+#[test]
+fn a_gigabyte_line_is_refused_without_reading_it_whole() {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("huge.dump");
+    std::fs::write(
+        &file,
+        "{\"format\":\"strata-dump\",\"version\":1,\"source\":\"t\"}\n",
+    )
+    .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.set_len(1 << 30).unwrap();
+    let target = scratch.path().join("data");
+    let script = format!(
+        "ulimit -v 786432; exec \"$0\" load {} {}",
+        file.display(),
+        target.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_strata")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 2 is longer than"), "{err}");
+}
+
 #[test]
 fn purge_expired_deletes_what_expired_while_nothing_was_running() {
     let dir = tempfile::tempdir().unwrap();

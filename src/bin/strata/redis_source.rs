@@ -117,7 +117,9 @@ impl RedisSource {
         let now = strata::Clock::system().now_ms();
         let mut pipe = redis::pipe();
         for raw in records {
-            let mut key = format!("{}:", raw.namespace).into_bytes();
+            // The same check as a data directory's: a namespace with `:` or a glob character
+            // would write keys another namespace's SCAN reads.
+            let mut key = strata::Namespace::new(&raw.namespace)?.prefix();
             key.extend_from_slice(&raw.key);
             match raw.deadline.map(|d| d.saturating_sub(now)) {
                 None => pipe.cmd("SET").arg(key).arg(raw.value).ignore(),
