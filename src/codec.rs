@@ -101,9 +101,26 @@ pub fn decode_value<V: DeserializeOwned>(bytes: &[u8], key: &str) -> Result<V> {
         return decode_decimal(bytes).map_err(fail);
     }
     let (format, payload) = split_header(bytes).map_err(fail)?;
+    from_payload(format, payload).map_err(fail)
+}
+
+/// Deepest nesting of arrays and maps accepted when decoding: serde_json's own limit. The
+/// rmp-serde default (1024) lets a few kilobytes of `[[[[…` overflow a 2 MiB thread stack (a
+/// tokio worker's, a test thread's) in a debug build; no cached value nests this deep.
+pub const MAX_DEPTH: usize = 128;
+
+/// Deserializes a payload of `format`, nesting bounded by [`MAX_DEPTH`].
+fn from_payload<T: DeserializeOwned>(
+    format: Format,
+    payload: &[u8],
+) -> std::result::Result<T, String> {
     match format {
-        Format::MessagePack => rmp_serde::from_slice(payload).map_err(|e| fail(e.to_string())),
-        Format::Json => serde_json::from_slice(payload).map_err(|e| fail(e.to_string())),
+        Format::MessagePack => {
+            let mut de = rmp_serde::Deserializer::from_read_ref(payload);
+            de.set_max_depth(MAX_DEPTH);
+            T::deserialize(&mut de).map_err(|e| e.to_string())
+        }
+        Format::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
     }
 }
 
@@ -169,11 +186,7 @@ pub fn value_to_json(bytes: &[u8]) -> std::result::Result<serde_json::Value, Str
         return decode_decimal(bytes);
     }
     let (format, payload) = split_header(bytes)?;
-    let rendered: std::result::Result<any_json::AnyJson, String> = match format {
-        Format::MessagePack => rmp_serde::from_slice(payload).map_err(|e| e.to_string()),
-        Format::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
-    };
-    rendered.map(|any| any.0)
+    from_payload::<any_json::AnyJson>(format, payload).map(|any| any.0)
 }
 
 mod int_probe {
