@@ -314,6 +314,34 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
     }
 
+    /// Decoders never panic (issue 12): the dump parser on arbitrary and mutated dumps.
+    fn parse_fuzzed(n: usize) -> usize {
+        let mut text = encoded(&sample());
+        let seeds = vec![text.clone(), {
+            text.truncate(text.len() / 2);
+            text
+        }];
+        crate::mutate::fuzz(n, 21, &seeds, |input| {
+            if let Ok(records) = parse(input, 4096) {
+                for raw in records {
+                    assert!(strata::Namespace::new(&raw.namespace).is_ok());
+                    assert!(strata::codec::value_to_json(&raw.value).is_ok());
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn dump_lines_never_panic_the_parser() {
+        parse_fuzzed(crate::mutate::QUICK);
+    }
+
+    #[test]
+    #[ignore = "long run: cargo test --release --all-features --bin strata -- --ignored"]
+    fn dump_lines_never_panic_the_parser_1m() {
+        parse_fuzzed(crate::mutate::LONG);
+    }
+
     #[test]
     fn a_namespace_strata_would_refuse_is_refused() {
         for bad in ["a:b", "x*", "has space", ""] {

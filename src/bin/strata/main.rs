@@ -16,6 +16,11 @@ mod redis_source;
 mod session_view;
 mod source;
 
+/// The byte mutator the decoder tests share (tests/support/mutate.rs).
+#[cfg(test)]
+#[path = "../../../tests/support/mutate.rs"]
+mod mutate;
+
 use std::process::ExitCode;
 
 use clap::Parser;
