@@ -18,7 +18,10 @@ use std::{sync::LazyLock, time::Duration};
 
 use redis::{RedisError, Script};
 
-use super::{connection::command_error, store::Shared};
+use super::{
+    connection::{command_error, Conn},
+    store::Shared,
+};
 use crate::{
     error::{Error, Result},
     store::Counter,
@@ -53,10 +56,11 @@ pub(super) async fn incr<V: Counter>(
     let (min, max) = range::<V>();
     let timeout = shared.command_timeout;
     let reply = if (min, max) == (i64::MIN, i64::MAX) {
-        tokio::time::timeout(timeout, full_range(shared, key, delta, ttl_if_new)).await
+        let call = |conn| full_range(conn, key, delta, ttl_if_new);
+        shared.conn.timed(timeout, call).await
     } else {
-        let checked = checked(shared, key, delta, (min, max), ttl_if_new);
-        tokio::time::timeout(timeout, checked).await
+        let call = |conn| checked(conn, key, delta, (min, max), ttl_if_new);
+        shared.conn.timed(timeout, call).await
     };
     let context = || format!("INCRBY {}", String::from_utf8_lossy(key));
     match reply {
@@ -71,12 +75,11 @@ pub(super) async fn incr<V: Counter>(
 
 /// `INCRBY`, or `MULTI; SET key 0 NX PX ttl; INCRBY; EXEC` when a new counter gets a TTL.
 async fn full_range(
-    shared: &Shared,
+    mut conn: Conn,
     key: &[u8],
     delta: i64,
     ttl_if_new: Option<Duration>,
 ) -> redis::RedisResult<i64> {
-    let mut conn = shared.conn.clone();
     let Some(ttl) = ttl_if_new else {
         let mut cmd = redis::cmd("INCRBY");
         cmd.arg(key).arg(delta);
@@ -100,13 +103,12 @@ async fn full_range(
 
 /// The range-checking script; its reply is the counter's decimal text.
 async fn checked(
-    shared: &Shared,
+    mut conn: Conn,
     key: &[u8],
     delta: i64,
     (min, max): (i64, i64),
     ttl_if_new: Option<Duration>,
 ) -> redis::RedisResult<i64> {
-    let mut conn = shared.conn.clone();
     let mut invocation = CHECKED_INCRBY.key(key);
     invocation.arg(delta).arg(min).arg(max);
     if let Some(ttl) = ttl_if_new {

@@ -62,17 +62,18 @@ impl<'a> Scan<'a> {
     }
 
     async fn send(&self, cmd: &redis::Cmd) -> Result<Value> {
-        let mut conn = self.conn.clone();
-        let reply = match (&mut conn, &self.node) {
-            (Conn::Cluster(c), Some((host, port))) => {
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                    host: host.clone(),
-                    port: *port,
-                });
-                tokio::time::timeout(self.timeout, c.route_command(cmd.clone(), route)).await
+        let node = self.node.clone();
+        let call = |conn| async move {
+            match (conn, node) {
+                (Conn::Cluster(mut c), Some((host, port))) => {
+                    let route =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                    c.route_command(cmd.clone(), route).await
+                }
+                (mut conn, _) => cmd.query_async::<Value>(&mut conn).await,
             }
-            _ => tokio::time::timeout(self.timeout, cmd.query_async::<Value>(&mut conn)).await,
         };
+        let reply = self.conn.timed(self.timeout, call).await;
         match reply {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(command_error(e, self.timeout, self.context())),
