@@ -476,3 +476,13 @@ async fn a_half_open_connection_is_replaced_after_one_timeout() {
         assert_eq!(store.get(&key).await.unwrap().as_deref(), Some("w"));
     }
 }
+
+/// A builder's `Debug` (e.g. in a startup log of the config) never shows the password.
+#[test]
+fn builder_debug_never_shows_the_password() {
+    let builder =
+        RedisStore::<String, String>::builder().url("redis://ada:s3cret-pw@127.0.0.1:6379/");
+    let shown = format!("{builder:?}");
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    assert!(shown.contains("127.0.0.1:6379"), "{shown}");
+}

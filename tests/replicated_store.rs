@@ -940,3 +940,32 @@ async fn a_fill_racing_a_write_on_the_same_node_never_caches_the_old_value() {
     assert_ne!(local.inner.get("key").as_deref(), Some("v1"), "v1 cached");
     assert_eq!(a.get(&k("key")).await.unwrap().as_deref(), Some("v2"));
 }
+
+/// The replicated link's connect timeout printed the URL with its password ("connecting to
+/// Redis at redis://:pw@..."). No error (message or `Debug`), and no builder `Debug`, may
+/// contain the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_timeout_never_shows_the_password() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // accepts, never answers
+    let url = format!("redis://ada:s3cret-pw@{}/", silent.local_addr().unwrap());
+    let clock = Clock::system();
+    let builder = ReplicatedStore::<String, String, Mem, Mem>::builder()
+        .local(mem(&clock))
+        .remote(mem(&clock))
+        .url(url)
+        .connect_timeout(Duration::from_millis(200));
+    let shown = format!("{builder:?}");
+    assert!(!shown.contains("s3cret-pw"), "builder Debug: {shown}");
+    let err = builder.build().await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(
+            !shown.contains("s3cret-pw"),
+            "error shows the password: {shown}"
+        );
+        assert!(
+            shown.contains("127.0.0.1"),
+            "error names the server: {shown}"
+        );
+    }
+}

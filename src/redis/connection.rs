@@ -35,8 +35,8 @@ const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 /// Longest pause between reconnection attempts, so a restarted server is found quickly.
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 
-/// Where and how to connect.
-#[derive(Clone, Debug)]
+/// Where and how to connect. Not `Debug`: the URLs may hold passwords (see `describe`).
+#[derive(Clone)]
 pub(crate) struct Settings {
     /// One URL for a single server; the seed nodes for a cluster.
     pub urls: Vec<String>,
