@@ -145,4 +145,31 @@ mod tests {
             ]
         );
     }
+
+    /// `CLUSTER NODES` replies as text of arbitrary shape (fields, separators, numbers):
+    /// parsing returns masters or nothing, never panics.
+    fn parse_never_panics(cases: u32) {
+        use proptest::{prelude::*, test_runner::TestRunner};
+        let line = "[a-z0-9 :@,.\\-]{0,40}|[^\\n]{0,40}";
+        let text = proptest::collection::vec(line, 0..6).prop_map(|lines| lines.join("\n"));
+        let mut runner = TestRunner::new(ProptestConfig::with_cases(cases));
+        runner
+            .run(&text, |text| {
+                let _ = parse_masters(&text);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn parse_masters_never_panics() {
+        parse_never_panics(1_000);
+    }
+
+    /// `cargo test --all-features --lib parse_masters_never_panics_long -- --ignored`
+    #[test]
+    #[ignore = "1 M cases; run by hand"]
+    fn parse_masters_never_panics_long() {
+        parse_never_panics(1_000_000);
+    }
 }
