@@ -1,5 +1,6 @@
-//! A store wrapper that parks one chosen operation until the test releases it: the tool for
-//! forcing an interleaving ("this save's index write happens after that revoke") without sleeps.
+//! A store wrapper that parks one chosen operation until the test releases it, or fails it: the
+//! tool for forcing an interleaving ("this save's index write happens after that revoke")
+//! without sleeps, and for a backend that errors at a chosen call.
 //!
 //! ```ignore
 //! let index = Pausing::new(MemoryStore::new());
@@ -16,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use strata::{Expiry, Key, Namespace, Result, Store};
+use strata::{Error, Expiry, Key, Namespace, Result, Store};
 use tokio::sync::oneshot;
 
 /// The operations [`Pausing`] can park.
@@ -40,6 +41,7 @@ struct Trap {
 pub struct Pausing<S> {
     inner: S,
     trap: Arc<Mutex<Option<Trap>>>,
+    fail: Arc<Mutex<Option<Op>>>,
 }
 
 /// A call parked in a [`Pausing`] store.
@@ -67,6 +69,7 @@ impl<S> Pausing<S> {
         Pausing {
             inner,
             trap: Arc::new(Mutex::new(None)),
+            fail: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -89,7 +92,26 @@ impl<S> Pausing<S> {
         }
     }
 
-    async fn checkpoint(&self, op: Op) {
+    /// Makes the next call of `op` (one call only) fail with `Error::Backend`, touching nothing.
+    pub fn fail_next(&self, op: Op) {
+        *self.fail.lock().unwrap() = Some(op);
+    }
+
+    async fn checkpoint(&self, op: Op) -> Result<()> {
+        let fail = {
+            let mut slot = self.fail.lock().unwrap();
+            if *slot == Some(op) {
+                slot.take()
+            } else {
+                None
+            }
+        };
+        if fail.is_some() {
+            return Err(Error::backend(
+                "an injected fault",
+                format!("{op:?} failed"),
+            ));
+        }
         let trap = {
             let mut slot = self.trap.lock().unwrap();
             match slot.as_ref() {
@@ -101,6 +123,7 @@ impl<S> Pausing<S> {
             let _ = trap.reached.send(());
             let _ = trap.release.await;
         }
+        Ok(())
     }
 }
 
@@ -117,21 +140,21 @@ where
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<()>> + Send {
         async move {
-            self.checkpoint(Op::Put).await;
+            self.checkpoint(Op::Put).await?;
             self.inner.put(key, value, ttl).await
         }
     }
 
     fn get(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
         async move {
-            self.checkpoint(Op::Get).await;
+            self.checkpoint(Op::Get).await?;
             self.inner.get(key).await
         }
     }
 
     fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
         async move {
-            self.checkpoint(Op::Delete).await;
+            self.checkpoint(Op::Delete).await?;
             self.inner.delete(key).await
         }
     }
@@ -147,7 +170,7 @@ where
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<bool>> + Send {
         async move {
-            self.checkpoint(Op::Replace).await;
+            self.checkpoint(Op::Replace).await?;
             self.inner.replace(key, value, ttl).await
         }
     }
@@ -163,7 +186,7 @@ where
 
     fn take(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
         async move {
-            self.checkpoint(Op::Delete).await;
+            self.checkpoint(Op::Delete).await?;
             self.inner.take(key).await
         }
     }
