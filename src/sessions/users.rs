@@ -37,7 +37,7 @@ where
             .into_iter()
             .map(|entry| entry.info.public())
             .collect();
-        infos.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        infos.sort_by_key(|info| std::cmp::Reverse(info.last_seen));
         Ok(infos)
     }
 

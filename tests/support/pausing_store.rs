@@ -133,46 +133,28 @@ where
     K: Clone + Send + Sync,
     V: Send + Sync,
 {
-    fn put(
-        &self,
-        key: K,
-        value: V,
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<()>> + Send {
-        async move {
-            self.checkpoint(Op::Put).await?;
-            self.inner.put(key, value, ttl).await
-        }
+    async fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
+        self.checkpoint(Op::Put).await?;
+        self.inner.put(key, value, ttl).await
     }
 
-    fn get(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
-        async move {
-            self.checkpoint(Op::Get).await?;
-            self.inner.get(key).await
-        }
+    async fn get(&self, key: &K) -> Result<Option<V>> {
+        self.checkpoint(Op::Get).await?;
+        self.inner.get(key).await
     }
 
-    fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
-        async move {
-            self.checkpoint(Op::Delete).await?;
-            self.inner.delete(key).await
-        }
+    async fn delete(&self, key: &K) -> Result<bool> {
+        self.checkpoint(Op::Delete).await?;
+        self.inner.delete(key).await
     }
 
     fn keys(&self) -> impl Future<Output = Result<Vec<K>>> + Send {
         self.inner.keys()
     }
 
-    fn replace(
-        &self,
-        key: K,
-        value: V,
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        async move {
-            self.checkpoint(Op::Replace).await?;
-            self.inner.replace(key, value, ttl).await
-        }
+    async fn replace(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
+        self.checkpoint(Op::Replace).await?;
+        self.inner.replace(key, value, ttl).await
     }
 
     fn put_new(
@@ -184,11 +166,9 @@ where
         self.inner.put_new(key, value, ttl)
     }
 
-    fn take(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
-        async move {
-            self.checkpoint(Op::Delete).await?;
-            self.inner.take(key).await
-        }
+    async fn take(&self, key: &K) -> Result<Option<V>> {
+        self.checkpoint(Op::Delete).await?;
+        self.inner.take(key).await
     }
 
     fn get_many(&self, keys: &[K]) -> impl Future<Output = Result<Vec<Option<V>>>> + Send {
