@@ -147,27 +147,81 @@ fn id_of(cookie: &str) -> Id {
 /// One forced trial: racers load the signed-in session and park; the session is signed out;
 /// the racers save. True if the session came back.
 async fn parked_trial<S: SessionStore + Clone>(sessions: &S) -> bool {
-    let gate = Gate::new(RACERS);
-    let app = app(sessions.clone(), gate.clone());
+    let app = app(sessions.clone(), Gate::new(0));
     let cookie = login(&app, "ada", "").await;
-    let racers: Vec<_> = (0..RACERS)
-        .map(|_| {
+    let sign_out = async |app: &Router| {
+        send(app, Method::POST, "/logout", &cookie).await;
+    };
+    parked_around(sessions, std::slice::from_ref(&cookie), sign_out).await
+}
+
+/// Parks `RACERS` requests of each session in `cookies` between their load and their save,
+/// runs `sign_out`, lets them save; true if any session came back.
+async fn parked_around<S, F>(sessions: &S, cookies: &[String], sign_out: F) -> bool
+where
+    S: SessionStore + Clone,
+    F: AsyncFnOnce(&Router),
+{
+    let gate = Gate::new(RACERS * cookies.len());
+    let app = app(sessions.clone(), gate.clone());
+    let mut racers = Vec::new();
+    for cookie in cookies {
+        for _ in 0..RACERS {
             let (app, cookie) = (app.clone(), cookie.clone());
-            tokio::spawn(async move { send(&app, Method::GET, "/parked", &cookie).await.0 })
-        })
-        .collect();
+            racers.push(tokio::spawn(async move {
+                send(&app, Method::GET, "/parked", &cookie).await.0
+            }));
+        }
+    }
     gate.loaded.wait().await;
-    send(&app, Method::POST, "/logout", &cookie).await;
+    sign_out(&app).await;
     gate.go.wait().await;
     for racer in racers {
-        assert_eq!(
-            racer.await.unwrap(),
-            "ada",
-            "every racer loaded before the sign-out"
-        );
+        let name = racer.await.unwrap();
+        assert_eq!(name, "ada", "every racer loaded before the sign-out");
     }
-    let back = whoami(&app, &cookie).await != "anonymous";
-    back || sessions.load(&id_of(&cookie)).await.unwrap().is_some()
+    let mut back = false;
+    for cookie in cookies {
+        back |= whoami(&app, cookie).await != "anonymous";
+        back |= sessions.load(&id_of(cookie)).await.unwrap().is_some();
+    }
+    back
+}
+
+/// "Sign out everywhere" while requests of both devices are parked: neither comes back, and
+/// neither reappears in the user's list.
+async fn sign_out_everywhere_trial<S, I>(sessions: &StrataSessionStore<S, I>) -> bool
+where
+    S: strata::Store<String, Record> + Clone + 'static,
+    I: strata::Store<String, SessionInfo> + Clone + 'static,
+{
+    let app = app(sessions.clone(), Gate::new(0));
+    let cookies = [login(&app, "ada", "").await, login(&app, "ada", "").await];
+    let sign_out = async |_: &Router| {
+        assert_eq!(sessions.revoke_all("ada").await.unwrap(), 2);
+    };
+    let back = parked_around(sessions, &cookies, sign_out).await;
+    back || !sessions.sessions_of("ada").await.unwrap().is_empty()
+}
+
+/// Signing in as someone else on the same browser (`cycle_id`) moves the session between users.
+async fn signing_in_as_another_user_moves_the_session<S, I>(sessions: &StrataSessionStore<S, I>)
+where
+    S: strata::Store<String, Record> + Clone + 'static,
+    I: strata::Store<String, SessionInfo> + Clone + 'static,
+{
+    let app = app(sessions.clone(), Gate::new(0));
+    let ada = login(&app, "ada", "").await;
+    assert_eq!(sessions.sessions_of("ada").await.unwrap().len(), 1);
+    let bob = login(&app, "bob", &ada).await;
+    assert_eq!(whoami(&app, &bob).await, "bob");
+    assert!(sessions.sessions_of("ada").await.unwrap().is_empty());
+    let listed = sessions.sessions_of("bob").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].handle,
+        strata::sessions::SessionHandle::of(&id_of(&bob))
+    );
 }
 
 /// One unforced trial: racers and the sign-out are sent at once. True if the session came back.
@@ -294,6 +348,14 @@ async fn disk_parked_requests_never_resurrect_a_signed_out_session() {
     assert!(sessions.sessions_of("ada").await.unwrap().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_sign_out_everywhere_sticks_against_parked_requests() {
+    let (_dir, db) = disk_db();
+    let sessions = disk(&db);
+    signing_in_as_another_user_moves_the_session(&sessions).await;
+    assert_eq!(resurrections(&sessions, sign_out_everywhere_trial).await, 0);
+}
+
 /// Unforced: relies on `DiskStore::replace` being atomic (a check-then-write can lose).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_racing_requests_never_resurrect_a_signed_out_session() {
@@ -341,6 +403,14 @@ mod redis {
         let sessions = redis(&server).await;
         assert_eq!(resurrections(&sessions, parked_trial).await, 0);
         assert!(sessions.sessions_of("ada").await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_sign_out_everywhere_sticks_against_parked_requests() {
+        let server = RedisServer::start();
+        let sessions = redis(&server).await;
+        signing_in_as_another_user_moves_the_session(&sessions).await;
+        assert_eq!(resurrections(&sessions, sign_out_everywhere_trial).await, 0);
     }
 
     /// Unforced: relies on `RedisStore::replace` being one `SET XX`.
