@@ -23,6 +23,8 @@ mod redis;
 mod redis_server;
 mod replicated;
 mod report;
+#[cfg(all(feature = "sessions", feature = "disk"))]
+mod sessions;
 mod workload;
 
 use report::Report;
@@ -51,6 +53,10 @@ fn main() {
     if report.wants("replicated") {
         replicated::run(&mut report);
     }
+    #[cfg(all(feature = "sessions", feature = "disk"))]
+    if report.wants("sessions") {
+        sessions::run(&mut report);
+    }
     report.finish();
     if report.smoke {
         let sections = [
@@ -61,6 +67,8 @@ fn main() {
             "redis",
             "replicated",
         ];
+        #[cfg(all(feature = "sessions", feature = "disk"))]
+        let sections = [&sections[..], &["sessions"]].concat();
         let missing = report.sections_without_rows(&sections);
         if !missing.is_empty() {
             eprintln!("smoke run: no rows from {missing:?}; rows that were emitted:");
