@@ -311,6 +311,23 @@ async fn a_record_that_fails_to_decode_is_absent_and_removed() {
     assert_ne!(cookie.unwrap(), format!("id={id}"));
 }
 
+/// The session id is a bearer secret: a bad record is logged by its handle, never its id.
+#[tokio::test]
+async fn a_bad_record_is_logged_without_its_session_id() {
+    let (logs, _guard) = support::log_capture::start();
+    let plain = PlainStore::default();
+    let sessions = StrataSessionStore::new(plain.clone());
+    let id = Id::default();
+    plain.insert_garbage(&id.to_string());
+    assert_eq!(sessions.load(&id).await.unwrap(), None);
+    let logs = logs.text();
+    assert!(
+        logs.contains("does not decode"),
+        "the bad record is logged: {logs}"
+    );
+    assert!(!logs.contains(&id.to_string()), "{logs}");
+}
+
 #[tokio::test]
 async fn delete_expired_removes_past_and_undecodable_records() {
     let plain = PlainStore::default();
@@ -358,7 +375,6 @@ async fn works_as_either_half_of_a_caching_session_store() {
     );
 }
 
-#[cfg(feature = "redis")]
 mod support;
 
 #[cfg(feature = "redis")]

@@ -317,6 +317,44 @@ mod redis {
     }
 
     index_cases!(open);
+
+    /// A tampered index entry and a tampered session record (garbage bytes in Redis) neither
+    /// fail the listing nor hide the user's other sessions; they are dropped from the index,
+    /// and the logs name no session id.
+    #[tokio::test]
+    async fn garbage_entries_are_skipped_and_removed() {
+        let (logs, _guard) = crate::support::log_capture::start();
+        let (server, sessions) = open("").await;
+        let healthy = sign_in(&sessions, "ada", "Firefox").await;
+        let tampered = sign_in(&sessions, "ada", "Safari").await;
+        server.raw(&["SET", &format!("sessions:{}", tampered.id), "garbage"]);
+        let bogus = format!("session_index:ada:{}", SessionHandle::of(&Id::default()));
+        server.raw(&["SET", &bogus, "garbage"]);
+        assert_eq!(
+            sessions
+                .index_store()
+                .keys_with_prefix("ada:")
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+
+        let listed = sessions.sessions_of("ada").await.unwrap();
+        assert_eq!(handles(&listed), handles_of(&[&healthy]));
+        assert_eq!(
+            sessions
+                .index_store()
+                .keys_with_prefix("ada:")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let logs = logs.text();
+        assert!(logs.contains("does not decode"), "{logs}");
+        assert!(!logs.contains(&tampered.id.to_string()), "{logs}");
+    }
 }
 
 #[cfg(feature = "redis")]

@@ -83,9 +83,9 @@ fn add(report: &mut Report, store: &str, sessions: usize, users: usize, (p50, p9
         report.add(Row {
             section: "sessions".into(),
             label: format!(
-                "sessions_of {stat}, {}k sessions/{}k users, {store}",
-                sessions / 1000,
-                users / 1000
+                "sessions_of {stat}, {} sessions/{} users, {store}",
+                count(sessions),
+                count(users)
             ),
             strata: value,
             peer: None,

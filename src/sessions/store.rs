@@ -8,7 +8,7 @@ use tower_sessions_core::{
     session_store::{self, ExpiredDeletion, SessionStore},
 };
 
-use super::{index::UserIndex, NoIndex, SessionInfo};
+use super::{index::UserIndex, NoIndex, SessionHandle, SessionInfo};
 use crate::{error::Error, store::Store, time::Clock};
 
 /// How many fresh ids `create` draws before giving up. With 128-bit random ids a second draw is
@@ -110,12 +110,37 @@ impl<S, I> fmt::Debug for StrataSessionStore<S, I> {
     }
 }
 
-/// tower-sessions' error for a strata error.
+/// tower-sessions' error for a strata error, without the session id (tower-sessions logs it).
 pub(super) fn to_session_error(error: Error) -> session_store::Error {
-    match error {
-        Error::Encode { .. } => session_store::Error::Encode(error.to_string()),
-        Error::Decode { .. } => session_store::Error::Decode(error.to_string()),
+    match redacted(error) {
+        error @ Error::Encode { .. } => session_store::Error::Encode(error.to_string()),
+        error @ Error::Decode { .. } => session_store::Error::Decode(error.to_string()),
         other => session_store::Error::Backend(other.to_string()),
+    }
+}
+
+/// `error` with a session id in its key replaced by the session's handle: the id is a bearer
+/// secret and must not reach logs or error pages.
+pub(super) fn redacted(error: Error) -> Error {
+    match error {
+        Error::Decode { key, reason } => Error::Decode {
+            key: handle_of_key(&key),
+            reason,
+        },
+        Error::Encode { key, reason } => Error::Encode {
+            key: handle_of_key(&key),
+            reason,
+        },
+        other => other,
+    }
+}
+
+/// How logs name the session stored under `key`: `session <handle>`.
+pub(super) fn handle_of_key(key: &str) -> String {
+    let id = key.rsplit(':').next().and_then(|id| id.parse::<Id>().ok());
+    match id {
+        Some(id) => format!("session {}", SessionHandle::of(&id)),
+        None => "a key that is not a session id".to_owned(),
     }
 }
 
@@ -213,7 +238,8 @@ where
             Ok(Some(record)) => Ok(self.live(id, record)),
             Ok(None) => Ok(None),
             Err(Error::Decode { reason, .. }) => {
-                tracing::warn!(session = %key, %reason, "session record does not decode; treating it as absent and deleting it");
+                let handle = SessionHandle::of(id);
+                tracing::warn!(%handle, %reason, "session record does not decode; treating it as absent and deleting it");
                 self.forget(&key).await;
                 Ok(None)
             }
@@ -230,7 +256,9 @@ where
     /// "absent" and must not fail because a clean-up did.
     pub(super) async fn forget(&self, key: &String) {
         if let Err(error) = self.store.delete(key).await {
-            tracing::warn!(session = %key, %error, "could not delete a bad session record");
+            let handle = handle_of_key(key);
+            let error = redacted(error);
+            tracing::warn!(%handle, %error, "could not delete a bad session record");
         }
     }
 

@@ -4,6 +4,7 @@ use tower_sessions_core::session::{Id, Record};
 
 use super::{
     index::{entry_key, user_prefix},
+    store::handle_of_key,
     SessionHandle, SessionInfo, StrataSessionStore,
 };
 use crate::{
@@ -94,7 +95,7 @@ where
             .store()
             .keys_with_prefix(&user_prefix(user))
             .await?;
-        let infos = self.index.store().get_many(&keys).await?;
+        let infos = read_each(self.index.store(), &keys).await?;
         let mut entries = Vec::with_capacity(keys.len());
         let mut stale = Vec::new();
         for (key, info) in keys.into_iter().zip(infos) {
@@ -104,7 +105,7 @@ where
             }
         }
         let sessions: Vec<String> = entries.iter().map(|e| e.session.clone()).collect();
-        let records = self.store.get_many(&sessions).await?;
+        let records = read_each(&self.store, &sessions).await?;
         let mut live = Vec::with_capacity(entries.len());
         for (entry, record) in entries.into_iter().zip(records) {
             if record.is_some_and(|r| self.is_live_session_of(r, &entry.session, user)) {
@@ -134,6 +135,7 @@ where
             .is_some_and(|r| self.is_live_session_of(r, session, user)))
     }
 
+    /// Fails unless `with_user_index` turned the index on.
     fn require_index(&self) -> Result<()> {
         if self.index.is_on() {
             return Ok(());
@@ -143,4 +145,30 @@ where
             "listing or revoking a user's sessions needs the user index: build the store with `with_user_index`",
         ))
     }
+}
+
+/// The values of `keys`, batched; if one does not decode (a tampered or outdated entry), read
+/// them one by one and count each undecodable one as absent, so one bad entry never hides a
+/// user's other sessions. The absent entries are then removed as stale by the caller.
+async fn read_each<V, St>(store: &St, keys: &[String]) -> Result<Vec<Option<V>>>
+where
+    V: Send + Sync,
+    St: Store<String, V>,
+{
+    match store.get_many(keys).await {
+        Err(Error::Decode { .. }) => {}
+        other => return other,
+    }
+    let mut values = Vec::with_capacity(keys.len());
+    for key in keys {
+        values.push(match store.get(key).await {
+            Err(Error::Decode { key, reason }) => {
+                let entry = handle_of_key(&key);
+                tracing::warn!(%entry, %reason, "a session or index entry does not decode; treating it as absent");
+                None
+            }
+            other => other?,
+        });
+    }
+    Ok(values)
 }
