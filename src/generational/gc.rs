@@ -206,15 +206,18 @@ where
                 .is_some_and(|m| tally.total_bytes() > m)
     }
 
-    /// True if the newer generation holds at least half a limit: then a new generation frees
-    /// enough (the older one is at most the other half).
+    /// True if the newer generation holds at least half a limit, rounded up: then a new
+    /// generation frees enough. Rounded up, never zero (issue 12, item 7): with `m / 2` a limit
+    /// of 1 rotated twice per put (evicting the entry just written) and a limit of 3 held one
+    /// entry. With `h = ceil(m / 2)` the older generation holds at most `h` and the newer one at
+    /// most `h - 1` between writes, so the store holds `h..=2h - 1 <= m` entries once full.
     fn newer_is_big(&self) -> bool {
         let (opts, tally) = (&self.inner.opts, &self.inner.tally);
         opts.max_size
-            .is_some_and(|m| tally.len(Which::Newer) >= m / 2)
+            .is_some_and(|m| tally.len(Which::Newer) >= half_limit(m))
             || opts
                 .allocated_memory
-                .is_some_and(|m| tally.bytes(Which::Newer) >= m / 2)
+                .is_some_and(|m| tally.bytes(Which::Newer) >= half_limit(m))
     }
 
     /// Called after every write that may have grown the store: pushes a new generation as soon
@@ -477,4 +480,9 @@ where
             None => std::thread::park_timeout(MAX_NAP),
         }
     }
+}
+
+/// Half a limit, rounded up, at least 1 (the newer generation's size that pushes a new one).
+fn half_limit(limit: u64) -> u64 {
+    limit.div_ceil(2).max(1)
 }
