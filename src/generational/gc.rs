@@ -246,21 +246,30 @@ where
             } else if self.inner.sketch.is_some() {
                 self.evict_older((index + step) % partitions, written);
             } else {
-                self.drop_older((index + step) % partitions);
+                self.drop_older((index + step) % partitions, written);
             }
         }
     }
 
-    /// Drops one partition's older generation (entries unused since the last generation).
-    fn drop_older(&self, index: usize) {
+    /// Drops one partition's older generation (entries unused since the last generation), except
+    /// the entry just written (`protect`, its hash), which moves to the newer generation: reads
+    /// promote entries into the newer generation without a limit check, so a put's rotation can
+    /// leave the older one over a limit with the new entry in it (a limit of 1: promote `a`, put
+    /// `b`), and a put must never evict what it just wrote.
+    fn drop_older(&self, index: usize, protect: u64) {
         let older = {
             let mut p = self.partition(index).write();
-            let older = std::mem::take(&mut p.older);
+            let mut older = std::mem::take(&mut p.older);
             self.inner.tally.add(
                 Which::Older,
                 -(older.table.len() as i64),
                 -(older.bytes as i64),
             );
+            let written = |s: &Slot<K, V>| self.hash(&s.key) == protect;
+            if let Some(slot) = older.remove(protect, written) {
+                self.inner.tally.slot(Which::Newer, slot.weight, 1);
+                p.newer.insert_new(protect, slot, self.rehash());
+            }
             older
         };
         self.evicted(vec![older.table], EventKind::Evicted);

@@ -304,14 +304,7 @@ where
         }
         let found = match self.peek_newer(hash, key) {
             Ok(found) => found,
-            Err(()) => {
-                let found = self.with_live(key, |s| s.value.clone());
-                // A promotion grows the newer generation: keep it below half a limit, or the
-                // next put's rotation would leave the older one over the limit and drop it
-                // whole, the entry just written included.
-                self.enforce_limits(self.index(hash), hash);
-                found
-            }
+            Err(()) => self.with_live(key, |s| s.value.clone()),
         };
         let stat = if found.is_some() {
             Stat::Hits
