@@ -87,6 +87,35 @@ where
         Cache::incr(self, key, delta)
     }
 
+    fn incr_with_ttl(
+        &self,
+        key: &K,
+        delta: i64,
+        ttl_if_new: Option<Duration>,
+    ) -> impl Future<Output = Result<V>> + Send
+    where
+        V: Counter + Clone,
+        K: Debug,
+    {
+        Cache::incr_with_ttl(self, key, delta, ttl_if_new)
+    }
+
+    fn replace(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        Cache::replace(self, key, value, ttl)
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send
+    where
+        K: crate::codec::Key,
+    {
+        Cache::keys_with_prefix(self, prefix)
+    }
+
     fn count(&self) -> impl Future<Output = Result<usize>> + Send {
         Cache::len(self)
     }

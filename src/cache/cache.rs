@@ -84,6 +84,10 @@ pub(super) struct Inner<K, V, S> {
     pub stats: StatsRecorder,
     pub negatives: Option<MemoryStore<K, ()>>,
     pub flights: Mutex<HashMap<K, Flight<V>>>,
+    /// How many loads are in flight (writers skip the `flights` lock when none are).
+    pub in_flight: std::sync::atomic::AtomicUsize,
+    /// Serializes a leader's commit with writers that overtook its load (see `fetch.rs`).
+    pub commit_locks: KeyLocks,
     pub locks: KeyLocks,
     pub warmers: Vec<WarmerSpec<K, V>>,
     pub backoff: Backoff,
@@ -142,6 +146,8 @@ where
             stats: StatsRecorder::new(parts.stats),
             negatives,
             flights: Mutex::new(HashMap::new()),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            commit_locks: KeyLocks::new(),
             locks: KeyLocks::new(),
             warmers: parts.warmers,
             backoff: parts.backoff,
@@ -214,6 +220,7 @@ where
 
     /// Writes `value`; `ttl: None` means the cache's default TTL.
     pub async fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
+        self.overtake_load(&key).await;
         self.forget_absence(&key);
         self.inner
             .store
@@ -225,6 +232,7 @@ where
 
     /// Writes `value` only if `key` has no live entry; true if written.
     pub async fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
+        self.overtake_load(&key).await;
         self.forget_absence(&key);
         let ttl = self.ttl_or_default(ttl);
         let written = self.inner.store.put_new(key, value, ttl).await?;
@@ -234,6 +242,7 @@ where
 
     /// Writes every entry with one TTL (`None`: the default).
     pub async fn put_many(&self, entries: Vec<(K, V)>, ttl: Option<Duration>) -> Result<()> {
+        self.overtake_loads(entries.iter().map(|(k, _)| k)).await;
         entries.iter().for_each(|(k, _)| self.forget_absence(k));
         let n = entries.len() as u64;
         let ttl = self.ttl_or_default(ttl);
@@ -244,6 +253,7 @@ where
 
     /// Removes `key` (and any cached absence); true if a live entry was removed.
     pub async fn delete(&self, key: &K) -> Result<bool> {
+        self.overtake_load(key).await;
         self.forget_absence(key);
         let removed = self.inner.store.delete(key).await?;
         self.count(Stat::Deletes, u64::from(removed));
@@ -252,6 +262,7 @@ where
 
     /// Deletes every key in `keys`; how many live entries were removed.
     pub async fn delete_many(&self, keys: &[K]) -> Result<usize> {
+        self.overtake_loads(keys.iter()).await;
         keys.iter().for_each(|k| self.forget_absence(k));
         let removed = self.inner.store.delete_many(keys).await?;
         self.count(Stat::Deletes, removed as u64);
@@ -260,6 +271,7 @@ where
 
     /// Removes `key` and returns its value.
     pub async fn take(&self, key: &K) -> Result<Option<V>> {
+        self.overtake_load(key).await;
         let value = self.inner.store.take(key).await?;
         self.count(
             if value.is_some() {
@@ -290,6 +302,7 @@ where
 
     /// Deletes every entry (and every cached absence); how many entries were removed.
     pub async fn clear(&self) -> Result<usize> {
+        self.overtake_all_loads().await;
         if let Some(negatives) = &self.inner.negatives {
             negatives.clear();
         }
@@ -393,6 +406,7 @@ where
             true => self.remaining_ttl(key).await?,
             false => self.inner.ttl,
         };
+        self.overtake_load(key).await;
         self.forget_absence(key);
         self.inner
             .store
@@ -414,22 +428,87 @@ where
     }
 
     /// Adds `delta` to the counter under `key` (a missing key counts from zero with the default
-    /// TTL) and returns the new value; an existing TTL is kept.
+    /// TTL) and returns the new value; an existing TTL is kept. One atomic store call
+    /// ([`Store::incr_with_ttl`]), so a counter that expires between two calls is re-created
+    /// with the default TTL, never without one. Counts a write.
     pub async fn incr(&self, key: &K, delta: i64) -> Result<V>
     where
         V: Counter,
     {
+        self.incr_with_ttl(key, delta, None).await
+    }
+
+    /// [`Cache::incr`] with the TTL a counter this call creates gets (`None`: the cache's
+    /// default TTL); a live counter keeps its own TTL.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use std::time::Duration;
+    /// use strata::{Cache, MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::<String, u32>::new()).build().await?;
+    /// let key = "failed_logins:ada".to_string();
+    /// let window = Some(Duration::from_secs(900));
+    /// assert_eq!(cache.incr_with_ttl(&key, 1, window).await?, 1);
+    /// assert_eq!(cache.incr_with_ttl(&key, 1, window).await?, 2);
+    /// assert!(cache.ttl(&key).await?.and_then(|e| e.remaining()).is_some());
+    /// # Ok(()) }
+    /// ```
+    pub async fn incr_with_ttl(
+        &self,
+        key: &K,
+        delta: i64,
+        ttl_if_new: Option<Duration>,
+    ) -> Result<V>
+    where
+        V: Counter,
+    {
         let _guard = self.inner.locks.lock(key).await;
+        self.overtake_load(key).await;
         self.forget_absence(key);
-        let existed = self.inner.store.contains(key).await?;
-        let value = self.inner.store.incr(key, delta).await?;
-        if !existed {
-            if let Some(ttl) = self.inner.ttl {
-                self.inner.store.expire(key, Some(ttl)).await?;
-            }
-        }
-        self.count(if existed { Stat::Updates } else { Stat::Writes }, 1);
+        let ttl = self.ttl_or_default(ttl_if_new);
+        let value = self.inner.store.incr_with_ttl(key, delta, ttl).await?;
+        self.count(Stat::Writes, 1);
         Ok(value)
+    }
+
+    /// Writes `value` only if `key` has a live entry (Redis `SET .. XX`), replacing its value
+    /// and TTL (`None`: the default TTL); true if written. A key deleted or expired before the
+    /// call stays gone. Counts an update.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use strata::{Cache, MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::<String, String>::new()).build().await?;
+    /// assert!(!cache.replace("s:1".into(), "ada".into(), None).await?);
+    /// cache.put("s:1".into(), "ada".into(), None).await?;
+    /// assert!(cache.replace("s:1".into(), "grace".into(), None).await?);
+    /// assert_eq!(cache.get(&"s:1".into()).await?.as_deref(), Some("grace"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn replace(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
+        self.overtake_load(&key).await;
+        let ttl = self.ttl_or_default(ttl);
+        let written = self.inner.store.replace(key, value, ttl).await?;
+        self.count(Stat::Updates, u64::from(written));
+        Ok(written)
+    }
+
+    /// Every live key whose encoded form starts with `prefix` ([`Store::keys_with_prefix`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use strata::{Cache, MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::<String, u32>::new()).build().await?;
+    /// cache.put("user:1:a".into(), 1, None).await?;
+    /// cache.put("user:10:a".into(), 2, None).await?;
+    /// assert_eq!(cache.keys_with_prefix("user:1:").await?, ["user:1:a"]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<K>>
+    where
+        K: crate::codec::Key,
+    {
+        self.inner.store.keys_with_prefix(prefix).await
     }
 
     /// Subtracts `delta` from the counter under `key`; see [`Cache::incr`].

@@ -8,6 +8,16 @@
 //! that panics (caught and reported to every waiter) or a leader whose future is dropped
 //! (cancelled: its waiters see the channel close and one of them leads again) never wedges the
 //! key (cachex#220).
+//!
+//! **Writes during a load win** (issue 12, item 6). Every cache write or delete of a key marks
+//! that key's flight stale before it touches the store (`invalidate.rs`). The leader checks the
+//! mark and writes its value under the key's commit lock; a writer that found a flight takes the
+//! same lock around its store write. So either the writer marked first (the leader sees it and
+//! does not commit), or the leader's commit landed first (the writer's write lands after it).
+//! Either way the older loaded value never outlives a put or delete made during the load. The
+//! loaded value is still returned to the leader and every waiter: it is what they asked for. A
+//! write that started before the load was registered needs no mark: its caller changed the data
+//! source first, so the loader, which starts later, reads the new data.
 
 use std::{
     any::Any,
@@ -17,7 +27,7 @@ use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     task::{Context, Poll},
@@ -126,10 +136,12 @@ impl<V> Shared<V> {
 
 type Slot<V> = watch::Receiver<Option<Shared<V>>>;
 
-/// A key being loaded: its leader's id and the channel its outcome arrives on.
+/// A key being loaded: its leader's id, the channel its outcome arrives on, and whether a write
+/// or delete of the key has happened since the load began (then the leader must not commit).
 pub(super) struct Flight<V> {
     id: u64,
     rx: Slot<V>,
+    pub(super) stale: Arc<AtomicBool>,
 }
 
 enum Role<'a, K: Hash + Eq, V, S> {
@@ -143,9 +155,16 @@ struct Leader<'a, K: Hash + Eq, V, S> {
     key: K,
     id: u64,
     tx: watch::Sender<Option<Shared<V>>>,
+    stale: Arc<AtomicBool>,
 }
 
 impl<K: Hash + Eq, V, S> Leader<'_, K, V, S> {
+    /// True if a write or delete of the key happened since the load began. Read under the
+    /// key's commit lock, which every writer that marked the flight also takes.
+    fn overtaken(&self) -> bool {
+        self.stale.load(Ordering::SeqCst)
+    }
+
     fn finish(self, outcome: Shared<V>) {
         self.tx.send_replace(Some(outcome));
     }
@@ -162,6 +181,7 @@ impl<K: Hash + Eq, V, S> Drop for Leader<'_, K, V, S> {
         let mut flights = self.cache.inner.flights.lock();
         if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
             flights.remove(&self.key);
+            self.cache.inner.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -290,12 +310,20 @@ where
         }
         let (tx, rx) = watch::channel(None);
         let id = NEXT_FLIGHT.fetch_add(1, Ordering::Relaxed);
-        flights.insert(key.clone(), Flight { id, rx });
+        let stale = Arc::new(AtomicBool::new(false));
+        let flight = Flight {
+            id,
+            rx,
+            stale: stale.clone(),
+        };
+        flights.insert(key.clone(), flight);
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
         Role::Lead(Leader {
             cache: self,
             key: key.clone(),
             id,
             tx,
+            stale,
         })
     }
 
@@ -400,8 +428,14 @@ where
                 leader.finish(Shared::Value(Some(value.clone())));
                 return Ok(Some(value));
             }
-            Load::NotFound => return self.remember_absence(leader),
+            Load::NotFound => return self.remember_absence(leader).await,
         };
+        let _commit = self.inner.commit_locks.lock(&leader.key).await;
+        if leader.overtaken() {
+            // A put or delete made during the load is newer than what the loader read.
+            leader.finish(Shared::Value(Some(value.clone())));
+            return Ok(Some(value));
+        }
         let key = leader.key.clone();
         match self.inner.store.put(key, value.clone(), ttl).await {
             Ok(()) => {
@@ -413,8 +447,13 @@ where
         }
     }
 
-    fn remember_absence<E>(&self, leader: Leader<'_, K, V, S>) -> Result<Option<V>, FetchError<E>> {
-        if let (Some(negatives), Some(ttl)) = (&self.inner.negatives, self.inner.negative_ttl) {
+    async fn remember_absence<E>(
+        &self,
+        leader: Leader<'_, K, V, S>,
+    ) -> Result<Option<V>, FetchError<E>> {
+        let _commit = self.inner.commit_locks.lock(&leader.key).await;
+        let remember = (&self.inner.negatives, self.inner.negative_ttl);
+        if let (Some(negatives), Some(ttl), false) = (remember.0, remember.1, leader.overtaken()) {
             if let Err(e) = negatives.put(leader.key.clone(), (), Some(ttl)) {
                 return Err(leader.fail(e));
             }

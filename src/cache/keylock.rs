@@ -27,4 +27,14 @@ impl KeyLocks {
         let index = self.hasher.hash_one(key) as usize % STRIPES;
         self.stripes[index].lock().await
     }
+
+    /// Waits for every stripe, in stripe order (so two callers of `lock_all` cannot deadlock,
+    /// and a holder of one stripe never waits for another).
+    pub(crate) async fn lock_all(&self) -> Vec<MutexGuard<'_, ()>> {
+        let mut guards = Vec::with_capacity(STRIPES);
+        for stripe in self.stripes.iter() {
+            guards.push(stripe.lock().await);
+        }
+        guards
+    }
 }

@@ -16,6 +16,7 @@ mod builder;
 mod cache;
 mod dump;
 mod fetch;
+mod invalidate;
 mod keylock;
 #[cfg(feature = "metrics")]
 mod metrics;

@@ -2,9 +2,9 @@
 //! (seed 003: throttle token enumeration instead of making the cache clever).
 //!
 //! Two algorithms:
-//! - **Fixed window** ([`RateLimiter::check`]): one counter per key and window, created with
-//!   `put_new` and the window's TTL, then `incr`. Both are atomic in MemoryStore and Redis
-//!   (`SET NX PX`, `INCRBY`), so the limit is exact across nodes. A burst of up to twice the
+//! - **Fixed window** ([`RateLimiter::check`]): one counter per key and window, counted with
+//!   `incr_with_ttl` (the window's TTL on the counter it creates), atomic in every strata
+//!   store, so the limit is exact across nodes. A burst of up to twice the
 //!   limit can straddle a window boundary.
 //! - **GCRA** ([`RateLimiter::check_gcra`]): one "theoretical arrival time" per key, smooth
 //!   (no boundary bursts). It is a read then a write: serialized per key inside this limiter
@@ -111,12 +111,8 @@ impl<S: Store<String, i64>> RateLimiter<S> {
         let left = Duration::from_millis(start + window_ms - now);
         let counter = format!("fw:{key}:{start}");
         let store = &self.inner.store;
-        store.put_new(counter.clone(), 0, Some(left)).await?;
-        let count = store.incr(&counter, 1).await?;
-        if count == 1 {
-            // The counter vanished between `put_new` and `incr`; give the new one its TTL.
-            store.expire(&counter, Some(left)).await?;
-        }
+        // One atomic step: a counter this call creates expires with its window.
+        let count = store.incr_with_ttl(&counter, 1, Some(left)).await?;
         let count = u64::try_from(count).unwrap_or(0);
         Ok(RateDecision {
             allowed: count <= limit,

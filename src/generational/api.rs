@@ -90,6 +90,37 @@ where
         ready(GenerationalStore::incr(self, key, delta))
     }
 
+    fn incr_with_ttl(
+        &self,
+        key: &K,
+        delta: i64,
+        ttl_if_new: Option<Duration>,
+    ) -> impl Future<Output = Result<V>> + Send
+    where
+        V: Counter + Clone,
+        K: std::fmt::Debug,
+    {
+        ready(GenerationalStore::incr_with_ttl(
+            self, key, delta, ttl_if_new,
+        ))
+    }
+
+    fn replace(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        ready(GenerationalStore::replace(self, &key, value, ttl))
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send
+    where
+        K: crate::codec::Key,
+    {
+        ready(Ok(GenerationalStore::keys_with_prefix(self, prefix)))
+    }
+
     fn count(&self) -> impl Future<Output = Result<usize>> + Send {
         ready(Ok(GenerationalStore::count(self)))
     }

@@ -206,15 +206,18 @@ where
                 .is_some_and(|m| tally.total_bytes() > m)
     }
 
-    /// True if the newer generation holds at least half a limit: then a new generation frees
-    /// enough (the older one is at most the other half).
+    /// True if the newer generation holds at least half a limit, rounded up: then a new
+    /// generation frees enough. Rounded up, never zero (issue 12, item 7): with `m / 2` a limit
+    /// of 1 rotated twice per put (evicting the entry just written) and a limit of 3 held one
+    /// entry. With `h = ceil(m / 2)` the older generation holds at most `h` and the newer one at
+    /// most `h - 1` between writes, so the store holds `h..=2h - 1 <= m` entries once full.
     fn newer_is_big(&self) -> bool {
         let (opts, tally) = (&self.inner.opts, &self.inner.tally);
         opts.max_size
-            .is_some_and(|m| tally.len(Which::Newer) >= m / 2)
+            .is_some_and(|m| tally.len(Which::Newer) >= half_limit(m))
             || opts
                 .allocated_memory
-                .is_some_and(|m| tally.bytes(Which::Newer) >= m / 2)
+                .is_some_and(|m| tally.bytes(Which::Newer) >= half_limit(m))
     }
 
     /// Called after every write that may have grown the store: pushes a new generation as soon
@@ -243,21 +246,30 @@ where
             } else if self.inner.sketch.is_some() {
                 self.evict_older((index + step) % partitions, written);
             } else {
-                self.drop_older((index + step) % partitions);
+                self.drop_older((index + step) % partitions, written);
             }
         }
     }
 
-    /// Drops one partition's older generation (entries unused since the last generation).
-    fn drop_older(&self, index: usize) {
+    /// Drops one partition's older generation (entries unused since the last generation), except
+    /// the entry just written (`protect`, its hash), which moves to the newer generation: reads
+    /// promote entries into the newer generation without a limit check, so a put's rotation can
+    /// leave the older one over a limit with the new entry in it (a limit of 1: promote `a`, put
+    /// `b`), and a put must never evict what it just wrote.
+    fn drop_older(&self, index: usize, protect: u64) {
         let older = {
             let mut p = self.partition(index).write();
-            let older = std::mem::take(&mut p.older);
+            let mut older = std::mem::take(&mut p.older);
             self.inner.tally.add(
                 Which::Older,
                 -(older.table.len() as i64),
                 -(older.bytes as i64),
             );
+            let written = |s: &Slot<K, V>| self.hash(&s.key) == protect;
+            if let Some(slot) = older.remove(protect, written) {
+                self.inner.tally.slot(Which::Newer, slot.weight, 1);
+                p.newer.insert_new(protect, slot, self.rehash());
+            }
             older
         };
         self.evicted(vec![older.table], EventKind::Evicted);
@@ -477,4 +489,9 @@ where
             None => std::thread::park_timeout(MAX_NAP),
         }
     }
+}
+
+/// Half a limit, rounded up, at least 1 (the newer generation's size that pushes a new one).
+fn half_limit(limit: u64) -> u64 {
+    limit.div_ceil(2).max(1)
 }

@@ -10,6 +10,7 @@
 
 mod api;
 mod builder;
+mod conditional;
 mod gc;
 mod partition;
 mod query;

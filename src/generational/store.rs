@@ -19,7 +19,7 @@ use super::{
     weigh::{inline_size, Weigher},
 };
 use crate::{
-    error::{Error, Result},
+    error::Result,
     events::{EventBus, EventKind, Events},
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
@@ -374,7 +374,7 @@ where
 
     /// True if a new key with `hash` goes to the older generation (admission on, rarely read).
     #[inline]
-    fn on_probation(&self, hash: u64) -> bool {
+    pub(super) fn on_probation(&self, hash: u64) -> bool {
         self.inner
             .sketch
             .as_ref()
@@ -396,7 +396,7 @@ where
     }
 
     /// `upsert` under a partition lock the caller holds.
-    fn upsert_in(
+    pub(super) fn upsert_in(
         &self,
         p: &mut Partition<K, V>,
         hash: u64,
@@ -434,7 +434,7 @@ where
         old.or(from_older)
     }
 
-    fn after_write(&self, key: Option<&K>, replaced: Replaced<V>) {
+    pub(super) fn after_write(&self, key: Option<&K>, replaced: Replaced<V>) {
         let (stat, kind) = match replaced {
             Replaced::Live(_) => (Stat::Updates, EventKind::Replace),
             Replaced::Nothing => (Stat::Writes, EventKind::Put),
@@ -660,30 +660,14 @@ where
     }
 
     /// Atomically adds `delta` to the integer under `key` (missing or expired: counts from zero,
-    /// no TTL), promoting it; returns the new value. An existing TTL is kept.
+    /// no TTL), promoting it; returns the new value. An existing TTL is kept. See
+    /// [`incr_with_ttl`](Self::incr_with_ttl) for a counter that expires.
     pub fn incr(&self, key: &K, delta: i64) -> Result<V>
     where
         V: Counter,
         K: std::fmt::Debug,
     {
-        let overflow = || Error::Overflow {
-            key: format!("{key:?}"),
-        };
-        let updated = self.with_live(key, |s| -> Result<V> {
-            s.value = s.value.add(delta).ok_or_else(overflow)?;
-            Ok(s.value.clone())
-        });
-        if let Some(result) = updated {
-            let value = result?;
-            self.inner.stats.incr(Stat::Updates);
-            self.inner.events.emit(key, EventKind::Replace);
-            return Ok(value);
-        }
-        let value = V::zero().add(delta).ok_or_else(overflow)?;
-        if self.put_new(key.clone(), value.clone(), None)? {
-            return Ok(value);
-        }
-        self.incr(key, delta) // another writer created it in between: count on its value
+        self.incr_with_ttl(key, delta, None)
     }
 
     /// Subscribes to this store's events (put, replace, delete, expired, generation).

@@ -8,6 +8,8 @@
 //! `Expired` events. It holds only a weak reference and stops when the store is dropped.
 
 mod builder;
+mod conditional;
+pub(crate) mod prefix;
 mod shard;
 mod store;
 mod sweeper;

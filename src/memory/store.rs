@@ -20,7 +20,7 @@ use super::{
     shard::{Shard, Slot},
 };
 use crate::{
-    error::{Error, Result},
+    error::Result,
     events::{EventBus, EventKind, Events},
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
@@ -95,7 +95,7 @@ impl<K, V, S> Drop for Inner<K, V, S> {
 }
 
 /// What a write replaced, to report after the shard lock is released.
-enum Replaced<V> {
+pub(super) enum Replaced<V> {
     Nothing,
     Live(V),
     Expired(V),
@@ -152,27 +152,27 @@ where
     }
 
     #[inline]
-    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+    pub(super) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.inner.hasher.hash_one(key)
     }
 
     #[inline]
-    fn shard(&self, hash: u64) -> &RwLock<Shard<K, V>> {
+    pub(super) fn shard(&self, hash: u64) -> &RwLock<Shard<K, V>> {
         // Bits 40.. pick the shard: hashbrown uses the low bits for the bucket and the top 7 for
         // its control byte, so the shard choice does not skew either.
         &self.inner.shards[(hash >> 40) as usize & self.inner.shard_mask]
     }
 
     #[inline]
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         self.inner.clock.now_ms()
     }
 
-    fn rehash(&self) -> impl Fn(&K) -> u64 + '_ {
+    pub(super) fn rehash(&self) -> impl Fn(&K) -> u64 + '_ {
         move |k: &K| self.inner.hasher.hash_one(k)
     }
 
-    fn rehash_slot(&self) -> impl Fn(&Slot<K, V>) -> u64 + '_ {
+    pub(super) fn rehash_slot(&self) -> impl Fn(&Slot<K, V>) -> u64 + '_ {
         move |s: &Slot<K, V>| self.inner.hasher.hash_one(&s.key)
     }
 
@@ -259,7 +259,7 @@ where
         replaced
     }
 
-    fn after_write(&self, key: Option<&K>, replaced: Replaced<V>, deadline: u64) {
+    pub(super) fn after_write(&self, key: Option<&K>, replaced: Replaced<V>, deadline: u64) {
         let (stat, kind) = match replaced {
             Replaced::Live(_) => (Stat::Updates, EventKind::Replace),
             Replaced::Nothing => (Stat::Writes, EventKind::Put),
@@ -489,55 +489,14 @@ where
     }
 
     /// Atomically adds `delta` to the integer under `key` (missing or expired: counts from zero,
-    /// no TTL) and returns the new value. An existing TTL is kept.
+    /// no TTL) and returns the new value. An existing TTL is kept. See
+    /// [`incr_with_ttl`](Self::incr_with_ttl) for a counter that expires.
     pub fn incr(&self, key: &K, delta: i64) -> Result<V>
     where
         V: Counter,
         K: std::fmt::Debug,
     {
-        let hash = self.hash(key);
-        let now = self.now();
-        let mut shard = self.shard(hash).write();
-        let overflow = || Error::Overflow {
-            key: format!("{key:?}"),
-        };
-        let (next, created) = match shard
-            .table
-            .entry(hash, |s| s.key == *key, self.rehash_slot())
-        {
-            Entry::Occupied(mut o) if !o.get().is_expired(|| now) => {
-                let slot = o.get_mut();
-                slot.value = slot.value.add(delta).ok_or_else(overflow)?;
-                (slot.value.clone(), false)
-            }
-            Entry::Occupied(mut o) => {
-                let value = V::zero().add(delta).ok_or_else(overflow)?;
-                *o.get_mut() = Slot {
-                    key: key.clone(),
-                    value: value.clone(),
-                    deadline: 0,
-                };
-                (value, true)
-            }
-            Entry::Vacant(v) => {
-                let value = V::zero().add(delta).ok_or_else(overflow)?;
-                v.insert(Slot {
-                    key: key.clone(),
-                    value: value.clone(),
-                    deadline: 0,
-                });
-                (value, true)
-            }
-        };
-        drop(shard);
-        let (stat, kind) = if created {
-            (Stat::Writes, EventKind::Put)
-        } else {
-            (Stat::Updates, EventKind::Replace)
-        };
-        self.inner.stats.incr(stat);
-        self.inner.events.emit(key, kind);
-        Ok(next)
+        self.incr_with_ttl(key, delta, None)
     }
 
     /// Removes every entry whose deadline has passed now, emitting `Expired` events; returns how
@@ -670,6 +629,35 @@ where
         K: std::fmt::Debug,
     {
         ready(MemoryStore::incr(self, key, delta))
+    }
+
+    fn incr_with_ttl(
+        &self,
+        key: &K,
+        delta: i64,
+        ttl_if_new: Option<Duration>,
+    ) -> impl Future<Output = Result<V>> + Send
+    where
+        V: Counter + Clone,
+        K: std::fmt::Debug,
+    {
+        ready(MemoryStore::incr_with_ttl(self, key, delta, ttl_if_new))
+    }
+
+    fn replace(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        ready(MemoryStore::replace(self, key, value, ttl))
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send
+    where
+        K: crate::codec::Key,
+    {
+        ready(Ok(MemoryStore::keys_with_prefix(self, prefix)))
     }
 
     fn count(&self) -> impl Future<Output = Result<usize>> + Send {

@@ -2,6 +2,7 @@
 //! Redis server) and a real `redis-server` on a free loopback port.
 #![allow(dead_code)]
 
+pub mod hooked;
 pub mod log_capture;
 pub mod pausing_store;
 pub mod proxy;
