@@ -38,6 +38,7 @@
 mod builder;
 mod db;
 mod engine;
+mod faults;
 mod load;
 mod lock;
 mod raw;
@@ -49,6 +50,8 @@ pub use builder::{
     DiskBuilder, DiskDbBuilder, DiskStoreBuilder, ForDb, ForStore, OnCorrupt, Writes,
 };
 pub use db::DiskDb;
+#[doc(hidden)]
+pub use faults::Faults;
 pub use load::OpenSummary;
 pub use raw::RawRecord;
 pub use store::DiskStore;
