@@ -118,6 +118,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A disk store stopped taking work because its engine failed in a way later calls would
+    /// repeat (a journal write failed: disk full, I/O error) or an async write it acknowledged
+    /// could not be committed. Every later call of every handle on the directory returns this.
+    #[error("the disk store in {path} is unavailable: {reason}; free disk space or fix the disk, then drop every handle and reopen the directory (what was committed before the failure is kept)")]
+    Unavailable {
+        /// The data directory.
+        path: PathBuf,
+        /// The engine failure that made it unavailable.
+        reason: String,
+    },
+
     /// An I/O error outside a data directory (dump files, sockets).
     #[error("I/O error while {context}: {source}")]
     Io {

@@ -91,6 +91,10 @@ pub use cache::{
     Update, Warmer, DUMP_VERSION,
 };
 pub use codec::{Format, Key};
+/// Fault injection for the disk store's tests (hidden: a test utility, not an API).
+#[cfg(feature = "disk")]
+#[doc(hidden)]
+pub use disk::Faults;
 #[cfg(feature = "disk")]
 pub use disk::{
     DiskBuilder, DiskDb, DiskDbBuilder, DiskStore, DiskStoreBuilder, ForDb, ForStore, OnCorrupt,

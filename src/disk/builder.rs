@@ -48,6 +48,7 @@ pub(crate) struct Options {
     pub clock: Clock,
     pub format: Format,
     pub queue_capacity: usize,
+    pub faults: Option<super::faults::Faults>,
 }
 
 /// Marker: the builder opens a [`DiskDb`] (`DiskDb::builder()`).
@@ -112,6 +113,7 @@ impl<T> DiskBuilder<T> {
                 clock: Clock::system(),
                 format: Format::MessagePack,
                 queue_capacity: 1 << 20,
+                faults: None,
             },
             namespace: Ok(Namespace::default()),
             kind: PhantomData,
@@ -166,6 +168,15 @@ impl<T> DiskBuilder<T> {
     /// go at the engine's pace.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.opts.queue_capacity = capacity;
+        self
+    }
+
+    /// Test hook: commits go through `faults`, which can fail or park them (see
+    /// [`Faults`](crate::Faults)). Hidden: for strata's own tests and those of stores built on
+    /// it; never set it in production.
+    #[doc(hidden)]
+    pub fn faults(mut self, faults: super::faults::Faults) -> Self {
+        self.opts.faults = Some(faults);
         self
     }
 

@@ -74,6 +74,16 @@ impl Op {
     }
 }
 
+/// Why a commit failed.
+#[derive(Clone, Debug)]
+pub(crate) struct CommitError {
+    /// The engine's message.
+    pub reason: String,
+    /// True if the engine refuses every later commit too (fjall poisons its journal when a
+    /// journal write fails): the store must stop accepting work rather than half-accept it.
+    pub fatal: bool,
+}
+
 /// Called with every `(key, record)` a scan visits; an error stops the scan.
 pub(crate) type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 
@@ -81,8 +91,8 @@ pub(crate) type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 pub(crate) trait Engine: Send + Sync + 'static {
     /// Visits every `(key, record)` starting with `prefix`, in key order.
     fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()>;
-    /// Applies `ops` atomically; durable against a process crash when it returns.
-    fn commit(&self, ops: &[Op]) -> std::result::Result<(), String>;
+    /// Applies `ops` atomically (all or none); durable against a process crash when it returns.
+    fn commit(&self, ops: &[Op]) -> std::result::Result<(), CommitError>;
     /// Makes everything committed durable against power loss (fsync).
     fn sync(&self) -> std::result::Result<(), String>;
     /// Flushes the write buffer to tables and compacts them, dropping expired records.
@@ -130,42 +140,55 @@ impl FjallEngine {
         })
     }
 
+    /// Applies `ops` as ONE fjall batch, so a commit is all or nothing: a prefix delete becomes
+    /// removes of the committed keys under the prefix plus of this batch's earlier keys under
+    /// it (the writer thread is the only committer, so the scan sees everything before `ops`).
     fn apply(&self, ops: &[Op]) -> fjall::Result<()> {
-        let mut batch = self.batch();
-        let mut run: Vec<&Op> = Vec::with_capacity(ops.len());
+        let mut on_disk: Vec<Vec<fjall::Slice>> = Vec::new();
         for op in ops {
-            match op {
-                Op::Put { .. } | Op::Delete { .. } => run.push(op),
-                Op::DeletePrefix { prefix } => {
-                    self.add_sorted(&mut batch, &mut run);
-                    // Earlier ops of this batch are not visible to a scan until committed.
-                    std::mem::replace(&mut batch, self.batch()).commit()?;
-                    for kv in self.entries.prefix(prefix) {
-                        batch.remove(&self.entries, kv.key()?);
-                    }
-                }
+            if let Op::DeletePrefix { prefix } = op {
+                let keys = self.entries.prefix(prefix).map(|kv| kv.key());
+                on_disk.push(keys.collect::<fjall::Result<_>>()?);
             }
         }
-        self.add_sorted(&mut batch, &mut run);
-        batch.commit()
-    }
-
-    /// Adds `run` to `batch` in key order: consecutive inserts into the write buffer (a skip
-    /// list) then walk the same, cached, nodes, which makes a big batch several times faster
-    /// than random order. The sort is stable and a batch is applied as one sequence number, so
-    /// the last op on a key still wins.
-    fn add_sorted(&self, batch: &mut fjall::OwnedWriteBatch, run: &mut Vec<&Op>) {
-        run.sort_by(|a, b| a.key().cmp(b.key()));
-        for op in run.drain(..) {
+        let mut on_disk = on_disk.iter();
+        let mut run: Vec<(&[u8], Option<&[u8]>)> = Vec::with_capacity(ops.len());
+        for op in ops {
             match op {
                 Op::Put { buf, key_len } => {
                     let (key, record) = buf.split_at(*key_len);
-                    batch.insert(&self.entries, key, record)
+                    run.push((key, Some(record)));
                 }
-                Op::Delete { key } => batch.remove(&self.entries, key.as_slice()),
-                Op::DeletePrefix { .. } => {}
+                Op::Delete { key } => run.push((key, None)),
+                Op::DeletePrefix { prefix } => {
+                    let earlier: Vec<&[u8]> = run
+                        .iter()
+                        .filter(|(k, _)| k.starts_with(prefix))
+                        .map(|(k, _)| *k)
+                        .collect();
+                    run.extend(earlier.into_iter().map(|k| (k, None)));
+                    let committed = on_disk.next().into_iter().flatten();
+                    run.extend(committed.map(|k| (k.as_ref(), None)));
+                }
             }
         }
+        self.commit_run(run)
+    }
+
+    /// Commits `run` as one batch.
+    fn commit_run(&self, mut run: Vec<(&[u8], Option<&[u8]>)>) -> fjall::Result<()> {
+        let mut batch = self.batch();
+        // Consecutive inserts into the write buffer (a skip list) walk the same, cached,
+        // nodes, which makes a big batch several times faster than random order. The sort is
+        // stable and a batch is applied as one sequence number, so the last op on a key wins.
+        run.sort_by(|a, b| a.0.cmp(b.0));
+        for (key, record) in run {
+            match record {
+                Some(record) => batch.insert(&self.entries, key, record),
+                None => batch.remove(&self.entries, key),
+            }
+        }
+        batch.commit()
     }
 
     /// A batch that reaches the OS when committed (fjall's batches default to its own buffer).
@@ -183,8 +206,13 @@ impl Engine for FjallEngine {
         Ok(())
     }
 
-    fn commit(&self, ops: &[Op]) -> std::result::Result<(), String> {
-        self.apply(ops).map_err(|e| e.to_string())
+    fn commit(&self, ops: &[Op]) -> std::result::Result<(), CommitError> {
+        self.apply(ops).map_err(|e| CommitError {
+            reason: e.to_string(),
+            // fjall poisons itself when a journal write or persist fails (an I/O error): every
+            // later commit is `Poisoned` until the database is reopened.
+            fatal: matches!(e, fjall::Error::Poisoned | fjall::Error::Io(_)),
+        })
     }
 
     fn sync(&self) -> std::result::Result<(), String> {

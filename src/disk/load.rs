@@ -164,7 +164,7 @@ fn commit(engine: &dyn Engine, ops: &mut Vec<Op>) -> Result<()> {
     }
     engine
         .commit(ops)
-        .map_err(|e| Error::backend("purging expired records", e))?;
+        .map_err(|e| Error::backend("purging expired records", e.reason))?;
     ops.clear();
     Ok(())
 }

@@ -10,11 +10,34 @@
 //!   is exiting), loads everything, deletes the expired
 //!   records of *every* namespace (pow#713) and restores every deadline into the memory tier's
 //!   sweeper. It fails with [`Error::Timeout`](crate::Error::Timeout) past `open_timeout`.
-//! - **Writes** apply to the memory tier and are queued, per key in the same order, to one
-//!   writer thread that group-commits. [`Writes::Sync`] returns once the commit reached the OS
-//!   (it survives `kill -9`; add `fsync_interval` for power loss); [`Writes::Async`] returns at
-//!   once. If a commit fails, the call returns [`Error::Backend`](crate::Error::Backend) and the
-//!   write stays in memory only.
+//! - **Writes** take the stripe locks of their keys (256 stripes), decide on what memory holds
+//!   and queue their ops as ONE job to one writer thread that group-commits whatever is queued.
+//!   [`Writes::Sync`] returns once the commit reached the OS (it survives `kill -9`; add
+//!   `fsync_interval` for power loss). A sync write is applied to memory by the writer thread
+//!   only after its commit succeeded, and its stripes stay locked until then: **no reader ever
+//!   sees a sync write that can still fail**, and the next writer of the key decides on
+//!   committed state (test `a_sync_write_is_invisible_to_readers_until_its_commit_returns`).
+//!   Writers of different stripes still share one commit
+//!   (`concurrent_sync_writers_still_share_one_commit`). [`Writes::Async`] queues first, then
+//!   applies to memory and returns: readers see it before it is on disk.
+//! - **A failed commit** leaves memory as it was: the caller gets an error and nobody ever saw
+//!   the write (`a_failed_delete_leaves_the_key_readable`,
+//!   `a_failed_put_is_never_visible_and_not_on_disk`). A failure the engine would repeat
+//!   (fjall poisons its journal when a journal write or fsync fails: disk full, I/O error) or
+//!   the failure of a batch holding async writes (nobody is waiting to hear of it) makes the
+//!   directory unavailable: that call and every later call of every handle, reads included,
+//!   is [`Error::Unavailable`](crate::Error::Unavailable) naming the directory, until it is
+//!   reopened (`a_poisoned_engine_makes_every_later_call_unavailable`,
+//!   `a_failed_async_commit_makes_the_store_unavailable`, and with a real full file system in
+//!   a child process, `a_full_disk_never_shows_a_failed_write_and_refuses_later_ones`).
+//!   Whether a failed commit's bytes reached the journal anyway is unknown to the engine; after
+//!   a `kill -9` the test above finds it absent.
+//! - **Batches**: `put_many`, `delete_many`, `clear` (a prefix delete, expanded into removes)
+//!   and `DiskDb::put_raw` are each ONE engine commit, never split: all of it is applied, in
+//!   memory and on disk, or none (`a_failed_put_many_applies_none_of_it`,
+//!   `a_failed_delete_many_deletes_nothing`, `a_failed_clear_keeps_every_entry`,
+//!   `a_put_many_bigger_than_a_writer_batch_is_one_commit`). Jobs queued together share a
+//!   commit, so a failure fails all of them.
 //! - **Expiry**: the memory tier hides and sweeps expired entries; their records are *not*
 //!   deleted one by one on disk. The engine's compaction filter drops them when it compacts,
 //!   and the next open purges whatever is left, so disk use stays bounded without a delete per
@@ -33,11 +56,15 @@
 //!   writer's. The writer applies each batch (up to 65 536 ops) in key order, which makes the
 //!   engine's skip-list inserts cache-friendly.
 //! - **Corruption**: unreadable engine files are [`Error::Corrupt`](crate::Error::Corrupt) with
-//!   the path, or with [`OnCorrupt::Discard`] a warning and an empty start.
+//!   the path, or with [`OnCorrupt::Discard`] a warning and an empty start. Known gap: fjall
+//!   3.1 recovers its journal only in its `TolerateCorruptTail` mode (the mode option is
+//!   commented out in its config), truncating at the first bad batch, so garbling the middle of
+//!   the journal after a crash still loses the batches after it silently.
 
 mod builder;
 mod db;
 mod engine;
+mod faults;
 mod load;
 mod lock;
 mod raw;
@@ -49,6 +76,8 @@ pub use builder::{
     DiskBuilder, DiskDbBuilder, DiskStoreBuilder, ForDb, ForStore, OnCorrupt, Writes,
 };
 pub use db::DiskDb;
+#[doc(hidden)]
+pub use faults::Faults;
 pub use load::OpenSummary;
 pub use raw::RawRecord;
 pub use store::DiskStore;

@@ -47,15 +47,19 @@ impl DiskDb {
             })
     }
 
-    /// Writes `records` (replacing what their keys held) and returns once they are committed.
+    /// Writes `records` (replacing what their keys held) in ONE commit (all or none) and returns
+    /// once it is committed.
     /// Refused with [`Error::InvalidConfig`] for a namespace with a store open in this `DiskDb`.
     pub async fn put_raw(&self, records: Vec<RawRecord>) -> Result<()> {
         let mut ops = Vec::with_capacity(records.len());
         for raw in records {
             ops.push(self.raw_op(raw)?);
         }
-        self.inner.writer.send(ops, false)?;
-        self.flush().await
+        let writer = &self.inner.writer;
+        match writer.send(ops, true)? {
+            Some(ack) => writer.wait(ack).await,
+            None => Ok(()),
+        }
     }
 
     fn raw_op(&self, raw: RawRecord) -> Result<Op> {

@@ -1,24 +1,26 @@
 //! The `DiskStore` handle: reads from the memory tier, writes to it and to the engine in the
 //! same order.
 //!
-//! Every write takes a per-key stripe lock, applies itself to the memory tier and queues its op
-//! for the writer thread before releasing it, so the engine sees the writes to one key in the
-//! order memory applied them; a sync write then waits (outside the lock) for its commit.
+//! Every write takes the stripe locks of its keys, decides on what memory holds, and queues its
+//! ops for the writer thread as ONE job (one commit), so the engine sees the writes to one key
+//! in the order memory applies them. A sync write's memory update runs after its commit
+//! succeeded, and its stripes stay locked until then (see [`DiskStore::write`]).
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
 use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::OwnedMutexGuard;
 
 use super::{
     builder::DiskStoreBuilder,
     db::DiskDb,
     engine::Op,
     record,
-    writer::{self, Ack},
+    writer::{OnCommit, Ops},
 };
 use crate::{
     codec::Key,
-    error::Result,
+    error::{Error, Result},
     events::Events,
     memory::MemoryStore,
     namespace::Namespace,
@@ -148,31 +150,60 @@ where
         self.db.inner.opts.clock.entry_deadline(ttl)
     }
 
-    /// Runs `apply` under `stripe` (the key's lock, see [`DiskDb::stripe`]) and queues the op
-    /// it returns.
-    fn locked<R>(
+    /// The memory tier's update writing `value` under `key` until `deadline`.
+    fn put_later(&self, key: K, value: V, deadline: u64) -> Apply {
+        let mem = self.mem().clone();
+        Box::new(move || put_at(&mem, key, value, deadline))
+    }
+
+    /// Runs one write: `decide` looks at memory (under `guards`, the stripes of every key the
+    /// write touches) and returns the result, the ops and the memory update.
+    ///
+    /// Sync: the update runs on the writer thread once the commit succeeded, and the stripes
+    /// stay locked until then, so no reader sees a write that can still fail and the next
+    /// writer of the key decides on committed state; a failed commit drops the update unrun.
+    /// Async: queued first (a full or failed queue refuses the write before memory sees it),
+    /// then applied to memory at once, before the stripes unlock.
+    async fn write<R>(
         &self,
-        stripe: &parking_lot::Mutex<()>,
-        apply: impl FnOnce() -> Result<(R, Option<Op>)>,
-    ) -> Result<(R, Option<Ack>)> {
-        let _stripe = stripe.lock();
-        let (result, op) = apply()?;
-        let ack = match op {
-            Some(op) => self.db.inner.writer.send_one(op, self.db.sync_writes())?,
-            None => None,
+        guards: Vec<OwnedMutexGuard<()>>,
+        decide: impl FnOnce() -> Result<Decision<R>>,
+    ) -> Result<R> {
+        self.db.check()?;
+        let decision = decide()?;
+        let Some(ops) = decision.ops else {
+            return Ok(decision.result);
         };
-        Ok((result, ack))
+        let writer = &self.db.inner.writer;
+        if !self.db.sync_writes() {
+            writer.submit(ops, false, None)?;
+            (decision.apply)();
+            return Ok(decision.result);
+        }
+        let apply = decision.apply;
+        let on_commit: OnCommit = Box::new(move || {
+            apply();
+            drop(guards);
+        });
+        if let Some(ack) = writer.submit(ops, true, Some(on_commit))? {
+            writer.wait(ack).await?;
+        }
+        Ok(decision.result)
+    }
+
+    async fn lock_key(&self, key: &[u8]) -> Vec<OwnedMutexGuard<()>> {
+        self.db.lock_keys([key]).await
     }
 
     /// Writes `value` under `key`.
     async fn put_inner(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         let deadline = self.deadline(ttl)?;
         let op = self.put_op(&key, &value, deadline)?;
-        let (_, ack) = self.locked(self.db.stripe(op.key()), || {
-            self.mem().put(key, value, ttl)?;
-            Ok(((), Some(op)))
-        })?;
-        finish(ack).await
+        let guards = self.lock_key(op.key()).await;
+        self.write(guards, || {
+            Ok(Decision::one((), op, self.put_later(key, value, deadline)))
+        })
+        .await
     }
 
     async fn delete_inner(&self, key: &K) -> Result<bool> {
@@ -181,57 +212,84 @@ where
 
     async fn remove(&self, key: &K) -> Result<Option<V>> {
         let dk = self.disk_key(key);
-        let (taken, ack) = self.locked(self.db.stripe(&dk), || {
+        let guards = self.lock_key(&dk).await;
+        self.write(guards, || {
+            let mem = self.mem().clone();
+            let owned = key.clone();
             // Deleted on disk even when memory had nothing: the record may be one that no
             // longer decodes, and deleting it is how a user gets rid of it.
-            Ok((self.mem().take(key), Some(Op::Delete { key: dk })))
-        })?;
-        finish(ack).await?;
-        Ok(taken)
+            let apply: Apply = Box::new(move || drop(mem.take(&owned)));
+            Ok(Decision::one(
+                self.mem().get(key),
+                Op::Delete { key: dk },
+                apply,
+            ))
+        })
+        .await
     }
 
-    async fn put_new_inner(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
+    /// Writes `value` if `key`'s liveness is `want_live` (put_new: absent; replace: present).
+    async fn put_if(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+        want_live: bool,
+    ) -> Result<bool> {
         let deadline = self.deadline(ttl)?;
         let op = self.put_op(&key, &value, deadline)?;
-        let (written, ack) = self.locked(self.db.stripe(op.key()), || {
-            let written = self.mem().put_new(key, value, ttl)?;
-            Ok((written, written.then_some(op)))
-        })?;
-        finish(ack).await?;
-        Ok(written)
+        let guards = self.lock_key(op.key()).await;
+        self.write(guards, || {
+            if self.mem().contains(&key) != want_live {
+                return Ok(Decision::none(false));
+            }
+            Ok(Decision::one(
+                true,
+                op,
+                self.put_later(key, value, deadline),
+            ))
+        })
+        .await
     }
 
     async fn expire_inner(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {
         let deadline = self.deadline(ttl)?;
-        let dk = self.disk_key(key);
-        let (changed, ack) = self.locked(self.db.stripe(&dk), || {
+        let guards = self.lock_key(&self.disk_key(key)).await;
+        self.write(guards, || {
             let Some(value) = self.mem().get(key) else {
-                return Ok((false, None));
+                return Ok(Decision::none(false));
             };
             let op = self.put_op(key, &value, deadline)?;
-            let changed = self.mem().expire(key, ttl)?;
-            Ok((changed, changed.then_some(op)))
-        })?;
-        finish(ack).await?;
-        Ok(changed)
+            Ok(Decision::one(
+                true,
+                op,
+                self.put_later(key.clone(), value, deadline),
+            ))
+        })
+        .await
     }
 
-    async fn incr_inner(&self, key: &K, delta: i64) -> Result<V>
+    /// Adds `delta` to the counter under `key`; a counter this call creates expires after
+    /// `ttl_if_new`, an existing one keeps its deadline.
+    async fn incr_inner(&self, key: &K, delta: i64, ttl_if_new: Option<Duration>) -> Result<V>
     where
         V: Counter,
     {
-        let dk = self.disk_key(key);
-        let (value, ack) = self.locked(self.db.stripe(&dk), || {
-            let value = self.mem().incr(key, delta)?;
-            let op = match self.mem().ttl(key) {
-                Some(expiry) => self.put_op(key, &value, self.deadline_of(expiry))?,
-                // Expired between the two calls: nothing live to persist.
-                None => Op::Delete { key: dk },
+        let new_deadline = self.deadline(ttl_if_new)?;
+        let guards = self.lock_key(&self.disk_key(key)).await;
+        self.write(guards, || {
+            let (current, deadline) = match self.mem().get_with_ttl(key) {
+                Some((value, expiry)) => (value, self.deadline_of(expiry)),
+                None => (V::zero(), new_deadline),
             };
-            Ok((value, Some(op)))
-        })?;
-        finish(ack).await?;
-        Ok(value)
+            let value = current.add(delta).ok_or_else(|| Error::Overflow {
+                key: format!("{key:?}"),
+            })?;
+            let op = self.put_op(key, &value, deadline)?;
+            let apply = self.put_later(key.clone(), value.clone(), deadline);
+            Ok(Decision::one(value, op, apply))
+        })
+        .await
     }
 
     fn deadline_of(&self, expiry: Expiry) -> u64 {
@@ -247,57 +305,155 @@ where
         }
     }
 
+    /// Removes the namespace: one commit (a prefix delete), all stripes held.
     async fn clear_inner(&self) -> Result<usize> {
-        let (removed, ack) = {
-            let _all = self.db.lock_all();
-            let removed = self.mem().clear();
-            let prefix = self.prefix.to_vec();
-            let ack = self
-                .db
-                .inner
-                .writer
-                .send(vec![Op::DeletePrefix { prefix }], self.db.sync_writes())?;
-            (removed, ack)
-        };
-        finish(ack).await?;
-        Ok(removed)
+        let guards = self.db.lock_all().await;
+        self.write(guards, || {
+            let mem = self.mem().clone();
+            let op = Op::DeletePrefix {
+                prefix: self.prefix.to_vec(),
+            };
+            let apply: Apply = Box::new(move || {
+                mem.clear();
+            });
+            Ok(Decision::one(self.mem().count(), op, apply))
+        })
+        .await
     }
 
+    /// Writes every entry in ONE commit: all are applied or none.
     async fn put_many_inner(&self, entries: Vec<(K, V)>, ttl: Option<Duration>) -> Result<()> {
-        let deadline = self.deadline(ttl)?;
-        let mut last = None;
-        for (key, value) in entries {
-            let op = self.put_op(&key, &value, deadline)?;
-            let _stripe = self.db.stripe(op.key()).lock();
-            self.mem().put(key, value, ttl)?;
-            last = self.db.inner.writer.send_one(op, self.db.sync_writes())?;
+        if entries.is_empty() {
+            return Ok(());
         }
-        // The queue is FIFO: the last job's commit covers every earlier one.
-        finish(last).await
+        let deadline = self.deadline(ttl)?;
+        let ops = entries
+            .iter()
+            .map(|(key, value)| self.put_op(key, value, deadline))
+            .collect::<Result<Vec<Op>>>()?;
+        let guards = self.db.lock_keys(ops.iter().map(Op::key)).await;
+        self.write(guards, || {
+            let mem = self.mem().clone();
+            let apply: Apply = Box::new(move || {
+                for (key, value) in entries {
+                    put_at(&mem, key, value, deadline);
+                }
+            });
+            Ok(Decision::many((), ops, apply))
+        })
+        .await
     }
 
+    /// Deletes every key in ONE commit: all are applied or none.
     async fn delete_many_inner(&self, keys: &[K]) -> Result<usize> {
-        let mut removed = 0;
-        let mut last = None;
-        for key in keys {
-            let dk = self.disk_key(key);
-            let _stripe = self.db.stripe(&dk).lock();
-            removed += usize::from(self.mem().delete(key));
-            last = self
-                .db
-                .inner
-                .writer
-                .send_one(Op::Delete { key: dk }, self.db.sync_writes())?;
+        if keys.is_empty() {
+            return Ok(0);
         }
-        finish(last).await?;
-        Ok(removed)
+        let ops: Vec<Op> = keys
+            .iter()
+            .map(|key| Op::Delete {
+                key: self.disk_key(key),
+            })
+            .collect();
+        let guards = self.db.lock_keys(ops.iter().map(Op::key)).await;
+        self.write(guards, || {
+            let live: HashSet<&K> = keys.iter().filter(|k| self.mem().contains(k)).collect();
+            let mem = self.mem().clone();
+            let keys = keys.to_vec();
+            let apply: Apply = Box::new(move || {
+                for key in &keys {
+                    mem.delete(key);
+                }
+            });
+            Ok(Decision::many(live.len(), ops, apply))
+        })
+        .await
+    }
+
+    /// Live keys of this namespace whose encoded bytes start with `prefix`: a prefix range of
+    /// the engine (O(matches)), each confirmed live in the memory tier (which also drops
+    /// expired entries and records that no longer decode). Async writes are flushed first so
+    /// the engine has everything memory has.
+    async fn keys_with_prefix_inner(&self, prefix: &str) -> Result<Vec<K>> {
+        self.db.check()?;
+        if !self.db.sync_writes() {
+            self.db.flush().await?;
+        }
+        let mut range = self.prefix.to_vec();
+        range.extend_from_slice(prefix.as_bytes());
+        let mut keys = Vec::new();
+        self.db.inner.engine.scan(&range, &mut |raw, _| {
+            if let Ok(key) = K::decode_key(&raw[self.prefix.len()..]) {
+                if self.mem().contains(&key) {
+                    keys.push(key);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(keys)
+    }
+
+    /// Reads memory once the directory is known to be healthy.
+    fn read<R>(&self, read: impl FnOnce(&MemoryStore<K, V>) -> R) -> std::future::Ready<Result<R>> {
+        std::future::ready(self.db.check().map(|()| read(self.mem())))
     }
 }
 
-async fn finish(ack: Option<Ack>) -> Result<()> {
-    match ack {
-        Some(ack) => writer::wait(ack).await,
-        None => Ok(()),
+/// A memory-tier update run once the write is committed.
+type Apply = Box<dyn FnOnce() + Send>;
+
+/// What a write decided: its result, its ops (none: nothing to write) and its memory update.
+struct Decision<R> {
+    result: R,
+    ops: Option<Ops>,
+    apply: Apply,
+}
+
+impl<R> Decision<R> {
+    fn none(result: R) -> Self {
+        Decision {
+            result,
+            ops: None,
+            apply: Box::new(|| {}),
+        }
+    }
+
+    fn one(result: R, op: Op, apply: Apply) -> Self {
+        Decision {
+            result,
+            ops: Some(Ops::One(op)),
+            apply,
+        }
+    }
+
+    fn many(result: R, ops: Vec<Op>, apply: Apply) -> Self {
+        Decision {
+            result,
+            ops: Some(Ops::Many(ops)),
+            apply,
+        }
+    }
+}
+
+/// Puts `value` under `key` in memory until the absolute `deadline` (0: never), the same
+/// deadline the record on disk carries; an already-passed deadline removes the key.
+fn put_at<K: Key, V: Clone + Send + Sync + 'static>(
+    mem: &MemoryStore<K, V>,
+    key: K,
+    value: V,
+    deadline: u64,
+) {
+    let now = mem.clock().now_ms();
+    let ttl = match deadline {
+        0 => None,
+        d if d <= now => {
+            mem.delete(&key);
+            return;
+        }
+        d => Some(Duration::from_millis(d - now)),
+    };
+    if let Err(e) = mem.put(key, value, ttl) {
+        tracing::error!(error = %e, "could not apply a committed disk write to the memory tier");
     }
 }
 
@@ -325,7 +481,7 @@ where
     }
 
     fn get(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
-        std::future::ready(Ok(self.mem().get(key)))
+        self.read(|mem| mem.get(key))
     }
 
     fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
@@ -333,11 +489,11 @@ where
     }
 
     fn keys(&self) -> impl Future<Output = Result<Vec<K>>> + Send {
-        std::future::ready(Ok(self.mem().keys()))
+        self.read(|mem| mem.keys())
     }
 
     fn contains(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
-        std::future::ready(Ok(self.mem().contains(key)))
+        self.read(|mem| mem.contains(key))
     }
 
     fn take(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
@@ -350,7 +506,7 @@ where
         value: V,
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<bool>> + Send {
-        self.put_new_inner(key, value, ttl)
+        self.put_if(key, value, ttl, false)
     }
 
     fn put_many(
@@ -370,7 +526,7 @@ where
     }
 
     fn ttl(&self, key: &K) -> impl Future<Output = Result<Option<Expiry>>> + Send {
-        std::future::ready(Ok(self.mem().ttl(key)))
+        self.read(|mem| mem.ttl(key))
     }
 
     fn expire(&self, key: &K, ttl: Option<Duration>) -> impl Future<Output = Result<bool>> + Send {
@@ -386,11 +542,40 @@ where
         V: Counter + Clone,
         K: std::fmt::Debug,
     {
-        self.incr_inner(key, delta)
+        self.incr_inner(key, delta, None)
+    }
+
+    fn incr_with_ttl(
+        &self,
+        key: &K,
+        delta: i64,
+        ttl_if_new: Option<Duration>,
+    ) -> impl Future<Output = Result<V>> + Send
+    where
+        V: Counter + Clone,
+        K: std::fmt::Debug,
+    {
+        self.incr_inner(key, delta, ttl_if_new)
+    }
+
+    fn replace(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        self.put_if(key, value, ttl, true)
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send
+    where
+        K: Key,
+    {
+        self.keys_with_prefix_inner(prefix)
     }
 
     fn count(&self) -> impl Future<Output = Result<usize>> + Send {
-        std::future::ready(Ok(self.mem().count()))
+        self.read(|mem| mem.count())
     }
 
     fn clear(&self) -> impl Future<Output = Result<usize>> + Send {

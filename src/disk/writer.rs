@@ -7,10 +7,17 @@
 //! (up to [`MAX_BATCH`] ops), commits it all as one engine batch, and answers every job that
 //! asked for an acknowledgement with the batch's result: concurrent sync writers share one
 //! commit. With an `fsync_interval` it also fsyncs at that pace while there is unsynced data.
+//! A job may carry an `on_commit` action (a sync write's memory-tier update, holding the key's
+//! stripe lock): the thread runs it after the commit succeeded and before answering, and drops
+//! it unrun when the commit failed, so memory never shows what the caller was told failed.
+//! A failure that later calls would repeat (a fatal engine error) or that nobody is waiting for
+//! (an async write) marks the writer failed ([`Health`]): every later call is
+//! [`Error::Unavailable`].
 //! When the last handle drops, the thread drains the queue, flushes, fsyncs and exits; `close`
 //! joins it, so the directory can be reopened as soon as the `DiskDb` is gone.
 
 use std::{
+    path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc::{channel, Receiver, RecvTimeoutError, Sender},
@@ -23,19 +30,69 @@ use std::{
 use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::oneshot;
 
-use super::engine::{Engine, Op};
+use super::engine::{CommitError, Engine, Op};
 use crate::error::{Error, Result};
 
 /// Most ops committed in one batch.
 const MAX_BATCH: usize = 1 << 16;
 
-/// The answer to a job: `Err` carries the engine's message.
-pub(crate) type Ack = oneshot::Receiver<std::result::Result<(), String>>;
+/// The result of a commit.
+type Outcome = std::result::Result<(), CommitError>;
+
+/// The answer to a job: whether its commit succeeded.
+pub(crate) type Ack = oneshot::Receiver<Outcome>;
+
+/// What to do once a job's commit succeeded (dropped unrun if it failed).
+pub(crate) type OnCommit = Box<dyn FnOnce() + Send>;
 
 /// Ops to apply, and where to report that they are committed.
 pub(crate) struct Job {
     ops: Ops,
-    ack: Option<oneshot::Sender<std::result::Result<(), String>>>,
+    ack: Option<oneshot::Sender<Outcome>>,
+    on_commit: Option<OnCommit>,
+}
+
+/// Whether the store still takes work: set once, by the first failure it cannot recover from.
+pub(crate) struct Health {
+    dir: PathBuf,
+    failed: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn new(dir: PathBuf) -> Self {
+        Health {
+            dir,
+            failed: AtomicBool::new(false),
+            reason: Mutex::new(None),
+        }
+    }
+
+    /// `Ok` while the store takes work, else [`Error::Unavailable`].
+    pub(crate) fn check(&self) -> Result<()> {
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        Err(self.unavailable())
+    }
+
+    fn unavailable(&self) -> Error {
+        let reason = self.reason.lock().clone().unwrap_or_default();
+        Error::Unavailable {
+            path: self.dir.clone(),
+            reason,
+        }
+    }
+
+    /// Marks the store failed (the first reason is kept).
+    fn fail(&self, reason: String) {
+        let mut slot = self.reason.lock();
+        if slot.is_none() {
+            tracing::error!(dir = %self.dir.display(), %reason, "the strata disk store is now unavailable: every later call fails until it is reopened");
+            *slot = Some(reason);
+        }
+        self.failed.store(true, Ordering::Release);
+    }
 }
 
 /// A job's ops: most jobs carry one, which then needs no allocation of its own.
@@ -112,6 +169,7 @@ impl Drop for StopOnDrop {
 
 /// The queue into the writer thread and the thread itself.
 pub(crate) struct Writer {
+    pub(crate) health: Arc<Health>,
     tx: RwLock<Option<Sender<Job>>>,
     gate: Arc<Gate>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -120,6 +178,7 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts the writer thread over `engine`.
     pub(crate) fn start(
+        dir: PathBuf,
         engine: Arc<dyn Engine>,
         capacity: usize,
         fsync_interval: Option<Duration>,
@@ -133,17 +192,26 @@ impl Writer {
             room: Condvar::new(),
         });
         let stop = StopOnDrop(gate.clone());
+        let health = Arc::new(Health::new(dir));
+        let thread_health = health.clone();
         let thread = std::thread::Builder::new()
             .name("strata-disk-writer".into())
             .spawn(move || {
                 let stop = stop;
-                run(engine.as_ref(), &rx, &stop.0, fsync_interval);
+                run(
+                    engine.as_ref(),
+                    &rx,
+                    &stop.0,
+                    &thread_health,
+                    fsync_interval,
+                );
             })
             .map_err(|e| Error::Io {
                 context: "starting the disk writer thread".into(),
                 source: e,
             })?;
         Ok(Writer {
+            health,
             tx: RwLock::new(Some(tx)),
             gate,
             thread: Mutex::new(Some(thread)),
@@ -153,15 +221,19 @@ impl Writer {
     /// Queues `ops`; with `ack`, returns a receiver answered once they are committed.
     /// Blocks while the queue is over capacity (back-pressure on async writers).
     pub(crate) fn send(&self, ops: Vec<Op>, ack: bool) -> Result<Option<Ack>> {
-        self.send_job(Ops::Many(ops), ack)
+        self.submit(Ops::Many(ops), ack, None)
     }
 
-    /// Queues one op, like [`Writer::send`].
-    pub(crate) fn send_one(&self, op: Op, ack: bool) -> Result<Option<Ack>> {
-        self.send_job(Ops::One(op), ack)
-    }
-
-    fn send_job(&self, ops: Ops, ack: bool) -> Result<Option<Ack>> {
+    /// Queues `ops` (as one commit: a job is never split across engine batches); with `ack`,
+    /// returns a receiver answered once they are committed and `on_commit` has run.
+    /// [`Error::Unavailable`] once the store has failed.
+    pub(crate) fn submit(
+        &self,
+        ops: Ops,
+        ack: bool,
+        on_commit: Option<OnCommit>,
+    ) -> Result<Option<Ack>> {
+        self.health.check()?;
         let (tx, rx) = if ack {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
@@ -172,7 +244,13 @@ impl Writer {
         let over = self.gate.reserve(weight);
         let sent = {
             let sender = self.tx.read();
-            sender.as_ref().map(|s| s.send(Job { ops, ack: tx }))
+            sender.as_ref().map(|s| {
+                s.send(Job {
+                    ops,
+                    ack: tx,
+                    on_commit,
+                })
+            })
         };
         match sent {
             Some(Ok(())) => {
@@ -186,6 +264,11 @@ impl Writer {
                 Err(closed())
             }
         }
+    }
+
+    /// Ops queued and not yet committed.
+    pub(crate) fn queued(&self) -> usize {
+        self.gate.queued.load(Ordering::Acquire)
     }
 
     /// Stops taking jobs, lets the thread drain the queue and waits for it.
@@ -211,16 +294,27 @@ fn closed() -> Error {
     }
 }
 
-/// Waits for an acknowledgement and turns a failed commit into an error.
-pub(crate) async fn wait(ack: Ack) -> Result<()> {
-    match ack.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(reason)) => Err(Error::backend("committing to the disk store", reason)),
-        Err(_) => Err(closed()),
+impl Writer {
+    /// Waits for an acknowledgement and turns a failed commit into an error:
+    /// [`Error::Unavailable`] if the store cannot take work any more, else [`Error::Backend`].
+    pub(crate) async fn wait(&self, ack: Ack) -> Result<()> {
+        match ack.await {
+            Ok(Ok(())) => Ok(()),
+            // Fatal, or the batch also held async writes nobody else will hear about.
+            Ok(Err(e)) if e.fatal || self.health.check().is_err() => Err(self.health.unavailable()),
+            Ok(Err(e)) => Err(Error::backend("committing to the disk store", e.reason)),
+            Err(_) => Err(closed()),
+        }
     }
 }
 
-fn run(engine: &dyn Engine, rx: &Receiver<Job>, gate: &Gate, fsync_interval: Option<Duration>) {
+fn run(
+    engine: &dyn Engine,
+    rx: &Receiver<Job>,
+    gate: &Gate,
+    health: &Health,
+    fsync_interval: Option<Duration>,
+) {
     let mut batch = Batch::default();
     let mut unsynced_since: Option<Instant> = None;
     loop {
@@ -235,7 +329,7 @@ fn run(engine: &dyn Engine, rx: &Receiver<Job>, gate: &Gate, fsync_interval: Opt
                     let Ok(job) = rx.try_recv() else { break };
                     batch.push(job);
                 }
-                batch.commit(engine);
+                batch.commit(engine, health);
                 gate.release(std::mem::take(&mut batch.weight));
                 unsynced_since.get_or_insert_with(Instant::now);
             }
@@ -244,23 +338,27 @@ fn run(engine: &dyn Engine, rx: &Receiver<Job>, gate: &Gate, fsync_interval: Opt
         }
         if fsync_interval.is_some_and(|every| unsynced_since.is_some_and(|s| s.elapsed() >= every))
         {
-            sync(engine);
+            sync(engine, health);
             unsynced_since = None;
         }
     }
     engine.close();
 }
 
-fn sync(engine: &dyn Engine) {
+/// An fsync failure is fatal: what the OS dropped cannot be known (fjall poisons itself too).
+fn sync(engine: &dyn Engine, health: &Health) {
     if let Err(e) = engine.sync() {
-        tracing::error!(error = %e, "fsync of the strata disk store failed");
+        health.fail(format!("fsync failed: {e}"));
     }
 }
 
 #[derive(Default)]
 struct Batch {
     ops: Vec<Op>,
-    acks: Vec<oneshot::Sender<std::result::Result<(), String>>>,
+    acks: Vec<oneshot::Sender<Outcome>>,
+    on_commit: Vec<OnCommit>,
+    /// Jobs nobody waits for (async writes): a failure of theirs is reported through [`Health`].
+    unacked: usize,
     /// Queue capacity the batch's jobs took.
     weight: usize,
 }
@@ -268,21 +366,53 @@ struct Batch {
 impl Batch {
     fn push(&mut self, job: Job) {
         self.weight += job.ops.weight();
+        self.unacked += usize::from(job.ack.is_none() && job.weight_counts());
         match job.ops {
             Ops::One(op) => self.ops.push(op),
             Ops::Many(ops) => self.ops.extend(ops),
         }
         self.acks.extend(job.ack);
+        self.on_commit.extend(job.on_commit);
     }
 
-    fn commit(&mut self, engine: &dyn Engine) {
-        let result = engine.commit(&self.ops);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, ops = self.ops.len(), "a strata disk store commit failed; the writes stay in memory but are not on disk");
+    /// Commits, then (in queue order) applies every job's memory update and answers them.
+    fn commit(&mut self, engine: &dyn Engine, health: &Health) {
+        let result = if self.ops.is_empty() {
+            Ok(())
+        } else {
+            engine.commit(&self.ops)
+        };
+        match &result {
+            Ok(()) => self.on_commit.drain(..).for_each(|apply| apply()),
+            Err(e) => {
+                // Unrun: memory keeps the state before these writes; their stripe locks drop.
+                self.on_commit.clear();
+                self.report(e, health);
+            }
         }
         self.ops.clear();
+        self.unacked = 0;
         for ack in self.acks.drain(..) {
             let _ = ack.send(result.clone());
         }
+    }
+
+    fn report(&self, e: &CommitError, health: &Health) {
+        tracing::error!(error = %e.reason, ops = self.ops.len(), "a strata disk store commit failed; none of its writes were applied");
+        if e.fatal {
+            health.fail(e.reason.clone());
+        } else if self.unacked > 0 {
+            health.fail(format!(
+                "{} queued async write(s) could not be committed: {}",
+                self.unacked, e.reason
+            ));
+        }
+    }
+}
+
+impl Job {
+    /// True unless the job is an empty flush marker.
+    fn weight_counts(&self) -> bool {
+        !matches!(&self.ops, Ops::Many(ops) if ops.is_empty())
     }
 }
