@@ -969,3 +969,39 @@ async fn a_link_timeout_never_shows_the_password() {
         );
     }
 }
+
+/// A partition that black-holes a node's subscription (no RST, the connection just goes
+/// silent, while new connections get through): the heartbeat notices, the node reconnects
+/// through a new connection, flushes the copies it may have missed invalidations for, and
+/// reads the write it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_subscription_is_replaced_and_missed_writes_are_read() {
+    let redis = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(redis.addr());
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    let a = ReplicatedStore::builder()
+        .local(mem(&clock))
+        .remote(truth.clone())
+        .url(proxy.url())
+        .heartbeat(Duration::from_millis(50))
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let b = node(&redis, truth.clone(), &clock).await;
+    a.put(k("key"), k("v1"), None).await.unwrap();
+    proxy.black_hole();
+    b.put(k("key"), k("v2"), None).await.unwrap();
+    assert_eq!(a.local().get("key").as_deref(), Some("v1"), "a missed it");
+    eventually("the link to drop", || (!a.is_connected()).then_some(())).await;
+    eventually("recovery", || {
+        (a.replication_stats().recoveries >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(a.get(&k("key")).await.unwrap().as_deref(), Some("v2"));
+    let before = b.replication_stats().applied;
+    a.put(k("key"), k("v3"), None).await.unwrap();
+    applied(&b, before + 1).await;
+    assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("v3"));
+}

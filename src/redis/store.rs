@@ -42,11 +42,16 @@ impl Shared {
 ///
 /// Keys are stored as `namespace:key` (string keys read naturally in `redis-cli`), values
 /// through [`crate::codec`]; Redis keeps the TTLs. Every operation is one atomic command:
-/// `SET .. PX`, `GET`, `UNLINK`, `GETDEL`, `SET NX`, `INCRBY`, `PTTL`, `PEXPIRE`, `PERSIST`,
-/// `MGET`; `keys`, `count` and `clear` walk `SCAN MATCH namespace:*` (every master on a cluster).
-/// Clones share one multiplexed, auto-pipelined connection that reconnects by itself; while
-/// Redis is away, calls return [`Error::Backend`] or [`Error::Timeout`] within the command
-/// timeout, and the same store serves again once Redis is back.
+/// `SET .. PX`, `GET`, `UNLINK`, `GETDEL`, `SET NX`, `SET XX` (`replace`), `INCRBY`, `PTTL`,
+/// `PEXPIRE`, `PERSIST`, `MGET`; `incr_with_ttl` is `SET NX PX` + `INCRBY` in one `MULTI`;
+/// `keys`, `count` and `clear` walk `SCAN MATCH namespace:*`, and `keys_with_prefix` walks
+/// `SCAN MATCH namespace:<prefix>*` with the prefix's glob characters escaped (every master on
+/// a cluster). Counters are exact over the whole `i64` range; a `u64` counter above
+/// `i64::MAX` is [`Error::Overflow`] (Redis integers are signed 64-bit).
+/// Clones share one multiplexed, auto-pipelined connection that reconnects by itself, also
+/// after a command timed out on a connection that went silent (half-open); while Redis is
+/// away, calls return [`Error::Backend`] or [`Error::Timeout`] within the command timeout, and
+/// the same store serves again once Redis is back.
 ///
 /// ```no_run
 /// use std::time::Duration;
