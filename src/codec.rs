@@ -171,13 +171,17 @@ fn decode_decimal<V: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<V, S
 /// Renders any encoded value as JSON, whatever its Rust type (for the CLI and for debugging).
 ///
 /// Every value [`encode_value`] writes renders, including what JSON has no type for: byte
-/// strings become arrays of numbers, 128-bit integers numbers (or decimal strings beyond 64
-/// bits). An error means the bytes are not a strata value (bad header or malformed payload).
+/// strings become arrays of numbers (MessagePack stores a 128-bit integer as 16 bytes, so a
+/// tower-sessions id shows as those), 128-bit integers read from a format that has them become
+/// numbers, or decimal strings beyond 64 bits. An error means the bytes are not a strata value
+/// (bad header or malformed payload).
 ///
 /// ```
 /// use strata::codec::{encode_value, value_to_json, Format};
-/// let bytes = encode_value(&(7i128, "ada"), Format::MessagePack, "k")?;
+/// let bytes = encode_value(&(7u8, "ada"), Format::MessagePack, "k")?;
 /// assert_eq!(value_to_json(&bytes).unwrap(), serde_json::json!([7, "ada"]));
+/// let id = encode_value(&1i128, Format::MessagePack, "k")?;
+/// assert_eq!(value_to_json(&id).unwrap().as_array().map(Vec::len), Some(16));
 /// assert!(value_to_json(b"garbage").is_err());
 /// # Ok::<(), strata::Error>(())
 /// ```

@@ -585,7 +585,61 @@ mod procs {
 
     use super::RedisServer;
 
-    /// One `strata-node` process.
+    /// The `strata_node` example (examples/strata_node.rs), built once per test run with this
+    /// test's features and profile. An example, not a `[[bin]]`, so `cargo install` leaves it
+    /// out; `cargo build` is a no-op when it is fresh, so an edited example is never run stale.
+    fn node_exe() -> &'static std::path::Path {
+        static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+        EXE.get_or_init(build_node)
+    }
+
+    /// The features this test was compiled with, to build the example with the same ones (so
+    /// the library is not rebuilt for a different feature set).
+    fn features() -> String {
+        let all = [
+            ("disk", cfg!(feature = "disk")),
+            ("redis", cfg!(feature = "redis")),
+            ("tls", cfg!(feature = "tls")),
+            ("sessions", cfg!(feature = "sessions")),
+            ("server", cfg!(feature = "server")),
+            ("cli", cfg!(feature = "cli")),
+            ("metrics", cfg!(feature = "metrics")),
+        ];
+        let on: Vec<&str> = all.iter().filter(|f| f.1).map(|f| f.0).collect();
+        on.join(",")
+    }
+
+    fn build_node() -> std::path::PathBuf {
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args([
+                "build",
+                "--quiet",
+                "--message-format=json",
+                "--example",
+                "strata_node",
+            ])
+            .args(["--no-default-features", "--features", &features()])
+            .arg("--manifest-path")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+        if !cfg!(debug_assertions) {
+            cargo.arg("--release");
+        }
+        let out = cargo.stderr(Stdio::inherit()).output().expect("run cargo");
+        assert!(
+            out.status.success(),
+            "building examples/strata_node.rs failed"
+        );
+        // The path cargo reports for the example's executable (whatever the target directory).
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|msg| msg["target"]["name"] == "strata_node" && msg["executable"].is_string())
+            .and_then(|msg| msg["executable"].as_str().map(Into::into))
+            .expect("cargo reported the strata_node executable")
+    }
+
+    /// One `strata_node` process.
     pub struct Proc {
         child: Child,
         stdin: ChildStdin,
@@ -594,7 +648,7 @@ mod procs {
 
     impl Proc {
         pub fn start(redis: &RedisServer, extra: &[&str]) -> Proc {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_strata-node"))
+            let mut child = Command::new(node_exe())
                 .args(["--redis", &redis.url(), "--heartbeat-ms", "200"])
                 .args(extra)
                 .stdin(Stdio::piped())

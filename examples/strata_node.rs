@@ -1,8 +1,9 @@
-//! `strata-node`: one `ReplicatedStore` node driven by line commands on stdin, answering one line
-//! per command on stdout. The multi-process tests start three of these on one `redis-server`.
+//! `strata_node`: one `ReplicatedStore` node driven by line commands on stdin, answering one line
+//! per command on stdout. The multi-process tests (tests/replicated_store.rs) build this example
+//! and start three of these on one `redis-server`.
 //!
 //! ```text
-//! strata-node --redis redis://127.0.0.1:6379/ [--namespace NS] [--stale-for-ms N]
+//! cargo run --example strata_node --features redis -- --redis redis://127.0.0.1:6379/ [--namespace NS] [--stale-for-ms N]
 //!             [--heartbeat-ms N] [--local-ttl-ms N] [--warm] [--offline-ok]
 //!             [--channel-prefix P] [--dir PATH]
 //!
