@@ -71,13 +71,17 @@ fn origin_matches_host(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool
     authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
 }
 
-/// Gives a bodiless error response (tower-sessions answers a failed session save with an empty
-/// 500, after logging it) the plain error page.
+/// Gives every error response that is not already one of our pages the plain error page:
+/// tower-sessions answers a failed session save with an empty 500 (after logging it), and
+/// axum's extractors answer a bad form with their internal message as text.
 pub async fn plain_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let bodiless = response.headers().get(header::CONTENT_TYPE).is_none();
-    if (status.is_client_error() || status.is_server_error()) && bodiless {
+    let is_page = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+    if (status.is_client_error() || status.is_server_error()) && !is_page {
         return error_page(status);
     }
     response

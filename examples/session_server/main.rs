@@ -31,6 +31,7 @@ mod config;
 mod hardening;
 mod pages;
 mod permissions;
+mod redacting_log;
 mod routes;
 mod sign_in_limit;
 
@@ -52,13 +53,13 @@ pub async fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), session ids redacted.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(redacting_log::RedactingStderr)
         .init();
 }
 

@@ -213,9 +213,14 @@ async fn sign_in(
         let page = pages::sign_in(&app.about(), Some(&problem)).into_string();
         return (StatusCode::BAD_REQUEST, Html(page)).into_response();
     }
-    // A new id on sign-in, so an id planted before it (session fixation) is worthless.
     let signed_in = async {
-        session.cycle_id().await?;
+        // Loading forgets an id the store does not know; an id it does know (planted by an
+        // attacker: session fixation) is replaced by a new one. A visitor without a session
+        // costs no store round trip before the one write that creates it.
+        session.get::<String>(NAME).await?;
+        if session.id().is_some() {
+            session.cycle_id().await?;
+        }
         session.insert(NAME, name).await?;
         session.insert(VISITS, 0u64).await
     };
