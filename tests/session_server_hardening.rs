@@ -8,7 +8,7 @@ use std::{os::unix::fs::PermissionsExt, path::Path};
 
 mod server_support;
 
-use server_support::{command, me, stored_sessions, Request, Server};
+use server_support::{command, me, refused_with, stored_sessions, Request, Server};
 
 /// Every directory under `root` (itself included) is 0700 and every file 0600.
 fn assert_private(root: &Path) {
@@ -282,13 +282,7 @@ fn a_bad_setting_is_refused_naming_the_variable() {
         ("STRATA_SESSION_IDLE_SECS", "soon"),
         ("STRATA_ADDR", "localhost:http"),
     ] {
-        let out = command()
-            .env("STRATA_DATA_DIR", dir.path())
-            .env(var, value)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{var}={value}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = refused_with(command().env("STRATA_DATA_DIR", dir.path()).env(var, value));
         assert!(err.contains(var), "{var}={value}: {err}");
     }
 }
@@ -316,7 +310,7 @@ mod support;
 mod redis {
     //! Secrets in the Redis URL, and a store that fails under the server.
 
-    use super::{command, support::RedisServer, Server};
+    use super::{command, refused_with, support::RedisServer, Server};
 
     const PASSWORD: &str = "s3cret-pass";
 
@@ -332,9 +326,7 @@ mod redis {
         assert!(!server.kill_and_read_log().contains(PASSWORD));
 
         let wrong = format!("redis://:{PASSWORD}-wrong@{}", redis.addr());
-        let out = command().env("STRATA_REDIS_URL", &wrong).output().unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = refused_with(command().env("STRATA_REDIS_URL", &wrong));
         assert!(err.contains("***@"), "{err}");
         assert!(!err.contains(PASSWORD), "{err}");
     }

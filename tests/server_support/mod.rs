@@ -277,3 +277,32 @@ pub fn stored_sessions(dir: &Path) -> usize {
         Store::count(&store).await.unwrap()
     })
 }
+
+/// Runs `command` to its exit and returns its stderr; a server that starts instead of refusing
+/// is killed after 30 s and fails the test (never a hang).
+pub fn refused_with(command: &mut Command) -> String {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the server started instead of refusing the setting");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the server exited successfully");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
