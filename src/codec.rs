@@ -20,6 +20,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
 
+mod any_json;
+
 /// First byte of every encoded value.
 pub const MAGIC: u8 = 0xA7;
 /// Current version of the value header.
@@ -99,9 +101,26 @@ pub fn decode_value<V: DeserializeOwned>(bytes: &[u8], key: &str) -> Result<V> {
         return decode_decimal(bytes).map_err(fail);
     }
     let (format, payload) = split_header(bytes).map_err(fail)?;
+    from_payload(format, payload).map_err(fail)
+}
+
+/// Deepest nesting of arrays and maps accepted when decoding: serde_json's own limit. The
+/// rmp-serde default (1024) lets a few kilobytes of `[[[[…` overflow a 2 MiB thread stack (a
+/// tokio worker's, a test thread's) in a debug build; no cached value nests this deep.
+pub const MAX_DEPTH: usize = 128;
+
+/// Deserializes a payload of `format`, nesting bounded by [`MAX_DEPTH`].
+fn from_payload<T: DeserializeOwned>(
+    format: Format,
+    payload: &[u8],
+) -> std::result::Result<T, String> {
     match format {
-        Format::MessagePack => rmp_serde::from_slice(payload).map_err(|e| fail(e.to_string())),
-        Format::Json => serde_json::from_slice(payload).map_err(|e| fail(e.to_string())),
+        Format::MessagePack => {
+            let mut de = rmp_serde::Deserializer::from_read_ref(payload);
+            de.set_max_depth(MAX_DEPTH);
+            T::deserialize(&mut de).map_err(|e| e.to_string())
+        }
+        Format::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
     }
 }
 
@@ -150,15 +169,24 @@ fn decode_decimal<V: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<V, S
 }
 
 /// Renders any encoded value as JSON, whatever its Rust type (for the CLI and for debugging).
+///
+/// Every value [`encode_value`] writes renders, including what JSON has no type for: byte
+/// strings become arrays of numbers, 128-bit integers numbers (or decimal strings beyond 64
+/// bits). An error means the bytes are not a strata value (bad header or malformed payload).
+///
+/// ```
+/// use strata::codec::{encode_value, value_to_json, Format};
+/// let bytes = encode_value(&(7i128, "ada"), Format::MessagePack, "k")?;
+/// assert_eq!(value_to_json(&bytes).unwrap(), serde_json::json!([7, "ada"]));
+/// assert!(value_to_json(b"garbage").is_err());
+/// # Ok::<(), strata::Error>(())
+/// ```
 pub fn value_to_json(bytes: &[u8]) -> std::result::Result<serde_json::Value, String> {
     if is_raw_decimal(bytes) {
         return decode_decimal(bytes);
     }
     let (format, payload) = split_header(bytes)?;
-    match format {
-        Format::MessagePack => rmp_serde::from_slice(payload).map_err(|e| e.to_string()),
-        Format::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
-    }
+    from_payload::<any_json::AnyJson>(format, payload).map(|any| any.0)
 }
 
 mod int_probe {

@@ -136,6 +136,13 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// A string posted back as a session handle is not one (see `sessions::SessionHandle`).
+    #[error("not a session handle: {reason}; post back a handle that `sessions_of` listed")]
+    InvalidSessionHandle {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A loader passed to `fetch` failed or panicked; every waiting caller gets this.
     #[error("loader for key {key} failed: {reason}")]
     Loader {

@@ -111,3 +111,8 @@ pub use replicated::{ReplicatedStore, ReplicatedStoreBuilder, ReplicationStats};
 pub use stats::{Counter as StatCounter, Stats, StatsRecorder};
 pub use store::{Counter, Expiry, Store};
 pub use time::{check_ttl, Clock, ManualClock, UnixMillis};
+
+/// The README's snippets, compiled and run as doctests so they cannot rot.
+#[cfg(all(doctest, feature = "redis", feature = "disk", feature = "sessions"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

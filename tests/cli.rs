@@ -206,12 +206,134 @@ fn load_skips_expired_entries_and_refuses_a_truncated_dump() {
     let out = strata(&["load", f, dir_arg(fresh.path())]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("truncated"));
-    assert_eq!(json_ok(&["inspect", dir_arg(fresh.path())])["entries"], 0);
+    assert_eq!(std::fs::read_dir(fresh.path()).unwrap().count(), 0);
 
     std::fs::write(&file, "garbage\n").unwrap();
     let out = strata(&["load", f, dir_arg(fresh.path())]);
     assert_eq!(out.status.code(), Some(1));
     std::fs::remove_file(&file).unwrap();
+}
+
+/// Session records written through `StrataSessionStore` into a `DiskStore`.
+#[cfg(feature = "sessions")]
+mod session_records {
+    use std::collections::HashMap;
+
+    use strata::sessions::StrataSessionStore;
+    use tower_sessions::{
+        cookie::time::{Duration as Span, OffsetDateTime},
+        session::{Id, Record},
+        SessionStore,
+    };
+
+    use super::*;
+
+    /// Two sessions (a user id and a cart) in namespace `sessions` of a fresh directory.
+    pub fn written() -> (tempfile::TempDir, Vec<Record>) {
+        let dir = tempfile::tempdir().unwrap();
+        let records = block_on(async {
+            let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+            let store = StrataSessionStore::new(db.store::<String, Record>("sessions").unwrap());
+            let mut records = Vec::new();
+            for (user, cart) in [(7, vec!["apple"]), (8, vec!["pear", "fig"])] {
+                let mut record = Record {
+                    id: Id::default(),
+                    data: HashMap::from([
+                        ("user_id".to_owned(), json!(user)),
+                        ("cart".to_owned(), json!(cart)),
+                    ]),
+                    expiry_date: OffsetDateTime::now_utc() + Span::minutes(30),
+                };
+                store.create(&mut record).await.unwrap();
+                records.push(record);
+            }
+            records
+        });
+        (dir, records)
+    }
+
+    /// Every record reads back unchanged through `StrataSessionStore` from `dir`.
+    pub fn assert_loadable(dir: &Path, records: &[Record]) {
+        block_on(async {
+            let db = DiskDb::builder().dir(dir).open().unwrap();
+            let store = StrataSessionStore::new(db.store::<String, Record>("sessions").unwrap());
+            for record in records {
+                assert_eq!(store.load(&record.id).await.unwrap().as_ref(), Some(record));
+            }
+        });
+    }
+
+    #[test]
+    fn get_shows_a_session_id_and_expiry_date_readably() {
+        let (dir, records) = written();
+        let id = records[1].id.to_string();
+        let got = json_ok(&["get", dir_arg(dir.path()), "sessions", &id]);
+        let value = &got["value"];
+        assert_eq!(value["id"], json!(id));
+        let expiry = records[1]
+            .expiry_date
+            .format(&tower_sessions::cookie::time::format_description::well_known::Rfc3339)
+            .unwrap();
+        assert_eq!(value["expiry_date"], json!(expiry));
+        assert_eq!(value["data"]["cart"], json!(["pear", "fig"]));
+        assert_eq!(value["data"]["user_id"], json!(8));
+        let text = text_ok(&["get", dir_arg(dir.path()), "sessions", &id]);
+        assert!(text.contains(&id) && text.contains(&expiry), "{text}");
+    }
+
+    #[test]
+    fn dump_then_load_round_trips_session_records() {
+        let (dir, records) = written();
+        let file = dir.path().with_extension("dump");
+        let f = file.to_str().unwrap();
+        assert_eq!(json_ok(&["dump", dir_arg(dir.path()), f])["dumped"], 2);
+        let copy = tempfile::tempdir().unwrap();
+        assert_eq!(json_ok(&["load", f, dir_arg(copy.path())])["loaded"], 2);
+        assert_loadable(copy.path(), &records);
+        std::fs::remove_file(&file).unwrap();
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn dump_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = populated();
+    let file = dir.path().with_extension("dump");
+    json_ok(&["dump", dir_arg(dir.path()), file.to_str().unwrap()]);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(mode & 0o777, 0o600, "dump files hold live session ids");
+}
+
+/// A dump whose second line is 1 GiB of zero bytes without a newline (a sparse file: no disk
+/// used), loaded under a 768 MiB address-space limit: reading the line whole would abort the
+/// process; reading it through the line limit refuses it with exit code 1.
+#[cfg(unix)]
+#[test]
+fn a_gigabyte_line_is_refused_without_reading_it_whole() {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("huge.dump");
+    std::fs::write(
+        &file,
+        "{\"format\":\"strata-dump\",\"version\":1,\"source\":\"t\"}\n",
+    )
+    .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.set_len(1 << 30).unwrap();
+    let target = scratch.path().join("data");
+    let script = format!(
+        "ulimit -v 786432; exec \"$0\" load {} {}",
+        file.display(),
+        target.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_strata")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 2 is longer than"), "{err}");
 }
 
 #[test]
@@ -264,7 +386,7 @@ fn a_directory_held_by_another_process_is_exit_code_2() {
 fn a_missing_or_corrupt_directory_is_exit_code_2() {
     let out = strata(&["inspect", "/nonexistent/strata-data"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a data directory"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a strata data directory"));
 
     let dir = populated();
     corrupt(dir.path());
@@ -275,7 +397,89 @@ fn a_missing_or_corrupt_directory_is_exit_code_2() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("corrupt"), "{err}");
+    assert!(
+        err.contains("--discard-corrupt") && !err.contains("OnCorrupt"),
+        "the hint names the CLI flag, not a Rust call: {err}"
+    );
+    let report = json_ok(&["--discard-corrupt", "inspect", dir_arg(dir.path())]);
+    assert_eq!(report["entries"], 0);
+}
+
+#[test]
+fn a_directory_that_is_not_a_data_directory_is_refused_untouched() {
+    let plain = tempfile::tempdir().unwrap();
+    std::fs::write(plain.path().join("notes.txt"), "mine").unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    for dir in [plain.path(), empty.path()] {
+        let before = walk(dir);
+        for args in [
+            vec!["inspect", dir_arg(dir)],
+            vec!["keys", dir_arg(dir)],
+            vec!["get", dir_arg(dir), "users", "ada"],
+            vec!["purge-expired", dir_arg(dir)],
+        ] {
+            let out = strata(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains("not a strata data directory") && err.contains("--create"),
+                "{err}"
+            );
+            assert_eq!(
+                walk(dir),
+                before,
+                "{args:?} created files in {}",
+                dir.display()
+            );
+        }
+    }
+    // A dump is not loaded over someone else's files either.
+    let data = populated();
+    let file = data.path().with_extension("dump");
+    json_ok(&["dump", dir_arg(data.path()), file.to_str().unwrap()]);
+    let out = strata(&["load", file.to_str().unwrap(), dir_arg(plain.path())]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(walk(plain.path()).len(), 1);
+    std::fs::remove_file(&file).unwrap();
+
+    assert_eq!(
+        json_ok(&["--create", "inspect", dir_arg(empty.path())])["entries"],
+        0
+    );
+    assert_eq!(json_ok(&["inspect", dir_arg(empty.path())])["entries"], 0);
+}
+
+#[test]
+fn an_unknown_namespace_is_exit_code_1() {
+    let dir = populated();
+    let d = dir_arg(dir.path());
+    let file = dir.path().with_extension("dump");
+    for args in [
+        vec!["keys", d, "--namespace", "nosuch"],
+        vec!["dump", d, file.to_str().unwrap(), "--namespace", "nosuch"],
+        vec!["keys", d, "--namespace", "bad:ns"],
+    ] {
+        let out = strata(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("nosuch") || err.contains("bad:ns"), "{err}");
+    }
+    assert!(
+        !file.exists(),
+        "no dump is written for an unknown namespace"
+    );
+}
+
+#[test]
+fn a_mistyped_url_never_prints_its_password() {
+    let out = strata(&["inspect", "redis:/ada:hunter2@localhost:6379"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    let out = strata(&["inspect", "http://ada:hunter2@localhost:6379"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("hunter2"));
 }
 
 /// Overwrites the middle of every engine file with garbage.
@@ -383,6 +587,67 @@ mod redis {
             42
         );
         std::fs::remove_file(&file).unwrap();
+    }
+
+    #[cfg(feature = "sessions")]
+    #[test]
+    fn session_records_move_directory_to_redis_to_directory() {
+        use crate::session_records::{assert_loadable, written};
+        let server = RedisServer::start();
+        let url = server.url();
+        let (dir, records) = written();
+        let file = dir.path().with_extension("dump");
+        let f = file.to_str().unwrap();
+        json_ok(&["dump", dir_arg(dir.path()), f]);
+        assert_eq!(json_ok(&["load", f, &url])["loaded"], 2);
+        let ttl = server.raw(&["PTTL", &format!("sessions:{}", records[0].id)]);
+        let ttl: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+        assert!(ttl > 1_700_000, "the session's TTL travels with it: {ttl}");
+
+        json_ok(&["dump", &url, f]);
+        let back = tempfile::tempdir().unwrap();
+        assert_eq!(json_ok(&["load", f, dir_arg(back.path())])["loaded"], 2);
+        assert_loadable(back.path(), &records);
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    /// A port that answers like a web server (one HTTP reply, then close).
+    fn http_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(4) {
+                use std::io::{Read, Write};
+                let mut stream = stream.unwrap();
+                let mut buf = [0; 512];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_port_that_is_not_redis_is_exit_code_2_with_a_clear_message() {
+        let port = http_port();
+        let out = strata(&["inspect", &format!("redis://ada:hunter2@127.0.0.1:{port}")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("not a Redis server"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_namespace_over_redis_is_exit_code_1() {
+        let server = RedisServer::start();
+        let url = server.url();
+        block_on(fill(&url));
+        let out = strata(&["keys", &url, "--namespace", "nosuch"]);
+        assert_eq!(out.status.code(), Some(1));
+        // A glob character is refused, not used as a SCAN pattern matching every namespace.
+        let out = strata(&["keys", &url, "--namespace", "*"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stdout).is_empty());
     }
 
     #[test]

@@ -331,11 +331,13 @@ pub mod cases {
                     let s = s.clone();
                     let key = key.clone();
                     tokio::spawn(async move {
+                        // Bounded, so a store that resurrects the key fails below
+                        // instead of looping forever.
                         let mut n = 0u32;
-                        while s
-                            .replace(key.clone(), format!("w{w} {n}"), None)
-                            .await
-                            .unwrap()
+                        while n < 20_000
+                            && s.replace(key.clone(), format!("w{w} {n}"), None)
+                                .await
+                                .unwrap()
                         {
                             n += 1;
                             tokio::task::yield_now().await;

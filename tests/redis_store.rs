@@ -416,3 +416,73 @@ async fn a_stalled_server_is_a_timeout_then_serves_again() {
     stall.join().unwrap();
     assert_eq!(store.get(&"k".into()).await.unwrap().as_deref(), Some("v"));
 }
+
+/// Issue 12 item 9: `u64` counters went through Lua, whose numbers are doubles, so totals
+/// above 2^53 came back rounded. Every total around 2^53 must be exact, and a stored value
+/// above `i64::MAX` (Redis' counter range) is refused as an overflow, never wrapped or rounded.
+#[tokio::test]
+async fn u64_counter_totals_above_2_pow_53_are_not_rounded() {
+    let server = RedisServer::start();
+    let store = open::<u64>(&server.url()).await.unwrap();
+    let start = (1u64 << 53) - 2;
+    store.put("big".into(), start, None).await.unwrap();
+    for step in 1..=4u64 {
+        let total = store.incr(&"big".into(), 1).await.unwrap();
+        assert_eq!(total, start + step, "total after {step} increments");
+    }
+    assert_eq!(server.raw(&["GET", "test:big"]), "9007199254740994");
+    assert_eq!(store.decr(&"big".into(), 3).await.unwrap(), (1 << 53) - 1);
+    let ttl = Some(Duration::from_secs(60));
+    let fresh = store
+        .incr_with_ttl(&"fresh".into(), (1 << 53) + 1, ttl)
+        .await;
+    assert_eq!(fresh.unwrap(), (1 << 53) + 1);
+    store.put("max".into(), u64::MAX, None).await.unwrap();
+    let err = store.incr(&"max".into(), 1).await.unwrap_err();
+    assert!(matches!(err, Error::Overflow { .. }), "{err}");
+    assert_eq!(store.get(&"max".into()).await.unwrap(), Some(u64::MAX));
+    store
+        .put("top".into(), i64::MAX as u64, None)
+        .await
+        .unwrap();
+    let err = store.incr(&"top".into(), 1).await.unwrap_err();
+    assert!(matches!(err, Error::Overflow { .. }), "{err}");
+}
+
+/// Issue 12 item 8: after a silent network failure (the peer stops answering without closing)
+/// every call timed out, but nothing reconnected, so the store stayed unusable until TCP gave
+/// up (minutes). A call that times out must lead to a reconnect: the call after it serves
+/// again, so the store is back within 2 × `command_timeout` + connect time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_connection_is_replaced_after_one_timeout() {
+    let server = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(server.addr());
+    let store = open::<String>(&proxy.url()).await.unwrap();
+    store.put("k".into(), "v".into(), None).await.unwrap();
+    let before = proxy.accepted();
+    proxy.black_hole();
+    let err = store.get(&"k".into()).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    let again = store.get(&"k".into()).await;
+    assert_eq!(
+        again.unwrap().as_deref(),
+        Some("v"),
+        "served on a new connection"
+    );
+    assert!(proxy.accepted() > before, "reconnected through the proxy");
+    for i in 0..20 {
+        let key = format!("after{i}");
+        store.put(key.clone(), "w".into(), None).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap().as_deref(), Some("w"));
+    }
+}
+
+/// A builder's `Debug` (e.g. in a startup log of the config) never shows the password.
+#[test]
+fn builder_debug_never_shows_the_password() {
+    let builder =
+        RedisStore::<String, String>::builder().url("redis://ada:s3cret-pw@127.0.0.1:6379/");
+    let shown = format!("{builder:?}");
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    assert!(shown.contains("127.0.0.1:6379"), "{shown}");
+}

@@ -816,3 +816,156 @@ fn a_node_restarted_with_a_stale_disk_tier_reads_the_cluster() {
     let ttl: u64 = node.cmd("ttl changed")[4..].parse().unwrap();
     assert!(ttl > 590_000, "{ttl}");
 }
+
+/// One point where a call parks: armed once, it tells the test it got there and waits to be
+/// released.
+#[derive(Clone, Default)]
+struct Park {
+    armed: Arc<AtomicBool>,
+    reached: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+impl Park {
+    fn arm(&self) {
+        self.armed.store(true, Ordering::Release);
+    }
+    async fn here(&self) {
+        if self.armed.swap(false, Ordering::AcqRel) {
+            self.reached.notify_one();
+            self.release.notified().await;
+        }
+    }
+    async fn reached(&self) {
+        self.reached.notified().await;
+    }
+    fn release(&self) {
+        self.release.notify_one();
+    }
+}
+
+/// A store (the remote `RedisStore`, or the local tier) that can park a call after it did its
+/// work: `get_with_ttl` after reading, `put` after writing. Pins a fill between its remote read
+/// and its local write, or a write between its local put and what follows it.
+#[derive(Clone)]
+struct Parking<S> {
+    inner: S,
+    after_read: Park,
+    after_put: Park,
+}
+
+impl<S> Parking<S> {
+    fn new(inner: S) -> Self {
+        Parking {
+            inner,
+            after_read: Park::default(),
+            after_put: Park::default(),
+        }
+    }
+}
+
+impl<S: Store<String, String>> Store<String, String> for Parking<S> {
+    async fn put(&self, key: String, value: String, ttl: Option<Duration>) -> Result<()> {
+        let written = self.inner.put(key, value, ttl).await;
+        self.after_put.here().await;
+        written
+    }
+    fn get(&self, key: &String) -> impl Future<Output = Result<Option<String>>> + Send {
+        self.inner.get(key)
+    }
+    fn delete(&self, key: &String) -> impl Future<Output = Result<bool>> + Send {
+        self.inner.delete(key)
+    }
+    fn keys(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
+        self.inner.keys()
+    }
+    fn clear(&self) -> impl Future<Output = Result<usize>> + Send {
+        self.inner.clear()
+    }
+    async fn get_with_ttl(&self, key: &String) -> Result<Option<(String, Expiry)>> {
+        let read = self.inner.get_with_ttl(key).await;
+        self.after_read.here().await;
+        read
+    }
+}
+
+async fn redis_remote(redis: &RedisServer) -> strata::RedisStore<String, String> {
+    strata::RedisStore::builder()
+        .url(redis.url())
+        .build()
+        .await
+        .expect("connect to the test redis-server")
+}
+
+/// Issue 12 item 4: a fill reads v1 from Redis, a write on the same node sets v2 in Redis and
+/// locally, then the fill stores v1 locally and its guard passed (the write bumped the guard
+/// only after its local put). No invalidation ever comes (a node skips its own echoes), so
+/// the node served v1 until the local TTL. Pinned: the fill parks after its Redis read, the
+/// write parks after its local put while the fill finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_racing_a_write_on_the_same_node_never_caches_the_old_value() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let remote = Parking::new(redis_remote(&redis).await);
+    let local = Parking::new(mem(&clock));
+    let a = ReplicatedStore::builder()
+        .local(local.clone())
+        .remote(remote.clone())
+        .url(redis.url())
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    remote.inner.put(k("key"), k("v1"), None).await.unwrap();
+    remote.after_read.arm();
+    let filler = tokio::spawn({
+        let a = a.clone();
+        async move { a.get(&k("key")).await.unwrap() }
+    });
+    remote.after_read.reached().await;
+    local.after_put.arm();
+    let writer = tokio::spawn({
+        let a = a.clone();
+        async move { a.put(k("key"), k("v2"), None).await.unwrap() }
+    });
+    local.after_put.reached().await;
+    remote.after_read.release();
+    assert_eq!(
+        filler.await.unwrap().as_deref(),
+        Some("v1"),
+        "true when read"
+    );
+    local.after_put.release();
+    writer.await.unwrap();
+    assert_ne!(local.inner.get("key").as_deref(), Some("v1"), "v1 cached");
+    assert_eq!(a.get(&k("key")).await.unwrap().as_deref(), Some("v2"));
+}
+
+/// The replicated link's connect timeout printed the URL with its password ("connecting to
+/// Redis at redis://:pw@..."). No error (message or `Debug`), and no builder `Debug`, may
+/// contain the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_timeout_never_shows_the_password() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // accepts, never answers
+    let url = format!("redis://ada:s3cret-pw@{}/", silent.local_addr().unwrap());
+    let clock = Clock::system();
+    let builder = ReplicatedStore::<String, String, Mem, Mem>::builder()
+        .local(mem(&clock))
+        .remote(mem(&clock))
+        .url(url)
+        .connect_timeout(Duration::from_millis(200));
+    let shown = format!("{builder:?}");
+    assert!(!shown.contains("s3cret-pw"), "builder Debug: {shown}");
+    let err = builder.build().await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(
+            !shown.contains("s3cret-pw"),
+            "error shows the password: {shown}"
+        );
+        assert!(
+            shown.contains("127.0.0.1"),
+            "error names the server: {shown}"
+        );
+    }
+}

@@ -209,7 +209,15 @@ async fn create_refuses_an_id_collision() {
 async fn save_load_delete_and_expired_records() {
     let clock = ManualClock::new();
     let sessions = adapter(&clock);
-    let live = record(Id::default(), time::Duration::minutes(5), 3);
+    let mut live = record(Id::default(), time::Duration::minutes(5), 3);
+    sessions.save(&live).await.unwrap();
+    assert_eq!(
+        sessions.load(&live.id).await.unwrap(),
+        None,
+        "save writes only over an existing session"
+    );
+    sessions.create(&mut live).await.unwrap();
+    live.data.insert("visits".into(), 4.into());
     sessions.save(&live).await.unwrap();
     assert_eq!(sessions.load(&live.id).await.unwrap(), Some(live.clone()));
     sessions.delete(&live.id).await.unwrap();
@@ -331,7 +339,8 @@ async fn delete_expired_removes_past_and_undecodable_records() {
 #[tokio::test]
 async fn works_as_either_half_of_a_caching_session_store() {
     let clock = ManualClock::new();
-    let near = adapter(&clock);
+    // The near half is filled with `save` by CachingSessionStore, so it must upsert.
+    let near = adapter(&clock).near_cache();
     let far = adapter(&clock);
     let app = app(CachingSessionStore::new(near.clone(), far.clone()));
     let (_, cookie) = request(&app, None).await;

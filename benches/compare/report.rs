@@ -81,6 +81,11 @@ impl Report {
         }
     }
 
+    /// Every row recorded so far.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
     /// Sections that added no row (a smoke run fails on any).
     pub fn sections_without_rows<'a>(&self, sections: &[&'a str]) -> Vec<&'a str> {
         let has = |s: &str| self.rows.iter().any(|r| r.section == s);
@@ -96,7 +101,16 @@ impl Report {
         self.filters.is_empty() || self.filters.iter().any(|f| section.contains(f.as_str()))
     }
 
+    /// Records a row; a full or `--quick` run also prints it at once (a smoke run stays quiet
+    /// unless it fails, so `cargo test` prints nothing for a passing check).
     pub fn add(&mut self, row: Row) {
+        if !self.smoke {
+            Self::print_row(&row);
+        }
+        self.rows.push(row);
+    }
+
+    pub fn print_row(row: &Row) {
         let ratio = row
             .peer
             .as_ref()
@@ -115,12 +129,14 @@ impl Report {
                 ))
                 .unwrap_or_default()
         );
-        self.rows.push(row);
     }
 
     /// Prints the full table as Markdown on stdout (and, with `--out DIR`, writes it to
     /// `DIR/results.md` with the SVG plots beside it).
     pub fn finish(&self) {
+        if self.smoke {
+            return;
+        }
         let table = self.table();
         print!("{table}");
         if let Some(dir) = &self.out {

@@ -38,7 +38,6 @@ use crate::{
 /// # let _ = builder;
 /// ```
 #[must_use]
-#[derive(Debug)]
 pub struct RedisStoreBuilder<K, V> {
     types: PhantomData<fn() -> (K, V)>,
     urls: Vec<String>,
@@ -49,6 +48,22 @@ pub struct RedisStoreBuilder<K, V> {
     scan_batch: usize,
     format: Format,
     tls_root_cert: Option<Vec<u8>>,
+}
+
+/// Shows the URLs without passwords.
+impl<K, V> std::fmt::Debug for RedisStoreBuilder<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| crate::redact_url(u)).collect();
+        f.debug_struct("RedisStoreBuilder")
+            .field("urls", &urls)
+            .field("cluster", &self.cluster)
+            .field("namespace", &self.namespace)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("scan_batch", &self.scan_batch)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Validated options, handed to the store.

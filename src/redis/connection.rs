@@ -3,8 +3,19 @@
 //! Cluster ([`ClusterConnection`], which follows the slot map). Every command runs under the
 //! per-command timeout and its errors become [`Error::Backend`] or [`Error::Timeout`] with the
 //! command and key in the message.
+//!
+//! **Half-open connections.** The manager reconnects when a connection breaks loudly (reset,
+//! EOF), but not when the peer goes silent without closing (a partition, a dead host): every
+//! command then waits for a reply that never comes, until TCP gives up minutes later. So a
+//! command that times out on a single server replaces the manager with a fresh one that
+//! connects anew ([`Single::renew`]); once per connection, however many calls timed out on it.
+//! The store serves again within one command timeout plus the connect time.
 
-use std::time::Duration;
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
@@ -24,8 +35,8 @@ const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 /// Longest pause between reconnection attempts, so a restarted server is found quickly.
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 
-/// Where and how to connect.
-#[derive(Clone, Debug)]
+/// Where and how to connect. Not `Debug`: the URLs may hold passwords (see `describe`).
+#[derive(Clone)]
 pub(crate) struct Settings {
     /// One URL for a single server; the seed nodes for a cluster.
     pub urls: Vec<String>,
@@ -47,14 +58,72 @@ impl Settings {
 /// A shared connection to one server or to a cluster. Cloning is cheap (an `Arc` or a channel).
 #[derive(Clone)]
 pub(crate) enum Conn {
-    Single(ConnectionManager),
+    Single(Single),
     Cluster(ClusterConnection),
+}
+
+/// A single server's connection manager, replaced when a command on it times out.
+#[derive(Clone)]
+pub(crate) struct Single(Arc<SingleInner>);
+
+struct SingleInner {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// The servers, redacted, for log lines.
+    servers: String,
+    /// The manager in use and how many times it was replaced.
+    current: Mutex<(u64, ConnectionManager)>,
+}
+
+impl Single {
+    fn new(
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+        manager: ConnectionManager,
+        servers: String,
+    ) -> Self {
+        Single(Arc::new(SingleInner {
+            client,
+            config,
+            servers,
+            current: Mutex::new((0, manager)),
+        }))
+    }
+
+    /// The manager in use and its generation. A poisoned lock still holds a valid manager
+    /// (it is only ever replaced whole), so it is used as is.
+    fn current(&self) -> (u64, ConnectionManager) {
+        let guard = self.0.current.lock().unwrap_or_else(|p| p.into_inner());
+        guard.clone()
+    }
+
+    /// Replaces the manager of `generation` (one a command timed out on) with a fresh one that
+    /// connects on first use; a later generation is already fresh and is kept.
+    fn renew(&self, generation: u64) {
+        let mut guard = self.0.current.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.0 != generation {
+            return;
+        }
+        match ConnectionManager::new_lazy_with_config(self.0.client.clone(), self.0.config.clone())
+        {
+            Ok(fresh) => {
+                tracing::warn!(servers = %self.0.servers, "a Redis command timed out; reconnecting in case the connection went silent");
+                *guard = (generation + 1, fresh);
+            }
+            Err(e) => {
+                tracing::warn!(servers = %self.0.servers, error = %e, "could not replace a Redis connection that timed out");
+            }
+        }
+    }
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Single(s) => {
+                let (_, mut manager) = s.current();
+                Box::pin(async move { manager.req_packed_command(cmd).await })
+            }
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -66,20 +135,45 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Single(s) => {
+                let (_, mut manager) = s.current();
+                Box::pin(async move { manager.req_packed_commands(cmd, offset, count).await })
+            }
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Conn::Single(c) => c.get_db(),
+            Conn::Single(s) => s.current().1.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
     }
 }
 
+/// A reply within the timeout, or `Elapsed`.
+pub(crate) type Timed<T> = std::result::Result<redis::RedisResult<T>, tokio::time::error::Elapsed>;
+
 impl Conn {
+    /// Runs `call` on a clone of this connection under `timeout`. On a single server, a
+    /// timeout renews the connection the call ran on: a half-open connection never answers
+    /// again, so waiting for the manager to notice would wait for TCP (minutes). The cluster
+    /// client has its own response timeout and reconnection.
+    pub async fn timed<T, Fut>(&self, timeout: Duration, call: impl FnOnce(Conn) -> Fut) -> Timed<T>
+    where
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let generation = match self {
+            Conn::Single(s) => Some(s.current().0),
+            Conn::Cluster(_) => None,
+        };
+        let reply = tokio::time::timeout(timeout, call(self.clone())).await;
+        if let (Err(_), Conn::Single(s), Some(generation)) = (&reply, self, generation) {
+            s.renew(generation);
+        }
+        reply
+    }
+
     /// Runs `cmd` under `timeout`; `context` names it in errors (`"GET sessions:abc"`).
     pub async fn run<T: FromRedisValue>(
         &self,
@@ -87,8 +181,11 @@ impl Conn {
         timeout: Duration,
         context: impl FnOnce() -> String,
     ) -> Result<T> {
-        let mut conn = self.clone();
-        let reply = tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await;
+        let reply = self
+            .timed(timeout, |mut c| async move {
+                cmd.query_async::<T>(&mut c).await
+            })
+            .await;
         settle(reply, timeout, context)
     }
 
@@ -99,18 +196,17 @@ impl Conn {
         timeout: Duration,
         context: impl FnOnce() -> String,
     ) -> Result<T> {
-        let mut conn = self.clone();
-        let reply = tokio::time::timeout(timeout, pipe.query_async::<T>(&mut conn)).await;
+        let reply = self
+            .timed(timeout, |mut c| async move {
+                pipe.query_async::<T>(&mut c).await
+            })
+            .await;
         settle(reply, timeout, context)
     }
 }
 
 /// Turns a timed reply into strata's result.
-fn settle<T>(
-    reply: std::result::Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
-    after: Duration,
-    context: impl FnOnce() -> String,
-) -> Result<T> {
+fn settle<T>(reply: Timed<T>, after: Duration, context: impl FnOnce() -> String) -> Result<T> {
     match reply {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(command_error(e, after, context())),
@@ -196,17 +292,22 @@ async fn connect_single(settings: &Settings) -> Result<Conn> {
         .query_async::<()>(&mut probe)
         .await
         .map_err(|e| connect_error(settings, e))?;
-    // No response timeout inside the manager: `Conn::run` bounds every command (and any wait
-    // for a reconnection) with one timer instead of two.
+    // No response timeout inside the manager: `Conn::timed` bounds every command (and any wait
+    // for a reconnection) with one timer instead of two, and renews the manager on a timeout.
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(settings.connect_timeout))
         .set_response_timeout(None)
         .set_min_delay(RECONNECT_MIN_DELAY)
         .set_max_delay(RECONNECT_MAX_DELAY);
-    let manager = ConnectionManager::new_with_config(client, config)
+    let manager = ConnectionManager::new_with_config(client.clone(), config.clone())
         .await
         .map_err(|e| connect_error(settings, e))?;
-    Ok(Conn::Single(manager))
+    Ok(Conn::Single(Single::new(
+        client,
+        config,
+        manager,
+        settings.describe(),
+    )))
 }
 
 async fn connect_cluster(settings: &Settings) -> Result<Conn> {

@@ -1,20 +1,35 @@
-//! `incr`/`decr` as Redis counters. Integers are stored as raw decimal (see [`crate::codec`]),
-//! so `INCRBY` adds to them atomically and keeps the TTL. For value types narrower than `i64`
-//! (`u8`, `u32`, `u64`, ...) a small Lua script adds and checks the type's range in one atomic
-//! step, undoing the addition when the result would not fit.
+//! `incr`/`decr`/`incr_with_ttl` as Redis counters. Integers are stored as raw decimal (see
+//! [`crate::codec`]), so `INCRBY` adds to them atomically and keeps the TTL.
+//!
+//! **Exactness.** Every total reaches strata as Redis' own decimal text or `INCRBY` integer
+//! reply, never as a Lua number: Lua numbers are doubles, which round totals above 2^53. So an
+//! `i64` counter is a plain `INCRBY` (with `SET NX PX` before it in one `MULTI` when a new
+//! counter gets a TTL), and a narrower type (`u8`, `u32`, `u64`, ...) runs a small script that
+//! adds, checks the type's range and undoes the addition when the total would not fit, then
+//! returns the counter's exact text with `GET`. The range checks inside the script compare
+//! doubles, which is exact here: the bounds of types narrower than `i64` are exact doubles
+//! and so is every double near them, and rounding preserves order against them.
+//!
+//! **Range.** Redis counters are signed 64-bit, so a `u64` counter holds `0..=i64::MAX`: a
+//! total above `i64::MAX`, or an increment of a stored value above it (a `u64::MAX` written
+//! with `put`), is [`Error::Overflow`], never a wrapped or rounded number.
 
-use std::sync::LazyLock;
+use std::{sync::LazyLock, time::Duration};
 
 use redis::{RedisError, Script};
 
-use super::{connection::command_error, store::Shared};
+use super::{
+    connection::{command_error, Conn},
+    store::Shared,
+};
 use crate::{
     error::{Error, Result},
     store::Counter,
 };
 
-/// `INCRBY KEYS[1] ARGV[1]`, refused (and undone) if the total leaves `[ARGV[2], ARGV[3]]`.
-/// Bounds of types narrower than `i64` are exact in Lua's doubles.
+/// `INCRBY KEYS[1] ARGV[1]`, refused (and undone) if the total leaves `[ARGV[2], ARGV[3]]`;
+/// a counter this call creates gets the TTL `ARGV[4]` (ms) if given. Returns the counter's
+/// text (exact), never a Lua number (a double).
 static CHECKED_INCRBY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -24,29 +39,33 @@ if total < tonumber(ARGV[2]) or total > tonumber(ARGV[3]) then
   if existed == 0 then redis.call('DEL', KEYS[1]) else redis.call('DECRBY', KEYS[1], ARGV[1]) end
   return redis.error_reply('STRATA_OVERFLOW the total does not fit the value type')
 end
-return total
+if existed == 0 and ARGV[4] then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return redis.call('GET', KEYS[1])
 ",
     )
 });
 
-/// Adds `delta` to the counter at `key` and returns the new total.
-pub(super) async fn incr<V: Counter>(shared: &Shared, key: &[u8], delta: i64) -> Result<i64> {
+/// Adds `delta` to the counter at `key` and returns the new total; a counter this call
+/// creates gets `ttl_if_new`, an existing one keeps its TTL.
+pub(super) async fn incr<V: Counter>(
+    shared: &Shared,
+    key: &[u8],
+    delta: i64,
+    ttl_if_new: Option<Duration>,
+) -> Result<i64> {
     let (min, max) = range::<V>();
-    let context = || format!("INCRBY {}", String::from_utf8_lossy(key));
     let timeout = shared.command_timeout;
-    let mut conn = shared.conn.clone();
     let reply = if (min, max) == (i64::MIN, i64::MAX) {
-        let mut cmd = redis::cmd("INCRBY");
-        cmd.arg(key).arg(delta);
-        tokio::time::timeout(timeout, cmd.query_async::<i64>(&mut conn)).await
+        let call = |conn| full_range(conn, key, delta, ttl_if_new);
+        shared.conn.timed(timeout, call).await
     } else {
-        let mut invocation = CHECKED_INCRBY.key(key);
-        invocation.arg(delta).arg(min).arg(max);
-        tokio::time::timeout(timeout, invocation.invoke_async::<i64>(&mut conn)).await
+        let call = |conn| checked(conn, key, delta, (min, max), ttl_if_new);
+        shared.conn.timed(timeout, call).await
     };
+    let context = || format!("INCRBY {}", String::from_utf8_lossy(key));
     match reply {
         Ok(Ok(total)) => Ok(total),
-        Ok(Err(e)) => Err(counter_error(e, key, timeout, context())),
+        Ok(Err(e)) => Err(counter_error(shared, e, key, context()).await),
         Err(_) => Err(Error::Timeout {
             context: context(),
             after: timeout,
@@ -54,25 +73,89 @@ pub(super) async fn incr<V: Counter>(shared: &Shared, key: &[u8], delta: i64) ->
     }
 }
 
-/// Overflow and "not an integer" get their own variants; the rest is a backend error.
-fn counter_error(
-    e: RedisError,
+/// `INCRBY`, or `MULTI; SET key 0 NX PX ttl; INCRBY; EXEC` when a new counter gets a TTL.
+async fn full_range(
+    mut conn: Conn,
     key: &[u8],
-    timeout: std::time::Duration,
-    context: String,
-) -> Error {
+    delta: i64,
+    ttl_if_new: Option<Duration>,
+) -> redis::RedisResult<i64> {
+    let Some(ttl) = ttl_if_new else {
+        let mut cmd = redis::cmd("INCRBY");
+        cmd.arg(key).arg(delta);
+        return cmd.query_async(&mut conn).await;
+    };
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .cmd("SET")
+        .arg(key)
+        .arg(0)
+        .arg("NX")
+        .arg("PX")
+        .arg(super::store::millis(ttl))
+        .ignore()
+        .cmd("INCRBY")
+        .arg(key)
+        .arg(delta);
+    let (total,): (i64,) = pipe.query_async(&mut conn).await?;
+    Ok(total)
+}
+
+/// The range-checking script; its reply is the counter's decimal text.
+async fn checked(
+    mut conn: Conn,
+    key: &[u8],
+    delta: i64,
+    (min, max): (i64, i64),
+    ttl_if_new: Option<Duration>,
+) -> redis::RedisResult<i64> {
+    let mut invocation = CHECKED_INCRBY.key(key);
+    invocation.arg(delta).arg(min).arg(max);
+    if let Some(ttl) = ttl_if_new {
+        invocation.arg(super::store::millis(ttl));
+    }
+    let text: String = invocation.invoke_async(&mut conn).await?;
+    text.parse().map_err(|_| {
+        RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "the counter's text is not an integer",
+        ))
+    })
+}
+
+/// Overflow and "not an integer" get their own variants; the rest is a backend error. Redis
+/// calls an integer beyond `i64` "not an integer or out of range": a stored value that is a
+/// decimal integer (a `u64` above `i64::MAX`) is an overflow, anything else a decode error.
+async fn counter_error(shared: &Shared, e: RedisError, key: &[u8], context: String) -> Error {
     let text = e.to_string();
-    let key = String::from_utf8_lossy(key).into_owned();
+    let shown = String::from_utf8_lossy(key).into_owned();
     if text.contains("would overflow") || text.contains("STRATA_OVERFLOW") {
-        return Error::Overflow { key };
+        return Error::Overflow { key: shown };
     }
     if text.contains("not an integer") {
+        if stored_is_integer(shared, key).await {
+            return Error::Overflow { key: shown };
+        }
         return Error::Decode {
-            key,
+            key: shown,
             reason: "the value is not an integer counter, so it cannot be incremented".into(),
         };
     }
-    command_error(e, timeout, context)
+    command_error(e, shared.command_timeout, context)
+}
+
+/// True if `key` holds a decimal integer (of any size), e.g. a `u64` above `i64::MAX`.
+async fn stored_is_integer(shared: &Shared, key: &[u8]) -> bool {
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(key);
+    let stored: Result<Option<Vec<u8>>> = shared
+        .conn
+        .run(&cmd, shared.command_timeout, || String::new())
+        .await;
+    let Ok(Some(bytes)) = stored else {
+        return false;
+    };
+    std::str::from_utf8(&bytes).is_ok_and(|s| s.parse::<i128>().is_ok())
 }
 
 /// The smallest and largest `i64` that `V` can hold.

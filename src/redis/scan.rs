@@ -62,17 +62,18 @@ impl<'a> Scan<'a> {
     }
 
     async fn send(&self, cmd: &redis::Cmd) -> Result<Value> {
-        let mut conn = self.conn.clone();
-        let reply = match (&mut conn, &self.node) {
-            (Conn::Cluster(c), Some((host, port))) => {
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                    host: host.clone(),
-                    port: *port,
-                });
-                tokio::time::timeout(self.timeout, c.route_command(cmd.clone(), route)).await
+        let node = self.node.clone();
+        let call = |conn| async move {
+            match (conn, node) {
+                (Conn::Cluster(mut c), Some((host, port))) => {
+                    let route =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                    c.route_command(cmd.clone(), route).await
+                }
+                (mut conn, _) => cmd.query_async::<Value>(&mut conn).await,
             }
-            _ => tokio::time::timeout(self.timeout, cmd.query_async::<Value>(&mut conn)).await,
         };
+        let reply = self.conn.timed(self.timeout, call).await;
         match reply {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(command_error(e, self.timeout, self.context())),
@@ -143,5 +144,32 @@ mod tests {
                 ("127.0.0.1".to_owned(), 7001)
             ]
         );
+    }
+
+    /// `CLUSTER NODES` replies as text of arbitrary shape (fields, separators, numbers):
+    /// parsing returns masters or nothing, never panics.
+    fn parse_never_panics(cases: u32) {
+        use proptest::{prelude::*, test_runner::TestRunner};
+        let line = "[a-z0-9 :@,.\\-]{0,40}|[^\\n]{0,40}";
+        let text = proptest::collection::vec(line, 0..6).prop_map(|lines| lines.join("\n"));
+        let mut runner = TestRunner::new(ProptestConfig::with_cases(cases));
+        runner
+            .run(&text, |text| {
+                let _ = parse_masters(&text);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn parse_masters_never_panics() {
+        parse_never_panics(1_000);
+    }
+
+    /// `cargo test --all-features --lib parse_masters_never_panics_long -- --ignored`
+    #[test]
+    #[ignore = "1 M cases; run by hand"]
+    fn parse_masters_never_panics_long() {
+        parse_never_panics(1_000_000);
     }
 }

@@ -96,21 +96,48 @@ fn show(key: &[u8]) -> String {
 }
 
 /// A TTL as Redis milliseconds, at least 1 (a sub-millisecond TTL is not "forever").
-fn millis(ttl: Duration) -> u64 {
+pub(super) fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// `SET key value [PX ms] [NX]`.
-fn set_cmd(key: &[u8], value: &[u8], ttl: Option<Duration>, only_new: bool) -> Cmd {
+/// Which `SET` condition to add: none, `NX` (only a new key) or `XX` (only a live key).
+#[derive(Clone, Copy)]
+enum SetIf {
+    Always,
+    New,
+    Live,
+}
+
+/// `SET key value [PX ms] [NX|XX]`.
+fn set_cmd(key: &[u8], value: &[u8], ttl: Option<Duration>, condition: SetIf) -> Cmd {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key).arg(value);
     if let Some(ttl) = ttl {
         cmd.arg("PX").arg(millis(ttl));
     }
-    if only_new {
-        cmd.arg("NX");
+    match condition {
+        SetIf::Always => {}
+        SetIf::New => {
+            cmd.arg("NX");
+        }
+        SetIf::Live => {
+            cmd.arg("XX");
+        }
     }
     cmd
+}
+
+/// `prefix` with the glob characters of `SCAN MATCH` (`* ? [ ] \`) escaped, then `*`.
+pub(super) fn prefix_pattern(namespace_prefix: &[u8], prefix: &[u8]) -> Vec<u8> {
+    let mut pattern = namespace_prefix.to_vec();
+    for &byte in prefix {
+        if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
+            pattern.push(b'\\');
+        }
+        pattern.push(byte);
+    }
+    pattern.push(b'*');
+    pattern
 }
 
 fn key_cmd(name: &str, key: &[u8]) -> Cmd {
@@ -149,10 +176,8 @@ impl<K, V> RedisStore<K, V> {
         matches!(self.shared.conn, Conn::Cluster(_))
     }
 
-    fn pattern(&self) -> Vec<u8> {
-        let mut pattern = self.prefix.to_vec();
-        pattern.push(b'*');
-        pattern
+    fn pattern(&self, prefix: &str) -> Vec<u8> {
+        prefix_pattern(&self.prefix, prefix.as_bytes())
     }
 }
 
@@ -179,15 +204,15 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
         })
     }
 
-    /// One `SCAN MATCH namespace:*` cursor per node (every master on a cluster).
-    async fn scans(&self) -> Result<Vec<Scan<'_>>> {
+    /// One `SCAN MATCH namespace:<prefix>*` cursor per node (every master on a cluster).
+    async fn scans(&self, prefix: &str) -> Result<Vec<Scan<'_>>> {
         let shared = &*self.shared;
         let nodes = scan::nodes(&shared.conn, shared.command_timeout).await?;
         let scan = |node| {
             Scan::new(
                 &shared.conn,
                 node,
-                self.pattern(),
+                self.pattern(prefix),
                 shared.scan_batch,
                 shared.command_timeout,
             )
@@ -195,11 +220,11 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
         Ok(nodes.into_iter().map(scan).collect())
     }
 
-    /// Every key of this namespace, with its prefix. `SCAN` may return a key twice (while the
-    /// server rehashes); the set reports it once.
-    async fn scan_all(&self) -> Result<HashSet<Vec<u8>>> {
+    /// Every key of this namespace starting with `prefix`, with the namespace. `SCAN` may
+    /// return a key twice (while the server rehashes); the set reports it once.
+    async fn scan_all(&self, prefix: &str) -> Result<HashSet<Vec<u8>>> {
         let mut seen = HashSet::new();
-        for mut scan in self.scans().await? {
+        for mut scan in self.scans(prefix).await? {
             while let Some(page) = scan.next_page().await? {
                 seen.extend(page);
             }
@@ -249,7 +274,8 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
         let pipelines = groups.into_values().map(|group| {
             let mut pipe = redis::pipe();
             for (key, value) in &group {
-                pipe.add_command(set_cmd(key, value, ttl, false)).ignore();
+                pipe.add_command(set_cmd(key, value, ttl, SetIf::Always))
+                    .ignore();
             }
             let count = group.len();
             async move {
@@ -275,7 +301,7 @@ where
     async fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         check_ttl(ttl)?;
         let key = self.key(&key);
-        let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, false);
+        let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, SetIf::Always);
         self.shared
             .run(&cmd, || format!("SET {}", show(&key)))
             .await
@@ -300,7 +326,7 @@ where
     }
 
     async fn keys(&self) -> Result<Vec<K>> {
-        let raw = self.scan_all().await?;
+        let raw = self.scan_all("").await?;
         raw.iter().map(|full| self.decode_key(full)).collect()
     }
 
@@ -327,7 +353,7 @@ where
     async fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
         check_ttl(ttl)?;
         let key = self.key(&key);
-        let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, true);
+        let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, SetIf::New);
         let reply: Option<String> = self
             .shared
             .run(&cmd, || format!("SET NX {}", show(&key)))
@@ -428,8 +454,41 @@ where
         K: std::fmt::Debug,
     {
         let key = self.key(key);
-        let total = counter::incr::<V>(&self.shared, &key, delta).await?;
+        let total = counter::incr::<V>(&self.shared, &key, delta, None).await?;
         V::from_i64(total).ok_or_else(|| Error::Overflow { key: show(&key) })
+    }
+
+    /// One atomic step: `MULTI; SET key 0 NX PX ttl; INCRBY key delta; EXEC` (a script with a
+    /// range check for types narrower than `i64`), so only the counter this call creates gets
+    /// the TTL and no expiry between two calls leaves a counter without one.
+    async fn incr_with_ttl(&self, key: &K, delta: i64, ttl_if_new: Option<Duration>) -> Result<V>
+    where
+        V: Counter + Clone,
+        K: std::fmt::Debug,
+    {
+        check_ttl(ttl_if_new)?;
+        let key = self.key(key);
+        let total = counter::incr::<V>(&self.shared, &key, delta, ttl_if_new).await?;
+        V::from_i64(total).ok_or_else(|| Error::Overflow { key: show(&key) })
+    }
+
+    /// `SET key value XX [PX ttl]`: one command, so a key deleted before it is never revived.
+    async fn replace(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
+        check_ttl(ttl)?;
+        let key = self.key(&key);
+        let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, SetIf::Live);
+        let reply: Option<String> = self
+            .shared
+            .run(&cmd, || format!("SET XX {}", show(&key)))
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    /// `SCAN MATCH namespace:<prefix>*` with the prefix's glob characters escaped, on every
+    /// master of a cluster.
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<K>> {
+        let raw = self.scan_all(prefix).await?;
+        raw.iter().map(|full| self.decode_key(full)).collect()
     }
 
     fn namespace(&self) -> Namespace {
@@ -442,16 +501,31 @@ where
     }
 
     async fn count(&self) -> Result<usize> {
-        Ok(self.scan_all().await?.len())
+        Ok(self.scan_all("").await?.len())
     }
 
     async fn clear(&self) -> Result<usize> {
         let mut removed = 0;
-        for mut scan in self.scans().await? {
+        for mut scan in self.scans("").await? {
             while let Some(page) = scan.next_page().await? {
                 removed += self.unlink(&page).await?;
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_pattern;
+
+    #[test]
+    fn prefix_patterns_escape_every_glob_character() {
+        assert_eq!(prefix_pattern(b"ns:", b"user:1:"), b"ns:user:1:*");
+        assert_eq!(
+            prefix_pattern(b"ns:", b"a*?[]\\b"),
+            b"ns:a\\*\\?\\[\\]\\\\b*"
+        );
+        assert_eq!(prefix_pattern(b"ns:", b""), b"ns:*");
     }
 }

@@ -71,7 +71,7 @@ pub struct ReplicatedStoreBuilder<K, V, L, R> {
 impl<K, V, L, R> std::fmt::Debug for ReplicatedStoreBuilder<K, V, L, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplicatedStoreBuilder")
-            .field("url", &self.url)
+            .field("url", &self.url.as_deref().map(crate::redact_url))
             .field("stale_for", &self.stale_for)
             .field("local_ttl", &self.local_ttl)
             .field("warm_on_join", &self.warm_on_join)

@@ -46,8 +46,8 @@ pub(crate) trait Handler: Send + Sync {
     fn resync(&self) -> BoxFuture<'_, ()>;
 }
 
-/// How a hub connects and watches its connection.
-#[derive(Clone, Debug)]
+/// How a hub connects and watches its connection. Not `Debug`: the URL may hold a password.
+#[derive(Clone)]
 pub(crate) struct HubOptions {
     pub url: String,
     pub prefix: String,
@@ -201,7 +201,10 @@ impl Hub {
     async fn connect(&self) -> Result<Conn> {
         let after = self.options.connect_timeout;
         let timeout = || Error::Timeout {
-            context: format!("connecting to Redis at {}", self.options.url),
+            context: format!(
+                "connecting to Redis at {} (is it running and reachable?)",
+                crate::redact_url(&self.options.url)
+            ),
             after,
         };
         tokio::time::timeout(after, self.open())

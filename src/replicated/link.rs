@@ -97,6 +97,19 @@ impl Stripes {
         self.counters[stripe].fetch_add(1, Ordering::AcqRel) + 1
     }
 
+    /// A write on this node, after Redis acknowledged it: bumps `guard`'s stripe *before* the
+    /// write touches the local tier, so every fill that began earlier (and may hold the value
+    /// this write replaced) fails its check, whenever its local put lands. Returns the guard
+    /// the write's own local put is checked against, or `None` if another change of the stripe
+    /// came in during the write (then neither value is known to be the last: cache nothing).
+    pub fn claim(&self, guard: Guard) -> Option<Guard> {
+        let now = self.bump_stripe(guard.stripe);
+        (now == guard.token + 1).then_some(Guard {
+            stripe: guard.stripe,
+            token: now,
+        })
+    }
+
     /// Bumps every stripe (the whole local tier is being flushed).
     pub fn bump_all(&self) {
         for c in self.counters.iter() {
@@ -123,6 +136,18 @@ mod tests {
         assert!(link.stale_ok(1_500, Duration::from_secs(1)));
         assert!(!link.stale_ok(2_000, Duration::from_secs(1)));
         assert!(!link.stale_ok(1_000, Duration::ZERO), "zero: never stale");
+    }
+
+    #[test]
+    fn a_claim_fails_if_the_stripe_moved_during_the_write() {
+        let s = Stripes::default();
+        let g = s.guard(b"k");
+        let claimed = s.claim(g).expect("nothing else moved");
+        assert!(!s.unchanged(g), "earlier fills now fail");
+        assert!(s.unchanged(claimed));
+        let late = s.guard(b"k");
+        s.bump(b"k");
+        assert!(s.claim(late).is_none());
     }
 
     #[test]

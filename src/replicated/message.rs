@@ -104,4 +104,67 @@ mod tests {
         assert_eq!(decode(&bytes), None, "a newer version is not guessed at");
         assert_eq!(decode(&bytes[..HEADER - 1]), None);
     }
+
+    mod prop {
+        use proptest::{collection::vec, prelude::*, test_runner::TestRunner};
+
+        use super::super::*;
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![Just(Op::Invalidate), Just(Op::Flush)]
+        }
+
+        /// Arbitrary payloads, and valid ones with one byte changed or cut short: `decode`
+        /// returns a message or `None`, never panics, and never reads past the payload.
+        fn never_panics(cases: u32) {
+            let payload = prop_oneof![
+                vec(any::<u8>(), 0..48),
+                (
+                    op(),
+                    any::<u64>(),
+                    any::<u64>(),
+                    vec(any::<u8>(), 0..16),
+                    any::<usize>(),
+                    any::<u8>()
+                )
+                    .prop_map(|(op, node, at, key, at_byte, byte)| {
+                        let mut bytes = encode(op, node, at, &key);
+                        let i = at_byte % bytes.len();
+                        bytes[i] = byte;
+                        bytes.truncate(at_byte % (bytes.len() + 1));
+                        bytes
+                    }),
+            ];
+            let mut runner = TestRunner::new(ProptestConfig::with_cases(cases));
+            runner
+                .run(&payload, |bytes| {
+                    if let Some(m) = decode(&bytes) {
+                        prop_assert_eq!(m.key.len(), bytes.len() - HEADER);
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+
+        #[test]
+        fn decode_never_panics_on_arbitrary_bytes() {
+            never_panics(2_000);
+        }
+
+        /// `cargo test --all-features --lib decode_never_panics_long -- --ignored`
+        #[test]
+        #[ignore = "1 M cases; run by hand"]
+        fn decode_never_panics_long() {
+            never_panics(1_000_000);
+        }
+
+        proptest! {
+            #[test]
+            fn encode_then_decode_roundtrips(op in op(), node: u64, at: u64, key in vec(any::<u8>(), 0..64)) {
+                let bytes = encode(op, node, at, &key);
+                let m = decode(&bytes).unwrap();
+                prop_assert_eq!(m, Message { op, node, sent_at_us: at, key: &key });
+            }
+        }
+    }
 }

@@ -14,7 +14,10 @@
 //! - **Reads** are served from the local tier when it holds a live copy and the link is up;
 //!   otherwise from Redis with the key's remaining TTL (`GET` + `PTTL`), then cached locally
 //!   with a TTL that ends no later than the Redis one. A read that races with an invalidation
-//!   never caches the superseded value (striped fill guards, `link`).
+//!   never caches the superseded value (striped fill guards, `link`), and neither does a read
+//!   that races with a write on the same node: the write bumps the fill guard after Redis
+//!   acknowledges it and before it touches the local tier (`Stripes::claim`; forced by
+//!   `a_fill_racing_a_write_on_the_same_node_never_caches_the_old_value`).
 //! - **Expiry** is Redis's alone, so "verify expiry before deletion" (Mnesia's
 //!   `delete_or_reschedule`) holds by construction: a local copy expiring only drops the copy,
 //!   never the key, and a TTL extended on one node (`expire`) invalidates every other node's

@@ -148,15 +148,12 @@ where
         })
     }
 
-    /// Caches `value` locally, then drops it again if an invalidation raced with the operation.
-    async fn cache(&self, guard: Guard, own_write: bool, key: &K, value: V, ttl: Option<Duration>) {
+    /// Caches `value` locally, then drops it again if an invalidation (or a write on this
+    /// node, see [`Stripes::claim`]) raced with the operation: the check comes after the put,
+    /// so a change that lands in between is seen.
+    async fn cache(&self, guard: Guard, key: &K, value: V, ttl: Option<Duration>) {
         let put = self.local.put(key.clone(), value, ttl).await;
-        let clean = if own_write {
-            self.stripes.bump_stripe(guard.stripe) == guard.token + 1
-        } else {
-            self.stripes.unchanged(guard)
-        };
-        if put.is_err() || !clean {
+        if put.is_err() || !self.stripes.unchanged(guard) {
             self.drop_local(key).await;
         }
     }
@@ -197,9 +194,9 @@ where
         let written = self.remote.put(key.clone(), value.clone(), ttl).await;
         self.settle(&key, written).await?;
         let expiry = ttl.map_or(Expiry::Never, Expiry::In);
-        match self.local_ttl(expiry, started) {
-            Some(local) => self.cache(guard, true, &key, value, local).await,
-            None => self.drop_local(&key).await,
+        match (self.stripes.claim(guard), self.local_ttl(expiry, started)) {
+            (Some(mine), Some(local)) => self.cache(mine, &key, value, local).await,
+            _ => self.drop_local(&key).await,
         }
         self.hub
             .publish(&self.channel, Op::Invalidate, &bytes)
@@ -224,7 +221,7 @@ where
             return Ok(None);
         };
         if let Some(ttl) = self.local_ttl(expiry, started) {
-            self.cache(guard, false, key, value.clone(), ttl).await;
+            self.cache(guard, key, value.clone(), ttl).await;
         }
         Ok(Some(value))
     }
@@ -385,6 +382,46 @@ where
         let value = self.inner.settle(key, value).await?;
         self.inner.changed(key).await?;
         Ok(value)
+    }
+
+    /// `incr_with_ttl` in the remote store (one atomic step there), then every node's copy is
+    /// dropped, as for `incr`.
+    async fn incr_with_ttl(&self, key: &K, delta: i64, ttl_if_new: Option<Duration>) -> Result<V>
+    where
+        V: Counter + Clone,
+        K: fmt::Debug,
+    {
+        check_ttl(ttl_if_new)?;
+        self.inner.require_link("INCR", key)?;
+        let value = self
+            .inner
+            .remote
+            .incr_with_ttl(key, delta, ttl_if_new)
+            .await;
+        let value = self.inner.settle(key, value).await?;
+        self.inner.changed(key).await?;
+        Ok(value)
+    }
+
+    /// `replace` in the remote store (`SET XX`: a key deleted on any node is never revived),
+    /// then every node's copy is dropped; the next read here refills from Redis.
+    async fn replace(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
+        check_ttl(ttl)?;
+        self.inner.require_link("REPLACE", &key)?;
+        let written = self.inner.remote.replace(key.clone(), value, ttl).await;
+        let written = self.inner.settle(&key, written).await?;
+        if written {
+            self.inner.changed(&key).await?;
+        }
+        Ok(written)
+    }
+
+    /// Listed from the remote store (the truth).
+    fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send
+    where
+        K: Key,
+    {
+        self.inner.remote.keys_with_prefix(prefix)
     }
 
     fn namespace(&self) -> Namespace {

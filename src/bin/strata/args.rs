@@ -7,14 +7,25 @@ use clap::{Parser, Subcommand};
 /// Inspect, dump and load strata caches: a DiskStore data directory or a Redis server.
 ///
 /// A SOURCE is a data directory (`./strata-data`) or a Redis URL (`redis://127.0.0.1:6379`).
-/// Exit codes: 0 success, 1 failure (missing key, bad dump file, backend error), 2 the source
-/// cannot be used (directory locked by another process, corrupt, not a directory) or bad usage.
+/// Exit codes: 0 success, 1 failure (missing key or namespace, bad dump file, backend error),
+/// 2 the source cannot be used (directory locked by another process, corrupt, not a strata data
+/// directory, not a Redis server) or bad usage.
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about, long_about)]
 pub struct Cli {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Use a directory that is not (yet) a strata data directory: make it one. Without it, such a
+    /// directory is refused untouched (exit 2), so a mistyped path never gets files written into it.
+    #[arg(long, global = true)]
+    pub create: bool,
+
+    /// Open a data directory whose files are corrupt by deleting them and starting empty (cache
+    /// data is ephemeral; copy the directory first if you want to look into it).
+    #[arg(long, global = true)]
+    pub discard_corrupt: bool,
 
     /// What to do.
     #[command(subcommand)]
@@ -59,7 +70,8 @@ pub enum Command {
         #[arg(long, short)]
         namespace: Option<String>,
     },
-    /// Write the entries of a dump file that have not expired into a destination.
+    /// Write the entries of a dump file that have not expired into a destination (a missing or
+    /// empty directory becomes a data directory).
     Load {
         /// A dump file written by `strata dump`.
         file: PathBuf,

@@ -10,7 +10,7 @@ use crate::{
     dumpfile,
     fail::Failure,
     output::{self, human_bytes, human_ttl, key_text},
-    source::{self, Source},
+    source::{self, Opening, Source},
 };
 
 /// Entries written to a destination per batch when loading.
@@ -19,32 +19,61 @@ const LOAD_BATCH: usize = 1024;
 /// Runs the command `cli` names.
 pub async fn run(cli: &Cli) -> Result<(), Failure> {
     let json = cli.json;
+    let how = Opening {
+        create: cli.create,
+        discard_corrupt: cli.discard_corrupt,
+    };
     match &cli.command {
-        Command::Inspect { source } => inspect(&source::open_existing(source).await?, json).await,
+        Command::Inspect { source } => {
+            inspect(&source::open_existing(source, how).await?, json).await
+        }
         Command::Keys {
             source,
             namespace,
             limit,
         } => {
-            let src = source::open_existing(source).await?;
+            let namespace = checked(namespace.as_deref())?;
+            let src = source::open_existing(source, how).await?;
             keys(&src, namespace.as_deref(), *limit, json).await
         }
         Command::Get {
             source,
             namespace,
             key,
-        } => get(&source::open_existing(source).await?, namespace, key, json).await,
+        } => {
+            checked(Some(namespace))?;
+            let src = source::open_existing(source, how).await?;
+            get(&src, namespace, key, json).await
+        }
         Command::Dump {
             source,
             file,
             namespace,
         } => {
-            let src = source::open_existing(source).await?;
+            let namespace = checked(namespace.as_deref())?;
+            let src = source::open_existing(source, how).await?;
             dump(&src, file, namespace.as_deref(), json).await
         }
-        Command::Load { file, destination } => load(file, destination, json).await,
-        Command::PurgeExpired { dir } => purge_expired(dir, json),
+        Command::Load { file, destination } => load(file, destination, how, json).await,
+        Command::PurgeExpired { dir } => purge_expired(&source::open_existing_dir(dir, how)?, json),
     }
+}
+
+/// A `--namespace` validated as strata validates namespaces (exit 1 if it could never exist),
+/// so no glob character reaches a `SCAN MATCH` pattern.
+fn checked(namespace: Option<&str>) -> Result<Option<String>, Failure> {
+    namespace
+        .map(|ns| strata::Namespace::new(ns).map(|ns| ns.as_str().to_owned()))
+        .transpose()
+        .map_err(|e| Failure::other(e.to_string()))
+}
+
+/// The failure for a `--namespace` under which `src` holds no live entry.
+fn no_namespace(src: &Source, namespace: &str) -> Failure {
+    Failure::not_found(format!(
+        "namespace {namespace} has no live entries in {}; `strata inspect` lists the namespaces",
+        src.describe()
+    ))
 }
 
 /// Milliseconds since the Unix epoch, by the system clock.
@@ -178,7 +207,9 @@ async fn keys(
     let now = now_ms();
     let limit = limit.unwrap_or(usize::MAX);
     let mut lines = Vec::new();
+    let mut seen = 0u64;
     src.scan(namespace, &mut |raw| {
+        seen += 1;
         if lines.len() < limit {
             lines.push(KeyLine {
                 namespace: raw.namespace,
@@ -188,6 +219,9 @@ async fn keys(
         }
     })
     .await?;
+    if let (Some(ns), 0) = (namespace, seen) {
+        return Err(no_namespace(src, ns));
+    }
     if json {
         output::json(&lines);
         return Ok(());
@@ -249,6 +283,9 @@ async fn dump(
     })
     .await?;
     bar.finish_and_clear();
+    if let (Some(ns), true) = (namespace, records.is_empty()) {
+        return Err(no_namespace(src, ns));
+    }
     let bar = output::bar(Some(records.len() as u64), "writing");
     dumpfile::write(file, &src.describe(), &records, &|| bar.inc(1))?;
     bar.finish_and_clear();
@@ -265,7 +302,7 @@ async fn dump(
     Ok(())
 }
 
-async fn load(file: &Path, destination: &str, json: bool) -> Result<(), Failure> {
+async fn load(file: &Path, destination: &str, how: Opening, json: bool) -> Result<(), Failure> {
     let records = dumpfile::read(file)?;
     let now = now_ms();
     let total = records.len();
@@ -274,7 +311,7 @@ async fn load(file: &Path, destination: &str, json: bool) -> Result<(), Failure>
         .filter(|raw| raw.deadline.is_none_or(|d| d > now))
         .collect();
     let expired = total - live.len();
-    let dst = source::open(destination).await?;
+    let dst = source::open(destination, how).await?;
     let bar = output::bar(Some(live.len() as u64), "loading");
     let loaded = live.len();
     let mut rest = live;
@@ -296,15 +333,8 @@ async fn load(file: &Path, destination: &str, json: bool) -> Result<(), Failure>
     Ok(())
 }
 
-fn purge_expired(dir: &Path, json: bool) -> Result<(), Failure> {
-    if !dir.is_dir() {
-        return Err(Failure::unusable(format!(
-            "{} is not a data directory",
-            dir.display()
-        )));
-    }
+fn purge_expired(db: &strata::DiskDb, json: bool) -> Result<(), Failure> {
     // Opening a data directory deletes the expired records of every namespace.
-    let db = strata::DiskDb::builder().dir(dir).open()?;
     let summary = db.load_summary();
     db.compact()?;
     if json {
@@ -313,7 +343,7 @@ fn purge_expired(dir: &Path, json: bool) -> Result<(), Failure> {
         println!(
             "purged {} expired entries from {} ({} live)",
             summary.purged,
-            dir.display(),
+            db.dir().display(),
             summary.live
         );
     }

@@ -3,7 +3,7 @@
 //!
 //! Files: `args.rs` (the command line), `source.rs` (raw entries of a directory or of Redis; `redis_source.rs` for Redis),
 //! `commands.rs` (one function per subcommand), `dumpfile.rs` (the dump file format),
-//! `output.rs` (text and JSON rendering, progress bars), `fail.rs` (errors and exit codes).
+//! `output.rs` (text and JSON rendering, progress bars; `session_view.rs` for session records), `fail.rs` (errors and exit codes).
 
 mod args;
 mod commands;
@@ -12,7 +12,14 @@ mod fail;
 mod output;
 #[cfg(feature = "redis")]
 mod redis_source;
+#[cfg(feature = "sessions")]
+mod session_view;
 mod source;
+
+/// The byte mutator the decoder tests share (tests/support/mutate.rs).
+#[cfg(test)]
+#[path = "../../../tests/support/mutate.rs"]
+mod mutate;
 
 use std::process::ExitCode;
 

@@ -69,23 +69,14 @@ pub fn human_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// Any encoded value as JSON. [`value_to_json`](strata::codec::value_to_json) covers values
-/// made of JSON's types; a value holding bytes or 128-bit integers (a tower-sessions record's
-/// id, for one) is transcoded instead, bytes becoming arrays of numbers.
+/// Any encoded value as JSON (see [`value_to_json`](strata::codec::value_to_json)); a
+/// tower-sessions record with its id and expiry date readable.
 pub fn value_json(bytes: &[u8]) -> Result<serde_json::Value, String> {
-    strata::codec::value_to_json(bytes).or_else(|first| transcode(bytes).map_err(|_| first))
-}
-
-fn transcode(bytes: &[u8]) -> Result<serde_json::Value, String> {
-    let (format, payload) = strata::codec::split_header(bytes)?;
-    if format != strata::Format::MessagePack {
-        return serde_json::from_slice(payload).map_err(|e| e.to_string());
+    #[cfg(feature = "sessions")]
+    if let Some(session) = crate::session_view::render(bytes) {
+        return Ok(session);
     }
-    let mut out = Vec::new();
-    let mut from = rmp_serde::Deserializer::from_read_ref(payload);
-    let mut to = serde_json::Serializer::new(&mut out);
-    serde_transcode::transcode(&mut from, &mut to).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&out).map_err(|e| e.to_string())
+    strata::codec::value_to_json(bytes)
 }
 
 #[cfg(test)]

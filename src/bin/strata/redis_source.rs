@@ -32,8 +32,28 @@ impl RedisSource {
                     "no answer from {shown} within {CONNECT_TIMEOUT:?}; is Redis running?"
                 ))
             })?
-            .map_err(|e| Failure::unusable(format!("cannot connect to {shown}: {e}")))?;
-        Ok(RedisSource { url: shown, conn })
+            .map_err(|e| unusable(&shown, &e))?;
+        let source = RedisSource { url: shown, conn };
+        source.ping().await?;
+        Ok(source)
+    }
+
+    /// Checks that the server speaks Redis: a TCP connection alone is accepted by any port (a
+    /// web server, a database), and its first reply would otherwise surface as a parse error.
+    async fn ping(&self) -> Result<(), Failure> {
+        let reply = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            redis::cmd("PING").query_async::<String>(&mut self.conn.clone()),
+        )
+        .await;
+        match reply {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unusable(&self.url, &e)),
+            Err(_) => Err(Failure::unusable(format!(
+                "{} accepted the connection but did not answer PING within {CONNECT_TIMEOUT:?}; is it a Redis port?",
+                self.url
+            ))),
+        }
     }
 
     /// The URL, password hidden.
@@ -117,7 +137,9 @@ impl RedisSource {
         let now = strata::Clock::system().now_ms();
         let mut pipe = redis::pipe();
         for raw in records {
-            let mut key = format!("{}:", raw.namespace).into_bytes();
+            // The same check as a data directory's: a namespace with `:` or a glob character
+            // would write keys another namespace's SCAN reads.
+            let mut key = strata::Namespace::new(&raw.namespace)?.prefix();
             key.extend_from_slice(&raw.key);
             match raw.deadline.map(|d| d.saturating_sub(now)) {
                 None => pipe.cmd("SET").arg(key).arg(raw.value).ignore(),
@@ -135,6 +157,21 @@ impl RedisSource {
             .await
             .map_err(|e| self.failed("SET", e))
     }
+}
+
+/// Why `url` (shown redacted) cannot be used, with what to check: an I/O error means nothing
+/// usable listens there, a refused login the credentials, anything else (an answer that does
+/// not parse as RESP, an unexpected reply) that the port is not a Redis server's.
+fn unusable(url: &str, e: &redis::RedisError) -> Failure {
+    Failure::unusable(if e.is_io_error() {
+        format!("cannot connect to {url}: {e}; is Redis running there?")
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed || e.code() == Some("NOAUTH") {
+        format!("{url} refused the credentials: {e}; check the user and password in the URL")
+    } else {
+        format!(
+            "{url} is not a Redis server (its answer was not Redis': {e}); check the host and port"
+        )
+    })
 }
 
 /// A Redis key and its value and PTTL as a record; `None` for a key without `namespace:`.

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use strata::{DiskDb, RawRecord};
+use strata::{DiskDb, OnCorrupt, RawRecord};
 
 use crate::fail::Failure;
 
@@ -16,6 +16,15 @@ pub enum Source {
     Redis(crate::redis_source::RedisSource),
 }
 
+/// How a data directory may be opened: the global `--create` and `--discard-corrupt` flags.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Opening {
+    /// Make a directory that is not a data directory into one.
+    pub create: bool,
+    /// Delete corrupt engine files and start empty.
+    pub discard_corrupt: bool,
+}
+
 /// True if `spec` names a Redis server rather than a directory.
 pub fn is_redis_url(spec: &str) -> bool {
     ["redis://", "rediss://", "redis+unix://", "unix://"]
@@ -23,23 +32,80 @@ pub fn is_redis_url(spec: &str) -> bool {
         .any(|scheme| spec.starts_with(scheme))
 }
 
-/// Opens `spec` to read: an existing data directory or a Redis URL.
-pub async fn open_existing(spec: &str) -> Result<Source, Failure> {
-    if !is_redis_url(spec) && !Path::new(spec).is_dir() {
-        return Err(Failure::unusable(format!(
-            "{spec} is not a data directory (and not a redis:// URL); give the `dir` your DiskStore uses"
-        )));
+/// `spec` safe to print: credentials hidden even in a mistyped URL (`redis:/user:pw@host`).
+pub fn shown(spec: &str) -> String {
+    if spec.contains("://") {
+        return strata::redact_url(spec);
     }
-    open(spec).await
+    match (spec.find(':'), spec.rfind('@')) {
+        (Some(colon), Some(at)) if colon < at => format!("{}***{}", &spec[..=colon], &spec[at..]),
+        _ => spec.to_owned(),
+    }
 }
 
-/// Opens `spec`: a data directory (created if missing) or a Redis URL.
-pub async fn open(spec: &str) -> Result<Source, Failure> {
+/// True if `dir` holds a DiskStore's data: its engine directory (`<dir>/fjall`, the layout
+/// `DiskDb::open` creates) exists.
+fn is_data_dir(dir: &Path) -> bool {
+    dir.join("fjall").is_dir()
+}
+
+/// True if `dir` is missing or empty: a fine place for a new data directory.
+fn is_vacant(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+fn not_a_data_dir(spec: &str) -> Failure {
+    Failure::unusable(format!(
+        "{} is not a strata data directory (nor a redis:// URL); give the directory your DiskStore uses, or pass --create to make this one a data directory",
+        shown(spec)
+    ))
+}
+
+/// Opens `spec` to read: an existing data directory or a Redis URL.
+pub async fn open_existing(spec: &str, how: Opening) -> Result<Source, Failure> {
     if is_redis_url(spec) {
         return open_redis(spec).await;
     }
-    let db = DiskDb::builder().dir(spec).open()?;
-    Ok(Source::Disk(db))
+    let dir = Path::new(spec);
+    if !dir.is_dir() && !how.create {
+        return Err(not_a_data_dir(spec));
+    }
+    Ok(Source::Disk(open_db(spec, how, is_data_dir(dir))?))
+}
+
+/// Opens `spec` to write: a data directory (created if missing or empty) or a Redis URL.
+pub async fn open(spec: &str, how: Opening) -> Result<Source, Failure> {
+    if is_redis_url(spec) {
+        return open_redis(spec).await;
+    }
+    let dir = Path::new(spec);
+    let usable = is_data_dir(dir) || is_vacant(dir);
+    Ok(Source::Disk(open_db(spec, how, usable)?))
+}
+
+/// Opens the data directory `spec`, refused untouched unless `usable` or `--create` is given.
+fn open_db(spec: &str, how: Opening, usable: bool) -> Result<DiskDb, Failure> {
+    if !usable && !how.create {
+        return Err(not_a_data_dir(spec));
+    }
+    let on_corrupt = if how.discard_corrupt {
+        OnCorrupt::Discard
+    } else {
+        OnCorrupt::Fail
+    };
+    Ok(DiskDb::builder().dir(spec).on_corrupt(on_corrupt).open()?)
+}
+
+/// Opens the existing data directory `dir` itself (for commands that only take a directory).
+pub fn open_existing_dir(dir: &Path, how: Opening) -> Result<DiskDb, Failure> {
+    let spec = dir.to_string_lossy();
+    if !dir.is_dir() && !how.create {
+        return Err(not_a_data_dir(&spec));
+    }
+    open_db(&spec, how, is_data_dir(dir))
 }
 
 #[cfg(feature = "redis")]
@@ -52,7 +118,8 @@ async fn open_redis(url: &str) -> Result<Source, Failure> {
 #[cfg(not(feature = "redis"))]
 async fn open_redis(url: &str) -> Result<Source, Failure> {
     Err(Failure::unusable(format!(
-        "{url} is a Redis URL but this strata was built without Redis support; install it with `cargo install strata --features cli,redis`"
+        "{} is a Redis URL but this strata was built without Redis support; install it with `cargo install strata --features cli,redis`",
+        shown(url)
     )))
 }
 

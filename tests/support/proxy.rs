@@ -1,0 +1,195 @@
+//! A loopback TCP fault proxy for tests: sits in front of a real server (a `redis-server`) and
+//! injects network faults on command, so a test forces the bad case instead of hoping a sleep
+//! hits it.
+//!
+//! - [`Proxy::pass`]: forward everything (the default);
+//! - [`Proxy::delay`]: hold every chunk for a while before forwarding it;
+//! - [`Proxy::black_hole`]: every connection open now stops forwarding in both directions
+//!   *without closing* (a silent partition, a half-open connection), while new connections
+//!   are accepted and forwarded;
+//! - [`Proxy::cut_all`]: close every open connection (a reset the peers notice at once);
+//! - [`Proxy::refuse_new`]: new connections are closed as soon as they are accepted.
+//!
+//! Plain threads, so it works under any runtime (or none).
+
+use std::{
+    io::{ErrorKind, Read, Write},
+    net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+/// How often a pump that has nothing to read looks at the controls.
+const POLL: Duration = Duration::from_millis(5);
+
+/// One accepted connection: both sockets, and whether it is black-holed.
+struct Link {
+    client: TcpStream,
+    server: TcpStream,
+    held: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct State {
+    delay: Mutex<Option<Duration>>,
+    refuse: AtomicBool,
+    stop: AtomicBool,
+    accepted: AtomicUsize,
+    links: Mutex<Vec<Link>>,
+}
+
+/// A running proxy on a free loopback port; stopped (every connection closed) on drop.
+pub struct Proxy {
+    addr: SocketAddr,
+    state: Arc<State>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts a proxy that forwards to `upstream`.
+    pub fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let state = Arc::new(State::default());
+        let acceptor = thread::spawn({
+            let state = state.clone();
+            move || accept_loop(listener, upstream, &state)
+        });
+        Proxy {
+            addr,
+            state,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// The proxy's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `redis://127.0.0.1:<proxy port>/`.
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    /// How many connections the proxy has accepted so far (refused ones included).
+    pub fn accepted(&self) -> usize {
+        self.state.accepted.load(Ordering::Acquire)
+    }
+
+    /// Forward everything without delay, and accept new connections (black-holed connections
+    /// stay black-holed: a silent peer does not come back).
+    pub fn pass(&self) {
+        *self.state.delay.lock().unwrap() = None;
+        self.state.refuse.store(false, Ordering::Release);
+    }
+
+    /// Hold every chunk, in both directions, for `by` before forwarding it.
+    pub fn delay(&self, by: Duration) {
+        *self.state.delay.lock().unwrap() = Some(by);
+    }
+
+    /// Stop forwarding on every open connection without closing it; new ones still pass.
+    pub fn black_hole(&self) {
+        for link in self.state.links.lock().unwrap().iter() {
+            link.held.store(true, Ordering::Release);
+        }
+    }
+
+    /// Close every open connection, both ways.
+    pub fn cut_all(&self) {
+        for link in self.state.links.lock().unwrap().drain(..) {
+            let _ = link.client.shutdown(Shutdown::Both);
+            let _ = link.server.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Close new connections as soon as they are accepted (`false`: accept them again).
+    pub fn refuse_new(&self, refuse: bool) {
+        self.state.refuse.store(refuse, Ordering::Release);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::Release);
+        self.cut_all();
+        let _ = TcpStream::connect(self.addr); // wakes the acceptor
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, upstream: SocketAddr, state: &Arc<State>) {
+    for client in listener.incoming() {
+        if state.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        state.accepted.fetch_add(1, Ordering::AcqRel);
+        if state.refuse.load(Ordering::Acquire) {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        }
+        let Ok(server) = TcpStream::connect(upstream) else {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        };
+        link(client, server, state);
+    }
+}
+
+/// Starts the two pumps of one connection and records it for the controls.
+fn link(client: TcpStream, server: TcpStream, state: &Arc<State>) {
+    let held = Arc::new(AtomicBool::new(false));
+    let pumps = [
+        (client.try_clone(), server.try_clone()),
+        (server.try_clone(), client.try_clone()),
+    ];
+    for (from, to) in pumps {
+        let (Ok(from), Ok(to)) = (from, to) else {
+            return;
+        };
+        let (state, held) = (state.clone(), held.clone());
+        thread::spawn(move || pump(from, to, &state, &held));
+    }
+    state.links.lock().unwrap().push(Link {
+        client,
+        server,
+        held,
+    });
+}
+
+/// Copies `from` to `to` until either side closes, honouring the controls. A held (black-
+/// holed) link neither reads nor writes, so both peers just see silence.
+fn pump(mut from: TcpStream, mut to: TcpStream, state: &State, held: &AtomicBool) {
+    let _ = from.set_read_timeout(Some(POLL));
+    let mut buf = [0u8; 16 * 1024];
+    while !state.stop.load(Ordering::Acquire) {
+        if held.load(Ordering::Acquire) {
+            thread::sleep(POLL);
+            continue;
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(_) => break,
+        };
+        if let Some(by) = *state.delay.lock().unwrap() {
+            thread::sleep(by);
+        }
+        if held.load(Ordering::Acquire) {
+            continue; // black-holed while in flight: the bytes are lost, as in a partition
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
