@@ -47,6 +47,25 @@ fn a_session_and_its_counter_survive_kill_9() {
 }
 
 #[test]
+fn the_live_panel_reports_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    assert_eq!(server.request("GET", "/stats.json", None, "").status, 401);
+    let cookie = server.sign_in("ada");
+    server.sign_in("grace");
+    let page = server.get("/", &cookie).body;
+    assert!(
+        page.contains("DiskStore in") && page.contains("/static/panel.js"),
+        "{page}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&server.get("/stats.json", &cookie).body).unwrap();
+    assert_eq!(stats["entries"], 2, "{stats}");
+    assert!(stats["hits"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["disk_bytes"].as_u64().unwrap() > 0, "{stats}");
+}
+
+#[test]
 fn sign_out_ends_the_session_for_good() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());

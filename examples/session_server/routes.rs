@@ -159,11 +159,9 @@ async fn home(State(app): State<App>, session: Session) -> Response {
         Ok(None) => return Html(pages::sign_in(&app.about(), None).into_string()).into_response(),
         Err(response) => return response,
     };
-    let stats = app.panel.snapshot().await;
     let home = Home {
         name: &name,
         visits,
-        stats,
     };
     Html(pages::home(&app.about(), &home).into_string()).into_response()
 }

@@ -14,4 +14,5 @@ async function refresh() {
     // The server is restarting: keep the last numbers.
   }
 }
+refresh();
 setInterval(refresh, 2000);
