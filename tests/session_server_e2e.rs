@@ -3,132 +3,14 @@
 //! directory.
 #![cfg(feature = "server")]
 
-use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use strata::{DiskStore, ManualClock, Store};
 use tower_sessions::{cookie::time, session::Record};
 
-/// A running server process; killed with SIGKILL when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-    banner: String,
-}
+mod server_support;
 
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata-session-server"))
-            .env("STRATA_ADDR", "127.0.0.1:0")
-            .env("STRATA_DATA_DIR", dir)
-            .env_remove("STRATA_REDIS_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut banner = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut banner)
-            .unwrap();
-        if banner.is_empty() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("the server did not start: {err}");
-        }
-        let addr = banner
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no URL in {banner:?}"))
-            .to_owned();
-        Server {
-            child,
-            addr,
-            banner,
-        }
-    }
-
-    /// Sends one request; returns the status, the session cookie set (if any) and the body.
-    fn request(&self, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Reply {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let cookie = cookie
-            .map(|c| format!("Cookie: {c}\r\n"))
-            .unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
-            self.addr,
-            form.len()
-        );
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        Reply::parse(&response)
-    }
-
-    fn get(&self, path: &str, cookie: &str) -> Reply {
-        self.request("GET", path, Some(cookie), "")
-    }
-
-    /// Signs in as `name`; returns the session cookie.
-    fn sign_in(&self, name: &str) -> String {
-        let reply = self.request("POST", "/sign-in", None, &format!("name={name}"));
-        assert_eq!(reply.status, 303, "{}", reply.body);
-        reply.cookie.expect("signing in sets the session cookie")
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Reply {
-    status: u16,
-    cookie: Option<String>,
-    body: String,
-}
-
-impl Reply {
-    fn parse(response: &str) -> Reply {
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
-        let cookie = head
-            .lines()
-            .filter_map(|l| l.strip_prefix("set-cookie: "))
-            .map(|v| v.split(';').next().unwrap().to_owned())
-            .next();
-        Reply {
-            status,
-            cookie,
-            body: body.to_owned(),
-        }
-    }
-}
-
-fn me(server: &Server, cookie: &str) -> Reply {
-    server.get("/me", cookie)
-}
+use server_support::{command, me, Server};
 
 #[test]
 fn a_session_and_its_counter_survive_kill_9() {
@@ -155,6 +37,32 @@ fn a_session_and_its_counter_survive_kill_9() {
         "{}",
         reply.body
     );
+    // The page shows the point: a new process, and the session is still there.
+    assert!(
+        reply.body.contains(&format!("(pid {})", server.pid()))
+            && reply.body.contains("you are still signed in"),
+        "{}",
+        reply.body
+    );
+}
+
+#[test]
+fn the_live_panel_reports_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    assert_eq!(server.request("GET", "/stats.json", None, "").status, 401);
+    let cookie = server.sign_in("ada");
+    server.sign_in("grace");
+    let page = server.get("/", &cookie).body;
+    assert!(
+        page.contains("DiskStore in") && page.contains("/static/panel.js"),
+        "{page}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&server.get("/stats.json", &cookie).body).unwrap();
+    assert_eq!(stats["entries"], 2, "{stats}");
+    assert!(stats["hits"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["disk_bytes"].as_u64().unwrap() > 0, "{stats}");
 }
 
 #[test]
@@ -278,8 +186,7 @@ fn tampered_cookies_get_a_fresh_session_and_the_server_stays_up() {
 fn a_second_server_on_the_same_directory_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let _first = Server::start(dir.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_strata-session-server"))
-        .env("STRATA_ADDR", "127.0.0.1:0")
+    let out = command()
         .env("STRATA_DATA_DIR", dir.path())
         .output()
         .unwrap();
@@ -305,30 +212,11 @@ mod redis {
 
     /// A server on `url`; `replicated` is `STRATA_REPLICATED` ("1": a ReplicatedStore).
     fn start_with_redis(url: &str, replicated: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata-session-server"))
-            .env("STRATA_ADDR", "127.0.0.1:0")
-            .env("STRATA_REDIS_URL", url)
-            .env("STRATA_REPLICATED", replicated)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut banner = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut banner)
-            .unwrap();
-        let addr = banner
-            .split("http://")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap();
-        Server {
-            addr: addr.to_owned(),
-            banner: banner.clone(),
-            child,
-        }
+        Server::spawn(
+            command()
+                .env("STRATA_REDIS_URL", url)
+                .env("STRATA_REPLICATED", replicated),
+        )
     }
 
     #[test]

@@ -1,0 +1,188 @@
+//! The store that keeps the sessions — a DiskStore by default, Redis or a ReplicatedStore on
+//! request — and the live panel of its numbers shown on the page.
+
+use std::{future::Future, path::Path, pin::Pin, sync::Arc};
+
+use strata::{redact_url, sessions::StrataSessionStore, DiskStore, Store};
+use tower_sessions::session::Record;
+
+/// A boxed future, so the panel can sit behind a trait object whatever the store.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The chosen store: the sessions over it, and what the page says about it.
+pub struct Backend<S> {
+    /// tower-sessions' view of the store.
+    pub sessions: StrataSessionStore<S>,
+    /// The store's description and numbers.
+    pub panel: Arc<dyn Panel>,
+    /// What opening the store found (for the start-up banner).
+    pub opened: String,
+}
+
+/// The store's numbers at one instant; `None` where the store does not keep that number.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Snapshot {
+    /// Sessions stored (live entries).
+    pub entries: Option<usize>,
+    /// Reads that found a session.
+    pub hits: Option<u64>,
+    /// Reads that found none.
+    pub misses: Option<u64>,
+    /// Bytes of the data directory.
+    pub disk_bytes: Option<u64>,
+}
+
+/// What the page shows about the store.
+pub trait Panel: Send + Sync {
+    /// One line naming the store and where it keeps data, secrets redacted.
+    fn describe(&self) -> &str;
+    /// Its numbers now.
+    fn snapshot(&self) -> BoxFuture<'_, Snapshot>;
+}
+
+/// A panel over any store, given how to read its hit/miss counters and disk usage.
+struct StorePanel<S> {
+    store: S,
+    what: String,
+    counters: fn(&S) -> Option<(u64, u64)>,
+    disk_bytes: fn(&S) -> Option<u64>,
+}
+
+impl<S: Store<String, Record> + Sync> Panel for StorePanel<S> {
+    fn describe(&self) -> &str {
+        &self.what
+    }
+
+    fn snapshot(&self) -> BoxFuture<'_, Snapshot> {
+        Box::pin(async move {
+            let counters = (self.counters)(&self.store);
+            Snapshot {
+                entries: self.store.count().await.ok(),
+                hits: counters.map(|c| c.0),
+                misses: counters.map(|c| c.1),
+                disk_bytes: (self.disk_bytes)(&self.store),
+            }
+        })
+    }
+}
+
+#[cfg(feature = "redis")]
+fn none<S, T>(_: &S) -> Option<T> {
+    None
+}
+
+/// Sessions in a DiskStore: every write is committed to disk before the response goes out.
+pub fn disk(dir: &Path) -> Result<Backend<DiskStore<String, Record>>, String> {
+    let store = DiskStore::builder()
+        .dir(dir)
+        .namespace("sessions")
+        .open()
+        .map_err(|e| e.to_string())?;
+    let loaded = store.db().load_summary();
+    let shown = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let panel = StorePanel {
+        store: store.clone(),
+        what: format!("DiskStore in {}", shown.display()),
+        counters: |s: &DiskStore<String, Record>| Some((s.stats().hits, s.stats().misses)),
+        disk_bytes: |s: &DiskStore<String, Record>| s.db().disk_usage().ok(),
+    };
+    Ok(Backend {
+        opened: format!(
+            "DiskStore in {} ({} sessions loaded, {} expired purged)",
+            dir.display(),
+            loaded.live,
+            loaded.purged
+        ),
+        sessions: StrataSessionStore::new(store),
+        panel: Arc::new(panel),
+    })
+}
+
+/// Sessions in Redis, shared by every server pointed at it.
+#[cfg(feature = "redis")]
+pub async fn redis(url: &str) -> Result<Backend<strata::RedisStore<String, Record>>, String> {
+    let store = redis_store(url).await?;
+    let what = format!("RedisStore at {}", redact_url(url));
+    let panel = StorePanel {
+        store: store.clone(),
+        what: what.clone(),
+        counters: none,
+        disk_bytes: none,
+    };
+    Ok(Backend {
+        sessions: StrataSessionStore::new(store),
+        panel: Arc::new(panel),
+        opened: what,
+    })
+}
+
+/// The Redis store of the sessions. Its errors can quote the URL, so they are redacted too.
+#[cfg(feature = "redis")]
+async fn redis_store(url: &str) -> Result<strata::RedisStore<String, Record>, String> {
+    strata::RedisStore::builder()
+        .url(url)
+        .namespace("sessions")
+        .build()
+        .await
+        .map_err(|e| redacted_error(url, &e))
+}
+
+/// `error` as text, with the URL's credentials removed wherever the text quotes them.
+#[cfg(feature = "redis")]
+fn redacted_error(url: &str, error: &dyn std::fmt::Display) -> String {
+    let text = error.to_string().replace(url, &redact_url(url));
+    format!("cannot use Redis at {}: {text}", redact_url(url))
+}
+
+/// A local MemoryStore in front of a RedisStore.
+#[cfg(feature = "redis")]
+pub type Replicated = strata::ReplicatedStore<
+    String,
+    Record,
+    strata::MemoryStore<String, Record>,
+    strata::RedisStore<String, Record>,
+>;
+
+/// Sessions read from a local copy, with Redis as the truth shared by every server.
+#[cfg(feature = "redis")]
+pub async fn replicated(url: &str) -> Result<Backend<Replicated>, String> {
+    let local = strata::MemoryStore::builder()
+        .namespace("sessions")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let store = strata::ReplicatedStore::builder()
+        .local(local)
+        .remote(redis_store(url).await?)
+        .url(url)
+        .build()
+        .await
+        .map_err(|e| redacted_error(url, &e))?;
+    let what = format!(
+        "ReplicatedStore (local MemoryStore, RedisStore at {})",
+        redact_url(url)
+    );
+    let panel = StorePanel {
+        store: store.clone(),
+        what: what.clone(),
+        counters: none,
+        disk_bytes: none,
+    };
+    Ok(Backend {
+        sessions: StrataSessionStore::new(store),
+        panel: Arc::new(panel),
+        opened: what,
+    })
+}
+
+#[cfg(not(feature = "redis"))]
+pub async fn replicated(url: &str) -> Result<Backend<DiskStore<String, Record>>, String> {
+    redis(url).await
+}
+
+#[cfg(not(feature = "redis"))]
+pub async fn redis(url: &str) -> Result<Backend<DiskStore<String, Record>>, String> {
+    Err(format!(
+        "STRATA_REDIS_URL={} needs Redis support: run with `--features redis`",
+        redact_url(url)
+    ))
+}
