@@ -94,7 +94,7 @@ pub use codec::{Format, Key};
 /// Fault injection for the disk store's tests (hidden: a test utility, not an API).
 #[cfg(feature = "disk")]
 #[doc(hidden)]
-pub use disk::Faults;
+pub use disk::{decode_stored_record, Faults};
 #[cfg(feature = "disk")]
 pub use disk::{
     DiskBuilder, DiskDb, DiskDbBuilder, DiskStore, DiskStoreBuilder, ForDb, ForStore, OnCorrupt,

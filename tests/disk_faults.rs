@@ -482,3 +482,107 @@ mod full_disk {
         assert_eq!(store.get(&"after".into()).await.unwrap(), None);
     }
 }
+
+// Decoders never panic: arbitrary and mutated stored bytes go through the same decoders the
+// load uses (`strata::decode_stored_record`), for several key and value types.
+mod decoders {
+    use std::{collections::BTreeMap, sync::OnceLock, time::Instant};
+
+    use proptest::{prelude::*, test_runner::TestRunner};
+    use strata::{decode_stored_record, DiskDb, RawRecord, Store};
+
+    type Map = BTreeMap<String, Vec<u32>>;
+
+    /// Decodes `(key, record)` as several types; the result may be anything but a panic.
+    fn decode_all(key: &[u8], record: &[u8]) {
+        let _ = decode_stored_record::<String, String>(key, record);
+        let _ = decode_stored_record::<u64, i64>(key, record);
+        let _ = decode_stored_record::<Vec<u8>, Map>(key, record);
+        let _ = decode_stored_record::<String, (u8, Option<String>, f64)>(key, record);
+    }
+
+    /// Real stored `(key, record)` pairs, written by a store and read back raw.
+    fn seeds() -> &'static [(Vec<u8>, Vec<u8>)] {
+        static SEEDS: OnceLock<Vec<(Vec<u8>, Vec<u8>)>> = OnceLock::new();
+        SEEDS.get_or_init(|| {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+            let store = db.store::<String, Map>("ns").unwrap();
+            let value: Map = [("a".into(), vec![1, 2, 300]), ("bb".into(), vec![])].into();
+            rt.block_on(store.put("key".into(), value, None)).unwrap();
+            let mut out = Vec::new();
+            db.scan_raw(None, &mut |raw: RawRecord| {
+                let key = [raw.namespace.as_bytes(), b":", &raw.key].concat();
+                let mut record = raw.value;
+                record.extend_from_slice(&raw.deadline.unwrap_or(0).to_be_bytes());
+                out.push((key, record));
+                Ok(())
+            })
+            .unwrap();
+            assert!(!out.is_empty());
+            out
+        })
+    }
+
+    /// A seed with up to 8 bytes overwritten, in its key or its record, then maybe cut short.
+    fn mutated() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        let edits = prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8);
+        let cut = prop::option::of(any::<prop::sample::Index>());
+        (edits, cut, any::<bool>()).prop_map(|(edits, cut, key_side)| {
+            let (mut key, mut record) = seeds()[0].clone();
+            let target = if key_side { &mut key } else { &mut record };
+            for (at, byte) in edits {
+                let i = at.index(target.len());
+                target[i] = byte;
+            }
+            if let Some(cut) = cut {
+                target.truncate(cut.index(target.len()));
+            }
+            (key, record)
+        })
+    }
+
+    fn arbitrary() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        (
+            prop::collection::vec(any::<u8>(), 0..48),
+            prop::collection::vec(any::<u8>(), 0..128),
+        )
+    }
+
+    fn inputs() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        prop_oneof![arbitrary(), mutated()]
+    }
+
+    #[test]
+    fn a_seed_record_decodes() {
+        let (key, record) = &seeds()[0];
+        let decoded = decode_stored_record::<String, Map>(key, record);
+        assert!(matches!(decoded, Some(Ok((ref k, _, 0))) if k == "key"), "{decoded:?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn stored_bytes_never_panic_the_decoders((key, record) in inputs()) {
+            decode_all(&key, &record);
+        }
+    }
+
+    /// The long run: `cargo test --release --all-features --test disk_faults -- --ignored
+    /// one_million --nocapture`.
+    #[test]
+    #[ignore = "long run (1 M inputs); run in release on demand"]
+    fn one_million_stored_byte_strings_never_panic_the_decoders() {
+        const CASES: u32 = 1_000_000;
+        let started = Instant::now();
+        let mut runner = TestRunner::new(ProptestConfig::with_cases(CASES));
+        runner
+            .run(&inputs(), |(key, record)| {
+                decode_all(&key, &record);
+                Ok(())
+            })
+            .unwrap();
+        println!("{CASES} inputs decoded without a panic in {:?}", started.elapsed());
+    }
+}

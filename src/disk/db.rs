@@ -351,7 +351,7 @@ pub(super) fn namespaced(namespace: &Namespace, key: &[u8]) -> Vec<u8> {
     out
 }
 
-fn decode_entry<K: Key, V: DeserializeOwned>(
+pub(super) fn decode_entry<K: Key, V: DeserializeOwned>(
     raw_key: &[u8],
     rec: &[u8],
 ) -> std::result::Result<(K, V, u64), String> {

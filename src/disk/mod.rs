@@ -79,5 +79,7 @@ pub use db::DiskDb;
 #[doc(hidden)]
 pub use faults::Faults;
 pub use load::OpenSummary;
+#[doc(hidden)]
+pub use raw::decode_stored_record;
 pub use raw::RawRecord;
 pub use store::DiskStore;

@@ -90,3 +90,22 @@ fn parse(key: &[u8], rec: &[u8]) -> Option<RawRecord> {
         deadline: (deadline != 0).then_some(deadline),
     })
 }
+
+/// Decodes a stored `(key, record)` the way opening a directory does: `None` for a record
+/// strata did not write (no `namespace:` or too short), else the key, the value and the
+/// deadline (0: never), or an error saying why it does not decode as `K`/`V`. Never panics,
+/// whatever the bytes (property-tested in `tests/disk_faults.rs`). Hidden: a test hook over
+/// the real decoders, not an API.
+///
+/// ```
+/// let decoded = strata::decode_stored_record::<String, u64>(b"ns:k", b"garbage");
+/// assert!(matches!(decoded, Some(Err(_))));
+/// ```
+#[doc(hidden)]
+pub fn decode_stored_record<K: crate::Key, V: serde::de::DeserializeOwned>(
+    key: &[u8],
+    record: &[u8],
+) -> Option<std::result::Result<(K, V, u64), String>> {
+    let raw = parse(key, record)?;
+    Some(super::db::decode_entry::<K, V>(&raw.key, record))
+}
