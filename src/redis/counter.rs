@@ -150,7 +150,7 @@ async fn stored_is_integer(shared: &Shared, key: &[u8]) -> bool {
     cmd.arg(key);
     let stored: Result<Option<Vec<u8>>> = shared
         .conn
-        .run(&cmd, shared.command_timeout, || String::new())
+        .run(&cmd, shared.command_timeout, String::new)
         .await;
     let Ok(Some(bytes)) = stored else {
         return false;
