@@ -558,7 +558,10 @@ mod decoders {
     fn a_seed_record_decodes() {
         let (key, record) = &seeds()[0];
         let decoded = decode_stored_record::<String, Map>(key, record);
-        assert!(matches!(decoded, Some(Ok((ref k, _, 0))) if k == "key"), "{decoded:?}");
+        assert!(
+            matches!(decoded, Some(Ok((ref k, _, 0))) if k == "key"),
+            "{decoded:?}"
+        );
     }
 
     proptest! {
@@ -583,6 +586,9 @@ mod decoders {
                 Ok(())
             })
             .unwrap();
-        println!("{CASES} inputs decoded without a panic in {:?}", started.elapsed());
+        println!(
+            "{CASES} inputs decoded without a panic in {:?}",
+            started.elapsed()
+        );
     }
 }
