@@ -327,23 +327,8 @@ where
         V: Counter + Clone,
         K: std::fmt::Debug,
     {
-        async move {
-            let current = self.get(key).await?;
-            let ttl = match current {
-                Some(_) => match self.ttl(key).await {
-                    Ok(expiry) => expiry.and_then(Expiry::remaining),
-                    Err(Error::Unsupported { .. }) => None,
-                    Err(e) => return Err(e),
-                },
-                None => None,
-            };
-            let base = current.unwrap_or_else(V::zero);
-            let next = base.add(delta).ok_or_else(|| Error::Overflow {
-                key: format!("{key:?}"),
-            })?;
-            self.put(key.clone(), next.clone(), ttl).await?;
-            Ok(next)
-        }
+        // A new counter gets no TTL: the same steps as `incr_with_ttl` without one.
+        self.incr_with_ttl(key, delta, None)
     }
 
     /// Adds `delta` to the integer under `key` and returns the new value; a counter this call
