@@ -107,3 +107,36 @@ proptest! {
         }
     }
 }
+
+/// Reads never fill the newer generation to half a limit (only a write does, and it rotates at
+/// once). Before this held, reads of older entries promoted them past half, and a put racing
+/// such readers could run out of relief steps and return with the store over `max_size`
+/// (seen as `size() > max_size` in `readers_writers_and_generations_race_without_losing_consistency`).
+#[test]
+fn reads_never_fill_the_newer_generation_to_half_a_limit() {
+    for limit in [1u64, 2, 3, 4, 9, 100] {
+        let time = ManualClock::new();
+        let s: GenerationalStore<u64, u64> = GenerationalStore::builder()
+            .clock(time.clock())
+            .partitions(1)
+            .max_size(limit)
+            .build()
+            .unwrap();
+        for i in 0..limit * 3 {
+            s.put(i, i, None).unwrap();
+        }
+        let half = limit.div_ceil(2);
+        for k in s.keys() {
+            assert_eq!(s.get(&k), Some(k), "limit {limit}: key {k}");
+            let (newer, older) = s.generation_sizes();
+            assert!(
+                newer < half,
+                "limit {limit}: a read filled the newer generation to {newer}"
+            );
+            assert!(newer + older <= limit, "limit {limit}: {newer} + {older}");
+        }
+        s.put(u64::MAX, 0, None).unwrap();
+        assert!(s.size() <= limit, "limit {limit}: {} after a put", s.size());
+        assert_eq!(s.get(&u64::MAX), Some(0));
+    }
+}

@@ -104,7 +104,7 @@ where
     {
         let now = self.now();
         let expired = match self.locate(p, hash, key, now) {
-            Found::Live(slot) => {
+            Found::Live(slot, _) => {
                 slot.value = slot.value.add(delta)?;
                 return Some(Step::Added(slot.value.clone()));
             }

@@ -220,6 +220,19 @@ where
                 .is_some_and(|m| tally.bytes(Which::Newer) >= half_limit(m))
     }
 
+    /// True if moving an entry of `weight` from the older to the newer generation keeps the
+    /// newer one under half a limit (always true without limits). Reads and in-place updates
+    /// promote only then, so only a write ever makes the newer generation reach half a limit,
+    /// and that write rotates at once: the bound of `newer_is_big` holds after reads too, and a
+    /// put's `relieve` never races readers that keep refilling the newer generation.
+    pub(super) fn promotion_fits(&self, weight: u32) -> bool {
+        let (opts, tally) = (&self.inner.opts, &self.inner.tally);
+        let len = tally.len(Which::Newer) + 1;
+        let bytes = tally.bytes(Which::Newer) + u64::from(weight);
+        opts.max_size.is_none_or(|m| len < half_limit(m))
+            && opts.allocated_memory.is_none_or(|m| bytes < half_limit(m))
+    }
+
     /// Called after every write that may have grown the store: pushes a new generation as soon
     /// as the newer one holds half a limit, so the older one (at most the other half) plus the
     /// newer one stay within the limit (the fix for nebulex#184/#247: no waiting for a poll).
@@ -252,10 +265,10 @@ where
     }
 
     /// Drops one partition's older generation (entries unused since the last generation), except
-    /// the entry just written (`protect`, its hash), which moves to the newer generation: reads
-    /// promote entries into the newer generation without a limit check, so a put's rotation can
-    /// leave the older one over a limit with the new entry in it (a limit of 1: promote `a`, put
-    /// `b`), and a put must never evict what it just wrote.
+    /// the entry just written (`protect`, its hash), which moves to the newer generation: an
+    /// entry heavier than half of `allocated_memory` rotates into the older generation with the
+    /// put that wrote it and leaves the store over its limit, and a put must never evict what it
+    /// just wrote (the documented single-heavy-entry exception).
     fn drop_older(&self, index: usize, protect: u64) {
         let older = {
             let mut p = self.partition(index).write();

@@ -46,7 +46,9 @@ pub(crate) type DefaultHasher = foldhash::fast::RandomState;
 /// write that makes the **newer generation reach half a limit pushes a new generation** before
 /// it returns, on the writer's thread (cheap: one table swap per partition; the dropped table is
 /// freed by the GC thread). The older generation then holds at most the other half, so the store
-/// holds between about half and all of its limit. **Bound:** once a `put` returns, the store is
+/// holds between about half and all of its limit, for every limit from 1 up ("half" rounds up;
+/// a read promotes an older entry only while the newer generation stays under half a limit, so
+/// a read never makes a later write evict more than the older generation). **Bound:** once a `put` returns, the store is
 /// within its limits, except for entries other threads are writing at that moment (at most one
 /// entry per concurrent writer) — and a single entry heavier than half of `allocated_memory`,
 /// which is evicted with the next generation. If weights vary so that the store is still over a
@@ -118,9 +120,9 @@ pub(super) enum Replaced<V> {
     Expired(V),
 }
 
-/// Where `locate` found a key (after promoting it to the newer generation).
+/// Where `locate` found a key (after promoting it to the newer generation, if that fits).
 pub(super) enum Found<'a, K, V> {
-    Live(&'a mut Slot<K, V>),
+    Live(&'a mut Slot<K, V>, Which),
     Expired(Slot<K, V>),
     Missing,
 }
@@ -225,11 +227,21 @@ where
         let tally = &self.inner.tally;
         let eq = |s: &Slot<K, V>| s.key.borrow() == key;
         if p.newer.table.find(hash, eq).is_none() {
+            let Some(found) = p.older.table.find(hash, eq) else {
+                return Found::Missing;
+            };
+            let (expired, weight) = (found.is_expired(now), found.weight);
+            if !expired && !self.promotion_fits(weight) {
+                // Left in the older generation: promoting it would make the newer one reach
+                // half a limit outside a write, and the next rotation carry more than half.
+                let slot = p.older.table.find_mut(hash, eq);
+                return slot.map_or(Found::Missing, |s| Found::Live(s, Which::Older));
+            }
             let Some(slot) = p.older.remove(hash, eq) else {
                 return Found::Missing;
             };
             tally.slot(Which::Older, slot.weight, -1);
-            if slot.is_expired(now) {
+            if expired {
                 return Found::Expired(slot);
             }
             tally.slot(Which::Newer, slot.weight, 1);
@@ -251,7 +263,7 @@ where
         p.newer
             .table
             .find_mut(hash, eq)
-            .map_or(Found::Missing, Found::Live)
+            .map_or(Found::Missing, |s| Found::Live(s, Which::Newer))
     }
 
     /// Runs `f` on the live entry under `key` (promoted to the newer generation) under the
@@ -264,18 +276,22 @@ where
         let hash = self.hash(key);
         let now = self.now();
         let mut p = self.partition(self.index(hash)).write();
-        let (out, expired, delta) = match self.locate(&mut p, hash, key, now) {
-            Found::Live(slot) => {
+        let (out, expired, delta, which) = match self.locate(&mut p, hash, key, now) {
+            Found::Live(slot, which) => {
                 let before = i64::from(slot.weight);
                 let out = f(slot);
-                (Some(out), None, i64::from(slot.weight) - before)
+                (Some(out), None, i64::from(slot.weight) - before, which)
             }
-            Found::Expired(slot) => (None, Some(slot), 0),
-            Found::Missing => (None, None, 0),
+            Found::Expired(slot) => (None, Some(slot), 0, Which::Newer),
+            Found::Missing => (None, None, 0, Which::Newer),
         };
         if delta != 0 {
-            p.newer.bytes = p.newer.bytes.saturating_add_signed(delta);
-            self.inner.tally.add(Which::Newer, 0, delta);
+            let generation = match which {
+                Which::Newer => &mut p.newer,
+                Which::Older => &mut p.older,
+            };
+            generation.bytes = generation.bytes.saturating_add_signed(delta);
+            self.inner.tally.add(which, 0, delta);
         }
         drop(p);
         if let Some(slot) = expired {
