@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use strata::{Cache, Expiry, Load, ManualClock, MemoryStore};
-use support::hooked::Hooked;
+use support::fault_store::{At, FaultStore, Op};
 use tokio::sync::oneshot;
 
 fn s(v: &str) -> String {
@@ -22,9 +22,9 @@ async fn cache_incr_never_creates_a_counter_without_a_ttl() {
         .clock(time.clock())
         .build()
         .unwrap();
-    let hooked = Hooked::new(store.clone());
+    let faults = FaultStore::new(store.clone());
     let cache = Cache::builder()
-        .store(hooked.clone())
+        .store(faults.clone())
         .clock(time.clock())
         .ttl(Duration::from_secs(10))
         .build()
@@ -32,10 +32,17 @@ async fn cache_incr_never_creates_a_counter_without_a_ttl() {
         .unwrap();
     let key = s("failed_logins:ada");
     cache.incr(&key, 1).await.unwrap();
-    // The counter expires right after the cache's first store call of the next incr.
+    // The counter expires inside the next incr: right after the old code's `contains` said
+    // "live", or right before the store's increment.
     let clock = time.clone();
-    hooked.after_next_call(move || clock.advance(Duration::from_secs(11)));
+    let inside = [
+        At::After(Op::Contains),
+        At::Before(Op::IncrWithTtl),
+        At::Before(Op::Incr),
+    ];
+    faults.arm(&inside, move || clock.advance(Duration::from_secs(11)));
     cache.incr(&key, 1).await.unwrap();
+    assert!(!faults.armed(), "the expiry was not pinned inside incr");
     assert_ne!(
         store.ttl(&key),
         Some(Expiry::Never),
