@@ -246,3 +246,33 @@ async fn a_dump_loaded_during_a_fetch_is_not_overwritten_by_it() {
         "the load overwrote the dump merged during it"
     );
 }
+
+/// `Cache::replace` is a write like `put`: it forgets a cached absence, or that absence hid the
+/// key from `fetch` once the replaced value expired (the key was written by another writer of
+/// the same store, then replaced through the cache).
+#[tokio::test]
+async fn a_replace_forgets_a_cached_absence() {
+    let time = ManualClock::new();
+    let (cache, faults) = negative_cache(&time).await;
+    let not_found = |_| async { Ok::<_, std::io::Error>(Load::NotFound) };
+    assert_eq!(cache.fetch(s("k"), not_found).await.unwrap(), None);
+    let second = Duration::from_secs(1);
+    faults
+        .inner()
+        .put(s("k"), s("other writer"), Some(second))
+        .unwrap();
+    let replaced = cache.replace(s("k"), s("v"), Some(second)).await.unwrap();
+    assert!(replaced, "the live entry was not replaced");
+    time.advance(Duration::from_secs(2));
+    let fetched = cache
+        .fetch(s("k"), |_| async {
+            Ok::<_, std::io::Error>(Load::Commit(s("db")))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched.as_deref(),
+        Some("db"),
+        "an absence cached before the replace outlived it"
+    );
+}

@@ -181,7 +181,10 @@ where
         self.inner.stats.add(stat, n);
     }
 
-    /// Forgets a cached absence, because the key now has a value.
+    /// Forgets a cached absence, because the key now has a value. Writers call it after
+    /// [`overtake_load`](Self::overtake_load): a leader that remembers an absence does so under
+    /// the commit lock that call waits out, so the absence is forgotten after it is remembered
+    /// (test `an_absence_remembered_during_a_write_never_outlives_it`).
     pub(super) fn forget_absence(&self, key: &K) {
         if let Some(negatives) = &self.inner.negatives {
             negatives.delete(key);
@@ -488,7 +491,10 @@ where
     pub async fn replace(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
         self.overtake_load(&key).await;
         let ttl = self.ttl_or_default(ttl);
-        let written = self.inner.store.replace(key, value, ttl).await?;
+        let written = self.inner.store.replace(key.clone(), value, ttl).await?;
+        if written {
+            self.forget_absence(&key);
+        }
         self.count(Stat::Updates, u64::from(written));
         Ok(written)
     }
