@@ -537,14 +537,6 @@ where
         self.expire_inner(key, None)
     }
 
-    fn incr(&self, key: &K, delta: i64) -> impl Future<Output = Result<V>> + Send
-    where
-        V: Counter + Clone,
-        K: std::fmt::Debug,
-    {
-        self.incr_inner(key, delta, None)
-    }
-
     fn incr_with_ttl(
         &self,
         key: &K,

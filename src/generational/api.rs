@@ -82,14 +82,6 @@ where
         ready(Ok(GenerationalStore::touch(self, key)))
     }
 
-    fn incr(&self, key: &K, delta: i64) -> impl Future<Output = Result<V>> + Send
-    where
-        V: Counter + Clone,
-        K: std::fmt::Debug,
-    {
-        ready(GenerationalStore::incr(self, key, delta))
-    }
-
     fn incr_with_ttl(
         &self,
         key: &K,

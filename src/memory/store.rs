@@ -623,14 +623,6 @@ where
         ready(Ok(MemoryStore::persist(self, key)))
     }
 
-    fn incr(&self, key: &K, delta: i64) -> impl Future<Output = Result<V>> + Send
-    where
-        V: Counter + Clone,
-        K: std::fmt::Debug,
-    {
-        ready(MemoryStore::incr(self, key, delta))
-    }
-
     fn incr_with_ttl(
         &self,
         key: &K,
