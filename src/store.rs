@@ -491,6 +491,28 @@ where
             self.delete_many(&keys).await
         }
     }
+
+    /// A new subscription to the store's events (put, delete, expired, evicted …), or `None`
+    /// if the store cannot report them. A capability the store declares in its own `Store`
+    /// impl: a [`Cache`](crate::Cache) over it forwards these events to its subscribers.
+    /// Default: `None` (then `Cache::subscribe` is [`Error::Unsupported`]).
+    ///
+    /// ```
+    /// use strata::{MemoryStore, Store};
+    /// let store = MemoryStore::<String, u64>::builder().build()?;
+    /// assert!(Store::subscribe_events(&store).is_some());
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    fn subscribe_events(&self) -> Option<crate::Events<K>> {
+        None
+    }
+
+    /// The store's own counters (a `Cache` reads `evictions` and `expirations` from them: it
+    /// cannot see entries leave by TTL or size itself), or `None` if it keeps none. Default:
+    /// `None`.
+    fn store_stats(&self) -> Option<crate::Stats> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::{fmt::Debug, future::Future, hash::Hash, time::Duration};
 
-use super::{cache::Cache, observe::ObservableStore};
+use super::cache::Cache;
 use crate::{
     error::Result,
     store::{Counter, Expiry, Store},
@@ -14,7 +14,7 @@ impl<K, V, S> Store<K, V> for Cache<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
     V: Clone + Send + Sync + 'static,
-    S: Store<K, V> + ObservableStore<K> + 'static,
+    S: Store<K, V> + 'static,
 {
     /// Writes through the cache: `None` means the cache's default TTL (as in [`Cache::put`]).
     fn put(

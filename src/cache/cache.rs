@@ -10,7 +10,6 @@ use super::{
     builder::CacheBuilder,
     fetch::Flight,
     keylock::KeyLocks,
-    observe::ObservableStore,
     warmer::{Backoff, WarmerSpec},
 };
 use crate::{
@@ -124,7 +123,7 @@ impl<K, V, S> Cache<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
     V: Clone + Send + Sync + 'static,
-    S: Store<K, V> + ObservableStore<K> + 'static,
+    S: Store<K, V> + 'static,
 {
     pub(super) fn from_parts(parts: Parts<K, V, S>) -> Result<Self> {
         let negatives = match parts.negative_ttl {
@@ -523,7 +522,7 @@ where
     }
 
     /// A snapshot of the counters. `evictions` and `expirations` come from the store when it
-    /// reports them ([`ObservableStore::store_stats`]); the rest are counted by the cache.
+    /// reports them ([`Store::store_stats`](crate::Store::store_stats)); the rest are counted by the cache.
     pub fn stats(&self) -> Stats {
         let mut stats = self.inner.stats.snapshot();
         if let Some(store) = self.inner.store.store_stats() {

@@ -18,6 +18,14 @@ where
     K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    fn subscribe_events(&self) -> Option<crate::Events<K>> {
+        Some(self.subscribe())
+    }
+
+    fn store_stats(&self) -> Option<crate::Stats> {
+        Some(self.stats())
+    }
+
     fn namespace(&self) -> Namespace {
         GenerationalStore::namespace(self).clone()
     }

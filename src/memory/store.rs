@@ -553,6 +553,14 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
+    fn subscribe_events(&self) -> Option<crate::Events<K>> {
+        Some(self.subscribe())
+    }
+
+    fn store_stats(&self) -> Option<crate::Stats> {
+        Some(self.stats())
+    }
+
     fn namespace(&self) -> Namespace {
         self.inner.namespace.clone()
     }

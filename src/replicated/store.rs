@@ -481,7 +481,3 @@ where
         ReplicatedStore { inner }
     }
 }
-
-/// A `Cache` can wrap a replicated store. It reports no events or counters of its own: the local
-/// tier's expiries and evictions are copies running out, not entries leaving the cache.
-impl<K, V, L, R> crate::ObservableStore<K> for ReplicatedStore<K, V, L, R> {}

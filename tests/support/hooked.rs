@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use strata::{Counter, Expiry, ObservableStore, Result, Store};
+use strata::{Counter, Expiry, Result, Store};
 
 type Hook = Box<dyn FnOnce() + Send>;
 
@@ -41,8 +41,6 @@ impl<S> Hooked<S> {
         out
     }
 }
-
-impl<K, S> ObservableStore<K> for Hooked<S> {}
 
 impl<K, V, S> Store<K, V> for Hooked<S>
 where
