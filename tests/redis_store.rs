@@ -477,6 +477,56 @@ async fn a_half_open_connection_is_replaced_after_one_timeout() {
     }
 }
 
+/// Issue 12 item 8, on a Redis Cluster: the cluster client's per-node connections retry a timed
+/// out command on the same silent connection, so a black-holed node stayed unusable. A one-node
+/// cluster announces the proxy's port, so every connection the client makes goes through the
+/// proxy; black-holing it must cost one timed-out call, then the store serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_cluster_connection_is_replaced_after_one_timeout() {
+    let server = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let proxy = support::proxy::Proxy::start(server.addr());
+    let announce = proxy.addr().port().to_string();
+    for (name, value) in [
+        ("cluster-announce-ip", "127.0.0.1"),
+        ("cluster-announce-port", &announce),
+    ] {
+        assert!(server
+            .raw(&["CONFIG", "SET", name, value])
+            .starts_with("+OK"));
+    }
+    assert!(server
+        .raw(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
+        .starts_with("+OK"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server
+        .raw(&["CLUSTER", "INFO"])
+        .contains("cluster_state:ok")
+    {
+        assert!(Instant::now() < deadline, "cluster_state:ok not reached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let store: RedisStore<String, String> = RedisStore::builder()
+        .cluster([proxy.url()])
+        .namespace("test")
+        .connect_timeout(Duration::from_secs(2))
+        .command_timeout(COMMAND_TIMEOUT)
+        .build()
+        .await
+        .unwrap();
+    store.put("k".into(), "v".into(), None).await.unwrap();
+    let before = proxy.accepted();
+    proxy.black_hole();
+    let err = store.get(&"k".into()).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    let again = store.get(&"k".into()).await;
+    assert_eq!(
+        again.unwrap().as_deref(),
+        Some("v"),
+        "served on a new connection"
+    );
+    assert!(proxy.accepted() > before, "reconnected through the proxy");
+}
+
 /// A builder's `Debug` (e.g. in a startup log of the config) never shows the password.
 #[test]
 fn builder_debug_never_shows_the_password() {

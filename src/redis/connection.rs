@@ -9,7 +9,11 @@
 //! command then waits for a reply that never comes, until TCP gives up minutes later. So a
 //! command that times out on a single server replaces the manager with a fresh one that
 //! connects anew ([`Single::renew`]); once per connection, however many calls timed out on it.
-//! The store serves again within one command timeout plus the connect time.
+//! The store serves again within one command timeout plus the connect time. A cluster client
+//! has the same blind spot (its per-node connections retry a timed-out command on the same
+//! silent socket), so a timeout on a cluster replaces the whole cluster connection
+//! ([`Cluster::renew`]): the timed-out call returns after the new one is connected (or the
+//! connect timeout passed), and the next call runs on it.
 
 use std::{
     future::Future,
@@ -19,7 +23,7 @@ use std::{
 
 use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
-    cluster::ClusterClientBuilder,
+    cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
     AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture,
     Value,
@@ -59,7 +63,57 @@ impl Settings {
 #[derive(Clone)]
 pub(crate) enum Conn {
     Single(Single),
-    Cluster(ClusterConnection),
+    Cluster(Cluster),
+}
+
+/// A cluster connection, replaced when a command on it times out.
+#[derive(Clone)]
+pub(crate) struct Cluster(Arc<ClusterInner>);
+
+struct ClusterInner {
+    client: ClusterClient,
+    connect_timeout: Duration,
+    /// The seed nodes, redacted, for log lines.
+    servers: String,
+    /// The connection in use and how many times it was replaced.
+    current: Mutex<(u64, ClusterConnection)>,
+    /// Held while a replacement connects, so concurrent timeouts connect once.
+    renewing: tokio::sync::Mutex<()>,
+}
+
+impl Cluster {
+    /// The connection in use and its generation (a poisoned lock still holds a valid one).
+    pub(crate) fn current(&self) -> (u64, ClusterConnection) {
+        let guard = self.0.current.lock().unwrap_or_else(|p| p.into_inner());
+        guard.clone()
+    }
+
+    /// Replaces the connection of `generation` (one a command timed out on) with a freshly
+    /// connected one; a later generation is already fresh and is kept. If the cluster cannot be
+    /// reached within the connect timeout, the old connection stays and the next timeout tries
+    /// again.
+    async fn renew(&self, generation: u64) {
+        let _one_at_a_time = self.0.renewing.lock().await;
+        if self.current().0 != generation {
+            return;
+        }
+        let fresh =
+            tokio::time::timeout(self.0.connect_timeout, self.0.client.get_async_connection())
+                .await;
+        match fresh {
+            Ok(Ok(fresh)) => {
+                tracing::warn!(servers = %self.0.servers, "a Redis Cluster command timed out; reconnected in case a connection went silent");
+                let mut guard = self.0.current.lock().unwrap_or_else(|p| p.into_inner());
+                *guard = (generation + 1, fresh);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(servers = %self.0.servers, error = %e, "could not replace a Redis Cluster connection that timed out");
+            }
+            Err(_) => {
+                tracing::warn!(servers = %self.0.servers, "could not replace a Redis Cluster connection that timed out: connecting timed out");
+            }
+        }
+    }
 }
 
 /// A single server's connection manager, replaced when a command on it times out.
@@ -124,7 +178,10 @@ impl ConnectionLike for Conn {
                 let (_, mut manager) = s.current();
                 Box::pin(async move { manager.req_packed_command(cmd).await })
             }
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => {
+                let (_, mut conn) = c.current();
+                Box::pin(async move { conn.req_packed_command(cmd).await })
+            }
         }
     }
 
@@ -139,14 +196,17 @@ impl ConnectionLike for Conn {
                 let (_, mut manager) = s.current();
                 Box::pin(async move { manager.req_packed_commands(cmd, offset, count).await })
             }
-            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => {
+                let (_, mut conn) = c.current();
+                Box::pin(async move { conn.req_packed_commands(cmd, offset, count).await })
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(s) => s.current().1.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(c) => c.current().1.get_db(),
         }
     }
 }
@@ -155,21 +215,29 @@ impl ConnectionLike for Conn {
 pub(crate) type Timed<T> = std::result::Result<redis::RedisResult<T>, tokio::time::error::Elapsed>;
 
 impl Conn {
-    /// Runs `call` on a clone of this connection under `timeout`. On a single server, a
-    /// timeout renews the connection the call ran on: a half-open connection never answers
-    /// again, so waiting for the manager to notice would wait for TCP (minutes). The cluster
-    /// client has its own response timeout and reconnection.
+    /// Runs `call` on a clone of this connection under `timeout`. A timeout renews the
+    /// connection the call ran on: a half-open connection never answers again, so waiting for
+    /// the client to notice would wait for TCP (minutes).
     pub async fn timed<T, Fut>(&self, timeout: Duration, call: impl FnOnce(Conn) -> Fut) -> Timed<T>
     where
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let generation = match self {
-            Conn::Single(s) => Some(s.current().0),
-            Conn::Cluster(_) => None,
+            Conn::Single(s) => s.current().0,
+            Conn::Cluster(c) => c.current().0,
         };
         let reply = tokio::time::timeout(timeout, call(self.clone())).await;
-        if let (Err(_), Conn::Single(s), Some(generation)) = (&reply, self, generation) {
-            s.renew(generation);
+        // The cluster client has its own response timeout: its timeout errors count too.
+        let timed_out = match &reply {
+            Err(_) => true,
+            Ok(Err(e)) => e.is_timeout(),
+            Ok(Ok(_)) => false,
+        };
+        if timed_out {
+            match self {
+                Conn::Single(s) => s.renew(generation),
+                Conn::Cluster(c) => c.renew(generation).await,
+            }
         }
         reply
     }
@@ -337,7 +405,13 @@ async fn connect_cluster(settings: &Settings) -> Result<Conn> {
         .query_async::<()>(&mut conn)
         .await
         .map_err(|e| connect_error(settings, e))?;
-    Ok(Conn::Cluster(conn))
+    Ok(Conn::Cluster(Cluster(Arc::new(ClusterInner {
+        client,
+        connect_timeout: settings.connect_timeout,
+        servers: settings.describe(),
+        current: Mutex::new((0, conn)),
+        renewing: tokio::sync::Mutex::new(()),
+    }))))
 }
 
 fn url_error(url: &str, e: RedisError) -> Error {
