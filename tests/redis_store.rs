@@ -449,15 +449,12 @@ async fn u64_counter_totals_above_2_pow_53_are_not_rounded() {
     assert!(matches!(err, Error::Overflow { .. }), "{err}");
 }
 
-/// Issue 12 item 8: after a silent network failure (the peer stops answering without closing)
-/// every call timed out, but nothing reconnected, so the store stayed unusable until TCP gave
-/// up (minutes). A call that times out must lead to a reconnect: the call after it serves
-/// again, so the store is back within 2 × `command_timeout` + connect time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_half_open_connection_is_replaced_after_one_timeout() {
-    let server = RedisServer::start();
-    let proxy = support::proxy::Proxy::start(server.addr());
-    let store = open::<String>(&proxy.url()).await.unwrap();
+/// Black-holes every connection `store` has through `proxy`: the next call times out, the one
+/// after it is served on a new connection through the proxy.
+async fn black_hole_costs_one_timeout(
+    store: &RedisStore<String, String>,
+    proxy: &support::proxy::Proxy,
+) {
     store.put("k".into(), "v".into(), None).await.unwrap();
     let before = proxy.accepted();
     proxy.black_hole();
@@ -470,6 +467,18 @@ async fn a_half_open_connection_is_replaced_after_one_timeout() {
         "served on a new connection"
     );
     assert!(proxy.accepted() > before, "reconnected through the proxy");
+}
+
+/// Issue 12 item 8: after a silent network failure (the peer stops answering without closing)
+/// every call timed out, but nothing reconnected, so the store stayed unusable until TCP gave
+/// up (minutes). A call that times out must lead to a reconnect: the call after it serves
+/// again, so the store is back within 2 × `command_timeout` + connect time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_connection_is_replaced_after_one_timeout() {
+    let server = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(server.addr());
+    let store = open::<String>(&proxy.url()).await.unwrap();
+    black_hole_costs_one_timeout(&store, &proxy).await;
     for i in 0..20 {
         let key = format!("after{i}");
         store.put(key.clone(), "w".into(), None).await.unwrap();
@@ -513,18 +522,7 @@ async fn a_half_open_cluster_connection_is_replaced_after_one_timeout() {
         .build()
         .await
         .unwrap();
-    store.put("k".into(), "v".into(), None).await.unwrap();
-    let before = proxy.accepted();
-    proxy.black_hole();
-    let err = store.get(&"k".into()).await.unwrap_err();
-    assert!(matches!(err, Error::Timeout { .. }), "{err}");
-    let again = store.get(&"k".into()).await;
-    assert_eq!(
-        again.unwrap().as_deref(),
-        Some("v"),
-        "served on a new connection"
-    );
-    assert!(proxy.accepted() > before, "reconnected through the proxy");
+    black_hole_costs_one_timeout(&store, &proxy).await;
 }
 
 /// A builder's `Debug` (e.g. in a startup log of the config) never shows the password.
