@@ -7,6 +7,7 @@ pub mod log_capture;
 pub mod pausing_store;
 pub mod proxy;
 pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod redis_server;
 
 use std::{any::Any, sync::Mutex, time::Duration};
