@@ -7,7 +7,7 @@
 //! be atomic or faster.
 //!
 //! **Atomicity of the defaults.** The provided `take`, `put_new`, `replace`, `incr`/`decr`,
-//! `incr_with_ttl`, `expire`, `persist` and `clear` are *not* atomic: they are a read followed by a write, and a concurrent
+//! `incr_with_ttl`, `compare_and_set`, `expire`, `persist` and `clear` are *not* atomic: they are a read followed by a write, and a concurrent
 //! writer can slip in between. Every store in strata overrides them with atomic versions
 //! (a shard lock in memory, `GETDEL`/`INCRBY`/`SET NX` in Redis); a store of your own inherits the
 //! non-atomic defaults until it overrides them.
@@ -412,6 +412,48 @@ where
                 return Ok(false);
             }
             self.put(key, value, ttl).await?;
+            Ok(true)
+        }
+    }
+
+    /// Writes `new` (with `ttl`) under `key` only if the live value there is `expected`
+    /// (`None`: only if `key` has no live entry); true if written. This is the step that lets
+    /// several processes update one value without losing each other's writes: read, compute,
+    /// `compare_and_set`, and on `false` read again (the GCRA [`crate::RateLimiter`] does this).
+    /// Atomic in every strata store: under the shard or partition lock in memory, under the key
+    /// lock on disk, one Lua script in Redis (which compares the *encoded* bytes, so two values
+    /// that encode alike are equal there).
+    ///
+    /// Default: `get`, compare, `put` (not atomic; a store of your own should override it).
+    ///
+    /// ```
+    /// use strata::{MemoryStore, Store};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let store = MemoryStore::<String, i64>::builder().build()?;
+    /// let key = "tat:ada".to_string();
+    /// assert!(Store::compare_and_set(&store, key.clone(), None, 10, None).await?);
+    /// assert!(!Store::compare_and_set(&store, key.clone(), None, 20, None).await?);
+    /// assert!(!Store::compare_and_set(&store, key.clone(), Some(11), 20, None).await?);
+    /// assert!(Store::compare_and_set(&store, key.clone(), Some(10), 20, None).await?);
+    /// assert_eq!(Store::get(&store, &key).await?, Some(20));
+    /// # Ok(()) }
+    /// ```
+    fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send
+    where
+        V: PartialEq,
+    {
+        async move {
+            crate::time::check_ttl(ttl)?;
+            if self.get(&key).await? != expected {
+                return Ok(false);
+            }
+            self.put(key, new, ttl).await?;
             Ok(true)
         }
     }

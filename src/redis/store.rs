@@ -7,6 +7,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
     builder::{Parts, RedisStoreBuilder},
+    compare,
     connection::Conn,
     counter,
     scan::{self, Scan},
@@ -43,7 +44,7 @@ impl Shared {
 /// Keys are stored as `namespace:key` (string keys read naturally in `redis-cli`), values
 /// through [`crate::codec`]; Redis keeps the TTLs. Every operation is one atomic command:
 /// `SET .. PX`, `GET`, `UNLINK`, `GETDEL`, `SET NX`, `SET XX` (`replace`), `INCRBY`, `PTTL`,
-/// `PEXPIRE`, `PERSIST`, `MGET`; `incr_with_ttl` is `SET NX PX` + `INCRBY` in one `MULTI`;
+/// `PEXPIRE`, `PERSIST`, `MGET`; `compare_and_set` is one Lua script; `incr_with_ttl` is `SET NX PX` + `INCRBY` in one `MULTI`;
 /// `keys`, `count` and `clear` walk `SCAN MATCH namespace:*`, and `keys_with_prefix` walks
 /// `SCAN MATCH namespace:<prefix>*` with the prefix's glob characters escaped (every master on
 /// a cluster). Counters are exact over the whole `i64` range; a `u64` counter above
@@ -487,6 +488,25 @@ where
             .run(&cmd, || format!("SET XX {}", show(&key)))
             .await?;
         Ok(reply.is_some())
+    }
+
+    /// One Lua script (`GET`, compare the encoded bytes, `SET [PX]`), so the check and the
+    /// write are one step in Redis; see [`Store::compare_and_set`].
+    async fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> Result<bool>
+    where
+        V: PartialEq,
+    {
+        check_ttl(ttl)?;
+        let key = self.key(&key);
+        let expected = expected.map(|v| self.encode(&key, &v)).transpose()?;
+        let new = self.encode(&key, &new)?;
+        compare::compare_and_set(&self.shared, &key, expected.as_deref(), &new, ttl).await
     }
 
     /// `SCAN MATCH namespace:<prefix>*` with the prefix's glob characters escaped, on every

@@ -416,6 +416,31 @@ where
         Ok(written)
     }
 
+    /// `compare_and_set` in the remote store (one script on Redis, so the comparison is against
+    /// the truth, never a local copy), then every node's copy is dropped.
+    async fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> Result<bool>
+    where
+        V: PartialEq,
+    {
+        check_ttl(ttl)?;
+        self.inner.require_link("COMPARE_AND_SET", &key)?;
+        let remote = &self.inner.remote;
+        let written = remote
+            .compare_and_set(key.clone(), expected, new, ttl)
+            .await;
+        let written = self.inner.settle(&key, written).await?;
+        if written {
+            self.inner.changed(&key).await?;
+        }
+        Ok(written)
+    }
+
     /// Listed from the remote store (the truth).
     fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send
     where
