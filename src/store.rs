@@ -68,6 +68,16 @@ impl Expiry {
     }
 }
 
+/// A message for other nodes about a write, which a store may send together with the write
+/// (see [`Store::put_and_notify`]): Redis pub/sub's `PUBLISH channel payload`.
+#[derive(Clone, Copy, Debug)]
+pub struct Notice<'a> {
+    /// The pub/sub channel.
+    pub channel: &'a str,
+    /// The message.
+    pub payload: &'a [u8],
+}
+
 /// Integer values that [`Store::incr`] and [`Store::decr`] can count with.
 pub trait Counter: Sized + Send + Sync {
     /// The value of a counter that did not exist yet.
@@ -236,6 +246,34 @@ where
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
                 out.push(self.get(key).await?);
+            }
+            Ok(out)
+        }
+    }
+
+    /// The live values of `keys` with their remaining lifetimes, in the same order, read
+    /// together where the store can (one pipeline of `MGET` + `PTTL`s per cluster slot in
+    /// Redis). A replicated store fills its local misses with it in one round trip.
+    ///
+    /// Default: [`Store::get_with_ttl`] for each key.
+    ///
+    /// ```
+    /// use strata::{Expiry, MemoryStore, Store};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let store = MemoryStore::<String, u32>::builder().build()?;
+    /// Store::put(&store, "a".into(), 1, None).await?;
+    /// let got = Store::get_many_with_ttl(&store, &["a".into(), "b".into()]).await?;
+    /// assert_eq!(got, [Some((1, Expiry::Never)), None]);
+    /// # Ok(()) }
+    /// ```
+    fn get_many_with_ttl(
+        &self,
+        keys: &[K],
+    ) -> impl Future<Output = Result<Vec<Option<(V, Expiry)>>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(self.get_with_ttl(key).await?);
             }
             Ok(out)
         }
@@ -414,6 +452,35 @@ where
             self.put(key, value, ttl).await?;
             Ok(true)
         }
+    }
+
+    /// [`Store::put`], and `notice` sent to other nodes along with it where the store can make
+    /// both one round trip (Redis: `SET` and `PUBLISH` in one `MULTI`); true if the notice was
+    /// sent, false if the caller must still send it. A replicated store's writes use it.
+    ///
+    /// Default: `put`, and false (nothing sent).
+    fn put_and_notify(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+        notice: Notice<'_>,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let _ = notice;
+        async move { self.put(key, value, ttl).await.map(|_| false) }
+    }
+
+    /// [`Store::delete`], and `notice` sent with it where the store can (Redis: `UNLINK` and
+    /// `PUBLISH` in one `MULTI`); returns (removed, notice sent).
+    ///
+    /// Default: `delete`, and nothing sent.
+    fn delete_and_notify(
+        &self,
+        key: &K,
+        notice: Notice<'_>,
+    ) -> impl Future<Output = Result<(bool, bool)>> + Send {
+        let _ = notice;
+        async move { self.delete(key).await.map(|removed| (removed, false)) }
     }
 
     /// Writes `new` (with `ttl`) under `key` only if the live value there is `expected`
