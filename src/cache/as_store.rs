@@ -109,6 +109,19 @@ where
         Cache::replace(self, key, value, ttl)
     }
 
+    fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send
+    where
+        V: PartialEq,
+    {
+        Cache::compare_and_set(self, key, expected, new, ttl)
+    }
+
     fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send
     where
         K: crate::codec::Key,

@@ -239,6 +239,38 @@ where
         Ok(written)
     }
 
+    /// Writes `new` only if `key`'s live value is `expected` (`None`: no live entry), with `ttl`
+    /// (`None`: the default TTL); true if written ([`Store::compare_and_set`], atomic in the
+    /// store). Counts a write.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use strata::{Cache, MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::<String, i64>::new()).build().await?;
+    /// assert!(cache.compare_and_set("n".into(), None, 1, None).await?);
+    /// assert!(!cache.compare_and_set("n".into(), Some(0), 2, None).await?);
+    /// assert!(cache.compare_and_set("n".into(), Some(1), 2, None).await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> Result<bool>
+    where
+        V: PartialEq,
+    {
+        self.overtake_load(&key).await;
+        self.forget_absence(&key);
+        let ttl = self.ttl_or_default(ttl);
+        let store = &self.inner.store;
+        let written = store.compare_and_set(key, expected, new, ttl).await?;
+        self.count(Stat::Writes, u64::from(written));
+        Ok(written)
+    }
+
     /// Writes every entry with one TTL (`None`: the default).
     pub async fn put_many(&self, entries: Vec<(K, V)>, ttl: Option<Duration>) -> Result<()> {
         self.overtake_loads(entries.iter().map(|(k, _)| k)).await;

@@ -26,6 +26,9 @@ pub enum Op {
     Put,
     Replace,
     Get,
+    /// After a `get` has read the inner store, before its value is returned: the gap between
+    /// a read and the write that depends on it.
+    AfterGet,
     Delete,
 }
 
@@ -140,7 +143,9 @@ where
 
     async fn get(&self, key: &K) -> Result<Option<V>> {
         self.checkpoint(Op::Get).await?;
-        self.inner.get(key).await
+        let value = self.inner.get(key).await?;
+        self.checkpoint(Op::AfterGet).await?;
+        Ok(value)
     }
 
     async fn delete(&self, key: &K) -> Result<bool> {
@@ -164,6 +169,19 @@ where
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<bool>> + Send {
         self.inner.put_new(key, value, ttl)
+    }
+
+    fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send
+    where
+        V: PartialEq,
+    {
+        self.inner.compare_and_set(key, expected, new, ttl)
     }
 
     async fn take(&self, key: &K) -> Result<Option<V>> {
