@@ -7,7 +7,7 @@
 //! be atomic or faster.
 //!
 //! **Atomicity of the defaults.** The provided `take`, `put_new`, `replace`, `incr`/`decr`,
-//! `incr_with_ttl`, `expire`, `persist` and `clear` are *not* atomic: they are a read followed by a write, and a concurrent
+//! `incr_with_ttl`, `compare_and_set`, `expire`, `persist` and `clear` are *not* atomic: they are a read followed by a write, and a concurrent
 //! writer can slip in between. Every store in strata overrides them with atomic versions
 //! (a shard lock in memory, `GETDEL`/`INCRBY`/`SET NX` in Redis); a store of your own inherits the
 //! non-atomic defaults until it overrides them.
@@ -66,6 +66,16 @@ impl Expiry {
             ms => Some(Expiry::In(Duration::from_millis(ms.unsigned_abs()))),
         }
     }
+}
+
+/// A message for other nodes about a write, which a store may send together with the write
+/// (see [`Store::put_and_notify`]): Redis pub/sub's `PUBLISH channel payload`.
+#[derive(Clone, Copy, Debug)]
+pub struct Notice<'a> {
+    /// The pub/sub channel.
+    pub channel: &'a str,
+    /// The message.
+    pub payload: &'a [u8],
 }
 
 /// Integer values that [`Store::incr`] and [`Store::decr`] can count with.
@@ -236,6 +246,34 @@ where
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
                 out.push(self.get(key).await?);
+            }
+            Ok(out)
+        }
+    }
+
+    /// The live values of `keys` with their remaining lifetimes, in the same order, read
+    /// together where the store can (one pipeline of `MGET` + `PTTL`s per cluster slot in
+    /// Redis). A replicated store fills its local misses with it in one round trip.
+    ///
+    /// Default: [`Store::get_with_ttl`] for each key.
+    ///
+    /// ```
+    /// use strata::{Expiry, MemoryStore, Store};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let store = MemoryStore::<String, u32>::builder().build()?;
+    /// Store::put(&store, "a".into(), 1, None).await?;
+    /// let got = Store::get_many_with_ttl(&store, &["a".into(), "b".into()]).await?;
+    /// assert_eq!(got, [Some((1, Expiry::Never)), None]);
+    /// # Ok(()) }
+    /// ```
+    fn get_many_with_ttl(
+        &self,
+        keys: &[K],
+    ) -> impl Future<Output = Result<Vec<Option<(V, Expiry)>>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(self.get_with_ttl(key).await?);
             }
             Ok(out)
         }
@@ -416,6 +454,77 @@ where
         }
     }
 
+    /// [`Store::put`], and `notice` sent to other nodes along with it where the store can make
+    /// both one round trip (Redis: `SET` and `PUBLISH` in one `MULTI`); true if the notice was
+    /// sent, false if the caller must still send it. A replicated store's writes use it.
+    ///
+    /// Default: `put`, and false (nothing sent).
+    fn put_and_notify(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+        notice: Notice<'_>,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let _ = notice;
+        async move { self.put(key, value, ttl).await.map(|_| false) }
+    }
+
+    /// [`Store::delete`], and `notice` sent with it where the store can (Redis: `UNLINK` and
+    /// `PUBLISH` in one `MULTI`); returns (removed, notice sent).
+    ///
+    /// Default: `delete`, and nothing sent.
+    fn delete_and_notify(
+        &self,
+        key: &K,
+        notice: Notice<'_>,
+    ) -> impl Future<Output = Result<(bool, bool)>> + Send {
+        let _ = notice;
+        async move { self.delete(key).await.map(|removed| (removed, false)) }
+    }
+
+    /// Writes `new` (with `ttl`) under `key` only if the live value there is `expected`
+    /// (`None`: only if `key` has no live entry); true if written. This is the step that lets
+    /// several processes update one value without losing each other's writes: read, compute,
+    /// `compare_and_set`, and on `false` read again (the GCRA [`crate::RateLimiter`] does this).
+    /// Atomic in every strata store: under the shard or partition lock in memory, under the key
+    /// lock on disk, one Lua script in Redis (which compares the *encoded* bytes, so two values
+    /// that encode alike are equal there).
+    ///
+    /// Default: `get`, compare, `put` (not atomic; a store of your own should override it).
+    ///
+    /// ```
+    /// use strata::{MemoryStore, Store};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let store = MemoryStore::<String, i64>::builder().build()?;
+    /// let key = "tat:ada".to_string();
+    /// assert!(Store::compare_and_set(&store, key.clone(), None, 10, None).await?);
+    /// assert!(!Store::compare_and_set(&store, key.clone(), None, 20, None).await?);
+    /// assert!(!Store::compare_and_set(&store, key.clone(), Some(11), 20, None).await?);
+    /// assert!(Store::compare_and_set(&store, key.clone(), Some(10), 20, None).await?);
+    /// assert_eq!(Store::get(&store, &key).await?, Some(20));
+    /// # Ok(()) }
+    /// ```
+    fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send
+    where
+        V: PartialEq,
+    {
+        async move {
+            crate::time::check_ttl(ttl)?;
+            if self.get(&key).await? != expected {
+                return Ok(false);
+            }
+            self.put(key, new, ttl).await?;
+            Ok(true)
+        }
+    }
+
     /// Every live key whose encoded form ([`Key::encode_key`]: a `String` key's bytes) starts
     /// with `prefix`, in no particular order. Stores answer it without visiting other keys
     /// where they can: a prefix range on disk, `SCAN MATCH namespace:prefix*` (glob characters
@@ -490,6 +599,28 @@ where
             let keys = self.keys().await?;
             self.delete_many(&keys).await
         }
+    }
+
+    /// A new subscription to the store's events (put, delete, expired, evicted …), or `None`
+    /// if the store cannot report them. A capability the store declares in its own `Store`
+    /// impl: a [`Cache`](crate::Cache) over it forwards these events to its subscribers.
+    /// Default: `None` (then `Cache::subscribe` is [`Error::Unsupported`]).
+    ///
+    /// ```
+    /// use strata::{MemoryStore, Store};
+    /// let store = MemoryStore::<String, u64>::builder().build()?;
+    /// assert!(Store::subscribe_events(&store).is_some());
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    fn subscribe_events(&self) -> Option<crate::Events<K>> {
+        None
+    }
+
+    /// The store's own counters (a `Cache` reads `evictions` and `expirations` from them: it
+    /// cannot see entries leave by TTL or size itself), or `None` if it keeps none. Default:
+    /// `None`.
+    fn store_stats(&self) -> Option<crate::Stats> {
+        None
     }
 }
 

@@ -870,8 +870,6 @@ async fn a_slow_subscriber_does_not_block_writers() {
 
 struct Silent;
 
-impl strata::ObservableStore<String> for Silent {}
-
 impl strata::Store<String, String> for Silent {
     async fn put(&self, _: String, _: String, _: Option<Duration>) -> strata::Result<()> {
         Ok(())

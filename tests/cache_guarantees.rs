@@ -7,7 +7,7 @@ mod support;
 
 use std::{future::Future, pin::Pin, task::Poll, time::Duration};
 
-use strata::{Cache, Expiry, Load, ManualClock, MemoryStore, ObservableStore, Store};
+use strata::{Cache, Expiry, Load, ManualClock, MemoryStore, Store};
 use support::fault_store::{At, FaultStore, Op};
 use tokio::{sync::oneshot, task::JoinHandle};
 
@@ -84,7 +84,7 @@ async fn parked_fetch<S>(
     load: Load<String>,
 ) -> (oneshot::Sender<()>, JoinHandle<Option<String>>)
 where
-    S: Store<String, String> + ObservableStore<String> + 'static,
+    S: Store<String, String> + 'static,
 {
     let (release, parked) = oneshot::channel::<()>();
     let (started_tx, started) = oneshot::channel::<()>();

@@ -283,6 +283,81 @@ pub mod cases {
         );
     }
 
+    /// `compare_and_set` writes only over the expected value (`None`: no live entry), value and
+    /// TTL both; an expired entry counts as no entry.
+    pub async fn compare_and_set_writes_only_over_the_expected_value<St: Store<S, i64>>(
+        ctx: &Ctx,
+        s: &St,
+    ) {
+        let key = "tat".to_string();
+        let zero = Some(Duration::ZERO);
+        let refused = s.compare_and_set(key.clone(), None, 1, zero).await;
+        assert!(matches!(refused, Err(Error::InvalidTtl { .. })));
+        assert!(!s
+            .compare_and_set(key.clone(), Some(0), 1, None)
+            .await
+            .unwrap());
+        assert_eq!(s.get(&key).await.unwrap(), None, "nothing was created");
+        assert!(s.compare_and_set(key.clone(), None, 1, None).await.unwrap());
+        assert!(!s.compare_and_set(key.clone(), None, 2, None).await.unwrap());
+        assert!(!s
+            .compare_and_set(key.clone(), Some(7), 2, None)
+            .await
+            .unwrap());
+        assert_eq!(
+            s.get(&key).await.unwrap(),
+            Some(1),
+            "refused writes changed nothing"
+        );
+        let brief = Some(100 * MS);
+        assert!(s
+            .compare_and_set(key.clone(), Some(1), 2, brief)
+            .await
+            .unwrap());
+        assert_eq!(s.get(&key).await.unwrap(), Some(2));
+        assert_remaining(s.ttl(&key).await.unwrap(), 100 * MS, 90 * MS);
+        ctx.advance(150 * MS).await;
+        assert!(
+            !s.compare_and_set(key.clone(), Some(2), 3, None)
+                .await
+                .unwrap(),
+            "an expired entry is not the expected value"
+        );
+        assert!(
+            s.compare_and_set(key.clone(), None, 4, None).await.unwrap(),
+            "an expired entry counts as no entry"
+        );
+        assert_eq!(s.get(&key).await.unwrap(), Some(4));
+        assert_eq!(s.ttl(&key).await.unwrap(), Some(Expiry::Never));
+    }
+
+    /// Tasks that each add 1 with a read + `compare_and_set` loop (the GCRA limiter's step) never
+    /// lose an addition: the total is exact and so is the number of successful writes.
+    pub async fn compare_and_set_is_exact_under_contention<St: Store<S, i64> + 'static>(
+        _: &Ctx,
+        s: Arc<St>,
+    ) {
+        let key = "n".to_string();
+        s.put(key.clone(), 0, None).await.unwrap();
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let (s, key) = (s.clone(), key.clone());
+                tokio::spawn(async move {
+                    let mut written = 0;
+                    while written < 100 {
+                        let old = s.get(&key).await.unwrap().unwrap();
+                        let ok = s.compare_and_set(key.clone(), Some(old), old + 1, None);
+                        written += usize::from(ok.await.unwrap());
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(s.get(&key).await.unwrap(), Some(400));
+    }
+
     /// `replace` writes only over a live entry, value and TTL both.
     pub async fn replace_writes_only_over_live_entries<St: Store<S, S>>(ctx: &Ctx, s: &St) {
         let key = "k".to_string();
@@ -569,7 +644,21 @@ pub mod cases {
 /// `$ctx` builds a fresh [`Ctx`] for each test; `$open` is a generic
 /// `async fn open<K, V>(ctx: &Ctx, namespace: &str) -> YourStore<K, V>`.
 #[macro_export]
+/// `conformance!(ctx, open, shared_backend)`: the suite plus the cases that need two namespaces
+/// over one backend (a data directory, a Redis server). In-process stores leave it out: each
+/// store owns its entries, so two namespaces can never share one and the case could not fail.
 macro_rules! conformance {
+    ($ctx:expr, $open:ident, shared_backend) => {
+        conformance!($ctx, $open);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn namespaces_are_isolated() {
+            let ctx = $ctx;
+            let a = $open::<String, String>(&ctx, "ns_a").await;
+            let b = $open::<String, String>(&ctx, "ns_b").await;
+            cases::namespaces_are_isolated(&ctx, &a, &b).await;
+        }
+    };
     ($ctx:expr, $open:ident) => {
         use std::sync::Arc;
 
@@ -602,14 +691,6 @@ macro_rules! conformance {
         case!(batch_operations);
         case!(take_returns_value_once);
 
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn namespaces_are_isolated() {
-            let ctx = $ctx;
-            let a = $open::<String, String>(&ctx, "ns_a").await;
-            let b = $open::<String, String>(&ctx, "ns_b").await;
-            cases::namespaces_are_isolated(&ctx, &a, &b).await;
-        }
-
         case!(replace_writes_only_over_live_entries);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -632,6 +713,20 @@ macro_rules! conformance {
             let ctx = $ctx;
             let store = $open::<String, i64>(&ctx, "test").await;
             cases::incr_with_ttl_sets_ttl_only_when_new(&ctx, &store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn compare_and_set_writes_only_over_the_expected_value() {
+            let ctx = $ctx;
+            let store = $open::<String, i64>(&ctx, "test").await;
+            cases::compare_and_set_writes_only_over_the_expected_value(&ctx, &store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn compare_and_set_is_exact_under_contention() {
+            let ctx = $ctx;
+            let store = Arc::new($open::<String, i64>(&ctx, "test").await);
+            cases::compare_and_set_is_exact_under_contention(&ctx, store).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -726,7 +821,7 @@ mod redis_single {
             .expect("connect to the test redis-server")
     }
 
-    conformance!(Ctx::real().with_redis(), open);
+    conformance!(Ctx::real().with_redis(), open, shared_backend);
 }
 
 /// The suite against a real three-master Redis Cluster, shared by the tests of this binary:
@@ -757,7 +852,7 @@ mod redis_cluster {
         store
     }
 
-    conformance!(Ctx::real(), open);
+    conformance!(Ctx::real(), open, shared_backend);
 }
 
 mod generational {
@@ -825,6 +920,9 @@ mod disk {
         db.store(namespace).expect("open the namespace")
     }
 
+    // No `shared_backend`: every store of a namespace in one directory shares one memory tier, so
+    // isolation shows only after a restart (`disk_store::clear_reaches_the_disk_and_spares_other_namespaces`,
+    // `entries_survive_a_restart_with_their_ttls`).
     conformance!(Ctx::manual().with_dir(), open);
 }
 
@@ -857,7 +955,7 @@ mod replicated {
             .expect("connect to the test redis-server")
     }
 
-    conformance!(Ctx::real().with_redis(), open);
+    conformance!(Ctx::real().with_redis(), open, shared_backend);
 }
 
 /// ReplicatedStore with a DiskStore tier (one data directory, a namespace per store) in front of
@@ -895,7 +993,7 @@ mod replicated_disk {
             .expect("connect to the test redis-server")
     }
 
-    conformance!(Ctx::real().with_dir().with_redis(), open);
+    conformance!(Ctx::real().with_dir().with_redis(), open, shared_backend);
 }
 
 /// A `Cache` is a `Store` too: the suite through a Cache over a MemoryStore.

@@ -531,6 +531,8 @@ fn bad_options_are_typed_errors_at_build() {
     );
 }
 
+/// The GC thread holds only a weak reference: once the store is dropped, the next wake-up (a
+/// clock advance) ends it. Fails if the thread kept the store alive or never woke up.
 #[test]
 fn dropping_the_store_stops_its_gc_thread() {
     let time = ManualClock::new();
@@ -540,15 +542,28 @@ fn dropping_the_store_stops_its_gc_thread() {
         .build()
         .unwrap();
     s.put(1, 1, None).unwrap();
-    let weak_probe = Arc::new(());
-    let probe = Arc::downgrade(&weak_probe);
+    let gc = s.take_gc_thread().expect("a GC thread runs");
+    assert!(s.take_gc_thread().is_none(), "the handle is taken once");
+    // The heartbeat is due: the thread pushes a generation, so it has run with the store alive.
+    time.advance(SEC);
+    let wait_until = |done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    };
+    wait_until(&|| s.generation_sizes() == (0, 1));
+    assert_eq!(s.generation_sizes(), (0, 1), "the GC thread never ran");
+    assert!(
+        !gc.is_finished(),
+        "the GC thread stopped while its store is alive"
+    );
     drop(s);
-    drop(weak_probe);
-    // The thread only holds a weak reference: advancing the clock after the drop is harmless
-    // and the waker unregisters itself.
+    // Its next wake-up (this advance) finds the store gone and ends the thread.
     time.advance(SEC);
-    time.advance(SEC);
-    assert!(probe.upgrade().is_none());
+    wait_until(&|| gc.is_finished());
+    assert!(gc.is_finished(), "the GC thread outlived its store");
+    gc.join().unwrap();
 }
 
 /// A hot set read over and over, then a one-pass scan over 3× the capacity in cold keys.

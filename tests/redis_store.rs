@@ -449,15 +449,12 @@ async fn u64_counter_totals_above_2_pow_53_are_not_rounded() {
     assert!(matches!(err, Error::Overflow { .. }), "{err}");
 }
 
-/// Issue 12 item 8: after a silent network failure (the peer stops answering without closing)
-/// every call timed out, but nothing reconnected, so the store stayed unusable until TCP gave
-/// up (minutes). A call that times out must lead to a reconnect: the call after it serves
-/// again, so the store is back within 2 × `command_timeout` + connect time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_half_open_connection_is_replaced_after_one_timeout() {
-    let server = RedisServer::start();
-    let proxy = support::proxy::Proxy::start(server.addr());
-    let store = open::<String>(&proxy.url()).await.unwrap();
+/// Black-holes every connection `store` has through `proxy`: the next call times out, the one
+/// after it is served on a new connection through the proxy.
+async fn black_hole_costs_one_timeout(
+    store: &RedisStore<String, String>,
+    proxy: &support::proxy::Proxy,
+) {
     store.put("k".into(), "v".into(), None).await.unwrap();
     let before = proxy.accepted();
     proxy.black_hole();
@@ -470,11 +467,62 @@ async fn a_half_open_connection_is_replaced_after_one_timeout() {
         "served on a new connection"
     );
     assert!(proxy.accepted() > before, "reconnected through the proxy");
+}
+
+/// Issue 12 item 8: after a silent network failure (the peer stops answering without closing)
+/// every call timed out, but nothing reconnected, so the store stayed unusable until TCP gave
+/// up (minutes). A call that times out must lead to a reconnect: the call after it serves
+/// again, so the store is back within 2 × `command_timeout` + connect time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_connection_is_replaced_after_one_timeout() {
+    let server = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(server.addr());
+    let store = open::<String>(&proxy.url()).await.unwrap();
+    black_hole_costs_one_timeout(&store, &proxy).await;
     for i in 0..20 {
         let key = format!("after{i}");
         store.put(key.clone(), "w".into(), None).await.unwrap();
         assert_eq!(store.get(&key).await.unwrap().as_deref(), Some("w"));
     }
+}
+
+/// Issue 12 item 8, on a Redis Cluster: the cluster client's per-node connections retry a timed
+/// out command on the same silent connection, so a black-holed node stayed unusable. A one-node
+/// cluster announces the proxy's port, so every connection the client makes goes through the
+/// proxy; black-holing it must cost one timed-out call, then the store serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_cluster_connection_is_replaced_after_one_timeout() {
+    let server = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let proxy = support::proxy::Proxy::start(server.addr());
+    let announce = proxy.addr().port().to_string();
+    for (name, value) in [
+        ("cluster-announce-ip", "127.0.0.1"),
+        ("cluster-announce-port", &announce),
+    ] {
+        assert!(server
+            .raw(&["CONFIG", "SET", name, value])
+            .starts_with("+OK"));
+    }
+    assert!(server
+        .raw(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
+        .starts_with("+OK"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server
+        .raw(&["CLUSTER", "INFO"])
+        .contains("cluster_state:ok")
+    {
+        assert!(Instant::now() < deadline, "cluster_state:ok not reached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let store: RedisStore<String, String> = RedisStore::builder()
+        .cluster([proxy.url()])
+        .namespace("test")
+        .connect_timeout(Duration::from_secs(2))
+        .command_timeout(COMMAND_TIMEOUT)
+        .build()
+        .await
+        .unwrap();
+    black_hole_costs_one_timeout(&store, &proxy).await;
 }
 
 /// A builder's `Debug` (e.g. in a startup log of the config) never shows the password.

@@ -4,7 +4,7 @@
 
 use std::{fmt::Debug, future::Future, hash::Hash, time::Duration};
 
-use super::{cache::Cache, observe::ObservableStore};
+use super::cache::Cache;
 use crate::{
     error::Result,
     store::{Counter, Expiry, Store},
@@ -14,7 +14,7 @@ impl<K, V, S> Store<K, V> for Cache<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
     V: Clone + Send + Sync + 'static,
-    S: Store<K, V> + ObservableStore<K> + 'static,
+    S: Store<K, V> + 'static,
 {
     /// Writes through the cache: `None` means the cache's default TTL (as in [`Cache::put`]).
     fn put(
@@ -107,6 +107,19 @@ where
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<bool>> + Send {
         Cache::replace(self, key, value, ttl)
+    }
+
+    fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send
+    where
+        V: PartialEq,
+    {
+        Cache::compare_and_set(self, key, expected, new, ttl)
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send

@@ -4,7 +4,6 @@ use std::{fmt::Debug, hash::Hash, marker::PhantomData, sync::Arc, time::Duration
 
 use super::{
     cache::{Cache, Parts},
-    observe::ObservableStore,
     warmer::{Backoff, WarmerSpec},
     Warmer,
 };
@@ -222,7 +221,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     where
         K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
         V: Clone + Send + Sync + 'static,
-        S: Store<K, V> + ObservableStore<K> + 'static,
+        S: Store<K, V> + 'static,
     {
         self.validate()?;
         let store = self

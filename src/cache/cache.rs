@@ -10,7 +10,6 @@ use super::{
     builder::CacheBuilder,
     fetch::Flight,
     keylock::KeyLocks,
-    observe::ObservableStore,
     warmer::{Backoff, WarmerSpec},
 };
 use crate::{
@@ -124,7 +123,7 @@ impl<K, V, S> Cache<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
     V: Clone + Send + Sync + 'static,
-    S: Store<K, V> + ObservableStore<K> + 'static,
+    S: Store<K, V> + 'static,
 {
     pub(super) fn from_parts(parts: Parts<K, V, S>) -> Result<Self> {
         let negatives = match parts.negative_ttl {
@@ -239,6 +238,38 @@ where
         self.forget_absence(&key);
         let ttl = self.ttl_or_default(ttl);
         let written = self.inner.store.put_new(key, value, ttl).await?;
+        self.count(Stat::Writes, u64::from(written));
+        Ok(written)
+    }
+
+    /// Writes `new` only if `key`'s live value is `expected` (`None`: no live entry), with `ttl`
+    /// (`None`: the default TTL); true if written ([`Store::compare_and_set`], atomic in the
+    /// store). Counts a write.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use strata::{Cache, MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::<String, i64>::new()).build().await?;
+    /// assert!(cache.compare_and_set("n".into(), None, 1, None).await?);
+    /// assert!(!cache.compare_and_set("n".into(), Some(0), 2, None).await?);
+    /// assert!(cache.compare_and_set("n".into(), Some(1), 2, None).await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> Result<bool>
+    where
+        V: PartialEq,
+    {
+        self.overtake_load(&key).await;
+        self.forget_absence(&key);
+        let ttl = self.ttl_or_default(ttl);
+        let store = &self.inner.store;
+        let written = store.compare_and_set(key, expected, new, ttl).await?;
         self.count(Stat::Writes, u64::from(written));
         Ok(written)
     }
@@ -529,7 +560,7 @@ where
     }
 
     /// A snapshot of the counters. `evictions` and `expirations` come from the store when it
-    /// reports them ([`ObservableStore::store_stats`]); the rest are counted by the cache.
+    /// reports them ([`Store::store_stats`](crate::Store::store_stats)); the rest are counted by the cache.
     pub fn stats(&self) -> Stats {
         let mut stats = self.inner.stats.snapshot();
         if let Some(store) = self.inner.store.store_stats() {

@@ -22,7 +22,7 @@ use std::{
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::{cache::Cache, observe::ObservableStore};
+use super::cache::Cache;
 use crate::{
     codec::{decode_value, encode_value, Format, Key},
     error::{Error, Result},
@@ -60,7 +60,7 @@ impl<K, V, S> Cache<K, V, S>
 where
     K: Key,
     V: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
-    S: Store<K, V> + ObservableStore<K> + 'static,
+    S: Store<K, V> + 'static,
 {
     /// Writes every live entry and its remaining TTL to `path` (atomically: a temporary file
     /// renamed into place); the number of entries written.

@@ -36,7 +36,7 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::{cache::Cache, observe::ObservableStore};
+use super::cache::Cache;
 use crate::{error::Error, stats::Counter as Stat, store::Store};
 
 /// What a loader passed to [`Cache::fetch`] found.
@@ -220,7 +220,7 @@ impl<K, V, S> Cache<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync + fmt::Debug + 'static,
     V: Clone + Send + Sync + 'static,
-    S: Store<K, V> + ObservableStore<K> + 'static,
+    S: Store<K, V> + 'static,
 {
     /// The value under `key`, or on a miss the loader's: exactly one loader runs per key however
     /// many callers wait for it, and all of them get its outcome.

@@ -10,14 +10,14 @@
 
 use std::{fmt::Debug, hash::Hash, sync::atomic::Ordering};
 
-use super::{cache::Cache, observe::ObservableStore};
+use super::cache::Cache;
 use crate::store::Store;
 
 impl<K, V, S> Cache<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
     V: Clone + Send + Sync + 'static,
-    S: Store<K, V> + ObservableStore<K> + 'static,
+    S: Store<K, V> + 'static,
 {
     /// Marks a load of `key` in flight as overtaken; call before the store write. With no
     /// load in flight anywhere this is one atomic read (a load registered after it began

@@ -2,14 +2,14 @@
 
 use std::{fmt::Debug, hash::Hash};
 
-use super::{cache::Cache, observe::ObservableStore};
+use super::cache::Cache;
 use crate::store::Store;
 
 impl<K, V, S> Cache<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
     V: Clone + Send + Sync + 'static,
-    S: Store<K, V> + ObservableStore<K> + 'static,
+    S: Store<K, V> + 'static,
 {
     /// Publishes the current stats to the installed `metrics` recorder: counters
     /// `strata_cache_{hits,misses,writes,updates,deletes,evictions,expirations,loads,load_errors}`

@@ -7,8 +7,10 @@
 //! limits kept in Redis are shared by every node.
 //!
 //! Files: `builder.rs` (options, validated at `build()`), `cache.rs` (store operations with
-//! stats), `fetch.rs` (single flight), `observe.rs` (the optional [`ObservableStore`] capability),
-//! `keylock.rs` (per-key async locks), `as_store.rs` (a Cache is a `Store` too), `warmer.rs`, `dump.rs`, `rate_limit.rs`, `metrics.rs`.
+//! stats), `fetch.rs` (single flight), `keylock.rs` (per-key async locks), `as_store.rs` (a
+//! Cache is a `Store` too), `warmer.rs`, `dump.rs`, `rate_limit.rs`, `metrics.rs`.
+//! Events and store counters come from the store's own `Store::subscribe_events` and
+//! `Store::store_stats`: this module never names a concrete store.
 
 mod as_store;
 mod builder;
@@ -20,7 +22,6 @@ mod invalidate;
 mod keylock;
 #[cfg(feature = "metrics")]
 mod metrics;
-mod observe;
 mod rate_limit;
 mod warmer;
 
@@ -28,6 +29,5 @@ pub use builder::CacheBuilder;
 pub use cache::{Cache, Update};
 pub use dump::{LoadSummary, DUMP_VERSION};
 pub use fetch::{FetchError, Load};
-pub use observe::ObservableStore;
 pub use rate_limit::{RateDecision, RateLimiter};
 pub use warmer::Warmer;

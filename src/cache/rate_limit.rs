@@ -6,10 +6,24 @@
 //!   `incr_with_ttl` (the window's TTL on the counter it creates), atomic in every strata
 //!   store, so the limit is exact across nodes. A burst of up to twice the
 //!   limit can straddle a window boundary.
-//! - **GCRA** ([`RateLimiter::check_gcra`]): one "theoretical arrival time" per key, smooth
-//!   (no boundary bursts). It is a read then a write: serialized per key inside this limiter
-//!   (exact within a process), but two nodes checking the same key at the same instant over Redis
-//!   may both pass; use the fixed window where the limit must be exact across nodes.
+//! - **GCRA** ([`RateLimiter::check_gcra`]): one "theoretical arrival time" (TAT) per key,
+//!   smooth (no boundary bursts). Each check reads the TAT, decides, and writes the next TAT
+//!   with [`Store::compare_and_set`] against the value it read; if another process wrote in
+//!   between, the write is refused and the check starts again from the new TAT. So the limit is
+//!   exact across processes and nodes (a Lua script on Redis makes the compare and the write
+//!   one step). Checks of one key inside one limiter are also serialized by a key lock, so the
+//!   retries only happen between processes.
+//!
+//! Why compare-and-set and not a GCRA script in Redis (as redis-cell does): the limiter works
+//! over any `Store`, and one general atomic step in the contract keeps it exact in every store
+//! (memory, disk, Redis, replicated) with one implementation of the algorithm. The price is a
+//! second round trip per allowed check on Redis (`GET`, then the script); a denied check is one
+//! `GET` and writes nothing.
+//!
+//! Termination: a refused `compare_and_set` means another check was admitted, and a denied
+//! check writes nothing, so under any contention every round admits someone until the burst
+//! is used up; the retries of one check are still bounded ([`MAX_ATTEMPTS`]) so a store that
+//! never matches cannot spin forever.
 
 use std::{sync::Arc, time::Duration};
 
@@ -122,7 +136,27 @@ impl<S: Store<String, i64>> RateLimiter<S> {
     }
 
     /// Checks one request for `key` with GCRA: `limit` requests per `window`, as a burst of at
-    /// most `limit` that refills smoothly.
+    /// most `limit` that refills smoothly. Exact across processes sharing the store (see the
+    /// module docs).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use std::time::Duration;
+    /// use strata::{ManualClock, MemoryStore, RateLimiter};
+    ///
+    /// let time = ManualClock::new();
+    /// let store = MemoryStore::builder().clock(time.clock()).build()?;
+    /// let limiter = RateLimiter::with_clock(store, time.clock());
+    /// let minute = Duration::from_secs(60);
+    /// for _ in 0..2 {
+    ///     assert!(limiter.check_gcra("api:ada", 2, minute).await?.allowed);
+    /// }
+    /// let denied = limiter.check_gcra("api:ada", 2, minute).await?;
+    /// assert_eq!(denied.retry_after, Some(Duration::from_secs(30)));
+    /// time.advance(Duration::from_secs(30)); // one request's worth refilled
+    /// assert!(limiter.check_gcra("api:ada", 2, minute).await?.allowed);
+    /// # Ok(()) }
+    /// ```
     pub async fn check_gcra(
         &self,
         key: &str,
@@ -130,30 +164,83 @@ impl<S: Store<String, i64>> RateLimiter<S> {
         window: Duration,
     ) -> Result<RateDecision> {
         let window_ms = validate(limit, window)?;
-        let interval = (window_ms / limit).max(1);
-        let tolerance = window_ms.saturating_sub(interval);
+        let rate = Gcra::new(limit, window_ms);
         let state = format!("gcra:{key}");
         let _guard = self.inner.locks.lock(&state).await;
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(decision) = self.gcra_attempt(&state, rate).await? {
+                return Ok(decision);
+            }
+        }
+        Err(Error::backend(
+            format!("checking the rate limit {state}"),
+            format!(
+                "its state changed under every one of {MAX_ATTEMPTS} attempts; retry the request"
+            ),
+        ))
+    }
+
+    /// One read-decide-write round; `None` if another process wrote the state in between.
+    async fn gcra_attempt(&self, state: &str, rate: Gcra) -> Result<Option<RateDecision>> {
         let now = self.inner.clock.now_ms();
-        let stored = self.inner.store.get(&state).await?;
+        let stored = self.inner.store.get(&state.to_string()).await?;
         let tat = stored
             .map_or(now, |t| u64::try_from(t).unwrap_or(0))
             .max(now);
-        if tat - now > tolerance {
-            return Ok(RateDecision {
+        let (next, decision) = rate.decide(tat, now);
+        let Some(next) = next else {
+            return Ok(Some(decision));
+        };
+        let value = i64::try_from(next).map_err(|_| Error::Overflow {
+            key: state.to_string(),
+        })?;
+        let ttl = Some(Duration::from_millis(next - now));
+        let store = &self.inner.store;
+        let written = store
+            .compare_and_set(state.to_string(), stored, value, ttl)
+            .await?;
+        Ok(written.then_some(decision))
+    }
+}
+
+/// How many times one GCRA check re-reads a state that other processes keep changing.
+const MAX_ATTEMPTS: usize = 1_000;
+
+/// GCRA's constants for one limit: the emission interval and the burst tolerance, in ms.
+#[derive(Clone, Copy)]
+struct Gcra {
+    window_ms: u64,
+    interval: u64,
+    tolerance: u64,
+}
+
+impl Gcra {
+    fn new(limit: u64, window_ms: u64) -> Self {
+        let interval = (window_ms / limit).max(1);
+        Gcra {
+            window_ms,
+            interval,
+            tolerance: window_ms.saturating_sub(interval),
+        }
+    }
+
+    /// The decision for a request at `now` given the theoretical arrival time `tat` (at least
+    /// `now`), and the TAT to store if it is allowed.
+    fn decide(self, tat: u64, now: u64) -> (Option<u64>, RateDecision) {
+        if tat - now > self.tolerance {
+            let denied = RateDecision {
                 allowed: false,
                 remaining: 0,
-                retry_after: Some(Duration::from_millis(tat - now - tolerance)),
-            });
+                retry_after: Some(Duration::from_millis(tat - now - self.tolerance)),
+            };
+            return (None, denied);
         }
-        let next = tat + interval;
-        let value = i64::try_from(next).map_err(|_| Error::Overflow { key: state.clone() })?;
-        let ttl = Duration::from_millis(next - now);
-        self.inner.store.put(state, value, Some(ttl)).await?;
-        Ok(RateDecision {
+        let next = tat + self.interval;
+        let allowed = RateDecision {
             allowed: true,
-            remaining: window_ms.saturating_sub(next - now) / interval,
+            remaining: self.window_ms.saturating_sub(next - now) / self.interval,
             retry_after: None,
-        })
+        };
+        (Some(next), allowed)
     }
 }

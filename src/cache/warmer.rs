@@ -20,7 +20,6 @@ use tokio::sync::watch;
 use super::{
     cache::{Cache, Inner},
     fetch::CatchUnwind,
-    observe::ObservableStore,
 };
 use crate::{
     error::{BoxError, Error, Result},
@@ -116,7 +115,7 @@ impl<K, V, S> Cache<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
     V: Clone + Send + Sync + 'static,
-    S: Store<K, V> + ObservableStore<K> + 'static,
+    S: Store<K, V> + 'static,
 {
     /// Spawns one task per warmer and waits for each required one to succeed once.
     pub(super) async fn start_warmers(&self, warm_timeout: Duration) -> Result<()> {
@@ -234,7 +233,7 @@ async fn warm_loop<K, V, S>(weak: Weak<Inner<K, V, S>>, index: usize, status: wa
 where
     K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
     V: Clone + Send + Sync + 'static,
-    S: Store<K, V> + ObservableStore<K> + 'static,
+    S: Store<K, V> + 'static,
 {
     let mut failures = 0u32;
     loop {
@@ -257,7 +256,7 @@ async fn warm_once<K, V, S>(
 where
     K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
     V: Clone + Send + Sync + 'static,
-    S: Store<K, V> + ObservableStore<K> + 'static,
+    S: Store<K, V> + 'static,
 {
     let (warmer, interval, backoff) = {
         let inner = weak.upgrade()?;

@@ -252,6 +252,31 @@ where
         .await
     }
 
+    /// Writes `new` if `key`'s live value is `expected` (`None`: no live entry). The check and
+    /// the commit happen under the key's stripe lock, which every writer of the key holds, so
+    /// nothing can change the value between the two.
+    async fn compare_and_set_inner(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> Result<bool>
+    where
+        V: PartialEq,
+    {
+        let deadline = self.deadline(ttl)?;
+        let op = self.put_op(&key, &new, deadline)?;
+        let guards = self.lock_key(op.key()).await;
+        self.write(guards, || {
+            if self.mem().get(&key) != expected {
+                return Ok(Decision::none(false));
+            }
+            Ok(Decision::one(true, op, self.put_later(key, new, deadline)))
+        })
+        .await
+    }
+
     async fn expire_inner(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {
         let deadline = self.deadline(ttl)?;
         let guards = self.lock_key(&self.disk_key(key)).await;
@@ -462,6 +487,14 @@ where
     K: Key,
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
+    fn subscribe_events(&self) -> Option<crate::Events<K>> {
+        Some(self.subscribe())
+    }
+
+    fn store_stats(&self) -> Option<crate::Stats> {
+        Some(self.stats())
+    }
+
     fn namespace(&self) -> Namespace {
         self.namespace.clone()
     }
@@ -537,14 +570,6 @@ where
         self.expire_inner(key, None)
     }
 
-    fn incr(&self, key: &K, delta: i64) -> impl Future<Output = Result<V>> + Send
-    where
-        V: Counter + Clone,
-        K: std::fmt::Debug,
-    {
-        self.incr_inner(key, delta, None)
-    }
-
     fn incr_with_ttl(
         &self,
         key: &K,
@@ -565,6 +590,19 @@ where
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<bool>> + Send {
         self.put_if(key, value, ttl, true)
+    }
+
+    fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send
+    where
+        V: PartialEq,
+    {
+        self.compare_and_set_inner(key, expected, new, ttl)
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send

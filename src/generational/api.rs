@@ -18,6 +18,14 @@ where
     K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    fn subscribe_events(&self) -> Option<crate::Events<K>> {
+        Some(self.subscribe())
+    }
+
+    fn store_stats(&self) -> Option<crate::Stats> {
+        Some(self.stats())
+    }
+
     fn namespace(&self) -> Namespace {
         GenerationalStore::namespace(self).clone()
     }
@@ -82,14 +90,6 @@ where
         ready(Ok(GenerationalStore::touch(self, key)))
     }
 
-    fn incr(&self, key: &K, delta: i64) -> impl Future<Output = Result<V>> + Send
-    where
-        V: Counter + Clone,
-        K: std::fmt::Debug,
-    {
-        ready(GenerationalStore::incr(self, key, delta))
-    }
-
     fn incr_with_ttl(
         &self,
         key: &K,
@@ -112,6 +112,21 @@ where
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<bool>> + Send {
         ready(GenerationalStore::replace(self, &key, value, ttl))
+    }
+
+    fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send
+    where
+        V: PartialEq,
+    {
+        ready(GenerationalStore::compare_and_set(
+            self, key, expected, new, ttl,
+        ))
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send

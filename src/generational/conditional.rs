@@ -1,4 +1,4 @@
-//! GenerationalStore's atomic counter (`incr_with_ttl`) and prefix listing. The counter is one
+//! GenerationalStore's atomic counter (`incr_with_ttl`), `compare_and_set` and prefix listing. The counter is one
 //! step under the key's partition write lock: find (promoting), add or create, so a counter that
 //! expires between two calls is re-created with its TTL, never without one.
 
@@ -120,6 +120,55 @@ where
                 None
             }
         }
+    }
+
+    /// Writes `new` and `ttl` under `key` only if its live value is `expected` (`None`: only if
+    /// it has no live entry, as [`GenerationalStore::put_new`]); true if written. Atomic: the
+    /// comparison and the write happen under the key's partition write lock (the entry is
+    /// promoted like any write).
+    ///
+    /// ```
+    /// use strata::GenerationalStore;
+    ///
+    /// let store = GenerationalStore::<String, i64>::builder().build()?;
+    /// assert!(store.compare_and_set("tat".into(), None, 10, None)?);
+    /// assert!(!store.compare_and_set("tat".into(), Some(9), 20, None)?);
+    /// assert!(store.compare_and_set("tat".into(), Some(10), 20, None)?);
+    /// assert_eq!(store.get("tat"), Some(20));
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> Result<bool>
+    where
+        V: PartialEq,
+    {
+        let Some(expected) = expected else {
+            return self.put_new(key, new, ttl);
+        };
+        let deadline = self.inner.clock.entry_deadline(ttl)?;
+        let weight = self.weigh(&key, &new);
+        let written = self.with_live(&key, move |slot| {
+            if slot.value != expected {
+                return false;
+            }
+            slot.value = new;
+            slot.deadline = deadline;
+            slot.weight = weight;
+            true
+        });
+        if written != Some(true) {
+            return Ok(false);
+        }
+        self.inner.stats.incr(Stat::Updates);
+        self.inner.events.emit(&key, EventKind::Replace);
+        let hash = self.hash(&key);
+        self.enforce_limits(self.index(hash), hash);
+        Ok(true)
     }
 
     /// Every live key whose encoded form ([`Key::encode_key`]) starts with `prefix`, from both

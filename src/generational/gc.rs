@@ -10,7 +10,7 @@
 use std::{
     hash::Hash,
     sync::{OnceLock, Weak},
-    thread::Thread,
+    thread::{JoinHandle, Thread},
     time::Duration,
 };
 
@@ -50,6 +50,8 @@ pub(crate) struct Gc<K, V> {
     rotation: Mutex<()>,
     flush: Mutex<Vec<Pending<K, V>>>,
     thread: OnceLock<Option<Thread>>,
+    /// The GC thread's handle, kept so a test can check that dropping the store ends it.
+    join: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl<K, V> Gc<K, V> {
@@ -65,6 +67,7 @@ impl<K, V> Gc<K, V> {
             rotation: Mutex::new(()),
             flush: Mutex::new(Vec::new()),
             thread: OnceLock::new(),
+            join: Mutex::new(None),
         }
     }
 
@@ -455,6 +458,13 @@ where
             .sum()
     }
 
+    /// The GC thread's join handle (taken: `None` on a second call or if no thread runs).
+    /// Hidden: lets a test prove that dropping the store ends the thread.
+    #[doc(hidden)]
+    pub fn take_gc_thread(&self) -> Option<JoinHandle<()>> {
+        self.inner.gc.join.lock().take()
+    }
+
     /// Starts the GC thread if it is not running; false if it could not be started.
     pub(super) fn gc_thread(&self) -> bool {
         let thread = self.inner.gc.thread.get_or_init(|| self.spawn_gc());
@@ -469,6 +479,7 @@ where
         match spawned {
             Ok(handle) => {
                 let thread = handle.thread().clone();
+                *self.inner.gc.join.lock() = Some(handle);
                 let (waker, alive) = (thread.clone(), self.inner.me.clone());
                 self.inner.clock.on_advance(move || {
                     waker.unpark();

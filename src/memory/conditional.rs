@@ -1,4 +1,4 @@
-//! MemoryStore's conditional writes: `incr_with_ttl` and `replace`, each one step under the
+//! MemoryStore's conditional writes: `incr_with_ttl`, `replace` and `compare_and_set`, each one step under the
 //! key's shard write lock, so no other writer (a `delete`, an expiry seen by `put_new`, another
 //! counter) can come between the check and the write. Also `keys_with_prefix`.
 
@@ -140,6 +140,85 @@ where
         drop(shard);
         self.after_write(Some(&key), Replaced::Live(old), deadline);
         Ok(true)
+    }
+
+    /// Writes `new` and `ttl` under `key` only if its live value is `expected` (`None`: only if
+    /// it has no live entry); true if written. Atomic: the comparison and the write happen under
+    /// the key's shard write lock. An expired entry counts as no entry.
+    ///
+    /// ```
+    /// use strata::MemoryStore;
+    ///
+    /// let store = MemoryStore::<String, i64>::new();
+    /// assert!(store.compare_and_set("tat".into(), None, 10, None)?);
+    /// assert!(!store.compare_and_set("tat".into(), Some(9), 20, None)?);
+    /// assert!(store.compare_and_set("tat".into(), Some(10), 20, None)?);
+    /// assert_eq!(store.get("tat"), Some(20));
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> Result<bool>
+    where
+        V: PartialEq,
+    {
+        let now = self.now();
+        let deadline = deadline_at(now, ttl)?;
+        let hash = self.hash(&key);
+        let event_key = self.inner.events.is_active().then(|| key.clone());
+        let slot = Slot {
+            key,
+            value: new,
+            deadline,
+        };
+        let mut shard = self.shard(hash).write();
+        let Some(replaced) = self.swap_in(&mut shard, hash, slot, expected.as_ref(), now) else {
+            return Ok(false);
+        };
+        shard.schedule(hash, deadline, self.rehash());
+        drop(shard);
+        self.after_write(event_key.as_ref(), replaced, deadline);
+        Ok(true)
+    }
+
+    /// The compare-and-write step of `compare_and_set`, under the shard lock the caller holds;
+    /// `None` if the live value is not `expected` (nothing changed).
+    fn swap_in(
+        &self,
+        shard: &mut Shard<K, V>,
+        hash: u64,
+        slot: Slot<K, V>,
+        expected: Option<&V>,
+        now: u64,
+    ) -> Option<Replaced<V>>
+    where
+        V: PartialEq,
+    {
+        match shard
+            .table
+            .entry(hash, |s| s.key == slot.key, self.rehash_slot())
+        {
+            Entry::Occupied(mut o) => {
+                let live = !o.get().is_expired(|| now);
+                if live.then_some(&o.get().value) != expected {
+                    return None;
+                }
+                let old = std::mem::replace(o.get_mut(), slot);
+                Some(if live {
+                    Replaced::Live(old.value)
+                } else {
+                    Replaced::Expired(old.value)
+                })
+            }
+            Entry::Vacant(v) => expected.is_none().then(|| {
+                v.insert(slot);
+                Replaced::Nothing
+            }),
+        }
     }
 
     /// Every live key whose encoded form ([`Key::encode_key`]) starts with `prefix`. Each shard

@@ -553,6 +553,14 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
+    fn subscribe_events(&self) -> Option<crate::Events<K>> {
+        Some(self.subscribe())
+    }
+
+    fn store_stats(&self) -> Option<crate::Stats> {
+        Some(self.stats())
+    }
+
     fn namespace(&self) -> Namespace {
         self.inner.namespace.clone()
     }
@@ -623,14 +631,6 @@ where
         ready(Ok(MemoryStore::persist(self, key)))
     }
 
-    fn incr(&self, key: &K, delta: i64) -> impl Future<Output = Result<V>> + Send
-    where
-        V: Counter + Clone,
-        K: std::fmt::Debug,
-    {
-        ready(MemoryStore::incr(self, key, delta))
-    }
-
     fn incr_with_ttl(
         &self,
         key: &K,
@@ -651,6 +651,19 @@ where
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<bool>> + Send {
         ready(MemoryStore::replace(self, key, value, ttl))
+    }
+
+    fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool>> + Send
+    where
+        V: PartialEq,
+    {
+        ready(MemoryStore::compare_and_set(self, key, expected, new, ttl))
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send

@@ -48,6 +48,7 @@ pub struct RedisStoreBuilder<K, V> {
     scan_batch: usize,
     format: Format,
     tls_root_cert: Option<Vec<u8>>,
+    sentinel_master: Option<String>,
 }
 
 /// Shows the URLs without passwords.
@@ -57,6 +58,7 @@ impl<K, V> std::fmt::Debug for RedisStoreBuilder<K, V> {
         f.debug_struct("RedisStoreBuilder")
             .field("urls", &urls)
             .field("cluster", &self.cluster)
+            .field("sentinel_master", &self.sentinel_master)
             .field("namespace", &self.namespace)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
@@ -86,6 +88,7 @@ impl<K, V> RedisStoreBuilder<K, V> {
             scan_batch: 500,
             format: Format::default(),
             tls_root_cert: None,
+            sentinel_master: None,
         }
     }
 
@@ -94,6 +97,35 @@ impl<K, V> RedisStoreBuilder<K, V> {
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.urls = vec![url.into()];
         self.cluster = false;
+        self.sentinel_master = None;
+        self
+    }
+
+    /// Redis behind Sentinel: `sentinels` are the sentinels' URLs (`redis://host:26379`), and
+    /// `master` the name they monitor (`sentinel monitor <master> …`). The store asks them for
+    /// the master at connect time and again whenever a command times out or finds the server
+    /// gone or read-only (a failover), so it follows a promotion by itself. The master is
+    /// reached with the user, password and database of the first sentinel URL.
+    ///
+    /// Durability is Redis' own: a write acknowledged by the old master just before it failed
+    /// may be lost if it had not reached the replica that was promoted.
+    ///
+    /// ```
+    /// use strata::RedisStore;
+    /// let builder = RedisStore::<String, String>::builder()
+    ///     .sentinel(["redis://127.0.0.1:26379", "redis://127.0.0.1:26380"], "mymaster")
+    ///     .namespace("sessions");
+    /// // `builder.build().await?` asks the sentinels for the master and connects.
+    /// # let _ = builder;
+    /// ```
+    pub fn sentinel<I, S>(mut self, sentinels: I, master: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.urls = sentinels.into_iter().map(Into::into).collect();
+        self.cluster = false;
+        self.sentinel_master = Some(master.into());
         self
     }
 
@@ -106,6 +138,7 @@ impl<K, V> RedisStoreBuilder<K, V> {
     {
         self.urls = urls.into_iter().map(Into::into).collect();
         self.cluster = true;
+        self.sentinel_master = None;
         self
     }
 
@@ -150,6 +183,12 @@ impl<K, V> RedisStoreBuilder<K, V> {
         if self.urls.is_empty() {
             return Err(Error::config("cluster", "give at least one seed node URL"));
         }
+        if self.sentinel_master.as_deref() == Some("") {
+            return Err(Error::config(
+                "sentinel",
+                "name the master the sentinels monitor (`sentinel monitor <name> …`)",
+            ));
+        }
         if self.connect_timeout.is_zero() {
             return Err(Error::config(
                 "connect_timeout",
@@ -172,6 +211,7 @@ impl<K, V> RedisStoreBuilder<K, V> {
                 connect_timeout: self.connect_timeout,
                 command_timeout: self.command_timeout,
                 tls_root_cert: self.tls_root_cert,
+                sentinel_master: self.sentinel_master,
             },
             namespace: self.namespace?,
             scan_batch: self.scan_batch,
@@ -218,6 +258,10 @@ mod tests {
         );
         assert_eq!(invalid(b().scan_batch(0)), "scan_batch");
         assert_eq!(invalid(b().cluster(Vec::<String>::new())), "cluster");
+        assert_eq!(
+            invalid(b().sentinel(["redis://127.0.0.1:26379"], "")),
+            "sentinel"
+        );
         assert!(matches!(
             b().namespace("a:b").validate(),
             Err(Error::InvalidNamespace { .. })

@@ -9,7 +9,11 @@
 //! command then waits for a reply that never comes, until TCP gives up minutes later. So a
 //! command that times out on a single server replaces the manager with a fresh one that
 //! connects anew ([`Single::renew`]); once per connection, however many calls timed out on it.
-//! The store serves again within one command timeout plus the connect time.
+//! The store serves again within one command timeout plus the connect time. A cluster client
+//! has the same blind spot (its per-node connections retry a timed-out command on the same
+//! silent socket), so a timeout on a cluster replaces the whole cluster connection
+//! ([`Cluster::renew`]): the timed-out call returns after the new one is connected (or the
+//! connect timeout passed), and the next call runs on it.
 
 use std::{
     future::Future,
@@ -19,10 +23,11 @@ use std::{
 
 use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
-    cluster::ClusterClientBuilder,
+    cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
-    AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture,
-    Value,
+    sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
+    AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline,
+    RedisError, RedisFuture, Value,
 };
 
 use crate::{
@@ -45,6 +50,8 @@ pub(crate) struct Settings {
     pub command_timeout: Duration,
     /// PEM root certificate(s) to trust for `rediss://` instead of the system's.
     pub tls_root_cert: Option<Vec<u8>>,
+    /// With Sentinel: the monitored master's name (`urls` are then the sentinels).
+    pub sentinel_master: Option<String>,
 }
 
 impl Settings {
@@ -59,7 +66,57 @@ impl Settings {
 #[derive(Clone)]
 pub(crate) enum Conn {
     Single(Single),
-    Cluster(ClusterConnection),
+    Cluster(Cluster),
+}
+
+/// A cluster connection, replaced when a command on it times out.
+#[derive(Clone)]
+pub(crate) struct Cluster(Arc<ClusterInner>);
+
+struct ClusterInner {
+    client: ClusterClient,
+    connect_timeout: Duration,
+    /// The seed nodes, redacted, for log lines.
+    servers: String,
+    /// The connection in use and how many times it was replaced.
+    current: Mutex<(u64, ClusterConnection)>,
+    /// Held while a replacement connects, so concurrent timeouts connect once.
+    renewing: tokio::sync::Mutex<()>,
+}
+
+impl Cluster {
+    /// The connection in use and its generation (a poisoned lock still holds a valid one).
+    pub(crate) fn current(&self) -> (u64, ClusterConnection) {
+        let guard = self.0.current.lock().unwrap_or_else(|p| p.into_inner());
+        guard.clone()
+    }
+
+    /// Replaces the connection of `generation` (one a command timed out on) with a freshly
+    /// connected one; a later generation is already fresh and is kept. If the cluster cannot be
+    /// reached within the connect timeout, the old connection stays and the next timeout tries
+    /// again.
+    async fn renew(&self, generation: u64) {
+        let _one_at_a_time = self.0.renewing.lock().await;
+        if self.current().0 != generation {
+            return;
+        }
+        let fresh =
+            tokio::time::timeout(self.0.connect_timeout, self.0.client.get_async_connection())
+                .await;
+        match fresh {
+            Ok(Ok(fresh)) => {
+                tracing::warn!(servers = %self.0.servers, "a Redis Cluster command timed out; reconnected in case a connection went silent");
+                let mut guard = self.0.current.lock().unwrap_or_else(|p| p.into_inner());
+                *guard = (generation + 1, fresh);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(servers = %self.0.servers, error = %e, "could not replace a Redis Cluster connection that timed out");
+            }
+            Err(_) => {
+                tracing::warn!(servers = %self.0.servers, "could not replace a Redis Cluster connection that timed out: connecting timed out");
+            }
+        }
+    }
 }
 
 /// A single server's connection manager, replaced when a command on it times out.
@@ -67,27 +124,53 @@ pub(crate) enum Conn {
 pub(crate) struct Single(Arc<SingleInner>);
 
 struct SingleInner {
-    client: redis::Client,
+    source: Source,
     config: ConnectionManagerConfig,
+    connect_timeout: Duration,
     /// The servers, redacted, for log lines.
     servers: String,
     /// The manager in use and how many times it was replaced.
     current: Mutex<(u64, ConnectionManager)>,
 }
 
+/// Where a single server's connections go.
+enum Source {
+    /// The one server of the URL.
+    Url(redis::Client),
+    /// The master the sentinels name now, asked again at every renewal (after a failover the
+    /// old master is gone or a read-only replica).
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+impl Source {
+    /// A client for the server to use now.
+    async fn client(&self) -> redis::RedisResult<redis::Client> {
+        match self {
+            Source::Url(client) => Ok(client.clone()),
+            Source::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+        }
+    }
+}
+
 impl Single {
     fn new(
-        client: redis::Client,
+        source: Source,
         config: ConnectionManagerConfig,
         manager: ConnectionManager,
-        servers: String,
+        settings: &Settings,
     ) -> Self {
         Single(Arc::new(SingleInner {
-            client,
+            source,
             config,
-            servers,
+            connect_timeout: settings.connect_timeout,
+            servers: settings.describe(),
             current: Mutex::new((0, manager)),
         }))
+    }
+
+    /// True if the server behind this connection can change (Sentinel failover).
+    fn follows_failover(&self) -> bool {
+        matches!(self.0.source, Source::Sentinel(_))
     }
 
     /// The manager in use and its generation. A poisoned lock still holds a valid manager
@@ -97,17 +180,34 @@ impl Single {
         guard.clone()
     }
 
-    /// Replaces the manager of `generation` (one a command timed out on) with a fresh one that
-    /// connects on first use; a later generation is already fresh and is kept.
-    fn renew(&self, generation: u64) {
+    /// Replaces the manager of `generation` (one a command timed out on, or, with Sentinel,
+    /// one whose server went away or became a replica) with a fresh one that connects on first
+    /// use, to the master the sentinels name now; a later generation is already fresh and is
+    /// kept.
+    async fn renew(&self, generation: u64) {
+        if self.current().0 != generation {
+            return;
+        }
+        let client = match tokio::time::timeout(self.0.connect_timeout, self.0.source.client())
+            .await
+        {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                tracing::warn!(servers = %self.0.servers, error = %e, "could not ask the sentinels for the master");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(servers = %self.0.servers, "could not ask the sentinels for the master: timed out");
+                return;
+            }
+        };
         let mut guard = self.0.current.lock().unwrap_or_else(|p| p.into_inner());
         if guard.0 != generation {
             return;
         }
-        match ConnectionManager::new_lazy_with_config(self.0.client.clone(), self.0.config.clone())
-        {
+        match ConnectionManager::new_lazy_with_config(client, self.0.config.clone()) {
             Ok(fresh) => {
-                tracing::warn!(servers = %self.0.servers, "a Redis command timed out; reconnecting in case the connection went silent");
+                tracing::warn!(servers = %self.0.servers, "a Redis command timed out or its server went away; reconnecting");
                 *guard = (generation + 1, fresh);
             }
             Err(e) => {
@@ -124,7 +224,10 @@ impl ConnectionLike for Conn {
                 let (_, mut manager) = s.current();
                 Box::pin(async move { manager.req_packed_command(cmd).await })
             }
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => {
+                let (_, mut conn) = c.current();
+                Box::pin(async move { conn.req_packed_command(cmd).await })
+            }
         }
     }
 
@@ -139,14 +242,17 @@ impl ConnectionLike for Conn {
                 let (_, mut manager) = s.current();
                 Box::pin(async move { manager.req_packed_commands(cmd, offset, count).await })
             }
-            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => {
+                let (_, mut conn) = c.current();
+                Box::pin(async move { conn.req_packed_commands(cmd, offset, count).await })
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(s) => s.current().1.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(c) => c.current().1.get_db(),
         }
     }
 }
@@ -154,22 +260,44 @@ impl ConnectionLike for Conn {
 /// A reply within the timeout, or `Elapsed`.
 pub(crate) type Timed<T> = std::result::Result<redis::RedisResult<T>, tokio::time::error::Elapsed>;
 
+/// An error that says the master moved: the old one refuses or dropped the connection, or is a
+/// replica now (`READONLY`).
+fn failed_over(e: &RedisError) -> bool {
+    e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_io_error()
+        || e.code() == Some("READONLY")
+}
+
 impl Conn {
-    /// Runs `call` on a clone of this connection under `timeout`. On a single server, a
-    /// timeout renews the connection the call ran on: a half-open connection never answers
-    /// again, so waiting for the manager to notice would wait for TCP (minutes). The cluster
-    /// client has its own response timeout and reconnection.
+    fn follows_failover(&self) -> bool {
+        matches!(self, Conn::Single(s) if s.follows_failover())
+    }
+
+    /// Runs `call` on a clone of this connection under `timeout`. A timeout renews the
+    /// connection the call ran on: a half-open connection never answers again, so waiting for
+    /// the client to notice would wait for TCP (minutes).
     pub async fn timed<T, Fut>(&self, timeout: Duration, call: impl FnOnce(Conn) -> Fut) -> Timed<T>
     where
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let generation = match self {
-            Conn::Single(s) => Some(s.current().0),
-            Conn::Cluster(_) => None,
+            Conn::Single(s) => s.current().0,
+            Conn::Cluster(c) => c.current().0,
         };
         let reply = tokio::time::timeout(timeout, call(self.clone())).await;
-        if let (Err(_), Conn::Single(s), Some(generation)) = (&reply, self, generation) {
-            s.renew(generation);
+        // The cluster client has its own response timeout: its timeout errors count too. With
+        // Sentinel, a server that is gone or read-only means a failover: ask for the master.
+        let renew = match &reply {
+            Err(_) => true,
+            Ok(Err(e)) => e.is_timeout() || (self.follows_failover() && failed_over(e)),
+            Ok(Ok(_)) => false,
+        };
+        if renew {
+            match self {
+                Conn::Single(s) => s.renew(generation).await,
+                Conn::Cluster(c) => c.renew(generation).await,
+            }
         }
         reply
     }
@@ -276,9 +404,40 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The sentinels of `settings`, asking for the master `name`. The master is reached with the
+/// user, password and database of the first sentinel URL.
+// `SentinelClient::build` takes a `String` without redis' rustls feature and `impl AsRef<str>`
+// with it: the owned name compiles either way.
+#[allow(clippy::unnecessary_to_owned)]
+fn sentinel_client(settings: &Settings, name: &str) -> Result<SentinelClient> {
+    let mut infos = Vec::with_capacity(settings.urls.len());
+    for url in &settings.urls {
+        infos.push(
+            url.as_str()
+                .into_connection_info()
+                .map_err(|e| url_error(url, e))?,
+        );
+    }
+    let master = infos.first().map(|info| {
+        SentinelNodeConnectionInfo::default()
+            .set_redis_connection_info(info.redis_settings().clone())
+    });
+    SentinelClient::build(infos, name.to_owned(), master, SentinelServerType::Master)
+        .map_err(|e| url_error(&settings.describe(), e))
+}
+
 async fn connect_single(settings: &Settings) -> Result<Conn> {
-    let url = settings.urls.first().map(String::as_str).unwrap_or("");
-    let client = client(settings, url)?;
+    let source = match &settings.sentinel_master {
+        Some(name) => Source::Sentinel(tokio::sync::Mutex::new(sentinel_client(settings, name)?)),
+        None => {
+            let url = settings.urls.first().map(String::as_str).unwrap_or("");
+            Source::Url(client(settings, url)?)
+        }
+    };
+    let client = source
+        .client()
+        .await
+        .map_err(|e| connect_error(settings, e))?;
     // One direct attempt first: the manager retries with back-off, which would turn a wrong
     // password into a timeout instead of saying what is wrong.
     let probe = AsyncConnectionConfig::new()
@@ -302,12 +461,7 @@ async fn connect_single(settings: &Settings) -> Result<Conn> {
     let manager = ConnectionManager::new_with_config(client.clone(), config.clone())
         .await
         .map_err(|e| connect_error(settings, e))?;
-    Ok(Conn::Single(Single::new(
-        client,
-        config,
-        manager,
-        settings.describe(),
-    )))
+    Ok(Conn::Single(Single::new(source, config, manager, settings)))
 }
 
 async fn connect_cluster(settings: &Settings) -> Result<Conn> {
@@ -337,7 +491,13 @@ async fn connect_cluster(settings: &Settings) -> Result<Conn> {
         .query_async::<()>(&mut conn)
         .await
         .map_err(|e| connect_error(settings, e))?;
-    Ok(Conn::Cluster(conn))
+    Ok(Conn::Cluster(Cluster(Arc::new(ClusterInner {
+        client,
+        connect_timeout: settings.connect_timeout,
+        servers: settings.describe(),
+        current: Mutex::new((0, conn)),
+        renewing: tokio::sync::Mutex::new(()),
+    }))))
 }
 
 fn url_error(url: &str, e: RedisError) -> Error {

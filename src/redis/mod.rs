@@ -3,10 +3,12 @@
 //! One multiplexed, auto-pipelined connection is shared by every clone and namespace of a
 //! store and reconnects by itself (`connection`); each `Store` operation is the one Redis
 //! command that does it atomically (`store`), counters are native Redis integers (`counter`),
+//! `compare_and_set` is one Lua script (`compare`),
 //! listing walks `SCAN` on every master (`scan`), and batches are split per cluster slot
 //! (`slot`).
 
 mod builder;
+mod compare;
 mod connection;
 mod counter;
 mod scan;

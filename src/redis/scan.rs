@@ -65,10 +65,10 @@ impl<'a> Scan<'a> {
         let node = self.node.clone();
         let call = |conn| async move {
             match (conn, node) {
-                (Conn::Cluster(mut c), Some((host, port))) => {
+                (Conn::Cluster(c), Some((host, port))) => {
                     let route =
                         RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
-                    c.route_command(cmd.clone(), route).await
+                    c.current().1.route_command(cmd.clone(), route).await
                 }
                 (mut conn, _) => cmd.query_async::<Value>(&mut conn).await,
             }

@@ -7,6 +7,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
     builder::{Parts, RedisStoreBuilder},
+    compare,
     connection::Conn,
     counter,
     scan::{self, Scan},
@@ -16,7 +17,7 @@ use crate::{
     codec::{decode_value, encode_value, Format, Key},
     error::{Error, Result},
     namespace::Namespace,
-    store::{Counter, Expiry, Store},
+    store::{Counter, Expiry, Notice, Store},
     time::check_ttl,
 };
 
@@ -43,7 +44,7 @@ impl Shared {
 /// Keys are stored as `namespace:key` (string keys read naturally in `redis-cli`), values
 /// through [`crate::codec`]; Redis keeps the TTLs. Every operation is one atomic command:
 /// `SET .. PX`, `GET`, `UNLINK`, `GETDEL`, `SET NX`, `SET XX` (`replace`), `INCRBY`, `PTTL`,
-/// `PEXPIRE`, `PERSIST`, `MGET`; `incr_with_ttl` is `SET NX PX` + `INCRBY` in one `MULTI`;
+/// `PEXPIRE`, `PERSIST`, `MGET`; `compare_and_set` is one Lua script; `incr_with_ttl` is `SET NX PX` + `INCRBY` in one `MULTI`;
 /// `keys`, `count` and `clear` walk `SCAN MATCH namespace:*`, and `keys_with_prefix` walks
 /// `SCAN MATCH namespace:<prefix>*` with the prefix's glob characters escaped (every master on
 /// a cluster). Counters are exact over the whole `i64` range; a `u64` counter above
@@ -130,6 +131,47 @@ fn set_cmd(key: &[u8], value: &[u8], ttl: Option<Duration>, condition: SetIf) ->
         }
     }
     cmd
+}
+
+/// The replies of `MGET` + `count` `PTTL`s: the values and the TTLs, or why they are malformed.
+fn split_mget_pttl(
+    mut replies: Vec<redis::Value>,
+    count: usize,
+) -> std::result::Result<(Vec<Option<Vec<u8>>>, Vec<i64>), String> {
+    if replies.len() != count + 1 {
+        return Err(format!("{} replies for {} keys", replies.len(), count));
+    }
+    let ttls = replies.split_off(1);
+    let values: Vec<Option<Vec<u8>>> = replies
+        .pop()
+        .map(redis::from_redis_value)
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    let ttls = ttls
+        .into_iter()
+        .map(redis::from_redis_value::<i64>)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if values.len() != count {
+        return Err(format!(
+            "MGET returned {} values for {count} keys",
+            values.len()
+        ));
+    }
+    Ok((values, ttls))
+}
+
+/// `cmd` then `PUBLISH notice` in one `MULTI` (one round trip, applied together).
+fn with_notice(cmd: Cmd, notice: Notice<'_>) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .add_command(cmd)
+        .cmd("PUBLISH")
+        .arg(notice.channel)
+        .arg(notice.payload)
+        .ignore();
+    pipe
 }
 
 /// `prefix` with the glob characters of `SCAN MATCH` (`* ? [ ] \`) escaped, then `*`.
@@ -268,6 +310,38 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
             .await
     }
 
+    /// `MGET` of `group` (one slot) and a `PTTL` per key, pipelined: one round trip.
+    async fn read_group(
+        &self,
+        group: Vec<(usize, Vec<u8>)>,
+    ) -> Result<Vec<(usize, Option<(V, Expiry)>)>> {
+        let mut pipe = redis::pipe();
+        let mut mget = redis::cmd("MGET");
+        group.iter().for_each(|(_, key)| {
+            mget.arg(key);
+        });
+        pipe.add_command(mget);
+        group.iter().for_each(|(_, key)| {
+            pipe.cmd("PTTL").arg(key);
+        });
+        let timeout = self.shared.command_timeout;
+        let context = || format!("MGET+PTTL of {} keys in {}", group.len(), self.namespace);
+        let replies: Vec<redis::Value> = self
+            .shared
+            .conn
+            .run_pipeline(&pipe, timeout, context)
+            .await?;
+        let (values, ttls) = split_mget_pttl(replies, group.len())
+            .map_err(|reason| Error::backend(context(), reason))?;
+        let items = group.into_iter().zip(values).zip(ttls);
+        items
+            .map(|(((i, key), bytes), ms)| {
+                let value = Self::decode(&key, bytes)?;
+                Ok((i, value.zip(Expiry::from_pttl(ms))))
+            })
+            .collect()
+    }
+
     /// One pipeline of `SET`s per slot (a single server is one slot), run concurrently.
     async fn put_batches(
         &self,
@@ -385,6 +459,57 @@ where
             .collect()
     }
 
+    /// One pipeline of `MGET` + `PTTL`s per cluster slot (one on a single server).
+    async fn get_many_with_ttl(&self, keys: &[K]) -> Result<Vec<Option<(V, Expiry)>>> {
+        let cluster = self.is_cluster();
+        let full = keys.iter().map(|k| self.key(k)).enumerate().collect();
+        let groups = slot::group(full, |(_, key)| if cluster { slot::of(key) } else { 0 });
+        let reads = groups.into_values().map(|group| self.read_group(group));
+        let mut out: Vec<_> = keys.iter().map(|_| None).collect();
+        for result in futures_util::future::join_all(reads).await {
+            for (i, item) in result? {
+                out[i] = item;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `SET` and `PUBLISH` in one `MULTI`: one round trip.
+    async fn put_and_notify(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+        notice: Notice<'_>,
+    ) -> Result<bool> {
+        check_ttl(ttl)?;
+        let key = self.key(&key);
+        let set = set_cmd(&key, &self.encode(&key, &value)?, ttl, SetIf::Always);
+        let pipe = with_notice(set, notice);
+        let timeout = self.shared.command_timeout;
+        let context = || format!("SET+PUBLISH {}", show(&key));
+        let _: redis::Value = self
+            .shared
+            .conn
+            .run_pipeline(&pipe, timeout, context)
+            .await?;
+        Ok(true)
+    }
+
+    /// `UNLINK` and `PUBLISH` in one `MULTI`: one round trip.
+    async fn delete_and_notify(&self, key: &K, notice: Notice<'_>) -> Result<(bool, bool)> {
+        let key = self.key(key);
+        let pipe = with_notice(key_cmd("UNLINK", &key), notice);
+        let timeout = self.shared.command_timeout;
+        let context = || format!("UNLINK+PUBLISH {}", show(&key));
+        let (removed,): (bool,) = self
+            .shared
+            .conn
+            .run_pipeline(&pipe, timeout, context)
+            .await?;
+        Ok((removed, true))
+    }
+
     async fn put_many(&self, entries: Vec<(K, V)>, ttl: Option<Duration>) -> Result<()>
     where
         V: 'static,
@@ -487,6 +612,25 @@ where
             .run(&cmd, || format!("SET XX {}", show(&key)))
             .await?;
         Ok(reply.is_some())
+    }
+
+    /// One Lua script (`GET`, compare the encoded bytes, `SET [PX]`), so the check and the
+    /// write are one step in Redis; see [`Store::compare_and_set`].
+    async fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> Result<bool>
+    where
+        V: PartialEq,
+    {
+        check_ttl(ttl)?;
+        let key = self.key(&key);
+        let expected = expected.map(|v| self.encode(&key, &v)).transpose()?;
+        let new = self.encode(&key, &new)?;
+        compare::compare_and_set(&self.shared, &key, expected.as_deref(), &new, ttl).await
     }
 
     /// `SCAN MATCH namespace:<prefix>*` with the prefix's glob characters escaped, on every

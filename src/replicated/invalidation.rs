@@ -180,6 +180,12 @@ impl Hub {
         format!("{}{}", self.options.prefix, namespace)
     }
 
+    /// The message [`Hub::publish`] sends for `op` on `key`, for a write that carries it
+    /// itself ([`crate::Store::put_and_notify`]).
+    pub fn message(&self, op: Op, key: &[u8]) -> Vec<u8> {
+        message::encode(op, self.node, wall_us(), key)
+    }
+
     /// Tells every other node to drop `key` (or, for [`Op::Flush`], everything) in `channel`.
     pub async fn publish(&self, channel: &str, op: Op, key: &[u8]) -> Result<()> {
         let context = || format!("PUBLISH invalidation on {channel}");
@@ -187,7 +193,7 @@ impl Hub {
             self.publisher.read().clone().ok_or_else(|| {
                 Error::backend(context(), "the invalidation link to Redis is down")
             })?;
-        let payload = message::encode(op, self.node, wall_us(), key);
+        let payload = self.message(op, key);
         redis::cmd("PUBLISH")
             .arg(channel)
             .arg(payload)

@@ -14,7 +14,7 @@ use crate::{
     codec::Key,
     error::{Error, Result},
     namespace::Namespace,
-    store::{Counter, Expiry, Store},
+    store::{Counter, Expiry, Notice, Store},
     time::{check_ttl, Clock, UnixMillis},
 };
 
@@ -177,30 +177,100 @@ where
 
     /// After a remote change of `key`: drop our copy and tell the other nodes.
     async fn changed(&self, key: &K) -> Result<()> {
-        let bytes = encoded(key);
-        self.stripes.bump(&bytes);
-        self.drop_local(key).await;
+        self.changed_here(key).await;
         self.hub
-            .publish(&self.channel, Op::Invalidate, &bytes)
+            .publish(&self.channel, Op::Invalidate, &encoded(key))
             .await
     }
 
+    /// After a remote change of `key` whose invalidation went out with the write: drop our copy.
+    async fn changed_here(&self, key: &K) {
+        self.stripes.bump(&encoded(key));
+        self.drop_local(key).await;
+    }
+
+    /// Sends the invalidation of `key` unless the remote write already carried it.
+    async fn publish_unless(&self, sent: bool, key: &[u8]) -> Result<()> {
+        if sent {
+            return Ok(());
+        }
+        self.hub.publish(&self.channel, Op::Invalidate, key).await
+    }
+
+    /// The remote write and the invalidation in one round trip where the remote store can
+    /// (`SET` + `PUBLISH` in one `MULTI` on Redis), then the local copy.
     async fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         check_ttl(ttl)?;
         self.require_link("PUT", &key)?;
         let bytes = encoded(&key);
         let guard = self.stripes.guard(&bytes);
         let started = self.clock.now_ms();
-        let written = self.remote.put(key.clone(), value.clone(), ttl).await;
-        self.settle(&key, written).await?;
+        let payload = self.hub.message(Op::Invalidate, &bytes);
+        let notice = Notice {
+            channel: &self.channel,
+            payload: &payload,
+        };
+        let written = self
+            .remote
+            .put_and_notify(key.clone(), value.clone(), ttl, notice);
+        let sent = self.settle(&key, written.await).await?;
         let expiry = ttl.map_or(Expiry::Never, Expiry::In);
         match (self.stripes.claim(guard), self.local_ttl(expiry, started)) {
             (Some(mine), Some(local)) => self.cache(mine, &key, value, local).await,
             _ => self.drop_local(&key).await,
         }
-        self.hub
-            .publish(&self.channel, Op::Invalidate, &bytes)
-            .await
+        self.publish_unless(sent, &bytes).await
+    }
+
+    /// `UNLINK` and the invalidation in one round trip where the remote store can.
+    async fn delete(&self, key: &K) -> Result<bool> {
+        self.require_link("DELETE", key)?;
+        let bytes = encoded(key);
+        let payload = self.hub.message(Op::Invalidate, &bytes);
+        let notice = Notice {
+            channel: &self.channel,
+            payload: &payload,
+        };
+        let removed = self.remote.delete_and_notify(key, notice).await;
+        let (removed, sent) = self.settle(key, removed).await?;
+        self.changed_here(key).await;
+        self.publish_unless(sent, &bytes).await?;
+        Ok(removed)
+    }
+
+    /// Local hits, then every local miss read from the remote store in one call (one
+    /// `MGET` + `PTTL` pipeline per slot on Redis) and cached as [`Inner::fill`] does.
+    async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<V>>> {
+        if !self.hub.link.is_up() {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(self.get_while_down(key).await?);
+            }
+            return Ok(out);
+        }
+        let mut out = self.local.get_many(keys).await?;
+        let misses: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        if misses.is_empty() {
+            return Ok(out);
+        }
+        let wanted: Vec<K> = misses.iter().map(|&i| keys[i].clone()).collect();
+        let guards: Vec<Guard> = wanted
+            .iter()
+            .map(|k| self.stripes.guard(&encoded(k)))
+            .collect();
+        let started = self.clock.now_ms();
+        let found = self.remote.get_many_with_ttl(&wanted).await?;
+        let items = misses.into_iter().zip(wanted).zip(guards).zip(found);
+        for (((i, key), guard), item) in items {
+            let Some((value, expiry)) = item else {
+                continue;
+            };
+            if let Some(ttl) = self.local_ttl(expiry, started) {
+                self.cache(guard, &key, value.clone(), ttl).await;
+            }
+            out[i] = Some(value);
+        }
+        Ok(out)
     }
 
     async fn get(&self, key: &K) -> Result<Option<V>> {
@@ -316,12 +386,12 @@ where
         self.inner.get(key)
     }
 
-    async fn delete(&self, key: &K) -> Result<bool> {
-        self.inner.require_link("DELETE", key)?;
-        let removed = self.inner.remote.delete(key).await;
-        let removed = self.inner.settle(key, removed).await?;
-        self.inner.changed(key).await?;
-        Ok(removed)
+    fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
+        self.inner.delete(key)
+    }
+
+    fn get_many(&self, keys: &[K]) -> impl Future<Output = Result<Vec<Option<V>>>> + Send {
+        self.inner.get_many(keys)
     }
 
     /// Every live key, listed from the remote store (the truth).
@@ -416,6 +486,31 @@ where
         Ok(written)
     }
 
+    /// `compare_and_set` in the remote store (one script on Redis, so the comparison is against
+    /// the truth, never a local copy), then every node's copy is dropped.
+    async fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> Result<bool>
+    where
+        V: PartialEq,
+    {
+        check_ttl(ttl)?;
+        self.inner.require_link("COMPARE_AND_SET", &key)?;
+        let remote = &self.inner.remote;
+        let written = remote
+            .compare_and_set(key.clone(), expected, new, ttl)
+            .await;
+        let written = self.inner.settle(&key, written).await?;
+        if written {
+            self.inner.changed(&key).await?;
+        }
+        Ok(written)
+    }
+
     /// Listed from the remote store (the truth).
     fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send
     where
@@ -481,7 +576,3 @@ where
         ReplicatedStore { inner }
     }
 }
-
-/// A `Cache` can wrap a replicated store. It reports no events or counters of its own: the local
-/// tier's expiries and evictions are copies running out, not entries leaving the cache.
-impl<K, V, L, R> crate::ObservableStore<K> for ReplicatedStore<K, V, L, R> {}

@@ -1,7 +1,8 @@
 //! `FaultStore`: the one fault-injecting store wrapper of the test suite. It forwards every
 //! method it overrides to the inner store (so the inner store's atomic versions are used) and,
 //! at a chosen call of a chosen operation, can
-//! - park the call before it touches the store, until the test releases it ([`FaultStore::park_next`]),
+//! - park the call before it touches the store, or after it returned from it (the gap between a
+//!   read and the write that depends on it), until the test releases it ([`FaultStore::park`]),
 //! - fail the call with `Error::Backend`, touching nothing ([`FaultStore::fail_nth`]),
 //! - run a one-shot hook right before or right after it ([`FaultStore::arm`]),
 //!
@@ -24,9 +25,7 @@ use std::{
     time::Duration,
 };
 
-use strata::{
-    Counter, Error, Events, Expiry, Key, Namespace, ObservableStore, Result, Stats, Store,
-};
+use strata::{Counter, Error, Events, Expiry, Key, Namespace, Result, Stats, Store};
 use tokio::sync::oneshot;
 
 /// The operations a [`FaultStore`] can park, fail or hook.
@@ -47,6 +46,7 @@ pub enum Op {
     Expire,
     Incr,
     IncrWithTtl,
+    CompareAndSet,
 }
 
 /// Where a hook runs.
@@ -62,7 +62,7 @@ type Hook = Box<dyn FnOnce() + Send>;
 
 /// A parked call's two ends: it says it arrived, then waits for the release.
 struct Trap {
-    op: Op,
+    at: At,
     reached: oneshot::Sender<()>,
     release: oneshot::Receiver<()>,
 }
@@ -115,12 +115,18 @@ impl<S> FaultStore<S> {
         &self.inner
     }
 
-    /// Parks the next call of `op` (one call only) until [`Parked::release`].
+    /// Parks the next call of `op` before it touches the store ([`park`](Self::park) at
+    /// `At::Before(op)`).
     pub fn park_next(&self, op: Op) -> Parked {
+        self.park(At::Before(op))
+    }
+
+    /// Parks the next call that reaches `at` (one call only) until [`Parked::release`].
+    pub fn park(&self, at: At) -> Parked {
         let (reached_tx, reached_rx) = oneshot::channel();
         let (release_tx, release_rx) = oneshot::channel();
         self.armed.lock().unwrap().trap = Some(Trap {
-            op,
+            at,
             reached: reached_tx,
             release: release_rx,
         });
@@ -188,12 +194,12 @@ impl<S> FaultStore<S> {
         }
     }
 
-    /// Parks here if the trap is set for `op`.
-    async fn park(&self, op: Op) {
+    /// Waits here if the trap is set at `at`, then runs the hooks due at `at`.
+    async fn reach(&self, at: At) {
         let trap = {
             let slot = &mut self.armed.lock().unwrap().trap;
             match slot {
-                Some(t) if t.op == op => slot.take(),
+                Some(t) if t.at == at => slot.take(),
                 _ => None,
             }
         };
@@ -201,10 +207,11 @@ impl<S> FaultStore<S> {
             let _ = trap.reached.send(());
             let _ = trap.release.await;
         }
+        self.fire(at);
     }
 
     /// One call of `op`: fail, park or hook as armed, then run it. `call` builds the inner
-    /// store's future only after the `Before` hook ran (the in-memory stores do their work when
+    /// store's future only after the `Before` point (the in-memory stores do their work when
     /// the future is built, not when it is polled).
     async fn around<T, F>(&self, op: Op, call: impl FnOnce() -> F) -> Result<T>
     where
@@ -216,21 +223,10 @@ impl<S> FaultStore<S> {
                 format!("{op:?} failed"),
             ));
         }
-        self.park(op).await;
-        self.fire(At::Before(op));
+        self.reach(At::Before(op)).await;
         let out = call().await;
-        self.fire(At::After(op));
+        self.reach(At::After(op)).await;
         out
-    }
-}
-
-impl<K, S: ObservableStore<K>> ObservableStore<K> for FaultStore<S> {
-    fn subscribe_events(&self) -> Option<Events<K>> {
-        self.inner.subscribe_events()
-    }
-
-    fn store_stats(&self) -> Option<Stats> {
-        self.inner.store_stats()
     }
 }
 
@@ -316,6 +312,28 @@ where
     {
         let call = || self.inner.incr_with_ttl(key, delta, ttl_if_new);
         self.around(Op::IncrWithTtl, call).await
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: K,
+        expected: Option<V>,
+        new: V,
+        ttl: Option<Duration>,
+    ) -> Result<bool>
+    where
+        V: PartialEq,
+    {
+        let call = || self.inner.compare_and_set(key, expected, new, ttl);
+        self.around(Op::CompareAndSet, call).await
+    }
+
+    fn subscribe_events(&self) -> Option<Events<K>> {
+        self.inner.subscribe_events()
+    }
+
+    fn store_stats(&self) -> Option<Stats> {
+        self.inner.store_stats()
     }
 
     fn namespace(&self) -> Namespace {

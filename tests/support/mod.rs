@@ -6,6 +6,7 @@ pub mod fault_store;
 pub mod log_capture;
 pub mod proxy;
 pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod redis_server;
 
 use std::{any::Any, sync::Mutex, time::Duration};

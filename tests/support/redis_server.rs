@@ -26,7 +26,7 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-fn redis_binary() -> PathBuf {
+pub fn redis_binary() -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|p| p.join("redis-server"))
@@ -115,7 +115,13 @@ impl RedisServer {
     /// Sends one command over a fresh connection and returns the raw RESP reply (for tests that
     /// must look at Redis without going through strata).
     pub fn raw(&self, args: &[&str]) -> String {
-        let mut stream = TcpStream::connect(self.addr()).expect("connect to redis-server");
+        Self::raw_at(self.port, args)
+    }
+
+    /// [`RedisServer::raw`] against any server on 127.0.0.1 (a sentinel, say).
+    pub fn raw_at(port: u16, args: &[&str]) -> String {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let mut stream = TcpStream::connect(addr).expect("connect to redis-server");
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("set timeout");
