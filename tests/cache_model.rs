@@ -5,7 +5,7 @@
 //! Concurrency is forced, not hoped for: each fetch runs in its own task on a current-thread
 //! runtime, a leader's loader parks on a oneshot, and the test releases parked loaders in a
 //! generated order, so puts, deletes and increments land *during* loads. Expiry is driven by a
-//! `ManualClock`, including one clock move pinned inside `Cache::incr` (a `HookedStore` hook).
+//! `ManualClock`, including one clock move pinned inside `Cache::incr` (a `FaultStore` hook).
 //! The model: a write or delete made during a load wins (the load's value is returned to its
 //! callers but not cached); a counter created by `incr` always has the default TTL.
 //!
