@@ -1,13 +1,15 @@
-//! Issue 12, items 5 and 6: each test forces the interleaving that broke the guarantee on the
-//! old code, with a manual clock, a store hook or a loader parked on a oneshot (no sleeps).
+//! Issue 12, items 5 and 6: what a Cache guarantees when a write races a counter or a load.
+//! Each test forces the interleaving that broke the guarantee on the old code, with a manual
+//! clock, a `FaultStore` (a parked store call, a hook at a named point) or a loader parked on a
+//! oneshot (no sleeps).
 
 mod support;
 
-use std::time::Duration;
+use std::{future::Future, pin::Pin, task::Poll, time::Duration};
 
-use strata::{Cache, Expiry, Load, ManualClock, MemoryStore};
-use support::hooked::Hooked;
-use tokio::sync::oneshot;
+use strata::{Cache, Expiry, Load, ManualClock, MemoryStore, Store};
+use support::fault_store::{At, FaultStore, Op};
+use tokio::{sync::oneshot, task::JoinHandle};
 
 fn s(v: &str) -> String {
     v.to_string()
@@ -22,9 +24,9 @@ async fn cache_incr_never_creates_a_counter_without_a_ttl() {
         .clock(time.clock())
         .build()
         .unwrap();
-    let hooked = Hooked::new(store.clone());
+    let faults = FaultStore::new(store.clone());
     let cache = Cache::builder()
-        .store(hooked.clone())
+        .store(faults.clone())
         .clock(time.clock())
         .ttl(Duration::from_secs(10))
         .build()
@@ -32,24 +34,35 @@ async fn cache_incr_never_creates_a_counter_without_a_ttl() {
         .unwrap();
     let key = s("failed_logins:ada");
     cache.incr(&key, 1).await.unwrap();
-    // The counter expires right after the cache's first store call of the next incr.
+    // The counter expires inside the next incr: right after the old code's `contains` said
+    // "live", or right before the store's increment.
     let clock = time.clone();
-    hooked.after_next_call(move || clock.advance(Duration::from_secs(11)));
-    cache.incr(&key, 1).await.unwrap();
-    assert_ne!(
+    let inside = [
+        At::After(Op::Contains),
+        At::Before(Op::IncrWithTtl),
+        At::Before(Op::Incr),
+    ];
+    faults.arm(&inside, move || clock.advance(Duration::from_secs(11)));
+    let counted = cache.incr(&key, 1).await.unwrap();
+    assert!(!faults.armed(), "the expiry was not pinned inside incr");
+    assert_eq!(counted, 1, "counted on an expired counter");
+    assert_eq!(
         store.ttl(&key),
-        Some(Expiry::Never),
-        "a counter was created without a TTL"
+        Some(Expiry::In(Duration::from_secs(10))),
+        "the re-created counter did not get the default TTL"
     );
-    cache.incr(&key, 1).await.unwrap();
-    assert!(matches!(store.ttl(&key), Some(Expiry::In(_))));
+    time.advance(Duration::from_secs(10));
+    assert_eq!(cache.get(&key).await.unwrap(), None, "a permanent lock-out");
 }
+
+type Strings<S> = Cache<String, String, S>;
+type Faulty = FaultStore<MemoryStore<String, String>>;
 
 /// A cache over a manual-clock MemoryStore, and a loader parked until the test releases it.
 async fn cache_and_parked_loader() -> (
-    Cache<String, String, MemoryStore<String, String>>,
+    Strings<MemoryStore<String, String>>,
     oneshot::Sender<()>,
-    tokio::task::JoinHandle<Option<String>>,
+    JoinHandle<Option<String>>,
 ) {
     let time = ManualClock::new();
     let store = MemoryStore::builder().clock(time.clock()).build().unwrap();
@@ -59,19 +72,38 @@ async fn cache_and_parked_loader() -> (
         .build()
         .await
         .unwrap();
+    let (release, task) = parked_fetch(&cache, "k", Load::Commit(s("old"))).await;
+    (cache, release, task)
+}
+
+/// Spawns `fetch(key)` and returns once its loader runs; the loader answers `load` when
+/// released.
+async fn parked_fetch<S>(
+    cache: &Strings<S>,
+    key: &str,
+    load: Load<String>,
+) -> (oneshot::Sender<()>, JoinHandle<Option<String>>)
+where
+    S: Store<String, String> + 'static,
+{
     let (release, parked) = oneshot::channel::<()>();
     let (started_tx, started) = oneshot::channel::<()>();
-    let loading = cache.clone();
+    let (loading, key) = (cache.clone(), s(key));
     let task = tokio::spawn(async move {
         let loader = |_| async move {
             started_tx.send(()).unwrap();
             parked.await.unwrap();
-            Ok::<_, std::io::Error>(Load::Commit(s("old")))
+            Ok::<_, std::io::Error>(load)
         };
-        loading.fetch(s("k"), loader).await.unwrap()
+        loading.fetch(key, loader).await.unwrap()
     });
     started.await.unwrap();
-    (cache, release, task)
+    (release, task)
+}
+
+/// Polls `future` once: runs it up to its first wait, and says whether it finished.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
 }
 
 /// Item 6: a `put` made while the loader ran was overwritten by the loader's older value.
@@ -114,4 +146,103 @@ async fn fetch_commits_when_nothing_overtook_the_load() {
     release.send(()).unwrap();
     assert_eq!(task.await.unwrap().as_deref(), Some("old"));
     assert_eq!(cache.get(&s("k")).await.unwrap().as_deref(), Some("old"));
+}
+
+/// A write before the fetch began does not stop its load from committing (only a write made
+/// during the load does).
+#[tokio::test]
+async fn a_fetch_that_starts_after_a_write_still_commits() {
+    let time = ManualClock::new();
+    let store = MemoryStore::builder().clock(time.clock()).build().unwrap();
+    let cache = Cache::builder().store(store).clock(time.clock());
+    let cache = cache.build().await.unwrap();
+    cache.delete(&s("k")).await.unwrap();
+    let (release, task) = parked_fetch(&cache, "k", Load::Commit(s("fresh"))).await;
+    release.send(()).unwrap();
+    assert_eq!(task.await.unwrap().as_deref(), Some("fresh"));
+    let now = cache.get(&s("k")).await.unwrap();
+    assert_eq!(
+        now.as_deref(),
+        Some("fresh"),
+        "a load with no write during it is cached"
+    );
+}
+
+/// A cache that remembers absences for 30 s, over a `FaultStore`, on a manual clock.
+async fn negative_cache(time: &ManualClock) -> (Strings<Faulty>, Faulty) {
+    let memory = MemoryStore::builder().clock(time.clock()).build().unwrap();
+    let faults = FaultStore::new(memory);
+    let cache = Cache::builder()
+        .store(faults.clone())
+        .clock(time.clock())
+        .negative_ttl(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    (cache, faults)
+}
+
+/// Item 1 (issue 12): a writer that forgot a key's cached absence *before* waiting out another
+/// key's committing leader let a load of the first key remember "not found" meanwhile, after
+/// the forget. The write's value then hid behind that absence once it expired: `fetch`
+/// answered `None` for 30 s without asking the loader.
+#[tokio::test]
+async fn an_absence_remembered_during_a_write_never_outlives_it() {
+    let time = ManualClock::new();
+    let (cache, faults) = negative_cache(&time).await;
+    // The leader of "a" holds a's commit lock, parked inside its store write.
+    let mut committing = faults.park_next(Op::Put);
+    let (release_a, fetch_a) = parked_fetch(&cache, "a", Load::Commit(s("a0"))).await;
+    release_a.send(()).unwrap();
+    committing.reached().await;
+    let (release_b, fetch_b) = parked_fetch(&cache, "b", Load::NotFound).await;
+    let entries = vec![(s("a"), s("a1")), (s("b"), s("b1"))];
+    let mut write = Box::pin(cache.put_many(entries, Some(Duration::from_secs(1))));
+    let waiting = poll_once(&mut write).await;
+    assert!(
+        waiting.is_pending(),
+        "the write did not wait out a's commit"
+    );
+    // b's load finds nothing while the write waits.
+    release_b.send(()).unwrap();
+    assert_eq!(fetch_b.await.unwrap(), None);
+    committing.release();
+    write.await.unwrap();
+    assert_eq!(fetch_a.await.unwrap().as_deref(), Some("a0"));
+    time.advance(Duration::from_secs(2));
+    let fetched = cache
+        .fetch(s("b"), |_| async {
+            Ok::<_, std::io::Error>(Load::Commit(s("b2")))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched.as_deref(),
+        Some("b2"),
+        "an absence remembered during the write outlived it"
+    );
+}
+
+/// `Cache::load` (a dump merged in) is a write like `put`: a load in flight must not
+/// overwrite what it merged with the older value its loader read.
+#[tokio::test]
+async fn a_dump_loaded_during_a_fetch_is_not_overwritten_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.dump");
+    let source = Cache::builder()
+        .store(MemoryStore::new())
+        .build()
+        .await
+        .unwrap();
+    source.put(s("k"), s("dumped"), None).await.unwrap();
+    source.dump(&path).await.unwrap();
+    let (cache, release, task) = cache_and_parked_loader().await;
+    assert_eq!(cache.load(&path).await.unwrap().loaded, 1);
+    release.send(()).unwrap();
+    assert_eq!(task.await.unwrap().as_deref(), Some("old"));
+    assert_eq!(
+        cache.get(&s("k")).await.unwrap().as_deref(),
+        Some("dumped"),
+        "the load overwrote the dump merged during it"
+    );
 }

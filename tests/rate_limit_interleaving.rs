@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use strata::{ManualClock, MemoryStore, RateLimiter};
-use support::pausing_store::{Op, Pausing};
+use support::fault_store::{FaultStore, Op};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -19,13 +19,14 @@ async fn a_check_racing_another_process_between_read_and_write_is_denied() {
         .clock(time.clock())
         .build()
         .unwrap();
-    let pausing = Pausing::new(store.clone());
-    let parked_side = RateLimiter::with_clock(pausing.clone(), time.clock());
+    let faults = FaultStore::new(store.clone());
+    let parked_side = RateLimiter::with_clock(faults.clone(), time.clock());
     let other_side = RateLimiter::with_clock(store, time.clock());
 
-    let mut parked = pausing.park_next(Op::AfterGet);
+    // Parked right before its write: it has read "no arrival time yet" and not written.
+    let mut parked = faults.park_next(Op::CompareAndSet);
     let first = tokio::spawn(async move { parked_side.check_gcra("ip", 1, MINUTE).await });
-    parked.reached().await; // it has read "no arrival time yet" and not written
+    parked.reached().await;
     let other = other_side.check_gcra("ip", 1, MINUTE).await.unwrap();
     parked.release();
     let first = first.await.unwrap().unwrap();

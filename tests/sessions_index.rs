@@ -12,7 +12,7 @@ use strata::{
     sessions::{SessionHandle, SessionInfo, StrataSessionStore, CREATED_KEY, USER_AGENT_KEY},
     DiskDb, Error, ManualClock, MemoryStore, Store,
 };
-use support::pausing_store::{Op, Pausing};
+use support::fault_store::{FaultStore, Op};
 use tower_sessions::{
     cookie::time,
     session::{Id, Record},
@@ -387,11 +387,11 @@ mod redis_cluster {
 }
 
 type Faulty =
-    StrataSessionStore<MemoryStore<String, Record>, Pausing<MemoryStore<String, SessionInfo>>>;
+    StrataSessionStore<MemoryStore<String, Record>, FaultStore<MemoryStore<String, SessionInfo>>>;
 
 fn faulty() -> Faulty {
     StrataSessionStore::new(MemoryStore::builder().build().unwrap()).with_user_index(
-        Pausing::new(MemoryStore::builder().build().unwrap()),
+        FaultStore::new(MemoryStore::builder().build().unwrap()),
         USER_KEY,
     )
 }

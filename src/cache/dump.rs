@@ -180,6 +180,8 @@ where
                 }
             },
         };
+        // A merged entry is a write like `put`: a load in flight must not commit over it.
+        self.overtake_load(&entry.key).await;
         self.forget_absence(&entry.key);
         self.inner.store.put(entry.key, entry.value, ttl).await?;
         self.count(Stat::Writes, 1);

@@ -2,9 +2,8 @@
 //! Redis server) and a real `redis-server` on a free loopback port.
 #![allow(dead_code)]
 
-pub mod hooked;
+pub mod fault_store;
 pub mod log_capture;
-pub mod pausing_store;
 pub mod proxy;
 pub mod redis_cluster;
 pub mod redis_sentinel;
