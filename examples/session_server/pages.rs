@@ -56,8 +56,12 @@ fn server_line(about: &About) -> Markup {
         p.server {
             "This server (pid " (about.pid) ") started " strong { (ago(about.up)) } "."
         }
-        p.store { "Sessions are kept in " code { (about.store) } "." }
+        (store_line(about))
     }
+}
+
+fn store_line(about: &About) -> Markup {
+    html! { p.store { "Sessions are kept in " code { (about.store) } "." } }
 }
 
 /// The sign-in form; `problem` explains why the last attempt was refused.
@@ -85,9 +89,10 @@ pub fn home(about: &About, home: &Home) -> Markup {
             h1 { "Hello, " (home.name) }
             p.visits { "visit #" (home.visits) }
             p.point {
-                "This server started " strong { (ago(about.up)) } " — you are still signed in."
+                "This server (pid " (about.pid) ") started " strong { (ago(about.up)) }
+                " — you are still signed in."
             }
-            (server_line(about))
+            (store_line(about))
             (devices_panel(home.devices))
             (stats_panel())
             form method="post" action="/sign-out" { button { "Sign out" } }
@@ -108,7 +113,9 @@ fn devices_panel(devices: &[Device]) -> Markup {
                  it cannot save its session back."
             }
             table {
-                thead { tr { th { "Device" } th { "Signed in" } th { "Last seen" } th {} } }
+                thead {
+                    tr { th { "Device" } th.when { "Signed in" } th.when { "Last seen" } th {} }
+                }
                 tbody { @for device in devices { (device_row(device)) } }
             }
             div.actions {
@@ -132,13 +139,13 @@ fn device_row(device: &Device) -> Markup {
                 (device.name)
                 @if device.this_device { " " span.badge { "this device" } }
             }
-            td { (device.created) }
-            td { @if device.this_device { "now" } @else { (device.last_seen) } }
+            td.when { (device.created) }
+            td.when { @if device.this_device { "now" } @else { (device.last_seen) } }
             td.revoke {
                 @if !device.this_device {
                     form.inline method="post" action="/devices/revoke" {
                         input type="hidden" name="handle" value=(device.handle);
-                        button { "Revoke" }
+                        button.small { "Revoke" }
                     }
                 }
             }
