@@ -118,6 +118,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// The disk engine recovered fewer commits than it had acknowledged: its journal was
+    /// damaged (garbled or cut short) and the engine's recovery dropped the commits after the
+    /// damage. Opening refuses rather than load silently fewer entries.
+    #[error("the disk store in {path} recovered commit {recovered} but had acknowledged commit {acknowledged}: its journal was damaged and {lost} acknowledged commit(s) are missing; open with `accept_data_loss(true)` to continue with what survived, or `on_corrupt(OnCorrupt::Discard)` to start empty", lost = acknowledged.saturating_sub(*recovered))]
+    LostCommits {
+        /// The data directory.
+        path: PathBuf,
+        /// The last commit acknowledged to a caller (from the commit marker).
+        acknowledged: u64,
+        /// The last commit the engine recovered.
+        recovered: u64,
+    },
+
     /// A disk store stopped taking work because its engine failed in a way later calls would
     /// repeat (a journal write failed: disk full, I/O error) or an async write it acknowledged
     /// could not be committed. Every later call of every handle on the directory returns this.

@@ -207,6 +207,41 @@ async fn undecodable_values_are_counted_misses_and_kept() {
     assert_eq!(back.get(&"bob".into()).await.unwrap(), None);
 }
 
+/// Garbage in the middle of a stored value (not a type change: bytes that are no encoding at
+/// all) is a counted miss at load, never a panic, and the other entries load.
+#[tokio::test]
+async fn a_value_garbled_in_the_middle_is_a_counted_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let db = open(dir.path(), &time);
+    let s: DiskStore<String, Vec<u32>> = db.store("lists").unwrap();
+    s.put("bad".into(), (0..100).collect(), None).await.unwrap();
+    s.put("good".into(), vec![7], None).await.unwrap();
+    let mut bad = None;
+    db.scan_raw(Some("lists"), &mut |raw| {
+        if raw.key == b"bad" {
+            bad = Some(raw);
+        }
+        Ok(())
+    })
+    .unwrap();
+    drop((s, db));
+    let mut bad = bad.unwrap();
+    let middle = bad.value.len() / 2;
+    // 0xc1 is the one byte MessagePack never uses.
+    bad.value[middle - 2..middle + 2].fill(0xc1);
+    // Written raw by a DiskDb where the namespace has no store open (`put_raw` refuses else).
+    let db = open(dir.path(), &time);
+    db.put_raw(vec![bad]).await.unwrap();
+    drop(db);
+
+    let db = open(dir.path(), &time);
+    let s: DiskStore<String, Vec<u32>> = db.store("lists").unwrap();
+    assert_eq!(s.undecodable(), 1);
+    assert_eq!(s.get(&"bad".into()).await.unwrap(), None);
+    assert_eq!(s.get(&"good".into()).await.unwrap(), Some(vec![7]));
+}
+
 #[tokio::test]
 async fn async_writes_are_on_disk_after_flush() {
     let dir = tempfile::tempdir().unwrap();
@@ -691,4 +726,192 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// A damaged journal (issue 12): fjall recovers a journal by cutting it at the first bad batch,
+// so the commits after the damage would vanish without a word. A child process acknowledges
+// N sync commits and is killed with SIGKILL (no clean close: the data lives only in the
+// journal); the test then garbles the journal's tail and reopens.
+
+mod journal_damage {
+    use std::{
+        io::{BufRead, BufReader},
+        path::{Path, PathBuf},
+        process::{Command, Stdio},
+    };
+
+    use strata::{DiskDb, DiskStore, Error, Store, Writes};
+
+    const DIR_VAR: &str = "STRATA_JOURNAL_DIR";
+    const COMMITS: u64 = 50;
+
+    #[tokio::test]
+    #[ignore = "child process of the journal_damage tests; run by them"]
+    async fn journal_child() {
+        let Some(dir) = std::env::var_os(DIR_VAR) else {
+            return;
+        };
+        let db = DiskDb::builder()
+            .dir(dir)
+            .writes(Writes::Sync)
+            .open()
+            .unwrap();
+        let store: DiskStore<u64, String> = db.store("ns").unwrap();
+        for n in 0..COMMITS {
+            store.put(n, format!("value {n}"), None).await.unwrap();
+        }
+        println!("done");
+        std::thread::sleep(std::time::Duration::from_secs(600));
+    }
+
+    /// Runs the child until its N commits are acknowledged, then SIGKILLs it.
+    fn write_and_kill(dir: &Path) {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "journal_damage::journal_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(DIR_VAR, dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let done = lines.map_while(Result::ok).any(|l| l == "done");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(done, "the child acknowledged its commits");
+    }
+
+    /// The journal written last (fjall numbers them).
+    fn active_journal(dir: &Path) -> PathBuf {
+        std::fs::read_dir(dir.join("fjall"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jnl"))
+            .max_by_key(|p| {
+                let stem = p.file_stem().unwrap().to_str().unwrap();
+                stem.parse::<u64>().unwrap()
+            })
+            .expect("a journal file")
+    }
+
+    /// Flips `n` written bytes of the journal ending `at` (a fraction) of the way through what
+    /// was written (it is preallocated with zeros, so that ends at the last non-zero byte).
+    fn garble(journal: &Path, at: f64, n: usize) {
+        let mut bytes = std::fs::read(journal).unwrap();
+        let written = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+        let end = ((written as f64 * at) as usize).clamp(n, written);
+        for b in &mut bytes[end - n..end] {
+            *b ^= 0xA5;
+        }
+        std::fs::write(journal, bytes).unwrap();
+    }
+
+    fn assert_lost_commits(dir: &Path) -> (u64, u64) {
+        match DiskDb::builder().dir(dir).open() {
+            Err(Error::LostCommits {
+                path,
+                acknowledged,
+                recovered,
+            }) => {
+                assert_eq!(path, dir);
+                assert!(recovered < acknowledged, "{recovered} < {acknowledged}");
+                (recovered, acknowledged)
+            }
+            other => panic!("expected LostCommits, got {other:?}"),
+        }
+    }
+
+    async fn values(db: &DiskDb) -> Vec<u64> {
+        let store: DiskStore<u64, String> = db.store("ns").unwrap();
+        let mut keys = store.keys().await.unwrap();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[tokio::test]
+    async fn a_clean_journal_after_sigkill_reopens_with_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        write_and_kill(dir.path());
+        let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+        assert_eq!(values(&db).await, (0..COMMITS).collect::<Vec<_>>());
+        drop(db);
+        let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+        assert_eq!(db.load_summary().live, COMMITS as usize, "reopens again");
+    }
+
+    #[tokio::test]
+    async fn a_garbled_journal_tail_is_lost_commits_never_fewer_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        write_and_kill(dir.path());
+        garble(&active_journal(dir.path()), 1.0, 16);
+        assert_eq!(assert_lost_commits(dir.path()), (COMMITS - 1, COMMITS));
+        // Refused again: a failed open changes nothing.
+        let again = DiskDb::builder().dir(dir.path()).open();
+        assert!(matches!(again, Err(Error::LostCommits { .. })), "{again:?}");
+        // Accepting the loss opens with what survived; from then on it opens as usual.
+        let db = DiskDb::builder()
+            .dir(dir.path())
+            .accept_data_loss(true)
+            .open()
+            .unwrap();
+        let kept = values(&db).await;
+        assert!(kept.len() < COMMITS as usize, "{} survived", kept.len());
+        assert_eq!(kept, (0..kept.len() as u64).collect::<Vec<_>>(), "a prefix");
+        drop(db);
+        let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+        assert_eq!(db.load_summary().live, kept.len());
+    }
+
+    /// Cuts the zeros fjall preallocates off the journal (recovery reads them as the end),
+    /// so copies of the directory are small.
+    fn trim_journal(journal: &Path) {
+        let bytes = std::fs::read(journal).unwrap();
+        let written = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        std::fs::write(journal, &bytes[..written]).unwrap();
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy_dir(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+
+    /// Damage anywhere in the journal: fjall either refuses the journal (a length that makes
+    /// no sense: `Corrupt`) or cuts it at the damage (`LostCommits`); it never opens.
+    #[tokio::test]
+    async fn a_journal_garbled_anywhere_never_opens_with_fewer_entries() {
+        let template = tempfile::tempdir().unwrap();
+        write_and_kill(template.path());
+        trim_journal(&active_journal(template.path()));
+        let mut seen = (0, 0);
+        for tenth in 1..=10 {
+            let dir = tempfile::tempdir().unwrap();
+            copy_dir(template.path(), dir.path());
+            garble(&active_journal(dir.path()), f64::from(tenth) / 10.0, 8);
+            match DiskDb::builder().dir(dir.path()).open() {
+                Err(Error::LostCommits { recovered, .. }) => {
+                    assert!(recovered < COMMITS);
+                    seen.0 += 1;
+                }
+                Err(Error::Corrupt { path, .. }) => {
+                    assert!(path.starts_with(dir.path()), "{path:?}");
+                    seen.1 += 1;
+                }
+                other => panic!("damage at {tenth}/10: expected an error, got {other:?}"),
+            }
+        }
+        assert!(seen.0 > 0, "LostCommits {}, Corrupt {}", seen.0, seen.1);
+    }
 }

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use strata::{ManualClock, MemoryStore, RateLimiter};
-use support::fault_store::{At, FaultStore, Op};
+use support::fault_store::{FaultStore, Op};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -23,9 +23,10 @@ async fn a_check_racing_another_process_between_read_and_write_is_denied() {
     let parked_side = RateLimiter::with_clock(faults.clone(), time.clock());
     let other_side = RateLimiter::with_clock(store, time.clock());
 
-    let mut parked = faults.park(At::After(Op::Get));
+    // Parked right before its write: it has read "no arrival time yet" and not written.
+    let mut parked = faults.park_next(Op::CompareAndSet);
     let first = tokio::spawn(async move { parked_side.check_gcra("ip", 1, MINUTE).await });
-    parked.reached().await; // it has read "no arrival time yet" and not written
+    parked.reached().await;
     let other = other_side.check_gcra("ip", 1, MINUTE).await.unwrap();
     parked.release();
     let first = first.await.unwrap().unwrap();

@@ -10,7 +10,273 @@ use tower_sessions::{cookie::time, session::Record};
 
 mod server_support;
 
-use server_support::{command, me, Server};
+use server_support::{command, me, stored_sessions, Request, Server};
+
+const FIREFOX_ON_MAC: &str =
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.7; rv:133.0) Gecko/20100101 Firefox/133.0";
+const CHROME_ON_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// Signs in as `name` from a browser sending `user_agent`; returns the session cookie.
+fn sign_in_from(server: &Server, name: &str, user_agent: &str) -> String {
+    let request = Request::new("POST", "/sign-in")
+        .header("User-Agent", user_agent)
+        .form(&format!("name={name}"));
+    let reply = server.send(request);
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    reply.cookie.expect("signing in sets the session cookie")
+}
+
+/// The rows of the devices panel on `page`.
+fn device_rows(page: &str) -> usize {
+    page.matches("<tr class=\"device").count()
+}
+
+/// The handles the page's "Revoke" buttons post (one per other device).
+fn revoke_handles(page: &str) -> Vec<String> {
+    page.split("name=\"handle\" value=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_owned())
+        .collect()
+}
+
+/// Posts `form` to `path` as the browser holding `cookie` would (same-origin).
+fn post(server: &Server, path: &str, cookie: &str, form: &str) -> server_support::Reply {
+    server.request("POST", path, Some(cookie), form)
+}
+
+/// The session id inside a cookie `id=...`: the secret that must never be printed.
+fn session_id(cookie: &str) -> &str {
+    cookie.strip_prefix("id=").unwrap()
+}
+
+#[test]
+fn a_user_sees_every_device_and_revokes_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a = sign_in_from(&server, "ada", FIREFOX_ON_MAC);
+    let b = sign_in_from(&server, "ada", CHROME_ON_LINUX);
+    server.get("/", &b);
+
+    let page = server.get("/", &a).body;
+    assert_eq!(device_rows(&page), 2, "{page}");
+    assert!(
+        page.contains("Firefox on macOS") && page.contains("Chrome on Linux"),
+        "{page}"
+    );
+    assert_eq!(page.matches("this device").count(), 1, "{page}");
+    for cookie in [&a, &b] {
+        assert!(
+            !page.contains(session_id(cookie)),
+            "a session id is printed: {page}"
+        );
+    }
+    let handles = revoke_handles(&page);
+    assert_eq!(
+        handles.len(),
+        1,
+        "one Revoke button, for the other device: {page}"
+    );
+
+    assert_eq!(
+        post(
+            &server,
+            "/devices/revoke",
+            &a,
+            &format!("handle={}", handles[0])
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        me(&server, &b).status,
+        401,
+        "the revoked device is signed out"
+    );
+    let reply = server.get("/", &b);
+    assert!(reply.body.contains("Sign in"), "{}", reply.body);
+    let page = server.get("/", &a).body;
+    assert_eq!(device_rows(&page), 1, "{page}");
+    assert_eq!(
+        me(&server, &a).status,
+        200,
+        "the revoking device stays signed in"
+    );
+
+    let log = server.kill_and_read_log();
+    for cookie in [&a, &b] {
+        assert!(
+            !log.contains(session_id(cookie)),
+            "a session id is logged: {log}"
+        );
+    }
+    assert!(log.contains("session revoked"), "{log}");
+}
+
+#[test]
+fn a_revoked_device_stays_signed_out_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a = sign_in_from(&server, "ada", FIREFOX_ON_MAC);
+    let b = sign_in_from(&server, "ada", CHROME_ON_LINUX);
+    let handle = revoke_handles(&server.get("/", &a).body).remove(0);
+    assert_eq!(
+        post(&server, "/devices/revoke", &a, &format!("handle={handle}")).status,
+        303
+    );
+    server.kill();
+
+    let server = Server::start(dir.path());
+    assert_eq!(me(&server, &b).status, 401);
+    let page = server.get("/", &a).body;
+    assert_eq!(
+        device_rows(&page),
+        1,
+        "the index survived the restart too: {page}"
+    );
+}
+
+#[test]
+fn sign_out_everywhere_else_keeps_only_this_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a = sign_in_from(&server, "ada", FIREFOX_ON_MAC);
+    let b = sign_in_from(&server, "ada", CHROME_ON_LINUX);
+    let c = server.sign_in("ada");
+    assert_eq!(device_rows(&server.get("/", &a).body), 3);
+
+    assert_eq!(post(&server, "/devices/revoke-others", &a, "").status, 303);
+    assert_eq!(me(&server, &b).status, 401);
+    assert_eq!(me(&server, &c).status, 401);
+    assert_eq!(me(&server, &a).status, 200);
+    let page = server.get("/", &a).body;
+    assert_eq!(device_rows(&page), 1, "{page}");
+    assert!(
+        !page.contains("Sign out everywhere else"),
+        "no other device left: {page}"
+    );
+}
+
+#[test]
+fn sign_out_everywhere_signs_out_this_device_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a = sign_in_from(&server, "ada", FIREFOX_ON_MAC);
+    let b = sign_in_from(&server, "ada", CHROME_ON_LINUX);
+    let grace = server.sign_in("grace");
+
+    let reply = post(&server, "/devices/revoke-all", &a, "");
+    assert_eq!(reply.status, 303);
+    let removal = reply.header("set-cookie").unwrap_or_default();
+    assert!(
+        removal.contains("Max-Age=0"),
+        "the cookie is removed now: {removal}"
+    );
+    assert_eq!(me(&server, &a).status, 401);
+    assert_eq!(me(&server, &b).status, 401);
+    assert_eq!(
+        me(&server, &grace).status,
+        200,
+        "another user is not signed out"
+    );
+    server.kill();
+    assert_eq!(
+        stored_sessions(dir.path()),
+        1,
+        "only grace's session is left"
+    );
+}
+
+#[test]
+fn a_forged_or_unknown_handle_is_refused_and_revokes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a = sign_in_from(&server, "ada", FIREFOX_ON_MAC);
+    let b = sign_in_from(&server, "ada", CHROME_ON_LINUX);
+    let unknown = "0123456789abcdef0123456789abcdef";
+    let cases = [
+        ("handle=zzz".to_owned(), 400),
+        ("handle=".to_owned(), 400),
+        ("handle=%00%FF%FE".to_owned(), 400),
+        (format!("handle={}", "f".repeat(10_000)), 400),
+        (format!("handle={}", unknown.to_uppercase()), 400),
+        // The session id itself is not a handle.
+        (format!("handle={}", session_id(&b)), 400),
+        (format!("handle={unknown}"), 404),
+        ("nothing=here".to_owned(), 422),
+        (String::new(), 422),
+    ];
+    for (form, status) in cases {
+        let reply = post(&server, "/devices/revoke", &a, &form);
+        assert_eq!(reply.status, status, "{form:.40}: {}", reply.body);
+        assert!(
+            reply.body.contains("<h1>"),
+            "a plain page for {form:.40}: {}",
+            reply.body
+        );
+    }
+    let signed_out = server.request(
+        "POST",
+        "/devices/revoke",
+        None,
+        &format!("handle={unknown}"),
+    );
+    assert_eq!(signed_out.status, 401);
+    assert_eq!(me(&server, &a).status, 200);
+    assert_eq!(me(&server, &b).status, 200);
+    assert_eq!(device_rows(&server.get("/", &a).body), 2);
+}
+
+#[test]
+fn another_users_session_cannot_be_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let ada = sign_in_from(&server, "ada", FIREFOX_ON_MAC);
+    let grace = sign_in_from(&server, "grace", CHROME_ON_LINUX);
+    let grace_phone = server.sign_in("grace");
+    // Grace's page shows her other device's handle; ada learns it (a shared screen, a log).
+    let handle = revoke_handles(&server.get("/", &grace).body).remove(0);
+    let form = format!("handle={handle}");
+
+    assert_eq!(post(&server, "/devices/revoke", &ada, &form).status, 404);
+    assert_eq!(
+        me(&server, &grace_phone).status,
+        200,
+        "grace's device is still signed in"
+    );
+    assert_eq!(device_rows(&server.get("/", &grace).body), 2);
+    assert_eq!(
+        device_rows(&server.get("/", &ada).body),
+        1,
+        "ada sees only her own"
+    );
+    // Ada's "sign out everywhere" reaches only ada.
+    assert_eq!(post(&server, "/devices/revoke-all", &ada, "").status, 303);
+    assert_eq!(me(&server, &grace).status, 200);
+    assert_eq!(me(&server, &grace_phone).status, 200);
+}
+
+#[test]
+fn a_cross_site_revoke_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a = sign_in_from(&server, "ada", FIREFOX_ON_MAC);
+    let b = sign_in_from(&server, "ada", CHROME_ON_LINUX);
+    let handle = revoke_handles(&server.get("/", &a).body).remove(0);
+    for (path, form) in [
+        ("/devices/revoke", format!("handle={handle}")),
+        ("/devices/revoke-others", String::new()),
+        ("/devices/revoke-all", String::new()),
+    ] {
+        let request = Request::new("POST", path)
+            .cookie(&a)
+            .header("Origin", "http://evil.example")
+            .header("Sec-Fetch-Site", "cross-site")
+            .form(&form);
+        assert_eq!(server.send(request).status, 403, "{path}");
+    }
+    assert_eq!(me(&server, &a).status, 200);
+    assert_eq!(me(&server, &b).status, 200);
+}
 
 #[test]
 fn a_session_and_its_counter_survive_kill_9() {
@@ -244,6 +510,32 @@ mod redis {
             ":0",
             "signing out deletes the session"
         );
+    }
+
+    #[test]
+    fn a_device_signed_in_on_one_server_is_listed_and_revoked_from_another() {
+        let redis = support::RedisServer::start();
+        for replicated in ["0", "1"] {
+            let a = start_with_redis(&redis.url(), replicated);
+            let b = start_with_redis(&redis.url(), replicated);
+            let laptop = sign_in_from(&a, "ada", FIREFOX_ON_MAC);
+            let phone = sign_in_from(&b, "ada", CHROME_ON_LINUX);
+            assert_eq!(me(&b, &laptop).status, 200, "replicated={replicated}");
+            let page = a.get("/", &laptop).body;
+            assert_eq!(device_rows(&page), 2, "replicated={replicated}: {page}");
+            let handle = revoke_handles(&page).remove(0);
+            let form = format!("handle={handle}");
+            assert_eq!(post(&a, "/devices/revoke", &laptop, &form).status, 303);
+            assert_eq!(me(&b, &phone).status, 401, "replicated={replicated}");
+            assert_eq!(me(&a, &phone).status, 401, "replicated={replicated}");
+            assert_eq!(post(&b, "/devices/revoke-all", &laptop, "").status, 303);
+            assert_eq!(me(&a, &laptop).status, 401, "replicated={replicated}");
+            assert_eq!(
+                redis.raw(&["DBSIZE"]).trim(),
+                ":0",
+                "replicated={replicated}"
+            );
+        }
     }
 
     #[test]

@@ -3,16 +3,24 @@
 
 use std::{future::Future, path::Path, pin::Pin, sync::Arc};
 
-use strata::{redact_url, sessions::StrataSessionStore, DiskStore, Store};
+use strata::{
+    redact_url,
+    sessions::{SessionInfo, StrataSessionStore},
+    DiskStore, Store,
+};
 use tower_sessions::session::Record;
 
 /// A boxed future, so the panel can sit behind a trait object whatever the store.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The chosen store: the sessions over it, and what the page says about it.
-pub struct Backend<S> {
+/// The user index's key in a session: the signed-in name is the user.
+pub const USER_KEY: &str = "name";
+
+/// The chosen store: the sessions over it (with their user index in `I`), and what the page
+/// says about it.
+pub struct Backend<S, I> {
     /// tower-sessions' view of the store.
-    pub sessions: StrataSessionStore<S>,
+    pub sessions: StrataSessionStore<S, I>,
     /// The store's description and numbers.
     pub panel: Arc<dyn Panel>,
     /// What opening the store found (for the start-up banner).
@@ -71,14 +79,23 @@ fn none<S, T>(_: &S) -> Option<T> {
     None
 }
 
-/// Sessions in a DiskStore: every write is committed to disk before the response goes out.
-pub fn disk(dir: &Path) -> Result<Backend<DiskStore<String, Record>>, String> {
+/// The disk backend: sessions, and their user index in the same directory.
+pub type Disk = Backend<DiskStore<String, Record>, DiskStore<String, SessionInfo>>;
+
+/// Sessions in a DiskStore: every write is committed to disk before the response goes out. The
+/// user index is the `devices` namespace of the same directory.
+pub async fn disk(dir: &Path) -> Result<Disk, String> {
     let store = DiskStore::builder()
         .dir(dir)
         .namespace("sessions")
         .open()
         .map_err(|e| e.to_string())?;
-    let loaded = store.db().load_summary();
+    let index = store
+        .db()
+        .store::<String, SessionInfo>("devices")
+        .map_err(|e| e.to_string())?;
+    let purged = store.db().load_summary().purged;
+    let loaded = store.count().await.map_err(|e| e.to_string())?;
     let shown = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
     let panel = StorePanel {
         store: store.clone(),
@@ -88,20 +105,26 @@ pub fn disk(dir: &Path) -> Result<Backend<DiskStore<String, Record>>, String> {
     };
     Ok(Backend {
         opened: format!(
-            "DiskStore in {} ({} sessions loaded, {} expired purged)",
+            "DiskStore in {} ({loaded} sessions loaded, {purged} expired purged)",
             dir.display(),
-            loaded.live,
-            loaded.purged
         ),
-        sessions: StrataSessionStore::new(store),
+        sessions: StrataSessionStore::new(store).with_user_index(index, USER_KEY),
         panel: Arc::new(panel),
     })
 }
 
+/// The user index in Redis, beside the sessions: its own namespace, so listing one user's
+/// devices never scans the sessions' keys.
+#[cfg(feature = "redis")]
+pub type RedisIndex = strata::RedisStore<String, SessionInfo>;
+
 /// Sessions in Redis, shared by every server pointed at it.
 #[cfg(feature = "redis")]
-pub async fn redis(url: &str) -> Result<Backend<strata::RedisStore<String, Record>>, String> {
-    let store = redis_store(url).await?;
+pub async fn redis(
+    url: &str,
+) -> Result<Backend<strata::RedisStore<String, Record>, RedisIndex>, String> {
+    let store = redis_store(url, "sessions").await?;
+    let index = redis_store(url, "devices").await?;
     let what = format!("RedisStore at {}", redact_url(url));
     let panel = StorePanel {
         store: store.clone(),
@@ -110,18 +133,21 @@ pub async fn redis(url: &str) -> Result<Backend<strata::RedisStore<String, Recor
         disk_bytes: none,
     };
     Ok(Backend {
-        sessions: StrataSessionStore::new(store),
+        sessions: StrataSessionStore::new(store).with_user_index(index, USER_KEY),
         panel: Arc::new(panel),
         opened: what,
     })
 }
 
-/// The Redis store of the sessions. Its errors can quote the URL, so they are redacted too.
+/// A Redis store of `namespace`. Its errors can quote the URL, so they are redacted too.
 #[cfg(feature = "redis")]
-async fn redis_store(url: &str) -> Result<strata::RedisStore<String, Record>, String> {
+async fn redis_store<V>(url: &str, namespace: &str) -> Result<strata::RedisStore<String, V>, String>
+where
+    V: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
     strata::RedisStore::builder()
         .url(url)
-        .namespace("sessions")
+        .namespace(namespace)
         .build()
         .await
         .map_err(|e| redacted_error(url, &e))
@@ -143,16 +169,17 @@ pub type Replicated = strata::ReplicatedStore<
     strata::RedisStore<String, Record>,
 >;
 
-/// Sessions read from a local copy, with Redis as the truth shared by every server.
+/// Sessions read from a local copy, with Redis as the truth shared by every server. The user
+/// index is read from Redis directly: a devices page is rare, and must see every node's writes.
 #[cfg(feature = "redis")]
-pub async fn replicated(url: &str) -> Result<Backend<Replicated>, String> {
+pub async fn replicated(url: &str) -> Result<Backend<Replicated, RedisIndex>, String> {
     let local = strata::MemoryStore::builder()
         .namespace("sessions")
         .build()
         .map_err(|e| e.to_string())?;
     let store = strata::ReplicatedStore::builder()
         .local(local)
-        .remote(redis_store(url).await?)
+        .remote(redis_store(url, "sessions").await?)
         .url(url)
         .build()
         .await
@@ -167,20 +194,21 @@ pub async fn replicated(url: &str) -> Result<Backend<Replicated>, String> {
         counters: none,
         disk_bytes: none,
     };
+    let index = redis_store(url, "devices").await?;
     Ok(Backend {
-        sessions: StrataSessionStore::new(store),
+        sessions: StrataSessionStore::new(store).with_user_index(index, USER_KEY),
         panel: Arc::new(panel),
         opened: what,
     })
 }
 
 #[cfg(not(feature = "redis"))]
-pub async fn replicated(url: &str) -> Result<Backend<DiskStore<String, Record>>, String> {
+pub async fn replicated(url: &str) -> Result<Disk, String> {
     redis(url).await
 }
 
 #[cfg(not(feature = "redis"))]
-pub async fn redis(url: &str) -> Result<Backend<DiskStore<String, Record>>, String> {
+pub async fn redis(url: &str) -> Result<Disk, String> {
     Err(format!(
         "STRATA_REDIS_URL={} needs Redis support: run with `--features redis`",
         redact_url(url)

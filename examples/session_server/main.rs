@@ -28,6 +28,7 @@
 
 mod backend;
 mod config;
+mod devices;
 mod hardening;
 mod pages;
 mod permissions;
@@ -73,7 +74,7 @@ async fn run() -> Result<(), String> {
         Some(url) => routes::serve(backend::redis(url).await?, config).await,
         None => {
             permissions::make_private(&config.data_dir)?;
-            routes::serve(backend::disk(&config.data_dir)?, config).await
+            routes::serve(backend::disk(&config.data_dir).await?, config).await
         }
     }
 }

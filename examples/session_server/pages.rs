@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use maud::{html, Markup, DOCTYPE};
 
+use super::devices::Device;
+
 /// What the page says about this process and its store.
 pub struct About<'a> {
     /// The store holding the sessions (secrets redacted).
@@ -21,6 +23,8 @@ pub struct Home<'a> {
     pub name: &'a str,
     /// Visits in this session, this one included.
     pub visits: u64,
+    /// The user's sessions, most recently seen first.
+    pub devices: &'a [Device],
 }
 
 fn layout(title: &str, body: Markup) -> Markup {
@@ -52,8 +56,12 @@ fn server_line(about: &About) -> Markup {
         p.server {
             "This server (pid " (about.pid) ") started " strong { (ago(about.up)) } "."
         }
-        p.store { "Sessions are kept in " code { (about.store) } "." }
+        (store_line(about))
     }
+}
+
+fn store_line(about: &About) -> Markup {
+    html! { p.store { "Sessions are kept in " code { (about.store) } "." } }
 }
 
 /// The sign-in form; `problem` explains why the last attempt was refused.
@@ -81,14 +89,68 @@ pub fn home(about: &About, home: &Home) -> Markup {
             h1 { "Hello, " (home.name) }
             p.visits { "visit #" (home.visits) }
             p.point {
-                "This server started " strong { (ago(about.up)) } " — you are still signed in."
+                "This server (pid " (about.pid) ") started " strong { (ago(about.up)) }
+                " — you are still signed in."
             }
-            (server_line(about))
+            (store_line(about))
+            (devices_panel(home.devices))
             (stats_panel())
             form method="post" action="/sign-out" { button { "Sign out" } }
             script src="/static/panel.js" {}
         },
     )
+}
+
+/// "Your devices": one row per session of the user, a "Revoke" button on every other one, and
+/// the two sign-out-everywhere buttons. Rows name sessions by handle, never by id.
+fn devices_panel(devices: &[Device]) -> Markup {
+    let others = devices.iter().filter(|d| !d.this_device).count();
+    html! {
+        section.devices aria-label="your devices" {
+            h2 { "Your devices" }
+            p.hint {
+                "Every browser signed in as you. Revoking one signs it out on its next request; \
+                 it cannot save its session back."
+            }
+            table {
+                thead {
+                    tr { th { "Device" } th.when { "Signed in" } th.when { "Last seen" } th {} }
+                }
+                tbody { @for device in devices { (device_row(device)) } }
+            }
+            div.actions {
+                @if others > 0 {
+                    form.inline method="post" action="/devices/revoke-others" {
+                        button { "Sign out everywhere else" }
+                    }
+                }
+                form.inline method="post" action="/devices/revoke-all" {
+                    button.danger { "Sign out everywhere" }
+                }
+            }
+        }
+    }
+}
+
+fn device_row(device: &Device) -> Markup {
+    html! {
+        tr.device.current[device.this_device] {
+            td {
+                (device.name)
+                @if device.this_device { " " span.badge { "this device" } }
+            }
+            td.when { (device.created) }
+            td.when { @if device.this_device { "now" } @else { (device.last_seen) } }
+            td.revoke {
+                @if !device.this_device {
+                    form.inline method="post" action="/devices/revoke" {
+                        input type="hidden" name="handle" value=(device.handle);
+                        button.small { "Revoke" }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The store's live numbers, filled in and refreshed by `/static/panel.js` from `/stats.json`:

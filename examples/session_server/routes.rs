@@ -5,22 +5,26 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use axum::{
     extract::{ConnectInfo, Form, State},
-    http::{header, StatusCode},
+    http::{header, HeaderMap, StatusCode},
     middleware,
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
     Json, Router,
 };
 use serde::Deserialize;
-use strata::sessions::StrataSessionStore;
+use strata::sessions::{SessionHandle, StrataSessionStore, USER_AGENT_KEY};
 use tower_sessions::{
-    cookie::{time, SameSite},
+    cookie::{
+        time::{self, OffsetDateTime},
+        SameSite,
+    },
     Expiry, Session, SessionManagerLayer, SessionStore,
 };
 
 use super::{
     backend::{Backend, Panel},
     config::Config,
+    devices::{bounded_user_agent, Device, Devices},
     hardening::{self, error_page},
     pages::{self, About, Home},
     sign_in_limit::SignInLimit,
@@ -35,6 +39,7 @@ const MAX_NAME_CHARS: usize = 64;
 #[derive(Clone)]
 struct App {
     panel: Arc<dyn Panel>,
+    devices: Arc<dyn Devices>,
     limit: SignInLimit,
     started: Instant,
     pid: u32,
@@ -51,12 +56,13 @@ impl App {
 }
 
 /// Serves until Ctrl-C or SIGTERM.
-pub async fn serve<S>(backend: Backend<S>, config: Config) -> Result<(), String>
+pub async fn serve<S, I>(backend: Backend<S, I>, config: Config) -> Result<(), String>
 where
-    StrataSessionStore<S>: SessionStore + Clone,
+    StrataSessionStore<S, I>: SessionStore + Clone + Devices + 'static,
 {
     let app = App {
         panel: backend.panel,
+        devices: Arc::new(backend.sessions.clone()),
         limit: SignInLimit::new(config.sign_ins_per_minute)?,
         started: Instant::now(),
         pid: std::process::id(),
@@ -79,25 +85,28 @@ where
 }
 
 /// The session cookie: `HttpOnly`, `SameSite=Lax` (sent when following a link here, not on
-/// another site's form post), `Secure` when configured, ending after `config.idle` idle.
-fn session_layer<S>(
-    sessions: StrataSessionStore<S>,
+/// another site's form post), `Secure` when configured, ending after `config.idle` idle. Every
+/// request of a signed-in session saves it (`with_always_save`), so the devices panel's "last
+/// seen" is the last request and an active session never reaches its idle end.
+fn session_layer<Sessions>(
+    sessions: Sessions,
     config: &Config,
-) -> Result<SessionManagerLayer<StrataSessionStore<S>>, String>
+) -> Result<SessionManagerLayer<Sessions>, String>
 where
-    StrataSessionStore<S>: SessionStore + Clone,
+    Sessions: SessionStore + Clone,
 {
     let idle = time::Duration::try_from(config.idle).map_err(|e| e.to_string())?;
     Ok(SessionManagerLayer::new(sessions)
         .with_secure(config.secure_cookie)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
+        .with_always_save(true)
         .with_expiry(Expiry::OnInactivity(idle)))
 }
 
-fn router<S>(app: App, sessions: SessionManagerLayer<StrataSessionStore<S>>) -> Router
+fn router<Sessions>(app: App, sessions: SessionManagerLayer<Sessions>) -> Router
 where
-    StrataSessionStore<S>: SessionStore + Clone,
+    Sessions: SessionStore + Clone,
 {
     Router::new()
         .route("/", get(home))
@@ -105,6 +114,9 @@ where
         .route("/stats.json", get(stats))
         .route("/sign-in", post(sign_in))
         .route("/sign-out", post(sign_out))
+        .route("/devices/revoke", post(revoke))
+        .route("/devices/revoke-others", post(revoke_others))
+        .route("/devices/revoke-all", post(revoke_all))
         .route("/static/style.css", get(style))
         .route("/static/panel.js", get(panel_js))
         .fallback(|| async { error_page(StatusCode::NOT_FOUND) })
@@ -159,11 +171,27 @@ async fn home(State(app): State<App>, session: Session) -> Response {
         Ok(None) => return Html(pages::sign_in(&app.about(), None).into_string()).into_response(),
         Err(response) => return response,
     };
+    let devices = match devices_of(&app, &session, &name).await {
+        Ok(devices) => devices,
+        Err(response) => return response,
+    };
     let home = Home {
         name: &name,
         visits,
+        devices: &devices,
     };
     Html(pages::home(&app.about(), &home).into_string()).into_response()
+}
+
+/// The rows of `user`'s devices panel, this request's session marked.
+async fn devices_of(app: &App, session: &Session, user: &str) -> Result<Vec<Device>, Response> {
+    let infos = app.devices.list(user).await.map_err(internal)?;
+    let current = session.id().map(|id| SessionHandle::of(&id));
+    let now = OffsetDateTime::now_utc();
+    Ok(infos
+        .into_iter()
+        .map(|info| Device::of(info, current.as_ref(), now))
+        .collect())
 }
 
 /// `{"name": .., "visits": ..}` for the signed-in user (without counting a visit), or 401.
@@ -197,6 +225,7 @@ struct SignIn {
 async fn sign_in(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     session: Session,
     Form(form): Form<SignIn>,
 ) -> Response {
@@ -220,12 +249,21 @@ async fn sign_in(
             session.cycle_id().await?;
         }
         session.insert(NAME, name).await?;
+        if let Some(agent) = user_agent(&headers) {
+            session.insert(USER_AGENT_KEY, agent).await?;
+        }
         session.insert(VISITS, 0u64).await
     };
     match signed_in.await {
         Ok(()) => Redirect::to("/").into_response(),
         Err(e) => internal(e),
     }
+}
+
+/// The request's `User-Agent`, bounded, for the devices panel (none if absent or not text).
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    let agent = headers.get(header::USER_AGENT)?.to_str().ok()?;
+    Some(bounded_user_agent(agent))
 }
 
 /// 429 with `Retry-After` in whole seconds (at least 1).
@@ -243,6 +281,87 @@ async fn sign_out(session: Session) -> Response {
         Ok(()) => Redirect::to("/").into_response(),
         Err(e) => internal(e),
     }
+}
+
+/// The signed-in user, or the 401 page.
+async fn signed_in(session: &Session) -> Result<String, Response> {
+    match session.get::<String>(NAME).await {
+        Ok(Some(name)) => Ok(name),
+        Ok(None) => Err(error_page(StatusCode::UNAUTHORIZED)),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct RevokeForm {
+    handle: String,
+}
+
+/// Signs out one of the user's devices, named by its handle. A handle that is not one of this
+/// user's live sessions — forged, already signed out, or another user's — is a 404 and revokes
+/// nothing. Revoking this very device signs it out now.
+async fn revoke(
+    State(app): State<App>,
+    session: Session,
+    Form(form): Form<RevokeForm>,
+) -> Response {
+    let user = match signed_in(&session).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    let Ok(handle) = form.handle.parse::<SessionHandle>() else {
+        return error_page(StatusCode::BAD_REQUEST);
+    };
+    match app.devices.revoke(&user, &handle).await {
+        Ok(true) => {}
+        Ok(false) => return no_such_device(),
+        Err(e) => return internal(e),
+    }
+    tracing::info!(%handle, "session revoked");
+    if session.id().map(|id| SessionHandle::of(&id)) == Some(handle) {
+        return sign_out(session).await;
+    }
+    Redirect::to("/").into_response()
+}
+
+/// 404: the handle names none of this user's live sessions.
+fn no_such_device() -> Response {
+    let page = pages::error(
+        "No such device",
+        "That device is not signed in to your account (any more). Go back to your devices.",
+    );
+    (StatusCode::NOT_FOUND, Html(page.into_string())).into_response()
+}
+
+/// "Sign out everywhere else": every session of the user but this one.
+async fn revoke_others(State(app): State<App>, session: Session) -> Response {
+    let user = match signed_in(&session).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    let Some(id) = session.id() else {
+        return error_page(StatusCode::UNAUTHORIZED);
+    };
+    match app.devices.revoke_all_except(&user, &id).await {
+        Ok(count) => {
+            tracing::info!(count, "other sessions of a user revoked");
+            Redirect::to("/").into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// "Sign out everywhere": every session of the user, this one included.
+async fn revoke_all(State(app): State<App>, session: Session) -> Response {
+    let user = match signed_in(&session).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    match app.devices.revoke_all(&user).await {
+        Ok(count) => tracing::info!(count, "every session of a user revoked"),
+        Err(e) => return internal(e),
+    }
+    sign_out(session).await
 }
 
 async fn style() -> Response {

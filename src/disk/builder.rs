@@ -45,6 +45,7 @@ pub(crate) struct Options {
     pub open_timeout: Duration,
     pub fsync_interval: Option<Duration>,
     pub on_corrupt: OnCorrupt,
+    pub accept_data_loss: bool,
     pub clock: Clock,
     pub format: Format,
     pub queue_capacity: usize,
@@ -74,6 +75,8 @@ pub type DiskStoreBuilder<K, V> = DiskBuilder<ForStore<K, V>>;
 /// - `fsync_interval`: none (sync writes survive a process crash; add an interval for power
 ///   loss);
 /// - `on_corrupt`: [`OnCorrupt::Fail`];
+/// - `accept_data_loss`: false (a damaged journal that lost acknowledged commits is
+///   [`Error::LostCommits`](crate::Error::LostCommits));
 /// - `clock`: [`Clock::system`];
 /// - `format`: [`Format::MessagePack`];
 /// - `queue_capacity`: 1 048 576 queued writes before writers block (memory is only used by
@@ -110,6 +113,7 @@ impl<T> DiskBuilder<T> {
                 open_timeout: Duration::from_secs(15),
                 fsync_interval: None,
                 on_corrupt: OnCorrupt::Fail,
+                accept_data_loss: false,
                 clock: Clock::system(),
                 format: Format::MessagePack,
                 queue_capacity: 1 << 20,
@@ -148,6 +152,14 @@ impl<T> DiskBuilder<T> {
     /// What to do with unreadable data: fail (default) or discard and start empty.
     pub fn on_corrupt(mut self, on_corrupt: OnCorrupt) -> Self {
         self.opts.on_corrupt = on_corrupt;
+        self
+    }
+
+    /// Open a directory whose journal lost acknowledged commits (it was damaged) with what
+    /// survived, logging how many commits are missing, instead of failing with
+    /// [`Error::LostCommits`](crate::Error::LostCommits). Default: false.
+    pub fn accept_data_loss(mut self, accept: bool) -> Self {
+        self.opts.accept_data_loss = accept;
         self
     }
 

@@ -19,9 +19,9 @@ use super::{
     engine::{allocated, Engine, FjallEngine, Op},
     load::{self, OpenSummary, RawEntries},
     lock::{self, DirLock},
-    record,
+    marker, perms, record,
     store::{DiskStore, Tier},
-    writer::Writer,
+    writer::{self, Writer},
 };
 use crate::{
     codec::{decode_value, Key},
@@ -29,6 +29,9 @@ use crate::{
     memory::MemoryStore,
     namespace::Namespace,
 };
+
+/// The engine's own directory inside the data directory.
+const ENGINE_DIR: &str = "fjall";
 
 /// Stripes of the per-key lock that keeps memory and disk in the same order.
 const STRIPES: usize = 256;
@@ -68,13 +71,57 @@ pub(super) struct DbInner {
     pending: Mutex<HashMap<Box<[u8]>, RawEntries>>,
     pub(super) tiers: Mutex<HashMap<Namespace, Box<dyn Any + Send + Sync>>>,
     summary: OpenSummary,
-    // Dropped last: the directory stays locked until the engine is closed.
-    _lock: DirLock,
+    // Dropped last (or by `Closing`): the directory stays locked until the engine is closed.
+    lock: Option<DirLock>,
 }
 
+/// Closing a directory drains the writer's queue, flushes the engine's write buffer and
+/// fsyncs (up to a few seconds under load). Dropping the last handle on an async runtime's
+/// thread must not stall that thread, so there the close finishes on a thread of its own; the
+/// directory stays locked until it has (a reopen meanwhile waits, see `lock::BUSY_WAIT`, or
+/// is `DirLocked`). Elsewhere the drop waits, and the directory can be reopened right after.
 impl Drop for DbInner {
     fn drop(&mut self) {
-        self.writer.close();
+        if tokio::runtime::Handle::try_current().is_err() {
+            // The fields drop next, in order: the engine, then the lock.
+            return writer::join(self.writer.stop());
+        }
+        let closing = Closing {
+            writer: self.writer.stop(),
+            engine: self.engine.clone(),
+            _lock: self.lock.take(),
+        };
+        // If no thread can be started, the closure (and so `closing`) is dropped right here:
+        // the close then blocks, which is still correct.
+        let _ = std::thread::Builder::new()
+            .name("strata-disk-close".into())
+            .spawn(move || drop(closing));
+    }
+}
+
+/// What is left to do when a `DbInner` is dropped on a runtime thread, in this order: wait for
+/// the writer thread (which closes the engine), release the engine, unlock the directory (the
+/// fields drop in declaration order after `drop`).
+struct Closing {
+    writer: Option<std::thread::JoinHandle<()>>,
+    engine: Arc<dyn Engine>,
+    // Declared after `engine`: fields drop in order, so the directory is unlocked last.
+    _lock: Option<DirLock>,
+}
+
+/// How long `Closing` waits for the dropped `DbInner` to let go of its engine handle.
+const ENGINE_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        writer::join(self.writer.take());
+        // The `DbInner` being dropped releases its handle right after its `drop` returns;
+        // waiting for it makes this the engine's last handle, so the engine is closed here,
+        // off the runtime, and before the directory is unlocked.
+        let started = Instant::now();
+        while Arc::strong_count(&self.engine) > 1 && started.elapsed() < ENGINE_RELEASE_WAIT {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
@@ -117,7 +164,7 @@ impl DiskDb {
             pending: Mutex::new(loaded.by_namespace),
             tiers: Mutex::new(HashMap::new()),
             summary: loaded.summary,
-            _lock: lock,
+            lock: Some(lock),
         };
         Ok(DiskDb {
             inner: Arc::new(inner),
@@ -178,6 +225,23 @@ impl DiskDb {
             mem,
             undecodable: undecodable.count,
         })
+    }
+
+    /// True if `path` holds a strata data directory: the engine directory (`<path>/fjall`) that
+    /// opening one creates. It does not lock or open anything, so it also answers for a
+    /// directory another process has open.
+    ///
+    /// ```
+    /// use strata::DiskDb;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// assert!(!DiskDb::is_data_dir(dir.path()));
+    /// drop(DiskDb::builder().dir(dir.path()).open()?);
+    /// assert!(DiskDb::is_data_dir(dir.path()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_data_dir(path: impl AsRef<Path>) -> bool {
+        path.as_ref().join(ENGINE_DIR).is_dir()
     }
 
     /// What opening the directory found: live entries, purged expired ones, foreign records.
@@ -396,17 +460,30 @@ impl Undecodable {
 }
 
 fn open_engine(opts: &Options, started: Instant) -> Result<(FjallEngine, load::Loaded)> {
-    let path = opts.dir.join("fjall");
+    let path = opts.dir.join(ENGINE_DIR);
     match try_open(opts, &path, started) {
-        Err(Error::Corrupt { reason, .. }) if opts.on_corrupt == OnCorrupt::Discard => {
-            tracing::warn!(path = %path.display(), %reason, "the disk store is corrupt; discarding it and starting empty (on_corrupt = Discard)");
-            std::fs::remove_dir_all(&path).map_err(|e| Error::DataDir {
-                path: path.clone(),
-                source: e,
-            })?;
+        Err(e @ (Error::Corrupt { .. } | Error::LostCommits { .. }))
+            if opts.on_corrupt == OnCorrupt::Discard =>
+        {
+            tracing::warn!(path = %path.display(), reason = %e, "the disk store is corrupt; discarding it and starting empty (on_corrupt = Discard)");
+            discard(&opts.dir, &path)?;
             try_open(opts, &path, started)
         }
         other => other,
+    }
+}
+
+/// Deletes the engine's directory and the commit marker that describes it.
+fn discard(dir: &Path, engine: &Path) -> Result<()> {
+    let failed = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::DataDir { path, source }
+    };
+    std::fs::remove_dir_all(engine).map_err(failed(engine))?;
+    let marker = dir.join(marker::FILE);
+    match std::fs::remove_file(&marker) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(failed(&marker)(e)),
+        _ => Ok(()),
     }
 }
 
@@ -416,17 +493,26 @@ fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngin
     Ok((engine, loaded))
 }
 
-/// Opens fjall, retrying briefly if its own lock file is still held (see `lock::BUSY_WAIT`).
+/// Opens fjall in an owner-only directory, retrying briefly if its own lock file is still held
+/// (see `lock::BUSY_WAIT`), then restricts the files it created.
 fn open_fjall(path: &Path, opts: &Options) -> Result<FjallEngine> {
+    let data_dir = |source| Error::DataDir {
+        path: path.to_owned(),
+        source,
+    };
+    perms::create_dir(path).map_err(data_dir)?;
     let started = Instant::now();
-    loop {
-        match FjallEngine::open(path, opts.clock.clone()) {
+    let engine = loop {
+        let clock = opts.clock.clone();
+        match FjallEngine::open(path, &opts.dir, clock, opts.accept_data_loss) {
             Err(Error::DirLocked { .. }) if started.elapsed() < lock::BUSY_WAIT => {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            other => return other,
+            other => break other?,
         }
-    }
+    };
+    perms::restrict_tree(&opts.dir).map_err(data_dir)?;
+    Ok(engine)
 }
 
 fn dir_size(path: &Path) -> std::io::Result<u64> {

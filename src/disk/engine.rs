@@ -8,7 +8,10 @@
 use std::{
     io::ErrorKind,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -17,7 +20,7 @@ use fjall::{
     Database, Keyspace, KeyspaceCreateOptions, PersistMode,
 };
 
-use super::record;
+use super::{marker::Marker, record};
 use crate::{
     error::{Error, Result},
     time::Clock,
@@ -25,18 +28,11 @@ use crate::{
 
 /// Name of the single keyspace that holds every namespace (`namespace:key` → record).
 const KEYSPACE: &str = "entries";
-/// Name of the keyspace that only ever holds padding, written on close to seal the journal
-/// (see [`FjallEngine::retire_journal`]); cleared right after.
-const PAD_KEYSPACE: &str = "journal-pad";
-/// fjall's flush worker seals the active journal (and deletes it once its contents are in
-/// tables) when the journal's write position is past this many bytes; below it, the journal
-/// is replayed in full at every open, flushed or not.
-const JOURNAL_SEALED_PAST: u64 = 64_000_000;
-/// A clean close retires the journal when it holds at least this much: replaying less is
-/// cheaper than padding it (about 4 ms per MB replayed).
-const RETIRE_JOURNAL_ABOVE: u64 = 4 << 20;
-/// One padding value: random bytes so fjall's journal compression cannot shrink them.
-const PAD_CHUNK: usize = 1 << 20;
+/// Name of the keyspace that holds strata's own bookkeeping: the commit sequence.
+const META_KEYSPACE: &str = "strata-meta";
+/// The meta key holding the sequence number of the last commit (u64, big-endian), written in
+/// every batch so it is recovered exactly as far as the batches are.
+const SEQ_KEY: &[u8] = b"commit-seq";
 
 /// The journal's cap: past it fjall flushes the write buffers and recycles old journals, so the
 /// journal never holds more than this (fjall's minimum; its default is 512 MiB).
@@ -107,12 +103,22 @@ pub(crate) struct FjallEngine {
     path: PathBuf,
     db: Database,
     entries: Keyspace,
-    pad: Keyspace,
+    meta: Keyspace,
+    /// The last committed sequence number (only the writer thread commits).
+    seq: AtomicU64,
+    marker: Marker,
 }
 
 impl FjallEngine {
     /// Opens (or creates) the database at `path`; expired records are dropped by compaction.
-    pub(crate) fn open(path: &Path, clock: Clock) -> Result<Self> {
+    /// [`Error::LostCommits`] if it recovers fewer commits than the marker in `marker_dir`
+    /// says were acknowledged, unless `accept_loss` (then a warning, and the marker follows).
+    pub(crate) fn open(
+        path: &Path,
+        marker_dir: &Path,
+        clock: Clock,
+        accept_loss: bool,
+    ) -> Result<Self> {
         let classify = |e| classify(path, e);
         let filter: Arc<dyn Factory> = Arc::new(ExpiredFilter {
             clock: std::panic::AssertUnwindSafe(clock),
@@ -125,18 +131,23 @@ impl FjallEngine {
         let entries = db
             .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
             .map_err(classify)?;
-        let pad = db
-            .keyspace(PAD_KEYSPACE, KeyspaceCreateOptions::default)
+        let meta = db
+            .keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)
             .map_err(classify)?;
-        if !pad.is_empty().map_err(classify)? {
-            // A crash interrupted a close while it was padding the journal.
-            pad.clear().map_err(classify)?;
-        }
+        let recovered = recovered_seq(path, &meta)?;
+        let (marker, acknowledged) = Marker::open(marker_dir)?;
+        check_recovered(marker_dir, recovered, acknowledged, accept_loss)?;
+        marker.store(recovered).map_err(|e| Error::DataDir {
+            path: marker.path().to_owned(),
+            source: e,
+        })?;
         Ok(FjallEngine {
             path: path.to_owned(),
             db,
             entries,
-            pad,
+            meta,
+            seq: AtomicU64::new(recovered),
+            marker,
         })
     }
 
@@ -175,9 +186,12 @@ impl FjallEngine {
         self.commit_run(run)
     }
 
-    /// Commits `run` as one batch.
+    /// Commits `run` as one batch, with the next commit sequence number, then records that
+    /// number in the marker.
     fn commit_run(&self, mut run: Vec<(&[u8], Option<&[u8]>)>) -> fjall::Result<()> {
         let mut batch = self.batch();
+        let seq = self.seq.load(Ordering::Acquire) + 1;
+        batch.insert(&self.meta, SEQ_KEY, seq.to_be_bytes());
         // Consecutive inserts into the write buffer (a skip list) walk the same, cached,
         // nodes, which makes a big batch several times faster than random order. The sort is
         // stable and a batch is applied as one sequence number, so the last op on a key wins.
@@ -188,7 +202,18 @@ impl FjallEngine {
                 None => batch.remove(&self.entries, key),
             }
         }
-        batch.commit()
+        batch.commit()?;
+        self.seq.store(seq, Ordering::Release);
+        self.note_committed(seq);
+        Ok(())
+    }
+
+    /// Moves the marker to `seq`. A failure only weakens the check at the next open (the
+    /// marker lags, so it can never report a loss that did not happen): logged, not fatal.
+    fn note_committed(&self, seq: u64) {
+        if let Err(e) = self.marker.store(seq) {
+            tracing::warn!(path = %self.marker.path().display(), error = %e, "could not update the disk store's commit marker; a damaged journal may go unnoticed at the next open");
+        }
     }
 
     /// A batch that reaches the OS when committed (fjall's batches default to its own buffer).
@@ -218,7 +243,8 @@ impl Engine for FjallEngine {
     fn sync(&self) -> std::result::Result<(), String> {
         self.db
             .persist(PersistMode::SyncData)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.marker.sync().map_err(|e| e.to_string())
     }
 
     fn compact(&self) -> Result<()> {
@@ -229,14 +255,14 @@ impl Engine for FjallEngine {
     }
 
     fn close(&self) {
-        let flushed = self
-            .flush(CLOSE_FLUSH_WAIT)
-            .and_then(|()| self.retire_journal(CLOSE_FLUSH_WAIT));
-        if let Err(e) = flushed {
+        if let Err(e) = self.flush(CLOSE_FLUSH_WAIT) {
             tracing::warn!(path = %self.path.display(), error = %e, "could not flush the disk store on close; the next open replays its journal");
         }
         if let Err(e) = self.db.persist(PersistMode::SyncAll) {
             tracing::warn!(path = %self.path.display(), error = %e, "could not fsync the disk store on close");
+        }
+        if let Err(e) = self.marker.sync() {
+            tracing::warn!(path = %self.marker.path().display(), error = %e, "could not fsync the disk store's commit marker on close");
         }
     }
 }
@@ -248,78 +274,15 @@ impl FjallEngine {
     /// Seals the write buffer and waits up to `wait` for fjall to write it out as a table.
     fn flush(&self, wait: Duration) -> std::result::Result<(), String> {
         self.entries.rotate_memtable().map_err(|e| e.to_string())?;
+        self.meta.rotate_memtable().map_err(|e| e.to_string())?;
         let started = Instant::now();
-        while self.entries.sealed_memtable_count() > 0 {
+        while self.entries.sealed_memtable_count() + self.meta.sealed_memtable_count() > 0 {
             if started.elapsed() > wait {
                 return Err(format!("the write buffer was not flushed within {wait:?}"));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
         Ok(())
-    }
-}
-
-impl FjallEngine {
-    /// Leaves an empty active journal, so the next open has nothing to replay.
-    ///
-    /// fjall replays the whole active journal at open (skipping what is already in tables, but
-    /// reading and decoding all of it), and only seals it once it is past
-    /// [`JOURNAL_SEALED_PAST`]. With the data already flushed to tables, padding the journal
-    /// past that mark and flushing makes fjall seal it, see that its contents are in tables
-    /// and delete it. A crash at any point leaves a journal fjall recovers as usual (and a
-    /// padding keyspace that the next open clears).
-    fn retire_journal(&self, wait: Duration) -> std::result::Result<(), String> {
-        let journal = self.active_journal().map_err(|e| e.to_string())?;
-        let Some((id, written)) = journal else {
-            return Ok(());
-        };
-        // Elsewhere the journal's allocation does not tell what was written.
-        if !cfg!(unix) || written < RETIRE_JOURNAL_ABOVE {
-            return Ok(());
-        }
-        let chunk = pad_chunk();
-        let mut padded = written;
-        while padded <= JOURNAL_SEALED_PAST + PAD_CHUNK as u64 {
-            self.pad
-                .insert(b"pad".as_slice(), chunk.clone())
-                .map_err(|e| e.to_string())?;
-            padded += PAD_CHUNK as u64;
-        }
-        self.pad.rotate_memtable().map_err(|e| e.to_string())?;
-        let started = Instant::now();
-        loop {
-            match self.active_journal().map_err(|e| e.to_string())? {
-                Some((now, _)) if now > id && self.db.journal_count() == 1 => break,
-                _ if started.elapsed() > wait => {
-                    return Err(format!("the journal was not retired within {wait:?}"));
-                }
-                _ => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-        self.pad.clear().map_err(|e| e.to_string())
-    }
-
-    /// The id of the active (highest-numbered) journal and the bytes written to it.
-    fn active_journal(&self) -> std::io::Result<Option<(u64, u64)>> {
-        let mut active: Option<(u64, PathBuf)> = None;
-        for entry in std::fs::read_dir(&self.path)? {
-            let path = entry?.path();
-            let id = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".jnl"))
-                .and_then(|n| n.parse::<u64>().ok());
-            if let Some(id) = id {
-                if active.as_ref().is_none_or(|(a, _)| id > *a) {
-                    active = Some((id, path));
-                }
-            }
-        }
-        let Some((id, path)) = active else {
-            return Ok(None);
-        };
-        // The journal is preallocated sparsely: its allocated blocks are what was written.
-        Ok(Some((id, allocated(&std::fs::metadata(path)?))))
     }
 }
 
@@ -337,17 +300,37 @@ pub(crate) fn allocated(meta: &std::fs::Metadata) -> u64 {
     }
 }
 
-/// A padding value that compression cannot shrink (xorshift noise).
-fn pad_chunk() -> fjall::Slice {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut out = Vec::with_capacity(PAD_CHUNK);
-    while out.len() < PAD_CHUNK {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
+/// The sequence number the engine recovered (0 for a new directory).
+fn recovered_seq(path: &Path, meta: &Keyspace) -> Result<u64> {
+    let Some(bytes) = meta.get(SEQ_KEY).map_err(|e| classify(path, e))? else {
+        return Ok(0);
+    };
+    let bytes = <[u8; 8]>::try_from(bytes.as_ref()).map_err(|_| Error::Corrupt {
+        path: path.to_owned(),
+        reason: format!("the commit sequence is {} bytes, not 8", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// Refuses an engine that recovered fewer commits than were acknowledged (see `marker`).
+fn check_recovered(
+    dir: &Path,
+    recovered: u64,
+    acknowledged: Option<u64>,
+    accept_loss: bool,
+) -> Result<()> {
+    let Some(acknowledged) = acknowledged.filter(|&a| a > recovered) else {
+        return Ok(());
+    };
+    if !accept_loss {
+        return Err(Error::LostCommits {
+            path: dir.to_owned(),
+            acknowledged,
+            recovered,
+        });
     }
-    out.into()
+    tracing::warn!(dir = %dir.display(), acknowledged, recovered, lost = acknowledged - recovered, "the disk store's journal was damaged: acknowledged commits are missing; continuing with what survived (accept_data_loss)");
+    Ok(())
 }
 
 /// Turns an engine error met while opening or loading into what the user can act on.
@@ -427,7 +410,7 @@ mod tests {
     #[test]
     fn close_flushes_the_write_buffer() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = FjallEngine::open(&dir.path().join("fjall"), Clock::system()).unwrap();
+        let engine = open(&dir.path().join("fjall"), dir.path()).unwrap();
         engine.scan(b"", &mut |_, _| Ok(())).unwrap();
         let record = record::encode(&1u8, 0, crate::Format::MessagePack, &"k").unwrap();
         engine.commit(&[Op::put(b"ns:k", &record)]).unwrap();
@@ -435,15 +418,28 @@ mod tests {
         assert_eq!(engine.entries.table_count(), 1);
     }
 
+    /// Bytes this thread has passed to `write` so far (Linux: `/proc/thread-self/io`).
+    fn written_by_this_thread() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        let line = io.lines().find(|l| l.starts_with("wchar:")).unwrap();
+        line["wchar:".len()..].trim().parse().unwrap()
+    }
+
+    fn open(path: &Path, marker_dir: &Path) -> Result<FjallEngine> {
+        FjallEngine::open(path, marker_dir, Clock::system(), false)
+    }
+
+    /// Issue 15: close used to pad a journal of a few MB past fjall's 64 MB rotation mark.
+    #[cfg(target_os = "linux")]
     #[test]
-    fn close_retires_a_big_journal_so_the_next_open_replays_nothing() {
+    fn close_writes_no_journal_padding() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fjall");
         let record =
             record::encode(&"x".repeat(1000), 0, crate::Format::MessagePack, &"k").unwrap();
         let n = 6_000;
         {
-            let engine = FjallEngine::open(&path, Clock::system()).unwrap();
+            let engine = open(&path, dir.path()).unwrap();
             for chunk in (0..n).collect::<Vec<u32>>().chunks(500) {
                 let ops: Vec<Op> = chunk
                     .iter()
@@ -451,19 +447,12 @@ mod tests {
                     .collect();
                 engine.commit(&ops).unwrap();
             }
-            let (first, written) = engine.active_journal().unwrap().unwrap();
-            assert!(written >= RETIRE_JOURNAL_ABOVE, "{written} B journaled");
+            let before = written_by_this_thread();
             engine.close();
-            let (active, written) = engine.active_journal().unwrap().unwrap();
-            assert!(active > first, "the journal was sealed");
-            assert!(written < 1 << 20, "{written} B left to replay");
-            assert_eq!(
-                engine.db.journal_count(),
-                1,
-                "the sealed journal was deleted"
-            );
+            let by_close = written_by_this_thread() - before;
+            assert!(by_close < 1 << 20, "close wrote {by_close} B");
         }
-        let engine = FjallEngine::open(&path, Clock::system()).unwrap();
+        let engine = open(&path, dir.path()).unwrap();
         let mut seen = 0;
         engine
             .scan(b"", &mut |_, rec| {
@@ -473,6 +462,48 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, n);
-        assert!(engine.pad.is_empty().unwrap(), "no padding is left");
+    }
+
+    #[test]
+    fn every_commit_moves_the_sequence_and_the_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fjall");
+        let record = record::encode(&1u8, 0, crate::Format::MessagePack, &"k").unwrap();
+        {
+            let engine = open(&path, dir.path()).unwrap();
+            for _ in 0..3 {
+                engine.commit(&[Op::put(b"ns:k", &record)]).unwrap();
+            }
+        }
+        let engine = open(&path, dir.path()).unwrap();
+        assert_eq!(engine.seq.load(Ordering::Acquire), 3);
+        drop(engine);
+        assert_eq!(Marker::open(dir.path()).unwrap().1, Some(3));
+    }
+
+    #[test]
+    fn fewer_commits_than_the_marker_is_lost_commits_unless_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fjall");
+        drop(open(&path, dir.path()).unwrap());
+        Marker::open(dir.path()).unwrap().0.store(5).unwrap();
+        let err = open(&path, dir.path()).err().unwrap();
+        assert!(
+            matches!(
+                err,
+                Error::LostCommits {
+                    acknowledged: 5,
+                    recovered: 0,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let engine = FjallEngine::open(&path, dir.path(), Clock::system(), true).unwrap();
+        drop(engine);
+        assert!(
+            open(&path, dir.path()).is_ok(),
+            "the marker follows an accepted loss"
+        );
     }
 }

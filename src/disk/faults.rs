@@ -60,6 +60,8 @@ struct Plan {
     /// Report failures as fatal (like fjall's poisoned journal).
     fatal: bool,
     park: Park,
+    /// The engine's close stops at the barrier (see [`Faults::park_close`]).
+    park_close: bool,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -100,6 +102,12 @@ impl Faults {
     /// The next commit stops at a barrier until [`Faults::release`].
     pub fn park_next_commit(&self) {
         self.state.plan.lock().park = Park::Armed;
+    }
+
+    /// The engine's close (when the last handle drops) stops at the barrier until
+    /// [`Faults::release`], or for at most 10 s, so a close that blocks its caller still ends.
+    pub fn park_close(&self) {
+        self.state.plan.lock().park_close = true;
     }
 
     /// Blocks until a commit is parked at the barrier; false after 10 s without one.
@@ -155,6 +163,28 @@ impl Faults {
         })
     }
 
+    /// Waits at the barrier if [`Faults::park_close`] was called (bounded, see there).
+    fn before_close(&self) {
+        let deadline = Instant::now() + PARK_WAIT;
+        let mut plan = self.state.plan.lock();
+        if !std::mem::take(&mut plan.park_close) {
+            return;
+        }
+        plan.park = Park::Parked;
+        self.state.changed.notify_all();
+        while plan.park == Park::Parked {
+            if self
+                .state
+                .changed
+                .wait_until(&mut plan, deadline)
+                .timed_out()
+            {
+                break;
+            }
+        }
+        plan.park = Park::Off;
+    }
+
     /// Wraps `engine` so its commits follow this plan.
     pub(crate) fn wrap(&self, engine: Arc<dyn Engine>) -> Arc<dyn Engine> {
         Arc::new(FaultyEngine {
@@ -191,6 +221,7 @@ impl Engine for FaultyEngine {
     }
 
     fn close(&self) {
+        self.faults.before_close();
         self.inner.close()
     }
 }

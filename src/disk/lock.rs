@@ -10,7 +10,7 @@
 //! briefly shares the parent's open files), holds the lock for a moment after its owner let go.
 
 use std::{
-    fs::{File, OpenOptions, TryLockError},
+    fs::{File, TryLockError},
     io::Write,
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -27,14 +27,14 @@ pub(crate) struct DirLock {
     _file: File,
 }
 
-/// Creates `dir` if missing (not its parents) and locks it.
+/// Creates `dir` if missing (not its parents, owner-only) and locks it.
 pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
     let data_dir = |source| Error::DataDir {
         path: dir.to_owned(),
         source,
     };
-    ensure_dir(dir).map_err(data_dir)?;
-    let mut file = OpenOptions::new()
+    super::perms::create_dir(dir).map_err(data_dir)?;
+    let mut file = super::marker::owner_only()
         .create(true)
         .truncate(false)
         .read(true)
@@ -62,17 +62,5 @@ pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
 fn locked(dir: &Path) -> Error {
     Error::DirLocked {
         path: std::fs::canonicalize(dir).unwrap_or_else(|_| PathBuf::from(dir)),
-    }
-}
-
-fn ensure_dir(dir: &Path) -> std::io::Result<()> {
-    match std::fs::create_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(std::io::Error::new(
-            std::io::ErrorKind::NotADirectory,
-            "the path exists and is not a directory",
-        )),
-        Err(e) => Err(e),
     }
 }

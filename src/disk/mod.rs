@@ -67,6 +67,8 @@ mod engine;
 mod faults;
 mod load;
 mod lock;
+mod marker;
+mod perms;
 mod raw;
 mod record;
 mod store;

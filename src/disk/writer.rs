@@ -13,8 +13,9 @@
 //! A failure that later calls would repeat (a fatal engine error) or that nobody is waiting for
 //! (an async write) marks the writer failed ([`Health`]): every later call is
 //! [`Error::Unavailable`].
-//! When the last handle drops, the thread drains the queue, flushes, fsyncs and exits; `close`
-//! joins it, so the directory can be reopened as soon as the `DiskDb` is gone.
+//! When the last handle drops, the thread drains the queue, flushes, fsyncs and exits. Off an
+//! async runtime the drop joins it, so the directory can be reopened as soon as the `DiskDb`
+//! is gone; on a runtime thread the wait moves to a thread of its own (see `db.rs`).
 
 use std::{
     path::PathBuf,
@@ -273,18 +274,29 @@ impl Writer {
 
     /// Stops taking jobs, lets the thread drain the queue and waits for it.
     pub(crate) fn close(&self) {
+        join(self.stop());
+    }
+
+    /// Stops taking jobs and returns the thread (once), which drains the queue, closes the
+    /// engine and exits; the caller decides where to wait for it (see `DbInner`'s drop).
+    pub(crate) fn stop(&self) -> Option<JoinHandle<()>> {
         drop(self.tx.write().take());
-        if let Some(thread) = self.thread.lock().take() {
-            if thread.join().is_err() {
-                tracing::error!("the strata disk writer thread panicked");
-            }
-        }
+        self.thread.lock().take()
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Waits for the writer thread to end.
+pub(crate) fn join(thread: Option<JoinHandle<()>>) {
+    if let Some(thread) = thread {
+        if thread.join().is_err() {
+            tracing::error!("the strata disk writer thread panicked");
+        }
     }
 }
 

@@ -133,11 +133,14 @@ fn set_cmd(key: &[u8], value: &[u8], ttl: Option<Duration>, condition: SetIf) ->
     cmd
 }
 
+/// Raw values (absent keys as `None`) and their `PTTL` replies, key by key.
+type ValuesAndTtls = (Vec<Option<Vec<u8>>>, Vec<i64>);
+
 /// The replies of `MGET` + `count` `PTTL`s: the values and the TTLs, or why they are malformed.
 fn split_mget_pttl(
     mut replies: Vec<redis::Value>,
     count: usize,
-) -> std::result::Result<(Vec<Option<Vec<u8>>>, Vec<i64>), String> {
+) -> std::result::Result<ValuesAndTtls, String> {
     if replies.len() != count + 1 {
         return Err(format!("{} replies for {} keys", replies.len(), count));
     }

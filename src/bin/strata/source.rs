@@ -43,12 +43,6 @@ pub fn shown(spec: &str) -> String {
     }
 }
 
-/// True if `dir` holds a DiskStore's data: its engine directory (`<dir>/fjall`, the layout
-/// `DiskDb::open` creates) exists.
-fn is_data_dir(dir: &Path) -> bool {
-    dir.join("fjall").is_dir()
-}
-
 /// True if `dir` is missing or empty: a fine place for a new data directory.
 fn is_vacant(dir: &Path) -> bool {
     match std::fs::read_dir(dir) {
@@ -73,7 +67,7 @@ pub async fn open_existing(spec: &str, how: Opening) -> Result<Source, Failure> 
     if !dir.is_dir() && !how.create {
         return Err(not_a_data_dir(spec));
     }
-    Ok(Source::Disk(open_db(spec, how, is_data_dir(dir))?))
+    Ok(Source::Disk(open_db(spec, how, DiskDb::is_data_dir(dir))?))
 }
 
 /// Opens `spec` to write: a data directory (created if missing or empty) or a Redis URL.
@@ -82,7 +76,7 @@ pub async fn open(spec: &str, how: Opening) -> Result<Source, Failure> {
         return open_redis(spec).await;
     }
     let dir = Path::new(spec);
-    let usable = is_data_dir(dir) || is_vacant(dir);
+    let usable = DiskDb::is_data_dir(dir) || is_vacant(dir);
     Ok(Source::Disk(open_db(spec, how, usable)?))
 }
 
@@ -105,7 +99,7 @@ pub fn open_existing_dir(dir: &Path, how: Opening) -> Result<DiskDb, Failure> {
     if !dir.is_dir() && !how.create {
         return Err(not_a_data_dir(&spec));
     }
-    open_db(&spec, how, is_data_dir(dir))
+    open_db(&spec, how, DiskDb::is_data_dir(dir))
 }
 
 #[cfg(feature = "redis")]
