@@ -1,5 +1,6 @@
 //! A web app whose sessions survive restarts: sign in with a name, watch a visit counter, see
-//! which store keeps your session and how long ago this server started, sign out. Sessions live
+//! which store keeps your session and how long ago this server started, see every device signed
+//! in under your name and sign any of them out (or all of them), sign out. Sessions live
 //! in a `DiskStore` under `./strata-data` (kill the server with `kill -9`, start it again: you are
 //! still signed in, and the counter goes on), or in Redis when `STRATA_REDIS_URL` is set (every
 //! node sees every session; needs `--features redis`).
