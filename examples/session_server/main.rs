@@ -19,7 +19,8 @@
 //! - `STRATA_REPLICATED=1` (with `STRATA_REDIS_URL`): a `ReplicatedStore` — each server keeps a
 //!   local copy of the sessions it reads, Redis holds the truth, and a write on one server
 //!   invalidates the others' copies over pub/sub;
-//! - `STRATA_SESSION_IDLE_SECS`: a session ends after this long without a request (default 1800);
+//! - `STRATA_SESSION_IDLE_SECS`: a session ends after this long without a page view
+//!   (default 1800; the live panel's polling does not count);
 //! - `STRATA_SECURE_COOKIE=1`: mark the session cookie `Secure` (set it behind HTTPS);
 //! - `STRATA_SIGN_IN_LIMIT`: sign-ins allowed per client address per minute (default 10);
 //! - `RUST_LOG`: log filter (default `info`), logs go to stderr.
