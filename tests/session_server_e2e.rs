@@ -112,6 +112,55 @@ fn a_user_sees_every_device_and_revokes_another() {
     assert!(log.contains("session revoked"), "{log}");
 }
 
+/// The expiry date of the one stored session (the server must be stopped).
+fn stored_expiry(dir: &Path) -> time::OffsetDateTime {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store: DiskStore<String, Record> = DiskStore::builder()
+            .dir(dir)
+            .namespace("sessions")
+            .open()
+            .unwrap();
+        let keys = Store::keys(&store).await.unwrap();
+        assert_eq!(keys.len(), 1);
+        Store::get(&store, &keys[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .expiry_date
+    })
+}
+
+#[test]
+fn polling_the_live_panel_neither_saves_nor_extends_a_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let cookie = server.sign_in("ada");
+    server.kill();
+    let signed_in = stored_expiry(dir.path());
+
+    let server = Server::start(dir.path());
+    for _ in 0..5 {
+        assert_eq!(server.get("/stats.json", &cookie).status, 200);
+        assert_eq!(me(&server, &cookie).status, 200);
+    }
+    server.kill();
+    assert_eq!(
+        stored_expiry(dir.path()),
+        signed_in,
+        "a poll saved the session (a forgotten tab would keep it alive forever)"
+    );
+
+    // The check can see a save: a page view, one restart later, moves the expiry on.
+    let server = Server::start(dir.path());
+    assert!(server.get("/", &cookie).body.contains("visit #1"));
+    server.kill();
+    assert!(stored_expiry(dir.path()) > signed_in);
+}
+
 #[test]
 fn a_revoked_device_stays_signed_out_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -66,6 +66,13 @@ fn browsing_without_signing_in_stores_no_session() {
         ("GET", "/stats.json", ""),
         ("POST", "/sign-in", "name="),
         ("POST", "/sign-out", ""),
+        (
+            "POST",
+            "/devices/revoke",
+            "handle=0123456789abcdef0123456789abcdef",
+        ),
+        ("POST", "/devices/revoke-others", ""),
+        ("POST", "/devices/revoke-all", ""),
         ("GET", "/nowhere", ""),
     ] {
         let reply = server.request(method, path, None, form);

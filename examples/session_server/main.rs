@@ -1,5 +1,6 @@
 //! A web app whose sessions survive restarts: sign in with a name, watch a visit counter, see
-//! which store keeps your session and how long ago this server started, sign out. Sessions live
+//! which store keeps your session and how long ago this server started, see every device signed
+//! in under your name and sign any of them out (or all of them), sign out. Sessions live
 //! in a `DiskStore` under `./strata-data` (kill the server with `kill -9`, start it again: you are
 //! still signed in, and the counter goes on), or in Redis when `STRATA_REDIS_URL` is set (every
 //! node sees every session; needs `--features redis`).
@@ -18,7 +19,8 @@
 //! - `STRATA_REPLICATED=1` (with `STRATA_REDIS_URL`): a `ReplicatedStore` — each server keeps a
 //!   local copy of the sessions it reads, Redis holds the truth, and a write on one server
 //!   invalidates the others' copies over pub/sub;
-//! - `STRATA_SESSION_IDLE_SECS`: a session ends after this long without a request (default 1800);
+//! - `STRATA_SESSION_IDLE_SECS`: a session ends after this long without a page view
+//!   (default 1800; the live panel's polling does not count);
 //! - `STRATA_SECURE_COOKIE=1`: mark the session cookie `Secure` (set it behind HTTPS);
 //! - `STRATA_SIGN_IN_LIMIT`: sign-ins allowed per client address per minute (default 10);
 //! - `RUST_LOG`: log filter (default `info`), logs go to stderr.

@@ -85,9 +85,12 @@ where
 }
 
 /// The session cookie: `HttpOnly`, `SameSite=Lax` (sent when following a link here, not on
-/// another site's form post), `Secure` when configured, ending after `config.idle` idle. Every
-/// request of a signed-in session saves it (`with_always_save`), so the devices panel's "last
-/// seen" is the last request and an active session never reaches its idle end.
+/// another site's form post), `Secure` when configured, ending after `config.idle` idle.
+///
+/// A session is saved when a request changes it: a page view (the visit counter), not the live
+/// panel's poll of `/stats.json` nor `/me`. So "idle" and the devices panel's "last seen" mean
+/// the last page view, and a forgotten open tab neither keeps its session alive forever nor
+/// writes to disk every two seconds (which `with_always_save(true)` would do).
 fn session_layer<Sessions>(
     sessions: Sessions,
     config: &Config,
@@ -100,7 +103,6 @@ where
         .with_secure(config.secure_cookie)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_always_save(true)
         .with_expiry(Expiry::OnInactivity(idle)))
 }
 
