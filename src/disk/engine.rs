@@ -20,7 +20,7 @@ use fjall::{
     Database, Keyspace, KeyspaceCreateOptions, PersistMode,
 };
 
-use super::{marker::Marker, record};
+use super::{marker::Marker, perms, record};
 use crate::{
     error::{Error, Result},
     time::Clock,
@@ -263,6 +263,10 @@ impl Engine for FjallEngine {
         }
         if let Err(e) = self.marker.sync() {
             tracing::warn!(path = %self.marker.path().display(), error = %e, "could not fsync the disk store's commit marker on close");
+        }
+        // Files fjall created while open (tables, journals) got the umask's permissions.
+        if let Err(e) = perms::restrict_tree(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not make the disk store's files owner-only");
         }
     }
 }

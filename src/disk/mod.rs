@@ -62,6 +62,7 @@
 //!   the journal after a crash still loses the batches after it silently.
 
 mod builder;
+mod closing;
 mod db;
 mod engine;
 mod faults;
