@@ -98,8 +98,11 @@ fn parse(key: &[u8], rec: &[u8]) -> Option<RawRecord> {
 /// the real decoders, not an API.
 ///
 /// ```
-/// let decoded = strata::decode_stored_record::<String, u64>(b"ns:k", b"garbage");
+/// // A value byte no encoding uses (0xc1), then an 8-byte deadline.
+/// let decoded = strata::decode_stored_record::<String, u64>(b"ns:k", &[0xc1; 9]);
 /// assert!(matches!(decoded, Some(Err(_))));
+/// // Shorter than a deadline: not a strata record at all.
+/// assert!(strata::decode_stored_record::<String, u64>(b"ns:k", b"garbage").is_none());
 /// ```
 #[doc(hidden)]
 pub fn decode_stored_record<K: crate::Key, V: serde::de::DeserializeOwned>(
