@@ -46,6 +46,7 @@ pub(crate) struct Options {
     pub fsync_interval: Option<Duration>,
     pub on_corrupt: OnCorrupt,
     pub accept_data_loss: bool,
+    pub retire_journal_on_close: bool,
     pub clock: Clock,
     pub format: Format,
     pub queue_capacity: usize,
@@ -77,6 +78,7 @@ pub type DiskStoreBuilder<K, V> = DiskBuilder<ForStore<K, V>>;
 /// - `on_corrupt`: [`OnCorrupt::Fail`];
 /// - `accept_data_loss`: false (a damaged journal that lost acknowledged commits is
 ///   [`Error::LostCommits`](crate::Error::LostCommits));
+/// - `retire_journal_on_close`: false (the next open replays the journal, up to 64 MB);
 /// - `clock`: [`Clock::system`];
 /// - `format`: [`Format::MessagePack`];
 /// - `queue_capacity`: 1 048 576 queued writes before writers block (memory is only used by
@@ -114,6 +116,7 @@ impl<T> DiskBuilder<T> {
                 fsync_interval: None,
                 on_corrupt: OnCorrupt::Fail,
                 accept_data_loss: false,
+                retire_journal_on_close: false,
                 clock: Clock::system(),
                 format: Format::MessagePack,
                 queue_capacity: 1 << 20,
@@ -160,6 +163,16 @@ impl<T> DiskBuilder<T> {
     /// [`Error::LostCommits`](crate::Error::LostCommits). Default: false.
     pub fn accept_data_loss(mut self, accept: bool) -> Self {
         self.opts.accept_data_loss = accept;
+        self
+    }
+
+    /// Make a clean close leave an empty journal, so the next open does not replay it (a
+    /// million entries reopen ~1.6–3.5 s faster). Costs up to 64 MB of padding writes and
+    /// ~1.5 s at close, on the closing thread, and relies on an undocumented fjall 3.1
+    /// threshold (if it moves, the close logs a warning and the next open replays as usual).
+    /// Default: false.
+    pub fn retire_journal_on_close(mut self, retire: bool) -> Self {
+        self.opts.retire_journal_on_close = retire;
         self
     }
 

@@ -505,7 +505,8 @@ fn open_fjall(path: &Path, opts: &Options) -> Result<FjallEngine> {
     let started = Instant::now();
     let engine = loop {
         let clock = opts.clock.clone();
-        match FjallEngine::open(path, &opts.dir, clock, opts.accept_data_loss) {
+        let (accept_loss, retire) = (opts.accept_data_loss, opts.retire_journal_on_close);
+        match FjallEngine::open(path, &opts.dir, clock, accept_loss, retire) {
             Err(Error::DirLocked { .. }) if started.elapsed() < lock::BUSY_WAIT => {
                 std::thread::sleep(Duration::from_millis(10));
             }
