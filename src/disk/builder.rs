@@ -18,22 +18,28 @@ use crate::{
 pub enum Writes {
     /// After the write is committed to the engine's journal in the OS (it survives a crash of
     /// the process, `kill -9` included). Concurrent sync writers share one commit (group
-    /// commit). Power loss can still drop the un-fsynced tail: see `fsync_interval`. The default,
-    /// as in Pow's MnesiaCache.
+    /// commit). Readers see the write only once its commit succeeded; a failed commit is an
+    /// error and never visible. Power loss can still drop the un-fsynced tail: see
+    /// `fsync_interval`. The default, as in Pow's MnesiaCache.
     #[default]
     Sync,
     /// As soon as the write is applied in memory and queued for the writer thread (a bounded
-    /// queue: a writer blocks while it is full). A crash loses what was still queued.
+    /// queue: a writer blocks while it is full). Readers see it before it is on disk; a crash
+    /// loses what was still queued, and a failed commit of queued writes makes the directory
+    /// [`Error::Unavailable`](crate::Error::Unavailable).
     Async,
 }
 
 /// What to do when the data on disk cannot be read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum OnCorrupt {
-    /// Refuse to open with [`Error::Corrupt`] naming the path (the default).
+    /// Refuse to open with [`Error::Corrupt`] naming the path, or
+    /// [`Error::LostCommits`](crate::Error::LostCommits) for a journal that lost acknowledged
+    /// commits (the default).
     #[default]
     Fail,
-    /// Log a warning, delete the engine's files and start empty (cache data is ephemeral).
+    /// Log a warning, delete the engine's files (and the commit marker) and start empty
+    /// (cache data is ephemeral).
     Discard,
 }
 

@@ -41,8 +41,10 @@ const STRIPES: usize = 256;
 ///
 /// Opening takes an exclusive lock on the directory, loads every entry, deletes the expired
 /// ones of *every* namespace (pow#713) and keeps the live ones until [`DiskDb::store`] claims
-/// their namespace. Cheap to clone; the directory is unlocked when the last clone and the last
-/// store are dropped (after the writer thread has committed everything queued).
+/// their namespace. Cheap to clone; the directory is closed (everything queued committed, the
+/// write buffer flushed, fsynced) and unlocked when the last clone and the last store are
+/// dropped — on a thread of its own if that happens on an async runtime's thread (await
+/// [`DiskDb::close`] to wait for it there).
 ///
 /// ```
 /// use std::time::Duration;
