@@ -338,6 +338,33 @@ async fn a_failed_async_commit_makes_the_store_unavailable() {
     assert_unavailable(store.put(k("b"), 2, None).await, dir.path());
 }
 
+/// Issue 15: dropping the last handle on a runtime thread returns while the close (drain,
+/// flush, fsync) is still running: the close is parked at a barrier and the test, on that
+/// runtime thread, goes on. An open of the directory waits for the close, then sees the data.
+#[tokio::test]
+async fn dropping_the_last_handle_on_a_runtime_thread_does_not_wait_for_the_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let db = open(dir.path(), &faults, Writes::Sync);
+    let store: DiskStore<String, u64> = db.store("ns").unwrap();
+    store.put(k("a"), 1, None).await.unwrap();
+    faults.park_close();
+    drop((store, db));
+    // A drop that waited for the close would have sat at the barrier until it timed out.
+    assert!(
+        faults.wait_parked(),
+        "the drop returned while the close was parked"
+    );
+    let reopened = std::thread::spawn({
+        let dir = dir.path().to_owned();
+        move || DiskDb::builder().dir(dir).open()
+    });
+    faults.release();
+    let db = reopened.join().unwrap().unwrap();
+    let store: DiskStore<String, u64> = db.store("ns").unwrap();
+    assert_eq!(store.get(&k("a")).await.unwrap(), Some(1));
+}
+
 // A real full disk: a child process (this test binary, re-run with an env var) lowers its own
 // RLIMIT_FSIZE to the journal's current size with `prlimit`, so the next journal write fails
 // with EFBIG (SIGXFSZ is ignored, set by `trap` in the shell that starts it). It reports what

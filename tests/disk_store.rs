@@ -242,6 +242,51 @@ async fn a_value_garbled_in_the_middle_is_a_counted_miss() {
     assert_eq!(s.get(&"good".into()).await.unwrap(), Some(vec![7]));
 }
 
+/// Sessions live in the data directory: it is created `0700`, and once closed every directory
+/// under it is `0700` and every file `0600`, whatever the process umask.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_its_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    let time = ManualClock::new();
+    let db = open(&dir, &time);
+    assert_eq!(mode(&dir), 0o700, "while open");
+    let s: DiskStore<String, String> = db.store("sessions").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(s.put("sid".into(), "ada".into(), None))
+        .unwrap();
+    db.compact().unwrap(); // tables written while open
+                           // Off the runtime, so the drop returns once the close is done.
+    drop((s, db));
+    let mut checked = 0;
+    for path in walk_all(&dir) {
+        let expected = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), expected, "{}", path.display());
+        checked += 1;
+    }
+    assert!(checked > 5, "{checked} entries checked");
+}
+
+/// Every file and directory under `dir`, `dir` included.
+#[cfg(unix)]
+fn walk_all(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk_all(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn async_writes_are_on_disk_after_flush() {
     let dir = tempfile::tempdir().unwrap();
@@ -453,6 +498,10 @@ mod crash {
                 );
             }
         }
+        // The next child opens the directory right away: release it first (a drop on the
+        // runtime would close it in the background).
+        drop(store);
+        db.close().await;
     }
 
     pub fn rounds(rounds: u64) {
@@ -524,10 +573,57 @@ mod crash {
         let Some(dir) = std::env::var_os(DIR_VAR) else {
             return;
         };
+        println!("probe: opening");
         match DiskDb::builder().dir(dir).open() {
             Err(strata::Error::DirLocked { .. }) => println!("probe: locked"),
+            Ok(_) => println!("probe: opened"),
             other => println!("probe: {other:?}"),
         }
+    }
+
+    /// A close finishing in the background (the last handle dropped on a runtime thread) keeps
+    /// the directory locked; another process that opens it meanwhile waits for the close, past
+    /// the short grace for a busy lock, instead of failing with `DirLocked`.
+    #[tokio::test]
+    async fn another_process_waits_for_a_close_finishing_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = strata::Faults::new();
+        let db = DiskDb::builder()
+            .dir(dir.path())
+            .faults(faults.clone())
+            .open()
+            .unwrap();
+        faults.park_close();
+        drop(db);
+        assert!(faults.wait_parked(), "the close runs in the background");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "crash::lock_probe_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(DIR_VAR, dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let opening = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.ends_with("probe: opening"));
+        assert!(opening);
+        // Not a race: the child keeps trying at least this long, twice its grace for a lock
+        // that is merely busy, before the close may finish.
+        std::thread::sleep(Duration::from_millis(1000));
+        faults.release();
+        let report: Vec<String> = lines.map_while(Result::ok).collect();
+        child.wait().unwrap();
+        assert!(
+            report.iter().any(|l| l.ends_with("probe: opened")),
+            "{report:?}"
+        );
     }
 }
 

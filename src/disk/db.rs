@@ -16,6 +16,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::{
     builder::{DiskDbBuilder, OnCorrupt, Options, Writes},
+    closing::{self, Closing},
     engine::{allocated, Engine, FjallEngine, Op},
     load::{self, OpenSummary, RawEntries},
     lock::{self, DirLock},
@@ -40,8 +41,10 @@ const STRIPES: usize = 256;
 ///
 /// Opening takes an exclusive lock on the directory, loads every entry, deletes the expired
 /// ones of *every* namespace (pow#713) and keeps the live ones until [`DiskDb::store`] claims
-/// their namespace. Cheap to clone; the directory is unlocked when the last clone and the last
-/// store are dropped (after the writer thread has committed everything queued).
+/// their namespace. Cheap to clone; the directory is closed (everything queued committed, the
+/// write buffer flushed, fsynced) and unlocked when the last clone and the last store are
+/// dropped — on a thread of its own if that happens on an async runtime's thread (await
+/// [`DiskDb::close`] to wait for it there).
 ///
 /// ```
 /// use std::time::Duration;
@@ -75,53 +78,25 @@ pub(super) struct DbInner {
     lock: Option<DirLock>,
 }
 
-/// Closing a directory drains the writer's queue, flushes the engine's write buffer and
-/// fsyncs (up to a few seconds under load). Dropping the last handle on an async runtime's
-/// thread must not stall that thread, so there the close finishes on a thread of its own; the
-/// directory stays locked until it has (a reopen meanwhile waits, see `lock::BUSY_WAIT`, or
-/// is `DirLocked`). Elsewhere the drop waits, and the directory can be reopened right after.
+/// Off an async runtime the drop waits for the close, and the directory can be reopened right
+/// after; on a runtime's thread the close finishes on a thread of its own (see `closing`).
 impl Drop for DbInner {
     fn drop(&mut self) {
         if tokio::runtime::Handle::try_current().is_err() {
             // The fields drop next, in order: the engine, then the lock.
             return writer::join(self.writer.stop());
         }
-        let closing = Closing {
-            writer: self.writer.stop(),
-            engine: self.engine.clone(),
-            _lock: self.lock.take(),
-        };
-        // If no thread can be started, the closure (and so `closing`) is dropped right here:
-        // the close then blocks, which is still correct.
-        let _ = std::thread::Builder::new()
-            .name("strata-disk-close".into())
-            .spawn(move || drop(closing));
-    }
-}
-
-/// What is left to do when a `DbInner` is dropped on a runtime thread, in this order: wait for
-/// the writer thread (which closes the engine), release the engine, unlock the directory (the
-/// fields drop in declaration order after `drop`).
-struct Closing {
-    writer: Option<std::thread::JoinHandle<()>>,
-    engine: Arc<dyn Engine>,
-    // Declared after `engine`: fields drop in order, so the directory is unlocked last.
-    _lock: Option<DirLock>,
-}
-
-/// How long `Closing` waits for the dropped `DbInner` to let go of its engine handle.
-const ENGINE_RELEASE_WAIT: Duration = Duration::from_secs(5);
-
-impl Drop for Closing {
-    fn drop(&mut self) {
-        writer::join(self.writer.take());
-        // The `DbInner` being dropped releases its handle right after its `drop` returns;
-        // waiting for it makes this the engine's last handle, so the engine is closed here,
-        // off the runtime, and before the directory is unlocked.
-        let started = Instant::now();
-        while Arc::strong_count(&self.engine) > 1 && started.elapsed() < ENGINE_RELEASE_WAIT {
-            std::thread::sleep(Duration::from_millis(1));
+        let mut lock = self.lock.take();
+        if let Some(lock) = &mut lock {
+            lock.mark_closing();
         }
+        let closing = Closing::new(
+            &self.opts.dir,
+            self.writer.stop(),
+            self.engine.clone(),
+            lock,
+        );
+        closing.in_background();
     }
 }
 
@@ -271,6 +246,34 @@ impl DiskDb {
         }
         // An earlier batch of async writes may have failed while this marker waited.
         self.check()
+    }
+
+    /// Drops this handle and, if it was the directory's last (stores included), waits until
+    /// the directory is closed — queued writes committed, the write buffer flushed, fsynced,
+    /// the lock released — without blocking the runtime's threads.
+    ///
+    /// Dropping the last handle on a runtime thread does the same work on a thread of its own
+    /// and returns at once; a process that exits right after (the end of `main`) would cut
+    /// that work short and lose [`Writes::Async`] writes still queued. Await this (or
+    /// [`DiskDb::flush`]) before exiting.
+    ///
+    /// ```
+    /// use strata::{DiskDb, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = DiskDb::builder().dir(dir.path()).open()?;
+    /// let sessions = db.store::<String, String>("sessions")?;
+    /// sessions.put("abc".into(), "ada".into(), None).await?;
+    /// drop(sessions);
+    /// db.close().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(self) {
+        let dir = self.inner.opts.dir.clone();
+        drop(self);
+        // Only a panic could make this fail, and `wait_for` does not panic.
+        let _ = tokio::task::spawn_blocking(move || closing::wait_for(&dir)).await;
     }
 
     /// Writes queued for the writer thread and not yet committed (hidden: for tests that pin
@@ -504,7 +507,8 @@ fn open_fjall(path: &Path, opts: &Options) -> Result<FjallEngine> {
     let started = Instant::now();
     let engine = loop {
         let clock = opts.clock.clone();
-        match FjallEngine::open(path, &opts.dir, clock, opts.accept_data_loss) {
+        let (accept_loss, retire) = (opts.accept_data_loss, opts.retire_journal_on_close);
+        match FjallEngine::open(path, &opts.dir, clock, accept_loss, retire) {
             Err(Error::DirLocked { .. }) if started.elapsed() < lock::BUSY_WAIT => {
                 std::thread::sleep(Duration::from_millis(10));
             }

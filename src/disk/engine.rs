@@ -20,7 +20,7 @@ use fjall::{
     Database, Keyspace, KeyspaceCreateOptions, PersistMode,
 };
 
-use super::{marker::Marker, record};
+use super::{marker::Marker, perms, record, retire::Retirer};
 use crate::{
     error::{Error, Result},
     time::Clock,
@@ -107,17 +107,21 @@ pub(crate) struct FjallEngine {
     /// The last committed sequence number (only the writer thread commits).
     seq: AtomicU64,
     marker: Marker,
+    /// Set with `retire_journal_on_close`.
+    retirer: Option<Retirer>,
 }
 
 impl FjallEngine {
     /// Opens (or creates) the database at `path`; expired records are dropped by compaction.
     /// [`Error::LostCommits`] if it recovers fewer commits than the marker in `marker_dir`
     /// says were acknowledged, unless `accept_loss` (then a warning, and the marker follows).
+    /// With `retire_journal`, a clean close retires the journal (see `retire`).
     pub(crate) fn open(
         path: &Path,
         marker_dir: &Path,
         clock: Clock,
         accept_loss: bool,
+        retire_journal: bool,
     ) -> Result<Self> {
         let classify = |e| classify(path, e);
         let filter: Arc<dyn Factory> = Arc::new(ExpiredFilter {
@@ -134,6 +138,12 @@ impl FjallEngine {
         let meta = db
             .keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)
             .map_err(classify)?;
+        let retirer = if retire_journal {
+            Some(Retirer::open(&db).map_err(classify)?)
+        } else {
+            Retirer::clean_up(&db).map_err(classify)?;
+            None
+        };
         let recovered = recovered_seq(path, &meta)?;
         let (marker, acknowledged) = Marker::open(marker_dir)?;
         check_recovered(marker_dir, recovered, acknowledged, accept_loss)?;
@@ -148,6 +158,7 @@ impl FjallEngine {
             meta,
             seq: AtomicU64::new(recovered),
             marker,
+            retirer,
         })
     }
 
@@ -255,7 +266,13 @@ impl Engine for FjallEngine {
     }
 
     fn close(&self) {
-        if let Err(e) = self.flush(CLOSE_FLUSH_WAIT) {
+        let flushed = self
+            .flush(CLOSE_FLUSH_WAIT)
+            .and_then(|()| match &self.retirer {
+                Some(retirer) => retirer.retire(&self.db, &self.path, CLOSE_FLUSH_WAIT),
+                None => Ok(()),
+            });
+        if let Err(e) = flushed {
             tracing::warn!(path = %self.path.display(), error = %e, "could not flush the disk store on close; the next open replays its journal");
         }
         if let Err(e) = self.db.persist(PersistMode::SyncAll) {
@@ -263,6 +280,10 @@ impl Engine for FjallEngine {
         }
         if let Err(e) = self.marker.sync() {
             tracing::warn!(path = %self.marker.path().display(), error = %e, "could not fsync the disk store's commit marker on close");
+        }
+        // Files fjall created while open (tables, journals) got the umask's permissions.
+        if let Err(e) = perms::restrict_tree(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not make the disk store's files owner-only");
         }
     }
 }
@@ -426,7 +447,7 @@ mod tests {
     }
 
     fn open(path: &Path, marker_dir: &Path) -> Result<FjallEngine> {
-        FjallEngine::open(path, marker_dir, Clock::system(), false)
+        FjallEngine::open(path, marker_dir, Clock::system(), false, false)
     }
 
     /// Issue 15: close used to pad a journal of a few MB past fjall's 64 MB rotation mark.
@@ -499,11 +520,53 @@ mod tests {
             ),
             "{err:?}"
         );
-        let engine = FjallEngine::open(&path, dir.path(), Clock::system(), true).unwrap();
+        let engine = FjallEngine::open(&path, dir.path(), Clock::system(), true, false).unwrap();
         drop(engine);
         assert!(
             open(&path, dir.path()).is_ok(),
             "the marker follows an accepted loss"
         );
+    }
+
+    #[test]
+    fn close_retires_a_big_journal_when_asked_so_the_next_open_replays_nothing() {
+        use super::super::retire::active_journal;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fjall");
+        let record =
+            record::encode(&"x".repeat(1000), 0, crate::Format::MessagePack, &"k").unwrap();
+        let n = 6_000;
+        {
+            let engine =
+                FjallEngine::open(&path, dir.path(), Clock::system(), false, true).unwrap();
+            for chunk in (0..n).collect::<Vec<u32>>().chunks(500) {
+                let ops: Vec<Op> = chunk
+                    .iter()
+                    .map(|i| Op::put(format!("ns:{i:05}").as_bytes(), &record))
+                    .collect();
+                engine.commit(&ops).unwrap();
+            }
+            let (first, written) = active_journal(&path).unwrap().unwrap();
+            assert!(written >= 4 << 20, "{written} B journaled");
+            engine.close();
+            let (active, written) = active_journal(&path).unwrap().unwrap();
+            assert!(active > first, "the journal was sealed");
+            assert!(written < 1 << 20, "{written} B left to replay");
+            assert_eq!(
+                engine.db.journal_count(),
+                1,
+                "the sealed journal was deleted"
+            );
+        }
+        let engine = open(&path, dir.path()).unwrap();
+        let mut seen = 0;
+        engine
+            .scan(b"", &mut |_, rec| {
+                assert_eq!(rec, record.as_slice());
+                seen += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, n);
     }
 }

@@ -42,26 +42,45 @@
 //!   deleted one by one on disk. The engine's compaction filter drops them when it compacts,
 //!   and the next open purges whatever is left, so disk use stays bounded without a delete per
 //!   expiry.
-//! - **Undecodable values** (a type changed between releases) are a *counted miss*, not an
+//! - **Undecodable values** (a type changed between releases, or garbled bytes:
+//!   `a_value_garbled_in_the_middle_is_a_counted_miss`) are a *counted miss*, not an
 //!   error: at open they are skipped with one warning per namespace, counted in
 //!   [`DiskStore::undecodable`], and left on disk until they expire, are overwritten or deleted
 //!   — so rolling back to the old release reads them again. Reads of them miss.
-//! - **Close**: dropping the last handle blocks while the writer thread commits what is queued,
-//!   flushes the engine's write buffer to tables, retires the journal (fjall replays its whole
-//!   active journal at open, so a big one is padded past fjall's rotation mark, sealed and
-//!   deleted once flushed: the next open replays nothing) and fsyncs; then the directory is
-//!   unlocked. A crash skips all this and the next open replays the journal as usual.
+//! - **Close**: dropping the last handle commits what is queued (the writer thread drains it),
+//!   flushes the engine's write buffer to tables and fsyncs; then the directory is unlocked. It
+//!   writes nothing else: fjall has no API to retire its active journal, so the next open
+//!   replays it (at most fjall's 64 MB rotation size; test `close_writes_no_journal_padding`).
+//!   [`DiskBuilder::retire_journal_on_close`] trades up to 64 MB of padding writes at close for
+//!   a reopen that replays nothing (see its docs for why it is opt-in).
+//!   Off an async runtime the drop waits for all this. On a runtime's thread it returns at once
+//!   and the close finishes on a thread of its own, the directory locked until it is done: an
+//!   open in this process waits for it, another process waits while the lock file says
+//!   `closing` (`dropping_the_last_handle_on_a_runtime_thread_does_not_wait_for_the_close`,
+//!   `another_process_waits_for_a_close_finishing_in_the_background`).
+//!   [`DiskDb::close`] awaits it; do so before the process exits. A crash skips all this and
+//!   the next open replays the journal as usual.
 //! - **Queue**: async writes return once queued; the queue holds up to `queue_capacity` ops
 //!   (1 048 576 by default), so a burst goes at memory speed and a sustained stream at the
 //!   writer's. The writer applies each batch (up to 65 536 ops) in key order, which makes the
 //!   engine's skip-list inserts cache-friendly.
 //! - **Corruption**: unreadable engine files are [`Error::Corrupt`](crate::Error::Corrupt) with
-//!   the path, or with [`OnCorrupt::Discard`] a warning and an empty start. Known gap: fjall
-//!   3.1 recovers its journal only in its `TolerateCorruptTail` mode (the mode option is
-//!   commented out in its config), truncating at the first bad batch, so garbling the middle of
-//!   the journal after a crash still loses the batches after it silently.
+//!   the path, or with [`OnCorrupt::Discard`] a warning and an empty start.
+//! - **Damaged journal**: fjall 3.1 recovers its journal only in its `TolerateCorruptTail` mode
+//!   (the mode option is commented out in its config), cutting it at the first bad batch
+//!   (`journal/batch_reader.rs`, `truncate_to`) — the batches after the damage would vanish
+//!   silently. So every commit writes its sequence number into a meta keyspace in the same
+//!   batch, and `<dir>/COMMITTED` records the last acknowledged one (one 16-byte `pwrite` per
+//!   batch, fsynced with the engine). An open that recovers a lower number is
+//!   [`Error::LostCommits`](crate::Error::LostCommits); `accept_data_loss(true)` opens with what
+//!   survived (`a_garbled_journal_tail_is_lost_commits_never_fewer_entries`,
+//!   `a_journal_garbled_anywhere_never_opens_with_fewer_entries`).
+//! - **Permissions**: the directory is created `0700`, strata's own files `0600`, and the
+//!   engine's files are made `0600` at open and close
+//!   (`the_data_directory_and_its_files_are_owner_only`).
 
 mod builder;
+mod closing;
 mod db;
 mod engine;
 mod faults;
@@ -71,6 +90,7 @@ mod marker;
 mod perms;
 mod raw;
 mod record;
+mod retire;
 mod store;
 mod writer;
 
