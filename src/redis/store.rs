@@ -133,16 +133,19 @@ fn set_cmd(key: &[u8], value: &[u8], ttl: Option<Duration>, condition: SetIf) ->
     cmd
 }
 
+/// The values (raw bytes) an `MGET` returned, one per key.
+type Values = Vec<Option<Vec<u8>>>;
+
 /// The replies of `MGET` + `count` `PTTL`s: the values and the TTLs, or why they are malformed.
 fn split_mget_pttl(
     mut replies: Vec<redis::Value>,
     count: usize,
-) -> std::result::Result<(Vec<Option<Vec<u8>>>, Vec<i64>), String> {
+) -> std::result::Result<(Values, Vec<i64>), String> {
     if replies.len() != count + 1 {
         return Err(format!("{} replies for {} keys", replies.len(), count));
     }
     let ttls = replies.split_off(1);
-    let values: Vec<Option<Vec<u8>>> = replies
+    let values: Values = replies
         .pop()
         .map(redis::from_redis_value)
         .transpose()
