@@ -11,8 +11,8 @@
 //!   its own copy and `PUBLISH`es an invalidation; every other node drops its copy when the
 //!   message arrives (typically well under a millisecond on loopback). A node ignores its own
 //!   echoes (the node id is in the message). `put` and `delete` send the write and the
-//!   `PUBLISH` in one `MULTI` ([`crate::Store::put_and_notify`]), so they cost one round trip
-//!   and Redis applies both or neither (forced by `a_replicated_put_or_delete_is_one_round_trip`,
+//!   `PUBLISH` in one pipeline ([`crate::Store::put_and_notify`]), so they cost one round trip
+//!   (forced by `a_replicated_put_or_delete_is_one_round_trip`,
 //!   which counts requests through a proxy).
 //! - **`get_many`** serves local copies and reads every local miss in one round trip (`MGET`
 //!   and the `PTTL`s pipelined, one pipeline per cluster slot), caching them as a single read
@@ -47,10 +47,11 @@
 //!   `CLIENT KILL`, Redis restart) is noticed at once; one that goes silent (a partition without
 //!   a reset) within two `heartbeat`s, and until then reads may still serve local copies.
 //!
-//! One residual gap, for the writes other than `put` and `delete` (whose `PUBLISH` rides in the
-//! write's `MULTI`): if a node's `PUBLISH` fails after its Redis write succeeded (its own
-//! connection broke while the others' did not), the write is in Redis, the caller gets an error,
-//! and other nodes keep their copies until their local TTL; `local_ttl` bounds that.
+//! One residual gap: if a node's `PUBLISH` fails after its Redis write succeeded (its own
+//! connection broke while the others' did not; for `put` and `delete`, whose `PUBLISH` goes in
+//! the same write as the command, only a break between the two replies), the write is in Redis,
+//! the caller gets an error, and other nodes keep their copies until their local TTL;
+//! `local_ttl` bounds that.
 
 mod builder;
 mod invalidation;
