@@ -455,7 +455,7 @@ where
     }
 
     /// [`Store::put`], and `notice` sent to other nodes along with it where the store can make
-    /// both one round trip (Redis: `SET` and `PUBLISH` in one `MULTI`); true if the notice was
+    /// both one round trip (Redis: `SET` and `PUBLISH` in one pipeline); true if the notice was
     /// sent, false if the caller must still send it. A replicated store's writes use it.
     ///
     /// Default: `put`, and false (nothing sent).
@@ -471,7 +471,7 @@ where
     }
 
     /// [`Store::delete`], and `notice` sent with it where the store can (Redis: `UNLINK` and
-    /// `PUBLISH` in one `MULTI`); returns (removed, notice sent).
+    /// `PUBLISH` in one pipeline); returns (removed, notice sent).
     ///
     /// Default: `delete`, and nothing sent.
     fn delete_and_notify(

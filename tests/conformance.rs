@@ -283,6 +283,40 @@ pub mod cases {
         );
     }
 
+    /// `get_many_with_ttl` returns each live value with its TTL, in order, across many keys
+    /// (many cluster slots on a cluster).
+    pub async fn get_many_with_ttl_reads_values_and_ttls<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        let keys: Vec<S> = (0..20).map(|i| format!("key{i}")).collect();
+        for (i, key) in keys.iter().enumerate() {
+            let ttl = match i % 3 {
+                0 => None,
+                1 => Some(Duration::from_secs(60)),
+                _ => Some(100 * MS),
+            };
+            s.put(key.clone(), format!("v{i}"), ttl).await.unwrap();
+        }
+        ctx.advance(150 * MS).await;
+        let mut asked = keys.clone();
+        asked.push("missing".into());
+        let got = s.get_many_with_ttl(&asked).await.unwrap();
+        assert_eq!(got.len(), asked.len());
+        for (i, item) in got.into_iter().enumerate() {
+            match (i % 3, i < keys.len(), item) {
+                (_, false, None) | (2, true, None) => {}
+                (0, true, Some((v, Expiry::Never))) => assert_eq!(v, format!("v{i}")),
+                (1, true, Some((v, expiry))) => {
+                    assert_eq!(v, format!("v{i}"));
+                    assert_remaining(
+                        Some(expiry),
+                        Duration::from_secs(60),
+                        Duration::from_secs(5),
+                    );
+                }
+                (_, _, other) => panic!("key {i}: unexpected {other:?}"),
+            }
+        }
+    }
+
     /// `compare_and_set` writes only over the expected value (`None`: no live entry), value and
     /// TTL both; an expired entry counts as no entry.
     pub async fn compare_and_set_writes_only_over_the_expected_value<St: Store<S, i64>>(
@@ -692,6 +726,7 @@ macro_rules! conformance {
         case!(take_returns_value_once);
 
         case!(replace_writes_only_over_live_entries);
+        case!(get_many_with_ttl_reads_values_and_ttls);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn keys_with_prefix_matches_exactly() {

@@ -1085,3 +1085,92 @@ async fn a_black_holed_subscription_is_replaced_and_missed_writes_are_read() {
     applied(&b, before + 1).await;
     assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("v3"));
 }
+
+// ------------------------------------------------ round trips (issue 16 item 2)
+
+type RedisNode = Node<strata::RedisStore<String, String>>;
+
+/// A node whose remote store and invalidation link both go through `proxy`, so the proxy sees
+/// every request the node sends. No heartbeat runs during a test (an hour apart).
+async fn proxied_node(proxy: &support::proxy::Proxy) -> RedisNode {
+    let remote = strata::RedisStore::builder()
+        .url(proxy.url())
+        .build()
+        .await
+        .expect("connect through the proxy");
+    ReplicatedStore::builder()
+        .local(mem(&Clock::system()))
+        .remote(remote)
+        .url(proxy.url())
+        .heartbeat(Duration::from_secs(3600))
+        .build()
+        .await
+        .expect("connect through the proxy")
+}
+
+/// How many requests `call` sent through `proxy`.
+async fn requests_of<T>(proxy: &support::proxy::Proxy, call: impl Future<Output = T>) -> usize {
+    let before = proxy.requests();
+    call.await;
+    proxy.requests() - before
+}
+
+/// A put and a delete are each one round trip (the write and the invalidation in one `MULTI`),
+/// and the other node still hears about them. Before: two (the `SET`, then the `PUBLISH`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_put_or_delete_is_one_round_trip() {
+    let redis = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(redis.addr());
+    let a = proxied_node(&proxy).await;
+    let b = node(&redis, redis_remote(&redis).await, &Clock::system()).await;
+    a.put(k("key"), k("v0"), None).await.unwrap();
+    assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("v0"));
+
+    let heard = b.replication_stats().applied;
+    let put = a.put(k("key"), k("v1"), None);
+    assert_eq!(requests_of(&proxy, put).await, 1, "a put is one round trip");
+    applied(&b, heard + 1).await;
+    assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("v1"));
+
+    let heard = b.replication_stats().applied;
+    let delete = async { assert!(a.delete(&k("key")).await.unwrap()) };
+    assert_eq!(
+        requests_of(&proxy, delete).await,
+        1,
+        "a delete is one round trip"
+    );
+    applied(&b, heard + 1).await;
+    assert_eq!(b.get(&k("key")).await.unwrap(), None);
+}
+
+/// `get_many` serves local copies and reads every local miss in one round trip (one `MGET`
+/// with the `PTTL`s), caching what it read. Before: one `GET` + `PTTL` per miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_reads_every_local_miss_in_one_round_trip() {
+    let redis = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(redis.addr());
+    let a = proxied_node(&proxy).await;
+    let writer = redis_remote(&redis).await;
+    let keys: Vec<String> = (0..8).map(|i| format!("k{i}")).collect();
+    for key in &keys[..6] {
+        writer
+            .put(key.clone(), format!("v-{key}"), None)
+            .await
+            .unwrap();
+    }
+    assert!(a.get(&keys[0]).await.unwrap().is_some(), "k0 is now local");
+
+    let read = async { a.get_many(&keys).await.unwrap() };
+    let before = proxy.requests();
+    let values = read.await;
+    assert_eq!(proxy.requests() - before, 1, "seven misses, one round trip");
+    let expected: Vec<Option<String>> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| (i < 6).then(|| format!("v-{key}")))
+        .collect();
+    assert_eq!(values, expected);
+    assert_eq!(a.local().count(), 6, "every value read is cached");
+    let again = requests_of(&proxy, async { a.get_many(&keys[..6]).await.unwrap() });
+    assert_eq!(again.await, 0, "all local now");
+}

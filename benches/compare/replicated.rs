@@ -308,7 +308,7 @@ mod bench {
             || writes(&rt, &plain, ops),
         );
         report.add(row(
-            "put 64 B, 64 tasks (SET + PUBLISH)",
+            "put 64 B, 64 tasks (SET + PUBLISH, one pipeline)",
             ours,
             "RedisStore",
             Some(theirs),

@@ -133,19 +133,19 @@ fn set_cmd(key: &[u8], value: &[u8], ttl: Option<Duration>, condition: SetIf) ->
     cmd
 }
 
-/// Raw values (absent keys as `None`) and their `PTTL` replies, key by key.
-type ValuesAndTtls = (Vec<Option<Vec<u8>>>, Vec<i64>);
+/// The values (raw bytes) an `MGET` returned, one per key.
+type Values = Vec<Option<Vec<u8>>>;
 
 /// The replies of `MGET` + `count` `PTTL`s: the values and the TTLs, or why they are malformed.
 fn split_mget_pttl(
     mut replies: Vec<redis::Value>,
     count: usize,
-) -> std::result::Result<ValuesAndTtls, String> {
+) -> std::result::Result<(Values, Vec<i64>), String> {
     if replies.len() != count + 1 {
         return Err(format!("{} replies for {} keys", replies.len(), count));
     }
     let ttls = replies.split_off(1);
-    let values: Vec<Option<Vec<u8>>> = replies
+    let values: Values = replies
         .pop()
         .map(redis::from_redis_value)
         .transpose()
@@ -165,11 +165,14 @@ fn split_mget_pttl(
     Ok((values, ttls))
 }
 
-/// `cmd` then `PUBLISH notice` in one `MULTI` (one round trip, applied together).
+/// `cmd` then `PUBLISH notice`, pipelined: one round trip, sent in one write. Not a `MULTI`:
+/// that adds two commands per write and measured 0.30x a plain put against 0.36x without it
+/// (`cargo bench --all-features --bench compare -- replicated --quick`); a write whose
+/// `PUBLISH` is lost with its connection gets an error, and the replicated store then
+/// invalidates again (`settle`).
 fn with_notice(cmd: Cmd, notice: Notice<'_>) -> redis::Pipeline {
     let mut pipe = redis::pipe();
-    pipe.atomic()
-        .add_command(cmd)
+    pipe.add_command(cmd)
         .cmd("PUBLISH")
         .arg(notice.channel)
         .arg(notice.payload)
@@ -477,7 +480,7 @@ where
         Ok(out)
     }
 
-    /// `SET` and `PUBLISH` in one `MULTI`: one round trip.
+    /// `SET` and `PUBLISH` pipelined: one round trip.
     async fn put_and_notify(
         &self,
         key: K,
@@ -499,7 +502,7 @@ where
         Ok(true)
     }
 
-    /// `UNLINK` and `PUBLISH` in one `MULTI`: one round trip.
+    /// `UNLINK` and `PUBLISH` pipelined: one round trip.
     async fn delete_and_notify(&self, key: &K, notice: Notice<'_>) -> Result<(bool, bool)> {
         let key = self.key(key);
         let pipe = with_notice(key_cmd("UNLINK", &key), notice);

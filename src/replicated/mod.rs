@@ -10,7 +10,16 @@
 //!   Redis refuses, the call fails and nothing local changes. Then the node updates (or drops)
 //!   its own copy and `PUBLISH`es an invalidation; every other node drops its copy when the
 //!   message arrives (typically well under a millisecond on loopback). A node ignores its own
-//!   echoes (the node id is in the message).
+//!   echoes (the node id is in the message). `put` and `delete` send the write and the
+//!   `PUBLISH` in one pipeline ([`crate::Store::put_and_notify`]), so they cost one round trip
+//!   (forced by `a_replicated_put_or_delete_is_one_round_trip`,
+//!   which counts requests through a proxy).
+//! - **`get_many`** serves local copies and reads every local miss in one round trip (`MGET`
+//!   and the `PTTL`s pipelined, one pipeline per cluster slot), caching them as a single read
+//!   does (`get_many_reads_every_local_miss_in_one_round_trip`).
+//! - **`compare_and_set`** compares against Redis, never a local copy (one Lua script), then
+//!   drops every node's copy; a GCRA [`crate::RateLimiter`] over a replicated store is exact
+//!   across nodes.
 //! - **Reads** are served from the local tier when it holds a live copy and the link is up;
 //!   otherwise from Redis with the key's remaining TTL (`GET` + `PTTL`), then cached locally
 //!   with a TTL that ends no later than the Redis one. A read that races with an invalidation
@@ -39,8 +48,10 @@
 //!   a reset) within two `heartbeat`s, and until then reads may still serve local copies.
 //!
 //! One residual gap: if a node's `PUBLISH` fails after its Redis write succeeded (its own
-//! connection broke while the others' did not), the write is in Redis, the caller gets an error,
-//! and other nodes keep their copies until their local TTL; `local_ttl` bounds that.
+//! connection broke while the others' did not; for `put` and `delete`, whose `PUBLISH` goes in
+//! the same write as the command, only a break between the two replies), the write is in Redis,
+//! the caller gets an error, and other nodes keep their copies until their local TTL;
+//! `local_ttl` bounds that.
 
 mod builder;
 mod invalidation;

@@ -198,7 +198,7 @@ where
     }
 
     /// The remote write and the invalidation in one round trip where the remote store can
-    /// (`SET` + `PUBLISH` in one `MULTI` on Redis), then the local copy.
+    /// (`SET` + `PUBLISH` in one pipeline on Redis), then the local copy.
     async fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         check_ttl(ttl)?;
         self.require_link("PUT", &key)?;

@@ -39,6 +39,7 @@ struct State {
     refuse: AtomicBool,
     stop: AtomicBool,
     accepted: AtomicUsize,
+    requests: AtomicUsize,
     links: Mutex<Vec<Link>>,
 }
 
@@ -79,6 +80,13 @@ impl Proxy {
     /// How many connections the proxy has accepted so far (refused ones included).
     pub fn accepted(&self) -> usize {
         self.state.accepted.load(Ordering::Acquire)
+    }
+
+    /// How many chunks clients have sent through the proxy so far, on every connection. A
+    /// request (or a pipeline) written at once arrives as one chunk on loopback, so the change
+    /// across one call counts its round trips.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::Acquire)
     }
 
     /// Forward everything without delay, and accept new connections (black-holed connections
@@ -148,15 +156,15 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, state: &Arc<State>) 
 fn link(client: TcpStream, server: TcpStream, state: &Arc<State>) {
     let held = Arc::new(AtomicBool::new(false));
     let pumps = [
-        (client.try_clone(), server.try_clone()),
-        (server.try_clone(), client.try_clone()),
+        (client.try_clone(), server.try_clone(), true),
+        (server.try_clone(), client.try_clone(), false),
     ];
-    for (from, to) in pumps {
+    for (from, to, upstream) in pumps {
         let (Ok(from), Ok(to)) = (from, to) else {
             return;
         };
         let (state, held) = (state.clone(), held.clone());
-        thread::spawn(move || pump(from, to, &state, &held));
+        thread::spawn(move || pump(from, to, &state, &held, upstream));
     }
     state.links.lock().unwrap().push(Link {
         client,
@@ -167,7 +175,8 @@ fn link(client: TcpStream, server: TcpStream, state: &Arc<State>) {
 
 /// Copies `from` to `to` until either side closes, honouring the controls. A held (black-
 /// holed) link neither reads nor writes, so both peers just see silence.
-fn pump(mut from: TcpStream, mut to: TcpStream, state: &State, held: &AtomicBool) {
+/// `upstream`: this pump carries client requests, which it counts.
+fn pump(mut from: TcpStream, mut to: TcpStream, state: &State, held: &AtomicBool, upstream: bool) {
     let _ = from.set_read_timeout(Some(POLL));
     let mut buf = [0u8; 16 * 1024];
     while !state.stop.load(Ordering::Acquire) {
@@ -181,6 +190,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, state: &State, held: &AtomicBool
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => break,
         };
+        if upstream {
+            state.requests.fetch_add(1, Ordering::AcqRel);
+        }
         if let Some(by) = *state.delay.lock().unwrap() {
             thread::sleep(by);
         }
