@@ -11,13 +11,13 @@ use crate::{
     workload::zipf_keys,
 };
 
-const KEYS: usize = 100_000;
 const TITLE: &str = "Cache layer, one thread, Zipf 0.99 over 100k u64 keys";
 
 type U64Cache = Cache<u64, u64, MemoryStore<u64, u64>>;
 type Runtime = tokio::runtime::Runtime;
 
-fn filled_cache(rt: &Runtime) -> U64Cache {
+/// A Cache holding keys `0..n`.
+fn filled_cache(rt: &Runtime, n: usize) -> U64Cache {
     rt.block_on(async {
         let cache = Cache::builder()
             .store(MemoryStore::<u64, u64>::new())
@@ -25,16 +25,16 @@ fn filled_cache(rt: &Runtime) -> U64Cache {
             .build()
             .await
             .expect("valid options");
-        for k in 0..KEYS as u64 {
+        for k in 0..n as u64 {
             cache.put(k, k, None).await.expect("memory put");
         }
         cache
     })
 }
 
-fn filled_moka() -> moka::sync::Cache<u64, u64> {
-    let moka = moka::sync::Cache::new(KEYS as u64 * 2);
-    (0..KEYS as u64).for_each(|k| moka.insert(k, k));
+fn filled_moka(n: usize) -> moka::sync::Cache<u64, u64> {
+    let moka = moka::sync::Cache::new(n as u64 * 2);
+    (0..n as u64).for_each(|k| moka.insert(k, k));
     moka
 }
 
@@ -53,9 +53,9 @@ fn miss(i: u64) -> u64 {
     i + 1_000_000_000
 }
 
-fn get_contest<'a>(rt: &'a Runtime, keys: &'a [u64]) -> Contest<'a> {
+fn get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a> {
     let ours = Entrant::ours("strata Cache::get", move || -> Slice<'a> {
-        let cache = filled_cache(rt);
+        let cache = filled_cache(rt, n);
         Box::new(move |slice| {
             sequential_async(rt, slice, |i| {
                 let cache = &cache;
@@ -66,7 +66,7 @@ fn get_contest<'a>(rt: &'a Runtime, keys: &'a [u64]) -> Contest<'a> {
         })
     });
     let raw = Entrant::peer("raw MemoryStore::get", move || -> Slice<'a> {
-        let store = filled_cache(rt).store().clone();
+        let store = filled_cache(rt, n).store().clone();
         Box::new(move |slice| {
             sequential(slice, |i| {
                 std::hint::black_box(store.get(&key(keys, i)));
@@ -76,14 +76,14 @@ fn get_contest<'a>(rt: &'a Runtime, keys: &'a [u64]) -> Contest<'a> {
     contest("Cache::get hit 100k 1t", "get hit", vec![ours, raw])
 }
 
-fn fetch_contest<'a>(rt: &'a Runtime, keys: &'a [u64], hit: bool) -> Contest<'a> {
+fn fetch_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64], hit: bool) -> Contest<'a> {
     let pick = move |i| if hit { key(keys, i) } else { miss(i) };
     let ours = Entrant::ours("strata Cache::fetch", move || -> Slice<'a> {
-        let cache = filled_cache(rt);
+        let cache = filled_cache(rt, n);
         Box::new(move |slice| sequential_async(rt, slice, |i| fetch(&cache, pick(i))))
     });
     let moka = Entrant::peer("moka get_with", move || -> Slice<'a> {
-        let moka = filled_moka();
+        let moka = filled_moka(n);
         Box::new(move |slice| {
             sequential(slice, |i| {
                 let k = pick(i);
@@ -115,13 +115,11 @@ pub fn run(report: &mut Report) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let keys = zipf_keys(
-        KEYS,
-        0.99,
-        report.n(2_000_000, 300_000).next_power_of_two(),
-        21,
-    );
-    contest::run(report, get_contest(&rt, &keys));
-    contest::run(report, fetch_contest(&rt, &keys, true));
-    contest::run(report, fetch_contest(&rt, &keys, false));
+    // 100k keys (100 in a smoke run: each entrant of each round fills its own cache).
+    let n = report.n(100_000, 100_000);
+    let count = report.n(2_000_000, 300_000).next_power_of_two();
+    let keys = zipf_keys(n, 0.99, count, 21);
+    contest::run(report, get_contest(&rt, n, &keys));
+    contest::run(report, fetch_contest(&rt, n, &keys, true));
+    contest::run(report, fetch_contest(&rt, n, &keys, false));
 }
