@@ -214,11 +214,17 @@ where
     } else {
         max / div * 1.18
     };
+    // Room under the axis for the longest group caption, one line per `\n`.
+    let lines = groups
+        .iter()
+        .map(|g| g.group.lines().count())
+        .max()
+        .unwrap_or(1);
     let mut builder = ChartBuilder::on(area);
     builder
         .margin(14)
         .margin_right(24)
-        .x_label_area_size(52)
+        .x_label_area_size(14 + 17 * lines as u32)
         .y_label_area_size(72);
     if !name.is_empty() {
         builder.caption(name, ("sans-serif", 17).into_font().style(FontStyle::Bold));
