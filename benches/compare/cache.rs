@@ -1,128 +1,125 @@
 //! The Cache layer: what `Cache::get` and `Cache::fetch` cost over the raw MemoryStore, and
 //! `fetch` against moka's `get_with` (its single-flight read-through), one thread, Zipf(0.99).
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use strata::{Cache, Load, MemoryStore};
 
 use crate::{
-    report::{interleaved, timed, Report, Row},
+    contest::{self, sequential, sequential_async, Contest, Entrant, Slice},
+    report::Report,
     workload::zipf_keys,
 };
 
-const KEYS: usize = 100_000;
+const TITLE: &str = "Cache layer, one thread, Zipf 0.99 over 100k u64 keys";
 
 type U64Cache = Cache<u64, u64, MemoryStore<u64, u64>>;
+type Runtime = tokio::runtime::Runtime;
 
-fn block_on<F: Future>(runtime: &tokio::runtime::Runtime, f: F) -> F::Output {
-    runtime.block_on(f)
-}
-
-fn filled_cache(runtime: &tokio::runtime::Runtime) -> U64Cache {
-    block_on(runtime, async {
+/// A Cache holding keys `0..n`.
+fn filled_cache(rt: &Runtime, n: usize) -> U64Cache {
+    rt.block_on(async {
         let cache = Cache::builder()
             .store(MemoryStore::<u64, u64>::new())
             .ttl(Duration::from_secs(3600))
             .build()
             .await
             .expect("valid options");
-        for k in 0..KEYS as u64 {
+        for k in 0..n as u64 {
             cache.put(k, k, None).await.expect("memory put");
         }
         cache
     })
 }
 
-fn cache_gets(runtime: &tokio::runtime::Runtime, cache: &U64Cache, keys: &[u64]) -> f64 {
-    timed(keys.len() as u64, || {
-        block_on(runtime, async {
-            let mut hits = 0u64;
-            for k in keys {
-                hits += u64::from(cache.get(k).await.ok().flatten().is_some());
-            }
-            std::hint::black_box(hits);
+fn filled_moka(n: usize) -> moka::sync::Cache<u64, u64> {
+    let moka = moka::sync::Cache::new(n as u64 * 2);
+    (0..n as u64).for_each(|k| moka.insert(k, k));
+    moka
+}
+
+/// The Zipf key of call `i` (the sequence has a power-of-two length: a mask, not a division).
+fn key(keys: &[u64], i: u64) -> u64 {
+    keys[i as usize & (keys.len() - 1)]
+}
+
+async fn fetch(cache: &U64Cache, k: u64) {
+    let loader = |k| async move { Ok::<_, std::io::Error>(Load::Commit(k)) };
+    std::hint::black_box(cache.fetch(k, loader).await.ok());
+}
+
+/// A miss on every call: keys nobody loaded yet.
+fn miss(i: u64) -> u64 {
+    i + 1_000_000_000
+}
+
+fn get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a> {
+    let ours = Entrant::ours("strata Cache::get", move || -> Slice<'a> {
+        let cache = filled_cache(rt, n);
+        Box::new(move |slice| {
+            sequential_async(rt, slice, |i| {
+                let cache = &cache;
+                async move {
+                    std::hint::black_box(cache.get(&key(keys, i)).await.ok());
+                }
+            })
         })
-    })
-}
-
-fn cache_fetches(runtime: &tokio::runtime::Runtime, cache: &U64Cache, keys: &[u64]) -> f64 {
-    timed(keys.len() as u64, || {
-        block_on(runtime, async {
-            for &k in keys {
-                let v = cache
-                    .fetch(
-                        k,
-                        |k| async move { Ok::<_, std::io::Error>(Load::Commit(k)) },
-                    )
-                    .await;
-                std::hint::black_box(v.ok());
-            }
+    });
+    let raw = Entrant::peer("raw MemoryStore::get", move || -> Slice<'a> {
+        let store = filled_cache(rt, n).store().clone();
+        Box::new(move |slice| {
+            sequential(slice, |i| {
+                std::hint::black_box(store.get(&key(keys, i)));
+            })
         })
-    })
+    });
+    contest("Cache::get hit 100k 1t", "get hit", vec![ours, raw])
 }
 
-fn store_gets(store: &MemoryStore<u64, u64>, keys: &[u64]) -> f64 {
-    timed(keys.len() as u64, || {
-        let hits = keys.iter().filter(|k| store.get(*k).is_some()).count();
-        std::hint::black_box(hits);
-    })
+fn fetch_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64], hit: bool) -> Contest<'a> {
+    let pick = move |i| if hit { key(keys, i) } else { miss(i) };
+    let ours = Entrant::ours("strata Cache::fetch", move || -> Slice<'a> {
+        let cache = filled_cache(rt, n);
+        Box::new(move |slice| sequential_async(rt, slice, |i| fetch(&cache, pick(i))))
+    });
+    let moka = Entrant::peer("moka get_with", move || -> Slice<'a> {
+        let moka = filled_moka(n);
+        Box::new(move |slice| {
+            sequential(slice, |i| {
+                let k = pick(i);
+                std::hint::black_box(moka.get_with(k, || k));
+            })
+        })
+    });
+    let (label, group) = if hit {
+        ("fetch hit 100k 1t", "fetch, hit")
+    } else {
+        ("fetch miss+load 1t", "fetch, miss + load")
+    };
+    contest(label, group, vec![ours, moka])
 }
 
-fn moka_get_with(moka: &moka::sync::Cache<u64, u64>, keys: &[u64]) -> f64 {
-    timed(keys.len() as u64, || {
-        for &k in keys {
-            std::hint::black_box(moka.get_with(k, || k));
-        }
-    })
-}
-
-fn row(label: &str, strata: f64, peer: &str, value: f64) -> Row {
-    Row {
-        section: "cache".into(),
+fn contest<'a>(label: &str, group: &str, entrants: Vec<Entrant<'a>>) -> Contest<'a> {
+    Contest {
+        section: "cache",
         label: label.into(),
-        strata,
-        peer: Some((peer.into(), value)),
-        unit: "ops/s",
-        higher_is_better: true,
+        chart: "throughput_cache",
+        title: TITLE,
+        group: group.into(),
+        entrants,
     }
 }
 
 pub fn run(report: &mut Report) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let count = report.n(2_000_000, 300_000);
-    let keys = zipf_keys(KEYS, 0.99, count, 21);
-    let cache = filled_cache(&runtime);
-    let store = cache.store().clone();
-    let (s, p) = interleaved(
-        report.rounds,
-        || cache_gets(&runtime, &cache, &keys),
-        || store_gets(&store, &keys),
-    );
-    report.add(row("Cache::get hit 100k 1t", s, "raw MemoryStore::get", p));
-
-    let moka = moka::sync::Cache::new(KEYS as u64 * 2);
-    (0..KEYS as u64).for_each(|k| moka.insert(k, k));
-    let (s, p) = interleaved(
-        report.rounds,
-        || cache_fetches(&runtime, &cache, &keys),
-        || moka_get_with(&moka, &keys),
-    );
-    report.add(row("fetch hit 100k 1t", s, "moka get_with", p));
-
-    let misses: Vec<u64> = (0..count as u64).map(|i| i + 1_000_000_000).collect();
-    let (s, p) = interleaved(
-        report.rounds,
-        || {
-            let fresh = filled_cache(&runtime);
-            cache_fetches(&runtime, &fresh, &misses[..count / 4])
-        },
-        || {
-            let fresh = moka::sync::Cache::new(count as u64);
-            moka_get_with(&fresh, &misses[..count / 4])
-        },
-    );
-    report.add(row("fetch miss+load 1t", s, "moka get_with", p));
+    // 100k keys (100 in a smoke run: each entrant of each round fills its own cache).
+    let n = report.n(100_000, 100_000);
+    let count = report.n(2_000_000, 300_000).next_power_of_two();
+    let keys = zipf_keys(n, 0.99, count, 21);
+    contest::run(report, get_contest(&rt, n, &keys));
+    contest::run(report, fetch_contest(&rt, n, &keys, true));
+    contest::run(report, fetch_contest(&rt, n, &keys, false));
 }

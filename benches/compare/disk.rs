@@ -11,7 +11,8 @@ use std::{
 use strata::{DiskDb, DiskStore, MemoryStore, Store, Writes};
 
 use crate::{
-    report::{interleaved, median, rate, Report, Row},
+    contest::{self, Contest, Deadline, Entrant, Slice, CHUNK},
+    report::{median, rate, Report, Row},
     workload::scramble,
 };
 
@@ -100,54 +101,70 @@ fn reopen(report: &mut Report, rt: &tokio::runtime::Runtime) {
     }
 }
 
-/// Puts `keys` through the Store trait; returns ops/s (and, for the disk, waits for the
-/// writer only if `drain`).
+/// Puts fresh keys through the Store trait for one slice; returns ops/s (with `drain`, the
+/// slice's puts count only once the writer has committed them all).
 fn put_rate<S: Store<u64, u64>>(
     rt: &tokio::runtime::Runtime,
     s: &S,
-    keys: &[u64],
+    slice: Duration,
     drain: Option<&DiskDb>,
 ) -> f64 {
     rt.block_on(async {
         let started = Instant::now();
-        for &k in keys {
-            s.put(k, k, TTL).await.expect("put");
+        let deadline = Deadline::after(slice);
+        let mut done = 0;
+        while !deadline.reached() {
+            for i in done..done + CHUNK {
+                s.put(scramble(i), i, TTL).await.expect("put");
+            }
+            done += CHUNK;
         }
         if let Some(db) = drain {
             db.flush().await.expect("flush");
         }
-        rate(keys.len() as u64, started.elapsed())
+        rate(done, started.elapsed())
     })
 }
 
 fn async_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
-    let n = report.n(500_000, 100_000) as u64;
-    let keys: Vec<u64> = (0..n).map(scramble).collect();
-    let dir = tempfile::tempdir().expect("scratch dir");
-    let db = open(dir.path(), Writes::Async);
-    let disk = store(&db);
-    let mem = MemoryStore::<u64, u64>::builder()
-        .build()
-        .expect("memory store");
     for drain in [false, true] {
-        let (d, m) = interleaved(
-            report.rounds,
-            || put_rate(rt, &disk, &keys, drain.then_some(&db)),
-            || put_rate(rt, &mem, &keys, None),
-        );
-        let label = if drain {
-            "async put, incl. writer drain"
-        } else {
-            "async put (returns when queued)"
-        };
-        report.add(Row {
-            section: "disk".into(),
-            label: format!("{label}, {}k u64", n / 1000),
-            strata: d,
-            peer: Some(("MemoryStore put".into(), m)),
-            unit: "ops/s",
-            higher_is_better: true,
+        let disk = Entrant::ours("strata DiskStore async", move || -> Slice<'_> {
+            let dir = tempfile::tempdir().expect("scratch dir");
+            let db = open(dir.path(), Writes::Async);
+            let disk = store(&db);
+            Box::new(move |slice| {
+                let rate = put_rate(rt, &disk, slice, drain.then_some(&db));
+                // Close the store before deleting its directory: the other way round, the
+                // close waits its full flush timeout (2 s) for files that are gone.
+                drop((disk, db));
+                drop(dir);
+                rate
+            })
         });
+        let memory = Entrant::peer("MemoryStore put", move || -> Slice<'_> {
+            let mem = MemoryStore::<u64, u64>::new();
+            Box::new(move |slice| put_rate(rt, &mem, slice, None))
+        });
+        let (label, group) = if drain {
+            (
+                "async put, incl. writer drain, u64",
+                "async put\nincl. writer drain",
+            )
+        } else {
+            (
+                "async put (returns when queued), u64",
+                "async put\n(returns when queued)",
+            )
+        };
+        let contest = Contest {
+            section: "disk",
+            label: label.into(),
+            chart: "throughput_disk",
+            title: "DiskStore async put vs MemoryStore put, u64 -> u64, TTL on, 1 task",
+            group: group.into(),
+            entrants: vec![disk, memory],
+        };
+        contest::run(report, contest);
     }
 }
 

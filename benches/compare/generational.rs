@@ -1,14 +1,13 @@
 //! GenerationalStore against moka and quick_cache: throughput on the memory section's Zipf(0.99)
 //! workload, and hit ratio at equal capacity (Zipf(0.9), and Zipf with periodic cold scans).
 
-use std::sync::Arc;
-
 use strata::GenerationalStore;
 
 use crate::{
-    memory::{run_mix, Contender, Moka, Quick},
-    report::{interleaved, Report, Row},
-    workload::{op_mix, scramble, zipf_keys, Rng, Zipf},
+    contest::{self, Contest},
+    memory::{group, thread_keys, Contender, Mix, Moka, Quick},
+    report::{Bar, Bars, Report, Row},
+    workload::{op_mix, scramble, Rng, Zipf},
 };
 
 pub struct Generational(pub GenerationalStore<u64, u64>);
@@ -40,50 +39,35 @@ fn quick(capacity: usize) -> Quick {
     Quick(quick_cache::sync::Cache::new(capacity))
 }
 
+const TITLE: &str = "GenerationalStore vs peers, Zipf 0.99 over 1M u64 keys, all resident";
+
 fn throughput(report: &mut Report) {
     let n_keys = report.n(1_000_000, 1_000_000);
-    let per_thread = report.n(2_000_000, 500_000);
-    let keys: Arc<Vec<Vec<u64>>> = Arc::new(
-        (0..2)
-            .map(|t| zipf_keys(n_keys, 0.99, per_thread, 7 + t))
-            .collect(),
-    );
+    let keys = thread_keys(report, n_keys);
     // Capacity for every key: all resident, as in the memory section (generations still turn
     // over: a new one whenever the newer generation reaches half of max_size).
-    let ours: Arc<dyn Contender> = Arc::new(generational(n_keys * 2, false));
-    let peers: Vec<(&str, Arc<dyn Contender>)> = vec![
-        ("moka", Arc::new(moka(n_keys * 2))),
-        ("quick_cache", Arc::new(quick(n_keys * 2))),
-    ];
-    for c in std::iter::once(&ours).chain(peers.iter().map(|(_, p)| p)) {
-        (0..n_keys as u64).for_each(|i| c.put(scramble(i), i));
-    }
-    let admitted: Arc<dyn Contender> = Arc::new(generational(n_keys * 2, true));
-    (0..n_keys as u64).for_each(|i| admitted.put(scramble(i), i));
+    let cap = n_keys * 2;
     for (read_pct, mix) in [(95, "95/5"), (50, "50/50")] {
-        let ops = Arc::new(op_mix(per_thread, read_pct, 11));
-        let contenders = [("", &ours), (" admission", &admitted)];
-        for (name, peer) in &peers {
-            for (variant, ours) in contenders {
-                if !variant.is_empty() && *name != "moka" {
-                    continue;
-                }
-                for threads in [1, 2] {
-                    let (s, p) = interleaved(
-                        report.rounds,
-                        || run_mix(ours, &keys, &ops, threads),
-                        || run_mix(peer, &keys, &ops, threads),
-                    );
-                    report.add(Row {
-                        section: "generational".into(),
-                        label: format!("zipf0.99 1M {mix} {threads}t{variant}"),
-                        strata: s,
-                        peer: Some((name.to_string(), p)),
-                        unit: "ops/s",
-                        higher_is_better: true,
-                    });
-                }
-            }
+        let w = Mix {
+            keys: &keys,
+            ops: op_mix(keys[0].len(), read_pct, 11),
+        };
+        for threads in [1, 2] {
+            let ours = |admission| move || generational(cap, admission);
+            let contest = Contest {
+                section: "generational",
+                label: format!("zipf0.99 1M {mix} {threads}t"),
+                chart: "throughput_generational",
+                title: TITLE,
+                group: group(mix, threads),
+                entrants: vec![
+                    w.entrant("strata Generational", true, n_keys, threads, ours(false)),
+                    w.entrant("strata Gen. admission", true, n_keys, threads, ours(true)),
+                    w.entrant("moka", false, n_keys, threads, move || moka(cap)),
+                    w.entrant("quick_cache", false, n_keys, threads, move || quick(cap)),
+                ],
+            };
+            contest::run(report, contest);
         }
     }
 }
@@ -126,13 +110,14 @@ fn hit_ratios(report: &mut Report) {
     let n = if report.smoke { 10_000 } else { 100_000 };
     let requests = report.n(3_000_000, 1_000_000);
     let workloads = [
-        ("zipf0.9", trace(n, 0.9, requests, None)),
+        ("zipf0.9", "Zipf 0.9", trace(n, 0.9, requests, None)),
         (
             "zipf0.9+scan",
+            "Zipf 0.9 + a scan of n/5 cold keys every 100k requests",
             trace(n, 0.9, requests, Some((100_000, n / 5))),
         ),
     ];
-    for (name, keys) in &workloads {
+    for (name, panel, keys) in &workloads {
         for pct in [1, 5, 20] {
             let cap = n * pct / 100;
             let ours = hit_ratio(&generational(cap, false), keys);
@@ -141,8 +126,11 @@ fn hit_ratios(report: &mut Report) {
                 ("moka", Box::new(moka(cap))),
                 ("quick_cache", Box::new(quick(cap))),
             ];
+            let mut bars = vec![bar("strata Generational", true, ours)];
+            bars.push(bar("strata Gen. admission", true, admitted));
             for (peer, c) in peers {
                 let peer_ratio = hit_ratio(&*c, keys);
+                bars.push(bar(peer, false, peer_ratio));
                 report.add(Row {
                     section: "generational".into(),
                     label: format!("hit ratio {name} 100k keys cap {pct}%"),
@@ -160,7 +148,28 @@ fn hit_ratios(report: &mut Report) {
                     higher_is_better: true,
                 });
             }
+            report.add_bars(Bars {
+                chart: "hit_ratio",
+                title: format!(
+                    "Hit ratio at equal capacity, {}k keys, {}k requests",
+                    n / 1000,
+                    requests / 1000
+                ),
+                panel: panel.to_string(),
+                group: format!("capacity {pct}%"),
+                unit: "%",
+                bars,
+            });
         }
+    }
+}
+
+fn bar(library: &str, ours: bool, value: f64) -> Bar {
+    Bar {
+        library: library.into(),
+        ours,
+        value,
+        ratio: None,
     }
 }
 

@@ -5,11 +5,18 @@
 //! every section at a thousandth of its `--quick` size, failing if a section emits no row, so the
 //! harness can't rot. Timings from a debug build mean nothing and are not checked.
 //!
-//! Each section lives in its own file and registers itself in `main` below. Rounds of strata and
-//! of the peer are interleaved so machine noise hits both.
+//! Each section lives in its own file and registers itself in `main` below. Every throughput
+//! comparison goes through `contest.rs`: the contenders' order rotates each round, each one is
+//! built and filled fresh, each runs for the same wall-time slice, and a row reports the median
+//! of per-round ratios strata / peer with their min–max.
+//!
+//! Flags: `--quick` (3 rounds of 300 ms slices instead of 5 of 1 s, smaller fills), `--rounds N`,
+//! `--slice-ms N`, `--out DIR` (writes `results.md` and PNG + SVG charts), and section names
+//! (`memory generational`) to run only those.
 
 mod alloc;
 mod cache;
+mod contest;
 #[cfg(feature = "disk")]
 mod disk;
 mod generational;
@@ -72,8 +79,8 @@ fn main() {
         let missing = report.sections_without_rows(&sections);
         if !missing.is_empty() {
             eprintln!("smoke run: no rows from {missing:?}; rows that were emitted:");
-            for row in report.rows() {
-                report::Report::print_row(row);
+            for entry in report.entries() {
+                report::Report::print_entry(entry);
             }
             std::process::exit(1);
         }

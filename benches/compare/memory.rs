@@ -1,11 +1,12 @@
 //! MemoryStore against moka and quick_cache: Zipf(0.99) over 1M u64 keys, all resident.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use strata::MemoryStore;
 
 use crate::{
-    report::{interleaved, timed, Report, Row},
+    contest::{self, Contest, Entrant},
+    report::{Report, Row},
     workload::{op_mix, scramble, zipf_keys},
 };
 
@@ -84,32 +85,56 @@ fn fill(c: &dyn Contender, keys: usize) {
     }
 }
 
-/// Runs `threads` threads over pre-generated keys and ops; returns total ops/s.
-pub fn run_mix(
-    c: &Arc<dyn Contender>,
-    keys: &Arc<Vec<Vec<u64>>>,
-    ops: &Arc<Vec<bool>>,
-    threads: usize,
-) -> f64 {
-    let per = keys[0].len() as u64;
-    timed(per * threads as u64, || {
-        std::thread::scope(|s| {
-            for t in 0..threads {
-                let (c, keys, ops) = (c.clone(), keys.clone(), ops.clone());
-                s.spawn(move || {
-                    let mut hits = 0u64;
-                    for (i, &k) in keys[t].iter().enumerate() {
-                        if ops[i] {
-                            hits += u64::from(c.get(k));
-                        } else {
-                            c.put(k, i as u64);
-                        }
-                    }
-                    std::hint::black_box(hits);
-                });
-            }
-        });
-    })
+/// A get/put workload: one pre-generated key sequence per thread and one op sequence
+/// (`true` = get), replayed from the start (wrapping) in every slice.
+pub struct Mix<'a> {
+    pub keys: &'a [Vec<u64>],
+    pub ops: Vec<bool>,
+}
+
+impl Mix<'_> {
+    /// Replays the mix on `threads` threads against `c` for one slice; returns total ops/s.
+    pub fn run(&self, c: &dyn Contender, threads: usize, slice: Duration) -> f64 {
+        contest::threads(threads, slice, |t, deadline| {
+            let (keys, ops) = (&self.keys[t], &self.ops[..]);
+            let (mut j, mut hits) = (0, 0u64);
+            let done = deadline.count(|i| {
+                if ops[j] {
+                    hits += u64::from(c.get(keys[j]));
+                } else {
+                    c.put(keys[j], i);
+                }
+                // A wrap instead of `i % len`: no division on the hot path.
+                j += 1;
+                if j == keys.len().min(ops.len()) {
+                    j = 0;
+                }
+            });
+            std::hint::black_box(hits);
+            done
+        })
+    }
+
+    /// An entrant that builds `make()`, puts every one of `n_keys` keys, and replays the mix.
+    pub fn entrant<'m, C: Contender + 'static>(
+        &'m self,
+        name: &str,
+        ours: bool,
+        n_keys: usize,
+        threads: usize,
+        make: impl Fn() -> C + 'm,
+    ) -> Entrant<'m> {
+        let fresh = move || -> contest::Slice<'m> {
+            let c = make();
+            fill(&c, n_keys);
+            Box::new(move |slice| self.run(&c, threads, slice))
+        };
+        if ours {
+            Entrant::ours(name, fresh)
+        } else {
+            Entrant::peer(name, fresh)
+        }
+    }
 }
 
 /// Bytes per entry at 1M u64 -> u64 entries, counted by the global allocator.
@@ -202,48 +227,63 @@ fn bytes_per_entry_strings(report: &mut Report) {
     drop((s, g, m, q));
 }
 
-pub fn run(report: &mut Report) {
-    bytes_per_entry(report);
-    bytes_per_entry_strings(report);
-    let n_keys = report.n(1_000_000, 1_000_000);
+/// Per-thread Zipf(0.99) key sequences over `n_keys` keys, for two threads.
+pub fn thread_keys(report: &Report, n_keys: usize) -> Vec<Vec<u64>> {
     let per_thread = report.n(2_000_000, 500_000);
-    let keys: Arc<Vec<Vec<u64>>> = Arc::new(
-        (0..2)
-            .map(|t| zipf_keys(n_keys, 0.99, per_thread, 7 + t))
-            .collect(),
-    );
+    (0..2)
+        .map(|t| zipf_keys(n_keys, 0.99, per_thread, 7 + t))
+        .collect()
+}
+
+/// `95/5`, 2 → "95/5 get/put\n2 threads".
+pub fn group(mix: &str, threads: usize) -> String {
+    let s = if threads == 1 { "" } else { "s" };
+    format!("{mix} get/put\n{threads} thread{s}")
+}
+
+const TITLE: &str = "MemoryStore vs peers, Zipf 0.99 over 1M u64 keys, all resident";
+
+fn throughput(report: &mut Report) {
+    let n_keys = report.n(1_000_000, 1_000_000);
+    let keys = thread_keys(report, n_keys);
     for (read_pct, mix) in [(95, "95/5"), (50, "50/50")] {
-        let ops = Arc::new(op_mix(per_thread, read_pct, 11));
+        let mix_ops = Mix {
+            keys: &keys,
+            ops: op_mix(keys[0].len(), read_pct, 11),
+        };
         for ttl in [true, false] {
-            let ours: Arc<dyn Contender> = Arc::new(strata(ttl.then_some(TTL)));
-            fill(&*ours, n_keys);
-            let peers: Vec<(&str, Arc<dyn Contender>)> = vec![
-                ("moka", Arc::new(moka(ttl, n_keys))),
-                ("quick_cache", Arc::new(quick(n_keys))),
-                ("mini-moka", Arc::new(mini_moka(ttl, n_keys))),
-            ];
-            for (name, peer) in peers {
-                if ttl && name == "quick_cache" {
-                    // quick_cache has no TTL; compare it against strata with TTLs on anyway (the budget's row).
-                }
-                fill(&*peer, n_keys);
-                for threads in [1, 2] {
-                    let (s, p) = interleaved(
-                        report.rounds,
-                        || run_mix(&ours, &keys, &ops, threads),
-                        || run_mix(&peer, &keys, &ops, threads),
-                    );
-                    let ttl_label = if ttl { "ttl" } else { "no ttl" };
-                    report.add(Row {
-                        section: "memory".into(),
-                        label: format!("zipf0.99 1M {mix} {threads}t {ttl_label}"),
-                        strata: s,
-                        peer: Some((name.to_string(), p)),
-                        unit: "ops/s",
-                        higher_is_better: true,
-                    });
-                }
+            let ttl_label = if ttl { "ttl" } else { "no ttl" };
+            for threads in [1, 2] {
+                let w = &mix_ops;
+                let contest = Contest {
+                    section: "memory",
+                    label: format!("zipf0.99 1M {mix} {threads}t {ttl_label}"),
+                    chart: "throughput_memory",
+                    title: TITLE,
+                    group: format!(
+                        "{}\n{}",
+                        group(mix, threads),
+                        if ttl { "TTL on" } else { "no TTL" }
+                    ),
+                    entrants: vec![
+                        w.entrant("strata MemoryStore", true, n_keys, threads, move || {
+                            strata(ttl.then_some(TTL))
+                        }),
+                        w.entrant("moka", false, n_keys, threads, move || moka(ttl, n_keys)),
+                        w.entrant("quick_cache", false, n_keys, threads, move || quick(n_keys)),
+                        w.entrant("mini-moka", false, n_keys, threads, move || {
+                            mini_moka(ttl, n_keys)
+                        }),
+                    ],
+                };
+                contest::run(report, contest);
             }
         }
     }
+}
+
+pub fn run(report: &mut Report) {
+    bytes_per_entry(report);
+    bytes_per_entry_strings(report);
+    throughput(report);
 }

@@ -12,13 +12,16 @@ pub use bench::run;
 
 #[cfg(feature = "redis")]
 mod bench {
-    use std::{process::Command, sync::Arc, time::Instant};
+    use std::{cell::Cell, process::Command, sync::Arc, time::Duration};
 
     use ::redis::aio::MultiplexedConnection;
     use strata::{codec::encode_value, Format, RedisStore, Store};
     use tokio::runtime::Runtime;
 
-    use crate::report::{median, rate, Report, Row};
+    use crate::{
+        contest::{self, Contest, Entrant, Slice},
+        report::Report,
+    };
 
     /// Distinct keys the workloads cycle through.
     const KEYS: usize = 10_000;
@@ -42,73 +45,66 @@ mod bench {
         }
     }
 
-    fn key(i: usize) -> String {
-        format!("k{}", i % KEYS)
+    fn key(i: u64) -> String {
+        format!("k{}", i % KEYS as u64)
     }
 
     fn value() -> String {
         "v".repeat(VALUE_CHARS)
     }
 
-    /// Runs `ops` operations split over `tasks` tasks; returns ops/s.
-    fn drive<F, Fut>(rt: &Runtime, tasks: usize, ops: usize, one: F) -> f64
-    where
-        F: Fn(usize) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
-    {
-        let one = Arc::new(one);
-        let per_task = ops / tasks;
+    /// What every contender starts from: an empty database holding the `KEYS` keys once.
+    fn refill(rt: &Runtime, conn: &MultiplexedConnection, bytes: &[u8]) {
         rt.block_on(async {
-            let start = Instant::now();
-            let handles: Vec<_> = (0..tasks)
-                .map(|t| {
-                    let one = one.clone();
-                    tokio::spawn(async move {
-                        for i in 0..per_task {
-                            one(t * per_task + i).await;
-                        }
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.await.expect("bench task");
+            let mut conn = conn.clone();
+            ::redis::cmd("FLUSHDB")
+                .query_async::<()>(&mut conn)
+                .await
+                .expect("FLUSHDB");
+            let mut pipe = ::redis::pipe();
+            for i in 0..KEYS as u64 {
+                pipe.cmd("SET")
+                    .arg(format!("bench:{}", key(i)))
+                    .arg(bytes)
+                    .ignore();
             }
-            rate((per_task * tasks) as u64, start.elapsed())
+            pipe.query_async::<()>(&mut conn).await.expect("fill");
         })
     }
 
-    fn strata_round(
+    fn strata_slice(
         rt: &Runtime,
         store: &RedisStore<String, String>,
         op: Op,
         tasks: usize,
-        ops: usize,
+        slice: Duration,
     ) -> f64 {
         let (store, value) = (store.clone(), value());
-        drive(rt, tasks, ops, move |i| {
+        contest::tasks(rt, tasks, slice, move |t, i| {
             let (store, value) = (store.clone(), value.clone());
             async move {
+                let k = key(t as u64 * 7919 + i);
                 match op {
-                    Op::Get => assert!(store.get(&key(i)).await.expect("GET").is_some()),
-                    Op::Set => store.put(key(i), value, None).await.expect("SET"),
+                    Op::Get => assert!(store.get(&k).await.expect("GET").is_some()),
+                    Op::Set => store.put(k, value, None).await.expect("SET"),
                 }
             }
         })
     }
 
-    fn raw_round(
+    fn raw_slice(
         rt: &Runtime,
         conn: &MultiplexedConnection,
         bytes: &Arc<Vec<u8>>,
         op: Op,
         tasks: usize,
-        ops: usize,
+        slice: Duration,
     ) -> f64 {
         let (conn, bytes) = (conn.clone(), bytes.clone());
-        drive(rt, tasks, ops, move |i| {
+        contest::tasks(rt, tasks, slice, move |t, i| {
             let (mut conn, bytes) = (conn.clone(), bytes.clone());
             async move {
-                let full = format!("bench:{}", key(i));
+                let full = format!("bench:{}", key(t as u64 * 7919 + i));
                 match op {
                     Op::Get => {
                         let mut cmd = ::redis::cmd("GET");
@@ -126,33 +122,41 @@ mod bench {
         })
     }
 
-    /// `redis-benchmark -P 16 -t get,set -d 64 -c 64`: requests per second for GET and SET.
-    fn redis_benchmark(port: u16, requests: usize) -> (f64, f64) {
+    /// `redis-benchmark -P 16 -t OP -d 64 -c 64`: requests per second. It has no time limit, so
+    /// the request count is sized from its previous round's rate to fill about one slice.
+    fn redis_benchmark(port: u16, op: Op, requests: usize) -> f64 {
         let out = Command::new("redis-benchmark")
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-P", "16", "-t", "get,set", "-d", "64", "-c", "64", "--csv"])
+            .args(["-P", "16", "-t", op.name(), "-d", "64", "-c", "64", "--csv"])
             .args(["-n", &requests.to_string()])
             .output()
             .expect("redis-benchmark is not installed: apt-get install -y redis-tools");
         let text = String::from_utf8_lossy(&out.stdout);
-        let rps = |test: &str| {
-            text.lines()
-                .find(|l| l.starts_with(&format!("\"{test}\"")))
-                .and_then(|l| l.split(',').nth(1))
-                .and_then(|v| v.trim_matches('"').parse::<f64>().ok())
-                .unwrap_or_else(|| panic!("no {test} line in redis-benchmark output:\n{text}"))
-        };
-        (rps("GET"), rps("SET"))
+        let test = op.name().to_uppercase();
+        text.lines()
+            .find(|l| l.starts_with(&format!("\"{test}\"")))
+            .and_then(|l| l.split(',').nth(1))
+            .and_then(|v| v.trim_matches('"').parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {test} line in redis-benchmark output:\n{text}"))
     }
 
-    pub fn run(report: &mut Report) {
+    /// Everything a contest entrant needs: the server, the runtime, both clients.
+    struct Setup {
+        server: Server,
+        rt: Runtime,
+        store: RedisStore<String, String>,
+        conn: MultiplexedConnection,
+        bytes: Arc<Vec<u8>>,
+    }
+
+    fn setup() -> Setup {
         let server = Server::start();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let store: RedisStore<String, String> = rt
+        let store = rt
             .block_on(
                 RedisStore::builder()
                     .url(server.url())
@@ -172,45 +176,58 @@ mod bench {
             64,
             "same 64 value bytes as redis-benchmark -d 64"
         );
-        // Fill every key once so GETs hit.
-        strata_round(&rt, &store, Op::Set, 16, KEYS);
-
-        let scale = report.scale();
-        for tasks in [1, 64] {
-            let ops = if tasks == 1 { 10_000 } else { 100_000 } / scale;
-            for op in [Op::Get, Op::Set] {
-                let (mut ours, mut raw, mut peer) = (Vec::new(), Vec::new(), Vec::new());
-                for _ in 0..report.rounds {
-                    ours.push(strata_round(&rt, &store, op, tasks, ops));
-                    raw.push(raw_round(&rt, &conn, &bytes, op, tasks, ops));
-                    if tasks == 64 {
-                        let (get, set) = redis_benchmark(server.port(), ops * 2);
-                        peer.push(if op == Op::Get { get } else { set });
-                    }
-                }
-                let ours = median(ours);
-                let label = format!(
-                    "{} 64 B, {tasks} task{}",
-                    op.name(),
-                    if tasks == 1 { "" } else { "s" }
-                );
-                report.add(row(&label, ours, "redis-rs", median(raw)));
-                if tasks == 64 {
-                    report.add(row(&label, ours, "redis-benchmark -P 16", median(peer)));
-                }
-            }
+        Setup {
+            server,
+            rt,
+            store,
+            conn,
+            bytes,
         }
-        drop(server);
     }
 
-    fn row(label: &str, ours: f64, peer: &str, theirs: f64) -> Row {
-        Row {
-            section: "redis".into(),
-            label: label.into(),
-            strata: ours,
-            peer: Some((peer.into(), theirs)),
-            unit: "ops/s",
-            higher_is_better: true,
+    fn contest<'a>(s: &'a Setup, op: Op, tasks: usize, last: &'a Cell<f64>) -> Contest<'a> {
+        let ours = Entrant::ours("strata RedisStore", move || -> Slice<'a> {
+            refill(&s.rt, &s.conn, &s.bytes);
+            Box::new(move |slice| strata_slice(&s.rt, &s.store, op, tasks, slice))
+        });
+        let raw = Entrant::peer("redis-rs", move || -> Slice<'a> {
+            refill(&s.rt, &s.conn, &s.bytes);
+            Box::new(move |slice| raw_slice(&s.rt, &s.conn, &s.bytes, op, tasks, slice))
+        });
+        let mut entrants = vec![ours, raw];
+        if tasks == 64 {
+            entrants.push(Entrant::peer(
+                "redis-benchmark -P 16",
+                move || -> Slice<'a> {
+                    refill(&s.rt, &s.conn, &s.bytes);
+                    Box::new(move |slice| {
+                        let requests = (last.get() * slice.as_secs_f64()).max(1_000.0) as usize;
+                        let rate = redis_benchmark(s.server.port(), op, requests);
+                        last.set(rate);
+                        rate
+                    })
+                },
+            ));
+        }
+        let plural = if tasks == 1 { "" } else { "s" };
+        Contest {
+            section: "redis",
+            label: format!("{} 64 B, {tasks} task{plural}", op.name()),
+            chart: "throughput_redis",
+            title: "RedisStore vs redis-rs and redis-benchmark, 64 B values, loopback",
+            group: format!("{} 64 B\n{tasks} task{plural}", op.name().to_uppercase()),
+            entrants,
+        }
+    }
+
+    pub fn run(report: &mut Report) {
+        let s = setup();
+        // redis-benchmark's first request count assumes 500k requests/s.
+        let last = Cell::new(500_000.0);
+        for tasks in [1, 64] {
+            for op in [Op::Get, Op::Set] {
+                contest::run(report, contest(&s, op, tasks, &last));
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Collecting rows, interleaving rounds, printing the table.
+//! Collecting rows and chart bars, printing the table. Throughput comparisons are measured by
+//! `contest.rs`; this file only records and prints what they (and exact counts) produce.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One row: strata's figure, optionally a peer's, and the unit.
 pub struct Row {
@@ -13,6 +14,50 @@ pub struct Row {
     pub higher_is_better: bool,
 }
 
+/// The median of per-round ratios ours / peer and their min–max (see `contest.rs`).
+#[derive(Clone, Copy)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// One library's bar in a group of a chart.
+pub struct Bar {
+    pub library: String,
+    pub ours: bool,
+    pub value: f64,
+    /// Printed above the bar (strata's bars: strata / fastest peer).
+    pub ratio: Option<f64>,
+}
+
+/// One group of bars (one workload) in a panel of a chart.
+pub struct Bars {
+    /// File stem of the chart (`throughput_memory` → `.png` and `.svg`).
+    pub chart: &'static str,
+    pub title: String,
+    /// A chart with several panels (hit ratio: one per access pattern); empty for one.
+    pub panel: String,
+    /// The group's caption under the x axis; `\n` breaks a line.
+    pub group: String,
+    pub unit: &'static str,
+    pub bars: Vec<Bar>,
+}
+
+/// A row and, when it was timed in rounds, the spread of its per-round ratios.
+pub struct Entry {
+    pub row: Row,
+    pub spread: Option<Spread>,
+}
+
+impl Entry {
+    /// strata / peer: the median of per-round ratios when timed, else the exact quotient.
+    pub fn ratio(&self) -> Option<f64> {
+        let exact = self.row.peer.as_ref().map(|(_, p)| self.row.strata / p);
+        self.spread.map(|s| s.median).or(exact)
+    }
+}
+
 pub struct Report {
     pub quick: bool,
     /// A debug build run by `cargo test` (the bench target has `test = true`): every section runs
@@ -21,8 +66,11 @@ pub struct Report {
     /// `--out DIR`: where to write `results.md` and the SVG plots.
     pub out: Option<std::path::PathBuf>,
     pub rounds: usize,
+    /// Wall time each entrant of a contest runs per round.
+    pub slice: Duration,
     filters: Vec<String>,
-    rows: Vec<Row>,
+    entries: Vec<Entry>,
+    bars: Vec<Bars>,
 }
 
 impl Report {
@@ -31,11 +79,14 @@ impl Report {
         let mut quick = smoke || std::env::var_os("STRATA_BENCH_QUICK").is_some();
         let mut filters = Vec::new();
         let mut out = std::env::var_os("STRATA_BENCH_OUT").map(std::path::PathBuf::from);
+        let (mut rounds, mut slice_ms) = (None, None);
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
                 "--out" => out = args.next().map(std::path::PathBuf::from),
+                "--rounds" => rounds = args.next().and_then(|a| a.parse().ok()),
+                "--slice-ms" => slice_ms = args.next().and_then(|a| a.parse().ok()),
                 "--bench" => {}
                 a if a.starts_with("--") => {}
                 a => filters.push(a.to_string()),
@@ -45,15 +96,24 @@ impl Report {
             quick,
             smoke,
             out,
-            rounds: if smoke {
-                1
+            // Two rounds even in a smoke run, so the rotation of the order is exercised.
+            rounds: rounds.unwrap_or(if smoke {
+                2
             } else if quick {
                 3
             } else {
                 5
-            },
+            }),
+            slice: Duration::from_millis(slice_ms.unwrap_or(if smoke {
+                2
+            } else if quick {
+                300
+            } else {
+                1000
+            })),
             filters,
-            rows: Vec::new(),
+            entries: Vec::new(),
+            bars: Vec::new(),
         }
     }
 
@@ -82,13 +142,13 @@ impl Report {
     }
 
     /// Every row recorded so far.
-    pub fn rows(&self) -> &[Row] {
-        &self.rows
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
     }
 
     /// Sections that added no row (a smoke run fails on any).
     pub fn sections_without_rows<'a>(&self, sections: &[&'a str]) -> Vec<&'a str> {
-        let has = |s: &str| self.rows.iter().any(|r| r.section == s);
+        let has = |s: &str| self.entries.iter().any(|e| e.row.section == s);
         sections
             .iter()
             .copied()
@@ -104,30 +164,48 @@ impl Report {
     /// Records a row; a full or `--quick` run also prints it at once (a smoke run stays quiet
     /// unless it fails, so `cargo test` prints nothing for a passing check).
     pub fn add(&mut self, row: Row) {
-        if !self.smoke {
-            Self::print_row(&row);
-        }
-        self.rows.push(row);
+        self.push(Entry { row, spread: None });
     }
 
-    pub fn print_row(row: &Row) {
-        let ratio = row
-            .peer
-            .as_ref()
-            .map(|(_, p)| format!("{:.2}x", row.strata / p));
+    /// Records a row timed in rounds, with the spread of its per-round ratios.
+    pub fn add_measured(&mut self, row: Row, spread: Spread) {
+        self.push(Entry {
+            row,
+            spread: Some(spread),
+        });
+    }
+
+    /// Records one group of bars for the charts.
+    pub fn add_bars(&mut self, bars: Bars) {
+        self.bars.push(bars);
+    }
+
+    fn push(&mut self, entry: Entry) {
+        if !self.smoke {
+            Self::print_entry(&entry);
+        }
+        self.entries.push(entry);
+    }
+
+    pub fn print_entry(entry: &Entry) {
+        let row = &entry.row;
+        let peer = row.peer.as_ref().map(|(n, p)| {
+            let ratio = entry
+                .ratio()
+                .map(|r| format!("{r:.2}x"))
+                .unwrap_or_default();
+            let spread = entry
+                .spread
+                .map(|s| format!(" ({:.2}-{:.2})", s.min, s.max))
+                .unwrap_or_default();
+            format!("{n} {} ratio {ratio}{spread}", fmt_num(*p, row.unit))
+        });
         eprintln!(
             "  {:<10} {:<48} strata {:>14} {}",
             row.section,
             row.label,
             fmt_num(row.strata, row.unit),
-            row.peer
-                .as_ref()
-                .map(|(n, p)| format!(
-                    "{n} {} ratio {}",
-                    fmt_num(*p, row.unit),
-                    ratio.clone().unwrap_or_default()
-                ))
-                .unwrap_or_default()
+            peer.unwrap_or_default()
         );
     }
 
@@ -140,10 +218,10 @@ impl Report {
         let table = self.table();
         print!("{table}");
         if let Some(dir) = &self.out {
-            let written = crate::plot::write(dir, &self.rows)
+            let written = crate::plot::write(dir, &self.bars)
                 .and_then(|()| Ok(std::fs::write(dir.join("results.md"), &table)?));
             match written {
-                Ok(()) => eprintln!("wrote {}/results.md and SVG plots", dir.display()),
+                Ok(()) => eprintln!("wrote {}/results.md and the charts", dir.display()),
                 Err(e) => eprintln!("could not write the report to {}: {e}", dir.display()),
             }
         }
@@ -154,40 +232,43 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "| section | workload | strata | peer | peer value | strata/peer | better |"
+            "| section | workload | strata | peer | peer value | strata/peer | min–max | better |"
         );
-        let _ = writeln!(t, "|---|---|---:|---|---:|---:|---|");
-        for r in &self.rows {
-            let (peer, value, ratio, verdict) = match &r.peer {
-                Some((name, p)) => {
-                    let ratio = r.strata / p;
-                    let ahead = if r.higher_is_better {
-                        ratio >= 1.0
-                    } else {
-                        ratio <= 1.0
-                    };
-                    (
-                        name.clone(),
-                        fmt_num(*p, r.unit),
-                        format!("{ratio:.2}"),
-                        if ahead { "strata" } else { "peer" },
-                    )
-                }
-                None => ("-".into(), "-".into(), "-".into(), "-"),
-            };
-            let _ = writeln!(
-                t,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                r.section,
-                r.label,
-                fmt_num(r.strata, r.unit),
-                peer,
-                value,
-                ratio,
-                verdict
-            );
+        let _ = writeln!(t, "|---|---|---:|---|---:|---:|---:|---|");
+        for e in &self.entries {
+            let _ = writeln!(t, "{}", Self::table_row(e));
         }
         t
+    }
+
+    fn table_row(e: &Entry) -> String {
+        let r = &e.row;
+        let (peer, value, ratio, verdict) = match (&r.peer, e.ratio()) {
+            (Some((name, p)), Some(ratio)) => {
+                let ahead = if r.higher_is_better {
+                    ratio >= 1.0
+                } else {
+                    ratio <= 1.0
+                };
+                (
+                    name.clone(),
+                    fmt_num(*p, r.unit),
+                    format!("{ratio:.2}"),
+                    if ahead { "strata" } else { "peer" },
+                )
+            }
+            _ => ("-".into(), "-".into(), "-".into(), "-"),
+        };
+        let spread = e
+            .spread
+            .map(|s| format!("{:.2}–{:.2}", s.min, s.max))
+            .unwrap_or_else(|| "-".into());
+        format!(
+            "| {} | {} | {} | {peer} | {value} | {ratio} | {spread} | {verdict} |",
+            r.section,
+            r.label,
+            fmt_num(r.strata, r.unit),
+        )
     }
 }
 
@@ -200,16 +281,24 @@ pub fn fmt_num(v: f64, unit: &str) -> String {
     }
 }
 
-/// Runs `a` and `b` alternately `rounds` times and returns the median of each.
+/// Legacy, for the rows in `replicated.rs` that still time a fixed op count: runs `a` and `b`
+/// `rounds` times, alternating which goes first, and returns the median of each. New rows use
+/// `contest::run` (fresh instances, time slices, median of per-round ratios).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis sections only
 pub fn interleaved(
     rounds: usize,
     mut a: impl FnMut() -> f64,
     mut b: impl FnMut() -> f64,
 ) -> (f64, f64) {
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        xs.push(a());
-        ys.push(b());
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            xs.push(a());
+            ys.push(b());
+        } else {
+            ys.push(b());
+            xs.push(a());
+        }
     }
     (median(xs), median(ys))
 }
@@ -220,13 +309,7 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 /// Ops per second of `ops` operations that took `elapsed`.
+#[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
 pub fn rate(ops: u64, elapsed: Duration) -> f64 {
     ops as f64 / elapsed.as_secs_f64()
-}
-
-/// Times `f` and returns its rate for `ops` operations.
-pub fn timed(ops: u64, f: impl FnOnce()) -> f64 {
-    let start = Instant::now();
-    f();
-    rate(ops, start.elapsed())
 }
