@@ -10,7 +10,7 @@ use tower_sessions::{cookie::time, session::Record};
 
 mod server_support;
 
-use server_support::{command, me, stored_sessions, Request, Server};
+use server_support::{command, me, stored_records, stored_sessions, Request, Server};
 
 const FIREFOX_ON_MAC: &str =
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.7; rv:133.0) Gecko/20100101 Firefox/133.0";
@@ -114,24 +114,9 @@ fn a_user_sees_every_device_and_revokes_another() {
 
 /// The expiry date of the one stored session (the server must be stopped).
 fn stored_expiry(dir: &Path) -> time::OffsetDateTime {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let store: DiskStore<String, Record> = DiskStore::builder()
-            .dir(dir)
-            .namespace("sessions")
-            .open()
-            .unwrap();
-        let keys = Store::keys(&store).await.unwrap();
-        assert_eq!(keys.len(), 1);
-        Store::get(&store, &keys[0])
-            .await
-            .unwrap()
-            .unwrap()
-            .expiry_date
-    })
+    let records = stored_records(dir);
+    assert_eq!(records.len(), 1);
+    records[0].expiry_date
 }
 
 #[test]

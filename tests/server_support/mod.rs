@@ -260,22 +260,28 @@ pub fn me(server: &Server, cookie: &str) -> Reply {
     server.get("/me", cookie)
 }
 
-/// The number of sessions stored in the DiskStore in `dir` (the server must be stopped).
-pub fn stored_sessions(dir: &Path) -> usize {
+/// Every session record stored in the DiskStore in `dir` (the server must be stopped).
+pub fn stored_records(dir: &Path) -> Vec<tower_sessions::session::Record> {
     use strata::{DiskStore, Store};
-    use tower_sessions::session::Record;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let store: DiskStore<String, Record> = DiskStore::builder()
+        let store: DiskStore<String, tower_sessions::session::Record> = DiskStore::builder()
             .dir(dir)
             .namespace("sessions")
             .open()
             .unwrap();
-        Store::count(&store).await.unwrap()
+        let keys = Store::keys(&store).await.unwrap();
+        let records = Store::get_many(&store, &keys).await.unwrap();
+        records.into_iter().flatten().collect()
     })
+}
+
+/// The number of sessions stored in the DiskStore in `dir` (the server must be stopped).
+pub fn stored_sessions(dir: &Path) -> usize {
+    stored_records(dir).len()
 }
 
 /// Runs `command` to its exit and returns its stderr; a server that starts instead of refusing
