@@ -247,12 +247,18 @@ where
     }
 
     /// Rotates while the newer generation is big; if the store is still over a limit (entries
-    /// of very different weights), drops older partitions one by one.
+    /// of very different weights), drops older partitions one by one. Runs until the store is
+    /// within its limits: a fixed number of steps let a put racing other writers return over
+    /// `max_size`. Only the documented exception stops it early: after a full round, a store
+    /// holding nothing but the entry just written (heavier than the limit) is left as it is.
     #[cold]
     fn relieve(&self, index: usize, written: u64) {
         let partitions = self.inner.partitions.len();
         let _rotation = self.inner.gc.rotation.lock();
-        for step in 0..partitions + 2 {
+        for step in 0usize.. {
+            if step >= partitions + 2 && self.inner.tally.total_len() <= 1 {
+                return;
+            }
             if self.newer_is_big() {
                 self.rotate_locked(Some(written));
             } else if !self.over_limit() {
