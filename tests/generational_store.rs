@@ -817,7 +817,11 @@ fn readers_writers_and_generations_race_without_losing_consistency() {
         let unique: HashSet<u64> = keys.iter().copied().collect();
         assert_eq!(unique.len(), keys.len(), "a key listed twice");
         assert_eq!(s.size() as usize, keys.len(), "tally and tables disagree");
-        assert!(s.size() <= 1_000);
+        assert!(
+            s.size() <= 1_000,
+            "admission {admission}: {} entries",
+            s.size()
+        );
         assert!(keys.iter().all(|k| s.get(k) == Some(k * 2)));
     }
 }
