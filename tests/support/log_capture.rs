@@ -1,6 +1,11 @@
 //! Captures what `tracing` logs on this thread, so a test can check that a secret never reaches
 //! the logs. Use it in a `current_thread` test: the guard covers everything the test awaits.
 //!
+//! One global subscriber routes each event to the capture of the thread it happens on. A
+//! thread-local `set_default` per test was flaky: `tracing` caches each call site's interest
+//! globally, and a parallel test hitting the call site without a subscriber could cache it as
+//! "never", so the capturing test saw nothing.
+//!
 //! ```ignore
 //! let (logs, _guard) = log_capture::start();
 //! sessions.load(&id).await?;
@@ -8,18 +13,17 @@
 //! ```
 
 use std::{
+    cell::RefCell,
     fmt::{self, Write},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, Once,
     },
 };
 
 use tracing::{
     field::{Field, Visit},
-    span,
-    subscriber::DefaultGuard,
-    Event, Metadata, Subscriber,
+    span, Event, Metadata, Subscriber,
 };
 
 /// Everything logged (events and span fields) while the guard lives, as `name=value` text.
@@ -32,18 +36,45 @@ impl Logs {
     }
 }
 
+thread_local! {
+    /// The capture of this thread, if one is running.
+    static CAPTURE: RefCell<Option<Logs>> = const { RefCell::new(None) };
+}
+
+/// Stops this thread's capture when dropped.
+pub struct Guard(());
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.borrow_mut().take());
+    }
+}
+
 /// Starts capturing every level on this thread until the guard drops.
-pub fn start() -> (Logs, DefaultGuard) {
+pub fn start() -> (Logs, Guard) {
+    static ROUTER: Once = Once::new();
+    ROUTER.call_once(|| {
+        let router = Capture {
+            next_span: AtomicU64::new(1),
+        };
+        // Another global subscriber in this test binary would make captures miss events.
+        tracing::subscriber::set_global_default(router).expect("no other global subscriber");
+    });
     let logs = Logs::default();
-    let subscriber = Capture {
-        logs: logs.clone(),
-        next_span: AtomicU64::new(1),
-    };
-    (logs, tracing::subscriber::set_default(subscriber))
+    CAPTURE.with(|c| *c.borrow_mut() = Some(logs.clone()));
+    (logs, Guard(()))
+}
+
+/// Appends to this thread's capture, if any.
+fn append(write: impl FnOnce(&mut String)) {
+    CAPTURE.with(|c| {
+        if let Some(logs) = c.borrow().as_ref() {
+            write(&mut logs.0.lock().unwrap());
+        }
+    });
 }
 
 struct Capture {
-    logs: Logs,
     next_span: AtomicU64,
 }
 
@@ -61,26 +92,29 @@ impl Subscriber for Capture {
     }
 
     fn new_span(&self, span: &span::Attributes<'_>) -> span::Id {
-        let mut text = self.logs.0.lock().unwrap();
-        let _ = write!(text, "span {} ", span.metadata().name());
-        span.record(&mut Fields(&mut text));
-        text.push('\n');
+        append(|text| {
+            let _ = write!(text, "span {} ", span.metadata().name());
+            span.record(&mut Fields(text));
+            text.push('\n');
+        });
         span::Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed))
     }
 
     fn record(&self, _: &span::Id, values: &span::Record<'_>) {
-        let mut text = self.logs.0.lock().unwrap();
-        values.record(&mut Fields(&mut text));
-        text.push('\n');
+        append(|text| {
+            values.record(&mut Fields(text));
+            text.push('\n');
+        });
     }
 
     fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
 
     fn event(&self, event: &Event<'_>) {
-        let mut text = self.logs.0.lock().unwrap();
-        let _ = write!(text, "{} ", event.metadata().level());
-        event.record(&mut Fields(&mut text));
-        text.push('\n');
+        append(|text| {
+            let _ = write!(text, "{} ", event.metadata().level());
+            event.record(&mut Fields(text));
+            text.push('\n');
+        });
     }
 
     fn enter(&self, _: &span::Id) {}
