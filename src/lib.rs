@@ -58,6 +58,7 @@ mod disk;
 mod error;
 mod events;
 mod generational;
+mod local;
 mod memory;
 mod namespace;
 mod redact;

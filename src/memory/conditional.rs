@@ -12,11 +12,12 @@ use hashbrown::hash_table::Entry;
 use super::{
     prefix::PrefixFilter,
     shard::{Shard, Slot},
-    store::{MemoryStore, Replaced},
+    store::MemoryStore,
 };
 use crate::{
     codec::Key,
     error::{Error, Result},
+    local::Replaced,
     store::Counter,
     time::deadline_at,
 };
