@@ -224,6 +224,11 @@ impl<K, V> RedisStore<K, V> {
         }
     }
 
+    /// The connection and options every clone shares.
+    pub(super) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// True if this store talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.shared.conn, Conn::Cluster(_))
