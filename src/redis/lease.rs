@@ -86,7 +86,7 @@ return 1
 /// notice channel in the Redis of a [`RedisStore`]. Hand it to
 /// [`CacheBuilder::distributed_fetch`](crate::CacheBuilder::distributed_fetch); one service
 /// may serve several caches. Cheap to clone. Needs a single server or Sentinel (a Redis
-/// Cluster is refused with [`Error::Unsupported`]).
+/// Cluster is refused with [`Error::InvalidConfig`]).
 ///
 /// ```no_run
 /// # async fn demo() -> strata::Result<()> {
