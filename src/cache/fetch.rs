@@ -373,6 +373,7 @@ where
             }
             _ => None,
         };
+        drop(notices); // not needed while this node loads: let the channel forget for it
         let outcome = self.run_loader(&leader.key, loader).await;
         let told = told_others(&outcome);
         let result = self.settle(leader, outcome).await;

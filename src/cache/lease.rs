@@ -29,6 +29,10 @@
 //! Writes that bypass the caches (another program, `cache.store().put(..)`) announce nothing:
 //! their absences live until `negative_ttl` runs out.
 //!
+//! **Outcomes that are not shared.** A loader error, a panic or a `Load::Ignore` value reaches
+//! the waiters of the holder's own process only (as with the local single flight); the other
+//! nodes hear "nothing", and the next of them takes the lease and loads in turn.
+//!
 //! **What it costs and what it does not promise.** A miss pays `SET NX` and, when the lease is
 //! held elsewhere, a `PTTL` and one notice; a write pays one `PUBLISH`. A loader slower than the
 //! lease's TTL lets a second node take over and load too: pick a TTL above the slowest load.

@@ -190,7 +190,8 @@ impl<K, V> RedisStoreBuilder<K, V> {
     /// acknowledged in time the write returns [`Error::NotReplicated`]: it is applied on the
     /// master, but a failover now may lose it. `WAIT` narrows the window Sentinel leaves for
     /// losing acknowledged writes; it does not make Redis strongly consistent. `timeout` must
-    /// be shorter than `command_timeout` (checked at `build()`), and `replicas` at least 1.
+    /// be shorter than `command_timeout` (checked at `build()`), and `replicas` at least 1;
+    /// a Redis Cluster is refused (one server or Sentinel only).
     ///
     /// ```
     /// use std::time::Duration;
@@ -231,6 +232,13 @@ impl<K, V> RedisStoreBuilder<K, V> {
             ));
         }
         if let Some(wait) = &self.wait_for_replicas {
+            if self.cluster {
+                return Err(Error::config(
+                    "wait_for_replicas",
+                    "is for one server or Sentinel: on a Redis Cluster a WAIT would not follow \
+                     each write to its slot's master",
+                ));
+            }
             if wait.replicas == 0 || wait.timeout.is_zero() {
                 return Err(Error::config(
                     "wait_for_replicas",
@@ -312,6 +320,11 @@ mod tests {
         );
         assert_eq!(
             invalid(b().command_timeout(second).wait_for_replicas(1, second)),
+            "wait_for_replicas"
+        );
+        let cluster = b().cluster(["redis://127.0.0.1:7000"]);
+        assert_eq!(
+            invalid(cluster.wait_for_replicas(1, Duration::from_millis(100))),
             "wait_for_replicas"
         );
         assert_eq!(invalid(b().cluster(Vec::<String>::new())), "cluster");
