@@ -520,6 +520,24 @@ mod redis {
     }
 
     #[test]
+    fn a_server_keeps_its_sessions_in_the_master_its_sentinels_name() {
+        use support::redis_sentinel::{Sentinels, MASTER_NAME};
+        let set = Sentinels::start(Duration::from_secs(60));
+        let server = Server::spawn(
+            command()
+                .env("STRATA_REDIS_SENTINELS", set.urls().join(","))
+                .env("STRATA_REDIS_MASTER", MASTER_NAME),
+        );
+        assert!(server.banner.contains("via sentinels"), "{}", server.banner);
+        let cookie = server.sign_in("ada");
+        assert!(server.get("/", &cookie).body.contains("visit #1"));
+        assert!(server.get("/", &cookie).body.contains("visit #2"));
+        let stored = set.master.raw(&["KEYS", "sessions:*"]);
+        assert!(stored.starts_with("sessions:"), "{stored:?}");
+        server.kill();
+    }
+
+    #[test]
     fn two_servers_share_sessions_through_redis() {
         let redis = support::RedisServer::start();
         let a = start_on_redis(&redis.url());

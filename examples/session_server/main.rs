@@ -16,6 +16,10 @@
 //! - `STRATA_DATA_DIR`: the DiskStore directory (default `./strata-data`), made private (0700,
 //!   files 0600);
 //! - `STRATA_REDIS_URL`: keep sessions in Redis instead (`redis://127.0.0.1:6379`);
+//! - `STRATA_REDIS_SENTINELS` + `STRATA_REDIS_MASTER`: keep sessions in the Redis that these
+//!   sentinels (comma-separated URLs, `redis://127.0.0.1:26379,redis://127.0.0.1:26380`) name
+//!   as master of `STRATA_REDIS_MASTER` (`mymaster`), followed through failovers; the master's
+//!   password goes in the first sentinel URL. Instead of `STRATA_REDIS_URL`, not with it;
 //! - `STRATA_REPLICATED=1` (with `STRATA_REDIS_URL`): a `ReplicatedStore` — each server keeps a
 //!   local copy of the sessions it reads, Redis holds the truth, and a write on one server
 //!   invalidates the others' copies over pub/sub;
@@ -68,12 +72,12 @@ fn init_logging() {
 
 async fn run() -> Result<(), String> {
     let config = Config::from_env()?;
-    match &config.redis_url {
-        Some(url) if config.replicated => {
-            let backend = backend::replicated(url).await?;
+    match &config.redis {
+        Some(target) if config.replicated => {
+            let backend = backend::replicated(target).await?;
             routes::serve(backend, config).await
         }
-        Some(url) => routes::serve(backend::redis(url).await?, config).await,
+        Some(target) => routes::serve(backend::redis(target).await?, config).await,
         None => {
             permissions::make_private(&config.data_dir)?;
             routes::serve(backend::disk(&config.data_dir).await?, config).await

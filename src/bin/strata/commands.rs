@@ -22,6 +22,7 @@ pub async fn run(cli: &Cli) -> Result<(), Failure> {
     let how = Opening {
         create: cli.create,
         discard_corrupt: cli.discard_corrupt,
+        sentinel_master: cli.sentinel_master.clone(),
     };
     match &cli.command {
         Command::Inspect { source } => {
