@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use strata::{
-    sessions::{SessionInfo, StrataSessionStore},
+    sessions::{SessionRoster, StrataSessionStore},
     DiskDb, MemoryStore, Store, Writes,
 };
 use tower_sessions_core::{
@@ -46,7 +46,7 @@ fn record(user: usize) -> Record {
 async fn populate<S, I>(sessions: &StrataSessionStore<S, I>, users: usize)
 where
     S: Store<String, Record> + 'static,
-    I: Store<String, SessionInfo> + 'static,
+    I: Store<String, SessionRoster> + 'static,
 {
     for i in 0..users * DEVICES {
         let mut record = record(i % users);
@@ -62,7 +62,7 @@ async fn latency<S, I>(
 ) -> (f64, f64)
 where
     S: Store<String, Record> + 'static,
-    I: Store<String, SessionInfo> + 'static,
+    I: Store<String, SessionRoster> + 'static,
 {
     let mut rng = Rng::new(7);
     let mut micros = Vec::with_capacity(samples);
@@ -111,7 +111,7 @@ pub fn run(report: &mut Report) {
     let rt = runtime();
 
     let memory = StrataSessionStore::new(MemoryStore::<String, Record>::new())
-        .with_user_index(MemoryStore::<String, SessionInfo>::new(), "user_id");
+        .with_user_index(MemoryStore::<String, SessionRoster>::new(), "user_id");
     let stats = rt.block_on(async {
         populate(&memory, users).await;
         latency(&memory, users, samples).await
@@ -127,7 +127,8 @@ pub fn run(report: &mut Report) {
         .expect("open the bench directory");
     let disk = StrataSessionStore::new(db.store::<String, Record>("sessions").expect("namespace"))
         .with_user_index(
-            db.store::<String, SessionInfo>("index").expect("namespace"),
+            db.store::<String, SessionRoster>("index")
+                .expect("namespace"),
             "user_id",
         );
     let stats = rt.block_on(async {
