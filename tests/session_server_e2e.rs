@@ -519,6 +519,19 @@ mod redis {
         )
     }
 
+    /// After the last sign-out the Redis holds at most `user`'s empty roster, expiring within a
+    /// minute.
+    fn only_an_expiring_roster_is_left(redis: &support::RedisServer, user: &str) {
+        let size = redis.raw(&["DBSIZE"]);
+        if size == ":0" {
+            return;
+        }
+        assert_eq!(size, ":1", "only the roster may be left");
+        let pttl = redis.raw(&["PTTL", &format!("devices:{user}")]);
+        let pttl: i64 = pttl.trim_start_matches(':').parse().unwrap();
+        assert!((0..=60_000).contains(&pttl), "roster PTTL {pttl}");
+    }
+
     #[test]
     fn two_servers_share_sessions_through_redis() {
         let redis = support::RedisServer::start();
@@ -540,10 +553,11 @@ mod redis {
             303
         );
         assert_eq!(
-            redis.raw(&["DBSIZE"]).trim(),
+            redis.raw(&["EXISTS", &format!("sessions:{}", session_id(&cookie))]),
             ":0",
             "signing out deletes the session"
         );
+        only_an_expiring_roster_is_left(&redis, "ada");
     }
 
     #[test]
@@ -564,11 +578,15 @@ mod redis {
             assert_eq!(me(&a, &phone).status, 401, "replicated={replicated}");
             assert_eq!(post(&b, "/devices/revoke-all", &laptop, "").status, 303);
             assert_eq!(me(&a, &laptop).status, 401, "replicated={replicated}");
-            assert_eq!(
-                redis.raw(&["DBSIZE"]).trim(),
-                ":0",
-                "replicated={replicated}"
-            );
+            for cookie in [&laptop, &phone] {
+                let key = format!("sessions:{}", session_id(cookie));
+                assert_eq!(
+                    redis.raw(&["EXISTS", &key]),
+                    ":0",
+                    "replicated={replicated}"
+                );
+            }
+            only_an_expiring_roster_is_left(&redis, "ada");
         }
     }
 
@@ -586,5 +604,29 @@ mod redis {
         b.kill();
         let c = start_with_redis(&redis.url(), "1");
         assert_eq!(me(&c, &cookie).body, r#"{"name":"ada","visits":1}"#);
+    }
+}
+
+/// SIGTERM: the server answers what is in flight, closes the data directory and exits 0; the
+/// directory reopens with every acknowledged session, and a new server serves them.
+#[test]
+fn sigterm_closes_the_store_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let cookies: Vec<String> = ["ada", "grace", "edsger"]
+        .iter()
+        .map(|name| server.sign_in(name))
+        .collect();
+    for cookie in &cookies {
+        assert!(server.get("/", cookie).body.contains("visit #1"));
+    }
+    let (status, log) = server.terminate();
+    assert!(status.success(), "exit status {status}: {log}");
+    assert!(log.contains("data directory closed"), "{log}");
+    assert_eq!(stored_sessions(dir.path()), cookies.len());
+
+    let server = Server::start(dir.path());
+    for cookie in &cookies {
+        assert!(server.get("/", cookie).body.contains("visit #2"));
     }
 }

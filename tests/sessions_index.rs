@@ -696,3 +696,16 @@ proptest! {
         prop_assert_eq!(handle.to_string().parse::<SessionHandle>().unwrap(), handle);
     }
 }
+
+/// A user signed out everywhere leaves nothing behind for long: their empty roster expires
+/// within a minute (manual clock), while a roster naming a live session never does.
+#[tokio::test]
+async fn an_empty_roster_expires_within_a_minute() {
+    let clock = ManualClock::new();
+    let sessions = memory_sessions(&clock);
+    sign_in(&sessions, "ada", "Firefox").await;
+    sign_in(&sessions, "bob", "Safari").await;
+    assert_eq!(sessions.revoke_all("ada").await.unwrap(), 1);
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(sessions.index_store().keys().await.unwrap(), ["bob"]);
+}

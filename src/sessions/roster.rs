@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{error::Result, store::Store, time::UnixMillis};
 
+/// How long a roster that names no session is kept (milliseconds).
+const EMPTY_ROSTER_TTL_MS: UnixMillis = 60_000;
+
 /// One user's entry in the user index: the ids of that user's sessions (oldest sign-in first)
 /// and the time until which the entry must live (the latest expiry date of those sessions it
 /// was told about, with slack). It is kept under the user id in the index store given to
@@ -83,9 +86,15 @@ impl SessionRoster {
         Some(self.sessions.remove(at))
     }
 
-    /// The TTL to store it with at `now` (at least one millisecond).
+    /// The TTL to store it with at `now` (at least one millisecond): until `until`, or for an
+    /// empty roster at most [`EMPTY_ROSTER_TTL_MS`] (it names no session it must outlive, so a
+    /// signed-out user leaves nothing behind for long; a sign-in re-extends it).
     pub(super) fn ttl(&self, now: UnixMillis) -> Duration {
-        Duration::from_millis(self.until.saturating_sub(now).max(1))
+        let mut left = self.until.saturating_sub(now);
+        if self.sessions.is_empty() {
+            left = left.min(EMPTY_ROSTER_TTL_MS);
+        }
+        Duration::from_millis(left.max(1))
     }
 }
 
