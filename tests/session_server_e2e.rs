@@ -630,3 +630,49 @@ fn sigterm_closes_the_store_and_exits_cleanly() {
         assert!(server.get("/", cookie).body.contains("visit #2"));
     }
 }
+
+/// `GET /` per second, from `CLIENTS` threads, over `views` page views of the session `cookie`.
+fn page_views_per_second(server: &Server, cookie: &str, views: usize) -> f64 {
+    const CLIENTS: usize = 4;
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..CLIENTS {
+            scope.spawn(|| {
+                for _ in 0..views / CLIENTS {
+                    assert_eq!(server.get("/", cookie).status, 200);
+                }
+            });
+        }
+    });
+    (views / CLIENTS * CLIENTS) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Issue 14's measurement: `GET /` per second for one signed-in session on a DiskStore, at its
+/// first page views and after 20 000 (every view rewrites the session). Prints with
+/// `STRATA_REPORT=1`; `STRATA_SERVER_BIN` runs another build of the server (to compare with).
+/// `STRATA_REPORT=1 cargo test --release --all-features --test session_server_e2e -- --ignored page_view_rate`
+#[test]
+#[ignore = "a measurement, not a check"]
+fn page_view_rate_after_20k_views_of_one_session() {
+    const WINDOW: usize = 2_000;
+    const VIEWS: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = match std::env::var_os("STRATA_SERVER_BIN") {
+        Some(bin) => server_support::command_for(&bin),
+        None => command(),
+    };
+    let server = Server::spawn(command.env("STRATA_DATA_DIR", dir.path()));
+    let cookie = server.sign_in("ada");
+    let start = page_views_per_second(&server, &cookie, WINDOW);
+    page_views_per_second(&server, &cookie, VIEWS - 2 * WINDOW);
+    let after = page_views_per_second(&server, &cookie, WINDOW);
+    let body = server.get("/", &cookie).body;
+    assert!(body.contains("Hello, ada"), "{body}");
+    if std::env::var_os("STRATA_REPORT").is_some_and(|v| v == "1") {
+        println!(
+            "GET / per second, DiskStore, one session: first {WINDOW} views {start:.0}/s, views {}..{VIEWS} {after:.0}/s (after/start {:.2})",
+            VIEWS - WINDOW,
+            after / start
+        );
+    }
+}

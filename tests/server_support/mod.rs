@@ -25,7 +25,12 @@ pub struct Server {
 
 /// The server binary with a clean environment for the variables it reads.
 pub fn command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_strata-session-server"));
+    command_for(env!("CARGO_BIN_EXE_strata-session-server").as_ref())
+}
+
+/// [`command`] for the server binary at `bin` (another build, to compare with).
+pub fn command_for(bin: &std::ffi::OsStr) -> Command {
+    let mut command = Command::new(bin);
     for var in [
         "STRATA_ADDR",
         "PORT",
