@@ -709,3 +709,27 @@ async fn an_empty_roster_expires_within_a_minute() {
     clock.advance(Duration::from_secs(61));
     assert_eq!(Store::keys(sessions.index_store()).await.unwrap(), ["bob"]);
 }
+
+/// `cycle_id` as the same user (a re-authentication): tower-sessions deletes the old id and
+/// creates the new one with a copy of its data, the store's roster note included. The new id
+/// must still join the roster, or "sign out everywhere" would miss it.
+#[tokio::test]
+async fn a_cycled_id_of_the_same_user_is_listed_and_revoked() {
+    let clock = ManualClock::new();
+    let sessions = memory_sessions(&clock);
+    let old = sign_in(&sessions, "ada", "Firefox").await;
+    let loaded = sessions.load(&old.id).await.unwrap().unwrap();
+    sessions.delete(&old.id).await.unwrap();
+    let mut cycled = Record {
+        id: Id::default(),
+        ..loaded
+    };
+    sessions.create(&mut cycled).await.unwrap();
+    let listed = sessions.sessions_of("ada").await.unwrap();
+    assert_eq!(handles(&listed), handles_of(&[&cycled]));
+    // And its saves keep it listed (the note now names the new id).
+    let loaded = sessions.load(&cycled.id).await.unwrap().unwrap();
+    sessions.save(&loaded).await.unwrap();
+    assert_eq!(sessions.revoke_all("ada").await.unwrap(), 1);
+    assert_eq!(sessions.load(&cycled.id).await.unwrap(), None);
+}

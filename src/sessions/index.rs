@@ -23,11 +23,12 @@ use std::{fmt, sync::Arc, time::Duration};
 use serde_json::Value;
 use tower_sessions_core::session::Record;
 
-use super::{SessionInfo, CREATED_KEY, LAST_SEEN_KEY, USER_AGENT_KEY};
+use super::{SessionHandle, SessionInfo, CREATED_KEY, LAST_SEEN_KEY, USER_AGENT_KEY};
 use crate::time::UnixMillis;
 
-/// The record data key under which the store notes which user's roster names the session and
-/// until when that roster lives: `{"user": "ada", "until": <unix ms>}`.
+/// The record data key under which the store notes which user's roster names the session (by
+/// its handle, so a copy of the data under another id — `cycle_id` — is not taken for it) and
+/// until when that roster lives: `{"user": "ada", "handle": "<hex>", "until": <unix ms>}`.
 pub(super) const ROSTER_KEY: &str = "strata.roster";
 
 /// The least a roster outlives the expiry date of a session it names.
@@ -117,8 +118,10 @@ impl<I> UserIndex<I> {
     ) -> Option<UnixMillis> {
         let noted = record.data.get(ROSTER_KEY).and_then(|noted| {
             let noted_user = noted.get("user")?.as_str()?;
+            let handle = noted.get("handle")?.as_str()?;
             let until = noted.get("until")?.as_u64()?;
-            Some((noted_user == user, until))
+            let same = noted_user == user && handle == SessionHandle::of(&record.id).as_str();
+            Some((same, until))
         });
         let slack = duration_ms(ROSTER_SLACK);
         match noted {
@@ -135,9 +138,10 @@ impl<I> UserIndex<I> {
 
     /// Notes in `record` that `user`'s roster names it until `until`.
     pub(super) fn stamp_rostered(&self, record: &mut Record, user: &str, until: UnixMillis) {
+        let handle = SessionHandle::of(&record.id);
         record.data.insert(
             ROSTER_KEY.to_owned(),
-            serde_json::json!({ "user": user, "until": until }),
+            serde_json::json!({ "user": user, "handle": handle.as_str(), "until": until }),
         );
     }
 }

@@ -201,8 +201,13 @@ where
         let now = self.clock.now_ms();
         self.index.stamp_created(record, now);
         self.index.stamp_seen(record, now);
+        // Always enrolled, whatever the data says: `cycle_id` creates the new id with a copy of
+        // the old session's data, roster note included.
+        record.data.remove(super::index::ROSTER_KEY);
         let roster = self.roster_needed(record, now);
         if let Some((user, until)) = &roster {
+            // Names this id's handle: if `insert_new` has to draw another id (a collision),
+            // the note no longer matches and the next save just extends the roster again.
             self.index.stamp_rostered(record, user, *until);
         }
         if !self.insert_new(record).await? {
