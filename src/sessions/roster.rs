@@ -32,8 +32,8 @@ const EMPTY_ROSTER_TTL_MS: UnixMillis = 60_000;
 ///     expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
 /// };
 /// sessions.create(&mut record).await?;
-/// let roster = sessions.index_store().get(&"ada".to_string()).await?.expect("ada's roster");
-/// assert_eq!(roster.len(), 1);
+/// let roster = Store::get(sessions.index_store(), &"ada".to_string()).await?;
+/// assert_eq!(roster.map(|r| r.len()), Some(1));
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
