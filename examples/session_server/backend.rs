@@ -6,7 +6,7 @@ use std::{future::Future, path::Path, pin::Pin, sync::Arc};
 #[cfg(feature = "redis")]
 use strata::redact_url;
 use strata::{
-    sessions::{SessionInfo, StrataSessionStore},
+    sessions::{SessionRoster, StrataSessionStore},
     DiskStore, Store,
 };
 use tower_sessions::session::Record;
@@ -83,7 +83,7 @@ fn none<S, T>(_: &S) -> Option<T> {
 }
 
 /// The disk backend: sessions, and their user index in the same directory.
-pub type Disk = Backend<DiskStore<String, Record>, DiskStore<String, SessionInfo>>;
+pub type Disk = Backend<DiskStore<String, Record>, DiskStore<String, SessionRoster>>;
 
 /// Sessions in a DiskStore: every write is committed to disk before the response goes out. The
 /// user index is the `devices` namespace of the same directory.
@@ -95,7 +95,7 @@ pub async fn disk(dir: &Path) -> Result<Disk, String> {
         .map_err(|e| e.to_string())?;
     let index = store
         .db()
-        .store::<String, SessionInfo>("devices")
+        .store::<String, SessionRoster>("devices")
         .map_err(|e| e.to_string())?;
     let purged = store.db().load_summary().purged;
     let loaded = store.count().await.map_err(|e| e.to_string())?;
@@ -119,7 +119,7 @@ pub async fn disk(dir: &Path) -> Result<Disk, String> {
 /// The user index in Redis, beside the sessions: its own namespace, so listing one user's
 /// devices never scans the sessions' keys.
 #[cfg(feature = "redis")]
-pub type RedisIndex = strata::RedisStore<String, SessionInfo>;
+pub type RedisIndex = strata::RedisStore<String, SessionRoster>;
 
 /// Sessions in Redis, shared by every server pointed at it.
 #[cfg(feature = "redis")]

@@ -46,7 +46,8 @@ use std::process::ExitCode;
 
 use config::Config;
 
-/// Starts the server; returns when it is stopped with Ctrl-C (or SIGTERM).
+/// Starts the server; returns when it is stopped with Ctrl-C (or SIGTERM): in-flight requests
+/// finish, then the DiskStore's directory is closed, and the process exits 0.
 #[tokio::main]
 pub async fn main() -> ExitCode {
     init_logging();
@@ -80,7 +81,14 @@ async fn run() -> Result<(), String> {
         Some(target) => routes::serve(backend::redis(target).await?, config).await,
         None => {
             permissions::make_private(&config.data_dir)?;
-            routes::serve(backend::disk(&config.data_dir).await?, config).await
+            let backend = backend::disk(&config.data_dir).await?;
+            let db = backend.sessions.store().db().clone();
+            let served = routes::serve(backend, config).await;
+            // Every other handle went with the server: this commits what is queued, flushes,
+            // fsyncs and unlocks the directory before the process exits.
+            db.close().await;
+            tracing::info!("data directory closed");
+            served
         }
     }
 }

@@ -122,6 +122,17 @@ async fn open_redis(url: &str, _sentinel_master: Option<&str>) -> Result<Source,
 }
 
 impl Source {
+    /// Closes the source, then returns `result`: a data directory's queued writes are
+    /// committed, flushed and fsynced and its lock released before the process exits.
+    pub async fn close_after<T>(self, result: Result<T, Failure>) -> Result<T, Failure> {
+        match self {
+            Source::Disk(db) => db.close().await,
+            #[cfg(feature = "redis")]
+            Source::Redis(_) => {}
+        }
+        result
+    }
+
     /// `disk ./dir` or `redis redis://host`, for messages.
     pub fn describe(&self) -> String {
         match self {
