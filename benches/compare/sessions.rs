@@ -176,12 +176,12 @@ fn measure<S, I>(
     add_growth(report, store, totals, medians);
 }
 
+/// Sessions in a DiskStore with their user index in another namespace of the same directory.
+type DiskSessions =
+    StrataSessionStore<strata::DiskStore<String, Record>, strata::DiskStore<String, SessionRoster>>;
+
 /// A fresh DiskStore-backed session store with its user index, in its own directory.
-fn fresh_disk_sessions() -> (
-    tempfile::TempDir,
-    DiskDb,
-    StrataSessionStore<strata::DiskStore<String, Record>, strata::DiskStore<String, SessionRoster>>,
-) {
+fn fresh_disk_sessions() -> (tempfile::TempDir, DiskDb, DiskSessions) {
     let dir = tempfile::tempdir().expect("scratch dir");
     let db = DiskDb::builder()
         .dir(dir.path().join("db"))
