@@ -7,8 +7,10 @@
 //! first write with a TTL) removes expired entries at the earliest deadline and emits their
 //! `Expired` events. It holds only a weak reference and stops when the store is dropped.
 
+mod bounded;
 mod builder;
 mod conditional;
+mod policy;
 pub(crate) mod prefix;
 mod shard;
 mod store;
