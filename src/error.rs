@@ -176,6 +176,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// A [`crate::Transaction`] handle was used after its `Cache::transaction` call returned.
+    #[error("this transaction has ended: use its handle only inside the closure given to `Cache::transaction`, and start a new transaction for more work")]
+    TransactionEnded,
+
     /// A cache dump file cannot be loaded (truncated, checksum mismatch, not a dump, or written
     /// by a newer strata). It was checked before anything was written: nothing was loaded.
     #[error("dump file {path} cannot be loaded: {reason}; nothing was loaded")]

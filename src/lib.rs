@@ -58,6 +58,7 @@ mod disk;
 mod error;
 mod events;
 mod generational;
+mod local;
 mod memory;
 mod namespace;
 mod redact;
@@ -72,8 +73,8 @@ pub mod store;
 mod time;
 
 pub use cache::{
-    Cache, CacheBuilder, FetchError, Load, LoadSummary, RateDecision, RateLimiter, Update, Warmer,
-    DUMP_VERSION,
+    Cache, CacheBuilder, FetchError, Load, LoadSummary, RateDecision, RateLimiter, Transaction,
+    Update, Warmer, DUMP_VERSION,
 };
 pub use codec::{Format, Key};
 /// Fault injection for the disk store's tests (hidden: a test utility, not an API).

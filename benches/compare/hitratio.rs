@@ -56,12 +56,18 @@ type Make = fn(usize) -> Box<dyn Contender>;
 
 const OURS: [(&str, Make); 3] = [
     ("strata MemoryStore", |cap| Box::new(bounded(cap))),
-    ("strata Generational", |cap| Box::new(generational(cap, false))),
-    ("strata Gen. admission", |cap| Box::new(generational(cap, true))),
+    ("strata Generational", |cap| {
+        Box::new(generational(cap, false))
+    }),
+    ("strata Gen. admission", |cap| {
+        Box::new(generational(cap, true))
+    }),
 ];
 
 const PEERS: [(&str, Make); 2] = [
-    ("moka", |cap| Box::new(Moka(moka::sync::Cache::new(cap as u64)))),
+    ("moka", |cap| {
+        Box::new(Moka(moka::sync::Cache::new(cap as u64)))
+    }),
     ("quick_cache", |cap| {
         Box::new(Quick(quick_cache::sync::Cache::new(cap)))
     }),
@@ -135,6 +141,13 @@ pub fn run(report: &mut Report) {
     let trace = traces::shifting(n, requests, 4);
     for pct in [1, 5, 20] {
         let name = format!("zipf0.99 hot set shifting 4x {}k keys", n / 1000);
-        column(report, &name, "shifting hot set", pct, n * pct / 100, &trace);
+        column(
+            report,
+            &name,
+            "shifting hot set",
+            pct,
+            n * pct / 100,
+            &trace,
+        );
     }
 }

@@ -1,6 +1,9 @@
-//! RedisStore against raw redis-rs (a `MultiplexedConnection` sending the same GET/SET with the
-//! same value bytes) and against `redis-benchmark -P 16 -t get,set -d 64`, on one
-//! `redis-server` started here on a free loopback port, with 1 and 64 concurrent tasks.
+//! RedisStore against two raw Rust clients — redis-rs (a `MultiplexedConnection`) and fred (one
+//! client) sending the same GET/SET with the same value bytes — and against `redis-benchmark -P 16
+//! -t get,set -d 64`, on one `redis-server` started here on a free loopback port, with 1 and 64
+//! concurrent tasks. Then the CPU each costs per operation: the client's (this process's user +
+//! system time from `/proc/self/stat`; redis-benchmark's from its waited-for child time) and the
+//! server's (`INFO cpu`), so a throughput gap can be told apart from a CPU-bound machine.
 
 #[cfg(not(feature = "redis"))]
 pub fn run(_: &mut crate::report::Report) {
@@ -15,12 +18,13 @@ mod bench {
     use std::{cell::Cell, process::Command, sync::Arc, time::Duration};
 
     use ::redis::aio::MultiplexedConnection;
+    use fred::prelude::{Client as FredClient, ClientLike, KeysInterface};
     use strata::{codec::encode_value, Format, RedisStore, Store};
     use tokio::runtime::Runtime;
 
     use crate::{
         contest::{self, Contest, Entrant, Slice},
-        report::Report,
+        report::{Report, Row},
     };
 
     /// Distinct keys the workloads cycle through.
@@ -122,6 +126,36 @@ mod bench {
         })
     }
 
+    fn fred_slice(
+        rt: &Runtime,
+        client: &FredClient,
+        bytes: &Arc<Vec<u8>>,
+        op: Op,
+        tasks: usize,
+        slice: Duration,
+    ) -> f64 {
+        let (client, bytes) = (client.clone(), bytes.clone());
+        contest::tasks(rt, tasks, slice, move |t, i| {
+            let (client, bytes) = (client.clone(), bytes.clone());
+            async move {
+                let full = format!("bench:{}", key(t as u64 * 7919 + i));
+                match op {
+                    Op::Get => {
+                        let got: Option<Vec<u8>> = client.get(&full).await.expect("GET");
+                        assert!(got.is_some());
+                    }
+                    Op::Set => {
+                        let value: &[u8] = &bytes;
+                        client
+                            .set::<(), _, _>(&full, value, None, None, false)
+                            .await
+                            .expect("SET");
+                    }
+                }
+            }
+        })
+    }
+
     /// `redis-benchmark -P 16 -t OP -d 64 -c 64`: requests per second. It has no time limit, so
     /// the request count is sized from its previous round's rate to fill about one slice.
     fn redis_benchmark(port: u16, op: Op, requests: usize) -> f64 {
@@ -146,6 +180,7 @@ mod bench {
         rt: Runtime,
         store: RedisStore<String, String>,
         conn: MultiplexedConnection,
+        fred: FredClient,
         bytes: Arc<Vec<u8>>,
     }
 
@@ -170,6 +205,14 @@ mod bench {
                 client.get_multiplexed_async_connection().await
             })
             .expect("connect redis-rs");
+        let fred = rt
+            .block_on(async {
+                let config = fred::prelude::Config::from_url(&server.url())?;
+                let client = fred::prelude::Builder::from_config(config).build()?;
+                client.init().await?;
+                Ok::<_, fred::prelude::Error>(client)
+            })
+            .expect("connect fred");
         let bytes = Arc::new(encode_value(&value(), Format::MessagePack, "k").expect("encode"));
         assert_eq!(
             bytes.len(),
@@ -181,6 +224,7 @@ mod bench {
             rt,
             store,
             conn,
+            fred,
             bytes,
         }
     }
@@ -194,7 +238,11 @@ mod bench {
             refill(&s.rt, &s.conn, &s.bytes);
             Box::new(move |slice| raw_slice(&s.rt, &s.conn, &s.bytes, op, tasks, slice))
         });
-        let mut entrants = vec![ours, raw];
+        let fred = Entrant::peer("fred", move || -> Slice<'a> {
+            refill(&s.rt, &s.conn, &s.bytes);
+            Box::new(move |slice| fred_slice(&s.rt, &s.fred, &s.bytes, op, tasks, slice))
+        });
+        let mut entrants = vec![ours, raw, fred];
         if tasks == 64 {
             entrants.push(Entrant::peer(
                 "redis-benchmark -P 16",
@@ -214,7 +262,7 @@ mod bench {
             section: "redis",
             label: format!("{} 64 B, {tasks} task{plural}", op.name()),
             chart: "throughput_redis",
-            title: "RedisStore vs redis-rs and redis-benchmark, 64 B values, loopback",
+            title: "RedisStore vs redis-rs, fred and redis-benchmark, 64 B values, loopback",
             group: format!("{} 64 B\n{tasks} task{plural}", op.name().to_uppercase()),
             entrants,
         }
@@ -227,6 +275,97 @@ mod bench {
         for tasks in [1, 64] {
             for op in [Op::Get, Op::Set] {
                 contest::run(report, contest(&s, op, tasks, &last));
+            }
+        }
+        for op in [Op::Get, Op::Set] {
+            cpu_per_op(report, &s, op, &last);
+        }
+    }
+
+    /// CPU seconds used so far by this process (every thread) and by its waited-for children:
+    /// fields 14–17 of `/proc/self/stat` (utime, stime, cutime, cstime), in clock ticks.
+    fn cpu_seconds() -> (f64, f64) {
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+        // The command name (field 2) may hold spaces; the fields after its `)` are plain.
+        let after = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+        let field = |n: usize| -> f64 {
+            let ticks: u64 = after
+                .split(' ')
+                .nth(n - 3)
+                .and_then(|f| f.parse().ok())
+                .expect("stat field");
+            ticks as f64 / 100.0 // USER_HZ is 100 on Linux
+        };
+        (field(14) + field(15), field(16) + field(17))
+    }
+
+    /// The server's CPU seconds so far (`used_cpu_user` + `used_cpu_sys` of `INFO cpu`).
+    fn server_cpu_seconds(s: &Setup) -> f64 {
+        let info: String = s.rt.block_on(async {
+            let mut conn = s.conn.clone();
+            ::redis::cmd("INFO")
+                .arg("cpu")
+                .query_async(&mut conn)
+                .await
+                .expect("INFO cpu")
+        });
+        let value = |name: &str| -> f64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        value("used_cpu_user") + value("used_cpu_sys")
+    }
+
+    /// One slice of each contender at 64 tasks, with the client's and the server's CPU time per
+    /// operation: rows "client CPU/op" and "server CPU/op", strata against each peer.
+    fn cpu_per_op(report: &mut Report, s: &Setup, op: Op, last: &Cell<f64>) {
+        let slice = report.slice;
+        let tasks = 64;
+        let mut measured: Vec<(&str, f64, f64)> = Vec::new();
+        let mut run = |name: &'static str, children: bool, go: &dyn Fn() -> f64| {
+            refill(&s.rt, &s.conn, &s.bytes);
+            let (self0, kids0) = cpu_seconds();
+            let server0 = server_cpu_seconds(s);
+            let began = std::time::Instant::now();
+            let rate = go();
+            let elapsed = began.elapsed().as_secs_f64();
+            let (self1, kids1) = cpu_seconds();
+            let server = server_cpu_seconds(s) - server0;
+            // redis-benchmark reports its own rate; its run length is what it took.
+            let ops = (rate * elapsed).max(1.0);
+            let client = if children {
+                kids1 - kids0
+            } else {
+                self1 - self0
+            };
+            measured.push((name, client / ops * 1e6, server / ops * 1e6));
+        };
+        run("strata RedisStore", false, &|| {
+            strata_slice(&s.rt, &s.store, op, tasks, slice)
+        });
+        run("redis-rs", false, &|| {
+            raw_slice(&s.rt, &s.conn, &s.bytes, op, tasks, slice)
+        });
+        run("fred", false, &|| {
+            fred_slice(&s.rt, &s.fred, &s.bytes, op, tasks, slice)
+        });
+        run("redis-benchmark -P 16", true, &|| {
+            let requests = (last.get() * slice.as_secs_f64()).max(1_000.0) as usize;
+            redis_benchmark(s.server.port(), op, requests)
+        });
+        let (ours, peers) = measured.split_first().expect("strata measured");
+        for (side, pick) in [("client", 1), ("server", 2)] {
+            let of = |m: &(&str, f64, f64)| if pick == 1 { m.1 } else { m.2 };
+            for peer in peers {
+                report.add(Row {
+                    section: "redis".into(),
+                    label: format!("{side} CPU per {} 64 B, 64 tasks", op.name()),
+                    strata: of(ours),
+                    peer: Some((peer.0.to_string(), of(peer))),
+                    unit: "us/op",
+                    higher_is_better: false,
+                });
             }
         }
     }

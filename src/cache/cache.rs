@@ -426,6 +426,14 @@ where
         F: FnOnce(Option<V>) -> Update<V> + Send,
     {
         let _guard = self.inner.locks.lock(key).await;
+        self.update_under_lock(key, f).await
+    }
+
+    /// `get_and_update` for a caller that holds `key`'s stripe lock.
+    pub(super) async fn update_under_lock<F>(&self, key: &K, f: F) -> Result<Option<V>>
+    where
+        F: FnOnce(Option<V>) -> Update<V> + Send,
+    {
         let old = self.inner.store.get(key).await?;
         let existed = old.is_some();
         match f(old.clone()) {
@@ -497,6 +505,19 @@ where
         V: Counter,
     {
         let _guard = self.inner.locks.lock(key).await;
+        self.incr_under_lock(key, delta, ttl_if_new).await
+    }
+
+    /// `incr_with_ttl` for a caller that holds `key`'s stripe lock.
+    pub(super) async fn incr_under_lock(
+        &self,
+        key: &K,
+        delta: i64,
+        ttl_if_new: Option<Duration>,
+    ) -> Result<V>
+    where
+        V: Counter,
+    {
         self.overtake_load(key).await;
         self.forget_absence(key);
         let ttl = self.ttl_or_default(ttl_if_new);

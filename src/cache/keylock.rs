@@ -24,8 +24,29 @@ impl KeyLocks {
 
     /// Waits for the lock of `key`'s stripe.
     pub(crate) async fn lock<K: Hash + ?Sized>(&self, key: &K) -> MutexGuard<'_, ()> {
-        let index = self.hasher.hash_one(key) as usize % STRIPES;
-        self.stripes[index].lock().await
+        self.stripes[self.stripe(key)].lock().await
+    }
+
+    /// The stripe `key` maps to.
+    pub(crate) fn stripe<K: Hash + ?Sized>(&self, key: &K) -> usize {
+        self.hasher.hash_one(key) as usize % STRIPES
+    }
+
+    /// Waits for the stripes of every key in `keys`, each once, in stripe order (so two callers
+    /// cannot deadlock on each other's stripes). Returns the guards and the stripes they hold,
+    /// sorted.
+    pub(crate) async fn lock_keys<K: Hash>(
+        &self,
+        keys: &[K],
+    ) -> (Vec<MutexGuard<'_, ()>>, Vec<usize>) {
+        let mut held: Vec<usize> = keys.iter().map(|k| self.stripe(k)).collect();
+        held.sort_unstable();
+        held.dedup();
+        let mut guards = Vec::with_capacity(held.len());
+        for &stripe in &held {
+            guards.push(self.stripes[stripe].lock().await);
+        }
+        (guards, held)
     }
 
     /// Waits for every stripe, in stripe order (so two callers of `lock_all` cannot deadlock,

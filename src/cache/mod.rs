@@ -7,7 +7,7 @@
 //! limits kept in Redis are shared by every node.
 //!
 //! Files: `builder.rs` (options, validated at `build()`), `cache.rs` (store operations with
-//! stats), `fetch.rs` (single flight), `keylock.rs` (per-key async locks), `as_store.rs` (a
+//! stats), `fetch.rs` (single flight), `keylock.rs` (per-key async locks), `transaction.rs` (`transaction`: several keys locked for one block), `as_store.rs` (a
 //! Cache is a `Store` too), `warmer.rs`, `dump.rs`, `rate_limit.rs`, `metrics.rs`.
 //! Events and store counters come from the store's own `Store::subscribe_events` and
 //! `Store::store_stats`: this module never names a concrete store.
@@ -23,6 +23,7 @@ mod keylock;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod rate_limit;
+mod transaction;
 mod warmer;
 
 pub use builder::CacheBuilder;
@@ -30,4 +31,5 @@ pub use cache::{Cache, Update};
 pub use dump::{LoadSummary, DUMP_VERSION};
 pub use fetch::{FetchError, Load};
 pub use rate_limit::{RateDecision, RateLimiter};
+pub use transaction::Transaction;
 pub use warmer::Warmer;

@@ -446,6 +446,20 @@ mod tests {
         line["wchar:".len()..].trim().parse().unwrap()
     }
 
+    /// Reopens the engine at `path` and counts its records, each of which must equal `record`.
+    fn reopened_records(path: &Path, marker_dir: &Path, record: &[u8]) -> usize {
+        let engine = open(path, marker_dir).unwrap();
+        let mut seen = 0;
+        engine
+            .scan(b"", &mut |_, rec| {
+                assert_eq!(rec, record);
+                seen += 1;
+                Ok(())
+            })
+            .unwrap();
+        seen
+    }
+
     fn open(path: &Path, marker_dir: &Path) -> Result<FjallEngine> {
         FjallEngine::open(path, marker_dir, Clock::system(), false, false)
     }
@@ -473,16 +487,7 @@ mod tests {
             let by_close = written_by_this_thread() - before;
             assert!(by_close < 1 << 20, "close wrote {by_close} B");
         }
-        let engine = open(&path, dir.path()).unwrap();
-        let mut seen = 0;
-        engine
-            .scan(b"", &mut |_, rec| {
-                assert_eq!(rec, record.as_slice());
-                seen += 1;
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(seen, n);
+        assert_eq!(reopened_records(&path, dir.path(), &record), n as usize);
     }
 
     #[test]
@@ -558,15 +563,6 @@ mod tests {
                 "the sealed journal was deleted"
             );
         }
-        let engine = open(&path, dir.path()).unwrap();
-        let mut seen = 0;
-        engine
-            .scan(b"", &mut |_, rec| {
-                assert_eq!(rec, record.as_slice());
-                seen += 1;
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(seen, n);
+        assert_eq!(reopened_records(&path, dir.path(), &record), n as usize);
     }
 }

@@ -6,12 +6,13 @@ use std::{hash::Hash, time::Duration};
 
 use super::{
     partition::{Partition, Slot},
-    store::{Found, GenerationalStore, Replaced},
+    store::{Found, GenerationalStore},
 };
 use crate::{
     codec::Key,
     error::{Error, Result},
     events::EventKind,
+    local::Replaced,
     memory::prefix::PrefixFilter,
     stats::Counter as Stat,
     store::Counter,

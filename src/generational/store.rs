@@ -21,6 +21,7 @@ use super::{
 use crate::{
     error::Result,
     events::{EventBus, EventKind, Events},
+    local::{Replaced, Report},
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
     store::{Counter, Expiry},
@@ -111,13 +112,6 @@ impl<K, V> Drop for Inner<K, V> {
     fn drop(&mut self) {
         self.gc.wake();
     }
-}
-
-/// What a write replaced, reported after the partition lock is released.
-pub(super) enum Replaced<V> {
-    Nothing,
-    Live(V),
-    Expired(V),
 }
 
 /// Where `locate` found a key (after promoting it to the newer generation, if that fits).
@@ -302,9 +296,17 @@ where
 
     /// Counts and announces an entry found expired on access (Nebulex: an eviction too).
     pub(super) fn report_expired(&self, key: &K) {
-        self.inner.stats.incr(Stat::Expirations);
+        self.report().expired(key);
         self.inner.stats.incr(Stat::Evictions);
-        self.inner.events.emit(key, EventKind::Expired);
+    }
+
+    /// This store's counters and events, to report what an operation did.
+    #[inline]
+    pub(super) fn report(&self) -> Report<'_, K> {
+        Report {
+            stats: &self.inner.stats,
+            events: &self.inner.events,
+        }
     }
 
     /// The live value under `key`; a hit in the older generation moves it to the newer one.
@@ -404,11 +406,8 @@ where
         let mut p = self.partition(index).write();
         let old = self.upsert_in(&mut p, hash, slot, probation);
         drop(p);
-        match old {
-            None => Replaced::Nothing,
-            Some(o) if o.is_expired(now) => Replaced::Expired(o.value),
-            Some(o) => Replaced::Live(o.value),
-        }
+        let expired = old.as_ref().is_some_and(|o| o.is_expired(now));
+        Replaced::of(old.map(|o| o.value), expired)
     }
 
     /// `upsert` under a partition lock the caller holds.
@@ -451,21 +450,7 @@ where
     }
 
     pub(super) fn after_write(&self, key: Option<&K>, replaced: Replaced<V>) {
-        let (stat, kind) = match replaced {
-            Replaced::Live(_) => (Stat::Updates, EventKind::Replace),
-            Replaced::Nothing => (Stat::Writes, EventKind::Put),
-            Replaced::Expired(_) => {
-                self.inner.stats.incr(Stat::Expirations);
-                if let Some(key) = key {
-                    self.inner.events.emit(key, EventKind::Expired);
-                }
-                (Stat::Writes, EventKind::Put)
-            }
-        };
-        self.inner.stats.incr(stat);
-        if let Some(key) = key {
-            self.inner.events.emit(key, kind);
-        }
+        self.report().write(key, &replaced);
     }
 
     /// Writes only if `key` has no live entry in either generation; true if written. Atomic.
@@ -537,13 +522,9 @@ where
         };
         tally.slot(which, slot.weight, -1);
         drop(p);
-        if slot.is_expired(now) {
-            self.report_expired(&slot.key);
-            return None;
-        }
-        self.inner.stats.incr(Stat::Deletes);
-        self.inner.events.emit(&slot.key, EventKind::Delete);
-        Some(slot.value)
+        let expired = slot.is_expired(now);
+        let taken = |key: &K| self.report_expired(key);
+        self.report().taken(&slot.key, slot.value, expired, taken)
     }
 
     /// Removes `key`; true if a live entry was removed.
@@ -617,19 +598,12 @@ where
                 );
                 taken
             };
-            for slot in newer.table.iter().chain(older.table.iter()) {
-                let live = !slot.is_expired(now);
-                removed += usize::from(live);
-                let kind = if live {
-                    EventKind::Delete
-                } else {
-                    EventKind::Expired
-                };
-                self.inner.events.emit(&slot.key, kind);
-            }
+            let each = newer.table.iter().chain(older.table.iter());
+            removed += self
+                .report()
+                .cleared(each.map(|s| (&s.key, s.is_expired(now))));
             self.defer_flush(vec![newer.table, older.table]);
         }
-        self.inner.stats.add(Stat::Deletes, removed as u64);
         removed
     }
 

@@ -13,11 +13,12 @@ use super::{
     bounded::{admit, reweigh, Evicted},
     prefix::PrefixFilter,
     shard::{Shard, Slot},
-    store::{MemoryStore, Replaced},
+    store::MemoryStore,
 };
 use crate::{
     codec::Key,
     error::{Error, Result},
+    local::Replaced,
     store::Counter,
     time::deadline_at,
 };

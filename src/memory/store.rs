@@ -23,6 +23,7 @@ use super::{
 use crate::{
     error::Result,
     events::{EventBus, EventKind, Events},
+    local::{Replaced, Report},
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
     store::{Counter, Expiry, Store},
@@ -113,13 +114,6 @@ pub(super) enum Outcome<V> {
     Refused,
     /// Too heavy for the store's weight limit: evicted at once, with any older entry.
     Unfit,
-}
-
-/// What a write replaced, to report after the shard lock is released.
-pub(super) enum Replaced<V> {
-    Nothing,
-    Live(V),
-    Expired(V),
 }
 
 impl<K, V> MemoryStore<K, V, DefaultHasher>
@@ -299,11 +293,8 @@ where
             Entry::Occupied(mut o) => {
                 let old = o.get_mut().overwrite(slot);
                 reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), weight);
-                if old.is_expired(|| now) {
-                    Replaced::Expired(old.value)
-                } else {
-                    Replaced::Live(old.value)
-                }
+                let expired = old.is_expired(|| now);
+                Replaced::of(Some(old.value), expired)
             }
             Entry::Vacant(v) => {
                 admit(&mut shard.policy, hash, &mut slot, weight);
@@ -324,24 +315,16 @@ where
     }
 
     pub(super) fn after_write(&self, key: Option<&K>, replaced: Replaced<V>, deadline: u64) {
-        let (stat, kind) = match replaced {
-            Replaced::Live(_) => (Stat::Updates, EventKind::Replace),
-            Replaced::Nothing => (Stat::Writes, EventKind::Put),
-            Replaced::Expired(_) => {
-                self.inner.stats.incr(Stat::Expirations);
-                self.emit(key, EventKind::Expired);
-                (Stat::Writes, EventKind::Put)
-            }
-        };
-        self.inner.stats.incr(stat);
-        self.emit(key, kind);
+        self.report().write(key, &replaced);
         self.wake_sweeper_for(deadline);
     }
 
+    /// This store's counters and events, to report what an operation did.
     #[inline]
-    fn emit(&self, key: Option<&K>, kind: EventKind) {
-        if let Some(key) = key {
-            self.inner.events.emit(key, kind);
+    pub(super) fn report(&self) -> Report<'_, K> {
+        Report {
+            stats: &self.inner.stats,
+            events: &self.inner.events,
         }
     }
 
@@ -376,14 +359,8 @@ where
             .0;
         reweigh(&mut shard.policy, self.weigh(&slot.key, &slot.value), 0);
         drop(guard);
-        if slot.is_expired(|| now) {
-            self.inner.stats.incr(Stat::Expirations);
-            self.inner.events.emit(&slot.key, EventKind::Expired);
-            return None;
-        }
-        self.inner.stats.incr(Stat::Deletes);
-        self.inner.events.emit(&slot.key, EventKind::Delete);
-        Some(slot.value)
+        let (report, expired) = (self.report(), slot.is_expired(|| now));
+        report.taken(&slot.key, slot.value, expired, |key| report.expired(key))
     }
 
     /// Removes `key`; true if a live entry was removed.
@@ -445,18 +422,9 @@ where
                 }
                 shard.table.drain().collect()
             };
-            for slot in drained {
-                let live = !slot.is_expired(|| now);
-                removed += usize::from(live);
-                let kind = if live {
-                    EventKind::Delete
-                } else {
-                    EventKind::Expired
-                };
-                self.inner.events.emit(&slot.key, kind);
-            }
+            let each = drained.iter().map(|s| (&s.key, s.is_expired(|| now)));
+            removed += self.report().cleared(each);
         }
-        self.inner.stats.add(Stat::Deletes, removed as u64);
         removed
     }
 
@@ -605,13 +573,7 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
-    fn subscribe_events(&self) -> Option<crate::Events<K>> {
-        Some(self.subscribe())
-    }
-
-    fn store_stats(&self) -> Option<crate::Stats> {
-        Some(self.stats())
-    }
+    crate::local::sync_store_methods!(MemoryStore);
 
     fn namespace(&self) -> Namespace {
         self.inner.namespace.clone()
@@ -630,71 +592,8 @@ where
         }))
     }
 
-    fn put(
-        &self,
-        key: K,
-        value: V,
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<()>> + Send {
-        ready(MemoryStore::put(self, key, value, ttl))
-    }
-
-    fn get(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
-        ready(Ok(MemoryStore::get(self, key)))
-    }
-
-    fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
-        ready(Ok(MemoryStore::delete(self, key)))
-    }
-
-    fn keys(&self) -> impl Future<Output = Result<Vec<K>>> + Send {
-        ready(Ok(MemoryStore::keys(self)))
-    }
-
-    fn contains(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
-        ready(Ok(MemoryStore::contains(self, key)))
-    }
-
-    fn take(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
-        ready(Ok(MemoryStore::take(self, key)))
-    }
-
-    fn put_new(
-        &self,
-        key: K,
-        value: V,
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        ready(MemoryStore::put_new(self, key, value, ttl))
-    }
-
-    fn ttl(&self, key: &K) -> impl Future<Output = Result<Option<Expiry>>> + Send {
-        ready(Ok(MemoryStore::ttl(self, key)))
-    }
-
     fn get_with_ttl(&self, key: &K) -> impl Future<Output = Result<Option<(V, Expiry)>>> + Send {
         ready(Ok(MemoryStore::get_with_ttl(self, key)))
-    }
-
-    fn expire(&self, key: &K, ttl: Option<Duration>) -> impl Future<Output = Result<bool>> + Send {
-        ready(MemoryStore::expire(self, key, ttl))
-    }
-
-    fn persist(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
-        ready(Ok(MemoryStore::persist(self, key)))
-    }
-
-    fn incr_with_ttl(
-        &self,
-        key: &K,
-        delta: i64,
-        ttl_if_new: Option<Duration>,
-    ) -> impl Future<Output = Result<V>> + Send
-    where
-        V: Counter + Clone,
-        K: std::fmt::Debug,
-    {
-        ready(MemoryStore::incr_with_ttl(self, key, delta, ttl_if_new))
     }
 
     fn replace(
@@ -704,33 +603,5 @@ where
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<bool>> + Send {
         ready(MemoryStore::replace(self, key, value, ttl))
-    }
-
-    fn compare_and_set(
-        &self,
-        key: K,
-        expected: Option<V>,
-        new: V,
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<bool>> + Send
-    where
-        V: PartialEq,
-    {
-        ready(MemoryStore::compare_and_set(self, key, expected, new, ttl))
-    }
-
-    fn keys_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<K>>> + Send
-    where
-        K: crate::codec::Key,
-    {
-        ready(Ok(MemoryStore::keys_with_prefix(self, prefix)))
-    }
-
-    fn count(&self) -> impl Future<Output = Result<usize>> + Send {
-        ready(Ok(MemoryStore::count(self)))
-    }
-
-    fn clear(&self) -> impl Future<Output = Result<usize>> + Send {
-        ready(Ok(MemoryStore::clear(self)))
     }
 }
