@@ -674,7 +674,11 @@ pub mod cases {
         assert!(count <= capacity, "{count} entries, capacity {capacity}");
         assert!(s.keys().await.unwrap().len() <= capacity);
         let last = format!("flood:{}", capacity * 3 - 1);
-        assert_eq!(s.get(&last).await.unwrap().as_deref(), Some("v"), "the last put is readable");
+        assert_eq!(
+            s.get(&last).await.unwrap().as_deref(),
+            Some("v"),
+            "the last put is readable"
+        );
     }
 
     pub async fn take_returns_value_once<St: Store<S, S>>(ctx: &Ctx, s: &St) {

@@ -76,13 +76,22 @@ fn a_weight_limit_is_never_exceeded_and_an_unfit_entry_is_evicted_at_once() {
         .unwrap();
     let mut events = store.subscribe();
     for key in 0..100u64 {
-        store.put(key, vec![0; 1 + key as usize % 50], None).unwrap();
+        store
+            .put(key, vec![0; 1 + key as usize % 50], None)
+            .unwrap();
         let weight: usize = store.entries().iter().map(|(_, v, _)| v.len()).sum();
         assert!(weight <= 1_000, "weight {weight} after key {key}");
-        assert!(store.get(&key).is_some(), "key {key} readable after its put");
+        assert!(
+            store.get(&key).is_some(),
+            "key {key} readable after its put"
+        );
     }
     store.put(7, vec![0; 1_001], None).unwrap();
-    assert_eq!(store.get(&7), None, "an entry heavier than the limit is not kept");
+    assert_eq!(
+        store.get(&7),
+        None,
+        "an entry heavier than the limit is not kept"
+    );
     let last = std::iter::from_fn(|| events.try_recv()).last().unwrap();
     assert_eq!((last.key, last.kind), (7, EventKind::Evicted));
 }
@@ -130,7 +139,11 @@ fn live(model: &Model, key: u8, now: u64) -> Option<u64> {
 
 fn check_read(store: &MemoryStore<u8, u64>, model: &mut Model, key: u8, now: u64) {
     match store.get(&key) {
-        Some(v) => assert_eq!(Some(v), live(model, key, now), "key {key}: stale or evicted value"),
+        Some(v) => assert_eq!(
+            Some(v),
+            live(model, key, now),
+            "key {key}: stale or evicted value"
+        ),
         None => {
             model.remove(&key);
         }
