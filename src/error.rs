@@ -72,6 +72,25 @@ pub enum Error {
         after: Duration,
     },
 
+    /// A write reached the Redis master, but fewer replicas than `wait_for_replicas` asked for
+    /// acknowledged it in time (`WAIT`): it is applied, and it may be lost if the master fails
+    /// before a replica has it.
+    #[error(
+        "{context}: only {acknowledged} of {wanted} replicas acknowledged the write within \
+         {after:?}; it is applied on the master but may be lost in a failover — check the \
+         replicas (`INFO replication`) and retry if it must be durable"
+    )]
+    NotReplicated {
+        /// The write.
+        context: String,
+        /// How many replicas acknowledged it.
+        acknowledged: u64,
+        /// How many were asked for.
+        wanted: u64,
+        /// How long `WAIT` waited.
+        after: Duration,
+    },
+
     /// A stored value could not be decoded (corrupt bytes, or the value's type changed).
     #[error(
         "value under key {key} could not be decoded: {reason}; delete the key or migrate the data"
@@ -210,6 +229,9 @@ impl Error {
 
     /// True for errors that may go away if the call is retried (backend trouble, timeouts).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Backend { .. } | Error::Timeout { .. })
+        matches!(
+            self,
+            Error::Backend { .. } | Error::Timeout { .. } | Error::NotReplicated { .. }
+        )
     }
 }

@@ -95,7 +95,7 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use namespace::{split_stored_key, Namespace, DEFAULT_NAMESPACE};
 pub use redact::redact_url;
 #[cfg(feature = "redis")]
-pub use redis::{RedisStore, RedisStoreBuilder};
+pub use redis::{DistributedFetch, RedisStore, RedisStoreBuilder};
 #[cfg(feature = "redis")]
 pub use replicated::{ReplicatedStore, ReplicatedStoreBuilder, ReplicationStats};
 pub use stats::{Counter as StatCounter, Stats, StatsRecorder};

@@ -651,6 +651,35 @@ mod redis {
     }
 
     #[test]
+    fn commands_reach_the_master_the_sentinels_name() {
+        use support::redis_sentinel::{Sentinels, MASTER_NAME};
+        let set = Sentinels::start(Duration::from_secs(60));
+        block_on(fill(&set.master.url()));
+        let sentinels = set.urls().join(",");
+        let via = |args: &[&str]| json_ok(&[&["--sentinel-master", MASTER_NAME], args].concat());
+        assert_eq!(via(&["inspect", &sentinels])["entries"], 2);
+        assert_eq!(via(&["get", &sentinels, "hits", "home"])["value"], 42);
+        let dir = populated();
+        let file = dir.path().with_extension("dump");
+        let f = file.to_str().unwrap();
+        json_ok(&["dump", dir_arg(dir.path()), f]);
+        assert_eq!(via(&["load", f, &sentinels])["loaded"], 6);
+        assert_eq!(set.master.raw(&["EXISTS", "sessions:s2"]), ":1");
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn a_sentinel_password_never_reaches_the_output() {
+        let port = support::redis_server::free_port();
+        let url = format!("redis://:s3cret-pass@127.0.0.1:{port}");
+        let out = strata(&["--sentinel-master", "mymaster", "inspect", &url]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("via sentinels"), "{err}");
+        assert!(!err.contains("s3cret-pass"), "{err}");
+    }
+
+    #[test]
     fn an_unreachable_redis_is_exit_code_2() {
         let port = support::redis_server::free_port();
         let out = strata(&["inspect", &format!("redis://127.0.0.1:{port}")]);

@@ -923,11 +923,15 @@ impl Park {
 /// A store (the remote `RedisStore`, or the local tier) that can park a call after it did its
 /// work: `get_with_ttl` after reading, `put` after writing. Pins a fill between its remote read
 /// and its local write, or a write between its local put and what follows it.
+/// `get_many_with_ttl` parks at `after_read_many` after reading, and records the keys of the
+/// batch it parked (a warm's batch, pinned between its Redis read and its local writes).
 #[derive(Clone)]
 struct Parking<S> {
     inner: S,
     after_read: Park,
     after_put: Park,
+    after_read_many: Park,
+    parked_batch: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl<S> Parking<S> {
@@ -936,7 +940,13 @@ impl<S> Parking<S> {
             inner,
             after_read: Park::default(),
             after_put: Park::default(),
+            after_read_many: Park::default(),
+            parked_batch: Arc::default(),
         }
+    }
+
+    fn parked_batch(&self) -> Vec<String> {
+        self.parked_batch.lock().unwrap().clone()
     }
 }
 
@@ -961,6 +971,14 @@ impl<S: Store<String, String>> Store<String, String> for Parking<S> {
     async fn get_with_ttl(&self, key: &String) -> Result<Option<(String, Expiry)>> {
         let read = self.inner.get_with_ttl(key).await;
         self.after_read.here().await;
+        read
+    }
+    async fn get_many_with_ttl(&self, keys: &[String]) -> Result<Vec<Option<(String, Expiry)>>> {
+        let read = self.inner.get_many_with_ttl(keys).await;
+        if self.after_read_many.armed.load(Ordering::Acquire) {
+            *self.parked_batch.lock().unwrap() = keys.to_vec();
+        }
+        self.after_read_many.here().await;
         read
     }
 }
@@ -1173,4 +1191,87 @@ async fn get_many_reads_every_local_miss_in_one_round_trip() {
     assert_eq!(a.local().count(), 6, "every value read is cached");
     let again = requests_of(&proxy, async { a.get_many(&keys[..6]).await.unwrap() });
     assert_eq!(again.await, 0, "all local now");
+}
+
+// ------------------------------------------------ resync without downtime (issue 16 item 3)
+
+/// 200 k keys, a node that warms. Its subscription is killed; on reconnect the link is up (and
+/// writes succeed) while the warm still runs, and an invalidation that lands between one of the
+/// warm's Redis reads and its local writes wins: pinned by parking that batch right after its
+/// read while another node rewrites every key of it. After the warm, no key on either node
+/// holds a value older than Redis's. Before: the warm ran inside the hub task, key by key,
+/// with writes refused until it ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_accepts_writes_at_once_and_invalidations_win_over_its_reads() {
+    const KEYS: usize = 200_000;
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = redis_remote(&redis).await;
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
+    let entries = keys.iter().map(|key| (key.clone(), format!("old-{key}")));
+    truth.put_many(entries.collect(), None).await.unwrap();
+    let remote = Parking::new(redis_remote(&redis).await);
+    let a = ReplicatedStore::builder()
+        .local(mem(&clock))
+        .remote(remote.clone())
+        .url(redis.url())
+        .clock(clock.clone())
+        .heartbeat(Duration::from_millis(200))
+        .warm_on_join(true)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(a.local().count(), KEYS, "warmed at join");
+    let b = node(&redis, redis_remote(&redis).await, &clock).await;
+
+    remote.after_read_many.arm();
+    redis.raw(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    remote.after_read_many.reached().await;
+    let stats = a.replication_stats();
+    assert!(stats.recoveries >= 1 && stats.warms == 0, "{stats:?}");
+    assert!(a.is_connected(), "the link is up while the warm runs");
+    let parked = remote.parked_batch();
+    assert!(!parked.is_empty());
+    let gone = keys.iter().find(|key| !parked.contains(key)).unwrap();
+    a.put(k("written-during-resync"), k("a"), None)
+        .await
+        .unwrap();
+    assert!(
+        a.delete(gone).await.unwrap(),
+        "writes succeed during the resync"
+    );
+    eventually("b to reconnect", || b.is_connected().then_some(())).await;
+    let heard = a.replication_stats().applied;
+    for key in &parked {
+        b.put(key.clone(), format!("new-{key}"), None)
+            .await
+            .unwrap();
+    }
+    applied(&a, heard + parked.len() as u64).await;
+    remote.after_read_many.release();
+    eventually("the warm to end", || {
+        (a.replication_stats().warms >= 1).then_some(())
+    })
+    .await;
+
+    let truth_now = truth.get_many(&keys).await.unwrap();
+    for (name, local) in [("a", a.local()), ("b", b.local())] {
+        let local = Store::get_many(local, &keys).await.unwrap();
+        for ((key, copy), truth) in keys.iter().zip(local).zip(&truth_now) {
+            if copy.is_some() {
+                assert_eq!(&copy, truth, "{name} {key}: a local copy older than Redis");
+            }
+        }
+    }
+    // Batches in flight while b wrote lose the keys of the stripes b's invalidations bumped.
+    let cached = a.local().count();
+    assert!(
+        cached >= KEYS * 9 / 10,
+        "the warm refilled the tier: {cached}"
+    );
+    assert_eq!(a.get(gone).await.unwrap(), None);
+    assert_eq!(
+        a.get(&parked[0]).await.unwrap(),
+        Some(format!("new-{}", parked[0]))
+    );
 }

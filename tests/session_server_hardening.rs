@@ -339,6 +339,22 @@ mod redis {
     }
 
     #[test]
+    fn a_sentinel_password_never_reaches_an_error() {
+        let closed = super::support::redis_server::free_port();
+        let sentinels = format!("redis://:{PASSWORD}@127.0.0.1:{closed}");
+        let err = refused_with(
+            command()
+                .env("STRATA_REDIS_SENTINELS", &sentinels)
+                .env("STRATA_REDIS_MASTER", "mymaster"),
+        );
+        assert!(err.contains("via sentinels"), "{err}");
+        assert!(!err.contains(PASSWORD), "{err}");
+        let half = refused_with(command().env("STRATA_REDIS_SENTINELS", &sentinels));
+        assert!(half.contains("STRATA_REDIS_MASTER"), "{half}");
+        assert!(!half.contains(PASSWORD), "{half}");
+    }
+
+    #[test]
     fn a_failed_save_is_logged_and_answered_with_a_plain_page() {
         let mut redis = RedisServer::start();
         let server = Server::spawn(command().env("STRATA_REDIS_URL", redis.url()));

@@ -16,7 +16,7 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use strata::{
-    sessions::{NoIndex, SessionInfo, StrataSessionStore},
+    sessions::{NoIndex, SessionRoster, StrataSessionStore},
     DiskDb, MemoryStore,
 };
 use tokio::sync::Barrier;
@@ -193,7 +193,7 @@ where
 async fn sign_out_everywhere_trial<S, I>(sessions: &StrataSessionStore<S, I>) -> bool
 where
     S: strata::Store<String, Record> + Clone + 'static,
-    I: strata::Store<String, SessionInfo> + Clone + 'static,
+    I: strata::Store<String, SessionRoster> + Clone + 'static,
 {
     let app = app(sessions.clone(), Gate::new(0));
     let cookies = [login(&app, "ada", "").await, login(&app, "ada", "").await];
@@ -208,7 +208,7 @@ where
 async fn signing_in_as_another_user_moves_the_session<S, I>(sessions: &StrataSessionStore<S, I>)
 where
     S: strata::Store<String, Record> + Clone + 'static,
-    I: strata::Store<String, SessionInfo> + Clone + 'static,
+    I: strata::Store<String, SessionRoster> + Clone + 'static,
 {
     let app = app(sessions.clone(), Gate::new(0));
     let ada = login(&app, "ada", "").await;
@@ -299,7 +299,7 @@ fn memory() -> Memory {
 }
 
 type Disk =
-    StrataSessionStore<strata::DiskStore<String, Record>, strata::DiskStore<String, SessionInfo>>;
+    StrataSessionStore<strata::DiskStore<String, Record>, strata::DiskStore<String, SessionRoster>>;
 
 fn disk(db: &DiskDb) -> Disk {
     StrataSessionStore::new(db.store("sessions").unwrap())
@@ -372,7 +372,7 @@ mod redis {
     use super::*;
     use crate::support::RedisServer;
 
-    type Redis = StrataSessionStore<RedisStore<String, Record>, RedisStore<String, SessionInfo>>;
+    type Redis = StrataSessionStore<RedisStore<String, Record>, RedisStore<String, SessionRoster>>;
 
     async fn redis(server: &RedisServer) -> Redis {
         let url = server.url();

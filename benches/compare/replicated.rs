@@ -1,7 +1,10 @@
 //! ReplicatedStore (a MemoryStore tier in front of a RedisStore) on one `redis-server` started
-//! here: local-hit read throughput against a bare MemoryStore (target ratio ≥ 0.8), reads and
-//! writes against a plain RedisStore, and the publish-to-apply latency of invalidations between
-//! two nodes of one process (each with its own subscription).
+//! here, on the contest harness (`contest.rs`: rotating order, a fresh node and a fresh fill per
+//! entrant per round, equal time slices, median of per-round ratios): local-hit read throughput
+//! against a bare MemoryStore (target ratio ≥ 0.8), reads and writes against a plain RedisStore
+//! (with a raw redis-rs `SET`+`PUBLISH` pipeline as the floor of what a replicated write costs),
+//! the CPU per put in this process and in redis-server, the warm rate at join and on resync,
+//! and the publish-to-apply latency of invalidations between two nodes of one process.
 
 #[cfg(not(feature = "redis"))]
 pub fn run(_: &mut crate::report::Report) {
@@ -22,7 +25,8 @@ mod bench {
     use tokio::runtime::Runtime;
 
     use crate::{
-        report::{interleaved, rate, Report, Row},
+        contest::{self, Contest, Entrant, Slice},
+        report::{Report, Row},
         workload::{scramble, zipf_keys},
     };
 
@@ -45,66 +49,86 @@ mod bench {
             .expect("connect RedisStore")
     }
 
+    /// A node whose local tier `warm_on_join` fills from what Redis holds.
     async fn node(url: &str) -> Node {
         ReplicatedStore::builder()
             .local(MemoryStore::new())
             .remote(redis_store(url).await)
             .url(url)
+            .warm_on_join(true)
             .build()
             .await
             .expect("connect ReplicatedStore")
     }
 
-    /// Single-threaded gets of `keys` through the async `Store` API (ready futures for hits).
-    fn gets<S: Store<u64, String>>(rt: &Runtime, store: &S, keys: &[u64]) -> f64 {
+    /// Empties Redis and writes `keys` (pipelined), so each round starts from the same data.
+    fn refill(rt: &Runtime, plain: &RedisStore<u64, String>, keys: impl Iterator<Item = u64>) {
         rt.block_on(async {
-            let start = Instant::now();
-            let mut hits = 0usize;
-            for k in keys {
-                hits += usize::from(store.get(k).await.expect("get").is_some());
-            }
-            assert_eq!(hits, keys.len(), "every key is resident");
-            rate(keys.len() as u64, start.elapsed())
+            plain.clear().await.expect("clear");
+            let entries: Vec<(u64, String)> = keys.map(|k| (k, value())).collect();
+            plain.put_many(entries, None).await.expect("fill");
         })
     }
 
-    /// `ops` operations over `tasks` concurrent tasks; returns ops/s.
-    fn drive<S, F, Fut>(rt: &Runtime, store: &S, tasks: usize, ops: usize, one: F) -> f64
+    fn gets<S: Store<u64, String>>(rt: &Runtime, store: &S, keys: &[u64], slice: Duration) -> f64 {
+        contest::sequential_async(rt, slice, |i| {
+            let k = keys[i as usize % keys.len()];
+            async move { assert!(store.get(&k).await.expect("get").is_some()) }
+        })
+    }
+
+    fn reads<S>(rt: &Runtime, store: &S, slice: Duration) -> f64
     where
-        S: Clone + Send + Sync + 'static,
-        F: Fn(S, u64) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
+        S: Store<u64, String> + Clone + 'static,
     {
-        let one = Arc::new(one);
-        let per_task = ops / tasks;
-        rt.block_on(async {
-            let start = Instant::now();
-            let handles: Vec<_> = (0..tasks)
-                .map(|t| {
-                    let (one, store) = (one.clone(), store.clone());
-                    tokio::spawn(async move {
-                        for i in 0..per_task {
-                            one(store.clone(), ((t * per_task + i) % KEYS) as u64).await;
-                        }
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.await.expect("bench task");
+        let store = store.clone();
+        contest::tasks(rt, 64, slice, move |t, i| {
+            let store = store.clone();
+            async move {
+                let k = (t as u64 * 7919 + i) % KEYS as u64;
+                assert!(store.get(&k).await.expect("get").is_some());
             }
-            rate((per_task * tasks) as u64, start.elapsed())
         })
     }
 
-    fn reads<S: Store<u64, String> + Clone + 'static>(rt: &Runtime, s: &S, ops: usize) -> f64 {
-        drive(rt, s, 64, ops, |s: S, k| async move {
-            assert!(s.get(&k).await.expect("get").is_some());
+    fn writes<S>(rt: &Runtime, store: &S, slice: Duration) -> f64
+    where
+        S: Store<u64, String> + Clone + 'static,
+    {
+        let store = store.clone();
+        contest::tasks(rt, 64, slice, move |t, i| {
+            let store = store.clone();
+            async move {
+                let k = (t as u64 * 7919 + i) % KEYS as u64;
+                store.put(k, value(), None).await.expect("put");
+            }
         })
     }
 
-    fn writes<S: Store<u64, String> + Clone + 'static>(rt: &Runtime, s: &S, ops: usize) -> f64 {
-        drive(rt, s, 64, ops, |s: S, k| async move {
-            s.put(k, value(), None).await.expect("put");
+    /// What the replicated put adds, without strata: `SET` + `PUBLISH` in one pipeline on a
+    /// multiplexed redis-rs connection, the message fanned out to the subscribed nodes.
+    fn raw_set_publish(rt: &Runtime, url: &str, slice: Duration) -> f64 {
+        let conn = rt
+            .block_on(async {
+                let client = redis::Client::open(url)?;
+                client.get_multiplexed_async_connection().await
+            })
+            .expect("connect redis-rs");
+        let payload: Arc<Vec<u8>> = Arc::new(vec![b'x'; 26]);
+        contest::tasks(rt, 64, slice, move |t, i| {
+            let (mut conn, payload) = (conn.clone(), payload.clone());
+            async move {
+                let k = (t as u64 * 7919 + i) % KEYS as u64;
+                let mut pipe = redis::pipe();
+                pipe.cmd("SET").arg(format!("bench:raw:{k}")).arg(value());
+                pipe.cmd("PUBLISH")
+                    .arg("strata:inv:bench")
+                    .arg(&payload[..])
+                    .ignore();
+                pipe.query_async::<()>(&mut conn)
+                    .await
+                    .expect("SET+PUBLISH");
+            }
         })
     }
 
@@ -210,46 +234,221 @@ mod bench {
         sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
     }
 
-    /// The same local-hit reads with a DiskStore tier (reads are served from its memory tier).
+    /// A node over a DiskStore tier (reads are served from its memory tier), warmed on join.
     #[cfg(feature = "disk")]
-    fn disk_tier(
-        report: &mut Report,
+    fn disk_node(
         rt: &Runtime,
         url: &str,
-        keys: &[u64],
-        memory: &MemoryStore<u64, String>,
-    ) {
-        let dir = tempfile::tempdir().expect("scratch dir");
+        dir: &std::path::Path,
+    ) -> ReplicatedStore<u64, String, strata::DiskStore<u64, String>, RedisStore<u64, String>> {
         let local = strata::DiskStore::builder()
-            .dir(dir.path())
+            .dir(dir)
             .writes(strata::Writes::Async)
             .open()
             .expect("open DiskStore");
-        let node = rt.block_on(async {
-            let node = ReplicatedStore::builder()
+        rt.block_on(async {
+            ReplicatedStore::builder()
                 .local(local)
                 .remote(redis_store(url).await)
                 .url(url)
+                .warm_on_join(true)
                 .build()
                 .await
-                .expect("connect ReplicatedStore");
-            for k in 0..KEYS as u64 {
-                node.get(&scramble(k)).await.expect("fill from Redis");
-            }
-            node
-        });
-        let (ours, mem) = interleaved(
-            report.rounds,
-            || gets(rt, &node, keys),
-            || gets(rt, memory, keys),
-        );
-        report.add(row(
-            "local-hit get, DiskStore tier, 1 thread",
-            ours,
-            "MemoryStore",
-            Some(mem),
-            "ops/s",
+                .expect("connect ReplicatedStore")
+        })
+    }
+
+    struct Setup {
+        rt: Runtime,
+        url: String,
+        plain: RedisStore<u64, String>,
+        zipf: Vec<u64>,
+    }
+
+    fn local_hits(report: &mut Report, s: &Setup) {
+        let scrambled = || (0..KEYS as u64).map(scramble);
+        let mut entrants = vec![
+            Entrant::ours("ReplicatedStore, MemoryStore tier", move || -> Slice<'_> {
+                refill(&s.rt, &s.plain, scrambled());
+                let node = s.rt.block_on(node(&s.url));
+                Box::new(move |slice| gets(&s.rt, &node, &s.zipf, slice))
+            }),
+            Entrant::peer("MemoryStore", move || -> Slice<'_> {
+                let memory: MemoryStore<u64, String> = MemoryStore::new();
+                for k in scrambled() {
+                    memory.put(k, value(), None).expect("fill");
+                }
+                Box::new(move |slice| gets(&s.rt, &memory, &s.zipf, slice))
+            }),
+        ];
+        #[cfg(feature = "disk")]
+        entrants.push(Entrant::ours(
+            "ReplicatedStore, DiskStore tier",
+            move || -> Slice<'_> {
+                refill(&s.rt, &s.plain, scrambled());
+                let dir = tempfile::tempdir().expect("scratch dir");
+                let node = disk_node(&s.rt, &s.url, dir.path());
+                Box::new(move |slice| {
+                    let rate = gets(&s.rt, &node, &s.zipf, slice);
+                    drop((node, dir));
+                    rate
+                })
+            },
         ));
+        run_contest(report, "local-hit get, Zipf 0.99, 1 thread", entrants);
+    }
+
+    fn run_contest(report: &mut Report, label: &str, entrants: Vec<Entrant<'_>>) {
+        contest::run(
+            report,
+            Contest {
+                section: "replicated",
+                label: label.into(),
+                chart: "throughput_replicated",
+                title: "ReplicatedStore vs its parts (higher is better)",
+                group: label.into(),
+                entrants,
+            },
+        );
+    }
+
+    fn remote_reads(report: &mut Report, s: &Setup) {
+        let entrants = vec![
+            Entrant::ours("ReplicatedStore", move || -> Slice<'_> {
+                refill(&s.rt, &s.plain, 0..KEYS as u64);
+                let node = s.rt.block_on(node(&s.url));
+                Box::new(move |slice| reads(&s.rt, &node, slice))
+            }),
+            Entrant::peer("RedisStore", move || -> Slice<'_> {
+                refill(&s.rt, &s.plain, 0..KEYS as u64);
+                Box::new(move |slice| reads(&s.rt, &s.plain, slice))
+            }),
+        ];
+        run_contest(report, "get 64 B, 64 tasks (local hits)", entrants);
+    }
+
+    /// Two nodes, `a` writing and `b` subscribed (each `PUBLISH` reaches both).
+    fn two_nodes(s: &Setup) -> (Node, Node) {
+        refill(&s.rt, &s.plain, 0..KEYS as u64);
+        s.rt.block_on(async { (node(&s.url).await, node(&s.url).await) })
+    }
+
+    fn puts(report: &mut Report, s: &Setup) {
+        let entrants = vec![
+            Entrant::ours("ReplicatedStore, 2 nodes", move || -> Slice<'_> {
+                let (a, b) = two_nodes(s);
+                Box::new(move |slice| {
+                    let rate = writes(&s.rt, &a, slice);
+                    drop(b);
+                    rate
+                })
+            }),
+            Entrant::ours("ReplicatedStore, 1 node", move || -> Slice<'_> {
+                refill(&s.rt, &s.plain, 0..KEYS as u64);
+                let a = s.rt.block_on(node(&s.url));
+                Box::new(move |slice| writes(&s.rt, &a, slice))
+            }),
+            Entrant::peer("RedisStore", move || -> Slice<'_> {
+                refill(&s.rt, &s.plain, 0..KEYS as u64);
+                Box::new(move |slice| writes(&s.rt, &s.plain, slice))
+            }),
+            Entrant::peer(
+                "redis-rs SET+PUBLISH pipeline, 2 nodes subscribed",
+                move || -> Slice<'_> {
+                    let nodes = two_nodes(s);
+                    Box::new(move |slice| {
+                        let rate = raw_set_publish(&s.rt, &s.url, slice);
+                        drop(nodes);
+                        rate
+                    })
+                },
+            ),
+        ];
+        run_contest(report, "put 64 B, 64 tasks", entrants);
+    }
+
+    /// CPU seconds this process has used (user + sys, `/proc/self/stat`, 10 ms ticks).
+    fn client_cpu() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+        (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) / 100.0
+    }
+
+    /// CPU seconds redis-server has used (`INFO cpu`: used_cpu_user + used_cpu_sys).
+    fn server_cpu(server: &Server) -> f64 {
+        let info = server.raw(&["INFO", "cpu"]);
+        info.lines()
+            .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+            .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+            .sum()
+    }
+
+    /// (client µs, redis-server µs) of CPU per put over one slice of 64 tasks.
+    fn cpu_per_put(
+        server: &Server,
+        slice: Duration,
+        put: impl FnOnce(Duration) -> f64,
+    ) -> (f64, f64) {
+        let (client, srv, began) = (client_cpu(), server_cpu(server), Instant::now());
+        let ops = put(slice) * began.elapsed().as_secs_f64();
+        let per_op = |secs: f64| secs * 1e6 / ops.max(1.0);
+        (
+            per_op(client_cpu() - client),
+            per_op(server_cpu(server) - srv),
+        )
+    }
+
+    /// Where a replicated put's time goes: CPU per op in this process and in redis-server.
+    fn put_cpu(report: &mut Report, s: &Setup, server: &Server) {
+        let slice = report.slice;
+        let (a, b) = two_nodes(s);
+        let ours = cpu_per_put(server, slice, |t| writes(&s.rt, &a, t));
+        drop((a, b));
+        refill(&s.rt, &s.plain, 0..KEYS as u64);
+        let theirs = cpu_per_put(server, slice, |t| writes(&s.rt, &s.plain, t));
+        let rows = [
+            ("client process", ours.0, theirs.0),
+            ("redis-server", ours.1, theirs.1),
+        ];
+        for (side, o, t) in rows {
+            let label = format!("put 64 B, 64 tasks, 2 nodes: CPU per op, {side}");
+            let mut r = row(&label, o, "RedisStore", Some(t), "us");
+            r.higher_is_better = false;
+            report.add(r);
+        }
+    }
+
+    /// Keys/s of a warm: at join (`build()` returns once warmed), and in the background after
+    /// the subscription is killed (from the kill until the warm reports done).
+    fn warm_rates(report: &mut Report, s: &Setup, server: &Server) {
+        let keys = 200_000 / report.scale().min(100);
+        refill(&s.rt, &s.plain, 0..keys as u64);
+        let began = Instant::now();
+        let a = s.rt.block_on(node(&s.url));
+        let join = keys as f64 / began.elapsed().as_secs_f64();
+        assert_eq!(a.local().count(), keys, "warmed");
+        let began = Instant::now();
+        server.raw(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        while a.replication_stats().warms == 0 {
+            assert!(
+                began.elapsed() < Duration::from_secs(60),
+                "resync never ended"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let resync = keys as f64 / began.elapsed().as_secs_f64();
+        let k = keys / 1000;
+        let mut add = |label: String, rate: f64| report.add(row(&label, rate, "", None, "keys/s"));
+        add(format!("warm at join, {k}k keys (target 100 k/s)"), join);
+        add(
+            format!("resync after CLIENT KILL, {k}k keys, writes open (target 100 k/s)"),
+            resync,
+        );
     }
 
     pub fn run(report: &mut Report) {
@@ -260,72 +459,33 @@ mod bench {
             .build()
             .expect("tokio runtime");
         let url = server.url();
-        let (a, b, plain) =
-            rt.block_on(async { (node(&url).await, node(&url).await, redis_store(&url).await) });
-        let memory: MemoryStore<u64, String> = MemoryStore::new();
-        rt.block_on(async {
-            for k in 0..KEYS as u64 {
-                a.put(k, value(), None).await.expect("fill");
-                a.put(scramble(k), value(), None).await.expect("fill");
-                memory.put(scramble(k), value(), None).expect("fill");
-            }
-        });
-        let scale = report.scale();
-        let keys = zipf_keys(KEYS, 0.99, 2_000_000 / scale, 7);
-        let (ours, mem) = interleaved(
-            report.rounds,
-            || gets(&rt, &a, &keys),
-            || gets(&rt, &memory, &keys),
-        );
-        report.add(row(
-            "local-hit get, Zipf 0.99, 1 thread",
-            ours,
-            "MemoryStore",
-            Some(mem),
-            "ops/s",
-        ));
+        let plain = rt.block_on(redis_store(&url));
+        let zipf = zipf_keys(KEYS, 0.99, 2_000_000 / report.scale(), 7);
+        let s = Setup {
+            rt,
+            url,
+            plain,
+            zipf,
+        };
+        local_hits(report, &s);
+        remote_reads(report, &s);
+        puts(report, &s);
+        put_cpu(report, &s, &server);
+        warm_rates(report, &s, &server);
 
-        #[cfg(feature = "disk")]
-        disk_tier(report, &rt, &url, &keys, &memory);
-
-        let ops = 100_000 / scale;
-        let (ours, theirs) = interleaved(
-            report.rounds,
-            || reads(&rt, &a, ops),
-            || reads(&rt, &plain, ops),
-        );
-        report.add(row(
-            "get 64 B, 64 tasks (local hits)",
-            ours,
-            "RedisStore",
-            Some(theirs),
-            "ops/s",
-        ));
-        let ops = 20_000 / scale;
-        let (ours, theirs) = interleaved(
-            report.rounds,
-            || writes(&rt, &a, ops),
-            || writes(&rt, &plain, ops),
-        );
-        report.add(row(
-            "put 64 B, 64 tasks (SET + PUBLISH, one pipeline)",
-            ours,
-            "RedisStore",
-            Some(theirs),
-            "ops/s",
-        ));
-
-        let samples = 2_000 / scale;
-        let lat = latencies(&rt, &a, &b, samples);
+        let (a, b) = two_nodes(&s);
+        let samples = 2_000 / report.scale();
+        let lat = latencies(&s.rt, &a, &b, samples);
         latency_rows(report, "node to node: publish->applied", lat);
-        let raw = rt
-            .block_on(pubsub_latencies(&url, samples))
-            .expect("pub/sub");
+        let raw =
+            s.rt.block_on(pubsub_latencies(&s.url, samples))
+                .expect("pub/sub");
         latency_rows(report, "raw pub/sub: PUBLISH->message", raw);
-        let raw = rt
-            .block_on(tracking_latencies(&url, samples))
-            .expect("tracking");
+        let raw =
+            s.rt.block_on(tracking_latencies(&s.url, samples))
+                .expect("tracking");
         latency_rows(report, "raw RESP3 tracking BCAST: SET->push", raw);
+        drop((a, b, s));
         drop(server);
     }
 }

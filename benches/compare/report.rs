@@ -282,35 +282,13 @@ pub fn fmt_num(v: f64, unit: &str) -> String {
     }
 }
 
-/// Legacy, for the rows in `replicated.rs` that still time a fixed op count: runs `a` and `b`
-/// `rounds` times, alternating which goes first, and returns the median of each. New rows use
-/// `contest::run` (fresh instances, time slices, median of per-round ratios).
-#[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis sections only
-pub fn interleaved(
-    rounds: usize,
-    mut a: impl FnMut() -> f64,
-    mut b: impl FnMut() -> f64,
-) -> (f64, f64) {
-    let (mut xs, mut ys) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        if round % 2 == 0 {
-            xs.push(a());
-            ys.push(b());
-        } else {
-            ys.push(b());
-            xs.push(a());
-        }
-    }
-    (median(xs), median(ys))
-}
-
 pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Ops per second of `ops` operations that took `elapsed`.
-#[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
+#[cfg_attr(not(feature = "disk"), allow(dead_code))]
 pub fn rate(ops: u64, elapsed: Duration) -> f64 {
     ops as f64 / elapsed.as_secs_f64()
 }

@@ -1,12 +1,13 @@
-//! Sessions: `sessions_of` (a user's devices, through the user index) with 1 M sessions over
-//! 100 k users, on MemoryStore and DiskStore. Latency per call: median and p99 over sampled
-//! users. A listing is one `keys_with_prefix` on the index plus two batched reads, so its cost
-//! shows how each store answers a prefix (an ordered range on disk; a filter in memory).
+//! Sessions: `sessions_of` (a user's devices, through the user index) at 100 k and then 1 M
+//! sessions (10 per user: 10 k, then 100 k users), on MemoryStore, DiskStore and RedisStore.
+//! Latency per call: median and p99 over sampled users. A listing reads one roster and the
+//! records it names, so the figure should not grow with the total: each store's "1M vs 100k"
+//! row is the ratio of its two medians (the peer is the same store at the smaller total).
 
 use std::time::Instant;
 
 use strata::{
-    sessions::{SessionInfo, StrataSessionStore},
+    sessions::{SessionRoster, StrataSessionStore},
     DiskDb, MemoryStore, Store, Writes,
 };
 use tower_sessions_core::{
@@ -21,6 +22,8 @@ use crate::{
 
 /// Sessions per user.
 const DEVICES: usize = 10;
+/// Sign-ins in flight at once while filling (so a Redis fill is not one round trip at a time).
+const FILL_CONCURRENCY: usize = 64;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -42,19 +45,33 @@ fn record(user: usize) -> Record {
     record
 }
 
-/// Signs in `users * DEVICES` sessions through `create` (the path an app takes).
-async fn populate<S, I>(sessions: &StrataSessionStore<S, I>, users: usize)
+/// Signs in `DEVICES` sessions for each user in `users` through `create` (the path an app
+/// takes), `FILL_CONCURRENCY` at a time.
+async fn populate<S, I>(sessions: &StrataSessionStore<S, I>, users: std::ops::Range<usize>)
 where
-    S: Store<String, Record> + 'static,
-    I: Store<String, SessionInfo> + 'static,
+    S: Store<String, Record> + Clone + 'static,
+    I: Store<String, SessionRoster> + Clone + 'static,
 {
-    for i in 0..users * DEVICES {
-        let mut record = record(i % users);
-        sessions.create(&mut record).await.expect("create");
+    let span = users.len();
+    let all: Vec<usize> = (0..span * DEVICES)
+        .map(|i| users.start + i % span)
+        .collect();
+    for chunk in all.chunks(FILL_CONCURRENCY) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for &user in chunk {
+            let sessions = sessions.clone();
+            tasks.spawn(async move {
+                let mut record = record(user);
+                sessions.create(&mut record).await.expect("create");
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("a sign-in task");
+        }
     }
 }
 
-/// Microseconds per `sessions_of` for `samples` random users: (median, p99).
+/// Microseconds per `sessions_of` for `samples` random users of `0..users`: (median, p99).
 async fn latency<S, I>(
     sessions: &StrataSessionStore<S, I>,
     users: usize,
@@ -62,7 +79,7 @@ async fn latency<S, I>(
 ) -> (f64, f64)
 where
     S: Store<String, Record> + 'static,
-    I: Store<String, SessionInfo> + 'static,
+    I: Store<String, SessionRoster> + 'static,
 {
     let mut rng = Rng::new(7);
     let mut micros = Vec::with_capacity(samples);
@@ -95,6 +112,23 @@ fn add(report: &mut Report, store: &str, sessions: usize, users: usize, (p50, p9
     }
 }
 
+/// The row that shows the point: the median at the larger total over the median at the
+/// smaller one (about 1 when the cost does not grow with the total).
+fn add_growth(report: &mut Report, store: &str, totals: [usize; 2], medians: [f64; 2]) {
+    report.add(Row {
+        section: "sessions".into(),
+        label: format!(
+            "sessions_of median at {} vs at {} sessions, {store}",
+            count(totals[1]),
+            count(totals[0])
+        ),
+        strata: medians[1],
+        peer: Some((format!("{store} at {}", count(totals[0])), medians[0])),
+        unit: "µs",
+        higher_is_better: false,
+    });
+}
+
 /// `1M`, `100k` or the number itself.
 fn count(n: usize) -> String {
     match n {
@@ -104,19 +138,45 @@ fn count(n: usize) -> String {
     }
 }
 
+/// Fills `sessions` to the smaller total, measures, fills on to the larger one, measures.
+fn measure<S, I>(
+    report: &mut Report,
+    rt: &tokio::runtime::Runtime,
+    store: &str,
+    sessions: &StrataSessionStore<S, I>,
+    flush: impl Fn(),
+) where
+    S: Store<String, Record> + Clone + 'static,
+    I: Store<String, SessionRoster> + Clone + 'static,
+{
+    let totals = [report.n(100_000, 10_000), report.n(1_000_000, 100_000)];
+    let samples = report.n(2_000, 500);
+    let mut medians = [0.0; 2];
+    let mut filled_users = 0;
+    for (stage, total) in totals.into_iter().enumerate() {
+        let users = total / DEVICES;
+        let started = Instant::now();
+        rt.block_on(populate(sessions, filled_users..users));
+        flush();
+        filled_users = users;
+        eprintln!(
+            "sessions: {store} filled to {} sessions in {:.1} s",
+            count(total),
+            started.elapsed().as_secs_f64()
+        );
+        let stats = rt.block_on(latency(sessions, users, samples.min(users)));
+        add(report, store, total, users, stats);
+        medians[stage] = stats.0;
+    }
+    add_growth(report, store, totals, medians);
+}
+
 pub fn run(report: &mut Report) {
-    let sessions = report.n(1_000_000, 100_000);
-    let users = sessions / DEVICES;
-    let samples = report.n(2_000, 500).min(users);
     let rt = runtime();
 
     let memory = StrataSessionStore::new(MemoryStore::<String, Record>::new())
-        .with_user_index(MemoryStore::<String, SessionInfo>::new(), "user_id");
-    let stats = rt.block_on(async {
-        populate(&memory, users).await;
-        latency(&memory, users, samples).await
-    });
-    add(report, "MemoryStore", sessions, users, stats);
+        .with_user_index(MemoryStore::<String, SessionRoster>::new(), "user_id");
+    measure(report, &rt, "MemoryStore", &memory, || {});
     drop(memory);
 
     let dir = tempfile::tempdir().expect("scratch dir");
@@ -127,13 +187,36 @@ pub fn run(report: &mut Report) {
         .expect("open the bench directory");
     let disk = StrataSessionStore::new(db.store::<String, Record>("sessions").expect("namespace"))
         .with_user_index(
-            db.store::<String, SessionInfo>("index").expect("namespace"),
+            db.store::<String, SessionRoster>("index")
+                .expect("namespace"),
             "user_id",
         );
-    let stats = rt.block_on(async {
-        populate(&disk, users).await;
-        db.flush().await.expect("flush");
-        latency(&disk, users, samples).await
+    measure(report, &rt, "DiskStore", &disk, || {
+        rt.block_on(db.flush()).expect("flush");
     });
-    add(report, "DiskStore", sessions, users, stats);
+    drop(disk);
+    drop(db);
+
+    #[cfg(feature = "redis")]
+    {
+        let server = crate::redis_server::RedisServer::start();
+        let records: strata::RedisStore<String, Record> = rt
+            .block_on(
+                strata::RedisStore::builder()
+                    .url(server.url())
+                    .namespace("sessions")
+                    .build(),
+            )
+            .expect("connect to the bench's redis-server");
+        let rosters: strata::RedisStore<String, SessionRoster> = rt
+            .block_on(
+                strata::RedisStore::builder()
+                    .url(server.url())
+                    .namespace("index")
+                    .build(),
+            )
+            .expect("connect to the bench's redis-server");
+        let redis = StrataSessionStore::new(records).with_user_index(rosters, "user_id");
+        measure(report, &rt, "RedisStore", &redis, || {});
+    }
 }

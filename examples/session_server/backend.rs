@@ -3,12 +3,15 @@
 
 use std::{future::Future, path::Path, pin::Pin, sync::Arc};
 
+#[cfg(feature = "redis")]
+use strata::redact_url;
 use strata::{
-    redact_url,
-    sessions::{SessionInfo, StrataSessionStore},
+    sessions::{SessionRoster, StrataSessionStore},
     DiskStore, Store,
 };
 use tower_sessions::session::Record;
+
+use super::config::RedisTarget;
 
 /// A boxed future, so the panel can sit behind a trait object whatever the store.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -80,7 +83,7 @@ fn none<S, T>(_: &S) -> Option<T> {
 }
 
 /// The disk backend: sessions, and their user index in the same directory.
-pub type Disk = Backend<DiskStore<String, Record>, DiskStore<String, SessionInfo>>;
+pub type Disk = Backend<DiskStore<String, Record>, DiskStore<String, SessionRoster>>;
 
 /// Sessions in a DiskStore: every write is committed to disk before the response goes out. The
 /// user index is the `devices` namespace of the same directory.
@@ -92,7 +95,7 @@ pub async fn disk(dir: &Path) -> Result<Disk, String> {
         .map_err(|e| e.to_string())?;
     let index = store
         .db()
-        .store::<String, SessionInfo>("devices")
+        .store::<String, SessionRoster>("devices")
         .map_err(|e| e.to_string())?;
     let purged = store.db().load_summary().purged;
     let loaded = store.count().await.map_err(|e| e.to_string())?;
@@ -116,16 +119,16 @@ pub async fn disk(dir: &Path) -> Result<Disk, String> {
 /// The user index in Redis, beside the sessions: its own namespace, so listing one user's
 /// devices never scans the sessions' keys.
 #[cfg(feature = "redis")]
-pub type RedisIndex = strata::RedisStore<String, SessionInfo>;
+pub type RedisIndex = strata::RedisStore<String, SessionRoster>;
 
 /// Sessions in Redis, shared by every server pointed at it.
 #[cfg(feature = "redis")]
 pub async fn redis(
-    url: &str,
+    target: &RedisTarget,
 ) -> Result<Backend<strata::RedisStore<String, Record>, RedisIndex>, String> {
-    let store = redis_store(url, "sessions").await?;
-    let index = redis_store(url, "devices").await?;
-    let what = format!("RedisStore at {}", redact_url(url));
+    let store = redis_store(target, "sessions").await?;
+    let index = redis_store(target, "devices").await?;
+    let what = format!("RedisStore at {}", target.describe());
     let panel = StorePanel {
         store: store.clone(),
         what: what.clone(),
@@ -139,25 +142,36 @@ pub async fn redis(
     })
 }
 
-/// A Redis store of `namespace`. Its errors can quote the URL, so they are redacted too.
+/// A Redis store of `namespace`. Its errors can quote a URL, so they are redacted too.
 #[cfg(feature = "redis")]
-async fn redis_store<V>(url: &str, namespace: &str) -> Result<strata::RedisStore<String, V>, String>
+async fn redis_store<V>(
+    target: &RedisTarget,
+    namespace: &str,
+) -> Result<strata::RedisStore<String, V>, String>
 where
     V: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    strata::RedisStore::builder()
-        .url(url)
+    let builder = match target {
+        RedisTarget::Url(url) => strata::RedisStore::builder().url(url),
+        RedisTarget::Sentinel { sentinels, master } => {
+            strata::RedisStore::builder().sentinel(sentinels.clone(), master.clone())
+        }
+    };
+    builder
         .namespace(namespace)
         .build()
         .await
-        .map_err(|e| redacted_error(url, &e))
+        .map_err(|e| redacted_error(target, &e))
 }
 
-/// `error` as text, with the URL's credentials removed wherever the text quotes them.
+/// `error` as text, with the URLs' credentials removed wherever the text quotes them.
 #[cfg(feature = "redis")]
-fn redacted_error(url: &str, error: &dyn std::fmt::Display) -> String {
-    let text = error.to_string().replace(url, &redact_url(url));
-    format!("cannot use Redis at {}: {text}", redact_url(url))
+fn redacted_error(target: &RedisTarget, error: &dyn std::fmt::Display) -> String {
+    let mut text = error.to_string();
+    for url in target.urls() {
+        text = text.replace(url, &redact_url(url));
+    }
+    format!("cannot use Redis at {}: {text}", target.describe())
 }
 
 /// A local MemoryStore in front of a RedisStore.
@@ -172,18 +186,26 @@ pub type Replicated = strata::ReplicatedStore<
 /// Sessions read from a local copy, with Redis as the truth shared by every server. The user
 /// index is read from Redis directly: a devices page is rare, and must see every node's writes.
 #[cfg(feature = "redis")]
-pub async fn replicated(url: &str) -> Result<Backend<Replicated, RedisIndex>, String> {
+pub async fn replicated(target: &RedisTarget) -> Result<Backend<Replicated, RedisIndex>, String> {
+    let RedisTarget::Url(url) = target else {
+        return Err(
+            "STRATA_REPLICATED=1 needs STRATA_REDIS_URL: the replicated store's invalidation \
+             channel does not follow Sentinel yet; unset STRATA_REPLICATED to keep the sessions \
+             in Redis behind Sentinel"
+                .into(),
+        );
+    };
     let local = strata::MemoryStore::builder()
         .namespace("sessions")
         .build()
         .map_err(|e| e.to_string())?;
     let store = strata::ReplicatedStore::builder()
         .local(local)
-        .remote(redis_store(url, "sessions").await?)
+        .remote(redis_store(target, "sessions").await?)
         .url(url)
         .build()
         .await
-        .map_err(|e| redacted_error(url, &e))?;
+        .map_err(|e| redacted_error(target, &e))?;
     let what = format!(
         "ReplicatedStore (local MemoryStore, RedisStore at {})",
         redact_url(url)
@@ -194,7 +216,7 @@ pub async fn replicated(url: &str) -> Result<Backend<Replicated, RedisIndex>, St
         counters: none,
         disk_bytes: none,
     };
-    let index = redis_store(url, "devices").await?;
+    let index = redis_store(target, "devices").await?;
     Ok(Backend {
         sessions: StrataSessionStore::new(store).with_user_index(index, USER_KEY),
         panel: Arc::new(panel),
@@ -203,14 +225,14 @@ pub async fn replicated(url: &str) -> Result<Backend<Replicated, RedisIndex>, St
 }
 
 #[cfg(not(feature = "redis"))]
-pub async fn replicated(url: &str) -> Result<Disk, String> {
-    redis(url).await
+pub async fn replicated(target: &RedisTarget) -> Result<Disk, String> {
+    redis(target).await
 }
 
 #[cfg(not(feature = "redis"))]
-pub async fn redis(url: &str) -> Result<Disk, String> {
+pub async fn redis(target: &RedisTarget) -> Result<Disk, String> {
     Err(format!(
-        "STRATA_REDIS_URL={} needs Redis support: run with `--features redis`",
-        redact_url(url)
+        "Redis at {} needs Redis support: run with `--features redis`",
+        target.describe()
     ))
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use strata::{
-    sessions::{SessionHandle, SessionInfo, StrataSessionStore},
+    sessions::{SessionHandle, SessionInfo, SessionRoster, StrataSessionStore},
     Store,
 };
 use tower_sessions::{
@@ -45,7 +45,7 @@ pub trait Devices: Send + Sync {
 impl<S, I> Devices for StrataSessionStore<S, I>
 where
     S: Store<String, Record> + Sync + 'static,
-    I: Store<String, SessionInfo> + Sync + 'static,
+    I: Store<String, SessionRoster> + Sync + 'static,
 {
     fn list<'a>(&'a self, user: &'a str) -> BoxFuture<'a, strata::Result<Vec<SessionInfo>>> {
         Box::pin(self.sessions_of(user))

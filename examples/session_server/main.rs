@@ -16,6 +16,10 @@
 //! - `STRATA_DATA_DIR`: the DiskStore directory (default `./strata-data`), made private (0700,
 //!   files 0600);
 //! - `STRATA_REDIS_URL`: keep sessions in Redis instead (`redis://127.0.0.1:6379`);
+//! - `STRATA_REDIS_SENTINELS` + `STRATA_REDIS_MASTER`: keep sessions in the Redis that these
+//!   sentinels (comma-separated URLs, `redis://127.0.0.1:26379,redis://127.0.0.1:26380`) name
+//!   as master of `STRATA_REDIS_MASTER` (`mymaster`), followed through failovers; the master's
+//!   password goes in the first sentinel URL. Instead of `STRATA_REDIS_URL`, not with it;
 //! - `STRATA_REPLICATED=1` (with `STRATA_REDIS_URL`): a `ReplicatedStore` — each server keeps a
 //!   local copy of the sessions it reads, Redis holds the truth, and a write on one server
 //!   invalidates the others' copies over pub/sub;
@@ -42,7 +46,8 @@ use std::process::ExitCode;
 
 use config::Config;
 
-/// Starts the server; returns when it is stopped with Ctrl-C (or SIGTERM).
+/// Starts the server; returns when it is stopped with Ctrl-C (or SIGTERM): in-flight requests
+/// finish, then the DiskStore's directory is closed, and the process exits 0.
 #[tokio::main]
 pub async fn main() -> ExitCode {
     init_logging();
@@ -68,15 +73,22 @@ fn init_logging() {
 
 async fn run() -> Result<(), String> {
     let config = Config::from_env()?;
-    match &config.redis_url {
-        Some(url) if config.replicated => {
-            let backend = backend::replicated(url).await?;
+    match &config.redis {
+        Some(target) if config.replicated => {
+            let backend = backend::replicated(target).await?;
             routes::serve(backend, config).await
         }
-        Some(url) => routes::serve(backend::redis(url).await?, config).await,
+        Some(target) => routes::serve(backend::redis(target).await?, config).await,
         None => {
             permissions::make_private(&config.data_dir)?;
-            routes::serve(backend::disk(&config.data_dir).await?, config).await
+            let backend = backend::disk(&config.data_dir).await?;
+            let db = backend.sessions.store().db().clone();
+            let served = routes::serve(backend, config).await;
+            // Every other handle went with the server: this commits what is queued, flushes,
+            // fsyncs and unlocks the directory before the process exits.
+            db.close().await;
+            tracing::info!("data directory closed");
+            served
         }
     }
 }

@@ -4,6 +4,7 @@ use std::{fmt::Debug, hash::Hash, marker::PhantomData, sync::Arc, time::Duration
 
 use super::{
     cache::{Cache, Parts},
+    lease::Distributed,
     warmer::{Backoff, WarmerSpec},
     Warmer,
 };
@@ -57,6 +58,7 @@ pub struct CacheBuilder<K, V, S> {
     warmers: Vec<WarmerSpec<K, V>>,
     warm_timeout: Duration,
     backoff: Backoff,
+    distributed: Option<Distributed<K>>,
 }
 
 impl<K, V, S> Debug for CacheBuilder<K, V, S> {
@@ -84,6 +86,7 @@ impl<K, V> CacheBuilder<K, V, ()> {
             warmers: Vec::new(),
             warm_timeout: Duration::from_secs(30),
             backoff: Backoff::default(),
+            distributed: None,
         }
     }
 }
@@ -103,6 +106,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             warmers: self.warmers,
             warm_timeout: self.warm_timeout,
             backoff: self.backoff,
+            distributed: self.distributed,
         }
     }
 
@@ -188,6 +192,53 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
+    /// Cluster-wide single flight and negative caching: on a miss, one node across every
+    /// process sharing this Redis runs the loader while the others wait for its value (notified
+    /// on a Redis channel, not polling), or take over when its lease lapses (it crashed or was
+    /// killed); a write through any node's cache clears every node's remembered absence of the
+    /// key. The local single flight stays the first stage, so one process asks once. Give it a
+    /// lease TTL above your slowest load (a slower load lets a second node load too). Works over
+    /// a [`RedisStore`](crate::RedisStore) or a [`ReplicatedStore`](crate::ReplicatedStore)
+    /// (take the service from its remote store); see the `cache` module docs for the protocol.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> strata::Result<()> {
+    /// use std::time::Duration;
+    /// use strata::{Cache, Load, RedisStore};
+    ///
+    /// let store = RedisStore::<String, String>::builder()
+    ///     .url("redis://127.0.0.1:6379/")
+    ///     .build()
+    ///     .await?;
+    /// let leases = store.distributed_fetch(Duration::from_secs(10)).await?;
+    /// let cache = Cache::builder()
+    ///     .store(store)
+    ///     .negative_ttl(Duration::from_secs(60))
+    ///     .distributed_fetch(leases)
+    ///     .build()
+    ///     .await?;
+    /// // Run on every node: the loader runs once across all of them.
+    /// let report = cache
+    ///     .fetch("report:2026".to_string(), |_| async {
+    ///         Ok::<_, std::io::Error>(Load::Commit("expensive".to_string()))
+    ///     })
+    ///     .await;
+    /// # let _ = report;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn distributed_fetch(mut self, leases: crate::redis::DistributedFetch) -> Self
+    where
+        K: crate::codec::Key,
+    {
+        self.distributed = Some(Distributed {
+            leases: leases.service(),
+            encode: |key: &K, prefix: &[u8]| key.namespaced(prefix),
+            decode: |bytes: &[u8]| K::decode_key(bytes).ok(),
+        });
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         check_ttl(self.ttl)?;
         check_ttl(self.negative_ttl)?;
@@ -240,6 +291,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             clock: self.clock,
             warmers: self.warmers,
             backoff: self.backoff,
+            distributed: self.distributed,
         })?;
         cache.start_warmers(self.warm_timeout).await?;
         Ok(cache)

@@ -10,6 +10,7 @@ use super::{
     builder::CacheBuilder,
     fetch::Flight,
     keylock::KeyLocks,
+    lease::{ClusterFetch, Distributed},
     warmer::{Backoff, WarmerSpec},
 };
 use crate::{
@@ -91,6 +92,8 @@ pub(super) struct Inner<K, V, S> {
     pub warmers: Vec<WarmerSpec<K, V>>,
     pub backoff: Backoff,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The cluster-wide stage of `fetch`, when enabled (`lease.rs`).
+    pub cluster: Option<ClusterFetch<K>>,
 }
 
 impl<K, V, S> Drop for Inner<K, V, S> {
@@ -110,6 +113,7 @@ pub(super) struct Parts<K, V, S> {
     pub clock: Clock,
     pub warmers: Vec<WarmerSpec<K, V>>,
     pub backoff: Backoff,
+    pub distributed: Option<Distributed<K>>,
 }
 
 impl<K, V> Cache<K, V, ()> {
@@ -135,8 +139,12 @@ where
             ),
             None => None,
         };
+        let namespace = parts.store.namespace();
+        let cluster = parts
+            .distributed
+            .map(|d| ClusterFetch::new(d, namespace.prefix(), negatives.clone()));
         let inner = Inner {
-            namespace: parts.store.namespace(),
+            namespace,
             store: parts.store,
             ttl: parts.ttl,
             negative_ttl: parts.negative_ttl,
@@ -151,6 +159,7 @@ where
             warmers: parts.warmers,
             backoff: parts.backoff,
             tasks: Mutex::new(Vec::new()),
+            cluster,
         };
         Ok(Cache {
             inner: Arc::new(inner),
@@ -184,10 +193,18 @@ where
     /// [`overtake_load`](Self::overtake_load): a leader that remembers an absence does so under
     /// the commit lock that call waits out, so the absence is forgotten after it is remembered
     /// (test `an_absence_remembered_during_a_write_never_outlives_it`).
-    pub(super) fn forget_absence(&self, key: &K) {
+    ///
+    /// With a distributed fetch the write is first announced to every node, which forget
+    /// their absences of the key too (`lease.rs`); an announcement that fails fails the write
+    /// before it reaches the store.
+    pub(super) async fn forget_absence(&self, key: &K) -> Result<()> {
         if let Some(negatives) = &self.inner.negatives {
             negatives.delete(key);
         }
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.leases.announce(&cluster.stored_key(key)).await?;
+        }
+        Ok(())
     }
 
     /// The live value under `key` (a hit or a miss in the stats).
@@ -223,7 +240,7 @@ where
     /// Writes `value`; `ttl: None` means the cache's default TTL.
     pub async fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         self.overtake_load(&key).await;
-        self.forget_absence(&key);
+        self.forget_absence(&key).await?;
         self.inner
             .store
             .put(key, value, self.ttl_or_default(ttl))
@@ -235,7 +252,7 @@ where
     /// Writes `value` only if `key` has no live entry; true if written.
     pub async fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
         self.overtake_load(&key).await;
-        self.forget_absence(&key);
+        self.forget_absence(&key).await?;
         let ttl = self.ttl_or_default(ttl);
         let written = self.inner.store.put_new(key, value, ttl).await?;
         self.count(Stat::Writes, u64::from(written));
@@ -266,7 +283,7 @@ where
         V: PartialEq,
     {
         self.overtake_load(&key).await;
-        self.forget_absence(&key);
+        self.forget_absence(&key).await?;
         let ttl = self.ttl_or_default(ttl);
         let store = &self.inner.store;
         let written = store.compare_and_set(key, expected, new, ttl).await?;
@@ -277,7 +294,9 @@ where
     /// Writes every entry with one TTL (`None`: the default).
     pub async fn put_many(&self, entries: Vec<(K, V)>, ttl: Option<Duration>) -> Result<()> {
         self.overtake_loads(entries.iter().map(|(k, _)| k)).await;
-        entries.iter().for_each(|(k, _)| self.forget_absence(k));
+        for (k, _) in &entries {
+            self.forget_absence(k).await?;
+        }
         let n = entries.len() as u64;
         let ttl = self.ttl_or_default(ttl);
         self.inner.store.put_many(entries, ttl).await?;
@@ -288,7 +307,7 @@ where
     /// Removes `key` (and any cached absence); true if a live entry was removed.
     pub async fn delete(&self, key: &K) -> Result<bool> {
         self.overtake_load(key).await;
-        self.forget_absence(key);
+        self.forget_absence(key).await?;
         let removed = self.inner.store.delete(key).await?;
         self.count(Stat::Deletes, u64::from(removed));
         Ok(removed)
@@ -297,7 +316,9 @@ where
     /// Deletes every key in `keys`; how many live entries were removed.
     pub async fn delete_many(&self, keys: &[K]) -> Result<usize> {
         self.overtake_loads(keys.iter()).await;
-        keys.iter().for_each(|k| self.forget_absence(k));
+        for k in keys {
+            self.forget_absence(k).await?;
+        }
         let removed = self.inner.store.delete_many(keys).await?;
         self.count(Stat::Deletes, removed as u64);
         Ok(removed)
@@ -449,7 +470,7 @@ where
             false => self.inner.ttl,
         };
         self.overtake_load(key).await;
-        self.forget_absence(key);
+        self.forget_absence(key).await?;
         self.inner
             .store
             .put(key.clone(), value.clone(), ttl)
@@ -519,7 +540,7 @@ where
         V: Counter,
     {
         self.overtake_load(key).await;
-        self.forget_absence(key);
+        self.forget_absence(key).await?;
         let ttl = self.ttl_or_default(ttl_if_new);
         let value = self.inner.store.incr_with_ttl(key, delta, ttl).await?;
         self.count(Stat::Writes, 1);
@@ -545,7 +566,7 @@ where
         let ttl = self.ttl_or_default(ttl);
         let written = self.inner.store.replace(key.clone(), value, ttl).await?;
         if written {
-            self.forget_absence(&key);
+            self.forget_absence(&key).await?;
         }
         self.count(Stat::Updates, u64::from(written));
         Ok(written)

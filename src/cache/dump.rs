@@ -182,7 +182,7 @@ where
         };
         // A merged entry is a write like `put`: a load in flight must not commit over it.
         self.overtake_load(&entry.key).await;
-        self.forget_absence(&entry.key);
+        self.forget_absence(&entry.key).await?;
         self.inner.store.put(entry.key, entry.value, ttl).await?;
         self.count(Stat::Writes, 1);
         summary.loaded += 1;

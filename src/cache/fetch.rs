@@ -18,6 +18,10 @@
 //! loaded value is still returned to the leader and every waiter: it is what they asked for. A
 //! write that started before the load was registered needs no mark: its caller changed the data
 //! source first, so the loader, which starts later, reads the new data.
+//!
+//! **Across processes** (opt-in, `lease.rs`): with a distributed fetch the local leader is only
+//! the first stage; it then takes a cluster-wide lease so one node runs the loader while the
+//! other nodes' leaders wait for its notice, or take over when the lease lapses.
 
 use std::{
     any::Any,
@@ -34,9 +38,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
-use super::cache::Cache;
+use super::{
+    cache::Cache,
+    lease::{wait_notice, ClusterFetch, Holder, Leases, Notice, Outcome},
+};
 use crate::{error::Error, stats::Counter as Stat, store::Store};
 
 /// What a loader passed to [`Cache::fetch`] found.
@@ -337,6 +344,8 @@ where
         Fut: Future<Output = Result<Load<V>, E>>,
         E: Send + Sync + 'static,
     {
+        // Listen before reading: a holder elsewhere that stores after our read is heard.
+        let mut notices = self.inner.cluster.as_ref().map(|c| c.leases.listen());
         // cachex#347: a leader that finished just before we took the lead has written the value.
         match self.inner.store.get(&leader.key).await {
             Ok(Some(value)) => {
@@ -350,8 +359,74 @@ where
             Ok(None) => {}
             Err(e) => return Err(leader.fail(e)),
         }
+        let lease = match (&self.inner.cluster, notices.as_mut()) {
+            (Some(cluster), Some(notices)) => {
+                match self.cluster_lead(cluster, &leader.key, notices).await {
+                    Ok(Cluster::Lead(lease)) => Some(lease),
+                    Ok(Cluster::Found(value)) => {
+                        leader.finish(Shared::Value(Some(value.clone())));
+                        return Ok(Some(value));
+                    }
+                    Ok(Cluster::Absent) => return self.remember_absence(leader).await,
+                    Err(e) => return Err(leader.fail(e)),
+                }
+            }
+            _ => None,
+        };
+        drop(notices); // not needed while this node loads: let the channel forget for it
         let outcome = self.run_loader(&leader.key, loader).await;
-        self.settle(leader, outcome).await
+        let told = told_others(&outcome);
+        let result = self.settle(leader, outcome).await;
+        if let Some(lease) = lease {
+            lease
+                .release(if result.is_ok() {
+                    told
+                } else {
+                    Outcome::Nothing
+                })
+                .await;
+        }
+        result
+    }
+
+    /// The cluster-wide stage (see `lease.rs`): takes the lease, or waits for its holder's
+    /// notice (at most the lease's remaining time) and reads the store again, until this node
+    /// leads or another node's outcome answers.
+    async fn cluster_lead(
+        &self,
+        cluster: &ClusterFetch<K>,
+        key: &K,
+        notices: &mut broadcast::Receiver<Notice>,
+    ) -> Result<Cluster<V>, Error> {
+        let stored = cluster.stored_key(key);
+        let leases = &cluster.leases;
+        loop {
+            if let Some(token) = leases.acquire(&stored).await? {
+                let lease = HeldLease {
+                    leases: leases.clone(),
+                    key: stored,
+                    token,
+                    absent_for: self.inner.negative_ttl,
+                    released: false,
+                };
+                return Ok(Cluster::Lead(lease));
+            }
+            let heard = match leases.holder(&stored).await? {
+                Holder::Absent => return Ok(Cluster::Absent),
+                // Released since our attempt: its value, if any, is in the store now.
+                Holder::Free => None,
+                Holder::Loading(left) => {
+                    let _waiting = Waiting::new(&**leases);
+                    wait_notice(notices, &stored, left).await
+                }
+            };
+            if heard == Some(Outcome::Absent) {
+                return Ok(Cluster::Absent);
+            }
+            if let Some(value) = self.inner.store.get(key).await? {
+                return Ok(Cluster::Found(value));
+            }
+        }
     }
 
     async fn run_loader<F, Fut, E>(&self, key: &K, loader: F) -> LoadResult<V, E>
@@ -460,6 +535,88 @@ where
         }
         leader.finish(Shared::Value(None));
         Ok(None)
+    }
+}
+
+/// Where the cluster-wide stage ended.
+enum Cluster<V> {
+    /// This node holds the lease: run the loader.
+    Lead(HeldLease),
+    /// Another node stored the value meanwhile.
+    Found(V),
+    /// Another node's loader found nothing.
+    Absent,
+}
+
+/// What the lease holder publishes for a loader's outcome (if its commit succeeds).
+fn told_others<V, E>(outcome: &LoadResult<V, E>) -> Outcome {
+    match outcome {
+        Ok(Ok(Load::Commit(_) | Load::CommitFor(..))) => Outcome::Stored,
+        Ok(Ok(Load::NotFound)) => Outcome::Absent,
+        _ => Outcome::Nothing,
+    }
+}
+
+/// A cluster-wide lease this node holds. Released (compare-and-delete plus the outcome's
+/// notice) when the load is settled; a holder dropped before that (its fetch was cancelled)
+/// releases it from a spawned task with [`Outcome::Nothing`], so the others need not wait for
+/// the lease to lapse.
+struct HeldLease {
+    leases: Arc<dyn Leases>,
+    key: Vec<u8>,
+    token: u64,
+    /// The cache's `negative_ttl`: how long a "not found" may stay as an absence marker.
+    absent_for: Option<Duration>,
+    released: bool,
+}
+
+impl HeldLease {
+    /// Releases the lease; a failure is logged (the lease then lapses by its TTL).
+    async fn release(mut self, outcome: Outcome) {
+        self.released = true;
+        let absent_for = self.absent_for.filter(|_| outcome == Outcome::Absent);
+        let released = self
+            .leases
+            .release(&self.key, self.token, outcome, absent_for)
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "could not release a fetch lease; it lapses by its TTL");
+        }
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (leases, key, token) = (
+            self.leases.clone(),
+            std::mem::take(&mut self.key),
+            self.token,
+        );
+        runtime.spawn(async move {
+            let _ = leases.release(&key, token, Outcome::Nothing, None).await;
+        });
+    }
+}
+
+/// Counts this fetch among those waiting for another node's lease while it lives.
+struct Waiting<'a>(&'a dyn Leases);
+
+impl<'a> Waiting<'a> {
+    fn new(leases: &'a dyn Leases) -> Self {
+        leases.waiting(1);
+        Waiting(leases)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting(-1);
     }
 }
 

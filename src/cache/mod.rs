@@ -7,7 +7,8 @@
 //! limits kept in Redis are shared by every node.
 //!
 //! Files: `builder.rs` (options, validated at `build()`), `cache.rs` (store operations with
-//! stats), `fetch.rs` (single flight), `keylock.rs` (per-key async locks), `transaction.rs` (`transaction`: several keys locked for one block), `as_store.rs` (a
+//! stats), `fetch.rs` (single flight), `lease.rs` (its cluster-wide stage), `keylock.rs` (per-key
+//! async locks), `transaction.rs` (several keys locked for one block), `as_store.rs` (a
 //! Cache is a `Store` too), `warmer.rs`, `dump.rs`, `rate_limit.rs`, `metrics.rs`.
 //! Events and store counters come from the store's own `Store::subscribe_events` and
 //! `Store::store_stats`: this module never names a concrete store.
@@ -20,6 +21,7 @@ mod dump;
 mod fetch;
 mod invalidate;
 mod keylock;
+mod lease;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod rate_limit;
@@ -30,6 +32,8 @@ pub use builder::CacheBuilder;
 pub use cache::{Cache, Update};
 pub use dump::{LoadSummary, DUMP_VERSION};
 pub use fetch::{FetchError, Load};
+#[cfg_attr(not(feature = "redis"), allow(unused_imports))]
+pub(crate) use lease::{AbsenceHandler, BoxFuture, Holder, Leases, Notice, Outcome};
 pub use rate_limit::{RateDecision, RateLimiter};
 pub use transaction::Transaction;
 pub use warmer::Warmer;

@@ -7,7 +7,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
     connection::{self, Settings},
-    store::RedisStore,
+    store::{RedisStore, WaitForReplicas},
 };
 use crate::{
     codec::{Format, Key},
@@ -24,7 +24,8 @@ use crate::{
 /// - `command_timeout`: 2 s per command (waiting for a reconnection included);
 /// - `scan_batch`: 500 keys per `SCAN` page (and per `UNLINK` in `clear`);
 /// - `format`: [`Format::MessagePack`] (integers are always raw decimal, see [`crate::codec`]);
-/// - `tls_root_cert`: none (`rediss://` trusts the system's root certificates).
+/// - `tls_root_cert`: none (`rediss://` trusts the system's root certificates);
+/// - `wait_for_replicas`: off (a write returns once the master has it).
 ///
 /// ```
 /// use std::time::Duration;
@@ -49,6 +50,7 @@ pub struct RedisStoreBuilder<K, V> {
     format: Format,
     tls_root_cert: Option<Vec<u8>>,
     sentinel_master: Option<String>,
+    wait_for_replicas: Option<WaitForReplicas>,
 }
 
 /// Shows the URLs without passwords.
@@ -64,6 +66,7 @@ impl<K, V> std::fmt::Debug for RedisStoreBuilder<K, V> {
             .field("command_timeout", &self.command_timeout)
             .field("scan_batch", &self.scan_batch)
             .field("format", &self.format)
+            .field("wait_for_replicas", &self.wait_for_replicas)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +77,7 @@ pub(super) struct Parts {
     pub namespace: Namespace,
     pub scan_batch: usize,
     pub format: Format,
+    pub wait: Option<WaitForReplicas>,
 }
 
 impl<K, V> RedisStoreBuilder<K, V> {
@@ -89,6 +93,7 @@ impl<K, V> RedisStoreBuilder<K, V> {
             format: Format::default(),
             tls_root_cert: None,
             sentinel_master: None,
+            wait_for_replicas: None,
         }
     }
 
@@ -179,6 +184,31 @@ impl<K, V> RedisStoreBuilder<K, V> {
         self
     }
 
+    /// Makes every write wait until `replicas` replicas have it, for at most `timeout`: each
+    /// write is followed by `WAIT replicas timeout` in the same pipeline (one round trip; a
+    /// `compare_and_set` or counter script is followed by its own `WAIT`). If fewer replicas
+    /// acknowledged in time the write returns [`Error::NotReplicated`]: it is applied on the
+    /// master, but a failover now may lose it. `WAIT` narrows the window Sentinel leaves for
+    /// losing acknowledged writes; it does not make Redis strongly consistent. `timeout` must
+    /// be shorter than `command_timeout` (checked at `build()`), and `replicas` at least 1;
+    /// a Redis Cluster is refused (one server or Sentinel only).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::RedisStore;
+    ///
+    /// let builder = RedisStore::<String, String>::builder()
+    ///     .sentinel(["redis://127.0.0.1:26379"], "mymaster")
+    ///     .wait_for_replicas(1, Duration::from_millis(200));
+    /// // `builder.build().await?`; then a put returns once one replica has it, or
+    /// // `Err(Error::NotReplicated { .. })` after 200 ms.
+    /// # let _ = builder;
+    /// ```
+    pub fn wait_for_replicas(mut self, replicas: u64, timeout: Duration) -> Self {
+        self.wait_for_replicas = Some(WaitForReplicas { replicas, timeout });
+        self
+    }
+
     fn validate(self) -> Result<Parts> {
         if self.urls.is_empty() {
             return Err(Error::config("cluster", "give at least one seed node URL"));
@@ -201,6 +231,27 @@ impl<K, V> RedisStoreBuilder<K, V> {
                 "must be greater than zero",
             ));
         }
+        if let Some(wait) = &self.wait_for_replicas {
+            if self.cluster {
+                return Err(Error::config(
+                    "wait_for_replicas",
+                    "is for one server or Sentinel: on a Redis Cluster a WAIT would not follow \
+                     each write to its slot's master",
+                ));
+            }
+            if wait.replicas == 0 || wait.timeout.is_zero() {
+                return Err(Error::config(
+                    "wait_for_replicas",
+                    "ask for at least 1 replica and a timeout greater than zero",
+                ));
+            }
+            if wait.timeout >= self.command_timeout {
+                return Err(Error::config(
+                    "wait_for_replicas",
+                    "the timeout must be shorter than command_timeout (the WAIT runs inside it)",
+                ));
+            }
+        }
         if self.scan_batch == 0 {
             return Err(Error::config("scan_batch", "must be at least 1"));
         }
@@ -216,6 +267,7 @@ impl<K, V> RedisStoreBuilder<K, V> {
             namespace: self.namespace?,
             scan_batch: self.scan_batch,
             format: self.format,
+            wait: self.wait_for_replicas,
         })
     }
 
@@ -257,6 +309,24 @@ mod tests {
             "command_timeout"
         );
         assert_eq!(invalid(b().scan_batch(0)), "scan_batch");
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            invalid(b().wait_for_replicas(0, second)),
+            "wait_for_replicas"
+        );
+        assert_eq!(
+            invalid(b().wait_for_replicas(1, Duration::ZERO)),
+            "wait_for_replicas"
+        );
+        assert_eq!(
+            invalid(b().command_timeout(second).wait_for_replicas(1, second)),
+            "wait_for_replicas"
+        );
+        let cluster = b().cluster(["redis://127.0.0.1:7000"]);
+        assert_eq!(
+            invalid(cluster.wait_for_replicas(1, Duration::from_millis(100))),
+            "wait_for_replicas"
+        );
         assert_eq!(invalid(b().cluster(Vec::<String>::new())), "cluster");
         assert_eq!(
             invalid(b().sentinel(["redis://127.0.0.1:26379"], "")),

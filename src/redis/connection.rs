@@ -274,6 +274,21 @@ impl Conn {
         matches!(self, Conn::Single(s) if s.follows_failover())
     }
 
+    /// A client for the server this connection reaches now (the master the sentinels name,
+    /// with Sentinel), for a connection of its own such as a subscription. A Redis Cluster has
+    /// no one server: [`Error::InvalidConfig`].
+    pub async fn server_client(&self) -> Result<redis::Client> {
+        match self {
+            Conn::Single(s) => s.0.source.client().await.map_err(|e| {
+                Error::backend(format!("asking for the server of {}", s.0.servers), e)
+            }),
+            Conn::Cluster(_) => Err(Error::config(
+                "distributed_fetch",
+                "needs one Redis server or Sentinel: a Redis Cluster has no one server to subscribe to",
+            )),
+        }
+    }
+
     /// Runs `call` on a clone of this connection under `timeout`. A timeout renews the
     /// connection the call ran on: a half-open connection never answers again, so waiting for
     /// the client to notice would wait for TCP (minutes).

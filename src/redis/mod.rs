@@ -3,7 +3,8 @@
 //! One multiplexed, auto-pipelined connection is shared by every clone and namespace of a
 //! store and reconnects by itself (`connection`); each `Store` operation is the one Redis
 //! command that does it atomically (`store`), counters are native Redis integers (`counter`),
-//! `compare_and_set` is one Lua script (`compare`),
+//! `compare_and_set` is one Lua script (`compare`), cluster-wide fetch leases and
+//! their notice channel live in `lease`,
 //! listing walks `SCAN` on every master (`scan`), and batches are split per cluster slot
 //! (`slot`).
 
@@ -11,9 +12,11 @@ mod builder;
 mod compare;
 mod connection;
 mod counter;
+mod lease;
 mod scan;
 mod slot;
 mod store;
 
 pub use builder::RedisStoreBuilder;
+pub use lease::DistributedFetch;
 pub use store::RedisStore;

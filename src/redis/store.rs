@@ -27,6 +27,8 @@ pub(super) struct Shared {
     pub command_timeout: Duration,
     pub scan_batch: usize,
     pub format: Format,
+    /// `wait_for_replicas`: every write is followed by `WAIT replicas timeout`.
+    pub wait: Option<WaitForReplicas>,
 }
 
 impl Shared {
@@ -36,6 +38,84 @@ impl Shared {
         context: impl FnOnce() -> String,
     ) -> Result<T> {
         self.conn.run(cmd, self.command_timeout, context).await
+    }
+
+    /// A write: `cmd`, and with `wait_for_replicas` a `WAIT` in the same pipeline (one round
+    /// trip). [`Error::NotReplicated`] if fewer replicas acknowledged it in time.
+    pub(super) async fn write<T: redis::FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        context: impl Fn() -> String,
+    ) -> Result<T> {
+        if self.wait.is_none() {
+            return self.run(cmd, context).await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone());
+        let (reply,): (T,) = self.write_pipeline(pipe, context).await?;
+        Ok(reply)
+    }
+
+    /// A pipeline of writes, with `wait_for_replicas` followed by `WAIT` in the same pipeline;
+    /// `T` is read from the replies of the commands not marked `ignore`.
+    pub(super) async fn write_pipeline<T: redis::FromRedisValue>(
+        &self,
+        mut pipe: redis::Pipeline,
+        context: impl Fn() -> String,
+    ) -> Result<T> {
+        let timeout = self.command_timeout;
+        let Some(wait) = self.wait else {
+            return self.conn.run_pipeline(&pipe, timeout, context).await;
+        };
+        wait.append_to(&mut pipe);
+        let mut replies: Vec<redis::Value> =
+            self.conn.run_pipeline(&pipe, timeout, &context).await?;
+        let acknowledged = replies.pop().map(redis::from_redis_value::<u64>);
+        let acknowledged = match acknowledged {
+            Some(Ok(n)) => n,
+            _ => return Err(Error::backend(context(), "WAIT gave no replica count")),
+        };
+        wait.check(acknowledged, &context)?;
+        redis::from_redis_value(redis::Value::Array(replies))
+            .map_err(|e| Error::backend(context(), e))
+    }
+
+    /// After a write sent on its own (a script): `WAIT`, and its check.
+    pub(super) async fn wait_after(&self, context: impl Fn() -> String) -> Result<()> {
+        let Some(wait) = self.wait else {
+            return Ok(());
+        };
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(wait.replicas).arg(millis(wait.timeout));
+        let acknowledged: u64 = self.run(&cmd, &context).await?;
+        wait.check(acknowledged, &context)
+    }
+}
+
+/// `wait_for_replicas(replicas, timeout)`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WaitForReplicas {
+    pub replicas: u64,
+    pub timeout: Duration,
+}
+
+impl WaitForReplicas {
+    fn append_to(self, pipe: &mut redis::Pipeline) {
+        pipe.cmd("WAIT")
+            .arg(self.replicas)
+            .arg(millis(self.timeout));
+    }
+
+    fn check(self, acknowledged: u64, context: impl Fn() -> String) -> Result<()> {
+        if acknowledged >= self.replicas {
+            return Ok(());
+        }
+        Err(Error::NotReplicated {
+            context: context(),
+            acknowledged,
+            wanted: self.replicas,
+            after: self.timeout,
+        })
     }
 }
 
@@ -211,6 +291,7 @@ impl<K, V> RedisStore<K, V> {
             command_timeout: parts.settings.command_timeout,
             scan_batch: parts.scan_batch,
             format: parts.format,
+            wait: parts.wait,
         };
         Self::in_namespace(Arc::new(shared), parts.namespace)
     }
@@ -222,6 +303,11 @@ impl<K, V> RedisStore<K, V> {
             namespace,
             types: PhantomData,
         }
+    }
+
+    /// The connection and options every clone shares.
+    pub(super) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// True if this store talks to a Redis Cluster.
@@ -293,7 +379,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
         cmd.arg(keys);
         let removed: usize = self
             .shared
-            .run(&cmd, || {
+            .write(&cmd, || {
                 format!("UNLINK {} keys of {}", keys.len(), self.namespace)
             })
             .await?;
@@ -304,7 +390,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
     async fn persist_key(&self, key: &[u8]) -> Result<bool> {
         let removed: bool = self
             .shared
-            .run(&key_cmd("PERSIST", key), || {
+            .write(&key_cmd("PERSIST", key), || {
                 format!("PERSIST {}", show(key))
             })
             .await?;
@@ -365,10 +451,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
             let count = group.len();
             async move {
                 let context = || format!("pipeline of {count} SETs in {}", self.namespace);
-                self.shared
-                    .conn
-                    .run_pipeline::<()>(&pipe, self.shared.command_timeout, context)
-                    .await
+                self.shared.write_pipeline::<()>(pipe, context).await
             }
         });
         for result in futures_util::future::join_all(pipelines).await {
@@ -388,7 +471,7 @@ where
         let key = self.key(&key);
         let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, SetIf::Always);
         self.shared
-            .run(&cmd, || format!("SET {}", show(&key)))
+            .write(&cmd, || format!("SET {}", show(&key)))
             .await
     }
 
@@ -404,7 +487,7 @@ where
     async fn delete(&self, key: &K) -> Result<bool> {
         let key = self.key(key);
         self.shared
-            .run(&key_cmd("UNLINK", &key), || {
+            .write(&key_cmd("UNLINK", &key), || {
                 format!("UNLINK {}", show(&key))
             })
             .await
@@ -428,7 +511,7 @@ where
         let key = self.key(key);
         let bytes = self
             .shared
-            .run(&key_cmd("GETDEL", &key), || {
+            .write(&key_cmd("GETDEL", &key), || {
                 format!("GETDEL {}", show(&key))
             })
             .await?;
@@ -441,7 +524,7 @@ where
         let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, SetIf::New);
         let reply: Option<String> = self
             .shared
-            .run(&cmd, || format!("SET NX {}", show(&key)))
+            .write(&cmd, || format!("SET NX {}", show(&key)))
             .await?;
         Ok(reply.is_some())
     }
@@ -492,13 +575,8 @@ where
         let key = self.key(&key);
         let set = set_cmd(&key, &self.encode(&key, &value)?, ttl, SetIf::Always);
         let pipe = with_notice(set, notice);
-        let timeout = self.shared.command_timeout;
         let context = || format!("SET+PUBLISH {}", show(&key));
-        let _: redis::Value = self
-            .shared
-            .conn
-            .run_pipeline(&pipe, timeout, context)
-            .await?;
+        let _: redis::Value = self.shared.write_pipeline(pipe, context).await?;
         Ok(true)
     }
 
@@ -506,13 +584,8 @@ where
     async fn delete_and_notify(&self, key: &K, notice: Notice<'_>) -> Result<(bool, bool)> {
         let key = self.key(key);
         let pipe = with_notice(key_cmd("UNLINK", &key), notice);
-        let timeout = self.shared.command_timeout;
         let context = || format!("UNLINK+PUBLISH {}", show(&key));
-        let (removed,): (bool,) = self
-            .shared
-            .conn
-            .run_pipeline(&pipe, timeout, context)
-            .await?;
+        let (removed,): (bool,) = self.shared.write_pipeline(pipe, context).await?;
         Ok((removed, true))
     }
 
@@ -576,7 +649,7 @@ where
         let mut cmd = key_cmd("PEXPIRE", &key);
         cmd.arg(millis(ttl));
         self.shared
-            .run(&cmd, || format!("PEXPIRE {}", show(&key)))
+            .write(&cmd, || format!("PEXPIRE {}", show(&key)))
             .await
     }
 
@@ -591,6 +664,9 @@ where
     {
         let key = self.key(key);
         let total = counter::incr::<V>(&self.shared, &key, delta, None).await?;
+        self.shared
+            .wait_after(|| format!("INCRBY {}", show(&key)))
+            .await?;
         V::from_i64(total).ok_or_else(|| Error::Overflow { key: show(&key) })
     }
 
@@ -605,6 +681,9 @@ where
         check_ttl(ttl_if_new)?;
         let key = self.key(key);
         let total = counter::incr::<V>(&self.shared, &key, delta, ttl_if_new).await?;
+        self.shared
+            .wait_after(|| format!("INCRBY {}", show(&key)))
+            .await?;
         V::from_i64(total).ok_or_else(|| Error::Overflow { key: show(&key) })
     }
 
@@ -615,7 +694,7 @@ where
         let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, SetIf::Live);
         let reply: Option<String> = self
             .shared
-            .run(&cmd, || format!("SET XX {}", show(&key)))
+            .write(&cmd, || format!("SET XX {}", show(&key)))
             .await?;
         Ok(reply.is_some())
     }
@@ -636,7 +715,13 @@ where
         let key = self.key(&key);
         let expected = expected.map(|v| self.encode(&key, &v)).transpose()?;
         let new = self.encode(&key, &new)?;
-        compare::compare_and_set(&self.shared, &key, expected.as_deref(), &new, ttl).await
+        let written =
+            compare::compare_and_set(&self.shared, &key, expected.as_deref(), &new, ttl).await?;
+        if written {
+            let context = || format!("compare-and-set {}", show(&key));
+            self.shared.wait_after(context).await?;
+        }
+        Ok(written)
     }
 
     /// `SCAN MATCH namespace:<prefix>*` with the prefix's glob characters escaped, on every

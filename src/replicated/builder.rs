@@ -31,7 +31,8 @@ pub const DEFAULT_CHANNEL_PREFIX: &str = "strata:inv:";
 /// - `reconcile_on_join`: on — keys already in the local tier (a disk tier from a previous run)
 ///   are checked against Redis at start, and Redis wins;
 /// - `warm_on_join`: off — the local tier fills lazily; on, it is filled from Redis with `SCAN`
-///   at start and after every reconnect;
+///   and batched reads at start (before `build()` returns) and after every reconnect (in the
+///   background: writes are accepted as soon as the link is back);
 /// - `allow_start_offline`: off — `build()` fails if Redis cannot be reached within
 ///   `connect_timeout`;
 /// - `connect_timeout`: 5 s; `heartbeat`: 1 s (a ping on the subscription; an unanswered ping
@@ -137,7 +138,8 @@ impl<K, V, L, R> ReplicatedStoreBuilder<K, V, L, R> {
         self
     }
 
-    /// Whether the local tier is filled from Redis (`SCAN`) at start and after reconnects.
+    /// Whether the local tier is filled from Redis (`SCAN`, then batched `MGET`s) at start and,
+    /// in the background, after reconnects.
     pub fn warm_on_join(mut self, enabled: bool) -> Self {
         self.warm_on_join = enabled;
         self
@@ -271,6 +273,6 @@ where
         join::reconcile(inner).await;
     }
     if inner.warm {
-        join::warm(inner).await;
+        join::warm(inner, inner.hub.link.epoch()).await;
     }
 }

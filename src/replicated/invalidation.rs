@@ -6,7 +6,8 @@
 //! own echoes), for namespaces nobody here registered, or that do not decode are counted and
 //! ignored. A background task owns the subscription: it pings every `heartbeat`, and when the
 //! connection drops (or a ping goes unanswered) it marks the [`Link`] down, reconnects with
-//! back-off, has every registered tier flush itself, and only then marks the link up again.
+//! back-off, has every registered tier flush itself, marks the link up again, and only then
+//! lets the tiers that warm refill in the background (writes are never held up by a warm).
 
 use std::{
     collections::HashMap,
@@ -40,10 +41,13 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) trait Handler: Send + Sync {
     /// Drops the local copy of the key encoded as `key`; false if the bytes are not a key.
     fn invalidate<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, bool>;
-    /// Drops every local copy (another node cleared the namespace).
+    /// Drops every local copy (another node cleared the namespace, or the link came back).
     fn flush(&self) -> BoxFuture<'_, ()>;
-    /// After a reconnect: flushes, then refills if configured to.
-    fn resync(&self) -> BoxFuture<'_, ()>;
+    /// After a reconnect, once the link is up again: refills the local tier from Redis if
+    /// configured to (`warm_on_join`). Runs in a task of its own, beside the hub's, so the
+    /// invalidations that arrive meanwhile are applied (and win over the warm's older reads).
+    /// It stops early when the link drops again after `epoch` (the next reconnect warms anew).
+    fn warm(self: Arc<Self>, epoch: u64) -> BoxFuture<'static, ()>;
 }
 
 /// How a hub connects and watches its connection. Not `Debug`: the URL may hold a password.
@@ -67,6 +71,8 @@ pub(crate) struct Counters {
     pub garbled: AtomicU64,
     pub disconnects: AtomicU64,
     pub recoveries: AtomicU64,
+    /// Background warms (after a reconnect) that ran to the end.
+    pub warms: AtomicU64,
     /// Microseconds from publish to apply of the last applied message; `u64::MAX`: none yet.
     pub last_latency_us: AtomicU64,
 }
@@ -288,15 +294,17 @@ impl Hub {
         );
     }
 
-    /// Reconnected: every local tier flushes (and refills if configured), then the link is up.
+    /// Reconnected: every local tier flushes, the link is up (writes are accepted again), and
+    /// the tiers that warm refill in the background while this task applies invalidations.
     async fn recovered(&self) {
         let handlers: Vec<_> = {
             let all = self.handlers.read();
             all.values().flatten().filter_map(Weak::upgrade).collect()
         };
         for handler in &handlers {
-            handler.resync().await;
+            handler.flush().await;
         }
+        let epoch = self.link.epoch();
         self.link.mark_up(self.options.clock.now_ms());
         self.counters.recoveries.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
@@ -304,6 +312,9 @@ impl Hub {
             tiers = handlers.len(),
             "invalidation link to Redis back; local tiers flushed"
         );
+        for handler in handlers {
+            tokio::spawn(handler.warm(epoch));
+        }
     }
 }
 

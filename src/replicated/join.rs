@@ -1,12 +1,25 @@
 //! Joining the cluster: the local tier yields to what Redis holds (as Mnesia's
 //! `set_master_nodes` makes the cluster's copy win over a node's own disk), and optionally
-//! refills from Redis with `SCAN` (`warm_on_join`).
+//! refills from Redis (`warm_on_join`), at start and in the background after every reconnect.
+//!
+//! Both read in batches of [`BATCH`] keys (one `MGET` + `PTTL` pipeline each on Redis), with
+//! [`IN_FLIGHT`] batches outstanding, through [`Inner::fill_many`]: its stripe guards make an
+//! invalidation (or a write on this node) that lands while a batch is in flight win over the
+//! batch's older read.
+
+use futures_util::{stream::FuturesUnordered, StreamExt};
 
 use super::store::Inner;
 use crate::{codec::Key, store::Store};
 
-/// How often warm and reconcile report progress.
-const PROGRESS_EVERY: usize = 1000;
+/// Keys per remote read.
+pub(super) const BATCH: usize = 512;
+
+/// Batches read concurrently (pipelined on the remote store's multiplexed connection).
+const IN_FLIGHT: usize = 4;
+
+/// How often warm and reconcile report progress (in batches).
+const PROGRESS_EVERY: usize = 64;
 
 /// Makes every key already in the local tier (a disk tier from a previous run) agree with the
 /// remote store: dropped if Redis no longer has it, replaced by Redis' value and TTL if it does.
@@ -27,15 +40,42 @@ where
     };
     let total = keys.len();
     let mut dropped = 0;
-    for (done, key) in keys.iter().enumerate() {
-        dropped += usize::from(!inner.refresh(key).await);
-        progress("reconcile", inner.namespace.as_str(), done + 1, total);
+    for (done, batch) in keys.chunks(BATCH).enumerate() {
+        dropped += reconcile_batch(inner, batch).await;
+        progress("reconcile", inner, done + 1, total);
     }
     tracing::info!(namespace = %inner.namespace, kept = total - dropped, dropped, "local tier reconciled with Redis");
 }
 
-/// Fills the local tier with every key of the namespace in Redis (`SCAN`), with its TTL.
-pub(super) async fn warm<K, V, L, R>(inner: &Inner<K, V, L, R>)
+/// One batch of [`reconcile`]; returns how many local copies it dropped.
+async fn reconcile_batch<K, V, L, R>(inner: &Inner<K, V, L, R>, batch: &[K]) -> usize
+where
+    K: Key,
+    V: Clone + Send + Sync + 'static,
+    L: Store<K, V> + 'static,
+    R: Store<K, V> + 'static,
+{
+    let found = match inner.fill_many(batch).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(namespace = %inner.namespace, error = %e, keys = batch.len(), "could not check local copies against Redis; dropping them");
+            vec![None; batch.len()]
+        }
+    };
+    let mut dropped = 0;
+    for (key, value) in batch.iter().zip(found) {
+        if value.is_none() {
+            inner.drop_local(key).await;
+            dropped += 1;
+        }
+    }
+    dropped
+}
+
+/// Fills the local tier with every key of the namespace in Redis (`SCAN`), with its TTL, until
+/// done (true) or the link drops after `epoch` (false: the tier is suspect again, and the next
+/// reconnect flushes it and warms anew). A batch that fails is left to fill lazily.
+pub(super) async fn warm<K, V, L, R>(inner: &Inner<K, V, L, R>, epoch: u64) -> bool
 where
     K: Key,
     V: Clone + Send + Sync + 'static,
@@ -46,21 +86,41 @@ where
         Ok(keys) => keys,
         Err(e) => {
             tracing::warn!(namespace = %inner.namespace, error = %e, "warm: cannot list Redis keys; filling lazily instead");
-            return;
+            return false;
         }
     };
     let total = keys.len();
-    let mut loaded = 0;
-    for (done, key) in keys.iter().enumerate() {
-        loaded += usize::from(inner.refresh(key).await);
-        progress("warm", inner.namespace.as_str(), done + 1, total);
+    let link = &inner.hub.link;
+    let mut batches = keys.chunks(BATCH);
+    let mut reads = FuturesUnordered::new();
+    let (mut done, mut loaded) = (0, 0);
+    loop {
+        while reads.len() < IN_FLIGHT && link.still_up(epoch) {
+            let Some(batch) = batches.next() else { break };
+            reads.push(inner.fill_many(batch));
+        }
+        let Some(read) = reads.next().await else {
+            break;
+        };
+        done += 1;
+        match read {
+            Ok(found) => loaded += found.iter().filter(|v| v.is_some()).count(),
+            Err(e) => {
+                tracing::warn!(namespace = %inner.namespace, error = %e, "warm: a batch failed; those keys fill lazily")
+            }
+        }
+        progress("warm", inner, done, total);
     }
-    tracing::info!(namespace = %inner.namespace, loaded, "local tier warmed from Redis");
+    let finished = link.still_up(epoch);
+    tracing::info!(namespace = %inner.namespace, loaded, total, finished, "local tier warmed from Redis");
+    finished
 }
 
-fn progress(phase: &str, namespace: &str, done: usize, total: usize) {
-    if done.is_multiple_of(PROGRESS_EVERY) || done == total {
-        tracing::info!(
+fn progress<K, V, L, R>(phase: &str, inner: &Inner<K, V, L, R>, batches: usize, total: usize) {
+    let done = (batches * BATCH).min(total);
+    if batches.is_multiple_of(PROGRESS_EVERY) || done == total {
+        let namespace = inner.namespace.as_str();
+        tracing::debug!(
             phase,
             namespace,
             done,

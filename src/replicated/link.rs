@@ -16,6 +16,9 @@ pub(crate) struct Link {
     up: AtomicBool,
     /// Last time (clock ms) the link was proven good: a message, a pong, a (re)connect. 0: never.
     last_ok_ms: AtomicU64,
+    /// How many times the link went down: a background warm started in one epoch stops when
+    /// the link drops again (the next reconnect starts a fresh one).
+    epoch: AtomicU64,
 }
 
 impl Link {
@@ -34,6 +37,17 @@ impl Link {
     /// The link dropped: from now on the local tier is suspect.
     pub fn mark_down(&self) {
         self.up.store(false, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Which connection of the link this is: changes every time the link goes down.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// True while the link is up and has not dropped since `epoch` was read.
+    pub fn still_up(&self, epoch: u64) -> bool {
+        self.is_up() && self.epoch() == epoch
     }
 
     /// Records proof that the link was good at `now`.
@@ -136,6 +150,17 @@ mod tests {
         assert!(link.stale_ok(1_500, Duration::from_secs(1)));
         assert!(!link.stale_ok(2_000, Duration::from_secs(1)));
         assert!(!link.stale_ok(1_000, Duration::ZERO), "zero: never stale");
+    }
+
+    #[test]
+    fn a_drop_ends_the_epoch_even_if_the_link_is_back() {
+        let link = Link::default();
+        link.mark_up(1_000);
+        let epoch = link.epoch();
+        assert!(link.still_up(epoch));
+        link.mark_down();
+        link.mark_up(2_000);
+        assert!(link.is_up() && !link.still_up(epoch));
     }
 
     #[test]

@@ -42,8 +42,13 @@
 //!   we cannot make true everywhere is refused, where Mnesia + Unsplit accept it and silently
 //!   drop the losing island's writes on heal — and reads serve a local copy only within
 //!   `stale_for` of the link's last proof of life (default zero: never); past that, or without
-//!   a copy, they go to Redis, and fail if Redis does not answer. On reconnect the local tier is flushed before the link is
-//!   marked up, then refills lazily (or by warm). A connection that breaks loudly (reset,
+//!   a copy, they go to Redis, and fail if Redis does not answer. On reconnect the local tier
+//!   is flushed, the link is marked up (writes are accepted again at once), and the tier
+//!   refills lazily, or with `warm_on_join` by a background warm that reads Redis in pipelined
+//!   batches while invalidations keep being applied; an invalidation (or a write on this node)
+//!   that lands between a batch's read and its local write wins, and a warm stops when the
+//!   link drops again (forced by
+//!   `a_resync_accepts_writes_at_once_and_invalidations_win_over_its_reads`). A connection that breaks loudly (reset,
 //!   `CLIENT KILL`, Redis restart) is noticed at once; one that goes silent (a partition without
 //!   a reset) within two `heartbeat`s, and until then reads may still serve local copies.
 //!

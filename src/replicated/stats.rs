@@ -27,6 +27,9 @@ pub struct ReplicationStats {
     pub disconnects: u64,
     /// Times it came back and the local tiers were flushed.
     pub recoveries: u64,
+    /// Background warms after a reconnect (`warm_on_join`) that ran to the end; one that
+    /// the link's next drop cut short is not counted.
+    pub warms: u64,
     /// Publish-to-apply time of the last applied message (wall clock, so only meaningful
     /// between processes on one host or with synchronised clocks).
     pub last_latency: Option<Duration>,
@@ -47,6 +50,7 @@ impl ReplicationStats {
             garbled: get(&c.garbled),
             disconnects: get(&c.disconnects),
             recoveries: get(&c.recoveries),
+            warms: get(&c.warms),
             last_latency: (latency != u64::MAX).then(|| Duration::from_micros(latency)),
         }
     }

@@ -1,6 +1,12 @@
 //! `ReplicatedStore`: the read and write paths over a local tier and the remote truth.
 
-use std::{fmt, future::Future, marker::PhantomData, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    future::Future,
+    marker::PhantomData,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
 use super::{
     builder::ReplicatedStoreBuilder,
@@ -160,7 +166,7 @@ where
 
     /// Drops the local copy of `key`; a local failure is logged (the copy stays suspect only
     /// until its own TTL, which never outlives the remote one).
-    async fn drop_local(&self, key: &K) {
+    pub(super) async fn drop_local(&self, key: &K) {
         if let Err(e) = self.local.delete(key).await {
             tracing::warn!(namespace = %self.namespace, ?key, error = %e, "could not drop a local copy");
         }
@@ -254,21 +260,33 @@ where
             return Ok(out);
         }
         let wanted: Vec<K> = misses.iter().map(|&i| keys[i].clone()).collect();
-        let guards: Vec<Guard> = wanted
+        let found = self.fill_many(&wanted).await?;
+        for (i, value) in misses.into_iter().zip(found) {
+            out[i] = value;
+        }
+        Ok(out)
+    }
+
+    /// Reads `keys` from the remote store in one call (one `MGET` + `PTTL` pipeline per slot
+    /// on Redis) and caches each live one locally as [`Inner::fill`] does: a copy that an
+    /// invalidation or a write on this node raced with is dropped, never kept.
+    pub(super) async fn fill_many(&self, keys: &[K]) -> Result<Vec<Option<V>>> {
+        let guards: Vec<Guard> = keys
             .iter()
             .map(|k| self.stripes.guard(&encoded(k)))
             .collect();
         let started = self.clock.now_ms();
-        let found = self.remote.get_many_with_ttl(&wanted).await?;
-        let items = misses.into_iter().zip(wanted).zip(guards).zip(found);
-        for (((i, key), guard), item) in items {
+        let found = self.remote.get_many_with_ttl(keys).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for ((key, guard), item) in keys.iter().zip(guards).zip(found) {
             let Some((value, expiry)) = item else {
+                out.push(None);
                 continue;
             };
             if let Some(ttl) = self.local_ttl(expiry, started) {
-                self.cache(guard, &key, value.clone(), ttl).await;
+                self.cache(guard, key, value.clone(), ttl).await;
             }
-            out[i] = Some(value);
+            out.push(Some(value));
         }
         Ok(out)
     }
@@ -308,22 +326,6 @@ where
         self.remote.get(key).await
     }
 
-    /// Makes the local copy of `key` agree with the remote store; true if Redis has the key.
-    pub(super) async fn refresh(&self, key: &K) -> bool {
-        match self.fill(key).await {
-            Ok(Some(_)) => true,
-            Ok(None) => {
-                self.drop_local(key).await;
-                false
-            }
-            Err(e) => {
-                tracing::warn!(namespace = %self.namespace, ?key, error = %e, "could not refresh a local copy; dropping it");
-                self.drop_local(key).await;
-                false
-            }
-        }
-    }
-
     /// Forgets every local copy (reconnect, or another node cleared the namespace).
     pub(super) async fn flush_local(&self) {
         self.stripes.bump_all();
@@ -355,11 +357,10 @@ where
         Box::pin(self.flush_local())
     }
 
-    fn resync(&self) -> BoxFuture<'_, ()> {
+    fn warm(self: Arc<Self>, epoch: u64) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            self.flush_local().await;
-            if self.warm {
-                super::join::warm(self).await;
+            if self.warm && super::join::warm(&self, epoch).await {
+                self.hub.counters.warms.fetch_add(1, Ordering::Relaxed);
             }
         })
     }

@@ -1,6 +1,6 @@
 //! What the user index keeps per session: [`SessionInfo`], named by a [`SessionHandle`].
 
-use std::{fmt, future::Future, str::FromStr, time::Duration};
+use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -9,7 +9,6 @@ use tower_sessions_core::session::Id;
 
 use crate::{
     error::{Error, Result},
-    store::Store,
     time::UnixMillis,
 };
 
@@ -77,9 +76,9 @@ impl FromStr for SessionHandle {
 /// One session of a user, as [`StrataSessionStore::sessions_of`] lists it: what a "your
 /// devices" page shows.
 ///
-/// The index stores this type, together with the session id it needs to revoke the session. The
-/// id never leaves the crate: it is absent from what `sessions_of` returns, from `Debug`, and so
-/// from anything a page serializes.
+/// It is read from the session's record (which the index names in the user's
+/// [`SessionRoster`](super::SessionRoster)); the session id is not part of it, so nothing a page
+/// serializes or logs from it can leak the id.
 ///
 /// [`StrataSessionStore::sessions_of`]: super::StrataSessionStore::sessions_of
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -92,9 +91,6 @@ pub struct SessionInfo {
     pub last_seen: OffsetDateTime,
     /// What the app stored under [`USER_AGENT_KEY`](super::USER_AGENT_KEY), if anything.
     pub user_agent: Option<String>,
-    /// The session id: stored in the index, stripped before an info is handed out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    session: Option<String>,
 }
 
 impl SessionInfo {
@@ -110,19 +106,7 @@ impl SessionInfo {
             created: datetime(created),
             last_seen: datetime(last_seen),
             user_agent,
-            session: Some(id.to_string()),
         }
-    }
-
-    /// The session id (the store's key) this entry points at, if it has one.
-    pub(crate) fn session_key(&self) -> Option<&str> {
-        self.session.as_deref()
-    }
-
-    /// This info without the session id, for handing out.
-    pub(crate) fn public(mut self) -> Self {
-        self.session = None;
-        self
     }
 }
 
@@ -133,7 +117,7 @@ impl fmt::Debug for SessionInfo {
             .field("created", &self.created)
             .field("last_seen", &self.last_seen)
             .field("user_agent", &self.user_agent)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -141,32 +125,4 @@ impl fmt::Debug for SessionInfo {
 fn datetime(ms: UnixMillis) -> OffsetDateTime {
     let nanos = i128::from(ms) * 1_000_000;
     OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-/// The index of a [`StrataSessionStore`](super::StrataSessionStore) without a user index: a
-/// store that keeps nothing. `with_user_index` replaces it with a real one.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoIndex;
-
-impl Store<String, SessionInfo> for NoIndex {
-    fn put(
-        &self,
-        _key: String,
-        _value: SessionInfo,
-        _ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<()>> + Send {
-        std::future::ready(Ok(()))
-    }
-
-    fn get(&self, _key: &String) -> impl Future<Output = Result<Option<SessionInfo>>> + Send {
-        std::future::ready(Ok(None))
-    }
-
-    fn delete(&self, _key: &String) -> impl Future<Output = Result<bool>> + Send {
-        std::future::ready(Ok(false))
-    }
-
-    fn keys(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
-        std::future::ready(Ok(Vec::new()))
-    }
 }

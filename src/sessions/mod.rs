@@ -28,6 +28,12 @@
 //!   store. A stolen cookie dies with the victim's sign-out. Forced by
 //!   `tests/sessions_logout.rs` (a request parked between its load and its save while the
 //!   session is signed out, on MemoryStore, DiskStore and Redis).
+//! - **Sign out everywhere reaches every session.** With the user index on, every live session
+//!   signed in as a user is named in that user's roster by the time its `create` (or the
+//!   `save` that set the user) returns; if the roster cannot be written the session is removed
+//!   and the request fails. A sign-in racing [`revoke_all`](StrataSessionStore::revoke_all)
+//!   is either revoked or listed by the next `sessions_of`. Forced by
+//!   `tests/sessions_index.rs` (roster writes parked or failed with a fault wrapper).
 //! - **Last save wins** among concurrent requests of one live session: each request saves its
 //!   own copy of the record, as with every tower-sessions store (a counter bumped by 8 parallel
 //!   requests can lose increments; keep such data in its own key and use
@@ -53,33 +59,38 @@
 //!
 //! # Every device of a user
 //! [`with_user_index`](StrataSessionStore::with_user_index) keeps, in a second store, one
-//! [`SessionInfo`] per (user, session) under the key `<user>:<handle>` (the user id with `%` and
-//! `:` percent-escaped), with the session's TTL. What the app does:
+//! [`SessionRoster`] per user under the user id: the ids of that user's sessions (at most
+//! [`with_max_sessions_per_user`](StrataSessionStore::with_max_sessions_per_user), 100 by
+//! default; a sign-in beyond it signs out the user's oldest session). What the app does:
 //! - on sign-in: `session.cycle_id()` (against fixation), then
 //!   `session.insert("user_id", user)` — the key given to `with_user_index`; its value is a
-//!   JSON string or number. The session is indexed when it is saved at the end of the request;
+//!   JSON string or number. The session joins its user's roster when it is saved at the end of
+//!   the request;
 //! - on every request, if it wants user agents listed: `session.insert(USER_AGENT_KEY, ua)`
-//!   (see [`USER_AGENT_KEY`]); `created` and `last_seen` are kept by the store (`created` under
-//!   [`CREATED_KEY`] in the record data; `last_seen` is the time of the last save, so use
-//!   `SessionManagerLayer::with_always_save(true)` to have it bumped by every request);
+//!   (see [`USER_AGENT_KEY`]); `created` and `last_seen` are kept by the store in the record
+//!   data (under [`CREATED_KEY`] and [`LAST_SEEN_KEY`]; `last_seen` is the time of the last
+//!   save, so use `SessionManagerLayer::with_always_save(true)` to have it bumped by every
+//!   request);
 //! - list with [`sessions_of`](StrataSessionStore::sessions_of), show each
 //!   [`SessionHandle`] (never the session id), and revoke with
 //!   [`revoke`](StrataSessionStore::revoke), [`revoke_all`](StrataSessionStore::revoke_all) or
 //!   [`revoke_all_except`](StrataSessionStore::revoke_all_except).
 //!
-//! A user change (signing in as someone else without `cycle_id`, or removing the user key)
-//! leaves the old user's entry behind; `sessions_of` and the revokes check every entry against
-//! its record, so such an entry — or one whose session is gone — is skipped and removed.
-//! `sessions_of` costs one [`keys_with_prefix`](crate::Store::keys_with_prefix) on the index
-//! store plus two batched reads: proportional to the user's sessions on memory and disk, while
-//! Redis' `SCAN MATCH` walks the whole keyspace server-side (give the index its own namespace).
+//! Costs: `sessions_of` and the revokes read one roster (one key) and the records it names (one
+//! batched read): O(sessions of that user) on every store, Redis Cluster included, whatever the
+//! total number of sessions. A save that changes neither the user nor pushes the expiry date
+//! past what the roster covers (it covers each session's remaining life twice over, so about
+//! one save per session lifetime does) writes only the record. Rosters change only with
+//! [`Store::compare_and_set`](crate::Store::compare_and_set), so concurrent sign-ins and revokes
+//! never lose each other's changes. A roster can name sessions that are gone (a crash between
+//! two writes, a save that lost to a revoke); readers skip and prune them.
 //!
 //! ```
-//! use strata::{sessions::{SessionInfo, StrataSessionStore}, MemoryStore};
+//! use strata::{sessions::{SessionRoster, StrataSessionStore}, MemoryStore};
 //! use tower_sessions_core::{session::{Id, Record}, SessionStore};
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let sessions = StrataSessionStore::new(MemoryStore::<String, Record>::builder().build()?)
-//!     .with_user_index(MemoryStore::<String, SessionInfo>::builder().build()?, "user_id");
+//!     .with_user_index(MemoryStore::<String, SessionRoster>::builder().build()?, "user_id");
 //!
 //! // What tower-sessions does when a request signs in as "ada" from two devices:
 //! let expiry = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
@@ -100,10 +111,12 @@
 
 mod index;
 mod info;
+mod roster;
 mod store;
 mod users;
 
-pub use info::{NoIndex, SessionHandle, SessionInfo};
+pub use info::{SessionHandle, SessionInfo};
+pub use roster::{NoIndex, SessionRoster};
 pub use store::StrataSessionStore;
 
 /// The record data key under which the app stores the session's user agent (a JSON string),
@@ -113,3 +126,8 @@ pub const USER_AGENT_KEY: &str = "strata.user_agent";
 /// The record data key under which the store notes when the session id was created (Unix
 /// milliseconds), for [`SessionInfo::created`]. Set by `create` when the user index is on.
 pub const CREATED_KEY: &str = "strata.created";
+
+/// The record data key under which the store notes when the session was last saved (Unix
+/// milliseconds), for [`SessionInfo::last_seen`]. Set by `create` and `save` when the user
+/// index is on.
+pub const LAST_SEEN_KEY: &str = "strata.last_seen";

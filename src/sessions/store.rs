@@ -8,7 +8,10 @@ use tower_sessions_core::{
     session_store::{self, ExpiredDeletion, SessionStore},
 };
 
-use super::{index::UserIndex, NoIndex, SessionHandle, SessionInfo};
+use super::{
+    index::{expires_ms, UserIndex, DEFAULT_MAX_SESSIONS_PER_USER},
+    NoIndex, SessionHandle, SessionRoster,
+};
 use crate::{error::Error, store::Store, time::Clock};
 
 /// How many fresh ids `create` draws before giving up. With 128-bit random ids a second draw is
@@ -41,18 +44,20 @@ impl<S> StrataSessionStore<S> {
     }
 
     /// Turns on the user index: a session whose record data holds `user_key` (a JSON string or
-    /// number, e.g. `session.insert("user_id", "ada")`) is listed under that user in `index`,
-    /// typically the same backend as the sessions under another namespace. See the
+    /// number, e.g. `session.insert("user_id", "ada")`) is named in that user's
+    /// [`SessionRoster`] in `index`, typically the same backend as the sessions under another
+    /// namespace. A user has at most 100 sessions (see
+    /// [`with_max_sessions_per_user`](StrataSessionStore::with_max_sessions_per_user)). See the
     /// [module docs](super#every-device-of-a-user) for an example.
     #[must_use]
     pub fn with_user_index<I>(self, index: I, user_key: &str) -> StrataSessionStore<S, I>
     where
-        I: Store<String, SessionInfo>,
+        I: Store<String, SessionRoster>,
     {
         StrataSessionStore {
             store: self.store,
             clock: self.clock,
-            index: UserIndex::new(index, Arc::from(user_key)),
+            index: UserIndex::new(index, Arc::from(user_key), DEFAULT_MAX_SESSIONS_PER_USER),
             upsert: self.upsert,
         }
     }
@@ -64,6 +69,24 @@ impl<S, I> StrataSessionStore<S, I> {
     #[must_use]
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The most sessions one user may have with the user index on (default 100, at least 1):
+    /// a sign-in beyond it first drops the user's sessions that are gone, then signs out the
+    /// user's oldest session. This bounds what one user's roster costs to read and write.
+    ///
+    /// ```
+    /// use strata::{sessions::{SessionRoster, StrataSessionStore}, MemoryStore};
+    /// use tower_sessions_core::session::Record;
+    /// let sessions = StrataSessionStore::new(MemoryStore::<String, Record>::new())
+    ///     .with_user_index(MemoryStore::<String, SessionRoster>::new(), "user_id")
+    ///     .with_max_sessions_per_user(10);
+    /// # let _ = sessions;
+    /// ```
+    #[must_use]
+    pub fn with_max_sessions_per_user(mut self, max: usize) -> Self {
+        self.index.set_max_sessions(max);
         self
     }
 
@@ -147,7 +170,7 @@ pub(super) fn handle_of_key(key: &str) -> String {
 impl<S, I> StrataSessionStore<S, I>
 where
     S: Store<String, Record> + 'static,
-    I: Store<String, SessionInfo> + 'static,
+    I: Store<String, SessionRoster> + 'static,
 {
     /// Writes `record` under a fresh id if its id is taken; false if it has already expired.
     async fn insert_new(&self, record: &mut Record) -> Result<bool, Error> {
@@ -171,60 +194,94 @@ where
         ))
     }
 
-    /// `create`: a fresh entry (and its index entry). If the index cannot be written the session
-    /// is removed again, so every signed-in session is one that "sign out everywhere" reaches.
+    /// `create`: a fresh entry, then its user's roster names it. If the roster cannot be
+    /// written the session is removed again, so every signed-in session is one that "sign out
+    /// everywhere" reaches.
     async fn create_session(&self, record: &mut Record) -> Result<(), Error> {
-        self.index.stamp_created(record, self.clock.now_ms());
+        let now = self.clock.now_ms();
+        self.index.stamp_created(record, now);
+        self.index.stamp_seen(record, now);
+        // Always enrolled, whatever the data says: `cycle_id` creates the new id with a copy of
+        // the old session's data, roster note included.
+        record.data.remove(super::index::ROSTER_KEY);
+        let roster = self.roster_needed(record, now);
+        if let Some((user, until)) = &roster {
+            // Names this id's handle: if `insert_new` has to draw another id (a collision),
+            // the note no longer matches and the next save just extends the roster again.
+            self.index.stamp_rostered(record, user, *until);
+        }
         if !self.insert_new(record).await? {
             return Ok(());
         }
-        self.index_or_remove(record).await
+        let Some((user, until)) = roster else {
+            return Ok(());
+        };
+        let key = record.id.to_string();
+        if let Err(error) = self.enroll(&user, &key, until).await {
+            self.forget(&key).await;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// `record`'s user and the time their roster must live until, if the record is not known
+    /// to be named in a roster of that user that outlives it.
+    fn roster_needed(&self, record: &Record, now: u64) -> Option<(String, u64)> {
+        let user = self.index.user_of(record)?;
+        let until = self
+            .index
+            .roster_needed(record, &user, expires_ms(record), now)?;
+        Some((user, until))
     }
 
     /// `save`: replaces the live entry only, so a session deleted while this request ran (a
-    /// sign-out, a revoke) stays deleted. The index is written only after the replace succeeded.
+    /// sign-out, a revoke) stays deleted. If the user changed, or the expiry date moved past
+    /// what the user's roster covers, the roster is extended first; otherwise (almost every
+    /// save) the replace is the only write.
     async fn save_session(&self, record: &Record) -> Result<(), Error> {
         let key = record.id.to_string();
         let Some(ttl) = self.ttl_of(record) else {
             return self.delete_session(&record.id).await;
         };
+        let mut record = record.clone();
+        if self.index.is_on() {
+            let now = self.clock.now_ms();
+            self.index.stamp_seen(&mut record, now);
+            if let Some((user, until)) = self.roster_needed(&record, now) {
+                if let Err(error) = self.enroll(&user, &key, until).await {
+                    self.forget(&key).await;
+                    return Err(error);
+                }
+                self.index.stamp_rostered(&mut record, &user, until);
+            }
+        }
         let written = if self.upsert {
             self.store
-                .put(key, record.clone(), Some(ttl))
+                .put(key, record, Some(ttl))
                 .await
                 .map(|()| true)?
         } else {
-            self.store.replace(key, record.clone(), Some(ttl)).await?
+            self.store.replace(key, record, Some(ttl)).await?
         };
-        if written {
-            return self.index_or_remove(record).await;
+        if !written {
+            tracing::debug!(
+                "session not saved: it was deleted (signed out or revoked) while the request ran"
+            );
         }
-        tracing::debug!(
-            "session not saved: it was deleted (signed out or revoked) while the request ran"
-        );
         Ok(())
     }
 
-    /// Writes `record`'s index entry; on failure deletes the record and returns the error.
-    async fn index_or_remove(&self, record: &Record) -> Result<(), Error> {
-        let Some(ttl) = self.ttl_of(record) else {
-            return Ok(());
-        };
-        let Err(error) = self.index.write(record, ttl, self.clock.now_ms()).await else {
-            return Ok(());
-        };
-        self.forget(&record.id.to_string()).await;
-        Err(error)
-    }
-
-    /// `delete`: removes the record, and its index entry if it had a user.
+    /// `delete`: removes the record, and its name from its user's roster if it had a user.
     async fn delete_session(&self, id: &Id) -> Result<(), Error> {
         let key = id.to_string();
         if !self.index.is_on() {
             return self.store.delete(&key).await.map(|_| ());
         }
         match self.store.take(&key).await {
-            Ok(Some(record)) => self.index.remove(&record).await,
+            Ok(Some(record)) => match self.index.user_of(&record) {
+                Some(user) => self.unroster(&user, &[key]).await,
+                None => Ok(()),
+            },
             Ok(None) => Ok(()),
             Err(Error::Decode { .. }) => self.store.delete(&key).await.map(|_| ()),
             Err(e) => Err(e),
@@ -277,7 +334,7 @@ where
 impl<S, I> SessionStore for StrataSessionStore<S, I>
 where
     S: Store<String, Record> + 'static,
-    I: Store<String, SessionInfo> + 'static,
+    I: Store<String, SessionRoster> + 'static,
 {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         self.create_session(record).await.map_err(to_session_error)
@@ -302,7 +359,7 @@ where
 impl<S, I> ExpiredDeletion for StrataSessionStore<S, I>
 where
     S: Store<String, Record> + 'static,
-    I: Store<String, SessionInfo> + 'static,
+    I: Store<String, SessionRoster> + 'static,
 {
     async fn delete_expired(&self) -> session_store::Result<()> {
         let keys = self.store.keys().await.map_err(to_session_error)?;

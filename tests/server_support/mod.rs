@@ -25,7 +25,12 @@ pub struct Server {
 
 /// The server binary with a clean environment for the variables it reads.
 pub fn command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_strata-session-server"));
+    command_for(env!("CARGO_BIN_EXE_strata-session-server").as_ref())
+}
+
+/// [`command`] for the server binary at `bin` (another build, to compare with).
+pub fn command_for(bin: &std::ffi::OsStr) -> Command {
+    let mut command = Command::new(bin);
     for var in [
         "STRATA_ADDR",
         "PORT",
@@ -130,6 +135,31 @@ impl Server {
         let reply = self.request("POST", "/sign-in", None, &format!("name={name}"));
         assert_eq!(reply.status, 303, "{}", reply.body);
         reply.cookie.expect("signing in sets the session cookie")
+    }
+
+    /// SIGTERM, then waits (at most 60 s, then SIGKILL and a panic: never a hang) for the exit;
+    /// returns the exit status and everything it logged to stderr.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the server did not exit within 60 s of SIGTERM: {}",
+                    self.take_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, self.take_log())
     }
 
     /// SIGKILL: no shutdown code runs.

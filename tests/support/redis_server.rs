@@ -106,6 +106,23 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): it keeps its connections but answers nothing, as a hung
+    /// or partitioned host would, until [`RedisServer::resume`].
+    pub fn pause(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let child = self.child.as_ref().expect("the server is running");
+        let pid = rustix::process::Pid::from_child(child);
+        rustix::process::kill_process(pid, signal).expect("signal redis-server");
+    }
+
     /// Starts the server again on the same port (after [`RedisServer::kill`]).
     pub fn restart(&mut self) {
         self.kill();
@@ -120,40 +137,52 @@ impl RedisServer {
 
     /// [`RedisServer::raw`] against any server on 127.0.0.1 (a sentinel, say).
     pub fn raw_at(port: u16, args: &[&str]) -> String {
+        Self::try_raw_at(port, args).expect("talk to redis-server")
+    }
+
+    /// [`RedisServer::raw`] that reports a refused or reset connection instead of panicking (a
+    /// server that is changing role closes its clients).
+    #[allow(dead_code)] // not every test binary polls a server that may drop it
+    pub fn try_raw(&self, args: &[&str]) -> std::io::Result<String> {
+        Self::try_raw_at(self.port, args)
+    }
+
+    fn try_raw_at(port: u16, args: &[&str]) -> std::io::Result<String> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let mut stream = TcpStream::connect(addr).expect("connect to redis-server");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("set timeout");
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut req = format!("*{}\r\n", args.len());
         for a in args {
             req.push_str(&format!("${}\r\n{}\r\n", a.len(), a));
         }
-        stream.write_all(req.as_bytes()).expect("write to redis");
+        stream.write_all(req.as_bytes())?;
         read_reply(&mut BufReader::new(stream))
     }
 }
 
-fn read_reply(reader: &mut BufReader<TcpStream>) -> String {
+fn read_reply(reader: &mut BufReader<TcpStream>) -> std::io::Result<String> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
     let mut line = String::new();
-    reader.read_line(&mut line).expect("read reply");
+    reader.read_line(&mut line)?;
     let line = line.trim_end().to_string();
     match line.as_bytes().first() {
         Some(b'$') => {
-            let len: i64 = line[1..].parse().expect("bulk length");
+            let len: i64 = line[1..].parse().map_err(|_| bad("bulk length"))?;
             if len < 0 {
-                return "(nil)".into();
+                return Ok("(nil)".into());
             }
             let mut buf = vec![0; len as usize + 2];
-            reader.read_exact(&mut buf).expect("bulk body");
-            String::from_utf8_lossy(&buf[..len as usize]).into_owned()
+            reader.read_exact(&mut buf)?;
+            Ok(String::from_utf8_lossy(&buf[..len as usize]).into_owned())
         }
         Some(b'*') => {
-            let n: i64 = line[1..].parse().expect("array length");
-            let items: Vec<String> = (0..n.max(0)).map(|_| read_reply(reader)).collect();
-            items.join("\n")
+            let n: i64 = line[1..].parse().map_err(|_| bad("array length"))?;
+            let items = (0..n.max(0))
+                .map(|_| read_reply(reader))
+                .collect::<std::io::Result<Vec<String>>>()?;
+            Ok(items.join("\n"))
         }
-        _ => line,
+        _ => Ok(line),
     }
 }
 

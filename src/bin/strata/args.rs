@@ -6,7 +6,9 @@ use clap::{Parser, Subcommand};
 
 /// Inspect, dump and load strata caches: a DiskStore data directory or a Redis server.
 ///
-/// A SOURCE is a data directory (`./strata-data`) or a Redis URL (`redis://127.0.0.1:6379`).
+/// A SOURCE is a data directory (`./strata-data`) or a Redis URL (`redis://127.0.0.1:6379`);
+/// with `--sentinel-master NAME`, a Redis SOURCE lists the sentinels instead, comma-separated
+/// (`redis://127.0.0.1:26379,redis://127.0.0.1:26380`), and the master they name is used.
 /// Exit codes: 0 success, 1 failure (missing key or namespace, bad dump file, backend error),
 /// 2 the source cannot be used (directory locked by another process, corrupt, not a strata data
 /// directory, not a Redis server) or bad usage.
@@ -26,6 +28,12 @@ pub struct Cli {
     /// data is ephemeral; copy the directory first if you want to look into it).
     #[arg(long, global = true)]
     pub discard_corrupt: bool,
+
+    /// Reach Redis through Sentinel: a Redis SOURCE is then the sentinels' URLs, comma-separated,
+    /// and this is the name they monitor the master under (`mymaster`). The master's password
+    /// goes in the first sentinel URL.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub sentinel_master: Option<String>,
 
     /// What to do.
     #[command(subcommand)]

@@ -22,10 +22,13 @@ pub async fn run(cli: &Cli) -> Result<(), Failure> {
     let how = Opening {
         create: cli.create,
         discard_corrupt: cli.discard_corrupt,
+        sentinel_master: cli.sentinel_master.clone(),
     };
     match &cli.command {
         Command::Inspect { source } => {
-            inspect(&source::open_existing(source, how).await?, json).await
+            let src = source::open_existing(source, how).await?;
+            let result = inspect(&src, json).await;
+            src.close_after(result).await
         }
         Command::Keys {
             source,
@@ -34,7 +37,8 @@ pub async fn run(cli: &Cli) -> Result<(), Failure> {
         } => {
             let namespace = checked(namespace.as_deref())?;
             let src = source::open_existing(source, how).await?;
-            keys(&src, namespace.as_deref(), *limit, json).await
+            let result = keys(&src, namespace.as_deref(), *limit, json).await;
+            src.close_after(result).await
         }
         Command::Get {
             source,
@@ -43,7 +47,8 @@ pub async fn run(cli: &Cli) -> Result<(), Failure> {
         } => {
             checked(Some(namespace))?;
             let src = source::open_existing(source, how).await?;
-            get(&src, namespace, key, json).await
+            let result = get(&src, namespace, key, json).await;
+            src.close_after(result).await
         }
         Command::Dump {
             source,
@@ -52,10 +57,16 @@ pub async fn run(cli: &Cli) -> Result<(), Failure> {
         } => {
             let namespace = checked(namespace.as_deref())?;
             let src = source::open_existing(source, how).await?;
-            dump(&src, file, namespace.as_deref(), json).await
+            let result = dump(&src, file, namespace.as_deref(), json).await;
+            src.close_after(result).await
         }
         Command::Load { file, destination } => load(file, destination, how, json).await,
-        Command::PurgeExpired { dir } => purge_expired(&source::open_existing_dir(dir, how)?, json),
+        Command::PurgeExpired { dir } => {
+            let db = source::open_existing_dir(dir, how)?;
+            let purged = purge_expired(&db, json);
+            db.close().await;
+            purged
+        }
     }
 }
 
@@ -314,20 +325,25 @@ async fn load(file: &Path, destination: &str, how: Opening, json: bool) -> Resul
     let dst = source::open(destination, how).await?;
     let bar = output::bar(Some(live.len() as u64), "loading");
     let loaded = live.len();
-    let mut rest = live;
-    while !rest.is_empty() {
-        let batch: Vec<RawRecord> = rest.drain(..rest.len().min(LOAD_BATCH)).collect();
-        let n = batch.len() as u64;
-        dst.put(batch).await?;
-        bar.inc(n);
+    let written = async {
+        let mut rest = live;
+        while !rest.is_empty() {
+            let batch: Vec<RawRecord> = rest.drain(..rest.len().min(LOAD_BATCH)).collect();
+            let n = batch.len() as u64;
+            dst.put(batch).await?;
+            bar.inc(n);
+        }
+        Ok::<(), Failure>(())
     }
+    .await;
     bar.finish_and_clear();
+    let described = dst.describe();
+    dst.close_after(written).await?;
     if json {
         output::json(&serde_json::json!({ "loaded": loaded, "expired": expired }));
     } else {
         println!(
-            "loaded {loaded} entries into {} ({expired} had expired and were skipped)",
-            dst.describe()
+            "loaded {loaded} entries into {described} ({expired} had expired and were skipped)"
         );
     }
     Ok(())

@@ -25,6 +25,38 @@ impl RedisSource {
         let shown = strata::redact_url(url);
         let client = redis::Client::open(url)
             .map_err(|e| Failure::unusable(format!("{shown} is not a usable Redis URL: {e}")))?;
+        Self::connect_client(client, shown).await
+    }
+
+    /// Connects to the master that the sentinels of `list` (URLs, comma-separated) name
+    /// `master`, with the user, password and database of the first sentinel URL.
+    pub async fn through_sentinels(list: &str, master: &str) -> Result<Self, Failure> {
+        let urls: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let redacted: Vec<String> = urls.iter().map(|u| strata::redact_url(u)).collect();
+        let shown = format!("master {master:?} via sentinels {}", redacted.join(","));
+        let mut infos = Vec::with_capacity(urls.len());
+        for (url, redacted) in urls.iter().zip(&redacted) {
+            let info = redis::IntoConnectionInfo::into_connection_info(*url).map_err(|e| {
+                Failure::unusable(format!("{redacted} is not a usable sentinel URL: {e}"))
+            })?;
+            infos.push(info);
+        }
+        let client = tokio::time::timeout(CONNECT_TIMEOUT, master_client(infos, master))
+            .await
+            .map_err(|_| {
+                Failure::unusable(format!(
+                    "no answer from the sentinels within {CONNECT_TIMEOUT:?}: {shown}"
+                ))
+            })?
+            .map_err(|e| unusable(&shown, &e))?;
+        Self::connect_client(client, shown).await
+    }
+
+    async fn connect_client(client: redis::Client, shown: String) -> Result<Self, Failure> {
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
             .await
             .map_err(|_| {
@@ -157,6 +189,24 @@ impl RedisSource {
             .await
             .map_err(|e| self.failed("SET", e))
     }
+}
+
+/// A client for the master the sentinels of `infos` name `master` (asked at once).
+// `SentinelClient::build` takes a `String` without redis' rustls feature and `impl AsRef<str>`
+// with it: the owned name compiles either way.
+#[allow(clippy::unnecessary_to_owned)]
+async fn master_client(
+    infos: Vec<redis::ConnectionInfo>,
+    master: &str,
+) -> redis::RedisResult<redis::Client> {
+    use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+    let node = infos.first().map(|info| {
+        SentinelNodeConnectionInfo::default()
+            .set_redis_connection_info(info.redis_settings().clone())
+    });
+    let mut sentinels =
+        SentinelClient::build(infos, master.to_owned(), node, SentinelServerType::Master)?;
+    sentinels.async_get_client().await
 }
 
 /// Why `url` (shown redacted) cannot be used, with what to check: an I/O error means nothing

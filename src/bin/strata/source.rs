@@ -17,12 +17,14 @@ pub enum Source {
 }
 
 /// How a data directory may be opened: the global `--create` and `--discard-corrupt` flags.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Opening {
     /// Make a directory that is not a data directory into one.
     pub create: bool,
     /// Delete corrupt engine files and start empty.
     pub discard_corrupt: bool,
+    /// `--sentinel-master`: a Redis source lists sentinels, and this is their master's name.
+    pub sentinel_master: Option<String>,
 }
 
 /// True if `spec` names a Redis server rather than a directory.
@@ -61,7 +63,7 @@ fn not_a_data_dir(spec: &str) -> Failure {
 /// Opens `spec` to read: an existing data directory or a Redis URL.
 pub async fn open_existing(spec: &str, how: Opening) -> Result<Source, Failure> {
     if is_redis_url(spec) {
-        return open_redis(spec).await;
+        return open_redis(spec, how.sentinel_master.as_deref()).await;
     }
     let dir = Path::new(spec);
     if !dir.is_dir() && !how.create {
@@ -73,7 +75,7 @@ pub async fn open_existing(spec: &str, how: Opening) -> Result<Source, Failure> 
 /// Opens `spec` to write: a data directory (created if missing or empty) or a Redis URL.
 pub async fn open(spec: &str, how: Opening) -> Result<Source, Failure> {
     if is_redis_url(spec) {
-        return open_redis(spec).await;
+        return open_redis(spec, how.sentinel_master.as_deref()).await;
     }
     let dir = Path::new(spec);
     let usable = DiskDb::is_data_dir(dir) || is_vacant(dir);
@@ -103,14 +105,16 @@ pub fn open_existing_dir(dir: &Path, how: Opening) -> Result<DiskDb, Failure> {
 }
 
 #[cfg(feature = "redis")]
-async fn open_redis(url: &str) -> Result<Source, Failure> {
-    Ok(Source::Redis(
-        crate::redis_source::RedisSource::connect(url).await?,
-    ))
+async fn open_redis(url: &str, sentinel_master: Option<&str>) -> Result<Source, Failure> {
+    let source = match sentinel_master {
+        Some(master) => crate::redis_source::RedisSource::through_sentinels(url, master).await?,
+        None => crate::redis_source::RedisSource::connect(url).await?,
+    };
+    Ok(Source::Redis(source))
 }
 
 #[cfg(not(feature = "redis"))]
-async fn open_redis(url: &str) -> Result<Source, Failure> {
+async fn open_redis(url: &str, _sentinel_master: Option<&str>) -> Result<Source, Failure> {
     Err(Failure::unusable(format!(
         "{} is a Redis URL but this strata was built without Redis support; install it with `cargo install strata --features cli,redis`",
         shown(url)
@@ -118,6 +122,17 @@ async fn open_redis(url: &str) -> Result<Source, Failure> {
 }
 
 impl Source {
+    /// Closes the source, then returns `result`: a data directory's queued writes are
+    /// committed, flushed and fsynced and its lock released before the process exits.
+    pub async fn close_after<T>(self, result: Result<T, Failure>) -> Result<T, Failure> {
+        match self {
+            Source::Disk(db) => db.close().await,
+            #[cfg(feature = "redis")]
+            Source::Redis(_) => {}
+        }
+        result
+    }
+
     /// `disk ./dir` or `redis redis://host`, for messages.
     pub fn describe(&self) -> String {
         match self {
