@@ -163,7 +163,7 @@ where
         let (mut entries, mut total) = match existing {
             Some(s) => (
                 shard.table.len(),
-                policy.weight - self.weigh(&s.key, &s.value) + weight,
+                policy.weight.saturating_sub(self.weigh(&s.key, &s.value)) + weight,
             ),
             None => (shard.table.len() + 1, policy.weight + weight),
         };
@@ -179,7 +179,7 @@ where
             let gone = self.weigh(&slot.key, &slot.value);
             reweigh(&mut shard.policy, gone, 0);
             entries -= 1;
-            total -= gone;
+            total = total.saturating_sub(gone);
             evicted.push(slot);
         }
         true
