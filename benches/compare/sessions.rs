@@ -3,6 +3,10 @@
 //! Latency per call: median and p99 over sampled users. A listing reads one roster and the
 //! records it names, so the figure should not grow with the total: each store's "1M vs 100k"
 //! row is the ratio of its two medians (the peer is the same store at the smaller total).
+//!
+//! Then what the session server's sign-in rate limit costs: sign-ins (`create` into a DiskStore
+//! with the user index) with a `RateLimiter` fixed-window check per sign-in, as the server does,
+//! against the same sign-ins without it, on the contest harness.
 
 use std::time::Instant;
 
@@ -16,6 +20,7 @@ use tower_sessions_core::{
 };
 
 use crate::{
+    contest::{self, Contest, Entrant, Slice},
     report::{Report, Row},
     workload::Rng,
 };
@@ -171,8 +176,76 @@ fn measure<S, I>(
     add_growth(report, store, totals, medians);
 }
 
+/// A fresh DiskStore-backed session store with its user index, in its own directory.
+fn fresh_disk_sessions() -> (
+    tempfile::TempDir,
+    DiskDb,
+    StrataSessionStore<strata::DiskStore<String, Record>, strata::DiskStore<String, SessionRoster>>,
+) {
+    let dir = tempfile::tempdir().expect("scratch dir");
+    let db = DiskDb::builder()
+        .dir(dir.path().join("db"))
+        .writes(Writes::Async)
+        .open()
+        .expect("open the bench directory");
+    let sessions = StrataSessionStore::new(db.store("sessions").expect("namespace"))
+        .with_user_index(db.store("index").expect("namespace"), "user_id");
+    (dir, db, sessions)
+}
+
+/// Sign-ins per second for one slice, each checked first by `limiter` when given (a distinct
+/// client address per 1,000 sign-ins, a limit no client reaches: the check always allows).
+fn sign_ins(
+    rt: &tokio::runtime::Runtime,
+    limiter: Option<&strata::RateLimiter<MemoryStore<String, i64>>>,
+    slice: std::time::Duration,
+) -> f64 {
+    let (dir, db, sessions) = fresh_disk_sessions();
+    let rate = contest::sequential_async(rt, slice, |i| {
+        let sessions = sessions.clone();
+        async move {
+            if let Some(limiter) = limiter {
+                let client = format!("10.0.{}.{}", i / 256_000 % 256, i / 1_000 % 256);
+                let window = std::time::Duration::from_secs(60);
+                let decision = limiter.check(&client, u64::MAX / 2, window).await;
+                assert!(decision.expect("rate limit check").allowed);
+            }
+            let mut record = record(i as usize % 10_000);
+            sessions.create(&mut record).await.expect("create");
+        }
+    });
+    drop((sessions, db, dir));
+    rate
+}
+
+fn sign_in_limit(report: &mut Report, rt: &tokio::runtime::Runtime) {
+    let limited = Entrant::ours("sign-in with rate limit", move || -> Slice<'_> {
+        let store = MemoryStore::builder()
+            .namespace("sign-in")
+            .build()
+            .expect("limiter store");
+        let limiter = strata::RateLimiter::new(store);
+        Box::new(move |slice| sign_ins(rt, Some(&limiter), slice))
+    });
+    let plain = Entrant::peer("sign-in without", move || -> Slice<'_> {
+        Box::new(move |slice| sign_ins(rt, None, slice))
+    });
+    contest::run(
+        report,
+        Contest {
+            section: "sessions",
+            label: "sign-in (create + roster), DiskStore: rate-limit check overhead".into(),
+            chart: "throughput_sessions",
+            title: "Sign-ins with and without the per-address rate limit",
+            group: "sign-in\nDiskStore".into(),
+            entrants: vec![limited, plain],
+        },
+    );
+}
+
 pub fn run(report: &mut Report) {
     let rt = runtime();
+    sign_in_limit(report, &rt);
 
     let memory = StrataSessionStore::new(MemoryStore::<String, Record>::new())
         .with_user_index(MemoryStore::<String, SessionRoster>::new(), "user_id");
