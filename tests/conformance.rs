@@ -656,6 +656,31 @@ pub mod cases {
         assert!(s.keys().await.unwrap().is_empty());
     }
 
+    /// A bounded store (built with a capacity of `capacity` entries) never holds more: not
+    /// after a flood of distinct keys, nor while listing them.
+    pub async fn a_bounded_store_never_holds_more_than_its_capacity<St: Store<S, S>>(
+        _: &Ctx,
+        s: &St,
+        capacity: usize,
+    ) {
+        for i in 0..capacity * 3 {
+            s.put(format!("flood:{i}"), "v".into(), None).await.unwrap();
+            if i % 997 == 0 {
+                let count = s.count().await.unwrap();
+                assert!(count <= capacity, "{count} entries after {i} puts");
+            }
+        }
+        let count = s.count().await.unwrap();
+        assert!(count <= capacity, "{count} entries, capacity {capacity}");
+        assert!(s.keys().await.unwrap().len() <= capacity);
+        let last = format!("flood:{}", capacity * 3 - 1);
+        assert_eq!(
+            s.get(&last).await.unwrap().as_deref(),
+            Some("v"),
+            "the last put is readable"
+        );
+    }
+
     pub async fn take_returns_value_once<St: Store<S, S>>(ctx: &Ctx, s: &St) {
         let key = "k".to_string();
         s.put(key.clone(), "v".into(), None).await.unwrap();
@@ -813,6 +838,37 @@ mod memory {
     }
 
     conformance!(Ctx::manual(), open);
+}
+
+/// The suite on a MemoryStore bounded by `max_capacity` (S3-FIFO eviction), plus the capacity case.
+mod memory_bounded {
+    use std::hash::Hash;
+
+    use strata::MemoryStore;
+
+    const CAPACITY: usize = 10_000;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        MemoryStore::builder()
+            .namespace(namespace)
+            .clock(ctx.clock())
+            .max_capacity(CAPACITY as u64)
+            .build()
+            .expect("valid options")
+    }
+
+    conformance!(Ctx::manual(), open);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bounded_store_never_holds_more_than_its_capacity() {
+        let ctx = Ctx::manual();
+        let store = open::<String, String>(&ctx, "test").await;
+        cases::a_bounded_store_never_holds_more_than_its_capacity(&ctx, &store, CAPACITY).await;
+    }
 }
 
 /// The same suite on the system clock, so the real sweeper and real time are exercised too.

@@ -20,6 +20,7 @@ mod contest;
 #[cfg(feature = "disk")]
 mod disk;
 mod generational;
+mod hitratio;
 mod memory;
 mod plot;
 mod redis;
@@ -57,6 +58,9 @@ fn main() {
     if report.wants("generational") {
         generational::run(&mut report);
     }
+    if report.wants("hitratio") {
+        hitratio::run(&mut report);
+    }
     if report.wants("replicated") {
         replicated::run(&mut report);
     }
@@ -69,6 +73,7 @@ fn main() {
         let sections = [
             "memory",
             "generational",
+            "hitratio",
             "cache",
             "disk",
             "redis",

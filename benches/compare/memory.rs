@@ -57,6 +57,15 @@ fn strata(ttl: Option<Duration>) -> Strata {
     Strata(MemoryStore::builder().build().expect("valid options"), ttl)
 }
 
+/// A MemoryStore bounded at `capacity` entries (S3-FIFO), at the same capacity as the peers.
+fn strata_bounded(ttl: Option<Duration>, capacity: usize) -> Strata {
+    let store = MemoryStore::builder()
+        .max_capacity(capacity as u64)
+        .build()
+        .expect("valid options");
+    Strata(store, ttl)
+}
+
 fn moka(ttl: bool, keys: usize) -> Moka {
     let b = moka::sync::Cache::builder().max_capacity(keys as u64 * 2);
     Moka(if ttl {
@@ -160,17 +169,24 @@ fn bytes_per_entry(report: &mut Report) {
             fill_n(&q);
             q
         });
+        let (b, bb) = crate::alloc::retained_bytes(|| {
+            let b = strata_bounded(ttl.then_some(TTL), n);
+            fill_n(&b);
+            b
+        });
         for (peer, bytes) in [("moka", mb), ("quick_cache", qb)] {
-            report.add(Row {
-                section: "memory".into(),
-                label: format!("bytes/entry {label} ({n} entries)"),
-                strata: per(sb),
-                peer: Some((peer.into(), per(bytes))),
-                unit: "B",
-                higher_is_better: false,
-            });
+            for (who, ours) in [("", sb), (" [bounded]", bb)] {
+                report.add(Row {
+                    section: "memory".into(),
+                    label: format!("bytes/entry {label} ({n} entries){who}"),
+                    strata: per(ours),
+                    peer: Some((peer.into(), per(bytes))),
+                    unit: "B",
+                    higher_is_better: false,
+                });
+            }
         }
-        drop((s, m, q));
+        drop((s, m, q, b));
     }
 }
 
@@ -268,6 +284,9 @@ fn throughput(report: &mut Report) {
                     entrants: vec![
                         w.entrant("strata MemoryStore", true, n_keys, threads, move || {
                             strata(ttl.then_some(TTL))
+                        }),
+                        w.entrant("strata bounded", true, n_keys, threads, move || {
+                            strata_bounded(ttl.then_some(TTL), n_keys * 2)
                         }),
                         w.entrant("moka", false, n_keys, threads, move || moka(ttl, n_keys)),
                         w.entrant("quick_cache", false, n_keys, threads, move || quick(n_keys)),

@@ -69,3 +69,43 @@ pub fn op_mix(count: usize, read_pct: u32, seed: u64) -> Vec<bool> {
         .map(|_| (rng.next_u64() % 100) < read_pct as u64)
         .collect()
 }
+
+/// Read-through traces for hit ratios: each is the sequence of keys requested.
+pub mod traces {
+    use super::{scramble, Rng, Zipf};
+
+    /// Zipf(s) requests over `n` keys; with `scan = Some((period, len))`, every `period`
+    /// requests a one-pass scan over `len` cold keys (never requested otherwise).
+    pub fn zipf(n: usize, s: f64, requests: usize, scan: Option<(usize, usize)>) -> Vec<u64> {
+        let zipf = Zipf::new(n, s);
+        let mut rng = Rng::new(42);
+        let mut out = Vec::with_capacity(requests);
+        let mut cold = n as u64;
+        while out.len() < requests {
+            if let Some((period, len)) = scan {
+                if !out.is_empty() && out.len() % period == 0 {
+                    out.extend((0..len as u64).map(|i| scramble(cold + i)));
+                    cold += len as u64;
+                }
+            }
+            out.push(scramble(zipf.sample(&mut rng)));
+        }
+        out
+    }
+
+    /// A loop: keys `0..len` requested in order, over and over (LRU and FIFO hit nothing once
+    /// `len` exceeds the capacity; a policy that keeps a fixed part of the loop hits that part).
+    pub fn looping(len: usize, requests: usize) -> Vec<u64> {
+        (0..requests).map(|i| scramble((i % len) as u64)).collect()
+    }
+
+    /// Zipf(0.99) over `n` keys whose hot set moves to `n` new keys `phases` times.
+    pub fn shifting(n: usize, requests: usize, phases: usize) -> Vec<u64> {
+        let zipf = Zipf::new(n, 0.99);
+        let mut rng = Rng::new(43);
+        let per_phase = requests.div_ceil(phases);
+        (0..requests)
+            .map(|i| scramble(zipf.sample(&mut rng) + (i / per_phase * n) as u64))
+            .collect()
+    }
+}

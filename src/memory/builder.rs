@@ -3,9 +3,13 @@
 use std::{
     hash::{BuildHasher, Hash},
     marker::PhantomData,
+    sync::Arc,
 };
 
-use super::store::{DefaultHasher, MemoryStore};
+use super::{
+    bounded::{Limits, Weigher},
+    store::{DefaultHasher, MemoryStore},
+};
 use crate::{
     error::{Error, Result},
     events::DEFAULT_EVENT_CAPACITY,
@@ -21,7 +25,9 @@ use crate::{
 /// - `clock`: [`Clock::system`];
 /// - `stats`: on;
 /// - `event_capacity`: 4096 events buffered per subscriber;
-/// - `hasher`: foldhash, randomly seeded (use `std`'s `RandomState` for attacker-chosen keys).
+/// - `hasher`: foldhash, randomly seeded (use `std`'s `RandomState` for attacker-chosen keys);
+/// - `max_capacity`, `max_weight`: none (unbounded). A bounded store evicts by S3-FIFO (see
+///   [`max_capacity`](Self::max_capacity)).
 ///
 /// ```
 /// use strata::MemoryStore;
@@ -39,15 +45,19 @@ pub struct MemoryStoreBuilder<K, V, S = DefaultHasher> {
     stats: bool,
     event_capacity: usize,
     hasher: S,
+    max_capacity: Option<u64>,
+    max_weight: Option<u64>,
+    weigher: Option<Weigher<K, V>>,
 }
 
-pub(super) struct Parts<S> {
+pub(super) struct Parts<K, V, S> {
     pub namespace: Namespace,
     pub shards: usize,
     pub clock: Clock,
     pub stats: bool,
     pub event_capacity: usize,
     pub hasher: S,
+    pub limits: Limits<K, V>,
 }
 
 fn default_shards() -> usize {
@@ -65,10 +75,13 @@ impl<K, V> MemoryStoreBuilder<K, V, DefaultHasher> {
             stats: true,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             hasher: DefaultHasher::default(),
+            max_capacity: None,
+            max_weight: None,
+            weigher: None,
         }
     }
 
-    pub(super) fn validated_parts(self) -> Parts<DefaultHasher> {
+    pub(super) fn validated_parts(self) -> Parts<K, V, DefaultHasher> {
         Parts {
             namespace: Namespace::default(),
             shards: default_shards(),
@@ -76,6 +89,7 @@ impl<K, V> MemoryStoreBuilder<K, V, DefaultHasher> {
             stats: self.stats,
             event_capacity: self.event_capacity,
             hasher: self.hasher,
+            limits: Limits::default(),
         }
     }
 }
@@ -121,11 +135,71 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
             stats: self.stats,
             event_capacity: self.event_capacity,
             hasher,
+            max_capacity: self.max_capacity,
+            max_weight: self.max_weight,
+            weigher: self.weigher,
         }
     }
 
+    /// Holds at most `entries` entries (moka's and quick_cache's `max_capacity`), evicting by
+    /// S3-FIFO: a new entry that is not read again soon is the first to go, so a scan of
+    /// one-time keys does not flush the entries that are read often. Evictions are counted in
+    /// [`Stats::evictions`](crate::Stats::evictions) and sent as [`EventKind::Evicted`]
+    /// (cause [`RemovalCause::Size`]).
+    ///
+    /// The limit is split evenly over the shards, each evicting on its own; a bounded store
+    /// uses at most one shard per 512 entries of capacity, so each shard's policy sees enough
+    /// entries to tell hot from cold.
+    ///
+    /// [`EventKind::Evicted`]: crate::EventKind::Evicted
+    /// [`RemovalCause::Size`]: crate::RemovalCause::Size
+    ///
+    /// ```
+    /// use strata::MemoryStore;
+    ///
+    /// let store = MemoryStore::<u64, u64>::builder().max_capacity(1_000).build()?;
+    /// for key in 0..5_000 {
+    ///     store.put(key, key, None)?;
+    /// }
+    /// assert!(store.count() <= 1_000);
+    /// assert_eq!(store.stats().evictions, 4_000);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn max_capacity(mut self, entries: u64) -> Self {
+        self.max_capacity = Some(entries);
+        self
+    }
+
+    /// Holds entries of at most `weight` in total, as the [`weigher`](Self::weigher) weighs
+    /// them (for example their size in bytes). Needs a weigher. An entry heavier than a shard's
+    /// share of the limit (`weight` / shards) is not kept: its write succeeds and the entry is
+    /// evicted at once. A bounded-by-weight store uses at most one shard per 64 KiB of weight.
+    ///
+    /// ```
+    /// use strata::MemoryStore;
+    ///
+    /// let store = MemoryStore::<String, Vec<u8>>::builder()
+    ///     .max_weight(64 * 1024)
+    ///     .weigher(|key: &String, value: &Vec<u8>| (key.len() + value.len()) as u32)
+    ///     .build()?;
+    /// store.put("blob".to_string(), vec![0; 1024], None)?;
+    /// assert_eq!(store.get("blob").map(|v| v.len()), Some(1024));
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn max_weight(mut self, weight: u64) -> Self {
+        self.max_weight = Some(weight);
+        self
+    }
+
+    /// How much an entry weighs against [`max_weight`](Self::max_weight). It must give the
+    /// same weight for the same key and value every time (it is called again on removal).
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Weigher(Arc::new(weigher)));
+        self
+    }
+
     /// Validates the options and builds the store.
-    pub fn build(self) -> Result<MemoryStore<K, V, S>>
+    pub fn build(mut self) -> Result<MemoryStore<K, V, S>>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
@@ -140,13 +214,39 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
         if self.event_capacity == 0 {
             return Err(Error::config("event_capacity", "must be at least 1"));
         }
+        let limits = self.limits()?;
         Ok(MemoryStore::from_parts(Parts {
             namespace: self.namespace?,
-            shards,
+            shards: limits.cap_shards(shards),
             clock: self.clock,
             stats: self.stats,
             event_capacity: self.event_capacity,
             hasher: self.hasher,
+            limits,
         }))
+    }
+
+    fn limits(&mut self) -> Result<Limits<K, V>> {
+        if self.max_capacity == Some(0) {
+            return Err(Error::config("max_capacity", "must be at least 1 entry"));
+        }
+        if self.max_weight == Some(0) {
+            return Err(Error::config("max_weight", "must be at least 1"));
+        }
+        match (self.max_weight, &self.weigher) {
+            (Some(_), None) => Err(Error::config(
+                "max_weight",
+                "needs a weigher: add .weigher(|key, value| size)",
+            )),
+            (None, Some(_)) => Err(Error::config(
+                "weigher",
+                "has no effect without .max_weight(..)",
+            )),
+            _ => Ok(Limits {
+                max_entries: self.max_capacity,
+                max_weight: self.max_weight,
+                weigher: self.weigher.take(),
+            }),
+        }
     }
 }

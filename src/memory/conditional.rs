@@ -10,6 +10,7 @@ use std::{
 use hashbrown::hash_table::Entry;
 
 use super::{
+    bounded::{admit, reweigh, Evicted},
     prefix::PrefixFilter,
     shard::{Shard, Slot},
     store::MemoryStore,
@@ -56,17 +57,31 @@ where
         let now = self.now();
         let deadline = deadline_at(now, ttl_if_new)?;
         let hash = self.hash(key);
+        let mut evicted = Vec::new();
         let mut shard = self.shard(hash).write();
-        let (next, replaced) = self.add_in(&mut shard, hash, key, delta, now, deadline)?;
+        let added = self.add_in(&mut shard, hash, key, delta, now, deadline, &mut evicted);
+        let (next, replaced) = match added {
+            Ok(added) => added,
+            Err(e) => {
+                drop(shard);
+                self.report_evicted(evicted);
+                return Err(e);
+            }
+        };
         let created = !matches!(replaced, Replaced::Live(_));
         let deadline = if created { deadline } else { 0 };
         shard.schedule(hash, deadline, self.rehash());
         drop(shard);
+        self.report_evicted(evicted);
         self.after_write(Some(key), replaced, deadline);
         Ok(next)
     }
 
-    /// The counter step of `incr_with_ttl`, under the shard lock the caller holds.
+    /// The counter step of `incr_with_ttl`, under the shard lock the caller holds. In a bounded
+    /// store a new counter first makes room (a counter always fits: its weight is checked
+    /// against the limit like any entry's, and one too heavy is kept anyway, as the caller
+    /// needs its value).
+    #[allow(clippy::too_many_arguments)]
     fn add_in(
         &self,
         shard: &mut Shard<K, V>,
@@ -75,6 +90,7 @@ where
         delta: i64,
         now: u64,
         deadline: u64,
+        evicted: &mut Evicted<K, V>,
     ) -> Result<(V, Replaced<V>)>
     where
         V: Counter,
@@ -83,28 +99,37 @@ where
         let overflow = || Error::Overflow {
             key: format!("{key:?}"),
         };
-        let new_slot = |value: V| Slot {
-            key: key.clone(),
-            value,
-            deadline,
-        };
+        let new_slot = |value: V| Slot::new(key.clone(), value, deadline);
+        let live = shard.table.find(hash, |s| s.key == *key);
+        if live.is_none_or(|s| s.is_expired(|| now)) {
+            let weight = self.weigh(key, &V::zero());
+            self.make_room(shard, hash, key, weight, evicted);
+        }
         match shard
             .table
             .entry(hash, |s| s.key == *key, self.rehash_slot())
         {
             Entry::Occupied(mut o) if !o.get().is_expired(|| now) => {
                 let slot = o.get_mut();
+                let old = self.weigh(&slot.key, &slot.value);
                 slot.value = slot.value.add(delta).ok_or_else(overflow)?;
-                Ok((slot.value.clone(), Replaced::Live(slot.value.clone())))
+                let new = self.weigh(&slot.key, &slot.value);
+                let next = slot.value.clone();
+                reweigh(&mut shard.policy, old, new);
+                Ok((next.clone(), Replaced::Live(next)))
             }
             Entry::Occupied(mut o) => {
                 let value = V::zero().add(delta).ok_or_else(overflow)?;
-                let old = std::mem::replace(o.get_mut(), new_slot(value.clone()));
+                let old = o.get_mut().overwrite(new_slot(value.clone()));
+                let new = self.weigh(key, &value);
+                reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), new);
                 Ok((value, Replaced::Expired(old.value)))
             }
             Entry::Vacant(v) => {
                 let value = V::zero().add(delta).ok_or_else(overflow)?;
-                v.insert(new_slot(value.clone()));
+                let mut slot = new_slot(value.clone());
+                admit(&mut shard.policy, hash, &mut slot, self.weigh(key, &value));
+                v.insert(slot);
                 Ok((value, Replaced::Nothing))
             }
         }
@@ -128,17 +153,31 @@ where
         let now = self.now();
         let deadline = deadline_at(now, ttl)?;
         let hash = self.hash(&key);
-        let mut shard = self.shard(hash).write();
+        let weight = self.weigh(&key, &value);
+        let mut evicted = Vec::new();
+        let mut guard = self.shard(hash).write();
+        let shard = &mut *guard;
+        let found = shard.table.find(hash, |s| s.key == key);
+        if found.is_none_or(|s| s.is_expired(|| now)) {
+            return Ok(false);
+        }
+        if !self.make_room(shard, hash, &key, weight, &mut evicted) {
+            evicted.extend(self.drop_unfit(shard, hash, &key));
+            drop(guard);
+            self.report_evicted(evicted);
+            self.report_unfit(&key);
+            return Ok(true);
+        }
         let Some(slot) = shard.table.find_mut(hash, |s| s.key == key) else {
             return Ok(false);
         };
-        if slot.is_expired(|| now) {
-            return Ok(false);
-        }
+        let old_weight = self.weigh(&slot.key, &slot.value);
         let old = std::mem::replace(&mut slot.value, value);
-        slot.deadline = deadline;
+        slot.set_deadline(deadline);
+        reweigh(&mut shard.policy, old_weight, weight);
         shard.schedule(hash, deadline, self.rehash());
-        drop(shard);
+        drop(guard);
+        self.report_evicted(evicted);
         self.after_write(Some(&key), Replaced::Live(old), deadline);
         Ok(true)
     }
@@ -171,54 +210,67 @@ where
         let deadline = deadline_at(now, ttl)?;
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
-        let slot = Slot {
-            key,
-            value: new,
-            deadline,
-        };
+        let slot = Slot::new(key, new, deadline);
+        let mut evicted = Vec::new();
         let mut shard = self.shard(hash).write();
-        let Some(replaced) = self.swap_in(&mut shard, hash, slot, expected.as_ref(), now) else {
+        let swapped = self.swap_in(&mut shard, hash, slot, expected.as_ref(), now, &mut evicted);
+        let Some(replaced) = swapped else {
             return Ok(false);
         };
         shard.schedule(hash, deadline, self.rehash());
         drop(shard);
-        self.after_write(event_key.as_ref(), replaced, deadline);
+        self.report_evicted(evicted);
+        match replaced {
+            Some(replaced) => self.after_write(event_key.as_ref(), replaced, deadline),
+            None => self.report_unfit_key(event_key.as_ref()),
+        }
         Ok(true)
     }
 
     /// The compare-and-write step of `compare_and_set`, under the shard lock the caller holds;
-    /// `None` if the live value is not `expected` (nothing changed).
+    /// `None` if the live value is not `expected` (nothing changed), `Some(None)` if the new
+    /// entry was too heavy to keep (it and the old one are evicted).
     fn swap_in(
         &self,
         shard: &mut Shard<K, V>,
         hash: u64,
-        slot: Slot<K, V>,
+        mut slot: Slot<K, V>,
         expected: Option<&V>,
         now: u64,
-    ) -> Option<Replaced<V>>
+        evicted: &mut Evicted<K, V>,
+    ) -> Option<Option<Replaced<V>>>
     where
         V: PartialEq,
     {
+        let found = shard.table.find(hash, |s| s.key == slot.key);
+        let live = found.filter(|s| !s.is_expired(|| now));
+        if live.map(|s| &s.value) != expected {
+            return None;
+        }
+        let weight = self.weigh(&slot.key, &slot.value);
+        if !self.make_room(shard, hash, &slot.key, weight, evicted) {
+            evicted.extend(self.drop_unfit(shard, hash, &slot.key));
+            return Some(None);
+        }
         match shard
             .table
             .entry(hash, |s| s.key == slot.key, self.rehash_slot())
         {
             Entry::Occupied(mut o) => {
                 let live = !o.get().is_expired(|| now);
-                if live.then_some(&o.get().value) != expected {
-                    return None;
-                }
-                let old = std::mem::replace(o.get_mut(), slot);
-                Some(if live {
+                let old = o.get_mut().overwrite(slot);
+                reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), weight);
+                Some(Some(if live {
                     Replaced::Live(old.value)
                 } else {
                     Replaced::Expired(old.value)
-                })
+                }))
             }
-            Entry::Vacant(v) => expected.is_none().then(|| {
+            Entry::Vacant(v) => {
+                admit(&mut shard.policy, hash, &mut slot, weight);
                 v.insert(slot);
-                Replaced::Nothing
-            }),
+                Some(Some(Replaced::Nothing))
+            }
         }
     }
 

@@ -6,9 +6,16 @@
 //! an expired entry is never returned; one background sweeper thread per store (started on the
 //! first write with a TTL) removes expired entries at the earliest deadline and emits their
 //! `Expired` events. It holds only a weak reference and stops when the store is dropped.
+//!
+//! Built with `max_capacity` (entries) or `max_weight` + `weigher`, the store is bounded: each
+//! shard evicts by S3-FIFO (`policy.rs`, the paper cited there) on writes, under its write lock;
+//! reads only set two frequency bits kept in the entry's deadline word (`bounded.rs` holds the
+//! limits and the weight bookkeeping every write and removal does).
 
+mod bounded;
 mod builder;
 mod conditional;
+mod policy;
 pub(crate) mod prefix;
 mod shard;
 mod store;

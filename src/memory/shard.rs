@@ -1,25 +1,121 @@
 //! One shard: a hash table of entries and a coarse index of their deadlines.
 
-use std::collections::VecDeque;
+use std::{
+    collections::VecDeque,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use hashbrown::HashTable;
+
+use super::policy::Policy;
 
 /// Deadlines are grouped into buckets of 2^6 = 64 ms. The sweeper handles a bucket once all of it
 /// has passed, so expired entries are *removed* (and their events sent) at most 64 ms late;
 /// reads check the exact deadline and never return an expired entry.
 const BUCKET_SHIFT: u32 = 6;
 
-/// An entry. `deadline` is Unix milliseconds, 0 for none.
+/// The low 48 bits of [`Slot::meta`]: the deadline in Unix milliseconds (0 for none; 48 bits
+/// last until the year 10889).
+const DEADLINE_MASK: u64 = (1 << 48) - 1;
+/// Bits 48–49: how often the entry was read since it last went round its queue (0–3).
+const FREQ_SHIFT: u32 = 48;
+const FREQ_MASK: u64 = 0b11 << FREQ_SHIFT;
+/// Bit 50: the entry sits in the policy's main queue (else in its small queue).
+const MAIN_BIT: u64 = 1 << 50;
+/// The bits a bounded store's policy owns, kept across overwrites and TTL changes.
+const POLICY_BITS: u64 = FREQ_MASK | MAIN_BIT;
+
+/// An entry. Its deadline and a bounded store's policy bits share one word, so the policy
+/// costs no memory in the entry: `meta` is atomic only so a read under the shard's *read* lock
+/// can record the access (readers race only with readers there, on the frequency bits; the
+/// deadline changes under the write lock).
 pub(crate) struct Slot<K, V> {
     pub key: K,
     pub value: V,
-    pub deadline: u64,
+    meta: AtomicU64,
 }
 
 impl<K, V> Slot<K, V> {
+    /// An entry expiring at `deadline` (Unix ms, 0 for never), fresh to the policy.
+    #[inline]
+    pub fn new(key: K, value: V, deadline: u64) -> Self {
+        Slot {
+            key,
+            value,
+            meta: AtomicU64::new(deadline & DEADLINE_MASK),
+        }
+    }
+
+    #[inline]
+    fn meta(&self) -> u64 {
+        self.meta.load(Ordering::Relaxed)
+    }
+
+    /// The deadline in Unix milliseconds, 0 for none.
+    #[inline]
+    pub fn deadline(&self) -> u64 {
+        self.meta() & DEADLINE_MASK
+    }
+
+    /// Sets the deadline, keeping the policy bits.
+    #[inline]
+    pub fn set_deadline(&mut self, deadline: u64) {
+        let meta = self.meta.get_mut();
+        *meta = (*meta & !DEADLINE_MASK) | (deadline & DEADLINE_MASK);
+    }
+
+    /// True if the entry has a deadline and it has passed; reads the clock (`now`) only then.
     #[inline]
     pub fn is_expired(&self, now: impl FnOnce() -> u64) -> bool {
-        self.deadline != 0 && self.deadline <= now()
+        let deadline = self.deadline();
+        deadline != 0 && deadline <= now()
+    }
+
+    /// Replaces this entry by `new` in place, keeping the policy bits (the entry keeps its
+    /// place in the policy's queues); returns the old entry.
+    #[inline]
+    pub fn overwrite(&mut self, mut new: Slot<K, V>) -> Slot<K, V> {
+        let kept = *self.meta.get_mut() & POLICY_BITS;
+        *new.meta.get_mut() |= kept;
+        std::mem::replace(self, new)
+    }
+
+    /// Records a read (saturating at 3). A plain load and store, not a read-modify-write:
+    /// two racing readers may count one read between them, which only makes the estimate low.
+    #[inline]
+    pub fn touch(&self) {
+        let meta = self.meta();
+        if meta & FREQ_MASK != FREQ_MASK {
+            self.meta.store(meta + (1 << FREQ_SHIFT), Ordering::Relaxed);
+        }
+    }
+
+    /// Reads recorded since the entry last went round its queue.
+    #[inline]
+    pub fn freq(&self) -> u64 {
+        (self.meta() & FREQ_MASK) >> FREQ_SHIFT
+    }
+
+    /// Spends one recorded read (the entry goes round the main queue once more).
+    #[inline]
+    pub fn spend_freq(&mut self) {
+        let meta = self.meta.get_mut();
+        if *meta & FREQ_MASK != 0 {
+            *meta -= 1 << FREQ_SHIFT;
+        }
+    }
+
+    /// True if the entry sits in the main queue.
+    #[inline]
+    pub fn in_main(&self) -> bool {
+        self.meta() & MAIN_BIT != 0
+    }
+
+    /// Moves the entry to the main queue (or marks it as entering there), keeping its reads:
+    /// an entry read while in the small queue gets that many passes round the main queue.
+    #[inline]
+    pub fn enter_main(&mut self) {
+        *self.meta.get_mut() |= MAIN_BIT;
     }
 }
 
@@ -34,6 +130,8 @@ impl<K, V> Slot<K, V> {
 /// (so at most 32 bytes of index per entry, 8–16 on average in steady overwrite traffic).
 pub(crate) struct Shard<K, V> {
     pub table: HashTable<Slot<K, V>>,
+    /// The eviction policy's state, in a bounded store only.
+    pub policy: Option<Box<Policy>>,
     /// `(bucket, hashes)`, sorted by bucket.
     buckets: VecDeque<(u64, Vec<u64>)>,
     indexed: usize,
@@ -43,6 +141,7 @@ impl<K, V> Default for Shard<K, V> {
     fn default() -> Self {
         Shard {
             table: HashTable::new(),
+            policy: None,
             buckets: VecDeque::new(),
             indexed: 0,
         }
@@ -50,6 +149,16 @@ impl<K, V> Default for Shard<K, V> {
 }
 
 impl<K, V> Shard<K, V> {
+    /// An empty shard; bounded by `policy` if given.
+    pub fn new(policy: Option<Policy>) -> Self {
+        Shard {
+            table: HashTable::new(),
+            policy: policy.map(Box::new),
+            buckets: VecDeque::new(),
+            indexed: 0,
+        }
+    }
+
     /// Records that the entry with `hash` expires at `deadline` (no-op for 0).
     #[inline]
     pub fn schedule(&mut self, hash: u64, deadline: u64, rehash: impl Fn(&K) -> u64) {
@@ -97,8 +206,8 @@ impl<K, V> Shard<K, V> {
         let mut live: Vec<(u64, u64)> = self
             .table
             .iter()
-            .filter(|s| s.deadline != 0)
-            .map(|s| (s.deadline >> BUCKET_SHIFT, rehash(&s.key)))
+            .filter(|s| s.deadline() != 0)
+            .map(|s| (s.deadline() >> BUCKET_SHIFT, rehash(&s.key)))
             .collect();
         // Sorting by bucket only (a stable radix-like pass would do too); then appends are O(1).
         live.sort_unstable_by_key(|(bucket, _)| *bucket);
@@ -163,7 +272,8 @@ impl<K, V> Shard<K, V> {
         self.indexed -= hashes.len();
         for hash in hashes {
             self.remove_expired(hash, now, out);
-            let pending = |s: &Slot<K, V>| s.deadline > now && s.deadline >> BUCKET_SHIFT == bucket;
+            let pending =
+                |s: &Slot<K, V>| s.deadline() > now && s.deadline() >> BUCKET_SHIFT == bucket;
             if self.table.find(hash, pending).is_some() {
                 self.index(hash, bucket << BUCKET_SHIFT | 1);
             }
@@ -171,10 +281,7 @@ impl<K, V> Shard<K, V> {
     }
 
     fn remove_expired(&mut self, hash: u64, now: u64, out: &mut Vec<Slot<K, V>>) {
-        while let Ok(entry) = self
-            .table
-            .find_entry(hash, |s| s.deadline != 0 && s.deadline <= now)
-        {
+        while let Ok(entry) = self.table.find_entry(hash, |s| s.is_expired(|| now)) {
             out.push(entry.remove().0);
         }
     }
@@ -187,15 +294,7 @@ mod tests {
     fn shard_with(n: u64) -> Shard<u64, u64> {
         let mut shard = Shard::default();
         for k in 0..n {
-            shard.table.insert_unique(
-                k,
-                Slot {
-                    key: k,
-                    value: k,
-                    deadline: 10,
-                },
-                |s| s.key,
-            );
+            shard.table.insert_unique(k, Slot::new(k, k, 10), |s| s.key);
         }
         shard
     }
@@ -212,11 +311,7 @@ mod tests {
     }
 
     fn insert(shard: &mut Shard<u64, u64>, key: u64, deadline: u64) {
-        let slot = Slot {
-            key,
-            value: key,
-            deadline,
-        };
+        let slot = Slot::new(key, key, deadline);
         shard.table.insert_unique(key, slot, |s| s.key);
         shard.schedule(key, deadline, |k| *k);
     }
@@ -251,7 +346,7 @@ mod tests {
         assert!(out.len() - before >= 3);
         // Removing by hash may take other due entries along (they are expired too): never a
         // live one.
-        assert!(out.iter().all(|s| s.deadline <= 200));
+        assert!(out.iter().all(|s| s.deadline() <= 200));
         shard.purge(200, 100, &mut out);
         assert_eq!(keys(&out), (0..10).collect::<Vec<_>>());
         assert_eq!(shard.table.len(), 1);
