@@ -1208,8 +1208,12 @@ async fn a_resync_accepts_writes_at_once_and_invalidations_win_over_its_reads() 
     let clock = Clock::system();
     let truth = redis_remote(&redis).await;
     let keys: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
-    let entries = keys.iter().map(|key| (key.clone(), format!("old-{key}")));
-    truth.put_many(entries.collect(), None).await.unwrap();
+    // In chunks: one pipeline of 200 k SETs can outlast the 2 s command timeout on a busy
+    // machine (a debug build sharing 2 cores with the rest of the suite).
+    for chunk in keys.chunks(5_000) {
+        let entries = chunk.iter().map(|key| (key.clone(), format!("old-{key}")));
+        truth.put_many(entries.collect(), None).await.unwrap();
+    }
     let remote = Parking::new(redis_remote(&redis).await);
     let a = ReplicatedStore::builder()
         .local(mem(&clock))
@@ -1254,7 +1258,10 @@ async fn a_resync_accepts_writes_at_once_and_invalidations_win_over_its_reads() 
     })
     .await;
 
-    let truth_now = truth.get_many(&keys).await.unwrap();
+    let mut truth_now = Vec::with_capacity(KEYS);
+    for chunk in keys.chunks(5_000) {
+        truth_now.extend(truth.get_many(chunk).await.unwrap());
+    }
     for (name, local) in [("a", a.local()), ("b", b.local())] {
         let local = Store::get_many(local, &keys).await.unwrap();
         for ((key, copy), truth) in keys.iter().zip(local).zip(&truth_now) {
