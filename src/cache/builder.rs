@@ -160,7 +160,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// by other processes sharing the store (a side map of write times would be per process and
     /// grow with the keys). An entry written with its own TTL ages as if written with the
     /// default one (a shorter TTL looks older, so it refreshes sooner), and an entry without a
-    /// TTL never refreshes. Not combined with `distributed_fetch` (`build()` refuses it).
+    /// TTL never refreshes. Only `fetch` refreshes (a `fetch_many` hit does not: its batch
+    /// loader answers for many keys). Not combined with `distributed_fetch` (`build()` refuses
+    /// it).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
