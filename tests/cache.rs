@@ -606,13 +606,20 @@ async fn negative_caching_spares_the_database_until_the_absence_expires() {
         .build()
         .await
         .unwrap();
-    let calls = AtomicUsize::new(0);
-    let lookup = |_: String| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        async { Ok::<_, std::io::Error>(Load::NotFound) }
+    // A fetch loader owns what it uses (`Send + 'static`, for refresh-ahead): an Arc'd counter.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let lookup = {
+        let calls = calls.clone();
+        move |_: String| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, std::io::Error>(Load::NotFound) }
+        }
     };
     for _ in 0..100 {
-        assert_eq!(cache.fetch(s("bogus-token"), lookup).await.unwrap(), None);
+        assert_eq!(
+            cache.fetch(s("bogus-token"), lookup.clone()).await.unwrap(),
+            None
+        );
     }
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -620,21 +627,24 @@ async fn negative_caching_spares_the_database_until_the_absence_expires() {
         "enumeration hits the cache"
     );
     time.advance(Duration::from_secs(30));
-    assert_eq!(cache.fetch(s("bogus-token"), lookup).await.unwrap(), None);
+    assert_eq!(
+        cache.fetch(s("bogus-token"), lookup.clone()).await.unwrap(),
+        None
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2, "the absence expired");
     cache
         .put(s("bogus-token"), s("now real"), None)
         .await
         .unwrap();
-    let got = cache.fetch(s("bogus-token"), lookup).await.unwrap();
+    let got = cache.fetch(s("bogus-token"), lookup.clone()).await.unwrap();
     assert_eq!(got, Some(s("now real")), "a put clears the absence");
     cache.delete(&s("bogus-token")).await.unwrap();
-    assert_eq!(cache.fetch(s("other"), lookup).await.unwrap(), None);
+    assert_eq!(cache.fetch(s("other"), lookup.clone()).await.unwrap(), None);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
-    assert_eq!(cache.fetch(s("other"), lookup).await.unwrap(), None);
+    assert_eq!(cache.fetch(s("other"), lookup.clone()).await.unwrap(), None);
     assert_eq!(calls.load(Ordering::SeqCst), 3, "absence of other cached");
     cache.clear().await.unwrap();
-    assert_eq!(cache.fetch(s("other"), lookup).await.unwrap(), None);
+    assert_eq!(cache.fetch(s("other"), lookup.clone()).await.unwrap(), None);
     assert_eq!(
         calls.load(Ordering::SeqCst),
         4,

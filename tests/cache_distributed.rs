@@ -93,7 +93,7 @@ async fn node_child() {
                 let key = words[1].clone();
                 tokio::spawn(async move {
                     let loaded = cache
-                        .fetch(key, |key| async move {
+                        .fetch(key, move |key| async move {
                             counter.incr(&key, 1).await?;
                             println!("loading");
                             if gated {
@@ -301,10 +301,13 @@ async fn a_put_on_one_node_clears_an_absence_remembered_by_another() {
         b.fetch("user:7".to_string(), not_found).await.unwrap(),
         None
     );
-    let calls = AtomicUsize::new(0);
-    let counted = |_| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        async { Ok::<_, strata::Error>(Load::NotFound) }
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = {
+        let calls = calls.clone();
+        move |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, strata::Error>(Load::NotFound) }
+        }
     };
     assert_eq!(b.fetch("user:7".to_string(), counted).await.unwrap(), None);
     assert_eq!(calls.load(Ordering::SeqCst), 0, "b remembers the absence");

@@ -139,7 +139,7 @@ impl Harness {
         let (release, parked) = oneshot::channel::<()>();
         let cache = self.cache.clone();
         let task = tokio::spawn(async move {
-            let loader = |_| async move {
+            let loader = move |_| async move {
                 let _ = parked.await;
                 Ok::<_, std::io::Error>(Load::Commit(loaded))
             };

@@ -24,6 +24,7 @@ use crate::{
 /// - `negative_ttl`: none, a loader that finds nothing caches nothing;
 /// - `stats`: on;
 /// - `load_timeout`: none, a loader may run for as long as it likes;
+/// - `refresh_after`: none, a fetch hit never reloads;
 /// - `clock`: [`Clock::system`] (give the store's clock when testing with a manual one);
 /// - warmers: none; `warm_timeout` 30 s for required warmers; warmer back-off from 100 ms,
 ///   doubling to at most 30 s, with ±25 % jitter.
@@ -54,6 +55,7 @@ pub struct CacheBuilder<K, V, S> {
     negative_ttl: Option<Duration>,
     stats: bool,
     load_timeout: Option<Duration>,
+    refresh_after: Option<Duration>,
     clock: Clock,
     warmers: Vec<WarmerSpec<K, V>>,
     warm_timeout: Duration,
@@ -82,6 +84,7 @@ impl<K, V> CacheBuilder<K, V, ()> {
             negative_ttl: None,
             stats: true,
             load_timeout: None,
+            refresh_after: None,
             clock: Clock::system(),
             warmers: Vec::new(),
             warm_timeout: Duration::from_secs(30),
@@ -102,6 +105,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             negative_ttl: self.negative_ttl,
             stats: self.stats,
             load_timeout: self.load_timeout,
+            refresh_after: self.refresh_after,
             clock: self.clock,
             warmers: self.warmers,
             warm_timeout: self.warm_timeout,
@@ -139,6 +143,52 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// released for the next fetch.
     pub fn load_timeout(mut self, timeout: Duration) -> Self {
         self.load_timeout = Some(timeout);
+        self
+    }
+
+    /// Refresh-ahead (Caffeine `refreshAfterWrite`): a [`Cache::fetch`] hit on an entry written
+    /// at least `after` ago returns the cached value at once and starts **one** background
+    /// reload with that fetch's loader (single flight with every other fetch of the key). The
+    /// reload's value replaces the entry with the normal TTL. A reload that fails, panics, times
+    /// out or returns [`Load::Ignore`](super::Load::Ignore) keeps the old value (counted as a
+    /// load error, logged without the key); [`Load::NotFound`](super::Load::NotFound) removes
+    /// the entry. A put or delete made while the reload runs wins over it.
+    ///
+    /// The entry's age is read from the store, not kept in the cache: age = default TTL −
+    /// remaining TTL. So this needs a default [`ttl`](Self::ttl) longer than `after`, costs one
+    /// TTL read per fetch hit (none on a miss), uses no memory per entry, and sees writes made
+    /// by other processes sharing the store (a side map of write times would be per process and
+    /// grow with the keys). An entry written with its own TTL ages as if written with the
+    /// default one (a shorter TTL looks older, so it refreshes sooner), and an entry without a
+    /// TTL never refreshes. Only `fetch` refreshes (a `fetch_many` hit does not: its batch
+    /// loader answers for many keys). Not combined with `distributed_fetch` (`build()` refuses
+    /// it).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use std::time::Duration;
+    /// use strata::{Cache, Load, ManualClock, MemoryStore};
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache = Cache::builder()
+    ///     .store(MemoryStore::<String, u32>::builder().clock(clock.clock()).build()?)
+    ///     .ttl(Duration::from_secs(600))
+    ///     .refresh_after(Duration::from_secs(60))
+    ///     .build()
+    ///     .await?;
+    /// let load = |v| move |_| async move { Ok::<_, std::io::Error>(Load::Commit(v)) };
+    /// assert_eq!(cache.fetch("rate".into(), load(1)).await.ok().flatten(), Some(1));
+    /// clock.advance(Duration::from_secs(61));
+    /// // Stale: the old value comes back at once while the reload runs in the background.
+    /// assert_eq!(cache.fetch("rate".into(), load(2)).await.ok().flatten(), Some(1));
+    /// while cache.loads_in_flight() > 0 {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// assert_eq!(cache.get(&"rate".into()).await?, Some(2));
+    /// # Ok(()) }
+    /// ```
+    pub fn refresh_after(mut self, after: Duration) -> Self {
+        self.refresh_after = Some(after);
         self
     }
 
@@ -245,6 +295,29 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         if self.load_timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::config("load_timeout", "must be greater than zero"));
         }
+        if let Some(after) = self.refresh_after {
+            let Some(ttl) = self.ttl else {
+                return Err(Error::config(
+                    "refresh_after",
+                    "needs a default TTL (`.ttl(..)`): an entry's age is derived from its \
+                     remaining TTL",
+                ));
+            };
+            if after.is_zero() || after >= ttl {
+                return Err(Error::config(
+                    "refresh_after",
+                    "must be greater than zero and shorter than the default TTL (entries \
+                     would expire before they are refreshed)",
+                ));
+            }
+            if self.distributed.is_some() {
+                return Err(Error::config(
+                    "refresh_after",
+                    "cannot be combined with `distributed_fetch` yet (a background reload \
+                     takes no cluster-wide lease): drop one of the two",
+                ));
+            }
+        }
         if self.warm_timeout.is_zero() {
             return Err(Error::config("warm_timeout", "must be greater than zero"));
         }
@@ -288,6 +361,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             negative_ttl: self.negative_ttl,
             stats: self.stats,
             load_timeout: self.load_timeout,
+            refresh_after: self.refresh_after,
             clock: self.clock,
             warmers: self.warmers,
             backoff: self.backoff,

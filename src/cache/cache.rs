@@ -80,6 +80,8 @@ pub(super) struct Inner<K, V, S> {
     pub ttl: Option<Duration>,
     pub negative_ttl: Option<Duration>,
     pub load_timeout: Option<Duration>,
+    /// A fetch hit older than this starts a background reload (`refresh.rs`).
+    pub refresh_after: Option<Duration>,
     pub clock: Clock,
     pub stats: StatsRecorder,
     pub negatives: Option<MemoryStore<K, ()>>,
@@ -110,6 +112,7 @@ pub(super) struct Parts<K, V, S> {
     pub negative_ttl: Option<Duration>,
     pub stats: bool,
     pub load_timeout: Option<Duration>,
+    pub refresh_after: Option<Duration>,
     pub clock: Clock,
     pub warmers: Vec<WarmerSpec<K, V>>,
     pub backoff: Backoff,
@@ -149,6 +152,7 @@ where
             ttl: parts.ttl,
             negative_ttl: parts.negative_ttl,
             load_timeout: parts.load_timeout,
+            refresh_after: parts.refresh_after,
             clock: parts.clock,
             stats: StatsRecorder::new(parts.stats),
             negatives,
@@ -179,6 +183,23 @@ where
     /// The default TTL, if any.
     pub fn default_ttl(&self) -> Option<Duration> {
         self.inner.ttl
+    }
+
+    /// How many loads run now: `fetch` and `fetch_many` leaders and background refreshes
+    /// ([`CacheBuilder::refresh_after`]). A gauge for monitoring, and what a test waits on to
+    /// know a background refresh has settled.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use strata::{Cache, MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::<String, u32>::new()).build().await?;
+    /// assert_eq!(cache.loads_in_flight(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn loads_in_flight(&self) -> usize {
+        self.inner
+            .in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(super) fn ttl_or_default(&self, ttl: Option<Duration>) -> Option<Duration> {

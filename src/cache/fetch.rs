@@ -112,14 +112,14 @@ impl<E: std::error::Error + 'static> std::error::Error for FetchError<E> {
 /// The outcome a leader publishes to its waiters. The loader's error type is erased, since
 /// concurrent fetches of one key may pass different loaders.
 #[derive(Clone)]
-enum Shared<V> {
+pub(super) enum Shared<V> {
     Value(Option<V>),
     LoadError(Arc<dyn Any + Send + Sync>),
     Failed(Arc<Error>),
 }
 
 impl<V> Shared<V> {
-    fn into_result<E: Send + Sync + 'static>(
+    pub(super) fn into_result<E: Send + Sync + 'static>(
         self,
         key: &impl fmt::Debug,
     ) -> Result<Option<V>, FetchError<E>> {
@@ -141,7 +141,7 @@ impl<V> Shared<V> {
     }
 }
 
-type Slot<V> = watch::Receiver<Option<Shared<V>>>;
+pub(super) type Slot<V> = watch::Receiver<Option<Shared<V>>>;
 
 /// A key being loaded: its leader's id, the channel its outcome arrives on, and whether a write
 /// or delete of the key has happened since the load began (then the leader must not commit).
@@ -151,39 +151,40 @@ pub(super) struct Flight<V> {
     pub(super) stale: Arc<AtomicBool>,
 }
 
-enum Role<'a, K: Hash + Eq, V, S> {
+pub(super) enum Role<K: Hash + Eq, V, S> {
     Wait(Slot<V>),
-    Lead(Leader<'a, K, V, S>),
+    Lead(Leader<K, V, S>),
 }
 
 /// The caller that runs the loader. Dropping it (done, panicked or cancelled) releases the key.
-struct Leader<'a, K: Hash + Eq, V, S> {
-    cache: &'a Cache<K, V, S>,
-    key: K,
+/// It owns a handle on the cache (one `Arc`), so a background refresh can move it into a task.
+pub(super) struct Leader<K: Hash + Eq, V, S> {
+    cache: Cache<K, V, S>,
+    pub(super) key: K,
     id: u64,
     tx: watch::Sender<Option<Shared<V>>>,
     stale: Arc<AtomicBool>,
 }
 
-impl<K: Hash + Eq, V, S> Leader<'_, K, V, S> {
+impl<K: Hash + Eq, V, S> Leader<K, V, S> {
     /// True if a write or delete of the key happened since the load began. Read under the
     /// key's commit lock, which every writer that marked the flight also takes.
-    fn overtaken(&self) -> bool {
+    pub(super) fn overtaken(&self) -> bool {
         self.stale.load(Ordering::SeqCst)
     }
 
-    fn finish(self, outcome: Shared<V>) {
+    pub(super) fn finish(self, outcome: Shared<V>) {
         self.tx.send_replace(Some(outcome));
     }
 
-    fn fail<E>(self, error: Error) -> FetchError<E> {
+    pub(super) fn fail<E>(self, error: Error) -> FetchError<E> {
         let error = Arc::new(error);
         self.tx.send_replace(Some(Shared::Failed(error.clone())));
         FetchError::Cache(error)
     }
 }
 
-impl<K: Hash + Eq, V, S> Drop for Leader<'_, K, V, S> {
+impl<K: Hash + Eq, V, S> Drop for Leader<K, V, S> {
     fn drop(&mut self) {
         let mut flights = self.cache.inner.flights.lock();
         if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
@@ -221,7 +222,7 @@ fn panic_message(panic: Box<dyn Any + Send>) -> String {
 
 static NEXT_FLIGHT: AtomicU64 = AtomicU64::new(0);
 
-type LoadResult<V, E> = Result<Result<Load<V>, E>, Error>;
+pub(super) type LoadResult<V, E> = Result<Result<Load<V>, E>, Error>;
 
 impl<K, V, S> Cache<K, V, S>
 where
@@ -239,6 +240,10 @@ where
     ///
     /// A loader may fetch other keys of the same cache, but not its own key: it would wait for
     /// itself (set `load_timeout` to turn such a bug into an error).
+    ///
+    /// The loader is `Send + 'static` (it owns what it uses) because with
+    /// [`refresh_after`](super::CacheBuilder::refresh_after) a stale hit hands it to a
+    /// background task.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
@@ -268,12 +273,15 @@ where
     /// ```
     pub async fn fetch<F, Fut, E>(&self, key: K, loader: F) -> Result<Option<V>, FetchError<E>>
     where
-        F: FnOnce(K) -> Fut,
-        Fut: Future<Output = Result<Load<V>, E>>,
+        F: FnOnce(K) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Load<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
         // The hit path stays small; the single-flight machinery is boxed, paid only on a miss.
         if let Some(value) = self.get(&key).await? {
+            if self.inner.refresh_after.is_some() {
+                Box::pin(self.refresh_if_stale(key, loader)).await;
+            }
             return Ok(Some(value));
         }
         Box::pin(self.fetch_missed(key, loader)).await
@@ -303,14 +311,14 @@ where
         }
     }
 
-    fn is_known_absent(&self, key: &K) -> bool {
+    pub(super) fn is_known_absent(&self, key: &K) -> bool {
         self.inner
             .negatives
             .as_ref()
             .is_some_and(|negatives| negatives.contains(key))
     }
 
-    fn join_or_lead(&self, key: &K) -> Role<'_, K, V, S> {
+    pub(super) fn join_or_lead(&self, key: &K) -> Role<K, V, S> {
         let mut flights = self.inner.flights.lock();
         if let Some(flight) = flights.get(key) {
             return Role::Wait(flight.rx.clone());
@@ -326,7 +334,7 @@ where
         flights.insert(key.clone(), flight);
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
         Role::Lead(Leader {
-            cache: self,
+            cache: self.clone(),
             key: key.clone(),
             id,
             tx,
@@ -336,7 +344,7 @@ where
 
     async fn lead<F, Fut, E>(
         &self,
-        leader: Leader<'_, K, V, S>,
+        leader: Leader<K, V, S>,
         loader: F,
     ) -> Result<Option<V>, FetchError<E>>
     where
@@ -429,7 +437,7 @@ where
         }
     }
 
-    async fn run_loader<F, Fut, E>(&self, key: &K, loader: F) -> LoadResult<V, E>
+    pub(super) async fn run_loader<F, Fut, E>(&self, key: &K, loader: F) -> LoadResult<V, E>
     where
         F: FnOnce(K) -> Fut,
         Fut: Future<Output = Result<Load<V>, E>>,
@@ -459,7 +467,17 @@ where
         F: FnOnce(K) -> Fut,
         Fut: Future<Output = Result<Load<V>, E>>,
     {
-        let future = catch_unwind(AssertUnwindSafe(|| loader(key.clone())))
+        self.guard_loader(|| loader(key.clone())).await
+    }
+
+    /// Builds and runs a loader's future: a panic while building or polling it, or the
+    /// `load_timeout`, becomes a [`LoaderFailure`].
+    pub(super) async fn guard_loader<M, Fut>(&self, make: M) -> Result<Fut::Output, LoaderFailure>
+    where
+        M: FnOnce() -> Fut,
+        Fut: Future,
+    {
+        let future = catch_unwind(AssertUnwindSafe(make))
             .map_err(|panic| LoaderFailure::Panicked(panic_message(panic)))?;
         let guarded = CatchUnwind(Box::pin(future));
         let result = match self.inner.load_timeout {
@@ -471,9 +489,9 @@ where
         result.map_err(LoaderFailure::Panicked)
     }
 
-    async fn settle<E: Send + Sync + 'static>(
+    pub(super) async fn settle<E: Send + Sync + 'static>(
         &self,
-        leader: Leader<'_, K, V, S>,
+        leader: Leader<K, V, S>,
         outcome: LoadResult<V, E>,
     ) -> Result<Option<V>, FetchError<E>> {
         match outcome {
@@ -491,9 +509,9 @@ where
         }
     }
 
-    async fn commit<E>(
+    pub(super) async fn commit<E>(
         &self,
-        leader: Leader<'_, K, V, S>,
+        leader: Leader<K, V, S>,
         load: Load<V>,
     ) -> Result<Option<V>, FetchError<E>> {
         let (value, ttl) = match load {
@@ -522,9 +540,9 @@ where
         }
     }
 
-    async fn remember_absence<E>(
+    pub(super) async fn remember_absence<E>(
         &self,
-        leader: Leader<'_, K, V, S>,
+        leader: Leader<K, V, S>,
     ) -> Result<Option<V>, FetchError<E>> {
         let _commit = self.inner.commit_locks.lock(&leader.key).await;
         let remember = (&self.inner.negatives, self.inner.negative_ttl);
@@ -620,13 +638,13 @@ impl Drop for Waiting<'_> {
     }
 }
 
-enum LoaderFailure {
+pub(super) enum LoaderFailure {
     Panicked(String),
     TimedOut(Duration),
 }
 
 /// Waits for a leader's outcome; `None` if the leader went away without one (cancelled).
-async fn wait<V: Clone>(mut rx: Slot<V>) -> Option<Shared<V>> {
+pub(super) async fn wait<V: Clone>(mut rx: Slot<V>) -> Option<Shared<V>> {
     match rx.wait_for(Option::is_some).await {
         Ok(outcome) => outcome.clone(),
         Err(_) => None,

@@ -7,7 +7,8 @@
 //! limits kept in Redis are shared by every node.
 //!
 //! Files: `builder.rs` (options, validated at `build()`), `cache.rs` (store operations with
-//! stats), `fetch.rs` (single flight), `lease.rs` (its cluster-wide stage), `keylock.rs` (per-key
+//! stats), `fetch.rs` (single flight), `fetch_many.rs` (a batch
+//! loader over the same flights), `refresh.rs` (refresh-ahead), `lease.rs` (its cluster-wide stage), `keylock.rs` (per-key
 //! async locks), `transaction.rs` (several keys locked for one block), `as_store.rs` (a
 //! Cache is a `Store` too), `warmer.rs`, `dump.rs`, `rate_limit.rs`, `metrics.rs`.
 //! Events and store counters come from the store's own `Store::subscribe_events` and
@@ -19,12 +20,14 @@ mod builder;
 mod cache;
 mod dump;
 mod fetch;
+mod fetch_many;
 mod invalidate;
 mod keylock;
 mod lease;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod rate_limit;
+mod refresh;
 mod transaction;
 mod warmer;
 
