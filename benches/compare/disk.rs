@@ -1,9 +1,12 @@
 //! DiskStore: reopen time, async put against MemoryStore put, sync put with 1 and 8 writers
 //! (group commit), and bytes on disk per entry. Small entries: u64 → u64.
-//! `STRATA_DISK_PARTS=async,sync,reopen` (any subset) runs only those parts.
+//! Session-like records (40 B key, 200 B value, async writes): reopen time and the resident
+//! memory (VmRSS) of a fresh process after reopening them.
+//! `STRATA_DISK_PARTS=async,sync,reopen,sessions` (any subset) runs only those parts.
 
 use std::{
     path::Path,
+    process::Command,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -207,7 +210,137 @@ fn sync_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
     }
 }
 
+/// Set in the child process that reopens the session records: their directory.
+const SESSIONS_CHILD: &str = "STRATA_DISK_SESSIONS_CHILD";
+/// How many records the child must find.
+const SESSIONS_N: &str = "STRATA_DISK_SESSIONS_N";
+/// The child's answer line: `<tag> <reopen ms> <VmRSS kB before> <VmRSS kB after>`.
+const SESSIONS_TAG: &str = "strata-disk-sessions";
+
+/// A 40-byte session id.
+fn session_key(i: u64) -> String {
+    format!(
+        "session:{:032x}",
+        u128::from(scramble(i)) << 64 | u128::from(i)
+    )
+}
+
+/// A 200-byte session record.
+fn session_value(i: u64) -> String {
+    format!("{i:0>200}")
+}
+
+/// The process's resident set (VmRSS) in kB; `None` where /proc is not there.
+fn vm_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Writes `n` session records one async put at a time, then closes the directory.
+fn populate_sessions(rt: &tokio::runtime::Runtime, dir: &Path, n: u64) {
+    let db = open(dir, Writes::Async);
+    let s: DiskStore<String, String> = db.store("sessions").expect("open the namespace");
+    rt.block_on(async {
+        for i in 0..n {
+            s.put(session_key(i), session_value(i), TTL)
+                .await
+                .expect("put");
+        }
+        db.flush().await.expect("flush");
+    });
+}
+
+/// In the child process: reopens the records, prints the answer line and exits, so the
+/// resident set is that of a process that did nothing but reopen them.
+fn sessions_child(dir: &str) -> ! {
+    let n: u64 = std::env::var(SESSIONS_N)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .expect("the record count");
+    let before = vm_rss_kb().unwrap_or(0);
+    let started = Instant::now();
+    let db = open(Path::new(dir), Writes::Async);
+    let s: DiskStore<String, String> = db.store("sessions").expect("open the namespace");
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(db.load_summary().live as u64, n, "every record reloaded");
+    let after = vm_rss_kb().unwrap_or(0);
+    println!("{SESSIONS_TAG} {ms} {before} {after}");
+    drop((s, db));
+    std::process::exit(0)
+}
+
+/// Reopen time and resident memory after reopening `n` session records, measured in a fresh
+/// child process (this process's heap still holds whatever earlier rows freed).
+fn sessions(report: &mut Report, rt: &tokio::runtime::Runtime) {
+    let n: u64 = if report.smoke {
+        1_000
+    } else if report.quick {
+        100_000
+    } else {
+        1_000_000
+    };
+    let dir = tempfile::tempdir().expect("scratch dir");
+    populate_sessions(rt, dir.path(), n);
+    let runs: Vec<(f64, f64)> = (0..report.rounds.min(3))
+        .map(|_| sessions_reopen(dir.path(), n))
+        .collect();
+    let ms = median(runs.iter().map(|r| r.0).collect());
+    let rss = median(runs.iter().map(|r| r.1).collect());
+    let label = |what: &str| {
+        format!(
+            "{what}, {}k session records (40 B key, 200 B value)",
+            n / 1000
+        )
+    };
+    report.add(Row {
+        section: "disk".into(),
+        label: label("reopen (open+load)"),
+        strata: ms,
+        peer: None,
+        unit: "ms",
+        higher_is_better: false,
+    });
+    report.add(Row {
+        section: "disk".into(),
+        label: label("resident bytes/entry after reopen (VmRSS growth)"),
+        strata: rss * 1024.0 / n as f64,
+        peer: None,
+        unit: "B",
+        higher_is_better: false,
+    });
+}
+
+/// Runs one child reopen: (reopen ms, VmRSS growth in kB).
+fn sessions_reopen(dir: &Path, n: u64) -> (f64, f64) {
+    let exe = std::env::current_exe().expect("the bench binary's path");
+    let out = Command::new(exe)
+        .arg("disk")
+        .env(SESSIONS_CHILD, dir)
+        .env(SESSIONS_N, n.to_string())
+        .output()
+        .expect("run the reopen child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(SESSIONS_TAG))
+        .unwrap_or_else(|| {
+            panic!(
+                "the reopen child answered nothing: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .map(|f| f.parse().expect("a number"))
+        .collect();
+    (fields[0], fields[2] - fields[1])
+}
+
 pub fn run(report: &mut Report) {
+    if let Ok(dir) = std::env::var(SESSIONS_CHILD) {
+        sessions_child(&dir);
+    }
     let rt = runtime();
     // `STRATA_DISK_PARTS=reopen,async` runs only those parts (all by default).
     let parts = std::env::var("STRATA_DISK_PARTS").unwrap_or_default();
@@ -220,5 +353,8 @@ pub fn run(report: &mut Report) {
     }
     if wants("reopen") {
         reopen(report, &rt);
+    }
+    if wants("sessions") {
+        sessions(report, &rt);
     }
 }

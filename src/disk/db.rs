@@ -12,7 +12,7 @@ use std::{
 
 use parking_lot::Mutex;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard, OwnedMutexGuard};
 
 use super::{
     builder::{DiskDbBuilder, OnCorrupt, Options, Writes},
@@ -36,6 +36,51 @@ const ENGINE_DIR: &str = "fjall";
 
 /// Stripes of the per-key lock that keeps memory and disk in the same order.
 const STRIPES: usize = 256;
+
+/// The stripes of the per-key write lock a write takes.
+pub(super) enum Stripes {
+    /// The stripe of one key.
+    One(usize),
+    /// The stripes of several keys: sorted, no duplicates.
+    Many(Vec<usize>),
+    /// Every stripe (a namespace's `clear`).
+    All,
+}
+
+impl Stripes {
+    /// The stripe covering `key`.
+    pub(super) fn of(key: &[u8]) -> Self {
+        Stripes::One(stripe_of(key))
+    }
+
+    /// The stripes covering `keys`.
+    pub(super) fn of_all<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut stripes: Vec<usize> = keys.into_iter().map(stripe_of).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        Stripes::Many(stripes)
+    }
+
+    /// The stripe indices, in order.
+    fn indices(self) -> impl Iterator<Item = usize> {
+        let (one, many, all) = match self {
+            Stripes::One(stripe) => (Some(stripe), Vec::new(), 0..0),
+            Stripes::Many(stripes) => (None, stripes, 0..0),
+            Stripes::All => (None, Vec::new(), 0..STRIPES),
+        };
+        one.into_iter().chain(many).chain(all)
+    }
+}
+
+fn stripe_of(key: &[u8]) -> usize {
+    foldhash::fast::FixedState::default().hash_one(key) as usize % STRIPES
+}
+
+/// Stripes held by an async write until it is dropped.
+pub(super) struct Held<'a> {
+    _one: Option<MutexGuard<'a, ()>>,
+    _many: Vec<MutexGuard<'a, ()>>,
+}
 
 /// An opened data directory, holding many namespaces (Pow's MnesiaCache table, on one node).
 ///
@@ -294,37 +339,41 @@ impl DiskDb {
         self.inner.opts.writes == Writes::Sync
     }
 
-    /// Locks the stripes of the per-key write lock that cover `keys` (in stripe order, so two
-    /// writers never deadlock). The guards are owned: a sync write hands them to the writer
-    /// thread, which drops them once the commit is applied to memory.
-    pub(super) async fn lock_keys<'a>(
-        &self,
-        keys: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Vec<OwnedMutexGuard<()>> {
-        let hasher = foldhash::fast::FixedState::default();
-        let mut stripes: Vec<usize> = keys
-            .into_iter()
-            .map(|key| hasher.hash_one(key) as usize % STRIPES)
-            .collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        self.lock_stripes(stripes).await
-    }
-
-    /// Every stripe, locked in order (for `clear`).
-    pub(super) async fn lock_all(&self) -> Vec<OwnedMutexGuard<()>> {
-        self.lock_stripes(0..STRIPES).await
-    }
-
-    async fn lock_stripes(
-        &self,
-        stripes: impl IntoIterator<Item = usize>,
-    ) -> Vec<OwnedMutexGuard<()>> {
+    /// Locks `stripes` (in stripe order, so two writers never deadlock). The guards are
+    /// owned: a sync write hands them to the writer thread, which drops them once the commit
+    /// is applied to memory.
+    pub(super) async fn lock_owned(&self, stripes: Stripes) -> Vec<OwnedMutexGuard<()>> {
         let mut guards = Vec::new();
-        for stripe in stripes {
+        for stripe in stripes.indices() {
             guards.push(self.inner.stripes[stripe].clone().lock_owned().await);
         }
         guards
+    }
+
+    /// Locks `stripes` for a write that releases them before its next await (an async
+    /// write): borrowed guards, and for one key no allocation and no await when the stripe is
+    /// free (`try_lock` first: a free stripe costs neither a `Vec` nor a trip through tokio's
+    /// cooperative budget).
+    pub(super) async fn lock_here(&self, stripes: Stripes) -> Held<'_> {
+        if let Stripes::One(stripe) = stripes {
+            let mutex = &self.inner.stripes[stripe];
+            let guard = match mutex.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => mutex.lock().await,
+            };
+            return Held {
+                _one: Some(guard),
+                _many: Vec::new(),
+            };
+        }
+        let mut many = Vec::new();
+        for stripe in stripes.indices() {
+            many.push(self.inner.stripes[stripe].lock().await);
+        }
+        Held {
+            _one: None,
+            _many: many,
+        }
     }
 
     /// `Ok` while the directory takes work; [`Error::Unavailable`] after a failure it cannot

@@ -41,9 +41,9 @@ pub(crate) const MAX_JOURNAL: u64 = 64 * 1024 * 1024;
 /// One change to the engine, applied in queue order.
 #[derive(Debug)]
 pub(crate) enum Op {
-    /// Writes a record: `buf` is the key (`namespace:key`) then the record, `key_len` where
-    /// the key ends (one allocation per write).
-    Put { buf: Vec<u8>, key_len: usize },
+    /// Writes a record: `buf` is the record then the key (`namespace:key`), `key_at` where
+    /// the key starts (one allocation per write: the value's encoding, grown in place).
+    Put { buf: Vec<u8>, key_at: usize },
     /// Removes `key`.
     Delete { key: Vec<u8> },
     /// Removes every key starting with `prefix` (a namespace's `clear`).
@@ -55,15 +55,15 @@ impl Op {
     #[cfg(test)]
     pub(crate) fn put(key: &[u8], record: &[u8]) -> Op {
         Op::Put {
-            buf: [key, record].concat(),
-            key_len: key.len(),
+            buf: [record, key].concat(),
+            key_at: record.len(),
         }
     }
 
     /// The key an op writes (a prefix for a prefix delete).
     pub(crate) fn key(&self) -> &[u8] {
         match self {
-            Op::Put { buf, key_len } => &buf[..*key_len],
+            Op::Put { buf, key_at } => &buf[*key_at..],
             Op::Delete { key } => key,
             Op::DeletePrefix { prefix } => prefix,
         }
@@ -177,8 +177,8 @@ impl FjallEngine {
         let mut run: Vec<(&[u8], Option<&[u8]>)> = Vec::with_capacity(ops.len());
         for op in ops {
             match op {
-                Op::Put { buf, key_len } => {
-                    let (key, record) = buf.split_at(*key_len);
+                Op::Put { buf, key_at } => {
+                    let (record, key) = buf.split_at(*key_at);
                     run.push((key, Some(record)));
                 }
                 Op::Delete { key } => run.push((key, None)),

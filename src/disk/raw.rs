@@ -70,12 +70,14 @@ impl DiskDb {
                 format!("{namespace} has a store open in this DiskDb; write through the store"),
             ));
         }
-        let mut buf = namespace.prefix();
-        buf.extend_from_slice(&raw.key);
-        let key_len = buf.len();
+        let prefix = namespace.prefix();
+        let mut buf = Vec::with_capacity(raw.value.len() + 8 + prefix.len() + raw.key.len());
         buf.extend_from_slice(&raw.value);
         buf.extend_from_slice(&raw.deadline.unwrap_or(0).to_be_bytes());
-        Ok(Op::Put { buf, key_len })
+        let key_at = buf.len();
+        buf.extend_from_slice(&prefix);
+        buf.extend_from_slice(&raw.key);
+        Ok(Op::Put { buf, key_at })
     }
 }
 

@@ -30,8 +30,9 @@ pub(crate) fn encode<V: Serialize>(
     Ok(out)
 }
 
-/// The op writing `value` with `deadline` under `prefix` + `key`, in one buffer: the key,
-/// then the record.
+/// The op writing `value` with `deadline` under `prefix` + `key`, in one buffer: the record,
+/// then the key. The buffer is the value's encoding itself, grown (in place when the
+/// allocator can) by the deadline and the key: one allocation per put, not two and a copy.
 pub(crate) fn put_op<K: Key, V: Serialize>(
     prefix: &[u8],
     key: &K,
@@ -39,14 +40,13 @@ pub(crate) fn put_op<K: Key, V: Serialize>(
     deadline: u64,
     format: Format,
 ) -> Result<Op> {
-    let value = encoded(value, format, key)?;
-    let mut buf = Vec::with_capacity(prefix.len() + KEY_ROOM + value.len() + DEADLINE_LEN);
+    let mut buf = encoded(value, format, key)?;
+    buf.reserve(DEADLINE_LEN + prefix.len() + KEY_ROOM);
+    buf.extend_from_slice(&deadline.to_be_bytes());
+    let key_at = buf.len();
     buf.extend_from_slice(prefix);
     key.encode_key(&mut buf);
-    let key_len = buf.len();
-    buf.extend_from_slice(&value);
-    buf.extend_from_slice(&deadline.to_be_bytes());
-    Ok(Op::Put { buf, key_len })
+    Ok(Op::Put { buf, key_at })
 }
 
 fn encoded<V: Serialize>(value: &V, format: Format, key: &dyn std::fmt::Debug) -> Result<Vec<u8>> {

@@ -9,11 +9,10 @@
 use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::OwnedMutexGuard;
 
 use super::{
     builder::DiskStoreBuilder,
-    db::DiskDb,
+    db::{DiskDb, Stripes},
     engine::Op,
     record,
     writer::{OnCommit, Ops},
@@ -151,57 +150,70 @@ where
     }
 
     /// The memory tier's update writing `value` under `key` until `deadline`.
-    fn put_later(&self, key: K, value: V, deadline: u64) -> Apply {
-        let mem = self.mem().clone();
-        Box::new(move || put_at(&mem, key, value, deadline))
+    fn put_later(key: K, value: V, deadline: u64) -> impl Apply<K, V> {
+        move |mem: &MemoryStore<K, V>| put_at(mem, key, value, deadline)
     }
 
-    /// Runs one write: `decide` looks at memory (under `guards`, the stripes of every key the
-    /// write touches) and returns the result, the ops and the memory update.
+    /// Runs one write: `decide` looks at memory (under `stripes`, the stripe locks of every key
+    /// the write touches) and returns the result, the ops and the memory update.
     ///
     /// Sync: the update runs on the writer thread once the commit succeeded, and the stripes
     /// stay locked until then, so no reader sees a write that can still fail and the next
     /// writer of the key decides on committed state; a failed commit drops the update unrun.
     /// Async: queued first (a full or failed queue refuses the write before memory sees it),
-    /// then applied to memory at once, before the stripes unlock.
-    async fn write<R>(
+    /// then applied to memory at once, before the stripes unlock. Nothing awaits between the
+    /// lock and the unlock, so the stripes are borrowed and the update is neither boxed nor
+    /// given a handle of its own: an async put allocates only its op's buffer.
+    async fn write<R, A: Apply<K, V>>(
         &self,
-        guards: Vec<OwnedMutexGuard<()>>,
-        decide: impl FnOnce() -> Result<Decision<R>>,
+        stripes: Stripes,
+        decide: impl FnOnce() -> Result<Decision<R, A>>,
     ) -> Result<R> {
-        self.db.check()?;
-        let decision = decide()?;
-        let Some(ops) = decision.ops else {
-            return Ok(decision.result);
-        };
-        let writer = &self.db.inner.writer;
-        if !self.db.sync_writes() {
-            writer.submit(ops, false, None)?;
-            (decision.apply)();
-            return Ok(decision.result);
+        if self.db.sync_writes() {
+            return self.write_sync(stripes, decide).await;
         }
-        let apply = decision.apply;
+        let _held = self.db.lock_here(stripes).await;
+        self.db.check()?;
+        let (result, ops, apply) = match decide()? {
+            Decision::Nothing(result) => return Ok(result),
+            Decision::Write { result, ops, apply } => (result, ops, apply),
+        };
+        self.db.inner.writer.submit(ops, false, None)?;
+        apply(self.mem());
+        Ok(result)
+    }
+
+    /// [`DiskStore::write`] for `Writes::Sync`: the stripe guards travel with the update.
+    async fn write_sync<R, A: Apply<K, V>>(
+        &self,
+        stripes: Stripes,
+        decide: impl FnOnce() -> Result<Decision<R, A>>,
+    ) -> Result<R> {
+        let guards = self.db.lock_owned(stripes).await;
+        self.db.check()?;
+        let (result, ops, apply) = match decide()? {
+            Decision::Nothing(result) => return Ok(result),
+            Decision::Write { result, ops, apply } => (result, ops, apply),
+        };
+        let mem = self.mem().clone();
         let on_commit: OnCommit = Box::new(move || {
-            apply();
+            apply(&mem);
             drop(guards);
         });
+        let writer = &self.db.inner.writer;
         if let Some(ack) = writer.submit(ops, true, Some(on_commit))? {
             writer.wait(ack).await?;
         }
-        Ok(decision.result)
-    }
-
-    async fn lock_key(&self, key: &[u8]) -> Vec<OwnedMutexGuard<()>> {
-        self.db.lock_keys([key]).await
+        Ok(result)
     }
 
     /// Writes `value` under `key`.
     async fn put_inner(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         let deadline = self.deadline(ttl)?;
         let op = self.put_op(&key, &value, deadline)?;
-        let guards = self.lock_key(op.key()).await;
-        self.write(guards, || {
-            Ok(Decision::one((), op, self.put_later(key, value, deadline)))
+        let stripes = Stripes::of(op.key());
+        self.write(stripes, || {
+            Ok(Decision::one((), op, Self::put_later(key, value, deadline)))
         })
         .await
     }
@@ -212,13 +224,11 @@ where
 
     async fn remove(&self, key: &K) -> Result<Option<V>> {
         let dk = self.disk_key(key);
-        let guards = self.lock_key(&dk).await;
-        self.write(guards, || {
-            let mem = self.mem().clone();
+        self.write(Stripes::of(&dk), || {
             let owned = key.clone();
             // Deleted on disk even when memory had nothing: the record may be one that no
             // longer decodes, and deleting it is how a user gets rid of it.
-            let apply: Apply = Box::new(move || drop(mem.take(&owned)));
+            let apply = move |mem: &MemoryStore<K, V>| drop(mem.take(&owned));
             Ok(Decision::one(
                 self.mem().get(key),
                 Op::Delete { key: dk },
@@ -238,15 +248,14 @@ where
     ) -> Result<bool> {
         let deadline = self.deadline(ttl)?;
         let op = self.put_op(&key, &value, deadline)?;
-        let guards = self.lock_key(op.key()).await;
-        self.write(guards, || {
+        self.write(Stripes::of(op.key()), || {
             if self.mem().contains(&key) != want_live {
                 return Ok(Decision::none(false));
             }
             Ok(Decision::one(
                 true,
                 op,
-                self.put_later(key, value, deadline),
+                Self::put_later(key, value, deadline),
             ))
         })
         .await
@@ -267,20 +276,18 @@ where
     {
         let deadline = self.deadline(ttl)?;
         let op = self.put_op(&key, &new, deadline)?;
-        let guards = self.lock_key(op.key()).await;
-        self.write(guards, || {
+        self.write(Stripes::of(op.key()), || {
             if self.mem().get(&key) != expected {
                 return Ok(Decision::none(false));
             }
-            Ok(Decision::one(true, op, self.put_later(key, new, deadline)))
+            Ok(Decision::one(true, op, Self::put_later(key, new, deadline)))
         })
         .await
     }
 
     async fn expire_inner(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {
         let deadline = self.deadline(ttl)?;
-        let guards = self.lock_key(&self.disk_key(key)).await;
-        self.write(guards, || {
+        self.write(Stripes::of(&self.disk_key(key)), || {
             let Some(value) = self.mem().get(key) else {
                 return Ok(Decision::none(false));
             };
@@ -288,7 +295,7 @@ where
             Ok(Decision::one(
                 true,
                 op,
-                self.put_later(key.clone(), value, deadline),
+                Self::put_later(key.clone(), value, deadline),
             ))
         })
         .await
@@ -301,8 +308,7 @@ where
         V: Counter,
     {
         let new_deadline = self.deadline(ttl_if_new)?;
-        let guards = self.lock_key(&self.disk_key(key)).await;
-        self.write(guards, || {
+        self.write(Stripes::of(&self.disk_key(key)), || {
             let (current, deadline) = match self.mem().get_with_ttl(key) {
                 Some((value, expiry)) => (value, self.deadline_of(expiry)),
                 None => (V::zero(), new_deadline),
@@ -311,7 +317,7 @@ where
                 key: format!("{key:?}"),
             })?;
             let op = self.put_op(key, &value, deadline)?;
-            let apply = self.put_later(key.clone(), value.clone(), deadline);
+            let apply = Self::put_later(key.clone(), value.clone(), deadline);
             Ok(Decision::one(value, op, apply))
         })
         .await
@@ -332,15 +338,13 @@ where
 
     /// Removes the namespace: one commit (a prefix delete), all stripes held.
     async fn clear_inner(&self) -> Result<usize> {
-        let guards = self.db.lock_all().await;
-        self.write(guards, || {
-            let mem = self.mem().clone();
+        self.write(Stripes::All, || {
             let op = Op::DeletePrefix {
                 prefix: self.prefix.to_vec(),
             };
-            let apply: Apply = Box::new(move || {
+            let apply = |mem: &MemoryStore<K, V>| {
                 mem.clear();
-            });
+            };
             Ok(Decision::one(self.mem().count(), op, apply))
         })
         .await
@@ -356,14 +360,13 @@ where
             .iter()
             .map(|(key, value)| self.put_op(key, value, deadline))
             .collect::<Result<Vec<Op>>>()?;
-        let guards = self.db.lock_keys(ops.iter().map(Op::key)).await;
-        self.write(guards, || {
-            let mem = self.mem().clone();
-            let apply: Apply = Box::new(move || {
+        let stripes = Stripes::of_all(ops.iter().map(Op::key));
+        self.write(stripes, || {
+            let apply = move |mem: &MemoryStore<K, V>| {
                 for (key, value) in entries {
-                    put_at(&mem, key, value, deadline);
+                    put_at(mem, key, value, deadline);
                 }
-            });
+            };
             Ok(Decision::many((), ops, apply))
         })
         .await
@@ -380,16 +383,15 @@ where
                 key: self.disk_key(key),
             })
             .collect();
-        let guards = self.db.lock_keys(ops.iter().map(Op::key)).await;
-        self.write(guards, || {
+        let stripes = Stripes::of_all(ops.iter().map(Op::key));
+        self.write(stripes, || {
             let live: HashSet<&K> = keys.iter().filter(|k| self.mem().contains(k)).collect();
-            let mem = self.mem().clone();
             let keys = keys.to_vec();
-            let apply: Apply = Box::new(move || {
+            let apply = move |mem: &MemoryStore<K, V>| {
                 for key in &keys {
                     mem.delete(key);
                 }
-            });
+            };
             Ok(Decision::many(live.len(), ops, apply))
         })
         .await
@@ -424,37 +426,35 @@ where
     }
 }
 
-/// A memory-tier update run once the write is committed.
-type Apply = Box<dyn FnOnce() + Send>;
+/// A memory-tier update: run at once by an async write, once the commit succeeded by a sync
+/// one.
+trait Apply<K, V>: FnOnce(&MemoryStore<K, V>) + Send + 'static {}
 
-/// What a write decided: its result, its ops (none: nothing to write) and its memory update.
-struct Decision<R> {
-    result: R,
-    ops: Option<Ops>,
-    apply: Apply,
+impl<K, V, F: FnOnce(&MemoryStore<K, V>) + Send + 'static> Apply<K, V> for F {}
+
+/// What a write decided: nothing to write, or its result, its ops and its memory update.
+enum Decision<R, A> {
+    Nothing(R),
+    Write { result: R, ops: Ops, apply: A },
 }
 
-impl<R> Decision<R> {
+impl<R, A> Decision<R, A> {
     fn none(result: R) -> Self {
-        Decision {
-            result,
-            ops: None,
-            apply: Box::new(|| {}),
-        }
+        Decision::Nothing(result)
     }
 
-    fn one(result: R, op: Op, apply: Apply) -> Self {
-        Decision {
+    fn one(result: R, op: Op, apply: A) -> Self {
+        Decision::Write {
             result,
-            ops: Some(Ops::One(op)),
+            ops: Ops::One(op),
             apply,
         }
     }
 
-    fn many(result: R, ops: Vec<Op>, apply: Apply) -> Self {
-        Decision {
+    fn many(result: R, ops: Vec<Op>, apply: A) -> Self {
+        Decision::Write {
             result,
-            ops: Some(Ops::Many(ops)),
+            ops: Ops::Many(ops),
             apply,
         }
     }
