@@ -133,7 +133,7 @@ impl<K, V, L, R> ReplicatedStoreBuilder<K, V, L, R> {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use strata::{MemoryStore, ReplicatedStore};
     ///
-    /// let builder = ReplicatedStore::builder()
+    /// let builder: strata::ReplicatedStoreBuilder<String, String, _, _> = ReplicatedStore::builder()
     ///     .local(MemoryStore::<String, String>::new())
     ///     // In production: RedisStore::builder().sentinel(same sentinels, "mymaster").build().await?
     ///     .remote(MemoryStore::<String, String>::new())
