@@ -377,6 +377,10 @@ enum Flow {
 
 const MIN_BACKOFF: Duration = Duration::from_millis(25);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// With Sentinel the pause is shorter: while no master exists every attempt fails fast (the
+/// sentinels answer, the old master refuses), and a long pause would delay the return after the
+/// promotion by up to its length.
+const MAX_BACKOFF_SENTINEL: Duration = Duration::from_millis(200);
 
 /// The task that owns the subscription; it exits when the hub is dropped.
 async fn run(hub: Weak<Hub>, mut conn: Option<Conn>, mut shutdown: oneshot::Receiver<()>) {
@@ -419,7 +423,11 @@ async fn reconnect(
             _ = &mut *shutdown => return None,
             _ = tokio::time::sleep(*backoff) => {}
         }
-        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+        let cap = match hub.upgrade()?.source {
+            Source::Sentinel(_) => MAX_BACKOFF_SENTINEL,
+            Source::Url(_) => MAX_BACKOFF,
+        };
+        *backoff = (*backoff * 2).min(cap);
     }
 }
 
