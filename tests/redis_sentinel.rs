@@ -1,13 +1,15 @@
 //! RedisStore behind Redis Sentinel, against real processes on loopback: one master, one
 //! replica, three sentinels. The master is killed under load; the store must serve again once a
-//! sentinel promotes the replica, with no panic, and keep what was replicated.
+//! sentinel promotes the replica, with no panic, and keep what was replicated. Two
+//! `ReplicatedStore` nodes on the same sentinels must follow a failover with their data and their
+//! invalidation link alike, and serve nothing the new master does not hold.
 #![cfg(feature = "redis")]
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use strata::{RedisStore, Store};
+use strata::{MemoryStore, RedisStore, ReplicatedStore, Store};
 use support::redis_sentinel::{Sentinels, MASTER_NAME};
 
 /// Sentinels declare the master down after this long without answers.
@@ -142,5 +144,238 @@ async fn a_demoted_master_answering_readonly_is_left_for_the_new_one() {
     assert_eq!(
         store.get(&"after".into()).await.unwrap().as_deref(),
         Some("w")
+    );
+}
+
+/// A node of a replicated store whose data and invalidation link both go through the sentinels.
+type Node =
+    ReplicatedStore<String, String, MemoryStore<String, String>, RedisStore<String, String>>;
+
+async fn node(sentinels: &Sentinels, warm: bool) -> Node {
+    ReplicatedStore::builder()
+        .local(MemoryStore::new())
+        .remote(open(sentinels).await)
+        .sentinel(sentinels.urls(), MASTER_NAME)
+        .connect_timeout(Duration::from_secs(2))
+        .heartbeat(Duration::from_millis(200))
+        .warm_on_join(warm)
+        .build()
+        .await
+        .expect("the invalidation link subscribes on the master the sentinels name")
+}
+
+/// How the master goes away.
+#[derive(Clone, Copy, Debug)]
+enum Failover {
+    /// `kill -9` of the master process: the sentinels promote the replica after `DOWN_AFTER`.
+    Kill,
+    /// `SENTINEL FAILOVER`: the old master stays up and is demoted to a replica.
+    Command,
+}
+
+/// Keys both nodes cache before the failover.
+const KEYS: usize = 40;
+
+fn key(i: usize) -> String {
+    format!("k{i}")
+}
+
+/// Retries `op` until it answers (a store reconnecting after the failover fails a few calls).
+async fn answered<T, F: std::future::Future<Output = strata::Result<T>>>(
+    what: &str,
+    mut op: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) => assert!(Instant::now() < deadline, "{what}: still failing: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Two nodes cache every key from the old master; the replica (the master to be) is given newer
+/// values of half of them that the old master never saw, so after the promotion a node that kept
+/// its copy from the old master would serve a value Redis no longer holds. After the failover a
+/// write on A must reach B as an invalidation through the new master, and every key must read
+/// on both nodes as Redis holds it.
+async fn replicated_nodes_follow(how: Failover) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut set = Sentinels::start(DOWN_AFTER);
+    let a = node(&set, false).await;
+    let b = node(&set, true).await;
+    for i in 0..KEYS {
+        a.put(key(i), "old".into(), None).await.unwrap();
+    }
+    for i in 0..KEYS {
+        for n in [&a, &b] {
+            assert_eq!(n.get(&key(i)).await.unwrap().as_deref(), Some("old"));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while set.replica.raw(&["DBSIZE"]) != format!(":{KEYS}") {
+        assert!(
+            Instant::now() < deadline,
+            "the keys never reached the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Diverge: write straight to the replica (made writable) what the old master never sees.
+    set.replica
+        .raw(&["CONFIG", "SET", "replica-read-only", "no"]);
+    let on_replica = RedisStore::<String, String>::builder()
+        .url(set.replica.url())
+        .namespace("test")
+        .build()
+        .await
+        .unwrap();
+    for i in (0..KEYS).step_by(2) {
+        on_replica
+            .put(key(i), "promoted".into(), None)
+            .await
+            .unwrap();
+    }
+    drop(on_replica);
+
+    let old_master = set.master.port();
+    let started = Instant::now();
+    match how {
+        Failover::Kill => set.master.kill(),
+        Failover::Command => {
+            let reply = set.sentinel_raw(&["SENTINEL", "FAILOVER", MASTER_NAME]);
+            assert!(reply.starts_with("+OK"), "{reply}");
+        }
+    }
+    // Promotion: the sentinels name the replica, and a master still up is demoted (it closes
+    // its clients on the role change: a reset is "not yet").
+    let settled = || {
+        set.master_port() == Some(set.replica.port())
+            && match how {
+                Failover::Kill => true,
+                Failover::Command => set
+                    .master
+                    .try_raw(&["ROLE"])
+                    .is_ok_and(|role| role.starts_with("slave")),
+            }
+    };
+    let deadline = started + FAILOVER_BOUND;
+    while !settled() {
+        assert!(
+            Instant::now() < deadline,
+            "the failover never completed ({how:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_ne!(set.replica.port(), old_master);
+    let promoted = started.elapsed();
+
+    // A write on A after the promotion: refused while A's link is down, then accepted.
+    let wrote = Instant::now();
+    answered("a write on node A", || {
+        a.put("x".into(), "new".into(), None)
+    })
+    .await;
+    let a_writes = wrote.elapsed();
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    loop {
+        if let Ok(Some(v)) = b.get(&"x".into()).await {
+            if v == "new" {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "node B never saw A's write");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let b_sees = wrote.elapsed();
+
+    // The invalidation path itself: B caches x from the new master, A overwrites it, and B must
+    // drop its copy on A's message (counted as applied), not on a TTL.
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    while !(a.replication_stats().connected && b.replication_stats().connected) {
+        assert!(Instant::now() < deadline, "a link never came back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.get(&"x".into()).await.unwrap().as_deref(), Some("new"));
+    let applied = b.replication_stats().applied;
+    let overwrote = Instant::now();
+    a.put("x".into(), "newer".into(), None).await.unwrap();
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    while b.get(&"x".into()).await.unwrap().as_deref() != Some("newer") {
+        assert!(
+            Instant::now() < deadline,
+            "B kept its copy of x: the invalidation never came through the new master"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let invalidated = overwrote.elapsed();
+    assert!(b.replication_stats().applied > applied);
+
+    // Nothing older than Redis: every key reads on both nodes as the new master holds it.
+    let truth = open(&set).await;
+    for i in 0..KEYS {
+        let k = key(i);
+        let held = answered("reading Redis", || truth.get(&k)).await;
+        let want = if i % 2 == 0 { "promoted" } else { "old" };
+        assert_eq!(held.as_deref(), Some(want), "Redis after the failover");
+        for (name, n) in [("A", &a), ("B", &b)] {
+            assert_eq!(
+                n.get(&key(i)).await.unwrap(),
+                held,
+                "node {name} serves {} differently from Redis",
+                key(i)
+            );
+        }
+    }
+    for (name, n) in [("A", &a), ("B", &b)] {
+        let stats = n.replication_stats();
+        assert!(
+            stats.disconnects >= 1 && stats.recoveries >= 1,
+            "node {name}: the failover must drop and restore the link: {stats:?}"
+        );
+    }
+    // B warms in the background after its reconnect (the rules of a lost link hold).
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    while b.replication_stats().warms == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "B's background warm never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if std::env::var_os("STRATA_REPORT").is_some() {
+        eprintln!(
+            "replicated sentinel failover ({how:?}): promoted {promoted:?} after the failover began; \
+             then A's write accepted in {a_writes:?}, seen on B in {b_sees:?}; \
+             an invalidation A -> B through the new master took {invalidated:?} (down-after {DOWN_AFTER:?})"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_nodes_follow_a_killed_master() {
+    replicated_nodes_follow(Failover::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_nodes_follow_a_sentinel_failover_command() {
+    replicated_nodes_follow(Failover::Command).await;
+}
+
+#[tokio::test]
+async fn a_replicated_store_with_no_sentinel_reachable_is_a_clear_error() {
+    let port = support::redis_server::free_port();
+    let err = ReplicatedStore::builder()
+        .local(MemoryStore::<String, String>::new())
+        .remote(MemoryStore::<String, String>::new())
+        .sentinel([format!("redis://127.0.0.1:{port}/")], MASTER_NAME)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&port.to_string()) && text.contains(MASTER_NAME),
+        "names the sentinel and the master: {text}"
     );
 }

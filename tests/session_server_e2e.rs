@@ -550,6 +550,75 @@ mod redis {
         server.kill();
     }
 
+    /// Polls `done` every 20 ms until it holds; fails naming `what` after 30 s.
+    fn within_30s(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn replicated_servers_on_sentinel_follow_a_failover() {
+        use support::redis_sentinel::{Sentinels, MASTER_NAME};
+        let set = Sentinels::start(Duration::from_secs(60));
+        let start = || {
+            Server::spawn(
+                command()
+                    .env("STRATA_REDIS_SENTINELS", set.urls().join(","))
+                    .env("STRATA_REDIS_MASTER", MASTER_NAME)
+                    .env("STRATA_REPLICATED", "1"),
+            )
+        };
+        let a = start();
+        let b = start();
+        for banner in [&a.banner, &b.banner] {
+            assert!(
+                banner.contains("ReplicatedStore") && banner.contains("via sentinels"),
+                "{banner}"
+            );
+        }
+        let cookie = a.sign_in("ada");
+        assert!(a.get("/", &cookie).body.contains("visit #1"));
+        // B caches the session as it is now: one visit.
+        assert_eq!(me(&b, &cookie).body, r#"{"name":"ada","visits":1}"#);
+        let key = format!("sessions:{}", session_id(&cookie));
+        within_30s("the session to reach the replica", || {
+            set.replica.raw(&["EXISTS", &key]) == ":1"
+        });
+        let old_master = set.master.port();
+        let reply = set.sentinel_raw(&["SENTINEL", "FAILOVER", MASTER_NAME]);
+        assert!(reply.starts_with("+OK"), "{reply}");
+        within_30s(
+            "the replica to be promoted and the old master demoted",
+            || {
+                set.master_port() == Some(set.replica.port())
+                    && set
+                        .master
+                        .try_raw(&["ROLE"])
+                        .is_ok_and(|role| role.starts_with("slave"))
+            },
+        );
+        assert_ne!(set.replica.port(), old_master);
+        // A visit on A once A reaches the new master (refused while its link is down).
+        within_30s("a page view on A after the failover", || {
+            let page = a.get("/", &cookie);
+            page.status == 200 && page.body.contains("visit #2")
+        });
+        // B must drop its one-visit copy: it reads what the new master holds.
+        within_30s("B to see A's visit", || {
+            me(&b, &cookie).body == r#"{"name":"ada","visits":2}"#
+        });
+        assert_eq!(
+            set.replica.raw(&["EXISTS", &key]),
+            ":1",
+            "the session is on the new master"
+        );
+        a.kill();
+        b.kill();
+    }
+
     #[test]
     fn two_servers_share_sessions_through_redis() {
         let redis = support::RedisServer::start();

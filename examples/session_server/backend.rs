@@ -187,28 +187,28 @@ pub type Replicated = strata::ReplicatedStore<
 /// index is read from Redis directly: a devices page is rare, and must see every node's writes.
 #[cfg(feature = "redis")]
 pub async fn replicated(target: &RedisTarget) -> Result<Backend<Replicated, RedisIndex>, String> {
-    let RedisTarget::Url(url) = target else {
-        return Err(
-            "STRATA_REPLICATED=1 needs STRATA_REDIS_URL: the replicated store's invalidation \
-             channel does not follow Sentinel yet; unset STRATA_REPLICATED to keep the sessions \
-             in Redis behind Sentinel"
-                .into(),
-        );
-    };
     let local = strata::MemoryStore::builder()
         .namespace("sessions")
         .build()
         .map_err(|e| e.to_string())?;
-    let store = strata::ReplicatedStore::builder()
+    let builder = strata::ReplicatedStore::builder()
         .local(local)
-        .remote(redis_store(target, "sessions").await?)
-        .url(url)
+        .remote(redis_store(target, "sessions").await?);
+    // The invalidation channel goes where the data goes: with Sentinel, to the master the
+    // sentinels name, asked again after every failover.
+    let builder = match target {
+        RedisTarget::Url(url) => builder.url(url),
+        RedisTarget::Sentinel { sentinels, master } => {
+            builder.sentinel(sentinels.clone(), master.clone())
+        }
+    };
+    let store = builder
         .build()
         .await
         .map_err(|e| redacted_error(target, &e))?;
     let what = format!(
         "ReplicatedStore (local MemoryStore, RedisStore at {})",
-        redact_url(url)
+        target.describe()
     );
     let panel = StorePanel {
         store: store.clone(),

@@ -20,7 +20,7 @@
 //!   sentinels (comma-separated URLs, `redis://127.0.0.1:26379,redis://127.0.0.1:26380`) name
 //!   as master of `STRATA_REDIS_MASTER` (`mymaster`), followed through failovers; the master's
 //!   password goes in the first sentinel URL. Instead of `STRATA_REDIS_URL`, not with it;
-//! - `STRATA_REPLICATED=1` (with `STRATA_REDIS_URL`): a `ReplicatedStore` — each server keeps a
+//! - `STRATA_REPLICATED=1` (with `STRATA_REDIS_URL` or Sentinel): a `ReplicatedStore` — each server keeps a
 //!   local copy of the sessions it reads, Redis holds the truth, and a write on one server
 //!   invalidates the others' copies over pub/sub;
 //! - `STRATA_SESSION_IDLE_SECS`: a session ends after this long without a page view

@@ -152,6 +152,65 @@ impl Source {
     }
 }
 
+/// Finds the master the sentinels name now, for a connection of its own that a `RedisStore`
+/// does not manage (the replicated store's invalidation subscription): asked again on every
+/// call, so a reconnect after a failover reaches the promoted replica.
+pub(crate) struct MasterLocator {
+    sentinel: tokio::sync::Mutex<SentinelClient>,
+    master: String,
+    sentinels: String,
+}
+
+impl MasterLocator {
+    /// Sentinels at `sentinels` (URLs) monitoring `master`; the master is reached with the user,
+    /// password and database of the first sentinel URL. A URL that does not parse, or an empty
+    /// list or name, is an [`Error::InvalidConfig`].
+    pub fn new(sentinels: &[String], master: &str) -> Result<Self> {
+        if sentinels.is_empty() || master.is_empty() {
+            return Err(Error::config(
+                "sentinel",
+                "give the sentinels' URLs (redis://host:26379) and the name they monitor the master under (`sentinel monitor <name> …`)",
+            ));
+        }
+        let settings = Settings {
+            urls: sentinels.to_vec(),
+            cluster: false,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+            tls_root_cert: None,
+            sentinel_master: Some(master.to_owned()),
+        };
+        Ok(MasterLocator {
+            sentinel: tokio::sync::Mutex::new(sentinel_client(&settings, master)?),
+            master: master.to_owned(),
+            sentinels: settings.describe(),
+        })
+    }
+
+    /// A client for the master the sentinels name now (redis-rs checks its `ROLE` too).
+    pub async fn client(&self) -> Result<redis::Client> {
+        self.sentinel
+            .lock()
+            .await
+            .async_get_client()
+            .await
+            .map_err(|e| {
+                Error::backend(
+                    format!(
+                        "asking the sentinels {} for master {:?} (are they running, and do they monitor that name?)",
+                        self.sentinels, self.master
+                    ),
+                    e,
+                )
+            })
+    }
+
+    /// The sentinels and the master's name, without passwords, for messages.
+    pub fn describe(&self) -> String {
+        format!("master {:?} via sentinels {}", self.master, self.sentinels)
+    }
+}
+
 impl Single {
     fn new(
         source: Source,

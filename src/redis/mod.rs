@@ -18,5 +18,6 @@ mod slot;
 mod store;
 
 pub use builder::RedisStoreBuilder;
+pub(crate) use connection::MasterLocator;
 pub use lease::DistributedFetch;
 pub use store::RedisStore;

@@ -3,7 +3,7 @@
 use std::{marker::PhantomData, sync::Arc, time::Duration};
 
 use super::{
-    invalidation::{Hub, HubOptions},
+    invalidation::{Hub, HubOptions, Target},
     join,
     store::{Inner, ReplicatedStore},
     Stripes,
@@ -24,7 +24,7 @@ pub const DEFAULT_CHANNEL_PREFIX: &str = "strata:inv:";
 /// invalidation channel alike.
 ///
 /// # Defaults
-/// - `local`, `remote`, `url`: required;
+/// - `local`, `remote`, and `url` or `sentinel`: required;
 /// - `stale_for`: zero — while the link to Redis is down, reads go to Redis and fail if it
 ///   does not answer, instead of serving a local copy;
 /// - `local_ttl`: none — a local copy lives as long as the remote TTL it was read with;
@@ -57,7 +57,7 @@ pub struct ReplicatedStoreBuilder<K, V, L, R> {
     types: PhantomData<fn() -> (K, V)>,
     local: Option<L>,
     remote: Option<R>,
-    url: Option<String>,
+    target: Option<Target>,
     stale_for: Duration,
     local_ttl: Option<Duration>,
     reconcile_on_join: bool,
@@ -72,7 +72,7 @@ pub struct ReplicatedStoreBuilder<K, V, L, R> {
 impl<K, V, L, R> std::fmt::Debug for ReplicatedStoreBuilder<K, V, L, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplicatedStoreBuilder")
-            .field("url", &self.url.as_deref().map(crate::redact_url))
+            .field("target", &self.target.as_ref().map(describe))
             .field("stale_for", &self.stale_for)
             .field("local_ttl", &self.local_ttl)
             .field("warm_on_join", &self.warm_on_join)
@@ -87,7 +87,7 @@ impl<K, V, L, R> ReplicatedStoreBuilder<K, V, L, R> {
             types: PhantomData,
             local: None,
             remote: None,
-            url: None,
+            target: None,
             stale_for: Duration::ZERO,
             local_ttl: None,
             reconcile_on_join: true,
@@ -113,8 +113,51 @@ impl<K, V, L, R> ReplicatedStoreBuilder<K, V, L, R> {
     }
 
     /// The Redis URL of the invalidation channel: the same Redis as the remote store.
+    /// Replaces an earlier [`sentinel`](Self::sentinel).
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = Some(url.into());
+        self.target = Some(Target::Url(url.into()));
+        self
+    }
+
+    /// The invalidation channel on the master the sentinels name, for a remote `RedisStore`
+    /// built with the same [`RedisStoreBuilder::sentinel`](crate::RedisStoreBuilder::sentinel):
+    /// the link asks the sentinels for the master on connect and on every reconnect, so after a
+    /// failover data and invalidations both go to the promoted replica. A failover drops the
+    /// subscription (the old master dies, or is demoted and closes its clients), so the usual
+    /// rules of a lost link hold meanwhile: writes are refused, the local tier is flushed on
+    /// reconnect and refilled lazily or by a background warm. The master is reached with the
+    /// user, password and database of the first sentinel URL. Replaces an earlier
+    /// [`url`](Self::url).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use strata::{MemoryStore, ReplicatedStore};
+    ///
+    /// let builder: strata::ReplicatedStoreBuilder<String, String, _, _> = ReplicatedStore::builder()
+    ///     .local(MemoryStore::<String, String>::new())
+    ///     // In production: RedisStore::builder().sentinel(same sentinels, "mymaster").build().await?
+    ///     .remote(MemoryStore::<String, String>::new())
+    ///     .sentinel(["redis://127.0.0.1:26379", "redis://127.0.0.1:26380"], "mymaster");
+    /// // `builder.build().await?` asks the sentinels for the master and subscribes there.
+    /// let no_name = ReplicatedStore::builder()
+    ///     .local(MemoryStore::<String, String>::new())
+    ///     .remote(MemoryStore::<String, String>::new())
+    ///     .sentinel(["redis://127.0.0.1:26379"], "")
+    ///     .build()
+    ///     .await;
+    /// assert!(matches!(no_name, Err(strata::Error::InvalidConfig { option: "sentinel", .. })));
+    /// # drop(builder);
+    /// # }
+    /// ```
+    pub fn sentinel<I, S>(mut self, sentinels: I, master: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.target = Some(Target::Sentinel {
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+            master: master.into(),
+        });
         self
     }
 
@@ -215,10 +258,11 @@ where
     /// `allow_start_offline`). Must run inside a Tokio runtime.
     pub async fn build(self) -> Result<ReplicatedStore<K, V, L, R>> {
         self.validate()?;
-        let url = self.url.clone().ok_or_else(|| {
+        let target = self.target.clone().ok_or_else(|| {
             Error::config(
                 "url",
-                "required: the Redis URL for invalidations, e.g. redis://127.0.0.1:6379/",
+                "required: the Redis URL for invalidations, e.g. redis://127.0.0.1:6379/ \
+                 (or `sentinel(urls, master)` for Redis behind Sentinel)",
             )
         })?;
         let local = self
@@ -228,7 +272,7 @@ where
             .remote
             .ok_or_else(|| Error::config("remote", "required: the store holding the truth"))?;
         let hub = Hub::start(HubOptions {
-            url,
+            target,
             prefix: self.channel_prefix,
             connect_timeout: self.connect_timeout,
             heartbeat: self.heartbeat,
@@ -253,6 +297,17 @@ where
         let store = ReplicatedStore::registered(inner);
         join_cluster(&store.inner, self.reconcile_on_join).await;
         Ok(store)
+    }
+}
+
+/// The invalidation target without passwords, for `Debug`.
+fn describe(target: &Target) -> String {
+    match target {
+        Target::Url(url) => crate::redact_url(url),
+        Target::Sentinel { sentinels, master } => {
+            let urls: Vec<String> = sentinels.iter().map(|u| crate::redact_url(u)).collect();
+            format!("master {master:?} via sentinels {}", urls.join(", "))
+        }
     }
 }
 

@@ -50,10 +50,61 @@ pub(crate) trait Handler: Send + Sync {
     fn warm(self: Arc<Self>, epoch: u64) -> BoxFuture<'static, ()>;
 }
 
+/// Where the hub subscribes. Not `Debug`: the URLs may hold passwords.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// One server.
+    Url(String),
+    /// The master the sentinels name, asked again on every (re)connect.
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+}
+
+/// The server behind a [`Target`]: a fixed client, or the sentinels to ask.
+enum Source {
+    Url(redis::Client),
+    Sentinel(crate::redis::MasterLocator),
+}
+
+impl Source {
+    fn new(target: &Target) -> Result<Source> {
+        match target {
+            Target::Url(url) => redis::Client::open(url.as_str())
+                .map(Source::Url)
+                .map_err(|e| Error::config("url", format!("{e}; use redis://host:port/"))),
+            Target::Sentinel { sentinels, master } => {
+                crate::redis::MasterLocator::new(sentinels, master).map(Source::Sentinel)
+            }
+        }
+    }
+
+    /// A client for the server to subscribe and publish on now: with Sentinel, the master the
+    /// sentinels name at this moment (after a failover, the promoted replica).
+    async fn client(&self) -> Result<redis::Client> {
+        match self {
+            Source::Url(client) => Ok(client.clone()),
+            Source::Sentinel(locator) => locator.client().await,
+        }
+    }
+
+    /// Where, without passwords, for messages.
+    fn describe(&self) -> String {
+        match self {
+            Source::Url(client) => {
+                let info = client.get_connection_info();
+                format!("Redis at {}", info.addr())
+            }
+            Source::Sentinel(locator) => locator.describe(),
+        }
+    }
+}
+
 /// How a hub connects and watches its connection. Not `Debug`: the URL may hold a password.
 #[derive(Clone)]
 pub(crate) struct HubOptions {
-    pub url: String,
+    pub target: Target,
     pub prefix: String,
     pub connect_timeout: Duration,
     pub heartbeat: Duration,
@@ -82,7 +133,7 @@ type Handlers = HashMap<String, Vec<Weak<dyn Handler>>>;
 /// One node's end of the invalidation channel.
 pub(crate) struct Hub {
     node: u64,
-    client: redis::Client,
+    source: Source,
     options: HubOptions,
     pub link: Link,
     pub counters: Counters,
@@ -124,12 +175,11 @@ impl Hub {
     /// Connects (or, with `allow_start_offline`, starts disconnected) and spawns the task that
     /// keeps the subscription alive. Must run inside a Tokio runtime.
     pub async fn start(options: HubOptions) -> Result<Arc<Hub>> {
-        let client = redis::Client::open(options.url.as_str())
-            .map_err(|e| Error::config("url", format!("{e}; use redis://host:port/")))?;
+        let source = Source::new(&options.target)?;
         let (tx, rx) = oneshot::channel();
         let hub = Arc::new(Hub {
             node: new_node_id(),
-            client,
+            source,
             options,
             link: Link::default(),
             counters: Counters {
@@ -214,8 +264,8 @@ impl Hub {
         let after = self.options.connect_timeout;
         let timeout = || Error::Timeout {
             context: format!(
-                "connecting to Redis at {} (is it running and reachable?)",
-                crate::redact_url(&self.options.url)
+                "connecting the invalidation channel to {} (is it running and reachable?)",
+                self.source.describe()
             ),
             after,
         };
@@ -226,15 +276,17 @@ impl Hub {
 
     async fn open(&self) -> Result<Conn> {
         let backend = |e| Error::backend(format!("subscribing to {}*", self.options.prefix), e);
-        let pubsub = self.client.get_async_pubsub().await.map_err(backend)?;
+        // With Sentinel this asks for the master anew on every (re)connect: after a failover
+        // the subscription and the publisher move to the promoted replica, where the data is.
+        let client = self.source.client().await?;
+        let pubsub = client.get_async_pubsub().await.map_err(backend)?;
         let (mut sink, stream) = pubsub.split();
         let pattern = format!("{}*", self.options.prefix);
         sink.psubscribe(pattern).await.map_err(backend)?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.options.connect_timeout))
             .set_response_timeout(Some(self.options.connect_timeout));
-        let publisher = self
-            .client
+        let publisher = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(backend)?;
@@ -325,6 +377,10 @@ enum Flow {
 
 const MIN_BACKOFF: Duration = Duration::from_millis(25);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// With Sentinel the pause is shorter: while no master exists every attempt fails fast (the
+/// sentinels answer, the old master refuses), and a long pause would delay the return after the
+/// promotion by up to its length.
+const MAX_BACKOFF_SENTINEL: Duration = Duration::from_millis(200);
 
 /// The task that owns the subscription; it exits when the hub is dropped.
 async fn run(hub: Weak<Hub>, mut conn: Option<Conn>, mut shutdown: oneshot::Receiver<()>) {
@@ -367,7 +423,11 @@ async fn reconnect(
             _ = &mut *shutdown => return None,
             _ = tokio::time::sleep(*backoff) => {}
         }
-        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+        let cap = match hub.upgrade()?.source {
+            Source::Sentinel(_) => MAX_BACKOFF_SENTINEL,
+            Source::Url(_) => MAX_BACKOFF,
+        };
+        *backoff = (*backoff * 2).min(cap);
     }
 }
 

@@ -82,7 +82,8 @@ where
     L: Store<K, V> + 'static,
     R: Store<K, V> + 'static,
 {
-    let keys = match inner.remote.keys().await {
+    let link = &inner.hub.link;
+    let keys = match list_remote(inner, epoch).await {
         Ok(keys) => keys,
         Err(e) => {
             tracing::warn!(namespace = %inner.namespace, error = %e, "warm: cannot list Redis keys; filling lazily instead");
@@ -90,7 +91,6 @@ where
         }
     };
     let total = keys.len();
-    let link = &inner.hub.link;
     let mut batches = keys.chunks(BATCH);
     let mut reads = FuturesUnordered::new();
     let (mut done, mut loaded) = (0, 0);
@@ -114,6 +114,38 @@ where
     let finished = link.still_up(epoch);
     tracing::info!(namespace = %inner.namespace, loaded, total, finished, "local tier warmed from Redis");
     finished
+}
+
+/// Attempts at listing the remote keys before a warm gives up.
+const LIST_ATTEMPTS: u32 = 8;
+/// The pause after the first failed listing; doubled after each further one, up to 1 s.
+const LIST_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The remote keys, retried with back-off while the link stays up in `epoch`: after a Sentinel
+/// failover the link can reconnect to the promoted master before the remote store has left the
+/// old one (its first command fails and makes it ask the sentinels), so one failure is not the
+/// end of the warm.
+async fn list_remote<K, V, L, R>(inner: &Inner<K, V, L, R>, epoch: u64) -> crate::Result<Vec<K>>
+where
+    K: Key,
+    V: Clone + Send + Sync + 'static,
+    L: Store<K, V> + 'static,
+    R: Store<K, V> + 'static,
+{
+    let mut pause = LIST_RETRY;
+    let mut attempt = 1;
+    loop {
+        match inner.remote.keys().await {
+            Ok(keys) => return Ok(keys),
+            Err(e) if attempt >= LIST_ATTEMPTS || !inner.hub.link.still_up(epoch) => return Err(e),
+            Err(e) => {
+                tracing::debug!(namespace = %inner.namespace, error = %e, attempt, "warm: listing Redis keys failed; retrying");
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        attempt += 1;
+    }
 }
 
 fn progress<K, V, L, R>(phase: &str, inner: &Inner<K, V, L, R>, batches: usize, total: usize) {

@@ -52,6 +52,14 @@
 //!   `CLIENT KILL`, Redis restart) is noticed at once; one that goes silent (a partition without
 //!   a reset) within two `heartbeat`s, and until then reads may still serve local copies.
 //!
+//! - **Sentinel**: with [`ReplicatedStoreBuilder::sentinel`] the link asks the sentinels for the
+//!   master on connect and on every reconnect. A failover drops the subscription (the old master
+//!   dies, or is demoted and closes its clients), so the split rules above hold through it: writes
+//!   are refused until the link is back on the promoted master, then the local tier is flushed and
+//!   (with `warm_on_join`) refilled in the background; the warm retries listing the keys while
+//!   the remote store leaves the old master (forced by `replicated_nodes_follow_a_killed_master`
+//!   and `replicated_nodes_follow_a_sentinel_failover_command` in `tests/redis_sentinel.rs`).
+//!
 //! One residual gap: if a node's `PUBLISH` fails after its Redis write succeeded (its own
 //! connection broke while the others' did not; for `put` and `delete`, whose `PUBLISH` goes in
 //! the same write as the command, only a break between the two replies), the write is in Redis,

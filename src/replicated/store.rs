@@ -86,7 +86,7 @@ impl<K, V, L, R> fmt::Debug for ReplicatedStore<K, V, L, R> {
 }
 
 impl<K, V, L, R> ReplicatedStore<K, V, L, R> {
-    /// A builder; `local`, `remote` and `url` are required.
+    /// A builder; `local`, `remote` and `url` (or `sentinel`) are required.
     pub fn builder() -> ReplicatedStoreBuilder<K, V, L, R> {
         ReplicatedStoreBuilder::new()
     }
