@@ -109,6 +109,21 @@ pub(crate) struct FjallEngine {
     marker: Marker,
     /// Set with `retire_journal_on_close`.
     retirer: Option<Retirer>,
+    /// Declared last, so dropped last: after `db`, `entries` and `meta`, whose drop waits for
+    /// fjall's worker threads. A worker finishing a flush or compaction after `close` writes a
+    /// new version file with the umask's permissions; this restricts the tree once they are gone.
+    _restrict_after_workers: RestrictOnDrop,
+}
+
+/// Makes the engine's directory owner-only when dropped (see `FjallEngine`).
+struct RestrictOnDrop(PathBuf);
+
+impl Drop for RestrictOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = perms::restrict_tree(&self.0) {
+            tracing::warn!(path = %self.0.display(), error = %e, "could not make the disk store's files owner-only");
+        }
+    }
 }
 
 impl FjallEngine {
@@ -159,6 +174,7 @@ impl FjallEngine {
             seq: AtomicU64::new(recovered),
             marker,
             retirer,
+            _restrict_after_workers: RestrictOnDrop(path.to_owned()),
         })
     }
 
