@@ -424,7 +424,9 @@ mod crash {
             .env(DIR_VAR, dir)
             .env(ROUND_VAR, round.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.with_extension("child-stderr")).unwrap(),
+            ))
             .spawn()
             .unwrap();
         let acks = Arc::new(Mutex::new(Acks::default()));
@@ -448,13 +450,17 @@ mod crash {
                 }
             })
         };
-        ready_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the child opened the directory");
+        if let Err(e) = ready_rx.recv_timeout(Duration::from_secs(60)) {
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            let stderr = std::fs::read_to_string(dir.with_extension("child-stderr"));
+            panic!("round {round}: the child never opened the directory ({e}; {status}); its stderr:\n{}", stderr.unwrap_or_default());
+        }
         std::thread::sleep(delay);
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
         reader.join().unwrap();
+        let _ = std::fs::remove_file(dir.with_extension("child-stderr"));
         Arc::try_unwrap(acks).ok().unwrap().into_inner().unwrap()
     }
 
