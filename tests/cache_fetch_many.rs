@@ -42,6 +42,46 @@ fn loaded(missing: &[String]) -> Batch {
         .collect()
 }
 
+/// The result of a `fetch_many` of `String`s.
+type Fetched = Result<Vec<Option<String>>, FetchError<std::io::Error>>;
+
+/// A `fetch_many` running in its own task whose batch loader counts its start in `started`,
+/// waits for `gate`, then answers with `finish(missing keys)`.
+struct Parked {
+    started: Arc<AtomicUsize>,
+    gate: Arc<Notify>,
+    batch: tokio::task::JoinHandle<Fetched>,
+}
+
+fn parked_batch(
+    cache: &Strings,
+    names: &[&str],
+    finish: fn(&[String]) -> Result<Batch, std::io::Error>,
+) -> Parked {
+    let (started, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
+    let (cache, names) = (cache.clone(), keys(names));
+    let batch = {
+        let (started, gate) = (started.clone(), gate.clone());
+        tokio::spawn(async move {
+            cache
+                .fetch_many(&names, |missing| {
+                    let (started, gate) = (started.clone(), gate.clone());
+                    async move {
+                        started.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        finish(&missing)
+                    }
+                })
+                .await
+        })
+    };
+    Parked {
+        started,
+        gate,
+        batch,
+    }
+}
+
 async fn until(mut done: impl FnMut() -> bool) {
     while !done() {
         tokio::task::yield_now().await;
@@ -123,22 +163,13 @@ async fn a_key_another_fetch_is_loading_is_awaited_not_loaded_again() {
 #[tokio::test]
 async fn a_batch_loader_error_reaches_every_waiter_of_the_batch() {
     let cache = cache().await;
-    let (started, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
-    let batch = {
-        let (cache, started, gate) = (cache.clone(), started.clone(), gate.clone());
-        tokio::spawn(async move {
-            cache
-                .fetch_many(&keys(&["k1", "k2"]), |_| {
-                    let (started, gate) = (started.clone(), gate.clone());
-                    async move {
-                        started.fetch_add(1, Ordering::SeqCst);
-                        gate.notified().await;
-                        Err::<Batch, _>(std::io::Error::other("database down"))
-                    }
-                })
-                .await
-        })
-    };
+    let Parked {
+        started,
+        gate,
+        batch,
+    } = parked_batch(&cache, &["k1", "k2"], |_| {
+        Err(std::io::Error::other("database down"))
+    });
     until(|| started.load(Ordering::SeqCst) == 1).await;
     let waiter = {
         let cache = cache.clone();
@@ -172,24 +203,11 @@ async fn a_batch_loader_error_reaches_every_waiter_of_the_batch() {
 #[tokio::test]
 async fn a_panicking_batch_loader_fails_its_waiters_and_releases_the_keys() {
     let cache = cache().await;
-    let (started, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
-    let batch = {
-        let (cache, started, gate) = (cache.clone(), started.clone(), gate.clone());
-        tokio::spawn(async move {
-            cache
-                .fetch_many(&keys(&["k1", "k2", "k3"]), |_| {
-                    let (started, gate) = (started.clone(), gate.clone());
-                    async move {
-                        started.fetch_add(1, Ordering::SeqCst);
-                        gate.notified().await;
-                        panic!("driver bug");
-                        #[allow(unreachable_code)]
-                        Ok::<Batch, std::io::Error>(Vec::new())
-                    }
-                })
-                .await
-        })
-    };
+    let Parked {
+        started,
+        gate,
+        batch,
+    } = parked_batch(&cache, &["k1", "k2", "k3"], |_| panic!("driver bug"));
     until(|| started.load(Ordering::SeqCst) == 1).await;
     let waiter = {
         let cache = cache.clone();
@@ -295,22 +313,11 @@ async fn absences_are_cached_and_a_key_the_loader_leaves_out_is_not_found() {
 #[tokio::test]
 async fn a_put_made_during_the_batch_load_wins() {
     let cache = cache().await;
-    let (started, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
-    let batch = {
-        let (cache, started, gate) = (cache.clone(), started.clone(), gate.clone());
-        tokio::spawn(async move {
-            cache
-                .fetch_many(&keys(&["k1", "k2"]), |missing| {
-                    let (started, gate) = (started.clone(), gate.clone());
-                    async move {
-                        started.fetch_add(1, Ordering::SeqCst);
-                        gate.notified().await;
-                        Ok::<_, std::io::Error>(loaded(&missing))
-                    }
-                })
-                .await
-        })
-    };
+    let Parked {
+        started,
+        gate,
+        batch,
+    } = parked_batch(&cache, &["k1", "k2"], |missing| Ok(loaded(missing)));
     until(|| started.load(Ordering::SeqCst) == 1).await;
     cache.put(s("k1"), s("written"), None).await.unwrap();
     assert!(!cache.delete(&s("k2")).await.unwrap());
