@@ -41,6 +41,36 @@ async fn redis(url: &str, namespace: &str) -> RedisStore<String, String> {
 }
 
 /// One node: its own connection, leases of `lease`, absences remembered for an hour.
+/// `cache.fetch(key)` in its own task with its loader parked: returns once the loader runs,
+/// with the semaphore that lets it answer `load` (add one permit) and the fetch's task.
+async fn parked_fetch<S>(
+    cache: &Cache<String, String, S>,
+    key: String,
+    load: Load<String>,
+) -> (
+    Arc<Semaphore>,
+    tokio::task::JoinHandle<Result<Option<String>, strata::FetchError<strata::Error>>>,
+)
+where
+    S: strata::Store<String, String> + 'static,
+{
+    let (loading, go) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
+    let fetch = tokio::spawn({
+        let (cache, loading, go) = (cache.clone(), loading.clone(), go.clone());
+        async move {
+            cache
+                .fetch(key, |_| async move {
+                    loading.add_permits(1);
+                    go.acquire().await.unwrap().forget();
+                    Ok::<_, strata::Error>(load)
+                })
+                .await
+        }
+    });
+    loading.acquire().await.unwrap().forget();
+    (go, fetch)
+}
+
 async fn node(url: &str, lease: Duration) -> (Node, DistributedFetch) {
     let store = redis(url, "items").await;
     let leases = store.distributed_fetch(lease).await.unwrap();
@@ -245,35 +275,11 @@ async fn a_late_holder_releases_only_its_own_lease() {
     let server = RedisServer::start();
     let (a, _) = node(&server.url(), Duration::from_secs(30)).await;
     let (b, _) = node(&server.url(), Duration::from_secs(30)).await;
-    let (a_loading, a_go) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
-    let a_fetch = tokio::spawn({
-        let (loading, go) = (a_loading.clone(), a_go.clone());
-        async move {
-            a.fetch("k".to_string(), |_| async move {
-                loading.add_permits(1);
-                go.acquire().await.unwrap().forget();
-                Ok::<_, strata::Error>(Load::Ignore("a".to_string()))
-            })
-            .await
-        }
-    });
-    a_loading.acquire().await.unwrap().forget();
+    let (a_go, a_fetch) = parked_fetch(&a, "k".to_string(), Load::Ignore("a".to_string())).await;
     let lease = "strata:lease:items:k";
     assert_ne!(server.raw(&["GET", lease]), "(nil)", "a holds the lease");
     server.raw(&["DEL", lease]); // a's lease lapses
-    let (b_loading, b_go) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
-    let b_fetch = tokio::spawn({
-        let (loading, go) = (b_loading.clone(), b_go.clone());
-        async move {
-            b.fetch("k".to_string(), |_| async move {
-                loading.add_permits(1);
-                go.acquire().await.unwrap().forget();
-                Ok::<_, strata::Error>(Load::Commit("b".to_string()))
-            })
-            .await
-        }
-    });
-    b_loading.acquire().await.unwrap().forget();
+    let (b_go, b_fetch) = parked_fetch(&b, "k".to_string(), Load::Commit("b".to_string())).await;
     let b_token = server.raw(&["GET", lease]);
     a_go.add_permits(1);
     assert_eq!(a_fetch.await.unwrap().unwrap().as_deref(), Some("a"));
@@ -356,19 +362,7 @@ async fn replicated_nodes_share_one_load_and_its_absence() {
     };
     let (a, _) = replicated(server.url()).await;
     let (b, b_leases) = replicated(server.url()).await;
-    let (loading, go) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
-    let a_fetch = tokio::spawn({
-        let (a, loading, go) = (a.clone(), loading.clone(), go.clone());
-        async move {
-            a.fetch("gone".to_string(), |_| async move {
-                loading.add_permits(1);
-                go.acquire().await.unwrap().forget();
-                Ok::<_, strata::Error>(Load::NotFound)
-            })
-            .await
-        }
-    });
-    loading.acquire().await.unwrap().forget();
+    let (go, a_fetch) = parked_fetch(&a, "gone".to_string(), Load::NotFound).await;
     let b_fetch = tokio::spawn({
         let b = b.clone();
         async move {
