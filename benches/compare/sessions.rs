@@ -164,11 +164,14 @@ fn measure<S, I>(
         rt.block_on(populate(sessions, filled_users..users));
         flush();
         filled_users = users;
-        eprintln!(
-            "sessions: {store} filled to {} sessions in {:.1} s",
-            count(total),
-            started.elapsed().as_secs_f64()
-        );
+        // Progress for a real run; `cargo test`'s smoke run stays quiet.
+        if !report.smoke {
+            eprintln!(
+                "sessions: {store} filled to {} sessions in {:.1} s",
+                count(total),
+                started.elapsed().as_secs_f64()
+            );
+        }
         let stats = rt.block_on(latency(sessions, users, samples.min(users)));
         add(report, store, total, users, stats);
         medians[stage] = stats.0;
