@@ -82,6 +82,21 @@ fn parked_batch(
     }
 }
 
+/// `cache.fetch(key)` in its own task, with a loader that commits `value`.
+fn spawned_fetch(cache: &Strings, key: &str, value: &str) -> tokio::task::JoinHandle<FetchedOne> {
+    let (cache, key, value) = (cache.clone(), s(key), s(value));
+    tokio::spawn(async move {
+        cache
+            .fetch(key, |_| async move {
+                Ok::<_, std::io::Error>(Load::Commit(value))
+            })
+            .await
+    })
+}
+
+/// The result of one `fetch` of a `String`.
+type FetchedOne = Result<Option<String>, FetchError<std::io::Error>>;
+
 async fn until(mut done: impl FnMut() -> bool) {
     while !done() {
         tokio::task::yield_now().await;
@@ -209,16 +224,7 @@ async fn a_panicking_batch_loader_fails_its_waiters_and_releases_the_keys() {
         batch,
     } = parked_batch(&cache, &["k1", "k2", "k3"], |_| panic!("driver bug"));
     until(|| started.load(Ordering::SeqCst) == 1).await;
-    let waiter = {
-        let cache = cache.clone();
-        tokio::spawn(async move {
-            cache
-                .fetch(s("k3"), |_| async {
-                    Ok::<_, std::io::Error>(Load::Commit(s("unused")))
-                })
-                .await
-        })
-    };
+    let waiter = spawned_fetch(&cache, "k3", "unused");
     until(|| cache.stats().misses == 4).await;
     gate.notify_one();
     let outcomes = [
@@ -260,16 +266,7 @@ async fn a_cancelled_batch_hands_its_keys_to_their_waiters() {
         })
     };
     until(|| started.load(Ordering::SeqCst) == 1).await;
-    let waiter = {
-        let cache = cache.clone();
-        tokio::spawn(async move {
-            cache
-                .fetch(s("k2"), |_| async {
-                    Ok::<_, std::io::Error>(Load::Commit(s("second")))
-                })
-                .await
-        })
-    };
+    let waiter = spawned_fetch(&cache, "k2", "second");
     until(|| cache.stats().misses == 3).await;
     batch.abort();
     assert!(batch.await.unwrap_err().is_cancelled());
