@@ -208,3 +208,26 @@ proptest! {
         }
     }
 }
+
+/// Reads of entries without a TTL (hits and misses, bounded or not) never read the clock; a
+/// read of an entry with a TTL does, which shows the counter sees every read.
+#[test]
+fn a_get_of_an_entry_without_a_ttl_does_not_read_the_clock() {
+    let time = ManualClock::new();
+    let unbounded = MemoryStore::builder().clock(time.clock()).build().unwrap();
+    for store in [bounded(1_000, &time), unbounded] {
+        for key in 0..100u64 {
+            store.put(key, key, None).unwrap();
+        }
+        let before = time.reads();
+        for key in 0..200u64 {
+            assert_eq!(store.get(&key), (key < 100).then_some(key));
+            assert_eq!(store.contains(&key), key < 100);
+        }
+        assert_eq!(time.reads(), before, "a get without a TTL read the clock");
+        store.put(7, 7, Some(Duration::from_secs(60))).unwrap();
+        let before = time.reads();
+        assert_eq!(store.get(&7), Some(7));
+        assert_eq!(time.reads(), before + 1, "a get with a TTL reads it once");
+    }
+}
