@@ -73,7 +73,25 @@ fn get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a> {
             })
         })
     });
-    contest("Cache::get hit 100k 1t", "get hit", vec![ours, raw])
+    // The same lookup through the async `Store` trait, without the Cache: separates what the
+    // async call costs from what the Cache's bookkeeping costs.
+    let through_trait = Entrant::peer("MemoryStore via async Store::get", move || -> Slice<'a> {
+        let store = filled_cache(rt, n).store().clone();
+        Box::new(move |slice| {
+            sequential_async(rt, slice, |i| {
+                let store = &store;
+                async move {
+                    let got = strata::Store::get(store, &key(keys, i)).await;
+                    std::hint::black_box(got.ok());
+                }
+            })
+        })
+    });
+    contest(
+        "Cache::get hit 100k 1t",
+        "get hit",
+        vec![ours, raw, through_trait],
+    )
 }
 
 fn fetch_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64], hit: bool) -> Contest<'a> {
