@@ -2,7 +2,11 @@
 //! resistance on a deterministic trace, and a model test (never over capacity, never an
 //! expired or evicted value, a put readable at once). Manual clock, no sleeps.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{hash_map::DefaultHasher, BTreeMap},
+    hash::BuildHasherDefault,
+    time::Duration,
+};
 
 use proptest::prelude::*;
 use strata::{EventKind, ManualClock, MemoryStore, RemovalCause};
@@ -234,12 +238,18 @@ fn a_get_of_an_entry_without_a_ttl_does_not_read_the_clock() {
 
 /// A loop over 1.25x the capacity defeats LRU and FIFO (every key is evicted just before it is
 /// read again). S3-FIFO with a 2 % small queue and a ghost of 0.75x the capacity keeps most of
-/// the loop resident: ~77 % hits (the paper's 10 % / 1x ghost got 65 %, moka 66 %).
+/// the loop resident: 73 % hits on this trace (the paper's 10 % small queue with a 1x ghost:
+/// 62 %).
 #[test]
 fn a_loop_over_more_keys_than_the_capacity_still_mostly_hits() {
-    let time = ManualClock::new();
-    // 1000 entries: one shard, so the trace is deterministic.
-    let store = bounded(1_000, &time);
+    // 1000 entries: one shard; and a fixed hasher (the default one is seeded at random, which
+    // moves which keys share a ghost slot and so the ratio by a few points), so the trace is
+    // deterministic.
+    let store = MemoryStore::builder()
+        .max_capacity(1_000)
+        .hasher(BuildHasherDefault::<DefaultHasher>::default())
+        .build()
+        .unwrap();
     let (mut hits, mut reads) = (0, 0);
     for round in 0..40 {
         for key in 0..1_250u64 {
@@ -254,6 +264,6 @@ fn a_loop_over_more_keys_than_the_capacity_still_mostly_hits() {
         }
     }
     let ratio = 100 * hits / reads;
-    assert!(ratio >= 72, "loop hit ratio {ratio} %");
+    assert!(ratio >= 70, "loop hit ratio {ratio} %");
     assert!(store.count() <= 1_000);
 }
