@@ -73,6 +73,8 @@ type Waker = Box<dyn Fn() -> bool + Send + Sync>;
 #[derive(Default)]
 struct ManualState {
     now_ms: AtomicU64,
+    /// How many times a [`Clock`] made from this one was read (see [`ManualClock::reads`]).
+    reads: AtomicU64,
     wakers: Mutex<Vec<Waker>>,
 }
 
@@ -104,7 +106,12 @@ impl Clock {
                 let nanos = base.clock.delta_as_nanos(base.start, base.clock.raw());
                 base.unix_ms + nanos / 1_000_000
             }
-            Some(m) => m.now_ms.load(Ordering::Acquire),
+            Some(m) => {
+                // Counted so tests can prove a hot path never reads the clock; manual clocks
+                // only, so the system clock's read stays one TSC read.
+                m.reads.fetch_add(1, Ordering::Relaxed);
+                m.now_ms.load(Ordering::Acquire)
+            }
         }
     }
 
@@ -172,6 +179,7 @@ impl ManualClock {
     pub fn starting_at(unix_ms: UnixMillis) -> Self {
         let state = ManualState {
             now_ms: AtomicU64::new(unix_ms),
+            reads: AtomicU64::new(0),
             wakers: Mutex::new(Vec::new()),
         };
         ManualClock {
@@ -192,9 +200,27 @@ impl ManualClock {
         self.state.wakers.lock().retain(|wake| wake());
     }
 
-    /// Now, in milliseconds since the Unix epoch.
+    /// Now, in milliseconds since the Unix epoch. Not counted in [`reads`](Self::reads).
     pub fn now_ms(&self) -> UnixMillis {
         self.state.now_ms.load(Ordering::Acquire)
+    }
+
+    /// How many times the stores (or anyone) read the time through a [`Clock`] made from this
+    /// one, so a test can prove that an operation does not read the clock at all.
+    ///
+    /// ```
+    /// use strata::{ManualClock, MemoryStore};
+    ///
+    /// let time = ManualClock::new();
+    /// let store = MemoryStore::builder().clock(time.clock()).build()?;
+    /// store.put(1u64, 1u64, None)?;
+    /// let before = time.reads();
+    /// assert_eq!(store.get(&1), Some(1));
+    /// assert_eq!(time.reads(), before, "an entry without a TTL is read without the clock");
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn reads(&self) -> u64 {
+        self.state.reads.load(Ordering::Relaxed)
     }
 }
 
