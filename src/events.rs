@@ -12,7 +12,7 @@ use std::sync::{
 use tokio::sync::broadcast;
 
 /// Why an entry left the store (moka's `RemovalCause`, plus our generational eviction).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum RemovalCause {
     /// Deleted by a caller (`delete`, `take`, `clear`).

@@ -58,6 +58,7 @@ mod disk;
 mod error;
 mod events;
 mod generational;
+mod listener;
 mod local;
 mod memory;
 mod namespace;
@@ -91,6 +92,7 @@ pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
 pub use generational::{
     Entry as QueryEntry, GenerationalStore, GenerationalStoreBuilder, HeapSize, Query, QueryStream,
 };
+pub use listener::EvictionListener;
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use namespace::{split_stored_key, Namespace, DEFAULT_NAMESPACE};
 pub use redact::redact_url;

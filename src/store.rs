@@ -622,6 +622,33 @@ where
     fn store_stats(&self) -> Option<crate::Stats> {
         None
     }
+
+    /// Hands every entry this store removes from now on to `listener`, with its value and
+    /// cause (see [`EvictionListener`](crate::EvictionListener) for the delivery guarantees).
+    /// A capability of the local stores (MemoryStore, GenerationalStore, DiskStore), which
+    /// remove entries themselves; `Cache::builder().eviction_listener(..)` installs it here.
+    /// A store has at most one listener: a second is an error.
+    ///
+    /// Default: [`Error::Unsupported`]. A remote store cannot offer it: Redis evicts
+    /// (`maxmemory`) and expires keys on the server, and tells clients at most the key, on a
+    /// best-effort channel (keyspace notifications), never the value — and a store that
+    /// drops removals would break the "every removal" promise.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use strata::{MemoryStore, Store};
+    ///
+    /// let store = MemoryStore::<String, u64>::new();
+    /// Store::install_eviction_listener(&store, Arc::new(|_key, _value, _cause| {}))?;
+    /// assert!(Store::install_eviction_listener(&store, Arc::new(|_, _, _| {})).is_err());
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    fn install_eviction_listener(&self, listener: crate::EvictionListener<K, V>) -> Result<()> {
+        let _ = listener;
+        Err(Error::Unsupported {
+            operation: "install_eviction_listener",
+        })
+    }
 }
 
 #[cfg(test)]

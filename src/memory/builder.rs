@@ -12,7 +12,8 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    events::DEFAULT_EVENT_CAPACITY,
+    events::{RemovalCause, DEFAULT_EVENT_CAPACITY},
+    listener::{EvictionListener, Listener},
     namespace::Namespace,
     time::Clock,
 };
@@ -27,7 +28,8 @@ use crate::{
 /// - `event_capacity`: 4096 events buffered per subscriber;
 /// - `hasher`: foldhash, randomly seeded (use `std`'s `RandomState` for attacker-chosen keys);
 /// - `max_capacity`, `max_weight`: none (unbounded). A bounded store evicts by S3-FIFO (see
-///   [`max_capacity`](Self::max_capacity)).
+///   [`max_capacity`](Self::max_capacity));
+/// - `eviction_listener`: none (removals are only counted and sent as events).
 ///
 /// ```
 /// use strata::MemoryStore;
@@ -48,6 +50,7 @@ pub struct MemoryStoreBuilder<K, V, S = DefaultHasher> {
     max_capacity: Option<u64>,
     max_weight: Option<u64>,
     weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
 }
 
 pub(super) struct Parts<K, V, S> {
@@ -58,6 +61,7 @@ pub(super) struct Parts<K, V, S> {
     pub event_capacity: usize,
     pub hasher: S,
     pub limits: Limits<K, V>,
+    pub listener: Option<EvictionListener<K, V>>,
 }
 
 fn default_shards() -> usize {
@@ -78,6 +82,7 @@ impl<K, V> MemoryStoreBuilder<K, V, DefaultHasher> {
             max_capacity: None,
             max_weight: None,
             weigher: None,
+            listener: None,
         }
     }
 
@@ -90,6 +95,7 @@ impl<K, V> MemoryStoreBuilder<K, V, DefaultHasher> {
             event_capacity: self.event_capacity,
             hasher: self.hasher,
             limits: Limits::default(),
+            listener: None,
         }
     }
 }
@@ -138,6 +144,7 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
             max_capacity: self.max_capacity,
             max_weight: self.max_weight,
             weigher: self.weigher,
+            listener: self.listener,
         }
     }
 
@@ -198,6 +205,38 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
         self
     }
 
+    /// Hands every entry this store removes to `listener`, with its value and why it left
+    /// (moka's `eviction_listener`). Unlike [events](crate::Events), none is dropped; see
+    /// [`EvictionListener`](crate::EvictionListener) for when and on which thread it runs. With
+    /// a listener, a read that finds an entry expired removes it at once, so `Expired` arrives
+    /// without waiting for the sweeper.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use strata::{MemoryStore, RemovalCause};
+    ///
+    /// let removed = Arc::new(Mutex::new(Vec::new()));
+    /// let log = removed.clone();
+    /// let store = MemoryStore::<String, u32>::builder()
+    ///     .eviction_listener(move |key, value, cause| log.lock().unwrap().push((key, value, cause)))
+    ///     .build()?;
+    /// store.put("a".to_string(), 1, None)?;
+    /// store.put("a".to_string(), 2, None)?;
+    /// store.delete("a");
+    /// assert_eq!(
+    ///     *removed.lock().unwrap(),
+    ///     [("a".to_string(), 1, RemovalCause::Replaced), ("a".to_string(), 2, RemovalCause::Explicit)]
+    /// );
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Listener(Arc::new(listener)));
+        self
+    }
+
     /// Validates the options and builds the store.
     pub fn build(mut self) -> Result<MemoryStore<K, V, S>>
     where
@@ -223,6 +262,7 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
             event_capacity: self.event_capacity,
             hasher: self.hasher,
             limits,
+            listener: self.listener.map(|l| l.0),
         }))
     }
 

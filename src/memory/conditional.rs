@@ -13,11 +13,12 @@ use super::{
     bounded::{admit, reweigh, Evicted},
     prefix::PrefixFilter,
     shard::{Shard, Slot},
-    store::MemoryStore,
+    store::{cause_of, MemoryStore},
 };
 use crate::{
     codec::Key,
     error::{Error, Result},
+    events::RemovalCause,
     local::Replaced,
     store::Counter,
     time::deadline_at,
@@ -60,11 +61,13 @@ where
         let mut evicted = Vec::new();
         let mut shard = self.shard(hash).write();
         let added = self.add_in(&mut shard, hash, key, delta, now, deadline, &mut evicted);
+        self.stage_evicted(hash, &mut evicted);
         let (next, replaced) = match added {
             Ok(added) => added,
             Err(e) => {
                 drop(shard);
                 self.report_evicted(evicted);
+                self.deliver(hash);
                 return Err(e);
             }
         };
@@ -73,6 +76,7 @@ where
         shard.schedule(hash, deadline, self.rehash());
         drop(shard);
         self.report_evicted(evicted);
+        self.deliver(hash);
         self.after_write(Some(key), replaced, deadline);
         Ok(next)
     }
@@ -112,10 +116,11 @@ where
             Entry::Occupied(mut o) if !o.get().is_expired(|| now) => {
                 let slot = o.get_mut();
                 let old = self.weigh(&slot.key, &slot.value);
-                slot.value = slot.value.add(delta).ok_or_else(overflow)?;
+                let next = slot.value.add(delta).ok_or_else(overflow)?;
+                let previous = std::mem::replace(&mut slot.value, next.clone());
                 let new = self.weigh(&slot.key, &slot.value);
-                let next = slot.value.clone();
                 reweigh(&mut shard.policy, old, new);
+                self.removed(hash, RemovalCause::Replaced, || (key.clone(), previous));
                 Ok((next.clone(), Replaced::Live(next)))
             }
             Entry::Occupied(mut o) => {
@@ -123,7 +128,8 @@ where
                 let old = o.get_mut().overwrite(new_slot(value.clone()));
                 let new = self.weigh(key, &value);
                 reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), new);
-                Ok((value, Replaced::Expired(old.value)))
+                self.removed(hash, RemovalCause::Expired, || (old.key, old.value));
+                Ok((value.clone(), Replaced::Expired(value)))
             }
             Entry::Vacant(v) => {
                 let value = V::zero().add(delta).ok_or_else(overflow)?;
@@ -163,11 +169,15 @@ where
         }
         if !self.make_room(shard, hash, &key, weight, &mut evicted) {
             evicted.extend(self.drop_unfit(shard, hash, &key));
+            self.stage_evicted(hash, &mut evicted);
+            self.removed(hash, RemovalCause::Size, || (key.clone(), value));
             drop(guard);
             self.report_evicted(evicted);
+            self.deliver(hash);
             self.report_unfit(&key);
             return Ok(true);
         }
+        self.stage_evicted(hash, &mut evicted);
         let Some(slot) = shard.table.find_mut(hash, |s| s.key == key) else {
             return Ok(false);
         };
@@ -176,9 +186,11 @@ where
         slot.set_deadline(deadline);
         reweigh(&mut shard.policy, old_weight, weight);
         shard.schedule(hash, deadline, self.rehash());
+        self.removed(hash, RemovalCause::Replaced, || (key.clone(), old));
         drop(guard);
         self.report_evicted(evicted);
-        self.after_write(Some(&key), Replaced::Live(old), deadline);
+        self.deliver(hash);
+        self.after_write(Some(&key), Replaced::Live(()), deadline);
         Ok(true)
     }
 
@@ -217,9 +229,11 @@ where
         let Some(replaced) = swapped else {
             return Ok(false);
         };
+        self.stage_evicted(hash, &mut evicted);
         shard.schedule(hash, deadline, self.rehash());
         drop(shard);
         self.report_evicted(evicted);
+        self.deliver(hash);
         match replaced {
             Some(replaced) => self.after_write(event_key.as_ref(), replaced, deadline),
             None => self.report_unfit_key(event_key.as_ref()),
@@ -238,7 +252,7 @@ where
         expected: Option<&V>,
         now: u64,
         evicted: &mut Evicted<K, V>,
-    ) -> Option<Option<Replaced<V>>>
+    ) -> Option<Option<Replaced<()>>>
     where
         V: PartialEq,
     {
@@ -250,6 +264,8 @@ where
         let weight = self.weigh(&slot.key, &slot.value);
         if !self.make_room(shard, hash, &slot.key, weight, evicted) {
             evicted.extend(self.drop_unfit(shard, hash, &slot.key));
+            self.stage_evicted(hash, evicted);
+            self.removed(hash, RemovalCause::Size, || (slot.key, slot.value));
             return Some(None);
         }
         match shard
@@ -257,14 +273,12 @@ where
             .entry(hash, |s| s.key == slot.key, self.rehash_slot())
         {
             Entry::Occupied(mut o) => {
-                let live = !o.get().is_expired(|| now);
+                let expired = o.get().is_expired(|| now);
                 let old = o.get_mut().overwrite(slot);
                 reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), weight);
-                Some(Some(if live {
-                    Replaced::Live(old.value)
-                } else {
-                    Replaced::Expired(old.value)
-                }))
+                let cause = cause_of(expired, RemovalCause::Replaced);
+                self.removed(hash, cause, || (old.key, old.value));
+                Some(Some(Replaced::of(Some(()), expired)))
             }
             Entry::Vacant(v) => {
                 admit(&mut shard.policy, hash, &mut slot, weight);

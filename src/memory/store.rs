@@ -22,7 +22,8 @@ use super::{
 };
 use crate::{
     error::Result,
-    events::{EventBus, EventKind, Events},
+    events::{EventBus, EventKind, Events, RemovalCause},
+    listener::Notifier,
     local::{Replaced, Report},
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
@@ -88,6 +89,8 @@ pub(super) struct Inner<K, V, S> {
     /// True while the sweeper is (about to be) parked; writers unpark it only then.
     pub sleeping: AtomicBool,
     pub sweeper: OnceLock<Option<Thread>>,
+    /// The eviction listener, if one was installed (at build or by a `Cache`).
+    pub listener: OnceLock<Notifier<K, V>>,
     pub me: Weak<Inner<K, V, S>>,
 }
 
@@ -108,8 +111,8 @@ enum Only {
 }
 
 /// What a write did, to report after the shard lock is released.
-pub(super) enum Outcome<V> {
-    Written(Replaced<V>),
+pub(super) enum Outcome {
+    Written(Replaced<()>),
     /// The key had a live entry and the write wanted none.
     Refused,
     /// Too heavy for the store's weight limit: evicted at once, with any older entry.
@@ -150,6 +153,10 @@ where
 {
     pub(super) fn from_parts(parts: super::builder::Parts<K, V, S>) -> Self {
         let limits = parts.limits;
+        let listener = OnceLock::new();
+        if let Some(l) = parts.listener {
+            let _ = listener.set(Notifier::new(l, parts.shards));
+        }
         let shards = (0..parts.shards)
             .map(|i| RwLock::new(Shard::new(limits.policy(i, parts.shards))))
             .collect();
@@ -167,6 +174,7 @@ where
             next_wake: AtomicU64::new(u64::MAX),
             sleeping: AtomicBool::new(true),
             sweeper: OnceLock::new(),
+            listener,
             me: me.clone(),
         });
         MemoryStore { inner }
@@ -210,17 +218,19 @@ where
         // reads - misses. The clock is read only for an entry with a deadline.
         self.inner.stats.incr(Stat::Reads);
         let shard = self.shard(hash).read();
-        let found = shard
-            .table
-            .find(hash, |s| s.key.borrow() == key)
-            .filter(|s| !s.is_expired(|| self.now()));
+        let slot = shard.table.find(hash, |s| s.key.borrow() == key);
+        let found = slot.filter(|s| !s.is_expired(|| self.now()));
         if self.inner.bounded {
             found.inspect(|s| s.touch());
         }
+        let stale = slot.is_some() && found.is_none();
         let found = found.map(|s| s.value.clone());
         drop(shard);
         if found.is_none() {
             self.inner.stats.incr(Stat::Misses);
+        }
+        if stale {
+            self.expire_on_read(hash, key);
         }
         found
     }
@@ -249,12 +259,13 @@ where
         let slot = Slot::new(key, value, deadline);
         let outcome = self.insert_slot(hash, now, slot, Only::Always, &mut evicted);
         self.report_evicted(evicted);
+        self.deliver(hash);
         self.after_outcome(event_key.as_ref(), outcome, deadline)?;
         Ok(())
     }
 
     /// Reports a write's outcome once the shard lock is released; true if it wrote.
-    fn after_outcome(&self, key: Option<&K>, outcome: Outcome<V>, deadline: u64) -> Result<bool> {
+    fn after_outcome(&self, key: Option<&K>, outcome: Outcome, deadline: u64) -> Result<bool> {
         match outcome {
             Outcome::Written(replaced) => self.after_write(key, replaced, deadline),
             Outcome::Unfit => self.report_unfit_key(key),
@@ -271,7 +282,7 @@ where
         mut slot: Slot<K, V>,
         only: Only,
         evicted: &mut Evicted<K, V>,
-    ) -> Outcome<V> {
+    ) -> Outcome {
         let deadline = slot.deadline();
         let weight = self.weigh(&slot.key, &slot.value);
         let mut guard = self.shard(hash).write();
@@ -284,8 +295,12 @@ where
         }
         if !self.make_room(shard, hash, &slot.key, weight, evicted) {
             evicted.extend(self.drop_unfit(shard, hash, &slot.key));
+            self.stage_evicted(hash, evicted);
+            // Counted and announced by `report_unfit_key` once the lock is released.
+            self.removed(hash, RemovalCause::Size, || (slot.key, slot.value));
             return Outcome::Unfit;
         }
+        self.stage_evicted(hash, evicted);
         let replaced = match shard
             .table
             .entry(hash, |s| s.key == slot.key, self.rehash_slot())
@@ -294,7 +309,10 @@ where
                 let old = o.get_mut().overwrite(slot);
                 reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), weight);
                 let expired = old.is_expired(|| now);
-                Replaced::of(Some(old.value), expired)
+                self.removed(hash, cause_of(expired, RemovalCause::Replaced), || {
+                    (old.key, old.value)
+                });
+                Replaced::of(Some(()), expired)
             }
             Entry::Vacant(v) => {
                 admit(&mut shard.policy, hash, &mut slot, weight);
@@ -314,7 +332,7 @@ where
         }
     }
 
-    pub(super) fn after_write(&self, key: Option<&K>, replaced: Replaced<V>, deadline: u64) {
+    pub(super) fn after_write<T>(&self, key: Option<&K>, replaced: Replaced<T>, deadline: u64) {
         self.report().write(key, &replaced);
         self.wake_sweeper_for(deadline);
     }
@@ -338,6 +356,7 @@ where
         let slot = Slot::new(key, value, deadline);
         let outcome = self.insert_slot(hash, now, slot, Only::IfNotLive, &mut evicted);
         self.report_evicted(evicted);
+        self.deliver(hash);
         self.after_outcome(event_key.as_ref(), outcome, deadline)
     }
 
@@ -358,8 +377,12 @@ where
             .remove()
             .0;
         reweigh(&mut shard.policy, self.weigh(&slot.key, &slot.value), 0);
+        let expired = slot.is_expired(|| now);
+        let cause = cause_of(expired, RemovalCause::Explicit);
+        self.removed(hash, cause, || (slot.key.clone(), slot.value.clone()));
         drop(guard);
-        let (report, expired) = (self.report(), slot.is_expired(|| now));
+        self.deliver(hash);
+        let report = self.report();
         report.taken(&slot.key, slot.value, expired, |key| report.expired(key))
     }
 
@@ -413,17 +436,25 @@ where
     pub fn clear(&self) -> usize {
         let now = self.now();
         let mut removed = 0;
-        for shard in self.inner.shards.iter() {
-            let drained: Vec<Slot<K, V>> = {
-                let mut shard = shard.write();
-                shard.clear_deadlines();
-                if let Some(policy) = shard.policy.as_deref_mut() {
-                    policy.clear();
-                }
-                shard.table.drain().collect()
-            };
+        for (lane, shard) in self.inner.shards.iter().enumerate() {
+            let mut shard = shard.write();
+            shard.clear_deadlines();
+            if let Some(policy) = shard.policy.as_deref_mut() {
+                policy.clear();
+            }
+            let drained: Vec<Slot<K, V>> = shard.table.drain().collect();
             let each = drained.iter().map(|s| (&s.key, s.is_expired(|| now)));
+            // Announced under the lock (events never block) so the listener's queue below
+            // holds this shard's removals in order.
             removed += self.report().cleared(each);
+            if let Some(notifier) = self.notifier() {
+                for slot in drained {
+                    let cause = cause_of(slot.is_expired(|| now), RemovalCause::Explicit);
+                    notifier.push(lane, slot.key, slot.value, cause);
+                }
+            }
+            drop(shard);
+            self.deliver_lane(lane);
         }
         removed
     }
@@ -461,9 +492,13 @@ where
             d if d <= now => None,
             d => Some((s.value.clone(), Expiry::In(Duration::from_millis(d - now)))),
         });
+        let stale = found.is_some() && result.is_none();
         drop(shard);
         if result.is_none() {
             self.inner.stats.incr(Stat::Misses);
+        }
+        if stale {
+            self.expire_on_read(hash, key);
         }
         result
     }
@@ -517,7 +552,7 @@ where
         let now = self.now();
         let mut total = 0;
         let mut removed = Vec::new();
-        for shard in self.inner.shards.iter() {
+        for (lane, shard) in self.inner.shards.iter().enumerate() {
             loop {
                 let more = {
                     let mut guard = shard.write();
@@ -526,9 +561,11 @@ where
                     for slot in &removed {
                         reweigh(&mut shard.policy, self.weigh(&slot.key, &slot.value), 0);
                     }
+                    total += removed.len();
+                    self.stage(lane, &mut removed, RemovalCause::Expired);
                     more
                 };
-                total += removed.len();
+                self.deliver_lane(lane);
                 for slot in removed.drain(..) {
                     self.inner.events.emit(&slot.key, EventKind::Expired);
                 }
@@ -579,6 +616,10 @@ where
         self.inner.namespace.clone()
     }
 
+    fn install_eviction_listener(&self, listener: crate::EvictionListener<K, V>) -> Result<()> {
+        self.install_listener(listener)
+    }
+
     /// A new, empty MemoryStore with the same options: in memory, each store is its own namespace.
     fn with_namespace(&self, namespace: &Namespace) -> Result<Self> {
         Ok(MemoryStore::from_parts(super::builder::Parts {
@@ -589,6 +630,7 @@ where
             event_capacity: self.inner.event_capacity,
             hasher: self.inner.hasher.clone(),
             limits: self.inner.limits.clone(),
+            listener: self.listener(),
         }))
     }
 
@@ -603,5 +645,15 @@ where
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<bool>> + Send {
         ready(MemoryStore::replace(self, key, value, ttl))
+    }
+}
+
+/// Why an entry left: `live` (the operation's own cause), or `Expired` if it had expired.
+#[inline]
+pub(super) fn cause_of(expired: bool, live: RemovalCause) -> RemovalCause {
+    if expired {
+        RemovalCause::Expired
+    } else {
+        live
     }
 }

@@ -1,0 +1,312 @@
+//! The eviction listener (`eviction_listener` on the local store builders): every cause is
+//! forced (manual clock for expiry, a tiny capacity for size), every removal arrives under
+//! concurrent writers (counted exactly), a panicking listener poisons nothing, and a pinned
+//! interleaving shows per-key order and that a removing call never waits for another
+//! thread's listener. No sleeps.
+
+use std::{
+    sync::{Arc, Barrier, Mutex},
+    thread,
+    time::Duration,
+};
+
+use strata::{ManualClock, MemoryStore, MemoryStoreBuilder, RemovalCause};
+
+type Removal = (u64, u64, RemovalCause);
+
+/// Collects what a listener is handed.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<Removal>>>);
+
+impl Recorder {
+    fn listener(&self) -> impl Fn(u64, u64, RemovalCause) + Send + Sync + 'static {
+        let log = self.0.clone();
+        move |key, value, cause| log.lock().unwrap().push((key, value, cause))
+    }
+
+    fn take(&self) -> Vec<Removal> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+fn memory(time: &ManualClock, recorder: &Recorder) -> MemoryStoreBuilder<u64, u64> {
+    MemoryStore::builder()
+        .clock(time.clock())
+        .eviction_listener(recorder.listener())
+}
+
+const MINUTE: Option<Duration> = Some(Duration::from_secs(60));
+
+#[test]
+fn explicit_removals_carry_their_values() {
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    let store = memory(&time, &seen).build().unwrap();
+    for key in 1..=4 {
+        store.put(key, key * 10, None).unwrap();
+    }
+    assert!(store.delete(&1));
+    assert_eq!(store.take(&2), Some(20));
+    assert!(
+        !store.delete(&1),
+        "nothing left to remove: nothing delivered"
+    );
+    assert_eq!(
+        seen.take(),
+        [
+            (1, 10, RemovalCause::Explicit),
+            (2, 20, RemovalCause::Explicit)
+        ]
+    );
+    assert_eq!(store.clear(), 2);
+    let mut cleared = seen.take();
+    cleared.sort();
+    assert_eq!(
+        cleared,
+        [
+            (3, 30, RemovalCause::Explicit),
+            (4, 40, RemovalCause::Explicit)
+        ]
+    );
+}
+
+#[test]
+fn every_overwrite_hands_over_the_old_value_as_replaced() {
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    let store = memory(&time, &seen).build().unwrap();
+    store.put(1, 10, None).unwrap();
+    store.put(1, 11, None).unwrap();
+    assert!(store.replace(1, 12, None).unwrap());
+    assert!(store.compare_and_set(1, Some(12), 13, None).unwrap());
+    assert_eq!(store.incr(&1, 1).unwrap(), 14);
+    assert!(
+        !store.put_new(1, 99, None).unwrap(),
+        "refused: nothing removed"
+    );
+    assert!(!store.compare_and_set(1, Some(0), 99, None).unwrap());
+    let replaced = |v| (1, v, RemovalCause::Replaced);
+    assert_eq!(
+        seen.take(),
+        [replaced(10), replaced(11), replaced(12), replaced(13)]
+    );
+}
+
+#[test]
+fn the_sweeper_delivers_expired_entries() {
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    let store = memory(&time, &seen).build().unwrap();
+    store.put(1, 10, MINUTE).unwrap();
+    store.put(2, 20, None).unwrap();
+    time.advance(Duration::from_secs(61));
+    // The purge the sweeper runs, called here so the test does not wait for its thread.
+    store.purge_expired();
+    store.purge_expired();
+    assert_eq!(seen.take(), [(1, 10, RemovalCause::Expired)]);
+}
+
+#[test]
+fn a_read_that_finds_an_entry_expired_delivers_it_at_once() {
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    let store = memory(&time, &seen).build().unwrap();
+    store.put(1, 10, MINUTE).unwrap();
+    store.put(2, 20, MINUTE).unwrap();
+    time.advance(Duration::from_secs(60));
+    assert_eq!(store.get(&1), None);
+    assert_eq!(seen.take(), [(1, 10, RemovalCause::Expired)]);
+    assert_eq!(store.get_with_ttl(&2), None);
+    assert_eq!(seen.take(), [(2, 20, RemovalCause::Expired)]);
+    store.purge_expired();
+    assert!(seen.take().is_empty(), "each removal is delivered once");
+    assert_eq!(store.stats().expirations, 2);
+}
+
+#[test]
+fn writes_and_removals_over_an_expired_entry_deliver_it_as_expired() {
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    let store = memory(&time, &seen).build().unwrap();
+    for key in 1..=4 {
+        store.put(key, key * 10, MINUTE).unwrap();
+    }
+    time.advance(Duration::from_secs(60));
+    store.put(1, 11, None).unwrap();
+    assert_eq!(store.incr(&2, 1).unwrap(), 1);
+    assert_eq!(store.take(&3), None);
+    assert_eq!(store.clear(), 2, "the two live entries");
+    let expired = |k| (k, k * 10, RemovalCause::Expired);
+    let mut seen = seen.take();
+    seen.sort();
+    let explicit = |k, v| (k, v, RemovalCause::Explicit);
+    assert_eq!(
+        seen,
+        [
+            expired(1),
+            explicit(1, 11),
+            explicit(2, 1),
+            expired(2),
+            expired(3),
+            expired(4)
+        ]
+    );
+}
+
+#[test]
+fn a_tiny_capacity_delivers_evictions_as_size() {
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    let store = memory(&time, &seen).max_capacity(4).build().unwrap();
+    for key in 0..10 {
+        store.put(key, key * 10, None).unwrap();
+    }
+    let evicted = seen.take();
+    assert_eq!(evicted.len(), 6, "{evicted:?}");
+    for (key, value, cause) in evicted {
+        assert_eq!((value, cause), (key * 10, RemovalCause::Size));
+        assert_eq!(store.get(&key), None, "evicted key {key} still readable");
+    }
+    assert_eq!(store.stats().evictions, 6);
+}
+
+#[test]
+fn a_write_too_heavy_to_keep_is_delivered_as_size_with_the_entry_it_replaced() {
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    let store = memory(&time, &seen)
+        .max_weight(100)
+        .weigher(|_: &u64, value: &u64| *value as u32)
+        .build()
+        .unwrap();
+    store.put(1, 10, None).unwrap();
+    store.put(1, 1_000, None).unwrap();
+    assert_eq!(
+        seen.take(),
+        [(1, 10, RemovalCause::Size), (1, 1_000, RemovalCause::Size)]
+    );
+    assert_eq!(store.stats().evictions, 2);
+}
+
+#[test]
+fn every_removal_arrives_under_concurrent_writers() {
+    const THREADS: u64 = 4;
+    const PUTS: u64 = 5_000;
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    let store = memory(&time, &seen).max_capacity(1_024).build().unwrap();
+    let start = Arc::new(Barrier::new(THREADS as usize));
+    let writers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, start) = (store.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                for i in 0..PUTS {
+                    // Values are unique; keys overlap across threads so replaces, evictions and
+                    // deletes all race.
+                    let key = i % 3_000;
+                    store.put(key, t * PUTS + i, None).unwrap();
+                    if i % 7 == 0 {
+                        store.delete(&(key / 2));
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let removed = seen.take();
+    let mut values: Vec<u64> = removed.iter().map(|(_, v, _)| *v).collect();
+    values.extend(store.entries().into_iter().map(|(_, v, _)| v));
+    values.sort_unstable();
+    // Every value written is either still in the store or was handed over exactly once.
+    assert_eq!(values, (0..THREADS * PUTS).collect::<Vec<_>>());
+    let evictions = removed.iter().filter(|r| r.2 == RemovalCause::Size).count();
+    assert_eq!(evictions as u64, store.stats().evictions);
+}
+
+#[test]
+fn a_panicking_listener_poisons_nothing() {
+    let seen = Recorder::default();
+    let record = seen.listener();
+    let store = MemoryStore::<u64, u64>::builder()
+        .shards(1)
+        .eviction_listener(move |key, value, cause| {
+            assert!(key != 1, "the listener fails on key 1");
+            record(key, value, cause)
+        })
+        .build()
+        .unwrap();
+    for key in 0..4 {
+        store.put(key, key, None).unwrap();
+    }
+    assert!(store.delete(&1), "the removal itself succeeds");
+    assert!(store.delete(&2));
+    store.put(3, 30, None).unwrap();
+    assert_eq!(store.get(&0), Some(0), "the shard is not poisoned");
+    assert_eq!(store.listener_panics(), 1);
+    assert_eq!(
+        seen.take(),
+        [
+            (2, 2, RemovalCause::Explicit),
+            (3, 3, RemovalCause::Replaced)
+        ]
+    );
+}
+
+#[test]
+fn a_listener_may_write_to_its_own_store() {
+    let store_slot: Arc<Mutex<Option<MemoryStore<u64, u64>>>> = Arc::default();
+    let reach = store_slot.clone();
+    let store = MemoryStore::<u64, u64>::builder()
+        .shards(1)
+        .eviction_listener(move |key, value, _| {
+            let store = reach.lock().unwrap().clone();
+            if let Some(store) = store.filter(|_| key < 100) {
+                // Archive under key + 100: a removal of that key (a replace) is queued by
+                // this nested call and delivered after this one returns.
+                store.put(key + 100, value, None).unwrap();
+            }
+        })
+        .build()
+        .unwrap();
+    *store_slot.lock().unwrap() = Some(store.clone());
+    store.put(1, 10, None).unwrap();
+    store.delete(&1);
+    store.put(1, 11, None).unwrap();
+    store.delete(&1);
+    assert_eq!(store.get(&101), Some(11));
+    store_slot.lock().unwrap().take();
+}
+
+#[test]
+fn removals_of_one_key_arrive_in_order_and_no_remover_waits_for_another_listener() {
+    let seen = Recorder::default();
+    let record = seen.listener();
+    let (entered, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    let (hold, resume) = (entered.clone(), release.clone());
+    let store = MemoryStore::<u64, u64>::builder()
+        .shards(1)
+        .eviction_listener(move |key, value, cause| {
+            if value == 1 {
+                hold.wait(); // the first delivery parks, holding the shard's delivery turn
+                resume.wait();
+            }
+            record(key, value, cause)
+        })
+        .build()
+        .unwrap();
+    store.put(7, 1, None).unwrap();
+    let first = {
+        let store = store.clone();
+        thread::spawn(move || store.put(7, 2, None).unwrap()) // replaces 1: parks
+    };
+    entered.wait();
+    // These removals of the same key queue behind the parked one; the calls return at once.
+    store.put(7, 3, None).unwrap();
+    assert!(store.delete(&7));
+    assert!(
+        seen.take().is_empty(),
+        "nothing overtakes the parked delivery"
+    );
+    release.wait();
+    first.join().unwrap();
+    let replaced = |v| (7, v, RemovalCause::Replaced);
+    assert_eq!(
+        seen.take(),
+        [replaced(1), replaced(2), (7, 3, RemovalCause::Explicit)]
+    );
+}
