@@ -10,7 +10,13 @@ use std::{
     time::Duration,
 };
 
-use strata::{ManualClock, MemoryStore, MemoryStoreBuilder, RemovalCause};
+use strata::{
+    Cache, Error, GenerationalStore, GenerationalStoreBuilder, ManualClock, MemoryStore,
+    MemoryStoreBuilder, RemovalCause,
+};
+use support::fault_store::FaultStore;
+
+mod support;
 
 type Removal = (u64, u64, RemovalCause);
 
@@ -309,4 +315,176 @@ fn removals_of_one_key_arrive_in_order_and_no_remover_waits_for_another_listener
         seen.take(),
         [replaced(1), replaced(2), (7, 3, RemovalCause::Explicit)]
     );
+}
+
+#[tokio::test]
+async fn a_cache_installs_its_listener_on_the_store() {
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    let store = MemoryStore::builder()
+        .clock(time.clock())
+        .max_capacity(2)
+        .build()
+        .unwrap();
+    let cache = Cache::builder()
+        .store(store)
+        .namespace("listened")
+        .eviction_listener(seen.listener())
+        .build()
+        .await
+        .unwrap();
+    cache.put(1, 10, MINUTE).await.unwrap();
+    cache.put(1, 11, MINUTE).await.unwrap();
+    cache.put(2, 20, None).await.unwrap();
+    cache.put(3, 30, None).await.unwrap();
+    assert!(cache.delete(&3).await.unwrap() || cache.delete(&2).await.unwrap());
+    let seen = seen.take();
+    assert_eq!(seen[0], (1, 10, RemovalCause::Replaced));
+    let causes: Vec<_> = seen[1..].iter().map(|r| r.2).collect();
+    assert_eq!(
+        causes,
+        [RemovalCause::Size, RemovalCause::Explicit],
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cache_refuses_a_listener_its_store_cannot_serve() {
+    let seen = Recorder::default();
+    let remote_like = FaultStore::new(MemoryStore::<u64, u64>::new());
+    let built = Cache::builder()
+        .store(remote_like)
+        .eviction_listener(seen.listener())
+        .build()
+        .await;
+    let Err(Error::InvalidConfig { option, .. }) = built else {
+        panic!("a store without listener support must be refused at build");
+    };
+    assert_eq!(option, "eviction_listener");
+    let time = ManualClock::new();
+    let twice = Cache::builder()
+        .store(memory(&time, &seen).build().unwrap())
+        .eviction_listener(seen.listener())
+        .build()
+        .await;
+    assert!(
+        matches!(
+            twice,
+            Err(Error::InvalidConfig {
+                option: "eviction_listener",
+                ..
+            })
+        ),
+        "a store has one listener"
+    );
+}
+
+fn generational(time: &ManualClock, recorder: &Recorder) -> GenerationalStoreBuilder<u64, u64> {
+    GenerationalStore::builder()
+        .clock(time.clock())
+        .eviction_listener(recorder.listener())
+}
+
+#[test]
+fn generational_delivers_every_cause() {
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    let store = generational(&time, &seen).build().unwrap();
+    store.put(1, 10, None).unwrap();
+    store.put(1, 11, None).unwrap();
+    assert!(store.replace(&1, 12, None).unwrap());
+    assert!(store.compare_and_set(1, Some(12), 13, None).unwrap());
+    assert_eq!(store.incr(&1, 1).unwrap(), 14);
+    assert_eq!(store.take(&1), Some(14));
+    let replaced = |v| (1, v, RemovalCause::Replaced);
+    let explicit = (1, 14, RemovalCause::Explicit);
+    assert_eq!(
+        seen.take(),
+        [
+            replaced(10),
+            replaced(11),
+            replaced(12),
+            replaced(13),
+            explicit
+        ]
+    );
+
+    store.put(2, 20, MINUTE).unwrap();
+    store.put(3, 30, MINUTE).unwrap();
+    time.advance(Duration::from_secs(60));
+    assert_eq!(
+        store.get(&2),
+        None,
+        "a read that finds it expired removes it"
+    );
+    assert_eq!(seen.take(), [(2, 20, RemovalCause::Expired)]);
+    store.purge_expired();
+    assert_eq!(seen.take(), [(3, 30, RemovalCause::Expired)]);
+
+    store.put(4, 40, None).unwrap();
+    assert_eq!(store.new_generation(true), 0);
+    assert_eq!(
+        store.new_generation(true),
+        1,
+        "the count includes what was handed over"
+    );
+    assert_eq!(seen.take(), [(4, 40, RemovalCause::Generation)]);
+    store.put(5, 50, None).unwrap();
+    assert_eq!(store.clear(), 1);
+    assert_eq!(seen.take(), [(5, 50, RemovalCause::Explicit)]);
+}
+
+#[test]
+fn generational_limits_deliver_size_and_generation_for_every_entry() {
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    for admission in [false, true] {
+        let store = generational(&time, &seen)
+            .partitions(2)
+            .max_size(8)
+            .admission(admission)
+            .build()
+            .unwrap();
+        for key in 0..200 {
+            store.put(key, key * 10, None).unwrap();
+        }
+        let removed = seen.take();
+        let mut values: Vec<u64> = removed.iter().map(|r| r.1).collect();
+        values.extend(store.keys().into_iter().map(|k| k * 10));
+        values.sort_unstable();
+        assert_eq!(values, (0..200).map(|k| k * 10).collect::<Vec<_>>());
+        let limited = |c: &RemovalCause| matches!(c, RemovalCause::Size | RemovalCause::Generation);
+        assert!(removed.iter().all(|r| limited(&r.2)), "{removed:?}");
+        assert_eq!(removed.len() as u64, store.stats().evictions);
+    }
+}
+
+#[test]
+fn generational_every_removal_arrives_under_concurrent_writers() {
+    const THREADS: u64 = 4;
+    const PUTS: u64 = 5_000;
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    let store = generational(&time, &seen).max_size(1_024).build().unwrap();
+    let start = Arc::new(Barrier::new(THREADS as usize));
+    let writers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, start) = (store.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                for i in 0..PUTS {
+                    let key = i % 3_000;
+                    store.put(key, t * PUTS + i, None).unwrap();
+                    if i % 7 == 0 {
+                        store.delete(&(key / 2));
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let mut values: Vec<u64> = seen.take().iter().map(|(_, v, _)| *v).collect();
+    for key in store.keys() {
+        values.extend(store.get(&key));
+    }
+    values.sort_unstable();
+    assert_eq!(values, (0..THREADS * PUTS).collect::<Vec<_>>());
 }

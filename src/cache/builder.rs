@@ -10,6 +10,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
+    listener::Listener,
     namespace::Namespace,
     store::Store,
     time::{check_ttl, Clock},
@@ -25,6 +26,7 @@ use crate::{
 /// - `stats`: on;
 /// - `load_timeout`: none, a loader may run for as long as it likes;
 /// - `refresh_after`: none, a fetch hit never reloads;
+/// - `eviction_listener`: none (the store's own, if it was built with one);
 /// - `clock`: [`Clock::system`] (give the store's clock when testing with a manual one);
 /// - warmers: none; `warm_timeout` 30 s for required warmers; warmer back-off from 100 ms,
 ///   doubling to at most 30 s, with ±25 % jitter.
@@ -61,6 +63,7 @@ pub struct CacheBuilder<K, V, S> {
     warm_timeout: Duration,
     backoff: Backoff,
     distributed: Option<Distributed<K>>,
+    eviction_listener: Option<Listener<K, V>>,
 }
 
 impl<K, V, S> Debug for CacheBuilder<K, V, S> {
@@ -90,6 +93,7 @@ impl<K, V> CacheBuilder<K, V, ()> {
             warm_timeout: Duration::from_secs(30),
             backoff: Backoff::default(),
             distributed: None,
+            eviction_listener: None,
         }
     }
 }
@@ -111,6 +115,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             warm_timeout: self.warm_timeout,
             backoff: self.backoff,
             distributed: self.distributed,
+            eviction_listener: self.eviction_listener,
         }
     }
 
@@ -189,6 +194,41 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// ```
     pub fn refresh_after(mut self, after: Duration) -> Self {
         self.refresh_after = Some(after);
+        self
+    }
+
+    /// Hands every entry the store removes to `listener`, with its value and cause
+    /// ([`RemovalCause`](crate::RemovalCause)), installed on the store at `build()` through
+    /// [`Store::install_eviction_listener`]. The local stores (MemoryStore, GenerationalStore,
+    /// DiskStore) support it; `build()` fails with [`Error::InvalidConfig`] for a store that
+    /// cannot deliver removals with their values (RedisStore: Redis expires and evicts on the
+    /// server and tells clients at most the key — use [`Cache::subscribe`] for keys) and for
+    /// a store that already has a listener. See [`EvictionListener`](crate::EvictionListener)
+    /// for the delivery guarantees.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use std::sync::{Arc, Mutex};
+    /// use strata::{Cache, MemoryStore, RemovalCause};
+    ///
+    /// let evicted = Arc::new(Mutex::new(Vec::new()));
+    /// let log = evicted.clone();
+    /// let cache = Cache::builder()
+    ///     .store(MemoryStore::<String, String>::builder().max_capacity(1).build()?)
+    ///     .eviction_listener(move |key, value, cause| log.lock().unwrap().push((key, value, cause)))
+    ///     .build()
+    ///     .await?;
+    /// cache.put("a".into(), "first".into(), None).await?;
+    /// cache.put("b".into(), "second".into(), None).await?; // capacity 1: "a" is evicted
+    /// let first = ("a".to_string(), "first".to_string(), RemovalCause::Size);
+    /// assert_eq!(*evicted.lock().unwrap(), [first]);
+    /// # Ok(()) }
+    /// ```
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(K, V, crate::RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.eviction_listener = Some(Listener(Arc::new(listener)));
         self
     }
 
@@ -355,6 +395,11 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             Some(name) => store.with_namespace(&Namespace::new(name)?)?,
             None => store,
         };
+        if let Some(Listener(listener)) = self.eviction_listener {
+            store
+                .install_eviction_listener(listener)
+                .map_err(listener_refused)?;
+        }
         let cache = Cache::from_parts(Parts {
             store,
             ttl: self.ttl,
@@ -369,5 +414,17 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         })?;
         cache.start_warmers(self.warm_timeout).await?;
         Ok(cache)
+    }
+}
+
+/// The error for a store that refused the Cache's eviction listener, naming the option.
+fn listener_refused(e: Error) -> Error {
+    match e {
+        Error::Unsupported { .. } => Error::config(
+            "eviction_listener",
+            "this store cannot hand over removed values (a remote store expires and evicts \
+             on its server); use a local store, or `Cache::subscribe` for the keys",
+        ),
+        other => other,
     }
 }

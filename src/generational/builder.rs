@@ -8,7 +8,8 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    events::DEFAULT_EVENT_CAPACITY,
+    events::{RemovalCause, DEFAULT_EVENT_CAPACITY},
+    listener::Listener,
     namespace::Namespace,
     time::Clock,
 };
@@ -26,6 +27,7 @@ use crate::{
 /// - `partitions`: available parallelism;
 /// - `admission`: off (Nebulex's placement: every write goes to the newer generation);
 /// - `weigher`: none — an entry weighs its inline size only (see [`Self::weigh_heap`]);
+/// - `eviction_listener`: none (removals are only counted and sent as events);
 /// - `namespace`: `"cache"`; `clock`: [`Clock::system`]; `stats`: on; `event_capacity`: 4096.
 ///
 /// ```
@@ -49,6 +51,7 @@ pub struct GenerationalStoreBuilder<K, V> {
     namespace: Result<Namespace>,
     clock: Clock,
     weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
 }
 
 impl<K, V> std::fmt::Debug for GenerationalStoreBuilder<K, V> {
@@ -80,6 +83,7 @@ pub(crate) struct Parts<K, V> {
     pub namespace: Namespace,
     pub clock: Clock,
     pub weigher: Option<Weigher<K, V>>,
+    pub listener: Option<Listener<K, V>>,
 }
 
 fn default_partitions() -> usize {
@@ -105,6 +109,7 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
             namespace: Ok(Namespace::default()),
             clock: Clock::system(),
             weigher: None,
+            listener: None,
         }
     }
 
@@ -210,6 +215,36 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
         self
     }
 
+    /// Hands every entry this store removes to `listener`, with its value and why it left
+    /// ([`RemovalCause::Generation`] for a dropped generation, `Size` for a limit's small
+    /// batches, `Expired`, `Replaced`, `Explicit`). Unlike [events](crate::Events), none is
+    /// dropped; see [`EvictionListener`](crate::EvictionListener) for when and on which thread
+    /// it runs. With a listener, a dropped generation is handed over entry by entry under its
+    /// partition's lock instead of being freed later by the GC thread.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use strata::{GenerationalStore, RemovalCause};
+    ///
+    /// let removed = Arc::new(Mutex::new(Vec::new()));
+    /// let log = removed.clone();
+    /// let store = GenerationalStore::<String, u32>::builder()
+    ///     .eviction_listener(move |key, value, cause| log.lock().unwrap().push((key, value, cause)))
+    ///     .build()?;
+    /// store.put("a".to_string(), 1, None)?;
+    /// store.new_generation(true);
+    /// store.new_generation(true); // "a" was not read: dropped with its generation
+    /// assert_eq!(*removed.lock().unwrap(), [("a".to_string(), 1, RemovalCause::Generation)]);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Listener(Arc::new(listener)));
+        self
+    }
+
     /// Validates the options and builds the store (and starts its GC thread if a timer or a
     /// limit is set).
     pub fn build(self) -> Result<GenerationalStore<K, V>>
@@ -223,6 +258,7 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
             namespace: self.namespace?,
             clock: self.clock,
             weigher: self.weigher,
+            listener: self.listener,
         }))
     }
 }

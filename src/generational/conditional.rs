@@ -11,7 +11,7 @@ use super::{
 use crate::{
     codec::Key,
     error::{Error, Result},
-    events::EventKind,
+    events::{EventKind, RemovalCause},
     local::Replaced,
     memory::prefix::PrefixFilter,
     stats::Counter as Stat,
@@ -64,10 +64,15 @@ where
         let index = self.index(hash);
         let probation = self.on_probation(hash);
         let mut p = self.partition(index).write();
-        let (value, expired) = match self.step(&mut p, hash, key, delta, fresh) {
-            None => return Err(overflow()),
+        let (value, expired) = match self.step(&mut p, index, hash, key, delta, fresh) {
+            None => {
+                drop(p);
+                self.deliver(index);
+                return Err(overflow());
+            }
             Some(Step::Added(value)) => {
                 drop(p);
+                self.deliver(index);
                 self.inner.stats.incr(Stat::Updates);
                 self.inner.events.emit(key, EventKind::Replace);
                 return Ok(value);
@@ -82,10 +87,11 @@ where
         };
         self.upsert_in(&mut p, hash, slot, probation);
         drop(p);
+        self.deliver(index);
         if let Some(expired) = expired {
             self.report_expired(&expired.key);
         }
-        self.after_write(Some(key), Replaced::Nothing);
+        self.after_write(Some(key), Replaced::<()>::Nothing);
         self.enforce_limits(index, hash);
         Ok(value)
     }
@@ -95,6 +101,7 @@ where
     fn step(
         &self,
         p: &mut Partition<K, V>,
+        index: usize,
         hash: u64,
         key: &K,
         delta: i64,
@@ -106,10 +113,16 @@ where
         let now = self.now();
         let expired = match self.locate(p, hash, key, now) {
             Found::Live(slot, _) => {
-                slot.value = slot.value.add(delta)?;
-                return Some(Step::Added(slot.value.clone()));
+                let next = slot.value.add(delta)?;
+                let old = std::mem::replace(&mut slot.value, next.clone());
+                self.removed(index, RemovalCause::Replaced, || (slot.key.clone(), old));
+                return Some(Step::Added(next));
             }
-            Found::Expired(slot) => Some(slot),
+            Found::Expired(slot) => {
+                let cause = RemovalCause::Expired;
+                self.removed(index, cause, || (slot.key.clone(), slot.value.clone()));
+                Some(slot)
+            }
             Found::Missing => None,
         };
         match fresh {
@@ -153,11 +166,13 @@ where
         };
         let deadline = self.inner.clock.entry_deadline(ttl)?;
         let weight = self.weigh(&key, &new);
+        let index = self.index(self.hash(&key));
         let written = self.with_live(&key, move |slot| {
             if slot.value != expected {
                 return false;
             }
-            slot.value = new;
+            let old = std::mem::replace(&mut slot.value, new);
+            self.removed(index, RemovalCause::Replaced, || (slot.key.clone(), old));
             slot.deadline = deadline;
             slot.weight = weight;
             true

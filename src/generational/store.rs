@@ -20,7 +20,8 @@ use super::{
 };
 use crate::{
     error::Result,
-    events::{EventBus, EventKind, Events},
+    events::{EventBus, EventKind, Events, RemovalCause},
+    listener::{Listener, Notifier},
     local::{Replaced, Report},
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
@@ -105,6 +106,8 @@ pub(crate) struct Inner<K, V> {
     pub gc: Gc<K, V>,
     pub sketch: Option<Sketch>,
     pub locks: Locks,
+    /// The eviction listener, if one was installed (at build or by a `Cache`).
+    pub listener: std::sync::OnceLock<Notifier<K, V>>,
     pub me: Weak<Inner<K, V>>,
 }
 
@@ -139,6 +142,10 @@ where
 
     pub(super) fn from_parts(parts: Parts<K, V>) -> Self {
         let now = parts.clock.now_ms();
+        let listener = std::sync::OnceLock::new();
+        if let Some(Listener(l)) = parts.listener {
+            let _ = listener.set(Notifier::new(l, parts.opts.partitions));
+        }
         let inner = Arc::new_cyclic(|me| Inner {
             namespace: parts.namespace,
             partitions: (0..parts.opts.partitions)
@@ -153,6 +160,7 @@ where
             gc: Gc::new(&parts.opts, now),
             sketch: sketch_for(&parts.opts),
             locks: Locks::default(),
+            listener,
             me: me.clone(),
             opts: parts.opts,
         });
@@ -170,6 +178,7 @@ where
             namespace,
             clock: self.inner.clock.clone(),
             weigher: self.inner.weigher.clone(),
+            listener: self.listener().map(Listener),
         })
     }
 
@@ -269,8 +278,9 @@ where
     {
         let hash = self.hash(key);
         let now = self.now();
-        let mut p = self.partition(self.index(hash)).write();
-        let (out, expired, delta, which) = match self.locate(&mut p, hash, key, now) {
+        let index = self.index(hash);
+        let mut p = self.partition(index).write();
+        let (out, mut expired, delta, which) = match self.locate(&mut p, hash, key, now) {
             Found::Live(slot, which) => {
                 let before = i64::from(slot.weight);
                 let out = f(slot);
@@ -287,10 +297,14 @@ where
             generation.bytes = generation.bytes.saturating_add_signed(delta);
             self.inner.tally.add(which, 0, delta);
         }
-        drop(p);
-        if let Some(slot) = expired {
+        if let Some(slot) = expired.as_mut() {
             self.report_expired(&slot.key);
+            self.removed(index, RemovalCause::Expired, || {
+                (slot.key.clone(), slot.value.clone())
+            });
         }
+        drop(p);
+        self.deliver(index);
         out
     }
 
@@ -401,13 +415,23 @@ where
 
     /// Inserts `slot` into the newer generation, removing the key from the older one; a new key
     /// on `probation` goes to the older generation instead. Returns what it replaced.
-    fn upsert(&self, index: usize, hash: u64, slot: Slot<K, V>, probation: bool) -> Replaced<V> {
+    fn upsert(&self, index: usize, hash: u64, slot: Slot<K, V>, probation: bool) -> Replaced<()> {
         let now = self.now();
         let mut p = self.partition(index).write();
         let old = self.upsert_in(&mut p, hash, slot, probation);
-        drop(p);
         let expired = old.as_ref().is_some_and(|o| o.is_expired(now));
-        Replaced::of(old.map(|o| o.value), expired)
+        if let Some(old) = old {
+            let cause = if expired {
+                RemovalCause::Expired
+            } else {
+                RemovalCause::Replaced
+            };
+            self.removed(index, cause, || (old.key, old.value));
+            drop(p);
+            self.deliver(index);
+            return Replaced::of(Some(()), expired);
+        }
+        Replaced::Nothing
     }
 
     /// `upsert` under a partition lock the caller holds.
@@ -449,7 +473,7 @@ where
         old.or(from_older)
     }
 
-    pub(super) fn after_write(&self, key: Option<&K>, replaced: Replaced<V>) {
+    pub(super) fn after_write<T>(&self, key: Option<&K>, replaced: Replaced<T>) {
         self.report().write(key, &replaced);
     }
 
@@ -478,10 +502,14 @@ where
             weight,
         };
         let replaced = match self.upsert_in(&mut p, hash, slot, probation) {
-            Some(old) => Replaced::Expired(old.value),
+            Some(old) => {
+                self.removed(index, RemovalCause::Expired, || (old.key, old.value));
+                Replaced::Expired(())
+            }
             None => Replaced::Nothing,
         };
         drop(p);
+        self.deliver(index);
         self.after_write(event_key.as_ref(), replaced);
         self.enforce_limits(index, hash);
         Ok(true)
@@ -491,10 +519,12 @@ where
     pub fn replace(&self, key: &K, value: V, ttl: Option<Duration>) -> Result<bool> {
         let deadline = self.inner.clock.entry_deadline(ttl)?;
         let weight = self.weigh(key, &value);
+        let index = self.index(self.hash(key));
         let replaced = self.with_live(key, move |slot| {
-            slot.value = value;
+            let old = std::mem::replace(&mut slot.value, value);
             slot.deadline = deadline;
             slot.weight = weight;
+            self.removed(index, RemovalCause::Replaced, || (slot.key.clone(), old));
         });
         if replaced.is_some() {
             self.inner.stats.incr(Stat::Updates);
@@ -514,15 +544,23 @@ where
         let hash = self.hash(key);
         let now = self.now();
         let tally = &self.inner.tally;
-        let mut p = self.partition(self.index(hash)).write();
+        let index = self.index(hash);
+        let mut p = self.partition(index).write();
         let eq = |s: &Slot<K, V>| s.key.borrow() == key;
         let (slot, which) = match p.newer.remove(hash, eq) {
             Some(slot) => (slot, Which::Newer),
             None => (p.older.remove(hash, eq)?, Which::Older),
         };
         tally.slot(which, slot.weight, -1);
-        drop(p);
         let expired = slot.is_expired(now);
+        let cause = if expired {
+            RemovalCause::Expired
+        } else {
+            RemovalCause::Explicit
+        };
+        self.removed(index, cause, || (slot.key.clone(), slot.value.clone()));
+        drop(p);
+        self.deliver(index);
         let taken = |key: &K| self.report_expired(key);
         self.report().taken(&slot.key, slot.value, expired, taken)
     }
@@ -582,10 +620,21 @@ where
     pub fn clear(&self) -> usize {
         let now = self.now();
         let mut removed = 0;
-        for p in self.inner.partitions.iter() {
+        for (index, p) in self.inner.partitions.iter().enumerate() {
             let (newer, older) = {
                 let mut p = p.write();
                 let taken = (std::mem::take(&mut p.newer), std::mem::take(&mut p.older));
+                if let Some(notifier) = self.notifier() {
+                    let each = taken.0.table.iter().chain(taken.1.table.iter());
+                    for s in each {
+                        let cause = if s.is_expired(now) {
+                            RemovalCause::Expired
+                        } else {
+                            RemovalCause::Explicit
+                        };
+                        notifier.push(index, s.key.clone(), s.value.clone(), cause);
+                    }
+                }
                 self.inner.tally.add(
                     Which::Newer,
                     -(taken.0.table.len() as i64),
@@ -602,6 +651,7 @@ where
             removed += self
                 .report()
                 .cleared(each.map(|s| (&s.key, s.is_expired(now))));
+            self.deliver(index);
             self.defer_flush(vec![newer.table, older.table]);
         }
         removed
