@@ -11,6 +11,7 @@ use hashbrown::hash_table::Entry;
 
 use super::{
     bounded::{admit, reweigh, Evicted},
+    idle::Due,
     prefix::PrefixFilter,
     shard::{Shard, Slot},
     store::{cause_of, MemoryStore},
@@ -56,11 +57,11 @@ where
         K: std::fmt::Debug,
     {
         let now = self.now();
-        let deadline = deadline_at(now, ttl_if_new)?;
+        let due = self.due(now, deadline_at(now, ttl_if_new)?);
         let hash = self.hash(key);
         let mut evicted = Vec::new();
         let mut shard = self.shard(hash).write();
-        let added = self.add_in(&mut shard, hash, key, delta, now, deadline, &mut evicted);
+        let added = self.add_in(&mut shard, hash, key, delta, now, &due, &mut evicted);
         self.stage_evicted(hash, &mut evicted);
         let (next, replaced) = match added {
             Ok(added) => added,
@@ -72,7 +73,12 @@ where
             }
         };
         let created = !matches!(replaced, Replaced::Live(_));
-        let deadline = if created { deadline } else { 0 };
+        let deadline = if created {
+            self.note_due(&mut shard, hash, &due);
+            due.deadline
+        } else {
+            self.restart_idle(&mut shard, hash, key, now)
+        };
         shard.schedule(hash, deadline, self.rehash());
         drop(shard);
         self.report_evicted(evicted);
@@ -93,7 +99,7 @@ where
         key: &K,
         delta: i64,
         now: u64,
-        deadline: u64,
+        due: &Due,
         evicted: &mut Evicted<K, V>,
     ) -> Result<(V, Replaced<V>)>
     where
@@ -103,7 +109,7 @@ where
         let overflow = || Error::Overflow {
             key: format!("{key:?}"),
         };
-        let new_slot = |value: V| Slot::new(key.clone(), value, deadline);
+        let new_slot = |value: V| Slot::with_flags(key.clone(), value, due.deadline, due.flags);
         let live = shard.table.find(hash, |s| s.key == *key);
         if live.is_none_or(|s| s.is_expired(|| now)) {
             let weight = self.weigh(key, &V::zero());
@@ -157,7 +163,7 @@ where
     /// ```
     pub fn replace(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
         let now = self.now();
-        let deadline = deadline_at(now, ttl)?;
+        let due = self.due(now, deadline_at(now, ttl)?);
         let hash = self.hash(&key);
         let weight = self.weigh(&key, &value);
         let mut evicted = Vec::new();
@@ -183,14 +189,15 @@ where
         };
         let old_weight = self.weigh(&slot.key, &slot.value);
         let old = std::mem::replace(&mut slot.value, value);
-        slot.set_deadline(deadline);
+        slot.set_deadline(due.deadline, due.flags);
         reweigh(&mut shard.policy, old_weight, weight);
-        shard.schedule(hash, deadline, self.rehash());
+        shard.schedule(hash, due.deadline, self.rehash());
+        self.note_due(shard, hash, &due);
         self.removed(hash, RemovalCause::Replaced, || (key.clone(), old));
         drop(guard);
         self.report_evicted(evicted);
         self.deliver(hash);
-        self.after_write(Some(&key), Replaced::Live(()), deadline);
+        self.after_write(Some(&key), Replaced::Live(()), due.deadline);
         Ok(true)
     }
 
@@ -219,10 +226,10 @@ where
         V: PartialEq,
     {
         let now = self.now();
-        let deadline = deadline_at(now, ttl)?;
+        let due = self.due(now, deadline_at(now, ttl)?);
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
-        let slot = Slot::new(key, new, deadline);
+        let slot = Slot::with_flags(key, new, due.deadline, due.flags);
         let mut evicted = Vec::new();
         let mut shard = self.shard(hash).write();
         let swapped = self.swap_in(&mut shard, hash, slot, expected.as_ref(), now, &mut evicted);
@@ -230,12 +237,13 @@ where
             return Ok(false);
         };
         self.stage_evicted(hash, &mut evicted);
-        shard.schedule(hash, deadline, self.rehash());
+        shard.schedule(hash, due.deadline, self.rehash());
+        self.note_due(&mut shard, hash, &due);
         drop(shard);
         self.report_evicted(evicted);
         self.deliver(hash);
         match replaced {
-            Some(replaced) => self.after_write(event_key.as_ref(), replaced, deadline),
+            Some(replaced) => self.after_write(event_key.as_ref(), replaced, due.deadline),
             None => self.report_unfit_key(event_key.as_ref()),
         }
         Ok(true)

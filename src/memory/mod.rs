@@ -15,6 +15,7 @@
 mod bounded;
 mod builder;
 mod conditional;
+mod idle;
 mod notify;
 mod policy;
 pub(crate) mod prefix;

@@ -18,6 +18,7 @@ use parking_lot::RwLock;
 use super::{
     bounded::{admit, reweigh, Evicted, Limits},
     builder::MemoryStoreBuilder,
+    idle::Due,
     shard::{Shard, Slot},
 };
 use crate::{
@@ -89,6 +90,10 @@ pub(super) struct Inner<K, V, S> {
     /// True while the sweeper is (about to be) parked; writers unpark it only then.
     pub sleeping: AtomicBool,
     pub sweeper: OnceLock<Option<Thread>>,
+    /// `time_to_idle` in milliseconds (`idle.rs`).
+    pub tti: Option<u64>,
+    /// True if reads write to the entry (a bounded store's policy bits, or `time_to_idle`).
+    pub track_reads: bool,
     /// The eviction listener, if one was installed (at build or by a `Cache`).
     pub listener: OnceLock<Notifier<K, V>>,
     pub me: Weak<Inner<K, V, S>>,
@@ -157,14 +162,20 @@ where
         if let Some(l) = parts.listener {
             let _ = listener.set(Notifier::new(l, parts.shards));
         }
-        let shards = (0..parts.shards)
-            .map(|i| RwLock::new(Shard::new(limits.policy(i, parts.shards))))
-            .collect();
+        let tti = parts.tti.map(|d| (d.as_millis() as u64).max(1));
+        let shard = |i| {
+            let mut shard = Shard::new(limits.policy(i, parts.shards));
+            shard.idle = tti.is_some();
+            RwLock::new(shard)
+        };
+        let shards = (0..parts.shards).map(shard).collect();
         let inner = Arc::new_cyclic(|me| Inner {
             namespace: parts.namespace,
             event_capacity: parts.event_capacity,
             shards,
             bounded: limits.is_bounded(),
+            tti,
+            track_reads: limits.is_bounded() || tti.is_some(),
             limits,
             shard_mask: parts.shards - 1,
             hasher: parts.hasher,
@@ -220,8 +231,8 @@ where
         let shard = self.shard(hash).read();
         let slot = shard.table.find(hash, |s| s.key.borrow() == key);
         let found = slot.filter(|s| !s.is_expired(|| self.now()));
-        if self.inner.bounded {
-            found.inspect(|s| s.touch());
+        if self.inner.track_reads {
+            found.inspect(|s| self.on_read(&shard, hash, s));
         }
         let stale = slot.is_some() && found.is_none();
         let found = found.map(|s| s.value.clone());
@@ -252,15 +263,15 @@ where
     /// Fails only for a zero TTL.
     pub fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         let now = self.now();
-        let deadline = deadline_at(now, ttl)?;
+        let due = self.due(now, deadline_at(now, ttl)?);
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let mut evicted = Vec::new();
-        let slot = Slot::new(key, value, deadline);
-        let outcome = self.insert_slot(hash, now, slot, Only::Always, &mut evicted);
+        let slot = Slot::with_flags(key, value, due.deadline, due.flags);
+        let outcome = self.insert_slot(hash, now, slot, &due, Only::Always, &mut evicted);
         self.report_evicted(evicted);
         self.deliver(hash);
-        self.after_outcome(event_key.as_ref(), outcome, deadline)?;
+        self.after_outcome(event_key.as_ref(), outcome, due.deadline)?;
         Ok(())
     }
 
@@ -280,10 +291,10 @@ where
         hash: u64,
         now: u64,
         mut slot: Slot<K, V>,
+        due: &Due,
         only: Only,
         evicted: &mut Evicted<K, V>,
     ) -> Outcome {
-        let deadline = slot.deadline();
         let weight = self.weigh(&slot.key, &slot.value);
         let mut guard = self.shard(hash).write();
         let shard = &mut *guard;
@@ -320,7 +331,8 @@ where
                 Replaced::Nothing
             }
         };
-        shard.schedule(hash, deadline, self.rehash());
+        shard.schedule(hash, due.deadline, self.rehash());
+        self.note_due(shard, hash, due);
         Outcome::Written(replaced)
     }
 
@@ -349,15 +361,15 @@ where
     /// Writes only if `key` has no live entry; true if written. Atomic.
     pub fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
         let now = self.now();
-        let deadline = deadline_at(now, ttl)?;
+        let due = self.due(now, deadline_at(now, ttl)?);
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let mut evicted = Vec::new();
-        let slot = Slot::new(key, value, deadline);
-        let outcome = self.insert_slot(hash, now, slot, Only::IfNotLive, &mut evicted);
+        let slot = Slot::with_flags(key, value, due.deadline, due.flags);
+        let outcome = self.insert_slot(hash, now, slot, &due, Only::IfNotLive, &mut evicted);
         self.report_evicted(evicted);
         self.deliver(hash);
-        self.after_outcome(event_key.as_ref(), outcome, deadline)
+        self.after_outcome(event_key.as_ref(), outcome, due.deadline)
     }
 
     /// Removes `key` and returns its live value. Atomic: of many concurrent `take`s, one wins.
@@ -487,6 +499,10 @@ where
         self.inner.stats.incr(Stat::Reads);
         let shard = self.shard(hash).read();
         let found = shard.table.find(hash, |s| s.key.borrow() == key);
+        if self.inner.track_reads {
+            let live = found.filter(|s| !s.is_expired(|| now));
+            live.inspect(|s| self.on_read(&shard, hash, s));
+        }
         let result = found.and_then(|s| match s.deadline() {
             0 => Some((s.value.clone(), Expiry::Never)),
             d if d <= now => None,
@@ -510,19 +526,21 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let now = self.now();
-        let deadline = deadline_at(now, ttl)?;
+        let due = self.due(now, deadline_at(now, ttl)?);
         let hash = self.hash(key);
-        let mut shard = self.shard(hash).write();
+        let mut guard = self.shard(hash).write();
+        let shard = &mut *guard;
         let Some(slot) = shard.table.find_mut(hash, |s| s.key.borrow() == key) else {
             return Ok(false);
         };
         if slot.is_expired(|| now) {
             return Ok(false);
         }
-        slot.set_deadline(deadline);
-        shard.schedule(hash, deadline, self.rehash());
-        drop(shard);
-        self.wake_sweeper_for(deadline);
+        slot.set_deadline(due.deadline, due.flags);
+        shard.schedule(hash, due.deadline, self.rehash());
+        self.note_due(shard, hash, &due);
+        drop(guard);
+        self.wake_sweeper_for(due.deadline);
         Ok(true)
     }
 
@@ -557,7 +575,8 @@ where
                 let more = {
                     let mut guard = shard.write();
                     let shard = &mut *guard;
-                    let more = shard.purge(now, 1024, &mut removed);
+                    let rehash = |k: &K| self.inner.hasher.hash_one(k);
+                    let more = shard.purge(now, 1024, &mut removed, rehash);
                     for slot in &removed {
                         reweigh(&mut shard.policy, self.weigh(&slot.key, &slot.value), 0);
                     }
@@ -631,6 +650,7 @@ where
             hasher: self.inner.hasher.clone(),
             limits: self.inner.limits.clone(),
             listener: self.listener(),
+            tti: self.inner.tti.map(Duration::from_millis),
         }))
     }
 

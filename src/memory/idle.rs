@@ -1,0 +1,115 @@
+//! `time_to_idle` in a MemoryStore: an entry expires `tti` after its last read or write, or at
+//! its TTL deadline if that comes first (moka's semantics).
+//!
+//! The entry's one deadline word holds whichever deadline comes first, so the read path, the
+//! expiry check and the sweeper's index work as without idle expiry. A read moves the deadline
+//! to `now + tti` (a compare-and-swap on the word, under the shard's read lock); it must not
+//! pass the TTL deadline, so an entry whose TTL deadline is later than its idle deadline keeps
+//! it in the shard's `ttls` side map (flag `SIDE_TTL`), and one whose TTL deadline came first is
+//! flagged `CAPPED` (reads no longer move it). A store without `time_to_idle` has neither flag
+//! nor side map: it pays nothing per entry, and its reads of entries without a TTL never read
+//! the clock. Reads do not tell the deadline index they moved a deadline; the sweeper indexes
+//! such an entry again when it finds it alive under a due bucket.
+
+use std::hash::{BuildHasher, Hash};
+
+use super::{
+    shard::{Shard, Slot, CAPPED, SIDE_TTL},
+    store::MemoryStore,
+};
+
+/// What a write stores as an entry's deadline.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Due {
+    /// The deadline the entry expires at (Unix ms, 0 for never).
+    pub deadline: u64,
+    /// The idle flags (`CAPPED`, `SIDE_TTL`), 0 without `time_to_idle`.
+    pub flags: u64,
+    /// The TTL deadline the write asked for (0 for none).
+    pub ttl: u64,
+}
+
+impl<K, V, S> MemoryStore<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    /// The deadline of an entry written `now` with the TTL deadline `ttl` (0 for none).
+    #[inline]
+    pub(super) fn due(&self, now: u64, ttl: u64) -> Due {
+        let Some(tti) = self.inner.tti else {
+            return Due {
+                deadline: ttl,
+                flags: 0,
+                ttl,
+            };
+        };
+        let idle = now.saturating_add(tti);
+        match ttl {
+            0 => Due {
+                deadline: idle,
+                flags: 0,
+                ttl,
+            },
+            ttl if ttl <= idle => Due {
+                deadline: ttl,
+                flags: CAPPED,
+                ttl,
+            },
+            ttl => Due {
+                deadline: idle,
+                flags: SIDE_TTL,
+                ttl,
+            },
+        }
+    }
+
+    /// Records where the entry `hash` keeps its TTL deadline (under the shard lock).
+    #[inline]
+    pub(super) fn note_due(&self, shard: &mut Shard<K, V>, hash: u64, due: &Due) {
+        if self.inner.tti.is_some() {
+            shard.note_ttl(hash, due.flags, due.ttl, self.rehash());
+        }
+    }
+
+    /// A read of a live entry: records it for the policy and moves its idle deadline.
+    #[inline]
+    pub(super) fn on_read(&self, shard: &Shard<K, V>, hash: u64, slot: &Slot<K, V>) {
+        match self.inner.tti {
+            None => slot.touch(),
+            Some(tti) => {
+                let ttl = shard.side_ttl(hash, slot.idle_flags());
+                let idle = self.now().saturating_add(tti);
+                slot.extend_idle(idle, ttl, self.inner.bounded);
+            }
+        }
+    }
+
+    /// An in-place write of a live entry that keeps its TTL (a counter's `incr`): its idle
+    /// deadline starts again. Returns the deadline to schedule (0: none changed).
+    pub(super) fn restart_idle(
+        &self,
+        shard: &mut Shard<K, V>,
+        hash: u64,
+        key: &K,
+        now: u64,
+    ) -> u64 {
+        if self.inner.tti.is_none() {
+            return 0;
+        }
+        let Some(slot) = shard.table.find(hash, |s| s.key == *key) else {
+            return 0;
+        };
+        let flags = slot.idle_flags();
+        if flags & CAPPED != 0 {
+            return 0;
+        }
+        let due = self.due(now, shard.side_ttl(hash, flags).unwrap_or(0));
+        if let Some(slot) = shard.table.find_mut(hash, |s| s.key == *key) {
+            slot.set_deadline(due.deadline, due.flags);
+        }
+        self.note_due(shard, hash, &due);
+        due.deadline
+    }
+}

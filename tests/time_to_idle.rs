@@ -1,0 +1,84 @@
+//! `time_to_idle` beyond the shared suite (`conformance_idle.rs`): the sweeper removes idle
+//! entries with cause `Expired`, including entries whose deadline a read moved after the
+//! sweeper indexed them, and a zero idle time is refused at build. Manual clock, no sleeps.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use strata::{ManualClock, MemoryStore, RemovalCause};
+
+const IDLE: Duration = Duration::from_secs(60);
+const SEC: Duration = Duration::from_secs(1);
+
+type Log = Arc<Mutex<Vec<(u64, RemovalCause)>>>;
+
+fn idle_store(time: &ManualClock) -> (MemoryStore<u64, u64>, Log) {
+    let log = Log::default();
+    let seen = log.clone();
+    let store = MemoryStore::builder()
+        .clock(time.clock())
+        .shards(1)
+        .time_to_idle(IDLE)
+        .eviction_listener(move |key, _, cause| seen.lock().unwrap().push((key, cause)))
+        .build()
+        .unwrap();
+    (store, log)
+}
+
+#[test]
+fn the_sweeper_removes_idle_entries_as_expired_even_after_reads_moved_them() {
+    // Purged exactly at the first deadline (its bucket partly due) and a little after (the
+    // bucket wholly due): the sweeper's two paths.
+    for late in [Duration::ZERO, 2 * SEC] {
+        let time = ManualClock::new();
+        let (store, log) = idle_store(&time);
+        store.put(1, 10, None).unwrap();
+        store.put(2, 20, None).unwrap();
+        store.put(3, 30, Some(IDLE * 10)).unwrap();
+        time.advance(IDLE - SEC);
+        assert_eq!(store.get(&2), Some(20)); // moves 2's deadline; the index has the old one
+        assert_eq!(store.get(&3), Some(30)); // and 3's, whose TTL waits in the side map
+        time.advance(SEC + late);
+        // The purge the sweeper runs (called here so the test does not wait on its thread).
+        assert_eq!(store.purge_expired(), 1);
+        assert_eq!(*log.lock().unwrap(), [(1, RemovalCause::Expired)]);
+        assert_eq!(store.count(), 2, "the entries read were kept");
+        time.advance(IDLE);
+        assert_eq!(store.purge_expired(), 2, "re-indexed at their new deadline");
+        let mut removed = log.lock().unwrap().clone();
+        removed.sort();
+        let expired = |k| (k, RemovalCause::Expired);
+        assert_eq!(removed, [expired(1), expired(2), expired(3)]);
+        assert_eq!(store.stats().expirations, 3);
+    }
+}
+
+#[test]
+fn looking_at_an_entry_does_not_keep_it_alive() {
+    let time = ManualClock::new();
+    let (store, _) = idle_store(&time);
+    store.put(1, 10, None).unwrap();
+    time.advance(IDLE - SEC);
+    assert!(store.contains(&1));
+    assert!(store.ttl(&1).is_some());
+    assert_eq!(store.keys(), [1]);
+    assert_eq!(store.entries().len(), 1);
+    time.advance(SEC);
+    assert_eq!(store.get(&1), None);
+}
+
+#[test]
+fn a_zero_idle_time_is_refused_at_build() {
+    let built = MemoryStore::<u64, u64>::builder()
+        .time_to_idle(Duration::ZERO)
+        .build();
+    assert!(matches!(
+        built,
+        Err(strata::Error::InvalidConfig {
+            option: "time_to_idle",
+            ..
+        })
+    ));
+}
