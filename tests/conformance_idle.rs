@@ -184,3 +184,25 @@ mod memory_bounded {
 
     idle_conformance!(open);
 }
+
+mod generational {
+    use std::hash::Hash;
+
+    use strata::GenerationalStore;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        GenerationalStore::builder()
+            .namespace(namespace)
+            .clock(ctx.clock())
+            .max_size(10_000)
+            .time_to_idle(IDLE)
+            .build()
+            .expect("valid options")
+    }
+
+    idle_conformance!(open);
+}

@@ -82,3 +82,28 @@ fn a_zero_idle_time_is_refused_at_build() {
         })
     ));
 }
+
+#[test]
+fn generational_purge_removes_idle_entries_as_expired() {
+    let time = ManualClock::new();
+    let log = Log::default();
+    let seen = log.clone();
+    let store = strata::GenerationalStore::<u64, u64>::builder()
+        .clock(time.clock())
+        .time_to_idle(IDLE)
+        .eviction_listener(move |key, _, cause| seen.lock().unwrap().push((key, cause)))
+        .build()
+        .unwrap();
+    store.put(1, 10, None).unwrap();
+    store.put(2, 20, None).unwrap();
+    time.advance(IDLE - SEC);
+    assert!(store.touch(&2), "touch counts as a read");
+    time.advance(SEC);
+    assert_eq!(store.purge_expired(), 1);
+    assert_eq!(*log.lock().unwrap(), [(1, RemovalCause::Expired)]);
+    time.advance(IDLE);
+    assert_eq!(store.purge_expired(), 1);
+    assert_eq!(log.lock().unwrap().len(), 2);
+    let zero = strata::GenerationalStore::<u64, u64>::builder().time_to_idle(Duration::ZERO);
+    assert!(zero.build().is_err());
+}

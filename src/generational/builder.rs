@@ -28,6 +28,7 @@ use crate::{
 /// - `admission`: off (Nebulex's placement: every write goes to the newer generation);
 /// - `weigher`: none — an entry weighs its inline size only (see [`Self::weigh_heap`]);
 /// - `eviction_listener`: none (removals are only counted and sent as events);
+/// - `time_to_idle`: none (entries expire only by their TTL);
 /// - `namespace`: `"cache"`; `clock`: [`Clock::system`]; `stats`: on; `event_capacity`: 4096.
 ///
 /// ```
@@ -75,6 +76,7 @@ pub(crate) struct Options {
     pub stats: bool,
     pub event_capacity: usize,
     pub admission: bool,
+    pub tti: Option<Duration>,
 }
 
 /// Everything `from_parts` needs.
@@ -105,6 +107,7 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
                 stats: true,
                 event_capacity: DEFAULT_EVENT_CAPACITY,
                 admission: false,
+                tti: None,
             },
             namespace: Ok(Namespace::default()),
             clock: Clock::system(),
@@ -245,6 +248,35 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
         self
     }
 
+    /// Expires an entry `idle` after its last read or write (moka's `time_to_idle`); with a
+    /// TTL, at whichever deadline comes first. `get` and `touch` count as reads, every write
+    /// of the key (`put`, `replace`, `incr`, `expire`, …) as a write; `contains`, `ttl` and
+    /// `keys` only look. Expired entries are removed on access and by the purge (cause
+    /// [`RemovalCause::Expired`]). Reads then take the partition's write lock (they move the
+    /// entry's deadline), as a hit in the older generation does. No cost per entry; an entry
+    /// with a TTL later than its idle deadline keeps it in a side map (about 16 bytes).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{GenerationalStore, ManualClock};
+    ///
+    /// let time = ManualClock::new();
+    /// let store = GenerationalStore::<String, u32>::builder()
+    ///     .clock(time.clock())
+    ///     .time_to_idle(Duration::from_secs(60))
+    ///     .build()?;
+    /// store.put("session".to_string(), 1, None)?;
+    /// time.advance(Duration::from_secs(50));
+    /// assert_eq!(store.get("session"), Some(1)); // read: idle for another 60 s from here
+    /// time.advance(Duration::from_secs(60));
+    /// assert_eq!(store.get("session"), None);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn time_to_idle(mut self, idle: Duration) -> Self {
+        self.opts.tti = Some(idle);
+        self
+    }
+
     /// Validates the options and builds the store (and starts its GC thread if a timer or a
     /// limit is set).
     pub fn build(self) -> Result<GenerationalStore<K, V>>
@@ -271,6 +303,12 @@ impl Options {
         };
         if let Some(interval) = self.gc_interval {
             positive("gc_interval", interval)?;
+        }
+        if self.tti.is_some_and(|d| d.as_millis() == 0) {
+            return Err(Error::config(
+                "time_to_idle",
+                "must be at least 1 ms; leave it unset for no idle expiry",
+            ));
         }
         if self.max_size == Some(0) {
             return Err(Error::config(

@@ -55,7 +55,7 @@ where
         V: Counter,
         K: std::fmt::Debug,
     {
-        let deadline = self.inner.clock.entry_deadline(ttl_if_new)?;
+        let due = self.due(self.inner.clock.entry_deadline(ttl_if_new)?);
         let overflow = || Error::Overflow {
             key: format!("{key:?}"),
         };
@@ -82,10 +82,12 @@ where
         let slot = Slot {
             key: key.clone(),
             value: value.clone(),
-            deadline,
+            deadline: due.deadline,
             weight: self.weigh(key, &value),
+            cap: due.cap,
         };
         self.upsert_in(&mut p, hash, slot, probation);
+        self.note_due(&mut p, hash, &due);
         drop(p);
         self.deliver(index);
         if let Some(expired) = expired {
@@ -111,19 +113,29 @@ where
         V: Counter,
     {
         let now = self.now();
-        let expired = match self.locate(p, hash, key, now) {
+        let mut ttls = std::mem::take(&mut p.ttls);
+        let found = self.locate(p, hash, key, now);
+        let expired = match found {
             Found::Live(slot, _) => {
-                let next = slot.value.add(delta)?;
-                let old = std::mem::replace(&mut slot.value, next.clone());
-                self.removed(index, RemovalCause::Replaced, || (slot.key.clone(), old));
-                return Some(Step::Added(next));
+                let next = slot.value.add(delta);
+                if let Some(next) = &next {
+                    let old = std::mem::replace(&mut slot.value, next.clone());
+                    self.restart_idle(slot, &mut ttls, hash);
+                    self.removed(index, RemovalCause::Replaced, || (slot.key.clone(), old));
+                }
+                p.ttls = ttls;
+                return Some(Step::Added(next?));
             }
             Found::Expired(slot) => {
+                p.ttls = std::mem::take(&mut ttls);
                 let cause = RemovalCause::Expired;
                 self.removed(index, cause, || (slot.key.clone(), slot.value.clone()));
                 Some(slot)
             }
-            Found::Missing => None,
+            Found::Missing => {
+                p.ttls = ttls;
+                None
+            }
         };
         match fresh {
             Some(value) => Some(Step::Created { value, expired }),
@@ -164,16 +176,16 @@ where
         let Some(expected) = expected else {
             return self.put_new(key, new, ttl);
         };
-        let deadline = self.inner.clock.entry_deadline(ttl)?;
+        let due = self.due(self.inner.clock.entry_deadline(ttl)?);
         let weight = self.weigh(&key, &new);
         let index = self.index(self.hash(&key));
-        let written = self.with_live(&key, move |slot| {
+        let written = self.with_live_side(&key, move |slot, ttls, hash| {
             if slot.value != expected {
                 return false;
             }
             let old = std::mem::replace(&mut slot.value, new);
             self.removed(index, RemovalCause::Replaced, || (slot.key.clone(), old));
-            slot.deadline = deadline;
+            self.apply_due(slot, ttls, hash, &due);
             slot.weight = weight;
             true
         });

@@ -12,6 +12,7 @@ mod api;
 mod builder;
 mod conditional;
 mod gc;
+mod idle;
 mod notify;
 mod partition;
 mod query;

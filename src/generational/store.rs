@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 use super::{
     builder::{GenerationalStoreBuilder, Options, Parts},
     gc::Gc,
-    partition::{Partition, Slot, Tally, Which},
+    partition::{Partition, Slot, Tally, Ttls, Which},
     sketch::Sketch,
     transaction::Locks,
     weigh::{inline_size, Weigher},
@@ -22,7 +22,7 @@ use crate::{
     error::Result,
     events::{EventBus, EventKind, Events, RemovalCause},
     listener::{Listener, Notifier},
-    local::{Replaced, Report},
+    local::{Due, Replaced, Report},
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
     store::{Counter, Expiry},
@@ -106,6 +106,8 @@ pub(crate) struct Inner<K, V> {
     pub gc: Gc<K, V>,
     pub sketch: Option<Sketch>,
     pub locks: Locks,
+    /// `time_to_idle` in milliseconds (`idle.rs`).
+    pub tti: Option<u64>,
     /// The eviction listener, if one was installed (at build or by a `Cache`).
     pub listener: std::sync::OnceLock<Notifier<K, V>>,
     pub me: Weak<Inner<K, V>>,
@@ -160,6 +162,7 @@ where
             gc: Gc::new(&parts.opts, now),
             sketch: sketch_for(&parts.opts),
             locks: Locks::default(),
+            tti: parts.opts.tti.map(|d| (d.as_millis() as u64).max(1)),
             listener,
             me: me.clone(),
             opts: parts.opts,
@@ -276,19 +279,37 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.with_live_side(key, |slot, _, _| f(slot))
+    }
+
+    /// [`with_live`](Self::with_live) for a step that also reads or records where the entry
+    /// keeps its TTL with `time_to_idle` (`f` gets the partition's side map and the hash).
+    pub(super) fn with_live_side<Q, R>(
+        &self,
+        key: &Q,
+        f: impl FnOnce(&mut Slot<K, V>, &mut Ttls, u64) -> R,
+    ) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let hash = self.hash(key);
         let now = self.now();
         let index = self.index(hash);
         let mut p = self.partition(index).write();
-        let (out, mut expired, delta, which) = match self.locate(&mut p, hash, key, now) {
+        // Out of the partition while `locate` borrows it, and back before the lock goes.
+        let mut ttls = std::mem::take(&mut p.ttls);
+        let found = self.locate(&mut p, hash, key, now);
+        let (out, mut expired, delta, which) = match found {
             Found::Live(slot, which) => {
                 let before = i64::from(slot.weight);
-                let out = f(slot);
+                let out = f(slot, &mut ttls, hash);
                 (Some(out), None, i64::from(slot.weight) - before, which)
             }
             Found::Expired(slot) => (None, Some(slot), 0, Which::Newer),
             Found::Missing => (None, None, 0, Which::Newer),
         };
+        p.ttls = ttls;
         if delta != 0 {
             let generation = match which {
                 Which::Newer => &mut p.newer,
@@ -336,7 +357,10 @@ where
         }
         let found = match self.peek_newer(hash, key) {
             Ok(found) => found,
-            Err(()) => self.with_live(key, |s| s.value.clone()),
+            Err(()) => self.with_live_side(key, |s, ttls, hash| {
+                self.read_idle(s, ttls, hash);
+                s.value.clone()
+            }),
         };
         let stat = if found.is_some() {
             Stat::Hits
@@ -358,6 +382,8 @@ where
         let p = self.partition(self.index(hash)).read();
         let eq = |s: &Slot<K, V>| s.key.borrow() == key;
         match p.newer.table.find(hash, eq) {
+            // With `time_to_idle` a hit moves the deadline: that takes the write lock.
+            Some(_) if self.idles() => Err(()),
             Some(s) if !s.is_expired(self.now()) => Ok(Some(s.value.clone())),
             Some(_) => Err(()),
             None if p.older.table.find(hash, eq).is_some() => Err(()),
@@ -387,7 +413,7 @@ where
     /// Writes `value` under `key` (into the newer generation, removing it from the older one),
     /// replacing value and TTL. Fails only for a zero TTL.
     pub fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
-        let deadline = self.inner.clock.entry_deadline(ttl)?;
+        let due = self.due(self.inner.clock.entry_deadline(ttl)?);
         let weight = self.weigh(&key, &value);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let hash = self.hash(&key);
@@ -395,10 +421,11 @@ where
         let slot = Slot {
             key,
             value,
-            deadline,
+            deadline: due.deadline,
             weight,
+            cap: due.cap,
         };
-        let replaced = self.upsert(index, hash, slot, self.on_probation(hash));
+        let replaced = self.upsert(index, hash, slot, &due, self.on_probation(hash));
         self.after_write(event_key.as_ref(), replaced);
         self.enforce_limits(index, hash);
         Ok(())
@@ -415,10 +442,18 @@ where
 
     /// Inserts `slot` into the newer generation, removing the key from the older one; a new key
     /// on `probation` goes to the older generation instead. Returns what it replaced.
-    fn upsert(&self, index: usize, hash: u64, slot: Slot<K, V>, probation: bool) -> Replaced<()> {
+    fn upsert(
+        &self,
+        index: usize,
+        hash: u64,
+        slot: Slot<K, V>,
+        due: &Due,
+        probation: bool,
+    ) -> Replaced<()> {
         let now = self.now();
         let mut p = self.partition(index).write();
         let old = self.upsert_in(&mut p, hash, slot, probation);
+        self.note_due(&mut p, hash, due);
         let expired = old.as_ref().is_some_and(|o| o.is_expired(now));
         if let Some(old) = old {
             let cause = if expired {
@@ -480,7 +515,7 @@ where
     /// Writes only if `key` has no live entry in either generation; true if written. Atomic.
     /// A live entry in the older generation counts (and is not promoted), as in Nebulex.
     pub fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
-        let deadline = self.inner.clock.entry_deadline(ttl)?;
+        let due = self.due(self.inner.clock.entry_deadline(ttl)?);
         let weight = self.weigh(&key, &value);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let hash = self.hash(&key);
@@ -498,10 +533,13 @@ where
         let slot = Slot {
             key,
             value,
-            deadline,
+            deadline: due.deadline,
             weight,
+            cap: due.cap,
         };
-        let replaced = match self.upsert_in(&mut p, hash, slot, probation) {
+        let old = self.upsert_in(&mut p, hash, slot, probation);
+        self.note_due(&mut p, hash, &due);
+        let replaced = match old {
             Some(old) => {
                 self.removed(index, RemovalCause::Expired, || (old.key, old.value));
                 Replaced::Expired(())
@@ -517,12 +555,12 @@ where
 
     /// Replaces the value and TTL of a live `key` (promoting it); false if there was none.
     pub fn replace(&self, key: &K, value: V, ttl: Option<Duration>) -> Result<bool> {
-        let deadline = self.inner.clock.entry_deadline(ttl)?;
+        let due = self.due(self.inner.clock.entry_deadline(ttl)?);
         let weight = self.weigh(key, &value);
         let index = self.index(self.hash(key));
-        let replaced = self.with_live(key, move |slot| {
+        let replaced = self.with_live_side(key, move |slot, ttls, hash| {
             let old = std::mem::replace(&mut slot.value, value);
-            slot.deadline = deadline;
+            self.apply_due(slot, ttls, hash, &due);
             slot.weight = weight;
             self.removed(index, RemovalCause::Replaced, || (slot.key.clone(), old));
         });
@@ -677,8 +715,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let deadline = self.inner.clock.entry_deadline(ttl)?;
-        Ok(self.with_live(key, |s| s.deadline = deadline).is_some())
+        let due = self.due(self.inner.clock.entry_deadline(ttl)?);
+        let set = |s: &mut Slot<K, V>, ttls: &mut Ttls, hash| self.apply_due(s, ttls, hash, &due);
+        Ok(self.with_live_side(key, set).is_some())
     }
 
     /// Removes `key`'s TTL; true if it was live.
@@ -687,7 +726,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.with_live(key, |s| s.deadline = 0).is_some()
+        let due = self.due(0);
+        let set = |s: &mut Slot<K, V>, ttls: &mut Ttls, hash| self.apply_due(s, ttls, hash, &due);
+        self.with_live_side(key, set).is_some()
     }
 
     /// Marks `key` as used: moves it to the newer generation, TTL unchanged; true if it was live.
@@ -696,7 +737,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.with_live(key, |_| ()).is_some()
+        let read = |s: &mut Slot<K, V>, ttls: &mut Ttls, hash| self.read_idle(s, ttls, hash);
+        self.with_live_side(key, read).is_some()
     }
 
     /// Atomically adds `delta` to the integer under `key` (missing or expired: counts from zero,

@@ -11,7 +11,7 @@ use hashbrown::hash_table::Entry;
 
 use super::{
     bounded::{admit, reweigh, Evicted},
-    idle::Due,
+    idle::{flags, Due},
     prefix::PrefixFilter,
     shard::{Shard, Slot},
     store::{cause_of, MemoryStore},
@@ -109,7 +109,8 @@ where
         let overflow = || Error::Overflow {
             key: format!("{key:?}"),
         };
-        let new_slot = |value: V| Slot::with_flags(key.clone(), value, due.deadline, due.flags);
+        let new_slot =
+            |value: V| Slot::with_flags(key.clone(), value, due.deadline, flags(due.cap));
         let live = shard.table.find(hash, |s| s.key == *key);
         if live.is_none_or(|s| s.is_expired(|| now)) {
             let weight = self.weigh(key, &V::zero());
@@ -189,7 +190,7 @@ where
         };
         let old_weight = self.weigh(&slot.key, &slot.value);
         let old = std::mem::replace(&mut slot.value, value);
-        slot.set_deadline(due.deadline, due.flags);
+        slot.set_deadline(due.deadline, flags(due.cap));
         reweigh(&mut shard.policy, old_weight, weight);
         shard.schedule(hash, due.deadline, self.rehash());
         self.note_due(shard, hash, &due);
@@ -229,7 +230,7 @@ where
         let due = self.due(now, deadline_at(now, ttl)?);
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
-        let slot = Slot::with_flags(key, new, due.deadline, due.flags);
+        let slot = Slot::with_flags(key, new, due.deadline, flags(due.cap));
         let mut evicted = Vec::new();
         let mut shard = self.shard(hash).write();
         let swapped = self.swap_in(&mut shard, hash, slot, expected.as_ref(), now, &mut evicted);

@@ -14,20 +14,11 @@
 use std::hash::{BuildHasher, Hash};
 
 use super::{
-    shard::{Shard, Slot, CAPPED, SIDE_TTL},
+    shard::{Shard, Slot, CAPPED},
     store::MemoryStore,
 };
-
-/// What a write stores as an entry's deadline.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Due {
-    /// The deadline the entry expires at (Unix ms, 0 for never).
-    pub deadline: u64,
-    /// The idle flags (`CAPPED`, `SIDE_TTL`), 0 without `time_to_idle`.
-    pub flags: u64,
-    /// The TTL deadline the write asked for (0 for none).
-    pub ttl: u64,
-}
+pub(super) use crate::local::Due;
+use crate::local::IdleCap;
 
 impl<K, V, S> MemoryStore<K, V, S>
 where
@@ -38,38 +29,14 @@ where
     /// The deadline of an entry written `now` with the TTL deadline `ttl` (0 for none).
     #[inline]
     pub(super) fn due(&self, now: u64, ttl: u64) -> Due {
-        let Some(tti) = self.inner.tti else {
-            return Due {
-                deadline: ttl,
-                flags: 0,
-                ttl,
-            };
-        };
-        let idle = now.saturating_add(tti);
-        match ttl {
-            0 => Due {
-                deadline: idle,
-                flags: 0,
-                ttl,
-            },
-            ttl if ttl <= idle => Due {
-                deadline: ttl,
-                flags: CAPPED,
-                ttl,
-            },
-            ttl => Due {
-                deadline: idle,
-                flags: SIDE_TTL,
-                ttl,
-            },
-        }
+        Due::at(self.inner.tti, now, ttl)
     }
 
     /// Records where the entry `hash` keeps its TTL deadline (under the shard lock).
     #[inline]
     pub(super) fn note_due(&self, shard: &mut Shard<K, V>, hash: u64, due: &Due) {
         if self.inner.tti.is_some() {
-            shard.note_ttl(hash, due.flags, due.ttl, self.rehash());
+            shard.note_ttl(hash, flags(due.cap), due.ttl, self.rehash());
         }
     }
 
@@ -101,15 +68,25 @@ where
         let Some(slot) = shard.table.find(hash, |s| s.key == *key) else {
             return 0;
         };
-        let flags = slot.idle_flags();
-        if flags & CAPPED != 0 {
+        let current = slot.idle_flags();
+        if current & CAPPED != 0 {
             return 0;
         }
-        let due = self.due(now, shard.side_ttl(hash, flags).unwrap_or(0));
+        let due = self.due(now, shard.side_ttl(hash, current).unwrap_or(0));
         if let Some(slot) = shard.table.find_mut(hash, |s| s.key == *key) {
-            slot.set_deadline(due.deadline, due.flags);
+            slot.set_deadline(due.deadline, flags(due.cap));
         }
         self.note_due(shard, hash, &due);
         due.deadline
+    }
+}
+
+/// The slot's idle flags for `cap`.
+#[inline]
+pub(super) fn flags(cap: IdleCap) -> u64 {
+    match cap {
+        IdleCap::Free => 0,
+        IdleCap::Capped => CAPPED,
+        IdleCap::SideTtl => super::shard::SIDE_TTL,
     }
 }

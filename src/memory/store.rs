@@ -18,7 +18,7 @@ use parking_lot::RwLock;
 use super::{
     bounded::{admit, reweigh, Evicted, Limits},
     builder::MemoryStoreBuilder,
-    idle::Due,
+    idle::{flags, Due},
     shard::{Shard, Slot},
 };
 use crate::{
@@ -267,7 +267,7 @@ where
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let mut evicted = Vec::new();
-        let slot = Slot::with_flags(key, value, due.deadline, due.flags);
+        let slot = Slot::with_flags(key, value, due.deadline, flags(due.cap));
         let outcome = self.insert_slot(hash, now, slot, &due, Only::Always, &mut evicted);
         self.report_evicted(evicted);
         self.deliver(hash);
@@ -365,7 +365,7 @@ where
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let mut evicted = Vec::new();
-        let slot = Slot::with_flags(key, value, due.deadline, due.flags);
+        let slot = Slot::with_flags(key, value, due.deadline, flags(due.cap));
         let outcome = self.insert_slot(hash, now, slot, &due, Only::IfNotLive, &mut evicted);
         self.report_evicted(evicted);
         self.deliver(hash);
@@ -536,7 +536,7 @@ where
         if slot.is_expired(|| now) {
             return Ok(false);
         }
-        slot.set_deadline(due.deadline, due.flags);
+        slot.set_deadline(due.deadline, flags(due.cap));
         shard.schedule(hash, due.deadline, self.rehash());
         self.note_due(shard, hash, &due);
         drop(guard);
