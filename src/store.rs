@@ -649,6 +649,33 @@ where
             operation: "install_eviction_listener",
         })
     }
+
+    /// A new, empty store of the same kind, options and namespace whose entries also expire
+    /// `idle` after their last read or write (`time_to_idle`; with a TTL, whichever deadline
+    /// comes first). The `Cache` builder's `.time_to_idle(..)` calls this, as `.namespace(..)`
+    /// calls [`with_namespace`](Self::with_namespace). Default: [`Error::Unsupported`]; the
+    /// in-memory stores support it. A remote store cannot: Redis has no idle expiry per key
+    /// (`OBJECT IDLETIME` only feeds its own eviction), and refreshing a TTL on every read
+    /// would turn each read into a write.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{MemoryStore, Store};
+    ///
+    /// let store = MemoryStore::<String, u64>::new();
+    /// let idle = Store::with_time_to_idle(&store, Duration::from_secs(60))?;
+    /// # drop(idle);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    fn with_time_to_idle(&self, idle: Duration) -> Result<Self>
+    where
+        Self: Sized,
+    {
+        let _ = idle;
+        Err(Error::Unsupported {
+            operation: "with_time_to_idle",
+        })
+    }
 }
 
 #[cfg(test)]

@@ -206,3 +206,49 @@ mod generational {
 
     idle_conformance!(open);
 }
+
+/// Through a `Cache`: its builder's `time_to_idle` over a MemoryStore built without one.
+mod cache_over_memory {
+    use std::hash::Hash;
+
+    use strata::{Cache, MemoryStore};
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> Cache<K, V, MemoryStore<K, V>>
+    where
+        K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let store = MemoryStore::builder()
+            .clock(ctx.clock())
+            .build()
+            .expect("valid options");
+        Cache::builder()
+            .store(store)
+            .namespace(namespace)
+            .time_to_idle(IDLE)
+            .build()
+            .await
+            .expect("valid cache options")
+    }
+
+    idle_conformance!(open);
+}
+
+#[tokio::test]
+async fn a_cache_refuses_time_to_idle_over_a_store_without_it() {
+    use strata::{Cache, Error, MemoryStore};
+    use support::fault_store::FaultStore;
+
+    let built = Cache::builder()
+        .store(FaultStore::new(MemoryStore::<String, String>::new()))
+        .time_to_idle(IDLE)
+        .build()
+        .await;
+    assert!(matches!(
+        built,
+        Err(Error::InvalidConfig {
+            option: "time_to_idle",
+            ..
+        })
+    ));
+}

@@ -27,6 +27,7 @@ use crate::{
 /// - `load_timeout`: none, a loader may run for as long as it likes;
 /// - `refresh_after`: none, a fetch hit never reloads;
 /// - `eviction_listener`: none (the store's own, if it was built with one);
+/// - `time_to_idle`: none (the store's own, if it was built with one);
 /// - `clock`: [`Clock::system`] (give the store's clock when testing with a manual one);
 /// - warmers: none; `warm_timeout` 30 s for required warmers; warmer back-off from 100 ms,
 ///   doubling to at most 30 s, with ±25 % jitter.
@@ -64,6 +65,7 @@ pub struct CacheBuilder<K, V, S> {
     backoff: Backoff,
     distributed: Option<Distributed<K>>,
     eviction_listener: Option<Listener<K, V>>,
+    time_to_idle: Option<Duration>,
 }
 
 impl<K, V, S> Debug for CacheBuilder<K, V, S> {
@@ -94,6 +96,7 @@ impl<K, V> CacheBuilder<K, V, ()> {
             backoff: Backoff::default(),
             distributed: None,
             eviction_listener: None,
+            time_to_idle: None,
         }
     }
 }
@@ -116,6 +119,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             backoff: self.backoff,
             distributed: self.distributed,
             eviction_listener: self.eviction_listener,
+            time_to_idle: self.time_to_idle,
         }
     }
 
@@ -229,6 +233,37 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         listener: impl Fn(K, V, crate::RemovalCause) + Send + Sync + 'static,
     ) -> Self {
         self.eviction_listener = Some(Listener(Arc::new(listener)));
+        self
+    }
+
+    /// Expires entries `idle` after their last read or write (with a TTL, at whichever
+    /// deadline comes first), in the store: `build()` replaces the store by
+    /// [`Store::with_time_to_idle`] — a new, empty store of the same kind and options, as
+    /// `.namespace(..)` does with [`Store::with_namespace`] (so give a store without entries).
+    /// MemoryStore and GenerationalStore support it (as their builders' `time_to_idle`);
+    /// `build()` fails with [`Error::InvalidConfig`] for a store that does not (a remote store
+    /// has no idle expiry; build a DiskStore with the option itself).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use std::time::Duration;
+    /// use strata::{Cache, ManualClock, MemoryStore};
+    ///
+    /// let time = ManualClock::new();
+    /// let cache = Cache::builder()
+    ///     .store(MemoryStore::<String, u32>::builder().clock(time.clock()).build()?)
+    ///     .time_to_idle(Duration::from_secs(60))
+    ///     .build()
+    ///     .await?;
+    /// cache.put("a".into(), 1, None).await?;
+    /// time.advance(Duration::from_secs(59));
+    /// assert_eq!(cache.get(&"a".into()).await?, Some(1)); // read: idle again from here
+    /// time.advance(Duration::from_secs(60));
+    /// assert_eq!(cache.get(&"a".into()).await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn time_to_idle(mut self, idle: Duration) -> Self {
+        self.time_to_idle = Some(idle);
         self
     }
 
@@ -395,10 +430,16 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             Some(name) => store.with_namespace(&Namespace::new(name)?)?,
             None => store,
         };
+        let store = match self.time_to_idle {
+            Some(idle) => store
+                .with_time_to_idle(idle)
+                .map_err(|e| refused("time_to_idle", e))?,
+            None => store,
+        };
         if let Some(Listener(listener)) = self.eviction_listener {
             store
                 .install_eviction_listener(listener)
-                .map_err(listener_refused)?;
+                .map_err(|e| refused("eviction_listener", e))?;
         }
         let cache = Cache::from_parts(Parts {
             store,
@@ -417,14 +458,20 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 }
 
-/// The error for a store that refused the Cache's eviction listener, naming the option.
-fn listener_refused(e: Error) -> Error {
+/// The error for a store that does not support a Cache option the store must carry out.
+fn refused(option: &'static str, e: Error) -> Error {
+    let reason = match option {
+        "eviction_listener" => {
+            "this store cannot hand over removed values (a remote store expires and evicts on \
+             its server); use a local store, or `Cache::subscribe` for the keys"
+        }
+        _ => {
+            "this store has no idle expiry; use MemoryStore or GenerationalStore, or build the \
+             store with its own `time_to_idle`"
+        }
+    };
     match e {
-        Error::Unsupported { .. } => Error::config(
-            "eviction_listener",
-            "this store cannot hand over removed values (a remote store expires and evicts \
-             on its server); use a local store, or `Cache::subscribe` for the keys",
-        ),
+        Error::Unsupported { .. } => Error::config(option, reason),
         other => other,
     }
 }

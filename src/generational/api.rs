@@ -30,6 +30,10 @@ where
         self.install_listener(listener)
     }
 
+    fn with_time_to_idle(&self, idle: Duration) -> Result<Self> {
+        self.with_idle(idle)
+    }
+
     fn touch(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
         ready(Ok(GenerationalStore::touch(self, key)))
     }

@@ -296,7 +296,7 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
 }
 
 impl Options {
-    fn validate(&self) -> Result<()> {
+    pub(super) fn validate(&self) -> Result<()> {
         let positive = |option, d: Duration| match d.is_zero() {
             true => Err(Error::config(option, "must be greater than zero")),
             false => Ok(()),

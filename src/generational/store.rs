@@ -174,10 +174,23 @@ where
         store
     }
 
+    /// A fresh, empty store with the same options, namespace and clock, whose entries also
+    /// expire `idle` after their last access.
+    pub(super) fn with_idle(&self, idle: Duration) -> Result<Self> {
+        let mut opts = self.inner.opts.clone();
+        opts.tti = Some(idle);
+        opts.validate()?;
+        Ok(self.sibling_with(self.inner.namespace.clone(), opts))
+    }
+
     /// A fresh, empty store with the same options (and the same clock) in `namespace`.
     pub(super) fn sibling(&self, namespace: Namespace) -> Self {
+        self.sibling_with(namespace, self.inner.opts.clone())
+    }
+
+    fn sibling_with(&self, namespace: Namespace, opts: Options) -> Self {
         Self::from_parts(Parts {
-            opts: self.inner.opts.clone(),
+            opts,
             namespace,
             clock: self.inner.clock.clone(),
             weigher: self.inner.weigher.clone(),

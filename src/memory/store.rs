@@ -621,6 +621,24 @@ where
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
     }
+
+    /// This store's options, for a new, empty store like it in `namespace`.
+    fn parts(&self, namespace: &Namespace) -> super::builder::Parts<K, V, S>
+    where
+        S: Clone,
+    {
+        super::builder::Parts {
+            namespace: namespace.clone(),
+            shards: self.inner.shards.len(),
+            clock: self.inner.clock.clone(),
+            stats: self.inner.stats.enabled(),
+            event_capacity: self.inner.event_capacity,
+            hasher: self.inner.hasher.clone(),
+            limits: self.inner.limits.clone(),
+            listener: self.listener(),
+            tti: self.inner.tti.map(Duration::from_millis),
+        }
+    }
 }
 
 impl<K, V, S> Store<K, V> for MemoryStore<K, V, S>
@@ -639,19 +657,22 @@ where
         self.install_listener(listener)
     }
 
+    fn with_time_to_idle(&self, idle: Duration) -> Result<Self> {
+        if idle.as_millis() == 0 {
+            return Err(crate::Error::config(
+                "time_to_idle",
+                "must be at least 1 ms",
+            ));
+        }
+        Ok(MemoryStore::from_parts(super::builder::Parts {
+            tti: Some(idle),
+            ..self.parts(&self.inner.namespace)
+        }))
+    }
+
     /// A new, empty MemoryStore with the same options: in memory, each store is its own namespace.
     fn with_namespace(&self, namespace: &Namespace) -> Result<Self> {
-        Ok(MemoryStore::from_parts(super::builder::Parts {
-            namespace: namespace.clone(),
-            shards: self.inner.shards.len(),
-            clock: self.inner.clock.clone(),
-            stats: self.inner.stats.enabled(),
-            event_capacity: self.inner.event_capacity,
-            hasher: self.inner.hasher.clone(),
-            limits: self.inner.limits.clone(),
-            listener: self.listener(),
-            tti: self.inner.tti.map(Duration::from_millis),
-        }))
+        Ok(MemoryStore::from_parts(self.parts(namespace)))
     }
 
     fn get_with_ttl(&self, key: &K) -> impl Future<Output = Result<Option<(V, Expiry)>>> + Send {
