@@ -2,7 +2,8 @@
 //!
 //! Publishing never blocks a writer: events go into a bounded broadcast ring; a subscriber that
 //! falls behind loses the oldest events (and is told how many) instead of slowing the store.
-//! When nobody subscribes, publishing costs one relaxed atomic load.
+//! When nobody subscribes, publishing costs one relaxed atomic load. To see every removal, with
+//! its value, give the store an [`EvictionListener`](crate::EvictionListener) instead.
 
 use std::sync::{
     atomic::{AtomicUsize, Ordering},

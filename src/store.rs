@@ -625,8 +625,10 @@ where
 
     /// Hands every entry this store removes from now on to `listener`, with its value and
     /// cause (see [`EvictionListener`](crate::EvictionListener) for the delivery guarantees).
-    /// A capability of the local stores (MemoryStore, GenerationalStore, DiskStore), which
-    /// remove entries themselves; `Cache::builder().eviction_listener(..)` installs it here.
+    /// A capability of the in-memory stores (MemoryStore, GenerationalStore), which remove
+    /// entries themselves; `Cache::builder().eviction_listener(..)` installs it here. DiskStore
+    /// does not offer it yet: its memory tier's removals are not all removals from the store
+    /// (in larger-than-memory mode an eviction from memory keeps the entry on disk).
     /// A store has at most one listener: a second is an error.
     ///
     /// Default: [`Error::Unsupported`]. A remote store cannot offer it: Redis evicts

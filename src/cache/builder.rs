@@ -203,8 +203,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// Hands every entry the store removes to `listener`, with its value and cause
     /// ([`RemovalCause`](crate::RemovalCause)), installed on the store at `build()` through
-    /// [`Store::install_eviction_listener`]. The local stores (MemoryStore, GenerationalStore,
-    /// DiskStore) support it; `build()` fails with [`Error::InvalidConfig`] for a store that
+    /// [`Store::install_eviction_listener`]. The in-memory stores (MemoryStore,
+    /// GenerationalStore) support it (DiskStore not yet); `build()` fails with [`Error::InvalidConfig`] for a store that
     /// cannot deliver removals with their values (RedisStore: Redis expires and evicts on the
     /// server and tells clients at most the key — use [`Cache::subscribe`] for keys) and for
     /// a store that already has a listener. See [`EvictionListener`](crate::EvictionListener)
@@ -242,7 +242,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// `.namespace(..)` does with [`Store::with_namespace`] (so give a store without entries).
     /// MemoryStore and GenerationalStore support it (as their builders' `time_to_idle`);
     /// `build()` fails with [`Error::InvalidConfig`] for a store that does not (a remote store
-    /// has no idle expiry; build a DiskStore with the option itself).
+    /// has no idle expiry, and DiskStore does not offer it yet: an entry idle in its memory
+    /// tier must also leave the disk).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
