@@ -46,8 +46,18 @@ where
         match self.inner.tti {
             None => slot.touch(),
             Some(tti) => {
-                let ttl = shard.side_ttl(hash, slot.idle_flags());
                 let idle = self.now().saturating_add(tti);
+                if idle <= slot.deadline() {
+                    // Read again within the same millisecond: nothing moves, and the side map
+                    // (a second random memory access) is not looked at. The policy's read bit
+                    // still goes through the compare-and-swap, so it cannot undo a racing
+                    // reader's extension.
+                    if self.inner.bounded {
+                        slot.extend_idle(idle, None, true);
+                    }
+                    return;
+                }
+                let ttl = shard.side_ttl(hash, slot.idle_flags());
                 slot.extend_idle(idle, ttl, self.inner.bounded);
             }
         }
