@@ -14,9 +14,11 @@ use strata::{ManualClock, MemoryStore, RemovalCause};
 const IDLE: Duration = Duration::from_secs(60);
 const SEC: Duration = Duration::from_secs(1);
 
+type Heard = Vec<(u64, RemovalCause)>;
+
 /// What the listener heard, and a condition variable to wait for it on.
 #[derive(Clone, Default)]
-struct Log(Arc<(Mutex<Vec<(u64, RemovalCause)>>, Condvar)>);
+struct Log(Arc<(Mutex<Heard>, Condvar)>);
 
 impl Log {
     fn listener(&self) -> impl Fn(u64, u64, RemovalCause) + Send + Sync + 'static {
@@ -28,7 +30,7 @@ impl Log {
     }
 
     /// Waits until `n` removals in all arrived; returns them sorted.
-    fn wait_for(&self, n: usize) -> Vec<(u64, RemovalCause)> {
+    fn wait_for(&self, n: usize) -> Heard {
         let (log, arrived) = &*self.0;
         let (log, timeout) = arrived
             .wait_timeout_while(log.lock().unwrap(), Duration::from_secs(30), |l| {
