@@ -2,7 +2,8 @@
 //!
 //! Publishing never blocks a writer: events go into a bounded broadcast ring; a subscriber that
 //! falls behind loses the oldest events (and is told how many) instead of slowing the store.
-//! When nobody subscribes, publishing costs one relaxed atomic load.
+//! When nobody subscribes, publishing costs one relaxed atomic load. To see every removal, with
+//! its value, give the store an [`EvictionListener`](crate::EvictionListener) instead.
 
 use std::sync::{
     atomic::{AtomicUsize, Ordering},
@@ -12,7 +13,7 @@ use std::sync::{
 use tokio::sync::broadcast;
 
 /// Why an entry left the store (moka's `RemovalCause`, plus our generational eviction).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum RemovalCause {
     /// Deleted by a caller (`delete`, `take`, `clear`).

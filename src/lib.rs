@@ -24,7 +24,9 @@
 //! - `time`: [`Clock`] and [`ManualClock`], injected into every store so expiry is tested by
 //!   moving time, not by sleeping.
 //! - `namespace`: [`Namespace`] validation (`sessions:abc` keys).
-//! - `events`: [`Event`]s with a [`RemovalCause`], for subscribers.
+//! - `events`: [`Event`]s with a [`RemovalCause`], for subscribers (best effort, keys only).
+//! - `listener`: the [`EvictionListener`] a local store hands every removed entry to, with its
+//!   value and cause, never dropped (moka's `eviction_listener`).
 //! - `stats`: [`Stats`] counters, striped per thread.
 //! - `error`: the one [`Error`] enum.
 //! - `sessions` (feature `sessions`, on by default): `StrataSessionStore`, a tower-sessions
@@ -58,6 +60,7 @@ mod disk;
 mod error;
 mod events;
 mod generational;
+mod listener;
 mod local;
 mod memory;
 mod namespace;
@@ -91,6 +94,7 @@ pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
 pub use generational::{
     Entry as QueryEntry, GenerationalStore, GenerationalStoreBuilder, HeapSize, Query, QueryStream,
 };
+pub use listener::EvictionListener;
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use namespace::{split_stored_key, Namespace, DEFAULT_NAMESPACE};
 pub use redact::redact_url;

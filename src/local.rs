@@ -7,6 +7,61 @@ use crate::{
     stats::{Counter as Stat, StatsRecorder},
 };
 
+/// How an entry's deadline relates to its TTL in a store with `time_to_idle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdleCap {
+    /// No TTL, or no `time_to_idle`: the deadline is the only one.
+    Free,
+    /// The deadline is the TTL deadline, reached before the idle one: reads no longer move it.
+    Capped,
+    /// The TTL deadline is later than the idle deadline and kept beside the table.
+    SideTtl,
+}
+
+/// The deadline a write gives an entry: with `time_to_idle`, whichever of the TTL deadline and
+/// `now + tti` comes first (moka's semantics).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Due {
+    /// The deadline the entry expires at (Unix ms, 0 for never).
+    pub deadline: u64,
+    /// Where its TTL deadline lives.
+    pub cap: IdleCap,
+    /// The TTL deadline the write asked for (0 for none).
+    pub ttl: u64,
+}
+
+impl Due {
+    /// The deadline of an entry written `now` with TTL deadline `ttl` (0: none), in a store
+    /// whose idle time is `tti` milliseconds.
+    #[inline]
+    pub(crate) fn at(tti: Option<u64>, now: u64, ttl: u64) -> Due {
+        let (deadline, cap) = match tti.map(|tti| now.saturating_add(tti)) {
+            None => (ttl, IdleCap::Free),
+            Some(idle) if ttl == 0 => (idle, IdleCap::Free),
+            Some(idle) if ttl <= idle => (ttl, IdleCap::Capped),
+            Some(idle) => (idle, IdleCap::SideTtl),
+        };
+        Due { deadline, cap, ttl }
+    }
+
+    /// The deadline a read at `idle` (now + tti) moves an entry with `deadline` and `cap` to,
+    /// its TTL deadline being `side_ttl` if kept aside; `None` if it stays.
+    #[inline]
+    pub(crate) fn on_read(
+        deadline: u64,
+        cap: IdleCap,
+        side_ttl: Option<u64>,
+        idle: u64,
+    ) -> Option<(u64, IdleCap)> {
+        let moved = match (cap, side_ttl) {
+            (IdleCap::Capped, _) => return None,
+            (_, Some(ttl)) if ttl <= idle => (ttl, IdleCap::Capped),
+            _ => (idle, cap),
+        };
+        (moved.0 > deadline).then_some(moved)
+    }
+}
+
 /// What a write found under its key, reported after the lock is released.
 pub(crate) enum Replaced<V> {
     /// No entry.

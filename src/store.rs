@@ -622,6 +622,62 @@ where
     fn store_stats(&self) -> Option<crate::Stats> {
         None
     }
+
+    /// Hands every entry this store removes from now on to `listener`, with its value and
+    /// cause (see [`EvictionListener`](crate::EvictionListener) for the delivery guarantees).
+    /// A capability of the in-memory stores (MemoryStore, GenerationalStore), which remove
+    /// entries themselves; `Cache::builder().eviction_listener(..)` installs it here. DiskStore
+    /// does not offer it yet: its memory tier's removals are not all removals from the store
+    /// (in larger-than-memory mode an eviction from memory keeps the entry on disk).
+    /// A store has at most one listener: a second is an error.
+    ///
+    /// Default: [`Error::Unsupported`]. A remote store cannot offer it: Redis evicts
+    /// (`maxmemory`) and expires keys on the server, and tells clients at most the key, on a
+    /// best-effort channel (keyspace notifications), never the value — and a store that
+    /// drops removals would break the "every removal" promise.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use strata::{MemoryStore, Store};
+    ///
+    /// let store = MemoryStore::<String, u64>::new();
+    /// Store::install_eviction_listener(&store, Arc::new(|_key, _value, _cause| {}))?;
+    /// assert!(Store::install_eviction_listener(&store, Arc::new(|_, _, _| {})).is_err());
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    fn install_eviction_listener(&self, listener: crate::EvictionListener<K, V>) -> Result<()> {
+        let _ = listener;
+        Err(Error::Unsupported {
+            operation: "install_eviction_listener",
+        })
+    }
+
+    /// A new, empty store of the same kind, options and namespace whose entries also expire
+    /// `idle` after their last read or write (`time_to_idle`; with a TTL, whichever deadline
+    /// comes first). The `Cache` builder's `.time_to_idle(..)` calls this, as `.namespace(..)`
+    /// calls [`with_namespace`](Self::with_namespace). Default: [`Error::Unsupported`]; the
+    /// in-memory stores support it. A remote store cannot: Redis has no idle expiry per key
+    /// (`OBJECT IDLETIME` only feeds its own eviction), and refreshing a TTL on every read
+    /// would turn each read into a write.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{MemoryStore, Store};
+    ///
+    /// let store = MemoryStore::<String, u64>::new();
+    /// let idle = Store::with_time_to_idle(&store, Duration::from_secs(60))?;
+    /// # drop(idle);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    fn with_time_to_idle(&self, idle: Duration) -> Result<Self>
+    where
+        Self: Sized,
+    {
+        let _ = idle;
+        Err(Error::Unsupported {
+            operation: "with_time_to_idle",
+        })
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod cache;
 mod contest;
 #[cfg(feature = "disk")]
 mod disk;
+mod features;
 mod generational;
 mod hitratio;
 mod memory;
@@ -57,6 +58,9 @@ fn main() {
     }
     if report.wants("generational") {
         generational::run(&mut report);
+    }
+    if report.wants("features") {
+        features::run(&mut report);
     }
     if report.wants("hitratio") {
         hitratio::run(&mut report);

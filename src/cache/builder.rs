@@ -10,6 +10,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
+    listener::Listener,
     namespace::Namespace,
     store::Store,
     time::{check_ttl, Clock},
@@ -25,6 +26,8 @@ use crate::{
 /// - `stats`: on;
 /// - `load_timeout`: none, a loader may run for as long as it likes;
 /// - `refresh_after`: none, a fetch hit never reloads;
+/// - `eviction_listener`: none (the store's own, if it was built with one);
+/// - `time_to_idle`: none (the store's own, if it was built with one);
 /// - `clock`: [`Clock::system`] (give the store's clock when testing with a manual one);
 /// - warmers: none; `warm_timeout` 30 s for required warmers; warmer back-off from 100 ms,
 ///   doubling to at most 30 s, with ±25 % jitter.
@@ -61,6 +64,8 @@ pub struct CacheBuilder<K, V, S> {
     warm_timeout: Duration,
     backoff: Backoff,
     distributed: Option<Distributed<K>>,
+    eviction_listener: Option<Listener<K, V>>,
+    time_to_idle: Option<Duration>,
 }
 
 impl<K, V, S> Debug for CacheBuilder<K, V, S> {
@@ -90,6 +95,8 @@ impl<K, V> CacheBuilder<K, V, ()> {
             warm_timeout: Duration::from_secs(30),
             backoff: Backoff::default(),
             distributed: None,
+            eviction_listener: None,
+            time_to_idle: None,
         }
     }
 }
@@ -111,6 +118,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             warm_timeout: self.warm_timeout,
             backoff: self.backoff,
             distributed: self.distributed,
+            eviction_listener: self.eviction_listener,
+            time_to_idle: self.time_to_idle,
         }
     }
 
@@ -189,6 +198,73 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// ```
     pub fn refresh_after(mut self, after: Duration) -> Self {
         self.refresh_after = Some(after);
+        self
+    }
+
+    /// Hands every entry the store removes to `listener`, with its value and cause
+    /// ([`RemovalCause`](crate::RemovalCause)), installed on the store at `build()` through
+    /// [`Store::install_eviction_listener`]. The in-memory stores (MemoryStore,
+    /// GenerationalStore) support it (DiskStore not yet); `build()` fails with [`Error::InvalidConfig`] for a store that
+    /// cannot deliver removals with their values (RedisStore: Redis expires and evicts on the
+    /// server and tells clients at most the key — use [`Cache::subscribe`] for keys) and for
+    /// a store that already has a listener. See [`EvictionListener`](crate::EvictionListener)
+    /// for the delivery guarantees.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use std::sync::{Arc, Mutex};
+    /// use strata::{Cache, MemoryStore, RemovalCause};
+    ///
+    /// let evicted = Arc::new(Mutex::new(Vec::new()));
+    /// let log = evicted.clone();
+    /// let cache = Cache::builder()
+    ///     .store(MemoryStore::<String, String>::builder().max_capacity(1).build()?)
+    ///     .eviction_listener(move |key, value, cause| log.lock().unwrap().push((key, value, cause)))
+    ///     .build()
+    ///     .await?;
+    /// cache.put("a".into(), "first".into(), None).await?;
+    /// cache.put("b".into(), "second".into(), None).await?; // capacity 1: "a" is evicted
+    /// let first = ("a".to_string(), "first".to_string(), RemovalCause::Size);
+    /// assert_eq!(*evicted.lock().unwrap(), [first]);
+    /// # Ok(()) }
+    /// ```
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(K, V, crate::RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.eviction_listener = Some(Listener(Arc::new(listener)));
+        self
+    }
+
+    /// Expires entries `idle` after their last read or write (with a TTL, at whichever
+    /// deadline comes first), in the store: `build()` replaces the store by
+    /// [`Store::with_time_to_idle`] — a new, empty store of the same kind and options, as
+    /// `.namespace(..)` does with [`Store::with_namespace`] (so give a store without entries).
+    /// MemoryStore and GenerationalStore support it (as their builders' `time_to_idle`);
+    /// `build()` fails with [`Error::InvalidConfig`] for a store that does not (a remote store
+    /// has no idle expiry, and DiskStore does not offer it yet: an entry idle in its memory
+    /// tier must also leave the disk).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use std::time::Duration;
+    /// use strata::{Cache, ManualClock, MemoryStore};
+    ///
+    /// let time = ManualClock::new();
+    /// let cache = Cache::builder()
+    ///     .store(MemoryStore::<String, u32>::builder().clock(time.clock()).build()?)
+    ///     .time_to_idle(Duration::from_secs(60))
+    ///     .build()
+    ///     .await?;
+    /// cache.put("a".into(), 1, None).await?;
+    /// time.advance(Duration::from_secs(59));
+    /// assert_eq!(cache.get(&"a".into()).await?, Some(1)); // read: idle again from here
+    /// time.advance(Duration::from_secs(60));
+    /// assert_eq!(cache.get(&"a".into()).await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn time_to_idle(mut self, idle: Duration) -> Self {
+        self.time_to_idle = Some(idle);
         self
     }
 
@@ -355,6 +431,17 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             Some(name) => store.with_namespace(&Namespace::new(name)?)?,
             None => store,
         };
+        let store = match self.time_to_idle {
+            Some(idle) => store
+                .with_time_to_idle(idle)
+                .map_err(|e| refused("time_to_idle", e))?,
+            None => store,
+        };
+        if let Some(Listener(listener)) = self.eviction_listener {
+            store
+                .install_eviction_listener(listener)
+                .map_err(|e| refused("eviction_listener", e))?;
+        }
         let cache = Cache::from_parts(Parts {
             store,
             ttl: self.ttl,
@@ -369,5 +456,23 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         })?;
         cache.start_warmers(self.warm_timeout).await?;
         Ok(cache)
+    }
+}
+
+/// The error for a store that does not support a Cache option the store must carry out.
+fn refused(option: &'static str, e: Error) -> Error {
+    let reason = match option {
+        "eviction_listener" => {
+            "this store cannot hand over removed values (a remote store expires and evicts on \
+             its server); use a local store, or `Cache::subscribe` for the keys"
+        }
+        _ => {
+            "this store has no idle expiry; use MemoryStore or GenerationalStore, or build the \
+             store with its own `time_to_idle`"
+        }
+    };
+    match e {
+        Error::Unsupported { .. } => Error::config(option, reason),
+        other => other,
     }
 }

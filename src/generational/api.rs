@@ -26,6 +26,14 @@ where
         Ok(self.sibling(namespace.clone()))
     }
 
+    fn install_eviction_listener(&self, listener: crate::EvictionListener<K, V>) -> Result<()> {
+        self.install_listener(listener)
+    }
+
+    fn with_time_to_idle(&self, idle: Duration) -> Result<Self> {
+        self.with_idle(idle)
+    }
+
     fn touch(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
         ready(Ok(GenerationalStore::touch(self, key)))
     }

@@ -8,7 +8,8 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    events::DEFAULT_EVENT_CAPACITY,
+    events::{RemovalCause, DEFAULT_EVENT_CAPACITY},
+    listener::Listener,
     namespace::Namespace,
     time::Clock,
 };
@@ -26,6 +27,8 @@ use crate::{
 /// - `partitions`: available parallelism;
 /// - `admission`: off (Nebulex's placement: every write goes to the newer generation);
 /// - `weigher`: none — an entry weighs its inline size only (see [`Self::weigh_heap`]);
+/// - `eviction_listener`: none (removals are only counted and sent as events);
+/// - `time_to_idle`: none (entries expire only by their TTL);
 /// - `namespace`: `"cache"`; `clock`: [`Clock::system`]; `stats`: on; `event_capacity`: 4096.
 ///
 /// ```
@@ -49,6 +52,7 @@ pub struct GenerationalStoreBuilder<K, V> {
     namespace: Result<Namespace>,
     clock: Clock,
     weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
 }
 
 impl<K, V> std::fmt::Debug for GenerationalStoreBuilder<K, V> {
@@ -72,6 +76,7 @@ pub(crate) struct Options {
     pub stats: bool,
     pub event_capacity: usize,
     pub admission: bool,
+    pub tti: Option<Duration>,
 }
 
 /// Everything `from_parts` needs.
@@ -80,6 +85,7 @@ pub(crate) struct Parts<K, V> {
     pub namespace: Namespace,
     pub clock: Clock,
     pub weigher: Option<Weigher<K, V>>,
+    pub listener: Option<Listener<K, V>>,
 }
 
 fn default_partitions() -> usize {
@@ -101,10 +107,12 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
                 stats: true,
                 event_capacity: DEFAULT_EVENT_CAPACITY,
                 admission: false,
+                tti: None,
             },
             namespace: Ok(Namespace::default()),
             clock: Clock::system(),
             weigher: None,
+            listener: None,
         }
     }
 
@@ -210,6 +218,65 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
         self
     }
 
+    /// Hands every entry this store removes to `listener`, with its value and why it left
+    /// ([`RemovalCause::Generation`] for a dropped generation, `Size` for a limit's small
+    /// batches, `Expired`, `Replaced`, `Explicit`). Unlike [events](crate::Events), none is
+    /// dropped; see [`EvictionListener`](crate::EvictionListener) for when and on which thread
+    /// it runs. With a listener, a dropped generation is handed over entry by entry under its
+    /// partition's lock instead of being freed later by the GC thread.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use strata::{GenerationalStore, RemovalCause};
+    ///
+    /// let removed = Arc::new(Mutex::new(Vec::new()));
+    /// let log = removed.clone();
+    /// let store = GenerationalStore::<String, u32>::builder()
+    ///     .eviction_listener(move |key, value, cause| log.lock().unwrap().push((key, value, cause)))
+    ///     .build()?;
+    /// store.put("a".to_string(), 1, None)?;
+    /// store.new_generation(true);
+    /// store.new_generation(true); // "a" was not read: dropped with its generation
+    /// assert_eq!(*removed.lock().unwrap(), [("a".to_string(), 1, RemovalCause::Generation)]);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Listener(Arc::new(listener)));
+        self
+    }
+
+    /// Expires an entry `idle` after its last read or write (moka's `time_to_idle`); with a
+    /// TTL, at whichever deadline comes first. `get` and `touch` count as reads, every write
+    /// of the key (`put`, `replace`, `incr`, `expire`, …) as a write; `contains`, `ttl` and
+    /// `keys` only look. Expired entries are removed on access and by the purge (cause
+    /// [`RemovalCause::Expired`]). Reads then take the partition's write lock (they move the
+    /// entry's deadline), as a hit in the older generation does. No cost per entry; an entry
+    /// with a TTL later than its idle deadline keeps it in a side map (about 16 bytes).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{GenerationalStore, ManualClock};
+    ///
+    /// let time = ManualClock::new();
+    /// let store = GenerationalStore::<String, u32>::builder()
+    ///     .clock(time.clock())
+    ///     .time_to_idle(Duration::from_secs(60))
+    ///     .build()?;
+    /// store.put("session".to_string(), 1, None)?;
+    /// time.advance(Duration::from_secs(50));
+    /// assert_eq!(store.get("session"), Some(1)); // read: idle for another 60 s from here
+    /// time.advance(Duration::from_secs(60));
+    /// assert_eq!(store.get("session"), None);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn time_to_idle(mut self, idle: Duration) -> Self {
+        self.opts.tti = Some(idle);
+        self
+    }
+
     /// Validates the options and builds the store (and starts its GC thread if a timer or a
     /// limit is set).
     pub fn build(self) -> Result<GenerationalStore<K, V>>
@@ -223,18 +290,25 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
             namespace: self.namespace?,
             clock: self.clock,
             weigher: self.weigher,
+            listener: self.listener,
         }))
     }
 }
 
 impl Options {
-    fn validate(&self) -> Result<()> {
+    pub(super) fn validate(&self) -> Result<()> {
         let positive = |option, d: Duration| match d.is_zero() {
             true => Err(Error::config(option, "must be greater than zero")),
             false => Ok(()),
         };
         if let Some(interval) = self.gc_interval {
             positive("gc_interval", interval)?;
+        }
+        if self.tti.is_some_and(|d| d.as_millis() == 0) {
+            return Err(Error::config(
+                "time_to_idle",
+                "must be at least 1 ms; leave it unset for no idle expiry",
+            ));
         }
         if self.max_size == Some(0) {
             return Err(Error::config(

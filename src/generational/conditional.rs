@@ -11,7 +11,7 @@ use super::{
 use crate::{
     codec::Key,
     error::{Error, Result},
-    events::EventKind,
+    events::{EventKind, RemovalCause},
     local::Replaced,
     memory::prefix::PrefixFilter,
     stats::Counter as Stat,
@@ -55,7 +55,7 @@ where
         V: Counter,
         K: std::fmt::Debug,
     {
-        let deadline = self.inner.clock.entry_deadline(ttl_if_new)?;
+        let due = self.due(self.inner.clock.entry_deadline(ttl_if_new)?);
         let overflow = || Error::Overflow {
             key: format!("{key:?}"),
         };
@@ -64,10 +64,15 @@ where
         let index = self.index(hash);
         let probation = self.on_probation(hash);
         let mut p = self.partition(index).write();
-        let (value, expired) = match self.step(&mut p, hash, key, delta, fresh) {
-            None => return Err(overflow()),
+        let (value, expired) = match self.step(&mut p, index, hash, key, delta, fresh) {
+            None => {
+                drop(p);
+                self.deliver(index);
+                return Err(overflow());
+            }
             Some(Step::Added(value)) => {
                 drop(p);
+                self.deliver(index);
                 self.inner.stats.incr(Stat::Updates);
                 self.inner.events.emit(key, EventKind::Replace);
                 return Ok(value);
@@ -77,15 +82,18 @@ where
         let slot = Slot {
             key: key.clone(),
             value: value.clone(),
-            deadline,
+            deadline: due.deadline,
             weight: self.weigh(key, &value),
+            cap: due.cap,
         };
         self.upsert_in(&mut p, hash, slot, probation);
+        self.note_due(&mut p, hash, &due);
         drop(p);
+        self.deliver(index);
         if let Some(expired) = expired {
             self.report_expired(&expired.key);
         }
-        self.after_write(Some(key), Replaced::Nothing);
+        self.after_write(Some(key), Replaced::<()>::Nothing);
         self.enforce_limits(index, hash);
         Ok(value)
     }
@@ -95,6 +103,7 @@ where
     fn step(
         &self,
         p: &mut Partition<K, V>,
+        index: usize,
         hash: u64,
         key: &K,
         delta: i64,
@@ -104,13 +113,29 @@ where
         V: Counter,
     {
         let now = self.now();
-        let expired = match self.locate(p, hash, key, now) {
+        let mut ttls = std::mem::take(&mut p.ttls);
+        let found = self.locate(p, hash, key, now);
+        let expired = match found {
             Found::Live(slot, _) => {
-                slot.value = slot.value.add(delta)?;
-                return Some(Step::Added(slot.value.clone()));
+                let next = slot.value.add(delta);
+                if let Some(next) = &next {
+                    let old = std::mem::replace(&mut slot.value, next.clone());
+                    self.restart_idle(slot, &mut ttls, hash);
+                    self.removed(index, RemovalCause::Replaced, || (slot.key.clone(), old));
+                }
+                p.ttls = ttls;
+                return Some(Step::Added(next?));
             }
-            Found::Expired(slot) => Some(slot),
-            Found::Missing => None,
+            Found::Expired(slot) => {
+                p.ttls = std::mem::take(&mut ttls);
+                let cause = RemovalCause::Expired;
+                self.removed(index, cause, || (slot.key.clone(), slot.value.clone()));
+                Some(slot)
+            }
+            Found::Missing => {
+                p.ttls = ttls;
+                None
+            }
         };
         match fresh {
             Some(value) => Some(Step::Created { value, expired }),
@@ -151,14 +176,16 @@ where
         let Some(expected) = expected else {
             return self.put_new(key, new, ttl);
         };
-        let deadline = self.inner.clock.entry_deadline(ttl)?;
+        let due = self.due(self.inner.clock.entry_deadline(ttl)?);
         let weight = self.weigh(&key, &new);
-        let written = self.with_live(&key, move |slot| {
+        let index = self.index(self.hash(&key));
+        let written = self.with_live_side(&key, move |slot, ttls, hash| {
             if slot.value != expected {
                 return false;
             }
-            slot.value = new;
-            slot.deadline = deadline;
+            let old = std::mem::replace(&mut slot.value, new);
+            self.removed(index, RemovalCause::Replaced, || (slot.key.clone(), old));
+            self.apply_due(slot, ttls, hash, &due);
             slot.weight = weight;
             true
         });

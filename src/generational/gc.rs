@@ -22,7 +22,11 @@ use super::{
     partition::{Gen, Slot, Which},
     store::{GenerationalStore, Inner},
 };
-use crate::{events::EventKind, stats::Counter as Stat, time::ttl_ms};
+use crate::{
+    events::{EventKind, RemovalCause},
+    stats::Counter as Stat,
+    time::ttl_ms,
+};
 
 /// The longest the GC thread sleeps on the system clock without checking its timers.
 const MAX_NAP: Duration = Duration::from_secs(5);
@@ -147,7 +151,8 @@ where
     fn rotate_locked(&self, protect: Option<u64>) -> usize {
         let tally = &self.inner.tally;
         let mut dropped = Vec::with_capacity(self.inner.partitions.len());
-        for p in self.inner.partitions.iter() {
+        let mut handed_over = 0;
+        for (index, p) in self.inner.partitions.iter().enumerate() {
             let mut p = p.write();
             let newer = std::mem::take(&mut p.newer);
             let mut older = std::mem::replace(&mut p.older, newer);
@@ -161,10 +166,12 @@ where
             if self.inner.sketch.is_some() {
                 self.rescue_frequent(&mut older, &mut p.older, protect);
             }
+            handed_over += self.hand_over_table(index, &mut older.table, RemovalCause::Generation);
             drop(p);
+            self.deliver(index);
             dropped.push(older.table);
         }
-        self.evicted(dropped, EventKind::Generation)
+        handed_over + self.evicted(dropped, EventKind::Generation)
     }
 
     /// Admission mode: keeps the often-read entries of a dropped generation in the new older one
@@ -292,8 +299,10 @@ where
                 self.inner.tally.slot(Which::Newer, slot.weight, 1);
                 p.newer.insert_new(protect, slot, self.rehash());
             }
+            self.hand_over_table(index, &mut older.table, RemovalCause::Size);
             older
         };
+        self.deliver(index);
         self.evicted(vec![older.table], EventKind::Evicted);
     }
 
@@ -323,9 +332,12 @@ where
             for slot in &out {
                 p.older.bytes -= u64::from(slot.weight);
                 self.inner.tally.slot(Which::Older, slot.weight, -1);
+                let cause = RemovalCause::Size;
+                self.removed(index, cause, || (slot.key.clone(), slot.value.clone()));
             }
             out
         };
+        self.deliver(index);
         self.inner.stats.add(Stat::Evictions, evicted.len() as u64);
         evicted
             .iter()
@@ -381,7 +393,7 @@ where
     pub fn purge_expired(&self) -> usize {
         let now = self.now();
         let mut total = 0;
-        for p in self.inner.partitions.iter() {
+        for (index, p) in self.inner.partitions.iter().enumerate() {
             let removed: Vec<(Slot<K, V>, Which)> = {
                 let mut p = p.write();
                 let mut out: Vec<_> = p
@@ -403,9 +415,12 @@ where
                     };
                     g.bytes -= u64::from(slot.weight);
                     self.inner.tally.slot(*which, slot.weight, -1);
+                    let cause = RemovalCause::Expired;
+                    self.removed(index, cause, || (slot.key.clone(), slot.value.clone()));
                 }
                 out
             };
+            self.deliver(index);
             total += removed.len();
             removed
                 .iter()

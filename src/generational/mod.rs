@@ -19,6 +19,8 @@ mod api;
 mod builder;
 mod conditional;
 mod gc;
+mod idle;
+mod notify;
 mod partition;
 mod query;
 mod sketch;

@@ -8,12 +8,19 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use hashbrown::HashTable;
 
+use crate::local::IdleCap;
+
+/// TTL deadlines kept beside the tables with `time_to_idle`, by entry hash (`idle.rs`).
+pub(crate) type Ttls = std::collections::HashMap<u64, u64, foldhash::fast::RandomState>;
+
 /// An entry. `deadline` is Unix milliseconds (0: none); `weight` is its accounted size in bytes.
 pub(crate) struct Slot<K, V> {
     pub key: K,
     pub value: V,
     pub deadline: u64,
     pub weight: u32,
+    /// With `time_to_idle`: where the TTL deadline lives (`idle.rs`); in the padding.
+    pub cap: IdleCap,
 }
 
 impl<K, V> Slot<K, V> {
@@ -59,6 +66,8 @@ impl<K, V> Gen<K, V> {
 pub(crate) struct Partition<K, V> {
     pub newer: Gen<K, V>,
     pub older: Gen<K, V>,
+    /// With `time_to_idle` only: TTL deadlines of entries flagged `SideTtl`.
+    pub ttls: Ttls,
 }
 
 impl<K, V> Default for Partition<K, V> {
@@ -66,6 +75,7 @@ impl<K, V> Default for Partition<K, V> {
         Partition {
             newer: Gen::default(),
             older: Gen::default(),
+            ttls: Ttls::default(),
         }
     }
 }

@@ -13,7 +13,11 @@ use super::{
     partition::{Partition, Slot, Which},
     store::GenerationalStore,
 };
-use crate::{events::EventKind, stats::Counter as Stat, time::UnixMillis};
+use crate::{
+    events::{EventKind, RemovalCause},
+    stats::Counter as Stat,
+    time::UnixMillis,
+};
 
 type Predicate<K, V> = Arc<dyn Fn(&K, &V, Option<UnixMillis>) -> bool + Send + Sync>;
 
@@ -232,6 +236,7 @@ where
         let mut total = 0;
         for index in 0..self.inner.partitions.len() {
             let removed = self.remove_matching(index, query, now);
+            self.deliver(index);
             total += removed.len();
             self.report_removed(&removed, now);
         }
@@ -252,6 +257,12 @@ where
                 };
                 if let Some(slot) = g.remove(hash, |s| s.key == key) {
                     self.inner.tally.slot(which, slot.weight, -1);
+                    let cause = if slot.is_expired(now) {
+                        RemovalCause::Expired
+                    } else {
+                        RemovalCause::Explicit
+                    };
+                    self.removed(index, cause, || (slot.key.clone(), slot.value.clone()));
                     out.push(slot);
                 }
             }

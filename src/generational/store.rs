@@ -13,15 +13,16 @@ use parking_lot::RwLock;
 use super::{
     builder::{GenerationalStoreBuilder, Options, Parts},
     gc::Gc,
-    partition::{Partition, Slot, Tally, Which},
+    partition::{Partition, Slot, Tally, Ttls, Which},
     sketch::Sketch,
     transaction::Locks,
     weigh::{inline_size, Weigher},
 };
 use crate::{
     error::Result,
-    events::{EventBus, EventKind, Events},
-    local::{Replaced, Report},
+    events::{EventBus, EventKind, Events, RemovalCause},
+    listener::{Listener, Notifier},
+    local::{Due, Replaced, Report},
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
     store::{Counter, Expiry},
@@ -105,6 +106,10 @@ pub(crate) struct Inner<K, V> {
     pub gc: Gc<K, V>,
     pub sketch: Option<Sketch>,
     pub locks: Locks,
+    /// `time_to_idle` in milliseconds (`idle.rs`).
+    pub tti: Option<u64>,
+    /// The eviction listener, if one was installed (at build or by a `Cache`).
+    pub listener: std::sync::OnceLock<Notifier<K, V>>,
     pub me: Weak<Inner<K, V>>,
 }
 
@@ -139,6 +144,10 @@ where
 
     pub(super) fn from_parts(parts: Parts<K, V>) -> Self {
         let now = parts.clock.now_ms();
+        let listener = std::sync::OnceLock::new();
+        if let Some(Listener(l)) = parts.listener {
+            let _ = listener.set(Notifier::new(l, parts.opts.partitions));
+        }
         let inner = Arc::new_cyclic(|me| Inner {
             namespace: parts.namespace,
             partitions: (0..parts.opts.partitions)
@@ -153,6 +162,8 @@ where
             gc: Gc::new(&parts.opts, now),
             sketch: sketch_for(&parts.opts),
             locks: Locks::default(),
+            tti: parts.opts.tti.map(|d| (d.as_millis() as u64).max(1)),
+            listener,
             me: me.clone(),
             opts: parts.opts,
         });
@@ -163,13 +174,27 @@ where
         store
     }
 
+    /// A fresh, empty store with the same options, namespace and clock, whose entries also
+    /// expire `idle` after their last access.
+    pub(super) fn with_idle(&self, idle: Duration) -> Result<Self> {
+        let mut opts = self.inner.opts.clone();
+        opts.tti = Some(idle);
+        opts.validate()?;
+        Ok(self.sibling_with(self.inner.namespace.clone(), opts))
+    }
+
     /// A fresh, empty store with the same options (and the same clock) in `namespace`.
     pub(super) fn sibling(&self, namespace: Namespace) -> Self {
+        self.sibling_with(namespace, self.inner.opts.clone())
+    }
+
+    fn sibling_with(&self, namespace: Namespace, opts: Options) -> Self {
         Self::from_parts(Parts {
-            opts: self.inner.opts.clone(),
+            opts,
             namespace,
             clock: self.inner.clock.clone(),
             weigher: self.inner.weigher.clone(),
+            listener: self.listener().map(Listener),
         })
     }
 
@@ -267,18 +292,37 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.with_live_side(key, |slot, _, _| f(slot))
+    }
+
+    /// [`with_live`](Self::with_live) for a step that also reads or records where the entry
+    /// keeps its TTL with `time_to_idle` (`f` gets the partition's side map and the hash).
+    pub(super) fn with_live_side<Q, R>(
+        &self,
+        key: &Q,
+        f: impl FnOnce(&mut Slot<K, V>, &mut Ttls, u64) -> R,
+    ) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let hash = self.hash(key);
         let now = self.now();
-        let mut p = self.partition(self.index(hash)).write();
-        let (out, expired, delta, which) = match self.locate(&mut p, hash, key, now) {
+        let index = self.index(hash);
+        let mut p = self.partition(index).write();
+        // Out of the partition while `locate` borrows it, and back before the lock goes.
+        let mut ttls = std::mem::take(&mut p.ttls);
+        let found = self.locate(&mut p, hash, key, now);
+        let (out, mut expired, delta, which) = match found {
             Found::Live(slot, which) => {
                 let before = i64::from(slot.weight);
-                let out = f(slot);
+                let out = f(slot, &mut ttls, hash);
                 (Some(out), None, i64::from(slot.weight) - before, which)
             }
             Found::Expired(slot) => (None, Some(slot), 0, Which::Newer),
             Found::Missing => (None, None, 0, Which::Newer),
         };
+        p.ttls = ttls;
         if delta != 0 {
             let generation = match which {
                 Which::Newer => &mut p.newer,
@@ -287,10 +331,14 @@ where
             generation.bytes = generation.bytes.saturating_add_signed(delta);
             self.inner.tally.add(which, 0, delta);
         }
-        drop(p);
-        if let Some(slot) = expired {
+        if let Some(slot) = expired.as_mut() {
             self.report_expired(&slot.key);
+            self.removed(index, RemovalCause::Expired, || {
+                (slot.key.clone(), slot.value.clone())
+            });
         }
+        drop(p);
+        self.deliver(index);
         out
     }
 
@@ -322,7 +370,10 @@ where
         }
         let found = match self.peek_newer(hash, key) {
             Ok(found) => found,
-            Err(()) => self.with_live(key, |s| s.value.clone()),
+            Err(()) => self.with_live_side(key, |s, ttls, hash| {
+                self.read_idle(s, ttls, hash);
+                s.value.clone()
+            }),
         };
         let stat = if found.is_some() {
             Stat::Hits
@@ -344,6 +395,8 @@ where
         let p = self.partition(self.index(hash)).read();
         let eq = |s: &Slot<K, V>| s.key.borrow() == key;
         match p.newer.table.find(hash, eq) {
+            // With `time_to_idle` a hit moves the deadline: that takes the write lock.
+            Some(_) if self.idles() => Err(()),
             Some(s) if !s.is_expired(self.now()) => Ok(Some(s.value.clone())),
             Some(_) => Err(()),
             None if p.older.table.find(hash, eq).is_some() => Err(()),
@@ -373,7 +426,7 @@ where
     /// Writes `value` under `key` (into the newer generation, removing it from the older one),
     /// replacing value and TTL. Fails only for a zero TTL.
     pub fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
-        let deadline = self.inner.clock.entry_deadline(ttl)?;
+        let due = self.due(self.inner.clock.entry_deadline(ttl)?);
         let weight = self.weigh(&key, &value);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let hash = self.hash(&key);
@@ -381,10 +434,11 @@ where
         let slot = Slot {
             key,
             value,
-            deadline,
+            deadline: due.deadline,
             weight,
+            cap: due.cap,
         };
-        let replaced = self.upsert(index, hash, slot, self.on_probation(hash));
+        let replaced = self.upsert(index, hash, slot, &due, self.on_probation(hash));
         self.after_write(event_key.as_ref(), replaced);
         self.enforce_limits(index, hash);
         Ok(())
@@ -401,13 +455,31 @@ where
 
     /// Inserts `slot` into the newer generation, removing the key from the older one; a new key
     /// on `probation` goes to the older generation instead. Returns what it replaced.
-    fn upsert(&self, index: usize, hash: u64, slot: Slot<K, V>, probation: bool) -> Replaced<V> {
+    fn upsert(
+        &self,
+        index: usize,
+        hash: u64,
+        slot: Slot<K, V>,
+        due: &Due,
+        probation: bool,
+    ) -> Replaced<()> {
         let now = self.now();
         let mut p = self.partition(index).write();
         let old = self.upsert_in(&mut p, hash, slot, probation);
-        drop(p);
+        self.note_due(&mut p, hash, due);
         let expired = old.as_ref().is_some_and(|o| o.is_expired(now));
-        Replaced::of(old.map(|o| o.value), expired)
+        if let Some(old) = old {
+            let cause = if expired {
+                RemovalCause::Expired
+            } else {
+                RemovalCause::Replaced
+            };
+            self.removed(index, cause, || (old.key, old.value));
+            drop(p);
+            self.deliver(index);
+            return Replaced::of(Some(()), expired);
+        }
+        Replaced::Nothing
     }
 
     /// `upsert` under a partition lock the caller holds.
@@ -449,14 +521,14 @@ where
         old.or(from_older)
     }
 
-    pub(super) fn after_write(&self, key: Option<&K>, replaced: Replaced<V>) {
+    pub(super) fn after_write<T>(&self, key: Option<&K>, replaced: Replaced<T>) {
         self.report().write(key, &replaced);
     }
 
     /// Writes only if `key` has no live entry in either generation; true if written. Atomic.
     /// A live entry in the older generation counts (and is not promoted), as in Nebulex.
     pub fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
-        let deadline = self.inner.clock.entry_deadline(ttl)?;
+        let due = self.due(self.inner.clock.entry_deadline(ttl)?);
         let weight = self.weigh(&key, &value);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let hash = self.hash(&key);
@@ -474,14 +546,21 @@ where
         let slot = Slot {
             key,
             value,
-            deadline,
+            deadline: due.deadline,
             weight,
+            cap: due.cap,
         };
-        let replaced = match self.upsert_in(&mut p, hash, slot, probation) {
-            Some(old) => Replaced::Expired(old.value),
+        let old = self.upsert_in(&mut p, hash, slot, probation);
+        self.note_due(&mut p, hash, &due);
+        let replaced = match old {
+            Some(old) => {
+                self.removed(index, RemovalCause::Expired, || (old.key, old.value));
+                Replaced::Expired(())
+            }
             None => Replaced::Nothing,
         };
         drop(p);
+        self.deliver(index);
         self.after_write(event_key.as_ref(), replaced);
         self.enforce_limits(index, hash);
         Ok(true)
@@ -489,12 +568,14 @@ where
 
     /// Replaces the value and TTL of a live `key` (promoting it); false if there was none.
     pub fn replace(&self, key: &K, value: V, ttl: Option<Duration>) -> Result<bool> {
-        let deadline = self.inner.clock.entry_deadline(ttl)?;
+        let due = self.due(self.inner.clock.entry_deadline(ttl)?);
         let weight = self.weigh(key, &value);
-        let replaced = self.with_live(key, move |slot| {
-            slot.value = value;
-            slot.deadline = deadline;
+        let index = self.index(self.hash(key));
+        let replaced = self.with_live_side(key, move |slot, ttls, hash| {
+            let old = std::mem::replace(&mut slot.value, value);
+            self.apply_due(slot, ttls, hash, &due);
             slot.weight = weight;
+            self.removed(index, RemovalCause::Replaced, || (slot.key.clone(), old));
         });
         if replaced.is_some() {
             self.inner.stats.incr(Stat::Updates);
@@ -514,15 +595,23 @@ where
         let hash = self.hash(key);
         let now = self.now();
         let tally = &self.inner.tally;
-        let mut p = self.partition(self.index(hash)).write();
+        let index = self.index(hash);
+        let mut p = self.partition(index).write();
         let eq = |s: &Slot<K, V>| s.key.borrow() == key;
         let (slot, which) = match p.newer.remove(hash, eq) {
             Some(slot) => (slot, Which::Newer),
             None => (p.older.remove(hash, eq)?, Which::Older),
         };
         tally.slot(which, slot.weight, -1);
-        drop(p);
         let expired = slot.is_expired(now);
+        let cause = if expired {
+            RemovalCause::Expired
+        } else {
+            RemovalCause::Explicit
+        };
+        self.removed(index, cause, || (slot.key.clone(), slot.value.clone()));
+        drop(p);
+        self.deliver(index);
         let taken = |key: &K| self.report_expired(key);
         self.report().taken(&slot.key, slot.value, expired, taken)
     }
@@ -582,10 +671,21 @@ where
     pub fn clear(&self) -> usize {
         let now = self.now();
         let mut removed = 0;
-        for p in self.inner.partitions.iter() {
+        for (index, p) in self.inner.partitions.iter().enumerate() {
             let (newer, older) = {
                 let mut p = p.write();
                 let taken = (std::mem::take(&mut p.newer), std::mem::take(&mut p.older));
+                if let Some(notifier) = self.notifier() {
+                    let each = taken.0.table.iter().chain(taken.1.table.iter());
+                    for s in each {
+                        let cause = if s.is_expired(now) {
+                            RemovalCause::Expired
+                        } else {
+                            RemovalCause::Explicit
+                        };
+                        notifier.push(index, s.key.clone(), s.value.clone(), cause);
+                    }
+                }
                 self.inner.tally.add(
                     Which::Newer,
                     -(taken.0.table.len() as i64),
@@ -602,6 +702,7 @@ where
             removed += self
                 .report()
                 .cleared(each.map(|s| (&s.key, s.is_expired(now))));
+            self.deliver(index);
             self.defer_flush(vec![newer.table, older.table]);
         }
         removed
@@ -627,8 +728,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let deadline = self.inner.clock.entry_deadline(ttl)?;
-        Ok(self.with_live(key, |s| s.deadline = deadline).is_some())
+        let due = self.due(self.inner.clock.entry_deadline(ttl)?);
+        let set = |s: &mut Slot<K, V>, ttls: &mut Ttls, hash| self.apply_due(s, ttls, hash, &due);
+        Ok(self.with_live_side(key, set).is_some())
     }
 
     /// Removes `key`'s TTL; true if it was live.
@@ -637,7 +739,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.with_live(key, |s| s.deadline = 0).is_some()
+        let due = self.due(0);
+        let set = |s: &mut Slot<K, V>, ttls: &mut Ttls, hash| self.apply_due(s, ttls, hash, &due);
+        self.with_live_side(key, set).is_some()
     }
 
     /// Marks `key` as used: moves it to the newer generation, TTL unchanged; true if it was live.
@@ -646,7 +750,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.with_live(key, |_| ()).is_some()
+        let read = |s: &mut Slot<K, V>, ttls: &mut Ttls, hash| self.read_idle(s, ttls, hash);
+        self.with_live_side(key, read).is_some()
     }
 
     /// Atomically adds `delta` to the integer under `key` (missing or expired: counts from zero,

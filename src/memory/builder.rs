@@ -4,6 +4,7 @@ use std::{
     hash::{BuildHasher, Hash},
     marker::PhantomData,
     sync::Arc,
+    time::Duration,
 };
 
 use super::{
@@ -12,7 +13,8 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    events::DEFAULT_EVENT_CAPACITY,
+    events::{RemovalCause, DEFAULT_EVENT_CAPACITY},
+    listener::{EvictionListener, Listener},
     namespace::Namespace,
     time::Clock,
 };
@@ -27,7 +29,9 @@ use crate::{
 /// - `event_capacity`: 4096 events buffered per subscriber;
 /// - `hasher`: foldhash, randomly seeded (use `std`'s `RandomState` for attacker-chosen keys);
 /// - `max_capacity`, `max_weight`: none (unbounded). A bounded store evicts by S3-FIFO (see
-///   [`max_capacity`](Self::max_capacity)).
+///   [`max_capacity`](Self::max_capacity));
+/// - `eviction_listener`: none (removals are only counted and sent as events);
+/// - `time_to_idle`: none (entries expire only by their TTL).
 ///
 /// ```
 /// use strata::MemoryStore;
@@ -48,6 +52,8 @@ pub struct MemoryStoreBuilder<K, V, S = DefaultHasher> {
     max_capacity: Option<u64>,
     max_weight: Option<u64>,
     weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
+    tti: Option<Duration>,
 }
 
 pub(super) struct Parts<K, V, S> {
@@ -58,6 +64,8 @@ pub(super) struct Parts<K, V, S> {
     pub event_capacity: usize,
     pub hasher: S,
     pub limits: Limits<K, V>,
+    pub listener: Option<EvictionListener<K, V>>,
+    pub tti: Option<Duration>,
 }
 
 fn default_shards() -> usize {
@@ -78,6 +86,8 @@ impl<K, V> MemoryStoreBuilder<K, V, DefaultHasher> {
             max_capacity: None,
             max_weight: None,
             weigher: None,
+            listener: None,
+            tti: None,
         }
     }
 
@@ -90,6 +100,8 @@ impl<K, V> MemoryStoreBuilder<K, V, DefaultHasher> {
             event_capacity: self.event_capacity,
             hasher: self.hasher,
             limits: Limits::default(),
+            listener: None,
+            tti: None,
         }
     }
 }
@@ -138,6 +150,8 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
             max_capacity: self.max_capacity,
             max_weight: self.max_weight,
             weigher: self.weigher,
+            listener: self.listener,
+            tti: self.tti,
         }
     }
 
@@ -198,6 +212,69 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
         self
     }
 
+    /// Hands every entry this store removes to `listener`, with its value and why it left
+    /// (moka's `eviction_listener`). Unlike [events](crate::Events), none is dropped; see
+    /// [`EvictionListener`](crate::EvictionListener) for when and on which thread it runs. With
+    /// a listener, a read that finds an entry expired removes it at once, so `Expired` arrives
+    /// without waiting for the sweeper.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use strata::{MemoryStore, RemovalCause};
+    ///
+    /// let removed = Arc::new(Mutex::new(Vec::new()));
+    /// let log = removed.clone();
+    /// let store = MemoryStore::<String, u32>::builder()
+    ///     .eviction_listener(move |key, value, cause| log.lock().unwrap().push((key, value, cause)))
+    ///     .build()?;
+    /// store.put("a".to_string(), 1, None)?;
+    /// store.put("a".to_string(), 2, None)?;
+    /// store.delete("a");
+    /// assert_eq!(
+    ///     *removed.lock().unwrap(),
+    ///     [("a".to_string(), 1, RemovalCause::Replaced), ("a".to_string(), 2, RemovalCause::Explicit)]
+    /// );
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Listener(Arc::new(listener)));
+        self
+    }
+
+    /// Expires an entry `idle` after its last read or write (moka's `time_to_idle`); with a
+    /// TTL, at whichever deadline comes first. Reads that extend the deadline: `get`,
+    /// `get_with_ttl`; writes: every write of the key (`put`, `replace`, `incr`, `expire`, …).
+    /// `contains`, `ttl`, `keys` and `entries` only look. Expired entries are removed by the
+    /// sweeper like any other (cause [`RemovalCause::Expired`]). Costs nothing per entry
+    /// without a TTL; an entry with a TTL later than its idle deadline keeps that TTL in a side
+    /// map of its shard (about 16 bytes). Millisecond precision.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{ManualClock, MemoryStore};
+    ///
+    /// let time = ManualClock::new();
+    /// let store = MemoryStore::<String, u32>::builder()
+    ///     .clock(time.clock())
+    ///     .time_to_idle(Duration::from_secs(60))
+    ///     .build()?;
+    /// store.put("session".to_string(), 1, None)?;
+    /// time.advance(Duration::from_secs(50));
+    /// assert_eq!(store.get("session"), Some(1)); // read: idle for another 60 s from here
+    /// time.advance(Duration::from_secs(50));
+    /// assert_eq!(store.get("session"), Some(1));
+    /// time.advance(Duration::from_secs(60));
+    /// assert_eq!(store.get("session"), None); // 60 s without a read
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn time_to_idle(mut self, idle: Duration) -> Self {
+        self.tti = Some(idle);
+        self
+    }
+
     /// Validates the options and builds the store.
     pub fn build(mut self) -> Result<MemoryStore<K, V, S>>
     where
@@ -214,6 +291,12 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
         if self.event_capacity == 0 {
             return Err(Error::config("event_capacity", "must be at least 1"));
         }
+        if self.tti.is_some_and(|d| d.as_millis() == 0) {
+            return Err(Error::config(
+                "time_to_idle",
+                "must be at least 1 ms; leave it unset for no idle expiry",
+            ));
+        }
         let limits = self.limits()?;
         Ok(MemoryStore::from_parts(Parts {
             namespace: self.namespace?,
@@ -223,6 +306,8 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
             event_capacity: self.event_capacity,
             hasher: self.hasher,
             limits,
+            listener: self.listener.map(|l| l.0),
+            tti: self.tti,
         }))
     }
 

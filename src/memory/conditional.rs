@@ -11,13 +11,15 @@ use hashbrown::hash_table::Entry;
 
 use super::{
     bounded::{admit, reweigh, Evicted},
+    idle::{flags, Due},
     prefix::PrefixFilter,
     shard::{Shard, Slot},
-    store::MemoryStore,
+    store::{cause_of, MemoryStore},
 };
 use crate::{
     codec::Key,
     error::{Error, Result},
+    events::RemovalCause,
     local::Replaced,
     store::Counter,
     time::deadline_at,
@@ -55,24 +57,32 @@ where
         K: std::fmt::Debug,
     {
         let now = self.now();
-        let deadline = deadline_at(now, ttl_if_new)?;
+        let due = self.due(now, deadline_at(now, ttl_if_new)?);
         let hash = self.hash(key);
         let mut evicted = Vec::new();
         let mut shard = self.shard(hash).write();
-        let added = self.add_in(&mut shard, hash, key, delta, now, deadline, &mut evicted);
+        let added = self.add_in(&mut shard, hash, key, delta, now, &due, &mut evicted);
+        self.stage_evicted(hash, &mut evicted);
         let (next, replaced) = match added {
             Ok(added) => added,
             Err(e) => {
                 drop(shard);
                 self.report_evicted(evicted);
+                self.deliver(hash);
                 return Err(e);
             }
         };
         let created = !matches!(replaced, Replaced::Live(_));
-        let deadline = if created { deadline } else { 0 };
+        let deadline = if created {
+            self.note_due(&mut shard, hash, &due);
+            due.deadline
+        } else {
+            self.restart_idle(&mut shard, hash, key, now)
+        };
         shard.schedule(hash, deadline, self.rehash());
         drop(shard);
         self.report_evicted(evicted);
+        self.deliver(hash);
         self.after_write(Some(key), replaced, deadline);
         Ok(next)
     }
@@ -89,7 +99,7 @@ where
         key: &K,
         delta: i64,
         now: u64,
-        deadline: u64,
+        due: &Due,
         evicted: &mut Evicted<K, V>,
     ) -> Result<(V, Replaced<V>)>
     where
@@ -99,7 +109,8 @@ where
         let overflow = || Error::Overflow {
             key: format!("{key:?}"),
         };
-        let new_slot = |value: V| Slot::new(key.clone(), value, deadline);
+        let new_slot =
+            |value: V| Slot::with_flags(key.clone(), value, due.deadline, flags(due.cap));
         let live = shard.table.find(hash, |s| s.key == *key);
         if live.is_none_or(|s| s.is_expired(|| now)) {
             let weight = self.weigh(key, &V::zero());
@@ -112,10 +123,11 @@ where
             Entry::Occupied(mut o) if !o.get().is_expired(|| now) => {
                 let slot = o.get_mut();
                 let old = self.weigh(&slot.key, &slot.value);
-                slot.value = slot.value.add(delta).ok_or_else(overflow)?;
+                let next = slot.value.add(delta).ok_or_else(overflow)?;
+                let previous = std::mem::replace(&mut slot.value, next.clone());
                 let new = self.weigh(&slot.key, &slot.value);
-                let next = slot.value.clone();
                 reweigh(&mut shard.policy, old, new);
+                self.removed(hash, RemovalCause::Replaced, || (key.clone(), previous));
                 Ok((next.clone(), Replaced::Live(next)))
             }
             Entry::Occupied(mut o) => {
@@ -123,7 +135,8 @@ where
                 let old = o.get_mut().overwrite(new_slot(value.clone()));
                 let new = self.weigh(key, &value);
                 reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), new);
-                Ok((value, Replaced::Expired(old.value)))
+                self.removed(hash, RemovalCause::Expired, || (old.key, old.value));
+                Ok((value.clone(), Replaced::Expired(value)))
             }
             Entry::Vacant(v) => {
                 let value = V::zero().add(delta).ok_or_else(overflow)?;
@@ -151,7 +164,7 @@ where
     /// ```
     pub fn replace(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
         let now = self.now();
-        let deadline = deadline_at(now, ttl)?;
+        let due = self.due(now, deadline_at(now, ttl)?);
         let hash = self.hash(&key);
         let weight = self.weigh(&key, &value);
         let mut evicted = Vec::new();
@@ -163,22 +176,29 @@ where
         }
         if !self.make_room(shard, hash, &key, weight, &mut evicted) {
             evicted.extend(self.drop_unfit(shard, hash, &key));
+            self.stage_evicted(hash, &mut evicted);
+            self.removed(hash, RemovalCause::Size, || (key.clone(), value));
             drop(guard);
             self.report_evicted(evicted);
+            self.deliver(hash);
             self.report_unfit(&key);
             return Ok(true);
         }
+        self.stage_evicted(hash, &mut evicted);
         let Some(slot) = shard.table.find_mut(hash, |s| s.key == key) else {
             return Ok(false);
         };
         let old_weight = self.weigh(&slot.key, &slot.value);
         let old = std::mem::replace(&mut slot.value, value);
-        slot.set_deadline(deadline);
+        slot.set_deadline(due.deadline, flags(due.cap));
         reweigh(&mut shard.policy, old_weight, weight);
-        shard.schedule(hash, deadline, self.rehash());
+        shard.schedule(hash, due.deadline, self.rehash());
+        self.note_due(shard, hash, &due);
+        self.removed(hash, RemovalCause::Replaced, || (key.clone(), old));
         drop(guard);
         self.report_evicted(evicted);
-        self.after_write(Some(&key), Replaced::Live(old), deadline);
+        self.deliver(hash);
+        self.after_write(Some(&key), Replaced::Live(()), due.deadline);
         Ok(true)
     }
 
@@ -207,21 +227,24 @@ where
         V: PartialEq,
     {
         let now = self.now();
-        let deadline = deadline_at(now, ttl)?;
+        let due = self.due(now, deadline_at(now, ttl)?);
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
-        let slot = Slot::new(key, new, deadline);
+        let slot = Slot::with_flags(key, new, due.deadline, flags(due.cap));
         let mut evicted = Vec::new();
         let mut shard = self.shard(hash).write();
         let swapped = self.swap_in(&mut shard, hash, slot, expected.as_ref(), now, &mut evicted);
         let Some(replaced) = swapped else {
             return Ok(false);
         };
-        shard.schedule(hash, deadline, self.rehash());
+        self.stage_evicted(hash, &mut evicted);
+        shard.schedule(hash, due.deadline, self.rehash());
+        self.note_due(&mut shard, hash, &due);
         drop(shard);
         self.report_evicted(evicted);
+        self.deliver(hash);
         match replaced {
-            Some(replaced) => self.after_write(event_key.as_ref(), replaced, deadline),
+            Some(replaced) => self.after_write(event_key.as_ref(), replaced, due.deadline),
             None => self.report_unfit_key(event_key.as_ref()),
         }
         Ok(true)
@@ -238,7 +261,7 @@ where
         expected: Option<&V>,
         now: u64,
         evicted: &mut Evicted<K, V>,
-    ) -> Option<Option<Replaced<V>>>
+    ) -> Option<Option<Replaced<()>>>
     where
         V: PartialEq,
     {
@@ -250,6 +273,8 @@ where
         let weight = self.weigh(&slot.key, &slot.value);
         if !self.make_room(shard, hash, &slot.key, weight, evicted) {
             evicted.extend(self.drop_unfit(shard, hash, &slot.key));
+            self.stage_evicted(hash, evicted);
+            self.removed(hash, RemovalCause::Size, || (slot.key, slot.value));
             return Some(None);
         }
         match shard
@@ -257,14 +282,12 @@ where
             .entry(hash, |s| s.key == slot.key, self.rehash_slot())
         {
             Entry::Occupied(mut o) => {
-                let live = !o.get().is_expired(|| now);
+                let expired = o.get().is_expired(|| now);
                 let old = o.get_mut().overwrite(slot);
                 reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), weight);
-                Some(Some(if live {
-                    Replaced::Live(old.value)
-                } else {
-                    Replaced::Expired(old.value)
-                }))
+                let cause = cause_of(expired, RemovalCause::Replaced);
+                self.removed(hash, cause, || (old.key, old.value));
+                Some(Some(Replaced::of(Some(()), expired)))
             }
             Entry::Vacant(v) => {
                 admit(&mut shard.policy, hash, &mut slot, weight);

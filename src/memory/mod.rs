@@ -15,6 +15,8 @@
 mod bounded;
 mod builder;
 mod conditional;
+mod idle;
+mod notify;
 mod policy;
 pub(crate) mod prefix;
 mod shard;

@@ -24,6 +24,13 @@ const FREQ_MASK: u64 = 0b11 << FREQ_SHIFT;
 const MAIN_BIT: u64 = 1 << 50;
 /// The bits a bounded store's policy owns, kept across overwrites and TTL changes.
 const POLICY_BITS: u64 = FREQ_MASK | MAIN_BIT;
+/// Bit 51, in a store with `time_to_idle` only: the deadline is the entry's TTL deadline
+/// (reached before its idle deadline), so reads no longer move it.
+pub(crate) const CAPPED: u64 = 1 << 51;
+/// Bit 52, in a store with `time_to_idle` only: the entry has a TTL deadline later than its
+/// idle deadline, kept in the shard's `ttls` (so entries pay for it only in such a store).
+pub(crate) const SIDE_TTL: u64 = 1 << 52;
+const IDLE_BITS: u64 = CAPPED | SIDE_TTL;
 
 /// An entry. Its deadline and a bounded store's policy bits share one word, so the policy
 /// costs no memory in the entry: `meta` is atomic only so a read under the shard's *read* lock
@@ -57,11 +64,51 @@ impl<K, V> Slot<K, V> {
         self.meta() & DEADLINE_MASK
     }
 
-    /// Sets the deadline, keeping the policy bits.
+    /// An entry expiring at `deadline` with the idle `flags` ([`CAPPED`], [`SIDE_TTL`]).
     #[inline]
-    pub fn set_deadline(&mut self, deadline: u64) {
+    pub fn with_flags(key: K, value: V, deadline: u64, flags: u64) -> Self {
+        let mut slot = Slot::new(key, value, deadline);
+        *slot.meta.get_mut() |= flags & IDLE_BITS;
+        slot
+    }
+
+    /// Sets the deadline and the idle flags, keeping the policy bits.
+    #[inline]
+    pub fn set_deadline(&mut self, deadline: u64, flags: u64) {
         let meta = self.meta.get_mut();
-        *meta = (*meta & !DEADLINE_MASK) | (deadline & DEADLINE_MASK);
+        *meta = (*meta & POLICY_BITS) | (deadline & DEADLINE_MASK) | (flags & IDLE_BITS);
+    }
+
+    /// The idle flags ([`CAPPED`], [`SIDE_TTL`]).
+    #[inline]
+    pub fn idle_flags(&self) -> u64 {
+        self.meta() & IDLE_BITS
+    }
+
+    /// A read in a store with `time_to_idle`: moves the deadline to `idle` (now + the idle
+    /// time), or to the TTL deadline `ttl` if that comes first (then marks it [`CAPPED`]);
+    /// never earlier. Records the read for the policy too if `touch`. One compare-and-swap
+    /// loop, so racing readers neither lose an extension nor a recorded read.
+    #[inline]
+    pub fn extend_idle(&self, idle: u64, ttl: Option<u64>, touch: bool) {
+        let _ = self
+            .meta
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |meta| {
+                let mut next = meta;
+                if meta & CAPPED == 0 {
+                    let (deadline, capped) = match ttl {
+                        Some(ttl) if ttl <= idle => (ttl, CAPPED),
+                        _ => (idle, 0),
+                    };
+                    if deadline > meta & DEADLINE_MASK {
+                        next = (meta & !DEADLINE_MASK) | deadline | capped;
+                    }
+                }
+                if touch && next & FREQ_MASK != FREQ_MASK {
+                    next += 1 << FREQ_SHIFT;
+                }
+                (next != meta).then_some(next)
+            });
     }
 
     /// True if the entry has a deadline and it has passed; reads the clock (`now`) only then.
@@ -119,6 +166,9 @@ impl<K, V> Slot<K, V> {
     }
 }
 
+/// TTL deadlines kept beside the table, by entry hash (see [`SIDE_TTL`]).
+pub(crate) type Ttls = std::collections::HashMap<u64, u64, foldhash::fast::RandomState>;
+
 /// The deadline index maps a 64 ms bucket to the *hashes* of the entries expiring in it (8 bytes
 /// per entry whatever the key type). Writes with the same TTL append to the newest bucket, a
 /// sequential write to a hot cache line (a binary heap, tried first, costs a cache miss per push
@@ -135,6 +185,12 @@ pub(crate) struct Shard<K, V> {
     /// `(bucket, hashes)`, sorted by bucket.
     buckets: VecDeque<(u64, Vec<u64>)>,
     indexed: usize,
+    /// In a store with `time_to_idle`: the TTL deadlines of entries flagged [`SIDE_TTL`], by
+    /// hash (empty otherwise). Pruned when the index is rebuilt.
+    pub ttls: Ttls,
+    /// True in a store with `time_to_idle`: reads move deadlines, so the sweeper re-indexes
+    /// an entry it finds not yet expired under a due hash.
+    pub idle: bool,
 }
 
 impl<K, V> Default for Shard<K, V> {
@@ -144,6 +200,8 @@ impl<K, V> Default for Shard<K, V> {
             policy: None,
             buckets: VecDeque::new(),
             indexed: 0,
+            ttls: Ttls::default(),
+            idle: false,
         }
     }
 }
@@ -156,6 +214,8 @@ impl<K, V> Shard<K, V> {
             policy: policy.map(Box::new),
             buckets: VecDeque::new(),
             indexed: 0,
+            ttls: Ttls::default(),
+            idle: false,
         }
     }
 
@@ -201,8 +261,38 @@ impl<K, V> Shard<K, V> {
         }
     }
 
+    /// Records (or forgets) the TTL deadline an entry flagged [`SIDE_TTL`] keeps here.
+    pub fn note_ttl(&mut self, hash: u64, flags: u64, ttl: u64, rehash: impl Fn(&K) -> u64) {
+        if flags & SIDE_TTL != 0 {
+            self.ttls.insert(hash, ttl);
+            if self.ttls.len() > 2 * self.table.len() + 64 {
+                self.rebuild_deadlines(rehash);
+            }
+        } else if !self.ttls.is_empty() {
+            self.ttls.remove(&hash);
+        }
+    }
+
+    /// The TTL deadline of an entry with these idle `flags`, if it keeps one here.
+    #[inline]
+    pub fn side_ttl(&self, hash: u64, flags: u64) -> Option<u64> {
+        if flags & SIDE_TTL == 0 {
+            return None;
+        }
+        self.ttls.get(&hash).copied()
+    }
+
     #[cold]
     fn rebuild_deadlines(&mut self, rehash: impl Fn(&K) -> u64) {
+        if !self.ttls.is_empty() {
+            let side: std::collections::HashSet<u64, foldhash::fast::RandomState> = self
+                .table
+                .iter()
+                .filter(|s| s.idle_flags() & SIDE_TTL != 0)
+                .map(|s| rehash(&s.key))
+                .collect();
+            self.ttls.retain(|hash, _| side.contains(hash));
+        }
         let mut live: Vec<(u64, u64)> = self
             .table
             .iter()
@@ -233,7 +323,13 @@ impl<K, V> Shard<K, V> {
     /// entries found into `out`; returns true if due buckets remain (call again). Once no fully
     /// due bucket remains, the bucket `now` falls in is handled too (its entries not yet due stay
     /// indexed), so a purge that runs to completion is exact.
-    pub fn purge(&mut self, now: u64, budget: usize, out: &mut Vec<Slot<K, V>>) -> bool {
+    pub fn purge(
+        &mut self,
+        now: u64,
+        budget: usize,
+        out: &mut Vec<Slot<K, V>>,
+        rehash: impl Fn(&K) -> u64,
+    ) -> bool {
         let mut done = 0;
         while done < budget {
             let Some((bucket, hashes)) = self.buckets.front_mut() else {
@@ -251,17 +347,25 @@ impl<K, V> Shard<K, V> {
             self.indexed -= take;
             for hash in batch {
                 self.remove_expired(hash, now, out);
+                if self.idle {
+                    self.reindex_moved(hash, now, &rehash);
+                }
             }
         }
         if done >= budget {
             return true;
         }
-        self.purge_partial_bucket(now, out);
+        self.purge_partial_bucket(now, out, &rehash);
         false
     }
 
     /// Removes what has expired from the bucket that `now` falls in, keeping the rest indexed.
-    fn purge_partial_bucket(&mut self, now: u64, out: &mut Vec<Slot<K, V>>) {
+    fn purge_partial_bucket(
+        &mut self,
+        now: u64,
+        out: &mut Vec<Slot<K, V>>,
+        rehash: &impl Fn(&K) -> u64,
+    ) {
         let bucket = now >> BUCKET_SHIFT;
         let Ok(i) = self.buckets.binary_search_by_key(&bucket, |(b, _)| *b) else {
             return;
@@ -277,12 +381,28 @@ impl<K, V> Shard<K, V> {
             if self.table.find(hash, pending).is_some() {
                 self.index(hash, bucket << BUCKET_SHIFT | 1);
             }
+            if self.idle {
+                self.reindex_moved(hash, ((bucket + 1) << BUCKET_SHIFT) - 1, rehash);
+            }
         }
     }
 
     fn remove_expired(&mut self, hash: u64, now: u64, out: &mut Vec<Slot<K, V>>) {
         while let Ok(entry) = self.table.find_entry(hash, |s| s.is_expired(|| now)) {
             out.push(entry.remove().0);
+            if !self.ttls.is_empty() {
+                self.ttls.remove(&hash);
+            }
+        }
+    }
+
+    /// With `time_to_idle`, a read may have moved a due entry's deadline past the bucket being
+    /// purged without telling the index (reads hold only the read lock): index it again at its
+    /// new deadline if that is after `after`.
+    fn reindex_moved(&mut self, hash: u64, after: u64, rehash: &impl Fn(&K) -> u64) {
+        let moved = |s: &Slot<K, V>| s.deadline() > after && rehash(&s.key) == hash;
+        if let Some(deadline) = self.table.find(hash, moved).map(Slot::deadline) {
+            self.index(hash, deadline);
         }
     }
 }
@@ -325,9 +445,9 @@ mod tests {
         }
         insert(&mut shard, 99, 1000);
         let mut out = Vec::new();
-        assert!(!shard.purge(59, 100, &mut out));
+        assert!(!shard.purge(59, 100, &mut out, |k| *k));
         assert!(out.is_empty(), "nothing due yet");
-        shard.purge(63, 100, &mut out);
+        shard.purge(63, 100, &mut out, |k| *k);
         let keys = |out: &[Slot<u64, u64>]| {
             let mut keys: Vec<u64> = out.iter().map(|s| s.key).collect();
             keys.sort();
@@ -340,14 +460,14 @@ mod tests {
         );
         let before = out.len();
         assert!(
-            shard.purge(200, 3, &mut out),
+            shard.purge(200, 3, &mut out, |k| *k),
             "budget respected: more to do"
         );
         assert!(out.len() - before >= 3);
         // Removing by hash may take other due entries along (they are expired too): never a
         // live one.
         assert!(out.iter().all(|s| s.deadline() <= 200));
-        shard.purge(200, 100, &mut out);
+        shard.purge(200, 100, &mut out, |k| *k);
         assert_eq!(keys(&out), (0..10).collect::<Vec<_>>());
         assert_eq!(shard.table.len(), 1);
         assert_eq!(shard.next_deadline(), Some(1024));

@@ -18,11 +18,13 @@ use parking_lot::RwLock;
 use super::{
     bounded::{admit, reweigh, Evicted, Limits},
     builder::MemoryStoreBuilder,
+    idle::{flags, Due},
     shard::{Shard, Slot},
 };
 use crate::{
     error::Result,
-    events::{EventBus, EventKind, Events},
+    events::{EventBus, EventKind, Events, RemovalCause},
+    listener::Notifier,
     local::{Replaced, Report},
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
@@ -88,6 +90,12 @@ pub(super) struct Inner<K, V, S> {
     /// True while the sweeper is (about to be) parked; writers unpark it only then.
     pub sleeping: AtomicBool,
     pub sweeper: OnceLock<Option<Thread>>,
+    /// `time_to_idle` in milliseconds (`idle.rs`).
+    pub tti: Option<u64>,
+    /// True if reads write to the entry (a bounded store's policy bits, or `time_to_idle`).
+    pub track_reads: bool,
+    /// The eviction listener, if one was installed (at build or by a `Cache`).
+    pub listener: OnceLock<Notifier<K, V>>,
     pub me: Weak<Inner<K, V, S>>,
 }
 
@@ -108,8 +116,8 @@ enum Only {
 }
 
 /// What a write did, to report after the shard lock is released.
-pub(super) enum Outcome<V> {
-    Written(Replaced<V>),
+pub(super) enum Outcome {
+    Written(Replaced<()>),
     /// The key had a live entry and the write wanted none.
     Refused,
     /// Too heavy for the store's weight limit: evicted at once, with any older entry.
@@ -150,14 +158,24 @@ where
 {
     pub(super) fn from_parts(parts: super::builder::Parts<K, V, S>) -> Self {
         let limits = parts.limits;
-        let shards = (0..parts.shards)
-            .map(|i| RwLock::new(Shard::new(limits.policy(i, parts.shards))))
-            .collect();
+        let listener = OnceLock::new();
+        if let Some(l) = parts.listener {
+            let _ = listener.set(Notifier::new(l, parts.shards));
+        }
+        let tti = parts.tti.map(|d| (d.as_millis() as u64).max(1));
+        let shard = |i| {
+            let mut shard = Shard::new(limits.policy(i, parts.shards));
+            shard.idle = tti.is_some();
+            RwLock::new(shard)
+        };
+        let shards = (0..parts.shards).map(shard).collect();
         let inner = Arc::new_cyclic(|me| Inner {
             namespace: parts.namespace,
             event_capacity: parts.event_capacity,
             shards,
             bounded: limits.is_bounded(),
+            tti,
+            track_reads: limits.is_bounded() || tti.is_some(),
             limits,
             shard_mask: parts.shards - 1,
             hasher: parts.hasher,
@@ -167,6 +185,7 @@ where
             next_wake: AtomicU64::new(u64::MAX),
             sleeping: AtomicBool::new(true),
             sweeper: OnceLock::new(),
+            listener,
             me: me.clone(),
         });
         MemoryStore { inner }
@@ -210,17 +229,19 @@ where
         // reads - misses. The clock is read only for an entry with a deadline.
         self.inner.stats.incr(Stat::Reads);
         let shard = self.shard(hash).read();
-        let found = shard
-            .table
-            .find(hash, |s| s.key.borrow() == key)
-            .filter(|s| !s.is_expired(|| self.now()));
-        if self.inner.bounded {
-            found.inspect(|s| s.touch());
+        let slot = shard.table.find(hash, |s| s.key.borrow() == key);
+        let found = slot.filter(|s| !s.is_expired(|| self.now()));
+        if self.inner.track_reads {
+            found.inspect(|s| self.on_read(&shard, hash, s));
         }
+        let stale = slot.is_some() && found.is_none();
         let found = found.map(|s| s.value.clone());
         drop(shard);
         if found.is_none() {
             self.inner.stats.incr(Stat::Misses);
+        }
+        if stale {
+            self.expire_on_read(hash, key);
         }
         found
     }
@@ -242,19 +263,20 @@ where
     /// Fails only for a zero TTL.
     pub fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         let now = self.now();
-        let deadline = deadline_at(now, ttl)?;
+        let due = self.due(now, deadline_at(now, ttl)?);
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let mut evicted = Vec::new();
-        let slot = Slot::new(key, value, deadline);
-        let outcome = self.insert_slot(hash, now, slot, Only::Always, &mut evicted);
+        let slot = Slot::with_flags(key, value, due.deadline, flags(due.cap));
+        let outcome = self.insert_slot(hash, now, slot, &due, Only::Always, &mut evicted);
         self.report_evicted(evicted);
-        self.after_outcome(event_key.as_ref(), outcome, deadline)?;
+        self.deliver(hash);
+        self.after_outcome(event_key.as_ref(), outcome, due.deadline)?;
         Ok(())
     }
 
     /// Reports a write's outcome once the shard lock is released; true if it wrote.
-    fn after_outcome(&self, key: Option<&K>, outcome: Outcome<V>, deadline: u64) -> Result<bool> {
+    fn after_outcome(&self, key: Option<&K>, outcome: Outcome, deadline: u64) -> Result<bool> {
         match outcome {
             Outcome::Written(replaced) => self.after_write(key, replaced, deadline),
             Outcome::Unfit => self.report_unfit_key(key),
@@ -269,10 +291,10 @@ where
         hash: u64,
         now: u64,
         mut slot: Slot<K, V>,
+        due: &Due,
         only: Only,
         evicted: &mut Evicted<K, V>,
-    ) -> Outcome<V> {
-        let deadline = slot.deadline();
+    ) -> Outcome {
         let weight = self.weigh(&slot.key, &slot.value);
         let mut guard = self.shard(hash).write();
         let shard = &mut *guard;
@@ -284,8 +306,12 @@ where
         }
         if !self.make_room(shard, hash, &slot.key, weight, evicted) {
             evicted.extend(self.drop_unfit(shard, hash, &slot.key));
+            self.stage_evicted(hash, evicted);
+            // Counted and announced by `report_unfit_key` once the lock is released.
+            self.removed(hash, RemovalCause::Size, || (slot.key, slot.value));
             return Outcome::Unfit;
         }
+        self.stage_evicted(hash, evicted);
         let replaced = match shard
             .table
             .entry(hash, |s| s.key == slot.key, self.rehash_slot())
@@ -294,7 +320,10 @@ where
                 let old = o.get_mut().overwrite(slot);
                 reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), weight);
                 let expired = old.is_expired(|| now);
-                Replaced::of(Some(old.value), expired)
+                self.removed(hash, cause_of(expired, RemovalCause::Replaced), || {
+                    (old.key, old.value)
+                });
+                Replaced::of(Some(()), expired)
             }
             Entry::Vacant(v) => {
                 admit(&mut shard.policy, hash, &mut slot, weight);
@@ -302,7 +331,8 @@ where
                 Replaced::Nothing
             }
         };
-        shard.schedule(hash, deadline, self.rehash());
+        shard.schedule(hash, due.deadline, self.rehash());
+        self.note_due(shard, hash, due);
         Outcome::Written(replaced)
     }
 
@@ -314,7 +344,7 @@ where
         }
     }
 
-    pub(super) fn after_write(&self, key: Option<&K>, replaced: Replaced<V>, deadline: u64) {
+    pub(super) fn after_write<T>(&self, key: Option<&K>, replaced: Replaced<T>, deadline: u64) {
         self.report().write(key, &replaced);
         self.wake_sweeper_for(deadline);
     }
@@ -331,14 +361,15 @@ where
     /// Writes only if `key` has no live entry; true if written. Atomic.
     pub fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
         let now = self.now();
-        let deadline = deadline_at(now, ttl)?;
+        let due = self.due(now, deadline_at(now, ttl)?);
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let mut evicted = Vec::new();
-        let slot = Slot::new(key, value, deadline);
-        let outcome = self.insert_slot(hash, now, slot, Only::IfNotLive, &mut evicted);
+        let slot = Slot::with_flags(key, value, due.deadline, flags(due.cap));
+        let outcome = self.insert_slot(hash, now, slot, &due, Only::IfNotLive, &mut evicted);
         self.report_evicted(evicted);
-        self.after_outcome(event_key.as_ref(), outcome, deadline)
+        self.deliver(hash);
+        self.after_outcome(event_key.as_ref(), outcome, due.deadline)
     }
 
     /// Removes `key` and returns its live value. Atomic: of many concurrent `take`s, one wins.
@@ -358,8 +389,12 @@ where
             .remove()
             .0;
         reweigh(&mut shard.policy, self.weigh(&slot.key, &slot.value), 0);
+        let expired = slot.is_expired(|| now);
+        let cause = cause_of(expired, RemovalCause::Explicit);
+        self.removed(hash, cause, || (slot.key.clone(), slot.value.clone()));
         drop(guard);
-        let (report, expired) = (self.report(), slot.is_expired(|| now));
+        self.deliver(hash);
+        let report = self.report();
         report.taken(&slot.key, slot.value, expired, |key| report.expired(key))
     }
 
@@ -413,17 +448,25 @@ where
     pub fn clear(&self) -> usize {
         let now = self.now();
         let mut removed = 0;
-        for shard in self.inner.shards.iter() {
-            let drained: Vec<Slot<K, V>> = {
-                let mut shard = shard.write();
-                shard.clear_deadlines();
-                if let Some(policy) = shard.policy.as_deref_mut() {
-                    policy.clear();
-                }
-                shard.table.drain().collect()
-            };
+        for (lane, shard) in self.inner.shards.iter().enumerate() {
+            let mut shard = shard.write();
+            shard.clear_deadlines();
+            if let Some(policy) = shard.policy.as_deref_mut() {
+                policy.clear();
+            }
+            let drained: Vec<Slot<K, V>> = shard.table.drain().collect();
             let each = drained.iter().map(|s| (&s.key, s.is_expired(|| now)));
+            // Announced under the lock (events never block) so the listener's queue below
+            // holds this shard's removals in order.
             removed += self.report().cleared(each);
+            if let Some(notifier) = self.notifier() {
+                for slot in drained {
+                    let cause = cause_of(slot.is_expired(|| now), RemovalCause::Explicit);
+                    notifier.push(lane, slot.key, slot.value, cause);
+                }
+            }
+            drop(shard);
+            self.deliver_lane(lane);
         }
         removed
     }
@@ -456,14 +499,22 @@ where
         self.inner.stats.incr(Stat::Reads);
         let shard = self.shard(hash).read();
         let found = shard.table.find(hash, |s| s.key.borrow() == key);
+        if self.inner.track_reads {
+            let live = found.filter(|s| !s.is_expired(|| now));
+            live.inspect(|s| self.on_read(&shard, hash, s));
+        }
         let result = found.and_then(|s| match s.deadline() {
             0 => Some((s.value.clone(), Expiry::Never)),
             d if d <= now => None,
             d => Some((s.value.clone(), Expiry::In(Duration::from_millis(d - now)))),
         });
+        let stale = found.is_some() && result.is_none();
         drop(shard);
         if result.is_none() {
             self.inner.stats.incr(Stat::Misses);
+        }
+        if stale {
+            self.expire_on_read(hash, key);
         }
         result
     }
@@ -475,19 +526,21 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let now = self.now();
-        let deadline = deadline_at(now, ttl)?;
+        let due = self.due(now, deadline_at(now, ttl)?);
         let hash = self.hash(key);
-        let mut shard = self.shard(hash).write();
+        let mut guard = self.shard(hash).write();
+        let shard = &mut *guard;
         let Some(slot) = shard.table.find_mut(hash, |s| s.key.borrow() == key) else {
             return Ok(false);
         };
         if slot.is_expired(|| now) {
             return Ok(false);
         }
-        slot.set_deadline(deadline);
-        shard.schedule(hash, deadline, self.rehash());
-        drop(shard);
-        self.wake_sweeper_for(deadline);
+        slot.set_deadline(due.deadline, flags(due.cap));
+        shard.schedule(hash, due.deadline, self.rehash());
+        self.note_due(shard, hash, &due);
+        drop(guard);
+        self.wake_sweeper_for(due.deadline);
         Ok(true)
     }
 
@@ -517,18 +570,21 @@ where
         let now = self.now();
         let mut total = 0;
         let mut removed = Vec::new();
-        for shard in self.inner.shards.iter() {
+        for (lane, shard) in self.inner.shards.iter().enumerate() {
             loop {
                 let more = {
                     let mut guard = shard.write();
                     let shard = &mut *guard;
-                    let more = shard.purge(now, 1024, &mut removed);
+                    let rehash = |k: &K| self.inner.hasher.hash_one(k);
+                    let more = shard.purge(now, 1024, &mut removed, rehash);
                     for slot in &removed {
                         reweigh(&mut shard.policy, self.weigh(&slot.key, &slot.value), 0);
                     }
+                    total += removed.len();
+                    self.stage(lane, &mut removed, RemovalCause::Expired);
                     more
                 };
-                total += removed.len();
+                self.deliver_lane(lane);
                 for slot in removed.drain(..) {
                     self.inner.events.emit(&slot.key, EventKind::Expired);
                 }
@@ -565,6 +621,24 @@ where
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
     }
+
+    /// This store's options, for a new, empty store like it in `namespace`.
+    fn parts(&self, namespace: &Namespace) -> super::builder::Parts<K, V, S>
+    where
+        S: Clone,
+    {
+        super::builder::Parts {
+            namespace: namespace.clone(),
+            shards: self.inner.shards.len(),
+            clock: self.inner.clock.clone(),
+            stats: self.inner.stats.enabled(),
+            event_capacity: self.inner.event_capacity,
+            hasher: self.inner.hasher.clone(),
+            limits: self.inner.limits.clone(),
+            listener: self.listener(),
+            tti: self.inner.tti.map(Duration::from_millis),
+        }
+    }
 }
 
 impl<K, V, S> Store<K, V> for MemoryStore<K, V, S>
@@ -579,17 +653,26 @@ where
         self.inner.namespace.clone()
     }
 
+    fn install_eviction_listener(&self, listener: crate::EvictionListener<K, V>) -> Result<()> {
+        self.install_listener(listener)
+    }
+
+    fn with_time_to_idle(&self, idle: Duration) -> Result<Self> {
+        if idle.as_millis() == 0 {
+            return Err(crate::Error::config(
+                "time_to_idle",
+                "must be at least 1 ms",
+            ));
+        }
+        Ok(MemoryStore::from_parts(super::builder::Parts {
+            tti: Some(idle),
+            ..self.parts(&self.inner.namespace)
+        }))
+    }
+
     /// A new, empty MemoryStore with the same options: in memory, each store is its own namespace.
     fn with_namespace(&self, namespace: &Namespace) -> Result<Self> {
-        Ok(MemoryStore::from_parts(super::builder::Parts {
-            namespace: namespace.clone(),
-            shards: self.inner.shards.len(),
-            clock: self.inner.clock.clone(),
-            stats: self.inner.stats.enabled(),
-            event_capacity: self.inner.event_capacity,
-            hasher: self.inner.hasher.clone(),
-            limits: self.inner.limits.clone(),
-        }))
+        Ok(MemoryStore::from_parts(self.parts(namespace)))
     }
 
     fn get_with_ttl(&self, key: &K) -> impl Future<Output = Result<Option<(V, Expiry)>>> + Send {
@@ -603,5 +686,15 @@ where
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<bool>> + Send {
         ready(MemoryStore::replace(self, key, value, ttl))
+    }
+}
+
+/// Why an entry left: `live` (the operation's own cause), or `Expired` if it had expired.
+#[inline]
+pub(super) fn cause_of(expired: bool, live: RemovalCause) -> RemovalCause {
+    if expired {
+        RemovalCause::Expired
+    } else {
+        live
     }
 }

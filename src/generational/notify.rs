@@ -1,0 +1,88 @@
+//! GenerationalStore's side of the eviction listener (`crate::listener`): removals are queued
+//! under the partition lock that made them and delivered once it is released. A dropped
+//! generation is handed over entry by entry under its partition's lock (so, with a listener,
+//! its values are freed by the listener's thread, not later by the GC thread). Without a
+//! listener each hook costs one load of the `OnceLock`.
+
+use std::hash::Hash;
+
+use hashbrown::HashTable;
+
+use super::{partition::Slot, store::GenerationalStore};
+use crate::{
+    error::{Error, Result},
+    events::{EventKind, RemovalCause},
+    listener::{EvictionListener, Notifier},
+    stats::Counter as Stat,
+};
+
+impl<K, V> GenerationalStore<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Installs `listener`; fails if the store already has one.
+    pub(crate) fn install_listener(&self, listener: EvictionListener<K, V>) -> Result<()> {
+        let notifier = Notifier::new(listener, self.inner.partitions.len());
+        self.inner.listener.set(notifier).map_err(|_| {
+            Error::config(
+                "eviction_listener",
+                "this store already has one: give a single listener that does both jobs",
+            )
+        })
+    }
+
+    #[inline]
+    pub(super) fn notifier(&self) -> Option<&Notifier<K, V>> {
+        self.inner.listener.get()
+    }
+
+    /// The listener, for a store made from this one.
+    pub(super) fn listener(&self) -> Option<EvictionListener<K, V>> {
+        self.notifier().map(Notifier::listener)
+    }
+
+    /// How many times the eviction listener panicked (each panic was caught and logged).
+    pub fn listener_panics(&self) -> u64 {
+        self.notifier().map_or(0, Notifier::panics)
+    }
+
+    /// Queues a removal from partition `index` (under its lock); `make` builds it only when a
+    /// listener is installed.
+    #[inline]
+    pub(super) fn removed(&self, index: usize, cause: RemovalCause, make: impl FnOnce() -> (K, V)) {
+        if let Some(notifier) = self.notifier() {
+            let (key, value) = make();
+            notifier.push(index, key, value, cause);
+        }
+    }
+
+    /// With a listener, counts, announces and queues every entry of `table` (dropped from
+    /// partition `index`, under its lock) as evicted for `cause`, leaving it empty, and returns
+    /// how many; without one, leaves it to the caller (and returns 0).
+    pub(super) fn hand_over_table(
+        &self,
+        index: usize,
+        table: &mut HashTable<Slot<K, V>>,
+        cause: RemovalCause,
+    ) -> usize {
+        let Some(notifier) = self.notifier() else {
+            return 0;
+        };
+        let count = table.len();
+        self.inner.stats.add(Stat::Evictions, count as u64);
+        for slot in table.drain() {
+            self.inner.events.emit(&slot.key, EventKind::from(cause));
+            notifier.push(index, slot.key, slot.value, cause);
+        }
+        count
+    }
+
+    /// Delivers what removals in partition `index` queued (after its lock is released).
+    #[inline]
+    pub(super) fn deliver(&self, index: usize) {
+        if let Some(notifier) = self.notifier() {
+            notifier.deliver(index);
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Eviction listeners: a callback that receives every entry a local store removes, with its key,
+//! its value and why it left ([`RemovalCause`]) — moka's `eviction_listener`, Caffeine's
+//! `removalListener`.
+//!
+//! See [`EvictionListener`] for the delivery guarantees; `Notifier` keeps them.
+
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use parking_lot::Mutex;
+
+use crate::events::RemovalCause;
+
+/// The callback a store hands each removed entry: key, value and cause.
+///
+/// Unlike [events](crate::Events), which go through a bounded ring that may drop and carry no
+/// value, a listener is handed **every** removal. Delivery:
+///
+/// - **Never dropped.** A removal is queued under the lock that removed it, in the shard it was
+///   removed from, and delivered once that lock is released; the queue has no bound (it holds
+///   only what is being delivered right now).
+/// - **Outside the store's locks**, so a listener may read or write the same store.
+/// - **In order per key** (per shard, in fact): one thread at a time delivers a shard's queue,
+///   in the order the removals happened. That is usually the removing thread, before its call
+///   returns; if another thread is delivering for the same shard at that moment, that thread
+///   delivers this removal too, right after the earlier ones, and the removing call returns at
+///   once (it never waits for another thread's listener). Once every call that removed
+///   something has returned, every removal has been delivered.
+/// - **A panicking listener poisons nothing**: the panic is caught and logged (without the key
+///   or value, which may be secret), and delivery goes on with the next removal.
+/// - Keep it short: it runs on the thread of a writer (or of the expiry sweeper). Send slow
+///   work to a channel.
+///
+/// Causes: [`RemovalCause::Explicit`] (`delete`, `take`, `clear`), [`RemovalCause::Replaced`]
+/// (a write over a live entry, with the old value), [`RemovalCause::Expired`] (found expired by
+/// the sweeper, by a read or by a write), [`RemovalCause::Size`] (evicted for a capacity or
+/// weight limit, including a write too heavy to keep) and [`RemovalCause::Generation`].
+pub type EvictionListener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
+
+/// A listener as a builder holds it (printable, unlike the closure).
+pub(crate) struct Listener<K, V>(pub EvictionListener<K, V>);
+
+impl<K, V> Clone for Listener<K, V> {
+    fn clone(&self) -> Self {
+        Listener(self.0.clone())
+    }
+}
+
+impl<K, V> std::fmt::Debug for Listener<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EvictionListener")
+    }
+}
+
+/// One removal waiting for delivery.
+type Removal<K, V> = (K, V, RemovalCause);
+
+/// A shard's queue of removals and the right to deliver them.
+struct Lane<K, V> {
+    pending: Mutex<Vec<Removal<K, V>>>,
+    /// Held by the one thread delivering this lane.
+    delivering: Mutex<()>,
+}
+
+/// A store's listener with one delivery lane per shard.
+pub(crate) struct Notifier<K, V> {
+    listener: EvictionListener<K, V>,
+    lanes: Box<[Lane<K, V>]>,
+    panics: AtomicU64,
+}
+
+impl<K, V> Notifier<K, V> {
+    /// A notifier for a store of `lanes` shards.
+    pub fn new(listener: EvictionListener<K, V>, lanes: usize) -> Self {
+        let lane = |_| Lane {
+            pending: Mutex::new(Vec::new()),
+            delivering: Mutex::new(()),
+        };
+        Notifier {
+            listener,
+            lanes: (0..lanes.max(1)).map(lane).collect(),
+            panics: AtomicU64::new(0),
+        }
+    }
+
+    /// The listener, to hand on to a store made from this one (a new namespace).
+    pub fn listener(&self) -> EvictionListener<K, V> {
+        self.listener.clone()
+    }
+
+    /// Queues a removal from shard `lane`. Call it under the lock that removed the entry, so
+    /// removals of one key queue in the order they happened.
+    #[inline]
+    pub fn push(&self, lane: usize, key: K, value: V, cause: RemovalCause) {
+        self.lane(lane).pending.lock().push((key, value, cause));
+    }
+
+    /// Delivers shard `lane`'s queue, unless another thread is delivering it (then that thread
+    /// delivers what this one queued). Call it after releasing the shard's lock.
+    pub fn deliver(&self, lane: usize) {
+        let lane = self.lane(lane);
+        loop {
+            let Some(turn) = lane.delivering.try_lock() else {
+                return;
+            };
+            self.drain(lane);
+            drop(turn);
+            // A removal queued after our last look, by a thread that found us delivering,
+            // is ours to deliver: look again now that the turn is released.
+            if lane.pending.lock().is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// How many times the listener panicked.
+    pub fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn lane(&self, lane: usize) -> &Lane<K, V> {
+        &self.lanes[lane % self.lanes.len()]
+    }
+
+    fn drain(&self, lane: &Lane<K, V>) {
+        loop {
+            let batch = std::mem::take(&mut *lane.pending.lock());
+            if batch.is_empty() {
+                return;
+            }
+            for (key, value, cause) in batch {
+                self.call(key, value, cause);
+            }
+        }
+    }
+
+    fn call(&self, key: K, value: V, cause: RemovalCause) {
+        let listener = &self.listener;
+        if catch_unwind(AssertUnwindSafe(|| listener(key, value, cause))).is_err() {
+            self.panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                ?cause,
+                "the eviction listener panicked; the store goes on and delivers the next removal"
+            );
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Notifier<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("lanes", &self.lanes.len())
+            .field("panics", &self.panics())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removal_queued_while_another_thread_delivers_is_delivered_by_it() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let notifier = Notifier::new(Arc::new(move |k: u32, _: (), _| log.lock().push(k)), 1);
+        let turn = notifier.lanes[0].delivering.lock();
+        notifier.push(0, 1, (), RemovalCause::Explicit);
+        notifier.deliver(0); // another thread holds the turn: returns at once
+        assert!(seen.lock().is_empty());
+        drop(turn);
+        notifier.deliver(0);
+        assert_eq!(*seen.lock(), [1]);
+    }
+}

@@ -1,0 +1,124 @@
+//! MemoryStore's side of the eviction listener (`crate::listener`): removals are queued under
+//! the shard lock that made them and delivered once it is released. Without a listener each
+//! hook costs one load of the `OnceLock`.
+
+use std::{
+    borrow::Borrow,
+    hash::{BuildHasher, Hash},
+};
+
+use super::{bounded::Evicted, shard::Slot, store::MemoryStore};
+use crate::{
+    error::{Error, Result},
+    events::{EventKind, RemovalCause},
+    listener::{EvictionListener, Notifier},
+    stats::Counter as Stat,
+};
+
+impl<K, V, S> MemoryStore<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    /// Installs `listener`; fails if the store already has one (a store has at most one, so
+    /// no removal is delivered to a listener that was replaced half-way).
+    pub(crate) fn install_listener(&self, listener: EvictionListener<K, V>) -> Result<()> {
+        let notifier = Notifier::new(listener, self.inner.shards.len());
+        self.inner.listener.set(notifier).map_err(|_| {
+            Error::config(
+                "eviction_listener",
+                "this store already has one: give a single listener that does both jobs",
+            )
+        })
+    }
+
+    #[inline]
+    pub(super) fn notifier(&self) -> Option<&Notifier<K, V>> {
+        self.inner.listener.get()
+    }
+
+    /// The listener, for a store made from this one.
+    pub(super) fn listener(&self) -> Option<EvictionListener<K, V>> {
+        self.notifier().map(Notifier::listener)
+    }
+
+    /// How many times the eviction listener panicked (each panic was caught and logged).
+    pub fn listener_panics(&self) -> u64 {
+        self.notifier().map_or(0, Notifier::panics)
+    }
+
+    #[inline]
+    pub(super) fn lane(&self, hash: u64) -> usize {
+        (hash >> 40) as usize & self.inner.shard_mask
+    }
+
+    /// Queues the removal of `key`'s `value` (under the shard lock); `make` builds it only when
+    /// a listener is installed.
+    #[inline]
+    pub(super) fn removed(&self, hash: u64, cause: RemovalCause, make: impl FnOnce() -> (K, V)) {
+        if let Some(notifier) = self.notifier() {
+            let (key, value) = make();
+            notifier.push(self.lane(hash), key, value, cause);
+        }
+    }
+
+    /// With a listener, announces and queues the slots in `slots` as removed for `cause`
+    /// (under the shard lock of `lane`) and empties `slots`; without one, leaves them for the
+    /// caller to announce after the lock.
+    pub(super) fn stage(&self, lane: usize, slots: &mut Vec<Slot<K, V>>, cause: RemovalCause) {
+        let Some(notifier) = self.notifier() else {
+            return;
+        };
+        for slot in slots.drain(..) {
+            self.inner.events.emit(&slot.key, EventKind::from(cause));
+            notifier.push(lane, slot.key, slot.value, cause);
+        }
+    }
+
+    /// [`stage`](Self::stage) for entries evicted for size, counting them.
+    pub(super) fn stage_evicted(&self, hash: u64, evicted: &mut Evicted<K, V>) {
+        if self.notifier().is_some() && !evicted.is_empty() {
+            self.inner.stats.add(Stat::Evictions, evicted.len() as u64);
+            self.stage(self.lane(hash), evicted, RemovalCause::Size);
+        }
+    }
+
+    /// Delivers what removals in `key`'s shard queued (after its lock is released).
+    #[inline]
+    pub(super) fn deliver(&self, hash: u64) {
+        self.deliver_lane(self.lane(hash));
+    }
+
+    #[inline]
+    pub(super) fn deliver_lane(&self, lane: usize) {
+        if let Some(notifier) = self.notifier() {
+            notifier.deliver(lane);
+        }
+    }
+
+    /// With a listener, removes `key`'s entry if a read found it expired, so the listener
+    /// hears of it now rather than when the sweeper comes by.
+    pub(super) fn expire_on_read<Q>(&self, hash: u64, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.notifier().is_none() {
+            return;
+        }
+        let now = self.now();
+        let mut guard = self.shard(hash).write();
+        let shard = &mut *guard;
+        let found = shard
+            .table
+            .find_entry(hash, |s| s.key.borrow() == key && s.is_expired(|| now));
+        let Ok(entry) = found else { return };
+        let slot = entry.remove().0;
+        super::bounded::reweigh(&mut shard.policy, self.weigh(&slot.key, &slot.value), 0);
+        self.report().expired(&slot.key);
+        self.removed(hash, RemovalCause::Expired, || (slot.key, slot.value));
+        drop(guard);
+        self.deliver(hash);
+    }
+}
