@@ -21,7 +21,10 @@ use std::{
 };
 
 use strata::{Cache, DistributedFetch, Load, MemoryStore, RedisStore, ReplicatedStore, Store};
-use support::RedisServer;
+use support::{
+    fault_store::{At, FaultStore, Op},
+    RedisServer,
+};
 use tokio::sync::Semaphore;
 
 const URL_VAR: &str = "STRATA_DISTRIBUTED_CHILD_URL";
@@ -265,6 +268,62 @@ fn a_killed_lease_holder_is_taken_over_once_its_lease_lapses() {
         loads(&server, "report"),
         "2",
         "the dead holder's load and one takeover"
+    );
+}
+
+/// A node that read "no value", then took the lease after another node had loaded, committed
+/// and released it, ran the loader a second time and overwrote the first value (seen once in
+/// `a_killed_lease_holder_is_taken_over_once_its_lease_lapses`: the two waiters got different
+/// values). The store is read again once the lease is held. Pinned: b's read returns `None`
+/// and parks, a commits and releases, then b takes the free lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_taken_after_another_node_loaded_reads_that_value() {
+    let server = RedisServer::start();
+    let (a, _) = node(&server.url(), Duration::from_secs(30)).await;
+    let store = FaultStore::new(redis(&server.url(), "items").await);
+    let leases = store
+        .inner()
+        .distributed_fetch(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let b = Cache::builder()
+        .store(store.clone())
+        .distributed_fetch(leases)
+        .build()
+        .await
+        .unwrap();
+    let (a_go, a_fetch) = parked_fetch(&a, "k".to_string(), Load::Commit("a".to_string())).await;
+    // The fetch's first read is its hit check; the second, the leader's, is the one to pin.
+    let (parked_tx, parked_rx) = tokio::sync::oneshot::channel();
+    let after_get = At::After(Op::Get);
+    store.arm(&[after_get], {
+        let store = store.clone();
+        move || {
+            let _ = parked_tx.send(store.park(after_get));
+        }
+    });
+    let b_loads = Arc::new(AtomicUsize::new(0));
+    let b_fetch = tokio::spawn({
+        let (b, b_loads) = (b.clone(), b_loads.clone());
+        async move {
+            b.fetch("k".to_string(), |_| async move {
+                b_loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, strata::Error>(Load::Commit("b".to_string()))
+            })
+            .await
+        }
+    });
+    let mut read = parked_rx.await.unwrap();
+    read.reached().await; // the leader of b has read "no value"
+    a_go.add_permits(1);
+    assert_eq!(a_fetch.await.unwrap().unwrap().as_deref(), Some("a"));
+    read.release();
+    assert_eq!(b_fetch.await.unwrap().unwrap().as_deref(), Some("a"));
+    assert_eq!(b_loads.load(Ordering::SeqCst), 0, "b loaded again");
+    assert_eq!(
+        server.raw(&["EXISTS", "strata:lease:items:k"]),
+        ":0",
+        "b released the lease it took"
     );
 }
 

@@ -417,7 +417,7 @@ where
                     absent_for: self.inner.negative_ttl,
                     released: false,
                 };
-                return Ok(Cluster::Lead(lease));
+                return self.lead_unless_stored(key, lease).await;
             }
             let heard = match leases.holder(&stored).await? {
                 Holder::Absent => return Ok(Cluster::Absent),
@@ -434,6 +434,21 @@ where
             if let Some(value) = self.inner.store.get(key).await? {
                 return Ok(Cluster::Found(value));
             }
+        }
+    }
+
+    /// With the lease held, reads the store once more: another node may have loaded, stored
+    /// and released the key between this node's last read and its `acquire` (then the lease
+    /// was free); loading again would run the loader twice and overwrite that value (test
+    /// `a_lease_taken_after_another_node_loaded_reads_that_value`). A failed read drops the
+    /// lease, which releases it.
+    async fn lead_unless_stored(&self, key: &K, lease: HeldLease) -> Result<Cluster<V>, Error> {
+        match self.inner.store.get(key).await? {
+            Some(value) => {
+                lease.release(Outcome::Stored).await;
+                Ok(Cluster::Found(value))
+            }
+            None => Ok(Cluster::Lead(lease)),
         }
     }
 
