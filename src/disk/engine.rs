@@ -87,6 +87,8 @@ pub(crate) type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 pub(crate) trait Engine: Send + Sync + 'static {
     /// Visits every `(key, record)` starting with `prefix`, in key order.
     fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()>;
+    /// The record under `key`, if any (a read that missed a bounded memory tier).
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Applies `ops` atomically (all or none); durable against a process crash when it returns.
     fn commit(&self, ops: &[Op]) -> std::result::Result<(), CommitError>;
     /// Makes everything committed durable against power loss (fsync).
@@ -256,6 +258,11 @@ impl Engine for FjallEngine {
             visit(&key, &record)?;
         }
         Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let found = self.entries.get(key).map_err(|e| classify(&self.path, e))?;
+        Ok(found.map(|record| record.to_vec()))
     }
 
     fn commit(&self, ops: &[Op]) -> std::result::Result<(), CommitError> {

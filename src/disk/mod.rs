@@ -81,6 +81,7 @@
 
 mod builder;
 mod closing;
+mod cold;
 mod db;
 mod engine;
 mod faults;
