@@ -165,10 +165,7 @@ async fn a_cold_read_during_a_parked_commit_sees_the_committed_value() {
 #[test]
 fn open_refuses_a_zero_hot_set_and_async_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let zero = DiskDb::builder()
-        .dir(dir.path())
-        .memory_capacity(0)
-        .open();
+    let zero = DiskDb::builder().dir(dir.path()).memory_capacity(0).open();
     assert!(matches!(zero, Err(Error::InvalidConfig { .. })), "{zero:?}");
     let with_async = DiskDb::builder()
         .dir(dir.path())

@@ -17,7 +17,7 @@ use tokio::sync::{Mutex as AsyncMutex, MutexGuard, OwnedMutexGuard};
 use super::{
     builder::{DiskDbBuilder, OnCorrupt, Options, Writes},
     closing::{self, Closing},
-    engine::{allocated, Engine, FjallEngine, Op},
+    engine::{allocated, Engine, FjallEngine, Op, BLOCK_CACHE, BLOCK_CACHE_COLD},
     load::{self, OpenSummary, RawEntries},
     lock::{self, DirLock},
     marker, perms, record,
@@ -574,8 +574,12 @@ fn open_fjall(path: &Path, opts: &Options) -> Result<FjallEngine> {
     let started = Instant::now();
     let engine = loop {
         let clock = opts.clock.clone();
-        let (accept_loss, retire) = (opts.accept_data_loss, opts.retire_journal_on_close);
-        match FjallEngine::open(path, &opts.dir, clock, accept_loss, retire) {
+        let recovery = (opts.accept_data_loss, opts.retire_journal_on_close);
+        let cache = match opts.memory_capacity {
+            Some(_) => BLOCK_CACHE_COLD,
+            None => BLOCK_CACHE,
+        };
+        match FjallEngine::open(path, &opts.dir, clock, recovery, cache) {
             Err(Error::DirLocked { .. }) if started.elapsed() < lock::BUSY_WAIT => {
                 std::thread::sleep(Duration::from_millis(10));
             }
