@@ -176,11 +176,18 @@ impl StatsRecorder {
         self.add(counter, 1);
     }
 
+    /// Takes `n` back from `counter` (a count made before an operation that then failed). The
+    /// stripes add with wrapping arithmetic, so the total is right even when the taking-back
+    /// thread's stripe is not the one that counted.
+    pub fn sub(&self, counter: Counter, n: u64) {
+        self.add(counter, n.wrapping_neg());
+    }
+
     fn sum(&self, counter: Counter) -> u64 {
         self.stripes
             .iter()
             .map(|s| s.0[counter as usize].load(Ordering::Relaxed))
-            .sum()
+            .fold(0, u64::wrapping_add)
     }
 
     /// The current totals.

@@ -270,3 +270,30 @@ async fn a_replace_forgets_a_cached_absence() {
         "an absence cached before the replace outlived it"
     );
 }
+
+/// `Cache::get` counts a read before the lookup and a miss after it (hits = reads − misses); a
+/// read that fails must be taken back, or it would show as a hit. Every read kind is checked.
+#[tokio::test]
+async fn a_failed_read_counts_neither_a_hit_nor_a_miss() {
+    let faults = FaultStore::new(MemoryStore::<String, String>::new());
+    let cache = Cache::builder()
+        .store(faults.clone())
+        .build()
+        .await
+        .unwrap();
+    cache.put(s("a"), s("1"), None).await.unwrap();
+    for op in [Op::Get, Op::GetMany, Op::Contains, Op::Take] {
+        faults.fail_next(op);
+    }
+    assert!(cache.get(&s("a")).await.is_err());
+    assert!(cache.get_many(&[s("a"), s("b")]).await.is_err());
+    assert!(cache.contains(&s("a")).await.is_err());
+    assert!(cache.take(&s("a")).await.is_err());
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses), (0, 0), "{stats:?}");
+    assert_eq!(cache.get(&s("a")).await.unwrap(), Some(s("1")));
+    assert_eq!(cache.get(&s("b")).await.unwrap(), None);
+    assert_eq!(cache.get_many(&[s("a"), s("b")]).await.unwrap().len(), 2);
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses), (2, 2), "{stats:?}");
+}

@@ -342,16 +342,26 @@ mod redis {
     fn a_sentinel_password_never_reaches_an_error() {
         let closed = super::support::redis_server::free_port();
         let sentinels = format!("redis://:{PASSWORD}@127.0.0.1:{closed}");
-        let err = refused_with(
-            command()
-                .env("STRATA_REDIS_SENTINELS", &sentinels)
-                .env("STRATA_REDIS_MASTER", "mymaster"),
-        );
-        assert!(err.contains("via sentinels"), "{err}");
-        assert!(!err.contains(PASSWORD), "{err}");
-        let half = refused_with(command().env("STRATA_REDIS_SENTINELS", &sentinels));
-        assert!(half.contains("STRATA_REDIS_MASTER"), "{half}");
-        assert!(!half.contains(PASSWORD), "{half}");
+        for replicated in ["0", "1"] {
+            let err = refused_with(
+                command()
+                    .env("STRATA_REPLICATED", replicated)
+                    .env("STRATA_REDIS_SENTINELS", &sentinels)
+                    .env("STRATA_REDIS_MASTER", "mymaster"),
+            );
+            assert!(
+                err.contains("via sentinels"),
+                "replicated={replicated}: {err}"
+            );
+            assert!(!err.contains(PASSWORD), "replicated={replicated}: {err}");
+            let half = refused_with(
+                command()
+                    .env("STRATA_REPLICATED", replicated)
+                    .env("STRATA_REDIS_SENTINELS", &sentinels),
+            );
+            assert!(half.contains("STRATA_REDIS_MASTER"), "{half}");
+            assert!(!half.contains(PASSWORD), "{half}");
+        }
     }
 
     #[test]

@@ -73,7 +73,60 @@ fn get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a> {
             })
         })
     });
-    contest("Cache::get hit 100k 1t", "get hit", vec![ours, raw])
+    // The same lookup through the async `Store` trait, without the Cache: separates what the
+    // async call costs from what the Cache's bookkeeping costs.
+    let through_trait = Entrant::peer("MemoryStore via async Store::get", move || -> Slice<'a> {
+        let store = filled_cache(rt, n).store().clone();
+        Box::new(move |slice| {
+            sequential_async(rt, slice, |i| {
+                let store = &store;
+                async move {
+                    let got = strata::Store::get(store, &key(keys, i)).await;
+                    std::hint::black_box(got.ok());
+                }
+            })
+        })
+    });
+    contest(
+        "Cache::get hit 100k 1t",
+        "get hit",
+        vec![ours, raw, through_trait],
+    )
+}
+
+/// Polls `future` once, with no runtime (a Cache over a MemoryStore never waits).
+fn poll_once<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// The same two calls outside a runtime's `block_on` loop: what the Cache adds to a lookup, with
+/// no executor around it.
+fn polled_get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a> {
+    let ours = Entrant::ours("strata Cache::get, polled once", move || -> Slice<'a> {
+        let cache = filled_cache(rt, n);
+        Box::new(move |slice| {
+            sequential(slice, |i| {
+                std::hint::black_box(poll_once(cache.get(&key(keys, i))));
+            })
+        })
+    });
+    let raw = Entrant::peer("raw MemoryStore::get", move || -> Slice<'a> {
+        let store = filled_cache(rt, n).store().clone();
+        Box::new(move |slice| {
+            sequential(slice, |i| {
+                std::hint::black_box(store.get(&key(keys, i)));
+            })
+        })
+    });
+    contest(
+        "Cache::get polled, hit 100k 1t",
+        "get hit, polled",
+        vec![ours, raw],
+    )
 }
 
 fn fetch_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64], hit: bool) -> Contest<'a> {
@@ -120,6 +173,7 @@ pub fn run(report: &mut Report) {
     let count = report.n(2_000_000, 300_000).next_power_of_two();
     let keys = zipf_keys(n, 0.99, count, 21);
     contest::run(report, get_contest(&rt, n, &keys));
+    contest::run(report, polled_get_contest(&rt, n, &keys));
     contest::run(report, fetch_contest(&rt, n, &keys, true));
     contest::run(report, fetch_contest(&rt, n, &keys, false));
 }

@@ -65,8 +65,12 @@ mod bench {
     fn refill(rt: &Runtime, plain: &RedisStore<u64, String>, keys: impl Iterator<Item = u64>) {
         rt.block_on(async {
             plain.clear().await.expect("clear");
+            // In pipelines of 10 k: one of 200 k can outlast the 2 s command timeout while
+            // the machine is busy (seen with 2 cores shared by several builds).
             let entries: Vec<(u64, String)> = keys.map(|k| (k, value())).collect();
-            plain.put_many(entries, None).await.expect("fill");
+            for chunk in entries.chunks(10_000) {
+                plain.put_many(chunk.to_vec(), None).await.expect("fill");
+            }
         })
     }
 
@@ -130,6 +134,135 @@ mod bench {
                     .expect("SET+PUBLISH");
             }
         })
+    }
+
+    /// One node of the design that would replace `PUBLISH` with server-assisted client-side
+    /// caching, raw: a RESP2 pub/sub connection subscribed to `__redis__:invalidate`, and a data
+    /// connection with `CLIENT TRACKING ON REDIRECT <that id> BCAST PREFIX bench: NOLOOP`, so
+    /// Redis itself sends every write of a `bench:` key by any other connection to the
+    /// subscription (batched per event-loop turn), and none of this connection's own. The
+    /// drain task reads and decodes the pushes as a node would; it ends with the node.
+    struct TrackingNode {
+        data: redis::aio::MultiplexedConnection,
+        drain: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for TrackingNode {
+        fn drop(&mut self) {
+            self.drain.abort();
+        }
+    }
+
+    async fn tracking_node(url: &str) -> redis::RedisResult<TrackingNode> {
+        use futures_util::StreamExt;
+        let client = redis::Client::open(url)?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe("__redis__:invalidate").await?;
+        let mut data = client.get_multiplexed_async_connection().await?;
+        // A subscribed RESP2 connection cannot run `CLIENT ID`: the newest pub/sub client is
+        // the one just opened (this bench opens them one at a time).
+        let list: String = redis::cmd("CLIENT")
+            .arg(&["LIST", "TYPE", "pubsub"])
+            .query_async(&mut data)
+            .await?;
+        let id = list
+            .lines()
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .next()?
+                    .strip_prefix("id=")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        redis::cmd("CLIENT")
+            .arg(&["TRACKING", "ON", "REDIRECT"])
+            .arg(id)
+            .arg(&["BCAST", "PREFIX", "bench:", "NOLOOP"])
+            .query_async::<()>(&mut data)
+            .await?;
+        let drain = tokio::spawn(async move {
+            let mut messages = pubsub.into_on_message();
+            while let Some(msg) = messages.next().await {
+                let keys: Vec<Vec<u8>> = msg.get_payload().unwrap_or_default();
+                std::hint::black_box(keys);
+            }
+        });
+        Ok(TrackingNode { data, drain })
+    }
+
+    /// `SET`s on `conn` from 64 tasks, as the raw floors measure them.
+    fn raw_sets(rt: &Runtime, conn: redis::aio::MultiplexedConnection, slice: Duration) -> f64 {
+        contest::tasks(rt, 64, slice, move |t, i| {
+            let mut conn = conn.clone();
+            async move {
+                let k = (t as u64 * 7919 + i) % KEYS as u64;
+                redis::cmd("SET")
+                    .arg(format!("bench:raw:{k}"))
+                    .arg(value())
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .expect("SET");
+            }
+        })
+    }
+
+    /// `nodes` tracking nodes (the writer and `nodes - 1` receivers), connected in order.
+    fn tracking_nodes(rt: &Runtime, url: &str, nodes: usize) -> Vec<TrackingNode> {
+        rt.block_on(async {
+            let mut all = Vec::with_capacity(nodes);
+            for _ in 0..nodes {
+                all.push(tracking_node(url).await?);
+            }
+            redis::RedisResult::Ok(all)
+        })
+        .expect("connect tracking nodes")
+    }
+
+    /// What a replicated put could cost at best, raw redis-rs against a plain `SET`: the write
+    /// strata does today (`SET`+`PUBLISH`, 2 nodes subscribed) and the `SET` of a design built
+    /// on `CLIENT TRACKING ... BCAST NOLOOP` (2 nodes tracking the namespace).
+    fn floors(report: &mut Report, s: &Setup) {
+        let entrants = vec![
+            Entrant::ours(
+                "SET on a tracked connection, 2 nodes tracking",
+                move || -> Slice<'_> {
+                    let nodes = tracking_nodes(&s.rt, &s.url, 2);
+                    Box::new(move |slice| {
+                        let rate = raw_sets(&s.rt, nodes[0].data.clone(), slice);
+                        drop(nodes);
+                        rate
+                    })
+                },
+            ),
+            Entrant::ours(
+                "SET+PUBLISH pipeline, 2 nodes subscribed",
+                move || -> Slice<'_> {
+                    let nodes = two_nodes(s);
+                    Box::new(move |slice| {
+                        let rate = raw_set_publish(&s.rt, &s.url, slice);
+                        drop(nodes);
+                        rate
+                    })
+                },
+            ),
+            Entrant::peer("redis-rs plain SET", move || -> Slice<'_> {
+                let conn =
+                    s.rt.block_on(async {
+                        redis::Client::open(s.url.as_str())?
+                            .get_multiplexed_async_connection()
+                            .await
+                    })
+                    .expect("connect redis-rs");
+                Box::new(move |slice| raw_sets(&s.rt, conn, slice))
+            }),
+        ];
+        run_contest(
+            report,
+            "floor of a replicated put, raw redis-rs, 64 tasks",
+            entrants,
+        );
     }
 
     fn row(label: &str, ours: f64, peer: &str, theirs: Option<f64>, unit: &'static str) -> Row {
@@ -470,6 +603,7 @@ mod bench {
         local_hits(report, &s);
         remote_reads(report, &s);
         puts(report, &s);
+        floors(report, &s);
         put_cpu(report, &s, &server);
         warm_rates(report, &s, &server);
 

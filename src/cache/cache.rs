@@ -230,31 +230,38 @@ where
 
     /// The live value under `key` (a hit or a miss in the stats).
     pub async fn get(&self, key: &K) -> Result<Option<V>> {
-        let value = self.inner.store.get(key).await?;
-        self.count(
-            if value.is_some() {
-                Stat::Hits
-            } else {
-                Stat::Misses
-            },
-            1,
-        );
-        Ok(value)
+        // Reads are counted before the lookup and misses after it (hits = reads - misses), as
+        // `MemoryStore::get` does: the count then overlaps the lookup instead of waiting on its
+        // result. A failed read is neither a hit nor a miss.
+        self.count(Stat::Reads, 1);
+        match self.inner.store.get(key).await {
+            Ok(value) => {
+                if value.is_none() {
+                    self.count(Stat::Misses, 1);
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                self.inner.stats.sub(Stat::Reads, 1);
+                Err(e)
+            }
+        }
     }
 
     /// The live values of `keys`, in order.
     pub async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<V>>> {
         let values = self.inner.store.get_many(keys).await?;
-        let hits = values.iter().filter(|v| v.is_some()).count() as u64;
-        self.count(Stat::Hits, hits);
-        self.count(Stat::Misses, values.len() as u64 - hits);
+        let misses = values.iter().filter(|v| v.is_none()).count() as u64;
+        self.count(Stat::Reads, values.len() as u64);
+        self.count(Stat::Misses, misses);
         Ok(values)
     }
 
     /// True if `key` has a live entry (a hit or a miss).
     pub async fn contains(&self, key: &K) -> Result<bool> {
         let found = self.inner.store.contains(key).await?;
-        self.count(if found { Stat::Hits } else { Stat::Misses }, 1);
+        self.count(Stat::Reads, 1);
+        self.count(Stat::Misses, u64::from(!found));
         Ok(found)
     }
 
@@ -349,14 +356,8 @@ where
     pub async fn take(&self, key: &K) -> Result<Option<V>> {
         self.overtake_load(key).await;
         let value = self.inner.store.take(key).await?;
-        self.count(
-            if value.is_some() {
-                Stat::Hits
-            } else {
-                Stat::Misses
-            },
-            1,
-        );
+        self.count(Stat::Reads, 1);
+        self.count(Stat::Misses, u64::from(value.is_none()));
         self.count(Stat::Deletes, u64::from(value.is_some()));
         Ok(value)
     }

@@ -276,17 +276,18 @@ impl Single {
     }
 }
 
-impl ConnectionLike for Conn {
+/// The connection one command runs on: the manager or cluster connection in use when it
+/// started, looked up once (one lock, one clone) and driven directly, without a boxed wrapper.
+pub(crate) enum Handle {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Handle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(s) => {
-                let (_, mut manager) = s.current();
-                Box::pin(async move { manager.req_packed_command(cmd).await })
-            }
-            Conn::Cluster(c) => {
-                let (_, mut conn) = c.current();
-                Box::pin(async move { conn.req_packed_command(cmd).await })
-            }
+            Handle::Single(manager) => manager.req_packed_command(cmd),
+            Handle::Cluster(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -297,22 +298,37 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(s) => {
-                let (_, mut manager) = s.current();
-                Box::pin(async move { manager.req_packed_commands(cmd, offset, count).await })
-            }
-            Conn::Cluster(c) => {
-                let (_, mut conn) = c.current();
-                Box::pin(async move { conn.req_packed_commands(cmd, offset, count).await })
-            }
+            Handle::Single(manager) => manager.req_packed_commands(cmd, offset, count),
+            Handle::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Conn::Single(s) => s.current().1.get_db(),
-            Conn::Cluster(c) => c.current().1.get_db(),
+            Handle::Single(manager) => manager.get_db(),
+            Handle::Cluster(conn) => conn.get_db(),
         }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let (_, mut handle) = self.handle();
+        Box::pin(async move { handle.req_packed_command(cmd).await })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let (_, mut handle) = self.handle();
+        Box::pin(async move { handle.req_packed_commands(cmd, offset, count).await })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.handle().1.get_db()
     }
 }
 
@@ -348,6 +364,20 @@ impl Conn {
         }
     }
 
+    /// The connection in use and its generation.
+    fn handle(&self) -> (u64, Handle) {
+        match self {
+            Conn::Single(s) => {
+                let (generation, manager) = s.current();
+                (generation, Handle::Single(manager))
+            }
+            Conn::Cluster(c) => {
+                let (generation, conn) = c.current();
+                (generation, Handle::Cluster(conn))
+            }
+        }
+    }
+
     /// Runs `call` on a clone of this connection under `timeout`. A timeout renews the
     /// connection the call ran on: a half-open connection never answers again, so waiting for
     /// the client to notice would wait for TCP (minutes).
@@ -355,11 +385,19 @@ impl Conn {
     where
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let generation = match self {
-            Conn::Single(s) => s.current().0,
-            Conn::Cluster(c) => c.current().0,
-        };
-        let reply = tokio::time::timeout(timeout, call(self.clone())).await;
+        let generation = self.handle().0;
+        self.guarded(generation, timeout, call(self.clone())).await
+    }
+
+    /// Awaits `reply` (a call on the connection of `generation`) under `timeout`, and renews
+    /// that connection if the call timed out (or, with Sentinel, found the master gone).
+    async fn guarded<T>(
+        &self,
+        generation: u64,
+        timeout: Duration,
+        reply: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Timed<T> {
+        let reply = tokio::time::timeout(timeout, reply).await;
         // The cluster client has its own response timeout: its timeout errors count too. With
         // Sentinel, a server that is gone or read-only means a failover: ask for the master.
         let renew = match &reply {
@@ -383,11 +421,9 @@ impl Conn {
         timeout: Duration,
         context: impl FnOnce() -> String,
     ) -> Result<T> {
-        let reply = self
-            .timed(timeout, |mut c| async move {
-                cmd.query_async::<T>(&mut c).await
-            })
-            .await;
+        let (generation, mut handle) = self.handle();
+        let call = async move { cmd.query_async::<T>(&mut handle).await };
+        let reply = self.guarded(generation, timeout, call).await;
         settle(reply, timeout, context)
     }
 
@@ -398,11 +434,9 @@ impl Conn {
         timeout: Duration,
         context: impl FnOnce() -> String,
     ) -> Result<T> {
-        let reply = self
-            .timed(timeout, |mut c| async move {
-                pipe.query_async::<T>(&mut c).await
-            })
-            .await;
+        let (generation, mut handle) = self.handle();
+        let call = async move { pipe.query_async::<T>(&mut handle).await };
+        let reply = self.guarded(generation, timeout, call).await;
         settle(reply, timeout, context)
     }
 }
