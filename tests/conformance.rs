@@ -1017,6 +1017,32 @@ mod disk {
     conformance!(Ctx::manual().with_dir(), open);
 }
 
+/// DiskStore in the larger-than-memory mode: a memory tier of 2 entries, so most reads, write
+/// decisions, listings and counts go to the engine.
+#[cfg(feature = "disk")]
+mod disk_larger_than_memory {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{DiskDb, DiskStore, Key};
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let db = ctx.shared(|| {
+            DiskDb::builder()
+                .dir(ctx.dir())
+                .clock(ctx.clock())
+                .memory_capacity(2)
+                .open()
+                .expect("open the data directory")
+        });
+        db.store(namespace).expect("open the namespace")
+    }
+
+    conformance!(Ctx::manual().with_dir(), open);
+}
+
 /// ReplicatedStore: a local MemoryStore in front of a RedisStore (the truth and the TTLs), with
 /// invalidations over the same `redis-server`. Redis keeps its own time: system clock.
 #[cfg(feature = "redis")]

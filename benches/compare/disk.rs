@@ -2,7 +2,7 @@
 //! (group commit), and bytes on disk per entry. Small entries: u64 → u64.
 //! Session-like records (40 B key, 200 B value, async writes): reopen time and the resident
 //! memory (VmRSS) of a fresh process after reopening them.
-//! `STRATA_DISK_PARTS=async,sync,reopen,sessions` (any subset) runs only those parts.
+//! `STRATA_DISK_PARTS=async,sync,reopen,sessions,cold` (any subset) runs only those parts.
 
 use std::{
     path::Path,
@@ -19,9 +19,9 @@ use crate::{
     workload::scramble,
 };
 
-const TTL: Option<Duration> = Some(Duration::from_secs(3600));
+pub(super) const TTL: Option<Duration> = Some(Duration::from_secs(3600));
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -210,6 +210,9 @@ fn sync_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
     }
 }
 
+#[path = "disk_cold.rs"]
+mod cold;
+
 /// Set in the child process that reopens the session records: their directory.
 const SESSIONS_CHILD: &str = "STRATA_DISK_SESSIONS_CHILD";
 /// How many records the child must find.
@@ -218,7 +221,7 @@ const SESSIONS_N: &str = "STRATA_DISK_SESSIONS_N";
 const SESSIONS_TAG: &str = "strata-disk-sessions";
 
 /// A 40-byte session id.
-fn session_key(i: u64) -> String {
+pub(super) fn session_key(i: u64) -> String {
     format!(
         "session:{:032x}",
         u128::from(scramble(i)) << 64 | u128::from(i)
@@ -226,12 +229,12 @@ fn session_key(i: u64) -> String {
 }
 
 /// A 200-byte session record.
-fn session_value(i: u64) -> String {
+pub(super) fn session_value(i: u64) -> String {
     format!("{i:0>200}")
 }
 
 /// The process's resident set (VmRSS) in kB; `None` where /proc is not there.
-fn vm_rss_kb() -> Option<u64> {
+pub(super) fn vm_rss_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -270,16 +273,34 @@ fn sessions_child(dir: &str) -> ! {
     std::process::exit(0)
 }
 
-/// Reopen time and resident memory after reopening `n` session records, measured in a fresh
+/// The session-record counts to reopen: 1 k in the smoke run, 100 k quick, 100 k and 1 M by
+/// default; `STRATA_DISK_SESSIONS=100000,1000000,3000000` picks them (3 M takes minutes to
+/// fill).
+fn session_sizes(report: &Report) -> Vec<u64> {
+    if let Ok(list) = std::env::var("STRATA_DISK_SESSIONS") {
+        return list
+            .split(',')
+            .map(|n| n.trim().parse().expect("STRATA_DISK_SESSIONS: counts"))
+            .collect();
+    }
+    if report.smoke {
+        vec![1_000]
+    } else if report.quick {
+        vec![100_000]
+    } else {
+        vec![100_000, 1_000_000]
+    }
+}
+
+/// Reopen time and resident memory after reopening session records, measured in a fresh
 /// child process (this process's heap still holds whatever earlier rows freed).
 fn sessions(report: &mut Report, rt: &tokio::runtime::Runtime) {
-    let n: u64 = if report.smoke {
-        1_000
-    } else if report.quick {
-        100_000
-    } else {
-        1_000_000
-    };
+    for n in session_sizes(report) {
+        sessions_of(report, rt, n);
+    }
+}
+
+fn sessions_of(report: &mut Report, rt: &tokio::runtime::Runtime, n: u64) {
     let dir = tempfile::tempdir().expect("scratch dir");
     populate_sessions(rt, dir.path(), n);
     let runs: Vec<(f64, f64)> = (0..report.rounds.min(3))
@@ -341,6 +362,7 @@ pub fn run(report: &mut Report) {
     if let Ok(dir) = std::env::var(SESSIONS_CHILD) {
         sessions_child(&dir);
     }
+    cold::child_if_asked();
     let rt = runtime();
     // `STRATA_DISK_PARTS=reopen,async` runs only those parts (all by default).
     let parts = std::env::var("STRATA_DISK_PARTS").unwrap_or_default();
@@ -356,5 +378,8 @@ pub fn run(report: &mut Report) {
     }
     if wants("sessions") {
         sessions(report, &rt);
+    }
+    if wants("cold") {
+        cold::run(report, &rt);
     }
 }

@@ -56,6 +56,8 @@ pub(crate) struct Options {
     pub clock: Clock,
     pub format: Format,
     pub queue_capacity: usize,
+    /// Larger-than-memory mode: the memory tier keeps at most this many entries per namespace.
+    pub memory_capacity: Option<u64>,
     pub faults: Option<super::faults::Faults>,
 }
 
@@ -89,6 +91,8 @@ pub type DiskStoreBuilder<K, V> = DiskBuilder<ForStore<K, V>>;
 /// - `format`: [`Format::MessagePack`];
 /// - `queue_capacity`: 1 048 576 queued writes before writers block (memory is only used by
 ///   what is actually queued: about 100 bytes plus the encoded value per write);
+/// - `memory_capacity`: none (every live entry is in memory; see
+///   [`DiskBuilder::memory_capacity`] for the larger-than-memory mode);
 /// - `namespace` (store shorthand only): `"cache"`.
 ///
 /// ```
@@ -126,6 +130,7 @@ impl<T> DiskBuilder<T> {
                 clock: Clock::system(),
                 format: Format::MessagePack,
                 queue_capacity: 1 << 20,
+                memory_capacity: None,
                 faults: None,
             },
             namespace: Ok(Namespace::default()),
@@ -202,6 +207,43 @@ impl<T> DiskBuilder<T> {
         self
     }
 
+    /// Larger-than-memory mode (Mnesia's `disc_only_copies`, foyer's hybrid cache): each
+    /// namespace's memory tier holds at most `entries` hot entries (a bounded
+    /// [`MemoryStore`](crate::MemoryStore), scan-resistant), the disk holds everything. A read
+    /// that misses memory reads the engine and promotes what it finds; `keys`, `count` and
+    /// prefix scans read the engine. Opening does not load anything (the tier starts cold) and
+    /// does not scan for expired records: reads check every record's deadline, and compaction
+    /// drops expired records.
+    ///
+    /// A read that misses memory waits for a write in flight on the same key stripe (so it
+    /// never promotes a value that write is replacing) and does blocking disk I/O on the
+    /// calling thread (fjall reads, usually served by the OS page cache).
+    ///
+    /// Needs [`Writes::Sync`]: an async write still queued would be invisible to a read that
+    /// misses memory, so `open()` refuses the combination. The memory tier's events include
+    /// its evictions, which in this mode do not remove anything from the store.
+    ///
+    /// ```
+    /// use strata::{DiskStore, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = DiskStore::<u64, u64>::builder()
+    ///     .dir(dir.path())
+    ///     .memory_capacity(100)
+    ///     .open()?;
+    /// for i in 0..1_000 {
+    ///     store.put(i, i, None).await?;
+    /// }
+    /// assert_eq!(store.get(&3).await?, Some(3), "read from disk, promoted");
+    /// assert_eq!(store.count().await?, 1_000);
+    /// # Ok(()) }
+    /// ```
+    pub fn memory_capacity(mut self, entries: u64) -> Self {
+        self.opts.memory_capacity = Some(entries);
+        self
+    }
+
     /// Test hook: commits go through `faults`, which can fail or park them (see
     /// [`Faults`](crate::Faults)). Hidden: for strata's own tests and those of stores built on
     /// it; never set it in production.
@@ -224,6 +266,18 @@ impl<T> DiskBuilder<T> {
         }
         if o.queue_capacity == 0 {
             return Err(Error::config("queue_capacity", "must be at least 1"));
+        }
+        if o.memory_capacity == Some(0) {
+            return Err(Error::config(
+                "memory_capacity",
+                "must be at least 1; leave it unset to keep every entry in memory",
+            ));
+        }
+        if o.memory_capacity.is_some() && o.writes == Writes::Async {
+            return Err(Error::config(
+                "memory_capacity",
+                "needs Writes::Sync: a queued async write would be invisible to a read that misses memory",
+            ));
         }
         if o.dir.as_os_str().is_empty() {
             return Err(Error::config("dir", "must not be empty"));

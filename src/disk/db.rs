@@ -17,7 +17,7 @@ use tokio::sync::{Mutex as AsyncMutex, MutexGuard, OwnedMutexGuard};
 use super::{
     builder::{DiskDbBuilder, OnCorrupt, Options, Writes},
     closing::{self, Closing},
-    engine::{allocated, Engine, FjallEngine, Op},
+    engine::{allocated, Engine, FjallEngine, Op, BLOCK_CACHE, BLOCK_CACHE_COLD},
     load::{self, OpenSummary, RawEntries},
     lock::{self, DirLock},
     marker, perms, record,
@@ -224,10 +224,13 @@ impl DiskDb {
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
         let clock = self.inner.opts.clock.clone();
-        let mem = MemoryStore::builder()
+        let mut mem = MemoryStore::builder()
             .namespace(namespace.as_str())
-            .clock(clock.clone())
-            .build()?;
+            .clock(clock.clone());
+        if let Some(entries) = self.inner.opts.memory_capacity {
+            mem = mem.max_capacity(entries);
+        }
+        let mem = mem.build()?;
         let raw = self
             .inner
             .pending
@@ -235,6 +238,7 @@ impl DiskDb {
             .remove(namespace.as_str().as_bytes())
             .unwrap_or_default();
         let now = clock.now_ms();
+        mem.reserve(raw.len());
         let (undecodable, expired) = load_entries(&mem, namespace, &raw, now)?;
         drop(raw);
         if !expired.is_empty() {
@@ -335,6 +339,11 @@ impl DiskDb {
         self.inner.engine.compact()
     }
 
+    /// True in the larger-than-memory mode: the memory tier holds a hot set, the disk all.
+    pub(super) fn larger_than_memory(&self) -> bool {
+        self.inner.opts.memory_capacity.is_some()
+    }
+
     pub(super) fn sync_writes(&self) -> bool {
         self.inner.opts.writes == Writes::Sync
     }
@@ -374,6 +383,11 @@ impl DiskDb {
             _one: None,
             _many: many,
         }
+    }
+
+    /// The stripe lock of `key` if no write holds it (a read that promotes what it read).
+    pub(super) fn try_lock_one(&self, key: &[u8]) -> Option<MutexGuard<'_, ()>> {
+        self.inner.stripes[stripe_of(key)].try_lock().ok()
     }
 
     /// `Ok` while the directory takes work; [`Error::Unavailable`] after a failure it cannot
@@ -541,6 +555,10 @@ fn discard(dir: &Path, engine: &Path) -> Result<()> {
 
 fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngine, load::Loaded)> {
     let engine = open_fjall(path, opts)?;
+    if opts.memory_capacity.is_some() {
+        // Larger than memory: the tier starts cold and reads check deadlines (see the option).
+        return Ok((engine, load::Loaded::default()));
+    }
     let loaded = load::load(&engine, opts.clock.now_ms(), started, opts.open_timeout)?;
     Ok((engine, loaded))
 }
@@ -556,8 +574,12 @@ fn open_fjall(path: &Path, opts: &Options) -> Result<FjallEngine> {
     let started = Instant::now();
     let engine = loop {
         let clock = opts.clock.clone();
-        let (accept_loss, retire) = (opts.accept_data_loss, opts.retire_journal_on_close);
-        match FjallEngine::open(path, &opts.dir, clock, accept_loss, retire) {
+        let recovery = (opts.accept_data_loss, opts.retire_journal_on_close);
+        let cache = match opts.memory_capacity {
+            Some(_) => BLOCK_CACHE_COLD,
+            None => BLOCK_CACHE,
+        };
+        match FjallEngine::open(path, &opts.dir, clock, recovery, cache) {
             Err(Error::DirLocked { .. }) if started.elapsed() < lock::BUSY_WAIT => {
                 std::thread::sleep(Duration::from_millis(10));
             }

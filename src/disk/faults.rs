@@ -205,6 +205,10 @@ impl Engine for FaultyEngine {
         self.inner.scan(prefix, visit)
     }
 
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+
     fn commit(&self, ops: &[Op]) -> std::result::Result<(), CommitError> {
         match self.faults.before_commit(ops.len()) {
             Some(error) => Err(error),

@@ -63,6 +63,9 @@ pub(crate) struct Loaded {
     /// Live records by namespace bytes.
     pub by_namespace: HashMap<Box<[u8]>, RawEntries>,
     pub summary: OpenSummary,
+    /// The namespace being filled. Records come in key order, so a namespace's records are
+    /// contiguous: its name is validated and looked up once, not once per record.
+    current: Option<(Box<[u8]>, RawEntries)>,
 }
 
 /// What opening a data directory found, for logs and monitoring.
@@ -102,6 +105,7 @@ pub(crate) fn load(
         loaded.keep(key, rec, now, &mut expired);
         Ok(())
     })?;
+    loaded.finish_namespace();
     loaded.summary.purged = purge(engine, expired)?;
     loaded.summary.elapsed = started.elapsed();
     let s = &loaded.summary;
@@ -117,7 +121,7 @@ pub(crate) fn load(
 
 impl Loaded {
     fn keep(&mut self, key: &[u8], rec: &[u8], now: u64, expired: &mut Vec<Vec<u8>>) {
-        let split = crate::namespace::split_stored_key(key).map(|(ns, _)| ns.as_str().len());
+        let split = self.namespace_len(key);
         let (Some(split), Some(deadline)) = (split, record::deadline(rec)) else {
             self.summary.foreign += 1;
             tracing::warn!(key = %String::from_utf8_lossy(key), "found a record that strata did not write in the disk store; leaving it alone");
@@ -129,20 +133,42 @@ impl Loaded {
         }
         self.summary.live += 1;
         let namespace = &key[..split];
-        entries_of(&mut self.by_namespace, namespace).push(&key[split + 1..], rec);
+        self.entries_of(namespace).push(&key[split + 1..], rec);
     }
-}
 
-/// Finds or adds a namespace's entries, allocating its name only the first time.
-fn entries_of<'a>(
-    map: &'a mut HashMap<Box<[u8]>, RawEntries>,
-    namespace: &[u8],
-) -> &'a mut RawEntries {
-    if !map.contains_key(namespace) {
-        map.insert(namespace.into(), RawEntries::default());
+    /// The length of `key`'s namespace, `None` if `key` is not `namespace:key`.
+    fn namespace_len(&self, key: &[u8]) -> Option<usize> {
+        if let Some((ns, _)) = &self.current {
+            if key.len() > ns.len() && key.starts_with(ns) && key[ns.len()] == b':' {
+                return Some(ns.len());
+            }
+        }
+        crate::namespace::split_stored_key(key).map(|(ns, _)| ns.as_str().len())
     }
-    map.get_mut(namespace)
-        .unwrap_or_else(|| unreachable!("inserted above"))
+
+    /// The entries of `namespace`, made the current one if it is not.
+    fn entries_of(&mut self, namespace: &[u8]) -> &mut RawEntries {
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|(ns, _)| **ns != *namespace)
+        {
+            self.finish_namespace();
+            let entries = self.by_namespace.remove(namespace).unwrap_or_default();
+            self.current = Some((namespace.into(), entries));
+        }
+        match &mut self.current {
+            Some((_, entries)) => entries,
+            None => unreachable!("set above"),
+        }
+    }
+
+    /// Files the current namespace's entries under its name.
+    fn finish_namespace(&mut self) {
+        if let Some((namespace, entries)) = self.current.take() {
+            self.by_namespace.insert(namespace, entries);
+        }
+    }
 }
 
 fn purge(engine: &dyn Engine, expired: Vec<Vec<u8>>) -> Result<usize> {

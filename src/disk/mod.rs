@@ -75,12 +75,23 @@
 //!   [`Error::LostCommits`](crate::Error::LostCommits); `accept_data_loss(true)` opens with what
 //!   survived (`a_garbled_journal_tail_is_lost_commits_never_fewer_entries`,
 //!   `a_journal_garbled_anywhere_never_opens_with_fewer_entries`).
+//! - **Larger than memory** ([`DiskBuilder::memory_capacity`], opt-in, `Writes::Sync` only): the
+//!   memory tier is a bounded hot set, the engine holds every entry. A read that misses memory
+//!   reads the engine, which only ever holds committed writes, and promotes what it found under
+//!   the key's stripe lock, so a promotion never overwrites a newer write; a stripe busy with a
+//!   write is not waited for (`a_cold_read_during_a_parked_commit_sees_the_committed_value`).
+//!   Conditional writes, counters and batches decide on memory-or-engine state under their
+//!   stripe locks; `keys`, `count`, `clear`'s count and prefix scans read the engine. Opening
+//!   loads nothing and purges nothing: every read checks the record's deadline and compaction
+//!   drops expired records. The whole conformance suite runs on this mode
+//!   (`conformance::disk_larger_than_memory`, a 2-entry hot set).
 //! - **Permissions**: the directory is created `0700`, strata's own files `0600`, and the
 //!   engine's files are made `0600` at open and close
 //!   (`the_data_directory_and_its_files_are_owner_only`).
 
 mod builder;
 mod closing;
+mod cold;
 mod db;
 mod engine;
 mod faults;

@@ -60,9 +60,9 @@ impl<K, V> Clone for Tier<K, V> {
 /// # Ok(()) }
 /// ```
 pub struct DiskStore<K, V> {
-    db: DiskDb,
-    namespace: Namespace,
-    prefix: Arc<[u8]>,
+    pub(super) db: DiskDb,
+    pub(super) namespace: Namespace,
+    pub(super) prefix: Arc<[u8]>,
     tier: Tier<K, V>,
 }
 
@@ -126,11 +126,11 @@ where
         self.tier.mem.stats()
     }
 
-    fn mem(&self) -> &MemoryStore<K, V> {
+    pub(super) fn mem(&self) -> &MemoryStore<K, V> {
         &self.tier.mem
     }
 
-    fn disk_key(&self, key: &K) -> Vec<u8> {
+    pub(super) fn disk_key(&self, key: &K) -> Vec<u8> {
         key.namespaced(&self.prefix)
     }
 
@@ -229,11 +229,8 @@ where
             // Deleted on disk even when memory had nothing: the record may be one that no
             // longer decodes, and deleting it is how a user gets rid of it.
             let apply = move |mem: &MemoryStore<K, V>| drop(mem.take(&owned));
-            Ok(Decision::one(
-                self.mem().get(key),
-                Op::Delete { key: dk },
-                apply,
-            ))
+            let live = self.lookup(key)?.map(|(value, _)| value);
+            Ok(Decision::one(live, Op::Delete { key: dk }, apply))
         })
         .await
     }
@@ -249,7 +246,7 @@ where
         let deadline = self.deadline(ttl)?;
         let op = self.put_op(&key, &value, deadline)?;
         self.write(Stripes::of(op.key()), || {
-            if self.mem().contains(&key) != want_live {
+            if self.is_live(&key)? != want_live {
                 return Ok(Decision::none(false));
             }
             Ok(Decision::one(
@@ -277,7 +274,7 @@ where
         let deadline = self.deadline(ttl)?;
         let op = self.put_op(&key, &new, deadline)?;
         self.write(Stripes::of(op.key()), || {
-            if self.mem().get(&key) != expected {
+            if self.lookup(&key)?.map(|(value, _)| value) != expected {
                 return Ok(Decision::none(false));
             }
             Ok(Decision::one(true, op, Self::put_later(key, new, deadline)))
@@ -288,7 +285,7 @@ where
     async fn expire_inner(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {
         let deadline = self.deadline(ttl)?;
         self.write(Stripes::of(&self.disk_key(key)), || {
-            let Some(value) = self.mem().get(key) else {
+            let Some((value, _)) = self.lookup(key)? else {
                 return Ok(Decision::none(false));
             };
             let op = self.put_op(key, &value, deadline)?;
@@ -309,10 +306,7 @@ where
     {
         let new_deadline = self.deadline(ttl_if_new)?;
         self.write(Stripes::of(&self.disk_key(key)), || {
-            let (current, deadline) = match self.mem().get_with_ttl(key) {
-                Some((value, expiry)) => (value, self.deadline_of(expiry)),
-                None => (V::zero(), new_deadline),
-            };
+            let (current, deadline) = self.lookup(key)?.unwrap_or((V::zero(), new_deadline));
             let value = current.add(delta).ok_or_else(|| Error::Overflow {
                 key: format!("{key:?}"),
             })?;
@@ -323,7 +317,7 @@ where
         .await
     }
 
-    fn deadline_of(&self, expiry: Expiry) -> u64 {
+    pub(super) fn deadline_of(&self, expiry: Expiry) -> u64 {
         match expiry {
             Expiry::Never => 0,
             Expiry::In(left) => self
@@ -345,7 +339,7 @@ where
             let apply = |mem: &MemoryStore<K, V>| {
                 mem.clear();
             };
-            Ok(Decision::one(self.mem().count(), op, apply))
+            Ok(Decision::one(self.live_count()?, op, apply))
         })
         .await
     }
@@ -385,7 +379,12 @@ where
             .collect();
         let stripes = Stripes::of_all(ops.iter().map(Op::key));
         self.write(stripes, || {
-            let live: HashSet<&K> = keys.iter().filter(|k| self.mem().contains(k)).collect();
+            let mut live = HashSet::new();
+            for key in keys {
+                if self.is_live(key)? {
+                    live.insert(key);
+                }
+            }
             let keys = keys.to_vec();
             let apply = move |mem: &MemoryStore<K, V>| {
                 for key in &keys {
@@ -403,6 +402,9 @@ where
     /// the engine has everything memory has.
     async fn keys_with_prefix_inner(&self, prefix: &str) -> Result<Vec<K>> {
         self.db.check()?;
+        if self.db.larger_than_memory() {
+            return self.keys_through(prefix.as_bytes());
+        }
         if !self.db.sync_writes() {
             self.db.flush().await?;
         }
@@ -418,11 +420,6 @@ where
             Ok(())
         })?;
         Ok(keys)
-    }
-
-    /// Reads memory once the directory is known to be healthy.
-    fn read<R>(&self, read: impl FnOnce(&MemoryStore<K, V>) -> R) -> std::future::Ready<Result<R>> {
-        std::future::ready(self.db.check().map(|()| read(self.mem())))
     }
 }
 
@@ -462,7 +459,7 @@ impl<R, A> Decision<R, A> {
 
 /// Puts `value` under `key` in memory until the absolute `deadline` (0: never), the same
 /// deadline the record on disk carries; an already-passed deadline removes the key.
-fn put_at<K: Key, V: Clone + Send + Sync + 'static>(
+pub(super) fn put_at<K: Key, V: Clone + Send + Sync + 'static>(
     mem: &MemoryStore<K, V>,
     key: K,
     value: V,
@@ -514,7 +511,7 @@ where
     }
 
     fn get(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
-        self.read(|mem| mem.get(key))
+        std::future::ready(self.get_through(key))
     }
 
     fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
@@ -522,11 +519,16 @@ where
     }
 
     fn keys(&self) -> impl Future<Output = Result<Vec<K>>> + Send {
-        self.read(|mem| mem.keys())
+        let keys = if self.db.larger_than_memory() {
+            self.keys_through(b"")
+        } else {
+            self.db.check().map(|()| self.mem().keys())
+        };
+        std::future::ready(keys)
     }
 
     fn contains(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
-        self.read(|mem| mem.contains(key))
+        std::future::ready(self.db.check().and_then(|()| self.is_live(key)))
     }
 
     fn take(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
@@ -559,7 +561,7 @@ where
     }
 
     fn ttl(&self, key: &K) -> impl Future<Output = Result<Option<Expiry>>> + Send {
-        self.read(|mem| mem.ttl(key))
+        std::future::ready(self.ttl_through(key))
     }
 
     fn expire(&self, key: &K, ttl: Option<Duration>) -> impl Future<Output = Result<bool>> + Send {
@@ -613,7 +615,7 @@ where
     }
 
     fn count(&self) -> impl Future<Output = Result<usize>> + Send {
-        self.read(|mem| mem.count())
+        std::future::ready(self.db.check().and_then(|()| self.live_count()))
     }
 
     fn clear(&self) -> impl Future<Output = Result<usize>> + Send {
