@@ -519,3 +519,49 @@ fn generational_every_removal_arrives_under_concurrent_writers() {
     values.sort_unstable();
     assert_eq!(values, (0..THREADS * PUTS).collect::<Vec<_>>());
 }
+
+/// A listener that writes to its own GenerationalStore while generations rotate or entries are
+/// evicted for size. The deliveries used to run under the store's rotation lock, so a put over
+/// the limit from inside the listener waited for that lock forever. Run on a thread so a hang
+/// fails the test instead of stalling the suite.
+#[test]
+fn a_listener_may_write_to_its_own_generational_store() {
+    let store_slot: Arc<Mutex<Option<GenerationalStore<u64, u64>>>> = Arc::default();
+    let reach = store_slot.clone();
+    let store = GenerationalStore::<u64, u64>::builder()
+        .max_size(4)
+        .eviction_listener(move |key, value, _| {
+            let store = reach.lock().unwrap().clone();
+            if let Some(store) = store.filter(|_| key < 1_000) {
+                // Re-homed under key + 1000: a write over the limit, which rotates again.
+                store.put(key + 1_000, value, None).unwrap();
+                if key == 5 {
+                    store.new_generation(true); // the GC's timer lock, too
+                    store.cleanup();
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    *store_slot.lock().unwrap() = Some(store.clone());
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let writer = thread::spawn({
+        let store = store.clone();
+        move || {
+            for k in 0..20 {
+                store.put(k, k, None).unwrap();
+            }
+            store.new_generation(false);
+            done_tx.send(()).unwrap();
+        }
+    });
+    let finished = done_rx.recv_timeout(Duration::from_secs(60));
+    store_slot.lock().unwrap().take();
+    assert!(finished.is_ok(), "a listener writing to its store hung it");
+    writer.join().unwrap();
+    assert!(
+        store.count() <= 4,
+        "{} entries over a limit of 4",
+        store.count()
+    );
+}

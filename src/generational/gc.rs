@@ -129,6 +129,7 @@ where
         if reset_timer {
             self.reset_generation_timer();
         }
+        self.deliver_all();
         dropped
     }
 
@@ -141,6 +142,8 @@ where
         }
     }
 
+    /// Rotates every partition. The removals it queues for a listener are delivered by the
+    /// caller once it holds none of the GC's locks ([`deliver_all`](Self::deliver_all)).
     fn rotate(&self) -> usize {
         let _rotation = self.inner.gc.rotation.lock();
         self.rotate_locked(None)
@@ -168,7 +171,6 @@ where
             }
             handed_over += self.hand_over_table(index, &mut older.table, RemovalCause::Generation);
             drop(p);
-            self.deliver(index);
             dropped.push(older.table);
         }
         handed_over + self.evicted(dropped, EventKind::Generation)
@@ -260,8 +262,14 @@ where
     /// holding nothing but the entry just written (heavier than the limit) is left as it is.
     #[cold]
     fn relieve(&self, index: usize, written: u64) {
+        let rotation = self.inner.gc.rotation.lock();
+        self.relieve_locked(index, written);
+        drop(rotation);
+        self.deliver_all();
+    }
+
+    fn relieve_locked(&self, index: usize, written: u64) {
         let partitions = self.inner.partitions.len();
-        let _rotation = self.inner.gc.rotation.lock();
         for step in 0usize.. {
             if step >= partitions + 2 && self.inner.tally.total_len() <= 1 {
                 return;
@@ -302,7 +310,6 @@ where
             self.hand_over_table(index, &mut older.table, RemovalCause::Size);
             older
         };
-        self.deliver(index);
         self.evicted(vec![older.table], EventKind::Evicted);
     }
 
@@ -337,7 +344,6 @@ where
             }
             out
         };
-        self.deliver(index);
         self.inner.stats.add(Stat::Evictions, evicted.len() as u64);
         evicted
             .iter()
@@ -371,7 +377,10 @@ where
     /// generation.
     pub fn cleanup(&self) -> bool {
         let mut timers = self.inner.gc.tick.lock();
-        self.cleanup_locked(&mut timers)
+        let pushed = self.cleanup_locked(&mut timers);
+        drop(timers);
+        self.deliver_all();
+        pushed
     }
 
     fn cleanup_locked(&self, timers: &mut Timers) -> bool {
@@ -379,7 +388,7 @@ where
             return false;
         }
         self.rotate();
-        self.purge_expired();
+        self.purge_undelivered();
         let now = self.now();
         timers.heartbeat = self
             .inner
@@ -391,6 +400,13 @@ where
 
     /// Removes every expired entry from both generations; returns how many.
     pub fn purge_expired(&self) -> usize {
+        let removed = self.purge_undelivered();
+        self.deliver_all();
+        removed
+    }
+
+    /// [`purge_expired`](Self::purge_expired), leaving the delivery to the caller.
+    fn purge_undelivered(&self) -> usize {
         let now = self.now();
         let mut total = 0;
         for (index, p) in self.inner.partitions.iter().enumerate() {
@@ -420,7 +436,6 @@ where
                 }
                 out
             };
-            self.deliver(index);
             total += removed.len();
             removed
                 .iter()
@@ -450,10 +465,13 @@ where
             timers.cleanup = Some(now.saturating_add(ttl_ms(self.cleanup_timeout())));
         }
         let flush = self.inner.gc.flush.lock().iter().map(|p| p.due).min();
-        [timers.heartbeat, timers.cleanup, flush]
+        let next = [timers.heartbeat, timers.cleanup, flush]
             .into_iter()
             .flatten()
-            .min()
+            .min();
+        drop(timers);
+        self.deliver_all();
+        next
     }
 
     /// Frees the dropped generations whose flush delay has passed.

@@ -78,6 +78,16 @@ where
         count
     }
 
+    /// Delivers what every partition queued. Rotations and size evictions queue under the
+    /// rotation lock and deliver through this once it is released: a listener that writes to
+    /// the store may rotate or evict in turn, which takes that lock (test
+    /// `a_listener_may_write_to_its_own_generational_store`).
+    pub(super) fn deliver_all(&self) {
+        if let Some(notifier) = self.notifier() {
+            (0..self.inner.partitions.len()).for_each(|index| notifier.deliver(index));
+        }
+    }
+
     /// Delivers what removals in partition `index` queued (after its lock is released).
     #[inline]
     pub(super) fn deliver(&self, index: usize) {
