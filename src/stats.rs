@@ -90,6 +90,30 @@ pub struct StatsRecorder {
     stripes: Box<[Stripe]>,
 }
 
+/// A read counted by [`StatsRecorder::begin_read`] and not settled yet.
+pub struct ReadCount<'a> {
+    stats: &'a StatsRecorder,
+    settled: bool,
+}
+
+impl ReadCount<'_> {
+    /// The read ended: a hit, or a miss (`found == false`).
+    pub fn settle(mut self, found: bool) {
+        self.settled = true;
+        if !found {
+            self.stats.add(Counter::Misses, 1);
+        }
+    }
+}
+
+impl Drop for ReadCount<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.stats.sub(Counter::Reads, 1);
+        }
+    }
+}
+
 /// This thread's stripe: its index, and whether it owns it alone.
 struct StripeLease {
     index: usize,
@@ -174,6 +198,17 @@ impl StatsRecorder {
     #[inline]
     pub fn incr(&self, counter: Counter) {
         self.add(counter, 1);
+    }
+
+    /// Counts a read now, before the lookup; the returned guard counts the miss when the read
+    /// ends without a value, and takes the read back if it fails or is cancelled (dropped
+    /// before [`ReadCount::settle`]), so neither shows as a hit.
+    pub fn begin_read(&self) -> ReadCount<'_> {
+        self.add(Counter::Reads, 1);
+        ReadCount {
+            stats: self,
+            settled: false,
+        }
     }
 
     /// Takes `n` back from `counter` (a count made before an operation that then failed). The

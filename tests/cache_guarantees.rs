@@ -297,3 +297,26 @@ async fn a_failed_read_counts_neither_a_hit_nor_a_miss() {
     let stats = cache.stats();
     assert_eq!((stats.hits, stats.misses), (2, 2), "{stats:?}");
 }
+
+/// A `Cache::get` cancelled mid-read (its task aborted while the store call is parked) is
+/// counted neither as a hit nor as a miss: the read counted before the lookup is taken back.
+#[tokio::test]
+async fn a_cancelled_read_counts_neither_a_hit_nor_a_miss() {
+    let faults = FaultStore::new(MemoryStore::<String, String>::new());
+    let cache = Cache::builder()
+        .store(faults.clone())
+        .build()
+        .await
+        .unwrap();
+    let mut parked = faults.park_next(Op::Get);
+    let read = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.get(&s("absent")).await }
+    });
+    parked.reached().await;
+    read.abort();
+    assert!(read.await.unwrap_err().is_cancelled());
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses), (0, 0), "{stats:?}");
+    drop(parked);
+}

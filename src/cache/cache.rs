@@ -230,22 +230,13 @@ where
 
     /// The live value under `key` (a hit or a miss in the stats).
     pub async fn get(&self, key: &K) -> Result<Option<V>> {
-        // Reads are counted before the lookup and misses after it (hits = reads - misses), as
-        // `MemoryStore::get` does: the count then overlaps the lookup instead of waiting on its
-        // result. A failed read is neither a hit nor a miss.
-        self.count(Stat::Reads, 1);
-        match self.inner.store.get(key).await {
-            Ok(value) => {
-                if value.is_none() {
-                    self.count(Stat::Misses, 1);
-                }
-                Ok(value)
-            }
-            Err(e) => {
-                self.inner.stats.sub(Stat::Reads, 1);
-                Err(e)
-            }
-        }
+        // The read is counted before the lookup and the miss after it (hits = reads − misses),
+        // as `MemoryStore::get` does: the count then overlaps the lookup instead of waiting on
+        // its result. A read that fails or is cancelled is taken back by the guard.
+        let read = self.inner.stats.begin_read();
+        let value = self.inner.store.get(key).await?;
+        read.settle(value.is_some());
+        Ok(value)
     }
 
     /// The live values of `keys`, in order.
