@@ -136,3 +136,26 @@ fn generational_purge_removes_idle_entries_as_expired() {
     let zero = strata::GenerationalStore::<u64, u64>::builder().time_to_idle(Duration::ZERO);
     assert!(zero.build().is_err());
 }
+
+/// An idle time too long for milliseconds in a u64 means "practically never", not the few
+/// hundred milliseconds a truncating conversion made of it; on both local stores.
+#[test]
+fn a_huge_idle_time_saturates_instead_of_wrapping() {
+    let time = ManualClock::new();
+    let huge = Duration::from_secs(18_446_744_073_709_552); // > u64::MAX ms
+    let memory = MemoryStore::<u64, u64>::builder()
+        .clock(time.clock())
+        .time_to_idle(huge)
+        .build()
+        .unwrap();
+    let generational = strata::GenerationalStore::<u64, u64>::builder()
+        .clock(time.clock())
+        .time_to_idle(huge)
+        .build()
+        .unwrap();
+    memory.put(1, 1, None).unwrap();
+    generational.put(1, 1, None).unwrap();
+    time.advance(Duration::from_secs(86_400 * 3650));
+    assert_eq!(memory.get(&1), Some(1));
+    assert_eq!(generational.get(&1), Some(1));
+}

@@ -162,7 +162,7 @@ where
             gc: Gc::new(&parts.opts, now),
             sketch: sketch_for(&parts.opts),
             locks: Locks::default(),
-            tti: parts.opts.tti.map(|d| (d.as_millis() as u64).max(1)),
+            tti: parts.opts.tti.map(crate::time::ttl_ms),
             listener,
             me: me.clone(),
             opts: parts.opts,

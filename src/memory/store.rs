@@ -162,7 +162,7 @@ where
         if let Some(l) = parts.listener {
             let _ = listener.set(Notifier::new(l, parts.shards));
         }
-        let tti = parts.tti.map(|d| (d.as_millis() as u64).max(1));
+        let tti = parts.tti.map(crate::time::ttl_ms);
         let shard = |i| {
             let mut shard = Shard::new(limits.policy(i, parts.shards));
             shard.idle = tti.is_some();
