@@ -43,7 +43,19 @@ where
         self.notifier().map(Notifier::listener)
     }
 
-    /// How many times the eviction listener panicked (each panic was caught and logged).
+    /// How many times the eviction listener panicked (each panic was caught and logged;
+    /// the store and later deliveries go on).
+    ///
+    /// ```
+    /// let store = strata::MemoryStore::<u64, u64>::builder()
+    ///     .eviction_listener(|key, _, _| assert!(key != 1, "a bug in the listener"))
+    ///     .build()?;
+    /// store.put(1, 10, None)?;
+    /// store.delete(&1); // the listener panics; the delete is done all the same
+    /// assert_eq!(store.listener_panics(), 1);
+    /// assert_eq!(store.get(&1), None);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
     pub fn listener_panics(&self) -> u64 {
         self.notifier().map_or(0, Notifier::panics)
     }
