@@ -89,6 +89,7 @@
 //!   engine's files are made `0600` at open and close
 //!   (`the_data_directory_and_its_files_are_owner_only`).
 
+mod bounded;
 mod builder;
 mod closing;
 mod cold;
