@@ -12,30 +12,41 @@
 //! that never got queued (a cancelled call, a failed store) leaves the record on disk over the
 //! limit; the next open loads it into the bounded tier, which evicts again and deletes it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
 use super::{db::Stripes, engine::Op, store::DiskStore, writer::Ops};
-use crate::{codec::Key, events::RemovalCause, memory::MemoryStore, Result};
+use crate::{
+    codec::Key, events::RemovalCause, listener::EvictionListener, memory::MemoryStore, Error,
+    Result,
+};
 
 /// Keys the memory tier evicted for size whose delete on disk is not queued yet.
 pub(super) type Evicted<K> = Arc<Mutex<Vec<K>>>;
 
-/// Makes `mem` record the keys it evicts for size (before anything is loaded into it).
-pub(super) fn record_evictions<K, V>(mem: &MemoryStore<K, V>) -> Result<Evicted<K>>
+/// The user's eviction listener in this mode, installed later than the tier's own.
+pub(super) type Forward<K, V> = Arc<OnceLock<EvictionListener<K, V>>>;
+
+/// Makes `mem` record the keys it evicts for size (before anything is loaded into it) and
+/// hand every removal to the user's listener once one is installed (the tier has one slot).
+pub(super) fn record_evictions<K, V>(mem: &MemoryStore<K, V>) -> Result<(Evicted<K>, Forward<K, V>)>
 where
     K: Key,
     V: Clone + Send + Sync + 'static,
 {
     let evicted: Evicted<K> = Arc::default();
-    let sink = evicted.clone();
-    mem.install_listener(Arc::new(move |key, _value, cause| {
+    let forward: Forward<K, V> = Arc::default();
+    let (sink, user) = (evicted.clone(), forward.clone());
+    mem.install_listener(Arc::new(move |key: K, value, cause| {
         if cause == RemovalCause::Size {
-            sink.lock().push(key);
+            sink.lock().push(key.clone());
+        }
+        if let Some(user) = user.get() {
+            user(key, value, cause);
         }
     }))?;
-    Ok(evicted)
+    Ok((evicted, forward))
 }
 
 /// The deletes for the keys evicted while a namespace was loading (nothing else runs yet).
@@ -82,5 +93,31 @@ where
                 return;
             }
         }
+    }
+}
+
+impl<K, V> DiskStore<K, V>
+where
+    K: Key,
+    V: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// `Store::install_eviction_listener`: the memory tier holds every live entry (unless
+    /// larger than memory), so its removals are the store's.
+    pub(super) fn install_listener(&self, listener: EvictionListener<K, V>) -> Result<()> {
+        if self.db.larger_than_memory() {
+            // A delete of an entry only on disk would never reach a memory-tier listener.
+            return Err(Error::Unsupported {
+                operation: "install_eviction_listener with memory_capacity",
+            });
+        }
+        let Some(forward) = self.forward() else {
+            return self.mem().install_listener(listener);
+        };
+        forward.set(listener).map_err(|_| {
+            Error::config(
+                "eviction_listener",
+                "this store already has one: give a single listener that does both jobs",
+            )
+        })
     }
 }

@@ -234,9 +234,12 @@ impl DiskDb {
             mem = mem.max_capacity(entries);
         }
         let mem = mem.build()?;
-        let evicted = match self.inner.opts.max_capacity {
-            Some(_) => Some(super::bounded::record_evictions(&mem)?),
-            None => None,
+        let (evicted, forward) = match self.inner.opts.max_capacity {
+            Some(_) => {
+                let (evicted, forward) = super::bounded::record_evictions(&mem)?;
+                (Some(evicted), Some(forward))
+            }
+            None => (None, None),
         };
         let raw = self
             .inner
@@ -266,6 +269,7 @@ impl DiskDb {
             mem,
             undecodable: undecodable.count,
             evicted,
+            forward,
         })
     }
 

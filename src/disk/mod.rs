@@ -94,6 +94,11 @@
 //!   or a lowered limit is caught up at open: the bounded tier evicts the surplus while loading
 //!   and deletes it on disk. The conformance suite runs on this mode
 //!   (`conformance::disk_bounded`).
+//! - **Eviction listener** (`Store::install_eviction_listener`): every removal of the memory
+//!   tier (which holds every live entry) with its value and cause, `Size` evictions of a
+//!   bounded store included. A sync write's removals are delivered on the writer thread after
+//!   its commit: a listener must not block on the same directory. Refused in the
+//!   larger-than-memory mode, where a delete of an entry only on disk would go unseen.
 //! - **Permissions**: the directory is created `0700`, strata's own files `0600`, and the
 //!   engine's files are made `0600` at open and close
 //!   (`the_data_directory_and_its_files_are_owner_only`).

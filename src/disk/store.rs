@@ -33,6 +33,8 @@ pub(super) struct Tier<K, V> {
     pub undecodable: usize,
     /// With `max_capacity`: keys evicted for size whose disk delete is not queued yet.
     pub evicted: Option<super::bounded::Evicted<K>>,
+    /// With `max_capacity`: where the tier's own listener forwards to the user's.
+    pub forward: Option<super::bounded::Forward<K, V>>,
 }
 
 impl<K, V> Clone for Tier<K, V> {
@@ -41,6 +43,7 @@ impl<K, V> Clone for Tier<K, V> {
             mem: self.mem.clone(),
             undecodable: self.undecodable,
             evicted: self.evicted.clone(),
+            forward: self.forward.clone(),
         }
     }
 }
@@ -135,6 +138,10 @@ where
 
     pub(super) fn evicted(&self) -> Option<&super::bounded::Evicted<K>> {
         self.tier.evicted.as_ref()
+    }
+
+    pub(super) fn forward(&self) -> Option<&super::bounded::Forward<K, V>> {
+        self.tier.forward.as_ref()
     }
 
     pub(super) fn disk_key(&self, key: &K) -> Vec<u8> {
@@ -509,6 +516,10 @@ where
 
     fn store_stats(&self) -> Option<crate::Stats> {
         Some(self.stats())
+    }
+
+    fn install_eviction_listener(&self, listener: crate::EvictionListener<K, V>) -> Result<()> {
+        self.install_listener(listener)
     }
 
     fn namespace(&self) -> Namespace {
