@@ -1043,6 +1043,40 @@ mod disk_larger_than_memory {
     conformance!(Ctx::manual().with_dir(), open);
 }
 
+/// DiskStore bounded by `max_capacity` (evictions deleted on disk too), plus the capacity case.
+#[cfg(feature = "disk")]
+mod disk_bounded {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{DiskDb, DiskStore, Key};
+
+    const CAPACITY: usize = 10_000;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let db = ctx.shared(|| {
+            DiskDb::builder()
+                .dir(ctx.dir())
+                .clock(ctx.clock())
+                .max_capacity(CAPACITY as u64)
+                .open()
+                .expect("open the data directory")
+        });
+        db.store(namespace).expect("open the namespace")
+    }
+
+    conformance!(Ctx::manual().with_dir(), open);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bounded_store_never_holds_more_than_its_capacity() {
+        let ctx = Ctx::manual().with_dir();
+        let store = open::<String, String>(&ctx, "test").await;
+        cases::a_bounded_store_never_holds_more_than_its_capacity(&ctx, &store, CAPACITY).await;
+    }
+}
+
 /// ReplicatedStore: a local MemoryStore in front of a RedisStore (the truth and the TTLs), with
 /// invalidations over the same `redis-server`. Redis keeps its own time: system clock.
 #[cfg(feature = "redis")]

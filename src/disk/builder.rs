@@ -58,6 +58,8 @@ pub(crate) struct Options {
     pub queue_capacity: usize,
     /// Larger-than-memory mode: the memory tier keeps at most this many entries per namespace.
     pub memory_capacity: Option<u64>,
+    /// Bounded all-in-memory mode: at most this many entries per namespace, memory and disk.
+    pub max_capacity: Option<u64>,
     pub faults: Option<super::faults::Faults>,
 }
 
@@ -93,6 +95,7 @@ pub type DiskStoreBuilder<K, V> = DiskBuilder<ForStore<K, V>>;
 ///   what is actually queued: about 100 bytes plus the encoded value per write);
 /// - `memory_capacity`: none (every live entry is in memory; see
 ///   [`DiskBuilder::memory_capacity`] for the larger-than-memory mode);
+/// - `max_capacity`: none (no limit on entries; see [`DiskBuilder::max_capacity`]);
 /// - `namespace` (store shorthand only): `"cache"`.
 ///
 /// ```
@@ -131,6 +134,7 @@ impl<T> DiskBuilder<T> {
                 format: Format::MessagePack,
                 queue_capacity: 1 << 20,
                 memory_capacity: None,
+                max_capacity: None,
                 faults: None,
             },
             namespace: Ok(Namespace::default()),
@@ -244,6 +248,40 @@ impl<T> DiskBuilder<T> {
         self
     }
 
+    /// At most `entries` entries per namespace, in memory **and on disk**: the memory tier is a
+    /// bounded [`MemoryStore`](crate::MemoryStore) (S3-FIFO, scan-resistant), and every entry
+    /// it evicts for size is deleted on disk as well, so it is gone after a restart too. The
+    /// delete is queued by the write that caused the eviction before it returns (as an async
+    /// write: a crash may lose it, and the next open evicts the surplus again). A put of the
+    /// evicted key after the eviction is never deleted by it. Evictions count in
+    /// [`DiskStore::stats`](crate::DiskStore::stats) and show in its events.
+    ///
+    /// Not combinable with [`DiskBuilder::memory_capacity`] (there the disk keeps what memory
+    /// evicts); `open()` refuses it, and refuses 0.
+    ///
+    /// ```
+    /// use strata::{DiskStore, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = DiskStore::<u64, u64>::builder()
+    ///     .dir(dir.path())
+    ///     .max_capacity(100)
+    ///     .open()?;
+    /// for i in 0..1_000 {
+    ///     store.put(i, i, None).await?;
+    /// }
+    /// assert!(store.count().await? <= 100);
+    /// drop(store);
+    /// let reopened = DiskStore::<u64, u64>::builder().dir(dir.path()).open()?;
+    /// assert!(reopened.count().await? <= 100, "evicted entries are gone on disk too");
+    /// # Ok(()) }
+    /// ```
+    pub fn max_capacity(mut self, entries: u64) -> Self {
+        self.opts.max_capacity = Some(entries);
+        self
+    }
+
     /// Test hook: commits go through `faults`, which can fail or park them (see
     /// [`Faults`](crate::Faults)). Hidden: for strata's own tests and those of stores built on
     /// it; never set it in production.
@@ -277,6 +315,18 @@ impl<T> DiskBuilder<T> {
             return Err(Error::config(
                 "memory_capacity",
                 "needs Writes::Sync: a queued async write would be invisible to a read that misses memory",
+            ));
+        }
+        if o.max_capacity == Some(0) {
+            return Err(Error::config(
+                "max_capacity",
+                "must be at least 1; leave it unset for no limit",
+            ));
+        }
+        if o.max_capacity.is_some() && o.memory_capacity.is_some() {
+            return Err(Error::config(
+                "max_capacity",
+                "cannot be combined with memory_capacity (there the disk keeps every entry); pick one",
             ));
         }
         if o.dir.as_os_str().is_empty() {

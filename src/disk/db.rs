@@ -230,7 +230,17 @@ impl DiskDb {
         if let Some(entries) = self.inner.opts.memory_capacity {
             mem = mem.max_capacity(entries);
         }
+        if let Some(entries) = self.inner.opts.max_capacity {
+            mem = mem.max_capacity(entries);
+        }
         let mem = mem.build()?;
+        let (evicted, forward) = match self.inner.opts.max_capacity {
+            Some(_) => {
+                let (evicted, forward) = super::bounded::record_evictions(&mem)?;
+                (Some(evicted), Some(forward))
+            }
+            None => (None, None),
+        };
         let raw = self
             .inner
             .pending
@@ -239,8 +249,18 @@ impl DiskDb {
             .unwrap_or_default();
         let now = clock.now_ms();
         mem.reserve(raw.len());
-        let (undecodable, expired) = load_entries(&mem, namespace, &raw, now)?;
+        let (undecodable, mut expired) = load_entries(&mem, namespace, &raw, now)?;
         drop(raw);
+        if let Some(evicted) = &evicted {
+            // More records than the limit (a limit lowered, a delete lost to a crash): the
+            // tier evicted the surplus while loading; delete it on disk too.
+            let prefix = namespace.prefix();
+            expired.extend(super::bounded::evicted_at_load(
+                &mem,
+                evicted,
+                prefix.as_ref(),
+            ));
+        }
         if !expired.is_empty() {
             self.inner.writer.send(expired, false)?;
         }
@@ -248,6 +268,8 @@ impl DiskDb {
         Ok(Tier {
             mem,
             undecodable: undecodable.count,
+            evicted,
+            forward,
         })
     }
 

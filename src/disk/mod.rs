@@ -85,10 +85,25 @@
 //!   loads nothing and purges nothing: every read checks the record's deadline and compaction
 //!   drops expired records. The whole conformance suite runs on this mode
 //!   (`conformance::disk_larger_than_memory`, a 2-entry hot set).
+//! - **Bounded** ([`DiskBuilder::max_capacity`], opt-in, all-in-memory mode): at most N
+//!   entries per namespace in memory and on disk. The memory tier evicts (S3-FIFO) and the
+//!   write that caused an eviction queues its delete on disk before it returns, under the
+//!   evicted key's stripe lock and only if no later write reinstated the key, so an evicted
+//!   entry is gone after a restart and a put racing the eviction survives
+//!   (`disk_bounded::a_put_after_an_eviction_is_not_deleted_by_it`). A delete lost to a crash
+//!   or a lowered limit is caught up at open: the bounded tier evicts the surplus while loading
+//!   and deletes it on disk. The conformance suite runs on this mode
+//!   (`conformance::disk_bounded`).
+//! - **Eviction listener** (`Store::install_eviction_listener`): every removal of the memory
+//!   tier (which holds every live entry) with its value and cause, `Size` evictions of a
+//!   bounded store included. A sync write's removals are delivered on the writer thread after
+//!   its commit: a listener must not block on the same directory. Refused in the
+//!   larger-than-memory mode, where a delete of an entry only on disk would go unseen.
 //! - **Permissions**: the directory is created `0700`, strata's own files `0600`, and the
 //!   engine's files are made `0600` at open and close
 //!   (`the_data_directory_and_its_files_are_owner_only`).
 
+mod bounded;
 mod builder;
 mod closing;
 mod cold;

@@ -31,6 +31,10 @@ use crate::{
 pub(super) struct Tier<K, V> {
     pub mem: MemoryStore<K, V>,
     pub undecodable: usize,
+    /// With `max_capacity`: keys evicted for size whose disk delete is not queued yet.
+    pub evicted: Option<super::bounded::Evicted<K>>,
+    /// With `max_capacity`: where the tier's own listener forwards to the user's.
+    pub forward: Option<super::bounded::Forward<K, V>>,
 }
 
 impl<K, V> Clone for Tier<K, V> {
@@ -38,6 +42,8 @@ impl<K, V> Clone for Tier<K, V> {
         Tier {
             mem: self.mem.clone(),
             undecodable: self.undecodable,
+            evicted: self.evicted.clone(),
+            forward: self.forward.clone(),
         }
     }
 }
@@ -130,6 +136,14 @@ where
         &self.tier.mem
     }
 
+    pub(super) fn evicted(&self) -> Option<&super::bounded::Evicted<K>> {
+        self.tier.evicted.as_ref()
+    }
+
+    pub(super) fn forward(&self) -> Option<&super::bounded::Forward<K, V>> {
+        self.tier.forward.as_ref()
+    }
+
     pub(super) fn disk_key(&self, key: &K) -> Vec<u8> {
         key.namespaced(&self.prefix)
     }
@@ -165,6 +179,18 @@ where
     /// lock and the unlock, so the stripes are borrowed and the update is neither boxed nor
     /// given a handle of its own: an async put allocates only its op's buffer.
     async fn write<R, A: Apply<K, V>>(
+        &self,
+        stripes: Stripes,
+        decide: impl FnOnce() -> Result<Decision<R, A>>,
+    ) -> Result<R> {
+        let result = self.write_once(stripes, decide).await;
+        // With `max_capacity`, what this write evicted is deleted on disk now that its own
+        // stripes are free (see `disk::bounded`).
+        self.settle_evictions().await;
+        result
+    }
+
+    async fn write_once<R, A: Apply<K, V>>(
         &self,
         stripes: Stripes,
         decide: impl FnOnce() -> Result<Decision<R, A>>,
@@ -490,6 +516,10 @@ where
 
     fn store_stats(&self) -> Option<crate::Stats> {
         Some(self.stats())
+    }
+
+    fn install_eviction_listener(&self, listener: crate::EvictionListener<K, V>) -> Result<()> {
+        self.install_listener(listener)
     }
 
     fn namespace(&self) -> Namespace {

@@ -1,0 +1,202 @@
+//! DiskStore bounded by `max_capacity`: the memory tier evicts (S3-FIFO) and every eviction is
+//! a delete on disk too. These cases force: a flood over a tiny limit (never more than the
+//! limit, evicted keys gone after reopen, survivors kept), a limit lowered between runs (the
+//! surplus is evicted at open and deleted on disk), a put of an evicted key racing the
+//! eviction's delete (pinned with a parked commit), the counters and events, and the options
+//! `open()` refuses. The conformance suite runs on this mode too (`conformance::disk_bounded`).
+#![cfg(feature = "disk")]
+
+use std::{
+    collections::BTreeSet,
+    future::Future,
+    path::Path,
+    pin::pin,
+    task::{Context, Poll, Waker},
+};
+
+use strata::{DiskDb, DiskStore, Error, EventKind, Faults, ManualClock, Store, Writes};
+
+fn open(
+    dir: &Path,
+    clock: &ManualClock,
+    writes: Writes,
+    cap: Option<u64>,
+) -> DiskStore<u64, String> {
+    let mut builder = DiskDb::builder()
+        .dir(dir)
+        .clock(clock.clock())
+        .writes(writes);
+    if let Some(cap) = cap {
+        builder = builder.max_capacity(cap);
+    }
+    builder.open().unwrap().store("ns").unwrap()
+}
+
+async fn keys(store: &DiskStore<u64, String>) -> BTreeSet<u64> {
+    store.keys().await.unwrap().into_iter().collect()
+}
+
+/// A flood of `puts` distinct keys over a limit of `cap`: never more than `cap`, every
+/// eviction counted, and after reopening (with no limit, so nothing is evicted at open) the
+/// disk holds exactly the survivors, with their values.
+async fn flood_then_reopen(writes: Writes) {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let (cap, puts) = (8u64, 200u64);
+    let store = open(dir.path(), &time, writes, Some(cap));
+    for i in 0..puts {
+        store.put(i, format!("v{i}"), None).await.unwrap();
+        let count = store.count().await.unwrap() as u64;
+        assert!(count <= cap, "{count} entries after put {i}");
+    }
+    assert_eq!(
+        store.stats().evictions,
+        puts - cap,
+        "every eviction counted"
+    );
+    let survivors = keys(&store).await;
+    assert_eq!(survivors.len() as u64, cap);
+    assert!(survivors.contains(&(puts - 1)), "the last put survives");
+    drop(store);
+
+    let reopened = open(dir.path(), &time, writes, None);
+    assert_eq!(
+        keys(&reopened).await,
+        survivors,
+        "evicted keys are gone on disk too"
+    );
+    for key in survivors {
+        assert_eq!(reopened.get(&key).await.unwrap(), Some(format!("v{key}")));
+    }
+}
+
+#[tokio::test]
+async fn a_flood_never_exceeds_the_limit_and_evictions_are_gone_after_reopen_sync() {
+    flood_then_reopen(Writes::Sync).await;
+}
+
+#[tokio::test]
+async fn a_flood_never_exceeds_the_limit_and_evictions_are_gone_after_reopen_async() {
+    flood_then_reopen(Writes::Async).await;
+}
+
+#[tokio::test]
+async fn a_limit_lowered_between_runs_evicts_the_surplus_at_open_and_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let unbounded = open(dir.path(), &time, Writes::Sync, None);
+    for i in 0..50u64 {
+        unbounded.put(i, format!("v{i}"), None).await.unwrap();
+    }
+    drop(unbounded);
+
+    let bounded = open(dir.path(), &time, Writes::Sync, Some(10));
+    let survivors = keys(&bounded).await;
+    assert!(survivors.len() <= 10, "{} entries loaded", survivors.len());
+    assert_eq!(bounded.stats().evictions, 50 - survivors.len() as u64);
+    drop(bounded);
+
+    let reopened = open(dir.path(), &time, Writes::Sync, None);
+    assert_eq!(
+        keys(&reopened).await,
+        survivors,
+        "the surplus was deleted on disk"
+    );
+}
+
+#[tokio::test]
+async fn evictions_show_in_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let store = open(dir.path(), &time, Writes::Sync, Some(1));
+    let mut events = store.subscribe();
+    store.put(1, "a".into(), None).await.unwrap();
+    store.put(2, "b".into(), None).await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(event) = events.try_recv() {
+        seen.push((event.key, event.kind));
+    }
+    assert!(seen.contains(&(1, EventKind::Evicted)), "{seen:?}");
+    assert_eq!(store.stats().evictions, 1);
+}
+
+/// Polls `fut` once (it runs up to its first wait); the test awaits it later.
+fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    fut.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// The race the design must win: A's put of `K` evicts `E`, and B's put of `E` (a new value)
+/// commits in the same group commit, before A queues the eviction's delete. A delete queued
+/// blindly after B's put would erase B's write on disk (memory would still show it, a restart
+/// would not). Pinned: a write in another namespace parks the writer while A and B queue.
+#[tokio::test]
+async fn a_put_after_an_eviction_is_not_deleted_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let faults = Faults::new();
+    let db = DiskDb::builder()
+        .dir(dir.path())
+        .clock(time.clock())
+        .max_capacity(1)
+        .faults(faults.clone())
+        .open()
+        .unwrap();
+    let store: DiskStore<u64, String> = db.store("ns").unwrap();
+    let other: DiskStore<u64, String> = db.store("other").unwrap();
+    let (k, e) = (1u64, 2u64);
+    store.put(e, "old".into(), None).await.unwrap();
+
+    faults.park_next_commit();
+    let parker = tokio::spawn(async move { other.put(0, "park".into(), None).await });
+    let parked = faults.clone();
+    assert!(tokio::task::spawn_blocking(move || parked.wait_parked())
+        .await
+        .unwrap());
+    {
+        let mut a = pin!(store.put(k, "k".into(), None));
+        let mut b = pin!(store.put(e, "new".into(), None));
+        assert!(
+            poll_once(a.as_mut()).is_pending(),
+            "A queued behind the parked commit"
+        );
+        assert!(
+            poll_once(b.as_mut()).is_pending(),
+            "B queued behind the parked commit"
+        );
+        faults.release();
+        parker.await.unwrap().unwrap();
+        let (a, b) = tokio::join!(a, b);
+        a.unwrap();
+        b.unwrap();
+    }
+
+    assert_eq!(store.get(&e).await.unwrap().as_deref(), Some("new"));
+    assert_eq!(store.stats().evictions, 2, "E's old value, then K");
+    drop(store);
+    db.close().await;
+
+    let reopened = open(dir.path(), &time, Writes::Sync, None);
+    assert_eq!(
+        reopened.get(&e).await.unwrap().as_deref(),
+        Some("new"),
+        "B's put survives"
+    );
+    assert_eq!(
+        reopened.get(&k).await.unwrap(),
+        None,
+        "K's eviction reached the disk"
+    );
+}
+
+#[test]
+fn open_refuses_a_zero_limit_and_the_larger_than_memory_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let zero = DiskDb::builder().dir(dir.path()).max_capacity(0).open();
+    assert!(matches!(zero, Err(Error::InvalidConfig { .. })), "{zero:?}");
+    let both = DiskDb::builder()
+        .dir(dir.path())
+        .max_capacity(10)
+        .memory_capacity(5)
+        .open();
+    assert!(matches!(both, Err(Error::InvalidConfig { .. })), "{both:?}");
+}
