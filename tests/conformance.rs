@@ -820,21 +820,12 @@ macro_rules! conformance {
 }
 
 mod memory {
-    use std::hash::Hash;
-
     use strata::MemoryStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V> {
         // Each MemoryStore is its own namespace: two stores never share entries.
-        MemoryStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .build()
-            .expect("valid options")
+        opener::memory(ctx, namespace, |b| b)
     }
 
     conformance!(Ctx::manual(), open);
@@ -842,23 +833,13 @@ mod memory {
 
 /// The suite on a MemoryStore bounded by `max_capacity` (S3-FIFO eviction), plus the capacity case.
 mod memory_bounded {
-    use std::hash::Hash;
-
     use strata::MemoryStore;
+    use support::opener::{self, Key, Value};
 
     const CAPACITY: usize = 10_000;
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        MemoryStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .max_capacity(CAPACITY as u64)
-            .build()
-            .expect("valid options")
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V> {
+        opener::memory(ctx, namespace, |b| b.max_capacity(CAPACITY as u64))
     }
 
     conformance!(Ctx::manual(), open);
@@ -873,21 +854,11 @@ mod memory_bounded {
 
 /// The same suite on the system clock, so the real sweeper and real time are exercised too.
 mod memory_real_clock {
-    use std::hash::Hash;
-
     use strata::MemoryStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        MemoryStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .shards(1)
-            .build()
-            .expect("valid options")
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V> {
+        opener::memory(ctx, namespace, |b| b.shards(1))
     }
 
     conformance!(Ctx::real(), open);
@@ -947,44 +918,26 @@ mod redis_cluster {
 }
 
 mod generational {
-    use std::hash::Hash;
-
     use strata::GenerationalStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V> {
         // Small limits and a GC timer, so generations turn over during the cases too.
-        GenerationalStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .gc_interval(Duration::from_secs(3600 * 24))
-            .max_size(10_000)
-            .build()
-            .expect("valid options")
+        opener::generational(ctx, namespace, |b| {
+            b.gc_interval(Duration::from_secs(3600 * 24))
+                .max_size(10_000)
+        })
     }
 
     conformance!(Ctx::manual(), open);
 }
 
 mod generational_real_clock {
-    use std::hash::Hash;
-
     use strata::GenerationalStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        GenerationalStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .partitions(1)
-            .build()
-            .expect("valid options")
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V> {
+        opener::generational(ctx, namespace, |b| b.partitions(1))
     }
 
     conformance!(Ctx::real(), open);

@@ -143,65 +143,33 @@ macro_rules! idle_conformance {
 }
 
 mod memory {
-    use std::hash::Hash;
-
     use strata::MemoryStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        MemoryStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .time_to_idle(IDLE)
-            .build()
-            .expect("valid options")
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V> {
+        opener::memory(ctx, namespace, |b| b.time_to_idle(IDLE))
     }
 
     idle_conformance!(open);
 }
 
 mod memory_bounded {
-    use std::hash::Hash;
-
     use strata::MemoryStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        MemoryStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .max_capacity(1_000)
-            .time_to_idle(IDLE)
-            .build()
-            .expect("valid options")
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V> {
+        opener::memory(ctx, namespace, |b| b.max_capacity(1_000).time_to_idle(IDLE))
     }
 
     idle_conformance!(open);
 }
 
 mod generational {
-    use std::hash::Hash;
-
     use strata::GenerationalStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        GenerationalStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .max_size(10_000)
-            .time_to_idle(IDLE)
-            .build()
-            .expect("valid options")
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V> {
+        opener::generational(ctx, namespace, |b| b.max_size(10_000).time_to_idle(IDLE))
     }
 
     idle_conformance!(open);
