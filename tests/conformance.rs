@@ -947,21 +947,15 @@ mod generational_real_clock {
 #[cfg(feature = "disk")]
 mod disk {
     use serde::{de::DeserializeOwned, Serialize};
-    use strata::{DiskDb, DiskStore, Key};
+    use strata::{DiskStore, Key};
+    use support::opener;
 
     async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
     where
         K: Key,
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let db = ctx.shared(|| {
-            DiskDb::builder()
-                .dir(ctx.dir())
-                .clock(ctx.clock())
-                .open()
-                .expect("open the data directory")
-        });
-        db.store(namespace).expect("open the namespace")
+        opener::disk(ctx, namespace, |b| b)
     }
 
     // No `shared_backend`: every store of a namespace in one directory shares one memory tier, so
@@ -975,22 +969,15 @@ mod disk {
 #[cfg(feature = "disk")]
 mod disk_larger_than_memory {
     use serde::{de::DeserializeOwned, Serialize};
-    use strata::{DiskDb, DiskStore, Key};
+    use strata::{DiskStore, Key};
+    use support::opener;
 
     async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
     where
         K: Key,
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let db = ctx.shared(|| {
-            DiskDb::builder()
-                .dir(ctx.dir())
-                .clock(ctx.clock())
-                .memory_capacity(2)
-                .open()
-                .expect("open the data directory")
-        });
-        db.store(namespace).expect("open the namespace")
+        opener::disk(ctx, namespace, |b| b.memory_capacity(2))
     }
 
     conformance!(Ctx::manual().with_dir(), open);

@@ -39,3 +39,22 @@ pub fn generational<K: Key, V: Value>(
         .clock(ctx.clock());
     options(builder).build().expect("valid options")
 }
+
+/// A DiskStore for `namespace` in the one `DiskDb` every store of the case shares (opened on
+/// first use in `ctx`'s directory, on its clock, with `options`).
+#[cfg(feature = "disk")]
+pub fn disk<K, V>(
+    ctx: &Ctx,
+    namespace: &str,
+    options: impl FnOnce(strata::DiskDbBuilder) -> strata::DiskDbBuilder,
+) -> strata::DiskStore<K, V>
+where
+    K: strata::Key,
+    V: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let db = ctx.shared(|| {
+        let builder = strata::DiskDb::builder().dir(ctx.dir()).clock(ctx.clock());
+        options(builder).open().expect("open the data directory")
+    });
+    db.store(namespace).expect("open the namespace")
+}
