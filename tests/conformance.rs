@@ -1055,25 +1055,15 @@ mod replicated_disk {
 
 /// A `Cache` is a `Store` too: the suite through a Cache over a MemoryStore.
 mod cache_over_memory {
-    use std::hash::Hash;
-
     use strata::{Cache, MemoryStore};
+    use support::opener::{self, Key, Value};
 
     async fn open<K, V>(ctx: &Ctx, namespace: &str) -> Cache<K, V, MemoryStore<K, V>>
     where
-        K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
-        V: Clone + Send + Sync + 'static,
+        K: Key + std::fmt::Debug,
+        V: Value,
     {
-        let store = MemoryStore::builder()
-            .clock(ctx.clock())
-            .build()
-            .expect("valid options");
-        Cache::builder()
-            .store(store)
-            .namespace(namespace)
-            .build()
-            .await
-            .expect("valid cache options")
+        opener::cache_over_memory(ctx, namespace, |b| b).await
     }
 
     conformance!(Ctx::manual(), open);

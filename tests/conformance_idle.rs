@@ -177,26 +177,15 @@ mod generational {
 
 /// Through a `Cache`: its builder's `time_to_idle` over a MemoryStore built without one.
 mod cache_over_memory {
-    use std::hash::Hash;
-
     use strata::{Cache, MemoryStore};
+    use support::opener::{self, Key, Value};
 
     async fn open<K, V>(ctx: &Ctx, namespace: &str) -> Cache<K, V, MemoryStore<K, V>>
     where
-        K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
-        V: Clone + Send + Sync + 'static,
+        K: Key + std::fmt::Debug,
+        V: Value,
     {
-        let store = MemoryStore::builder()
-            .clock(ctx.clock())
-            .build()
-            .expect("valid options");
-        Cache::builder()
-            .store(store)
-            .namespace(namespace)
-            .time_to_idle(IDLE)
-            .build()
-            .await
-            .expect("valid cache options")
+        opener::cache_over_memory(ctx, namespace, |b| b.time_to_idle(IDLE)).await
     }
 
     idle_conformance!(open);

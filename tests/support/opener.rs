@@ -4,7 +4,10 @@
 
 use std::hash::Hash;
 
-use strata::{GenerationalStore, GenerationalStoreBuilder, MemoryStore, MemoryStoreBuilder};
+use strata::{
+    Cache, CacheBuilder, GenerationalStore, GenerationalStoreBuilder, MemoryStore,
+    MemoryStoreBuilder,
+};
 
 use super::Ctx;
 
@@ -38,6 +41,25 @@ pub fn generational<K: Key, V: Value>(
         .namespace(namespace)
         .clock(ctx.clock());
     options(builder).build().expect("valid options")
+}
+
+/// A `Cache` in `namespace` over a default MemoryStore on `ctx`'s clock, built with `options`.
+pub async fn cache_over_memory<K, V>(
+    ctx: &Ctx,
+    namespace: &str,
+    options: impl FnOnce(CacheBuilder<K, V, MemoryStore<K, V>>) -> CacheBuilder<K, V, MemoryStore<K, V>>,
+) -> Cache<K, V, MemoryStore<K, V>>
+where
+    K: Key + std::fmt::Debug,
+    V: Value,
+{
+    // The store keeps its default namespace: the Cache's namespace is the one under test.
+    let store = MemoryStore::builder()
+        .clock(ctx.clock())
+        .build()
+        .expect("valid options");
+    let builder = Cache::builder().store(store).namespace(namespace);
+    options(builder).build().await.expect("valid cache options")
 }
 
 /// A DiskStore for `namespace` in the one `DiskDb` every store of the case shares (opened on
