@@ -8,13 +8,16 @@ use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, OnceLock,
     },
 };
 
 use parking_lot::Mutex;
 
-use crate::events::RemovalCause;
+use crate::{
+    error::{Error, Result},
+    events::RemovalCause,
+};
 
 /// The callback a store hands each removed entry: key, value and cause.
 ///
@@ -149,6 +152,78 @@ impl<K, V> Notifier<K, V> {
                 "the eviction listener panicked; the store goes on and delivers the next removal"
             );
         }
+    }
+}
+
+/// A store's listener slot: empty, or a [`Notifier`] with one lane per shard. Both local stores
+/// hold one, so installing, queueing and delivering live here once; the stores only say which
+/// lane a removal belongs to. Without a listener each hook costs one load of the `OnceLock`.
+pub(crate) struct ListenerSlot<K, V> {
+    notifier: OnceLock<Notifier<K, V>>,
+    lanes: usize,
+}
+
+impl<K, V> ListenerSlot<K, V> {
+    /// A slot for a store of `lanes` shards, holding `listener` if the builder was given one.
+    pub fn new(listener: Option<EvictionListener<K, V>>, lanes: usize) -> Self {
+        let notifier = OnceLock::new();
+        if let Some(listener) = listener {
+            let _ = notifier.set(Notifier::new(listener, lanes));
+        }
+        ListenerSlot { notifier, lanes }
+    }
+
+    /// Installs `listener`; fails if the store already has one (a store has at most one, so
+    /// no removal is delivered to a listener that was replaced half-way).
+    pub fn install(&self, listener: EvictionListener<K, V>) -> Result<()> {
+        let notifier = Notifier::new(listener, self.lanes);
+        self.notifier.set(notifier).map_err(|_| {
+            Error::config(
+                "eviction_listener",
+                "this store already has one: give a single listener that does both jobs",
+            )
+        })
+    }
+
+    #[inline]
+    pub fn notifier(&self) -> Option<&Notifier<K, V>> {
+        self.notifier.get()
+    }
+
+    /// The listener, for a store made from this one.
+    pub fn listener(&self) -> Option<EvictionListener<K, V>> {
+        self.notifier().map(Notifier::listener)
+    }
+
+    /// How many times the listener panicked (0 without one).
+    pub fn panics(&self) -> u64 {
+        self.notifier().map_or(0, Notifier::panics)
+    }
+
+    /// Queues a removal from shard `lane` (under its lock); `make` builds it only when a
+    /// listener is installed.
+    #[inline]
+    pub fn removed(&self, lane: usize, cause: RemovalCause, make: impl FnOnce() -> (K, V)) {
+        if let Some(notifier) = self.notifier() {
+            let (key, value) = make();
+            notifier.push(lane, key, value, cause);
+        }
+    }
+
+    /// Delivers what removals in shard `lane` queued (after its lock is released).
+    #[inline]
+    pub fn deliver(&self, lane: usize) {
+        if let Some(notifier) = self.notifier() {
+            notifier.deliver(lane);
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for ListenerSlot<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerSlot")
+            .field("notifier", &self.notifier())
+            .finish()
     }
 }
 

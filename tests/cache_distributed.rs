@@ -20,7 +20,9 @@ use std::{
     time::Duration,
 };
 
-use strata::{Cache, DistributedFetch, Load, MemoryStore, RedisStore, ReplicatedStore, Store};
+use strata::{
+    Cache, CacheBuilder, DistributedFetch, Load, MemoryStore, RedisStore, ReplicatedStore, Store,
+};
 use support::{
     fault_store::{At, FaultStore, Op},
     RedisServer,
@@ -77,14 +79,26 @@ where
 async fn node(url: &str, lease: Duration) -> (Node, DistributedFetch) {
     let store = redis(url, "items").await;
     let leases = store.distributed_fetch(lease).await.unwrap();
-    let cache = Cache::builder()
-        .store(store)
-        .negative_ttl(Duration::from_secs(3600))
-        .distributed_fetch(leases.clone())
-        .build()
-        .await
-        .unwrap();
+    let cache = leased(store, &leases, |b| {
+        b.negative_ttl(Duration::from_secs(3600))
+    })
+    .await;
     (cache, leases)
+}
+
+/// A cache over `store` whose fetches load under `leases`, built with `options`.
+async fn leased<S>(
+    store: S,
+    leases: &DistributedFetch,
+    options: impl FnOnce(CacheBuilder<String, String, S>) -> CacheBuilder<String, String, S>,
+) -> Cache<String, String, S>
+where
+    S: Store<String, String> + 'static,
+{
+    let builder = Cache::builder()
+        .store(store)
+        .distributed_fetch(leases.clone());
+    options(builder).build().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,12 +300,7 @@ async fn a_lease_taken_after_another_node_loaded_reads_that_value() {
         .distributed_fetch(Duration::from_secs(30))
         .await
         .unwrap();
-    let b = Cache::builder()
-        .store(store.clone())
-        .distributed_fetch(leases)
-        .build()
-        .await
-        .unwrap();
+    let b = leased(store.clone(), &leases, |b| b).await;
     let (a_go, a_fetch) = parked_fetch(&a, "k".to_string(), Load::Commit("a".to_string())).await;
     // The fetch's first read is its hit check; the second, the leader's, is the one to pin.
     let (parked_tx, parked_rx) = tokio::sync::oneshot::channel();
@@ -410,13 +419,10 @@ async fn replicated_nodes_share_one_load_and_its_absence() {
             .distributed_fetch(Duration::from_secs(30))
             .await
             .unwrap();
-        let cache = Cache::builder()
-            .store(store)
-            .negative_ttl(Duration::from_secs(3600))
-            .distributed_fetch(leases.clone())
-            .build()
-            .await
-            .unwrap();
+        let cache = leased(store, &leases, |b| {
+            b.negative_ttl(Duration::from_secs(3600))
+        })
+        .await;
         (cache, leases)
     };
     let (a, _) = replicated(server.url()).await;

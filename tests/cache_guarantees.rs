@@ -271,16 +271,22 @@ async fn a_replace_forgets_a_cached_absence() {
     );
 }
 
-/// `Cache::get` counts a read before the lookup and a miss after it (hits = reads − misses); a
-/// read that fails must be taken back, or it would show as a hit. Every read kind is checked.
-#[tokio::test]
-async fn a_failed_read_counts_neither_a_hit_nor_a_miss() {
-    let faults = FaultStore::new(MemoryStore::<String, String>::new());
+/// A cache with default options over a `FaultStore` wrapping a MemoryStore.
+async fn faulty_cache() -> (Strings<Faulty>, Faulty) {
+    let faults = FaultStore::new(MemoryStore::new());
     let cache = Cache::builder()
         .store(faults.clone())
         .build()
         .await
         .unwrap();
+    (cache, faults)
+}
+
+/// `Cache::get` counts a read before the lookup and a miss after it (hits = reads − misses); a
+/// read that fails must be taken back, or it would show as a hit. Every read kind is checked.
+#[tokio::test]
+async fn a_failed_read_counts_neither_a_hit_nor_a_miss() {
+    let (cache, faults) = faulty_cache().await;
     cache.put(s("a"), s("1"), None).await.unwrap();
     for op in [Op::Get, Op::GetMany, Op::Contains, Op::Take] {
         faults.fail_next(op);
@@ -302,12 +308,7 @@ async fn a_failed_read_counts_neither_a_hit_nor_a_miss() {
 /// counted neither as a hit nor as a miss: the read counted before the lookup is taken back.
 #[tokio::test]
 async fn a_cancelled_read_counts_neither_a_hit_nor_a_miss() {
-    let faults = FaultStore::new(MemoryStore::<String, String>::new());
-    let cache = Cache::builder()
-        .store(faults.clone())
-        .build()
-        .await
-        .unwrap();
+    let (cache, faults) = faulty_cache().await;
     let mut parked = faults.park_next(Op::Get);
     let read = tokio::spawn({
         let cache = cache.clone();

@@ -820,21 +820,12 @@ macro_rules! conformance {
 }
 
 mod memory {
-    use std::hash::Hash;
-
     use strata::MemoryStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V> {
         // Each MemoryStore is its own namespace: two stores never share entries.
-        MemoryStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .build()
-            .expect("valid options")
+        opener::memory(ctx, namespace, |b| b)
     }
 
     conformance!(Ctx::manual(), open);
@@ -842,23 +833,13 @@ mod memory {
 
 /// The suite on a MemoryStore bounded by `max_capacity` (S3-FIFO eviction), plus the capacity case.
 mod memory_bounded {
-    use std::hash::Hash;
-
     use strata::MemoryStore;
+    use support::opener::{self, Key, Value};
 
     const CAPACITY: usize = 10_000;
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        MemoryStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .max_capacity(CAPACITY as u64)
-            .build()
-            .expect("valid options")
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V> {
+        opener::memory(ctx, namespace, |b| b.max_capacity(CAPACITY as u64))
     }
 
     conformance!(Ctx::manual(), open);
@@ -873,21 +854,11 @@ mod memory_bounded {
 
 /// The same suite on the system clock, so the real sweeper and real time are exercised too.
 mod memory_real_clock {
-    use std::hash::Hash;
-
     use strata::MemoryStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        MemoryStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .shards(1)
-            .build()
-            .expect("valid options")
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V> {
+        opener::memory(ctx, namespace, |b| b.shards(1))
     }
 
     conformance!(Ctx::real(), open);
@@ -947,44 +918,26 @@ mod redis_cluster {
 }
 
 mod generational {
-    use std::hash::Hash;
-
     use strata::GenerationalStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V> {
         // Small limits and a GC timer, so generations turn over during the cases too.
-        GenerationalStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .gc_interval(Duration::from_secs(3600 * 24))
-            .max_size(10_000)
-            .build()
-            .expect("valid options")
+        opener::generational(ctx, namespace, |b| {
+            b.gc_interval(Duration::from_secs(3600 * 24))
+                .max_size(10_000)
+        })
     }
 
     conformance!(Ctx::manual(), open);
 }
 
 mod generational_real_clock {
-    use std::hash::Hash;
-
     use strata::GenerationalStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        GenerationalStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .partitions(1)
-            .build()
-            .expect("valid options")
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V> {
+        opener::generational(ctx, namespace, |b| b.partitions(1))
     }
 
     conformance!(Ctx::real(), open);
@@ -994,21 +947,15 @@ mod generational_real_clock {
 #[cfg(feature = "disk")]
 mod disk {
     use serde::{de::DeserializeOwned, Serialize};
-    use strata::{DiskDb, DiskStore, Key};
+    use strata::{DiskStore, Key};
+    use support::opener;
 
     async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
     where
         K: Key,
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let db = ctx.shared(|| {
-            DiskDb::builder()
-                .dir(ctx.dir())
-                .clock(ctx.clock())
-                .open()
-                .expect("open the data directory")
-        });
-        db.store(namespace).expect("open the namespace")
+        opener::disk(ctx, namespace, |b| b)
     }
 
     // No `shared_backend`: every store of a namespace in one directory shares one memory tier, so
@@ -1022,22 +969,15 @@ mod disk {
 #[cfg(feature = "disk")]
 mod disk_larger_than_memory {
     use serde::{de::DeserializeOwned, Serialize};
-    use strata::{DiskDb, DiskStore, Key};
+    use strata::{DiskStore, Key};
+    use support::opener;
 
     async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
     where
         K: Key,
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let db = ctx.shared(|| {
-            DiskDb::builder()
-                .dir(ctx.dir())
-                .clock(ctx.clock())
-                .memory_capacity(2)
-                .open()
-                .expect("open the data directory")
-        });
-        db.store(namespace).expect("open the namespace")
+        opener::disk(ctx, namespace, |b| b.memory_capacity(2))
     }
 
     conformance!(Ctx::manual().with_dir(), open);
@@ -1149,25 +1089,15 @@ mod replicated_disk {
 
 /// A `Cache` is a `Store` too: the suite through a Cache over a MemoryStore.
 mod cache_over_memory {
-    use std::hash::Hash;
-
     use strata::{Cache, MemoryStore};
+    use support::opener::{self, Key, Value};
 
     async fn open<K, V>(ctx: &Ctx, namespace: &str) -> Cache<K, V, MemoryStore<K, V>>
     where
-        K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
-        V: Clone + Send + Sync + 'static,
+        K: Key + std::fmt::Debug,
+        V: Value,
     {
-        let store = MemoryStore::builder()
-            .clock(ctx.clock())
-            .build()
-            .expect("valid options");
-        Cache::builder()
-            .store(store)
-            .namespace(namespace)
-            .build()
-            .await
-            .expect("valid cache options")
+        opener::cache_over_memory(ctx, namespace, |b| b).await
     }
 
     conformance!(Ctx::manual(), open);

@@ -143,65 +143,33 @@ macro_rules! idle_conformance {
 }
 
 mod memory {
-    use std::hash::Hash;
-
     use strata::MemoryStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        MemoryStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .time_to_idle(IDLE)
-            .build()
-            .expect("valid options")
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V> {
+        opener::memory(ctx, namespace, |b| b.time_to_idle(IDLE))
     }
 
     idle_conformance!(open);
 }
 
 mod memory_bounded {
-    use std::hash::Hash;
-
     use strata::MemoryStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        MemoryStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .max_capacity(1_000)
-            .time_to_idle(IDLE)
-            .build()
-            .expect("valid options")
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> MemoryStore<K, V> {
+        opener::memory(ctx, namespace, |b| b.max_capacity(1_000).time_to_idle(IDLE))
     }
 
     idle_conformance!(open);
 }
 
 mod generational {
-    use std::hash::Hash;
-
     use strata::GenerationalStore;
+    use support::opener::{self, Key, Value};
 
-    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
-        GenerationalStore::builder()
-            .namespace(namespace)
-            .clock(ctx.clock())
-            .max_size(10_000)
-            .time_to_idle(IDLE)
-            .build()
-            .expect("valid options")
+    async fn open<K: Key, V: Value>(ctx: &Ctx, namespace: &str) -> GenerationalStore<K, V> {
+        opener::generational(ctx, namespace, |b| b.max_size(10_000).time_to_idle(IDLE))
     }
 
     idle_conformance!(open);
@@ -209,26 +177,15 @@ mod generational {
 
 /// Through a `Cache`: its builder's `time_to_idle` over a MemoryStore built without one.
 mod cache_over_memory {
-    use std::hash::Hash;
-
     use strata::{Cache, MemoryStore};
+    use support::opener::{self, Key, Value};
 
     async fn open<K, V>(ctx: &Ctx, namespace: &str) -> Cache<K, V, MemoryStore<K, V>>
     where
-        K: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
-        V: Clone + Send + Sync + 'static,
+        K: Key + std::fmt::Debug,
+        V: Value,
     {
-        let store = MemoryStore::builder()
-            .clock(ctx.clock())
-            .build()
-            .expect("valid options");
-        Cache::builder()
-            .store(store)
-            .namespace(namespace)
-            .time_to_idle(IDLE)
-            .build()
-            .await
-            .expect("valid cache options")
+        opener::cache_over_memory(ctx, namespace, |b| b.time_to_idle(IDLE)).await
     }
 
     idle_conformance!(open);

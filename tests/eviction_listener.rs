@@ -218,12 +218,16 @@ fn a_write_too_heavy_to_keep_is_delivered_as_size_with_the_entry_it_replaced() {
     assert_eq!(store.stats().evictions, 2);
 }
 
-#[test]
-fn every_removal_arrives_under_concurrent_writers() {
-    const THREADS: u64 = 4;
-    const PUTS: u64 = 5_000;
-    let (time, seen) = (ManualClock::new(), Recorder::default());
-    let store = memory(&time, &seen).max_capacity(1_024).build().unwrap();
+const THREADS: u64 = 4;
+const PUTS: u64 = 5_000;
+
+/// Races `THREADS` writers on `store` (released together by a barrier): each puts `PUTS`
+/// unique values over keys that overlap across threads and deletes every 7th key's half, so
+/// replaces, evictions and deletes all race. Returns every value written, sorted.
+fn race_writers<S>(store: &S, put: fn(&S, u64, u64), delete: fn(&S, u64)) -> Vec<u64>
+where
+    S: Clone + Send + 'static,
+{
     let start = Arc::new(Barrier::new(THREADS as usize));
     let writers: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -231,12 +235,10 @@ fn every_removal_arrives_under_concurrent_writers() {
             thread::spawn(move || {
                 start.wait();
                 for i in 0..PUTS {
-                    // Values are unique; keys overlap across threads so replaces, evictions and
-                    // deletes all race.
                     let key = i % 3_000;
-                    store.put(key, t * PUTS + i, None).unwrap();
+                    put(&store, key, t * PUTS + i);
                     if i % 7 == 0 {
-                        store.delete(&(key / 2));
+                        delete(&store, key / 2);
                     }
                 }
             })
@@ -245,12 +247,26 @@ fn every_removal_arrives_under_concurrent_writers() {
     for writer in writers {
         writer.join().unwrap();
     }
+    (0..THREADS * PUTS).collect()
+}
+
+#[test]
+fn every_removal_arrives_under_concurrent_writers() {
+    let (time, seen) = (ManualClock::new(), Recorder::default());
+    let store = memory(&time, &seen).max_capacity(1_024).build().unwrap();
+    let written = race_writers(
+        &store,
+        |s, k, v| s.put(k, v, None).unwrap(),
+        |s, k| {
+            s.delete(&k);
+        },
+    );
     let removed = seen.take();
     let mut values: Vec<u64> = removed.iter().map(|(_, v, _)| *v).collect();
     values.extend(store.entries().into_iter().map(|(_, v, _)| v));
     values.sort_unstable();
     // Every value written is either still in the store or was handed over exactly once.
-    assert_eq!(values, (0..THREADS * PUTS).collect::<Vec<_>>());
+    assert_eq!(values, written);
     let evictions = removed.iter().filter(|r| r.2 == RemovalCause::Size).count();
     assert_eq!(evictions as u64, store.stats().evictions);
 }
@@ -489,35 +505,21 @@ fn generational_limits_deliver_size_and_generation_for_every_entry() {
 
 #[test]
 fn generational_every_removal_arrives_under_concurrent_writers() {
-    const THREADS: u64 = 4;
-    const PUTS: u64 = 5_000;
     let (time, seen) = (ManualClock::new(), Recorder::default());
     let store = generational(&time, &seen).max_size(1_024).build().unwrap();
-    let start = Arc::new(Barrier::new(THREADS as usize));
-    let writers: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let (store, start) = (store.clone(), start.clone());
-            thread::spawn(move || {
-                start.wait();
-                for i in 0..PUTS {
-                    let key = i % 3_000;
-                    store.put(key, t * PUTS + i, None).unwrap();
-                    if i % 7 == 0 {
-                        store.delete(&(key / 2));
-                    }
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.join().unwrap();
-    }
+    let written = race_writers(
+        &store,
+        |s, k, v| s.put(k, v, None).unwrap(),
+        |s, k| {
+            s.delete(&k);
+        },
+    );
     let mut values: Vec<u64> = seen.take().iter().map(|(_, v, _)| *v).collect();
     for key in store.keys() {
         values.extend(store.get(&key));
     }
     values.sort_unstable();
-    assert_eq!(values, (0..THREADS * PUTS).collect::<Vec<_>>());
+    assert_eq!(values, written);
 }
 
 /// A listener that writes to its own GenerationalStore while generations rotate or entries are

@@ -236,17 +236,9 @@ mod bench {
                     })
                 },
             ),
-            Entrant::ours(
-                "SET+PUBLISH pipeline, 2 nodes subscribed",
-                move || -> Slice<'_> {
-                    let nodes = two_nodes(s);
-                    Box::new(move |slice| {
-                        let rate = raw_set_publish(&s.rt, &s.url, slice);
-                        drop(nodes);
-                        rate
-                    })
-                },
-            ),
+            Entrant::ours("SET+PUBLISH pipeline, 2 nodes subscribed", move || {
+                set_publish_two_nodes(s)
+            }),
             Entrant::peer("redis-rs plain SET", move || -> Slice<'_> {
                 let conn =
                     s.rt.block_on(async {
@@ -460,6 +452,17 @@ mod bench {
         run_contest(report, "get 64 B, 64 tasks (local hits)", entrants);
     }
 
+    /// The raw floor of a replicated write: a redis-rs SET+PUBLISH pipeline while two nodes
+    /// are subscribed (they receive every invalidation). An entrant of both contests.
+    fn set_publish_two_nodes(s: &Setup) -> Slice<'_> {
+        let nodes = two_nodes(s);
+        Box::new(move |slice| {
+            let rate = raw_set_publish(&s.rt, &s.url, slice);
+            drop(nodes);
+            rate
+        })
+    }
+
     /// Two nodes, `a` writing and `b` subscribed (each `PUBLISH` reaches both).
     fn two_nodes(s: &Setup) -> (Node, Node) {
         refill(&s.rt, &s.plain, 0..KEYS as u64);
@@ -487,14 +490,7 @@ mod bench {
             }),
             Entrant::peer(
                 "redis-rs SET+PUBLISH pipeline, 2 nodes subscribed",
-                move || -> Slice<'_> {
-                    let nodes = two_nodes(s);
-                    Box::new(move |slice| {
-                        let rate = raw_set_publish(&s.rt, &s.url, slice);
-                        drop(nodes);
-                        rate
-                    })
-                },
+                move || set_publish_two_nodes(s),
             ),
         ];
         run_contest(report, "put 64 B, 64 tasks", entrants);

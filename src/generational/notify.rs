@@ -10,7 +10,7 @@ use hashbrown::HashTable;
 
 use super::{partition::Slot, store::GenerationalStore};
 use crate::{
-    error::{Error, Result},
+    error::Result,
     events::{EventKind, RemovalCause},
     listener::{EvictionListener, Notifier},
     stats::Counter as Stat,
@@ -23,23 +23,17 @@ where
 {
     /// Installs `listener`; fails if the store already has one.
     pub(crate) fn install_listener(&self, listener: EvictionListener<K, V>) -> Result<()> {
-        let notifier = Notifier::new(listener, self.inner.partitions.len());
-        self.inner.listener.set(notifier).map_err(|_| {
-            Error::config(
-                "eviction_listener",
-                "this store already has one: give a single listener that does both jobs",
-            )
-        })
+        self.inner.listener.install(listener)
     }
 
     #[inline]
     pub(super) fn notifier(&self) -> Option<&Notifier<K, V>> {
-        self.inner.listener.get()
+        self.inner.listener.notifier()
     }
 
     /// The listener, for a store made from this one.
     pub(super) fn listener(&self) -> Option<EvictionListener<K, V>> {
-        self.notifier().map(Notifier::listener)
+        self.inner.listener.listener()
     }
 
     /// How many times the eviction listener panicked (each panic was caught and logged;
@@ -56,17 +50,14 @@ where
     /// # Ok::<(), strata::Error>(())
     /// ```
     pub fn listener_panics(&self) -> u64 {
-        self.notifier().map_or(0, Notifier::panics)
+        self.inner.listener.panics()
     }
 
     /// Queues a removal from partition `index` (under its lock); `make` builds it only when a
     /// listener is installed.
     #[inline]
     pub(super) fn removed(&self, index: usize, cause: RemovalCause, make: impl FnOnce() -> (K, V)) {
-        if let Some(notifier) = self.notifier() {
-            let (key, value) = make();
-            notifier.push(index, key, value, cause);
-        }
+        self.inner.listener.removed(index, cause, make);
     }
 
     /// With a listener, counts, announces and queues every entry of `table` (dropped from
@@ -95,16 +86,12 @@ where
     /// the store may rotate or evict in turn, which takes that lock (test
     /// `a_listener_may_write_to_its_own_generational_store`).
     pub(super) fn deliver_all(&self) {
-        if let Some(notifier) = self.notifier() {
-            (0..self.inner.partitions.len()).for_each(|index| notifier.deliver(index));
-        }
+        (0..self.inner.partitions.len()).for_each(|index| self.deliver(index));
     }
 
     /// Delivers what removals in partition `index` queued (after its lock is released).
     #[inline]
     pub(super) fn deliver(&self, index: usize) {
-        if let Some(notifier) = self.notifier() {
-            notifier.deliver(index);
-        }
+        self.inner.listener.deliver(index);
     }
 }

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     error::Result,
     events::{EventBus, EventKind, Events, RemovalCause},
-    listener::{Listener, Notifier},
+    listener::{Listener, ListenerSlot},
     local::{Due, Replaced, Report},
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
@@ -109,7 +109,7 @@ pub(crate) struct Inner<K, V> {
     /// `time_to_idle` in milliseconds (`idle.rs`).
     pub tti: Option<u64>,
     /// The eviction listener, if one was installed (at build or by a `Cache`).
-    pub listener: std::sync::OnceLock<Notifier<K, V>>,
+    pub listener: ListenerSlot<K, V>,
     pub me: Weak<Inner<K, V>>,
 }
 
@@ -144,10 +144,8 @@ where
 
     pub(super) fn from_parts(parts: Parts<K, V>) -> Self {
         let now = parts.clock.now_ms();
-        let listener = std::sync::OnceLock::new();
-        if let Some(Listener(l)) = parts.listener {
-            let _ = listener.set(Notifier::new(l, parts.opts.partitions));
-        }
+        let listener =
+            ListenerSlot::new(parts.listener.map(|Listener(l)| l), parts.opts.partitions);
         let inner = Arc::new_cyclic(|me| Inner {
             namespace: parts.namespace,
             partitions: (0..parts.opts.partitions)

@@ -9,7 +9,7 @@ use std::{
 
 use super::{bounded::Evicted, shard::Slot, store::MemoryStore};
 use crate::{
-    error::{Error, Result},
+    error::Result,
     events::{EventKind, RemovalCause},
     listener::{EvictionListener, Notifier},
     stats::Counter as Stat,
@@ -24,23 +24,17 @@ where
     /// Installs `listener`; fails if the store already has one (a store has at most one, so
     /// no removal is delivered to a listener that was replaced half-way).
     pub(crate) fn install_listener(&self, listener: EvictionListener<K, V>) -> Result<()> {
-        let notifier = Notifier::new(listener, self.inner.shards.len());
-        self.inner.listener.set(notifier).map_err(|_| {
-            Error::config(
-                "eviction_listener",
-                "this store already has one: give a single listener that does both jobs",
-            )
-        })
+        self.inner.listener.install(listener)
     }
 
     #[inline]
     pub(super) fn notifier(&self) -> Option<&Notifier<K, V>> {
-        self.inner.listener.get()
+        self.inner.listener.notifier()
     }
 
     /// The listener, for a store made from this one.
     pub(super) fn listener(&self) -> Option<EvictionListener<K, V>> {
-        self.notifier().map(Notifier::listener)
+        self.inner.listener.listener()
     }
 
     /// How many times the eviction listener panicked (each panic was caught and logged;
@@ -57,7 +51,7 @@ where
     /// # Ok::<(), strata::Error>(())
     /// ```
     pub fn listener_panics(&self) -> u64 {
-        self.notifier().map_or(0, Notifier::panics)
+        self.inner.listener.panics()
     }
 
     #[inline]
@@ -69,10 +63,7 @@ where
     /// a listener is installed.
     #[inline]
     pub(super) fn removed(&self, hash: u64, cause: RemovalCause, make: impl FnOnce() -> (K, V)) {
-        if let Some(notifier) = self.notifier() {
-            let (key, value) = make();
-            notifier.push(self.lane(hash), key, value, cause);
-        }
+        self.inner.listener.removed(self.lane(hash), cause, make);
     }
 
     /// With a listener, announces and queues the slots in `slots` as removed for `cause`
@@ -104,9 +95,7 @@ where
 
     #[inline]
     pub(super) fn deliver_lane(&self, lane: usize) {
-        if let Some(notifier) = self.notifier() {
-            notifier.deliver(lane);
-        }
+        self.inner.listener.deliver(lane);
     }
 
     /// With a listener, removes `key`'s entry if a read found it expired, so the listener

@@ -24,7 +24,7 @@ use super::{
 use crate::{
     error::Result,
     events::{EventBus, EventKind, Events, RemovalCause},
-    listener::Notifier,
+    listener::ListenerSlot,
     local::{Replaced, Report},
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
@@ -95,7 +95,7 @@ pub(super) struct Inner<K, V, S> {
     /// True if reads write to the entry (a bounded store's policy bits, or `time_to_idle`).
     pub track_reads: bool,
     /// The eviction listener, if one was installed (at build or by a `Cache`).
-    pub listener: OnceLock<Notifier<K, V>>,
+    pub listener: ListenerSlot<K, V>,
     pub me: Weak<Inner<K, V, S>>,
 }
 
@@ -158,10 +158,7 @@ where
 {
     pub(super) fn from_parts(parts: super::builder::Parts<K, V, S>) -> Self {
         let limits = parts.limits;
-        let listener = OnceLock::new();
-        if let Some(l) = parts.listener {
-            let _ = listener.set(Notifier::new(l, parts.shards));
-        }
+        let listener = ListenerSlot::new(parts.listener, parts.shards);
         let tti = parts.tti.map(crate::time::ttl_ms);
         let shard = |i| {
             let mut shard = Shard::new(limits.policy(i, parts.shards));

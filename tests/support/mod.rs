@@ -4,6 +4,7 @@
 
 pub mod fault_store;
 pub mod log_capture;
+pub mod opener;
 pub mod proxy;
 pub mod redis_cluster;
 pub mod redis_sentinel;
