@@ -987,7 +987,8 @@ mod disk_larger_than_memory {
 #[cfg(feature = "disk")]
 mod disk_bounded {
     use serde::{de::DeserializeOwned, Serialize};
-    use strata::{DiskDb, DiskStore, Key};
+    use strata::{DiskStore, Key};
+    use support::opener;
 
     const CAPACITY: usize = 10_000;
 
@@ -996,15 +997,7 @@ mod disk_bounded {
         K: Key,
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let db = ctx.shared(|| {
-            DiskDb::builder()
-                .dir(ctx.dir())
-                .clock(ctx.clock())
-                .max_capacity(CAPACITY as u64)
-                .open()
-                .expect("open the data directory")
-        });
-        db.store(namespace).expect("open the namespace")
+        opener::disk(ctx, namespace, |b| b.max_capacity(CAPACITY as u64))
     }
 
     conformance!(Ctx::manual().with_dir(), open);
