@@ -203,8 +203,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// Hands every entry the store removes to `listener`, with its value and cause
     /// ([`RemovalCause`](crate::RemovalCause)), installed on the store at `build()` through
-    /// [`Store::install_eviction_listener`]. The in-memory stores (MemoryStore,
-    /// GenerationalStore) support it (DiskStore not yet); `build()` fails with [`Error::InvalidConfig`] for a store that
+    /// [`Store::install_eviction_listener`]. MemoryStore, GenerationalStore and DiskStore
+    /// (removals from its memory tier; not in its larger-than-memory mode) support it;
+    /// `build()` fails with [`Error::InvalidConfig`] for a store that
     /// cannot deliver removals with their values (RedisStore: Redis expires and evicts on the
     /// server and tells clients at most the key — use [`Cache::subscribe`] for keys) and for
     /// a store that already has a listener. See [`EvictionListener`](crate::EvictionListener)
