@@ -485,13 +485,11 @@ mod tests {
     fn a_compaction_of_the_meta_keyspace_keeps_the_commit_sequence() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fjall");
-        let record = record::encode(&1u8, 0, crate::Format::MessagePack, &"k").unwrap();
         {
             let engine = open(&path, dir.path()).unwrap();
-            for _ in 0..3 {
-                engine.commit(&[Op::put(b"ns:k", &record)]).unwrap();
+            commit_k(&engine, 3, |engine| {
                 engine.flush(Duration::from_secs(30)).unwrap();
-            }
+            });
             engine.meta.major_compact().unwrap();
             assert_eq!(
                 recovered_seq(&path, &engine.meta).unwrap(),
@@ -502,6 +500,15 @@ mod tests {
         }
         let engine = open(&path, dir.path()).expect("reopen after a meta compaction");
         assert_eq!(engine.seq.load(Ordering::SeqCst), 3);
+    }
+
+    /// Commits a put of `ns:k` `n` times, calling `after` after each commit.
+    fn commit_k(engine: &FjallEngine, n: usize, after: impl Fn(&FjallEngine)) {
+        let record = record::encode(&1u8, 0, crate::Format::MessagePack, &"k").unwrap();
+        for _ in 0..n {
+            engine.commit(&[Op::put(b"ns:k", &record)]).unwrap();
+            after(engine);
+        }
     }
 
     /// Bytes this thread has passed to `write` so far (Linux: `/proc/thread-self/io`).
@@ -565,12 +572,9 @@ mod tests {
     fn every_commit_moves_the_sequence_and_the_marker() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fjall");
-        let record = record::encode(&1u8, 0, crate::Format::MessagePack, &"k").unwrap();
         {
             let engine = open(&path, dir.path()).unwrap();
-            for _ in 0..3 {
-                engine.commit(&[Op::put(b"ns:k", &record)]).unwrap();
-            }
+            commit_k(&engine, 3, |_| {});
         }
         let engine = open(&path, dir.path()).unwrap();
         assert_eq!(engine.seq.load(Ordering::Acquire), 3);
