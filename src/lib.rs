@@ -102,7 +102,7 @@ pub use redact::redact_url;
 pub use redis::{DistributedFetch, RedisStore, RedisStoreBuilder};
 #[cfg(feature = "redis")]
 pub use replicated::{ReplicatedStore, ReplicatedStoreBuilder, ReplicationStats};
-pub use stats::{Counter as StatCounter, ReadCount, Stats, StatsRecorder};
+pub use stats::{Counter as StatCounter, Stats, StatsRecorder};
 pub use store::{Counter, Expiry, Notice, Store};
 pub use time::{check_ttl, Clock, ManualClock, UnixMillis};
 

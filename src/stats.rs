@@ -91,14 +91,14 @@ pub struct StatsRecorder {
 }
 
 /// A read counted by [`StatsRecorder::begin_read`] and not settled yet.
-pub struct ReadCount<'a> {
+pub(crate) struct ReadCount<'a> {
     stats: &'a StatsRecorder,
     settled: bool,
 }
 
 impl ReadCount<'_> {
     /// The read ended: a hit, or a miss (`found == false`).
-    pub fn settle(mut self, found: bool) {
+    pub(crate) fn settle(mut self, found: bool) {
         self.settled = true;
         if !found {
             self.stats.add(Counter::Misses, 1);
@@ -203,7 +203,7 @@ impl StatsRecorder {
     /// Counts a read now, before the lookup; the returned guard counts the miss when the read
     /// ends without a value, and takes the read back if it fails or is cancelled (dropped
     /// before [`ReadCount::settle`]), so neither shows as a hit.
-    pub fn begin_read(&self) -> ReadCount<'_> {
+    pub(crate) fn begin_read(&self) -> ReadCount<'_> {
         self.add(Counter::Reads, 1);
         ReadCount {
             stats: self,
@@ -214,7 +214,7 @@ impl StatsRecorder {
     /// Takes `n` back from `counter` (a count made before an operation that then failed). The
     /// stripes add with wrapping arithmetic, so the total is right even when the taking-back
     /// thread's stripe is not the one that counted.
-    pub fn sub(&self, counter: Counter, n: u64) {
+    pub(crate) fn sub(&self, counter: Counter, n: u64) {
         self.add(counter, n.wrapping_neg());
     }
 
