@@ -299,3 +299,35 @@ proptest! {
         }
     }
 }
+
+/// Whoever hears of an expiry (an event or the eviction listener) finds it already counted in
+/// `stats().expirations`. The listener runs inside the purge (after each batch), so on code that
+/// counted a purge's expirations only at its end it always read 0.
+#[test]
+fn an_expiry_is_counted_before_anyone_hears_of_it() {
+    use std::sync::{mpsc, Arc, OnceLock};
+
+    use strata::RemovalCause;
+
+    let time = ManualClock::new();
+    let this: Arc<OnceLock<MemoryStore<String, u64>>> = Arc::default();
+    let (heard, counted) = mpsc::channel();
+    let store = {
+        let this = this.clone();
+        MemoryStore::builder()
+            .clock(time.clock())
+            .eviction_listener(move |_, _, cause| {
+                let expirations = this.get().map(|s| s.stats().expirations);
+                let _ = heard.send((cause, expirations));
+            })
+            .build()
+            .unwrap()
+    };
+    let _ = this.set(store.clone());
+    store.put("short".into(), 1, Some(SEC)).unwrap();
+    time.advance(2 * SEC);
+    // The sweeper or this call removes it; either way the listener hears of it once.
+    store.purge_expired();
+    let heard = counted.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(heard, (RemovalCause::Expired, Some(1)));
+}

@@ -588,7 +588,11 @@ where
                     for slot in &removed {
                         reweigh(&mut shard.policy, self.weigh(&slot.key, &slot.value), 0);
                     }
+                    // Counted before anyone hears of them (events, the listener).
                     total += removed.len();
+                    self.inner
+                        .stats
+                        .add(Stat::Expirations, removed.len() as u64);
                     self.stage(lane, &mut removed, RemovalCause::Expired);
                     more
                 };
@@ -601,7 +605,6 @@ where
                 }
             }
         }
-        self.inner.stats.add(Stat::Expirations, total as u64);
         total
     }
 
