@@ -79,6 +79,17 @@ impl Ctx {
             .map_or_else(Clock::system, ManualClock::clock)
     }
 
+    /// A stopwatch started now on this context's clock: with a manual clock it reads exactly
+    /// what was advanced; on the system clock it reads real time, so a real-clock case can
+    /// bound a remaining TTL by the time that really passed (a loaded machine oversleeps)
+    /// instead of by a fixed slack.
+    pub fn stopwatch(&self) -> Stopwatch {
+        Stopwatch {
+            manual: self.manual.as_ref().map(|m| (m.clone(), m.now_ms())),
+            started: std::time::Instant::now(),
+        }
+    }
+
     /// Lets `by` pass: advances the manual clock, or sleeps on the system clock.
     pub async fn advance(&self, by: Duration) {
         match &self.manual {
@@ -98,5 +109,21 @@ impl Ctx {
             .as_ref()
             .expect("context built with_redis()")
             .url()
+    }
+}
+
+/// Time passed since [`Ctx::stopwatch`] on the context's clock.
+pub struct Stopwatch {
+    manual: Option<(ManualClock, u64)>,
+    started: std::time::Instant,
+}
+
+impl Stopwatch {
+    /// How long ago the stopwatch started.
+    pub fn elapsed(&self) -> Duration {
+        match &self.manual {
+            Some((clock, t0)) => Duration::from_millis(clock.now_ms() - t0),
+            None => self.started.elapsed(),
+        }
     }
 }
