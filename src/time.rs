@@ -43,10 +43,15 @@ pub struct Clock {
 /// The system clock reads the CPU's time-stamp counter through `quanta` where it is invariant
 /// (about 3x cheaper than `clock_gettime`, and every read of an entry with a TTL pays for one),
 /// and falls back to the OS monotonic clock where it is not.
+///
+/// A raw reading becomes milliseconds through one precomputed fixed-point scale (a 64x64-bit
+/// multiply keeping the high half), taken once from quanta's own conversion; converting through
+/// nanoseconds instead costs two such multiplies and a division by 10^6 on every read.
 struct SystemBase {
     clock: quanta::Clock,
     start: u64,
     unix_ms: UnixMillis,
+    scale: MillisScale,
 }
 
 fn system_base() -> &'static SystemBase {
@@ -55,10 +60,41 @@ fn system_base() -> &'static SystemBase {
         let clock = quanta::Clock::new();
         SystemBase {
             start: clock.raw(),
+            scale: MillisScale::of(&clock),
             clock,
             unix_ms: wall_clock_ms(),
         }
     })
+}
+
+/// Raw clock ticks to milliseconds: `ms = ticks * factor / 2^64`.
+#[derive(Clone, Copy, Debug)]
+struct MillisScale {
+    factor: u64,
+}
+
+impl MillisScale {
+    /// 2^48 ticks (a day at 3 GHz) is the span over which quanta's conversion is sampled: its
+    /// nanosecond count then has ~14 significant digits, so the scale drifts from quanta's by
+    /// less than 1 ms per 10^10 s.
+    const SPAN_SHIFT: u32 = 48;
+
+    /// The scale of `clock`'s raw readings, from quanta's conversion of [`Self::SPAN_SHIFT`]
+    /// ticks (through its public API, so it follows whatever calibration quanta did).
+    fn of(clock: &quanta::Clock) -> Self {
+        let span_nanos = u128::from(clock.delta_as_nanos(0, 1 << Self::SPAN_SHIFT));
+        // factor / 2^64 = ms per tick = span_nanos / 10^6 / 2^SPAN_SHIFT.
+        let factor = (span_nanos << (64 - Self::SPAN_SHIFT)) / 1_000_000;
+        MillisScale {
+            factor: u64::try_from(factor).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Milliseconds in `ticks` raw ticks.
+    #[inline]
+    fn millis(self, ticks: u64) -> u64 {
+        ((u128::from(ticks) * u128::from(self.factor)) >> 64) as u64
+    }
 }
 
 fn wall_clock_ms() -> UnixMillis {
@@ -103,8 +139,9 @@ impl Clock {
         match &self.manual {
             None => {
                 let base = system_base();
-                let nanos = base.clock.delta_as_nanos(base.start, base.clock.raw());
-                base.unix_ms + nanos / 1_000_000
+                // A reading before `start` (a TSC a few ticks behind on another core) is 0.
+                let ticks = base.clock.raw().saturating_sub(base.start);
+                base.unix_ms + base.scale.millis(ticks)
             }
             Some(m) => {
                 // Counted so tests can prove a hot path never reads the clock; manual clocks
@@ -287,6 +324,22 @@ mod tests {
         assert_eq!(deadline_at(5, None).unwrap(), 0);
         assert_eq!(deadline_at(5, Some(Duration::from_secs(1))).unwrap(), 1005);
         assert!(deadline_at(5, Some(Duration::ZERO)).is_err());
+    }
+
+    #[test]
+    fn the_precomputed_scale_matches_quanta() {
+        let clock = quanta::Clock::new();
+        let scale = MillisScale::of(&clock);
+        // Readings from 0 to 2^56 ticks (9 months at 3 GHz), at every power of two and between.
+        let readings = (0..57).flat_map(|bit| [1u64 << bit, (1 << bit) + (1 << bit) / 3]);
+        for ticks in readings.chain([0, 999_999, 1_000_001, 123_456_789_012]) {
+            let quanta_ms = clock.delta_as_nanos(0, ticks) / 1_000_000;
+            let ours = scale.millis(ticks);
+            assert!(
+                ours.abs_diff(quanta_ms) <= 1,
+                "{ticks} ticks: {ours} ms, quanta says {quanta_ms} ms"
+            );
+        }
     }
 
     #[test]
