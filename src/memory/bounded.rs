@@ -15,6 +15,18 @@ use crate::{events::EventKind, stats::Counter as Stat};
 
 /// Shards of a store bounded by entries hold at least this many entries each.
 const MIN_ENTRIES_PER_SHARD: u64 = 512;
+/// A store bounded by entries gets as many shards as make each shard's share of the capacity
+/// fill about this share (in hundredths) of a table's buckets: hashbrown tables have a power of
+/// two of buckets and grow at 7/8 full, so a share that happens to need 60 % of one size
+/// needs 30 % of the next (at 1 M u64 -> u64 entries, 16 shards of 62 500 take 131 072 buckets
+/// each, 52 B/entry of table; 21 shards of 47 620 take 65 536, 34 B/entry). 73 % leaves an
+/// eighth of the table free for the tombstones of evictions (see `Shard::keep_size`).
+const FILL_PERCENT: u64 = 73;
+/// At most 65 536 shards, as the builder allows.
+const MAX_SHARDS: u64 = 1 << 16;
+/// A bounded store allocates its tables at build time, at their final size, up to this many
+/// bytes in all (past it, a table grows as it fills, to the same final size).
+const PREALLOC_BYTES: usize = 128 << 20;
 /// Shards of a store bounded by weight hold at least this much weight each.
 const MIN_WEIGHT_PER_SHARD: u64 = 64 * 1024;
 
@@ -67,15 +79,33 @@ impl<K, V> Limits<K, V> {
         self.max_entries.is_some() || self.max_weight.is_some()
     }
 
-    /// The shard count for a store with these limits (`wanted` for an unbounded one).
-    pub fn cap_shards(&self, wanted: usize) -> usize {
-        let by_entries = self.max_entries.map(|n| n / MIN_ENTRIES_PER_SHARD);
-        let by_weight = self.max_weight.map(|w| w / MIN_WEIGHT_PER_SHARD);
-        let most = by_entries.into_iter().chain(by_weight).min();
-        match most {
-            None => wanted,
-            Some(most) => wanted.min(prev_power_of_two(most.max(1))),
+    /// The shard count for a store with these limits (`wanted` for an unbounded one): for a
+    /// store bounded by entries, the count whose shares fill their tables ([`fitted_shards`]).
+    pub fn shards(&self, wanted: usize) -> usize {
+        let by_weight = self.max_weight.map(|w| (w / MIN_WEIGHT_PER_SHARD).max(1));
+        match (self.max_entries, by_weight) {
+            (None, None) => wanted,
+            (None, Some(most)) => wanted.min(prev_power_of_two(most)),
+            (Some(entries), by_weight) => {
+                let fitted = fitted_shards(entries, wanted as u64);
+                fitted.min(by_weight.unwrap_or(u64::MAX)) as usize
+            }
         }
+    }
+
+    /// How many entries the table of shard `index` of `shards` is allocated for at build time:
+    /// its share of `max_entries` (0 for a store not bounded by entries, or one whose tables
+    /// would take more than [`PREALLOC_BYTES`] in all).
+    pub fn table_capacity<T>(&self, index: usize, shards: usize) -> usize {
+        let Some(entries) = self.max_entries else {
+            return 0;
+        };
+        // A table's bytes per entry at FILL_PERCENT: one control byte and a slot per bucket.
+        let bytes = (std::mem::size_of::<T>() as u64 + 1) * 100 / FILL_PERCENT;
+        if entries.saturating_mul(bytes) > PREALLOC_BYTES as u64 {
+            return 0;
+        }
+        share(entries, index, shards) as usize
     }
 
     /// The policy of shard `index` of `shards`: the limits split evenly, the first shards
@@ -84,10 +114,7 @@ impl<K, V> Limits<K, V> {
         if !self.is_bounded() {
             return None;
         }
-        let share = |total: u64| {
-            let (each, rest) = (total / shards as u64, total % shards as u64);
-            each + u64::from((index as u64) < rest)
-        };
+        let share = |total: u64| share(total, index, shards);
         let entries = self.max_entries.map_or(usize::MAX, |n| share(n) as usize);
         let weight = self.max_weight.map_or(u64::MAX, share);
         // A bounded-by-weight shard remembers as many evicted hashes as 1/64 of its weight.
@@ -96,8 +123,31 @@ impl<K, V> Limits<K, V> {
     }
 }
 
+/// Shard `index`'s share of `total` split over `shards`, the first shards taking one more
+/// when they do not divide.
+fn share(total: u64, index: usize, shards: usize) -> u64 {
+    let (each, rest) = (total / shards as u64, total % shards as u64);
+    each + u64::from((index as u64) < rest)
+}
+
 fn prev_power_of_two(n: u64) -> usize {
     1usize << (63 - n.leading_zeros()).min(16)
+}
+
+/// The shard count for a store bounded at `entries`, wanting about `wanted` shards (for lock
+/// contention): at least `wanted` (as long as each shard keeps `MIN_ENTRIES_PER_SHARD`, for
+/// its policy to tell hot from cold) and fewer than twice as many, chosen so each shard's share
+/// fills `FILL_PERCENT` of a power-of-two table. Any count works: `lane_of` picks a shard by
+/// multiplying, not by masking.
+fn fitted_shards(entries: u64, wanted: u64) -> u64 {
+    let most = (entries / MIN_ENTRIES_PER_SHARD).clamp(1, MAX_SHARDS);
+    let at_wanted = entries / wanted.clamp(1, most);
+    // The largest table that the share at `wanted` shards fills to FILL_PERCENT or more...
+    let scaled = at_wanted.saturating_mul(100) / FILL_PERCENT;
+    let buckets = 1u64 << (63 - scaled.max(1).leading_zeros());
+    // ...and as many shards as fill such tables to FILL_PERCENT or just under.
+    let per_shard = (buckets.saturating_mul(FILL_PERCENT) / 100).max(1);
+    entries.div_ceil(per_shard).min(most)
 }
 
 /// Queues a new entry in its shard's policy (before it goes into the table) and adds its weight.
@@ -159,6 +209,10 @@ where
         if weight > policy.max_weight {
             return false;
         }
+        if !policy.over(shard.table.len() + 1, policy.weight + weight) {
+            // It fits even as a new entry: no need to look for an older one to replace.
+            return true;
+        }
         let existing = shard.table.find(hash, |s| s.key == *key);
         let (mut entries, mut total) = match existing {
             Some(s) => (
@@ -218,5 +272,76 @@ where
     pub(super) fn report_unfit(&self, key: &K) {
         self.inner.stats.incr(Stat::Evictions);
         self.inner.events.emit(key, EventKind::Evicted);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each shard's table of a store bounded at `capacity` (16 shards wanted): its share of the
+    /// capacity, and its capacity (7/8 of its buckets).
+    fn tables(store: &MemoryStore<u64, u64>) -> Vec<(usize, usize)> {
+        let each = store.inner.shards.iter().map(|shard| {
+            let shard = shard.read();
+            let share = shard.policy.as_deref().map_or(0, |p| p.max_entries);
+            (share, shard.table_capacity())
+        });
+        each.collect()
+    }
+
+    fn bounded(capacity: u64) -> MemoryStore<u64, u64> {
+        let store = MemoryStore::builder().shards(16).max_capacity(capacity);
+        store.build().expect("valid options")
+    }
+
+    /// The fill of a table with this capacity holding `len` entries, in percent of its buckets.
+    fn fill(len: usize, capacity: usize) -> usize {
+        len * 100 / (capacity * 8 / 7)
+    }
+
+    #[test]
+    fn fitted_shards_fill_their_tables() {
+        // 16 shards of 4 200 would need 8 192 buckets each (4 096 hold only 3 584): 51 % full.
+        for capacity in [67_200u64, 1_000_000] {
+            let store = bounded(capacity);
+            let tables = tables(&store);
+            assert!(tables.len() >= 16, "{capacity}: {} shards", tables.len());
+            let total: usize = tables.iter().map(|(share, _)| share).sum();
+            assert_eq!(total as u64, capacity);
+            for &(share, table) in &tables {
+                assert!(
+                    table >= share,
+                    "{capacity}: allocated for {table} < {share}"
+                );
+                let fill = fill(share, table);
+                assert!((70..=73).contains(&fill), "{capacity}: {fill} % full");
+            }
+        }
+        let store = bounded(67_200);
+        let before = tables(&store);
+        for key in 0..200_000u64 {
+            store.put(key, key, None).expect("no ttl");
+        }
+        let after = tables(&store);
+        assert_eq!(before, after, "a table grew past its fitted size");
+        for shard in store.inner.shards.iter() {
+            let shard = shard.read();
+            let (len, table) = (shard.table.len(), shard.table_capacity());
+            assert!(fill(len, table) >= 70, "{len} entries in {table}");
+        }
+    }
+
+    #[test]
+    fn eviction_churn_does_not_double_a_bounded_table() {
+        let store = bounded(67_200);
+        let before = tables(&store);
+        // Each eviction may leave a tombstone; without `keep_size` hashbrown doubles a table
+        // more than half full once the tombstones use up its free slots.
+        for key in 0..400_000u64 {
+            store.put(key, key, None).expect("no ttl");
+        }
+        assert_eq!(tables(&store), before, "a table doubled under churn");
+        assert_eq!(store.count(), 67_200);
     }
 }

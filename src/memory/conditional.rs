@@ -116,6 +116,7 @@ where
             let weight = self.weigh(key, &V::zero());
             self.make_room(shard, hash, key, weight, evicted);
         }
+        shard.keep_size(self.rehash_slot());
         match shard
             .table
             .entry(hash, |s| s.key == *key, self.rehash_slot())
@@ -277,6 +278,7 @@ where
             self.removed(hash, RemovalCause::Size, || (slot.key, slot.value));
             return Some(None);
         }
+        shard.keep_size(self.rehash_slot());
         match shard
             .table
             .entry(hash, |s| s.key == slot.key, self.rehash_slot())

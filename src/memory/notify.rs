@@ -56,7 +56,7 @@ where
 
     #[inline]
     pub(super) fn lane(&self, hash: u64) -> usize {
-        (hash >> 40) as usize & self.inner.shard_mask
+        super::shard::lane_of(hash, self.inner.shards.len())
     }
 
     /// Queues the removal of `key`'s `value` (under the shard lock); `make` builds it only when

@@ -166,6 +166,15 @@ impl<K, V> Slot<K, V> {
     }
 }
 
+/// The shard of `hash` among `shards`: a multiply-shift of hash bits 32–55, so any shard count
+/// works (a bounded store picks the count that fits its tables, rarely a power of two) without
+/// a division. hashbrown takes the low bits for the bucket and the top 7 for its control byte,
+/// the policy's ghost the low 32 for its slot: the shard choice skews none of them.
+#[inline]
+pub(crate) fn lane_of(hash: u64, shards: usize) -> usize {
+    ((((hash >> 32) & 0xFF_FFFF) * shards as u64) >> 24) as usize
+}
+
 /// TTL deadlines kept beside the table, by entry hash (see [`SIDE_TTL`]).
 pub(crate) type Ttls = std::collections::HashMap<u64, u64, foldhash::fast::RandomState>;
 
@@ -191,6 +200,9 @@ pub(crate) struct Shard<K, V> {
     /// True in a store with `time_to_idle`: reads move deadlines, so the sweeper re-indexes
     /// an entry it finds not yet expired under a due hash.
     pub idle: bool,
+    /// The table's capacity without tombstones (hashbrown's `capacity()` counts only free
+    /// slots, so it drops below this as removals leave tombstones).
+    full: usize,
 }
 
 impl<K, V> Default for Shard<K, V> {
@@ -202,21 +214,64 @@ impl<K, V> Default for Shard<K, V> {
             indexed: 0,
             ttls: Ttls::default(),
             idle: false,
+            full: 0,
         }
     }
 }
 
 impl<K, V> Shard<K, V> {
     /// An empty shard; bounded by `policy` if given.
+    #[cfg(test)]
     pub fn new(policy: Option<Policy>) -> Self {
+        Self::sized(policy, 0)
+    }
+
+    /// An empty shard whose table has room for `capacity` entries already.
+    pub fn sized(policy: Option<Policy>, capacity: usize) -> Self {
+        let table = HashTable::with_capacity(capacity);
         Shard {
-            table: HashTable::new(),
+            full: table.capacity(),
+            table,
             policy: policy.map(Box::new),
             buckets: VecDeque::new(),
             indexed: 0,
             ttls: Ttls::default(),
             idle: false,
         }
+    }
+
+    /// Call before a write to the table. In a bounded shard whose table has no free slot left
+    /// because removals left tombstones, rebuilds the table at its size instead of letting
+    /// hashbrown double it (it rehashes in place only when at most half full). Eviction holds
+    /// a bounded shard at its share, so a doubled table would stay half empty for good. The
+    /// rebuild happens only while it leaves at least an eighth of the table free, so it costs
+    /// at most 8 moves per tombstone; a table fuller than that grows as usual.
+    #[inline]
+    pub fn keep_size(&mut self, rehash: impl Fn(&Slot<K, V>) -> u64) {
+        let (len, capacity) = (self.table.len(), self.table.capacity());
+        self.full = self.full.max(capacity);
+        if capacity == len && self.policy.is_some() {
+            let free = self.full - len;
+            if free > 0 && free >= self.full / 8 {
+                self.rebuild_table(rehash);
+            }
+        }
+    }
+
+    /// Moves every entry into a fresh table of the same size, which has no tombstones.
+    #[cold]
+    fn rebuild_table(&mut self, rehash: impl Fn(&Slot<K, V>) -> u64) {
+        let mut fresh = HashTable::with_capacity(self.full);
+        for slot in self.table.drain() {
+            fresh.insert_unique(rehash(&slot), slot, &rehash);
+        }
+        self.table = fresh;
+    }
+
+    /// The table's capacity without tombstones (7/8 of its buckets).
+    #[cfg(test)]
+    pub fn table_capacity(&self) -> usize {
+        self.full.max(self.table.capacity())
     }
 
     /// Records that the entry with `hash` expires at `deadline` (no-op for 0).

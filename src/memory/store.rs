@@ -80,7 +80,6 @@ pub(super) struct Inner<K, V, S> {
     /// True if the store has a capacity or weight limit (its shards have a policy).
     pub bounded: bool,
     pub limits: Limits<K, V>,
-    pub shard_mask: usize,
     pub hasher: S,
     pub clock: Clock,
     pub stats: StatsRecorder,
@@ -161,7 +160,8 @@ where
         let listener = ListenerSlot::new(parts.listener, parts.shards);
         let tti = parts.tti.map(crate::time::ttl_ms);
         let shard = |i| {
-            let mut shard = Shard::new(limits.policy(i, parts.shards));
+            let table = limits.table_capacity::<Slot<K, V>>(i, parts.shards);
+            let mut shard = Shard::sized(limits.policy(i, parts.shards), table);
             shard.idle = tti.is_some();
             RwLock::new(shard)
         };
@@ -174,7 +174,6 @@ where
             tti,
             track_reads: limits.is_bounded() || tti.is_some(),
             limits,
-            shard_mask: parts.shards - 1,
             hasher: parts.hasher,
             clock: parts.clock,
             stats: StatsRecorder::new(parts.stats),
@@ -195,9 +194,7 @@ where
 
     #[inline]
     pub(super) fn shard(&self, hash: u64) -> &RwLock<Shard<K, V>> {
-        // Bits 40.. pick the shard: hashbrown uses the low bits for the bucket and the top 7 for
-        // its control byte, so the shard choice does not skew either.
-        &self.inner.shards[(hash >> 40) as usize & self.inner.shard_mask]
+        &self.inner.shards[self.lane(hash)]
     }
 
     #[inline]
@@ -309,6 +306,7 @@ where
             return Outcome::Unfit;
         }
         self.stage_evicted(hash, evicted);
+        shard.keep_size(self.rehash_slot());
         let replaced = match shard
             .table
             .entry(hash, |s| s.key == slot.key, self.rehash_slot())
