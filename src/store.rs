@@ -652,13 +652,15 @@ where
         })
     }
 
-    /// A new, empty store of the same kind, options and namespace whose entries also expire
-    /// `idle` after their last read or write (`time_to_idle`; with a TTL, whichever deadline
-    /// comes first). The `Cache` builder's `.time_to_idle(..)` calls this, as `.namespace(..)`
-    /// calls [`with_namespace`](Self::with_namespace). Default: [`Error::Unsupported`]; the
-    /// in-memory stores support it. A remote store cannot: Redis has no idle expiry per key
-    /// (`OBJECT IDLETIME` only feeds its own eviction), and refreshing a TTL on every read
-    /// would turn each read into a write.
+    /// A store of the same kind, options and namespace whose entries also expire `idle` after
+    /// their last read or write (`time_to_idle`; with a TTL, whichever deadline comes first).
+    /// The `Cache` builder's `.time_to_idle(..)` calls this, as `.namespace(..)` calls
+    /// [`with_namespace`](Self::with_namespace), and like it the answer depends on where the
+    /// entries live: the in-memory stores return a new, empty store (each is its own
+    /// namespace), while DiskStore returns the same namespace of the same directory, its
+    /// entries kept (see its impl). Default: [`Error::Unsupported`]. A remote store cannot
+    /// support it: Redis has no idle expiry per key (`OBJECT IDLETIME` only feeds its own
+    /// eviction), and refreshing a TTL on every read would turn each read into a write.
     ///
     /// ```
     /// use std::time::Duration;

@@ -110,16 +110,20 @@ pub mod cases {
 }
 
 /// Instantiates every case for a store opened by `$open(&ctx, namespace)` with idle time
-/// [`IDLE`] and the context's manual clock.
+/// [`IDLE`] and the context's manual clock. `$ctx` builds each test's context (default
+/// `Ctx::manual()`; a disk store adds its directory).
 macro_rules! idle_conformance {
     ($open:ident) => {
+        idle_conformance!(Ctx::manual(), $open);
+    };
+    ($ctx:expr, $open:ident) => {
         use super::*;
 
         macro_rules! case {
             ($name:ident) => {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let ctx = Ctx::manual();
+                    let ctx = $ctx;
                     let store = $open::<String, String>(&ctx, "idle").await;
                     cases::$name(&ctx, &store).await;
                 }
@@ -135,7 +139,7 @@ macro_rules! idle_conformance {
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_counter_idles_out_unless_counted() {
-            let ctx = Ctx::manual();
+            let ctx = $ctx;
             let store = $open::<String, i64>(&ctx, "idle").await;
             cases::a_counter_idles_out_unless_counted(&ctx, &store).await;
         }
@@ -189,6 +193,90 @@ mod cache_over_memory {
     }
 
     idle_conformance!(open);
+}
+
+/// DiskStore built with `DiskBuilder::time_to_idle` (every namespace of the case in one data
+/// directory): its memory tier idles entries out, and the idle delete reaches the disk.
+#[cfg(feature = "disk")]
+mod disk {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::DiskStore;
+    use support::opener;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
+    where
+        K: strata::Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        opener::disk(ctx, namespace, |b| b.time_to_idle(IDLE))
+    }
+
+    idle_conformance!(Ctx::manual().with_dir(), open);
+}
+
+/// DiskStore with async writes: memory sees a write before the disk does.
+#[cfg(feature = "disk")]
+mod disk_async {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{DiskStore, Writes};
+    use support::opener;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
+    where
+        K: strata::Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        opener::disk(ctx, namespace, |b| {
+            b.writes(Writes::Async).time_to_idle(IDLE)
+        })
+    }
+
+    idle_conformance!(Ctx::manual().with_dir(), open);
+}
+
+/// DiskStore bounded by `max_capacity` and idling: both removals reach the disk.
+#[cfg(feature = "disk")]
+mod disk_bounded {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::DiskStore;
+    use support::opener;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
+    where
+        K: strata::Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        opener::disk(ctx, namespace, |b| b.max_capacity(1_000).time_to_idle(IDLE))
+    }
+
+    idle_conformance!(Ctx::manual().with_dir(), open);
+}
+
+/// Through a `Cache`: its builder's `time_to_idle` over a DiskStore opened without one
+/// (`Store::with_time_to_idle` rebuilds the namespace's memory tier). The larger-than-memory
+/// mode refuses idle expiry (`disk_idle::open_refuses_a_zero_idle_time_and_the_larger_than_memory_mode`).
+#[cfg(feature = "disk")]
+mod cache_over_disk {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{Cache, DiskStore};
+    use support::opener;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> Cache<K, V, DiskStore<K, V>>
+    where
+        K: strata::Key + std::fmt::Debug,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let store = opener::disk(ctx, "cache", |b| b);
+        Cache::builder()
+            .store(store)
+            .namespace(namespace)
+            .time_to_idle(IDLE)
+            .build()
+            .await
+            .expect("valid cache options")
+    }
+
+    idle_conformance!(Ctx::manual().with_dir(), open);
 }
 
 #[tokio::test]

@@ -239,12 +239,13 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// Expires entries `idle` after their last read or write (with a TTL, at whichever
     /// deadline comes first), in the store: `build()` replaces the store by
-    /// [`Store::with_time_to_idle`] — a new, empty store of the same kind and options, as
-    /// `.namespace(..)` does with [`Store::with_namespace`] (so give a store without entries).
-    /// MemoryStore and GenerationalStore support it (as their builders' `time_to_idle`);
-    /// `build()` fails with [`Error::InvalidConfig`] for a store that does not (a remote store
-    /// has no idle expiry, and DiskStore does not offer it yet: an entry idle in its memory
-    /// tier must also leave the disk).
+    /// [`Store::with_time_to_idle`], as `.namespace(..)` does with [`Store::with_namespace`].
+    /// MemoryStore and GenerationalStore support it (as their builders' `time_to_idle`) and
+    /// return a new, empty store (so give one without entries); DiskStore supports it too
+    /// (as [`DiskBuilder::time_to_idle`](crate::DiskBuilder::time_to_idle), an idle entry
+    /// leaving the disk as well) and keeps the namespace's entries, except in its
+    /// larger-than-memory mode. `build()` fails with [`Error::InvalidConfig`] for a store that
+    /// does not support it (a remote store has no idle expiry).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use super::{db::Stripes, engine::Op, store::DiskStore, writer::Ops};
+use super::{db::Stripes, engine::Op, idle::IdleHook, store::DiskStore, writer::Ops};
 use crate::{
     codec::Key, events::RemovalCause, listener::EvictionListener, memory::MemoryStore, Error,
     Result,
@@ -28,19 +28,37 @@ pub(super) type Evicted<K> = Arc<Mutex<Vec<K>>>;
 /// The user's eviction listener in this mode, installed later than the tier's own.
 pub(super) type Forward<K, V> = Arc<OnceLock<EvictionListener<K, V>>>;
 
-/// Makes `mem` record the keys it evicts for size (before anything is loaded into it) and
-/// hand every removal to the user's listener once one is installed (the tier has one slot).
-pub(super) fn record_evictions<K, V>(mem: &MemoryStore<K, V>) -> Result<(Evicted<K>, Forward<K, V>)>
+/// Makes `mem` record the keys it evicts for size (before anything is loaded into it) and, with
+/// `idle` (`time_to_idle`), the keys it expires, handing those to the idle settler
+/// (`disk::idle`); and hand every removal to the user's listener once one is installed (the
+/// tier has one slot). A key is recorded and the settler poked before the user's listener
+/// hears of the removal.
+pub(super) fn record_evictions<K, V>(
+    mem: &MemoryStore<K, V>,
+    idle: Option<(IdleHook, Arc<[u8]>)>,
+) -> Result<(Evicted<K>, Forward<K, V>)>
 where
     K: Key,
     V: Clone + Send + Sync + 'static,
 {
     let evicted: Evicted<K> = Arc::default();
     let forward: Forward<K, V> = Arc::default();
-    let (sink, user) = (evicted.clone(), forward.clone());
+    let (sink, user, weak) = (evicted.clone(), forward.clone(), mem.downgrade());
     mem.install_listener(Arc::new(move |key: K, value, cause| {
-        if cause == RemovalCause::Size {
-            sink.lock().push(key.clone());
+        match (cause, &idle) {
+            (RemovalCause::Size, _) => sink.lock().push(key.clone()),
+            (RemovalCause::Expired, Some((hook, prefix))) => {
+                let was_empty = {
+                    let mut list = sink.lock();
+                    list.push(key.clone());
+                    list.len() == 1
+                };
+                // A list that was not empty has a settle under way or queued: it drains it.
+                if was_empty {
+                    hook.poke(weak.clone(), sink.clone(), prefix.clone());
+                }
+            }
+            _ => {}
         }
         if let Some(user) = user.get() {
             user(key, value, cause);

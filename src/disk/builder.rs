@@ -60,6 +60,8 @@ pub(crate) struct Options {
     pub memory_capacity: Option<u64>,
     /// Bounded all-in-memory mode: at most this many entries per namespace, memory and disk.
     pub max_capacity: Option<u64>,
+    /// Every namespace's entries expire this long after their last read or write.
+    pub time_to_idle: Option<Duration>,
     pub faults: Option<super::faults::Faults>,
 }
 
@@ -96,6 +98,8 @@ pub type DiskStoreBuilder<K, V> = DiskBuilder<ForStore<K, V>>;
 /// - `memory_capacity`: none (every live entry is in memory; see
 ///   [`DiskBuilder::memory_capacity`] for the larger-than-memory mode);
 /// - `max_capacity`: none (no limit on entries; see [`DiskBuilder::max_capacity`]);
+/// - `time_to_idle`: none (entries expire only by their TTL; see
+///   [`DiskBuilder::time_to_idle`]);
 /// - `namespace` (store shorthand only): `"cache"`.
 ///
 /// ```
@@ -135,6 +139,7 @@ impl<T> DiskBuilder<T> {
                 queue_capacity: 1 << 20,
                 memory_capacity: None,
                 max_capacity: None,
+                time_to_idle: None,
                 faults: None,
             },
             namespace: Ok(Namespace::default()),
@@ -282,6 +287,49 @@ impl<T> DiskBuilder<T> {
         self
     }
 
+    /// Expires every entry `idle` after its last read or write (moka's `time_to_idle`), or at
+    /// its TTL deadline if that comes first, in every namespace of the directory. Reads that
+    /// extend the idle time and writes that restart it are those of
+    /// [`MemoryStoreBuilder::time_to_idle`](crate::MemoryStoreBuilder::time_to_idle).
+    ///
+    /// - **An entry that idled out is deleted on disk too**, so it does not come back after a
+    ///   restart: the memory tier's expiry hands the key to a background thread, which queues
+    ///   the delete under the key's stripe lock and only if memory still has no live entry, so
+    ///   a write of the key racing the expiry wins. A close deletes what is still pending.
+    /// - **The disk does not record reads**: after a restart every entry gets a fresh idle
+    ///   window, counted from the open (its TTL deadline still holds).
+    /// - Refused with [`memory_capacity`](Self::memory_capacity): an entry only on disk has no
+    ///   record of its last read, so it could never idle out.
+    /// - An entry that reaches its TTL deadline is deleted on disk at once too (the expiry
+    ///   cannot tell the two apart), rather than left to compaction.
+    ///
+    /// [`Store::with_time_to_idle`](crate::Store::with_time_to_idle) gives one namespace idle
+    /// expiry instead (what `Cache::builder().time_to_idle(..)` calls).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{DiskStore, ManualClock, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let time = ManualClock::new();
+    /// let store = DiskStore::<String, u32>::builder()
+    ///     .dir(dir.path())
+    ///     .clock(time.clock())
+    ///     .time_to_idle(Duration::from_secs(60))
+    ///     .open()?;
+    /// store.put("session".into(), 1, None).await?;
+    /// time.advance(Duration::from_secs(50));
+    /// assert_eq!(store.get(&"session".into()).await?, Some(1)); // idle again from here
+    /// time.advance(Duration::from_secs(60));
+    /// assert_eq!(store.get(&"session".into()).await?, None); // and gone on disk too
+    /// # Ok(()) }
+    /// ```
+    pub fn time_to_idle(mut self, idle: Duration) -> Self {
+        self.opts.time_to_idle = Some(idle);
+        self
+    }
+
     /// Test hook: commits go through `faults`, which can fail or park them (see
     /// [`Faults`](crate::Faults)). Hidden: for strata's own tests and those of stores built on
     /// it; never set it in production.
@@ -328,6 +376,9 @@ impl<T> DiskBuilder<T> {
                 "max_capacity",
                 "cannot be combined with memory_capacity (there the disk keeps every entry); pick one",
             ));
+        }
+        if let Some(idle) = o.time_to_idle {
+            super::idle::validate(idle, o.memory_capacity.is_some())?;
         }
         if o.dir.as_os_str().is_empty() {
             return Err(Error::config("dir", "must not be empty"));

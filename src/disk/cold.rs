@@ -21,6 +21,10 @@ where
     /// `key`'s live value and deadline (0: never): memory, else (larger than memory) disk.
     /// Writers call it under the key's stripe lock, so what it reads is committed state.
     pub(super) fn lookup(&self, key: &K) -> Result<Option<(V, u64)>> {
+        if self.tier_idle().is_some() {
+            // The deadline a write keeps is the TTL's, not the idle one memory reports.
+            return Ok(self.mem().peek_ttl_deadline(key));
+        }
         if let Some((value, expiry)) = self.mem().get_with_ttl(key) {
             return Ok(Some((value, self.deadline_of(expiry))));
         }

@@ -18,10 +18,11 @@ use super::{
     builder::{DiskDbBuilder, OnCorrupt, Options, Writes},
     closing::{self, Closing},
     engine::{allocated, Engine, FjallEngine, Op, BLOCK_CACHE, BLOCK_CACHE_COLD},
+    idle::{IdleHook, Settler},
     load::{self, OpenSummary, RawEntries},
     lock::{self, DirLock},
     marker, perms, record,
-    store::{DiskStore, Tier},
+    store::{put_at, DiskStore, Tier},
     writer::{self, Writer},
 };
 use crate::{
@@ -119,6 +120,8 @@ pub(super) struct DbInner {
     pending: Mutex<HashMap<Box<[u8]>, RawEntries>>,
     pub(super) tiers: Mutex<HashMap<Namespace, Box<dyn Any + Send + Sync>>>,
     summary: OpenSummary,
+    /// Deletes on disk what idled out in memory (`disk::idle`).
+    pub(super) settler: Arc<Settler>,
     // Dropped last (or by `Closing`): the directory stays locked until the engine is closed.
     lock: Option<DirLock>,
 }
@@ -127,6 +130,8 @@ pub(super) struct DbInner {
 /// after; on a runtime's thread the close finishes on a thread of its own (see `closing`).
 impl Drop for DbInner {
     fn drop(&mut self) {
+        // Idle deletes still pending go into the writer's queue before it drains.
+        self.settler.close(self);
         if tokio::runtime::Handle::try_current().is_err() {
             // The fields drop next, in order: the engine, then the lock.
             return writer::join(self.writer.stop());
@@ -184,6 +189,7 @@ impl DiskDb {
             pending: Mutex::new(loaded.by_namespace),
             tiers: Mutex::new(HashMap::new()),
             summary: loaded.summary,
+            settler: Arc::default(),
             lock: Some(lock),
         };
         Ok(DiskDb {
@@ -223,54 +229,124 @@ impl DiskDb {
         K: Key,
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let clock = self.inner.opts.clock.clone();
-        let mut mem = MemoryStore::builder()
-            .namespace(namespace.as_str())
-            .clock(clock.clone());
-        if let Some(entries) = self.inner.opts.memory_capacity {
-            mem = mem.max_capacity(entries);
-        }
-        if let Some(entries) = self.inner.opts.max_capacity {
-            mem = mem.max_capacity(entries);
-        }
-        let mem = mem.build()?;
-        let (evicted, forward) = match self.inner.opts.max_capacity {
-            Some(_) => {
-                let (evicted, forward) = super::bounded::record_evictions(&mem)?;
-                (Some(evicted), Some(forward))
-            }
-            None => (None, None),
-        };
+        let mut tier = self.new_tier::<K, V>(namespace, self.inner.opts.time_to_idle)?;
         let raw = self
             .inner
             .pending
             .lock()
             .remove(namespace.as_str().as_bytes())
             .unwrap_or_default();
-        let now = clock.now_ms();
-        mem.reserve(raw.len());
-        let (undecodable, mut expired) = load_entries(&mem, namespace, &raw, now)?;
+        let now = self.inner.opts.clock.now_ms();
+        tier.mem.reserve(raw.len());
+        let (undecodable, mut expired) = load_entries(&tier.mem, namespace, &raw, now)?;
         drop(raw);
-        if let Some(evicted) = &evicted {
-            // More records than the limit (a limit lowered, a delete lost to a crash): the
-            // tier evicted the surplus while loading; delete it on disk too.
-            let prefix = namespace.prefix();
-            expired.extend(super::bounded::evicted_at_load(
-                &mem,
-                evicted,
-                prefix.as_ref(),
-            ));
-        }
+        // More records than the limit (a limit lowered, a delete lost to a crash): the tier
+        // evicted the surplus while loading; delete it on disk too.
+        expired.extend(self.evicted_while_filling(&tier, namespace));
         if !expired.is_empty() {
             self.inner.writer.send(expired, false)?;
         }
         undecodable.report(namespace);
+        tier.undecodable = undecodable.count;
+        Ok(tier)
+    }
+
+    /// An empty memory tier for `namespace`, idling out after `tti`, with the listener that
+    /// deletes its evictions and idle expiries on disk when the options ask for either.
+    fn new_tier<K, V>(&self, namespace: &Namespace, tti: Option<Duration>) -> Result<Tier<K, V>>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let opts = &self.inner.opts;
+        let mut mem = MemoryStore::builder()
+            .namespace(namespace.as_str())
+            .clock(opts.clock.clone());
+        if let Some(entries) = opts.memory_capacity.or(opts.max_capacity) {
+            mem = mem.max_capacity(entries);
+        }
+        if let Some(idle) = tti {
+            mem = mem.time_to_idle(idle);
+        }
+        let mem = mem.build()?;
+        let idle = tti.map(|_| {
+            let hook = IdleHook {
+                settler: self.inner.settler.clone(),
+                db: Arc::downgrade(&self.inner),
+            };
+            (hook, Arc::from(namespace.prefix()))
+        });
+        let (evicted, forward) = if opts.max_capacity.is_some() || idle.is_some() {
+            let (evicted, forward) = super::bounded::record_evictions(&mem, idle)?;
+            (Some(evicted), Some(forward))
+        } else {
+            (None, None)
+        };
         Ok(Tier {
             mem,
-            undecodable: undecodable.count,
+            undecodable: 0,
             evicted,
             forward,
+            tti,
+            handles: Arc::default(),
         })
+    }
+
+    /// The deletes for what `tier` evicted while it was being filled (nothing else runs on it
+    /// yet).
+    fn evicted_while_filling<K, V>(&self, tier: &Tier<K, V>, namespace: &Namespace) -> Vec<Op>
+    where
+        K: Key,
+        V: Clone + Send + Sync + 'static,
+    {
+        match (&tier.evicted, self.inner.opts.max_capacity) {
+            (Some(evicted), Some(_)) => {
+                let prefix = namespace.prefix();
+                super::bounded::evicted_at_load(&tier.mem, evicted, prefix.as_ref())
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// `Store::with_time_to_idle`: replaces `store`'s memory tier by one idling out after
+    /// `idle`, holding the same entries (each with a fresh idle window and its TTL deadline).
+    /// Refused while another handle shares the tier: it would go on using the old one.
+    pub(super) fn retier<K, V>(
+        &self,
+        store: &DiskStore<K, V>,
+        idle: Duration,
+    ) -> Result<DiskStore<K, V>>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let namespace = store.namespace.clone();
+        let mut tiers = self.inner.tiers.lock();
+        let current = tiers
+            .get(&namespace)
+            .and_then(|tier| tier.downcast_ref::<Tier<K, V>>());
+        let old = store.tier();
+        let alone = current.is_some_and(|tier| Arc::ptr_eq(&tier.handles, &old.handles))
+            && Arc::strong_count(&old.handles) == 2;
+        if !alone {
+            return Err(Error::config(
+                "time_to_idle",
+                format!("{namespace} has other open handles in this directory, which would keep a memory tier without idle expiry: call it on the namespace's only handle, or open the directory with DiskBuilder::time_to_idle"),
+            ));
+        }
+        let mut tier = self.new_tier::<K, V>(&namespace, Some(idle))?;
+        tier.undecodable = old.undecodable;
+        for key in old.mem.keys() {
+            if let Some((value, deadline)) = old.mem.peek_ttl_deadline(&key) {
+                put_at(&tier.mem, key, value, deadline);
+            }
+        }
+        let evicted = self.evicted_while_filling(&tier, &namespace);
+        if !evicted.is_empty() {
+            self.inner.writer.send(evicted, false)?;
+        }
+        tiers.insert(namespace.clone(), Box::new(tier.clone()));
+        Ok(DiskStore::new(self.clone(), namespace, tier))
     }
 
     /// True if `path` holds a strata data directory: the engine directory (`<path>/fjall`) that
@@ -416,6 +492,22 @@ impl DiskDb {
     /// recover from.
     pub(super) fn check(&self) -> Result<()> {
         self.inner.writer.health.check()
+    }
+}
+
+impl DbInner {
+    /// The stripe lock of `disk_key` for the idle settler: waited for on its own thread; on
+    /// an async runtime's thread (a close there) taken only if free.
+    pub(super) fn lock_to_settle(&self, disk_key: &[u8]) -> Option<MutexGuard<'_, ()>> {
+        let mutex = &self.stripes[stripe_of(disk_key)];
+        if let Ok(guard) = mutex.try_lock() {
+            return Some(guard);
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return None;
+        }
+        self.settler.note_wait();
+        Some(mutex.blocking_lock())
     }
 }
 

@@ -94,6 +94,12 @@
 //!   or a lowered limit is caught up at open: the bounded tier evicts the surplus while loading
 //!   and deletes it on disk. The conformance suite runs on this mode
 //!   (`conformance::disk_bounded`).
+//! - **Idle expiry** ([`DiskBuilder::time_to_idle`], or `Store::with_time_to_idle` for one
+//!   namespace; not in the larger-than-memory mode): the memory tier expires an entry idle
+//!   after its last read or write, and a background thread (the idle settler) deletes it on
+//!   disk under its stripe lock, only if memory still has no live entry, so a racing write
+//!   wins (`disk_idle::a_write_racing_the_idle_delete_wins`) and an idled-out entry is gone
+//!   after a restart. The disk does not record reads: idle time restarts at open.
 //! - **Eviction listener** (`Store::install_eviction_listener`): every removal of the memory
 //!   tier (which holds every live entry) with its value and cause, `Size` evictions of a
 //!   bounded store included. A sync write's removals are delivered on the writer thread after
@@ -110,6 +116,7 @@ mod cold;
 mod db;
 mod engine;
 mod faults;
+mod idle;
 mod load;
 mod lock;
 mod marker;

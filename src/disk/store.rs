@@ -35,6 +35,11 @@ pub(super) struct Tier<K, V> {
     pub evicted: Option<super::bounded::Evicted<K>>,
     /// With `max_capacity`: where the tier's own listener forwards to the user's.
     pub forward: Option<super::bounded::Forward<K, V>>,
+    /// The memory tier's `time_to_idle`.
+    pub tti: Option<Duration>,
+    /// One clone per handle on the tier (and one in the directory's map), so
+    /// `with_time_to_idle` can tell whether another handle would keep the old tier.
+    pub handles: Arc<()>,
 }
 
 impl<K, V> Clone for Tier<K, V> {
@@ -44,6 +49,8 @@ impl<K, V> Clone for Tier<K, V> {
             undecodable: self.undecodable,
             evicted: self.evicted.clone(),
             forward: self.forward.clone(),
+            tti: self.tti,
+            handles: self.handles.clone(),
         }
     }
 }
@@ -142,6 +149,14 @@ where
 
     pub(super) fn forward(&self) -> Option<&super::bounded::Forward<K, V>> {
         self.tier.forward.as_ref()
+    }
+
+    pub(super) fn tier(&self) -> &Tier<K, V> {
+        &self.tier
+    }
+
+    pub(super) fn tier_idle(&self) -> Option<Duration> {
+        self.tier.tti
     }
 
     pub(super) fn disk_key(&self, key: &K) -> Vec<u8> {
@@ -529,6 +544,17 @@ where
     /// The store of `namespace` in the same directory (shares the lock, engine and writer).
     fn with_namespace(&self, namespace: &Namespace) -> Result<Self> {
         self.db.store(namespace.as_str())
+    }
+
+    /// This namespace of the same directory, its entries kept, with a memory tier that
+    /// expires them `idle` after their last read or write (see
+    /// [`DiskBuilder::time_to_idle`](crate::DiskBuilder::time_to_idle) for what reaches the
+    /// disk). The tier is rebuilt, so this must be the namespace's only open handle (the
+    /// handle it is called on then goes stale: use the one returned); counters start at zero.
+    /// A store already idling after `idle` is returned as it is. Refused in the
+    /// larger-than-memory mode.
+    fn with_time_to_idle(&self, idle: Duration) -> Result<Self> {
+        self.with_idle(idle)
     }
 
     fn put(

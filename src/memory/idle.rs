@@ -63,6 +63,30 @@ where
         }
     }
 
+    /// The live value under `key` and its TTL deadline (Unix ms, 0: none): with
+    /// `time_to_idle`, the deadline its TTL asked for, not the idle one that comes first. Only
+    /// looks: no read is counted and no deadline moves (a DiskStore writer decides on it, and
+    /// its write rewrites the entry anyway).
+    pub(crate) fn peek_ttl_deadline<Q>(&self, key: &Q) -> Option<(V, u64)>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let now = self.now();
+        let shard = self.shard(hash).read();
+        let slot = shard.table.find(hash, |s| s.key.borrow() == key)?;
+        if slot.is_expired(|| now) {
+            return None;
+        }
+        let flags = slot.idle_flags();
+        let ttl = match self.inner.tti {
+            Some(_) if flags & CAPPED == 0 => shard.side_ttl(hash, flags).unwrap_or(0),
+            _ => slot.deadline(),
+        };
+        Some((slot.value.clone(), ttl))
+    }
+
     /// An in-place write of a live entry that keeps its TTL (a counter's `incr`): its idle
     /// deadline starts again. Returns the deadline to schedule (0: none changed).
     pub(super) fn restart_idle(

@@ -25,3 +25,4 @@ mod sweeper;
 
 pub use builder::MemoryStoreBuilder;
 pub use store::MemoryStore;
+pub(crate) use store::WeakMemoryStore;

@@ -65,6 +65,30 @@ impl<K, V, S> Clone for MemoryStore<K, V, S> {
     }
 }
 
+/// A handle that does not keep its [`MemoryStore`] alive: for a listener installed on the
+/// store that needs the store back (it would otherwise own itself and never drop).
+pub(crate) struct WeakMemoryStore<K, V, S = DefaultHasher>(Weak<Inner<K, V, S>>);
+
+impl<K, V, S> Clone for WeakMemoryStore<K, V, S> {
+    fn clone(&self) -> Self {
+        WeakMemoryStore(self.0.clone())
+    }
+}
+
+impl<K, V, S> WeakMemoryStore<K, V, S> {
+    /// The store, unless it was dropped.
+    pub(crate) fn upgrade(&self) -> Option<MemoryStore<K, V, S>> {
+        self.0.upgrade().map(|inner| MemoryStore { inner })
+    }
+}
+
+impl<K, V, S> MemoryStore<K, V, S> {
+    /// A handle that does not keep the store alive.
+    pub(crate) fn downgrade(&self) -> WeakMemoryStore<K, V, S> {
+        WeakMemoryStore(Arc::downgrade(&self.inner))
+    }
+}
+
 impl<K, V, S> std::fmt::Debug for MemoryStore<K, V, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
