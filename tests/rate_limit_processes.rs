@@ -70,31 +70,46 @@ async fn rate_limit_child() {
     println!("allowed {allowed}");
 }
 
+/// A child process of this test binary, with its stdout read line by line and its stderr kept
+/// in a file, so a child that dies says why.
+struct ChildRun {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+    stderr: tempfile::NamedTempFile,
+}
+
 /// Starts one child in `mode`; returns it once it has connected and said `ready`.
-fn spawn_child(url: &str, mode: &str) -> (Child, BufReader<std::process::ChildStdout>) {
+fn spawn_child(url: &str, mode: &str) -> ChildRun {
+    let stderr = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["rate_limit_child", "--exact", "--ignored", "--nocapture"])
         .env(URL_VAR, url)
         .env(MODE_VAR, mode)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr.reopen().unwrap())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let ready = next_report(&mut out);
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut run = ChildRun { child, out, stderr };
+    let ready = run.next_report();
     assert_eq!(ready, "ready", "the child did not start");
-    (child, out)
+    run
 }
 
-/// The child's next line of its own (the test harness prints lines of its own too).
-fn next_report(out: &mut impl BufRead) -> String {
-    loop {
-        let mut line = String::new();
-        assert_ne!(out.read_line(&mut line).unwrap(), 0, "the child exited");
-        let line = line.trim();
-        if line == "ready" || line.starts_with("allowed ") {
-            return line.to_string();
+impl ChildRun {
+    /// The child's next line of its own (the test harness prints lines of its own too).
+    fn next_report(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            if self.out.read_line(&mut line).unwrap() == 0 {
+                let stderr = std::fs::read_to_string(self.stderr.path()).unwrap_or_default();
+                panic!("the child exited; its stderr:\n{stderr}");
+            }
+            let line = line.trim();
+            if line == "ready" || line.starts_with("allowed ") {
+                return line.to_string();
+            }
         }
     }
 }
@@ -103,14 +118,19 @@ fn next_report(out: &mut impl BufRead) -> String {
 fn allowed_across_processes(mode: &str) -> usize {
     let server = RedisServer::start();
     let mut children: Vec<_> = (0..2).map(|_| spawn_child(&server.url(), mode)).collect();
-    for (child, _) in &mut children {
-        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    for run in &mut children {
+        run.child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"go\n")
+            .unwrap();
     }
     let mut total = 0;
-    for (mut child, mut out) in children {
-        let report = next_report(&mut out);
+    for mut run in children {
+        let report = run.next_report();
         total += report["allowed ".len()..].parse::<usize>().unwrap();
-        assert!(child.wait().unwrap().success());
+        assert!(run.child.wait().unwrap().success());
     }
     total
 }

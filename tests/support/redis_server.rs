@@ -4,10 +4,12 @@
 //! loud panic that says so.
 
 use std::{
+    collections::BTreeSet,
     io::{BufRead, BufReader, Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::Mutex,
     thread::sleep,
     time::{Duration, Instant},
 };
@@ -21,9 +23,18 @@ pub struct RedisServer {
 }
 
 /// A free TCP port on 127.0.0.1 (the OS picks it; there is a small window before we bind it).
+/// Never the same port twice in one test process: the OS may hand a just-released port to the
+/// next caller, and two tests running in parallel would then start two servers on one port
+/// (the second fails to bind, and both tests end up talking to the first).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port");
+        let port = listener.local_addr().expect("local addr").port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 pub fn redis_binary() -> PathBuf {
@@ -45,18 +56,30 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments (e.g. `["--requirepass", "s3cret"]`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_on(free_port(), extra)
+    }
+
+    /// Starts a server asking for `port` first; if something else already holds that port, the
+    /// server moves to a free one ([`RedisServer::port`] says where it ended up).
+    pub fn start_on(port: u16, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("scratch dir for redis");
         let mut server = RedisServer {
             child: None,
-            port: free_port(),
+            port,
             dir,
             args: extra.iter().map(|s| s.to_string()).collect(),
         };
-        server.spawn();
-        server
+        for _ in 0..5 {
+            if server.spawn() {
+                return server;
+            }
+            server.port = free_port();
+        }
+        panic!("redis-server could not bind a free port on 127.0.0.1 in 5 tries");
     }
 
-    fn spawn(&mut self) {
+    /// Starts the server on `self.port`; false if it exited first (the port was taken).
+    fn spawn(&mut self) -> bool {
         let mut cmd = Command::new(redis_binary());
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
@@ -66,14 +89,27 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(cmd.spawn().expect("start redis-server"));
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&self) {
+    /// Waits until the server on `self.port` is our child (its `INFO` names our pid), not a
+    /// server of another test that got the port first; false if our child exited.
+    fn wait_ready(&mut self) -> bool {
+        let pid = format!(
+            "process_id:{}\r",
+            self.child.as_ref().expect("spawned").id()
+        );
+        let info = self.auth_then(&["INFO", "server"]);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if TcpStream::connect(self.addr()).is_ok() {
-                return;
+            let child = self.child.as_mut().expect("spawned");
+            if child.try_wait().expect("poll redis-server").is_some() {
+                self.child = None;
+                return false;
+            }
+            let reply = Self::try_pipeline_at(self.port, &info);
+            if reply.is_ok_and(|reply| reply.contains(&pid)) {
+                return true;
             }
             sleep(Duration::from_millis(20));
         }
@@ -81,6 +117,18 @@ impl RedisServer {
             "redis-server did not accept connections on port {} within 10 s",
             self.port
         );
+    }
+
+    /// `command`, preceded by `AUTH` when the server was started with `--requirepass`.
+    fn auth_then(&self, command: &[&str]) -> Vec<Vec<String>> {
+        let password = self
+            .args
+            .iter()
+            .position(|a| a == "--requirepass")
+            .and_then(|i| self.args.get(i + 1));
+        let auth = password.map(|p| vec!["AUTH".to_string(), p.clone()]);
+        let command = command.iter().map(|a| a.to_string()).collect();
+        auth.into_iter().chain([command]).collect()
     }
 
     /// The server's address.
@@ -126,7 +174,11 @@ impl RedisServer {
     /// Starts the server again on the same port (after [`RedisServer::kill`]).
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "redis-server could not bind port {} again",
+            self.port
+        );
     }
 
     /// Sends one command over a fresh connection and returns the raw RESP reply (for tests that
@@ -148,15 +200,29 @@ impl RedisServer {
     }
 
     fn try_raw_at(port: u16, args: &[&str]) -> std::io::Result<String> {
+        Self::try_pipeline_at(port, &[args.to_vec()])
+    }
+
+    /// Sends `commands` in one write over a fresh connection; the last one's reply.
+    fn try_pipeline_at<S: AsRef<str>>(port: u16, commands: &[Vec<S>]) -> std::io::Result<String> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let mut stream = TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{}\r\n", a.len(), a));
+        let mut req = String::new();
+        for args in commands {
+            req.push_str(&format!("*{}\r\n", args.len()));
+            for a in args {
+                let a = a.as_ref();
+                req.push_str(&format!("${}\r\n{}\r\n", a.len(), a));
+            }
         }
         stream.write_all(req.as_bytes())?;
-        read_reply(&mut BufReader::new(stream))
+        let mut reader = BufReader::new(stream);
+        let mut reply = String::new();
+        for _ in commands {
+            reply = read_reply(&mut reader)?;
+        }
+        Ok(reply)
     }
 }
 
