@@ -91,24 +91,31 @@ impl<K, V> Slot<K, V> {
     /// loop, so racing readers neither lose an extension nor a recorded read.
     #[inline]
     pub fn extend_idle(&self, idle: u64, ttl: Option<u64>, touch: bool) {
-        let _ = self
+        let mut seen = self.meta();
+        while let Err(current) = self.try_extend_idle(seen, idle, ttl, touch) {
+            seen = current;
+        }
+    }
+
+    /// One step of [`extend_idle`](Self::extend_idle), from the word as it was `seen`: fails
+    /// with the word as it is if another reader changed it since (the caller tries again from
+    /// there, so neither reader's extension nor its read is lost).
+    #[inline]
+    fn try_extend_idle(
+        &self,
+        seen: u64,
+        idle: u64,
+        ttl: Option<u64>,
+        touch: bool,
+    ) -> Result<(), u64> {
+        let next = idle_extended(seen, idle, ttl, touch);
+        if next == seen {
+            return Ok(());
+        }
+        let swap = self
             .meta
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |meta| {
-                let mut next = meta;
-                if meta & CAPPED == 0 {
-                    let (deadline, capped) = match ttl {
-                        Some(ttl) if ttl <= idle => (ttl, CAPPED),
-                        _ => (idle, 0),
-                    };
-                    if deadline > meta & DEADLINE_MASK {
-                        next = (meta & !DEADLINE_MASK) | deadline | capped;
-                    }
-                }
-                if touch && next & FREQ_MASK != FREQ_MASK {
-                    next += 1 << FREQ_SHIFT;
-                }
-                (next != meta).then_some(next)
-            });
+            .compare_exchange(seen, next, Ordering::Relaxed, Ordering::Relaxed);
+        swap.map(drop)
     }
 
     /// True if the entry has a deadline and it has passed; reads the clock (`now`) only then.
@@ -164,6 +171,26 @@ impl<K, V> Slot<K, V> {
     pub fn enter_main(&mut self) {
         *self.meta.get_mut() |= MAIN_BIT;
     }
+}
+
+/// The deadline word `meta` after a read in a store with `time_to_idle` (see
+/// [`Slot::extend_idle`]).
+#[inline]
+fn idle_extended(meta: u64, idle: u64, ttl: Option<u64>, touch: bool) -> u64 {
+    let mut next = meta;
+    if meta & CAPPED == 0 {
+        let (deadline, capped) = match ttl {
+            Some(ttl) if ttl <= idle => (ttl, CAPPED),
+            _ => (idle, 0),
+        };
+        if deadline > meta & DEADLINE_MASK {
+            next = (meta & !DEADLINE_MASK) | deadline | capped;
+        }
+    }
+    if touch && next & FREQ_MASK != FREQ_MASK {
+        next += 1 << FREQ_SHIFT;
+    }
+    next
 }
 
 /// The shard of `hash` among `shards`: a multiply-shift of hash bits 32–55, so any shard count
@@ -268,10 +295,30 @@ impl<K, V> Shard<K, V> {
         self.table = fresh;
     }
 
+    /// Records that the entry with `hash`, whose deadline was `old` (0: none), expires at
+    /// `deadline` now. If both fall in the same bucket, the entry is indexed there already: a
+    /// hot key rewritten with the same TTL adds nothing to the index (which then neither grows
+    /// nor needs rebuilding sooner). With `time_to_idle`, `old` may have been moved by reads
+    /// past the bucket it is indexed in; it is then indexed in an earlier one, where the
+    /// sweeper finds it alive and indexes it again at its deadline.
+    #[inline]
+    pub fn reschedule(&mut self, hash: u64, old: u64, deadline: u64, rehash: impl Fn(&K) -> u64) {
+        if old != 0 && old >> BUCKET_SHIFT == deadline >> BUCKET_SHIFT {
+            return;
+        }
+        self.schedule(hash, deadline, rehash);
+    }
+
     /// The table's capacity without tombstones (7/8 of its buckets).
     #[cfg(test)]
     pub fn table_capacity(&self) -> usize {
         self.full.max(self.table.capacity())
+    }
+
+    /// How many hashes the deadline index holds (overwritten ones included).
+    #[cfg(test)]
+    pub fn indexed(&self) -> usize {
+        self.indexed
     }
 
     /// Records that the entry with `hash` expires at `deadline` (no-op for 0).
@@ -489,6 +536,28 @@ mod tests {
         let slot = Slot::new(key, key, deadline);
         shard.table.insert_unique(key, slot, |s| s.key);
         shard.schedule(key, deadline, |k| *k);
+    }
+
+    #[test]
+    fn racing_idle_extensions_lose_neither_an_extension_nor_a_read() {
+        let slot: Slot<u64, u64> = Slot::new(1, 1, 1_000);
+        // Reader A reads the word, then reader B extends the deadline and records its read
+        // before A writes: A's write must not undo B's.
+        let seen_by_a = slot.meta();
+        slot.extend_idle(5_000, None, true);
+        let retry = slot.try_extend_idle(seen_by_a, 3_000, None, true);
+        let current = retry.expect_err("A's word is stale: its write must fail");
+        assert_eq!(slot.try_extend_idle(current, 3_000, None, true), Ok(()));
+        assert_eq!(slot.deadline(), 5_000, "B's later deadline is kept");
+        assert_eq!(slot.freq(), 2, "both reads are recorded");
+        // The other order: A's later deadline lands after B read the word.
+        let seen_by_b = slot.meta();
+        slot.extend_idle(9_000, None, true);
+        let current = slot
+            .try_extend_idle(seen_by_b, 7_000, None, true)
+            .unwrap_err();
+        assert_eq!(slot.try_extend_idle(current, 7_000, None, true), Ok(()));
+        assert_eq!((slot.deadline(), slot.freq()), (9_000, 3));
     }
 
     #[test]

@@ -331,26 +331,28 @@ where
         }
         self.stage_evicted(hash, evicted);
         shard.keep_size(self.rehash_slot());
-        let replaced = match shard
+        let entry = shard
             .table
-            .entry(hash, |s| s.key == slot.key, self.rehash_slot())
-        {
+            .entry(hash, |s| s.key == slot.key, self.rehash_slot());
+        // The deadline the entry is indexed under already (0: none).
+        let (replaced, indexed) = match entry {
             Entry::Occupied(mut o) => {
                 let old = o.get_mut().overwrite(slot);
                 reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), weight);
                 let expired = old.is_expired(|| now);
+                let indexed = old.deadline();
                 self.removed(hash, cause_of(expired, RemovalCause::Replaced), || {
                     (old.key, old.value)
                 });
-                Replaced::of(Some(()), expired)
+                (Replaced::of(Some(()), expired), indexed)
             }
             Entry::Vacant(v) => {
                 admit(&mut shard.policy, hash, &mut slot, weight);
                 v.insert(slot);
-                Replaced::Nothing
+                (Replaced::Nothing, 0)
             }
         };
-        shard.schedule(hash, due.deadline, self.rehash());
+        shard.reschedule(hash, indexed, due.deadline, self.rehash());
         self.note_due(shard, hash, due);
         Outcome::Written(replaced)
     }
@@ -729,5 +731,41 @@ pub(super) fn cause_of(expired: bool, live: RemovalCause) -> RemovalCause {
         RemovalCause::Expired
     } else {
         live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::time::ManualClock;
+
+    fn indexed(store: &MemoryStore<u64, u64>) -> usize {
+        store.inner.shards.iter().map(|s| s.read().indexed()).sum()
+    }
+
+    #[test]
+    fn a_rewrite_in_the_same_bucket_is_indexed_once() {
+        // 60 s from here is the start of a 64 ms deadline bucket.
+        let time = ManualClock::starting_at((1 << 20) + 32);
+        let store = MemoryStore::builder().clock(time.clock()).build().unwrap();
+        let ttl = Some(Duration::from_secs(60));
+        for round in 0..1_000 {
+            store.put(7u64, round, ttl).unwrap();
+        }
+        assert_eq!(indexed(&store), 1, "same deadline bucket: indexed once");
+        time.advance(Duration::from_millis(63));
+        store.put(7, 0, ttl).unwrap();
+        assert_eq!(indexed(&store), 1, "63 ms later: still the same bucket");
+        time.advance(Duration::from_millis(1));
+        store.put(7, 0, ttl).unwrap();
+        assert_eq!(indexed(&store), 2, "the next bucket is indexed");
+        store.put(7, 0, None).unwrap();
+        store.put(7, 0, ttl).unwrap();
+        assert_eq!(indexed(&store), 3, "a deadline after none is indexed");
+        time.advance(Duration::from_secs(61));
+        store.purge_expired(); // or the sweeper did
+        assert_eq!(store.stats().expirations, 1, "the entry is still swept");
     }
 }
