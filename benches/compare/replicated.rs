@@ -192,6 +192,130 @@ mod bench {
         Ok(TrackingNode { data, drain })
     }
 
+    /// A raw subscriber of the group-commit floor: a redis-rs pub/sub connection on
+    /// `rawgc:inv:*` that parses every batch message into its keys, as a node would (the keys
+    /// are only looked at, not applied). It ends with the value.
+    struct BatchSubscriber(tokio::task::JoinHandle<()>);
+
+    impl Drop for BatchSubscriber {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+
+    async fn batch_subscriber(url: &str) -> redis::RedisResult<BatchSubscriber> {
+        use futures_util::StreamExt;
+        let mut pubsub = redis::Client::open(url)?.get_async_pubsub().await?;
+        pubsub.psubscribe("rawgc:inv:*").await?;
+        Ok(BatchSubscriber(tokio::spawn(async move {
+            let mut messages = pubsub.into_on_message();
+            while let Some(msg) = messages.next().await {
+                std::hint::black_box(batch_keys(msg.get_payload_bytes()));
+            }
+        })))
+    }
+
+    /// The keys of a batch message: `[u32 BE count]` then `[u16 BE length][key]` per key,
+    /// after the 18-byte header a node message has (version, op, node id, sent-at µs).
+    fn batch_keys(payload: &[u8]) -> Vec<&[u8]> {
+        let mut rest = payload.get(18..).unwrap_or_default();
+        let mut keys = Vec::new();
+        let Some((count, tail)) = rest.split_first_chunk::<4>() else {
+            return keys;
+        };
+        rest = tail;
+        for _ in 0..u32::from_be_bytes(*count) {
+            let Some((len, tail)) = rest.split_first_chunk::<2>() else {
+                break;
+            };
+            let len = u16::from_be_bytes(*len) as usize;
+            let Some((key, tail)) = (len <= tail.len()).then(|| tail.split_at(len)) else {
+                break;
+            };
+            keys.push(key);
+            rest = tail;
+        }
+        keys
+    }
+
+    fn batch_message(keys: &[String]) -> Vec<u8> {
+        let mut out = vec![0u8; 18];
+        out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
+        for key in keys {
+            out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+            out.extend_from_slice(key.as_bytes());
+        }
+        out
+    }
+
+    type Queued = (u64, tokio::sync::oneshot::Sender<()>);
+
+    /// Group commit, raw: one writer takes whatever queued while its previous batch was in
+    /// flight (a lone put goes alone), sends its `SET`s and ONE `PUBLISH` listing every key in
+    /// one pipeline, and answers each caller once Redis acknowledged them all.
+    async fn group_writer(
+        mut conn: redis::aio::MultiplexedConnection,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<Queued>,
+    ) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while let Ok(next) = rx.try_recv() {
+                batch.push(next);
+            }
+            let keys: Vec<String> = batch
+                .iter()
+                .map(|(k, _)| format!("bench:raw:{k}"))
+                .collect();
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("SET").arg(key).arg(value()).ignore();
+            }
+            pipe.cmd("PUBLISH")
+                .arg("rawgc:inv:bench")
+                .arg(batch_message(&keys))
+                .ignore();
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .expect("SETs+PUBLISH");
+            for (_, done) in batch {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// The group-commit floor: 64 tasks queue their puts to [`group_writer`] while two raw
+    /// subscribers receive and parse every batch message.
+    fn batched_two_subscribers(s: &Setup) -> Slice<'_> {
+        let (conn, subscribers) =
+            s.rt.block_on(async {
+                let conn = redis::Client::open(s.url.as_str())?
+                    .get_multiplexed_async_connection()
+                    .await?;
+                let subscribers = [
+                    batch_subscriber(&s.url).await?,
+                    batch_subscriber(&s.url).await?,
+                ];
+                redis::RedisResult::Ok((conn, subscribers))
+            })
+            .expect("connect redis-rs");
+        Box::new(move |slice| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let writer = s.rt.spawn(group_writer(conn, rx));
+            let rate = contest::tasks(&s.rt, 64, slice, move |t, i| {
+                let tx = tx.clone();
+                async move {
+                    let k = (t as u64 * 7919 + i) % KEYS as u64;
+                    let (done, acked) = tokio::sync::oneshot::channel();
+                    tx.send((k, done)).expect("writer alive");
+                    acked.await.expect("batch acknowledged");
+                }
+            });
+            writer.abort();
+            drop(subscribers);
+            rate
+        })
+    }
+
     /// `SET`s on `conn` from 64 tasks, as the raw floors measure them.
     fn raw_sets(rt: &Runtime, conn: redis::aio::MultiplexedConnection, slice: Duration) -> f64 {
         contest::tasks(rt, 64, slice, move |t, i| {
@@ -221,8 +345,10 @@ mod bench {
     }
 
     /// What a replicated put could cost at best, raw redis-rs against a plain `SET`: the write
-    /// strata does today (`SET`+`PUBLISH`, 2 nodes subscribed) and the `SET` of a design built
-    /// on `CLIENT TRACKING ... BCAST NOLOOP` (2 nodes tracking the namespace).
+    /// strata does today (`SET`+`PUBLISH`, 2 nodes subscribed), group commit (a pipeline of the
+    /// `SET`s that queued meanwhile and one `PUBLISH` per batch, 2 subscribers parsing every
+    /// batch), and the `SET` of a design built on `CLIENT TRACKING ... BCAST NOLOOP` (2 nodes
+    /// tracking the namespace).
     fn floors(report: &mut Report, s: &Setup) {
         let entrants = vec![
             Entrant::ours(
@@ -239,6 +365,10 @@ mod bench {
             Entrant::ours("SET+PUBLISH pipeline, 2 nodes subscribed", move || {
                 set_publish_two_nodes(s)
             }),
+            Entrant::ours(
+                "batched SETs + one PUBLISH per batch, 2 nodes subscribed",
+                move || batched_two_subscribers(s),
+            ),
             Entrant::peer("redis-rs plain SET", move || -> Slice<'_> {
                 let conn =
                     s.rt.block_on(async {
