@@ -187,6 +187,11 @@ macro_rules! sync_store_methods {
             ::std::future::ready(Ok($store::get(self, key)))
         }
 
+        #[inline]
+        fn get_now(&self, key: &K) -> Option<$crate::Result<Option<V>>> {
+            Some(Ok($store::get(self, key)))
+        }
+
         fn delete(
             &self,
             key: &K,

@@ -201,6 +201,30 @@ where
     /// The live value under `key`, if any.
     fn get(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send;
 
+    /// [`Store::get`] answered at once, without a future, where the store can: `Some(result)` is
+    /// exactly what `get` would have returned (and counted), `None` means this read has to wait
+    /// (a network round trip, a cold read from disk) and the caller must use `get` instead, which
+    /// counts it once. A `None` counts nothing.
+    ///
+    /// [`Cache::get`](crate::Cache::get) tries it first, so a read of an in-memory entry costs a
+    /// function call rather than a future. Default: `None` (a store of your own need not
+    /// override it). The in-memory stores, the memory tier of a [`DiskStore`](crate::DiskStore)
+    /// and a [`Cache`](crate::Cache) over any of them answer every read; Redis never does.
+    ///
+    /// ```
+    /// use strata::{MemoryStore, Store};
+    /// # fn main() -> strata::Result<()> {
+    /// let store = MemoryStore::<String, u32>::new();
+    /// store.put("a".into(), 1, None)?;
+    /// assert_eq!(Store::get_now(&store, &"a".into()).transpose()?, Some(Some(1)));
+    /// assert_eq!(Store::get_now(&store, &"b".into()).transpose()?, Some(None));
+    /// # Ok(()) }
+    /// ```
+    fn get_now(&self, key: &K) -> Option<Result<Option<V>>> {
+        let _ = key;
+        None
+    }
+
     /// Removes `key`; true if a live entry was removed.
     fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send;
 

@@ -698,6 +698,49 @@ pub mod cases {
             "expired entries are not taken"
         );
     }
+
+    /// The hits and misses a store has counted (zero for a store that reports no stats).
+    fn reads<St: Store<S, S>>(s: &St) -> (u64, u64) {
+        s.store_stats().map_or((0, 0), |st| (st.hits, st.misses))
+    }
+
+    /// `Store::get_now` answers what `get` answers and counts what `get` counts, or declines
+    /// (`None`) and counts nothing: for a live entry, an expired one not swept yet (its first
+    /// read is the one that finds it expired) and a missing key.
+    pub async fn get_now_answers_what_get_answers<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        let hour = Some(Duration::from_secs(3600));
+        for key in ["live", "expired_now", "expired_get"] {
+            let ttl = if key == "live" { hour } else { Some(100 * MS) };
+            s.put(key.into(), "v".into(), ttl).await.unwrap();
+        }
+        ctx.advance(150 * MS).await;
+        // Each pair: the key `get_now` reads first, the key `get` reads first (the same state).
+        let pairs = [
+            ("live", "live"),
+            ("expired_now", "expired_get"),
+            ("missing", "missing"),
+        ];
+        for (now_key, get_key) in pairs {
+            let before = reads(s);
+            let Some(answer) = s.get_now(&now_key.to_string()) else {
+                assert_eq!(reads(s), before, "a declined get_now counted a read");
+                continue;
+            };
+            let counted_now = delta(before, reads(s));
+            let before = reads(s);
+            let got = s.get(&get_key.to_string()).await.unwrap();
+            assert_eq!(
+                answer.unwrap(),
+                got,
+                "get_now and get disagree on {now_key}"
+            );
+            assert_eq!(counted_now, delta(before, reads(s)), "counts of {now_key}");
+        }
+    }
+
+    fn delta(before: (u64, u64), after: (u64, u64)) -> (u64, u64) {
+        (after.0 - before.0, after.1 - before.1)
+    }
 }
 
 /// Instantiates every case for one store.
@@ -754,6 +797,7 @@ macro_rules! conformance {
 
         case!(replace_writes_only_over_live_entries);
         case!(get_many_with_ttl_reads_values_and_ttls);
+        case!(get_now_answers_what_get_answers);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn keys_with_prefix_matches_exactly() {

@@ -1,5 +1,6 @@
-//! The Cache layer: what `Cache::get` and `Cache::fetch` cost over the raw MemoryStore, and
-//! `fetch` against moka's `get_with` (its single-flight read-through), one thread, Zipf(0.99).
+//! The Cache layer: what `Cache::get`, `Cache::get_now` and `Cache::fetch` cost over the raw
+//! MemoryStore, and `fetch` against moka's `get_with` (its single-flight read-through), one
+//! thread, Zipf(0.99).
 
 use std::time::Duration;
 
@@ -129,6 +130,32 @@ fn polled_get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest
     )
 }
 
+/// The Cache's sync read ([`Cache::get_now`]) against the raw store: what the Cache's own
+/// bookkeeping costs, with no future at all.
+fn get_now_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a> {
+    let ours = Entrant::ours("strata Cache::get_now", move || -> Slice<'a> {
+        let cache = filled_cache(rt, n);
+        Box::new(move |slice| {
+            sequential(slice, |i| {
+                std::hint::black_box(cache.get_now(&key(keys, i)).map(Result::ok));
+            })
+        })
+    });
+    let raw = Entrant::peer("raw MemoryStore::get", move || -> Slice<'a> {
+        let store = filled_cache(rt, n).store().clone();
+        Box::new(move |slice| {
+            sequential(slice, |i| {
+                std::hint::black_box(store.get(&key(keys, i)));
+            })
+        })
+    });
+    contest(
+        "Cache::get_now hit 100k 1t",
+        "get hit, sync",
+        vec![ours, raw],
+    )
+}
+
 fn fetch_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64], hit: bool) -> Contest<'a> {
     let pick = move |i| if hit { key(keys, i) } else { miss(i) };
     let ours = Entrant::ours("strata Cache::fetch", move || -> Slice<'a> {
@@ -174,6 +201,7 @@ pub fn run(report: &mut Report) {
     let keys = zipf_keys(n, 0.99, count, 21);
     contest::run(report, get_contest(&rt, n, &keys));
     contest::run(report, polled_get_contest(&rt, n, &keys));
+    contest::run(report, get_now_contest(&rt, n, &keys));
     contest::run(report, fetch_contest(&rt, n, &keys, true));
     contest::run(report, fetch_contest(&rt, n, &keys, false));
 }

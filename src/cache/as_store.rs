@@ -30,6 +30,10 @@ where
         Cache::get(self, key)
     }
 
+    fn get_now(&self, key: &K) -> Option<Result<Option<V>>> {
+        Cache::get_now(self, key)
+    }
+
     fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
         Cache::delete(self, key)
     }

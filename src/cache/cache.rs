@@ -229,7 +229,57 @@ where
     }
 
     /// The live value under `key` (a hit or a miss in the stats).
+    ///
+    /// A read the store answers at once ([`Cache::get_now`]: memory, or the memory tier of a
+    /// disk store) is answered on the first poll without another future inside; any other read
+    /// awaits [`Store::get`]. Either way, like any future, nothing is read until it is polled.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use strata::{Cache, MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::<String, u32>::new()).build().await?;
+    /// cache.put("a".into(), 1, None).await?;
+    /// assert_eq!(cache.get(&"a".into()).await?, Some(1));
+    /// assert_eq!(cache.get(&"b".into()).await?, None);
+    /// assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
+    /// # Ok(()) }
+    /// ```
     pub async fn get(&self, key: &K) -> Result<Option<V>> {
+        match self.get_now(key) {
+            Some(answer) => answer,
+            None => self.get_waiting(key).await,
+        }
+    }
+
+    /// [`Cache::get`] without a future, where the store can answer at once
+    /// ([`Store::get_now`]): `Some` is what `get` would have returned, counted the same way;
+    /// `None` (a store that has to wait, such as Redis) counts nothing, and the read is left to
+    /// `get`. Usable outside an async context.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use strata::{Cache, MemoryStore};
+    /// let cache = Cache::builder().store(MemoryStore::<String, u32>::new()).build().await?;
+    /// cache.put("a".into(), 1, None).await?;
+    /// assert_eq!(cache.get_now(&"a".into()).transpose()?, Some(Some(1)));
+    /// assert_eq!(cache.stats().hits, 1);
+    /// # Ok(()) }
+    /// ```
+    #[inline]
+    pub fn get_now(&self, key: &K) -> Option<Result<Option<V>>> {
+        // Counted before the lookup, as in `get_waiting`; the guard takes the read back when the
+        // store cannot answer now (or fails, or panics).
+        let read = self.inner.stats.begin_read();
+        let value = match self.inner.store.get_now(key)? {
+            Ok(value) => value,
+            Err(e) => return Some(Err(e)),
+        };
+        read.settle(value.is_some());
+        Some(Ok(value))
+    }
+
+    /// `get` through the store's future, for a read [`Cache::get_now`] could not answer.
+    async fn get_waiting(&self, key: &K) -> Result<Option<V>> {
         // The read is counted before the lookup and the miss after it (hits = reads − misses),
         // as `MemoryStore::get` does: the count then overlaps the lookup instead of waiting on
         // its result. A read that fails or is cancelled is taken back by the guard.

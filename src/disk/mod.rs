@@ -125,6 +125,7 @@ mod raw;
 mod record;
 mod retire;
 mod store;
+mod sync_read;
 mod writer;
 
 pub use builder::{

@@ -570,6 +570,10 @@ where
         std::future::ready(self.get_through(key))
     }
 
+    fn get_now(&self, key: &K) -> Option<Result<Option<V>>> {
+        self.get_from_memory(key)
+    }
+
     fn delete(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
         self.delete_inner(key)
     }

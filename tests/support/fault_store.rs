@@ -7,7 +7,8 @@
 //! - run a one-shot hook right before or right after it ([`FaultStore::arm`]),
 //!
 //! so a test pins an interleaving ("this save's index write lands after that revoke", "the key
-//! expires right here") without sleeping.
+//! expires right here") without sleeping. It never answers `Store::get_now` (the default
+//! `None`), so a `Cache` over it always reads through the awaited `get`: the slow read path.
 //!
 //! ```ignore
 //! let index = FaultStore::new(MemoryStore::new());
@@ -338,5 +339,17 @@ where
 
     fn namespace(&self) -> Namespace {
         self.inner.namespace()
+    }
+
+    fn install_eviction_listener(&self, listener: strata::EvictionListener<K, V>) -> Result<()> {
+        self.inner.install_eviction_listener(listener)
+    }
+
+    /// The inner store with `time_to_idle`, still wrapped (and sharing what is armed).
+    fn with_time_to_idle(&self, idle: Duration) -> Result<Self> {
+        Ok(FaultStore {
+            inner: self.inner.with_time_to_idle(idle)?,
+            armed: self.armed.clone(),
+        })
     }
 }
