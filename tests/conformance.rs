@@ -1056,6 +1056,25 @@ mod disk_bounded {
     }
 }
 
+/// DiskStore bounded by `max_weight` with the default weigher (each entry's encoded size on
+/// disk): evictions are deleted on disk too. A 64 MiB limit, so the one-MiB case fits a shard.
+#[cfg(feature = "disk")]
+mod disk_weighted {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{DiskStore, Key};
+    use support::opener;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        opener::disk(ctx, namespace, |b| b.max_weight(64 << 20))
+    }
+
+    conformance!(Ctx::manual().with_dir(), open);
+}
+
 /// ReplicatedStore: a local MemoryStore in front of a RedisStore (the truth and the TTLs), with
 /// invalidations over the same `redis-server`. Redis keeps its own time: system clock.
 #[cfg(feature = "redis")]

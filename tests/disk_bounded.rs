@@ -1,9 +1,11 @@
-//! DiskStore bounded by `max_capacity`: the memory tier evicts (S3-FIFO) and every eviction is
-//! a delete on disk too. These cases force: a flood over a tiny limit (never more than the
+//! DiskStore bounded by `max_capacity` or `max_weight`: the memory tier evicts (S3-FIFO) and
+//! every eviction is a delete on disk too. These cases force: a flood over a tiny limit (never more than the
 //! limit, evicted keys gone after reopen, survivors kept), a limit lowered between runs (the
 //! surplus is evicted at open and deleted on disk), a put of an evicted key racing the
-//! eviction's delete (pinned with a parked commit), the counters and events, and the options
-//! `open()` refuses. The conformance suite runs on this mode too (`conformance::disk_bounded`).
+//! eviction's delete (pinned with a parked commit), the counters and events, a weight limit
+//! (never exceeded, evictions and unfit entries gone after reopen, the default weigher being
+//! the encoded size), and the options `open()` refuses. The conformance suite runs on these
+//! modes too (`conformance::disk_bounded`, `conformance::disk_weighted`).
 #![cfg(feature = "disk")]
 
 use std::{
@@ -199,4 +201,125 @@ fn open_refuses_a_zero_limit_and_the_larger_than_memory_mode() {
         .memory_capacity(5)
         .open();
     assert!(matches!(both, Err(Error::InvalidConfig { .. })), "{both:?}");
+}
+
+/// A store bounded by `weight` bytes of values (the test's weigher).
+fn weighted(
+    dir: &Path,
+    clock: &ManualClock,
+    writes: Writes,
+    weight: u64,
+) -> DiskStore<u64, String> {
+    DiskStore::builder()
+        .dir(dir)
+        .clock(clock.clock())
+        .writes(writes)
+        .namespace("ns")
+        .max_weight(weight)
+        .weigher(|_key: &u64, value: &String| value.len() as u32)
+        .open()
+        .unwrap()
+}
+
+async fn weight_of(store: &DiskStore<u64, String>) -> u64 {
+    let mut total = 0;
+    for key in store.keys().await.unwrap() {
+        if let Some(value) = store.get(&key).await.unwrap() {
+            total += value.len() as u64;
+        }
+    }
+    total
+}
+
+async fn weight_flood_then_reopen(writes: Writes) {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let (limit, puts) = (1_000u64, 100u64);
+    let store = weighted(dir.path(), &time, writes, limit);
+    for i in 0..puts {
+        // 10 to 190 bytes, so evictions free different amounts.
+        let value = "x".repeat(10 + (i as usize * 37) % 181);
+        store.put(i, value, None).await.unwrap();
+        let weight = weight_of(&store).await;
+        assert!(weight <= limit, "{weight} bytes after put {i}");
+    }
+    let survivors = keys(&store).await;
+    assert_eq!(
+        store.stats().evictions,
+        puts - survivors.len() as u64,
+        "every eviction counted"
+    );
+    assert!(survivors.contains(&(puts - 1)), "the last put survives");
+    drop(store);
+
+    let reopened = open(dir.path(), &time, writes, None);
+    assert_eq!(
+        keys(&reopened).await,
+        survivors,
+        "evicted keys are gone on disk too"
+    );
+}
+
+#[tokio::test]
+async fn a_weight_limit_is_never_exceeded_and_evictions_are_gone_after_reopen_sync() {
+    weight_flood_then_reopen(Writes::Sync).await;
+}
+
+#[tokio::test]
+async fn a_weight_limit_is_never_exceeded_and_evictions_are_gone_after_reopen_async() {
+    weight_flood_then_reopen(Writes::Async).await;
+}
+
+#[tokio::test]
+async fn an_entry_heavier_than_the_limit_is_not_kept_on_disk_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let store = weighted(dir.path(), &time, Writes::Sync, 100);
+    store.put(1, "light".into(), None).await.unwrap();
+    store.put(2, "x".repeat(101), None).await.unwrap();
+    assert_eq!(store.get(&2).await.unwrap(), None, "too heavy to keep");
+    assert_eq!(store.get(&1).await.unwrap().as_deref(), Some("light"));
+    drop(store);
+    let reopened = open(dir.path(), &time, Writes::Sync, None);
+    assert_eq!(keys(&reopened).await, BTreeSet::from([1]));
+}
+
+/// Without a weigher (a `DiskDb`, whose namespaces have any types), an entry weighs its
+/// encoded size on disk: more than its value's bytes.
+#[tokio::test]
+async fn the_default_weigher_is_the_encoded_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let db = DiskDb::builder()
+        .dir(dir.path())
+        .clock(time.clock())
+        .max_weight(10_000)
+        .open()
+        .unwrap();
+    let store: DiskStore<u64, String> = db.store("ns").unwrap();
+    for i in 0..50u64 {
+        store.put(i, "x".repeat(1_000), None).await.unwrap();
+    }
+    let count = store.count().await.unwrap();
+    assert!(
+        (1..=9).contains(&count),
+        "{count} entries of over 1000 bytes"
+    );
+    assert_eq!(store.stats().evictions, 50 - count as u64);
+}
+
+#[test]
+fn open_refuses_a_zero_weight_a_weigher_alone_and_weight_with_memory_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |opened: strata::Result<DiskStore<u64, String>>, option: &str| match opened {
+        Err(Error::InvalidConfig { option: o, .. }) => assert_eq!(o, option),
+        other => panic!("{option}: {other:?}"),
+    };
+    let builder = || DiskStore::<u64, String>::builder().dir(dir.path());
+    refused(builder().max_weight(0).open(), "max_weight");
+    refused(builder().weigher(|_, _| 1).open(), "weigher");
+    refused(
+        builder().max_weight(100).memory_capacity(10).open(),
+        "max_weight",
+    );
 }

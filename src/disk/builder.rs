@@ -1,7 +1,7 @@
 //! Options for opening a data directory, shared by `DiskDb::builder()` and the
 //! `DiskStore::builder()` shorthand, validated at `open()`.
 
-use std::{marker::PhantomData, path::PathBuf, time::Duration};
+use std::{any::Any, marker::PhantomData, path::PathBuf, sync::Arc, time::Duration};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -62,7 +62,39 @@ pub(crate) struct Options {
     pub max_capacity: Option<u64>,
     /// Every namespace's entries expire this long after their last read or write.
     pub time_to_idle: Option<Duration>,
+    /// Bounded all-in-memory mode: at most this much weight per namespace, memory and disk.
+    pub max_weight: Option<u64>,
+    /// The store builder's weigher (a `WeighFn<K, V>` for its `K`, `V`); none: encoded size.
+    pub weigher: Option<AnyWeigher>,
     pub faults: Option<super::faults::Faults>,
+}
+
+/// How a namespace weighs an entry against `max_weight`.
+pub(crate) type WeighFn<K, V> = dyn Fn(&K, &V) -> u32 + Send + Sync;
+
+/// A store builder's weigher with its key and value types erased (the options are not
+/// generic); a namespace of those types gets it back, any other weighs by encoded size.
+#[derive(Clone)]
+pub(crate) struct AnyWeigher(pub Arc<dyn Any + Send + Sync>);
+
+impl std::fmt::Debug for AnyWeigher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Weigher")
+    }
+}
+
+impl AnyWeigher {
+    /// The weigher, if it weighs `K` and `V`.
+    pub(crate) fn of<K: 'static, V: 'static>(&self) -> Option<Arc<WeighFn<K, V>>> {
+        self.0.downcast_ref::<Arc<WeighFn<K, V>>>().cloned()
+    }
+}
+
+impl Options {
+    /// True if a namespace's memory tier evicts for size (and the disk follows it).
+    pub(crate) fn bounded(&self) -> bool {
+        self.max_capacity.is_some() || self.max_weight.is_some()
+    }
 }
 
 /// Marker: the builder opens a [`DiskDb`] (`DiskDb::builder()`).
@@ -98,6 +130,8 @@ pub type DiskStoreBuilder<K, V> = DiskBuilder<ForStore<K, V>>;
 /// - `memory_capacity`: none (every live entry is in memory; see
 ///   [`DiskBuilder::memory_capacity`] for the larger-than-memory mode);
 /// - `max_capacity`: none (no limit on entries; see [`DiskBuilder::max_capacity`]);
+/// - `max_weight`: none (no limit on weight; see [`DiskBuilder::max_weight`]); `weigher`
+///   (store builder only): the entry's encoded size on disk;
 /// - `time_to_idle`: none (entries expire only by their TTL; see
 ///   [`DiskBuilder::time_to_idle`]);
 /// - `namespace` (store shorthand only): `"cache"`.
@@ -140,6 +174,8 @@ impl<T> DiskBuilder<T> {
                 memory_capacity: None,
                 max_capacity: None,
                 time_to_idle: None,
+                max_weight: None,
+                weigher: None,
                 faults: None,
             },
             namespace: Ok(Namespace::default()),
@@ -287,6 +323,42 @@ impl<T> DiskBuilder<T> {
         self
     }
 
+    /// At most `weight` in total per namespace, in memory **and on disk**, as a weigher weighs
+    /// the entries (moka's and quick_cache's `max_weight`): by default each entry's encoded
+    /// size on disk in bytes (key with its namespace, value, deadline), or what
+    /// [`DiskStoreBuilder::weigher`](DiskBuilder::weigher) says. As with
+    /// [`max_capacity`](Self::max_capacity), which it combines with, the memory tier evicts
+    /// (S3-FIFO) and every entry it evicts is deleted on disk too, so it is gone after a
+    /// restart. An entry heavier than a shard's share of the limit (see
+    /// [`MemoryStoreBuilder::max_weight`](crate::MemoryStoreBuilder::max_weight)) is not
+    /// kept: its write succeeds, and it is evicted at once, on disk too.
+    ///
+    /// The default weigher encodes the value once more on every weighing (a write and its
+    /// removal); give a cheap one on hot paths. Not combinable with
+    /// [`memory_capacity`](Self::memory_capacity) (whose disk limit counts entries);
+    /// `open()` refuses it, and refuses 0.
+    ///
+    /// ```
+    /// use strata::{DiskStore, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = DiskStore::<u64, String>::builder()
+    ///     .dir(dir.path())
+    ///     .max_weight(64 * 1024)
+    ///     .weigher(|_key, value: &String| value.len() as u32)
+    ///     .open()?;
+    /// for i in 0..100 {
+    ///     store.put(i, "x".repeat(1024), None).await?;
+    /// }
+    /// assert!(store.count().await? <= 64, "at most 64 KiB of values");
+    /// # Ok(()) }
+    /// ```
+    pub fn max_weight(mut self, weight: u64) -> Self {
+        self.opts.max_weight = Some(weight);
+        self
+    }
+
     /// Expires every entry `idle` after its last read or write (moka's `time_to_idle`), or at
     /// its TTL deadline if that comes first, in every namespace of the directory. Reads that
     /// extend the idle time and writes that restart it are those of
@@ -371,6 +443,24 @@ impl<T> DiskBuilder<T> {
                 "must be at least 1; leave it unset for no limit",
             ));
         }
+        if o.max_weight == Some(0) {
+            return Err(Error::config(
+                "max_weight",
+                "must be at least 1; leave it unset for no limit",
+            ));
+        }
+        if o.weigher.is_some() && o.max_weight.is_none() {
+            return Err(Error::config(
+                "weigher",
+                "has no effect without .max_weight(..)",
+            ));
+        }
+        if o.max_weight.is_some() && o.memory_capacity.is_some() {
+            return Err(Error::config(
+                "max_weight",
+                "cannot be combined with memory_capacity (its disk limit, max_capacity, counts entries); pick one",
+            ));
+        }
         if o.max_capacity.is_some() && o.memory_capacity.is_some() {
             return Err(Error::config(
                 "max_capacity",
@@ -403,6 +493,16 @@ where
     /// The namespace of the store (validated at `open()`).
     pub fn namespace(mut self, namespace: impl AsRef<str>) -> Self {
         self.namespace = Namespace::new(namespace);
+        self
+    }
+
+    /// How much an entry weighs against [`max_weight`](DiskBuilder::max_weight) (needs it),
+    /// instead of its encoded size. It must give the same weight for the same key and value
+    /// every time (it is called again on removal). Namespaces of other types opened through
+    /// [`DiskStore::db`] weigh by encoded size.
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
+        let weigh: Arc<WeighFn<K, V>> = Arc::new(weigher);
+        self.opts.weigher = Some(AnyWeigher(Arc::new(weigh)));
         self
     }
 

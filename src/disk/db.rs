@@ -15,7 +15,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard, OwnedMutexGuard};
 
 use super::{
-    builder::{DiskDbBuilder, OnCorrupt, Options, Writes},
+    builder::{AnyWeigher, DiskDbBuilder, OnCorrupt, Options, WeighFn, Writes},
     closing::{self, Closing},
     engine::{allocated, Engine, FjallEngine, Op, BLOCK_CACHE, BLOCK_CACHE_COLD},
     idle::{IdleHook, Settler},
@@ -265,6 +265,12 @@ impl DiskDb {
         if let Some(entries) = opts.memory_capacity.or(opts.max_capacity) {
             mem = mem.max_capacity(entries);
         }
+        if let Some(weight) = opts.max_weight {
+            let weigh = weigher::<K, V>(opts, namespace);
+            mem = mem
+                .max_weight(weight)
+                .weigher(move |k: &K, v: &V| weigh(k, v));
+        }
         if let Some(idle) = tti {
             mem = mem.time_to_idle(idle);
         }
@@ -276,7 +282,7 @@ impl DiskDb {
             };
             (hook, Arc::from(namespace.prefix()))
         });
-        let (evicted, forward) = if opts.max_capacity.is_some() || idle.is_some() {
+        let (evicted, forward) = if opts.bounded() || idle.is_some() {
             let (evicted, forward) = super::bounded::record_evictions(&mem, idle)?;
             (Some(evicted), Some(forward))
         } else {
@@ -299,8 +305,8 @@ impl DiskDb {
         K: Key,
         V: Clone + Send + Sync + 'static,
     {
-        match (&tier.evicted, self.inner.opts.max_capacity) {
-            (Some(evicted), Some(_)) => {
+        match (&tier.evicted, self.inner.opts.bounded()) {
+            (Some(evicted), true) => {
                 let prefix = namespace.prefix();
                 super::bounded::evicted_at_load(&tier.mem, evicted, prefix.as_ref())
             }
@@ -509,6 +515,27 @@ impl DbInner {
         self.settler.note_wait();
         Some(mutex.blocking_lock())
     }
+}
+
+/// The weigher of `namespace`'s entries: the store builder's, if it weighs `K` and `V`, else
+/// the entry's encoded size on disk (key with its namespace, value, deadline).
+fn weigher<K, V>(opts: &Options, namespace: &Namespace) -> Arc<WeighFn<K, V>>
+where
+    K: Key,
+    V: Serialize + Send + Sync + 'static,
+{
+    if let Some(weigh) = opts.weigher.as_ref().and_then(AnyWeigher::of::<K, V>) {
+        return weigh;
+    }
+    let (prefix, format) = (namespace.prefix(), opts.format);
+    Arc::new(move |key: &K, value: &V| {
+        // The value was encoded when it was written, so this cannot fail for a stored entry.
+        let size = match record::put_op(&prefix, key, value, 0, format) {
+            Ok(Op::Put { buf, .. }) => buf.len(),
+            _ => 0,
+        };
+        u32::try_from(size).unwrap_or(u32::MAX)
+    })
 }
 
 /// Below this many entries a namespace loads on the calling thread alone.

@@ -85,8 +85,9 @@
 //!   loads nothing and purges nothing: every read checks the record's deadline and compaction
 //!   drops expired records. The whole conformance suite runs on this mode
 //!   (`conformance::disk_larger_than_memory`, a 2-entry hot set).
-//! - **Bounded** ([`DiskBuilder::max_capacity`], opt-in, all-in-memory mode): at most N
-//!   entries per namespace in memory and on disk. The memory tier evicts (S3-FIFO) and the
+//! - **Bounded** ([`DiskBuilder::max_capacity`], [`DiskBuilder::max_weight`], opt-in,
+//!   all-in-memory mode): at most N entries (or that much weight: encoded bytes unless the
+//!   store builder's `weigher` says otherwise) per namespace in memory and on disk. The memory tier evicts (S3-FIFO) and the
 //!   write that caused an eviction queues its delete on disk before it returns, under the
 //!   evicted key's stripe lock and only if no later write reinstated the key, so an evicted
 //!   entry is gone after a restart and a put racing the eviction survives
