@@ -1029,6 +1029,36 @@ mod disk_larger_than_memory {
     conformance!(Ctx::manual().with_dir(), open);
 }
 
+/// DiskStore larger than memory (a 2-entry hot set) with a disk limit (`max_capacity`, FIFO by
+/// insertion), plus the capacity case.
+#[cfg(feature = "disk")]
+mod disk_larger_than_memory_limited {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{DiskStore, Key};
+    use support::opener;
+
+    const CAPACITY: usize = 1_000;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        opener::disk(ctx, namespace, |b| {
+            b.memory_capacity(2).max_capacity(CAPACITY as u64)
+        })
+    }
+
+    conformance!(Ctx::manual().with_dir(), open);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bounded_store_never_holds_more_than_its_capacity() {
+        let ctx = Ctx::manual().with_dir();
+        let store = open::<String, String>(&ctx, "test").await;
+        cases::a_bounded_store_never_holds_more_than_its_capacity(&ctx, &store, CAPACITY).await;
+    }
+}
+
 /// DiskStore bounded by `max_capacity` (evictions deleted on disk too), plus the capacity case.
 #[cfg(feature = "disk")]
 mod disk_bounded {

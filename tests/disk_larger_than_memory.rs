@@ -2,7 +2,10 @@
 //! set, the disk everything. The conformance suite runs on this mode too
 //! (`conformance::disk_larger_than_memory`); these cases force what only this mode has: reads
 //! of entries memory never held (a cold start), deadlines kept on disk, a cold read racing a
-//! write whose commit is parked, and the options `open()` refuses.
+//! write whose commit is parked, and the options `open()` refuses; and with `max_capacity`, the
+//! disk's own limit: FIFO by insertion, never more than the limit, evictions gone from memory
+//! and disk (checked after a restart), a limit lowered between runs trimmed at open. The
+//! suite runs on that mode too (`conformance::disk_larger_than_memory_limited`).
 #![cfg(feature = "disk")]
 
 use std::{path::Path, time::Duration};
@@ -174,4 +177,119 @@ fn open_refuses_a_zero_hot_set_and_async_writes() {
         .open();
     let err = with_async.unwrap_err();
     assert!(err.to_string().contains("Writes::Sync"), "{err}");
+}
+
+fn limited(dir: &Path, clock: &ManualClock, hot: u64, limit: u64) -> DiskStore<u64, String> {
+    DiskDb::builder()
+        .dir(dir)
+        .clock(clock.clock())
+        .memory_capacity(hot)
+        .max_capacity(limit)
+        .open()
+        .unwrap()
+        .store("ns")
+        .unwrap()
+}
+
+async fn keys_of(store: &DiskStore<u64, String>) -> std::collections::BTreeSet<u64> {
+    store.keys().await.unwrap().into_iter().collect()
+}
+
+#[tokio::test]
+async fn a_disk_limit_evicts_the_first_inserted_from_memory_and_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let (hot, limit) = (4u64, 20u64);
+    let store = limited(dir.path(), &time, hot, limit);
+    for i in 0..100u64 {
+        store.put(i, format!("v{i}"), None).await.unwrap();
+        // An overwrite keeps its place: key 0's rewrites do not save it.
+        if i < limit {
+            store.put(0, "again".into(), None).await.unwrap();
+        }
+        let count = store.count().await.unwrap() as u64;
+        assert!(count <= limit, "{count} entries on disk after put {i}");
+    }
+    let last: std::collections::BTreeSet<u64> = (100 - limit..100).collect();
+    assert_eq!(keys_of(&store).await, last, "the last {limit} inserted");
+    for i in 0..100 - limit {
+        assert_eq!(
+            store.get(&i).await.unwrap(),
+            None,
+            "{i} evicted (memory too)"
+        );
+    }
+    drop(store);
+
+    let reopened = open(dir.path(), &time, hot);
+    assert_eq!(keys_of(&reopened).await, last, "gone on disk too");
+    assert_eq!(reopened.get(&99).await.unwrap().as_deref(), Some("v99"));
+}
+
+#[tokio::test]
+async fn deletes_and_a_clear_free_their_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let store = limited(dir.path(), &time, 2, 3);
+    for i in 0..3u64 {
+        store.put(i, format!("v{i}"), None).await.unwrap();
+    }
+    assert!(store.delete(&0).await.unwrap());
+    store.put(3, "v3".into(), None).await.unwrap();
+    assert_eq!(
+        keys_of(&store).await,
+        [1, 2, 3].into(),
+        "the delete made room: nothing evicted"
+    );
+    store.put(0, "back".into(), None).await.unwrap();
+    assert_eq!(
+        keys_of(&store).await,
+        [0, 2, 3].into(),
+        "0 re-inserted last; 1 was first"
+    );
+    assert_eq!(store.clear().await.unwrap(), 3);
+    for i in 10..13u64 {
+        store.put(i, format!("v{i}"), None).await.unwrap();
+    }
+    assert_eq!(keys_of(&store).await, [10, 11, 12].into());
+}
+
+#[tokio::test]
+async fn a_disk_limit_lowered_between_runs_trims_the_surplus_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let unlimited = open(dir.path(), &time, 4);
+    for i in 0..50u64 {
+        unlimited.put(i, format!("v{i}"), None).await.unwrap();
+    }
+    drop(unlimited);
+
+    let limited_store = limited(dir.path(), &time, 4, 10);
+    let survivors = keys_of(&limited_store).await;
+    assert_eq!(survivors.len(), 10);
+    limited_store.put(100, "new".into(), None).await.unwrap();
+    assert_eq!(
+        limited_store.count().await.unwrap(),
+        10,
+        "still at the limit"
+    );
+    let survivors = keys_of(&limited_store).await;
+    drop(limited_store);
+
+    let reopened = open(dir.path(), &time, 4);
+    assert_eq!(keys_of(&reopened).await, survivors, "trimmed on disk");
+}
+
+#[tokio::test]
+async fn an_entry_evicted_from_disk_leaves_the_hot_set_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    // A hot set bigger than the disk limit: 0 is still in memory when the disk evicts it.
+    let store = limited(dir.path(), &time, 8, 2);
+    for i in 0..3u64 {
+        store.put(i, format!("v{i}"), None).await.unwrap();
+    }
+    assert_eq!(store.get(&0).await.unwrap(), None, "not served from memory");
+    assert_eq!(store.ttl(&0).await.unwrap(), None);
+    assert_eq!(keys_of(&store).await, [1, 2].into());
 }

@@ -92,8 +92,9 @@ impl AnyWeigher {
 
 impl Options {
     /// True if a namespace's memory tier evicts for size (and the disk follows it).
+    /// (The all-in-memory mode: larger than memory, the memory tier's evictions stay on disk.)
     pub(crate) fn bounded(&self) -> bool {
-        self.max_capacity.is_some() || self.max_weight.is_some()
+        (self.max_capacity.is_some() || self.max_weight.is_some()) && self.memory_capacity.is_none()
     }
 }
 
@@ -268,6 +269,10 @@ impl<T> DiskBuilder<T> {
     /// misses memory, so `open()` refuses the combination. The memory tier's events include
     /// its evictions, which in this mode do not remove anything from the store.
     ///
+    /// The disk grows without limit unless [`max_capacity`](Self::max_capacity) is set too:
+    /// then the disk holds at most that many entries per namespace, evicting FIFO by
+    /// insertion (see there).
+    ///
     /// ```
     /// use strata::{DiskStore, Store};
     ///
@@ -297,8 +302,14 @@ impl<T> DiskBuilder<T> {
     /// evicted key after the eviction is never deleted by it. Evictions count in
     /// [`DiskStore::stats`](crate::DiskStore::stats) and show in its events.
     ///
-    /// Not combinable with [`DiskBuilder::memory_capacity`] (there the disk keeps what memory
-    /// evicts); `open()` refuses it, and refuses 0.
+    /// With [`DiskBuilder::memory_capacity`] (larger than memory) it is the limit of the disk,
+    /// which keeps what the memory tier evicts from its hot set: past it the entry written
+    /// first as a new key (an overwrite keeps its place) is deleted, from memory and disk, by
+    /// the write that went over, before it returns; gone after a restart too. The disk does
+    /// not record insertion order, so after a restart the queue starts in key order; an open
+    /// over the limit (a lowered limit) deletes the surplus. The FIFO keeps every key on disk
+    /// in memory (about the key's length plus 80 bytes each); an expired record counts until
+    /// it is evicted or the next open drops it. `open()` refuses 0.
     ///
     /// ```
     /// use strata::{DiskStore, Store};
@@ -459,12 +470,6 @@ impl<T> DiskBuilder<T> {
             return Err(Error::config(
                 "max_weight",
                 "cannot be combined with memory_capacity (its disk limit, max_capacity, counts entries); pick one",
-            ));
-        }
-        if o.max_capacity.is_some() && o.memory_capacity.is_some() {
-            return Err(Error::config(
-                "max_capacity",
-                "cannot be combined with memory_capacity (there the disk keeps every entry); pick one",
             ));
         }
         if let Some(idle) = o.time_to_idle {

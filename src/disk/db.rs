@@ -18,6 +18,7 @@ use super::{
     builder::{AnyWeigher, DiskDbBuilder, OnCorrupt, Options, WeighFn, Writes},
     closing::{self, Closing},
     engine::{allocated, Engine, FjallEngine, Op, BLOCK_CACHE, BLOCK_CACHE_COLD},
+    fifo::Fifo,
     idle::{IdleHook, Settler},
     load::{self, OpenSummary, RawEntries},
     lock::{self, DirLock},
@@ -230,6 +231,24 @@ impl DiskDb {
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
         let mut tier = self.new_tier::<K, V>(namespace, self.inner.opts.time_to_idle)?;
+        if let (Some(_), Some(limit)) = (
+            self.inner.opts.memory_capacity,
+            self.inner.opts.max_capacity,
+        ) {
+            // Larger than memory with a disk limit: the FIFO of what the disk holds.
+            let now = self.inner.opts.clock.now_ms();
+            let mut fifo = Fifo::scan(self.inner.engine.as_ref(), &namespace.prefix(), now)?;
+            let surplus = super::fifo::trim_at_open(&mut fifo, limit);
+            if !surplus.is_empty() {
+                // Committed before the store is handed out: its reads go to the engine. No
+                // write of this namespace can be queued yet (it is opened for the first time).
+                self.inner
+                    .engine
+                    .commit(&surplus)
+                    .map_err(|e| Error::backend("trimming the disk to max_capacity", e.reason))?;
+            }
+            tier.fifo = Some(Arc::new(Mutex::new(fifo)));
+        }
         let raw = self
             .inner
             .pending
@@ -294,6 +313,7 @@ impl DiskDb {
             evicted,
             forward,
             tti,
+            fifo: None,
             handles: Arc::default(),
         })
     }

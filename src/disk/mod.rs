@@ -84,9 +84,12 @@
 //!   stripe locks; `keys`, `count`, `clear`'s count and prefix scans read the engine. Opening
 //!   loads nothing and purges nothing: every read checks the record's deadline and compaction
 //!   drops expired records. The whole conformance suite runs on this mode
-//!   (`conformance::disk_larger_than_memory`, a 2-entry hot set).
-//! - **Bounded** ([`DiskBuilder::max_capacity`], [`DiskBuilder::max_weight`], opt-in,
-//!   all-in-memory mode): at most N entries (or that much weight: encoded bytes unless the
+//!   (`conformance::disk_larger_than_memory`, a 2-entry hot set). With
+//!   [`DiskBuilder::max_capacity`] too the disk holds at most that many entries, evicting
+//!   FIFO by insertion from memory and disk under the key's stripe lock (`disk::fifo`;
+//!   `conformance::disk_larger_than_memory_limited`).
+//! - **Bounded** ([`DiskBuilder::max_capacity`], [`DiskBuilder::max_weight`], opt-in, in
+//!   the all-in-memory mode): at most N entries (or that much weight: encoded bytes unless the
 //!   store builder's `weigher` says otherwise) per namespace in memory and on disk. The memory tier evicts (S3-FIFO) and the
 //!   write that caused an eviction queues its delete on disk before it returns, under the
 //!   evicted key's stripe lock and only if no later write reinstated the key, so an evicted
@@ -117,6 +120,7 @@ mod cold;
 mod db;
 mod engine;
 mod faults;
+mod fifo;
 mod idle;
 mod load;
 mod lock;

@@ -37,6 +37,8 @@ pub(super) struct Tier<K, V> {
     pub forward: Option<super::bounded::Forward<K, V>>,
     /// The memory tier's `time_to_idle`.
     pub tti: Option<Duration>,
+    /// Larger than memory with `max_capacity`: the keys on disk in insertion order.
+    pub fifo: Option<super::fifo::Shared>,
     /// One clone per handle on the tier (and one in the directory's map), so
     /// `with_time_to_idle` can tell whether another handle would keep the old tier.
     pub handles: Arc<()>,
@@ -50,6 +52,7 @@ impl<K, V> Clone for Tier<K, V> {
             evicted: self.evicted.clone(),
             forward: self.forward.clone(),
             tti: self.tti,
+            fifo: self.fifo.clone(),
             handles: self.handles.clone(),
         }
     }
@@ -151,6 +154,10 @@ where
         self.tier.forward.as_ref()
     }
 
+    pub(super) fn fifo(&self) -> Option<&super::fifo::Shared> {
+        self.tier.fifo.as_ref()
+    }
+
     pub(super) fn tier(&self) -> &Tier<K, V> {
         &self.tier
     }
@@ -200,12 +207,13 @@ where
     ) -> Result<R> {
         let result = self.write_once(stripes, decide).await;
         // With `max_capacity`, what this write evicted is deleted on disk now that its own
-        // stripes are free (see `disk::bounded`).
+        // stripes are free (see `disk::bounded`, and `disk::fifo` when larger than memory).
         self.settle_evictions().await;
+        self.trim_disk().await;
         result
     }
 
-    async fn write_once<R, A: Apply<K, V>>(
+    pub(super) async fn write_once<R, A: Apply<K, V>>(
         &self,
         stripes: Stripes,
         decide: impl FnOnce() -> Result<Decision<R, A>>,
@@ -237,8 +245,16 @@ where
             Decision::Write { result, ops, apply } => (result, ops, apply),
         };
         let mem = self.mem().clone();
+        // Larger than memory with a disk limit: the FIFO follows the disk, per key in commit
+        // order (the stripes are still held).
+        let fifo = self
+            .fifo()
+            .map(|fifo| (fifo.clone(), super::fifo::changes(&ops)));
         let on_commit: OnCommit = Box::new(move || {
             apply(&mem);
+            if let Some((fifo, changes)) = fifo {
+                fifo.lock().apply(changes);
+            }
             drop(guards);
         });
         let writer = &self.db.inner.writer;
@@ -466,12 +482,12 @@ where
 
 /// A memory-tier update: run at once by an async write, once the commit succeeded by a sync
 /// one.
-trait Apply<K, V>: FnOnce(&MemoryStore<K, V>) + Send + 'static {}
+pub(super) trait Apply<K, V>: FnOnce(&MemoryStore<K, V>) + Send + 'static {}
 
 impl<K, V, F: FnOnce(&MemoryStore<K, V>) + Send + 'static> Apply<K, V> for F {}
 
 /// What a write decided: nothing to write, or its result, its ops and its memory update.
-enum Decision<R, A> {
+pub(super) enum Decision<R, A> {
     Nothing(R),
     Write { result: R, ops: Ops, apply: A },
 }
@@ -481,7 +497,7 @@ impl<R, A> Decision<R, A> {
         Decision::Nothing(result)
     }
 
-    fn one(result: R, op: Op, apply: A) -> Self {
+    pub(super) fn one(result: R, op: Op, apply: A) -> Self {
         Decision::Write {
             result,
             ops: Ops::One(op),
