@@ -98,6 +98,19 @@ pub mod cases {
         assert_eq!(s.get(&key()).await.unwrap(), None, "idle before its TTL");
     }
 
+    /// `contains`, `ttl` and `keys` look at an entry without reading it: they do not start
+    /// its idle time again.
+    pub async fn looking_at_an_entry_does_not_keep_it_alive<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        s.put(key(), "v".into(), None).await.unwrap();
+        ctx.advance(IDLE - SEC).await;
+        assert!(s.contains(&key()).await.unwrap());
+        assert_eq!(s.ttl(&key()).await.unwrap(), Some(Expiry::In(SEC)));
+        assert!(s.keys().await.unwrap().contains(&key()));
+        ctx.advance(SEC).await;
+        assert!(!s.contains(&key()).await.unwrap(), "only looked at: idle");
+        assert_eq!(s.get(&key()).await.unwrap(), None);
+    }
+
     pub async fn a_counter_idles_out_unless_counted<St: Store<S, i64>>(ctx: &Ctx, s: &St) {
         assert_eq!(s.incr_with_ttl(&key(), 1, None).await.unwrap(), 1);
         ctx.advance(IDLE - SEC).await;
@@ -136,6 +149,7 @@ macro_rules! idle_conformance {
         case!(a_ttl_shorter_than_the_idle_time_wins);
         case!(an_entry_without_a_ttl_reports_its_idle_deadline);
         case!(expire_sets_the_ttl_and_the_idle_time_runs_on);
+        case!(looking_at_an_entry_does_not_keep_it_alive);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_counter_idles_out_unless_counted() {
