@@ -176,6 +176,7 @@ async fn with_time_to_idle_keeps_the_entries_and_refuses_a_shared_namespace() {
     let plain: DiskStore<u64, String> = db(dir.path(), &time, Writes::Sync, None)
         .store("ns")
         .unwrap();
+    let seen = listen(&plain);
     plain.put(1, "kept".into(), None).await.unwrap();
     plain.put(2, "ttl".into(), Some(IDLE / 2)).await.unwrap();
     let idle = plain.with_time_to_idle(IDLE).unwrap();
@@ -205,6 +206,10 @@ async fn with_time_to_idle_keeps_the_entries_and_refuses_a_shared_namespace() {
     drop(other);
     time.advance(IDLE);
     assert_eq!(idle.get(&1).await.unwrap(), None, "idled out");
+    until("the listener, carried over, hears of it", || {
+        seen.lock().contains(&(1, RemovalCause::Expired))
+    })
+    .await;
     let later: DiskStore<u64, String> = idle.db().store("ns").unwrap();
     assert_eq!(
         later.count().await.unwrap(),

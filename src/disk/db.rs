@@ -362,6 +362,14 @@ impl DiskDb {
         }
         let mut tier = self.new_tier::<K, V>(&namespace, Some(idle))?;
         tier.undecodable = old.undecodable;
+        // The user's eviction listener, if one was installed, follows to the new tier.
+        let user = match &old.forward {
+            Some(forward) => forward.get().cloned(),
+            None => old.mem.listener(),
+        };
+        if let (Some(user), Some(forward)) = (user, &tier.forward) {
+            let _ = forward.set(user);
+        }
         for key in old.mem.keys() {
             if let Some((value, deadline)) = old.mem.peek_ttl_deadline(&key) {
                 put_at(&tier.mem, key, value, deadline);

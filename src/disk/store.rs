@@ -566,7 +566,8 @@ where
     /// expires them `idle` after their last read or write (see
     /// [`DiskBuilder::time_to_idle`](crate::DiskBuilder::time_to_idle) for what reaches the
     /// disk). The tier is rebuilt, so this must be the namespace's only open handle (the
-    /// handle it is called on then goes stale: use the one returned); counters start at zero.
+    /// handle it is called on then goes stale: use the one returned); counters start at zero,
+    /// an installed eviction listener follows.
     /// A store already idling after `idle` is returned as it is. Refused in the
     /// larger-than-memory mode.
     fn with_time_to_idle(&self, idle: Duration) -> Result<Self> {

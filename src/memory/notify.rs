@@ -33,7 +33,7 @@ where
     }
 
     /// The listener, for a store made from this one.
-    pub(super) fn listener(&self) -> Option<EvictionListener<K, V>> {
+    pub(crate) fn listener(&self) -> Option<EvictionListener<K, V>> {
         self.inner.listener.listener()
     }
 
