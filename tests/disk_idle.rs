@@ -170,7 +170,8 @@ async fn a_write_racing_the_idle_delete_wins() {
 }
 
 #[tokio::test]
-async fn with_time_to_idle_keeps_the_entries_and_refuses_a_shared_namespace() {
+async fn with_time_to_idle_keeps_the_entries_and_refuses_a_shared_namespace_or_a_second_idle_time()
+{
     let dir = tempfile::tempdir().unwrap();
     let time = ManualClock::new();
     let plain: DiskStore<u64, String> = db(dir.path(), &time, Writes::Sync, None)
@@ -179,6 +180,19 @@ async fn with_time_to_idle_keeps_the_entries_and_refuses_a_shared_namespace() {
     let seen = listen(&plain);
     plain.put(1, "kept".into(), None).await.unwrap();
     plain.put(2, "ttl".into(), Some(IDLE / 2)).await.unwrap();
+    let other = plain.clone();
+    let shared = plain.with_time_to_idle(IDLE);
+    assert!(
+        matches!(
+            shared,
+            Err(Error::InvalidConfig {
+                option: "time_to_idle",
+                ..
+            })
+        ),
+        "another handle would keep the old tier: {shared:?}"
+    );
+    drop(other);
     let idle = plain.with_time_to_idle(IDLE).unwrap();
     drop(plain);
     assert_eq!(idle.get(&1).await.unwrap().as_deref(), Some("kept"));
@@ -191,19 +205,17 @@ async fn with_time_to_idle_keeps_the_entries_and_refuses_a_shared_namespace() {
         idle.with_time_to_idle(IDLE).is_ok(),
         "the same idle time: the store itself"
     );
-    let other = idle.clone();
-    let shared = idle.with_time_to_idle(2 * IDLE);
+    let again = idle.with_time_to_idle(2 * IDLE);
     assert!(
         matches!(
-            shared,
+            again,
             Err(Error::InvalidConfig {
                 option: "time_to_idle",
                 ..
             })
         ),
-        "{shared:?}"
+        "one idle time per namespace: {again:?}"
     );
-    drop(other);
     time.advance(IDLE);
     assert_eq!(idle.get(&1).await.unwrap(), None, "idled out");
     until("the listener, carried over, hears of it", || {

@@ -232,9 +232,17 @@ where
     /// [`DiskBuilder::time_to_idle`](super::DiskBuilder::time_to_idle)).
     pub(super) fn with_idle(&self, idle: Duration) -> Result<Self> {
         validate(idle, self.db.larger_than_memory())?;
-        if self.tier_idle() == Some(idle) {
-            return Ok(self.clone());
+        match self.tier_idle() {
+            Some(current) if current == idle => Ok(self.clone()),
+            // The old tier's idle expiries could still reach the disk after the swap.
+            Some(current) => Err(Error::config(
+                "time_to_idle",
+                format!(
+                    "{} already idles out after {current:?}: one idle time per namespace",
+                    self.namespace
+                ),
+            )),
+            None => self.db.retier(self, idle),
         }
-        self.db.retier(self, idle)
     }
 }

@@ -568,8 +568,8 @@ where
     /// disk). The tier is rebuilt, so this must be the namespace's only open handle (the
     /// handle it is called on then goes stale: use the one returned); counters start at zero,
     /// an installed eviction listener follows.
-    /// A store already idling after `idle` is returned as it is. Refused in the
-    /// larger-than-memory mode.
+    /// A store already idling after `idle` is returned as it is, one idling after another
+    /// time is refused, and so is the larger-than-memory mode.
     fn with_time_to_idle(&self, idle: Duration) -> Result<Self> {
         self.with_idle(idle)
     }
