@@ -78,6 +78,42 @@ pub struct Notice<'a> {
     pub payload: &'a [u8],
 }
 
+/// One write of a batch sent with [`Store::write_many_and_notify`].
+///
+/// ```
+/// use std::time::Duration;
+/// use strata::BatchWrite;
+///
+/// let writes: Vec<BatchWrite<String, String>> = vec![
+///     BatchWrite::Put { key: "a".into(), value: "1".into(), ttl: Some(Duration::from_secs(60)) },
+///     BatchWrite::Delete("b".into()),
+/// ];
+/// assert_eq!(writes[1].key(), "b");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchWrite<K, V> {
+    /// [`Store::put`]: `value` under `key`, with its own `ttl`.
+    Put {
+        /// The key.
+        key: K,
+        /// The value.
+        value: V,
+        /// This write's TTL (`None`: no expiry).
+        ttl: Option<Duration>,
+    },
+    /// [`Store::delete`] of the key.
+    Delete(K),
+}
+
+impl<K, V> BatchWrite<K, V> {
+    /// The key this write changes.
+    pub fn key(&self) -> &K {
+        match self {
+            BatchWrite::Put { key, .. } | BatchWrite::Delete(key) => key,
+        }
+    }
+}
+
 /// Integer values that [`Store::incr`] and [`Store::decr`] can count with.
 pub trait Counter: Sized + Send + Sync {
     /// The value of a counter that did not exist yet.
@@ -505,6 +541,51 @@ where
     ) -> impl Future<Output = Result<(bool, bool)>> + Send {
         let _ = notice;
         async move { self.delete(key).await.map(|removed| (removed, false)) }
+    }
+
+    /// Every write of `writes`, in order, and `notice` sent to other nodes along with them
+    /// where the store can make it all one round trip (Redis: the `SET`s and `UNLINK`s and one
+    /// `PUBLISH` in one pipeline, one pipeline per slot on a cluster, sent concurrently). Returns
+    /// one flag per write (a put: true; a delete: whether a live entry was removed) and whether
+    /// the notice was sent. On an error some writes may have been applied and others not. A
+    /// replicated store's group commit uses it.
+    ///
+    /// Default: each write in turn with `put` or `delete`, and false (nothing sent).
+    ///
+    /// ```
+    /// use strata::{BatchWrite, MemoryStore, Notice, Store};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let store = MemoryStore::<String, String>::new();
+    /// Store::put(&store, "old".into(), "x".into(), None).await?;
+    /// let writes = vec![
+    ///     BatchWrite::Put { key: "new".into(), value: "y".into(), ttl: None },
+    ///     BatchWrite::Delete("old".into()),
+    ///     BatchWrite::Delete("never".into()),
+    /// ];
+    /// let notice = Notice { channel: "changes", payload: b"new old never" };
+    /// let (done, sent) = store.write_many_and_notify(writes, notice).await?;
+    /// assert_eq!((done, sent), (vec![true, true, false], false), "memory sends no notice");
+    /// assert_eq!(Store::get(&store, &"new".into()).await?.as_deref(), Some("y"));
+    /// # Ok(()) }
+    /// ```
+    fn write_many_and_notify(
+        &self,
+        writes: Vec<BatchWrite<K, V>>,
+        notice: Notice<'_>,
+    ) -> impl Future<Output = Result<(Vec<bool>, bool)>> + Send {
+        let _ = notice;
+        async move {
+            let mut done = Vec::with_capacity(writes.len());
+            for write in writes {
+                done.push(match write {
+                    BatchWrite::Put { key, value, ttl } => {
+                        self.put(key, value, ttl).await.map(|_| true)?
+                    }
+                    BatchWrite::Delete(key) => self.delete(&key).await?,
+                });
+            }
+            Ok((done, false))
+        }
     }
 
     /// Writes `new` (with `ttl`) under `key` only if the live value there is `expected`

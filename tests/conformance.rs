@@ -8,7 +8,7 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use strata::{Error, Expiry, Store};
+use strata::{BatchWrite, Error, Expiry, Notice, Store};
 use support::Ctx;
 
 const MS: Duration = Duration::from_millis(1);
@@ -658,6 +658,73 @@ pub mod cases {
         assert!(s.keys().await.unwrap().is_empty());
     }
 
+    /// `write_many_and_notify` applies each write in order with its own TTL, and reports
+    /// whether each delete removed a live key (the notice is the store's business).
+    pub async fn write_many_applies_each_write_in_order<St: Store<S, S>>(_: &Ctx, s: &St) {
+        let hour = Duration::from_secs(3600);
+        s.put("gone".into(), "x".into(), None).await.unwrap();
+        let put = |key: &str, value: &str, ttl| BatchWrite::Put {
+            key: key.into(),
+            value: value.into(),
+            ttl,
+        };
+        let writes = vec![
+            put("a", "1", Some(hour)),
+            put("b", "2", None),
+            BatchWrite::Delete("gone".into()),
+            BatchWrite::Delete("never".into()),
+            put("a", "3", Some(2 * hour)),
+        ];
+        let notice = Notice {
+            channel: "conformance-notices",
+            payload: b"-",
+        };
+        let (done, _) = s.write_many_and_notify(writes, notice).await.unwrap();
+        assert_eq!(done, [true, true, true, false, true]);
+        assert_eq!(s.get(&"a".into()).await.unwrap().as_deref(), Some("3"));
+        assert_remaining(s.ttl(&"a".into()).await.unwrap(), 2 * hour, 60 * 1000 * MS);
+        assert_eq!(s.ttl(&"b".into()).await.unwrap(), Some(Expiry::Never));
+        assert_eq!(s.get(&"gone".into()).await.unwrap(), None);
+    }
+
+    /// Puts and deletes from many tasks at once (a replicated store commits them in batches):
+    /// each key ends with its own writer's value and TTL, and each delete reports its own key.
+    pub async fn concurrent_writes_keep_their_own_values_and_ttls<St: Store<S, S> + 'static>(
+        _: &Ctx,
+        s: Arc<St>,
+    ) {
+        let ttl = |i: u64| (!i.is_multiple_of(3)).then(|| Duration::from_secs(3600 * i));
+        for i in 0..8 {
+            s.put(format!("gone{i}"), "x".into(), None).await.unwrap();
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..24u64 {
+            let s = s.clone();
+            tasks.spawn(async move {
+                s.put(format!("k{i}"), format!("v{i}"), ttl(i))
+                    .await
+                    .unwrap();
+                true
+            });
+        }
+        for i in 0..16 {
+            let s = s.clone();
+            tasks.spawn(async move { s.delete(&format!("gone{i}")).await.unwrap() == (i < 8) });
+        }
+        while let Some(right) = tasks.join_next().await {
+            assert!(right.unwrap(), "a delete reported another key's outcome");
+        }
+        for i in 0..24 {
+            let key = format!("k{i}");
+            assert_eq!(s.get(&key).await.unwrap(), Some(format!("v{i}")));
+            match ttl(i) {
+                Some(t) => assert_remaining(s.ttl(&key).await.unwrap(), t, 60 * 1000 * MS),
+                None => assert_eq!(s.ttl(&key).await.unwrap(), Some(Expiry::Never), "{key}"),
+            }
+        }
+        assert_eq!(s.count().await.unwrap(), 24);
+    }
+
     /// A bounded store (built with a capacity of `capacity` entries) never holds more: not
     /// after a flood of distinct keys, nor while listing them.
     pub async fn a_bounded_store_never_holds_more_than_its_capacity<St: Store<S, S>>(
@@ -798,6 +865,14 @@ macro_rules! conformance {
         case!(replace_writes_only_over_live_entries);
         case!(get_many_with_ttl_reads_values_and_ttls);
         case!(get_now_answers_what_get_answers);
+        case!(write_many_applies_each_write_in_order);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_writes_keep_their_own_values_and_ttls() {
+            let ctx = $ctx;
+            let store = Arc::new($open::<String, String>(&ctx, "test").await);
+            cases::concurrent_writes_keep_their_own_values_and_ttls(&ctx, store).await;
+        }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn keys_with_prefix_matches_exactly() {

@@ -1284,3 +1284,301 @@ async fn a_resync_accepts_writes_at_once_and_invalidations_win_over_its_reads() 
         Some(format!("new-{}", parked[0]))
     );
 }
+
+// ------------------------------------------------ group commit (issue 16 item 2)
+
+/// `CLIENT PAUSE ... WRITE` until dropped: a write command that reaches Redis meanwhile waits
+/// there (reads, pings and `INFO` go on), so a batch in flight stays in flight.
+struct Paused<'a>(&'a RedisServer);
+
+impl<'a> Paused<'a> {
+    fn new(redis: &'a RedisServer) -> Self {
+        redis.raw(&["CLIENT", "PAUSE", "60000", "WRITE"]);
+        Paused(redis)
+    }
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.0.raw(&["CLIENT", "UNPAUSE"]);
+    }
+}
+
+/// How many `PUBLISH`es Redis ran since its last `CONFIG RESETSTAT`.
+fn publishes(redis: &RedisServer) -> u64 {
+    let stats = redis.raw(&["INFO", "commandstats"]);
+    let calls = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok());
+    calls.unwrap_or(0)
+}
+
+type Spawned<T> = tokio::task::JoinHandle<T>;
+
+/// Parks a first batch in Redis (a lone put of `primer`, sent while writes are paused), then
+/// spawns `writes` and releases Redis only once every one of them is queued behind that batch:
+/// they go as the next batch, together. Returns the primer's task and theirs.
+async fn behind_a_parked_batch<F>(
+    redis: &RedisServer,
+    a: &RedisNode,
+    writes: Vec<F>,
+) -> (Spawned<Result<()>>, Vec<Spawned<F::Output>>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let paused = Paused::new(redis);
+    let sent = a.replication_stats().batches;
+    let primer = tokio::spawn({
+        let a = a.clone();
+        async move { a.put(k("primer"), k("p"), None).await }
+    });
+    eventually("the first batch to be in flight", || {
+        (a.replication_stats().batches > sent).then_some(())
+    })
+    .await;
+    let count = writes.len() as u64;
+    let tasks = writes.into_iter().map(tokio::spawn).collect();
+    eventually("every write to queue behind it", || {
+        (a.replication_stats().waiting == count).then_some(())
+    })
+    .await;
+    drop(paused);
+    (primer, tasks)
+}
+
+/// Five puts queued behind a batch in flight go as ONE batch: one pipeline with one `PUBLISH`
+/// for the five keys (counted by Redis), each with its own value and TTL; the other node drops
+/// every key of it on that one message, and the writing node caches the new values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_queued_behind_a_batch_in_flight_go_as_one_batch_with_one_publish() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let a = node(&redis, redis_remote(&redis).await, &clock).await;
+    let b = node(&redis, redis_remote(&redis).await, &clock).await;
+    let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        a.put(key.clone(), k("old"), None).await.unwrap();
+        assert_eq!(b.get(key).await.unwrap().as_deref(), Some("old"));
+    }
+    redis.raw(&["CONFIG", "RESETSTAT"]);
+    let (before, heard) = (a.replication_stats(), b.replication_stats());
+    let ttl = |i: usize| Duration::from_secs(600 + 60 * i as u64);
+    let writes = keys.iter().enumerate().map(|(i, key)| {
+        let (a, key) = (a.clone(), key.clone());
+        async move { a.put(key.clone(), format!("new-{key}"), Some(ttl(i))).await }
+    });
+    let (primer, tasks) = behind_a_parked_batch(&redis, &a, writes.collect()).await;
+    primer.await.unwrap().unwrap();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let after = a.replication_stats();
+    assert_eq!(
+        after.batches - before.batches,
+        2,
+        "the primer, then the five"
+    );
+    assert_eq!(after.batched_writes - before.batched_writes, 6);
+    assert_eq!(publishes(&redis), 2, "one PUBLISH per batch, not per key");
+    applied(&b, heard.applied + 2).await;
+    assert_eq!(b.replication_stats().received, heard.received + 2);
+    for (i, key) in keys.iter().enumerate() {
+        let new = format!("new-{key}");
+        assert_eq!(b.local().get(key), None, "{key} dropped on b");
+        assert_eq!(a.local().get(key), Some(new.clone()), "cached on a");
+        assert_eq!(b.get(key).await.unwrap(), Some(new));
+        match a.ttl(key).await.unwrap() {
+            Some(Expiry::In(left)) => assert!(
+                left <= ttl(i) && left + Duration::from_secs(30) > ttl(i),
+                "{key}: its own TTL, {left:?}"
+            ),
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+}
+
+/// Puts and deletes queued together go as one batch; each delete reports whether it removed a
+/// live key, and the other node drops every key of the batch on its one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_puts_and_deletes_drops_every_key_on_the_other_node() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let a = node(&redis, redis_remote(&redis).await, &clock).await;
+    let b = node(&redis, redis_remote(&redis).await, &clock).await;
+    for key in ["p1", "p2", "d1"] {
+        a.put(k(key), k("old"), None).await.unwrap();
+        assert_eq!(b.get(&k(key)).await.unwrap().as_deref(), Some("old"));
+    }
+    let heard = b.replication_stats();
+    let put = |key: &str| {
+        let (a, key) = (a.clone(), k(key));
+        Box::pin(async move { a.put(key, k("new"), None).await.map(|()| true) })
+            as std::pin::Pin<Box<dyn Future<Output = Result<bool>> + Send>>
+    };
+    let delete = |key: &str| {
+        let (a, key) = (a.clone(), k(key));
+        Box::pin(async move { a.delete(&key).await }) as std::pin::Pin<Box<_>>
+    };
+    let writes = vec![put("p1"), delete("d1"), put("p2"), delete("never")];
+    let (primer, tasks) = behind_a_parked_batch(&redis, &a, writes).await;
+    primer.await.unwrap().unwrap();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap().unwrap());
+    }
+    assert_eq!(
+        outcomes,
+        [true, true, true, false],
+        "d1 removed, never absent"
+    );
+    applied(&b, heard.applied + 2).await;
+    for key in ["p1", "p2", "d1"] {
+        assert_eq!(b.local().get(&k(key)), None, "{key} dropped on b");
+    }
+    assert_eq!(b.get(&k("p2")).await.unwrap().as_deref(), Some("new"));
+    assert_eq!(b.get(&k("d1")).await.unwrap(), None);
+}
+
+/// A caller that goes away (its task aborted) while its write waits for a batch, or while its
+/// batch is in flight, breaks nothing for the others: they succeed, and the writes that were
+/// queued are still made (a request already handed over), on both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_caller_does_not_break_the_batch_for_the_others() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let a = node(&redis, redis_remote(&redis).await, &clock).await;
+    let b = node(&redis, redis_remote(&redis).await, &clock).await;
+    let writes = (0..3).map(|i| {
+        let a = a.clone();
+        async move { a.put(format!("k{i}"), format!("v{i}"), None).await }
+    });
+    let (primer, mut tasks) = behind_a_parked_batch(&redis, &a, writes.collect()).await;
+    primer.abort();
+    let cancelled = tasks.remove(1);
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    for (key, value) in [("primer", "p"), ("k0", "v0"), ("k1", "v1"), ("k2", "v2")] {
+        assert_eq!(
+            a.remote().get(&k(key)).await.unwrap().as_deref(),
+            Some(value)
+        );
+        assert_eq!(b.get(&k(key)).await.unwrap().as_deref(), Some(value));
+    }
+    a.put(k("k1"), k("later"), None).await.unwrap();
+    assert_eq!(a.get(&k("k1")).await.unwrap().as_deref(), Some("later"));
+}
+
+/// A node whose remote store goes through `proxy` (its invalidation link does not).
+async fn node_with_proxied_remote(redis: &RedisServer, proxy: &support::proxy::Proxy) -> RedisNode {
+    let remote = strata::RedisStore::builder()
+        .url(proxy.url())
+        .command_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .expect("connect through the proxy");
+    node(redis, remote, &Clock::system()).await
+}
+
+/// A batch of three puts runs in Redis, then its connection is cut before the reply arrives
+/// (the proxy holds replies, and the test cuts once Redis shows the new values): every caller
+/// gets an error, nothing of theirs is cached on the writing node (its old copies are dropped,
+/// since Redis may hold the new values), and the other node hears the failure's invalidation.
+/// A current-thread runtime: the three puts are queued before the writer runs, so they are one
+/// batch.
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_whose_connection_is_cut_mid_reply_fails_every_caller_and_caches_nothing() {
+    let redis = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(redis.addr());
+    let a = node_with_proxied_remote(&redis, &proxy).await;
+    let b = node(&redis, redis_remote(&redis).await, &Clock::system()).await;
+    let truth = redis_remote(&redis).await;
+    let keys: Vec<String> = (0..3).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        a.put(key.clone(), k("old"), None).await.unwrap();
+        assert_eq!(b.get(key).await.unwrap().as_deref(), Some("old"));
+        assert_eq!(a.local().get(key).as_deref(), Some("old"));
+    }
+    let (sent, heard) = (a.replication_stats().batches, b.replication_stats().applied);
+    proxy.hold_replies(true);
+    let puts =
+        futures_util::future::join_all(keys.iter().map(|key| a.put(key.clone(), k("new"), None)));
+    let cut = async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !truth
+            .get_many(&keys)
+            .await
+            .unwrap()
+            .iter()
+            .all(|v| v.as_deref() == Some("new"))
+        {
+            assert!(Instant::now() < deadline, "the batch never ran in Redis");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        proxy.cut_all();
+    };
+    let (outcomes, ()) = tokio::join!(puts, cut);
+    proxy.hold_replies(false);
+    assert_eq!(a.replication_stats().batches, sent + 1, "one batch");
+    for (key, outcome) in keys.iter().zip(outcomes) {
+        let e = outcome.expect_err("the reply never came");
+        assert!(matches!(e, Error::Backend { .. }), "{key}: {e}");
+        assert_eq!(a.local().get(key), None, "{key}: nothing cached");
+    }
+    applied(&b, heard + 1).await;
+    for key in &keys {
+        assert_eq!(b.local().get(key), None, "{key} dropped on b");
+        assert_eq!(
+            truth.get(key).await.unwrap().as_deref(),
+            Some("new"),
+            "the batch ran"
+        );
+    }
+}
+
+/// On a Redis Cluster a batch's keys live in different slots: one pipeline per slot, the one
+/// `PUBLISH` in the first, and the other node (subscribed on another master) drops every key.
+#[tokio::test(flavor = "current_thread")]
+async fn on_a_cluster_a_batch_across_slots_is_committed_and_invalidated_everywhere() {
+    let cluster = support::redis_cluster::shared();
+    let urls = cluster.urls();
+    let cluster_node = |url: String| async move {
+        let remote = strata::RedisStore::builder()
+            .cluster(cluster.urls())
+            .namespace("group_commit")
+            .build()
+            .await
+            .expect("connect to the test Redis Cluster");
+        ReplicatedStore::builder()
+            .local(mem(&Clock::system()))
+            .remote(remote)
+            .url(url)
+            .build()
+            .await
+            .expect("subscribe on a cluster master")
+    };
+    let a: Node<strata::RedisStore<String, String>> = cluster_node(urls[0].clone()).await;
+    let b: Node<strata::RedisStore<String, String>> = cluster_node(urls[1].clone()).await;
+    let keys: Vec<String> = (0..12).map(|i| format!("key-{i}")).collect();
+    for key in &keys {
+        a.put(key.clone(), k("old"), None).await.unwrap();
+        assert_eq!(b.get(key).await.unwrap().as_deref(), Some("old"));
+    }
+    let (sent, heard) = (a.replication_stats().batches, b.replication_stats().applied);
+    let puts = keys
+        .iter()
+        .map(|key| a.put(key.clone(), format!("new-{key}"), None));
+    for outcome in futures_util::future::join_all(puts).await {
+        outcome.unwrap();
+    }
+    assert_eq!(a.replication_stats().batches, sent + 1, "one batch");
+    applied(&b, heard + 1).await;
+    for key in &keys {
+        assert_eq!(b.local().get(key), None, "{key} dropped on b");
+        assert_eq!(b.get(key).await.unwrap(), Some(format!("new-{key}")));
+    }
+}

@@ -17,7 +17,7 @@ use crate::{
     codec::{decode_value, encode_value, Format, Key},
     error::{Error, Result},
     namespace::Namespace,
-    store::{Counter, Expiry, Notice, Store},
+    store::{BatchWrite, Counter, Expiry, Notice, Store},
     time::check_ttl,
 };
 
@@ -461,6 +461,66 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
     }
 }
 
+/// One command of a batch: its index in the batch, its full key (for the slot), the command,
+/// and whether it is a delete (its reply is a count, a put's is `OK`).
+type BatchCmd = (usize, Vec<u8>, Cmd, bool);
+
+impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
+    fn batch_cmd(&self, index: usize, write: &BatchWrite<K, V>) -> Result<BatchCmd> {
+        Ok(match write {
+            BatchWrite::Put { key, value, ttl } => {
+                check_ttl(*ttl)?;
+                let key = self.key(key);
+                let set = set_cmd(&key, &self.encode(&key, value)?, *ttl, SetIf::Always);
+                (index, key, set, false)
+            }
+            BatchWrite::Delete(key) => {
+                let key = self.key(key);
+                let unlink = key_cmd("UNLINK", &key);
+                (index, key, unlink, true)
+            }
+        })
+    }
+
+    /// One pipeline: the group's commands, then `PUBLISH notice` if it carries it. Returns
+    /// each command's index in the batch and its flag (put: true; delete: removed).
+    async fn write_group(
+        &self,
+        group: Vec<BatchCmd>,
+        notice: Option<Notice<'_>>,
+    ) -> Result<Vec<(usize, bool)>> {
+        let mut pipe = redis::pipe();
+        let mut kinds = Vec::with_capacity(group.len());
+        for (index, _, cmd, delete) in group {
+            pipe.add_command(cmd);
+            kinds.push((index, delete));
+        }
+        if let Some(notice) = notice {
+            pipe.cmd("PUBLISH")
+                .arg(notice.channel)
+                .arg(notice.payload)
+                .ignore();
+        }
+        let count = kinds.len();
+        let context = || format!("pipeline of {count} writes in {}", self.namespace);
+        let replies: Vec<redis::Value> = self.shared.write_pipeline(pipe, context).await?;
+        if replies.len() != count {
+            let why = format!("{} replies for {count} writes", replies.len());
+            return Err(Error::backend(context(), why));
+        }
+        kinds
+            .into_iter()
+            .zip(replies)
+            .map(|((index, delete), reply)| match delete {
+                false => Ok((index, true)),
+                true => redis::from_redis_value::<i64>(reply)
+                    .map(|removed| (index, removed > 0))
+                    .map_err(|e| Error::backend(context(), e)),
+            })
+            .collect()
+    }
+}
+
 impl<K, V> Store<K, V> for RedisStore<K, V>
 where
     K: Key,
@@ -587,6 +647,40 @@ where
         let context = || format!("UNLINK+PUBLISH {}", show(&key));
         let (removed,): (bool,) = self.shared.write_pipeline(pipe, context).await?;
         Ok((removed, true))
+    }
+
+    /// On one server: the `SET`s and `UNLINK`s and one `PUBLISH` of `notice` in one pipeline,
+    /// one round trip. On a cluster: one pipeline per slot, sent at once, then the `PUBLISH`
+    /// once every one was acknowledged (a pipeline cannot cross slots, and a `PUBLISH` sent
+    /// beside them could reach a node before a write it announces): two round trips.
+    async fn write_many_and_notify(
+        &self,
+        writes: Vec<BatchWrite<K, V>>,
+        notice: Notice<'_>,
+    ) -> Result<(Vec<bool>, bool)> {
+        let count = writes.len();
+        let cmds = (writes.iter().enumerate())
+            .map(|(i, write)| self.batch_cmd(i, write))
+            .collect::<Result<Vec<_>>>()?;
+        let cluster = self.is_cluster();
+        let groups = slot::group(cmds, |(_, key, ..)| if cluster { slot::of(key) } else { 0 });
+        let mut inline = (!cluster).then_some(notice);
+        let pipelines: Vec<_> = (groups.into_values())
+            .map(|group| self.write_group(group, inline.take()))
+            .collect();
+        let mut done = vec![false; count];
+        for result in futures_util::future::join_all(pipelines).await {
+            for (index, flag) in result? {
+                done[index] = flag;
+            }
+        }
+        if cluster && count > 0 {
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(notice.channel).arg(notice.payload);
+            let context = || format!("PUBLISH after {count} writes in {}", self.namespace);
+            let _: i64 = self.shared.run(&publish, context).await?;
+        }
+        Ok((done, count > 0))
     }
 
     async fn put_many(&self, entries: Vec<(K, V)>, ttl: Option<Duration>) -> Result<()>

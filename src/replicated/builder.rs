@@ -292,6 +292,7 @@ where
             local_ttl: self.local_ttl,
             warm: self.warm_on_join,
             stripes: Stripes::default(),
+            commits: Default::default(),
             types: PhantomData,
         });
         let store = ReplicatedStore::registered(inner);

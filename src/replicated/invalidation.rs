@@ -126,6 +126,11 @@ pub(crate) struct Counters {
     pub warms: AtomicU64,
     /// Microseconds from publish to apply of the last applied message; `u64::MAX`: none yet.
     pub last_latency_us: AtomicU64,
+    /// Group commits sent (`commit`), and the puts and deletes they carried.
+    pub batches: AtomicU64,
+    pub batched_writes: AtomicU64,
+    /// Puts and deletes queued behind the batch in flight, now.
+    pub waiting: AtomicU64,
 }
 
 type Handlers = HashMap<String, Vec<Weak<dyn Handler>>>;
@@ -242,14 +247,27 @@ impl Hub {
         message::encode(op, self.node, wall_us(), key)
     }
 
+    /// The message that invalidates every key of a group commit (one key: the one-key form).
+    pub fn message_many(&self, keys: &[&[u8]]) -> Vec<u8> {
+        message::encode_many(self.node, wall_us(), keys)
+    }
+
     /// Tells every other node to drop `key` (or, for [`Op::Flush`], everything) in `channel`.
     pub async fn publish(&self, channel: &str, op: Op, key: &[u8]) -> Result<()> {
+        self.publish_payload(channel, self.message(op, key)).await
+    }
+
+    /// Tells every other node to drop `keys` in `channel`, in one message.
+    pub async fn publish_many(&self, channel: &str, keys: &[&[u8]]) -> Result<()> {
+        self.publish_payload(channel, self.message_many(keys)).await
+    }
+
+    async fn publish_payload(&self, channel: &str, payload: Vec<u8>) -> Result<()> {
         let context = || format!("PUBLISH invalidation on {channel}");
         let mut conn =
             self.publisher.read().clone().ok_or_else(|| {
                 Error::backend(context(), "the invalidation link to Redis is down")
             })?;
-        let payload = self.message(op, key);
         redis::cmd("PUBLISH")
             .arg(channel)
             .arg(payload)
@@ -298,9 +316,17 @@ impl Hub {
     async fn dispatch(&self, channel: &str, payload: &[u8]) {
         self.link.touch(self.options.clock.now_ms());
         self.counters.received.fetch_add(1, Ordering::Relaxed);
-        let Some(msg) = message::decode(payload) else {
-            self.counters.garbled.fetch_add(1, Ordering::Relaxed);
-            return;
+        let msg = match message::decode(payload) {
+            Ok(msg) => msg,
+            Err(why) => {
+                tracing::debug!(
+                    node = self.node,
+                    ?why,
+                    "ignored a message that does not decode"
+                );
+                self.counters.garbled.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         };
         if msg.node == self.node {
             self.counters.own_echoes.fetch_add(1, Ordering::Relaxed);
@@ -315,7 +341,7 @@ impl Hub {
             return;
         }
         for handler in handlers {
-            self.apply(&*handler, msg.op, msg.key).await;
+            self.apply(&*handler, &msg).await;
         }
         let latency = wall_us().saturating_sub(msg.sent_at_us);
         self.counters
@@ -324,11 +350,13 @@ impl Hub {
         self.counters.applied.fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn apply(&self, handler: &dyn Handler, op: Op, key: &[u8]) {
-        match op {
+    async fn apply(&self, handler: &dyn Handler, msg: &message::Message<'_>) {
+        match msg.op {
             Op::Invalidate => {
-                if !handler.invalidate(key).await {
-                    self.counters.garbled.fetch_add(1, Ordering::Relaxed);
+                for key in &msg.keys {
+                    if !handler.invalidate(key).await {
+                        self.counters.garbled.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             Op::Flush => handler.flush().await,

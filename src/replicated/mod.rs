@@ -10,10 +10,32 @@
 //!   Redis refuses, the call fails and nothing local changes. Then the node updates (or drops)
 //!   its own copy and `PUBLISH`es an invalidation; every other node drops its copy when the
 //!   message arrives (typically well under a millisecond on loopback). A node ignores its own
-//!   echoes (the node id is in the message). `put` and `delete` send the write and the
-//!   `PUBLISH` in one pipeline ([`crate::Store::put_and_notify`]), so they cost one round trip
-//!   (forced by `a_replicated_put_or_delete_is_one_round_trip`,
-//!   which counts requests through a proxy).
+//!   echoes (the node id is in the message).
+//! - **Group commit** (`put`, `delete`): one writer task per store sends one batch at a time,
+//!   made of whatever queued while the previous batch was in flight (a lone write goes alone,
+//!   at once): on Redis one pipeline of the `SET`s and `UNLINK`s followed by ONE `PUBLISH` whose
+//!   message lists every key ([`crate::Store::write_many_and_notify`]), so a write costs one
+//!   round trip (`a_replicated_put_or_delete_is_one_round_trip`, requests counted through a
+//!   proxy) and Redis fans out one message per batch, not per key
+//!   (`puts_queued_behind_a_batch_in_flight_go_as_one_batch_with_one_publish`: a batch parked
+//!   in Redis with `CLIENT PAUSE WRITE`, five puts queued behind it, two `PUBLISH`es counted).
+//!   A put returns `Ok` only after Redis acknowledged its `SET` and the `PUBLISH`; then, per key,
+//!   the fill guard is claimed and the local copy written, and only then is the caller
+//!   answered. Each write keeps its own value and TTL (the conformance case
+//!   `concurrent_writes_keep_their_own_values_and_ttls`). A failed batch fails exactly its
+//!   callers: each gets an error naming its own write, nothing of theirs is cached, and since
+//!   Redis may have run some of the writes, their keys' copies are dropped here and on the
+//!   other nodes (best effort;
+//!   `a_batch_whose_connection_is_cut_mid_reply_fails_every_caller_and_caches_nothing`). A
+//!   batch the link dropped under is refused as a whole before anything is sent. A caller that
+//!   goes away (its future dropped) breaks nothing for the others, and its queued write is still
+//!   made (`a_cancelled_caller_does_not_break_the_batch_for_the_others`). On a Redis Cluster the
+//!   batch is one pipeline per slot, sent at once, then the `PUBLISH` after all of them were
+//!   acknowledged: two round trips, so no node hears of a write before it is in Redis
+//!   (`on_a_cluster_a_batch_across_slots_is_committed_and_invalidated_everywhere`). With
+//!   Sentinel the batch goes to the master the remote store follows, as any write. A batch of
+//!   one key is sent in the one-key message form; a longer batch in a form that nodes of builds
+//!   before group commit count as garbled, so upgrade every node before relying on it.
 //! - **`get_many`** serves local copies and reads every local miss in one round trip (`MGET`
 //!   and the `PTTL`s pipelined, one pipeline per cluster slot), caching them as a single read
 //!   does (`get_many_reads_every_local_miss_in_one_round_trip`).
@@ -62,9 +84,18 @@
 //!
 //! One residual gap: if a node's `PUBLISH` fails after its Redis write succeeded (its own
 //! connection broke while the others' did not; for `put` and `delete`, whose `PUBLISH` goes in
-//! the same write as the command, only a break between the two replies), the write is in Redis,
-//! the caller gets an error, and other nodes keep their copies until their local TTL;
-//! `local_ttl` bounds that.
+//! the same pipeline as the batch, only a break between the replies), the write is in Redis,
+//! the caller gets an error, and other nodes keep their copies until their local TTL, unless
+//! the failure's own best-effort invalidation gets through; `local_ttl` bounds that.
+//!
+//! Why group commit (issue 16 item 2): with one `SET`+`PUBLISH` pipeline per put, the raw
+//! redis-rs floor with two nodes subscribed was 0.53× a plain `SET` (0.48–0.85, 64 tasks, one
+//! run on 2 shared cores), and strata's put 0.36–0.52× a RedisStore put: every put cost Redis a
+//! pattern match and a message write per subscriber, and cost every node the parse of one
+//! message, its own echo included. One `PUBLISH` per batch moves the raw floor to 0.96× a plain
+//! `SET` (0.90–1.12, same run; the `floor of a replicated put` contest of
+//! `cargo bench --all-features --bench compare -- replicated`); BENCHMARKS.md has what the
+//! ReplicatedStore put reaches.
 //!
 //! Why `PUBLISH` and not Redis 6+ server-assisted client-side caching (`CLIENT TRACKING ON
 //! REDIRECT <id> BCAST PREFIX <ns>: NOLOOP`, which would let a write skip the `PUBLISH`): measured
@@ -80,6 +111,7 @@
 //! `cargo bench --all-features --bench compare -- replicated` measures both floors.
 
 mod builder;
+mod commit;
 mod invalidation;
 mod join;
 mod link;

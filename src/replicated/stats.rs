@@ -33,6 +33,13 @@ pub struct ReplicationStats {
     /// Publish-to-apply time of the last applied message (wall clock, so only meaningful
     /// between processes on one host or with synchronised clocks).
     pub last_latency: Option<Duration>,
+    /// Group commits this node sent: each one pipeline of the puts and deletes that queued
+    /// while the previous one was in flight, with one invalidation message for all of them.
+    pub batches: u64,
+    /// The puts and deletes those batches carried (`batched_writes / batches`: the mean batch).
+    pub batched_writes: u64,
+    /// Puts and deletes queued behind the batch in flight at the time of the snapshot.
+    pub waiting: u64,
 }
 
 impl ReplicationStats {
@@ -52,6 +59,9 @@ impl ReplicationStats {
             recoveries: get(&c.recoveries),
             warms: get(&c.warms),
             last_latency: (latency != u64::MAX).then(|| Duration::from_micros(latency)),
+            batches: get(&c.batches),
+            batched_writes: get(&c.batched_writes),
+            waiting: get(&c.waiting),
         }
     }
 }

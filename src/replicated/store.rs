@@ -10,6 +10,7 @@ use std::{
 
 use super::{
     builder::ReplicatedStoreBuilder,
+    commit::Committer,
     invalidation::{BoxFuture, Handler, Hub},
     link::Guard,
     message::Op,
@@ -20,7 +21,7 @@ use crate::{
     codec::Key,
     error::{Error, Result},
     namespace::Namespace,
-    store::{Counter, Expiry, Notice, Store},
+    store::{BatchWrite, Counter, Expiry, Store},
     time::{check_ttl, Clock, UnixMillis},
 };
 
@@ -36,6 +37,8 @@ pub(super) struct Inner<K, V, L, R> {
     pub local_ttl: Option<Duration>,
     pub warm: bool,
     pub stripes: Stripes,
+    /// The group commit of this store's puts and deletes.
+    pub commits: Committer<K, V>,
     pub types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -118,7 +121,7 @@ fn encoded<K: Key>(key: &K) -> Vec<u8> {
     out
 }
 
-fn link_down(context: impl Into<String>) -> Error {
+pub(super) fn link_down(context: impl Into<String>) -> Error {
     Error::backend(
         context,
         "the invalidation link to Redis is down; nothing was written, retry once it reconnects",
@@ -142,7 +145,11 @@ where
     /// The local TTL for a value whose remote TTL was `remote`, counted from `started`
     /// (taken before the remote call, so the local copy never outlives the remote one);
     /// `None` when there is no time left to cache it.
-    fn local_ttl(&self, remote: Expiry, started: UnixMillis) -> Option<Option<Duration>> {
+    pub(super) fn local_ttl(
+        &self,
+        remote: Expiry,
+        started: UnixMillis,
+    ) -> Option<Option<Duration>> {
         let elapsed = Duration::from_millis(self.clock.now_ms().saturating_sub(started));
         let left = match remote.remaining() {
             Some(ttl) => Some(ttl.checked_sub(elapsed).filter(|d| !d.is_zero())?),
@@ -157,7 +164,7 @@ where
     /// Caches `value` locally, then drops it again if an invalidation (or a write on this
     /// node, see [`Stripes::claim`]) raced with the operation: the check comes after the put,
     /// so a change that lands in between is seen.
-    async fn cache(&self, guard: Guard, key: &K, value: V, ttl: Option<Duration>) {
+    pub(super) async fn cache(&self, guard: Guard, key: &K, value: V, ttl: Option<Duration>) {
         let put = self.local.put(key.clone(), value, ttl).await;
         if put.is_err() || !self.stripes.unchanged(guard) {
             self.drop_local(key).await;
@@ -190,58 +197,33 @@ where
     }
 
     /// After a remote change of `key` whose invalidation went out with the write: drop our copy.
-    async fn changed_here(&self, key: &K) {
+    pub(super) async fn changed_here(&self, key: &K) {
         self.stripes.bump(&encoded(key));
         self.drop_local(key).await;
     }
 
-    /// Sends the invalidation of `key` unless the remote write already carried it.
-    async fn publish_unless(&self, sent: bool, key: &[u8]) -> Result<()> {
-        if sent {
-            return Ok(());
-        }
-        self.hub.publish(&self.channel, Op::Invalidate, key).await
-    }
-
-    /// The remote write and the invalidation in one round trip where the remote store can
-    /// (`SET` + `PUBLISH` in one pipeline on Redis), then the local copy.
-    async fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
+    /// Group-committed ([`Committer`]): the remote write goes with the others queued meanwhile
+    /// and one invalidation for all of them, in one round trip where the remote store can
+    /// (one pipeline on Redis); then the local copy. The fill guard is taken now, before the
+    /// write is queued, and claimed after Redis acknowledged it.
+    async fn put(self: &Arc<Self>, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         check_ttl(ttl)?;
         self.require_link("PUT", &key)?;
         let bytes = encoded(&key);
         let guard = self.stripes.guard(&bytes);
+        let write = BatchWrite::Put { key, value, ttl };
         let started = self.clock.now_ms();
-        let payload = self.hub.message(Op::Invalidate, &bytes);
-        let notice = Notice {
-            channel: &self.channel,
-            payload: &payload,
-        };
-        let written = self
-            .remote
-            .put_and_notify(key.clone(), value.clone(), ttl, notice);
-        let sent = self.settle(&key, written.await).await?;
-        let expiry = ttl.map_or(Expiry::Never, Expiry::In);
-        match (self.stripes.claim(guard), self.local_ttl(expiry, started)) {
-            (Some(mine), Some(local)) => self.cache(mine, &key, value, local).await,
-            _ => self.drop_local(&key).await,
-        }
-        self.publish_unless(sent, &bytes).await
+        self.commit(write, bytes, guard, started).await.map(|_| ())
     }
 
-    /// `UNLINK` and the invalidation in one round trip where the remote store can.
-    async fn delete(&self, key: &K) -> Result<bool> {
+    /// Group-committed as [`Inner::put`]: `UNLINK` with the batch, then the local copy dropped.
+    async fn delete(self: &Arc<Self>, key: &K) -> Result<bool> {
         self.require_link("DELETE", key)?;
         let bytes = encoded(key);
-        let payload = self.hub.message(Op::Invalidate, &bytes);
-        let notice = Notice {
-            channel: &self.channel,
-            payload: &payload,
-        };
-        let removed = self.remote.delete_and_notify(key, notice).await;
-        let (removed, sent) = self.settle(key, removed).await?;
-        self.changed_here(key).await;
-        self.publish_unless(sent, &bytes).await?;
-        Ok(removed)
+        let guard = self.stripes.guard(&bytes);
+        let write = BatchWrite::Delete(key.clone());
+        let started = self.clock.now_ms();
+        self.commit(write, bytes, guard, started).await
     }
 
     /// Local hits, then every local miss read from the remote store in one call (one
@@ -539,6 +521,7 @@ where
             local_ttl: i.local_ttl,
             warm: i.warm,
             stripes: Stripes::default(),
+            commits: Committer::default(),
             types: PhantomData,
         });
         Ok(ReplicatedStore::registered(inner))

@@ -8,7 +8,9 @@
 //!   *without closing* (a silent partition, a half-open connection), while new connections
 //!   are accepted and forwarded;
 //! - [`Proxy::cut_all`]: close every open connection (a reset the peers notice at once);
-//! - [`Proxy::refuse_new`]: new connections are closed as soon as they are accepted.
+//! - [`Proxy::refuse_new`]: new connections are closed as soon as they are accepted;
+//! - [`Proxy::hold_replies`]: requests still reach the server, its replies wait in the proxy
+//!   (with [`Proxy::cut_all`] after it: a request that ran whose reply never arrives).
 //!
 //! Plain threads, so it works under any runtime (or none).
 
@@ -37,6 +39,7 @@ struct Link {
 struct State {
     delay: Mutex<Option<Duration>>,
     refuse: AtomicBool,
+    hold_replies: AtomicBool,
     stop: AtomicBool,
     accepted: AtomicUsize,
     requests: AtomicUsize,
@@ -114,6 +117,12 @@ impl Proxy {
             let _ = link.client.shutdown(Shutdown::Both);
             let _ = link.server.shutdown(Shutdown::Both);
         }
+    }
+
+    /// Stop forwarding replies (server to client) on every connection while `hold` is true;
+    /// requests are still forwarded, so the server runs them. `false`: forward them again.
+    pub fn hold_replies(&self, hold: bool) {
+        self.state.hold_replies.store(hold, Ordering::Release);
     }
 
     /// Close new connections as soon as they are accepted (`false`: accept them again).
@@ -195,6 +204,13 @@ fn pump(mut from: TcpStream, mut to: TcpStream, state: &State, held: &AtomicBool
         }
         if let Some(by) = *state.delay.lock().unwrap() {
             thread::sleep(by);
+        }
+        // Replies read while (or just before) replies are held wait here, in the proxy.
+        while !upstream && state.hold_replies.load(Ordering::Acquire) {
+            if state.stop.load(Ordering::Acquire) {
+                return;
+            }
+            thread::sleep(POLL);
         }
         if held.load(Ordering::Acquire) {
             continue; // black-holed while in flight: the bytes are lost, as in a partition
