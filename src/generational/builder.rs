@@ -164,7 +164,7 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
 
     /// Frequency-aware placement, for a better hit ratio under a `max_size` or
     /// `allocated_memory` limit (not in Nebulex). A small sketch counts reads per key; a write of
-    /// a *new* key read fewer than twice lately goes to the older generation (on probation: it
+    /// a *new* key read fewer than four times lately goes to the older generation (on probation: it
     /// moves to the newer one on its next read, like any older entry) instead of the newer one,
     /// and a store over its limit evicts a small batch of older entries instead of a whole
     /// partition's. One-off keys and scans then cannot flush the keys that are read often.
