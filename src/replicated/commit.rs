@@ -299,7 +299,14 @@ async fn writer<K, V, L, R>(
     L: Store<K, V> + 'static,
     R: Store<K, V> + 'static,
 {
+    let mut last = 0;
     while let Some(first) = queue.recv().await {
+        if last > 1 {
+            // Under load, the callers the last batch answered are queueing their next writes
+            // right now: let them, so they go as one batch instead of a batch of the first
+            // one and a batch of the rest. After a lone write (or idle) nothing waits.
+            tokio::task::yield_now().await;
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -310,6 +317,7 @@ async fn writer<K, V, L, R>(
         let Some(inner) = inner.upgrade() else { return };
         let waiting = &inner.hub.counters.waiting;
         waiting.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        last = batch.len();
         inner.send_batch(batch).await;
     }
 }
