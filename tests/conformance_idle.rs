@@ -293,43 +293,11 @@ mod cache_over_disk {
     idle_conformance!(Ctx::manual().with_dir(), open);
 }
 
-/// A store with only the four required methods (over a MemoryStore): no idle expiry.
-struct FourMethods(strata::MemoryStore<String, String>);
-
-impl Store<String, String> for FourMethods {
-    fn put(
-        &self,
-        key: String,
-        value: String,
-        ttl: Option<Duration>,
-    ) -> impl std::future::Future<Output = strata::Result<()>> + Send {
-        std::future::ready(self.0.put(key, value, ttl))
-    }
-
-    fn get(
-        &self,
-        key: &String,
-    ) -> impl std::future::Future<Output = strata::Result<Option<String>>> + Send {
-        std::future::ready(Ok(self.0.get(key)))
-    }
-
-    fn delete(
-        &self,
-        key: &String,
-    ) -> impl std::future::Future<Output = strata::Result<bool>> + Send {
-        std::future::ready(Ok(self.0.delete(key)))
-    }
-
-    fn keys(&self) -> impl std::future::Future<Output = strata::Result<Vec<String>>> + Send {
-        std::future::ready(Ok(self.0.keys()))
-    }
-}
-
 #[tokio::test]
 async fn a_cache_refuses_time_to_idle_over_a_store_without_it() {
     use strata::{Cache, Error, MemoryStore};
+    use support::four_methods::FourMethods;
 
-    // Not FaultStore: it forwards `with_time_to_idle` to the store it wraps.
     let built = Cache::builder()
         .store(FourMethods(MemoryStore::<String, String>::new()))
         .time_to_idle(IDLE)

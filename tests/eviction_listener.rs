@@ -16,7 +16,7 @@ use strata::{
     Cache, Error, GenerationalStore, GenerationalStoreBuilder, ManualClock, MemoryStore,
     MemoryStoreBuilder, RemovalCause,
 };
-use support::fault_store::FaultStore;
+use support::four_methods::FourMethods;
 
 mod support;
 
@@ -397,7 +397,7 @@ async fn a_cache_installs_its_listener_on_the_store() {
 #[tokio::test]
 async fn a_cache_refuses_a_listener_its_store_cannot_serve() {
     let seen = Recorder::default();
-    let remote_like = FaultStore::new(MemoryStore::<u64, u64>::new());
+    let remote_like = FourMethods(MemoryStore::<u64, u64>::new());
     let built = Cache::builder()
         .store(remote_like)
         .eviction_listener(seen.listener())

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fault_store;
+pub mod four_methods;
 pub mod log_capture;
 pub mod opener;
 pub mod proxy;
