@@ -9,11 +9,13 @@
 //! back-off, `gc_flush_delay`) and frees dropped generations off the callers' path.
 //!
 //! Which bounded store to pick: for the best hit ratio and throughput at a size limit, a bounded
-//! `MemoryStore` (`max_capacity`, S3-FIFO per shard); its hit ratio is measured against moka and
-//! quick_cache in `benches/compare/hitratio.rs`. Pick this store when you want Nebulex's model
+//! `MemoryStore` (`max_capacity`, S3-FIFO per shard; at or above moka and quick_cache on 16 of the
+//! 18 columns of `benches/compare/hitratio.rs`). Pick this store when you want Nebulex's model
 //! (generations a caller can push, `query`, key-level transactions, a memory limit); turn on
 //! `admission(true)` there, since without it a scan or a stream of one-hit wonders fills the
-//! newer generation and pushes the used entries out (9–13 points below moka in that bench).
+//! newer generation and pushes the used entries out (9–15 points below the best peer in that
+//! bench; with admission 0.2–3.6 points below on 16 columns, most at 1 % capacity, where a
+//! dropped generation costs the most).
 
 mod api;
 mod builder;
