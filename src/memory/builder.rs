@@ -167,9 +167,9 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
     ///
     /// The limit is split evenly over the shards, each evicting on its own; a bounded store
     /// uses at most one shard per 512 entries of capacity, so each shard's policy sees enough
-    /// entries to tell hot from cold. Each shard's table is allocated at build time for its
-    /// share (when all tables take at most 128 MiB; else they grow as they fill) and keeps that
-    /// size under eviction churn: at capacity it is about 73 % full.
+    /// entries to tell hot from cold. Each shard's table grows as it fills, up to the size its
+    /// share needs (about 73 % full at capacity), and keeps that size under eviction churn.
+    /// Nothing is allocated up front: a store that never fills costs what it holds.
     ///
     /// [`EventKind::Evicted`]: crate::EventKind::Evicted
     /// [`RemovalCause::Size`]: crate::RemovalCause::Size

@@ -248,17 +248,10 @@ impl<K, V> Default for Shard<K, V> {
 
 impl<K, V> Shard<K, V> {
     /// An empty shard; bounded by `policy` if given.
-    #[cfg(test)]
     pub fn new(policy: Option<Policy>) -> Self {
-        Self::sized(policy, 0)
-    }
-
-    /// An empty shard whose table has room for `capacity` entries already.
-    pub fn sized(policy: Option<Policy>, capacity: usize) -> Self {
-        let table = HashTable::with_capacity(capacity);
         Shard {
-            full: table.capacity(),
-            table,
+            full: 0,
+            table: HashTable::new(),
             policy: policy.map(Box::new),
             buckets: VecDeque::new(),
             indexed: 0,

@@ -184,8 +184,7 @@ where
         let listener = ListenerSlot::new(parts.listener, parts.shards);
         let tti = parts.tti.map(crate::time::ttl_ms);
         let shard = |i| {
-            let table = limits.table_capacity::<Slot<K, V>>(i, parts.shards);
-            let mut shard = Shard::sized(limits.policy(i, parts.shards), table);
+            let mut shard = Shard::new(limits.policy(i, parts.shards));
             shard.idle = tti.is_some();
             RwLock::new(shard)
         };
