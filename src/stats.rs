@@ -98,6 +98,7 @@ pub(crate) struct ReadCount<'a> {
 
 impl ReadCount<'_> {
     /// The read ended: a hit, or a miss (`found == false`).
+    #[inline]
     pub(crate) fn settle(mut self, found: bool) {
         self.settled = true;
         if !found {
@@ -107,6 +108,7 @@ impl ReadCount<'_> {
 }
 
 impl Drop for ReadCount<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.settled {
             self.stats.sub(Counter::Reads, 1);
@@ -203,6 +205,7 @@ impl StatsRecorder {
     /// Counts a read now, before the lookup; the returned guard counts the miss when the read
     /// ends without a value, and takes the read back if it fails or is cancelled (dropped
     /// before [`ReadCount::settle`]), so neither shows as a hit.
+    #[inline]
     pub(crate) fn begin_read(&self) -> ReadCount<'_> {
         self.add(Counter::Reads, 1);
         ReadCount {
@@ -214,6 +217,7 @@ impl StatsRecorder {
     /// Takes `n` back from `counter` (a count made before an operation that then failed). The
     /// stripes add with wrapping arithmetic, so the total is right even when the taking-back
     /// thread's stripe is not the one that counted.
+    #[inline]
     pub(crate) fn sub(&self, counter: Counter, n: u64) {
         self.add(counter, n.wrapping_neg());
     }

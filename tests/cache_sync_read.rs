@@ -322,6 +322,22 @@ async fn a_slow_read_cancelled_while_it_waits_counts_nothing() {
 }
 
 #[tokio::test]
+async fn a_slow_read_parked_in_the_store_is_woken_and_answers() {
+    let time = ManualClock::new();
+    let cache = cache_on::<FaultStore<Mem>>(&time, |b| b).await;
+    cache.put(s("a"), s("1"), None).await.unwrap();
+    let mut parked = cache.store().park_next(Op::Get);
+    let read = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.get(&s("a")).await }
+    });
+    parked.reached().await; // the read waits inside the store's get
+    parked.release();
+    assert_eq!(read.await.unwrap().unwrap(), Some(s("1")));
+    assert_eq!(reads(&cache), [(1, 0), (1, 0)]);
+}
+
+#[tokio::test]
 async fn a_slow_read_that_fails_counts_nothing() {
     let time = ManualClock::new();
     let cache = cache_on::<FaultStore<Mem>>(&time, |b| b).await;

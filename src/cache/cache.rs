@@ -1,7 +1,9 @@
 //! `Cache`: the store operations with a namespace, a default TTL and stats, plus Cachex's
 //! `update`, `get_and_update`, `refresh` and `touch`.
 
-use std::{collections::HashMap, fmt::Debug, hash::Hash, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap, fmt::Debug, future::Future, hash::Hash, sync::Arc, time::Duration,
+};
 
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
@@ -9,6 +11,7 @@ use tokio::task::JoinHandle;
 use super::{
     builder::CacheBuilder,
     fetch::Flight,
+    get::Get,
     keylock::KeyLocks,
     lease::{ClusterFetch, Distributed},
     warmer::{Backoff, WarmerSpec},
@@ -232,7 +235,8 @@ where
     ///
     /// A read the store answers at once ([`Cache::get_now`]: memory, or the memory tier of a
     /// disk store) is answered on the first poll without another future inside; any other read
-    /// awaits [`Store::get`]. Either way, like any future, nothing is read until it is polled.
+    /// awaits [`Store::get`]. Either way, like any future, nothing is read until it is polled,
+    /// and a read that fails or is cancelled counts nothing.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
@@ -244,11 +248,12 @@ where
     /// assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
     /// # Ok(()) }
     /// ```
-    pub async fn get(&self, key: &K) -> Result<Option<V>> {
-        match self.get_now(key) {
-            Some(answer) => answer,
-            None => self.get_waiting(key).await,
-        }
+    #[inline]
+    pub fn get<'c, 'k>(
+        &'c self,
+        key: &'k K,
+    ) -> impl Future<Output = Result<Option<V>>> + Send + use<'c, 'k, K, V, S> {
+        Get::new(self, key, Self::get_waiting)
     }
 
     /// [`Cache::get`] without a future, where the store can answer at once

@@ -7,7 +7,8 @@
 //! limits kept in Redis are shared by every node.
 //!
 //! Files: `builder.rs` (options, validated at `build()`), `cache.rs` (store operations with
-//! stats), `fetch.rs` (single flight), `fetch_many.rs` (a batch
+//! stats), `get.rs` (the future of `Cache::get`: the store's answer at once where it has one),
+//! `fetch.rs` (single flight), `fetch_many.rs` (a batch
 //! loader over the same flights), `refresh.rs` (refresh-ahead), `lease.rs` (its cluster-wide stage), `keylock.rs` (per-key
 //! async locks), `transaction.rs` (several keys locked for one block), `as_store.rs` (a
 //! Cache is a `Store` too), `warmer.rs`, `dump.rs`, `rate_limit.rs`, `metrics.rs`.
@@ -21,6 +22,7 @@ mod cache;
 mod dump;
 mod fetch;
 mod fetch_many;
+mod get;
 mod invalidate;
 mod keylock;
 mod lease;
