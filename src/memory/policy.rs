@@ -44,8 +44,9 @@ const SMALL_PERMILLE: usize = 10;
 
 /// Ghost slots per 100 entries of capacity (4 B each: 6 B per entry of capacity). Measured
 /// 100–400 with the epochs below: more slots keep more of the last table's worth of evicted
-/// hashes (a shifting hot set gains, 0.3 points from 150 to 250 at 20 % capacity) but also
-/// cost Zipf columns up to 0.3 points from 250 up; 150 was the best worst column.
+/// hashes (from 150 to 250 the shifting hot set at 20 % capacity gained 0.17 points) but cost
+/// the loop (0.5 points at 20 % capacity from 150 to 250, 3 points at 400) and up to 0.1 on
+/// Zipf columns; 150 left the fewest columns behind the best peer.
 const GHOST_PERCENT: usize = 150;
 
 /// Ghost epochs per table's worth of evictions: an epoch ends after `entries / EPOCHS`
@@ -55,7 +56,7 @@ const GHOST_PERCENT: usize = 150;
 /// later than that is no more frequent than a new one; promoting it straight to the main queue
 /// would displace the main queue's frequent entries. Measured (bench above): recalling over 1.5
 /// tables' worth instead gained 0.2 points on the shifting hot set at 20 % capacity and lost
-/// 0.2–0.4 on Zipf; over 0.5 a table's worth lost 0.5–1 on the shifting hot set. The epoch is
+/// about 0.2 on Zipf; over half a table's worth lost 0.3–1.0 on the shifting hot set. The epoch is
 /// 8 bits and wraps: a word left untouched for 256 epochs (32 tables' worth of evictions) may
 /// be recalled once by mistake, which costs one entry one pass round the main queue.
 const EPOCHS: u32 = 8;
