@@ -56,9 +56,10 @@ const GHOST_PERCENT: usize = 150;
 /// later than that is no more frequent than a new one; promoting it straight to the main queue
 /// would displace the main queue's frequent entries. Measured (bench above): recalling over 1.5
 /// tables' worth instead gained 0.2 points on the shifting hot set at 20 % capacity and lost
-/// about 0.2 on Zipf; over half a table's worth lost 0.3–1.0 on the shifting hot set. The epoch is
-/// 8 bits and wraps: a word left untouched for 256 epochs (32 tables' worth of evictions) may
-/// be recalled once by mistake, which costs one entry one pass round the main queue.
+/// about 0.2 on Zipf; over half a table's worth lost 0.3–1.0 on the shifting hot set. The
+/// epoch is 8 bits and wraps: a word left untouched for 256 epochs (32 tables' worth of
+/// evictions) may be recalled once by mistake, which costs one entry one pass round the main
+/// queue.
 const EPOCHS: u32 = 8;
 
 /// The ghost: a direct-mapped array of words, each a 24-bit fingerprint of a hash evicted from
