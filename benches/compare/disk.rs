@@ -2,7 +2,10 @@
 //! (group commit), and bytes on disk per entry. Small entries: u64 → u64.
 //! Session-like records (40 B key, 200 B value, async writes): reopen time and the resident
 //! memory (VmRSS) of a fresh process after reopening them.
-//! `STRATA_DISK_PARTS=async,sync,reopen,sessions,cold` (any subset) runs only those parts.
+//! Limits: sync puts over a larger-than-memory disk limit, and gets with `time_to_idle`, each
+//! against the same store without.
+//! `STRATA_DISK_PARTS=async,sync,reopen,sessions,cold,limits` (any subset) runs only those
+//! parts.
 
 use std::{
     path::Path,
@@ -210,6 +213,98 @@ fn sync_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
     }
 }
 
+/// Sync puts of fresh keys, larger than memory (hot set 1 000): with a disk limit of 10 000
+/// entries (FIFO, so past the fill every put also deletes the oldest entry: a second commit)
+/// against the same store without a limit.
+fn limited_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
+    let entrant = |limit: Option<u64>| {
+        move || -> Slice<'_> {
+            let dir = tempfile::tempdir().expect("scratch dir");
+            let mut builder = DiskDb::builder()
+                .dir(dir.path())
+                .writes(Writes::Sync)
+                .memory_capacity(1_000);
+            if let Some(limit) = limit {
+                builder = builder.max_capacity(limit);
+            }
+            let db = builder.open().expect("open the bench directory");
+            let disk = store(&db);
+            Box::new(move |slice| {
+                let rate = put_rate(rt, &disk, slice, None);
+                drop((disk, db));
+                drop(dir);
+                rate
+            })
+        }
+    };
+    let contest = Contest {
+        section: "disk",
+        label: "sync put over a disk limit (larger than memory, max_capacity 10k), u64".into(),
+        chart: "throughput_disk",
+        title: "DiskStore sync put, larger than memory: with a disk limit vs without",
+        group: "sync put\nover a disk limit".into(),
+        entrants: vec![
+            Entrant::ours("strata DiskStore, disk limit", entrant(Some(10_000))),
+            Entrant::peer("DiskStore, no limit", entrant(None)),
+        ],
+    };
+    contest::run(report, contest);
+}
+
+/// Reads of 10 000 live keys from a DiskStore with `time_to_idle` (each read moves the idle
+/// deadline) against one without.
+fn idle_get(report: &mut Report, rt: &tokio::runtime::Runtime) {
+    const KEYS: u64 = 10_000;
+    let entrant = |idle: Option<Duration>| {
+        move || -> Slice<'_> {
+            let dir = tempfile::tempdir().expect("scratch dir");
+            let mut builder = DiskDb::builder().dir(dir.path()).writes(Writes::Async);
+            if let Some(idle) = idle {
+                builder = builder.time_to_idle(idle);
+            }
+            let db = builder.open().expect("open the bench directory");
+            let disk = store(&db);
+            rt.block_on(async {
+                let entries = (0..KEYS).map(|i| (scramble(i), i)).collect();
+                disk.put_many(entries, TTL).await.expect("fill");
+            });
+            Box::new(move |slice| {
+                let rate = rt.block_on(async {
+                    let started = Instant::now();
+                    let deadline = Deadline::after(slice);
+                    let mut done = 0;
+                    while !deadline.reached() {
+                        for i in done..done + CHUNK {
+                            let hit = disk.get(&scramble(i % KEYS)).await.expect("get");
+                            std::hint::black_box(hit);
+                        }
+                        done += CHUNK;
+                    }
+                    rate(done, started.elapsed())
+                });
+                drop((disk, db));
+                drop(dir);
+                rate
+            })
+        }
+    };
+    let contest = Contest {
+        section: "disk",
+        label: "get, 10k live u64 keys, time_to_idle 1 h vs none".into(),
+        chart: "throughput_disk",
+        title: "DiskStore get with time_to_idle vs without",
+        group: "get\nwith time_to_idle".into(),
+        entrants: vec![
+            Entrant::ours(
+                "strata DiskStore, time_to_idle",
+                entrant(Some(Duration::from_secs(3600))),
+            ),
+            Entrant::peer("DiskStore, no idle", entrant(None)),
+        ],
+    };
+    contest::run(report, contest);
+}
+
 #[path = "disk_cold.rs"]
 mod cold;
 
@@ -381,5 +476,9 @@ pub fn run(report: &mut Report) {
     }
     if wants("cold") {
         cold::run(report, &rt);
+    }
+    if wants("limits") {
+        limited_put(report, &rt);
+        idle_get(report, &rt);
     }
 }
