@@ -730,10 +730,12 @@ where
 
     /// Hands every entry this store removes from now on to `listener`, with its value and
     /// cause (see [`EvictionListener`](crate::EvictionListener) for the delivery guarantees).
-    /// A capability of the in-memory stores (MemoryStore, GenerationalStore), which remove
-    /// entries themselves; `Cache::builder().eviction_listener(..)` installs it here. DiskStore
-    /// does not offer it yet: its memory tier's removals are not all removals from the store
-    /// (in larger-than-memory mode an eviction from memory keeps the entry on disk).
+    /// A capability of the stores that remove entries themselves: MemoryStore,
+    /// GenerationalStore, and DiskStore in its all-in-memory mode (its memory tier holds every
+    /// live entry, so the tier's removals are the store's); `Cache::builder().eviction_listener(..)`
+    /// installs it here. A DiskStore with `memory_capacity` refuses it with
+    /// [`Error::Unsupported`]: there an eviction from memory keeps the entry on disk, and a
+    /// delete of an entry only on disk never reaches the memory tier.
     /// A store has at most one listener: a second is an error.
     ///
     /// Default: [`Error::Unsupported`]. A remote store cannot offer it: Redis evicts
