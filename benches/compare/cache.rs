@@ -54,6 +54,18 @@ fn miss(i: u64) -> u64 {
     i + 1_000_000_000
 }
 
+/// The peer of every `Cache::get` contest: the Cache's own MemoryStore, read directly.
+fn raw_get<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Entrant<'a> {
+    Entrant::peer("raw MemoryStore::get", move || -> Slice<'a> {
+        let store = filled_cache(rt, n).store().clone();
+        Box::new(move |slice| {
+            sequential(slice, |i| {
+                std::hint::black_box(store.get(&key(keys, i)));
+            })
+        })
+    })
+}
+
 fn get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a> {
     let ours = Entrant::ours("strata Cache::get", move || -> Slice<'a> {
         let cache = filled_cache(rt, n);
@@ -66,14 +78,7 @@ fn get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a> {
             })
         })
     });
-    let raw = Entrant::peer("raw MemoryStore::get", move || -> Slice<'a> {
-        let store = filled_cache(rt, n).store().clone();
-        Box::new(move |slice| {
-            sequential(slice, |i| {
-                std::hint::black_box(store.get(&key(keys, i)));
-            })
-        })
-    });
+    let raw = raw_get(rt, n, keys);
     // The same lookup through the async `Store` trait, without the Cache: separates what the
     // async call costs from what the Cache's bookkeeping costs.
     let through_trait = Entrant::peer("MemoryStore via async Store::get", move || -> Slice<'a> {
@@ -115,14 +120,7 @@ fn polled_get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest
             })
         })
     });
-    let raw = Entrant::peer("raw MemoryStore::get", move || -> Slice<'a> {
-        let store = filled_cache(rt, n).store().clone();
-        Box::new(move |slice| {
-            sequential(slice, |i| {
-                std::hint::black_box(store.get(&key(keys, i)));
-            })
-        })
-    });
+    let raw = raw_get(rt, n, keys);
     contest(
         "Cache::get polled, hit 100k 1t",
         "get hit, polled",
@@ -141,14 +139,7 @@ fn get_now_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a
             })
         })
     });
-    let raw = Entrant::peer("raw MemoryStore::get", move || -> Slice<'a> {
-        let store = filled_cache(rt, n).store().clone();
-        Box::new(move |slice| {
-            sequential(slice, |i| {
-                std::hint::black_box(store.get(&key(keys, i)));
-            })
-        })
-    });
+    let raw = raw_get(rt, n, keys);
     contest(
         "Cache::get_now hit 100k 1t",
         "get hit, sync",
