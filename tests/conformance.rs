@@ -687,6 +687,31 @@ pub mod cases {
         assert_eq!(s.get(&"gone".into()).await.unwrap(), None);
     }
 
+    /// `put_and_notify` and `delete_and_notify` write like `put` and `delete` (with the TTL)
+    /// whether or not the store sends the notice. On a Redis Cluster the key and the channel
+    /// hash to different slots: the write and its `PUBLISH` still go through.
+    pub async fn put_and_delete_with_a_notice_write_like_put_and_delete<St: Store<S, S>>(
+        _: &Ctx,
+        s: &St,
+    ) {
+        let hour = Duration::from_secs(3600);
+        let key = "noticed".to_string();
+        let notice = Notice {
+            channel: "conformance-notices",
+            payload: b"noticed",
+        };
+        s.put_and_notify(key.clone(), "v".into(), Some(hour), notice)
+            .await
+            .unwrap();
+        assert_eq!(s.get(&key).await.unwrap().as_deref(), Some("v"));
+        assert_remaining(s.ttl(&key).await.unwrap(), hour, 60 * 1000 * MS);
+        let (removed, _) = s.delete_and_notify(&key, notice).await.unwrap();
+        assert!(removed, "the live entry was removed");
+        assert_eq!(s.get(&key).await.unwrap(), None);
+        let (removed, _) = s.delete_and_notify(&key, notice).await.unwrap();
+        assert!(!removed, "nothing left to remove");
+    }
+
     /// Puts and deletes from many tasks at once (a replicated store commits them in batches):
     /// each key ends with its own writer's value and TTL, and each delete reports its own key.
     pub async fn concurrent_writes_keep_their_own_values_and_ttls<St: Store<S, S> + 'static>(
@@ -866,6 +891,7 @@ macro_rules! conformance {
         case!(get_many_with_ttl_reads_values_and_ttls);
         case!(get_now_answers_what_get_answers);
         case!(write_many_applies_each_write_in_order);
+        case!(put_and_delete_with_a_notice_write_like_put_and_delete);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_writes_keep_their_own_values_and_ttls() {
@@ -1210,6 +1236,44 @@ mod replicated {
     }
 
     conformance!(Ctx::real().with_redis(), open, shared_backend);
+}
+
+/// ReplicatedStore over the shared three-master Redis Cluster: its writes, batches and notices
+/// cross slots, and it subscribes on one master (the cluster bus brings every node's `PUBLISH`).
+#[cfg(feature = "redis")]
+mod replicated_cluster {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{Key, MemoryStore, RedisStore, ReplicatedStore};
+
+    type Replicated<K, V> = ReplicatedStore<K, V, MemoryStore<K, V>, RedisStore<K, V>>;
+
+    static NEXT_TEST: AtomicUsize = AtomicUsize::new(0);
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> Replicated<K, V>
+    where
+        K: Key,
+        V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let urls = support::redis_cluster::shared().urls();
+        let test_id = ctx.shared(|| NEXT_TEST.fetch_add(1, Ordering::Relaxed));
+        let remote = RedisStore::builder()
+            .cluster(urls.clone())
+            .namespace(format!("r{test_id}_{namespace}"))
+            .build()
+            .await
+            .expect("connect to the test Redis Cluster");
+        ReplicatedStore::builder()
+            .local(MemoryStore::new())
+            .remote(remote)
+            .url(urls[0].clone())
+            .build()
+            .await
+            .expect("subscribe on a cluster master")
+    }
+
+    conformance!(Ctx::real(), open, shared_backend);
 }
 
 /// ReplicatedStore with a DiskStore tier (one data directory, a namespace per store) in front of

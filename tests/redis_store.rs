@@ -534,3 +534,85 @@ fn builder_debug_never_shows_the_password() {
     assert!(!shown.contains("s3cret-pw"), "{shown}");
     assert!(shown.contains("127.0.0.1:6379"), "{shown}");
 }
+
+/// The cluster slot of `key`, as the cluster itself computes it (`CLUSTER KEYSLOT`).
+async fn cluster_keyslot(url: &str, key: &str) -> i64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// A subscription to `channel` on one cluster node.
+async fn subscribe(url: &str, channel: &str) -> redis::aio::PubSub {
+    let client = redis::Client::open(url).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(channel).await.unwrap();
+    pubsub
+}
+
+/// The next message on each subscription, within a bound (the notice is sent before the
+/// call returns, so it is on its way; the bound only keeps a lost one from hanging the test).
+async fn next_payloads(subs: &mut [redis::aio::PubSub]) -> Vec<Vec<u8>> {
+    use futures_util::StreamExt;
+    let mut payloads = Vec::new();
+    for sub in subs.iter_mut() {
+        let mut messages = sub.on_message();
+        let next = tokio::time::timeout(Duration::from_secs(5), messages.next());
+        let msg = next.await.expect("the notice reached every node").unwrap();
+        payloads.push(msg.get_payload_bytes().to_vec());
+    }
+    payloads
+}
+
+/// The known bug: on a Redis Cluster `put_and_notify` and `delete_and_notify` sent the write and
+/// its `PUBLISH` as one pipeline, which the cluster client refuses when the key and the channel
+/// hash to different slots. Now the pipeline goes to the key's master, whose cluster bus carries
+/// the `PUBLISH` to every node: subscribers on every master hear it, and the write is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_put_and_delete_with_a_notice_write_and_reach_every_node() {
+    let cluster = support::redis_cluster::shared();
+    let urls = cluster.urls();
+    let store = RedisStore::<String, String>::builder()
+        .cluster(urls.clone())
+        .namespace("notify")
+        .command_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    let (key, channel) = ("session-1".to_string(), "notify-changes");
+    let key_slot = cluster_keyslot(&urls[0], "notify:session-1").await;
+    assert_ne!(key_slot, cluster_keyslot(&urls[0], channel).await);
+    let mut subs = Vec::new();
+    for url in &urls {
+        subs.push(subscribe(url, channel).await);
+    }
+    let put = strata::Notice {
+        channel,
+        payload: b"put",
+    };
+    let sent = store
+        .put_and_notify(
+            key.clone(),
+            "ada".into(),
+            Some(Duration::from_secs(60)),
+            put,
+        )
+        .await
+        .unwrap();
+    assert!(sent, "the notice went with the write");
+    assert_eq!(next_payloads(&mut subs).await, vec![b"put".to_vec(); 3]);
+    assert_eq!(store.get(&key).await.unwrap().as_deref(), Some("ada"));
+    let delete = strata::Notice {
+        channel,
+        payload: b"delete",
+    };
+    let (removed, sent) = store.delete_and_notify(&key, delete).await.unwrap();
+    assert!(removed && sent);
+    assert_eq!(next_payloads(&mut subs).await, vec![b"delete".to_vec(); 3]);
+    assert_eq!(store.get(&key).await.unwrap(), None);
+}

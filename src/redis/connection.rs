@@ -25,6 +25,7 @@ use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
+    cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr},
     sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
     AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline,
     RedisError, RedisFuture, Value,
@@ -311,6 +312,35 @@ impl ConnectionLike for Handle {
     }
 }
 
+/// A cluster connection that sends every pipeline to the master of one key's slot, whatever
+/// slot its other commands name: a `PUBLISH` beside the key's write (the cluster bus carries a
+/// `PUBLISH` from any node to every node), where the client's own routing refuses the pipeline
+/// as crossing slots.
+struct ToKeyMaster {
+    conn: ClusterConnection,
+    route: Route,
+}
+
+impl ConnectionLike for ToKeyMaster {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.conn.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let route = SingleNodeRoutingInfo::SpecificNode(self.route);
+        Box::pin(self.conn.route_pipeline(cmd.clone(), offset, count, route))
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         let (_, mut handle) = self.handle();
@@ -436,6 +466,29 @@ impl Conn {
     ) -> Result<T> {
         let (generation, mut handle) = self.handle();
         let call = async move { pipe.query_async::<T>(&mut handle).await };
+        let reply = self.guarded(generation, timeout, call).await;
+        settle(reply, timeout, context)
+    }
+}
+
+impl Conn {
+    /// Runs a pipeline under `timeout` on the server that holds `key`: on a cluster, the master
+    /// of its slot, even if other commands (a `PUBLISH`) name other slots; on one server, like
+    /// [`Conn::run_pipeline`]. Every key the pipeline writes must be in `key`'s slot.
+    pub async fn run_pipeline_for_key<T: FromRedisValue>(
+        &self,
+        pipe: &Pipeline,
+        key: &[u8],
+        timeout: Duration,
+        context: impl FnOnce() -> String,
+    ) -> Result<T> {
+        let Conn::Cluster(cluster) = self else {
+            return self.run_pipeline(pipe, timeout, context).await;
+        };
+        let (generation, conn) = cluster.current();
+        let route = Route::with_key(key, SlotAddr::Master);
+        let mut routed = ToKeyMaster { conn, route };
+        let call = async move { pipe.query_async::<T>(&mut routed).await };
         let reply = self.guarded(generation, timeout, call).await;
         settle(reply, timeout, context)
     }
