@@ -3,10 +3,12 @@
 //! sequences of put / delete / get / fill / replace / incr / incr_with_ttl from either node,
 //! checked against a sequential model (a `HashMap`). After every operation the test waits until
 //! both nodes have processed every invalidation published so far, deterministically: it
-//! publishes a barrier payload on the namespace's channel after the operation returned, and
-//! Redis delivers messages to each subscriber in the order it ran the `PUBLISH`es, while a node
-//! handles its messages one at a time. Once both nodes counted the barrier (as a garbled
-//! payload), each node's read of every key must equal the model.
+//! publishes a barrier message after the operation returned, on the channel of a namespace no
+//! node serves, and Redis delivers messages to each subscriber in the order it ran the
+//! `PUBLISH`es (across the channels of one pattern), while a node handles its messages one at a
+//! time. Once both nodes counted the barrier (as a message for an unknown namespace, which drops
+//! nothing; an unreadable one would drop the local tiers), each node's read of every key must
+//! equal the model.
 //!
 //! Counter values are drawn around 2^53 and near `i64::MAX`, so the model also pins exact
 //! `u64` totals and the overflow refusal.
@@ -97,11 +99,14 @@ impl<'a> Cluster<'a> {
 
     /// Returns once both nodes have handled every message published before this call.
     async fn settle(&mut self) {
-        self.redis.raw(&["PUBLISH", &self.channel, "barrier"]);
+        // A valid one-key message, `[version 1][b'I'][node 7][sent at 0][key]`, all ASCII.
+        let barrier = "\u{1}I\0\0\0\0\0\0\0\u{7}\0\0\0\0\0\0\0\0barrier";
+        let channel = format!("{}-barrier", self.channel);
+        self.redis.raw(&["PUBLISH", &channel, barrier]);
         self.barriers += 1;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         for node in &self.nodes {
-            while node.replication_stats().garbled < self.barriers {
+            while node.replication_stats().unknown_namespace < self.barriers {
                 assert!(
                     std::time::Instant::now() < deadline,
                     "barrier never arrived"

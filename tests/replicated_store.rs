@@ -387,8 +387,30 @@ async fn a_write_that_may_have_been_applied_still_invalidates<T: Truth>() {
     assert_eq!(b.get(&k("key")).await.unwrap().as_deref(), Some("new"));
 }
 
+async fn publish(conn: &mut redis::aio::MultiplexedConnection, channel: &str, payload: &[u8]) {
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(payload)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// The node's counters once it has received `n` messages in all.
+async fn stats_after(node: &Node, n: u64) -> strata::replicated::ReplicationStats {
+    eventually("the message", || {
+        let s = node.replication_stats();
+        (s.received >= n).then_some(s)
+    })
+    .await
+}
+
+/// A message on the namespace's channel that a node cannot read may be an invalidation from a
+/// newer build (another version or op), so the node cannot know which key changed: it drops its
+/// whole local tier rather than keep a copy Redis may have replaced. A valid message for another
+/// namespace is not this node's business and drops nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbled_and_foreign_messages_are_counted_and_ignored() {
+async fn an_unreadable_message_drops_the_local_tier_and_a_foreign_one_is_ignored() {
     let redis = RedisServer::start();
     let clock = Clock::system();
     let b = node(&redis, mem(&clock), &clock).await;
@@ -400,34 +422,47 @@ async fn garbled_and_foreign_messages_are_counted_and_ignored() {
     valid.extend_from_slice(&0u64.to_be_bytes());
     let mut bad_key = valid.clone();
     bad_key.extend_from_slice(&[0xff, 0xfe]);
-    valid.extend_from_slice(b"key");
-    let sends: [(&str, &[u8]); 4] = [
-        ("strata:inv:cache", b"garbage"),
-        ("strata:inv:cache", &valid[..5]),
-        ("strata:inv:cache", &bad_key),
-        ("strata:inv:nobody", &valid),
-    ];
-    for (channel, payload) in sends {
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(payload)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-    let stats = eventually("four messages", || {
-        let s = b.replication_stats();
-        (s.received >= 5).then_some(s)
-    })
-    .await;
-    assert_eq!(stats.garbled, 3, "{stats:?}");
+    let mut newer = valid.clone();
+    newer[0] = 2;
+    let mut unknown_op = valid.clone();
+    unknown_op[1] = b'Z';
+    valid.extend_from_slice(b"other");
+    let mut received = b.replication_stats().received;
+    publish(&mut conn, "strata:inv:nobody", &valid).await;
+    received += 1;
+    let stats = stats_after(&b, received).await;
     assert_eq!(stats.unknown_namespace, 1, "{stats:?}");
-    assert!(b.is_connected());
     assert_eq!(
         b.local().get("key").as_deref(),
         Some("v"),
-        "nothing was dropped"
+        "another namespace's message drops nothing here"
     );
+
+    let unreadable: [(&str, Vec<u8>); 5] = [
+        ("not our format", b"garbage".to_vec()),
+        ("truncated header", valid[..5].to_vec()),
+        ("a key that does not decode", bad_key),
+        ("a newer version", newer),
+        ("an op this build does not know", unknown_op),
+    ];
+    for (n, (what, payload)) in unreadable.into_iter().enumerate() {
+        publish(&mut conn, "strata:inv:cache", &payload).await;
+        received += 1;
+        let stats = stats_after(&b, received).await;
+        assert_eq!(stats.garbled, n as u64 + 1, "{what}: {stats:?}");
+        assert_eq!(
+            b.local().get("key"),
+            None,
+            "{what}: the local copy was dropped"
+        );
+        assert!(b.is_connected(), "{what}");
+        assert_eq!(
+            b.get(&k("key")).await.unwrap().as_deref(),
+            Some("v"),
+            "{what}: the read goes to Redis and caches again"
+        );
+        assert_eq!(b.local().get("key").as_deref(), Some("v"), "{what}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1318,12 +1353,13 @@ type Spawned<T> = tokio::task::JoinHandle<T>;
 
 /// Parks a first batch in Redis (a lone put of `primer`, sent while writes are paused), then
 /// spawns `writes` and releases Redis only once every one of them is queued behind that batch:
-/// they go as the next batch, together. Returns the primer's task and theirs.
-async fn behind_a_parked_batch<F>(
-    redis: &RedisServer,
+/// they go as the next batch, together. Returns the pause (Redis is released when it drops), the
+/// primer's task and theirs.
+async fn behind_a_parked_batch<'r, F>(
+    redis: &'r RedisServer,
     a: &RedisNode,
     writes: Vec<F>,
-) -> (Spawned<Result<()>>, Vec<Spawned<F::Output>>)
+) -> (Paused<'r>, Spawned<Result<()>>, Vec<Spawned<F::Output>>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -1344,8 +1380,7 @@ where
         (a.replication_stats().waiting == count).then_some(())
     })
     .await;
-    drop(paused);
-    (primer, tasks)
+    (paused, primer, tasks)
 }
 
 /// Five puts queued behind a batch in flight go as ONE batch: one pipeline with one `PUBLISH`
@@ -1369,7 +1404,8 @@ async fn puts_queued_behind_a_batch_in_flight_go_as_one_batch_with_one_publish()
         let (a, key) = (a.clone(), key.clone());
         async move { a.put(key.clone(), format!("new-{key}"), Some(ttl(i))).await }
     });
-    let (primer, tasks) = behind_a_parked_batch(&redis, &a, writes.collect()).await;
+    let (paused, primer, tasks) = behind_a_parked_batch(&redis, &a, writes.collect()).await;
+    drop(paused);
     primer.await.unwrap().unwrap();
     for task in tasks {
         task.await.unwrap().unwrap();
@@ -1422,7 +1458,8 @@ async fn a_batch_of_puts_and_deletes_drops_every_key_on_the_other_node() {
         Box::pin(async move { a.delete(&key).await }) as std::pin::Pin<Box<_>>
     };
     let writes = vec![put("p1"), delete("d1"), put("p2"), delete("never")];
-    let (primer, tasks) = behind_a_parked_batch(&redis, &a, writes).await;
+    let (paused, primer, tasks) = behind_a_parked_batch(&redis, &a, writes).await;
+    drop(paused);
     primer.await.unwrap().unwrap();
     let mut outcomes = Vec::new();
     for task in tasks {
@@ -1454,11 +1491,14 @@ async fn a_cancelled_caller_does_not_break_the_batch_for_the_others() {
         let a = a.clone();
         async move { a.put(format!("k{i}"), format!("v{i}"), None).await }
     });
-    let (primer, mut tasks) = behind_a_parked_batch(&redis, &a, writes.collect()).await;
+    let (paused, primer, mut tasks) = behind_a_parked_batch(&redis, &a, writes.collect()).await;
+    // Both aborted while Redis is still paused: the primer's batch is in flight, k1's write is
+    // queued behind it, so neither can have finished (aborting after the release raced them).
     primer.abort();
     let cancelled = tasks.remove(1);
     cancelled.abort();
     assert!(cancelled.await.unwrap_err().is_cancelled());
+    drop(paused);
     for task in tasks {
         task.await.unwrap().unwrap();
     }

@@ -316,15 +316,20 @@ impl Hub {
     async fn dispatch(&self, channel: &str, payload: &[u8]) {
         self.link.touch(self.options.clock.now_ms());
         self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let namespace = channel.strip_prefix(&self.options.prefix).unwrap_or("");
         let msg = match message::decode(payload) {
             Ok(msg) => msg,
             Err(why) => {
                 tracing::debug!(
                     node = self.node,
                     ?why,
-                    "ignored a message that does not decode"
+                    "a message that does not decode: dropping the namespace's local copies"
                 );
                 self.counters.garbled.fetch_add(1, Ordering::Relaxed);
+                // It may be a newer build's invalidation: which key changed is unknown.
+                for handler in self.handlers_for(namespace) {
+                    handler.flush().await;
+                }
                 return;
             }
         };
@@ -332,7 +337,6 @@ impl Hub {
             self.counters.own_echoes.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let namespace = channel.strip_prefix(&self.options.prefix).unwrap_or("");
         let handlers = self.handlers_for(namespace);
         if handlers.is_empty() {
             self.counters
@@ -355,7 +359,10 @@ impl Hub {
             Op::Invalidate => {
                 for key in &msg.keys {
                     if !handler.invalidate(key).await {
+                        // A key this node cannot decode: its copy cannot be found, so all go.
                         self.counters.garbled.fetch_add(1, Ordering::Relaxed);
+                        handler.flush().await;
+                        break;
                     }
                 }
             }

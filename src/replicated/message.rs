@@ -1,6 +1,7 @@
 //! The invalidation message: what one node tells the others after it changed keys.
 //!
-//! Binary and versioned so a garbled or foreign payload is recognised and ignored:
+//! Binary and versioned so a garbled payload, or one from a newer build, is recognised; the node
+//! that receives it cannot tell which key changed, so it drops the namespace's local copies:
 //! `[version = 1][op][node id: u64 BE][sent at, Unix µs: u64 BE][body]`, where the op and body are
 //! - `b'I'`: one key, the body is the key's bytes;
 //! - `b'B'`: a batch (a group commit), the body is `[count: u32 BE]` then, per key,
@@ -37,7 +38,8 @@ pub(crate) struct Message<'a> {
     pub keys: Vec<&'a [u8]>,
 }
 
-/// Why a payload was refused (it is then counted as garbled and ignored).
+/// Why a payload was refused (it is then counted as garbled and the namespace's local tier
+/// dropped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refused {
     /// Shorter than the header.

@@ -34,8 +34,13 @@
 //!   acknowledged: two round trips, so no node hears of a write before it is in Redis
 //!   (`on_a_cluster_a_batch_across_slots_is_committed_and_invalidated_everywhere`). With
 //!   Sentinel the batch goes to the master the remote store follows, as any write. A batch of
-//!   one key is sent in the one-key message form; a longer batch in a form that nodes of builds
-//!   before group commit count as garbled, so upgrade every node before relying on it.
+//!   one key is sent in the one-key message form, a longer batch in a form of its own.
+//! - **A message a node cannot read** on its namespace's channel (garbled, cut short, a key it
+//!   cannot decode, or another build's version or op, as in a rolling upgrade) is counted as
+//!   `garbled` and drops that node's whole local tier, since which key changed is unknown; the
+//!   next reads go to Redis (`an_unreadable_message_drops_the_local_tier_and_a_foreign_one_is_ignored`).
+//!   Nodes built before this rule ignored such a message, so upgrade those first: a node of a
+//!   build before group commit ignores a batch of several keys.
 //! - **`get_many`** serves local copies and reads every local miss in one round trip (`MGET`
 //!   and the `PTTL`s pipelined, one pipeline per cluster slot), caching them as a single read
 //!   does (`get_many_reads_every_local_miss_in_one_round_trip`).
