@@ -83,9 +83,11 @@ pub fn encode_value<V: Serialize + ?Sized>(
         }
         Format::Json => serde_json::to_writer(&mut out, value).map_err(|e| e.to_string()),
     };
-    encoded.map_err(|reason| Error::Encode {
-        key: key.to_owned(),
-        reason,
+    encoded.map_err(|reason| {
+        Error::from(crate::EncodeError {
+            key: key.to_owned(),
+            reason,
+        })
     })?;
     Ok(out)
 }
@@ -93,9 +95,11 @@ pub fn encode_value<V: Serialize + ?Sized>(
 /// Decodes bytes written by [`encode_value`], in whichever format they were written (raw
 /// decimal integers included).
 pub fn decode_value<V: DeserializeOwned>(bytes: &[u8], key: &str) -> Result<V> {
-    let fail = |reason: String| Error::Decode {
-        key: key.to_owned(),
-        reason,
+    let fail = |reason: String| {
+        Error::from(crate::DecodeError {
+            key: key.to_owned(),
+            reason,
+        })
     };
     if is_raw_decimal(bytes) {
         return decode_decimal(bytes).map_err(fail);
@@ -402,7 +406,7 @@ mod tests {
     fn wrong_type_is_a_decode_error_naming_the_key() {
         let bytes = encode_value(&"text", Format::MessagePack, "k1").unwrap();
         match decode_value::<u64>(&bytes, "k1") {
-            Err(Error::Decode { key, .. }) => assert_eq!(key, "k1"),
+            Err(Error::Decode(e)) => assert_eq!(e.key, "k1"),
             other => panic!("expected a decode error, got {other:?}"),
         }
     }

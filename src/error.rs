@@ -1,6 +1,15 @@
 //! The one error type of strata. Every variant says what went wrong and what to do about it.
+//!
+//! [`Error`] is kept small (24 bytes, pinned by a test below) because every read returns a
+//! `Result<Option<V>>`: a variant with more than 16 bytes of fields keeps them behind a `Box`
+//! (an error type of its own, named after the variant, with the same fields and message), so
+//! that a `Result<Option<u64>>` is 24 bytes instead of 56 and a hit is not copied through a
+//! large return slot (measured in `benches/compare/cache.rs`).
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 /// A boxed error from a driver or engine underneath a store, kept as the `#[source]`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -11,6 +20,23 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in strata.
 ///
 /// The enum is `#[non_exhaustive]`: match the variants you handle and keep a `_` arm.
+///
+/// A variant whose fields would make every `Result` larger holds them in a boxed error type
+/// named after it ([`DecodeError`] for [`Error::Decode`], ...), with the same fields and the same
+/// message; build one with `Error::from(DecodeError { .. })` and read its fields through the box
+/// (`Error::Decode(e) => &e.key`). A pattern `Error::Decode { .. }` matches it as before. The
+/// single-text variants keep their field as a `Box<str>` (`Box<Path>` for [`Error::DirLocked`]).
+/// (Changed in 2026-12, when the fields were inline: `Error` was 56 bytes, now 24.)
+///
+/// ```
+/// use strata::{DecodeError, Error};
+/// let e = Error::from(DecodeError { key: "a".into(), reason: "not MessagePack".into() });
+/// assert!(matches!(&e, Error::Decode(d) if d.key == "a"));
+/// assert_eq!(
+///     e.to_string(),
+///     "value under key a could not be decoded: not MessagePack; delete the key or migrate the data"
+/// );
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -22,154 +48,103 @@ pub enum Error {
     },
 
     /// A namespace was empty, too long or contained a forbidden character.
-    #[error("invalid namespace {namespace:?}: {reason}")]
-    InvalidNamespace {
-        /// The rejected namespace.
-        namespace: String,
-        /// Why it was rejected and what is allowed.
-        reason: &'static str,
-    },
+    ///
+    /// Its fields are in [`InvalidNamespaceError`].
+    #[error(transparent)]
+    InvalidNamespace(Box<InvalidNamespaceError>),
 
     /// A builder option had a value that cannot work.
-    #[error("invalid option `{option}`: {reason}")]
-    InvalidConfig {
-        /// The option's name as the builder spells it.
-        option: &'static str,
-        /// What is wrong and what is allowed.
-        reason: String,
-    },
+    ///
+    /// Its fields are in [`InvalidConfigError`].
+    #[error(transparent)]
+    InvalidConfig(Box<InvalidConfigError>),
 
     /// `incr`/`decr` would overflow the integer type of the value.
     #[error("counter {key} would overflow: reset it with `put` or use a wider integer type")]
     Overflow {
         /// The key of the counter, rendered for humans.
-        key: String,
+        key: Box<str>,
     },
 
     /// The store was closed or dropped (or its background worker died) while a call was in flight.
     #[error("the store is closed: {reason}; build or open a new store")]
     Closed {
         /// What closed it.
-        reason: String,
+        reason: Box<str>,
     },
 
     /// A backend (Redis, the disk engine) failed. The driver's error is the source.
-    #[error("backend error while {context}: {source}")]
-    Backend {
-        /// What strata was doing, e.g. `"GET sessions:abc"`.
-        context: String,
-        /// The driver or engine error.
-        #[source]
-        source: BoxError,
-    },
+    ///
+    /// Its fields are in [`BackendError`].
+    #[error(transparent)]
+    Backend(Box<BackendError>),
 
     /// An operation did not finish within its configured timeout.
-    #[error("timed out after {after:?} while {context}; raise the timeout or check the backend")]
-    Timeout {
-        /// What strata was waiting for.
-        context: String,
-        /// The timeout that elapsed.
-        after: Duration,
-    },
+    ///
+    /// Its fields are in [`TimeoutError`].
+    #[error(transparent)]
+    Timeout(Box<TimeoutError>),
 
     /// A write reached the Redis master, but fewer replicas than `wait_for_replicas` asked for
     /// acknowledged it in time (`WAIT`): it is applied, and it may be lost if the master fails
     /// before a replica has it.
-    #[error(
-        "{context}: only {acknowledged} of {wanted} replicas acknowledged the write within \
-         {after:?}; it is applied on the master but may be lost in a failover — check the \
-         replicas (`INFO replication`) and retry if it must be durable"
-    )]
-    NotReplicated {
-        /// The write.
-        context: String,
-        /// How many replicas acknowledged it.
-        acknowledged: u64,
-        /// How many were asked for.
-        wanted: u64,
-        /// How long `WAIT` waited.
-        after: Duration,
-    },
+    ///
+    /// Its fields are in [`NotReplicatedError`].
+    #[error(transparent)]
+    NotReplicated(Box<NotReplicatedError>),
 
     /// A stored value could not be decoded (corrupt bytes, or the value's type changed).
-    #[error(
-        "value under key {key} could not be decoded: {reason}; delete the key or migrate the data"
-    )]
-    Decode {
-        /// The key whose value failed to decode, rendered for humans.
-        key: String,
-        /// What was wrong with the bytes.
-        reason: String,
-    },
+    ///
+    /// Its fields are in [`DecodeError`].
+    #[error(transparent)]
+    Decode(Box<DecodeError>),
 
     /// A value could not be encoded for disk or the network.
-    #[error("value under key {key} could not be encoded: {reason}")]
-    Encode {
-        /// The key being written, rendered for humans.
-        key: String,
-        /// What serde reported.
-        reason: String,
-    },
+    ///
+    /// Its fields are in [`EncodeError`].
+    #[error(transparent)]
+    Encode(Box<EncodeError>),
 
     /// A data directory cannot be used (missing parent, not writable, not a directory).
-    #[error("data directory {path} cannot be used: {source}; create it or point `dir` at a writable directory")]
-    DataDir {
-        /// The directory.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    ///
+    /// Its fields are in [`DataDirError`].
+    #[error(transparent)]
+    DataDir(Box<DataDirError>),
 
     /// Another process (or another store in this process) holds the data directory.
-    #[error("data directory {path} is locked by another process; stop it or give each node its own directory")]
+    #[error("data directory {} is locked by another process; stop it or give each node its own directory", path.display())]
     DirLocked {
         /// The locked directory.
-        path: PathBuf,
+        path: Box<Path>,
     },
 
     /// A file on disk is corrupt.
-    #[error("data in {path} is corrupt: {reason}; open with `on_corrupt(OnCorrupt::Discard)` to start empty")]
-    Corrupt {
-        /// The corrupt file or directory.
-        path: PathBuf,
-        /// What was found.
-        reason: String,
-    },
+    ///
+    /// Its fields are in [`CorruptError`].
+    #[error(transparent)]
+    Corrupt(Box<CorruptError>),
 
     /// The disk engine recovered fewer commits than it had acknowledged: its journal was
     /// damaged (garbled or cut short) and the engine's recovery dropped the commits after the
     /// damage. Opening refuses rather than load silently fewer entries.
-    #[error("the disk store in {path} recovered commit {recovered} but had acknowledged commit {acknowledged}: its journal was damaged and {lost} acknowledged commit(s) are missing; open with `accept_data_loss(true)` to continue with what survived, or `on_corrupt(OnCorrupt::Discard)` to start empty", lost = acknowledged.saturating_sub(*recovered))]
-    LostCommits {
-        /// The data directory.
-        path: PathBuf,
-        /// The last commit acknowledged to a caller (from the commit marker).
-        acknowledged: u64,
-        /// The last commit the engine recovered.
-        recovered: u64,
-    },
+    ///
+    /// Its fields are in [`LostCommitsError`].
+    #[error(transparent)]
+    LostCommits(Box<LostCommitsError>),
 
     /// A disk store stopped taking work because its engine failed in a way later calls would
     /// repeat (a journal write failed: disk full, I/O error) or an async write it acknowledged
     /// could not be committed. Every later call of every handle on the directory returns this.
-    #[error("the disk store in {path} is unavailable: {reason}; free disk space or fix the disk, then drop every handle and reopen the directory (what was committed before the failure is kept)")]
-    Unavailable {
-        /// The data directory.
-        path: PathBuf,
-        /// The engine failure that made it unavailable.
-        reason: String,
-    },
+    ///
+    /// Its fields are in [`UnavailableError`].
+    #[error(transparent)]
+    Unavailable(Box<UnavailableError>),
 
     /// An I/O error outside a data directory (dump files, sockets).
-    #[error("I/O error while {context}: {source}")]
-    Io {
-        /// What strata was doing.
-        context: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    ///
+    /// Its fields are in [`IoError`].
+    #[error(transparent)]
+    Io(Box<IoError>),
 
     /// The store cannot do this operation (a user store that implements only the four required
     /// methods cannot report TTLs, for instance).
@@ -183,17 +158,14 @@ pub enum Error {
     #[error("not a session handle: {reason}; post back a handle that `sessions_of` listed")]
     InvalidSessionHandle {
         /// What is wrong with it.
-        reason: String,
+        reason: Box<str>,
     },
 
     /// A loader passed to `fetch` failed or panicked; every waiting caller gets this.
-    #[error("loader for key {key} failed: {reason}")]
-    Loader {
-        /// The key being loaded, rendered for humans.
-        key: String,
-        /// The loader's error message, or the panic message.
-        reason: String,
-    },
+    ///
+    /// Its fields are in [`LoaderError`].
+    #[error(transparent)]
+    Loader(Box<LoaderError>),
 
     /// A [`crate::Transaction`] handle was used after its `Cache::transaction` call returned.
     #[error("this transaction has ended: use its handle only inside the closure given to `Cache::transaction`, and start a new transaction for more work")]
@@ -201,30 +173,271 @@ pub enum Error {
 
     /// A cache dump file cannot be loaded (truncated, checksum mismatch, not a dump, or written
     /// by a newer strata). It was checked before anything was written: nothing was loaded.
-    #[error("dump file {path} cannot be loaded: {reason}; nothing was loaded")]
-    InvalidDump {
-        /// The dump file.
-        path: PathBuf,
-        /// What is wrong with it and what to do.
-        reason: String,
-    },
+    ///
+    /// Its fields are in [`InvalidDumpError`].
+    #[error(transparent)]
+    InvalidDump(Box<InvalidDumpError>),
+}
+
+/// The fields of [`Error::InvalidNamespace`]: a namespace was empty, too long or contained a forbidden character.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid namespace {namespace:?}: {reason}")]
+pub struct InvalidNamespaceError {
+    /// The rejected namespace.
+    pub namespace: String,
+    /// Why it was rejected and what is allowed.
+    pub reason: &'static str,
+}
+
+impl From<InvalidNamespaceError> for Error {
+    fn from(e: InvalidNamespaceError) -> Self {
+        Error::InvalidNamespace(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::InvalidConfig`]: a builder option had a value that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid option `{option}`: {reason}")]
+pub struct InvalidConfigError {
+    /// The option's name as the builder spells it.
+    pub option: &'static str,
+    /// What is wrong and what is allowed.
+    pub reason: String,
+}
+
+impl From<InvalidConfigError> for Error {
+    fn from(e: InvalidConfigError) -> Self {
+        Error::InvalidConfig(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::Backend`]: a backend (Redis, the disk engine) failed. The driver's error is the source.
+#[derive(Debug, thiserror::Error)]
+#[error("backend error while {context}: {source}")]
+pub struct BackendError {
+    /// What strata was doing, e.g. `"GET sessions:abc"`.
+    pub context: String,
+    /// The driver or engine error.
+    #[source]
+    pub source: BoxError,
+}
+
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Self {
+        Error::Backend(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::Timeout`]: an operation did not finish within its configured timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("timed out after {after:?} while {context}; raise the timeout or check the backend")]
+pub struct TimeoutError {
+    /// What strata was waiting for.
+    pub context: String,
+    /// The timeout that elapsed.
+    pub after: Duration,
+}
+
+impl From<TimeoutError> for Error {
+    fn from(e: TimeoutError) -> Self {
+        Error::Timeout(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::NotReplicated`]: a write reached the Redis master, but fewer replicas than `wait_for_replicas` asked for
+/// acknowledged it in time (`WAIT`): it is applied, and it may be lost if the master fails
+/// before a replica has it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{context}: only {acknowledged} of {wanted} replicas acknowledged the write within \
+     {after:?}; it is applied on the master but may be lost in a failover — check the \
+     replicas (`INFO replication`) and retry if it must be durable"
+)]
+pub struct NotReplicatedError {
+    /// The write.
+    pub context: String,
+    /// How many replicas acknowledged it.
+    pub acknowledged: u64,
+    /// How many were asked for.
+    pub wanted: u64,
+    /// How long `WAIT` waited.
+    pub after: Duration,
+}
+
+impl From<NotReplicatedError> for Error {
+    fn from(e: NotReplicatedError) -> Self {
+        Error::NotReplicated(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::Decode`]: a stored value could not be decoded (corrupt bytes, or the value's type changed).
+#[derive(Debug, thiserror::Error)]
+#[error("value under key {key} could not be decoded: {reason}; delete the key or migrate the data")]
+pub struct DecodeError {
+    /// The key whose value failed to decode, rendered for humans.
+    pub key: String,
+    /// What was wrong with the bytes.
+    pub reason: String,
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Self {
+        Error::Decode(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::Encode`]: a value could not be encoded for disk or the network.
+#[derive(Debug, thiserror::Error)]
+#[error("value under key {key} could not be encoded: {reason}")]
+pub struct EncodeError {
+    /// The key being written, rendered for humans.
+    pub key: String,
+    /// What serde reported.
+    pub reason: String,
+}
+
+impl From<EncodeError> for Error {
+    fn from(e: EncodeError) -> Self {
+        Error::Encode(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::DataDir`]: a data directory cannot be used (missing parent, not writable, not a directory).
+#[derive(Debug, thiserror::Error)]
+#[error("data directory {path} cannot be used: {source}; create it or point `dir` at a writable directory")]
+pub struct DataDirError {
+    /// The directory.
+    pub path: PathBuf,
+    /// The I/O error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl From<DataDirError> for Error {
+    fn from(e: DataDirError) -> Self {
+        Error::DataDir(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::Corrupt`]: a file on disk is corrupt.
+#[derive(Debug, thiserror::Error)]
+#[error("data in {path} is corrupt: {reason}; open with `on_corrupt(OnCorrupt::Discard)` to start empty")]
+pub struct CorruptError {
+    /// The corrupt file or directory.
+    pub path: PathBuf,
+    /// What was found.
+    pub reason: String,
+}
+
+impl From<CorruptError> for Error {
+    fn from(e: CorruptError) -> Self {
+        Error::Corrupt(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::LostCommits`]: the disk engine recovered fewer commits than it had acknowledged: its journal was
+/// damaged (garbled or cut short) and the engine's recovery dropped the commits after the
+/// damage. Opening refuses rather than load silently fewer entries.
+#[derive(Debug, thiserror::Error)]
+#[error("the disk store in {path} recovered commit {recovered} but had acknowledged commit {acknowledged}: its journal was damaged and {lost} acknowledged commit(s) are missing; open with `accept_data_loss(true)` to continue with what survived, or `on_corrupt(OnCorrupt::Discard)` to start empty", lost = acknowledged.saturating_sub(*recovered))]
+pub struct LostCommitsError {
+    /// The data directory.
+    pub path: PathBuf,
+    /// The last commit acknowledged to a caller (from the commit marker).
+    pub acknowledged: u64,
+    /// The last commit the engine recovered.
+    pub recovered: u64,
+}
+
+impl From<LostCommitsError> for Error {
+    fn from(e: LostCommitsError) -> Self {
+        Error::LostCommits(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::Unavailable`]: a disk store stopped taking work because its engine failed in a way later calls would
+/// repeat (a journal write failed: disk full, I/O error) or an async write it acknowledged
+/// could not be committed. Every later call of every handle on the directory returns this.
+#[derive(Debug, thiserror::Error)]
+#[error("the disk store in {path} is unavailable: {reason}; free disk space or fix the disk, then drop every handle and reopen the directory (what was committed before the failure is kept)")]
+pub struct UnavailableError {
+    /// The data directory.
+    pub path: PathBuf,
+    /// The engine failure that made it unavailable.
+    pub reason: String,
+}
+
+impl From<UnavailableError> for Error {
+    fn from(e: UnavailableError) -> Self {
+        Error::Unavailable(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::Io`]: an I/O error outside a data directory (dump files, sockets).
+#[derive(Debug, thiserror::Error)]
+#[error("I/O error while {context}: {source}")]
+pub struct IoError {
+    /// What strata was doing.
+    pub context: String,
+    /// The I/O error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl From<IoError> for Error {
+    fn from(e: IoError) -> Self {
+        Error::Io(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::Loader`]: a loader passed to `fetch` failed or panicked; every waiting caller gets this.
+#[derive(Debug, thiserror::Error)]
+#[error("loader for key {key} failed: {reason}")]
+pub struct LoaderError {
+    /// The key being loaded, rendered for humans.
+    pub key: String,
+    /// The loader's error message, or the panic message.
+    pub reason: String,
+}
+
+impl From<LoaderError> for Error {
+    fn from(e: LoaderError) -> Self {
+        Error::Loader(Box::new(e))
+    }
+}
+
+/// The fields of [`Error::InvalidDump`]: a cache dump file cannot be loaded (truncated, checksum mismatch, not a dump, or written
+/// by a newer strata). It was checked before anything was written: nothing was loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("dump file {path} cannot be loaded: {reason}; nothing was loaded")]
+pub struct InvalidDumpError {
+    /// The dump file.
+    pub path: PathBuf,
+    /// What is wrong with it and what to do.
+    pub reason: String,
+}
+
+impl From<InvalidDumpError> for Error {
+    fn from(e: InvalidDumpError) -> Self {
+        Error::InvalidDump(Box::new(e))
+    }
 }
 
 impl Error {
     /// Wraps a backend driver error with what strata was doing when it happened.
     pub fn backend(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Error::Backend {
+        Error::from(BackendError {
             context: context.into(),
             source: source.into(),
-        }
+        })
     }
 
     /// Shorthand for [`Error::InvalidConfig`].
     pub fn config(option: &'static str, reason: impl Into<String>) -> Self {
-        Error::InvalidConfig {
+        Error::from(InvalidConfigError {
             option,
             reason: reason.into(),
-        }
+        })
     }
 
     /// True for errors that may go away if the call is retried (backend trouble, timeouts).
@@ -233,5 +446,34 @@ impl Error {
             self,
             Error::Backend { .. } | Error::Timeout { .. } | Error::NotReplicated { .. }
         )
+    }
+}
+
+// Every read returns a `Result<Option<V>>`: keep it three words for a `u64` value (see the
+// module doc). A new variant with more than 16 bytes of fields goes behind a `Box`.
+const _: () = assert!(std::mem::size_of::<Error>() <= 24);
+const _: () = assert!(std::mem::size_of::<Result<Option<u64>>>() <= 24);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_result_is_three_words() {
+        assert_eq!(std::mem::size_of::<Error>(), 24);
+        assert_eq!(std::mem::size_of::<Result<Option<u64>>>(), 24);
+    }
+
+    #[test]
+    fn a_boxed_variant_keeps_its_message_and_source() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::backend("GET sessions:abc", io);
+        assert_eq!(
+            e.to_string(),
+            "backend error while GET sessions:abc: disk on fire"
+        );
+        let source = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("disk on fire"));
+        assert!(e.is_transient());
     }
 }

@@ -89,7 +89,11 @@ pub use disk::{
     DiskBuilder, DiskDb, DiskDbBuilder, DiskStore, DiskStoreBuilder, ForDb, ForStore, OnCorrupt,
     OpenSummary, RawRecord, Writes,
 };
-pub use error::{BoxError, Error, Result};
+pub use error::{
+    BackendError, BoxError, CorruptError, DataDirError, DecodeError, EncodeError, Error,
+    InvalidConfigError, InvalidDumpError, InvalidNamespaceError, IoError, LoaderError,
+    LostCommitsError, NotReplicatedError, Result, TimeoutError, UnavailableError,
+};
 pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
 pub use generational::{
     Entry as QueryEntry, GenerationalStore, GenerationalStoreBuilder, HeapSize, Query, QueryStream,

@@ -27,9 +27,11 @@ impl Namespace {
     /// Validates `name`.
     pub fn new(name: impl AsRef<str>) -> Result<Self> {
         let name = name.as_ref();
-        let invalid = |reason| Error::InvalidNamespace {
-            namespace: name.to_owned(),
-            reason,
+        let invalid = |reason| {
+            Error::from(crate::InvalidNamespaceError {
+                namespace: name.to_owned(),
+                reason,
+            })
         };
         if name.is_empty() {
             return Err(invalid("a namespace must not be empty"));

@@ -472,7 +472,7 @@ where
             };
             let base = current.unwrap_or_else(V::zero);
             let next = base.add(delta).ok_or_else(|| Error::Overflow {
-                key: format!("{key:?}"),
+                key: format!("{key:?}").into(),
             })?;
             self.put(key.clone(), next.clone(), ttl).await?;
             Ok(next)
@@ -668,7 +668,7 @@ where
     {
         async move {
             let negated = delta.checked_neg().ok_or_else(|| Error::Overflow {
-                key: format!("{key:?}"),
+                key: format!("{key:?}").into(),
             })?;
             self.incr(key, negated).await
         }

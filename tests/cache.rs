@@ -62,10 +62,7 @@ async fn builder_validates_at_build() {
         .load_timeout(Duration::ZERO);
     assert!(matches!(
         timeout.build().await,
-        Err(Error::InvalidConfig {
-            option: "load_timeout",
-            ..
-        })
+        Err(Error::InvalidConfig(ref e)) if e.option == "load_timeout"
     ));
     // A builder without `.store(..)` has no `build()`: `()` is not a Store, so the compiler
     // refuses it before run time.
@@ -383,7 +380,7 @@ async fn a_panicking_loader_fails_every_waiter_and_releases_the_key() {
         match t.await.unwrap() {
             Err(FetchError::Cache(e)) => {
                 assert!(
-                    matches!(&*e, Error::Loader { reason, .. } if reason.contains("database driver bug")),
+                    matches!(&*e, Error::Loader(l) if l.reason.contains("database driver bug")),
                     "{e}"
                 );
             }

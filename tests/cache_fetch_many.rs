@@ -234,7 +234,7 @@ async fn a_panicking_batch_loader_fails_its_waiters_and_releases_the_keys() {
     for outcome in outcomes {
         match outcome {
             Err(FetchError::Cache(e)) => assert!(
-                matches!(&*e, Error::Loader { reason, .. } if reason.contains("driver bug")),
+                matches!(&*e, Error::Loader(l) if l.reason.contains("driver bug")),
                 "{e}"
             ),
             other => panic!("expected the panic as a loader error, got {other:?}"),

@@ -305,9 +305,6 @@ async fn a_cache_refuses_time_to_idle_over_a_store_without_it() {
         .await;
     assert!(matches!(
         built,
-        Err(Error::InvalidConfig {
-            option: "time_to_idle",
-            ..
-        })
+        Err(Error::InvalidConfig(ref e)) if e.option == "time_to_idle"
     ));
 }

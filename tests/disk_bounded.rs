@@ -315,7 +315,7 @@ async fn the_default_weigher_is_the_encoded_size() {
 fn open_refuses_a_zero_weight_a_weigher_alone_and_weight_with_memory_capacity() {
     let dir = tempfile::tempdir().unwrap();
     let refused = |opened: strata::Result<DiskStore<u64, String>>, option: &str| match opened {
-        Err(Error::InvalidConfig { option: o, .. }) => assert_eq!(o, option),
+        Err(Error::InvalidConfig(e)) => assert_eq!(e.option, option),
         other => panic!("{option}: {other:?}"),
     };
     let builder = || DiskStore::<u64, String>::builder().dir(dir.path());

@@ -185,10 +185,7 @@ async fn with_time_to_idle_keeps_the_entries_and_refuses_a_shared_namespace_or_a
     assert!(
         matches!(
             shared,
-            Err(Error::InvalidConfig {
-                option: "time_to_idle",
-                ..
-            })
+            Err(Error::InvalidConfig(ref e)) if e.option == "time_to_idle"
         ),
         "another handle would keep the old tier: {shared:?}"
     );
@@ -209,10 +206,7 @@ async fn with_time_to_idle_keeps_the_entries_and_refuses_a_shared_namespace_or_a
     assert!(
         matches!(
             again,
-            Err(Error::InvalidConfig {
-                option: "time_to_idle",
-                ..
-            })
+            Err(Error::InvalidConfig(ref e)) if e.option == "time_to_idle"
         ),
         "one idle time per namespace: {again:?}"
     );
@@ -238,10 +232,7 @@ fn open_refuses_a_zero_idle_time_and_the_larger_than_memory_mode() {
         assert!(
             matches!(
                 opened,
-                Err(Error::InvalidConfig {
-                    option: "time_to_idle",
-                    ..
-                })
+                Err(Error::InvalidConfig(ref e)) if e.option == "time_to_idle"
             ),
             "{opened:?}"
         );

@@ -68,9 +68,9 @@ fn unusable_directories_are_data_dir_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing_parent = dir.path().join("no/such/parent");
     match DiskDb::builder().dir(&missing_parent).open() {
-        Err(Error::DataDir { path, source }) => {
-            assert_eq!(path, missing_parent);
-            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        Err(Error::DataDir(e)) => {
+            assert_eq!(e.path, missing_parent);
+            assert_eq!(e.source.kind(), std::io::ErrorKind::NotFound);
         }
         other => panic!("expected DataDir, got {other:?}"),
     }
@@ -78,7 +78,7 @@ fn unusable_directories_are_data_dir_errors() {
     std::fs::write(&file, b"not a directory").unwrap();
     let err = DiskDb::builder().dir(&file).open().unwrap_err();
     assert!(
-        matches!(&err, Error::DataDir { path, .. } if path == &file),
+        matches!(&err, Error::DataDir(e) if e.path == file),
         "{err:?}"
     );
     assert!(err.to_string().contains("a-file"), "names the path: {err}");
@@ -683,9 +683,9 @@ mod corruption {
 
     fn assert_corrupt(result: strata::Result<DiskDb>, dir: &Path) {
         match result {
-            Err(Error::Corrupt { path, reason }) => {
-                assert!(path.starts_with(dir), "{path:?} is inside {dir:?}");
-                assert!(!reason.is_empty());
+            Err(Error::Corrupt(e)) => {
+                assert!(e.path.starts_with(dir), "{:?} is inside {dir:?}", e.path);
+                assert!(!e.reason.is_empty());
             }
             other => panic!("expected Corrupt, got {other:?}"),
         }
@@ -919,11 +919,12 @@ mod journal_damage {
 
     fn assert_lost_commits(dir: &Path) -> (u64, u64) {
         match DiskDb::builder().dir(dir).open() {
-            Err(Error::LostCommits {
-                path,
-                acknowledged,
-                recovered,
-            }) => {
+            Err(Error::LostCommits(e)) => {
+                let strata::LostCommitsError {
+                    path,
+                    acknowledged,
+                    recovered,
+                } = *e;
                 assert_eq!(path, dir);
                 assert!(recovered < acknowledged, "{recovered} < {acknowledged}");
                 (recovered, acknowledged)
@@ -1007,12 +1008,12 @@ mod journal_damage {
             copy_dir(template.path(), dir.path());
             garble(&active_journal(dir.path()), f64::from(tenth) / 10.0, 8);
             match DiskDb::builder().dir(dir.path()).open() {
-                Err(Error::LostCommits { recovered, .. }) => {
-                    assert!(recovered < COMMITS);
+                Err(Error::LostCommits(e)) => {
+                    assert!(e.recovered < COMMITS);
                     seen.0 += 1;
                 }
-                Err(Error::Corrupt { path, .. }) => {
-                    assert!(path.starts_with(dir.path()), "{path:?}");
+                Err(Error::Corrupt(e)) => {
+                    assert!(e.path.starts_with(dir.path()), "{:?}", e.path);
                     seen.1 += 1;
                 }
                 other => panic!("damage at {tenth}/10: expected an error, got {other:?}"),

@@ -403,10 +403,10 @@ async fn a_cache_refuses_a_listener_its_store_cannot_serve() {
         .eviction_listener(seen.listener())
         .build()
         .await;
-    let Err(Error::InvalidConfig { option, .. }) = built else {
+    let Err(Error::InvalidConfig(refused)) = built else {
         panic!("a store without listener support must be refused at build");
     };
-    assert_eq!(option, "eviction_listener");
+    assert_eq!(refused.option, "eviction_listener");
     let time = ManualClock::new();
     let twice = Cache::builder()
         .store(memory(&time, &seen).build().unwrap())
@@ -416,10 +416,7 @@ async fn a_cache_refuses_a_listener_its_store_cannot_serve() {
     assert!(
         matches!(
             twice,
-            Err(Error::InvalidConfig {
-                option: "eviction_listener",
-                ..
-            })
+            Err(Error::InvalidConfig(ref e)) if e.option == "eviction_listener"
         ),
         "a store has one listener"
     );

@@ -510,7 +510,7 @@ fn transactions_on_the_same_key_are_serialised() {
 fn bad_options_are_typed_errors_at_build() {
     fn check(result: strata::Result<GenerationalStore<u64, u64>>, option: &str) {
         match result {
-            Err(Error::InvalidConfig { option: o, .. }) => assert_eq!(o, option),
+            Err(Error::InvalidConfig(e)) => assert_eq!(e.option, option),
             other => panic!("expected InvalidConfig for {option}, got {other:?}"),
         }
     }

@@ -151,10 +151,7 @@ fn bad_options_are_typed_errors() {
     assert!(
         matches!(
             err,
-            strata::Error::InvalidConfig {
-                option: "shards",
-                ..
-            }
+            strata::Error::InvalidConfig(ref e) if e.option == "shards"
         ),
         "{err}"
     );

@@ -174,7 +174,7 @@ async fn garbage_and_wrongtype_are_typed_errors_and_other_keys_still_work() {
     server.raw(&["LPUSH", "test:list", "x"]);
     for key in ["garbage", "digits"] {
         match store.get(&key.into()).await {
-            Err(Error::Decode { key: named, .. }) => assert_eq!(named, format!("test:{key}")),
+            Err(Error::Decode(e)) => assert_eq!(e.key, format!("test:{key}")),
             other => panic!("expected a decode error naming the key, got {other:?}"),
         }
     }
@@ -309,7 +309,7 @@ async fn invalid_urls_are_config_errors() {
     for url in ["http://127.0.0.1:1/", "not a url"] {
         let err = open::<String>(url).await.unwrap_err();
         assert!(
-            matches!(err, Error::InvalidConfig { option: "url", .. }),
+            matches!(err, Error::InvalidConfig(ref e) if e.option == "url"),
             "{err}"
         );
     }

@@ -55,11 +55,7 @@ async fn a_write_is_on_the_replica_when_it_returns_or_says_it_is_not() {
     assert!(
         matches!(
             err,
-            Error::NotReplicated {
-                acknowledged: 0,
-                wanted: 1,
-                ..
-            }
+            Error::NotReplicated(ref e) if e.acknowledged == 0 && e.wanted == 1
         ),
         "{err}"
     );

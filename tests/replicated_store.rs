@@ -351,10 +351,10 @@ struct AppliedThenFails<R>(R);
 impl<R: Store<String, String>> Store<String, String> for AppliedThenFails<R> {
     async fn put(&self, key: String, value: String, ttl: Option<Duration>) -> Result<()> {
         Store::put(&self.0, key, value, ttl).await?;
-        Err(Error::Timeout {
+        Err(Error::from(strata::TimeoutError {
             context: "SET".into(),
             after: Duration::from_millis(1),
-        })
+        }))
     }
     fn get(&self, key: &String) -> impl Future<Output = Result<Option<String>>> + Send {
         Store::get(&self.0, key)

@@ -274,10 +274,10 @@ impl Store<String, Record> for PlainStore {
     fn get(&self, key: &String) -> impl Future<Output = Result<Option<Record>>> + Send {
         let result = match self.map.lock().unwrap().get(key) {
             Some(Some(record)) => Ok(Some(record.clone())),
-            Some(None) => Err(Error::Decode {
+            Some(None) => Err(Error::from(strata::DecodeError {
                 key: key.clone(),
                 reason: "not a session record".into(),
-            }),
+            })),
             None => Ok(None),
         };
         std::future::ready(result)

@@ -104,10 +104,7 @@ fn a_zero_idle_time_is_refused_at_build() {
         .build();
     assert!(matches!(
         built,
-        Err(strata::Error::InvalidConfig {
-            option: "time_to_idle",
-            ..
-        })
+        Err(strata::Error::InvalidConfig(ref e)) if e.option == "time_to_idle"
     ));
 }
 

@@ -664,7 +664,7 @@ where
         V: Counter,
     {
         let negated = delta.checked_neg().ok_or_else(|| Error::Overflow {
-            key: format!("{key:?}"),
+            key: format!("{key:?}").into(),
         })?;
         self.incr(key, negated).await
     }

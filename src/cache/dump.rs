@@ -191,7 +191,7 @@ where
 }
 
 fn partial_load(path: &Path, summary: &LoadSummary, total: u64, error: Error) -> Error {
-    Error::Backend {
+    Error::from(crate::BackendError {
         context: format!(
             "loading dump {}: the store failed after {} of {total} entries were written \
              (the cache holds a partial load; load again once the store is back)",
@@ -199,7 +199,7 @@ fn partial_load(path: &Path, summary: &LoadSummary, total: u64, error: Error) ->
             summary.loaded + summary.expired
         ),
         source: Box::new(error),
-    }
+    })
 }
 
 fn temporary_path(path: &Path) -> PathBuf {
@@ -209,10 +209,10 @@ fn temporary_path(path: &Path) -> PathBuf {
 }
 
 fn io_error(what: &str, path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
+    Error::from(crate::IoError {
         context: format!("{what} dump file {}", path.display()),
         source,
-    }
+    })
 }
 
 fn write_all(out: &mut impl Write, path: &Path, bytes: &[u8]) -> Result<()> {
@@ -221,9 +221,12 @@ fn write_all(out: &mut impl Write, path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn write_block(out: &mut impl Write, path: &Path, payload: &[u8]) -> Result<()> {
-    let len = u32::try_from(payload.len()).map_err(|_| Error::Encode {
-        key: "(dump block)".into(),
-        reason: "a block of 1024 entries exceeds 4 GiB; values this large cannot be dumped".into(),
+    let len = u32::try_from(payload.len()).map_err(|_| {
+        Error::from(crate::EncodeError {
+            key: "(dump block)".into(),
+            reason: "a block of 1024 entries exceeds 4 GiB; values this large cannot be dumped"
+                .into(),
+        })
     })?;
     write_all(out, path, &[BLOCK])?;
     write_all(out, path, &len.to_le_bytes())?;
@@ -241,9 +244,11 @@ fn encode_entry<K: Key, V: Serialize>(
     key.encode_key(&mut key_bytes);
     let value_bytes = encode_value(value, Format::MessagePack, &format!("{key:?}"))?;
     for part in [&key_bytes, &value_bytes] {
-        let len = u32::try_from(part.len()).map_err(|_| Error::Encode {
-            key: format!("{key:?}"),
-            reason: "longer than 4 GiB".into(),
+        let len = u32::try_from(part.len()).map_err(|_| {
+            Error::from(crate::EncodeError {
+                key: format!("{key:?}"),
+                reason: "longer than 4 GiB".into(),
+            })
         })?;
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(part);
@@ -263,10 +268,10 @@ fn verify_dump<K: Key, V: DeserializeOwned>(path: &Path) -> Result<u64> {
 }
 
 fn invalid(path: &Path, reason: impl Into<String>) -> Error {
-    Error::InvalidDump {
+    Error::from(crate::InvalidDumpError {
         path: path.to_owned(),
         reason: reason.into(),
-    }
+    })
 }
 
 struct DumpReader<'a, R> {

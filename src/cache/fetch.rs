@@ -128,12 +128,12 @@ impl<V> Shared<V> {
             Shared::Failed(e) => Err(FetchError::Cache(e)),
             Shared::LoadError(e) => Err(e.downcast::<E>().map_or_else(
                 |_| {
-                    FetchError::cache(Error::Loader {
+                    FetchError::cache(Error::from(crate::LoaderError {
                         key: format!("{key:?}"),
                         reason: "a concurrent fetch of this key used a loader with another error \
                                  type, and it failed"
                             .into(),
-                    })
+                    }))
                 },
                 FetchError::Load,
             )),
@@ -462,14 +462,14 @@ where
         self.count(Stat::Loads, 1);
         self.count(Stat::LoadNanos, started.elapsed().as_nanos() as u64);
         result.map_err(|reason| match reason {
-            LoaderFailure::Panicked(message) => Error::Loader {
+            LoaderFailure::Panicked(message) => Error::from(crate::LoaderError {
                 key: format!("{key:?}"),
                 reason: format!("the loader panicked: {message}"),
-            },
-            LoaderFailure::TimedOut(after) => Error::Timeout {
+            }),
+            LoaderFailure::TimedOut(after) => Error::from(crate::TimeoutError {
                 context: format!("loading key {key:?}"),
                 after,
-            },
+            }),
         })
     }
 

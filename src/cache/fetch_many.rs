@@ -158,14 +158,14 @@ where
             Err(failure) => {
                 self.count(Stat::LoadErrors, 1);
                 let error = match failure {
-                    LoaderFailure::Panicked(message) => Error::Loader {
+                    LoaderFailure::Panicked(message) => Error::from(crate::LoaderError {
                         key: described,
                         reason: format!("the batch loader panicked: {message}"),
-                    },
-                    LoaderFailure::TimedOut(after) => Error::Timeout {
+                    }),
+                    LoaderFailure::TimedOut(after) => Error::from(crate::TimeoutError {
                         context: format!("loading keys {described}"),
                         after,
-                    },
+                    }),
                 };
                 return Err(fail_all(loading, Arc::new(error)));
             }

@@ -192,7 +192,7 @@ impl<S: Store<String, i64>> RateLimiter<S> {
             return Ok(Some(decision));
         };
         let value = i64::try_from(next).map_err(|_| Error::Overflow {
-            key: state.to_string(),
+            key: state.to_string().into(),
         })?;
         let ttl = Some(Duration::from_millis(next - now));
         let store = &self.inner.store;

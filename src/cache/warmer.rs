@@ -194,9 +194,11 @@ where
 
 /// Runs a warmer's source, turning an error or a panic into [`Error::Backend`] naming it.
 async fn read_source<K, V>(warmer: &dyn DynWarmer<K, V>) -> Result<Vec<(K, V)>> {
-    let failed = |source: BoxError| Error::Backend {
-        context: format!("running warmer `{}`", warmer.name()),
-        source,
+    let failed = |source: BoxError| {
+        Error::from(crate::BackendError {
+            context: format!("running warmer `{}`", warmer.name()),
+            source,
+        })
     };
     match CatchUnwind(warmer.run()).await {
         Ok(result) => result.map_err(failed),
@@ -216,7 +218,7 @@ async fn wait_first_success(
         return Ok(());
     }
     let last = rx.borrow().last_error.clone();
-    Err(Error::Timeout {
+    Err(Error::from(crate::TimeoutError {
         context: format!(
             "waiting for required warmer `{name}` to succeed once (last error: {}); \
              fix its source, raise `warm_timeout`, or register it with `.warmer(..)` so \
@@ -224,7 +226,7 @@ async fn wait_first_success(
             last.as_deref().unwrap_or("none yet")
         ),
         after,
-    })
+    }))
 }
 
 /// One warmer's life: run, then sleep `interval` after a success or a back-off after a failure,

@@ -412,9 +412,11 @@ impl DiskDb {
 
     /// Bytes the directory's files occupy on disk (the engine's journal and tables).
     pub fn disk_usage(&self) -> Result<u64> {
-        dir_size(&self.inner.opts.dir).map_err(|e| Error::DataDir {
-            path: self.inner.opts.dir.clone(),
-            source: e,
+        dir_size(&self.inner.opts.dir).map_err(|e| {
+            Error::from(crate::DataDirError {
+                path: self.inner.opts.dir.clone(),
+                source: e,
+            })
         })
     }
 
@@ -657,7 +659,7 @@ pub(super) fn decode_entry<K: Key, V: DeserializeOwned>(
     let key = K::decode_key(raw_key)?;
     let deadline = record::deadline(rec).ok_or("record too short")?;
     let value = decode_value(record::value(rec), "").map_err(|e| match e {
-        Error::Decode { reason, .. } => reason,
+        Error::Decode(e) => e.reason,
         other => other.to_string(),
     })?;
     Ok((key, value, deadline))
@@ -712,7 +714,7 @@ fn open_engine(opts: &Options, started: Instant) -> Result<(FjallEngine, load::L
 fn discard(dir: &Path, engine: &Path) -> Result<()> {
     let failed = |path: &Path| {
         let path = path.to_owned();
-        move |source| Error::DataDir { path, source }
+        move |source| Error::from(crate::DataDirError { path, source })
     };
     std::fs::remove_dir_all(engine).map_err(failed(engine))?;
     let marker = dir.join(marker::FILE);
@@ -735,9 +737,11 @@ fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngin
 /// Opens fjall in an owner-only directory, retrying briefly if its own lock file is still held
 /// (see `lock::BUSY_WAIT`), then restricts the files it created.
 fn open_fjall(path: &Path, opts: &Options) -> Result<FjallEngine> {
-    let data_dir = |source| Error::DataDir {
-        path: path.to_owned(),
-        source,
+    let data_dir = |source| {
+        Error::from(crate::DataDirError {
+            path: path.to_owned(),
+            source,
+        })
     };
     perms::create_dir(path).map_err(data_dir)?;
     let started = Instant::now();

@@ -178,9 +178,11 @@ impl FjallEngine {
         let recovered = recovered_seq(path, &meta)?;
         let (marker, acknowledged) = Marker::open(marker_dir)?;
         check_recovered(marker_dir, recovered, acknowledged, accept_loss)?;
-        marker.store(recovered).map_err(|e| Error::DataDir {
-            path: marker.path().to_owned(),
-            source: e,
+        marker.store(recovered).map_err(|e| {
+            Error::from(crate::DataDirError {
+                path: marker.path().to_owned(),
+                source: e,
+            })
         })?;
         Ok(FjallEngine {
             path: path.to_owned(),
@@ -363,9 +365,11 @@ fn recovered_seq(path: &Path, meta: &Keyspace) -> Result<u64> {
     let Some(bytes) = meta.get(SEQ_KEY).map_err(|e| classify(path, e))? else {
         return Ok(0);
     };
-    let bytes = <[u8; 8]>::try_from(bytes.as_ref()).map_err(|_| Error::Corrupt {
-        path: path.to_owned(),
-        reason: format!("the commit sequence is {} bytes, not 8", bytes.len()),
+    let bytes = <[u8; 8]>::try_from(bytes.as_ref()).map_err(|_| {
+        Error::from(crate::CorruptError {
+            path: path.to_owned(),
+            reason: format!("the commit sequence is {} bytes, not 8", bytes.len()),
+        })
     })?;
     Ok(u64::from_be_bytes(bytes))
 }
@@ -381,11 +385,11 @@ fn check_recovered(
         return Ok(());
     };
     if !accept_loss {
-        return Err(Error::LostCommits {
+        return Err(Error::from(crate::LostCommitsError {
             path: dir.to_owned(),
             acknowledged,
             recovered,
-        });
+        }));
     }
     tracing::warn!(dir = %dir.display(), acknowledged, recovered, lost = acknowledged - recovered, "the disk store's journal was damaged: acknowledged commits are missing; continuing with what survived (accept_data_loss)");
     Ok(())
@@ -395,14 +399,12 @@ fn check_recovered(
 fn classify(path: &Path, e: fjall::Error) -> Error {
     match e {
         fjall::Error::Io(io) | fjall::Error::Storage(fjall::LsmError::Io(io)) => io_error(path, io),
-        fjall::Error::Locked => Error::DirLocked {
-            path: path.to_owned(),
-        },
+        fjall::Error::Locked => Error::DirLocked { path: path.into() },
         fjall::Error::Poisoned => Error::backend("opening the disk store", e),
-        other => Error::Corrupt {
+        other => Error::from(crate::CorruptError {
             path: path.to_owned(),
             reason: format!("{other:?}"),
-        },
+        }),
     }
 }
 
@@ -410,15 +412,15 @@ fn classify(path: &Path, e: fjall::Error) -> Error {
 fn io_error(path: &Path, io: std::io::Error) -> Error {
     match io.kind() {
         ErrorKind::UnexpectedEof | ErrorKind::InvalidData | ErrorKind::InvalidInput => {
-            Error::Corrupt {
+            Error::from(crate::CorruptError {
                 path: path.to_owned(),
                 reason: io.to_string(),
-            }
+            })
         }
-        _ => Error::DataDir {
+        _ => Error::from(crate::DataDirError {
             path: path.to_owned(),
             source: io,
-        },
+        }),
     }
 }
 
@@ -592,11 +594,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                Error::LostCommits {
-                    acknowledged: 5,
-                    recovered: 0,
-                    ..
-                }
+                Error::LostCommits(ref e) if e.acknowledged == 5 && e.recovered == 0
             ),
             "{err:?}"
         );

@@ -197,10 +197,10 @@ fn commit(engine: &dyn Engine, ops: &mut Vec<Op>) -> Result<()> {
 
 fn check_timeout(started: Instant, timeout: Duration) -> Result<()> {
     if started.elapsed() > timeout {
-        return Err(Error::Timeout {
+        return Err(Error::from(crate::TimeoutError {
             context: "loading the disk store".into(),
             after: timeout,
-        });
+        }));
     }
     Ok(())
 }

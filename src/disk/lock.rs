@@ -60,9 +60,11 @@ fn patience(dir: &Path) -> Duration {
 
 /// Creates `dir` if missing (not its parents, owner-only) and locks it.
 pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
-    let data_dir = |source| Error::DataDir {
-        path: dir.to_owned(),
-        source,
+    let data_dir = |source| {
+        Error::from(crate::DataDirError {
+            path: dir.to_owned(),
+            source,
+        })
     };
     super::perms::create_dir(dir).map_err(data_dir)?;
     super::closing::wait_for(dir);
@@ -93,6 +95,8 @@ pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
 
 fn locked(dir: &Path) -> Error {
     Error::DirLocked {
-        path: std::fs::canonicalize(dir).unwrap_or_else(|_| PathBuf::from(dir)),
+        path: std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| PathBuf::from(dir))
+            .into(),
     }
 }

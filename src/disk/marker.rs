@@ -35,9 +35,11 @@ impl Marker {
     /// holds, `None` for a new (empty) marker.
     pub(crate) fn open(dir: &Path) -> Result<(Self, Option<u64>)> {
         let path = dir.join(FILE);
-        let data_dir = |source| Error::DataDir {
-            path: path.clone(),
-            source,
+        let data_dir = |source| {
+            Error::from(crate::DataDirError {
+                path: path.clone(),
+                source,
+            })
         };
         let mut file = owner_only()
             .read(true)
@@ -52,9 +54,11 @@ impl Marker {
             .take(17)
             .read_to_end(&mut bytes)
             .map_err(data_dir)?;
-        let seq = decode(&bytes).map_err(|reason| Error::Corrupt {
-            path: path.clone(),
-            reason,
+        let seq = decode(&bytes).map_err(|reason| {
+            Error::from(crate::CorruptError {
+                path: path.clone(),
+                reason,
+            })
         })?;
         Ok((Marker { path, file }, seq))
     }

@@ -51,10 +51,10 @@ pub(crate) fn put_op<K: Key, V: Serialize>(
 
 fn encoded<V: Serialize>(value: &V, format: Format, key: &dyn std::fmt::Debug) -> Result<Vec<u8>> {
     encode_value(value, format, "").map_err(|e| match e {
-        Error::Encode { reason, .. } => Error::Encode {
+        Error::Encode(e) => Error::from(crate::EncodeError {
             key: format!("{key:?}"),
-            reason,
-        },
+            reason: e.reason,
+        }),
         other => other,
     })
 }

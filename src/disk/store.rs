@@ -365,7 +365,7 @@ where
         self.write(Stripes::of(&self.disk_key(key)), || {
             let (current, deadline) = self.lookup(key)?.unwrap_or((V::zero(), new_deadline));
             let value = current.add(delta).ok_or_else(|| Error::Overflow {
-                key: format!("{key:?}"),
+                key: format!("{key:?}").into(),
             })?;
             let op = self.put_op(key, &value, deadline)?;
             let apply = Self::put_later(key.clone(), value.clone(), deadline);

@@ -79,10 +79,10 @@ impl Health {
 
     fn unavailable(&self) -> Error {
         let reason = self.reason.lock().clone().unwrap_or_default();
-        Error::Unavailable {
+        Error::from(crate::UnavailableError {
             path: self.dir.clone(),
             reason,
-        }
+        })
     }
 
     /// Marks the store failed (the first reason is kept).
@@ -207,9 +207,11 @@ impl Writer {
                     fsync_interval,
                 );
             })
-            .map_err(|e| Error::Io {
-                context: "starting the disk writer thread".into(),
-                source: e,
+            .map_err(|e| {
+                Error::from(crate::IoError {
+                    context: "starting the disk writer thread".into(),
+                    source: e,
+                })
             })?;
         Ok(Writer {
             health,

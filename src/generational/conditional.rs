@@ -57,7 +57,7 @@ where
     {
         let due = self.due(self.inner.clock.entry_deadline(ttl_if_new)?);
         let overflow = || Error::Overflow {
-            key: format!("{key:?}"),
+            key: format!("{key:?}").into(),
         };
         let fresh = V::zero().add(delta);
         let hash = self.hash(key);

@@ -107,7 +107,7 @@ where
         K: std::fmt::Debug,
     {
         let overflow = || Error::Overflow {
-            key: format!("{key:?}"),
+            key: format!("{key:?}").into(),
         };
         let new_slot =
             |value: V| Slot::with_flags(key.clone(), value, due.deadline, flags(due.cap));

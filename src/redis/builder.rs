@@ -291,7 +291,7 @@ mod tests {
 
     fn invalid(builder: RedisStoreBuilder<String, String>) -> &'static str {
         match builder.validate() {
-            Err(Error::InvalidConfig { option, .. }) => option,
+            Err(Error::InvalidConfig(e)) => e.option,
             Err(other) => panic!("expected InvalidConfig, got {other}"),
             Ok(_) => panic!("expected InvalidConfig, got valid options"),
         }

@@ -49,10 +49,10 @@ pub(super) async fn compare_and_set(
     match shared.conn.timed(timeout, call).await {
         Ok(Ok(written)) => Ok(written == 1),
         Ok(Err(e)) => Err(command_error(e, timeout, context())),
-        Err(_) => Err(Error::Timeout {
+        Err(_) => Err(Error::from(crate::TimeoutError {
             context: context(),
             after: timeout,
-        }),
+        })),
     }
 }
 

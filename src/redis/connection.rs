@@ -499,17 +499,17 @@ fn settle<T>(reply: Timed<T>, after: Duration, context: impl FnOnce() -> String)
     match reply {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(command_error(e, after, context())),
-        Err(_) => Err(Error::Timeout {
+        Err(_) => Err(Error::from(crate::TimeoutError {
             context: context(),
             after,
-        }),
+        })),
     }
 }
 
 /// A driver error as strata's error: timeouts stay timeouts, the rest is a backend error.
 pub(crate) fn command_error(e: RedisError, after: Duration, context: String) -> Error {
     if e.is_timeout() {
-        return Error::Timeout { context, after };
+        return Error::from(crate::TimeoutError { context, after });
     }
     Error::backend(context, e)
 }
@@ -526,13 +526,13 @@ pub(crate) async fn connect(settings: &Settings) -> Result<Conn> {
     };
     match tokio::time::timeout(settings.connect_timeout, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(Error::Timeout {
+        Err(_) => Err(Error::from(crate::TimeoutError {
             context: format!(
                 "connecting to {} (is the server running and reachable?)",
                 settings.describe()
             ),
             after: settings.connect_timeout,
-        }),
+        })),
     }
 }
 

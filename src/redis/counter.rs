@@ -66,10 +66,10 @@ pub(super) async fn incr<V: Counter>(
     match reply {
         Ok(Ok(total)) => Ok(total),
         Ok(Err(e)) => Err(counter_error(shared, e, key, context()).await),
-        Err(_) => Err(Error::Timeout {
+        Err(_) => Err(Error::from(crate::TimeoutError {
             context: context(),
             after: timeout,
-        }),
+        })),
     }
 }
 
@@ -130,16 +130,16 @@ async fn counter_error(shared: &Shared, e: RedisError, key: &[u8], context: Stri
     let text = e.to_string();
     let shown = String::from_utf8_lossy(key).into_owned();
     if text.contains("would overflow") || text.contains("STRATA_OVERFLOW") {
-        return Error::Overflow { key: shown };
+        return Error::Overflow { key: shown.into() };
     }
     if text.contains("not an integer") {
         if stored_is_integer(shared, key).await {
-            return Error::Overflow { key: shown };
+            return Error::Overflow { key: shown.into() };
         }
-        return Error::Decode {
+        return Error::from(crate::DecodeError {
             key: shown,
             reason: "the value is not an integer counter, so it cannot be incremented".into(),
-        };
+        });
     }
     command_error(e, shared.command_timeout, context)
 }

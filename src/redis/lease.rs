@@ -189,12 +189,12 @@ impl DistributedFetch {
         };
         match tokio::time::timeout(self.service.command_timeout, echo).await {
             Ok(true) => Ok(()),
-            _ => Err(Error::Timeout {
+            _ => Err(Error::from(crate::TimeoutError {
                 context: format!(
                     "waiting for the echo of a marker on {CHANNEL} (is the subscription up?)"
                 ),
                 after: self.service.command_timeout,
-            }),
+            })),
         }
     }
 
@@ -283,10 +283,10 @@ impl Service {
         match self.conn.timed(timeout, call).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(command_error(e, timeout, context())),
-            Err(_) => Err(Error::Timeout {
+            Err(_) => Err(Error::from(crate::TimeoutError {
                 context: context(),
                 after: timeout,
-            }),
+            })),
         }
     }
 
@@ -415,10 +415,10 @@ async fn subscribe(conn: &Conn, timeout: Duration) -> Result<Subscription> {
     tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or_else(|_| {
-            Err(Error::Timeout {
+            Err(Error::from(crate::TimeoutError {
                 context: format!("subscribing to {CHANNEL}"),
                 after: timeout,
-            })
+            }))
         })
 }
 

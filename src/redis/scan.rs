@@ -77,10 +77,10 @@ impl<'a> Scan<'a> {
         match reply {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(command_error(e, self.timeout, self.context())),
-            Err(_) => Err(Error::Timeout {
+            Err(_) => Err(Error::from(crate::TimeoutError {
                 context: self.context(),
                 after: self.timeout,
-            }),
+            })),
         }
     }
 

@@ -136,12 +136,12 @@ impl WaitForReplicas {
         if acknowledged >= self.replicas {
             return Ok(());
         }
-        Err(Error::NotReplicated {
+        Err(Error::from(crate::NotReplicatedError {
             context: context(),
             acknowledged,
             wanted: self.replicas,
             after: self.timeout,
-        })
+        }))
     }
 }
 
@@ -365,9 +365,11 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
 
     fn decode_key(&self, full: &[u8]) -> Result<K> {
         let raw = full.strip_prefix(&*self.prefix).unwrap_or(full);
-        K::decode_key(raw).map_err(|reason| Error::Decode {
-            key: show(full),
-            reason: format!("the key's name does not parse: {reason}"),
+        K::decode_key(raw).map_err(|reason| {
+            Error::from(crate::DecodeError {
+                key: show(full),
+                reason: format!("the key's name does not parse: {reason}"),
+            })
         })
     }
 
@@ -791,7 +793,9 @@ where
         self.shared
             .wait_after(|| format!("INCRBY {}", show(&key)))
             .await?;
-        V::from_i64(total).ok_or_else(|| Error::Overflow { key: show(&key) })
+        V::from_i64(total).ok_or_else(|| Error::Overflow {
+            key: show(&key).into(),
+        })
     }
 
     /// One atomic step: `MULTI; SET key 0 NX PX ttl; INCRBY key delta; EXEC` (a script with a
@@ -808,7 +812,9 @@ where
         self.shared
             .wait_after(|| format!("INCRBY {}", show(&key)))
             .await?;
-        V::from_i64(total).ok_or_else(|| Error::Overflow { key: show(&key) })
+        V::from_i64(total).ok_or_else(|| Error::Overflow {
+            key: show(&key).into(),
+        })
     }
 
     /// `SET key value XX [PX ttl]`: one command, so a key deleted before it is never revived.

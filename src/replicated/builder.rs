@@ -49,7 +49,7 @@ pub const DEFAULT_CHANNEL_PREFIX: &str = "strata:inv:";
 ///     .remote(MemoryStore::<String, String>::new())
 ///     .build()
 ///     .await;
-/// assert!(matches!(missing_url, Err(strata::Error::InvalidConfig { option: "url", .. })));
+/// assert!(matches!(missing_url, Err(strata::Error::InvalidConfig(e)) if e.option == "url"));
 /// # }
 /// ```
 #[must_use]
@@ -145,7 +145,7 @@ impl<K, V, L, R> ReplicatedStoreBuilder<K, V, L, R> {
     ///     .sentinel(["redis://127.0.0.1:26379"], "")
     ///     .build()
     ///     .await;
-    /// assert!(matches!(no_name, Err(strata::Error::InvalidConfig { option: "sentinel", .. })));
+    /// assert!(matches!(no_name, Err(strata::Error::InvalidConfig(e)) if e.option == "sentinel"));
     /// # drop(builder);
     /// # }
     /// ```

@@ -280,12 +280,14 @@ impl Hub {
     /// Opens the subscription and a fresh publishing connection.
     async fn connect(&self) -> Result<Conn> {
         let after = self.options.connect_timeout;
-        let timeout = || Error::Timeout {
-            context: format!(
-                "connecting the invalidation channel to {} (is it running and reachable?)",
-                self.source.describe()
-            ),
-            after,
+        let timeout = || {
+            Error::from(crate::TimeoutError {
+                context: format!(
+                    "connecting the invalidation channel to {} (is it running and reachable?)",
+                    self.source.describe()
+                ),
+                after,
+            })
         };
         tokio::time::timeout(after, self.open())
             .await

@@ -66,7 +66,7 @@ impl FromStr for SessionHandle {
         let is_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
         if s.len() != HANDLE_HEX_LEN || !s.chars().all(is_hex) {
             return Err(Error::InvalidSessionHandle {
-                reason: format!("expected {HANDLE_HEX_LEN} lowercase hex digits"),
+                reason: format!("expected {HANDLE_HEX_LEN} lowercase hex digits").into(),
             });
         }
         Ok(SessionHandle(s.to_owned()))

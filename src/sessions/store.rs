@@ -146,14 +146,14 @@ pub(super) fn to_session_error(error: Error) -> session_store::Error {
 /// secret and must not reach logs or error pages.
 pub(super) fn redacted(error: Error) -> Error {
     match error {
-        Error::Decode { key, reason } => Error::Decode {
-            key: handle_of_key(&key),
-            reason,
-        },
-        Error::Encode { key, reason } => Error::Encode {
-            key: handle_of_key(&key),
-            reason,
-        },
+        Error::Decode(mut e) => {
+            e.key = handle_of_key(&e.key);
+            Error::Decode(e)
+        }
+        Error::Encode(mut e) => {
+            e.key = handle_of_key(&e.key);
+            Error::Encode(e)
+        }
         other => other,
     }
 }
@@ -294,7 +294,8 @@ where
         match self.store.get(&key).await {
             Ok(Some(record)) => Ok(self.live(id, record)),
             Ok(None) => Ok(None),
-            Err(Error::Decode { reason, .. }) => {
+            Err(Error::Decode(e)) => {
+                let reason = &e.reason;
                 let handle = SessionHandle::of(id);
                 tracing::warn!(%handle, %reason, "session record does not decode; treating it as absent and deleting it");
                 self.forget(&key).await;

@@ -259,8 +259,8 @@ where
     let mut values = Vec::with_capacity(keys.len());
     for key in keys {
         values.push(match store.get(key).await {
-            Err(Error::Decode { key, reason }) => {
-                let entry = handle_of_key(&key);
+            Err(Error::Decode(e)) => {
+                let (entry, reason) = (handle_of_key(&e.key), &e.reason);
                 tracing::warn!(%entry, %reason, "a session record does not decode; treating it as absent");
                 None
             }

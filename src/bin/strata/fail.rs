@@ -57,13 +57,15 @@ impl From<strata::Error> for Failure {
     fn from(error: strata::Error) -> Self {
         match error {
             // The library's hints name builder calls; a CLI user needs the flag or the fix.
-            strata::Error::Corrupt { path, reason } => Failure::unusable(format!(
-                "data in {} is corrupt: {reason}; rerun with --discard-corrupt to delete it and start empty (cache data is ephemeral)",
-                path.display()
+            strata::Error::Corrupt(e) => Failure::unusable(format!(
+                "data in {} is corrupt: {}; rerun with --discard-corrupt to delete it and start empty (cache data is ephemeral)",
+                e.path.display(),
+                e.reason
             )),
-            strata::Error::DataDir { path, source } => Failure::unusable(format!(
-                "data directory {} cannot be used: {source}; check that it exists and is writable",
-                path.display()
+            strata::Error::DataDir(e) => Failure::unusable(format!(
+                "data directory {} cannot be used: {}; check that it exists and is writable",
+                e.path.display(),
+                e.source
             )),
             strata::Error::DirLocked { .. } => Failure::unusable(error.to_string()),
             other => Failure::other(other.to_string()),
