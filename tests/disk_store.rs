@@ -48,6 +48,49 @@ async fn entries_survive_a_restart_with_their_ttls() {
     );
 }
 
+/// A namespace big enough to load on two threads and fill the memory tier in bulk comes back
+/// whole: every value, every deadline (none, or its own), the ones that expired while the
+/// store was closed gone, and the restored deadlines still firing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_namespace_reopens_whole_with_every_deadline() {
+    const N: u64 = 40_000;
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let db = open(dir.path(), &time);
+    let s: DiskStore<u64, String> = db.store("sessions").unwrap();
+    // Key i: no TTL if 3 divides i, else i seconds (so keys below 600 expire while closed).
+    let ttl = |i: u64| (!i.is_multiple_of(3)).then(|| Duration::from_secs(i));
+    for i in 0..N {
+        s.put(i, format!("v{i}"), ttl(i)).await.unwrap();
+    }
+    drop((s, db));
+
+    time.advance(Duration::from_secs(600));
+    let db = open(dir.path(), &time);
+    let s: DiskStore<u64, String> = db.store("sessions").unwrap();
+    let live = |i: u64, after: u64| ttl(i).is_none_or(|t| t.as_secs() > after);
+    let expected = (0..N).filter(|i| live(*i, 600)).count();
+    assert_eq!(s.count().await.unwrap(), expected);
+    for i in 0..N {
+        let got = s.get(&i).await.unwrap();
+        assert_eq!(got, live(i, 600).then(|| format!("v{i}")), "key {i}");
+        if live(i, 600) {
+            let left = ttl(i).map(|t| t - Duration::from_secs(600));
+            let want = left.map_or(strata::Expiry::Never, strata::Expiry::In);
+            assert_eq!(s.ttl(&i).await.unwrap(), Some(want), "key {i}");
+        }
+    }
+    time.advance(Duration::from_secs(20_000));
+    let expected = (0..N).filter(|i| live(*i, 20_600)).count();
+    assert_eq!(s.count().await.unwrap(), expected);
+    assert_eq!(
+        s.get(&20_000).await.unwrap(),
+        None,
+        "restored deadline fires"
+    );
+    assert_eq!(s.get(&20_601).await.unwrap().as_deref(), Some("v20601"));
+}
+
 #[tokio::test]
 async fn a_second_open_is_refused_until_the_first_is_dropped() {
     let dir = tempfile::tempdir().unwrap();

@@ -312,7 +312,8 @@ mod cold;
 const SESSIONS_CHILD: &str = "STRATA_DISK_SESSIONS_CHILD";
 /// How many records the child must find.
 const SESSIONS_N: &str = "STRATA_DISK_SESSIONS_N";
-/// The child's answer line: `<tag> <reopen ms> <VmRSS kB before> <VmRSS kB after>`.
+/// The child's answer line: `<tag> <reopen ms> <VmRSS kB before> <VmRSS kB after> <CPU ms>`,
+/// the CPU time being what the reopen used (user + sys, every thread).
 const SESSIONS_TAG: &str = "strata-disk-sessions";
 
 /// A 40-byte session id.
@@ -333,6 +334,21 @@ pub(super) fn vm_rss_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time this process has used so far, user + sys of every thread, in ms (fields 14 and 15
+/// of `/proc/self/stat`, 10 ms ticks); 0 where /proc is not there. Under load, wall time
+/// measures the machine's contention; this measures the reopen's own work.
+pub(super) fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after its `)` are plain.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) * 10.0 // USER_HZ is 100 on Linux
 }
 
 /// Writes `n` session records one async put at a time, then closes the directory.
@@ -357,13 +373,15 @@ fn sessions_child(dir: &str) -> ! {
         .and_then(|n| n.parse().ok())
         .expect("the record count");
     let before = vm_rss_kb().unwrap_or(0);
+    let cpu_before = cpu_ms();
     let started = Instant::now();
     let db = open(Path::new(dir), Writes::Async);
     let s: DiskStore<String, String> = db.store("sessions").expect("open the namespace");
     let ms = started.elapsed().as_secs_f64() * 1e3;
+    let cpu = cpu_ms() - cpu_before;
     assert_eq!(db.load_summary().live as u64, n, "every record reloaded");
     let after = vm_rss_kb().unwrap_or(0);
-    println!("{SESSIONS_TAG} {ms} {before} {after}");
+    println!("{SESSIONS_TAG} {ms} {before} {after} {cpu}");
     drop((s, db));
     std::process::exit(0)
 }
@@ -398,11 +416,23 @@ fn sessions(report: &mut Report, rt: &tokio::runtime::Runtime) {
 fn sessions_of(report: &mut Report, rt: &tokio::runtime::Runtime, n: u64) {
     let dir = tempfile::tempdir().expect("scratch dir");
     populate_sessions(rt, dir.path(), n);
-    let runs: Vec<(f64, f64)> = (0..report.rounds.min(3))
+    if std::env::var_os("STRATA_DISK_SESSIONS_KEEP").is_some() {
+        // For an A/B of two builds on the same records: run the child directly on this copy
+        // (`STRATA_DISK_SESSIONS_CHILD=<copy> STRATA_DISK_SESSIONS_N=<n> compare disk`).
+        let copy = std::env::temp_dir().join(format!("strata-sessions-{n}"));
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(dir.path())
+            .arg(&copy)
+            .status();
+        eprintln!("session records kept in {} ({status:?})", copy.display());
+    }
+    let runs: Vec<(f64, f64, f64)> = (0..report.rounds.min(3))
         .map(|_| sessions_reopen(dir.path(), n))
         .collect();
     let ms = median(runs.iter().map(|r| r.0).collect());
     let rss = median(runs.iter().map(|r| r.1).collect());
+    let cpu = median(runs.iter().map(|r| r.2).collect());
     let label = |what: &str| {
         format!(
             "{what}, {}k session records (40 B key, 200 B value)",
@@ -419,6 +449,14 @@ fn sessions_of(report: &mut Report, rt: &tokio::runtime::Runtime, n: u64) {
     });
     report.add(Row {
         section: "disk".into(),
+        label: label("reopen CPU (user+sys, every thread)"),
+        strata: cpu,
+        peer: None,
+        unit: "ms",
+        higher_is_better: false,
+    });
+    report.add(Row {
+        section: "disk".into(),
         label: label("resident bytes/entry after reopen (VmRSS growth)"),
         strata: rss * 1024.0 / n as f64,
         peer: None,
@@ -427,8 +465,8 @@ fn sessions_of(report: &mut Report, rt: &tokio::runtime::Runtime, n: u64) {
     });
 }
 
-/// Runs one child reopen: (reopen ms, VmRSS growth in kB).
-fn sessions_reopen(dir: &Path, n: u64) -> (f64, f64) {
+/// Runs one child reopen: (reopen ms, VmRSS growth in kB, CPU ms).
+fn sessions_reopen(dir: &Path, n: u64) -> (f64, f64, f64) {
     let exe = std::env::current_exe().expect("the bench binary's path");
     let out = Command::new(exe)
         .arg("disk")
@@ -450,7 +488,7 @@ fn sessions_reopen(dir: &Path, n: u64) -> (f64, f64) {
         .split_whitespace()
         .map(|f| f.parse().expect("a number"))
         .collect();
-    (fields[0], fields[2] - fields[1])
+    (fields[0], fields[2] - fields[1], fields[3])
 }
 
 pub fn run(report: &mut Report) {

@@ -29,7 +29,7 @@ use super::{
 use crate::{
     codec::{decode_value, Key},
     error::{Error, Result},
-    memory::MemoryStore,
+    memory::{Fill, MemoryStore},
     namespace::Namespace,
 };
 
@@ -230,7 +230,14 @@ impl DiskDb {
         K: Key,
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let mut tier = self.new_tier::<K, V>(namespace, self.inner.opts.time_to_idle)?;
+        let raw = self
+            .inner
+            .pending
+            .lock()
+            .remove(namespace.as_str().as_bytes())
+            .unwrap_or_default();
+        let tti = self.inner.opts.time_to_idle;
+        let mut tier = self.new_tier::<K, V>(namespace, tti, Some(raw.len()))?;
         if let (Some(_), Some(limit)) = (
             self.inner.opts.memory_capacity,
             self.inner.opts.max_capacity,
@@ -249,14 +256,7 @@ impl DiskDb {
             }
             tier.fifo = Some(Arc::new(Mutex::new(fifo)));
         }
-        let raw = self
-            .inner
-            .pending
-            .lock()
-            .remove(namespace.as_str().as_bytes())
-            .unwrap_or_default();
         let now = self.inner.opts.clock.now_ms();
-        tier.mem.reserve(raw.len());
         let (undecodable, mut expired) = load_entries(&tier.mem, namespace, &raw, now)?;
         drop(raw);
         // More records than the limit (a limit lowered, a delete lost to a crash): the tier
@@ -271,8 +271,14 @@ impl DiskDb {
     }
 
     /// An empty memory tier for `namespace`, idling out after `tti`, with the listener that
-    /// deletes its evictions and idle expiries on disk when the options ask for either.
-    fn new_tier<K, V>(&self, namespace: &Namespace, tti: Option<Duration>) -> Result<Tier<K, V>>
+    /// deletes its evictions and idle expiries on disk when the options ask for either; sized
+    /// for the `expected` entries it is about to load.
+    fn new_tier<K, V>(
+        &self,
+        namespace: &Namespace,
+        tti: Option<Duration>,
+        expected: Option<usize>,
+    ) -> Result<Tier<K, V>>
     where
         K: Key,
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -292,6 +298,9 @@ impl DiskDb {
         }
         if let Some(idle) = tti {
             mem = mem.time_to_idle(idle);
+        }
+        if let Some(entries) = expected {
+            mem = mem.expected_entries(entries);
         }
         let mem = mem.build()?;
         let idle = tti.map(|_| {
@@ -360,7 +369,7 @@ impl DiskDb {
                 format!("{namespace} has other open handles in this directory, which would keep a memory tier without idle expiry: call it on the namespace's only handle, or open the directory with DiskBuilder::time_to_idle"),
             ));
         }
-        let mut tier = self.new_tier::<K, V>(&namespace, Some(idle))?;
+        let mut tier = self.new_tier::<K, V>(&namespace, Some(idle), None)?;
         tier.undecodable = old.undecodable;
         // The user's eviction listener, if one was installed, follows to the new tier.
         let user = match &old.forward {
@@ -586,7 +595,9 @@ where
     let all = 0..raw.len();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || raw.len() < PARALLEL_LOAD_MIN {
-        return load_part(mem, namespace, raw, all, now);
+        let (fill, undecodable, expired) = load_part(mem, namespace, raw, all, now)?;
+        mem.fill(vec![fill]);
+        return Ok((undecodable, expired));
     }
     let per_thread = raw.len().div_ceil(threads);
     let parts = std::thread::scope(|scope| {
@@ -605,15 +616,21 @@ where
             })
             .collect::<Vec<_>>()
     });
-    let mut undecodable = Undecodable::default();
-    let mut expired = Vec::new();
+    let (mut fills, mut undecodable, mut expired) =
+        (Vec::new(), Undecodable::default(), Vec::new());
     for part in parts {
-        let (u, e) = part?;
+        let (f, u, e) = part?;
+        fills.push(f);
         undecodable.merge(u);
         expired.extend(e);
     }
+    mem.fill(fills);
     Ok((undecodable, expired))
 }
+
+/// What one thread of a load decoded: the entries to fill the tier with, the undecodable
+/// ones, the deletes for the expired ones.
+type Part<K, V> = (Fill<K, V>, Undecodable, Vec<Op>);
 
 fn load_part<K, V>(
     mem: &MemoryStore<K, V>,
@@ -621,11 +638,12 @@ fn load_part<K, V>(
     raw: &RawEntries,
     part: std::ops::Range<usize>,
     now: u64,
-) -> Result<(Undecodable, Vec<Op>)>
+) -> Result<Part<K, V>>
 where
     K: Key,
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
+    let mut fill = mem.new_fill(part.len());
     let mut undecodable = Undecodable::default();
     let mut expired = Vec::new();
     for index in part {
@@ -636,14 +654,11 @@ where
                     key: namespaced(namespace, raw_key),
                 });
             }
-            Ok((key, value, deadline)) => {
-                let ttl = (deadline != 0).then(|| Duration::from_millis(deadline - now));
-                mem.put(key, value, ttl)?;
-            }
+            Ok((key, value, deadline)) => mem.add(&mut fill, key, value, deadline),
             Err(reason) => undecodable.note(namespace, raw_key, reason),
         }
     }
-    Ok((undecodable, expired))
+    Ok((fill, undecodable, expired))
 }
 
 pub(super) fn namespaced(namespace: &Namespace, key: &[u8]) -> Vec<u8> {

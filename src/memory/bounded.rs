@@ -121,7 +121,7 @@ fn prev_power_of_two(n: u64) -> usize {
 /// its policy to tell hot from cold) and fewer than twice as many, chosen so each shard's share
 /// fills `FILL_PERCENT` of a power-of-two table. Any count works: `lane_of` picks a shard by
 /// multiplying, not by masking.
-fn fitted_shards(entries: u64, wanted: u64) -> u64 {
+pub(super) fn fitted_shards(entries: u64, wanted: u64) -> u64 {
     let most = (entries / MIN_ENTRIES_PER_SHARD).clamp(1, MAX_SHARDS);
     let at_wanted = entries / wanted.clamp(1, most);
     // The largest table that the share at `wanted` shards fills to FILL_PERCENT or more...

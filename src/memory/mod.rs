@@ -15,6 +15,7 @@
 mod bounded;
 mod builder;
 mod conditional;
+mod fill;
 mod idle;
 mod notify;
 mod policy;
@@ -24,5 +25,6 @@ mod store;
 mod sweeper;
 
 pub use builder::MemoryStoreBuilder;
+pub(crate) use fill::Fill;
 pub use store::MemoryStore;
 pub(crate) use store::WeakMemoryStore;

@@ -388,17 +388,25 @@ impl<K, V> Shard<K, V> {
                 .collect();
             self.ttls.retain(|hash, _| side.contains(hash));
         }
-        let mut live: Vec<(u64, u64)> = self
+        let live: Vec<(u64, u64)> = self
             .table
             .iter()
             .filter(|s| s.deadline() != 0)
-            .map(|s| (s.deadline() >> BUCKET_SHIFT, rehash(&s.key)))
+            .map(|s| (s.deadline(), rehash(&s.key)))
             .collect();
-        // Sorting by bucket only (a stable radix-like pass would do too); then appends are O(1).
-        live.sort_unstable_by_key(|(bucket, _)| *bucket);
         self.clear_deadlines();
-        for (bucket, hash) in live {
-            self.index(hash, bucket << BUCKET_SHIFT);
+        self.schedule_all(live);
+    }
+
+    /// Records many `(deadline, hash)` pairs at once (deadline 0: none, skipped), for entries
+    /// added without [`schedule`](Self::schedule). Sorted by bucket first, so each bucket is
+    /// appended to in one run and closed (its growth slack given back) before the next.
+    pub fn schedule_all(&mut self, mut due: Vec<(u64, u64)>) {
+        due.retain(|(deadline, _)| *deadline != 0);
+        // Sorting by bucket only (a stable radix-like pass would do too); then appends are O(1).
+        due.sort_unstable_by_key(|(deadline, _)| *deadline >> BUCKET_SHIFT);
+        for (deadline, hash) in due {
+            self.index(hash, deadline);
         }
     }
 

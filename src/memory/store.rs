@@ -427,17 +427,6 @@ where
         self.take(key).is_some()
     }
 
-    /// Makes room for `additional` more entries spread over the shards, so a bulk load (a
-    /// DiskStore reopening) grows each table once instead of rehashing it at every doubling.
-    pub(crate) fn reserve(&self, additional: usize) {
-        let shards = self.inner.shards.len();
-        // Keys spread binomially: 1/16 slack covers a shard's excess from ~4 k entries up.
-        let per_shard = additional / shards + additional / shards / 16 + 16;
-        for shard in self.inner.shards.iter() {
-            shard.write().table.reserve(per_shard, self.rehash_slot());
-        }
-    }
-
     /// Every live key.
     pub fn keys(&self) -> Vec<K> {
         let now = self.now();
