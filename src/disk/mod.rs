@@ -10,6 +10,9 @@
 //!   is exiting), loads everything, deletes the expired
 //!   records of *every* namespace (pow#713) and restores every deadline into the memory tier's
 //!   sweeper. It fails with [`Error::Timeout`](crate::Error::Timeout) past `open_timeout`.
+//!   The load decodes on every core and fills the memory tier in bulk (`memory::fill`: each
+//!   shard's table sized once and filled in bucket order, no `put` per record); a bounded or
+//!   idle tier, which must admit or flag entry by entry, is filled by `put`s.
 //! - **Writes** take the stripe locks of their keys (256 stripes), decide on what memory holds
 //!   and queue their ops as ONE job to one writer thread that group-commits whatever is queued.
 //!   [`Writes::Sync`] returns once the commit reached the OS (it survives `kill -9`; add
