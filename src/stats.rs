@@ -229,6 +229,12 @@ impl StatsRecorder {
             .fold(0, u64::wrapping_add)
     }
 
+    /// Reads and misses so far, for a recorder that counts its reads as `Reads` + `Misses`
+    /// (the `MemoryStore`): what a bounded store's policy adapts to.
+    pub(crate) fn reads_and_misses(&self) -> (u64, u64) {
+        (self.sum(Counter::Reads), self.sum(Counter::Misses))
+    }
+
     /// The current totals.
     pub fn snapshot(&self) -> Stats {
         Stats {

@@ -7,6 +7,7 @@ use std::{
 };
 
 use super::{
+    lean::Lean,
     policy::Policy,
     shard::{Shard, Slot},
     store::MemoryStore,
@@ -88,6 +89,13 @@ impl<K, V> Limits<K, V> {
                 fitted.min(by_weight.unwrap_or(u64::MAX)) as usize
             }
         }
+    }
+
+    /// A bounded store's lean (`lean.rs`), sized for its capacity in entries (a store bounded
+    /// by weight only: one entry per 64 units of weight, as its ghost is sized).
+    pub fn lean(&self) -> Option<Lean> {
+        let capacity = self.max_entries.or(self.max_weight.map(|w| w / 64))?;
+        Some(Lean::new(capacity))
     }
 
     /// The policy of shard `index` of `shards`: the limits split evenly, the first shards
@@ -185,9 +193,10 @@ where
         weight: u64,
         evicted: &mut Evicted<K, V>,
     ) -> bool {
-        let Some(policy) = shard.policy.as_deref() else {
+        let Some(policy) = shard.policy.as_deref_mut() else {
             return true;
         };
+        policy.recency = self.inner.lean.as_ref().is_some_and(Lean::recency);
         if weight > policy.max_weight {
             return false;
         }
@@ -196,6 +205,7 @@ where
             return true;
         }
         let existing = shard.table.find(hash, |s| s.key == *key);
+        let epoch = policy.epoch();
         let (mut entries, mut total) = match existing {
             Some(s) => (
                 shard.table.len(),
@@ -218,7 +228,21 @@ where
             total = total.saturating_sub(gone);
             evicted.push(slot);
         }
+        if let Some(policy) = shard.policy.as_deref_mut() {
+            if policy.epoch() != epoch {
+                self.observe_hit_ratio(policy.take_recalled());
+            }
+        }
         true
+    }
+
+    /// Shows the store's read and miss counts and the shard's ghost recalls to its lean
+    /// (after a write ended a ghost epoch).
+    fn observe_hit_ratio(&self, recalled: u64) {
+        if let Some(lean) = &self.inner.lean {
+            let (reads, misses) = self.inner.stats.reads_and_misses();
+            lean.observe(reads, misses, recalled);
+        }
     }
 
     /// Removes `key`'s entry after a write of it could not fit; returns it.
@@ -323,5 +347,62 @@ mod tests {
         }
         assert_eq!(tables(&store), before, "a table doubled under churn");
         assert_eq!(store.count(), 67_200);
+    }
+
+    /// `requests` Zipf(0.99) keys over `n` keys from `first` up (inverse CDF, xorshift64*).
+    fn zipf(first: u64, n: usize, requests: usize, seed: u64) -> Vec<u64> {
+        let mut cdf: Vec<f64> = (1..=n).map(|i| 1.0 / (i as f64).powf(0.99)).collect();
+        let mut sum = 0.0;
+        for c in &mut cdf {
+            sum += *c;
+            *c = sum;
+        }
+        let mut x = seed;
+        let mut next = move || {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let rank = |u: f64| cdf.partition_point(|&c| c < u * sum) as u64;
+        (0..requests).map(|_| first + rank(next())).collect()
+    }
+
+    /// Reads `keys` through `store` (a get, and a put on a miss); true if the store leaned
+    /// toward recency at any point, and whether it does at the end.
+    fn read_through(store: &MemoryStore<u64, u64>, keys: &[u64]) -> (bool, bool) {
+        let lean = store
+            .inner
+            .lean
+            .as_ref()
+            .expect("a bounded store has a lean");
+        let mut leaned = false;
+        for &key in keys {
+            if store.get(&key).is_none() {
+                store.put(key, key, None).expect("no ttl");
+            }
+            leaned |= lean.recency();
+        }
+        (leaned, lean.recency())
+    }
+
+    #[test]
+    fn the_store_leans_toward_recency_when_the_hot_set_moves_and_back_once_it_is_in() {
+        let store = bounded(2_000);
+        let (leaned, _) = read_through(&store, &zipf(0, 20_000, 200_000, 7));
+        assert!(
+            !leaned,
+            "a stable Zipf workload keeps the lean toward frequency"
+        );
+        // The hot set moves to 20 000 new keys.
+        let (leaned, now) = read_through(&store, &zipf(1_000_000, 20_000, 600_000, 9));
+        assert!(
+            leaned,
+            "the drop of the hit ratio did not make the store lean to recency"
+        );
+        assert!(
+            !now,
+            "still leaning toward recency long after the new hot set got in"
+        );
     }
 }

@@ -10,13 +10,15 @@
 //! Built with `max_capacity` (entries) or `max_weight` + `weigher`, the store is bounded: each
 //! shard evicts by S3-FIFO (`policy.rs`, the paper cited there) on writes, under its write lock;
 //! reads only set two frequency bits kept in the entry's deadline word (`bounded.rs` holds the
-//! limits and the weight bookkeeping every write and removal does).
+//! limits and the weight bookkeeping every write and removal does; `lean.rs` adapts the policy
+//! toward recency while the store's hit ratio recovers from a lasting drop).
 
 mod bounded;
 mod builder;
 mod conditional;
 mod fill;
 mod idle;
+mod lean;
 mod notify;
 mod policy;
 pub(crate) mod prefix;

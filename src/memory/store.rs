@@ -19,6 +19,7 @@ use super::{
     bounded::{admit, reweigh, Evicted, Limits},
     builder::MemoryStoreBuilder,
     idle::{flags, Due},
+    lean::Lean,
     shard::{Shard, Slot},
 };
 use crate::{
@@ -104,6 +105,8 @@ pub(super) struct Inner<K, V, S> {
     /// True if the store has a capacity or weight limit (its shards have a policy).
     pub bounded: bool,
     pub limits: Limits<K, V>,
+    /// A bounded store's lean toward frequency or recency (`lean.rs`).
+    pub lean: Option<Lean>,
     pub hasher: S,
     pub clock: Clock,
     pub stats: StatsRecorder,
@@ -196,6 +199,7 @@ where
             bounded: limits.is_bounded(),
             tti,
             track_reads: limits.is_bounded() || tti.is_some(),
+            lean: limits.lean(),
             limits,
             hasher: parts.hasher,
             clock: parts.clock,
