@@ -37,6 +37,46 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///     "value under key a could not be decoded: not MessagePack; delete the key or migrate the data"
 /// );
 /// ```
+///
+/// # Upgrading code written before 2026-12
+///
+/// Fourteen variants changed from inline fields to one boxed field: `InvalidNamespace`,
+/// `InvalidConfig`, `Backend`, `Timeout`, `NotReplicated`, `Decode`, `Encode`, `DataDir`,
+/// `Corrupt`, `LostCommits`, `Unavailable`, `Io`, `Loader` and `InvalidDump`, each now holding
+/// the error type of the same name with an `Error` suffix. What to change:
+///
+/// | before | now |
+/// |---|---|
+/// | `Error::Decode { key, reason } => ..` | `Error::Decode(e) => ..` and use `e.key`, `e.reason` |
+/// | `Error::Decode { .. } => ..` | unchanged (a `{ .. }` pattern matches a tuple variant) |
+/// | `Error::Timeout { context, after }` (to build one) | `Error::from(TimeoutError { context, after })` |
+/// | `Error::Overflow { key }` with `key: String` | `key` is a `Box<str>`: `&*key`, or `key.into()` to build |
+/// | `Error::Closed { reason }`, `Error::InvalidSessionHandle { reason }` | `reason` is a `Box<str>` |
+/// | `Error::DirLocked { path }` with `path: PathBuf` | `path` is a `Box<Path>`: `path.to_path_buf()` |
+///
+/// The messages (`Display`), the `source()` chains and [`Error::is_transient`] are unchanged; the
+/// `Debug` output now names the boxed type (`Decode(DecodeError { key: .. })`).
+///
+/// ```
+/// use std::time::Duration;
+/// use strata::{Error, TimeoutError};
+///
+/// fn what_to_do(e: &Error) -> String {
+///     match e {
+///         // Before: `Error::Timeout { context, after } => ..`
+///         Error::Timeout(t) => format!("retry {} (waited {:?})", t.context, t.after),
+///         // Before: `Error::Overflow { key } => ..` with `key: String`
+///         Error::Overflow { key } => format!("reset counter {}", &**key),
+///         Error::Decode { .. } => "delete the key".to_owned(),
+///         _ => e.to_string(),
+///     }
+/// }
+///
+/// let e = Error::from(TimeoutError { context: "GET a".into(), after: Duration::from_secs(1) });
+/// assert_eq!(what_to_do(&e), "retry GET a (waited 1s)");
+/// let e = Error::Overflow { key: "hits".into() };
+/// assert_eq!(what_to_do(&e), "reset counter hits");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -241,7 +241,7 @@ fn bucket_mask(capacity: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{time::ManualClock, Store};
+    use crate::time::ManualClock;
 
     fn store(clock: &ManualClock) -> MemoryStore<u64, u64> {
         let store = MemoryStore::builder()
@@ -346,6 +346,5 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, 3);
-        let _ = Store::namespace(&store);
     }
 }
