@@ -259,6 +259,26 @@ struct Session {
     visits: u32,
 }
 
+/// A value the format cannot write (JSON object keys must be strings) is an encode error that
+/// names the full key, and nothing is written.
+#[tokio::test]
+async fn a_value_that_cannot_be_encoded_is_an_error_naming_the_key() {
+    let server = RedisServer::start();
+    let store = RedisStore::<String, std::collections::HashMap<(u8, u8), u8>>::builder()
+        .url(server.url())
+        .namespace("grid")
+        .format(Format::Json)
+        .build()
+        .await
+        .unwrap();
+    let value = [((1, 2), 3)].into_iter().collect();
+    match store.put("cell".into(), value, None).await {
+        Err(Error::Encode(e)) => assert_eq!(e.key, "grid:cell"),
+        other => panic!("expected an encode error naming the key, got {other:?}"),
+    }
+    assert_eq!(server.raw(&["EXISTS", "grid:cell"]), ":0");
+}
+
 #[tokio::test]
 async fn json_format_and_namespaces_share_one_connection() {
     let server = RedisServer::start();

@@ -284,6 +284,18 @@ pub(crate) enum Handle {
     Cluster(ClusterConnection),
 }
 
+impl Handle {
+    /// Sends one command: what `Cmd::query_async` does, minus the boxed future the manager's
+    /// `ConnectionLike` impl allocates per command (its `send_packed_command` is a plain
+    /// `async fn`). The cluster connection only offers the boxed form.
+    async fn send(mut self, cmd: &Cmd) -> redis::RedisResult<Value> {
+        match &mut self {
+            Handle::Single(manager) => manager.send_packed_command(cmd).await,
+            Handle::Cluster(conn) => conn.req_packed_command(cmd).await,
+        }
+    }
+}
+
 impl ConnectionLike for Handle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
@@ -451,8 +463,11 @@ impl Conn {
         timeout: Duration,
         context: impl FnOnce() -> String,
     ) -> Result<T> {
-        let (generation, mut handle) = self.handle();
-        let call = async move { cmd.query_async::<T>(&mut handle).await };
+        let (generation, handle) = self.handle();
+        let call = async move {
+            let value = handle.send(cmd).await?;
+            Ok(redis::from_redis_value(value.extract_error()?)?)
+        };
         let reply = self.guarded(generation, timeout, call).await;
         settle(reply, timeout, context)
     }
