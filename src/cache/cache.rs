@@ -270,7 +270,8 @@ where
     /// assert_eq!(cache.stats().hits, 1);
     /// # Ok(()) }
     /// ```
-    #[inline]
+    // `inline(always)`: see `Get::poll` (src/cache/get.rs), whose fast path this is.
+    #[inline(always)]
     pub fn get_now(&self, key: &K) -> Option<Result<Option<V>>> {
         // Counted before the lookup, as in `get_waiting`; the guard takes the read back when the
         // store cannot answer now (or fails, or panics).

@@ -46,15 +46,21 @@ where
 {
     type Output = Result<Option<V>>;
 
-    #[inline]
+    // `inline(always)`, as `Cache::get_now`: a hit is then built in registers where the caller
+    // uses it. Left to the `#[inline]` hint, LLVM kept `get_now` out of line here, and the
+    // answer went through two 24-byte copies whose 16-byte loads read 8-byte stores (a
+    // store-forwarding stall each; profile in BENCHMARKS.md, row `Cache::get polled`).
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Step::Start { cache, key, .. } = self.as_mut().project() {
-            let (cache, key) = (*cache, *key);
+        if let Step::Start { .. } = self.as_mut().project() {
+            // Taken out before the read, so that nothing is dropped after it.
+            let Owned::Start { cache, key, wait } = self.as_mut().project_replace(Get::Done) else {
+                unreachable!("the state was just seen to be `Start`");
+            };
             if let Some(answer) = cache.get_now(key) {
-                self.set(Get::Done);
                 return Poll::Ready(answer);
             }
-            self.as_mut().start_waiting();
+            self.as_mut().start_waiting(cache, key, wait);
         }
         self.poll_waiting(cx)
     }
@@ -65,12 +71,9 @@ where
     W: FnOnce(&'c Cache<K, V, S>, &'k K) -> F,
     F: Future<Output = Result<Option<V>>>,
 {
-    /// Replaces `Start` by the store's read (kept out of line: the fast path stays small).
+    /// Starts the store's read (kept out of line: the fast path stays small).
     #[inline(never)]
-    fn start_waiting(mut self: Pin<&mut Self>) {
-        let Owned::Start { cache, key, wait } = self.as_mut().project_replace(Get::Done) else {
-            return;
-        };
+    fn start_waiting(mut self: Pin<&mut Self>, cache: &'c Cache<K, V, S>, key: &'k K, wait: W) {
         self.set(Get::Waiting {
             read: wait(cache, key),
         });
