@@ -428,6 +428,46 @@ mod redis {
         assert_eq!(request(&app, Some(&cookie)).await.0, "2");
     }
 
+    /// The session id is a bearer secret, and tower-sessions logs a store's errors: a Redis
+    /// that does not answer (paused) or is gone (killed) fails load, save and delete with an
+    /// error that names the session by its handle, never by its id (RedisStore's own error
+    /// context is `GET sessions:<id>`).
+    #[tokio::test]
+    async fn a_backend_failure_reaches_tower_sessions_without_the_session_id() {
+        let mut server = RedisServer::start();
+        let store = RedisStore::builder()
+            .url(server.url())
+            .namespace("sessions")
+            .command_timeout(Duration::from_millis(200))
+            .build()
+            .await
+            .unwrap();
+        let sessions = StrataSessionStore::new(store);
+        let mut saved = record(Id::default(), time::Duration::minutes(10), 1);
+        sessions.create(&mut saved).await.unwrap();
+        let id = saved.id;
+        let handle = strata::sessions::SessionHandle::of(&id).to_string();
+        for stop in ["paused", "killed"] {
+            match stop {
+                "paused" => server.pause(),
+                _ => {
+                    server.resume();
+                    server.kill();
+                }
+            }
+            let errors = [
+                sessions.load(&id).await.unwrap_err(),
+                sessions.save(&saved).await.unwrap_err(),
+                sessions.delete(&id).await.unwrap_err(),
+            ];
+            for error in errors {
+                let text = error.to_string();
+                assert!(!text.contains(&id.to_string()), "{stop}: {text}");
+                assert!(text.contains(&handle), "{stop}: names the handle: {text}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn garbage_under_a_session_key_is_absent_and_deleted() {
         let server = RedisServer::start();

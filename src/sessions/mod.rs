@@ -19,7 +19,9 @@
 //! - `load` returns `None` for a missing, expired or undecodable record; an undecodable one (a
 //!   tampered or outdated entry) is logged with `tracing::warn!` and deleted;
 //! - `ExpiredDeletion::delete_expired` removes records whose expiry date has passed and records
-//!   that no longer decode (only needed for a store of your own that ignores TTLs).
+//!   that no longer decode (only needed for a store of your own that ignores TTLs);
+//! - an error handed to tower-sessions (which logs it) names a session by its [`SessionHandle`],
+//!   never its id, whatever the store put in the message (`GET sessions:<id>` from Redis).
 //!
 //! # Guarantees
 //! - **A logout sticks.** Once `delete` (`session.flush()`, `session.cycle_id()`, a

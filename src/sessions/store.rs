@@ -136,10 +136,42 @@ impl<S, I> fmt::Debug for StrataSessionStore<S, I> {
 /// tower-sessions' error for a strata error, without the session id (tower-sessions logs it).
 pub(super) fn to_session_error(error: Error) -> session_store::Error {
     match redacted(error) {
-        error @ Error::Encode { .. } => session_store::Error::Encode(error.to_string()),
-        error @ Error::Decode { .. } => session_store::Error::Decode(error.to_string()),
-        other => session_store::Error::Backend(other.to_string()),
+        error @ Error::Encode { .. } => session_store::Error::Encode(without_ids(&error)),
+        error @ Error::Decode { .. } => session_store::Error::Decode(without_ids(&error)),
+        other => session_store::Error::Backend(without_ids(&other)),
     }
+}
+
+/// `error`'s message with every session id in it replaced by the session's handle. A store
+/// names the key in its own context (`GET sessions:<id>` from Redis, a timeout's context, a
+/// driver's message), which [`redacted`] cannot reach field by field.
+pub(super) fn without_ids(error: &Error) -> String {
+    let text = error.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find(is_id_char) {
+        let len = rest[start..]
+            .find(|c| !is_id_char(c))
+            .unwrap_or(rest.len() - start);
+        let (before, word, after) = (
+            &rest[..start],
+            &rest[start..start + len],
+            &rest[start + len..],
+        );
+        out.push_str(before);
+        match word.parse::<Id>() {
+            Ok(id) => out.push_str(&format!("<session {}>", SessionHandle::of(&id))),
+            Err(_) => out.push_str(word),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A character of a session id as tower-sessions writes it (URL-safe base64).
+fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
 /// `error` with a session id in its key replaced by the session's handle: the id is a bearer
@@ -315,7 +347,7 @@ where
     pub(super) async fn forget(&self, key: &String) {
         if let Err(error) = self.store.delete(key).await {
             let handle = handle_of_key(key);
-            let error = redacted(error);
+            let error = without_ids(&redacted(error));
             tracing::warn!(%handle, %error, "could not delete a bad session record");
         }
     }
