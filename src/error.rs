@@ -229,12 +229,6 @@ pub struct InvalidNamespaceError {
     pub reason: &'static str,
 }
 
-impl From<InvalidNamespaceError> for Error {
-    fn from(e: InvalidNamespaceError) -> Self {
-        Error::InvalidNamespace(Box::new(e))
-    }
-}
-
 /// The fields of [`Error::InvalidConfig`]: a builder option had a value that cannot work.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid option `{option}`: {reason}")]
@@ -243,12 +237,6 @@ pub struct InvalidConfigError {
     pub option: &'static str,
     /// What is wrong and what is allowed.
     pub reason: String,
-}
-
-impl From<InvalidConfigError> for Error {
-    fn from(e: InvalidConfigError) -> Self {
-        Error::InvalidConfig(Box::new(e))
-    }
 }
 
 /// The fields of [`Error::Backend`]: a backend (Redis, the disk engine) failed. The driver's error is the source.
@@ -262,12 +250,6 @@ pub struct BackendError {
     pub source: BoxError,
 }
 
-impl From<BackendError> for Error {
-    fn from(e: BackendError) -> Self {
-        Error::Backend(Box::new(e))
-    }
-}
-
 /// The fields of [`Error::Timeout`]: an operation did not finish within its configured timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("timed out after {after:?} while {context}; raise the timeout or check the backend")]
@@ -276,12 +258,6 @@ pub struct TimeoutError {
     pub context: String,
     /// The timeout that elapsed.
     pub after: Duration,
-}
-
-impl From<TimeoutError> for Error {
-    fn from(e: TimeoutError) -> Self {
-        Error::Timeout(Box::new(e))
-    }
 }
 
 /// The fields of [`Error::NotReplicated`]: a write reached the Redis master, but fewer replicas than `wait_for_replicas` asked for
@@ -304,12 +280,6 @@ pub struct NotReplicatedError {
     pub after: Duration,
 }
 
-impl From<NotReplicatedError> for Error {
-    fn from(e: NotReplicatedError) -> Self {
-        Error::NotReplicated(Box::new(e))
-    }
-}
-
 /// The fields of [`Error::Decode`]: a stored value could not be decoded (corrupt bytes, or the value's type changed).
 #[derive(Debug, thiserror::Error)]
 #[error("value under key {key} could not be decoded: {reason}; delete the key or migrate the data")]
@@ -320,12 +290,6 @@ pub struct DecodeError {
     pub reason: String,
 }
 
-impl From<DecodeError> for Error {
-    fn from(e: DecodeError) -> Self {
-        Error::Decode(Box::new(e))
-    }
-}
-
 /// The fields of [`Error::Encode`]: a value could not be encoded for disk or the network.
 #[derive(Debug, thiserror::Error)]
 #[error("value under key {key} could not be encoded: {reason}")]
@@ -334,12 +298,6 @@ pub struct EncodeError {
     pub key: String,
     /// What serde reported.
     pub reason: String,
-}
-
-impl From<EncodeError> for Error {
-    fn from(e: EncodeError) -> Self {
-        Error::Encode(Box::new(e))
-    }
 }
 
 /// The fields of [`Error::DataDir`]: a data directory cannot be used (missing parent, not writable, not a directory).
@@ -353,12 +311,6 @@ pub struct DataDirError {
     pub source: std::io::Error,
 }
 
-impl From<DataDirError> for Error {
-    fn from(e: DataDirError) -> Self {
-        Error::DataDir(Box::new(e))
-    }
-}
-
 /// The fields of [`Error::Corrupt`]: a file on disk is corrupt.
 #[derive(Debug, thiserror::Error)]
 #[error("data in {path} is corrupt: {reason}; open with `on_corrupt(OnCorrupt::Discard)` to start empty")]
@@ -367,12 +319,6 @@ pub struct CorruptError {
     pub path: PathBuf,
     /// What was found.
     pub reason: String,
-}
-
-impl From<CorruptError> for Error {
-    fn from(e: CorruptError) -> Self {
-        Error::Corrupt(Box::new(e))
-    }
 }
 
 /// The fields of [`Error::LostCommits`]: the disk engine recovered fewer commits than it had acknowledged: its journal was
@@ -389,12 +335,6 @@ pub struct LostCommitsError {
     pub recovered: u64,
 }
 
-impl From<LostCommitsError> for Error {
-    fn from(e: LostCommitsError) -> Self {
-        Error::LostCommits(Box::new(e))
-    }
-}
-
 /// The fields of [`Error::Unavailable`]: a disk store stopped taking work because its engine failed in a way later calls would
 /// repeat (a journal write failed: disk full, I/O error) or an async write it acknowledged
 /// could not be committed. Every later call of every handle on the directory returns this.
@@ -405,12 +345,6 @@ pub struct UnavailableError {
     pub path: PathBuf,
     /// The engine failure that made it unavailable.
     pub reason: String,
-}
-
-impl From<UnavailableError> for Error {
-    fn from(e: UnavailableError) -> Self {
-        Error::Unavailable(Box::new(e))
-    }
 }
 
 /// The fields of [`Error::Io`]: an I/O error outside a data directory (dump files, sockets).
@@ -424,12 +358,6 @@ pub struct IoError {
     pub source: std::io::Error,
 }
 
-impl From<IoError> for Error {
-    fn from(e: IoError) -> Self {
-        Error::Io(Box::new(e))
-    }
-}
-
 /// The fields of [`Error::Loader`]: a loader passed to `fetch` failed or panicked; every waiting caller gets this.
 #[derive(Debug, thiserror::Error)]
 #[error("loader for key {key} failed: {reason}")]
@@ -438,12 +366,6 @@ pub struct LoaderError {
     pub key: String,
     /// The loader's error message, or the panic message.
     pub reason: String,
-}
-
-impl From<LoaderError> for Error {
-    fn from(e: LoaderError) -> Self {
-        Error::Loader(Box::new(e))
-    }
 }
 
 /// The fields of [`Error::InvalidDump`]: a cache dump file cannot be loaded (truncated, checksum mismatch, not a dump, or written
@@ -457,11 +379,33 @@ pub struct InvalidDumpError {
     pub reason: String,
 }
 
-impl From<InvalidDumpError> for Error {
-    fn from(e: InvalidDumpError) -> Self {
-        Error::InvalidDump(Box::new(e))
-    }
+/// `From<FieldsError> for Error` for each boxed variant: `Error::from(DecodeError { .. })`.
+macro_rules! boxed_variants {
+    ($($fields:ident => $variant:ident),* $(,)?) => {$(
+        impl From<$fields> for Error {
+            fn from(e: $fields) -> Self {
+                Error::$variant(Box::new(e))
+            }
+        }
+    )*};
 }
+
+boxed_variants!(
+    InvalidNamespaceError => InvalidNamespace,
+    InvalidConfigError => InvalidConfig,
+    BackendError => Backend,
+    TimeoutError => Timeout,
+    NotReplicatedError => NotReplicated,
+    DecodeError => Decode,
+    EncodeError => Encode,
+    DataDirError => DataDir,
+    CorruptError => Corrupt,
+    LostCommitsError => LostCommits,
+    UnavailableError => Unavailable,
+    IoError => Io,
+    LoaderError => Loader,
+    InvalidDumpError => InvalidDump,
+);
 
 impl Error {
     /// Wraps a backend driver error with what strata was doing when it happened.
