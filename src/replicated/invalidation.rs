@@ -3,8 +3,9 @@
 //!
 //! Each namespace publishes on `{prefix}{namespace}`; the hub `PSUBSCRIBE`s `{prefix}*` and hands
 //! each message to the local tiers registered for that namespace. Messages from this node (its
-//! own echoes), for namespaces nobody here registered, or that do not decode are counted and
-//! ignored. A background task owns the subscription: it pings every `heartbeat`, and when the
+//! own echoes) or for namespaces nobody here registered are counted and ignored; one that does
+//! not decode (or names a key this node cannot decode) is counted as garbled and flushes the
+//! namespace's local tiers, since which key changed is unknown. A background task owns the subscription: it pings every `heartbeat`, and when the
 //! connection drops (or a ping goes unanswered) it marks the [`Link`] down, reconnects with
 //! back-off, has every registered tier flush itself, marks the link up again, and only then
 //! lets the tiers that warm refill in the background (writes are never held up by a warm).

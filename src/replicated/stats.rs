@@ -21,7 +21,8 @@ pub struct ReplicationStats {
     pub own_echoes: u64,
     /// Messages for a namespace no store on this node serves, ignored.
     pub unknown_namespace: u64,
-    /// Payloads (or keys in them) that did not decode, ignored.
+    /// Payloads (or keys in them) that did not decode; each dropped the namespace's local tier,
+    /// since the key it invalidated is unknown.
     pub garbled: u64,
     /// Times the link to Redis dropped.
     pub disconnects: u64,
