@@ -71,25 +71,51 @@ pub fn encode_value<V: Serialize + ?Sized>(
     format: Format,
     key: &str,
 ) -> Result<Vec<u8>> {
-    if let Ok(decimal) = value.serialize(int_probe::IntProbe) {
-        return Ok(decimal.into_bytes());
-    }
     // Room for a typical small value, so the serializer does not regrow the buffer 4 times.
     let mut out = Vec::with_capacity(64);
+    encode_value_into(value, format, key, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the bytes [`encode_value`] returns for `value` to `out`, so a caller building a
+/// bigger buffer (a disk record with its key) needs no buffer of the value's own. On an error
+/// `out` is left as it was.
+///
+/// ```
+/// use strata::codec::{decode_value, encode_value, encode_value_into, Format};
+/// let mut out = b"prefix".to_vec();
+/// encode_value_into(&42u64, Format::MessagePack, "k", &mut out)?;
+/// assert_eq!(out, b"prefix42");
+/// encode_value_into(&"ada", Format::MessagePack, "k", &mut out)?;
+/// assert_eq!(&out[8..], encode_value(&"ada", Format::MessagePack, "k")?);
+/// assert_eq!(decode_value::<String>(&out[8..], "k")?, "ada");
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn encode_value_into<V: Serialize + ?Sized>(
+    value: &V,
+    format: Format,
+    key: &str,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    // The probe writes only when the value is a plain integer, and then all of it.
+    if value.serialize(int_probe::IntProbe(out)).is_ok() {
+        return Ok(());
+    }
+    let start = out.len();
     out.extend_from_slice(&[MAGIC, VERSION, format.tag()]);
     let encoded = match format {
         Format::MessagePack => {
-            rmp_serde::encode::write_named(&mut out, value).map_err(|e| e.to_string())
+            rmp_serde::encode::write_named(&mut *out, value).map_err(|e| e.to_string())
         }
-        Format::Json => serde_json::to_writer(&mut out, value).map_err(|e| e.to_string()),
+        Format::Json => serde_json::to_writer(&mut *out, value).map_err(|e| e.to_string()),
     };
     encoded.map_err(|reason| {
+        out.truncate(start);
         Error::from(crate::EncodeError {
             key: key.to_owned(),
             reason,
         })
-    })?;
-    Ok(out)
+    })
 }
 
 /// Decodes bytes written by [`encode_value`], in whichever format they were written (raw
@@ -198,12 +224,13 @@ pub fn value_to_json(bytes: &[u8]) -> std::result::Result<serde_json::Value, Str
 }
 
 mod int_probe {
-    //! A serializer that accepts only a plain integer and renders it as decimal; anything else
-    //! fails at once, so probing a non-integer value costs one call.
+    //! A serializer that accepts only a plain integer and appends it as decimal (no allocation);
+    //! anything else fails at once, writing nothing, so probing a non-integer value costs one
+    //! call.
 
     use serde::ser::{Impossible, Serialize, Serializer};
 
-    pub(super) struct IntProbe;
+    pub(super) struct IntProbe<'a>(pub(super) &'a mut Vec<u8>);
 
     #[derive(Debug)]
     pub(super) struct NotAnInteger;
@@ -222,26 +249,54 @@ mod int_probe {
         }
     }
 
-    macro_rules! ints {
+    /// Appends `n` (negated with `negative`) in decimal.
+    fn push_decimal(out: &mut Vec<u8>, negative: bool, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if negative {
+            out.push(b'-');
+        }
+        out.extend_from_slice(&digits[at..]);
+    }
+
+    macro_rules! unsigned {
         ($($f:ident: $t:ty),*) => {$(
-            fn $f(self, v: $t) -> Result<String, NotAnInteger> {
-                Ok(v.to_string())
+            fn $f(self, v: $t) -> Result<(), NotAnInteger> {
+                push_decimal(self.0, false, u64::from(v));
+                Ok(())
+            }
+        )*};
+    }
+
+    macro_rules! signed {
+        ($($f:ident: $t:ty),*) => {$(
+            fn $f(self, v: $t) -> Result<(), NotAnInteger> {
+                push_decimal(self.0, v < 0, u64::from(v.unsigned_abs()));
+                Ok(())
             }
         )*};
     }
 
     macro_rules! refuse {
         ($($f:ident($($t:ty),*)),*) => {$(
-            fn $f(self, $(_: $t),*) -> Result<String, NotAnInteger> {
+            fn $f(self, $(_: $t),*) -> Result<(), NotAnInteger> {
                 Err(NotAnInteger)
             }
         )*};
     }
 
-    type No = Impossible<String, NotAnInteger>;
+    type No = Impossible<(), NotAnInteger>;
 
-    impl Serializer for IntProbe {
-        type Ok = String;
+    impl Serializer for IntProbe<'_> {
+        type Ok = ();
         type Error = NotAnInteger;
         type SerializeSeq = No;
         type SerializeTuple = No;
@@ -251,8 +306,8 @@ mod int_probe {
         type SerializeStruct = No;
         type SerializeStructVariant = No;
 
-        ints!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
-              serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
+        unsigned!(serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
+        signed!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64);
         refuse!(
             serialize_bool(bool),
             serialize_f32(f32),
@@ -268,14 +323,14 @@ mod int_probe {
             serialize_unit_variant(&'static str, u32, &'static str)
         );
 
-        fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, NotAnInteger> {
+        fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), NotAnInteger> {
             Err(NotAnInteger)
         }
         fn serialize_newtype_struct<T: Serialize + ?Sized>(
             self,
             _: &'static str,
             _: &T,
-        ) -> Result<String, NotAnInteger> {
+        ) -> Result<(), NotAnInteger> {
             Err(NotAnInteger)
         }
         fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -284,7 +339,7 @@ mod int_probe {
             _: u32,
             _: &'static str,
             _: &T,
-        ) -> Result<String, NotAnInteger> {
+        ) -> Result<(), NotAnInteger> {
             Err(NotAnInteger)
         }
         fn serialize_seq(self, _: Option<usize>) -> Result<No, NotAnInteger> {
@@ -491,6 +546,28 @@ mod tests {
         ));
     }
 
+    /// A value that fails to serialize halfway through (after the map header was written).
+    struct FailsMidway;
+
+    impl serde::Serialize for FailsMidway {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            use serde::ser::{Error as _, SerializeMap};
+            let mut map = s.serialize_map(Some(2))?;
+            map.serialize_entry("a", &1u8)?;
+            Err(S::Error::custom("this value cannot be encoded"))
+        }
+    }
+
+    #[test]
+    fn a_failed_encode_into_leaves_the_buffer_as_it_was() {
+        for format in [Format::MessagePack, Format::Json] {
+            let mut out = b"kept".to_vec();
+            let err = encode_value_into(&FailsMidway, format, "k9", &mut out).unwrap_err();
+            assert!(matches!(&err, Error::Encode(e) if e.key == "k9"), "{err}");
+            assert_eq!(out, b"kept");
+        }
+    }
+
     proptest! {
         #[test]
         fn any_integer_roundtrips_raw(n in any::<i64>(), u in any::<u64>()) {
@@ -498,6 +575,29 @@ mod tests {
             prop_assert_eq!(decode_value::<i64>(&bytes, "k").unwrap(), n);
             let bytes = encode_value(&u, Format::Json, "k").unwrap();
             prop_assert_eq!(decode_value::<u64>(&bytes, "k").unwrap(), u);
+        }
+
+        #[test]
+        fn encode_into_appends_what_encode_returns(
+            n in any::<i64>(),
+            u in any::<u64>(),
+            small in any::<i8>(),
+            text in ".{0,40}",
+            head in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            for format in [Format::MessagePack, Format::Json] {
+                let mut out = head.clone();
+                encode_value_into(&n, format, "k", &mut out).unwrap();
+                encode_value_into(&u, format, "k", &mut out).unwrap();
+                encode_value_into(&small, format, "k", &mut out).unwrap();
+                encode_value_into(&text, format, "k", &mut out).unwrap();
+                let mut expected = head.clone();
+                expected.extend(n.to_string().bytes());
+                expected.extend(u.to_string().bytes());
+                expected.extend(small.to_string().bytes());
+                expected.extend(encode_value(&text, format, "k").unwrap());
+                prop_assert_eq!(out, expected);
+            }
         }
 
         #[test]

@@ -1,14 +1,14 @@
 //! The on-disk record: the encoded value (codec header + payload) followed by the deadline.
 //!
 //! The deadline is a trailer (8 bytes, big-endian Unix milliseconds, 0 = never) so a record is
-//! built by appending to what `encode_value` returned, without copying the value. Keys are
+//! built by appending to the value's encoding, in the buffer it was encoded into. Keys are
 //! `namespace:` followed by [`Key::encode_key`](crate::Key::encode_key) bytes.
 
 use serde::Serialize;
 
 use super::engine::Op;
 use crate::{
-    codec::{encode_value, Format, Key},
+    codec::{encode_value_into, Format, Key},
     error::{Error, Result},
 };
 
@@ -16,6 +16,10 @@ const DEADLINE_LEN: usize = 8;
 
 /// Bytes reserved for the key in a put's buffer (a longer key grows it once).
 const KEY_ROOM: usize = 24;
+
+/// Bytes reserved for the encoded value in a put's buffer (a bigger value grows it while it
+/// is encoded).
+const VALUE_ROOM: usize = 24;
 
 /// Encodes `value` with `deadline` (0: never expires); `key` names the entry in errors.
 #[cfg(test)]
@@ -25,14 +29,15 @@ pub(crate) fn encode<V: Serialize>(
     format: Format,
     key: &dyn std::fmt::Debug,
 ) -> Result<Vec<u8>> {
-    let mut out = encoded(value, format, key)?;
+    let mut out = Vec::new();
+    encode_into(value, format, key, &mut out)?;
     out.extend_from_slice(&deadline.to_be_bytes());
     Ok(out)
 }
 
 /// The op writing `value` with `deadline` under `prefix` + `key`, in one buffer: the record,
-/// then the key. The buffer is the value's encoding itself, grown (in place when the
-/// allocator can) by the deadline and the key: one allocation per put, not two and a copy.
+/// then the key. The value is encoded straight into the buffer, which is sized for a small
+/// value, the deadline and the key up front: one allocation per put, no copy.
 pub(crate) fn put_op<K: Key, V: Serialize>(
     prefix: &[u8],
     key: &K,
@@ -40,8 +45,10 @@ pub(crate) fn put_op<K: Key, V: Serialize>(
     deadline: u64,
     format: Format,
 ) -> Result<Op> {
-    let mut buf = encoded(value, format, key)?;
-    buf.reserve(DEADLINE_LEN + prefix.len() + KEY_ROOM);
+    let tail = DEADLINE_LEN + prefix.len() + KEY_ROOM;
+    let mut buf = Vec::with_capacity(VALUE_ROOM + tail);
+    encode_into(value, format, key, &mut buf)?;
+    buf.reserve(tail);
     buf.extend_from_slice(&deadline.to_be_bytes());
     let key_at = buf.len();
     buf.extend_from_slice(prefix);
@@ -49,8 +56,14 @@ pub(crate) fn put_op<K: Key, V: Serialize>(
     Ok(Op::Put { buf, key_at })
 }
 
-fn encoded<V: Serialize>(value: &V, format: Format, key: &dyn std::fmt::Debug) -> Result<Vec<u8>> {
-    encode_value(value, format, "").map_err(|e| match e {
+/// Appends `value`'s encoding to `out`; an error names `key`.
+fn encode_into<V: Serialize>(
+    value: &V,
+    format: Format,
+    key: &dyn std::fmt::Debug,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    encode_value_into(value, format, "", out).map_err(|e| match e {
         Error::Encode(e) => Error::from(crate::EncodeError {
             key: format!("{key:?}"),
             reason: e.reason,
