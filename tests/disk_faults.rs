@@ -338,6 +338,188 @@ async fn a_failed_async_commit_makes_the_store_unavailable() {
     assert_unavailable(store.put(k("b"), 2, None).await, dir.path());
 }
 
+// The async queue: a full queue holds the writer back (never drops), a batch that fails fails
+// every job in it, a close commits what is queued.
+
+fn open_async(dir: &Path, faults: &Faults, capacity: usize) -> DiskDb {
+    DiskDb::builder()
+        .dir(dir)
+        .writes(Writes::Async)
+        .queue_capacity(capacity)
+        .faults(faults.clone())
+        .open()
+        .unwrap()
+}
+
+/// Puts `k0` and waits until its commit is parked at the barrier (the writer holds it).
+async fn park_behind_k0(faults: &Faults, store: &DiskStore<String, u64>) {
+    faults.park_next_commit();
+    store.put(k("k0"), 0, None).await.unwrap();
+    let parked = faults.clone();
+    assert!(tokio::task::spawn_blocking(move || parked.wait_parked())
+        .await
+        .unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_holds_an_async_put_until_the_writer_makes_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let db = open_async(dir.path(), &faults, 4);
+    let store: DiskStore<String, u64> = db.store("ns").unwrap();
+    park_behind_k0(&faults, &store).await;
+    for i in 1..4u64 {
+        store.put(format!("k{i}"), i, None).await.unwrap();
+    }
+    // At capacity: k0 in the parked commit, k1..k3 waiting. One more is over it.
+    assert_eq!(db.queued_ops(), 4);
+    let (returned_tx, returned_rx) = std::sync::mpsc::channel();
+    let over = std::thread::spawn({
+        let store = store.clone();
+        move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let put = rt.block_on(store.put(k("k4"), 4, None));
+            returned_tx.send(()).unwrap();
+            put
+        }
+    });
+    while db.queued_ops() < 5 {
+        tokio::task::yield_now().await;
+    }
+    // Queued, not dropped, and the caller held back: it has not returned, and memory (updated
+    // after the queue took the write) does not show it, for as long as the commit is parked.
+    assert!(
+        returned_rx.try_recv().is_err(),
+        "the put returned over capacity"
+    );
+    assert_eq!(store.get(&k("k4")).await.unwrap(), None);
+    faults.release();
+    over.join().unwrap().unwrap();
+    assert_eq!(store.get(&k("k4")).await.unwrap(), Some(4));
+    db.flush().await.unwrap();
+    drop((store, db));
+    assert_eq!(reopen(dir.path()).count().await.unwrap(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batch_of_queued_async_writes_fails_every_job_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let db = open_async(dir.path(), &faults, 1 << 20);
+    let store: DiskStore<String, u64> = db.store("ns").unwrap();
+    park_behind_k0(&faults, &store).await;
+    store.put(k("b"), 2, None).await.unwrap();
+    store.put(k("c"), 3, None).await.unwrap();
+    let flush = tokio::spawn({
+        let db = db.clone();
+        async move { db.flush().await }
+    });
+    // k0 (parked), b, c and the flush marker: the next batch is b, c and the marker.
+    while db.queued_ops() < 4 {
+        tokio::task::yield_now().await;
+    }
+    faults.fail_nth_commit(1);
+    faults.release();
+    assert_unavailable(flush.await.unwrap(), dir.path());
+    assert_eq!(faults.commit_sizes(), [1, 2], "b and c were one commit");
+    assert_unavailable(store.put(k("d"), 4, None).await, dir.path());
+    drop((store, db));
+    assert_eq!(reopen(dir.path()).keys().await.unwrap(), vec![k("k0")]);
+}
+
+/// Single puts, deletes and a put_many queued together reach the engine as one batch in
+/// queue order (the last write of a key wins).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_and_other_writes_in_one_batch_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let db = open_async(dir.path(), &faults, 1 << 20);
+    let store: DiskStore<String, u64> = db.store("ns").unwrap();
+    park_behind_k0(&faults, &store).await;
+    store.put(k("a"), 1, None).await.unwrap();
+    store.delete(&k("k0")).await.unwrap();
+    store.delete(&k("a")).await.unwrap();
+    store.put(k("a"), 2, None).await.unwrap();
+    store
+        .put_many(vec![(k("a"), 3), (k("b"), 1)], None)
+        .await
+        .unwrap();
+    store.put(k("b"), 2, None).await.unwrap();
+    faults.release();
+    db.flush().await.unwrap();
+    assert_eq!(
+        faults.commit_sizes(),
+        [1, 7],
+        "one batch behind the parked one"
+    );
+    drop((store, db));
+    let store = reopen(dir.path());
+    let mut keys = store.keys().await.unwrap();
+    keys.sort();
+    assert_eq!(keys, [k("a"), k("b")]);
+    assert_eq!(store.get(&k("a")).await.unwrap(), Some(3));
+    assert_eq!(store.get(&k("b")).await.unwrap(), Some(2));
+}
+
+/// More writes queued than one engine batch takes: the writer commits them in several
+/// batches, in order, every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_bigger_than_a_writer_batch_commits_all_of_it_in_order() {
+    const N: u64 = 70_000;
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let db = open_async(dir.path(), &faults, 1 << 20);
+    let store: DiskStore<String, u64> = db.store("ns").unwrap();
+    park_behind_k0(&faults, &store).await;
+    store.put(k("same"), 0, None).await.unwrap();
+    for i in 1..N {
+        store.put(format!("k{i}"), i, None).await.unwrap();
+    }
+    store.put(k("same"), N, None).await.unwrap();
+    faults.release();
+    db.flush().await.unwrap();
+    let sizes = faults.commit_sizes();
+    assert!(sizes.len() > 2, "{} commits", sizes.len());
+    assert!(sizes.iter().all(|&n| n <= 1 << 16), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>() as u64, N + 2);
+    drop((store, db));
+    let store = reopen(dir.path());
+    assert_eq!(store.count().await.unwrap() as u64, N + 1);
+    assert_eq!(store.get(&k("same")).await.unwrap(), Some(N));
+}
+
+/// Dropping the last handle on a runtime thread stops the queue before it returns (the close
+/// goes on in the background, behind the parked commit), so everything queued then is
+/// committed by the close, none of it dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_with_async_writes_queued_behind_a_parked_commit_commits_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let db = open_async(dir.path(), &faults, 1 << 20);
+    let store: DiskStore<String, u64> = db.store("ns").unwrap();
+    park_behind_k0(&faults, &store).await;
+    for i in 1..10u64 {
+        store.put(format!("k{i}"), i, None).await.unwrap();
+    }
+    assert_eq!(db.queued_ops(), 10);
+    drop((store, db));
+    let reopened = std::thread::spawn({
+        let dir = dir.path().to_owned();
+        move || DiskDb::builder().dir(dir).open()
+    });
+    faults.release();
+    let db = reopened.join().unwrap().unwrap();
+    let store: DiskStore<String, u64> = db.store("ns").unwrap();
+    let mut values: Vec<u64> = Vec::new();
+    for key in store.keys().await.unwrap() {
+        values.extend(store.get(&key).await.unwrap());
+    }
+    values.sort_unstable();
+    assert_eq!(values, (0..10).collect::<Vec<_>>());
+}
+
 /// Issue 15: dropping the last handle on a runtime thread returns while the close (drain,
 /// flush, fsync) is still running: the close is parked at a barrier and the test, on that
 /// runtime thread, goes on. An open of the directory waits for the close, then sees the data.

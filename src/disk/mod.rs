@@ -65,8 +65,14 @@
 //!   the next open replays the journal as usual.
 //! - **Queue**: async writes return once queued; the queue holds up to `queue_capacity` ops
 //!   (1 048 576 by default), so a burst goes at memory speed and a sustained stream at the
-//!   writer's. The writer applies each batch (up to 65 536 ops) in key order, which makes the
-//!   engine's skip-list inserts cache-friendly.
+//!   writer's: a write over capacity is queued, then its caller blocks until the writer has
+//!   made room — never dropped (`a_full_queue_holds_an_async_put_until_the_writer_makes_room`).
+//!   A batch that fails fails every job in it
+//!   (`a_failing_batch_of_queued_async_writes_fails_every_job_in_it`), and a close commits
+//!   everything queued before it
+//!   (`a_close_with_async_writes_queued_behind_a_parked_commit_commits_them_all`). The writer
+//!   applies each batch (up to 65 536 ops) in key order, which makes the engine's skip-list
+//!   inserts cache-friendly.
 //! - **Corruption**: unreadable engine files are [`Error::Corrupt`](crate::Error::Corrupt) with
 //!   the path, or with [`OnCorrupt::Discard`] a warning and an empty start.
 //! - **Damaged journal**: fjall 3.1 recovers its journal only in its `TolerateCorruptTail` mode
