@@ -223,6 +223,32 @@ pub fn value_to_json(bytes: &[u8]) -> std::result::Result<serde_json::Value, Str
     from_payload::<any_json::AnyJson>(format, payload).map(|any| any.0)
 }
 
+/// Appends `n` (negated with `negative`) in decimal, without allocating.
+fn push_decimal(out: &mut Vec<u8>, negative: bool, n: u128) {
+    let mut digits = [0u8; 39];
+    let mut at = digits.len();
+    let mut rest = n;
+    // 128-bit division is slow: only digits beyond u64's range are made with it.
+    while rest > u128::from(u64::MAX) {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let mut small = rest as u64;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (small % 10) as u8;
+        small /= 10;
+        if small == 0 {
+            break;
+        }
+    }
+    if negative {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 mod int_probe {
     //! A serializer that accepts only a plain integer and appends it as decimal (no allocation);
     //! anything else fails at once, writing nothing, so probing a non-integer value costs one
@@ -249,28 +275,12 @@ mod int_probe {
         }
     }
 
-    /// Appends `n` (negated with `negative`) in decimal.
-    fn push_decimal(out: &mut Vec<u8>, negative: bool, mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        if negative {
-            out.push(b'-');
-        }
-        out.extend_from_slice(&digits[at..]);
-    }
+    use super::push_decimal;
 
     macro_rules! unsigned {
         ($($f:ident: $t:ty),*) => {$(
             fn $f(self, v: $t) -> Result<(), NotAnInteger> {
-                push_decimal(self.0, false, u64::from(v));
+                push_decimal(self.0, false, u128::from(v));
                 Ok(())
             }
         )*};
@@ -279,7 +289,7 @@ mod int_probe {
     macro_rules! signed {
         ($($f:ident: $t:ty),*) => {$(
             fn $f(self, v: $t) -> Result<(), NotAnInteger> {
-                push_decimal(self.0, v < 0, u64::from(v.unsigned_abs()));
+                push_decimal(self.0, v < 0, u128::from(v.unsigned_abs()));
                 Ok(())
             }
         )*};
@@ -414,10 +424,11 @@ impl Key for Vec<u8> {
 }
 
 macro_rules! int_key {
-    ($($t:ty),*) => {$(
+    ($($t:ty: |$v:ident| $negative:expr, $magnitude:expr);*) => {$(
         impl Key for $t {
             fn encode_key(&self, out: &mut Vec<u8>) {
-                out.extend_from_slice(self.to_string().as_bytes());
+                let $v = *self;
+                push_decimal(out, $negative, $magnitude);
             }
             fn decode_key(bytes: &[u8]) -> std::result::Result<Self, String> {
                 std::str::from_utf8(bytes)
@@ -428,7 +439,17 @@ macro_rules! int_key {
         }
     )*};
 }
-int_key!(u16, u32, u64, u128, i16, i32, i64, i128, usize);
+int_key!(
+    u16: |v| false, u128::from(v);
+    u32: |v| false, u128::from(v);
+    u64: |v| false, u128::from(v);
+    u128: |v| false, v;
+    usize: |v| false, v as u128;
+    i16: |v| v < 0, u128::from(v.unsigned_abs());
+    i32: |v| v < 0, u128::from(v.unsigned_abs());
+    i64: |v| v < 0, u128::from(v.unsigned_abs());
+    i128: |v| v < 0, v.unsigned_abs()
+);
 
 #[cfg(test)]
 mod tests {
@@ -597,6 +618,28 @@ mod tests {
                 expected.extend(small.to_string().bytes());
                 expected.extend(encode_value(&text, format, "k").unwrap());
                 prop_assert_eq!(out, expected);
+            }
+        }
+
+        #[test]
+        fn integer_keys_are_their_decimal_digits(
+            a in any::<u64>(), b in any::<i64>(), c in any::<u128>(), d in any::<i128>(),
+            e in any::<u16>(), f in any::<i16>(), g in any::<usize>(),
+        ) {
+            fn check<K: Key + ToString>(k: K) -> std::result::Result<(), TestCaseError> {
+                let mut out = b"ns:".to_vec();
+                k.encode_key(&mut out);
+                let text = k.to_string();
+                prop_assert_eq!(&out[3..], text.as_bytes());
+                prop_assert_eq!(K::decode_key(&out[3..]).unwrap(), k);
+                Ok(())
+            }
+            check(a)?; check(b)?; check(c)?; check(d)?; check(e)?; check(f)?; check(g)?;
+            for edge in [u128::MAX, u128::from(u64::MAX), u128::from(u64::MAX) + 1, 0] {
+                check(edge)?;
+            }
+            for edge in [i128::MIN, i128::MAX, i128::from(i64::MIN), -1] {
+                check(edge)?;
             }
         }
 
