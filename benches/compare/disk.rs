@@ -18,6 +18,7 @@ use strata::{DiskDb, DiskStore, MemoryStore, Store, Writes};
 
 use crate::{
     contest::{self, Contest, Deadline, Entrant, Slice, CHUNK},
+    cpu::process_ms,
     report::{median, rate, Report, Row},
     workload::scramble,
 };
@@ -336,21 +337,6 @@ pub(super) fn vm_rss_kb() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU time this process has used so far, user + sys of every thread, in ms (fields 14 and 15
-/// of `/proc/self/stat`, 10 ms ticks); 0 where /proc is not there. Under load, wall time
-/// measures the machine's contention; this measures the reopen's own work.
-pub(super) fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The command name (field 2) may hold spaces; the fields after its `)` are plain.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-    (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) * 10.0 // USER_HZ is 100 on Linux
-}
-
 /// Writes `n` session records one async put at a time, then closes the directory.
 fn populate_sessions(rt: &tokio::runtime::Runtime, dir: &Path, n: u64) {
     let db = open(dir, Writes::Async);
@@ -373,12 +359,12 @@ fn sessions_child(dir: &str) -> ! {
         .and_then(|n| n.parse().ok())
         .expect("the record count");
     let before = vm_rss_kb().unwrap_or(0);
-    let cpu_before = cpu_ms();
+    let cpu_before = process_ms();
     let started = Instant::now();
     let db = open(Path::new(dir), Writes::Async);
     let s: DiskStore<String, String> = db.store("sessions").expect("open the namespace");
     let ms = started.elapsed().as_secs_f64() * 1e3;
-    let cpu = cpu_ms() - cpu_before;
+    let cpu = process_ms() - cpu_before;
     assert_eq!(db.load_summary().live as u64, n, "every record reloaded");
     let after = vm_rss_kb().unwrap_or(0);
     println!("{SESSIONS_TAG} {ms} {before} {after} {cpu}");

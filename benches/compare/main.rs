@@ -17,6 +17,8 @@
 mod alloc;
 mod cache;
 mod contest;
+#[cfg(any(feature = "disk", feature = "redis"))]
+mod cpu;
 #[cfg(feature = "disk")]
 mod disk;
 mod features;

@@ -633,16 +633,9 @@ mod bench {
         run_contest(report, "put 64 B, 64 tasks", entrants);
     }
 
-    /// CPU seconds this process has used (user + sys, `/proc/self/stat`, 10 ms ticks).
+    /// CPU seconds this process has used (user + sys, every thread).
     fn client_cpu() -> f64 {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-        (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) / 100.0
+        crate::cpu::process_ms() / 1000.0
     }
 
     /// CPU seconds redis-server has used (`INFO cpu`: used_cpu_user + used_cpu_sys).
