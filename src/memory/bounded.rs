@@ -370,7 +370,10 @@ mod tests {
 
     /// Reads `keys` through `store` (a get, and a put on a miss); true if the store leaned
     /// toward recency at any point, and whether it does at the end.
-    fn read_through(store: &MemoryStore<u64, u64>, keys: &[u64]) -> (bool, bool) {
+    fn read_through<S: std::hash::BuildHasher + Send + Sync + 'static>(
+        store: &MemoryStore<u64, u64, S>,
+        keys: &[u64],
+    ) -> (bool, bool) {
         let lean = store
             .inner
             .lean
@@ -386,23 +389,39 @@ mod tests {
         (leaned, lean.recency())
     }
 
+    /// Whether the lean fires depends on where the samples fall, which depends on the hasher's
+    /// seed (a sample ends when a shard's ghost epoch does): right after the move the ghost
+    /// recalls none of the new keys, so the first samples look like a scan's and are skipped,
+    /// and on some seeds the ratio is back before three counted samples stayed low. So this
+    /// runs 32 fixed seeds (deterministic; with a random seed it failed about 1 run in 5):
+    /// never a lean on the stable workload, back to frequency at the end every time, and a lean
+    /// on the move for 26 of the 32 (pinned at 24 or more; fewer is a regression to look at).
     #[test]
     fn the_store_leans_toward_recency_when_the_hot_set_moves_and_back_once_it_is_in() {
-        let store = bounded(2_000);
-        let (leaned, _) = read_through(&store, &zipf(0, 20_000, 200_000, 7));
+        let mut leaned_on_the_move = 0;
+        for seed in 0..32u64 {
+            let store = MemoryStore::builder()
+                .shards(16)
+                .max_capacity(2_000)
+                .hasher(foldhash::fast::FixedState::with_seed(seed))
+                .build()
+                .expect("valid options");
+            let (leaned, _) = read_through(&store, &zipf(0, 20_000, 200_000, 7));
+            assert!(
+                !leaned,
+                "seed {seed}: a stable Zipf workload keeps the lean toward frequency"
+            );
+            // The hot set moves to 20 000 new keys.
+            let (leaned, now) = read_through(&store, &zipf(1_000_000, 20_000, 600_000, 9));
+            leaned_on_the_move += u32::from(leaned);
+            assert!(
+                !now,
+                "seed {seed}: still leaning toward recency long after the new hot set got in"
+            );
+        }
         assert!(
-            !leaned,
-            "a stable Zipf workload keeps the lean toward frequency"
-        );
-        // The hot set moves to 20 000 new keys.
-        let (leaned, now) = read_through(&store, &zipf(1_000_000, 20_000, 600_000, 9));
-        assert!(
-            leaned,
-            "the drop of the hit ratio did not make the store lean to recency"
-        );
-        assert!(
-            !now,
-            "still leaning toward recency long after the new hot set got in"
+            leaned_on_the_move >= 24,
+            "the drop of the hit ratio made the store lean to recency on {leaned_on_the_move} of 32 seeds"
         );
     }
 }

@@ -22,6 +22,12 @@
 //! sample that counted is a scan's, and is skipped. Nothing here runs on a read: a writer that
 //! ends a ghost epoch calls [`Lean::observe`], which gives up at once if another writer is in
 //! it. A store built with `stats(false)` counts no reads and keeps leaning toward frequency.
+//!
+//! A heuristic, and it can miss: right after a move the ghost recalls none of the new keys, so
+//! the first samples look like a scan's, and if the ratio is back before three counted samples
+//! stayed low the store never leans. In the unit test's pattern (a 2 000-entry store whose
+//! Zipf hot set of 20 000 keys moves) it leans on 26 of 32 hasher seeds
+//! (`bounded::tests::the_store_leans_toward_recency_when_the_hot_set_moves_and_back_once_it_is_in`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
