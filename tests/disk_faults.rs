@@ -205,9 +205,7 @@ async fn concurrent_sync_writers_still_share_one_commit() {
         })
         .collect();
     // The parked commit's op counts as queued until it is committed.
-    while db.queued_ops() < 11 {
-        tokio::task::yield_now().await;
-    }
+    until("11 ops queued", || db.queued_ops() >= 11).await;
     let queued = db.queued_ops() - 1;
     faults.release();
     first.await.unwrap().unwrap();
@@ -338,6 +336,18 @@ async fn a_failed_async_commit_makes_the_store_unavailable() {
     assert_unavailable(store.put(k("b"), 2, None).await, dir.path());
 }
 
+/// Yields until `done` holds; fails the test after a minute (a hang is a failure, not a stall).
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
 // The async queue: a full queue holds the writer back (never drops), a batch that fails fails
 // every job in it, a close commits what is queued.
 
@@ -385,9 +395,12 @@ async fn a_full_queue_holds_an_async_put_until_the_writer_makes_room() {
             put
         }
     });
-    while db.queued_ops() < 5 {
-        tokio::task::yield_now().await;
-    }
+    until("5 ops queued", || db.queued_ops() >= 5).await;
+    // The caller is inside the gate's wait (counted there, not merely about to send).
+    until("the put over capacity to wait for room", || {
+        db.writers_waiting_for_room() == 1
+    })
+    .await;
     // Queued, not dropped, and the caller held back: it has not returned, and memory (updated
     // after the queue took the write) does not show it, for as long as the commit is parked.
     assert!(
@@ -417,9 +430,7 @@ async fn a_failing_batch_of_queued_async_writes_fails_every_job_in_it() {
         async move { db.flush().await }
     });
     // k0 (parked), b, c and the flush marker: the next batch is b, c and the marker.
-    while db.queued_ops() < 4 {
-        tokio::task::yield_now().await;
-    }
+    until("4 ops queued", || db.queued_ops() >= 4).await;
     faults.fail_nth_commit(1);
     faults.release();
     assert_unavailable(flush.await.unwrap(), dir.path());

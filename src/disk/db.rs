@@ -475,6 +475,13 @@ impl DiskDb {
         self.inner.writer.queued()
     }
 
+    /// Async writers blocked right now because the queue is over capacity (hidden: for tests
+    /// that pin back-pressure).
+    #[doc(hidden)]
+    pub fn writers_waiting_for_room(&self) -> usize {
+        self.inner.writer.waiting_for_room()
+    }
+
     /// Flushes the engine's write buffer to tables and compacts them, dropping expired and
     /// deleted records now rather than when the engine gets to it. Blocks; run it off the async
     /// runtime's threads.

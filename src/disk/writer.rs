@@ -120,6 +120,8 @@ struct Gate {
     capacity: usize,
     /// Set when the writer thread has stopped (or panicked): nobody will make room.
     stopped: AtomicBool,
+    /// Senders blocked in [`Gate::wait`] right now (for tests that pin back-pressure).
+    waiting: AtomicUsize,
     lock: Mutex<()>,
     room: Condvar,
 }
@@ -136,11 +138,13 @@ impl Gate {
     /// sent or about to be, so it always will) or stops.
     fn wait(&self) {
         let mut guard = self.lock.lock();
+        self.waiting.fetch_add(1, Ordering::AcqRel);
         while self.queued.load(Ordering::Acquire) > self.capacity
             && !self.stopped.load(Ordering::Acquire)
         {
             self.room.wait_for(&mut guard, Duration::from_millis(50));
         }
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Called by the writer once `weight` queued ops are committed.
@@ -189,6 +193,7 @@ impl Writer {
             queued: AtomicUsize::new(0),
             capacity,
             stopped: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
             lock: Mutex::new(()),
             room: Condvar::new(),
         });
@@ -272,6 +277,11 @@ impl Writer {
     /// Ops queued and not yet committed.
     pub(crate) fn queued(&self) -> usize {
         self.gate.queued.load(Ordering::Acquire)
+    }
+
+    /// Senders blocked right now until the queue is back under capacity.
+    pub(crate) fn waiting_for_room(&self) -> usize {
+        self.gate.waiting.load(Ordering::Acquire)
     }
 
     /// Stops taking jobs, lets the thread drain the queue and waits for it.
