@@ -361,6 +361,19 @@ fn open_async(dir: &Path, faults: &Faults, capacity: usize) -> DiskDb {
         .unwrap()
 }
 
+/// A fresh async DiskDb with a queue of `capacity` ops and its store `ns`, with `k0`'s commit
+/// parked at the barrier: what is written next queues behind it.
+async fn parked_async(
+    capacity: usize,
+) -> (tempfile::TempDir, Faults, DiskDb, DiskStore<String, u64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let db = open_async(dir.path(), &faults, capacity);
+    let store: DiskStore<String, u64> = db.store("ns").unwrap();
+    park_behind_k0(&faults, &store).await;
+    (dir, faults, db, store)
+}
+
 /// Puts `k0` and waits until its commit is parked at the barrier (the writer holds it).
 async fn park_behind_k0(faults: &Faults, store: &DiskStore<String, u64>) {
     faults.park_next_commit();
@@ -373,11 +386,7 @@ async fn park_behind_k0(faults: &Faults, store: &DiskStore<String, u64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_holds_an_async_put_until_the_writer_makes_room() {
-    let dir = tempfile::tempdir().unwrap();
-    let faults = Faults::new();
-    let db = open_async(dir.path(), &faults, 4);
-    let store: DiskStore<String, u64> = db.store("ns").unwrap();
-    park_behind_k0(&faults, &store).await;
+    let (dir, faults, db, store) = parked_async(4).await;
     for i in 1..4u64 {
         store.put(format!("k{i}"), i, None).await.unwrap();
     }
@@ -418,11 +427,7 @@ async fn a_full_queue_holds_an_async_put_until_the_writer_makes_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_batch_of_queued_async_writes_fails_every_job_in_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let faults = Faults::new();
-    let db = open_async(dir.path(), &faults, 1 << 20);
-    let store: DiskStore<String, u64> = db.store("ns").unwrap();
-    park_behind_k0(&faults, &store).await;
+    let (dir, faults, db, store) = parked_async(1 << 20).await;
     store.put(k("b"), 2, None).await.unwrap();
     store.put(k("c"), 3, None).await.unwrap();
     let flush = tokio::spawn({
@@ -444,11 +449,7 @@ async fn a_failing_batch_of_queued_async_writes_fails_every_job_in_it() {
 /// queue order (the last write of a key wins).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn puts_and_other_writes_in_one_batch_keep_their_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let faults = Faults::new();
-    let db = open_async(dir.path(), &faults, 1 << 20);
-    let store: DiskStore<String, u64> = db.store("ns").unwrap();
-    park_behind_k0(&faults, &store).await;
+    let (dir, faults, db, store) = parked_async(1 << 20).await;
     store.put(k("a"), 1, None).await.unwrap();
     store.delete(&k("k0")).await.unwrap();
     store.delete(&k("a")).await.unwrap();
@@ -479,11 +480,7 @@ async fn puts_and_other_writes_in_one_batch_keep_their_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_bigger_than_a_writer_batch_commits_all_of_it_in_order() {
     const N: u64 = 70_000;
-    let dir = tempfile::tempdir().unwrap();
-    let faults = Faults::new();
-    let db = open_async(dir.path(), &faults, 1 << 20);
-    let store: DiskStore<String, u64> = db.store("ns").unwrap();
-    park_behind_k0(&faults, &store).await;
+    let (dir, faults, db, store) = parked_async(1 << 20).await;
     store.put(k("same"), 0, None).await.unwrap();
     for i in 1..N {
         store.put(format!("k{i}"), i, None).await.unwrap();
@@ -506,11 +503,7 @@ async fn a_backlog_bigger_than_a_writer_batch_commits_all_of_it_in_order() {
 /// committed by the close, none of it dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_with_async_writes_queued_behind_a_parked_commit_commits_them_all() {
-    let dir = tempfile::tempdir().unwrap();
-    let faults = Faults::new();
-    let db = open_async(dir.path(), &faults, 1 << 20);
-    let store: DiskStore<String, u64> = db.store("ns").unwrap();
-    park_behind_k0(&faults, &store).await;
+    let (dir, faults, db, store) = parked_async(1 << 20).await;
     for i in 1..10u64 {
         store.put(format!("k{i}"), i, None).await.unwrap();
     }
