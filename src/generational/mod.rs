@@ -14,7 +14,7 @@
 //! (generations a caller can push, `query`, key-level transactions, a memory limit); turn on
 //! `admission(true)` there, since without it a scan or a stream of one-hit wonders fills the
 //! newer generation and pushes the used entries out (9–15 points below the best peer in that
-//! bench; with admission 0.2–3.6 points below on 16 columns, most at 1 % capacity, where a
+//! bench; with admission 0.05–3.6 points below on 16 columns, most at 1 % capacity, where a
 //! dropped generation costs the most).
 
 mod api;
