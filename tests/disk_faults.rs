@@ -16,6 +16,18 @@ fn open(dir: &Path, faults: &Faults, writes: Writes) -> DiskDb {
         .unwrap()
 }
 
+/// Opens `dir` on another thread (the open waits for a close parked at the barrier), releases
+/// the barrier, and returns the reopened store `ns`.
+fn reopen_once_released(dir: &Path, faults: &Faults) -> DiskStore<String, u64> {
+    let reopened = std::thread::spawn({
+        let dir = dir.to_owned();
+        move || DiskDb::builder().dir(dir).open()
+    });
+    faults.release();
+    let db = reopened.join().unwrap().unwrap();
+    db.store("ns").unwrap()
+}
+
 fn reopen(dir: &Path) -> DiskStore<String, u64> {
     DiskDb::builder()
         .dir(dir)
@@ -509,13 +521,7 @@ async fn a_close_with_async_writes_queued_behind_a_parked_commit_commits_them_al
     }
     assert_eq!(db.queued_ops(), 10);
     drop((store, db));
-    let reopened = std::thread::spawn({
-        let dir = dir.path().to_owned();
-        move || DiskDb::builder().dir(dir).open()
-    });
-    faults.release();
-    let db = reopened.join().unwrap().unwrap();
-    let store: DiskStore<String, u64> = db.store("ns").unwrap();
+    let store = reopen_once_released(dir.path(), &faults);
     let mut values: Vec<u64> = Vec::new();
     for key in store.keys().await.unwrap() {
         values.extend(store.get(&key).await.unwrap());
@@ -541,13 +547,7 @@ async fn dropping_the_last_handle_on_a_runtime_thread_does_not_wait_for_the_clos
         faults.wait_parked(),
         "the drop returned while the close was parked"
     );
-    let reopened = std::thread::spawn({
-        let dir = dir.path().to_owned();
-        move || DiskDb::builder().dir(dir).open()
-    });
-    faults.release();
-    let db = reopened.join().unwrap().unwrap();
-    let store: DiskStore<String, u64> = db.store("ns").unwrap();
+    let store = reopen_once_released(dir.path(), &faults);
     assert_eq!(store.get(&k("a")).await.unwrap(), Some(1));
 }
 
