@@ -223,30 +223,9 @@ pub fn value_to_json(bytes: &[u8]) -> std::result::Result<serde_json::Value, Str
     from_payload::<any_json::AnyJson>(format, payload).map(|any| any.0)
 }
 
-/// Appends `n` (negated with `negative`) in decimal, without allocating.
-fn push_decimal(out: &mut Vec<u8>, negative: bool, n: u128) {
-    let mut digits = [0u8; 39];
-    let mut at = digits.len();
-    let mut rest = n;
-    // 128-bit division is slow: only digits beyond u64's range are made with it.
-    while rest > u128::from(u64::MAX) {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
-    let mut small = rest as u64;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (small % 10) as u8;
-        small /= 10;
-        if small == 0 {
-            break;
-        }
-    }
-    if negative {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&digits[at..]);
+/// Appends `n` in decimal, without allocating.
+fn push_decimal(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 mod int_probe {
@@ -277,19 +256,10 @@ mod int_probe {
 
     use super::push_decimal;
 
-    macro_rules! unsigned {
+    macro_rules! ints {
         ($($f:ident: $t:ty),*) => {$(
             fn $f(self, v: $t) -> Result<(), NotAnInteger> {
-                push_decimal(self.0, false, u128::from(v));
-                Ok(())
-            }
-        )*};
-    }
-
-    macro_rules! signed {
-        ($($f:ident: $t:ty),*) => {$(
-            fn $f(self, v: $t) -> Result<(), NotAnInteger> {
-                push_decimal(self.0, v < 0, u128::from(v.unsigned_abs()));
+                push_decimal(self.0, v);
                 Ok(())
             }
         )*};
@@ -316,8 +286,8 @@ mod int_probe {
         type SerializeStruct = No;
         type SerializeStructVariant = No;
 
-        unsigned!(serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
-        signed!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64);
+        ints!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+              serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
         refuse!(
             serialize_bool(bool),
             serialize_f32(f32),
@@ -424,11 +394,10 @@ impl Key for Vec<u8> {
 }
 
 macro_rules! int_key {
-    ($($t:ty: |$v:ident| $negative:expr, $magnitude:expr);*) => {$(
+    ($($t:ty),*) => {$(
         impl Key for $t {
             fn encode_key(&self, out: &mut Vec<u8>) {
-                let $v = *self;
-                push_decimal(out, $negative, $magnitude);
+                push_decimal(out, *self);
             }
             fn decode_key(bytes: &[u8]) -> std::result::Result<Self, String> {
                 std::str::from_utf8(bytes)
@@ -439,17 +408,7 @@ macro_rules! int_key {
         }
     )*};
 }
-int_key!(
-    u16: |v| false, u128::from(v);
-    u32: |v| false, u128::from(v);
-    u64: |v| false, u128::from(v);
-    u128: |v| false, v;
-    usize: |v| false, v as u128;
-    i16: |v| v < 0, u128::from(v.unsigned_abs());
-    i32: |v| v < 0, u128::from(v.unsigned_abs());
-    i64: |v| v < 0, u128::from(v.unsigned_abs());
-    i128: |v| v < 0, v.unsigned_abs()
-);
+int_key!(u16, u32, u64, u128, i16, i32, i64, i128, usize);
 
 #[cfg(test)]
 mod tests {
