@@ -25,6 +25,13 @@ pub type UnixMillis = u64;
 /// Cheap to clone. Every store takes one in its builder (`.clock(..)`); the default is
 /// [`Clock::system`].
 ///
+/// **Precision of the system clock.** It is the OS monotonic clock, started from the wall clock.
+/// A read of an entry with a TTL checks its deadline against the kernel's coarse clock first
+/// (a few loads, no counter read) and against the precise clock only when the deadline is close,
+/// so an entry is never served at or after its deadline. A new deadline is set from the coarse
+/// time, which lags by up to a kernel tick (1-10 ms), so an entry may expire up to a tick
+/// *before* its TTL is over, never after it. A [`ManualClock`] is exact.
+///
 /// ```
 /// use std::time::Duration;
 /// use strata::{Clock, ManualClock};
@@ -40,61 +47,157 @@ pub struct Clock {
     manual: Option<Arc<ManualState>>,
 }
 
-/// The system clock reads the CPU's time-stamp counter through `quanta` where it is invariant
-/// (about 3x cheaper than `clock_gettime`, and every read of an entry with a TTL pays for one),
-/// and falls back to the OS monotonic clock where it is not.
+/// The system clock: the OS monotonic clock, as milliseconds on the Unix timeline.
 ///
-/// A raw reading becomes milliseconds through one precomputed fixed-point scale (a 64x64-bit
-/// multiply keeping the high half), taken once from quanta's own conversion; converting through
-/// nanoseconds instead costs two such multiplies and a division by 10^6 on every read.
+/// It is read two ways. The **precise** reading is `CLOCK_MONOTONIC` (what `Instant` reads: a
+/// time-stamp-counter read in the vDSO). The **coarse** reading is, on Linux,
+/// `CLOCK_MONOTONIC_COARSE`: the same clock as of the kernel's last tick, a few loads from the vDSO
+/// page with no counter read. So `coarse <= precise` at every instant, and `precise - coarse` is
+/// the time since the last tick (1-10 ms, a few ticks on a loaded VM: up to 15 ms seen on the
+/// 2-vCPU benchmark machine, whose tick is 4 ms).
+///
+/// Why two: in a VM a counter read between two table loads cost ~20 ns, as much as the rest of a
+/// `get` (12 ns), because it keeps the CPU from overlapping one get's cache misses with the next.
+/// The coarse read overlaps them like any other load. An expiry check ([`Clock::is_due`]) first
+/// compares the deadline with the coarse time plus a margin: a deadline further out than that has
+/// surely not passed. Only a deadline within the margin pays for the precise read, so the answer
+/// is exact. New deadlines are set from the coarse time ([`Clock::entry_deadline`]), so an entry
+/// may expire up to one tick before its TTL is over, never after.
 struct SystemBase {
-    clock: quanta::Clock,
-    start: u64,
+    /// Precise reading at start, in nanoseconds of the monotonic clock.
+    start_ns: u64,
+    /// Wall-clock time at start: the Unix timeline's origin for the monotonic readings.
     unix_ms: UnixMillis,
-    scale: MillisScale,
+    /// How far ahead of the coarse time a deadline must lie to be judged "not yet" without the
+    /// precise read: at least 16 ticks (or 50 ms), grown to 4x the largest lag ever observed.
+    margin_ms: AtomicU64,
+}
+
+/// The OS clock readings, in nanoseconds of the monotonic clock.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod source {
+    use rustix::time::{clock_getres, clock_gettime, ClockId, Timespec};
+
+    fn nanos(t: Timespec) -> u64 {
+        let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+        let sub = u64::try_from(t.tv_nsec).unwrap_or(0);
+        secs.saturating_mul(1_000_000_000).saturating_add(sub)
+    }
+
+    #[inline]
+    pub(super) fn precise_ns() -> u64 {
+        nanos(clock_gettime(ClockId::Monotonic))
+    }
+
+    #[inline]
+    pub(super) fn coarse_ns() -> u64 {
+        nanos(clock_gettime(ClockId::MonotonicCoarse))
+    }
+
+    /// How often the coarse clock moves (the kernel tick).
+    pub(super) fn tick_ns() -> u64 {
+        nanos(clock_getres(ClockId::MonotonicCoarse))
+    }
+}
+
+/// Elsewhere there is no coarse clock: both readings are `Instant`'s.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod source {
+    use std::{sync::OnceLock, time::Instant};
+
+    pub(super) fn precise_ns() -> u64 {
+        static START: OnceLock<Instant> = OnceLock::new();
+        let elapsed = START.get_or_init(Instant::now).elapsed().as_nanos();
+        u64::try_from(elapsed).unwrap_or(u64::MAX)
+    }
+
+    pub(super) fn coarse_ns() -> u64 {
+        precise_ns()
+    }
+
+    pub(super) fn tick_ns() -> u64 {
+        0
+    }
+}
+
+/// The margin never goes below this, whatever the tick.
+const MIN_MARGIN_MS: u64 = 50;
+
+impl SystemBase {
+    fn new() -> Self {
+        let tick_ms = source::tick_ns().div_ceil(1_000_000);
+        SystemBase {
+            start_ns: source::precise_ns(),
+            unix_ms: wall_clock_ms(),
+            margin_ms: AtomicU64::new(tick_ms.saturating_mul(16).max(MIN_MARGIN_MS)),
+        }
+    }
+
+    /// A monotonic reading as Unix milliseconds. A reading from before `start_ns` (a coarse one
+    /// taken right after start) maps to the start, so `coarse <= precise` still holds.
+    #[inline]
+    fn unix_ms_of(&self, ns: u64) -> UnixMillis {
+        self.unix_ms + ns.saturating_sub(self.start_ns) / 1_000_000
+    }
+
+    #[inline]
+    fn precise_ms(&self) -> UnixMillis {
+        self.unix_ms_of(source::precise_ns())
+    }
+
+    #[inline]
+    fn coarse_ms(&self) -> UnixMillis {
+        self.unix_ms_of(source::coarse_ns())
+    }
+
+    #[inline]
+    fn is_due(&self, deadline: UnixMillis) -> bool {
+        let margin = self.margin_ms.load(Ordering::Relaxed);
+        is_due_by(deadline, self.coarse_ms(), margin, || {
+            self.precise_near(margin)
+        })
+    }
+
+    /// The precise time, for a deadline within the margin; also widens the margin if the coarse
+    /// clock lags by more than a quarter of it. Out of line: the common check stays small.
+    #[inline(never)]
+    fn precise_near(&self, margin: u64) -> (UnixMillis, UnixMillis) {
+        let coarse = self.coarse_ms();
+        let precise = self.precise_ms();
+        let wanted = widened_margin(margin, precise.saturating_sub(coarse));
+        if wanted > margin {
+            self.margin_ms.fetch_max(wanted, Ordering::Relaxed);
+        }
+        (coarse, precise)
+    }
+}
+
+/// Whether `deadline` has passed, given a coarse reading and a way to take a precise one.
+///
+/// `coarse` is never ahead of the true time; while it lags by no more than `margin`, a deadline
+/// beyond `coarse + margin` is still ahead, and the answer is exact. Otherwise `precise` (which
+/// returns a fresh coarse reading too, for its own lag check) decides.
+#[inline]
+fn is_due_by(
+    deadline: UnixMillis,
+    coarse: UnixMillis,
+    margin: u64,
+    precise: impl FnOnce() -> (UnixMillis, UnixMillis),
+) -> bool {
+    if deadline > coarse.saturating_add(margin) {
+        return false;
+    }
+    deadline <= precise().1
+}
+
+/// The margin after seeing the coarse clock `lag` ms behind: at least 4x the lag.
+fn widened_margin(margin: u64, lag: u64) -> u64 {
+    margin.max(lag.saturating_mul(4))
 }
 
 fn system_base() -> &'static SystemBase {
     static BASE: OnceLock<SystemBase> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let clock = quanta::Clock::new();
-        SystemBase {
-            start: clock.raw(),
-            scale: MillisScale::of(&clock),
-            clock,
-            unix_ms: wall_clock_ms(),
-        }
-    })
-}
-
-/// Raw clock ticks to milliseconds: `ms = ticks * factor / 2^64`.
-#[derive(Clone, Copy, Debug)]
-struct MillisScale {
-    factor: u64,
-}
-
-impl MillisScale {
-    /// 2^48 ticks (a day at 3 GHz) is the span over which quanta's conversion is sampled: its
-    /// nanosecond count then has ~14 significant digits, so the scale drifts from quanta's by
-    /// less than 1 ms per 10^10 s.
-    const SPAN_SHIFT: u32 = 48;
-
-    /// The scale of `clock`'s raw readings, from quanta's conversion of [`Self::SPAN_SHIFT`]
-    /// ticks (through its public API, so it follows whatever calibration quanta did).
-    fn of(clock: &quanta::Clock) -> Self {
-        let span_nanos = u128::from(clock.delta_as_nanos(0, 1 << Self::SPAN_SHIFT));
-        // factor / 2^64 = ms per tick = span_nanos / 10^6 / 2^SPAN_SHIFT.
-        let factor = (span_nanos << (64 - Self::SPAN_SHIFT)) / 1_000_000;
-        MillisScale {
-            factor: u64::try_from(factor).unwrap_or(u64::MAX),
-        }
-    }
-
-    /// Milliseconds in `ticks` raw ticks.
-    #[inline]
-    fn millis(self, ticks: u64) -> u64 {
-        ((u128::from(ticks) * u128::from(self.factor)) >> 64) as u64
-    }
+    BASE.get_or_init(SystemBase::new)
 }
 
 fn wall_clock_ms() -> UnixMillis {
@@ -112,6 +215,16 @@ struct ManualState {
     /// How many times a [`Clock`] made from this one was read (see [`ManualClock::reads`]).
     reads: AtomicU64,
     wakers: Mutex<Vec<Waker>>,
+}
+
+impl ManualState {
+    /// The time, counted so tests can prove a hot path never reads the clock (manual clocks
+    /// only: the system clock's reads stay uncounted).
+    #[inline]
+    fn read(&self) -> UnixMillis {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.now_ms.load(Ordering::Acquire)
+    }
 }
 
 impl std::fmt::Debug for ManualState {
@@ -137,18 +250,29 @@ impl Clock {
     #[inline]
     pub fn now_ms(&self) -> UnixMillis {
         match &self.manual {
-            None => {
-                let base = system_base();
-                // A reading before `start` (a TSC a few ticks behind on another core) is 0.
-                let ticks = base.clock.raw().saturating_sub(base.start);
-                base.unix_ms + base.scale.millis(ticks)
-            }
-            Some(m) => {
-                // Counted so tests can prove a hot path never reads the clock; manual clocks
-                // only, so the system clock's read stays one TSC read.
-                m.reads.fetch_add(1, Ordering::Relaxed);
-                m.now_ms.load(Ordering::Acquire)
-            }
+            None => system_base().precise_ms(),
+            Some(m) => m.read(),
+        }
+    }
+
+    /// Now, as of the system clock's last tick: never ahead of [`now_ms`](Self::now_ms), behind it
+    /// by up to a tick (1-10 ms; more on a starved VM). Costs a few loads instead of a counter
+    /// read. A manual clock returns its exact time.
+    #[inline]
+    pub(crate) fn coarse_ms(&self) -> UnixMillis {
+        match &self.manual {
+            None => system_base().coarse_ms(),
+            Some(m) => m.read(),
+        }
+    }
+
+    /// Whether `deadline` (Unix ms, not 0) has passed: exactly `deadline <= now_ms()`, but on the
+    /// system clock only a deadline close to now pays for the precise read (see [`SystemBase`]).
+    #[inline]
+    pub(crate) fn is_due(&self, deadline: UnixMillis) -> bool {
+        match &self.manual {
+            None => system_base().is_due(deadline),
+            Some(m) => deadline <= m.read(),
         }
     }
 
@@ -160,9 +284,15 @@ impl Clock {
     }
 
     /// The deadline as stores keep it inline: Unix milliseconds, 0 for none.
+    ///
+    /// Taken from the coarse time, which may lag by a tick: an entry can expire up to a tick
+    /// before its TTL is over, never after it.
     #[inline]
     pub(crate) fn entry_deadline(&self, ttl: Option<Duration>) -> Result<u64> {
-        deadline_at(self.now_ms(), ttl)
+        match ttl {
+            None => Ok(0),
+            ttl => deadline_at(self.coarse_ms(), ttl),
+        }
     }
 
     /// Time left until `deadline`, or `None` if it has passed.
@@ -327,19 +457,81 @@ mod tests {
     }
 
     #[test]
-    fn the_precomputed_scale_matches_quanta() {
-        let clock = quanta::Clock::new();
-        let scale = MillisScale::of(&clock);
-        // Readings from 0 to 2^56 ticks (9 months at 3 GHz), at every power of two and between.
-        let readings = (0..57).flat_map(|bit| [1u64 << bit, (1 << bit) + (1 << bit) / 3]);
-        for ticks in readings.chain([0, 999_999, 1_000_001, 123_456_789_012]) {
-            let quanta_ms = clock.delta_as_nanos(0, ticks) / 1_000_000;
-            let ours = scale.millis(ticks);
-            assert!(
-                ours.abs_diff(quanta_ms) <= 1,
-                "{ticks} ticks: {ours} ms, quanta says {quanta_ms} ms"
+    fn a_deadline_past_the_margin_is_ahead_without_a_precise_read() {
+        let precise = || -> (u64, u64) { panic!("read the precise clock") };
+        assert!(!is_due_by(1_065, 1_000, 64, precise));
+        assert!(!is_due_by(u64::MAX, 1_000, 64, precise));
+    }
+
+    #[test]
+    fn a_deadline_within_the_margin_is_decided_by_the_precise_time() {
+        // The coarse clock says 1_000 but it is really 1_010: a deadline at 1_005 has passed.
+        assert!(is_due_by(1_005, 1_000, 64, || (1_000, 1_010)));
+        assert!(is_due_by(1_010, 1_000, 64, || (1_000, 1_010)));
+        assert!(!is_due_by(1_011, 1_000, 64, || (1_000, 1_010)));
+        // Exactly at the margin is still checked.
+        assert!(!is_due_by(1_064, 1_000, 64, || (1_000, 1_010)));
+        assert!(is_due_by(1_064, 1_000, 64, || (1_000, 1_064)));
+    }
+
+    proptest::proptest! {
+        /// While the coarse clock lags by no more than the margin, the fast check gives exactly
+        /// `deadline <= precise`, whatever the deadline.
+        #[test]
+        fn the_fast_check_is_exact_while_the_lag_is_within_the_margin(
+            coarse in 0u64..1 << 50,
+            lag in 0u64..1_000,
+            margin in 0u64..1_000,
+            offset in 0u64..4_000,
+        ) {
+            let lag = lag.min(margin);
+            let precise = coarse + lag;
+            // Deadlines from 2 s before the true time to 2 s after it.
+            let deadline = (precise + offset).saturating_sub(2_000);
+            proptest::prop_assert_eq!(
+                is_due_by(deadline, coarse, margin, || (coarse, precise)),
+                deadline <= precise
             );
         }
+    }
+
+    #[test]
+    fn a_lag_seen_widens_the_margin_to_four_times_it() {
+        assert_eq!(widened_margin(64, 10), 64);
+        assert_eq!(widened_margin(64, 16), 64);
+        assert_eq!(widened_margin(64, 17), 68);
+        assert_eq!(widened_margin(64, u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn the_system_clock_coarse_time_never_runs_ahead_and_deadlines_are_exact() {
+        let c = Clock::system();
+        for _ in 0..10_000 {
+            let coarse = c.coarse_ms();
+            let precise = c.now_ms();
+            assert!(
+                coarse <= precise,
+                "coarse {coarse} ahead of precise {precise}"
+            );
+            // A deadline of "now" has passed at once, however far the coarse clock lags.
+            assert!(c.is_due(precise));
+            assert!(!c.is_due(precise + 60_000));
+        }
+        let margin = system_base().margin_ms.load(Ordering::Relaxed);
+        assert!(margin >= MIN_MARGIN_MS);
+    }
+
+    #[test]
+    fn a_new_deadline_is_never_later_than_now_plus_the_ttl() {
+        let c = Clock::system();
+        let ttl = Duration::from_secs(10);
+        for _ in 0..1_000 {
+            let deadline = c.entry_deadline(Some(ttl)).unwrap();
+            let latest = c.now_ms() + 10_000;
+            assert!(deadline <= latest, "deadline {deadline} after {latest}");
+        }
+        assert_eq!(c.entry_deadline(None).unwrap(), 0);
+        assert!(c.entry_deadline(Some(Duration::ZERO)).is_err());
     }
 
     #[test]

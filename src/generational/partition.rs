@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use hashbrown::HashTable;
 
-use crate::local::IdleCap;
+use crate::{local::IdleCap, time::Clock};
 
 /// TTL deadlines kept beside the tables with `time_to_idle`, by entry hash (`idle.rs`).
 pub(crate) type Ttls = std::collections::HashMap<u64, u64, foldhash::fast::RandomState>;
@@ -27,6 +27,13 @@ impl<K, V> Slot<K, V> {
     #[inline]
     pub fn is_expired(&self, now: u64) -> bool {
         self.deadline != 0 && self.deadline <= now
+    }
+
+    /// As [`is_expired`](Self::is_expired), reading the clock only for an entry with a deadline,
+    /// and then cheaply (see [`Clock::is_due`]).
+    #[inline]
+    pub fn is_expired_on(&self, clock: &Clock) -> bool {
+        self.deadline != 0 && clock.is_due(self.deadline)
     }
 }
 

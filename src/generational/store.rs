@@ -402,7 +402,7 @@ where
         match p.newer.table.find(hash, eq) {
             // With `time_to_idle` a hit moves the deadline: that takes the write lock.
             Some(_) if self.idles() => Err(()),
-            Some(s) if !s.is_expired(self.now()) => Ok(Some(s.value.clone())),
+            Some(s) if !s.is_expired_on(&self.inner.clock) => Ok(Some(s.value.clone())),
             Some(_) => Err(()),
             None if p.older.table.find(hash, eq).is_some() => Err(()),
             None => Ok(None),

@@ -61,7 +61,7 @@ where
         let hash = self.hash(key);
         let mut evicted = Vec::new();
         let mut shard = self.shard(hash).write();
-        let added = self.add_in(&mut shard, hash, key, delta, now, &due, &mut evicted);
+        let added = self.add_in(&mut shard, hash, key, delta, &due, &mut evicted);
         self.stage_evicted(hash, &mut evicted);
         let (next, replaced) = match added {
             Ok(added) => added,
@@ -98,7 +98,6 @@ where
         hash: u64,
         key: &K,
         delta: i64,
-        now: u64,
         due: &Due,
         evicted: &mut Evicted<K, V>,
     ) -> Result<(V, Replaced<V>)>
@@ -112,7 +111,7 @@ where
         let new_slot =
             |value: V| Slot::with_flags(key.clone(), value, due.deadline, flags(due.cap));
         let live = shard.table.find(hash, |s| s.key == *key);
-        if live.is_none_or(|s| s.is_expired(|| now)) {
+        if live.is_none_or(|s| s.is_expired(self.clock())) {
             let weight = self.weigh(key, &V::zero());
             self.make_room(shard, hash, key, weight, evicted);
         }
@@ -121,7 +120,7 @@ where
             .table
             .entry(hash, |s| s.key == *key, self.rehash_slot())
         {
-            Entry::Occupied(mut o) if !o.get().is_expired(|| now) => {
+            Entry::Occupied(mut o) if !o.get().is_expired(self.clock()) => {
                 let slot = o.get_mut();
                 let old = self.weigh(&slot.key, &slot.value);
                 let next = slot.value.add(delta).ok_or_else(overflow)?;
@@ -172,7 +171,7 @@ where
         let mut guard = self.shard(hash).write();
         let shard = &mut *guard;
         let found = shard.table.find(hash, |s| s.key == key);
-        if found.is_none_or(|s| s.is_expired(|| now)) {
+        if found.is_none_or(|s| s.is_expired(self.clock())) {
             return Ok(false);
         }
         if !self.make_room(shard, hash, &key, weight, &mut evicted) {
@@ -234,7 +233,7 @@ where
         let slot = Slot::with_flags(key, new, due.deadline, flags(due.cap));
         let mut evicted = Vec::new();
         let mut shard = self.shard(hash).write();
-        let swapped = self.swap_in(&mut shard, hash, slot, expected.as_ref(), now, &mut evicted);
+        let swapped = self.swap_in(&mut shard, hash, slot, expected.as_ref(), &mut evicted);
         let Some(replaced) = swapped else {
             return Ok(false);
         };
@@ -260,14 +259,13 @@ where
         hash: u64,
         mut slot: Slot<K, V>,
         expected: Option<&V>,
-        now: u64,
         evicted: &mut Evicted<K, V>,
     ) -> Option<Option<Replaced<()>>>
     where
         V: PartialEq,
     {
         let found = shard.table.find(hash, |s| s.key == slot.key);
-        let live = found.filter(|s| !s.is_expired(|| now));
+        let live = found.filter(|s| !s.is_expired(self.clock()));
         if live.map(|s| &s.value) != expected {
             return None;
         }
@@ -284,7 +282,7 @@ where
             .entry(hash, |s| s.key == slot.key, self.rehash_slot())
         {
             Entry::Occupied(mut o) => {
-                let expired = o.get().is_expired(|| now);
+                let expired = o.get().is_expired(self.clock());
                 let old = o.get_mut().overwrite(slot);
                 reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), weight);
                 let cause = cause_of(expired, RemovalCause::Replaced);
@@ -318,12 +316,11 @@ where
     where
         K: Key,
     {
-        let now = self.now();
         let mut filter = PrefixFilter::new(prefix);
         let mut out = Vec::new();
         for shard in self.inner.shards.iter() {
             let shard = shard.read();
-            let live = shard.table.iter().filter(|s| !s.is_expired(|| now));
+            let live = shard.table.iter().filter(|s| !s.is_expired(self.clock()));
             out.extend(
                 live.filter(|s| filter.matches(&s.key))
                     .map(|s| s.key.clone()),

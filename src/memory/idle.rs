@@ -73,10 +73,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let now = self.now();
         let shard = self.shard(hash).read();
         let slot = shard.table.find(hash, |s| s.key.borrow() == key)?;
-        if slot.is_expired(|| now) {
+        if slot.is_expired(self.clock()) {
             return None;
         }
         let flags = slot.idle_flags();

@@ -108,12 +108,11 @@ where
         if self.notifier().is_none() {
             return;
         }
-        let now = self.now();
         let mut guard = self.shard(hash).write();
         let shard = &mut *guard;
-        let found = shard
-            .table
-            .find_entry(hash, |s| s.key.borrow() == key && s.is_expired(|| now));
+        let found = shard.table.find_entry(hash, |s| {
+            s.key.borrow() == key && s.is_expired(self.clock())
+        });
         let Ok(entry) = found else { return };
         let slot = entry.remove().0;
         super::bounded::reweigh(&mut shard.policy, self.weigh(&slot.key, &slot.value), 0);

@@ -8,6 +8,7 @@ use std::{
 use hashbrown::HashTable;
 
 use super::policy::Policy;
+use crate::time::Clock;
 
 /// Deadlines are grouped into buckets of 2^6 = 64 ms. The sweeper handles a bucket once all of it
 /// has passed, so expired entries are *removed* (and their events sent) at most 64 ms late;
@@ -118,11 +119,21 @@ impl<K, V> Slot<K, V> {
         swap.map(drop)
     }
 
-    /// True if the entry has a deadline and it has passed; reads the clock (`now`) only then.
+    /// True if the entry has a deadline and it has passed; reads the clock only then, and
+    /// exactly (see [`Clock::is_due`]).
     #[inline]
-    pub fn is_expired(&self, now: impl FnOnce() -> u64) -> bool {
+    pub fn is_expired(&self, clock: &Clock) -> bool {
         let deadline = self.deadline();
-        deadline != 0 && deadline <= now()
+        deadline != 0 && clock.is_due(deadline)
+    }
+
+    /// True if the entry had expired by `now`: for sweeps over many entries with one reading.
+    /// A `now` from the coarse clock is never ahead of the true time, so what this calls
+    /// expired is.
+    #[inline]
+    pub fn expired_at(&self, now: u64) -> bool {
+        let deadline = self.deadline();
+        deadline != 0 && deadline <= now
     }
 
     /// Replaces this entry by `new` in place, keeping the policy bits (the entry keeps its
@@ -491,7 +502,7 @@ impl<K, V> Shard<K, V> {
     }
 
     fn remove_expired(&mut self, hash: u64, now: u64, out: &mut Vec<Slot<K, V>>) {
-        while let Ok(entry) = self.table.find_entry(hash, |s| s.is_expired(|| now)) {
+        while let Ok(entry) = self.table.find_entry(hash, |s| s.expired_at(now)) {
             out.push(entry.remove().0);
             if !self.ttls.is_empty() {
                 self.ttls.remove(&hash);

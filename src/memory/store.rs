@@ -224,8 +224,16 @@ where
         &self.inner.shards[self.lane(hash)]
     }
 
+    /// Now for new deadlines and sweeps: the coarse time, which is never ahead of the true time
+    /// (so a deadline set from it is never late, and what a sweep at it removes has expired).
+    /// Whether one entry has expired is asked with [`Slot::is_expired`], which is exact.
     #[inline]
     pub(super) fn now(&self) -> u64 {
+        self.inner.clock.coarse_ms()
+    }
+
+    /// Now, exactly: for a remaining lifetime handed out, which must not overstate it.
+    fn precise_now(&self) -> u64 {
         self.inner.clock.now_ms()
     }
 
@@ -251,7 +259,7 @@ where
         self.inner.stats.incr(Stat::Reads);
         let shard = self.shard(hash).read();
         let slot = shard.table.find(hash, |s| s.key.borrow() == key);
-        let found = slot.filter(|s| !s.is_expired(|| self.now()));
+        let found = slot.filter(|s| !s.is_expired(self.clock()));
         if self.inner.track_reads {
             found.inspect(|s| self.on_read(&shard, hash, s));
         }
@@ -276,7 +284,7 @@ where
         let hash = self.hash(key);
         let shard = self.shard(hash).read();
         let found = shard.table.find(hash, |s| s.key.borrow() == key);
-        found.is_some_and(|s| !s.is_expired(|| self.now()))
+        found.is_some_and(|s| !s.is_expired(self.clock()))
     }
 
     /// Writes `value` under `key` with `ttl` (`None`: never expires), replacing value and TTL.
@@ -289,7 +297,7 @@ where
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let mut evicted = Vec::new();
         let slot = Slot::with_flags(key, value, due.deadline, flags(due.cap));
-        let outcome = self.insert_slot(hash, now, slot, &due, Only::Always, &mut evicted);
+        let outcome = self.insert_slot(hash, slot, &due, Only::Always, &mut evicted);
         self.report_evicted(evicted);
         self.deliver(hash);
         self.after_outcome(event_key.as_ref(), outcome, due.deadline)?;
@@ -310,7 +318,6 @@ where
     fn insert_slot(
         &self,
         hash: u64,
-        now: u64,
         mut slot: Slot<K, V>,
         due: &Due,
         only: Only,
@@ -321,7 +328,7 @@ where
         let shard = &mut *guard;
         if only == Only::IfNotLive {
             let found = shard.table.find(hash, |s| s.key == slot.key);
-            if found.is_some_and(|s| !s.is_expired(|| now)) {
+            if found.is_some_and(|s| !s.is_expired(self.clock())) {
                 return Outcome::Refused;
             }
         }
@@ -342,7 +349,7 @@ where
             Entry::Occupied(mut o) => {
                 let old = o.get_mut().overwrite(slot);
                 reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), weight);
-                let expired = old.is_expired(|| now);
+                let expired = old.is_expired(self.clock());
                 let indexed = old.deadline();
                 self.removed(hash, cause_of(expired, RemovalCause::Replaced), || {
                     (old.key, old.value)
@@ -390,7 +397,7 @@ where
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let mut evicted = Vec::new();
         let slot = Slot::with_flags(key, value, due.deadline, flags(due.cap));
-        let outcome = self.insert_slot(hash, now, slot, &due, Only::IfNotLive, &mut evicted);
+        let outcome = self.insert_slot(hash, slot, &due, Only::IfNotLive, &mut evicted);
         self.report_evicted(evicted);
         self.deliver(hash);
         self.after_outcome(event_key.as_ref(), outcome, due.deadline)
@@ -403,7 +410,6 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let now = self.now();
         let mut guard = self.shard(hash).write();
         let shard = &mut *guard;
         let slot = shard
@@ -413,7 +419,7 @@ where
             .remove()
             .0;
         reweigh(&mut shard.policy, self.weigh(&slot.key, &slot.value), 0);
-        let expired = slot.is_expired(|| now);
+        let expired = slot.is_expired(self.clock());
         let cause = cause_of(expired, RemovalCause::Explicit);
         self.removed(hash, cause, || (slot.key.clone(), slot.value.clone()));
         drop(guard);
@@ -433,11 +439,10 @@ where
 
     /// Every live key.
     pub fn keys(&self) -> Vec<K> {
-        let now = self.now();
         let mut out = Vec::new();
         for shard in self.inner.shards.iter() {
             let shard = shard.read();
-            let live = shard.table.iter().filter(|s| !s.is_expired(|| now));
+            let live = shard.table.iter().filter(|s| !s.is_expired(self.clock()));
             out.extend(live.map(|s| s.key.clone()));
         }
         out
@@ -445,11 +450,11 @@ where
 
     /// Every live entry as `(key, value, remaining TTL)`, shard by shard.
     pub fn entries(&self) -> Vec<(K, V, Option<Duration>)> {
-        let now = self.now();
+        let now = self.precise_now();
         let mut out = Vec::new();
         for shard in self.inner.shards.iter() {
             let shard = shard.read();
-            let live = shard.table.iter().filter(|s| !s.is_expired(|| now));
+            let live = shard.table.iter().filter(|s| !s.is_expired(self.clock()));
             out.extend(live.map(|s| {
                 let ttl = (s.deadline() != 0).then(|| Duration::from_millis(s.deadline() - now));
                 (s.key.clone(), s.value.clone(), ttl)
@@ -460,17 +465,19 @@ where
 
     /// How many live entries there are.
     pub fn count(&self) -> usize {
-        let now = self.now();
         let live_in = |shard: &RwLock<Shard<K, V>>| {
             let shard = shard.read();
-            shard.table.iter().filter(|s| !s.is_expired(|| now)).count()
+            shard
+                .table
+                .iter()
+                .filter(|s| !s.is_expired(self.clock()))
+                .count()
         };
         self.inner.shards.iter().map(live_in).sum()
     }
 
     /// Deletes everything; returns how many live entries were removed.
     pub fn clear(&self) -> usize {
-        let now = self.now();
         let mut removed = 0;
         for (lane, shard) in self.inner.shards.iter().enumerate() {
             let mut shard = shard.write();
@@ -479,13 +486,13 @@ where
                 policy.clear();
             }
             let drained: Vec<Slot<K, V>> = shard.table.drain().collect();
-            let each = drained.iter().map(|s| (&s.key, s.is_expired(|| now)));
+            let each = drained.iter().map(|s| (&s.key, s.is_expired(self.clock())));
             // Announced under the lock (events never block) so the listener's queue below
             // holds this shard's removals in order.
             removed += self.report().cleared(each);
             if let Some(notifier) = self.notifier() {
                 for slot in drained {
-                    let cause = cause_of(slot.is_expired(|| now), RemovalCause::Explicit);
+                    let cause = cause_of(slot.is_expired(self.clock()), RemovalCause::Explicit);
                     notifier.push(lane, slot.key, slot.value, cause);
                 }
             }
@@ -502,7 +509,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let now = self.now();
+        let now = self.precise_now();
         let shard = self.shard(hash).read();
         let slot = shard.table.find(hash, |s| s.key.borrow() == key)?;
         match slot.deadline() {
@@ -519,12 +526,12 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let now = self.now();
+        let now = self.precise_now();
         self.inner.stats.incr(Stat::Reads);
         let shard = self.shard(hash).read();
         let found = shard.table.find(hash, |s| s.key.borrow() == key);
         if self.inner.track_reads {
-            let live = found.filter(|s| !s.is_expired(|| now));
+            let live = found.filter(|s| !s.is_expired(self.clock()));
             live.inspect(|s| self.on_read(&shard, hash, s));
         }
         let result = found.and_then(|s| match s.deadline() {
@@ -557,7 +564,7 @@ where
         let Some(slot) = shard.table.find_mut(hash, |s| s.key.borrow() == key) else {
             return Ok(false);
         };
-        if slot.is_expired(|| now) {
+        if slot.is_expired(self.clock()) {
             return Ok(false);
         }
         slot.set_deadline(due.deadline, flags(due.cap));
