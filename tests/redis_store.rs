@@ -506,6 +506,85 @@ async fn a_half_open_connection_is_replaced_after_one_timeout() {
     }
 }
 
+/// A connection the network resets (the proxy closes it both ways) is replaced: at most the
+/// call that finds it broken fails, the next one is served on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_connection_costs_at_most_one_call() {
+    let server = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(server.addr());
+    let store = open::<String>(&proxy.url()).await.unwrap();
+    store.put("k".into(), "v".into(), None).await.unwrap();
+    for round in 0..3 {
+        let before = proxy.accepted();
+        proxy.cut_all();
+        if let Err(e) = store.get(&"k".into()).await {
+            assert!(matches!(e, Error::Backend { .. }), "round {round}: {e}");
+        }
+        let again = store.get(&"k".into()).await.unwrap();
+        assert_eq!(again.as_deref(), Some("v"), "round {round}");
+        assert!(proxy.accepted() > before, "round {round}: reconnected");
+    }
+}
+
+/// A call made while the replacement of a broken connection is still connecting waits for it
+/// instead of failing. The proxy delays every chunk, so connecting (the handshake's round trip)
+/// takes at least two delays: the call right after the one that found the connection broken
+/// lands inside that window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_made_while_reconnecting_waits_for_the_new_connection() {
+    let server = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(server.addr());
+    let store: RedisStore<String, String> = RedisStore::builder()
+        .url(proxy.url())
+        .namespace("test")
+        .connect_timeout(Duration::from_secs(5))
+        .command_timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    store.put("k".into(), "v".into(), None).await.unwrap();
+    let delay = Duration::from_millis(150);
+    proxy.delay(delay);
+    proxy.cut_all();
+    let _ = store.get(&"k".into()).await;
+    let again = store.get(&"k".into()).await;
+    assert_eq!(again.unwrap().as_deref(), Some("v"), "waited, then served");
+}
+
+/// While no connection can be made (the proxy closes every new one at once), calls fail within
+/// their timeout, never hang; the store keeps trying in the background and serves again as soon
+/// as connections are accepted, without being rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_connections_are_refused_calls_fail_fast_and_the_store_keeps_trying() {
+    let server = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(server.addr());
+    let store = open::<String>(&proxy.url()).await.unwrap();
+    store.put("k".into(), "v".into(), None).await.unwrap();
+    proxy.refuse_new(true);
+    proxy.cut_all();
+    let refused_from = proxy.accepted();
+    for i in 0..10 {
+        assert!(
+            !checked_call(&store, i).await,
+            "call {i} served with no connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        proxy.accepted() >= refused_from + 2,
+        "tried to reconnect more than once"
+    );
+    proxy.refuse_new(false);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match store.get(&"k".into()).await {
+            Ok(value) => break assert_eq!(value.as_deref(), Some("v")),
+            Err(e) => assert!(Instant::now() < deadline, "still failing: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Issue 12 item 8, on a Redis Cluster: the cluster client's per-node connections retry a timed
 /// out command on the same silent connection, so a black-holed node stayed unusable. A one-node
 /// cluster announces the proxy's port, so every connection the client makes goes through the

@@ -1,28 +1,38 @@
 //! The one connection a `RedisStore` and all its clones share: a multiplexed, auto-pipelined
-//! connection to one server ([`ConnectionManager`], which reconnects by itself) or to a Redis
-//! Cluster ([`ClusterConnection`], which follows the slot map). Every command runs under the
-//! per-command timeout and its errors become [`Error::Backend`] or [`Error::Timeout`] with the
-//! command and key in the message.
+//! connection to one server ([`Single`]: a [`MultiplexedConnection`] that strata replaces by
+//! itself) or to a Redis Cluster ([`ClusterConnection`], which follows the slot map). Every
+//! command runs under the per-command timeout and its errors become [`Error::Backend`] or
+//! [`Error::Timeout`] with the command and key in the message.
 //!
-//! **Half-open connections.** The manager reconnects when a connection breaks loudly (reset,
-//! EOF), but not when the peer goes silent without closing (a partition, a dead host): every
-//! command then waits for a reply that never comes, until TCP gives up minutes later. So a
-//! command that times out on a single server replaces the manager with a fresh one that
-//! connects anew ([`Single::renew`]); once per connection, however many calls timed out on it.
-//! The store serves again within one command timeout plus the connect time. A cluster client
-//! has the same blind spot (its per-node connections retry a timed-out command on the same
-//! silent socket), so a timeout on a cluster replaces the whole cluster connection
-//! ([`Cluster::renew`]): the timed-out call returns after the new one is connected (or the
-//! connect timeout passed), and the next call runs on it.
+//! **Reconnecting.** A single server's connection is replaced when a command on it fails in a
+//! way that leaves the connection unusable (reset, EOF, a dead driver: redis-rs's
+//! `is_unrecoverable_error`), and, with Sentinel, when the master went away or became a replica.
+//! One task connects the replacement, retrying with exponential back-off (50 ms to 1 s) until
+//! it succeeds or the store is dropped. Calls made meanwhile wait for it within their own
+//! timeout; once an attempt has failed they return its error at once instead, until one
+//! succeeds. This is what redis-rs's `ConnectionManager` does, without its per-command cost (an
+//! `ArcSwap` load and a shared future cloned and polled on every command): the command path is
+//! one uncontended lock and a clone of the connection, as a raw `MultiplexedConnection` user
+//! pays for the clone.
+//!
+//! **Half-open connections.** A connection that breaks loudly is noticed at once, but not one
+//! whose peer goes silent without closing (a partition, a dead host): every command then waits
+//! for a reply that never comes, until TCP gives up minutes later. So a command that times out
+//! on a single server replaces the connection too ([`Single::renew`]); once per connection,
+//! however many calls timed out on it. The store serves again within one command timeout plus
+//! the connect time. A cluster client has the same blind spot (its per-node connections retry a
+//! timed-out command on the same silent socket), so a timeout on a cluster replaces the whole
+//! cluster connection ([`Cluster::renew`]): the timed-out call returns after the new one is
+//! connected (or the connect timeout passed), and the next call runs on it.
 
 use std::{
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard, Weak},
     time::Duration,
 };
 
 use redis::{
-    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    aio::{ConnectionLike, MultiplexedConnection},
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
     cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr},
@@ -120,18 +130,40 @@ impl Cluster {
     }
 }
 
-/// A single server's connection manager, replaced when a command on it times out.
+/// A single server's connection, replaced when it breaks, when a command on it times out, or
+/// (with Sentinel) when its server is no longer the master.
 #[derive(Clone)]
 pub(crate) struct Single(Arc<SingleInner>);
 
 struct SingleInner {
     source: Source,
-    config: ConnectionManagerConfig,
+    /// How each connection is made: the connect timeout, and no response timeout (the caller's
+    /// one timer bounds every command, see [`Conn::guarded`]).
+    config: AsyncConnectionConfig,
     connect_timeout: Duration,
+    /// The database of the URL, for `get_db` while no connection is up.
+    db: i64,
     /// The servers, redacted, for log lines.
     servers: String,
-    /// The manager in use and how many times it was replaced.
-    current: Mutex<(u64, ConnectionManager)>,
+    /// The connection in use, or the state of its replacement.
+    current: Mutex<Slot>,
+    /// Woken whenever a connection attempt ends, connected or not.
+    attempted: tokio::sync::Notify,
+}
+
+/// The connection and how many times it was replaced.
+struct Slot {
+    generation: u64,
+    state: State,
+}
+
+enum State {
+    Ready(MultiplexedConnection),
+    /// A replacement is being connected. After a failed attempt `failed` holds its error, which
+    /// callers get at once until an attempt succeeds (the attempts go on, backing off).
+    Connecting {
+        failed: Option<RedisError>,
+    },
 }
 
 /// Where a single server's connections go.
@@ -215,16 +247,22 @@ impl MasterLocator {
 impl Single {
     fn new(
         source: Source,
-        config: ConnectionManagerConfig,
-        manager: ConnectionManager,
+        config: AsyncConnectionConfig,
+        db: i64,
+        connection: MultiplexedConnection,
         settings: &Settings,
     ) -> Self {
         Single(Arc::new(SingleInner {
             source,
             config,
             connect_timeout: settings.connect_timeout,
+            db,
             servers: settings.describe(),
-            current: Mutex::new((0, manager)),
+            current: Mutex::new(Slot {
+                generation: 0,
+                state: State::Ready(connection),
+            }),
+            attempted: tokio::sync::Notify::new(),
         }))
     }
 
@@ -233,65 +271,140 @@ impl Single {
         matches!(self.0.source, Source::Sentinel(_))
     }
 
-    /// The manager in use and its generation. A poisoned lock still holds a valid manager
-    /// (it is only ever replaced whole), so it is used as is.
-    fn current(&self) -> (u64, ConnectionManager) {
-        let guard = self.0.current.lock().unwrap_or_else(|p| p.into_inner());
-        guard.clone()
+    /// The connection in use and its generation; while it is being replaced, a handle that
+    /// waits for the replacement. A poisoned lock still holds a valid slot (it is only ever
+    /// replaced whole), so it is used as is.
+    fn handle(&self) -> (u64, Handle) {
+        let slot = self.0.lock();
+        match &slot.state {
+            State::Ready(connection) => (slot.generation, Handle::Single(connection.clone())),
+            State::Connecting { .. } => (slot.generation, Handle::Waiting(self.clone())),
+        }
     }
 
-    /// Replaces the manager of `generation` (one a command timed out on, or, with Sentinel,
-    /// one whose server went away or became a replica) with a fresh one that connects on first
-    /// use, to the master the sentinels name now; a later generation is already fresh and is
-    /// kept.
-    async fn renew(&self, generation: u64) {
-        if self.current().0 != generation {
+    /// The connection in use, once there is one: waits while a replacement connects (the
+    /// caller's timeout bounds the wait), or returns the last failed attempt's error.
+    async fn ready(&self) -> redis::RedisResult<MultiplexedConnection> {
+        loop {
+            let attempted = self.0.attempted.notified();
+            let mut attempted = std::pin::pin!(attempted);
+            let failed = {
+                let slot = self.0.lock();
+                match &slot.state {
+                    State::Ready(connection) => return Ok(connection.clone()),
+                    State::Connecting { failed: Some(e) } => Some(e.clone()),
+                    // Registered before the lock is released: the attempt's end, which sets
+                    // the state under the lock and then wakes, cannot be missed.
+                    State::Connecting { failed: None } => {
+                        attempted.as_mut().enable();
+                        None
+                    }
+                }
+            };
+            if let Some(e) = failed {
+                // An error that is ready at once never returns to the scheduler: a caller that
+                // retries in a loop would hold its worker (and the timers it drives) forever.
+                tokio::task::yield_now().await;
+                return Err(e);
+            }
+            attempted.await;
+        }
+    }
+
+    /// Replaces the connection of `generation` (one a command timed out or broke on, or, with
+    /// Sentinel, one whose server went away or became a replica): from now on calls wait for a
+    /// replacement that one task connects, to the master the sentinels name then. A later
+    /// generation, or one already being replaced, is left alone.
+    fn renew(&self, generation: u64) {
+        let mut slot = self.0.lock();
+        if slot.generation != generation || matches!(slot.state, State::Connecting { .. }) {
             return;
         }
-        let client = match tokio::time::timeout(self.0.connect_timeout, self.0.source.client())
-            .await
-        {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => {
-                tracing::warn!(servers = %self.0.servers, error = %e, "could not ask the sentinels for the master");
-                return;
-            }
-            Err(_) => {
-                tracing::warn!(servers = %self.0.servers, "could not ask the sentinels for the master: timed out");
-                return;
-            }
-        };
-        let mut guard = self.0.current.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.0 != generation {
-            return;
-        }
-        match ConnectionManager::new_lazy_with_config(client, self.0.config.clone()) {
-            Ok(fresh) => {
-                tracing::warn!(servers = %self.0.servers, "a Redis command timed out or its server went away; reconnecting");
-                *guard = (generation + 1, fresh);
-            }
-            Err(e) => {
-                tracing::warn!(servers = %self.0.servers, error = %e, "could not replace a Redis connection that timed out");
-            }
-        }
+        slot.generation += 1;
+        slot.state = State::Connecting { failed: None };
+        let generation = slot.generation;
+        drop(slot);
+        tracing::warn!(servers = %self.0.servers, "a Redis command timed out or its connection broke; reconnecting");
+        tokio::spawn(reconnect(Arc::downgrade(&self.0), generation));
     }
 }
 
-/// The connection one command runs on: the manager or cluster connection in use when it
-/// started, looked up once (one lock, one clone) and driven directly, without a boxed wrapper.
+impl SingleInner {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One attempt: ask for the server (the sentinels, with Sentinel) and connect to it, each
+    /// within the connect timeout.
+    async fn connect_once(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let timed_out = |what: &str| {
+            RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{what} timed out"),
+            ))
+        };
+        let client = tokio::time::timeout(self.connect_timeout, self.source.client())
+            .await
+            .map_err(|_| timed_out("asking for the server"))??;
+        let connecting = client.get_multiplexed_async_connection_with_config(&self.config);
+        tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| timed_out("connecting"))?
+    }
+}
+
+/// Connects the replacement of `generation` for `inner`, backing off between failed attempts,
+/// until one succeeds or the store is dropped.
+async fn reconnect(inner: Weak<SingleInner>, generation: u64) {
+    let mut delay = RECONNECT_MIN_DELAY;
+    loop {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let attempt = inner.connect_once().await;
+        let connected = attempt.is_ok();
+        {
+            let mut slot = inner.lock();
+            if slot.generation != generation {
+                return;
+            }
+            match attempt {
+                Ok(connection) => slot.state = State::Ready(connection),
+                Err(e) => {
+                    tracing::debug!(servers = %inner.servers, error = %e, "could not reconnect to Redis; trying again");
+                    slot.state = State::Connecting { failed: Some(e) };
+                }
+            }
+        }
+        inner.attempted.notify_waiters();
+        if connected {
+            tracing::info!(servers = %inner.servers, "reconnected to Redis");
+            return;
+        }
+        drop(inner);
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RECONNECT_MAX_DELAY);
+    }
+}
+
+/// The connection one command runs on: the connection in use when it started, looked up once
+/// (one lock, one clone) and driven directly, without a boxed wrapper; or, while a single
+/// server's connection is being replaced, the wait for its replacement.
 pub(crate) enum Handle {
-    Single(ConnectionManager),
+    Single(MultiplexedConnection),
+    Waiting(Single),
     Cluster(ClusterConnection),
 }
 
 impl Handle {
-    /// Sends one command: what `Cmd::query_async` does, minus the boxed future the manager's
-    /// `ConnectionLike` impl allocates per command (its `send_packed_command` is a plain
-    /// `async fn`). The cluster connection only offers the boxed form.
-    async fn send(mut self, cmd: &Cmd) -> redis::RedisResult<Value> {
-        match &mut self {
-            Handle::Single(manager) => manager.send_packed_command(cmd).await,
-            Handle::Cluster(conn) => conn.req_packed_command(cmd).await,
+    /// Sends one command: what `Cmd::query_async` does, minus the boxed future the
+    /// connection's `ConnectionLike` impl allocates per command (its `send_packed_command` is a
+    /// plain `async fn`). The cluster connection only offers the boxed form.
+    async fn send(self, cmd: &Cmd) -> redis::RedisResult<Value> {
+        match self {
+            Handle::Single(mut connection) => connection.send_packed_command(cmd).await,
+            Handle::Waiting(single) => single.ready().await?.send_packed_command(cmd).await,
+            Handle::Cluster(mut conn) => conn.req_packed_command(cmd).await,
         }
     }
 }
@@ -299,7 +412,10 @@ impl Handle {
 impl ConnectionLike for Handle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Handle::Single(manager) => manager.req_packed_command(cmd),
+            Handle::Single(connection) => connection.req_packed_command(cmd),
+            Handle::Waiting(single) => {
+                Box::pin(async move { single.ready().await?.send_packed_command(cmd).await })
+            }
             Handle::Cluster(conn) => conn.req_packed_command(cmd),
         }
     }
@@ -311,14 +427,19 @@ impl ConnectionLike for Handle {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Handle::Single(manager) => manager.req_packed_commands(cmd, offset, count),
+            Handle::Single(connection) => connection.req_packed_commands(cmd, offset, count),
+            Handle::Waiting(single) => Box::pin(async move {
+                let mut connection = single.ready().await?;
+                connection.send_packed_commands(cmd, offset, count).await
+            }),
             Handle::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Handle::Single(manager) => manager.get_db(),
+            Handle::Single(connection) => connection.get_db(),
+            Handle::Waiting(single) => single.0.db,
             Handle::Cluster(conn) => conn.get_db(),
         }
     }
@@ -387,10 +508,6 @@ fn failed_over(e: &RedisError) -> bool {
 }
 
 impl Conn {
-    fn follows_failover(&self) -> bool {
-        matches!(self, Conn::Single(s) if s.follows_failover())
-    }
-
     /// A client for the server this connection reaches now (the master the sentinels name,
     /// with Sentinel), for a connection of its own such as a subscription. A Redis Cluster has
     /// no one server: [`Error::InvalidConfig`].
@@ -409,10 +526,7 @@ impl Conn {
     /// The connection in use and its generation.
     fn handle(&self) -> (u64, Handle) {
         match self {
-            Conn::Single(s) => {
-                let (generation, manager) = s.current();
-                (generation, Handle::Single(manager))
-            }
+            Conn::Single(s) => s.handle(),
             Conn::Cluster(c) => {
                 let (generation, conn) = c.current();
                 (generation, Handle::Cluster(conn))
@@ -440,17 +554,24 @@ impl Conn {
         reply: impl Future<Output = redis::RedisResult<T>>,
     ) -> Timed<T> {
         let reply = tokio::time::timeout(timeout, reply).await;
-        // The cluster client has its own response timeout: its timeout errors count too. With
-        // Sentinel, a server that is gone or read-only means a failover: ask for the master.
-        let renew = match &reply {
-            Err(_) => true,
-            Ok(Err(e)) => e.is_timeout() || (self.follows_failover() && failed_over(e)),
-            Ok(Ok(_)) => false,
-        };
-        if renew {
-            match self {
-                Conn::Single(s) => s.renew(generation).await,
-                Conn::Cluster(c) => c.renew(generation).await,
+        match (self, &reply) {
+            (_, Ok(Ok(_))) => {}
+            (Conn::Single(s), Err(_)) => s.renew(generation),
+            // A broken connection (reset, EOF, a dead driver) is replaced, as is, with
+            // Sentinel, one whose server is gone or read-only: a failover, ask for the master.
+            (Conn::Single(s), Ok(Err(e))) => {
+                let broken = e.is_timeout() || e.is_unrecoverable_error() || e.is_io_error();
+                if broken || (s.follows_failover() && failed_over(e)) {
+                    s.renew(generation);
+                }
+            }
+            // The cluster client reconnects its nodes itself, but not after a timeout (its own
+            // response timeout's errors count too).
+            (Conn::Cluster(c), Err(_)) => c.renew(generation).await,
+            (Conn::Cluster(c), Ok(Err(e))) => {
+                if e.is_timeout() {
+                    c.renew(generation).await;
+                }
             }
         }
         reply
@@ -614,30 +735,25 @@ async fn connect_single(settings: &Settings) -> Result<Conn> {
         .client()
         .await
         .map_err(|e| connect_error(settings, e))?;
-    // One direct attempt first: the manager retries with back-off, which would turn a wrong
-    // password into a timeout instead of saying what is wrong.
-    let probe = AsyncConnectionConfig::new()
+    // No response timeout inside the connection: `Conn::guarded` bounds every command (and
+    // any wait for a reconnection) with one timer instead of two, and renews the connection on
+    // a timeout. The first connection is made here, without retries, so a wrong password is
+    // said as such (within `connect`'s timeout) instead of turning into a timeout.
+    let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(settings.connect_timeout))
-        .set_response_timeout(Some(settings.command_timeout));
-    let mut probe = client
-        .get_multiplexed_async_connection_with_config(&probe)
+        .set_response_timeout(None);
+    let mut connection = client
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .map_err(|e| connect_error(settings, e))?;
     redis::cmd("PING")
-        .query_async::<()>(&mut probe)
+        .query_async::<()>(&mut connection)
         .await
         .map_err(|e| connect_error(settings, e))?;
-    // No response timeout inside the manager: `Conn::timed` bounds every command (and any wait
-    // for a reconnection) with one timer instead of two, and renews the manager on a timeout.
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(settings.connect_timeout))
-        .set_response_timeout(None)
-        .set_min_delay(RECONNECT_MIN_DELAY)
-        .set_max_delay(RECONNECT_MAX_DELAY);
-    let manager = ConnectionManager::new_with_config(client.clone(), config.clone())
-        .await
-        .map_err(|e| connect_error(settings, e))?;
-    Ok(Conn::Single(Single::new(source, config, manager, settings)))
+    let db = client.get_connection_info().redis_settings().db();
+    Ok(Conn::Single(Single::new(
+        source, config, db, connection, settings,
+    )))
 }
 
 async fn connect_cluster(settings: &Settings) -> Result<Conn> {

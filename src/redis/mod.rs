@@ -5,8 +5,8 @@
 //! command that does it atomically (`store`), counters are native Redis integers (`counter`),
 //! `compare_and_set` is one Lua script (`compare`), cluster-wide fetch leases and
 //! their notice channel live in `lease`,
-//! listing walks `SCAN` on every master (`scan`), and batches are split per cluster slot
-//! (`slot`).
+//! listing walks `SCAN` on every master (`scan`), batches are split per cluster slot
+//! (`slot`), and a reply's value is decoded from the reply's own buffer (`value`).
 
 mod builder;
 mod compare;
@@ -16,6 +16,7 @@ mod lease;
 mod scan;
 mod slot;
 mod store;
+mod value;
 
 pub use builder::RedisStoreBuilder;
 pub(crate) use connection::MasterLocator;

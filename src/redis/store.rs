@@ -12,9 +12,10 @@ use super::{
     counter,
     scan::{self, Scan},
     slot,
+    value::decode_owned,
 };
 use crate::{
-    codec::{decode_value, encode_value, Format, Key},
+    codec::{encode_value, Format, Key},
     error::{Error, Result},
     namespace::Namespace,
     store::{BatchWrite, Counter, Expiry, Notice, Store},
@@ -369,7 +370,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
     }
 
     fn decode(key: &[u8], bytes: Option<Vec<u8>>) -> Result<Option<V>> {
-        let value = bytes.map(|b| decode_value(&b, "")).transpose();
+        let value = bytes.map(|b| decode_owned(b, "")).transpose();
         value.map_err(|e| naming(e, key))
     }
 
