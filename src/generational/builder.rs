@@ -162,16 +162,40 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
         self
     }
 
-    /// Frequency-aware placement, for a better hit ratio under a `max_size` or
-    /// `allocated_memory` limit (not in Nebulex). A small sketch counts reads per key; a write of
-    /// a *new* key read fewer than four times lately goes to the older generation (on probation: it
-    /// moves to the newer one on its next read, like any older entry) instead of the newer one,
-    /// and a store over its limit evicts a small batch of older entries instead of a whole
-    /// partition's. One-off keys and scans then cannot flush the keys that are read often.
-    /// Frequent entries of a dropped generation are kept in the new older one. Costs a few
-    /// relaxed atomic writes per read (≈20% throughput in `cargo bench --bench compare
-    /// generational`) and 16 bytes of sketch per entry of capacity; the small eviction batches
-    /// are freed on the writer's thread. Without a limit it has no effect.
+    /// TinyLFU admission (Einziger et al.), for a better hit ratio under a `max_size` or
+    /// `allocated_memory` limit (not in Nebulex). A small sketch counts reads per key. A write
+    /// of a *new* key goes to the older generation, at the back of its partition's eviction
+    /// queue; when the store is over its limit, the new key is compared with the entry first in
+    /// line, and the one read less often lately goes (a tie keeps the old entry; a candidate
+    /// read 6 times or more still wins once in 128, as in Caffeine, so keeping a victim looking
+    /// hot cannot lock keys out). A key that loses stays readable until the next eviction in its
+    /// partition, which takes it first. A read moves an older entry to the newer generation;
+    /// once that holds half the limit, the next write moves it whole to the back of the older
+    /// one, least read first, instead of dropping the older generation. So one-off keys and
+    /// scans cannot flush the keys that are read often, and a loop longer than the store keeps
+    /// hitting the part it holds. While the store's hit ratio recovers from a lasting drop (a
+    /// moved hot set) the sketch forgets faster. An explicit [`GenerationalStore::new_generation`]
+    /// (or the GC's) still drops the older generation, keeping its frequently read entries.
+    /// Costs a few relaxed atomic writes per read, 16 bytes of sketch per entry of capacity and
+    /// an 8-byte hash per older entry in the eviction queue. Without a limit it has no effect.
+    ///
+    /// ```
+    /// use strata::GenerationalStore;
+    ///
+    /// let store = GenerationalStore::builder().max_size(3).partitions(1).admission(true).build()?;
+    /// for k in 0..3u64 {
+    ///     store.put(k, k, None)?;
+    /// }
+    /// for _ in 0..5 {
+    ///     store.get(&0); // key 0 is read often
+    /// }
+    /// for k in 10..100u64 {
+    ///     store.put(k, k, None)?; // one-off keys: each stays readable until the next one
+    ///     assert!(store.contains(&k));
+    /// }
+    /// assert_eq!(store.get(&0), Some(0));
+    /// # Ok::<(), strata::Error>(())
+    /// ```
     pub fn admission(mut self, enabled: bool) -> Self {
         self.opts.admission = enabled;
         self

@@ -62,7 +62,7 @@ where
         let fresh = V::zero().add(delta);
         let hash = self.hash(key);
         let index = self.index(hash);
-        let probation = self.on_probation(hash);
+        let probation = self.on_probation();
         let mut p = self.partition(index).write();
         let (value, expired) = match self.step(&mut p, index, hash, key, delta, fresh) {
             None => {

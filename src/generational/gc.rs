@@ -8,6 +8,7 @@
 //! deprecated table), so readers and writers never wait for a big deallocation (nebulex#196).
 
 use std::{
+    collections::HashSet,
     hash::Hash,
     sync::{OnceLock, Weak},
     thread::{JoinHandle, Thread},
@@ -19,7 +20,7 @@ use parking_lot::Mutex;
 
 use super::{
     builder::Options,
-    partition::{Gen, Slot, Which},
+    partition::{Gen, Partition, Slot, Which},
     store::{GenerationalStore, Inner},
 };
 use crate::{
@@ -33,6 +34,13 @@ const MAX_NAP: Duration = Duration::from_secs(5);
 
 /// Admission mode: entries read at least this often lately survive a new generation.
 const RESCUE_READS: u8 = 2;
+
+/// Admission mode: a candidate read at least this often lately that loses to its victim still
+/// wins once in 128 (Caffeine's `admit`).
+const JITTER_READS: u8 = 6;
+
+/// Admission mode: how many entries in line a rejected candidate's stand-in is chosen from.
+const SAMPLE: usize = 8;
 
 type Table<K, V> = HashTable<Slot<K, V>>;
 
@@ -157,6 +165,10 @@ where
         let mut handed_over = 0;
         for (index, p) in self.inner.partitions.iter().enumerate() {
             let mut p = p.write();
+            let demoted: Vec<u64> = match self.inner.sketch {
+                Some(_) => p.newer.table.iter().map(|s| self.hash(&s.key)).collect(),
+                None => Vec::new(),
+            };
             let newer = std::mem::take(&mut p.newer);
             let mut older = std::mem::replace(&mut p.older, newer);
             let (moved_len, moved_bytes) = (p.older.table.len() as i64, p.older.bytes as i64);
@@ -167,7 +179,10 @@ where
                 moved_bytes - older.bytes as i64,
             );
             if self.inner.sketch.is_some() {
-                self.rescue_frequent(&mut older, &mut p.older, protect);
+                let rescued = self.rescue_frequent(&mut older, &mut p.older, protect);
+                // The rescued entries were unread for a generation: they go first.
+                p.queue = rescued.into_iter().chain(demoted).collect();
+                p.rejected = None;
             }
             handed_over += self.hand_over_table(index, &mut older.table, RemovalCause::Generation);
             drop(p);
@@ -183,18 +198,21 @@ where
         dropped: &mut Gen<K, V>,
         older: &mut Gen<K, V>,
         protect: Option<u64>,
-    ) {
+    ) -> Vec<u64> {
         let frequent = |s: &mut Slot<K, V>| {
             let hash = self.hash(&s.key);
             Some(hash) == protect || self.read_count_of(hash) >= RESCUE_READS
         };
         let rescued: Vec<Slot<K, V>> = dropped.table.extract_if(frequent).collect();
+        let mut hashes = Vec::with_capacity(rescued.len());
         for slot in rescued {
             dropped.bytes -= u64::from(slot.weight);
             self.inner.tally.slot(Which::Older, slot.weight, 1);
             let hash = self.hash(&slot.key);
             older.insert_new(hash, slot, self.rehash());
+            hashes.push(hash);
         }
+        hashes
     }
 
     /// Counts and announces evicted tables, then queues them to be freed.
@@ -250,7 +268,15 @@ where
     /// newer one stay within the limit (the fix for nebulex#184/#247: no waiting for a poll).
     #[inline]
     pub(super) fn enforce_limits(&self, index: usize, written: u64) {
-        if self.inner.opts.has_limits() && (self.newer_is_big() || self.over_limit()) {
+        let admitting = self.inner.sketch.is_some();
+        if self.inner.opts.has_limits()
+            && (self.over_limit()
+                || if admitting {
+                    self.newer_full()
+                } else {
+                    self.newer_is_big()
+                })
+        {
             self.relieve(index, written);
         }
     }
@@ -269,6 +295,9 @@ where
     }
 
     fn relieve_locked(&self, index: usize, written: u64) {
+        if self.inner.sketch.is_some() {
+            return self.relieve_admitting(index, written);
+        }
         let partitions = self.inner.partitions.len();
         for step in 0usize.. {
             if step >= partitions + 2 && self.inner.tally.total_len() <= 1 {
@@ -280,8 +309,6 @@ where
                 return;
             } else if self.inner.tally.len(Which::Older) == 0 {
                 self.rotate_locked(Some(written));
-            } else if self.inner.sketch.is_some() {
-                self.evict_older((index + step) % partitions, written);
             } else {
                 self.drop_older((index + step) % partitions, written);
             }
@@ -317,37 +344,217 @@ where
         self.inner.sketch.as_ref().map_or(0, |s| s.estimate(hash))
     }
 
-    /// Evicts a small batch of one partition's older entries, the least read first (admission
-    /// mode).
-    fn evict_older(&self, index: usize, protect: u64) {
-        let batch = (self.inner.tally.total_len() as usize / 64).max(16);
-        let evicted: Vec<Slot<K, V>> = {
+    /// Admission mode: true once the newer generation holds its share of a limit (a read can
+    /// no longer promote into it); the next write then demotes it whole.
+    fn newer_full(&self) -> bool {
+        self.inner.sketch.is_some()
+            && self.inner.tally.len(Which::Newer) > 0
+            && !self.promotion_fits(0)
+    }
+
+    /// Admission mode's [`relieve_locked`](Self::relieve_locked): demotes a full newer
+    /// generation, then evicts one entry at a time, starting in the writer's partition, until
+    /// the store is within its limits. Entries leave only through [`Self::evict_admitting`], so
+    /// each new key is judged against the entry it would displace.
+    fn relieve_admitting(&self, index: usize, written: u64) {
+        if let (Some(sketch), Some(aging)) = (&self.inner.sketch, &self.inner.aging) {
+            if aging.observe(&self.inner.stats) {
+                sketch.age();
+            }
+        }
+        let partitions = self.inner.partitions.len();
+        let mut barren = 0;
+        for step in 0usize.. {
+            if self.newer_full() {
+                self.demote_all();
+                continue;
+            }
+            if !self.over_limit() {
+                return;
+            }
+            if self.evict_admitting((index + step) % partitions, written) {
+                barren = 0;
+                continue;
+            }
+            barren += 1;
+            if barren < partitions {
+                continue;
+            }
+            // No older generation has anything but the entry just written.
+            if self.inner.tally.len(Which::Newer) == 0 {
+                return; // the single-heavy-entry exception
+            }
+            self.demote_all();
+            barren = 0;
+        }
+    }
+
+    /// Admission mode: moves every partition's newer generation into its older one, at the
+    /// back of the eviction queue (the least read first). Evicts nothing.
+    fn demote_all(&self) {
+        let tally = &self.inner.tally;
+        for p in self.inner.partitions.iter() {
+            let mut p = p.write();
+            let newer = std::mem::take(&mut p.newer);
+            let (len, bytes) = (newer.table.len() as i64, newer.bytes as i64);
+            tally.add(Which::Newer, -len, -bytes);
+            tally.add(Which::Older, len, bytes);
+            // The least read first: a counting sort on the sketch's 16 values.
+            let mut by_reads: [Vec<(u64, Slot<K, V>)>; 16] = Default::default();
+            for slot in newer.table {
+                let hash = self.hash(&slot.key);
+                let reads = usize::from(self.read_count_of(hash)).min(15);
+                by_reads[reads].push((hash, slot));
+            }
+            p.older.table.reserve(len as usize, self.rehash());
+            for (hash, slot) in by_reads.into_iter().flatten() {
+                p.older.insert_new(hash, slot, self.rehash());
+                p.queue.push_back(hash);
+            }
+            self.compact_queue_if_stale(&mut p);
+        }
+    }
+
+    /// Admission mode: appends the hash of an entry just put in the older generation to the
+    /// eviction queue.
+    pub(super) fn queue_older(&self, p: &mut Partition<K, V>, hash: u64) {
+        p.queue.push_back(hash);
+        self.compact_queue_if_stale(p);
+    }
+
+    /// Drops the stale hashes from a queue that is mostly stale (and repeated hashes, keeping
+    /// the last): after each push the queue holds at most twice the older generation (+64),
+    /// amortized O(1) per push.
+    fn compact_queue_if_stale(&self, p: &mut Partition<K, V>) {
+        if p.queue.len() <= 2 * p.older.table.len() + 64 {
+            return;
+        }
+        let mut seen: HashSet<u64, foldhash::fast::RandomState> = HashSet::default();
+        let queue = std::mem::take(&mut p.queue);
+        let mut kept: Vec<u64> = queue
+            .into_iter()
+            .rev()
+            .filter(|&h| self.in_older(p, h) && seen.insert(h))
+            .collect();
+        kept.reverse();
+        p.queue = kept.into();
+    }
+
+    /// True if the older generation of `p` holds the entry with `hash`.
+    #[inline]
+    fn in_older(&self, p: &Partition<K, V>, hash: u64) -> bool {
+        let eq = |s: &Slot<K, V>| self.hash(&s.key) == hash;
+        p.older.table.find(hash, eq).is_some()
+    }
+
+    /// The next victim of `p`: the first live hash of its queue other than `protect` (stale
+    /// ones are dropped on the way). Rebuilds a queue that lost track of the older generation.
+    fn front_victim(&self, p: &mut Partition<K, V>, protect: u64) -> Option<u64> {
+        for attempt in 0..2 {
+            let mut skipped = false;
+            let found = loop {
+                match p.queue.front() {
+                    None => break None,
+                    Some(&h) if h == protect => {
+                        skipped = true;
+                        p.queue.pop_front();
+                    }
+                    Some(&h) if self.in_older(p, h) => break Some(h),
+                    Some(_) => {
+                        p.queue.pop_front();
+                    }
+                }
+            };
+            if skipped {
+                p.queue.push_back(protect);
+            }
+            let others = p.older.table.len() - usize::from(self.in_older(p, protect));
+            if found.is_some() || others == 0 || attempt == 1 {
+                return found;
+            }
+            p.queue = p.older.table.iter().map(|s| self.hash(&s.key)).collect();
+        }
+        None
+    }
+
+    /// The queue position of the least read live entry among the first [`SAMPLE`] ones other
+    /// than `protect` (the front one on a tie); the front must be live.
+    fn least_read_in_line(&self, p: &Partition<K, V>, protect: u64) -> usize {
+        let mut best = (u8::MAX, 0);
+        let live = p.queue.iter().enumerate().filter(|&(_, &h)| h != protect);
+        let live = live.filter(|&(_, &h)| self.in_older(p, h)).take(SAMPLE);
+        for (at, &h) in live {
+            let reads = self.read_count_of(h);
+            if reads < best.0 {
+                best = (reads, at);
+            }
+        }
+        best.1
+    }
+
+    /// TinyLFU's admission test: the candidate read more often lately than the victim wins;
+    /// a warm candidate that does not still wins once in 128 at random (Caffeine's defence
+    /// against an attacker who keeps a victim looking hot, hash flooding).
+    fn admit(&self, p: &mut Partition<K, V>, candidate: u64, victim: u64) -> bool {
+        let (c, v) = (self.read_count_of(candidate), self.read_count_of(victim));
+        if c > v {
+            return true;
+        }
+        if c < JITTER_READS {
+            return false;
+        }
+        p.jitter = p.jitter.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = p.jitter;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) & 127 == 0
+    }
+
+    /// Admission mode: evicts one entry of partition `index`'s older generation; false if it
+    /// holds nothing but the entry just written (`written`, its hash). The last rejected key
+    /// goes first; otherwise the front of the queue. A new key just written to the older
+    /// generation is judged against the front entry: if it loses, it is the next to go.
+    fn evict_admitting(&self, index: usize, written: u64) -> bool {
+        let slot = {
             let mut p = self.partition(index).write();
-            let mut out: Vec<Slot<K, V>> = Vec::with_capacity(batch);
-            // The least read first: TinyLFU's idea, applied to the older generation.
-            for below in [1, 2, 3, 4, 6, 8, 12, 16] {
-                let rarely_read = |s: &mut Slot<K, V>| {
-                    let hash = self.hash(&s.key);
-                    hash != protect && self.read_count_of(hash) < below
-                };
-                let need = batch - out.len();
-                out.extend(p.older.table.extract_if(rarely_read).take(need));
-                if out.len() == batch {
-                    break;
+            let judged = self.in_older(&p, written);
+            let rejected = p.rejected.filter(|&r| r != written);
+            let mut slot = None;
+            if let Some(r) = rejected {
+                p.rejected = None;
+                slot = p.older.remove(r, |s| self.hash(&s.key) == r);
+                if slot.is_some() && judged {
+                    if let Some(victim) = self.front_victim(&mut p, written) {
+                        if !self.admit(&mut p, written, victim) {
+                            p.rejected = Some(written);
+                        }
+                    }
                 }
             }
-            for slot in &out {
-                p.older.bytes -= u64::from(slot.weight);
-                self.inner.tally.slot(Which::Older, slot.weight, -1);
-                let cause = RemovalCause::Size;
-                self.removed(index, cause, || (slot.key.clone(), slot.value.clone()));
+            if slot.is_none() {
+                let Some(victim) = self.front_victim(&mut p, written) else {
+                    return false;
+                };
+                let mut at = 0;
+                if judged && !self.admit(&mut p, written, victim) {
+                    // The candidate stays readable until the next eviction, so another entry
+                    // makes room now: the least read of the next few in line, not the victim
+                    // that just won.
+                    p.rejected = Some(written);
+                    at = self.least_read_in_line(&p, written);
+                }
+                let gone = p.queue.remove(at).unwrap_or(victim);
+                slot = p.older.remove(gone, |s| self.hash(&s.key) == gone);
             }
-            out
+            let Some(slot) = slot else { return false };
+            self.inner.tally.slot(Which::Older, slot.weight, -1);
+            let cause = RemovalCause::Size;
+            self.removed(index, cause, || (slot.key.clone(), slot.value.clone()));
+            slot
         };
-        self.inner.stats.add(Stat::Evictions, evicted.len() as u64);
-        evicted
-            .iter()
-            .for_each(|s| self.inner.events.emit(&s.key, EventKind::Evicted));
+        self.inner.stats.incr(Stat::Evictions);
+        self.inner.events.emit(&slot.key, EventKind::Evicted);
+        true
     }
 
     /// True when a limit is reached (Nebulex's `value >= limit` check on the clean-up poll).
@@ -557,4 +764,52 @@ where
 /// Half a limit, rounded up, at least 1 (the newer generation's size that pushes a new one).
 fn half_limit(limit: u64) -> u64 {
     limit.div_ceil(2).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_eviction_queue_holds_every_older_entry_and_stays_bounded() {
+        let store: GenerationalStore<u64, u64> = GenerationalStore::builder()
+            .partitions(2)
+            .max_size(200)
+            .admission(true)
+            .build()
+            .unwrap();
+        // A hot set read over and over (promoted, demoted with the newer generation, promoted
+        // again: each round leaves stale hashes behind) and a stream of one-hit keys.
+        for round in 0..300u64 {
+            for k in 0..150 {
+                if store.get(&k).is_none() {
+                    store.put(k, k, None).unwrap();
+                }
+            }
+            for k in 1_000 + round * 50..1_050 + round * 50 {
+                assert_eq!(store.get(&k), None);
+                store.put(k, k, None).unwrap();
+            }
+        }
+        for p in store.inner.partitions.iter() {
+            let p = p.read();
+            // Checked (and compacted) when a hash is pushed; entries promoted since then left
+            // the older generation but not the partition.
+            let entries = p.older.table.len() + p.newer.table.len();
+            assert!(
+                p.queue.len() <= 2 * entries + 66,
+                "{} for {entries}",
+                p.queue.len()
+            );
+            let queued: HashSet<u64> = p.queue.iter().copied().collect();
+            let missing = p.older.table.iter().map(|s| store.hash(&s.key));
+            assert_eq!(missing.filter(|h| !queued.contains(h)).count(), 0);
+        }
+        let hot = (0..150).filter(|k| store.contains(k)).count();
+        assert!(
+            hot >= 140,
+            "the one-hit keys displaced {} hot keys",
+            150 - hot
+        );
+    }
 }

@@ -4,7 +4,10 @@
 //! an entry (promotion, rotation) does so under the partition's write lock, so no reader ever
 //! sees a key twice or in neither place while it moves.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::{
+    collections::VecDeque,
+    sync::atomic::{AtomicI64, Ordering},
+};
 
 use hashbrown::HashTable;
 
@@ -75,6 +78,16 @@ pub(crate) struct Partition<K, V> {
     pub older: Gen<K, V>,
     /// With `time_to_idle` only: TTL deadlines of entries flagged `SideTtl`.
     pub ttls: Ttls,
+    /// Admission mode only (`gc.rs`): the older generation's eviction order, by entry hash,
+    /// the next victim first. Hashes of entries that left the older generation stay until
+    /// they reach the front (or a compaction), and are skipped there.
+    pub queue: VecDeque<u64>,
+    /// Admission mode only: the hash of the last new key that lost the comparison with the
+    /// entry it would displace. It stays readable until the next eviction in this partition,
+    /// which takes it first (TinyLFU rejects it at once; a put here is always readable).
+    pub rejected: Option<u64>,
+    /// Admission mode only: the state of the admission jitter's random numbers.
+    pub jitter: u64,
 }
 
 impl<K, V> Default for Partition<K, V> {
@@ -83,6 +96,9 @@ impl<K, V> Default for Partition<K, V> {
             newer: Gen::default(),
             older: Gen::default(),
             ttls: Ttls::default(),
+            queue: VecDeque::new(),
+            rejected: None,
+            jitter: 0,
         }
     }
 }
