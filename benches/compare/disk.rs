@@ -4,7 +4,10 @@
 //! memory (VmRSS) of a fresh process after reopening them.
 //! Limits: sync puts over a larger-than-memory disk limit, and gets with `time_to_idle`, each
 //! against the same store without.
-//! `STRATA_DISK_PARTS=async,sync,reopen,sessions,cold,limits` (any subset) runs only those
+//! Async put CPU: user + sys time per put of every thread (the caller, the writer, fjall's
+//! workers, the close), against MemoryStore put's: the measure that decides the async put's
+//! ratio on a loaded machine, where the writer's CPU is taken from the caller's.
+//! `STRATA_DISK_PARTS=async,cpu,sync,reopen,sessions,cold,limits` (any subset) runs only those
 //! parts.
 
 use std::{
@@ -18,7 +21,7 @@ use strata::{DiskDb, DiskStore, MemoryStore, Store, Writes};
 
 use crate::{
     contest::{self, Contest, Deadline, Entrant, Slice, CHUNK},
-    cpu::process_ms,
+    cpu::{process_ms, this_thread_ms, threads_ms},
     report::{median, rate, Report, Row},
     workload::scramble,
 };
@@ -172,6 +175,82 @@ fn async_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
             entrants: vec![disk, memory],
         };
         contest::run(report, contest);
+    }
+}
+
+/// CPU per put (µs, user + sys of every thread) of `n` async puts of fresh keys through the
+/// Store trait into a fresh directory, writer drain and close included, with the share of
+/// the putting thread, the writer thread and fjall's workers (measured before the close).
+fn async_put_cpu_once(rt: &tokio::runtime::Runtime, n: u64) -> [f64; 4] {
+    let dir = tempfile::tempdir().expect("scratch dir");
+    let (total, caller) = (process_ms(), this_thread_ms());
+    let db = open(dir.path(), Writes::Async);
+    let disk = store(&db);
+    rt.block_on(async {
+        for i in 0..n {
+            disk.put(scramble(i), i, TTL).await.expect("put");
+        }
+        db.flush().await.expect("flush");
+    });
+    let caller = this_thread_ms() - caller;
+    let threads = threads_ms();
+    let of = |prefix: &str| -> f64 {
+        threads
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, ms)| ms)
+            .sum()
+    };
+    let (writer, fjall) = (of("strata-disk"), of("fjall"));
+    drop((disk, db));
+    let total = process_ms() - total;
+    drop(dir);
+    [total, caller, writer, fjall].map(|ms| ms * 1e3 / n as f64)
+}
+
+/// CPU per put (µs) of `n` puts of fresh keys into a fresh MemoryStore.
+fn memory_put_cpu_once(rt: &tokio::runtime::Runtime, n: u64) -> f64 {
+    let total = process_ms();
+    let mem = MemoryStore::<u64, u64>::new();
+    rt.block_on(async {
+        for i in 0..n {
+            Store::put(&mem, scramble(i), i, TTL).await.expect("put");
+        }
+    });
+    drop(mem);
+    (process_ms() - total) * 1e3 / n as f64
+}
+
+fn async_put_cpu(report: &mut Report, rt: &tokio::runtime::Runtime) {
+    let n = report.n(1_000_000, 200_000) as u64;
+    let (mut disk, mut memory) = (Vec::new(), Vec::new());
+    for _ in 0..report.rounds {
+        disk.push(async_put_cpu_once(rt, n));
+        memory.push(memory_put_cpu_once(rt, n));
+    }
+    let part = |i: usize| median(disk.iter().map(|d| d[i]).collect());
+    let label = |what: &str| format!("async put CPU per op, {what}, {}k u64", n / 1000);
+    report.add(Row {
+        section: "disk".into(),
+        label: label("every thread, incl. drain and close"),
+        strata: part(0),
+        peer: Some(("MemoryStore put".into(), median(memory))),
+        unit: "us/op",
+        higher_is_better: false,
+    });
+    for (i, what) in [
+        (1, "putting thread"),
+        (2, "writer thread"),
+        (3, "fjall workers, before close"),
+    ] {
+        report.add(Row {
+            section: "disk".into(),
+            label: label(what),
+            strata: part(i),
+            peer: None,
+            unit: "us/op",
+            higher_is_better: false,
+        });
     }
 }
 
@@ -488,6 +567,9 @@ pub fn run(report: &mut Report) {
     let wants = |part: &str| parts.is_empty() || parts.split(',').any(|p| p == part);
     if wants("async") {
         async_put(report, &rt);
+    }
+    if wants("cpu") {
+        async_put_cpu(report, &rt);
     }
     if wants("sync") {
         sync_put(report, &rt);
