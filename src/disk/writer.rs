@@ -1,11 +1,12 @@
 //! The writer thread: group commit of everything queued while the previous commit ran.
 //!
-//! Stores queue [`Job`]s in a channel (FIFO, so the engine sees writes in the order the memory
-//! tier applied them), bounded by a count of queued ops ([`Gate`]): a sender only blocks when
-//! the queue is over capacity, so an async write costs one channel push and no allocation for
-//! the queue itself. The thread takes one job, then everything else already waiting
-//! (up to [`MAX_BATCH`] ops), commits it all as one engine batch, and answers every job that
-//! asked for an acknowledgement with the batch's result: concurrent sync writers share one
+//! Stores queue [`Job`]s in an [`Inbox`] (FIFO, so the engine sees writes in the order the
+//! memory tier applied them), bounded by a count of queued ops ([`Gate`]): a sender only blocks
+//! when the queue is over capacity, so an async write costs one push under a mutex. The thread
+//! takes everything queued at once (swapping the queue's `Vec` with its own, emptied one: both
+//! keep their capacity, so a steady stream of writes allocates nothing for the queue), commits
+//! it as engine batches of up to [`MAX_BATCH`] ops (a job is never split), and answers every job
+//! that asked for an acknowledgement with its batch's result: concurrent sync writers share one
 //! commit. With an `fsync_interval` it also fsyncs at that pace while there is unsynced data.
 //! A job may carry an `on_commit` action (a sync write's memory-tier update, holding the key's
 //! stripe lock): the thread runs it after the commit succeeded and before answering, and drops
@@ -21,14 +22,13 @@ use std::{
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        mpsc::{channel, Receiver, RecvTimeoutError, Sender},
         Arc,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
 use super::engine::{CommitError, Engine, Op};
@@ -36,6 +36,10 @@ use crate::error::{Error, Result};
 
 /// Most ops committed in one batch.
 const MAX_BATCH: usize = 1 << 16;
+
+/// Jobs' worth of capacity the writer keeps in its emptied queue buffer (the rest of a burst's
+/// is returned to the allocator).
+const KEEP_CAPACITY: usize = MAX_BATCH;
 
 /// The result of a commit.
 type Outcome = std::result::Result<(), CommitError>;
@@ -163,11 +167,41 @@ impl Gate {
     }
 }
 
-/// Marks the gate stopped when the writer thread ends, even by a panic.
-struct StopOnDrop(Arc<Gate>);
+/// The queue into the writer thread.
+struct Inbox {
+    queue: Mutex<Queue>,
+    /// Signalled when a job arrives while the writer waits, and on close.
+    ready: Condvar,
+}
+
+struct Queue {
+    jobs: Vec<Job>,
+    /// Set by [`Writer::stop`] (or the thread's end): no job is taken any more; the thread
+    /// commits what is queued and exits.
+    closed: bool,
+    /// The writer is waiting for a job: the next sender wakes it (and clears this).
+    idle: bool,
+}
+
+impl Inbox {
+    fn close(&self) {
+        self.queue.lock().closed = true;
+        self.ready.notify_one();
+    }
+}
+
+/// When the writer thread ends, even by a panic: marks the gate stopped and the queue closed,
+/// and drops whatever is still queued (their acknowledgements then report the close).
+struct StopOnDrop(Arc<Gate>, Arc<Inbox>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
+        let left = {
+            let mut queue = self.1.queue.lock();
+            queue.closed = true;
+            std::mem::take(&mut queue.jobs)
+        };
+        drop(left);
         self.0.stop();
     }
 }
@@ -175,7 +209,7 @@ impl Drop for StopOnDrop {
 /// The queue into the writer thread and the thread itself.
 pub(crate) struct Writer {
     pub(crate) health: Arc<Health>,
-    tx: RwLock<Option<Sender<Job>>>,
+    inbox: Arc<Inbox>,
     gate: Arc<Gate>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -188,7 +222,14 @@ impl Writer {
         capacity: usize,
         fsync_interval: Option<Duration>,
     ) -> Result<Self> {
-        let (tx, rx) = channel();
+        let inbox = Arc::new(Inbox {
+            queue: Mutex::new(Queue {
+                jobs: Vec::new(),
+                closed: false,
+                idle: false,
+            }),
+            ready: Condvar::new(),
+        });
         let gate = Arc::new(Gate {
             queued: AtomicUsize::new(0),
             capacity,
@@ -197,7 +238,7 @@ impl Writer {
             lock: Mutex::new(()),
             room: Condvar::new(),
         });
-        let stop = StopOnDrop(gate.clone());
+        let stop = StopOnDrop(gate.clone(), inbox.clone());
         let health = Arc::new(Health::new(dir));
         let thread_health = health.clone();
         let thread = std::thread::Builder::new()
@@ -206,7 +247,7 @@ impl Writer {
                 let stop = stop;
                 run(
                     engine.as_ref(),
-                    &rx,
+                    &stop.1,
                     &stop.0,
                     &thread_health,
                     fsync_interval,
@@ -220,7 +261,7 @@ impl Writer {
             })?;
         Ok(Writer {
             health,
-            tx: RwLock::new(Some(tx)),
+            inbox,
             gate,
             thread: Mutex::new(Some(thread)),
         })
@@ -250,28 +291,29 @@ impl Writer {
         };
         let weight = ops.weight();
         let over = self.gate.reserve(weight);
-        let sent = {
-            let sender = self.tx.read();
-            sender.as_ref().map(|s| {
-                s.send(Job {
-                    ops,
-                    ack: tx,
-                    on_commit,
-                })
-            })
+        let job = Job {
+            ops,
+            ack: tx,
+            on_commit,
         };
-        match sent {
-            Some(Ok(())) => {
-                if over {
-                    self.gate.wait();
-                }
-                Ok(rx)
-            }
-            _ => {
-                self.gate.release(weight);
-                Err(closed())
-            }
+        let mut queue = self.inbox.queue.lock();
+        if queue.closed {
+            drop(queue);
+            // Unrun: its stripe locks drop with it.
+            drop(job);
+            self.gate.release(weight);
+            return Err(closed());
         }
+        queue.jobs.push(job);
+        let wake = std::mem::take(&mut queue.idle);
+        drop(queue);
+        if wake {
+            self.inbox.ready.notify_one();
+        }
+        if over {
+            self.gate.wait();
+        }
+        Ok(rx)
     }
 
     /// Ops queued and not yet committed.
@@ -292,7 +334,7 @@ impl Writer {
     /// Stops taking jobs and returns the thread (once), which drains the queue, closes the
     /// engine and exits; the caller decides where to wait for it (see `DbInner`'s drop).
     pub(crate) fn stop(&self) -> Option<JoinHandle<()>> {
-        drop(self.tx.write().take());
+        self.inbox.close();
         self.thread.lock().take()
     }
 }
@@ -334,32 +376,47 @@ impl Writer {
 
 fn run(
     engine: &dyn Engine,
-    rx: &Receiver<Job>,
+    inbox: &Inbox,
     gate: &Gate,
     health: &Health,
     fsync_interval: Option<Duration>,
 ) {
     let mut batch = Batch::default();
+    let mut taken: Vec<Job> = Vec::new();
     let mut unsynced_since: Option<Instant> = None;
     loop {
         let wait = match (fsync_interval, unsynced_since) {
             (Some(every), Some(since)) => every.saturating_sub(since.elapsed()),
             _ => Duration::from_secs(3600),
         };
-        match rx.recv_timeout(wait) {
-            Ok(job) => {
-                batch.push(job);
-                while batch.ops.len() < MAX_BATCH {
-                    let Ok(job) = rx.try_recv() else { break };
-                    batch.push(job);
-                }
-                batch.commit(engine, health);
-                gate.release(std::mem::take(&mut batch.weight));
-                unsynced_since.get_or_insert_with(Instant::now);
+        let closed = {
+            let mut queue = inbox.queue.lock();
+            if queue.jobs.is_empty() && !queue.closed {
+                queue.idle = true;
+                inbox.ready.wait_for(&mut queue, wait);
+                queue.idle = false;
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            std::mem::swap(&mut queue.jobs, &mut taken);
+            queue.closed
+        };
+        if taken.is_empty() && closed {
+            break;
         }
+        let mut jobs = taken.drain(..).peekable();
+        while jobs.peek().is_some() {
+            // One job, then more until the batch is full.
+            for job in jobs.by_ref() {
+                batch.push(job);
+                if batch.ops.len() >= MAX_BATCH {
+                    break;
+                }
+            }
+            batch.commit(engine, health);
+            gate.release(std::mem::take(&mut batch.weight));
+            unsynced_since.get_or_insert_with(Instant::now);
+        }
+        drop(jobs);
+        taken.shrink_to(KEEP_CAPACITY);
         if fsync_interval.is_some_and(|every| unsynced_since.is_some_and(|s| s.elapsed() >= every))
         {
             sync(engine, health);
