@@ -1111,6 +1111,25 @@ mod disk {
     conformance!(Ctx::manual().with_dir(), open);
 }
 
+/// DiskStore with a compact memory tier (`compact_memory`: entries kept encoded, decoded on
+/// read).
+#[cfg(feature = "disk")]
+mod disk_compact {
+    use serde::{de::DeserializeOwned, Serialize};
+    use strata::{DiskStore, Key};
+    use support::opener;
+
+    async fn open<K, V>(ctx: &Ctx, namespace: &str) -> DiskStore<K, V>
+    where
+        K: Key,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        opener::disk(ctx, namespace, |b| b.compact_memory(true))
+    }
+
+    conformance!(Ctx::manual().with_dir(), open);
+}
+
 /// DiskStore in the larger-than-memory mode: a memory tier of 2 entries, so most reads, write
 /// decisions, listings and counts go to the engine.
 #[cfg(feature = "disk")]

@@ -9,18 +9,34 @@ use strata::{DiskDb, DiskStore, Error, ManualClock, Store};
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn open(dir: &Path, clock: &ManualClock) -> DiskDb {
+    open_in(dir, clock, false)
+}
+
+/// [`open`] with the memory tier compact (`compact_memory`) or not.
+fn open_in(dir: &Path, clock: &ManualClock, compact: bool) -> DiskDb {
     DiskDb::builder()
         .dir(dir)
         .clock(clock.clock())
+        .compact_memory(compact)
         .open()
         .expect("open the data directory")
 }
 
 #[tokio::test]
 async fn entries_survive_a_restart_with_their_ttls() {
+    entries_survive_a_restart_with_their_ttls_in(false).await;
+}
+
+/// [`entries_survive_a_restart_with_their_ttls`] with a compact memory tier.
+#[tokio::test]
+async fn entries_survive_a_restart_with_their_ttls_compact() {
+    entries_survive_a_restart_with_their_ttls_in(true).await;
+}
+
+async fn entries_survive_a_restart_with_their_ttls_in(compact: bool) {
     let dir = tempfile::tempdir().unwrap();
     let time = ManualClock::new();
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     let s: DiskStore<String, String> = db.store("sessions").unwrap();
     s.put("a".into(), "1".into(), Some(HOUR)).await.unwrap();
     s.put("b".into(), "2".into(), None).await.unwrap();
@@ -29,7 +45,7 @@ async fn entries_survive_a_restart_with_their_ttls() {
     drop((s, db));
 
     time.advance(Duration::from_secs(600));
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     assert_eq!(db.load_summary().live, 2);
     let s: DiskStore<String, String> = db.store("sessions").unwrap();
     assert_eq!(s.get(&"a".into()).await.unwrap().as_deref(), Some("1"));
@@ -53,10 +69,20 @@ async fn entries_survive_a_restart_with_their_ttls() {
 /// store was closed gone, and the restored deadlines still firing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_namespace_reopens_whole_with_every_deadline() {
+    a_big_namespace_reopens_whole_with_every_deadline_in(false).await;
+}
+
+/// [`a_big_namespace_reopens_whole_with_every_deadline`] with a compact memory tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_namespace_reopens_whole_with_every_deadline_compact() {
+    a_big_namespace_reopens_whole_with_every_deadline_in(true).await;
+}
+
+async fn a_big_namespace_reopens_whole_with_every_deadline_in(compact: bool) {
     const N: u64 = 40_000;
     let dir = tempfile::tempdir().unwrap();
     let time = ManualClock::new();
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     let s: DiskStore<u64, String> = db.store("sessions").unwrap();
     // Key i: no TTL if 3 divides i, else i seconds (so keys below 600 expire while closed).
     let ttl = |i: u64| (!i.is_multiple_of(3)).then(|| Duration::from_secs(i));
@@ -66,7 +92,7 @@ async fn a_big_namespace_reopens_whole_with_every_deadline() {
     drop((s, db));
 
     time.advance(Duration::from_secs(600));
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     let s: DiskStore<u64, String> = db.store("sessions").unwrap();
     let live = |i: u64, after: u64| ttl(i).is_none_or(|t| t.as_secs() > after);
     let expected = (0..N).filter(|i| live(*i, 600)).count();
@@ -161,9 +187,19 @@ fn an_open_past_its_timeout_fails_and_leaves_the_directory_usable() {
 /// namespace the application happens to open first.
 #[tokio::test]
 async fn open_purges_expired_entries_of_every_namespace() {
+    open_purges_expired_entries_of_every_namespace_in(false).await;
+}
+
+/// [`open_purges_expired_entries_of_every_namespace`] with a compact memory tier.
+#[tokio::test]
+async fn open_purges_expired_entries_of_every_namespace_compact() {
+    open_purges_expired_entries_of_every_namespace_in(true).await;
+}
+
+async fn open_purges_expired_entries_of_every_namespace_in(compact: bool) {
     let dir = tempfile::tempdir().unwrap();
     let time = ManualClock::new();
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     for ns in ["cache", "credentials", "sessions"] {
         let s: DiskStore<String, String> = db.store(ns).unwrap();
         s.put("short".into(), "x".into(), Some(Duration::from_secs(1)))
@@ -174,11 +210,11 @@ async fn open_purges_expired_entries_of_every_namespace() {
     drop(db);
     time.advance(Duration::from_secs(2));
 
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     let summary = db.load_summary();
     assert_eq!((summary.live, summary.purged), (3, 3));
     drop(db);
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     assert_eq!(
         db.load_summary().purged,
         0,
@@ -190,22 +226,32 @@ async fn open_purges_expired_entries_of_every_namespace() {
 
 #[tokio::test]
 async fn entries_that_expire_between_open_and_store_are_not_served() {
+    entries_that_expire_between_open_and_store_are_not_served_in(false).await;
+}
+
+/// [`entries_that_expire_between_open_and_store_are_not_served`] with a compact memory tier.
+#[tokio::test]
+async fn entries_that_expire_between_open_and_store_are_not_served_compact() {
+    entries_that_expire_between_open_and_store_are_not_served_in(true).await;
+}
+
+async fn entries_that_expire_between_open_and_store_are_not_served_in(compact: bool) {
     let dir = tempfile::tempdir().unwrap();
     let time = ManualClock::new();
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     let s: DiskStore<String, u32> = db.store("n").unwrap();
     s.put("k".into(), 1, Some(Duration::from_secs(5)))
         .await
         .unwrap();
     drop((s, db));
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     assert_eq!(db.load_summary().live, 1);
     time.advance(Duration::from_secs(6));
     let s: DiskStore<String, u32> = db.store("n").unwrap();
     assert_eq!(s.get(&"k".into()).await.unwrap(), None);
     db.flush().await.unwrap();
     drop((s, db));
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     assert_eq!(
         db.load_summary(),
         strata::OpenSummary {
@@ -219,9 +265,19 @@ async fn entries_that_expire_between_open_and_store_are_not_served() {
 /// on disk so the old release can still read it.
 #[tokio::test]
 async fn undecodable_values_are_counted_misses_and_kept() {
+    undecodable_values_are_counted_misses_and_kept_in(false).await;
+}
+
+/// [`undecodable_values_are_counted_misses_and_kept`] with a compact memory tier.
+#[tokio::test]
+async fn undecodable_values_are_counted_misses_and_kept_compact() {
+    undecodable_values_are_counted_misses_and_kept_in(true).await;
+}
+
+async fn undecodable_values_are_counted_misses_and_kept_in(compact: bool) {
     let dir = tempfile::tempdir().unwrap();
     let time = ManualClock::new();
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     let s: DiskStore<String, String> = db.store("users").unwrap();
     s.put("ada".into(), "not a number".into(), None)
         .await
@@ -229,7 +285,7 @@ async fn undecodable_values_are_counted_misses_and_kept() {
     s.put("bob".into(), "neither".into(), None).await.unwrap();
     drop((s, db));
 
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     let as_numbers: DiskStore<String, u64> = db.store("users").unwrap();
     assert_eq!(as_numbers.undecodable(), 2);
     assert_eq!(as_numbers.get(&"ada".into()).await.unwrap(), None);
@@ -240,7 +296,7 @@ async fn undecodable_values_are_counted_misses_and_kept() {
     as_numbers.delete(&"bob".into()).await.unwrap();
     drop((as_numbers, db));
 
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     let back: DiskStore<String, String> = db.store("users").unwrap();
     assert_eq!(back.undecodable(), 0);
     assert_eq!(
@@ -254,9 +310,19 @@ async fn undecodable_values_are_counted_misses_and_kept() {
 /// all) is a counted miss at load, never a panic, and the other entries load.
 #[tokio::test]
 async fn a_value_garbled_in_the_middle_is_a_counted_miss() {
+    a_value_garbled_in_the_middle_is_a_counted_miss_in(false).await;
+}
+
+/// [`a_value_garbled_in_the_middle_is_a_counted_miss`] with a compact memory tier.
+#[tokio::test]
+async fn a_value_garbled_in_the_middle_is_a_counted_miss_compact() {
+    a_value_garbled_in_the_middle_is_a_counted_miss_in(true).await;
+}
+
+async fn a_value_garbled_in_the_middle_is_a_counted_miss_in(compact: bool) {
     let dir = tempfile::tempdir().unwrap();
     let time = ManualClock::new();
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     let s: DiskStore<String, Vec<u32>> = db.store("lists").unwrap();
     s.put("bad".into(), (0..100).collect(), None).await.unwrap();
     s.put("good".into(), vec![7], None).await.unwrap();
@@ -274,11 +340,11 @@ async fn a_value_garbled_in_the_middle_is_a_counted_miss() {
     // 0xc1 is the one byte MessagePack never uses.
     bad.value[middle - 2..middle + 2].fill(0xc1);
     // Written raw by a DiskDb where the namespace has no store open (`put_raw` refuses else).
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     db.put_raw(vec![bad]).await.unwrap();
     drop(db);
 
-    let db = open(dir.path(), &time);
+    let db = open_in(dir.path(), &time, compact);
     let s: DiskStore<String, Vec<u32>> = db.store("lists").unwrap();
     assert_eq!(s.undecodable(), 1);
     assert_eq!(s.get(&"bad".into()).await.unwrap(), None);
@@ -1063,5 +1129,141 @@ mod journal_damage {
             }
         }
         assert!(seen.0 > 0, "LostCommits {}, Corrupt {}", seen.0, seen.1);
+    }
+}
+
+/// The compact memory tier (`compact_memory`): what it refuses, and its events.
+mod compact {
+    use strata::{EventKind, EvictionListener};
+
+    use super::*;
+
+    fn refused_option(result: strata::Result<DiskDb>) -> String {
+        match result {
+            Err(Error::InvalidConfig(e)) if e.option == "compact_memory" => e.reason,
+            other => panic!("expected a compact_memory config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_builder_refuses_the_modes_that_track_entries_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let builder = || DiskDb::builder().dir(dir.path()).compact_memory(true);
+        let refused = [
+            ("memory_capacity", builder().memory_capacity(10).open()),
+            ("max_capacity", builder().max_capacity(10).open()),
+            ("max_weight", builder().max_weight(1 << 20).open()),
+            ("time_to_idle", builder().time_to_idle(HOUR).open()),
+        ];
+        for (option, result) in refused {
+            let reason = refused_option(result);
+            assert!(reason.contains(option), "{option}: {reason}");
+        }
+        drop(builder().open().expect("alone it opens"));
+    }
+
+    #[tokio::test]
+    async fn eviction_listeners_and_idle_expiry_are_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let time = ManualClock::new();
+        let db = open_in(dir.path(), &time, true);
+        let s: DiskStore<String, String> = db.store("sessions").unwrap();
+        let listener: EvictionListener<String, String> = std::sync::Arc::new(|_, _, _| {});
+        let err = s.install_eviction_listener(listener).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig(e) if e.reason.contains("subscribe")),
+            "{err}"
+        );
+        let err = s.with_time_to_idle(HOUR).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig(e) if e.reason.contains("TTL")),
+            "{err}"
+        );
+        s.put("still".into(), "works".into(), None).await.unwrap();
+        assert_eq!(
+            s.get(&"still".into()).await.unwrap().as_deref(),
+            Some("works")
+        );
+    }
+
+    #[tokio::test]
+    async fn events_and_stats_are_those_of_the_default_tier() {
+        for compact in [false, true] {
+            events_and_stats_in(compact).await;
+        }
+    }
+
+    async fn events_and_stats_in(compact: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let time = ManualClock::new();
+        let db = open_in(dir.path(), &time, compact);
+        let s: DiskStore<String, String> = db.store("sessions").unwrap();
+        let mut events = s.subscribe();
+        s.put("a".into(), "1".into(), None).await.unwrap();
+        s.put("a".into(), "2".into(), None).await.unwrap();
+        assert!(s.delete(&"a".into()).await.unwrap());
+        s.put("b".into(), "1".into(), Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        time.advance(Duration::from_secs(2));
+        assert_eq!(s.get(&"b".into()).await.unwrap(), None);
+        // The default tier's sweeper may announce `b`'s expiry from its thread: wait for it.
+        let mut kinds = Vec::new();
+        while kinds.len() < 5 {
+            let next = tokio::time::timeout(Duration::from_secs(30), events.recv()).await;
+            let event = next
+                .expect("every event arrives")
+                .expect("the store is alive");
+            kinds.push((event.key, event.kind));
+        }
+        assert_eq!(events.try_recv(), None, "no other event");
+        let want = [
+            ("a", EventKind::Put),
+            ("a", EventKind::Replace),
+            ("a", EventKind::Delete),
+            ("b", EventKind::Put),
+            ("b", EventKind::Expired),
+        ];
+        let want: Vec<(String, EventKind)> =
+            want.iter().map(|(k, e)| (k.to_string(), *e)).collect();
+        assert_eq!(kinds, want, "compact: {compact}");
+        let stats = s.stats();
+        let counts = (stats.writes, stats.updates, stats.deletes);
+        assert_eq!(counts, (2, 1, 1), "compact: {compact}");
+        let counts = (stats.expirations, stats.misses);
+        assert_eq!(counts, (1, 1), "compact: {compact}");
+    }
+
+    /// A key stored in a form its type re-encodes differently (`007` for the u64 7) is found
+    /// under the key it decodes as.
+    #[tokio::test]
+    async fn a_key_is_found_under_its_decoded_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let time = ManualClock::new();
+        let db = open_in(dir.path(), &time, true);
+        let s: DiskStore<u64, String> = db.store("n").unwrap();
+        s.put(7, "seven".into(), None).await.unwrap();
+        let mut raw = Vec::new();
+        db.scan_raw(Some("n"), &mut |r| {
+            raw.push(r);
+            Ok(())
+        })
+        .unwrap();
+        assert!(s.delete(&7).await.unwrap());
+        drop((s, db));
+        raw[0].key = b"007".to_vec();
+        let db = open_in(dir.path(), &time, true);
+        db.put_raw(raw).await.unwrap();
+        drop(db);
+        for compact in [false, true] {
+            let db = open_in(dir.path(), &time, compact);
+            let s: DiskStore<u64, String> = db.store("n").unwrap();
+            assert_eq!(s.count().await.unwrap(), 1, "only `007` is on disk");
+            assert_eq!(
+                s.get(&7).await.unwrap().as_deref(),
+                Some("seven"),
+                "{compact}"
+            );
+        }
     }
 }

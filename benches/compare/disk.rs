@@ -385,6 +385,68 @@ fn idle_get(report: &mut Report, rt: &tokio::runtime::Runtime) {
     contest::run(report, contest);
 }
 
+/// Reads of 100 000 live session records (40 B key, 200 B `String` value) from a DiskStore
+/// with a compact memory tier (each read decodes the value) against the default tier (each
+/// read clones it).
+fn session_get(report: &mut Report, rt: &tokio::runtime::Runtime) {
+    let keys: u64 = if report.smoke { 1_000 } else { 100_000 };
+    let reads: Vec<String> = (0..keys).map(|i| session_key(scramble(i) % keys)).collect();
+    let reads = &reads;
+    let entrant = |compact: bool| {
+        move || -> Slice<'_> {
+            let dir = tempfile::tempdir().expect("scratch dir");
+            let db = DiskDb::builder()
+                .dir(dir.path())
+                .writes(Writes::Async)
+                .compact_memory(compact)
+                .open()
+                .expect("open the bench directory");
+            let s: DiskStore<String, String> = db.store("sessions").expect("open the namespace");
+            rt.block_on(async {
+                for chunk in (0..keys).collect::<Vec<_>>().chunks(10_000) {
+                    let entries = chunk
+                        .iter()
+                        .map(|&i| (session_key(i), session_value(i)))
+                        .collect();
+                    s.put_many(entries, TTL).await.expect("fill");
+                }
+            });
+            Box::new(move |slice| {
+                let started = Instant::now();
+                let deadline = Deadline::after(slice);
+                let mut done = 0;
+                while !deadline.reached() {
+                    for i in done..done + CHUNK {
+                        let key = &reads[(i % keys) as usize];
+                        let hit = s.get_now(key).expect("answers now").expect("get");
+                        std::hint::black_box(hit);
+                    }
+                    done += CHUNK;
+                }
+                let rate = rate(done, started.elapsed());
+                drop((s, db));
+                drop(dir);
+                rate
+            })
+        }
+    };
+    let contest = Contest {
+        section: "disk",
+        label: format!(
+            "get, {}k session records (40 B key, 200 B value), compact tier vs default",
+            keys / 1000
+        ),
+        chart: "throughput_disk",
+        title: "DiskStore get, compact memory tier vs default",
+        group: "get\ncompact tier".into(),
+        entrants: vec![
+            Entrant::ours("strata DiskStore, compact tier", entrant(true)),
+            Entrant::peer("DiskStore, default tier", entrant(false)),
+        ],
+    };
+    contest::run(report, contest);
+}
+
 #[path = "disk_cold.rs"]
 mod cold;
 
@@ -392,6 +454,8 @@ mod cold;
 const SESSIONS_CHILD: &str = "STRATA_DISK_SESSIONS_CHILD";
 /// How many records the child must find.
 const SESSIONS_N: &str = "STRATA_DISK_SESSIONS_N";
+/// Set (to anything) when the child must reopen with a compact memory tier.
+const SESSIONS_COMPACT: &str = "STRATA_DISK_SESSIONS_COMPACT";
 /// The child's answer line: `<tag> <reopen ms> <VmRSS kB before> <VmRSS kB after> <CPU ms>`,
 /// the CPU time being what the reopen used (user + sys, every thread).
 const SESSIONS_TAG: &str = "strata-disk-sessions";
@@ -440,7 +504,12 @@ fn sessions_child(dir: &str) -> ! {
     let before = vm_rss_kb().unwrap_or(0);
     let cpu_before = process_ms();
     let started = Instant::now();
-    let db = open(Path::new(dir), Writes::Async);
+    let db = DiskDb::builder()
+        .dir(dir)
+        .writes(Writes::Async)
+        .compact_memory(std::env::var_os(SESSIONS_COMPACT).is_some())
+        .open()
+        .expect("open the bench directory");
     let s: DiskStore<String, String> = db.store("sessions").expect("open the namespace");
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let cpu = process_ms() - cpu_before;
@@ -476,6 +545,7 @@ fn sessions(report: &mut Report, rt: &tokio::runtime::Runtime) {
     for n in session_sizes(report) {
         sessions_of(report, rt, n);
     }
+    session_get(report, rt);
 }
 
 fn sessions_of(report: &mut Report, rt: &tokio::runtime::Runtime, n: u64) {
@@ -492,15 +562,23 @@ fn sessions_of(report: &mut Report, rt: &tokio::runtime::Runtime, n: u64) {
             .status();
         eprintln!("session records kept in {} ({status:?})", copy.display());
     }
+    for compact in [false, true] {
+        sessions_rows(report, dir.path(), n, compact);
+    }
+}
+
+/// The rows of `n` session records reopened with the default memory tier or a compact one.
+fn sessions_rows(report: &mut Report, dir: &Path, n: u64, compact: bool) {
     let runs: Vec<(f64, f64, f64)> = (0..report.rounds.min(3))
-        .map(|_| sessions_reopen(dir.path(), n))
+        .map(|_| sessions_reopen(dir, n, compact))
         .collect();
     let ms = median(runs.iter().map(|r| r.0).collect());
     let rss = median(runs.iter().map(|r| r.1).collect());
     let cpu = median(runs.iter().map(|r| r.2).collect());
+    let tier = if compact { ", compact tier" } else { "" };
     let label = |what: &str| {
         format!(
-            "{what}, {}k session records (40 B key, 200 B value)",
+            "{what}, {}k session records (40 B key, 200 B value){tier}",
             n / 1000
         )
     };
@@ -531,14 +609,19 @@ fn sessions_of(report: &mut Report, rt: &tokio::runtime::Runtime, n: u64) {
 }
 
 /// Runs one child reopen: (reopen ms, VmRSS growth in kB, CPU ms).
-fn sessions_reopen(dir: &Path, n: u64) -> (f64, f64, f64) {
+fn sessions_reopen(dir: &Path, n: u64, compact: bool) -> (f64, f64, f64) {
     let exe = std::env::current_exe().expect("the bench binary's path");
-    let out = Command::new(exe)
+    let mut child = Command::new(exe);
+    child
         .arg("disk")
         .env(SESSIONS_CHILD, dir)
-        .env(SESSIONS_N, n.to_string())
-        .output()
-        .expect("run the reopen child");
+        .env(SESSIONS_N, n.to_string());
+    if compact {
+        child.env(SESSIONS_COMPACT, "1");
+    } else {
+        child.env_remove(SESSIONS_COMPACT);
+    }
+    let out = child.output().expect("run the reopen child");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()

@@ -66,6 +66,8 @@ pub(crate) struct Options {
     pub max_weight: Option<u64>,
     /// The store builder's weigher (a `WeighFn<K, V>` for its `K`, `V`); none: encoded size.
     pub weigher: Option<AnyWeigher>,
+    /// Each namespace's memory tier keeps encoded records (`disk::compact`).
+    pub compact_memory: bool,
     pub faults: Option<super::faults::Faults>,
 }
 
@@ -135,6 +137,8 @@ pub type DiskStoreBuilder<K, V> = DiskBuilder<ForStore<K, V>>;
 ///   (store builder only): the entry's encoded size on disk;
 /// - `time_to_idle`: none (entries expire only by their TTL; see
 ///   [`DiskBuilder::time_to_idle`]);
+/// - `compact_memory`: false (the memory tier keeps keys and values as they are; see
+///   [`DiskBuilder::compact_memory`]);
 /// - `namespace` (store shorthand only): `"cache"`.
 ///
 /// ```
@@ -177,6 +181,7 @@ impl<T> DiskBuilder<T> {
                 time_to_idle: None,
                 max_weight: None,
                 weigher: None,
+                compact_memory: false,
                 faults: None,
             },
             namespace: Ok(Namespace::default()),
@@ -413,6 +418,57 @@ impl<T> DiskBuilder<T> {
         self
     }
 
+    /// Keep each entry in memory as ONE encoded record (key bytes, the value encoded as on
+    /// disk, the deadline) in a per-shard arena, decoded on every read, instead of the key and
+    /// value as they are. For many small entries that are read less often than they are kept
+    /// (sessions): about 280 bytes per 240-byte session after a reopen instead of ~357, and no
+    /// allocation per entry. A `get` decodes the value (for a `String` about what the default
+    /// tier's clone costs; more for a struct); see BENCHMARKS.md for both figures.
+    ///
+    /// Every `Store` operation, prefix matching, conditional writes, counters, TTLs, stats and
+    /// events (put, replace, delete, expired) work as in the default tier, with one difference:
+    /// there is no sweeper thread. An expired entry is never returned, but it leaves memory
+    /// (and its `Expired` event is sent) only when a read finds it or writes to its shard
+    /// sweep it, so a namespace nobody writes to keeps its expired entries (hidden) in memory.
+    ///
+    /// Not combinable (`open()` refuses it, saying what to use instead) with
+    /// [`memory_capacity`](Self::memory_capacity), [`max_capacity`](Self::max_capacity),
+    /// [`max_weight`](Self::max_weight) or [`time_to_idle`](Self::time_to_idle), whose tiers
+    /// track entries one by one; `Store::with_time_to_idle` and
+    /// `Store::install_eviction_listener` are [`Error::Unsupported`] on such a store.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{DiskStore, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = DiskStore::<String, String>::builder()
+    ///     .dir(dir.path())
+    ///     .compact_memory(true)
+    ///     .open()?;
+    /// let hour = Some(Duration::from_secs(3600));
+    /// store.put("session:1".into(), "alice".into(), hour).await?;
+    /// assert_eq!(store.get(&"session:1".into()).await?.as_deref(), Some("alice"));
+    /// drop(store);
+    /// let reopened = DiskStore::<String, String>::builder()
+    ///     .dir(dir.path())
+    ///     .compact_memory(true)
+    ///     .open()?;
+    /// assert_eq!(reopened.count().await?, 1);
+    /// assert!(DiskStore::<String, String>::builder()
+    ///     .dir(dir.path())
+    ///     .compact_memory(true)
+    ///     .max_capacity(10)
+    ///     .open()
+    ///     .is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn compact_memory(mut self, compact: bool) -> Self {
+        self.opts.compact_memory = compact;
+        self
+    }
+
     /// Test hook: commits go through `faults`, which can fail or park them (see
     /// [`Faults`](crate::Faults)). Hidden: for strata's own tests and those of stores built on
     /// it; never set it in production.
@@ -474,6 +530,20 @@ impl<T> DiskBuilder<T> {
         }
         if let Some(idle) = o.time_to_idle {
             super::idle::validate(idle, o.memory_capacity.is_some())?;
+        }
+        if o.compact_memory {
+            let refused = [
+                (o.memory_capacity.is_some(), "memory_capacity", "the larger-than-memory mode already keeps only a hot set in memory"),
+                (o.max_capacity.is_some(), "max_capacity", "a bounded tier must track each entry for eviction; bound the store or make its tier compact, not both"),
+                (o.max_weight.is_some(), "max_weight", "a bounded tier must track each entry for eviction; bound the store or make its tier compact, not both"),
+                (o.time_to_idle.is_some(), "time_to_idle", "idle expiry moves each entry's deadline on every read; use TTLs with a compact tier"),
+            ];
+            if let Some((_, option, why)) = refused.into_iter().find(|(set, ..)| *set) {
+                return Err(Error::config(
+                    "compact_memory",
+                    format!("cannot be combined with {option}: {why}"),
+                ));
+            }
         }
         if o.dir.as_os_str().is_empty() {
             return Err(Error::config("dir", "must not be empty"));

@@ -21,6 +21,9 @@ where
     /// `key`'s live value and deadline (0: never): memory, else (larger than memory) disk.
     /// Writers call it under the key's stripe lock, so what it reads is committed state.
     pub(super) fn lookup(&self, key: &K) -> Result<Option<(V, u64)>> {
+        if let Some(compact) = self.compact() {
+            return compact.read(key);
+        }
         if self.tier_idle().is_some() {
             // The deadline a write keeps is the TTL's, not the idle one memory reports.
             return Ok(self.mem().peek_ttl_deadline(key));
@@ -36,10 +39,18 @@ where
 
     /// True if `key` has a live entry (see [`DiskStore::lookup`]).
     pub(super) fn is_live(&self, key: &K) -> Result<bool> {
-        if self.mem().contains(key) {
+        if self.in_memory(key) {
             return Ok(true);
         }
         Ok(self.db.larger_than_memory() && self.on_disk(key)?.is_some())
+    }
+
+    /// True if the memory tier (compact or not) has a live entry under `key`.
+    pub(super) fn in_memory(&self, key: &K) -> bool {
+        match self.compact() {
+            Some(compact) => compact.contains(key),
+            None => self.mem().contains(key),
+        }
     }
 
     /// `key`'s live record on disk, decoded. A record that no longer decodes is a miss, as at
@@ -74,6 +85,9 @@ where
     /// read returns what disk holds and promotes nothing.
     pub(super) fn get_through(&self, key: &K) -> Result<Option<V>> {
         self.db.check()?;
+        if let Some(compact) = self.compact() {
+            return compact.get(key);
+        }
         if let Some(value) = self.mem().get(key) {
             return Ok(Some(value));
         }
@@ -98,6 +112,9 @@ where
     /// `ttl`: the remaining lifetime from memory, else from the record on disk.
     pub(super) fn ttl_through(&self, key: &K) -> Result<Option<Expiry>> {
         self.db.check()?;
+        if let Some(compact) = self.compact() {
+            return Ok(compact.ttl(key));
+        }
         if let Some(expiry) = self.mem().ttl(key) {
             return Ok(Some(expiry));
         }
@@ -137,6 +154,9 @@ where
 
     /// How many live entries the namespace has (memory's count in the all-in-memory mode).
     pub(super) fn live_count(&self) -> Result<usize> {
+        if let Some(compact) = self.compact() {
+            return Ok(compact.count());
+        }
         if !self.db.larger_than_memory() {
             return Ok(self.mem().count());
         }

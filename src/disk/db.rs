@@ -17,6 +17,7 @@ use tokio::sync::{Mutex as AsyncMutex, MutexGuard, OwnedMutexGuard};
 use super::{
     builder::{AnyWeigher, DiskDbBuilder, OnCorrupt, Options, WeighFn, Writes},
     closing::{self, Closing},
+    compact::Compact,
     engine::{allocated, Engine, FjallEngine, Op, BLOCK_CACHE, BLOCK_CACHE_COLD},
     fifo::Fifo,
     idle::{IdleHook, Settler},
@@ -257,7 +258,10 @@ impl DiskDb {
             tier.fifo = Some(Arc::new(Mutex::new(fifo)));
         }
         let now = self.inner.opts.clock.now_ms();
-        let (undecodable, mut expired) = load_entries(&tier.mem, namespace, &raw, now)?;
+        let (undecodable, mut expired) = match &tier.compact {
+            Some(compact) => load_compact(compact, namespace, &raw, now)?,
+            None => load_entries(&tier.mem, namespace, &raw, now)?,
+        };
         drop(raw);
         // More records than the limit (a limit lowered, a delete lost to a crash): the tier
         // evicted the surplus while loading; delete it on disk too.
@@ -299,7 +303,10 @@ impl DiskDb {
         if let Some(idle) = tti {
             mem = mem.time_to_idle(idle);
         }
-        if let Some(entries) = expected {
+        let compact = opts
+            .compact_memory
+            .then(|| Compact::new(opts.clock.clone(), opts.format, expected.unwrap_or(0)));
+        if let (Some(entries), None) = (expected, &compact) {
             mem = mem.expected_entries(entries);
         }
         let mem = mem.build()?;
@@ -318,6 +325,7 @@ impl DiskDb {
         };
         Ok(Tier {
             mem,
+            compact,
             undecodable: 0,
             evicted,
             forward,
@@ -599,30 +607,7 @@ where
     K: Key,
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    let all = 0..raw.len();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || raw.len() < PARALLEL_LOAD_MIN {
-        let (fill, undecodable, expired) = load_part(mem, namespace, raw, all, now)?;
-        mem.fill(vec![fill]);
-        return Ok((undecodable, expired));
-    }
-    let per_thread = raw.len().div_ceil(threads);
-    let parts = std::thread::scope(|scope| {
-        let workers: Vec<_> = all
-            .step_by(per_thread)
-            .map(|start| {
-                let part = start..(start + per_thread).min(raw.len());
-                scope.spawn(move || load_part(mem, namespace, raw, part, now))
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect::<Vec<_>>()
-    });
+    let parts = in_parts(raw, |part| load_part(mem, namespace, raw, part, now));
     let (mut fills, mut undecodable, mut expired) =
         (Vec::new(), Undecodable::default(), Vec::new());
     for part in parts {
@@ -632,6 +617,77 @@ where
         expired.extend(e);
     }
     mem.fill(fills);
+    Ok((undecodable, expired))
+}
+
+/// Runs `work` on `raw`'s records split in one part per core, or in one part on the calling
+/// thread for a small namespace; the results in order.
+fn in_parts<T: Send>(
+    raw: &RawEntries,
+    work: impl Fn(std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    let all = 0..raw.len();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || raw.len() < PARALLEL_LOAD_MIN {
+        return vec![work(all)];
+    }
+    let per_thread = raw.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let work = &work;
+        let workers: Vec<_> = all
+            .step_by(per_thread)
+            .map(|start| {
+                let part = start..(start + per_thread).min(raw.len());
+                scope.spawn(move || work(part))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+/// [`load_entries`] into a compact tier: every record is decoded once to check it still
+/// decodes (as the default tier's load does), then its bytes are copied into the tier.
+fn load_compact<K, V>(
+    compact: &Compact<K, V>,
+    namespace: &Namespace,
+    raw: &RawEntries,
+    now: u64,
+) -> Result<(Undecodable, Vec<Op>)>
+where
+    K: Key,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let parts = in_parts(raw, |part| {
+        let mut gathered = compact.gather(part.len());
+        let (mut undecodable, mut expired) = (Undecodable::default(), Vec::new());
+        for index in part {
+            let (raw_key, rec) = raw.get(index);
+            match decode_entry::<K, V>(raw_key, rec) {
+                Ok((_, _, deadline)) if record::is_expired(deadline, now) => {
+                    expired.push(Op::Delete {
+                        key: namespaced(namespace, raw_key),
+                    });
+                }
+                Ok((key, _, _)) => compact.add(&mut gathered, index, raw_key, rec, &key),
+                Err(reason) => undecodable.note(namespace, raw_key, reason),
+            }
+        }
+        (gathered, undecodable, expired)
+    });
+    let (mut gathered, mut undecodable, mut expired) =
+        (Vec::new(), Undecodable::default(), Vec::new());
+    for (g, u, e) in parts {
+        gathered.push(g);
+        undecodable.merge(u);
+        expired.extend(e);
+    }
+    compact.fill(raw, gathered);
     Ok((undecodable, expired))
 }
 

@@ -33,7 +33,7 @@ use super::{
     store::DiskStore,
     writer::Ops,
 };
-use crate::{codec::Key, error::Result, memory::MemoryStore};
+use crate::{codec::Key, error::Result};
 
 /// A namespace's keys on disk in insertion order (see the module docs).
 #[derive(Default)]
@@ -152,7 +152,7 @@ where
         let key = K::decode_key(&disk_key[self.prefix.len()..]).ok();
         let stripes = Stripes::of(&disk_key);
         self.write_once(stripes, || {
-            let apply = move |mem: &MemoryStore<K, V>| {
+            let apply = move |mem: super::store::Mem<'_, K, V>| {
                 if let Some(key) = key {
                     mem.delete(&key);
                 }

@@ -232,6 +232,12 @@ where
     /// [`DiskBuilder::time_to_idle`](super::DiskBuilder::time_to_idle)).
     pub(super) fn with_idle(&self, idle: Duration) -> Result<Self> {
         validate(idle, self.db.larger_than_memory())?;
+        if self.compact().is_some() {
+            return Err(Error::config(
+                "compact_memory",
+                "a compact tier has no idle expiry (reads would have to move each entry's deadline): use TTLs, or open without compact_memory",
+            ));
+        }
         match self.tier_idle() {
             Some(current) if current == idle => Ok(self.clone()),
             // The old tier's idle expiries could still reach the disk after the swap.

@@ -41,6 +41,16 @@ impl RawEntries {
         self.bytes.extend_from_slice(record);
     }
 
+    /// Raw entries of `(key, record)` pairs, for tests.
+    #[cfg(test)]
+    pub(crate) fn of(entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
+        let mut raw = RawEntries::default();
+        for (key, record) in entries {
+            raw.push(&key, &record);
+        }
+        raw
+    }
+
     /// How many records there are.
     pub fn len(&self) -> usize {
         self.spans.len()

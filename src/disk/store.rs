@@ -12,6 +12,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
     builder::DiskStoreBuilder,
+    compact::Compact,
     db::{DiskDb, Stripes},
     engine::Op,
     record,
@@ -29,7 +30,10 @@ use crate::{
 
 /// The memory tier of one namespace, shared by every handle on it.
 pub(super) struct Tier<K, V> {
+    /// The default tier (empty when `compact` is set).
     pub mem: MemoryStore<K, V>,
+    /// With `compact_memory`: the tier holding every entry, as encoded records.
+    pub compact: Option<Compact<K, V>>,
     pub undecodable: usize,
     /// With `max_capacity`: keys evicted for size whose disk delete is not queued yet.
     pub evicted: Option<super::bounded::Evicted<K>>,
@@ -48,6 +52,7 @@ impl<K, V> Clone for Tier<K, V> {
     fn clone(&self) -> Self {
         Tier {
             mem: self.mem.clone(),
+            compact: self.compact.clone(),
             undecodable: self.undecodable,
             evicted: self.evicted.clone(),
             forward: self.forward.clone(),
@@ -134,16 +139,36 @@ where
 
     /// Subscribes to the memory tier's events (put, replace, delete, expired).
     pub fn subscribe(&self) -> Events<K> {
-        self.tier.mem.subscribe()
+        match self.compact() {
+            Some(compact) => compact.subscribe(),
+            None => self.tier.mem.subscribe(),
+        }
     }
 
     /// A snapshot of the memory tier's counters.
     pub fn stats(&self) -> Stats {
-        self.tier.mem.stats()
+        match self.compact() {
+            Some(compact) => compact.stats(),
+            None => self.tier.mem.stats(),
+        }
     }
 
+    /// The default memory tier (empty with `compact_memory`: see [`DiskStore::compact`]).
     pub(super) fn mem(&self) -> &MemoryStore<K, V> {
         &self.tier.mem
+    }
+
+    /// The compact memory tier, with `compact_memory`.
+    pub(super) fn compact(&self) -> Option<&Compact<K, V>> {
+        self.tier.compact.as_ref()
+    }
+
+    /// What a write's memory update runs on.
+    fn tiers(&self) -> Mem<'_, K, V> {
+        Mem {
+            plain: &self.tier.mem,
+            compact: self.tier.compact.as_ref(),
+        }
     }
 
     pub(super) fn evicted(&self) -> Option<&super::bounded::Evicted<K>> {
@@ -187,7 +212,7 @@ where
 
     /// The memory tier's update writing `value` under `key` until `deadline`.
     fn put_later(key: K, value: V, deadline: u64) -> impl Apply<K, V> {
-        move |mem: &MemoryStore<K, V>| put_at(mem, key, value, deadline)
+        move |mem: Mem<'_, K, V>| mem.put_at(key, value, deadline)
     }
 
     /// Runs one write: `decide` looks at memory (under `stripes`, the stripe locks of every key
@@ -228,7 +253,7 @@ where
             Decision::Write { result, ops, apply } => (result, ops, apply),
         };
         self.db.inner.writer.submit(ops, false, None)?;
-        apply(self.mem());
+        apply(self.tiers());
         Ok(result)
     }
 
@@ -244,14 +269,17 @@ where
             Decision::Nothing(result) => return Ok(result),
             Decision::Write { result, ops, apply } => (result, ops, apply),
         };
-        let mem = self.mem().clone();
+        let (mem, compact) = (self.mem().clone(), self.tier.compact.clone());
         // Larger than memory with a disk limit: the FIFO follows the disk, per key in commit
         // order (the stripes are still held).
         let fifo = self
             .fifo()
             .map(|fifo| (fifo.clone(), super::fifo::changes(&ops)));
         let on_commit: OnCommit = Box::new(move || {
-            apply(&mem);
+            apply(Mem {
+                plain: &mem,
+                compact: compact.as_ref(),
+            });
             if let Some((fifo, changes)) = fifo {
                 fifo.lock().apply(changes);
             }
@@ -285,7 +313,7 @@ where
             let owned = key.clone();
             // Deleted on disk even when memory had nothing: the record may be one that no
             // longer decodes, and deleting it is how a user gets rid of it.
-            let apply = move |mem: &MemoryStore<K, V>| drop(mem.take(&owned));
+            let apply = move |mem: Mem<'_, K, V>| mem.delete(&owned);
             let live = self.lookup(key)?.map(|(value, _)| value);
             Ok(Decision::one(live, Op::Delete { key: dk }, apply))
         })
@@ -393,9 +421,7 @@ where
             let op = Op::DeletePrefix {
                 prefix: self.prefix.to_vec(),
             };
-            let apply = |mem: &MemoryStore<K, V>| {
-                mem.clear();
-            };
+            let apply = |mem: Mem<'_, K, V>| mem.clear();
             Ok(Decision::one(self.live_count()?, op, apply))
         })
         .await
@@ -413,9 +439,9 @@ where
             .collect::<Result<Vec<Op>>>()?;
         let stripes = Stripes::of_all(ops.iter().map(Op::key));
         self.write(stripes, || {
-            let apply = move |mem: &MemoryStore<K, V>| {
+            let apply = move |mem: Mem<'_, K, V>| {
                 for (key, value) in entries {
-                    put_at(mem, key, value, deadline);
+                    mem.put_at(key, value, deadline);
                 }
             };
             Ok(Decision::many((), ops, apply))
@@ -443,7 +469,7 @@ where
                 }
             }
             let keys = keys.to_vec();
-            let apply = move |mem: &MemoryStore<K, V>| {
+            let apply = move |mem: Mem<'_, K, V>| {
                 for key in &keys {
                     mem.delete(key);
                 }
@@ -470,7 +496,7 @@ where
         let mut keys = Vec::new();
         self.db.inner.engine.scan(&range, &mut |raw, _| {
             if let Ok(key) = K::decode_key(&raw[self.prefix.len()..]) {
-                if self.mem().contains(&key) {
+                if self.in_memory(&key) {
                     keys.push(key);
                 }
             }
@@ -482,9 +508,48 @@ where
 
 /// A memory-tier update: run at once by an async write, once the commit succeeded by a sync
 /// one.
-pub(super) trait Apply<K, V>: FnOnce(&MemoryStore<K, V>) + Send + 'static {}
+pub(super) trait Apply<K, V>: FnOnce(Mem<'_, K, V>) + Send + 'static {}
 
-impl<K, V, F: FnOnce(&MemoryStore<K, V>) + Send + 'static> Apply<K, V> for F {}
+impl<K, V, F: FnOnce(Mem<'_, K, V>) + Send + 'static> Apply<K, V> for F {}
+
+/// The memory tier a write's update runs on: the default one, or the compact one if the
+/// store has it (the default one is then empty).
+pub(super) struct Mem<'a, K, V> {
+    pub plain: &'a MemoryStore<K, V>,
+    pub compact: Option<&'a Compact<K, V>>,
+}
+
+impl<K, V> Mem<'_, K, V>
+where
+    K: Key,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Puts `value` under `key` until `deadline` (see [`put_at`]).
+    pub(super) fn put_at(&self, key: K, value: V, deadline: u64) {
+        let Some(compact) = self.compact else {
+            return put_at(self.plain, key, value, deadline);
+        };
+        if let Err(e) = compact.put(&key, &value, deadline) {
+            tracing::error!(error = %e, "could not apply a committed disk write to the memory tier");
+        }
+    }
+
+    /// Removes `key`.
+    pub(super) fn delete(&self, key: &K) {
+        match self.compact {
+            Some(compact) => drop(compact.remove(key)),
+            None => drop(self.plain.take(key)),
+        }
+    }
+
+    /// Removes everything.
+    pub(super) fn clear(&self) {
+        match self.compact {
+            Some(compact) => drop(compact.clear()),
+            None => drop(self.plain.clear()),
+        }
+    }
+}
 
 /// What a write decided: nothing to write, or its result, its ops and its memory update.
 pub(super) enum Decision<R, A> {
@@ -598,6 +663,8 @@ where
     fn keys(&self) -> impl Future<Output = Result<Vec<K>>> + Send {
         let keys = if self.db.larger_than_memory() {
             self.keys_through(b"")
+        } else if let Some(compact) = self.compact() {
+            self.db.check().and_then(|()| compact.keys())
         } else {
             self.db.check().map(|()| self.mem().keys())
         };

@@ -20,6 +20,9 @@ where
         if self.db.larger_than_memory() {
             return None;
         }
+        if let Some(compact) = self.compact() {
+            return Some(self.db.check().and_then(|()| compact.get(key)));
+        }
         Some(self.db.check().map(|()| self.mem().get(key)))
     }
 }

@@ -1,0 +1,947 @@
+//! The compact memory tier ([`DiskBuilder::compact_memory`](crate::DiskBuilder::compact_memory)):
+//! each live entry of a namespace is ONE encoded record in its shard's arena, found by its key
+//! bytes and decoded on every read.
+//!
+//! Why: the default tier keeps each `K` and `V` as they are. For a session (a 40-byte `String`
+//! key, a 200-byte `String` value) that is two heap chunks (48 + 208 bytes) and a 56-byte table
+//! slot: ~357 bytes per entry after a reopen. Here an entry costs its record (its deadline, two
+//! varint lengths, the key bytes and the encoded value, as on disk) and an 8-byte offset in a
+//! hashbrown table sized at the load for ~80 % occupancy. There is no allocation per entry,
+//! so no allocator header or rounding either.
+//!
+//! A record at `offset` in its shard's arena:
+//! `[deadline: u64 LE, 0 = never][key length: varint][value length: varint][key][value]`. Only
+//! this module writes arenas; still, every read of one is bounds-checked, and bytes that do not
+//! parse or decode are an error or a miss, never a panic.
+//!
+//! - **Writes** append the new record; the one it replaces (or a removed one) becomes
+//!   garbage. Once garbage is a quarter of a shard's arena (and at least [`GARBAGE_MIN`]), the
+//!   write compacts the shard under its write lock: the live records are copied into a fresh
+//!   arena, so each byte of garbage costs at most three bytes of copying. The pause is one
+//!   shard's arena (~1.6 MB for sessions: the load picks the shard count for that).
+//! - **Expiry**: reads check the deadline, so an expired entry is never returned; a read that
+//!   finds one removes it (as the default tier does). The rest are dropped by a sweep of their
+//!   shard, which a write runs once the shard's earliest deadline has passed and an eighth of
+//!   its entries were written since the last sweep (so a sweep costs O(1) per write, amortized).
+//!   There is no background thread: expired entries nobody reads stay in memory (hidden) until
+//!   writes reach their shard, and their `Expired` events are sent then.
+//! - **Events** (put, replace, delete, expired) and **stats** are those of the default tier;
+//!   eviction listeners, bounded and idle tiers are refused by the builder.
+
+use std::{cell::RefCell, hash::BuildHasher, marker::PhantomData, sync::Arc};
+
+use hashbrown::HashTable;
+use parking_lot::RwLock;
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{load::RawEntries, record};
+use crate::{
+    codec::{decode_value, encode_value_into, Format, Key},
+    error::{Error, Result},
+    events::{EventBus, EventKind, Events},
+    stats::{Counter as Stat, Stats, StatsRecorder},
+    store::Expiry,
+    time::Clock,
+};
+
+/// A shard compacts only with at least this much garbage.
+const GARBAGE_MIN: usize = 16 * 1024;
+/// Entries per shard after a load: 80 % of the 7/8 of 8192 buckets hashbrown fills, so the
+/// table costs ~11 bytes per entry and an arena of sessions is ~1.6 MB (the compaction pause).
+const LOADED_PER_SHARD: usize = 5_700;
+const SHARDS_MIN: usize = 64;
+const SHARDS_MAX: usize = 8192;
+/// Below this many entries a load fills on the calling thread alone.
+const PARALLEL_MIN: usize = 32 * 1024;
+
+/// The compact memory tier of one namespace. Cheap to clone: clones share the entries.
+pub(crate) struct Compact<K, V> {
+    inner: Arc<Inner<K>>,
+    types: PhantomData<fn() -> V>,
+}
+
+impl<K, V> Clone for Compact<K, V> {
+    fn clone(&self) -> Self {
+        Compact {
+            inner: self.inner.clone(),
+            types: PhantomData,
+        }
+    }
+}
+
+struct Inner<K> {
+    shards: Box<[RwLock<Shard>]>,
+    hasher: foldhash::fast::RandomState,
+    clock: Clock,
+    format: Format,
+    stats: StatsRecorder,
+    events: EventBus<K>,
+}
+
+/// One shard: the offsets of its records, by key hash, and the arena holding them.
+struct Shard {
+    table: HashTable<u64>,
+    arena: Vec<u8>,
+    /// Bytes of the arena no entry points to.
+    garbage: usize,
+    /// The earliest deadline written since the last sweep (`u64::MAX`: none).
+    earliest: u64,
+    /// Writes since the last sweep.
+    writes: usize,
+}
+
+impl Shard {
+    fn new() -> Self {
+        Shard {
+            table: HashTable::new(),
+            arena: Vec::new(),
+            garbage: 0,
+            earliest: u64::MAX,
+            writes: 0,
+        }
+    }
+}
+
+/// A record's parts, read from an arena.
+#[derive(Clone, Copy)]
+struct Rec<'a> {
+    deadline: u64,
+    key: &'a [u8],
+    value: &'a [u8],
+    /// The record's whole length in the arena.
+    len: usize,
+}
+
+impl Rec<'_> {
+    fn is_expired(&self, now: u64) -> bool {
+        record::is_expired(self.deadline, now)
+    }
+}
+
+/// The record at `offset`, or `None` if the bytes there are not a whole record.
+fn parse(arena: &[u8], offset: u64) -> Option<Rec<'_>> {
+    let start = usize::try_from(offset).ok()?;
+    let all = arena.get(start..)?;
+    let deadline = u64::from_le_bytes(all.get(..8)?.try_into().ok()?);
+    let (key_len, rest) = read_varint(all.get(8..)?)?;
+    let (value_len, rest) = read_varint(rest)?;
+    let key = rest.get(..key_len)?;
+    let value = rest.get(key_len..key_len.checked_add(value_len)?)?;
+    let len = all.len() - rest.len() + key_len + value_len;
+    Some(Rec {
+        deadline,
+        key,
+        value,
+        len,
+    })
+}
+
+/// The key bytes of the record at `offset`, if it parses.
+fn key_at(arena: &[u8], offset: u64) -> Option<&[u8]> {
+    parse(arena, offset).map(|r| r.key)
+}
+
+fn read_varint(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let mut value: u64 = 0;
+    for (i, byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((usize::try_from(value).ok()?, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+fn write_varint(out: &mut Vec<u8>, mut value: usize) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn varint_len(value: usize) -> usize {
+    (usize::BITS - (value | 1).leading_zeros()).div_ceil(7) as usize
+}
+
+/// The length of a record with this key and value.
+fn record_len(key: &[u8], value: &[u8]) -> usize {
+    8 + varint_len(key.len()) + varint_len(value.len()) + key.len() + value.len()
+}
+
+fn write_record(out: &mut Vec<u8>, deadline: u64, key: &[u8], value: &[u8]) {
+    out.extend_from_slice(&deadline.to_le_bytes());
+    write_varint(out, key.len());
+    write_varint(out, value.len());
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+}
+
+thread_local! {
+    /// A buffer for the key bytes of a lookup, so a read allocates only its decoded value.
+    static KEY_BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `key`'s encoded bytes.
+fn with_key_bytes<K: Key, R>(key: &K, f: impl FnOnce(&[u8]) -> R) -> R {
+    KEY_BYTES.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            key.encode_key(&mut buf);
+            let result = f(&buf);
+            if buf.capacity() > 4096 {
+                *buf = Vec::new();
+            }
+            result
+        }
+        // Only if `f` itself looked a key up (it does not): a buffer of its own.
+        Err(_) => {
+            let mut buf = Vec::new();
+            key.encode_key(&mut buf);
+            f(&buf)
+        }
+    })
+}
+
+/// What a removal found.
+enum Removed {
+    Nothing,
+    Live,
+    Expired,
+}
+
+impl Shard {
+    fn find(&self, hash: u64, key: &[u8]) -> Option<Rec<'_>> {
+        let arena = &self.arena;
+        let offset = *self.table.find(hash, |&o| key_at(arena, o) == Some(key))?;
+        parse(arena, offset)
+    }
+
+    /// Writes a record under `key`; returns the deadline of the record it replaced, if any.
+    fn insert(
+        &mut self,
+        hasher: &foldhash::fast::RandomState,
+        hash: u64,
+        key: &[u8],
+        value: &[u8],
+        deadline: u64,
+    ) -> Option<u64> {
+        let offset = self.arena.len() as u64;
+        write_record(&mut self.arena, deadline, key, value);
+        if deadline != 0 {
+            self.earliest = self.earliest.min(deadline);
+        }
+        self.writes += 1;
+        let Shard {
+            table,
+            arena,
+            garbage,
+            ..
+        } = self;
+        match table.find_mut(hash, |&o| key_at(arena, o) == Some(key)) {
+            Some(slot) => {
+                let old = parse(arena, *slot);
+                *slot = offset;
+                let old = old?;
+                *garbage += old.len;
+                Some(old.deadline)
+            }
+            None => {
+                let rehash = |&o: &u64| key_at(arena, o).map_or(0, |k| hasher.hash_one(k));
+                table.insert_unique(hash, offset, rehash);
+                None
+            }
+        }
+    }
+
+    /// Removes `key`'s record.
+    fn remove(&mut self, hash: u64, key: &[u8], now: u64) -> Removed {
+        let arena = &self.arena;
+        let Ok(entry) = self
+            .table
+            .find_entry(hash, |&o| key_at(arena, o) == Some(key))
+        else {
+            return Removed::Nothing;
+        };
+        let (offset, _) = entry.remove();
+        let Some(rec) = parse(arena, offset) else {
+            return Removed::Nothing;
+        };
+        self.garbage += rec.len;
+        if rec.is_expired(now) {
+            Removed::Expired
+        } else {
+            Removed::Live
+        }
+    }
+
+    /// Drops every expired record; returns their keys' bytes if `keep` (for events), and how
+    /// many there were.
+    fn sweep(&mut self, now: u64, keep: bool) -> (usize, Vec<Vec<u8>>) {
+        let Shard {
+            table,
+            arena,
+            garbage,
+            earliest,
+            writes,
+        } = self;
+        let (mut count, mut keys, mut next) = (0, Vec::new(), u64::MAX);
+        table.retain(|&mut o| match parse(arena, o) {
+            Some(rec) if rec.is_expired(now) => {
+                count += 1;
+                *garbage += rec.len;
+                if keep {
+                    keys.push(rec.key.to_vec());
+                }
+                false
+            }
+            Some(rec) => {
+                if rec.deadline != 0 {
+                    next = next.min(rec.deadline);
+                }
+                true
+            }
+            None => false,
+        });
+        (*earliest, *writes) = (next, 0);
+        (count, keys)
+    }
+
+    /// After a write: sweeps if due, then compacts if a quarter of the arena is garbage.
+    fn maintain(&mut self, now: u64, keep: bool) -> (usize, Vec<Vec<u8>>) {
+        let swept = if self.earliest <= now && self.writes.saturating_mul(8) >= self.table.len() {
+            self.sweep(now, keep)
+        } else {
+            (0, Vec::new())
+        };
+        self.compact_if_wasteful();
+        swept
+    }
+
+    /// Compacts once garbage is a quarter of the arena (and at least [`GARBAGE_MIN`]).
+    fn compact_if_wasteful(&mut self) {
+        if self.garbage >= GARBAGE_MIN && self.garbage.saturating_mul(4) >= self.arena.len() {
+            self.compact();
+        }
+    }
+
+    /// Copies the live records into a fresh arena.
+    fn compact(&mut self) {
+        let Shard {
+            table,
+            arena,
+            garbage,
+            ..
+        } = self;
+        let mut fresh = Vec::with_capacity(arena.len().saturating_sub(*garbage));
+        table.retain(|o| match parse(arena, *o) {
+            Some(rec) => {
+                let start = *o as usize;
+                *o = fresh.len() as u64;
+                fresh.extend_from_slice(&arena[start..start + rec.len]);
+                true
+            }
+            None => false,
+        });
+        *arena = fresh;
+        *garbage = 0;
+    }
+}
+
+impl<K, V> Compact<K, V>
+where
+    K: Key,
+    V: Serialize + DeserializeOwned,
+{
+    /// An empty tier sized for `expected` entries, whose values are written in `format`.
+    pub(crate) fn new(clock: Clock, format: Format, expected: usize) -> Self {
+        let shards = expected
+            .div_ceil(LOADED_PER_SHARD)
+            .clamp(SHARDS_MIN, SHARDS_MAX);
+        Compact {
+            inner: Arc::new(Inner {
+                shards: (0..shards).map(|_| RwLock::new(Shard::new())).collect(),
+                hasher: foldhash::fast::RandomState::default(),
+                clock,
+                format,
+                stats: StatsRecorder::new(true),
+                events: EventBus::default(),
+            }),
+            types: PhantomData,
+        }
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.inner.hasher.hash_one(key)
+    }
+
+    /// The shard of `hash`: a multiply-shift of bits 32–55 (hashbrown uses the low bits and
+    /// the top 7), so any shard count works.
+    fn lane(&self, hash: u64) -> usize {
+        let shards = self.inner.shards.len() as u64;
+        ((((hash >> 32) & 0xFF_FFFF) * shards) >> 24) as usize
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+        &self.inner.shards[self.lane(hash)]
+    }
+
+    fn now(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    fn decode(value: &[u8]) -> Result<V> {
+        // No key in the error: keys may be session ids.
+        decode_value(value, "").map_err(|e| match e {
+            Error::Decode(mut e) => {
+                e.reason = format!("a value in the compact memory tier: {}", e.reason);
+                Error::Decode(e)
+            }
+            other => other,
+        })
+    }
+
+    /// The live value under `key` (a counted read). A value that does not decode is an error,
+    /// counted as a miss.
+    pub(crate) fn get(&self, key: &K) -> Result<Option<V>> {
+        Ok(self.read(key)?.map(|(value, _)| value))
+    }
+
+    /// The live value under `key` and its deadline (0: never), a counted read.
+    pub(crate) fn read(&self, key: &K) -> Result<Option<(V, u64)>> {
+        self.inner.stats.incr(Stat::Reads);
+        let (found, stale) = with_key_bytes(key, |kb| {
+            let hash = self.hash(kb);
+            let shard = self.shard(hash).read();
+            let Some(rec) = shard.find(hash, kb) else {
+                return (Ok(None), false);
+            };
+            if rec.is_expired(self.now()) {
+                return (Ok(None), true);
+            }
+            (
+                Self::decode(rec.value).map(|v| Some((v, rec.deadline))),
+                false,
+            )
+        });
+        if !matches!(found, Ok(Some(_))) {
+            self.inner.stats.incr(Stat::Misses);
+        }
+        if stale {
+            self.expire_on_read(key);
+        }
+        found
+    }
+
+    /// Removes `key`'s entry if it is still expired (a read found it so).
+    fn expire_on_read(&self, key: &K) {
+        let expired = with_key_bytes(key, |kb| {
+            let hash = self.hash(kb);
+            let now = self.now();
+            let mut shard = self.shard(hash).write();
+            if !shard.find(hash, kb).is_some_and(|r| r.is_expired(now)) {
+                return false;
+            }
+            shard.remove(hash, kb, now);
+            true
+        });
+        if expired {
+            self.inner.stats.incr(Stat::Expirations);
+            self.inner.events.emit(key, EventKind::Expired);
+        }
+    }
+
+    /// True if `key` has a live entry (not counted).
+    pub(crate) fn contains(&self, key: &K) -> bool {
+        with_key_bytes(key, |kb| {
+            let hash = self.hash(kb);
+            let shard = self.shard(hash).read();
+            shard
+                .find(hash, kb)
+                .is_some_and(|r| !r.is_expired(self.now()))
+        })
+    }
+
+    /// The remaining lifetime of `key`, if it has a live entry (not counted).
+    pub(crate) fn ttl(&self, key: &K) -> Option<Expiry> {
+        let deadline = with_key_bytes(key, |kb| {
+            let hash = self.hash(kb);
+            let shard = self.shard(hash).read();
+            shard.find(hash, kb).map(|r| r.deadline)
+        })?;
+        match deadline {
+            0 => Some(Expiry::Never),
+            d => self.inner.clock.remaining(d).map(Expiry::In),
+        }
+    }
+
+    /// Writes `value` under `key` until `deadline` (Unix ms, 0: never); a deadline already
+    /// passed removes the key instead. Fails only if the value does not encode.
+    pub(crate) fn put(&self, key: &K, value: &V, deadline: u64) -> Result<()> {
+        let mut encoded = Vec::new();
+        encode_value_into(value, self.inner.format, "", &mut encoded)?;
+        self.put_encoded(key, &encoded, deadline);
+        Ok(())
+    }
+
+    /// [`put`](Self::put) of an already encoded value.
+    pub(crate) fn put_encoded(&self, key: &K, value: &[u8], deadline: u64) {
+        let now = self.now();
+        if record::is_expired(deadline, now) {
+            self.remove(key);
+            return;
+        }
+        let keep = self.inner.events.is_active();
+        let (old, swept) = with_key_bytes(key, |kb| {
+            let hash = self.hash(kb);
+            let mut shard = self.shard(hash).write();
+            let old = shard.insert(&self.inner.hasher, hash, kb, value, deadline);
+            (old, shard.maintain(now, keep))
+        });
+        let stats = &self.inner.stats;
+        match old {
+            Some(d) if !record::is_expired(d, now) => {
+                stats.incr(Stat::Updates);
+                self.inner.events.emit(key, EventKind::Replace);
+            }
+            old => {
+                if old.is_some() {
+                    stats.incr(Stat::Expirations);
+                    self.inner.events.emit(key, EventKind::Expired);
+                }
+                stats.incr(Stat::Writes);
+                self.inner.events.emit(key, EventKind::Put);
+            }
+        }
+        self.swept(swept);
+    }
+
+    /// Counts and announces what a sweep dropped.
+    fn swept(&self, (count, keys): (usize, Vec<Vec<u8>>)) {
+        self.inner.stats.add(Stat::Expirations, count as u64);
+        for bytes in keys {
+            if let Ok(key) = K::decode_key(&bytes) {
+                self.inner.events.emit(&key, EventKind::Expired);
+            }
+        }
+    }
+
+    /// Removes `key`; true if a live entry was removed.
+    pub(crate) fn remove(&self, key: &K) -> bool {
+        let removed = with_key_bytes(key, |kb| {
+            let hash = self.hash(kb);
+            let now = self.now();
+            let mut shard = self.shard(hash).write();
+            let removed = shard.remove(hash, kb, now);
+            shard.compact_if_wasteful();
+            removed
+        });
+        match removed {
+            Removed::Nothing => false,
+            Removed::Expired => {
+                self.inner.stats.incr(Stat::Expirations);
+                self.inner.events.emit(key, EventKind::Expired);
+                false
+            }
+            Removed::Live => {
+                self.inner.stats.incr(Stat::Deletes);
+                self.inner.events.emit(key, EventKind::Delete);
+                true
+            }
+        }
+    }
+
+    /// Every live key. A key whose bytes no longer decode as `K` is an error.
+    pub(crate) fn keys(&self) -> Result<Vec<K>> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for shard in self.inner.shards.iter() {
+            let shard = shard.read();
+            for &offset in shard.table.iter() {
+                let Some(rec) = parse(&shard.arena, offset) else {
+                    return Err(unreadable());
+                };
+                if !rec.is_expired(now) {
+                    out.push(K::decode_key(rec.key).map_err(|reason| {
+                        Error::from(crate::DecodeError {
+                            key: String::new(),
+                            reason: format!("a key in the compact memory tier: {reason}"),
+                        })
+                    })?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many live entries there are.
+    pub(crate) fn count(&self) -> usize {
+        let now = self.now();
+        let live_in = |shard: &RwLock<Shard>| {
+            let shard = shard.read();
+            let arena = &shard.arena;
+            let live = |o: &&u64| parse(arena, **o).is_some_and(|r| !r.is_expired(now));
+            shard.table.iter().filter(live).count()
+        };
+        self.inner.shards.iter().map(live_in).sum()
+    }
+
+    /// Deletes everything; returns how many live entries there were.
+    pub(crate) fn clear(&self) -> usize {
+        let now = self.now();
+        let keep = self.inner.events.is_active();
+        let mut removed = 0;
+        for shard in self.inner.shards.iter() {
+            let old = std::mem::replace(&mut *shard.write(), Shard::new());
+            for &offset in old.table.iter() {
+                let Some(rec) = parse(&old.arena, offset) else {
+                    continue;
+                };
+                let (kind, stat) = match rec.is_expired(now) {
+                    true => (EventKind::Expired, Stat::Expirations),
+                    false => (EventKind::Delete, Stat::Deletes),
+                };
+                removed += usize::from(kind == EventKind::Delete);
+                self.inner.stats.incr(stat);
+                if keep {
+                    if let Ok(key) = K::decode_key(rec.key) {
+                        self.inner.events.emit(&key, kind);
+                    }
+                }
+            }
+        }
+        removed
+    }
+
+    /// Subscribes to the tier's events.
+    pub(crate) fn subscribe(&self) -> Events<K> {
+        self.inner.events.subscribe()
+    }
+
+    /// A snapshot of the tier's counters.
+    pub(crate) fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
+    }
+}
+
+/// One record a load keeps: its key's hash, where its raw record is, and its size here.
+struct Loaded {
+    hash: u64,
+    index: u32,
+    size: u32,
+}
+
+/// What one thread of a load gathered for [`Compact::fill`].
+pub(super) struct Gathered {
+    items: Vec<Loaded>,
+    /// Keys whose canonical bytes (re-encoded from the decoded key) differ from the raw ones,
+    /// an integer key written as `007`: by raw index, ascending. Almost always empty.
+    canonical: Vec<(u32, Box<[u8]>)>,
+}
+
+impl Gathered {
+    /// The key bytes of raw record `index`.
+    fn key<'a>(&'a self, index: u32, raw_key: &'a [u8]) -> &'a [u8] {
+        if self.canonical.is_empty() {
+            return raw_key;
+        }
+        match self.canonical.binary_search_by_key(&index, |(i, _)| *i) {
+            Ok(at) => &self.canonical[at].1,
+            Err(_) => raw_key,
+        }
+    }
+}
+
+impl<K, V> Compact<K, V>
+where
+    K: Key,
+    V: Serialize + DeserializeOwned,
+{
+    /// An empty [`Gathered`] with room for `capacity` records (allocated once).
+    pub(super) fn gather(&self, capacity: usize) -> Gathered {
+        Gathered {
+            items: Vec::with_capacity(capacity),
+            canonical: Vec::new(),
+        }
+    }
+
+    /// Adds raw record `index` (`raw_key`, `rec`), whose key decoded as `key`, to `gathered`.
+    /// Call in ascending `index` order.
+    pub(super) fn add(
+        &self,
+        gathered: &mut Gathered,
+        index: usize,
+        raw_key: &[u8],
+        rec: &[u8],
+        key: &K,
+    ) {
+        let index = index as u32;
+        let value = record::value(rec);
+        with_key_bytes(key, |kb| {
+            if kb != raw_key {
+                gathered.canonical.push((index, kb.into()));
+            }
+            gathered.items.push(Loaded {
+                hash: self.hash(kb),
+                index,
+                size: u32::try_from(record_len(kb, value)).unwrap_or(u32::MAX),
+            });
+        });
+    }
+
+    /// Fills the tier (empty: a namespace being opened) with what `parts` gathered from
+    /// `raw`: each shard's table and arena are sized once, then filled with one copy per
+    /// record, on two threads for a big namespace.
+    pub(super) fn fill(&self, raw: &RawEntries, mut parts: Vec<Gathered>) {
+        let shards = self.inner.shards.len();
+        let total: usize = parts.iter().map(|p| p.items.len()).sum();
+        let parallel = total >= PARALLEL_MIN
+            && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+        let by_lane =
+            |part: &mut Gathered| part.items.sort_unstable_by_key(|item| self.lane(item.hash));
+        if parallel {
+            std::thread::scope(|scope| {
+                for part in parts.iter_mut() {
+                    scope.spawn(move || by_lane(part));
+                }
+            });
+        } else {
+            parts.iter_mut().for_each(by_lane);
+        }
+        // Each part's run of records of each shard.
+        let runs: Vec<Vec<usize>> = parts
+            .iter()
+            .map(|part| {
+                let mut bounds = vec![0; shards + 1];
+                for item in &part.items {
+                    bounds[self.lane(item.hash) + 1] += 1;
+                }
+                for lane in 0..shards {
+                    bounds[lane + 1] += bounds[lane];
+                }
+                bounds
+            })
+            .collect();
+        let fill_lanes = |lanes: std::ops::Range<usize>| {
+            for lane in lanes {
+                let mut guard = self.inner.shards[lane].write();
+                let shard = &mut *guard;
+                let of_lane = |p: usize| &parts[p].items[runs[p][lane]..runs[p][lane + 1]];
+                let count: usize = (0..parts.len()).map(|p| of_lane(p).len()).sum();
+                let bytes: usize = (0..parts.len())
+                    .flat_map(of_lane)
+                    .map(|item| item.size as usize)
+                    .sum();
+                let hasher = &self.inner.hasher;
+                let arena = &shard.arena;
+                let rehash = |&o: &u64| key_at(arena, o).map_or(0, |k| hasher.hash_one(k));
+                shard.table.reserve(count, rehash);
+                shard.arena.reserve_exact(bytes);
+                for (p, part) in parts.iter().enumerate() {
+                    for item in of_lane(p) {
+                        let (raw_key, rec) = raw.get(item.index as usize);
+                        let key = part.key(item.index, raw_key);
+                        let deadline = record::deadline(rec).unwrap_or(0);
+                        shard.insert(hasher, item.hash, key, record::value(rec), deadline);
+                    }
+                }
+                shard.writes = 0;
+            }
+        };
+        if parallel {
+            let half = shards / 2;
+            std::thread::scope(|scope| {
+                let fill_lanes = &fill_lanes;
+                let first = scope.spawn(move || fill_lanes(0..half));
+                fill_lanes(half..shards);
+                if let Err(panic) = first.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            });
+        } else {
+            fill_lanes(0..shards);
+        }
+        self.inner.stats.add(Stat::Writes, total as u64);
+    }
+}
+
+fn unreadable() -> Error {
+    Error::from(crate::DecodeError {
+        key: String::new(),
+        reason: "a record of the compact memory tier does not parse".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ManualClock;
+
+    fn tier(time: &ManualClock) -> Compact<String, String> {
+        Compact::new(time.clock(), Format::MessagePack, 0)
+    }
+
+    #[test]
+    fn records_round_trip_through_the_arena() {
+        let mut arena = vec![7u8; 3];
+        write_record(&mut arena, 42, b"key", &[1u8; 300]);
+        let rec = parse(&arena, 3).unwrap();
+        assert_eq!(
+            (rec.deadline, rec.key, rec.value.len()),
+            (42, &b"key"[..], 300)
+        );
+        assert_eq!(rec.len, arena.len() - 3);
+        assert_eq!(rec.len, record_len(b"key", &[1u8; 300]));
+        for n in [0, 1, 127, 128, 16_383, 16_384, usize::MAX] {
+            let mut out = Vec::new();
+            write_varint(&mut out, n);
+            assert_eq!(out.len(), varint_len(n), "{n}");
+            assert_eq!(read_varint(&out), Some((n, &[][..])));
+        }
+    }
+
+    #[test]
+    fn garbled_or_cut_records_never_parse_and_never_panic() {
+        let mut arena = Vec::new();
+        write_record(&mut arena, 1, b"k", b"value");
+        for cut in 0..arena.len() {
+            assert!(parse(&arena[..cut], 0).is_none(), "cut at {cut}");
+        }
+        assert!(parse(&arena, arena.len() as u64 + 1).is_none());
+        assert!(parse(&arena, u64::MAX).is_none());
+        // A length running past the end, and a varint that never ends.
+        let mut long = arena.clone();
+        long[8] = 0x7f;
+        assert!(parse(&long, 0).is_none());
+        let mut endless = 1u64.to_le_bytes().to_vec();
+        endless.extend([0xff; 16]);
+        assert!(parse(&endless, 0).is_none());
+    }
+
+    #[test]
+    fn a_value_that_does_not_decode_is_an_error_not_a_panic() {
+        let time = ManualClock::new();
+        let t = tier(&time);
+        t.put_encoded(&"k".to_string(), b"\xa7\x01\x01garbage", 0);
+        let err = t.get(&"k".to_string()).unwrap_err();
+        assert!(matches!(err, Error::Decode(_)), "{err}");
+        assert_eq!(t.stats().misses, 1, "counted as a miss");
+        assert!(t.contains(&"k".to_string()), "the entry itself is there");
+    }
+
+    #[test]
+    fn writes_reads_and_removals() {
+        let time = ManualClock::new();
+        let t = tier(&time);
+        let (a, b) = ("a".to_string(), "b".to_string());
+        t.put(&a, &"one".to_string(), 0).unwrap();
+        let hour = time.clock().now_ms() + 3_600_000;
+        t.put(&b, &"two".to_string(), hour).unwrap();
+        assert_eq!(t.get(&a).unwrap().as_deref(), Some("one"));
+        assert_eq!(t.read(&b).unwrap(), Some(("two".to_string(), hour)));
+        assert_eq!(t.ttl(&a), Some(Expiry::Never));
+        t.put(&a, &"uno".to_string(), 0).unwrap();
+        assert_eq!(t.get(&a).unwrap().as_deref(), Some("uno"));
+        assert_eq!((t.count(), t.stats().writes, t.stats().updates), (2, 2, 1));
+        let mut keys = t.keys().unwrap();
+        keys.sort();
+        assert_eq!(keys, ["a", "b"]);
+        assert!(t.remove(&a) && !t.remove(&a));
+        assert_eq!(t.get(&a).unwrap(), None);
+        assert_eq!(t.clear(), 1);
+        assert_eq!(t.count(), 0);
+    }
+
+    #[test]
+    fn expired_entries_are_hidden_then_swept_by_writes_with_their_events() {
+        let time = ManualClock::new();
+        let t = tier(&time);
+        let mut events = t.subscribe();
+        let soon = time.clock().now_ms() + 100;
+        for i in 0..100 {
+            t.put(&format!("k{i}"), &"v".to_string(), soon).unwrap();
+        }
+        time.advance(Duration::from_millis(200));
+        assert_eq!(t.get(&"k0".to_string()).unwrap(), None, "hidden at once");
+        assert_eq!(t.count(), 0);
+        assert!(t.keys().unwrap().is_empty());
+        // Writes to every shard sweep the rest (each shard has few entries here).
+        for i in 0..2_000 {
+            t.put(&format!("new{i}"), &"v".to_string(), 0).unwrap();
+        }
+        let held: usize = t.inner.shards.iter().map(|s| s.read().table.len()).sum();
+        assert_eq!(held, 2_000, "every expired record was dropped");
+        assert_eq!(t.stats().expirations, 100);
+        let mut expired = 0;
+        while let Some(event) = events.try_recv() {
+            expired += usize::from(event.kind == EventKind::Expired);
+        }
+        assert_eq!(expired, 100);
+    }
+
+    #[test]
+    fn overwrites_compact_the_arena_and_keep_every_value() {
+        let time = ManualClock::new();
+        let t = tier(&time);
+        let value = "x".repeat(200);
+        for round in 0..50 {
+            for i in 0..200 {
+                t.put(&format!("key{i}"), &format!("{round}{value}"), 0)
+                    .unwrap();
+            }
+        }
+        let (arena, garbage): (usize, usize) = t
+            .inner
+            .shards
+            .iter()
+            .map(|s| (s.read().arena.len(), s.read().garbage))
+            .fold((0, 0), |(a, g), (x, y)| (a + x, g + y));
+        let live = 200 * record_len(b"key100", &[0; 205]);
+        assert!(
+            arena < 2 * live + 16 * GARBAGE_MIN,
+            "arena {arena}, live {live}"
+        );
+        assert!(garbage <= arena);
+        for i in 0..200 {
+            let got = t.get(&format!("key{i}")).unwrap().unwrap();
+            assert_eq!(got, format!("49{value}"));
+        }
+    }
+
+    #[test]
+    fn a_load_sizes_each_shard_once() {
+        let time = ManualClock::new();
+        let n = 40_000usize;
+        let t: Compact<String, String> = Compact::new(time.clock(), Format::MessagePack, n);
+        assert_eq!(
+            t.inner.shards.len(),
+            n.div_ceil(LOADED_PER_SHARD).max(SHARDS_MIN)
+        );
+        let raw = RawEntries::of((0..n).map(|i| {
+            let value =
+                crate::codec::encode_value(&format!("v{i}"), Format::MessagePack, "").unwrap();
+            let mut rec = value;
+            rec.extend_from_slice(&0u64.to_be_bytes());
+            (format!("key{i}").into_bytes(), rec)
+        }));
+        let mut gathered = t.gather(n);
+        for i in 0..n {
+            let (raw_key, rec) = raw.get(i);
+            t.add(&mut gathered, i, raw_key, rec, &format!("key{i}"));
+        }
+        let parts = vec![gathered];
+        t.fill(&raw, parts);
+        assert_eq!(t.count(), n);
+        assert_eq!(
+            t.get(&"key123".to_string()).unwrap().as_deref(),
+            Some("v123")
+        );
+        for shard in t.inner.shards.iter() {
+            let shard = shard.read();
+            assert_eq!(shard.arena.capacity(), shard.arena.len(), "sized once");
+            assert_eq!(shard.garbage, 0);
+        }
+    }
+}
