@@ -116,7 +116,7 @@
 //! - **Compact memory tier** ([`DiskBuilder::compact_memory`], opt-in, in the all-in-memory
 //!   mode): each entry is ONE encoded record (deadline, key bytes, the value encoded as on
 //!   disk) in a per-shard arena, decoded on every read (`disk::compact`), instead of a `K` and
-//!   a `V`: no allocation per entry, ~270 bytes per 240-byte session after a reopen instead of
+//!   a `V`: no allocation per entry, ~280 bytes per 240-byte session after a reopen instead of
 //!   ~357. Reads, writes, conditional writes, counters, prefix matching, stats and events
 //!   behave as in the default tier (`conformance::disk_compact`); expired entries leave memory
 //!   when read or when writes sweep their shard (no sweeper thread). The builder refuses it
