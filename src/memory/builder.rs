@@ -129,6 +129,7 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
     /// The store is about to be filled with about `entries` entries (a `DiskStore` reopening):
     /// an unbounded store picks its shard count as a bounded one does, so those entries fill
     /// ~73 % of each shard's table instead of anywhere from 44 % to 87 %.
+    #[cfg(feature = "disk")]
     pub(crate) fn expected_entries(mut self, entries: usize) -> Self {
         self.expected = Some(entries as u64);
         self

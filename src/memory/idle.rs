@@ -67,6 +67,7 @@ where
     /// `time_to_idle`, the deadline its TTL asked for, not the idle one that comes first. Only
     /// looks: no read is counted and no deadline moves (a DiskStore writer decides on it, and
     /// its write rewrites the entry anyway).
+    #[cfg(feature = "disk")]
     pub(crate) fn peek_ttl_deadline<Q>(&self, key: &Q) -> Option<(V, u64)>
     where
         K: std::borrow::Borrow<Q>,

@@ -16,6 +16,8 @@
 mod bounded;
 mod builder;
 mod conditional;
+// Bulk fill and the weak handle serve a DiskStore only.
+#[cfg(feature = "disk")]
 mod fill;
 mod idle;
 mod lean;
@@ -27,6 +29,8 @@ mod store;
 mod sweeper;
 
 pub use builder::MemoryStoreBuilder;
+#[cfg(feature = "disk")]
 pub(crate) use fill::Fill;
 pub use store::MemoryStore;
+#[cfg(feature = "disk")]
 pub(crate) use store::WeakMemoryStore;

@@ -68,14 +68,17 @@ impl<K, V, S> Clone for MemoryStore<K, V, S> {
 
 /// A handle that does not keep its [`MemoryStore`] alive: for a listener installed on the
 /// store that needs the store back (it would otherwise own itself and never drop).
+#[cfg(feature = "disk")]
 pub(crate) struct WeakMemoryStore<K, V, S = DefaultHasher>(Weak<Inner<K, V, S>>);
 
+#[cfg(feature = "disk")]
 impl<K, V, S> Clone for WeakMemoryStore<K, V, S> {
     fn clone(&self) -> Self {
         WeakMemoryStore(self.0.clone())
     }
 }
 
+#[cfg(feature = "disk")]
 impl<K, V, S> WeakMemoryStore<K, V, S> {
     /// The store, unless it was dropped.
     pub(crate) fn upgrade(&self) -> Option<MemoryStore<K, V, S>> {
@@ -83,6 +86,7 @@ impl<K, V, S> WeakMemoryStore<K, V, S> {
     }
 }
 
+#[cfg(feature = "disk")]
 impl<K, V, S> MemoryStore<K, V, S> {
     /// A handle that does not keep the store alive.
     pub(crate) fn downgrade(&self) -> WeakMemoryStore<K, V, S> {
