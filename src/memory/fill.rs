@@ -18,10 +18,7 @@
 //! subscriber expects a `Put` event per entry. Those (and a key already present) go through
 //! [`MemoryStore::put`], exactly as before.
 
-use std::{
-    hash::{BuildHasher, Hash},
-    time::Duration,
-};
+use std::hash::{BuildHasher, Hash};
 
 use hashbrown::hash_table::Entry;
 
@@ -189,18 +186,14 @@ where
     }
 
     /// `put` with a deadline (0: never) instead of a TTL; a deadline not after `now` removes
-    /// the key instead (the write would be expired at once).
+    /// the key instead (the write would be expired at once). The entry keeps `deadline` itself,
+    /// not a TTL counted again from a later clock reading, which would make it expire late.
     fn put_until(&self, key: K, value: V, deadline: u64, now: u64) {
-        let ttl = match deadline {
-            0 => None,
-            d if d > now => Some(Duration::from_millis(d - now)),
-            _ => {
-                self.delete(&key);
-                return;
-            }
-        };
-        // A TTL of at least 1 ms: `put` refuses only a zero one.
-        let written = self.put(key, value, ttl);
+        if deadline != 0 && deadline <= now {
+            self.delete(&key);
+            return;
+        }
+        let written = self.put_at(key, value, self.now().max(now), deadline);
         debug_assert!(written.is_ok());
     }
 }
@@ -240,6 +233,8 @@ fn bucket_mask(capacity: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::time::ManualClock;
 
@@ -333,6 +328,24 @@ mod tests {
         assert_eq!(store.get(&2), None, "an expired entry is not written");
         assert_eq!(store.get(&3), Some(30));
         assert_eq!(store.count(), 2);
+    }
+
+    /// A write that a fill makes by `put` (a key present already, or a store that does not fill
+    /// in bulk) keeps the record's deadline, however long ago the fill read the clock: the
+    /// clock moved 500 ms since `now` was read, and the entry must still expire at 2 000.
+    #[test]
+    fn a_put_of_a_fill_keeps_the_deadline_when_the_clock_moved_since_now() {
+        let time = ManualClock::starting_at(1_000);
+        let store = store(&time);
+        time.advance(Duration::from_millis(500));
+        store.put_until(1, 10, 2_000, 1_000);
+        assert_eq!(
+            store.ttl(&1),
+            Some(crate::Expiry::In(Duration::from_millis(500))),
+            "expires at 2 000, not 500 ms later"
+        );
+        time.advance(Duration::from_millis(500));
+        assert_eq!(store.get(&1), None, "expired at its deadline");
     }
 
     #[test]

@@ -296,7 +296,12 @@ where
     /// Fails only for a zero TTL.
     pub fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         let now = self.now();
-        let due = self.due(now, deadline_at(now, ttl)?);
+        self.put_at(key, value, now, deadline_at(now, ttl)?)
+    }
+
+    /// `put` at `now` with its TTL deadline (Unix ms, 0: none) already worked out.
+    pub(super) fn put_at(&self, key: K, value: V, now: u64, deadline: u64) -> Result<()> {
+        let due = self.due(now, deadline);
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let mut evicted = Vec::new();
@@ -458,7 +463,8 @@ where
         let mut out = Vec::new();
         for shard in self.inner.shards.iter() {
             let shard = shard.read();
-            let live = shard.table.iter().filter(|s| !s.is_expired(self.clock()));
+            // Judged at the same reading the remaining TTLs are counted from.
+            let live = shard.table.iter().filter(|s| !s.expired_at(now));
             out.extend(live.map(|s| {
                 let ttl = (s.deadline() != 0).then(|| Duration::from_millis(s.deadline() - now));
                 (s.key.clone(), s.value.clone(), ttl)
