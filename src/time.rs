@@ -28,7 +28,9 @@ pub type UnixMillis = u64;
 /// **Precision of the system clock.** It is the OS monotonic clock, started from the wall clock.
 /// A read of an entry with a TTL checks its deadline against the kernel's coarse clock first
 /// (a few loads, no counter read) and against the precise clock only when the deadline is close,
-/// so an entry is never served at or after its deadline. A new deadline is set from the coarse
+/// so an entry is never served at or after its deadline, as long as the coarse clock lags by
+/// less than that margin (at least 50 ms; a kernel tick stalled longer, on a starved VM, could
+/// let an entry be served late by the excess). A new deadline is set from the coarse
 /// time, which lags by up to a kernel tick (1-10 ms), so an entry may expire up to a tick
 /// *before* its TTL is over, never after it. A [`ManualClock`] is exact.
 ///
