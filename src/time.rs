@@ -214,6 +214,8 @@ type Waker = Box<dyn Fn() -> bool + Send + Sync>;
 #[derive(Default)]
 struct ManualState {
     now_ms: AtomicU64,
+    /// How far the coarse reading trails `now_ms` (see [`ManualClock::set_coarse_lag`]).
+    coarse_lag_ms: AtomicU64,
     /// How many times a [`Clock`] made from this one was read (see [`ManualClock::reads`]).
     reads: AtomicU64,
     wakers: Mutex<Vec<Waker>>,
@@ -264,7 +266,9 @@ impl Clock {
     pub(crate) fn coarse_ms(&self) -> UnixMillis {
         match &self.manual {
             None => system_base().coarse_ms(),
-            Some(m) => m.read(),
+            Some(m) => m
+                .read()
+                .saturating_sub(m.coarse_lag_ms.load(Ordering::Relaxed)),
         }
     }
 
@@ -348,6 +352,7 @@ impl ManualClock {
     pub fn starting_at(unix_ms: UnixMillis) -> Self {
         let state = ManualState {
             now_ms: AtomicU64::new(unix_ms),
+            coarse_lag_ms: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             wakers: Mutex::new(Vec::new()),
         };
@@ -367,6 +372,29 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         self.state.now_ms.fetch_add(ttl_ms(by), Ordering::AcqRel);
         self.state.wakers.lock().retain(|wake| wake());
+    }
+
+    /// Makes the coarse reading of this clock trail the exact time by `lag`, as the system clock's
+    /// coarse reading trails its precise one by up to a kernel tick. Expiry checks stay exact, so a
+    /// test can prove that a store never serves an entry past its deadline by reading the coarse
+    /// time alone; new deadlines are then set `lag` early, as on the system clock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{ManualClock, MemoryStore};
+    ///
+    /// let time = ManualClock::new();
+    /// time.set_coarse_lag(Duration::from_millis(50));
+    /// let store = MemoryStore::builder().clock(time.clock()).build()?;
+    /// store.put(1u64, 1u64, Some(Duration::from_millis(100)))?;
+    /// time.advance(Duration::from_millis(100));
+    /// assert_eq!(store.get(&1), None, "expired, though the coarse time is 50 ms behind");
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn set_coarse_lag(&self, lag: Duration) {
+        self.state
+            .coarse_lag_ms
+            .store(ttl_ms(lag), Ordering::Relaxed);
     }
 
     /// Now, in milliseconds since the Unix epoch. Not counted in [`reads`](Self::reads).

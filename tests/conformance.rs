@@ -77,6 +77,28 @@ pub mod cases {
         assert!(!s.contains(&key).await.unwrap());
     }
 
+    /// Expiry is exact although the coarse time trails the true time (as the system clock's
+    /// coarse reading trails its precise one): a store that judged liveness by the coarse time
+    /// alone would still serve the entry here. Deadlines may come from either reading, so the
+    /// check is made once the true time is past both.
+    pub async fn expiry_is_exact_while_the_coarse_clock_lags<St: Store<S, S>>(ctx: &Ctx, s: &St) {
+        let Some(manual) = &ctx.manual else {
+            return; // a store on the system clock keeps its own time (Redis): nothing to lag
+        };
+        manual.set_coarse_lag(50 * MS);
+        let key = "lagging".to_string();
+        s.put(key.clone(), "v".into(), Some(100 * MS))
+            .await
+            .unwrap();
+        assert_eq!(s.get(&key).await.unwrap().as_deref(), Some("v"));
+        ctx.advance(100 * MS).await;
+        let found = s.get(&key).await.unwrap();
+        let live = s.contains(&key).await.unwrap();
+        manual.set_coarse_lag(Duration::ZERO);
+        assert_eq!(found, None, "served at its deadline by the coarse time");
+        assert!(!live, "live at its deadline by the coarse time");
+    }
+
     pub async fn overwrite_replaces_value_and_ttl<St: Store<S, S>>(ctx: &Ctx, s: &St) {
         let key = "k".to_string();
         s.put(key.clone(), "old".into(), Some(100 * MS))
@@ -874,6 +896,7 @@ macro_rules! conformance {
         case!(put_get_delete);
         case!(keys_lists_exactly_what_was_put);
         case!(records_auto_purge);
+        case!(expiry_is_exact_while_the_coarse_clock_lags);
         case!(overwrite_replaces_value_and_ttl);
         case!(none_ttl_never_expires);
         case!(zero_ttl_is_an_error);

@@ -587,16 +587,7 @@ pub(super) fn put_at<K: Key, V: Clone + Send + Sync + 'static>(
     value: V,
     deadline: u64,
 ) {
-    let now = mem.clock().now_ms();
-    let ttl = match deadline {
-        0 => None,
-        d if d <= now => {
-            mem.delete(&key);
-            return;
-        }
-        d => Some(Duration::from_millis(d - now)),
-    };
-    if let Err(e) = mem.put(key, value, ttl) {
+    if let Err(e) = mem.put_until(key, value, deadline, mem.clock().now_ms()) {
         tracing::error!(error = %e, "could not apply a committed disk write to the memory tier");
     }
 }

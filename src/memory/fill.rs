@@ -78,7 +78,8 @@ where
             return;
         }
         if !fill.bulk {
-            self.put_until(key, value, deadline, self.now());
+            let written = self.put_until(key, value, deadline, self.now());
+            debug_assert!(written.is_ok());
             return;
         }
         let hash = self.hash(&key);
@@ -181,20 +182,27 @@ where
         let now = self.now();
         for slot in late {
             let deadline = slot.deadline();
-            self.put_until(slot.key, slot.value, deadline, now);
+            let written = self.put_until(slot.key, slot.value, deadline, now);
+            debug_assert!(written.is_ok());
         }
     }
 
     /// `put` with a deadline (0: never) instead of a TTL; a deadline not after `now` removes
     /// the key instead (the write would be expired at once). The entry keeps `deadline` itself,
-    /// not a TTL counted again from a later clock reading, which would make it expire late.
-    fn put_until(&self, key: K, value: V, deadline: u64, now: u64) {
+    /// not a TTL counted again from another clock reading, which would move it: later with a
+    /// later reading, earlier with the coarse one (DiskStore's writes used to lose a tick so).
+    pub(crate) fn put_until(
+        &self,
+        key: K,
+        value: V,
+        deadline: u64,
+        now: u64,
+    ) -> crate::error::Result<()> {
         if deadline != 0 && deadline <= now {
             self.delete(&key);
-            return;
+            return Ok(());
         }
-        let written = self.put_at(key, value, self.now().max(now), deadline);
-        debug_assert!(written.is_ok());
+        self.put_at(key, value, self.now().max(now), deadline)
     }
 }
 
@@ -338,7 +346,7 @@ mod tests {
         let time = ManualClock::starting_at(1_000);
         let store = store(&time);
         time.advance(Duration::from_millis(500));
-        store.put_until(1, 10, 2_000, 1_000);
+        store.put_until(1, 10, 2_000, 1_000).unwrap();
         assert_eq!(
             store.ttl(&1),
             Some(crate::Expiry::In(Duration::from_millis(500))),
