@@ -4,13 +4,19 @@
 /// CPU time this process has used so far, user + sys of every thread, in ms (fields 14 and 15
 /// of `/proc/self/stat`, 10 ms ticks); 0 where /proc is not there.
 pub(crate) fn process_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_file_ms("/proc/self/stat")
+}
+
+/// User + sys ms in the `stat` file at `path` (0 if it cannot be read).
+fn stat_file_ms(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // The command name (field 2) may hold spaces; the fields after its `)` are plain.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
+    stat_ms(stat.rsplit_once(')').map_or("", |(_, rest)| rest))
+}
+
+/// User + sys ms from the fields of a `stat` line that follow the command name's `)`.
+fn stat_ms(after_name: &str) -> f64 {
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
     (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) * 10.0 // USER_HZ is 100 on Linux
 }
@@ -29,9 +35,7 @@ pub(crate) fn threads_ms() -> Vec<(String, f64)> {
             continue;
         };
         let name = stat[open + 1..close].to_string();
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-        let ms = (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) * 10.0;
+        let ms = stat_ms(&stat[close + 1..]);
         match out.iter_mut().find(|(n, _)| *n == name) {
             Some((_, total)) => *total += ms,
             None => out.push((name, ms)),
@@ -42,12 +46,5 @@ pub(crate) fn threads_ms() -> Vec<(String, f64)> {
 
 /// CPU time of the calling thread so far, user + sys, in ms (`/proc/thread-self/stat`).
 pub(crate) fn this_thread_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-    (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) * 10.0
+    stat_file_ms("/proc/thread-self/stat")
 }
