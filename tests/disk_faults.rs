@@ -8,10 +8,16 @@ use std::{path::Path, time::Duration};
 use strata::{DiskDb, DiskStore, Error, Faults, Store, Writes};
 
 fn open(dir: &Path, faults: &Faults, writes: Writes) -> DiskDb {
+    open_in(dir, faults, writes, false)
+}
+
+/// [`open`] with the memory tier compact (`compact_memory`) or not.
+fn open_in(dir: &Path, faults: &Faults, writes: Writes, compact: bool) -> DiskDb {
     DiskDb::builder()
         .dir(dir)
         .writes(writes)
         .faults(faults.clone())
+        .compact_memory(compact)
         .open()
         .unwrap()
 }
@@ -72,10 +78,20 @@ async fn a_failed_delete_leaves_the_key_readable() {
 
 #[tokio::test]
 async fn a_failed_put_is_never_visible_and_not_on_disk() {
+    a_failed_put_is_never_visible_and_not_on_disk_in(false).await;
+}
+
+/// [`a_failed_put_is_never_visible_and_not_on_disk`] with a compact memory tier.
+#[tokio::test]
+async fn a_failed_put_is_never_visible_and_not_on_disk_compact() {
+    a_failed_put_is_never_visible_and_not_on_disk_in(true).await;
+}
+
+async fn a_failed_put_is_never_visible_and_not_on_disk_in(compact: bool) {
     let dir = tempfile::tempdir().unwrap();
     let faults = Faults::new();
     {
-        let db = open(dir.path(), &faults, Writes::Sync);
+        let db = open_in(dir.path(), &faults, Writes::Sync, compact);
         let store: DiskStore<String, u64> = db.store("ns").unwrap();
         store.put(k("a"), 1, None).await.unwrap();
         faults.fail_nth_commit(1);
@@ -150,9 +166,20 @@ async fn a_poisoned_engine_makes_every_later_call_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_write_is_invisible_to_readers_until_its_commit_returns() {
+    a_sync_write_is_invisible_to_readers_until_its_commit_returns_in(false).await;
+}
+
+/// [`a_sync_write_is_invisible_to_readers_until_its_commit_returns`] with a compact memory
+/// tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_write_is_invisible_to_readers_until_its_commit_returns_compact() {
+    a_sync_write_is_invisible_to_readers_until_its_commit_returns_in(true).await;
+}
+
+async fn a_sync_write_is_invisible_to_readers_until_its_commit_returns_in(compact: bool) {
     let dir = tempfile::tempdir().unwrap();
     let faults = Faults::new();
-    let db = open(dir.path(), &faults, Writes::Sync);
+    let db = open_in(dir.path(), &faults, Writes::Sync, compact);
     let store: DiskStore<String, u64> = db.store("ns").unwrap();
     store.put(k("a"), 1, None).await.unwrap();
     faults.park_next_commit();
@@ -173,9 +200,19 @@ async fn a_sync_write_is_invisible_to_readers_until_its_commit_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_parked_commit_fails_is_never_seen() {
+    a_write_whose_parked_commit_fails_is_never_seen_in(false).await;
+}
+
+/// [`a_write_whose_parked_commit_fails_is_never_seen`] with a compact memory tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_parked_commit_fails_is_never_seen_compact() {
+    a_write_whose_parked_commit_fails_is_never_seen_in(true).await;
+}
+
+async fn a_write_whose_parked_commit_fails_is_never_seen_in(compact: bool) {
     let dir = tempfile::tempdir().unwrap();
     let faults = Faults::new();
-    let db = open(dir.path(), &faults, Writes::Sync);
+    let db = open_in(dir.path(), &faults, Writes::Sync, compact);
     let store: DiskStore<String, u64> = db.store("ns").unwrap();
     faults.park_next_commit();
     faults.fail_nth_commit(1);
@@ -299,6 +336,36 @@ async fn a_failed_clear_keeps_every_entry() {
     assert_eq!(store.count().await.unwrap(), 100);
     assert_eq!(store.clear().await.unwrap(), 100);
     assert_eq!(store.count().await.unwrap(), 0);
+}
+
+/// The three batch cases above on a compact memory tier: a failed `put_many`, `delete_many`
+/// or `clear` leaves memory as it was.
+#[tokio::test]
+async fn a_failed_batch_changes_nothing_in_a_compact_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    {
+        let db = open_in(dir.path(), &faults, Writes::Sync, true);
+        let store: DiskStore<String, u64> = db.store("ns").unwrap();
+        let entries = (0..10).map(|i| (format!("k{i}"), i)).collect();
+        store.put_many(entries, None).await.unwrap();
+        faults.fail_nth_commit(1);
+        let entries = (5..20).map(|i| (format!("k{i}"), i * 100)).collect();
+        assert!(store.put_many(entries, None).await.is_err());
+        faults.fail_nth_commit(1);
+        let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
+        assert!(store.delete_many(&keys).await.is_err());
+        faults.fail_nth_commit(1);
+        assert!(store.clear().await.is_err());
+        assert_eq!(store.count().await.unwrap(), 10);
+        for i in 0..10 {
+            assert_eq!(store.get(&format!("k{i}")).await.unwrap(), Some(i));
+        }
+        assert_eq!(store.get(&k("k15")).await.unwrap(), None);
+    }
+    let store = reopen(dir.path());
+    assert_eq!(store.count().await.unwrap(), 10);
+    assert_eq!(store.get(&k("k7")).await.unwrap(), Some(7));
 }
 
 #[tokio::test]
