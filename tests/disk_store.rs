@@ -1234,6 +1234,45 @@ mod compact {
         assert_eq!(counts, (1, 1), "compact: {compact}");
     }
 
+    /// Expired entries nobody reads or writes leave the compact tier: the clock moves past
+    /// their deadlines and the tier's sweeper removes them, sending their `Expired` events,
+    /// in both tiers alike.
+    #[tokio::test]
+    async fn the_sweeper_removes_expired_entries_nobody_touches() {
+        for compact in [false, true] {
+            the_sweeper_removes_expired_entries_in(compact).await;
+        }
+    }
+
+    async fn the_sweeper_removes_expired_entries_in(compact: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let time = ManualClock::new();
+        let db = open_in(dir.path(), &time, compact);
+        let s: DiskStore<String, String> = db.store("sessions").unwrap();
+        let mut events = s.subscribe();
+        for i in 0..20 {
+            let ttl = Duration::from_secs(if i < 15 { 1 } else { 3600 });
+            s.put(format!("k{i}"), "v".into(), Some(ttl)).await.unwrap();
+        }
+        time.advance(Duration::from_secs(2));
+        let mut expired = Vec::new();
+        while expired.len() < 15 {
+            let next = tokio::time::timeout(Duration::from_secs(30), events.recv()).await;
+            let event = next.expect("the sweeper expires them").expect("alive");
+            if event.kind == EventKind::Expired {
+                expired.push(event.key);
+            }
+        }
+        expired.sort();
+        let mut want: Vec<String> = (0..15).map(|i| format!("k{i}")).collect();
+        want.sort();
+        assert_eq!(expired, want, "compact: {compact}");
+        assert_eq!(s.stats().expirations, 15, "compact: {compact}");
+        assert_eq!(s.stats().hits + s.stats().misses, 0, "no read found them");
+        assert_eq!(s.purge_expired(), 0, "nothing left to purge");
+        assert_eq!(s.count().await.unwrap(), 5);
+    }
+
     /// A key stored in a form its type re-encodes differently (`007` for the u64 7) is found
     /// under the key it decodes as.
     #[tokio::test]

@@ -426,10 +426,12 @@ impl<T> DiskBuilder<T> {
     /// tier's clone costs; more for a struct); see BENCHMARKS.md for both figures.
     ///
     /// Every `Store` operation, prefix matching, conditional writes, counters, TTLs, stats and
-    /// events (put, replace, delete, expired) work as in the default tier, with one difference:
-    /// there is no sweeper thread. An expired entry is never returned, but it leaves memory
-    /// (and its `Expired` event is sent) only when a read finds it or writes to its shard
-    /// sweep it, so a namespace nobody writes to keeps its expired entries (hidden) in memory.
+    /// events (put, replace, delete, expired) work as in the default tier. An expired entry is
+    /// never returned; it leaves memory (and its `Expired` event is sent) when a read finds it,
+    /// when writes to its shard sweep it, or when the tier's sweeper thread does. Without a
+    /// deadline index, the sweeper scans each shard whose earliest deadline has passed and
+    /// then rests ~4 µs per entry scanned (at least 64 ms), so an expired entry may stay in
+    /// memory (hidden) up to that rest past its deadline: ~4 s at a million entries.
     ///
     /// Not combinable (`open()` refuses it, saying what to use instead) with
     /// [`memory_capacity`](Self::memory_capacity), [`max_capacity`](Self::max_capacity),

@@ -119,7 +119,9 @@
 //!   a `V`: no allocation per entry, ~280 bytes per 240-byte session after a reopen instead of
 //!   ~357. Reads, writes, conditional writes, counters, prefix matching, stats and events
 //!   behave as in the default tier (`conformance::disk_compact`); expired entries leave memory
-//!   when read or when writes sweep their shard (no sweeper thread). The builder refuses it
+//!   when read, when writes sweep their shard, or when the tier's sweeper thread scans the
+//!   shards whose earliest deadline passed (resting ~4 µs per entry scanned between rounds,
+//!   so up to ~4 s late at a million entries). The builder refuses it
 //!   with `memory_capacity`, `max_capacity`, `max_weight` and `time_to_idle`; an eviction
 //!   listener and `Store::with_time_to_idle` are refused on such a store.
 //! - **Eviction listener** (`Store::install_eviction_listener`): every removal of the memory

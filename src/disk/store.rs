@@ -153,6 +153,38 @@ where
         }
     }
 
+    /// Removes every entry of the memory tier whose deadline has passed now, sending their
+    /// `Expired` events; returns how many were removed. Each memory tier (default or
+    /// [`compact_memory`](crate::DiskBuilder::compact_memory)) has a sweeper thread doing this
+    /// on its own; a test on a [`ManualClock`](crate::ManualClock) may call it to sweep at a
+    /// chosen moment. Their records on disk go at the engine's next compaction or the next
+    /// open, as with the sweeper.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{DiskStore, ManualClock, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let time = ManualClock::new();
+    /// let store = DiskStore::<String, u64>::builder()
+    ///     .dir(dir.path())
+    ///     .clock(time.clock())
+    ///     .compact_memory(true)
+    ///     .open()?;
+    /// store.put("a".into(), 1, Some(Duration::from_secs(1))).await?;
+    /// time.advance(Duration::from_secs(2));
+    /// store.purge_expired(); // or the sweeper did
+    /// assert_eq!(store.stats().expirations, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn purge_expired(&self) -> usize {
+        match self.compact() {
+            Some(compact) => compact.purge_expired(),
+            None => self.tier.mem.purge_expired(),
+        }
+    }
+
     /// The default memory tier (empty with `compact_memory`: see [`DiskStore::compact`]).
     pub(super) fn mem(&self) -> &MemoryStore<K, V> {
         &self.tier.mem

@@ -23,12 +23,24 @@
 //!   finds one removes it (as the default tier does). The rest are dropped by a sweep of their
 //!   shard, which a write runs once the shard's earliest deadline has passed and an eighth of
 //!   its entries were written since the last sweep (so a sweep costs O(1) per write, amortized).
-//!   There is no background thread: expired entries nobody reads stay in memory (hidden) until
-//!   writes reach their shard, and their `Expired` events are sent then.
+//!   Expired entries nobody reads or writes are dropped by the tier's sweeper thread
+//!   (`sweeper`), which scans the shards whose earliest deadline has passed; a sweep that
+//!   leaves a quarter of a shard's arena garbage compacts it, so their memory is given back.
 //! - **Events** (put, replace, delete, expired) and **stats** are those of the default tier;
 //!   eviction listeners, bounded and idle tiers are refused by the builder.
 
-use std::{cell::RefCell, hash::BuildHasher, marker::PhantomData, sync::Arc};
+mod sweeper;
+
+use std::{
+    cell::RefCell,
+    hash::BuildHasher,
+    marker::PhantomData,
+    sync::{
+        atomic::{AtomicBool, AtomicU64},
+        Arc, OnceLock, Weak,
+    },
+    thread::Thread,
+};
 
 use hashbrown::HashTable;
 use parking_lot::RwLock;
@@ -43,6 +55,9 @@ use crate::{
     store::Expiry,
     time::Clock,
 };
+
+/// The hasher of keys' bytes.
+type Hasher = foldhash::fast::RandomState;
 
 /// A shard compacts only with at least this much garbage.
 const GARBAGE_MIN: usize = 4 * 1024;
@@ -71,11 +86,26 @@ impl<K, V> Clone for Compact<K, V> {
 
 struct Inner<K> {
     shards: Box<[RwLock<Shard>]>,
-    hasher: foldhash::fast::RandomState,
+    hasher: Hasher,
     clock: Clock,
     format: Format,
     stats: StatsRecorder,
     events: EventBus<K>,
+    /// The earliest deadline the sweeper will wake for (`u64::MAX`: none).
+    next_wake: AtomicU64,
+    /// True while the sweeper is (about to be) parked; writers unpark it only then.
+    sleeping: AtomicBool,
+    sweeper: OnceLock<Option<Thread>>,
+    me: Weak<Inner<K>>,
+}
+
+impl<K> Drop for Inner<K> {
+    fn drop(&mut self) {
+        // The sweeper holds only a weak reference: woken, it finds the tier gone and stops.
+        if let Some(Some(thread)) = self.sweeper.get() {
+            thread.unpark();
+        }
+    }
 }
 
 /// One shard: the offsets of its records, by key hash, and the arena holding them.
@@ -226,7 +256,7 @@ impl Shard {
     /// Writes a record under `key`; returns the deadline of the record it replaced, if any.
     fn insert(
         &mut self,
-        hasher: &foldhash::fast::RandomState,
+        hasher: &Hasher,
         hash: u64,
         key: &[u8],
         value: &[u8],
@@ -314,25 +344,25 @@ impl Shard {
     }
 
     /// After a write: sweeps if due, then compacts if a quarter of the arena is garbage.
-    fn maintain(&mut self, now: u64, keep: bool) -> (usize, Vec<Vec<u8>>) {
+    fn maintain(&mut self, hasher: &Hasher, now: u64, keep: bool) -> (usize, Vec<Vec<u8>>) {
         let swept = if self.earliest <= now && self.writes.saturating_mul(8) >= self.table.len() {
             self.sweep(now, keep)
         } else {
             (0, Vec::new())
         };
-        self.compact_if_wasteful();
+        self.compact_if_wasteful(hasher);
         swept
     }
 
     /// Compacts once garbage is a quarter of the arena (and at least [`GARBAGE_MIN`]).
-    fn compact_if_wasteful(&mut self) {
+    fn compact_if_wasteful(&mut self, hasher: &Hasher) {
         if self.garbage >= GARBAGE_MIN && self.garbage.saturating_mul(4) >= self.arena.len() {
-            self.compact();
+            self.compact(hasher);
         }
     }
 
     /// Copies the live records into a fresh arena.
-    fn compact(&mut self) {
+    fn compact(&mut self, hasher: &Hasher) {
         let Shard {
             table,
             arena,
@@ -351,6 +381,11 @@ impl Shard {
         });
         *arena = fresh;
         *garbage = 0;
+        // A table left mostly empty (its entries expired or removed) gives its memory back.
+        if table.capacity() / 4 > table.len() {
+            let rehash = |&o: &u64| key_at(arena, o).map_or(0, |k| hasher.hash_one(k));
+            table.shrink_to_fit(rehash);
+        }
     }
 }
 
@@ -365,13 +400,17 @@ where
             .div_ceil(LOADED_PER_SHARD)
             .clamp(SHARDS_MIN, SHARDS_MAX);
         Compact {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
                 shards: (0..shards).map(|_| RwLock::new(Shard::new())).collect(),
                 hasher: foldhash::fast::RandomState::default(),
                 clock,
                 format,
                 stats: StatsRecorder::new(true),
                 events: EventBus::default(),
+                next_wake: AtomicU64::new(u64::MAX),
+                sleeping: AtomicBool::new(true),
+                sweeper: OnceLock::new(),
+                me: me.clone(),
             }),
             types: PhantomData,
         }
@@ -502,8 +541,11 @@ where
             let hash = self.hash(kb);
             let mut shard = self.shard(hash).write();
             let old = shard.insert(&self.inner.hasher, hash, kb, value, deadline);
-            (old, shard.maintain(now, keep))
+            let (count, keys) = shard.maintain(&self.inner.hasher, now, keep);
+            self.inner.stats.add(Stat::Expirations, count as u64);
+            (old, keys)
         });
+        self.inner.wake_sweeper_for(deadline);
         let stats = &self.inner.stats;
         match old {
             Some(d) if !record::is_expired(d, now) => {
@@ -519,17 +561,13 @@ where
                 self.inner.events.emit(key, EventKind::Put);
             }
         }
-        self.swept(swept);
+        self.inner.announce_expired(swept);
     }
 
-    /// Counts and announces what a sweep dropped.
-    fn swept(&self, (count, keys): (usize, Vec<Vec<u8>>)) {
-        self.inner.stats.add(Stat::Expirations, count as u64);
-        for bytes in keys {
-            if let Ok(key) = K::decode_key(&bytes) {
-                self.inner.events.emit(&key, EventKind::Expired);
-            }
-        }
+    /// Removes every entry whose deadline has passed now, sending their `Expired` events;
+    /// returns how many were removed. The sweeper thread does this on its own.
+    pub(crate) fn purge_expired(&self) -> usize {
+        self.inner.purge(self.now()).0
     }
 
     /// Removes `key`; true if a live entry was removed.
@@ -539,7 +577,7 @@ where
             let now = self.now();
             let mut shard = self.shard(hash).write();
             let removed = shard.remove(hash, kb, now);
-            shard.compact_if_wasteful();
+            shard.compact_if_wasteful(&self.inner.hasher);
             removed
         });
         match removed {
@@ -768,6 +806,9 @@ where
             fill_lanes(0..shards);
         }
         self.inner.stats.add(Stat::Writes, total as u64);
+        if let Some(earliest) = self.inner.next_deadline() {
+            self.inner.wake_sweeper_for(earliest);
+        }
     }
 }
 

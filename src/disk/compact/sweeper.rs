@@ -1,0 +1,228 @@
+//! The compact tier's background sweeper: one thread per namespace, started by the first write
+//! (or load) of an entry with a deadline, parked until the earliest deadline of any shard, and
+//! stopped when the tier is dropped (it holds only a weak reference; the drop unparks it). The
+//! same lifecycle as the default tier's sweeper (`memory::sweeper`), so expired entries nobody
+//! reads or writes still leave memory, with their `Expired` events.
+//!
+//! The compact tier keeps no deadline index (it would cost bytes per entry), so a sweep scans
+//! each shard whose earliest deadline has passed. To bound that work, after a round that
+//! scanned `n` entries the sweeper rests for `n / 256` ms (at least [`REST_MIN_MS`]) before
+//! the next one: ~4 µs of rest per entry scanned, so sweeping takes a few percent of one core
+//! at most, and an expired entry leaves memory within its deadline plus one rest (64 ms for a
+//! small store, ~4 s at a million entries) unless a read or a write of its shard removes it
+//! first. The rest is counted on the store's clock, so a `ManualClock` drives it in tests.
+//!
+//! Wake-ups follow `memory::sweeper`: writers lower `next_wake` only for a deadline earlier
+//! than it and unpark the thread only while it is `sleeping`; a round resets `next_wake`
+//! before it scans and re-reads it after announcing sleep, so no deadline is missed.
+
+use std::{
+    sync::{atomic::Ordering, Weak},
+    thread::Thread,
+    time::Duration,
+};
+
+use super::Inner;
+use crate::{codec::Key, events::EventKind, stats::Counter as Stat};
+
+/// The shortest rest between two rounds, in ms (the default tier groups deadlines in 64 ms
+/// buckets).
+const REST_MIN_MS: u64 = 64;
+/// The longest the sweeper sleeps without checking, as a safety net.
+const MAX_NAP: Duration = Duration::from_secs(5);
+
+/// How long to rest after a round that scanned `scanned` entries, in ms.
+fn rest_after(scanned: usize) -> u64 {
+    REST_MIN_MS.max(scanned as u64 / 256)
+}
+
+impl<K: Key> Inner<K> {
+    /// Makes sure the sweeper wakes by `deadline` (0 = no deadline: nothing to do).
+    #[inline]
+    pub(super) fn wake_sweeper_for(&self, deadline: u64) {
+        if deadline == 0 || deadline >= self.next_wake.load(Ordering::Acquire) {
+            return;
+        }
+        self.next_wake.fetch_min(deadline, Ordering::SeqCst);
+        let thread = self.sweeper.get_or_init(|| self.start_sweeper());
+        if let Some(thread) = thread {
+            if self.sleeping.load(Ordering::SeqCst) {
+                thread.unpark();
+            }
+        }
+    }
+
+    fn start_sweeper(&self) -> Option<Thread> {
+        let weak = self.me.clone();
+        let spawned = std::thread::Builder::new()
+            .name("strata-sweeper".into())
+            .spawn(move || sweep_loop(weak));
+        match spawned {
+            Ok(handle) => {
+                let thread = handle.thread().clone();
+                let (waker, alive) = (thread.clone(), self.me.clone());
+                self.clock.on_advance(move || {
+                    waker.unpark();
+                    alive.strong_count() > 0
+                });
+                Some(thread)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start the strata sweeper thread; expired entries of the compact tier are hidden on read but freed only on write");
+                None
+            }
+        }
+    }
+
+    /// One round at `now`: sweeps every due shard and schedules the next wake-up; returns how
+    /// many entries it scanned.
+    fn sweep_round(&self, now: u64) -> usize {
+        self.sleeping.store(false, Ordering::SeqCst);
+        self.next_wake.store(u64::MAX, Ordering::SeqCst);
+        let (_, scanned) = self.purge(now);
+        if let Some(next) = self.next_deadline() {
+            self.next_wake.fetch_min(next, Ordering::SeqCst);
+        }
+        scanned
+    }
+
+    /// Announces sleep, then reads until when (`None`: nothing scheduled).
+    fn sleep_target(&self) -> Option<u64> {
+        self.sleeping.store(true, Ordering::SeqCst);
+        let target = self.next_wake.load(Ordering::SeqCst);
+        (target != u64::MAX).then_some(target)
+    }
+
+    /// Sweeps every shard whose earliest deadline has passed at `now` (compacting those left
+    /// wasteful) and sends the `Expired` events; returns how many entries it removed and how
+    /// many it scanned. Each shard's removals are counted before its lock is released.
+    pub(super) fn purge(&self, now: u64) -> (usize, usize) {
+        let keep = self.events.is_active();
+        let (mut removed, mut scanned) = (0, 0);
+        for shard in self.shards.iter() {
+            if shard.read().earliest > now {
+                continue;
+            }
+            let keys = {
+                let mut shard = shard.write();
+                scanned += shard.table.len();
+                let (count, keys) = shard.sweep(now, keep);
+                shard.compact_if_wasteful(&self.hasher);
+                self.stats.add(Stat::Expirations, count as u64);
+                removed += count;
+                keys
+            };
+            self.announce_expired(keys);
+        }
+        (removed, scanned)
+    }
+
+    /// Sends an `Expired` event for each of these keys' bytes.
+    pub(super) fn announce_expired(&self, keys: Vec<Vec<u8>>) {
+        for bytes in keys {
+            if let Ok(key) = K::decode_key(&bytes) {
+                self.events.emit(&key, EventKind::Expired);
+            }
+        }
+    }
+
+    /// The earliest deadline any shard may still hold.
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        let earliest = self.shards.iter().map(|s| s.read().earliest).min()?;
+        (earliest != u64::MAX).then_some(earliest)
+    }
+}
+
+fn sweep_loop<K: Key>(weak: Weak<Inner<K>>) {
+    // The earliest time of the next round: the rest after the last one.
+    let mut not_before = 0;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let now = inner.clock.now_ms();
+        if now >= not_before {
+            let scanned = inner.sweep_round(now);
+            not_before = now.saturating_add(rest_after(scanned));
+        }
+        let target = inner.sleep_target().map(|t| t.max(not_before));
+        let clock = inner.clock.clone();
+        drop(inner);
+        match target.and_then(|t| clock.sleep_hint(t)) {
+            Some(nap) if nap.is_zero() => {}
+            Some(nap) => std::thread::park_timeout(nap.min(MAX_NAP)),
+            None if clock.is_manual() => std::thread::park(),
+            None => std::thread::park_timeout(MAX_NAP),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::*, *};
+    use crate::ManualClock;
+
+    /// Entries and arena bytes the tier holds, expired or not.
+    fn held(t: &Compact<String, String>) -> (usize, usize) {
+        let shards = t.inner.shards.iter().map(|s| s.read());
+        shards.fold((0, 0), |(n, b), s| (n + s.table.len(), b + s.arena.len()))
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_drops_expired_entries_nobody_reads_or_writes() {
+        let time = ManualClock::new();
+        let t: Compact<String, String> = Compact::new(time.clock(), Format::MessagePack, 0);
+        let mut events = t.subscribe();
+        let soon = time.clock().now_ms() + 1_000;
+        let value = "x".repeat(4_000);
+        for i in 0..1_000 {
+            t.put(&format!("k{i}"), &value, soon).unwrap();
+        }
+        for i in 0..10 {
+            t.put(&format!("keep{i}"), &value, 0).unwrap();
+        }
+        let (entries, bytes) = held(&t);
+        assert_eq!(entries, 1_010);
+        assert!(bytes > 4_000_000, "{bytes}");
+        // Past the deadlines: the advance wakes the sweeper (started by the first put), which
+        // sweeps every shard; nothing else touches the tier. The timeout only bounds a failure.
+        time.advance(Duration::from_secs(2));
+        let mut expired = 0;
+        while expired < 1_000 {
+            let next = tokio::time::timeout(Duration::from_secs(30), events.recv()).await;
+            let event = next.expect("the sweeper expires every entry").unwrap();
+            expired += usize::from(event.kind == EventKind::Expired);
+        }
+        assert_eq!(t.stats().expirations, 1_000);
+        let (entries, bytes) = held(&t);
+        assert_eq!(entries, 10, "the expired records left the table");
+        // Every shard with garbage past the compaction rule gave its arena back.
+        let live = 10 * record_len(b"keep0", &[0; 4_003]);
+        let bound = live * 4 / 3 + t.inner.shards.len() * GARBAGE_MIN;
+        assert!(bytes <= bound, "arena {bytes}, live {live}, bound {bound}");
+        assert_eq!((t.count(), t.purge_expired()), (10, 0));
+        assert_eq!(events.try_recv(), None, "no event twice");
+    }
+
+    #[test]
+    fn purge_expired_sweeps_only_what_is_due() {
+        let time = ManualClock::new();
+        let t: Compact<String, String> = Compact::new(time.clock(), Format::MessagePack, 0);
+        let now = time.clock().now_ms();
+        for i in 0..100u64 {
+            t.put(&format!("k{i}"), &"v".into(), now + 1_000 * (1 + i % 2))
+                .unwrap();
+        }
+        assert_eq!(t.purge_expired(), 0);
+        time.advance(Duration::from_millis(1_500));
+        // The sweeper may have swept first: between them, exactly the first half went.
+        t.purge_expired();
+        assert_eq!(held(&t).0, 50);
+        assert_eq!(t.stats().expirations, 50);
+    }
+
+    #[test]
+    fn the_rest_grows_with_the_entries_scanned() {
+        assert_eq!(rest_after(0), REST_MIN_MS);
+        assert_eq!(rest_after(10_000), REST_MIN_MS);
+        assert_eq!(rest_after(1_000_000), 3_906);
+    }
+}
