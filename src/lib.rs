@@ -60,6 +60,7 @@ mod disk;
 mod error;
 mod events;
 mod generational;
+mod lane;
 mod listener;
 mod local;
 mod memory;

@@ -210,11 +210,10 @@ where
         self.inner.hasher.hash_one(key)
     }
 
-    /// The partition index for `hash` (multiply-shift on the high bits, which hashbrown's bucket
-    /// choice does not use).
+    /// The partition index for `hash` (see [`crate::lane::lane_of`]).
     #[inline]
     pub(super) fn index(&self, hash: u64) -> usize {
-        (((hash >> 32) * self.inner.partitions.len() as u64) >> 32) as usize
+        crate::lane::lane_of(hash, self.inner.partitions.len())
     }
 
     #[inline]

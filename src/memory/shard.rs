@@ -204,14 +204,7 @@ fn idle_extended(meta: u64, idle: u64, ttl: Option<u64>, touch: bool) -> u64 {
     next
 }
 
-/// The shard of `hash` among `shards`: a multiply-shift of hash bits 32–55, so any shard count
-/// works (a bounded store picks the count that fits its tables, rarely a power of two) without
-/// a division. hashbrown takes the low bits for the bucket and the top 7 for its control byte,
-/// the policy's ghost the low 32 for its slot: the shard choice skews none of them.
-#[inline]
-pub(crate) fn lane_of(hash: u64, shards: usize) -> usize {
-    ((((hash >> 32) & 0xFF_FFFF) * shards as u64) >> 24) as usize
-}
+pub(crate) use crate::lane::lane_of;
 
 /// TTL deadlines kept beside the table, by entry hash (see [`SIDE_TTL`]).
 pub(crate) type Ttls = std::collections::HashMap<u64, u64, foldhash::fast::RandomState>;

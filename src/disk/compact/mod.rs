@@ -420,11 +420,9 @@ where
         self.inner.hasher.hash_one(key)
     }
 
-    /// The shard of `hash`: a multiply-shift of bits 32–55 (hashbrown uses the low bits and
-    /// the top 7), so any shard count works.
+    /// The shard of `hash` (see [`crate::lane::lane_of`]).
     fn lane(&self, hash: u64) -> usize {
-        let shards = self.inner.shards.len() as u64;
-        ((((hash >> 32) & 0xFF_FFFF) * shards) >> 24) as usize
+        crate::lane::lane_of(hash, self.inner.shards.len())
     }
 
     fn shard(&self, hash: u64) -> &RwLock<Shard> {
