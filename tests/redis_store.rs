@@ -6,16 +6,19 @@
 mod support;
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
+    task::Poll,
     time::{Duration, Instant},
 };
 
 use serde::{Deserialize, Serialize};
 use strata::{Error, Format, RedisStore, Store};
-use support::{redis_server::free_port, RedisServer};
+use support::{proxy::Proxy, redis_server::free_port, RedisServer};
 
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(300);
 
@@ -526,29 +529,103 @@ async fn a_reset_connection_costs_at_most_one_call() {
     }
 }
 
-/// A call made while the replacement of a broken connection is still connecting waits for it
-/// instead of failing. The proxy delays every chunk, so connecting (the handshake's round trip)
-/// takes at least two delays: the call right after the one that found the connection broken
-/// lands inside that window.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_made_while_reconnecting_waits_for_the_new_connection() {
-    let server = RedisServer::start();
-    let proxy = support::proxy::Proxy::start(server.addr());
-    let store: RedisStore<String, String> = RedisStore::builder()
-        .url(proxy.url())
+/// A store whose calls wait up to 5 s: long enough for a reconnect through the proxy on a loaded
+/// machine, so a test fails only when a call waits for a reconnect that never comes.
+async fn open_patient(url: &str) -> RedisStore<String, String> {
+    RedisStore::builder()
+        .url(url)
         .namespace("test")
         .connect_timeout(Duration::from_secs(5))
         .command_timeout(Duration::from_secs(5))
         .build()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Polls `call` once: `Pending` means it is waiting on something.
+async fn poll_once<F: Future>(mut call: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(move |cx| Poll::Ready(call.as_mut().poll(cx))).await
+}
+
+/// Breaks the connection `store` has through `proxy` and lets a call find it broken, so the
+/// store starts connecting a replacement (on the calling runtime); returns once that connect is
+/// parked in the proxy, where it stays until `proxy.park_new(false)`.
+async fn break_and_park_the_reconnect(store: &RedisStore<String, String>, proxy: &Proxy) {
     store.put("k".into(), "v".into(), None).await.unwrap();
-    let delay = Duration::from_millis(150);
-    proxy.delay(delay);
+    proxy.park_new(true);
     proxy.cut_all();
     let _ = store.get(&"k".into()).await;
-    let again = store.get(&"k".into()).await;
+    proxy.wait_parked(1, Duration::from_secs(10)).await;
+}
+
+/// A call made while the replacement of a broken connection is still connecting waits for it
+/// instead of failing. The replacement's connect is parked in the proxy, so the call is made
+/// (polled once, and left waiting) inside the reconnect window, which only then ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_made_while_reconnecting_waits_for_the_new_connection() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    let store = open_patient(&proxy.url()).await;
+    break_and_park_the_reconnect(&store, &proxy).await;
+    let key = "k".to_string();
+    let mut call = std::pin::pin!(store.get(&key));
+    let first = poll_once(call.as_mut()).await;
+    assert!(first.is_pending(), "waits for the reconnect: {first:?}");
+    proxy.park_new(false);
+    let again = call.await;
     assert_eq!(again.unwrap().as_deref(), Some("v"), "waited, then served");
+}
+
+/// A runtime of its own, as a user's per-request runtime or a test's.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A store outlives runtimes, but the task replacing a broken connection runs on the runtime of
+/// the call that found it broken. That runtime shut down while the task was connecting (parked
+/// in the proxy), which dropped the task: the store stayed "connecting" for good and every
+/// later call, on any runtime, waited out its timeout. The next call must start a new reconnect
+/// on its own runtime and be served.
+#[test]
+fn a_reconnect_dropped_with_its_runtime_is_started_again_by_the_next_call() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    let first = runtime();
+    let store = first.block_on(open_patient(&proxy.url()));
+    first.block_on(break_and_park_the_reconnect(&store, &proxy));
+    drop(first);
+    proxy.park_new(false);
+    let got = runtime().block_on(store.get(&"k".into()));
+    assert_eq!(
+        got.unwrap().as_deref(),
+        Some("v"),
+        "served on a new runtime"
+    );
+}
+
+/// As above, with a call on another runtime already waiting for the reconnect when the runtime
+/// running it shuts down: the waiting call is woken and starts a new reconnect itself.
+#[test]
+fn a_call_waiting_for_a_reconnect_dropped_with_its_runtime_starts_a_new_one() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    let first = runtime();
+    let store = first.block_on(open_patient(&proxy.url()));
+    first.block_on(break_and_park_the_reconnect(&store, &proxy));
+    runtime().block_on(async {
+        let key = "k".to_string();
+        let mut call = std::pin::pin!(store.get(&key));
+        let polled = poll_once(call.as_mut()).await;
+        assert!(polled.is_pending(), "waits for the reconnect: {polled:?}");
+        // Dropped on a thread of its own: a runtime cannot be dropped inside another's context.
+        std::thread::spawn(move || drop(first)).join().unwrap();
+        proxy.park_new(false);
+        let got = call.await;
+        assert_eq!(got.unwrap().as_deref(), Some("v"), "woken, then served");
+    });
 }
 
 /// While no connection can be made (the proxy closes every new one at once), calls fail within
@@ -714,4 +791,46 @@ async fn on_a_cluster_put_and_delete_with_a_notice_write_and_reach_every_node() 
     assert!(removed && sent);
     assert_eq!(next_payloads(&mut subs).await, vec![b"delete".to_vec(); 3]);
     assert_eq!(store.get(&key).await.unwrap(), None);
+}
+
+/// The driver task of a connection runs on the runtime that connected it. When that runtime
+/// shuts down while the store lives on, the connection is dead for every other runtime: at most
+/// the call that finds it dead fails, and the next one is served on a new connection.
+fn a_connection_whose_runtime_shut_down_costs_at_most_one_call(
+    open: impl std::future::Future<Output = RedisStore<String, String>>,
+) {
+    let first = runtime();
+    let store = first.block_on(open);
+    first
+        .block_on(store.put("k".into(), "v".into(), None))
+        .unwrap();
+    drop(first);
+    let second = runtime();
+    if let Err(e) = second.block_on(store.get(&"k".into())) {
+        assert!(e.is_transient(), "{e}");
+    }
+    let got = second.block_on(store.get(&"k".into()));
+    assert_eq!(
+        got.unwrap().as_deref(),
+        Some("v"),
+        "served on a new runtime"
+    );
+}
+
+#[test]
+fn a_connection_made_on_a_runtime_that_shut_down_is_replaced() {
+    let server = RedisServer::start();
+    a_connection_whose_runtime_shut_down_costs_at_most_one_call(open_patient(&server.url()));
+}
+
+#[test]
+fn a_cluster_connection_made_on_a_runtime_that_shut_down_is_replaced() {
+    let urls = support::redis_cluster::shared().urls();
+    let open = RedisStore::builder()
+        .cluster(urls)
+        .namespace("runtimes")
+        .connect_timeout(Duration::from_secs(5))
+        .command_timeout(Duration::from_secs(5))
+        .build();
+    a_connection_whose_runtime_shut_down_costs_at_most_one_call(async { open.await.unwrap() });
 }

@@ -15,6 +15,19 @@
 //! one uncontended lock and a clone of the connection, as a raw `MultiplexedConnection` user
 //! pays for the clone.
 //!
+//! **Runtimes.** A store outlives runtimes (a per-request runtime, a test's, a `#[tokio::main]`
+//! that ends while another runtime goes on), but every task it starts runs on the runtime of
+//! the call that started it: a connection's driver, on the runtime that connected it; the
+//! reconnect task, on the runtime of the call that found the connection broken. When that
+//! runtime shuts down:
+//! - a single server's connection fails its next command (the driver is gone), which renews it;
+//! - an unfinished reconnect task is dropped; its guard ([`Orphaned`]) leaves the slot
+//!   [`State::Idle`] and wakes the waiting calls, and the next call (or a woken one) starts a
+//!   new task on its own runtime;
+//! - a cluster connection's driver is gone too, which the cluster client does not notice, so a
+//!   task spawned beside it ([`watch`]) marks it driverless when dropped, and the next failed
+//!   command renews it.
+//!
 //! **Half-open connections.** A connection that breaks loudly is noticed at once, but not one
 //! whose peer goes silent without closing (a partition, a dead host): every command then waits
 //! for a reply that never comes, until TCP gives up minutes later. So a command that times out
@@ -27,7 +40,10 @@
 
 use std::{
     future::Future,
-    sync::{Arc, Mutex, MutexGuard, Weak},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, Weak,
+    },
     time::Duration,
 };
 
@@ -80,7 +96,8 @@ pub(crate) enum Conn {
     Cluster(Cluster),
 }
 
-/// A cluster connection, replaced when a command on it times out.
+/// A cluster connection, replaced when a command on it times out or when the runtime that
+/// drives it shut down.
 #[derive(Clone)]
 pub(crate) struct Cluster(Arc<ClusterInner>);
 
@@ -90,22 +107,63 @@ struct ClusterInner {
     /// The seed nodes, redacted, for log lines.
     servers: String,
     /// The connection in use and how many times it was replaced.
-    current: Mutex<(u64, ClusterConnection)>,
+    current: Mutex<ClusterSlot>,
+    /// One more than the newest generation whose driver is known gone: the runtime that
+    /// connected it (and runs its driver task) shut down. 0: none.
+    driverless: AtomicU64,
     /// Held while a replacement connects, so concurrent timeouts connect once.
     renewing: tokio::sync::Mutex<()>,
 }
 
+struct ClusterSlot {
+    generation: u64,
+    conn: ClusterConnection,
+    /// The task that notices the end of the runtime `conn`'s driver runs on (see [`watch`]).
+    watch: tokio::task::AbortHandle,
+}
+
+impl Drop for ClusterInner {
+    fn drop(&mut self) {
+        self.current
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .watch
+            .abort();
+    }
+}
+
 impl Cluster {
+    fn new(client: ClusterClient, conn: ClusterConnection, settings: &Settings) -> Self {
+        Cluster(Arc::new_cyclic(|inner| ClusterInner {
+            client,
+            connect_timeout: settings.connect_timeout,
+            servers: settings.describe(),
+            current: Mutex::new(ClusterSlot {
+                generation: 0,
+                conn,
+                watch: watch(inner.clone(), 0),
+            }),
+            driverless: AtomicU64::new(0),
+            renewing: tokio::sync::Mutex::new(()),
+        }))
+    }
+
     /// The connection in use and its generation (a poisoned lock still holds a valid one).
     pub(crate) fn current(&self) -> (u64, ClusterConnection) {
         let guard = self.0.current.lock().unwrap_or_else(|p| p.into_inner());
-        guard.clone()
+        (guard.generation, guard.conn.clone())
     }
 
-    /// Replaces the connection of `generation` (one a command timed out on) with a freshly
-    /// connected one; a later generation is already fresh and is kept. If the cluster cannot be
-    /// reached within the connect timeout, the old connection stays and the next timeout tries
-    /// again.
+    /// True if the driver of the connection of `generation` is gone with its runtime: every
+    /// command on it fails, and the cluster client does not replace it.
+    fn driverless(&self, generation: u64) -> bool {
+        self.0.driverless.load(Ordering::Acquire) > generation
+    }
+
+    /// Replaces the connection of `generation` (one a command timed out on, or whose driver
+    /// is gone) with a freshly connected one; a later generation is already fresh and is kept.
+    /// If the cluster cannot be reached within the connect timeout, the old connection stays
+    /// and the next timeout tries again.
     async fn renew(&self, generation: u64) {
         let _one_at_a_time = self.0.renewing.lock().await;
         if self.current().0 != generation {
@@ -116,9 +174,16 @@ impl Cluster {
                 .await;
         match fresh {
             Ok(Ok(fresh)) => {
-                tracing::warn!(servers = %self.0.servers, "a Redis Cluster command timed out; reconnected in case a connection went silent");
+                tracing::warn!(servers = %self.0.servers, "a Redis Cluster command timed out or its connection's runtime shut down; reconnected");
+                let next = ClusterSlot {
+                    generation: generation + 1,
+                    conn: fresh,
+                    watch: watch(Arc::downgrade(&self.0), generation + 1),
+                };
                 let mut guard = self.0.current.lock().unwrap_or_else(|p| p.into_inner());
-                *guard = (generation + 1, fresh);
+                let old = std::mem::replace(&mut *guard, next);
+                drop(guard);
+                old.watch.abort();
             }
             Ok(Err(e)) => {
                 tracing::warn!(servers = %self.0.servers, error = %e, "could not replace a Redis Cluster connection that timed out");
@@ -128,6 +193,28 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Spawns, on the runtime that just connected the cluster connection of `generation` (and so
+/// runs its driver task), a task that never ends by itself: when that runtime shuts down it is
+/// dropped, and its guard marks the generation driverless, so the next failed command renews
+/// the connection on a runtime that runs. Aborted when the connection is replaced or dropped
+/// (marking an old generation, which nothing reads any more).
+fn watch(inner: Weak<ClusterInner>, generation: u64) -> tokio::task::AbortHandle {
+    struct Guard(Weak<ClusterInner>, u64);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(inner) = self.0.upgrade() {
+                inner.driverless.fetch_max(self.1 + 1, Ordering::AcqRel);
+            }
+        }
+    }
+    let guard = Guard(inner, generation);
+    tokio::spawn(async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+    })
+    .abort_handle()
 }
 
 /// A single server's connection, replaced when it breaks, when a command on it times out, or
@@ -164,6 +251,9 @@ enum State {
     Connecting {
         failed: Option<RedisError>,
     },
+    /// No connection and no task connecting one: the last one was dropped unfinished (its
+    /// runtime shut down, or it panicked). The next call starts a new one on its own runtime.
+    Idle,
 }
 
 /// Where a single server's connections go.
@@ -278,24 +368,36 @@ impl Single {
         let slot = self.0.lock();
         match &slot.state {
             State::Ready(connection) => (slot.generation, Handle::Single(connection.clone())),
-            State::Connecting { .. } => (slot.generation, Handle::Waiting(self.clone())),
+            State::Connecting { .. } | State::Idle => {
+                (slot.generation, Handle::Waiting(self.clone()))
+            }
         }
     }
 
     /// The connection in use, once there is one: waits while a replacement connects (the
-    /// caller's timeout bounds the wait), or returns the last failed attempt's error.
+    /// caller's timeout bounds the wait), or returns the last failed attempt's error. With no
+    /// task connecting one ([`State::Idle`]) it starts one on the caller's runtime, once: if
+    /// that one is dropped unfinished too, the caller's own runtime is shutting down and the
+    /// call fails instead of starting tasks that never run.
     async fn ready(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let mut restarted = false;
         loop {
             let attempted = self.0.attempted.notified();
             let mut attempted = std::pin::pin!(attempted);
+            let mut start = None;
             let failed = {
-                let slot = self.0.lock();
+                let mut slot = self.0.lock();
                 match &slot.state {
                     State::Ready(connection) => return Ok(connection.clone()),
                     State::Connecting { failed: Some(e) } => Some(e.clone()),
+                    State::Idle if restarted => Some(orphaned_error()),
                     // Registered before the lock is released: the attempt's end, which sets
                     // the state under the lock and then wakes, cannot be missed.
-                    State::Connecting { failed: None } => {
+                    State::Idle | State::Connecting { failed: None } => {
+                        if matches!(slot.state, State::Idle) {
+                            restarted = true;
+                            start = Some(self.connecting(&mut slot));
+                        }
                         attempted.as_mut().enable();
                         None
                     }
@@ -307,6 +409,9 @@ impl Single {
                 tokio::task::yield_now().await;
                 return Err(e);
             }
+            if let Some(guard) = start {
+                tokio::spawn(reconnect(guard));
+            }
             attempted.await;
         }
     }
@@ -317,15 +422,60 @@ impl Single {
     /// generation, or one already being replaced, is left alone.
     fn renew(&self, generation: u64) {
         let mut slot = self.0.lock();
-        if slot.generation != generation || matches!(slot.state, State::Connecting { .. }) {
+        if slot.generation != generation || !matches!(slot.state, State::Ready(_)) {
             return;
         }
         slot.generation += 1;
-        slot.state = State::Connecting { failed: None };
-        let generation = slot.generation;
+        let guard = self.connecting(&mut slot);
         drop(slot);
         tracing::warn!(servers = %self.0.servers, "a Redis command timed out or its connection broke; reconnecting");
-        tokio::spawn(reconnect(Arc::downgrade(&self.0), generation));
+        tokio::spawn(reconnect(guard));
+    }
+
+    /// Marks `slot` as connecting; the guard returned is for the task that connects it, to be
+    /// spawned (on the caller's runtime) once the lock is released: a runtime that is shutting
+    /// down drops the task inside `spawn`, and the guard's drop takes the lock.
+    fn connecting(&self, slot: &mut Slot) -> Orphaned {
+        slot.state = State::Connecting { failed: None };
+        Orphaned {
+            inner: Arc::downgrade(&self.0),
+            generation: slot.generation,
+        }
+    }
+}
+
+/// The error of a call whose own reconnect task was dropped unfinished: its runtime is shutting
+/// down.
+fn orphaned_error() -> RedisError {
+    RedisError::from(std::io::Error::other(
+        "the task reconnecting to Redis was dropped unfinished (its runtime is shutting down); the next call on a running runtime reconnects",
+    ))
+}
+
+/// Held by a reconnect task for its whole life. However the task ends, if its generation is
+/// still connecting then nobody is connecting it any more (the task was dropped with its runtime,
+/// or panicked): the slot becomes [`State::Idle`] and the waiting calls are woken, so one of them
+/// (or the next call) starts a new task on a runtime that runs. A task that connected, or whose
+/// generation was replaced, or whose store is gone, leaves nothing to do.
+struct Orphaned {
+    inner: Weak<SingleInner>,
+    generation: u64,
+}
+
+impl Drop for Orphaned {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        {
+            let mut slot = inner.lock();
+            if slot.generation != self.generation || !matches!(slot.state, State::Connecting { .. })
+            {
+                return;
+            }
+            slot.state = State::Idle;
+        }
+        inner.attempted.notify_waiters();
     }
 }
 
@@ -353,12 +503,13 @@ impl SingleInner {
     }
 }
 
-/// Connects the replacement of `generation` for `inner`, backing off between failed attempts,
-/// until one succeeds or the store is dropped.
-async fn reconnect(inner: Weak<SingleInner>, generation: u64) {
+/// Connects the replacement of the guard's generation, backing off between failed attempts,
+/// until one succeeds, the generation is replaced, or the store is dropped.
+async fn reconnect(guard: Orphaned) {
+    let generation = guard.generation;
     let mut delay = RECONNECT_MIN_DELAY;
     loop {
-        let Some(inner) = inner.upgrade() else {
+        let Some(inner) = guard.inner.upgrade() else {
             return;
         };
         let attempt = inner.connect_once().await;
@@ -566,10 +717,11 @@ impl Conn {
                 }
             }
             // The cluster client reconnects its nodes itself, but not after a timeout (its own
-            // response timeout's errors count too).
+            // response timeout's errors count too), nor once its driver task is gone with the
+            // runtime that connected it.
             (Conn::Cluster(c), Err(_)) => c.renew(generation).await,
             (Conn::Cluster(c), Ok(Err(e))) => {
-                if e.is_timeout() {
+                if e.is_timeout() || c.driverless(generation) {
                     c.renew(generation).await;
                 }
             }
@@ -783,13 +935,7 @@ async fn connect_cluster(settings: &Settings) -> Result<Conn> {
         .query_async::<()>(&mut conn)
         .await
         .map_err(|e| connect_error(settings, e))?;
-    Ok(Conn::Cluster(Cluster(Arc::new(ClusterInner {
-        client,
-        connect_timeout: settings.connect_timeout,
-        servers: settings.describe(),
-        current: Mutex::new((0, conn)),
-        renewing: tokio::sync::Mutex::new(()),
-    }))))
+    Ok(Conn::Cluster(Cluster::new(client, conn, settings)))
 }
 
 fn url_error(url: &str, e: RedisError) -> Error {

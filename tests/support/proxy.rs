@@ -9,10 +9,14 @@
 //!   are accepted and forwarded;
 //! - [`Proxy::cut_all`]: close every open connection (a reset the peers notice at once);
 //! - [`Proxy::refuse_new`]: new connections are closed as soon as they are accepted;
+//! - [`Proxy::park_new`]: new connections are accepted and then parked, neither forwarded nor
+//!   closed, until the test lets them through; [`Proxy::parked`] counts them, so a test knows a
+//!   client is stuck connecting (inside its connect window) without guessing with a sleep;
 //! - [`Proxy::hold_replies`]: requests still reach the server, its replies wait in the proxy
 //!   (with [`Proxy::cut_all`] after it: a request that ran whose reply never arrives).
 //!
-//! Plain threads, so it works under any runtime (or none).
+//! Plain threads, so it works under any runtime (or none); only [`Proxy::wait_parked`] needs
+//! tokio's timer.
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -39,6 +43,9 @@ struct Link {
 struct State {
     delay: Mutex<Option<Duration>>,
     refuse: AtomicBool,
+    /// `Some`: new connections wait here (the client side only) until [`Proxy::park_new`]
+    /// `(false)` links them. One lock for the switch and the list, so none is left behind.
+    parked: Mutex<Option<Vec<TcpStream>>>,
     hold_replies: AtomicBool,
     stop: AtomicBool,
     accepted: AtomicUsize,
@@ -49,6 +56,7 @@ struct State {
 /// A running proxy on a free loopback port; stopped (every connection closed) on drop.
 pub struct Proxy {
     addr: SocketAddr,
+    upstream: SocketAddr,
     state: Arc<State>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -65,6 +73,7 @@ impl Proxy {
         });
         Proxy {
             addr,
+            upstream,
             state,
             acceptor: Some(acceptor),
         }
@@ -129,12 +138,56 @@ impl Proxy {
     pub fn refuse_new(&self, refuse: bool) {
         self.state.refuse.store(refuse, Ordering::Release);
     }
+
+    /// `true`: accept new connections but park them, neither forwarded nor closed, so a client
+    /// connecting through the proxy waits (its handshake gets no reply) for as long as the test
+    /// wants. `false`: link every parked connection to the server, in order, and forward new
+    /// ones again. A parked connection whose client gave up in the meantime is linked and ends.
+    pub fn park_new(&self, park: bool) {
+        let mut parked = self.state.parked.lock().unwrap();
+        match (park, parked.take()) {
+            (true, waiting) => *parked = Some(waiting.unwrap_or_default()),
+            (false, None) => {}
+            (false, Some(waiting)) => {
+                for client in waiting {
+                    connect_upstream(client, self.upstream, &self.state);
+                }
+            }
+        }
+    }
+
+    /// How many connections are parked now (see [`Proxy::park_new`]).
+    pub fn parked(&self) -> usize {
+        self.state
+            .parked
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, Vec::len)
+    }
+
+    /// Waits until at least `count` connections are parked: a client is then inside its connect
+    /// window, held there until [`Proxy::park_new`]`(false)`. Async, so a client on the same
+    /// (even current-thread) runtime goes on connecting meanwhile. Panics after `within`, a
+    /// bound for a broken test, not a timing guess.
+    pub async fn wait_parked(&self, count: usize, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while self.parked() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{count} connection(s) not parked within {within:?} ({} are)",
+                self.parked()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.state.stop.store(true, Ordering::Release);
         self.cut_all();
+        self.state.parked.lock().unwrap().take(); // closes the parked connections
         let _ = TcpStream::connect(self.addr); // wakes the acceptor
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
@@ -153,11 +206,28 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, state: &Arc<State>) 
             let _ = client.shutdown(Shutdown::Both);
             continue;
         }
-        let Ok(server) = TcpStream::connect(upstream) else {
-            let _ = client.shutdown(Shutdown::Both);
-            continue;
+        let client = {
+            let mut parked = state.parked.lock().unwrap();
+            match parked.as_mut() {
+                Some(waiting) => {
+                    waiting.push(client);
+                    continue;
+                }
+                None => client,
+            }
         };
-        link(client, server, state);
+        connect_upstream(client, upstream, state);
+    }
+}
+
+/// Connects `client` to the server and links the two, or closes `client` if the server is not
+/// there.
+fn connect_upstream(client: TcpStream, upstream: SocketAddr, state: &Arc<State>) {
+    match TcpStream::connect(upstream) {
+        Ok(server) => link(client, server, state),
+        Err(_) => {
+            let _ = client.shutdown(Shutdown::Both);
+        }
     }
 }
 
