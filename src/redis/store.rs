@@ -159,7 +159,10 @@ impl WaitForReplicas {
 /// Clones share one multiplexed, auto-pipelined connection that reconnects by itself, also
 /// after a command timed out on a connection that went silent (half-open); while Redis is
 /// away, calls return [`Error::Backend`] or [`Error::Timeout`] within the command timeout, and
-/// the same store serves again once Redis is back.
+/// the same store serves again once Redis is back. A store may outlive the runtime it was
+/// built on (a per-request runtime, a test's): the tasks that drive and replace its connection
+/// run on the runtime of the call that (re)connected, and when that runtime shuts down at most
+/// one call fails, with a transient error, before the store reconnects on the caller's runtime.
 ///
 /// ```no_run
 /// use std::time::Duration;
