@@ -157,8 +157,9 @@ where
     /// `Expired` events; returns how many were removed. Each memory tier (default or
     /// [`compact_memory`](crate::DiskBuilder::compact_memory)) has a sweeper thread doing this
     /// on its own; a test on a [`ManualClock`](crate::ManualClock) may call it to sweep at a
-    /// chosen moment. Their records on disk go at the engine's next compaction or the next
-    /// open, as with the sweeper.
+    /// chosen moment. Their records on disk go as the sweeper's do: at the engine's next
+    /// compaction or the next open, or, with [`time_to_idle`](crate::DiskBuilder::time_to_idle)
+    /// (whose expiry deletes on disk), by a delete queued right away.
     ///
     /// ```
     /// use std::time::Duration;
