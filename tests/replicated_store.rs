@@ -1241,10 +1241,16 @@ async fn a_resync_accepts_writes_at_once_and_invalidations_win_over_its_reads() 
     const KEYS: usize = 200_000;
     let redis = RedisServer::start();
     let clock = Clock::system();
-    let truth = redis_remote(&redis).await;
+    // The seeding is set-up, not under test: its own client waits up to a minute per command.
+    // With the default 2 s, a pipeline of 5 000 SETs timed out on a machine at load 10 (a
+    // debug build sharing 2 cores with the rest of the suite and four other builds).
+    let truth = strata::RedisStore::<String, String>::builder()
+        .url(redis.url())
+        .command_timeout(Duration::from_secs(60))
+        .build()
+        .await
+        .expect("connect to the test redis-server");
     let keys: Vec<String> = (0..KEYS).map(|i| format!("k{i}")).collect();
-    // In chunks: one pipeline of 200 k SETs can outlast the 2 s command timeout on a busy
-    // machine (a debug build sharing 2 cores with the rest of the suite).
     for chunk in keys.chunks(5_000) {
         let entries = chunk.iter().map(|key| (key.clone(), format!("old-{key}")));
         truth.put_many(entries.collect(), None).await.unwrap();
