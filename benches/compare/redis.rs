@@ -1,9 +1,23 @@
 //! RedisStore against two raw Rust clients — redis-rs (a `MultiplexedConnection`) and fred (one
 //! client) sending the same GET/SET with the same value bytes — and against `redis-benchmark -P 16
 //! -t get,set -d 64`, on one `redis-server` started here on a free loopback port, with 1 and 64
-//! concurrent tasks. Then the CPU each costs per operation: the client's (this process's user +
-//! system time from `/proc/self/stat`; redis-benchmark's from its waited-for child time) and the
-//! server's (`INFO cpu`), so a throughput gap can be told apart from a CPU-bound machine.
+//! concurrent tasks. At 64 tasks, also what each costs per operation, summed over every round of
+//! its contest (each slice metered on its own, the rows the median of per-round ratios): the
+//! client's CPU (this process's user + system time from `getrusage`, in microseconds; for
+//! redis-benchmark its waited-for child time), the server's (`INFO cpu`), how many commands the
+//! server found per read of a client socket (`INFO stats`; what the client's writes and the
+//! server's scheduling let pile up: more per read is less server CPU per command) and this
+//! process's context switches per thousand operations (its wake-ups). Operations are counted by
+//! the server (`total_commands_processed`).
+//!
+//! `STRATA_REDIS_PROBE=CLIENT:OP:N[:wait]` (CLIENT `strata`, `redis-rs` or `fred`, OP `get` or
+//! `set`; or `redis-rs-p16`: redis-rs sending pipelines of 16, as redis-benchmark `-P 16` does, to
+//! show what batching would save) instead runs N operations of that one client at 64 tasks and
+//! exits, for a profiler or
+//! `perf stat -e 'syscalls:sys_enter_*'` (run it twice with different N and subtract: setup
+//! cancels out). With `:wait` it prints `probe ready <pid>` once set up and waits for a line on
+//! stdin before the operations, so `perf stat -p <pid>` counts them without the setup or the
+//! `redis-server` child.
 //!
 //! **The raw clients do the same work as strata's caller gets done**: a GET ends with the
 //! `String` strata returns, decoded from the same 64 bytes by the same MessagePack decoder
@@ -22,7 +36,12 @@ pub use bench::run;
 
 #[cfg(feature = "redis")]
 mod bench {
-    use std::{cell::Cell, process::Command, sync::Arc, time::Duration};
+    use std::{
+        cell::{Cell, RefCell},
+        process::Command,
+        sync::Arc,
+        time::Duration,
+    };
 
     use ::redis::aio::MultiplexedConnection;
     use fred::prelude::{Client as FredClient, ClientLike, KeysInterface};
@@ -103,6 +122,65 @@ mod bench {
         })
     }
 
+    async fn strata_op(store: &RedisStore<String, String>, op: Op, k: String, value: &str) {
+        match op {
+            Op::Get => assert!(store.get(&k).await.expect("GET").is_some()),
+            Op::Set => store.put(k, value.to_owned(), None).await.expect("SET"),
+        }
+    }
+
+    async fn raw_op(mut conn: MultiplexedConnection, op: Op, k: String, value: &str) {
+        let full = format!("bench:{k}");
+        match op {
+            Op::Get => {
+                let mut cmd = ::redis::cmd("GET");
+                cmd.arg(&full);
+                let got: Option<Vec<u8>> = cmd.query_async(&mut conn).await.expect("GET");
+                assert_eq!(decode(&got.expect("GET hit")).len(), VALUE_CHARS);
+            }
+            Op::Set => {
+                let mut cmd = ::redis::cmd("SET");
+                cmd.arg(&full).arg(encode(value));
+                cmd.query_async::<()>(&mut conn).await.expect("SET");
+            }
+        }
+    }
+
+    /// 16 operations from key `first` on, as one pipeline (the probe's batching yardstick).
+    async fn raw_pipeline(mut conn: MultiplexedConnection, op: Op, first: u64, value: &str) {
+        let mut pipe = ::redis::pipe();
+        for i in first..first + 16 {
+            let full = format!("bench:{}", key(i));
+            match op {
+                Op::Get => pipe.cmd("GET").arg(full),
+                Op::Set => pipe.cmd("SET").arg(full).arg(encode(value)).ignore(),
+            };
+        }
+        if op == Op::Set {
+            return pipe.query_async::<()>(&mut conn).await.expect("SET x16");
+        }
+        let got: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await.expect("GET x16");
+        for bytes in got {
+            assert_eq!(decode(&bytes.expect("GET hit")).len(), VALUE_CHARS);
+        }
+    }
+
+    async fn fred_op(client: &FredClient, op: Op, k: String, value: &str) {
+        let full = format!("bench:{k}");
+        match op {
+            Op::Get => {
+                let got: Option<Vec<u8>> = client.get(&full).await.expect("GET");
+                assert_eq!(decode(&got.expect("GET hit")).len(), VALUE_CHARS);
+            }
+            Op::Set => {
+                client
+                    .set::<(), _, _>(&full, encode(value), None, None, false)
+                    .await
+                    .expect("SET");
+            }
+        }
+    }
+
     fn strata_slice(
         rt: &Runtime,
         store: &RedisStore<String, String>,
@@ -110,16 +188,10 @@ mod bench {
         tasks: usize,
         slice: Duration,
     ) -> f64 {
-        let (store, value) = (store.clone(), value());
+        let (store, value) = (store.clone(), Arc::new(value()));
         contest::tasks(rt, tasks, slice, move |t, i| {
             let (store, value) = (store.clone(), value.clone());
-            async move {
-                let k = key(t as u64 * 7919 + i);
-                match op {
-                    Op::Get => assert!(store.get(&k).await.expect("GET").is_some()),
-                    Op::Set => store.put(k, value, None).await.expect("SET"),
-                }
-            }
+            async move { strata_op(&store, op, key(t as u64 * 7919 + i), &value).await }
         })
     }
 
@@ -132,23 +204,8 @@ mod bench {
     ) -> f64 {
         let (conn, value) = (conn.clone(), Arc::new(value()));
         contest::tasks(rt, tasks, slice, move |t, i| {
-            let (mut conn, value) = (conn.clone(), value.clone());
-            async move {
-                let full = format!("bench:{}", key(t as u64 * 7919 + i));
-                match op {
-                    Op::Get => {
-                        let mut cmd = ::redis::cmd("GET");
-                        cmd.arg(&full);
-                        let got: Option<Vec<u8>> = cmd.query_async(&mut conn).await.expect("GET");
-                        assert_eq!(decode(&got.expect("GET hit")).len(), VALUE_CHARS);
-                    }
-                    Op::Set => {
-                        let mut cmd = ::redis::cmd("SET");
-                        cmd.arg(&full).arg(encode(&value));
-                        cmd.query_async::<()>(&mut conn).await.expect("SET");
-                    }
-                }
-            }
+            let (conn, value) = (conn.clone(), value.clone());
+            async move { raw_op(conn, op, key(t as u64 * 7919 + i), &value).await }
         })
     }
 
@@ -156,21 +213,7 @@ mod bench {
         let (client, value) = (client.clone(), Arc::new(value()));
         contest::tasks(rt, tasks, slice, move |t, i| {
             let (client, value) = (client.clone(), value.clone());
-            async move {
-                let full = format!("bench:{}", key(t as u64 * 7919 + i));
-                match op {
-                    Op::Get => {
-                        let got: Option<Vec<u8>> = client.get(&full).await.expect("GET");
-                        assert_eq!(decode(&got.expect("GET hit")).len(), VALUE_CHARS);
-                    }
-                    Op::Set => {
-                        client
-                            .set::<(), _, _>(&full, encode(&value), None, None, false)
-                            .await
-                            .expect("SET");
-                    }
-                }
-            }
+            async move { fred_op(&client, op, key(t as u64 * 7919 + i), &value).await }
         })
     }
 
@@ -253,18 +296,42 @@ mod bench {
         }
     }
 
-    fn contest<'a>(s: &'a Setup, op: Op, tasks: usize, last: &'a Cell<f64>) -> Contest<'a> {
+    /// One contest's entrants; with `meters`, each slice's [`Cost`] is recorded in its
+    /// entrant's meter (strata, redis-rs, fred, redis-benchmark).
+    fn contest<'a>(
+        s: &'a Setup,
+        op: Op,
+        tasks: usize,
+        last: &'a Cell<f64>,
+        meters: Option<&'a [Meter; 4]>,
+    ) -> Contest<'a> {
+        let metered = move |m: usize, child: bool, go: Slice<'a>| -> Slice<'a> {
+            match meters {
+                None => go,
+                Some(meters) => Box::new(move |slice| {
+                    let before = Cost::now(s, child);
+                    let rate = go(slice);
+                    meters[m]
+                        .borrow_mut()
+                        .push(Cost::now(s, child).since(&before));
+                    rate
+                }),
+            }
+        };
         let ours = Entrant::ours("strata RedisStore", move || -> Slice<'a> {
             refill(&s.rt, &s.conn, &s.bytes);
-            Box::new(move |slice| strata_slice(&s.rt, &s.store, op, tasks, slice))
+            let go = Box::new(move |slice| strata_slice(&s.rt, &s.store, op, tasks, slice));
+            metered(0, false, go)
         });
         let raw = Entrant::peer("redis-rs", move || -> Slice<'a> {
             refill(&s.rt, &s.conn, &s.bytes);
-            Box::new(move |slice| raw_slice(&s.rt, &s.conn, op, tasks, slice))
+            let go = Box::new(move |slice| raw_slice(&s.rt, &s.conn, op, tasks, slice));
+            metered(1, false, go)
         });
         let fred = Entrant::peer("fred", move || -> Slice<'a> {
             refill(&s.rt, &s.conn, &s.bytes);
-            Box::new(move |slice| fred_slice(&s.rt, &s.fred, op, tasks, slice))
+            let go = Box::new(move |slice| fred_slice(&s.rt, &s.fred, op, tasks, slice));
+            metered(2, false, go)
         });
         let mut entrants = vec![ours, raw, fred];
         if tasks == 64 {
@@ -272,12 +339,13 @@ mod bench {
                 "redis-benchmark -P 16",
                 move || -> Slice<'a> {
                     refill(&s.rt, &s.conn, &s.bytes);
-                    Box::new(move |slice| {
+                    let go = Box::new(move |slice: Duration| {
                         let requests = (last.get() * slice.as_secs_f64()).max(1_000.0) as usize;
                         let rate = redis_benchmark(s.server.port(), op, requests);
                         last.set(rate);
                         rate
-                    })
+                    });
+                    metered(3, true, go)
                 },
             ));
         }
@@ -293,103 +361,217 @@ mod bench {
     }
 
     pub fn run(report: &mut Report) {
+        if let Some(probe) = std::env::var_os("STRATA_REDIS_PROBE") {
+            return self::probe(&probe.to_string_lossy());
+        }
         let s = setup();
         // redis-benchmark's first request count assumes 500k requests/s.
         let last = Cell::new(500_000.0);
         for tasks in [1, 64] {
             for op in [Op::Get, Op::Set] {
-                contest::run(report, contest(&s, op, tasks, &last));
+                let meters: [Meter; 4] = Default::default();
+                let metered = (tasks == 64).then_some(&meters);
+                contest::run(report, contest(&s, op, tasks, &last, metered));
+                if tasks == 64 {
+                    cost_rows(report, op, &meters);
+                }
             }
         }
-        for op in [Op::Get, Op::Set] {
-            cpu_per_op(report, &s, op, &last);
+    }
+
+    /// `STRATA_REDIS_PROBE=CLIENT:OP:N`: N operations of one client at 64 tasks, then exit.
+    fn probe(spec: &str) {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (client, op, n, wait) = match parts[..] {
+            [client, op, n] => (client, op, n, false),
+            [client, op, n, "wait"] => (client, op, n, true),
+            _ => panic!(
+                "STRATA_REDIS_PROBE={spec}: expected CLIENT:OP:N[:wait], e.g. strata:get:100000"
+            ),
+        };
+        let op = match op {
+            "get" => Op::Get,
+            "set" => Op::Set,
+            _ => panic!("STRATA_REDIS_PROBE: OP is get or set, not {op}"),
+        };
+        let n: u64 = n.parse().expect("STRATA_REDIS_PROBE: N is a count");
+        let s = setup();
+        refill(&s.rt, &s.conn, &s.bytes);
+        let tasks = 64u64;
+        let per_task = n.div_ceil(tasks);
+        if wait {
+            eprintln!("probe ready {}", std::process::id());
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).expect("read stdin");
+        }
+        let began = std::time::Instant::now();
+        s.rt.block_on(async {
+            let handles: Vec<_> = (0..tasks)
+                .map(|t| {
+                    let (store, conn, fred) = (s.store.clone(), s.conn.clone(), s.fred.clone());
+                    let (client, value) = (client.to_string(), value());
+                    tokio::spawn(async move {
+                        for i in 0..per_task {
+                            let k = key(t * 7919 + i);
+                            match client.as_str() {
+                                "strata" => strata_op(&store, op, k, &value).await,
+                                "redis-rs" => raw_op(conn.clone(), op, k, &value).await,
+                                "fred" => fred_op(&fred, op, k, &value).await,
+                                "redis-rs-p16" if i % 16 == 0 => {
+                                    raw_pipeline(conn.clone(), op, t * 7919 + i, &value).await
+                                }
+                                "redis-rs-p16" => {}
+                                other => panic!("STRATA_REDIS_PROBE: no client {other}"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.expect("probe task");
+            }
+        });
+        eprintln!(
+            "probe {client} {} x{}: {:?}",
+            op.name(),
+            per_task * tasks,
+            began.elapsed()
+        );
+    }
+
+    /// What the slices of one entrant cost, one [`Cost`] per round.
+    type Meter = RefCell<Vec<Cost>>;
+
+    /// What a stretch of work cost: counters read before and after it, subtracted.
+    #[derive(Clone, Copy, Default)]
+    struct Cost {
+        /// CPU µs of this process (every thread), or of its waited-for children.
+        client_us: f64,
+        /// `INFO cpu`: the server's user + system CPU, µs.
+        server_us: f64,
+        /// `INFO stats`: commands the server ran, and reads of client sockets it made.
+        commands: f64,
+        reads: f64,
+        /// Voluntary + involuntary context switches of this process.
+        switches: f64,
+    }
+
+    impl Cost {
+        /// The counters now; the client's CPU is this process's, or its children's.
+        fn now(s: &Setup, children: bool) -> Self {
+            let info: String = s.rt.block_on(async {
+                let mut conn = s.conn.clone();
+                ::redis::cmd("INFO")
+                    .arg("cpu")
+                    .arg("stats")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("INFO cpu stats")
+            });
+            let value = |name: &str| -> f64 {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+                    .unwrap_or(0.0)
+            };
+            let own = rusage(libc::RUSAGE_SELF);
+            let client = if children {
+                rusage(libc::RUSAGE_CHILDREN)
+            } else {
+                own
+            };
+            Cost {
+                client_us: micros(client.ru_utime) + micros(client.ru_stime),
+                server_us: (value("used_cpu_user") + value("used_cpu_sys")) * 1e6,
+                commands: value("total_commands_processed"),
+                reads: value("total_reads_processed"),
+                switches: (own.ru_nvcsw + own.ru_nivcsw) as f64,
+            }
+        }
+
+        /// What happened between `before` and `self`, less the `INFO` command itself.
+        fn since(&self, before: &Cost) -> Cost {
+            Cost {
+                client_us: self.client_us - before.client_us,
+                server_us: self.server_us - before.server_us,
+                commands: (self.commands - before.commands - 1.0).max(1.0),
+                reads: (self.reads - before.reads - 1.0).max(1.0),
+                switches: self.switches - before.switches,
+            }
         }
     }
 
-    /// CPU seconds used so far by this process (every thread) and by its waited-for children:
-    /// fields 14–17 of `/proc/self/stat` (utime, stime, cutime, cstime), in clock ticks.
-    fn cpu_seconds() -> (f64, f64) {
-        let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
-        // The command name (field 2) may hold spaces; the fields after its `)` are plain.
-        let after = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
-        let field = |n: usize| -> f64 {
-            let ticks: u64 = after
-                .split(' ')
-                .nth(n - 3)
-                .and_then(|f| f.parse().ok())
-                .expect("stat field");
-            ticks as f64 / 100.0 // USER_HZ is 100 on Linux
-        };
-        (field(14) + field(15), field(16) + field(17))
+    fn rusage(who: libc::c_int) -> libc::rusage {
+        // SAFETY: `getrusage` only writes the struct it is given, which is plain data and
+        // zeroed (a valid `rusage`) before the call.
+        unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(who, &mut usage);
+            usage
+        }
     }
 
-    /// The server's CPU seconds so far (`used_cpu_user` + `used_cpu_sys` of `INFO cpu`).
-    fn server_cpu_seconds(s: &Setup) -> f64 {
-        let info: String = s.rt.block_on(async {
-            let mut conn = s.conn.clone();
-            ::redis::cmd("INFO")
-                .arg("cpu")
-                .query_async(&mut conn)
-                .await
-                .expect("INFO cpu")
-        });
-        let value = |name: &str| -> f64 {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
-                .unwrap_or(0.0)
-        };
-        value("used_cpu_user") + value("used_cpu_sys")
+    fn micros(t: libc::timeval) -> f64 {
+        t.tv_sec as f64 * 1e6 + t.tv_usec as f64
     }
 
-    /// One slice of each contender at 64 tasks, with the client's and the server's CPU time per
-    /// operation: rows "client CPU/op" and "server CPU/op", strata against each peer.
-    fn cpu_per_op(report: &mut Report, s: &Setup, op: Op, last: &Cell<f64>) {
-        let slice = report.slice;
-        let tasks = 64;
-        let mut measured: Vec<(&str, f64, f64)> = Vec::new();
-        let mut run = |name: &'static str, children: bool, go: &dyn Fn() -> f64| {
-            refill(&s.rt, &s.conn, &s.bytes);
-            let (self0, kids0) = cpu_seconds();
-            let server0 = server_cpu_seconds(s);
-            let began = std::time::Instant::now();
-            let rate = go();
-            let elapsed = began.elapsed().as_secs_f64();
-            let (self1, kids1) = cpu_seconds();
-            let server = server_cpu_seconds(s) - server0;
-            // redis-benchmark reports its own rate; its run length is what it took.
-            let ops = (rate * elapsed).max(1.0);
-            let client = if children {
-                kids1 - kids0
-            } else {
-                self1 - self0
-            };
-            measured.push((name, client / ops * 1e6, server / ops * 1e6));
-        };
-        run("strata RedisStore", false, &|| {
-            strata_slice(&s.rt, &s.store, op, tasks, slice)
-        });
-        run("redis-rs", false, &|| {
-            raw_slice(&s.rt, &s.conn, op, tasks, slice)
-        });
-        run("fred", false, &|| {
-            fred_slice(&s.rt, &s.fred, op, tasks, slice)
-        });
-        run("redis-benchmark -P 16", true, &|| {
-            let requests = (last.get() * slice.as_secs_f64()).max(1_000.0) as usize;
-            redis_benchmark(s.server.port(), op, requests)
-        });
-        let (ours, peers) = measured.split_first().expect("strata measured");
-        for (side, pick) in [("client", 1), ("server", 2)] {
-            let of = |m: &(&str, f64, f64)| if pick == 1 { m.1 } else { m.2 };
-            for peer in peers {
-                report.add(Row {
+    /// The rows of one 64-task contest's costs: client and server CPU per operation against
+    /// every peer, and, against redis-rs (the same driver strata sends through), commands per
+    /// server read and context switches per operation. Each is the median of per-round ratios.
+    fn cost_rows(report: &mut Report, op: Op, meters: &[Meter; 4]) {
+        let names = [
+            "strata RedisStore",
+            "redis-rs",
+            "fred",
+            "redis-benchmark -P 16",
+        ];
+        let ours = meters[0].borrow();
+        type Figure = fn(&Cost) -> f64;
+        let figures: [(&str, &'static str, bool, Figure, usize); 4] = [
+            (
+                "client CPU per",
+                "us/op",
+                false,
+                |c| c.client_us / c.commands,
+                4,
+            ),
+            (
+                "server CPU per",
+                "us/op",
+                false,
+                |c| c.server_us / c.commands,
+                4,
+            ),
+            (
+                "commands per server read,",
+                "cmd/read",
+                true,
+                |c| c.commands / c.reads,
+                2,
+            ),
+            (
+                "context switches per 1k",
+                "/1k op",
+                false,
+                |c| c.switches / c.commands * 1e3,
+                2,
+            ),
+        ];
+        for (what, unit, higher_is_better, figure, peers) in figures {
+            let ours_per_round: Vec<f64> = ours.iter().map(figure).collect();
+            for p in 1..peers {
+                let peer_per_round: Vec<f64> = meters[p].borrow().iter().map(figure).collect();
+                let row = Row {
                     section: "redis".into(),
-                    label: format!("{side} CPU per {} 64 B, 64 tasks", op.name()),
-                    strata: of(ours),
-                    peer: Some((peer.0.to_string(), of(peer))),
-                    unit: "us/op",
-                    higher_is_better: false,
-                });
+                    label: format!("{what} {} 64 B, 64 tasks", op.name()),
+                    strata: crate::report::median(ours_per_round.clone()),
+                    peer: Some((
+                        names[p].to_string(),
+                        crate::report::median(peer_per_round.clone()),
+                    )),
+                    unit,
+                    higher_is_better,
+                };
+                report.add_measured(row, contest::spread(&ours_per_round, &peer_per_round));
             }
         }
     }
