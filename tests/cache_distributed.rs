@@ -7,6 +7,7 @@
 //! `watch` (say `waiting` once a fetch of this node waits for another node's lease). Every
 //! interleaving is pinned by those lines, never by sleeps: a holder is mid-load when it said
 //! `loading`, a waiter is waiting when it said `waiting`.
+#![cfg(feature = "redis")]
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! see while a commit is in flight. Faults are injected with the reusable `strata::Faults`
 //! engine wrapper (fail the Nth commit, fail every commit for a while, park a commit on a
 //! barrier); the full-disk case runs for real in a child process with `RLIMIT_FSIZE`.
+#![cfg(feature = "disk")]
 
 use std::{path::Path, time::Duration};
 

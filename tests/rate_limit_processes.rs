@@ -5,6 +5,7 @@
 //! The children start together: each connects, says `ready`, and waits for `go` on stdin, so
 //! both are mid-burst at the same time. GCRA's window is an hour, so no refill happens during
 //! the test and "exactly the burst" is the only correct total.
+#![cfg(feature = "redis")]
 
 mod support;
 
