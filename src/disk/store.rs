@@ -243,9 +243,20 @@ where
         self.db.inner.opts.clock.entry_deadline(ttl)
     }
 
-    /// The memory tier's update writing `value` under `key` until `deadline`.
-    fn put_later(key: K, value: V, deadline: u64) -> impl Apply<K, V> {
-        move |mem: Mem<'_, K, V>| mem.put_at(key, value, deadline)
+    /// The memory tier's update writing `value` under `key` until `deadline`. A compact tier
+    /// takes a copy of the value `op` encoded for the disk instead of encoding it again.
+    fn put_later(&self, key: K, value: V, op: &Op, deadline: u64) -> impl Apply<K, V> {
+        let encoded = self.encoded_for_compact(op);
+        move |mem: Mem<'_, K, V>| match encoded {
+            Some(bytes) => mem.put_encoded(&key, &bytes, deadline),
+            None => mem.put_at(key, value, deadline),
+        }
+    }
+
+    /// With a compact tier, the value `op` (a put) encoded, to write into it.
+    fn encoded_for_compact(&self, op: &Op) -> Option<Box<[u8]>> {
+        self.compact()?;
+        op.record().map(|rec| record::value(rec).into())
     }
 
     /// Runs one write: `decide` looks at memory (under `stripes`, the stripe locks of every key
@@ -331,7 +342,8 @@ where
         let op = self.put_op(&key, &value, deadline)?;
         let stripes = Stripes::of(op.key());
         self.write(stripes, || {
-            Ok(Decision::one((), op, Self::put_later(key, value, deadline)))
+            let apply = self.put_later(key, value, &op, deadline);
+            Ok(Decision::one((), op, apply))
         })
         .await
     }
@@ -367,11 +379,8 @@ where
             if self.is_live(&key)? != want_live {
                 return Ok(Decision::none(false));
             }
-            Ok(Decision::one(
-                true,
-                op,
-                Self::put_later(key, value, deadline),
-            ))
+            let apply = self.put_later(key, value, &op, deadline);
+            Ok(Decision::one(true, op, apply))
         })
         .await
     }
@@ -395,7 +404,8 @@ where
             if self.lookup(&key)?.map(|(value, _)| value) != expected {
                 return Ok(Decision::none(false));
             }
-            Ok(Decision::one(true, op, Self::put_later(key, new, deadline)))
+            let apply = self.put_later(key, new, &op, deadline);
+            Ok(Decision::one(true, op, apply))
         })
         .await
     }
@@ -407,11 +417,8 @@ where
                 return Ok(Decision::none(false));
             };
             let op = self.put_op(key, &value, deadline)?;
-            Ok(Decision::one(
-                true,
-                op,
-                Self::put_later(key.clone(), value, deadline),
-            ))
+            let apply = self.put_later(key.clone(), value, &op, deadline);
+            Ok(Decision::one(true, op, apply))
         })
         .await
     }
@@ -429,7 +436,7 @@ where
                 key: format!("{key:?}").into(),
             })?;
             let op = self.put_op(key, &value, deadline)?;
-            let apply = Self::put_later(key.clone(), value.clone(), deadline);
+            let apply = self.put_later(key.clone(), value.clone(), &op, deadline);
             Ok(Decision::one(value, op, apply))
         })
         .await
@@ -471,10 +478,19 @@ where
             .map(|(key, value)| self.put_op(key, value, deadline))
             .collect::<Result<Vec<Op>>>()?;
         let stripes = Stripes::of_all(ops.iter().map(Op::key));
+        let encoded: Option<Vec<Box<[u8]>>> =
+            ops.iter().map(|op| self.encoded_for_compact(op)).collect();
         self.write(stripes, || {
-            let apply = move |mem: Mem<'_, K, V>| {
-                for (key, value) in entries {
-                    mem.put_at(key, value, deadline);
+            let apply = move |mem: Mem<'_, K, V>| match encoded {
+                Some(encoded) => {
+                    for ((key, _), bytes) in entries.iter().zip(encoded) {
+                        mem.put_encoded(key, &bytes, deadline);
+                    }
+                }
+                None => {
+                    for (key, value) in entries {
+                        mem.put_at(key, value, deadline);
+                    }
                 }
             };
             Ok(Decision::many((), ops, apply))
@@ -564,6 +580,14 @@ where
         };
         if let Err(e) = compact.put(&key, &value, deadline) {
             tracing::error!(error = %e, "could not apply a committed disk write to the memory tier");
+        }
+    }
+
+    /// Puts `value`, already encoded as on disk, under `key` until `deadline` in the compact
+    /// tier (which is the only tier that keeps encoded values).
+    pub(super) fn put_encoded(&self, key: &K, value: &[u8], deadline: u64) {
+        if let Some(compact) = self.compact {
+            compact.put_encoded(key, value, deadline);
         }
     }
 
