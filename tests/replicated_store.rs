@@ -1626,3 +1626,48 @@ async fn on_a_cluster_a_batch_across_slots_is_committed_and_invalidated_everywhe
         assert_eq!(b.get(key).await.unwrap(), Some(format!("new-{key}")));
     }
 }
+
+// ------------------------------------------------ a node outliving its runtime
+
+/// A node's invalidation task runs on the runtime that built the node. When that runtime shuts
+/// down and the node lives on (built once, used from another runtime), the task is dropped with
+/// it and no invalidation reaches the node again: it must stop trusting its local tier (link
+/// down, reads go to the shared store) instead of serving its copies for good. Runtime A is
+/// dropped after node `a` cached `k`; node `b`, on runtime B, rewrites `k`.
+#[test]
+fn a_node_whose_invalidation_task_died_with_its_runtime_stops_serving_its_copies() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    let runtime = |name| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime {name}: {e}"))
+    };
+    let first = runtime("A");
+    let a = first.block_on(async {
+        let a = node(&redis, truth.clone(), &clock).await;
+        a.put(k("k"), k("v1"), None).await.unwrap();
+        assert_eq!(a.get(&k("k")).await.unwrap(), Some(k("v1")));
+        assert_eq!(a.local().count(), 1, "cached");
+        a
+    });
+    assert!(a.is_connected());
+    drop(first);
+    assert!(
+        !a.is_connected(),
+        "the task that received invalidations is gone: the link is down"
+    );
+    let second = runtime("B");
+    second.block_on(async {
+        let b = node(&redis, truth.clone(), &clock).await;
+        b.put(k("k"), k("v2"), None).await.unwrap();
+        assert_eq!(
+            a.get(&k("k")).await.unwrap(),
+            Some(k("v2")),
+            "a copy no invalidation can reach any more is not served"
+        );
+    });
+}

@@ -421,7 +421,47 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF_SENTINEL: Duration = Duration::from_millis(200);
 
 /// The task that owns the subscription; it exits when the hub is dropped.
-async fn run(hub: Weak<Hub>, mut conn: Option<Conn>, mut shutdown: oneshot::Receiver<()>) {
+async fn run(hub: Weak<Hub>, conn: Option<Conn>, shutdown: oneshot::Receiver<()>) {
+    let mut guard = Orphaned {
+        hub: hub.clone(),
+        ended: false,
+    };
+    keep_subscribed(hub, conn, shutdown).await;
+    guard.ended = true;
+}
+
+/// Marks the link down when the task is dropped before it ends by itself: its runtime shut down
+/// while the hub lives on (a store built once and used from other runtimes), so no invalidation
+/// will reach this node again, and its local tiers must not be trusted.
+struct Orphaned {
+    hub: Weak<Hub>,
+    ended: bool,
+}
+
+impl Drop for Orphaned {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        if let Some(hub) = self.hub.upgrade() {
+            hub.link.mark_down();
+            *hub.publisher.write() = None;
+            hub.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                node = hub.node,
+                "the invalidation task stopped with the runtime that ran it; local tiers are not \
+                 trusted from now on (reads go to Redis): build the store on a runtime that \
+                 outlives it"
+            );
+        }
+    }
+}
+
+async fn keep_subscribed(
+    hub: Weak<Hub>,
+    mut conn: Option<Conn>,
+    mut shutdown: oneshot::Receiver<()>,
+) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let live = match conn.take() {
