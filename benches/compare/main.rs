@@ -26,6 +26,7 @@ mod generational;
 mod hitratio;
 mod memory;
 mod plot;
+mod putcost;
 mod redis;
 /// The tests' `redis-server` helper, shared with the Redis sections.
 #[cfg(feature = "redis")]
@@ -47,6 +48,9 @@ fn main() {
     let mut report = Report::from_args();
     if report.wants("memory") {
         memory::run(&mut report);
+    }
+    if report.wants("putcost") {
+        putcost::run(&mut report);
     }
     if report.wants("redis") {
         redis::run(&mut report);
