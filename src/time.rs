@@ -154,10 +154,14 @@ impl SystemBase {
 
     #[inline]
     fn is_due(&self, deadline: UnixMillis) -> bool {
+        self.is_due_at(deadline, self.coarse_ms())
+    }
+
+    /// [`is_due`](Self::is_due) with a coarse reading the caller just took.
+    #[inline]
+    fn is_due_at(&self, deadline: UnixMillis, coarse: UnixMillis) -> bool {
         let margin = self.margin_ms.load(Ordering::Relaxed);
-        is_due_by(deadline, self.coarse_ms(), margin, || {
-            self.precise_near(margin)
-        })
+        is_due_by(deadline, coarse, margin, || self.precise_near(margin))
     }
 
     /// The precise time, for a deadline within the margin; also widens the margin if the coarse
@@ -278,6 +282,19 @@ impl Clock {
     pub(crate) fn is_due(&self, deadline: UnixMillis) -> bool {
         match &self.manual {
             None => system_base().is_due(deadline),
+            Some(m) => deadline <= m.read(),
+        }
+    }
+
+    /// [`is_due`](Self::is_due) judged from `coarse`, a reading of
+    /// [`coarse_ms`](Self::coarse_ms) the caller took just before (under the same lock), so a
+    /// write that read the time for its new deadline does not read it again to judge the entry
+    /// it replaces. Exact as `is_due` is: the answer holds as of that reading, which is no more
+    /// stale than `is_due`'s own. A manual clock ignores `coarse` and answers at its time.
+    #[inline]
+    pub(crate) fn is_due_at(&self, deadline: UnixMillis, coarse: UnixMillis) -> bool {
+        match &self.manual {
+            None => system_base().is_due_at(deadline, coarse),
             Some(m) => deadline <= m.read(),
         }
     }

@@ -50,6 +50,42 @@ async fn sweeper_removes_expired_entries_when_the_clock_advances() {
     assert_eq!(store.keys(), ["forever"]);
 }
 
+/// A rewrite that moves a deadline later does not index it again at once: the sweeper, woken
+/// for the first deadline, finds the entry alive, must leave it, and must come back for it
+/// (without the second visit this waits for the event in vain and fails).
+#[tokio::test]
+async fn the_sweeper_comes_back_for_an_entry_a_rewrite_moved_to_a_later_deadline() {
+    let time = ManualClock::new();
+    let store: MemoryStore<String, u64> = MemoryStore::builder()
+        .clock(time.clock())
+        .shards(1)
+        .build()
+        .unwrap();
+    let mut events = store.subscribe();
+    store.put("moved".into(), 1, Some(SEC)).unwrap();
+    // Expires after the first deadline of "moved": its event says the sweeper got past it.
+    store.put("marker".into(), 0, Some(SEC + SEC / 10)).unwrap();
+    time.advance(SEC / 2);
+    store.put("moved".into(), 2, Some(SEC)).unwrap(); // now due at 1.5 s
+    for _ in 0..3 {
+        assert_ne!(next_event(&mut events).await.kind, EventKind::Expired);
+    }
+    time.advance(SEC / 2 + SEC / 5); // 1.2 s
+    let event = next_event(&mut events).await;
+    assert_eq!(
+        (event.key.as_str(), event.kind),
+        ("marker", EventKind::Expired)
+    );
+    assert_eq!(store.get("moved"), Some(2), "swept before its deadline");
+    time.advance(SEC / 2); // 1.7 s
+    let event = next_event(&mut events).await;
+    assert_eq!(
+        (event.key.as_str(), event.kind),
+        ("moved", EventKind::Expired)
+    );
+    assert_eq!(store.stats().expirations, 2);
+}
+
 #[test]
 fn purge_expired_is_exact_and_idempotent() {
     let time = ManualClock::new();

@@ -83,10 +83,26 @@ type Probe = fn(&MemoryStore<u64, u64>, &[u64]);
 pub fn run(report: &mut Report) {
     let n = report.n(OPS, OPS);
     let keys = keys(n);
-    both(&memory(), &keys, [probe_memory_insert_ttl, probe_memory_overwrite_ttl]);
-    both(&memory(), &keys, [probe_memory_insert, probe_memory_overwrite]);
-    both(&bounded(n), &keys, [probe_bounded_insert_ttl, probe_bounded_overwrite_ttl]);
-    both(&bounded(n), &keys, [probe_bounded_insert, probe_bounded_overwrite]);
+    both(
+        &memory(),
+        &keys,
+        [probe_memory_insert_ttl, probe_memory_overwrite_ttl],
+    );
+    both(
+        &memory(),
+        &keys,
+        [probe_memory_insert, probe_memory_overwrite],
+    );
+    both(
+        &bounded(n),
+        &keys,
+        [probe_bounded_insert_ttl, probe_bounded_overwrite_ttl],
+    );
+    both(
+        &bounded(n),
+        &keys,
+        [probe_bounded_insert, probe_bounded_overwrite],
+    );
     let quick = Quick::new(2 * n);
     probe_quick_insert(&quick, &keys);
     probe_quick_overwrite(&quick, &keys);

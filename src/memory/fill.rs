@@ -202,7 +202,8 @@ where
             self.delete(&key);
             return Ok(());
         }
-        self.put_at(key, value, self.now().max(now), deadline)
+        let now = self.now().max(now);
+        self.put_at(key, value, super::store::When::At { now, deadline })
     }
 }
 

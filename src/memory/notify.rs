@@ -63,7 +63,11 @@ where
     /// a listener is installed.
     #[inline]
     pub(super) fn removed(&self, hash: u64, cause: RemovalCause, make: impl FnOnce() -> (K, V)) {
-        self.inner.listener.removed(self.lane(hash), cause, make);
+        // The lane is worked out only with a listener: a put without one pays one load here.
+        if let Some(notifier) = self.notifier() {
+            let (key, value) = make();
+            notifier.push(self.lane(hash), key, value, cause);
+        }
     }
 
     /// With a listener, announces and queues the slots in `slots` as removed for `cause`
@@ -79,18 +83,26 @@ where
         }
     }
 
-    /// [`stage`](Self::stage) for entries evicted for size, counting them.
+    /// [`stage`](Self::stage) for entries evicted for size, counting them. Inline up to the
+    /// emptiness check: most writes evict nothing, and then cost no call.
+    #[inline]
     pub(super) fn stage_evicted(&self, hash: u64, evicted: &mut Evicted<K, V>) {
-        if self.notifier().is_some() && !evicted.is_empty() {
-            self.inner.stats.add(Stat::Evictions, evicted.len() as u64);
-            self.stage(self.lane(hash), evicted, RemovalCause::Size);
+        if !evicted.is_empty() && self.notifier().is_some() {
+            self.stage_evicted_now(hash, evicted);
         }
+    }
+
+    fn stage_evicted_now(&self, hash: u64, evicted: &mut Evicted<K, V>) {
+        self.inner.stats.add(Stat::Evictions, evicted.len() as u64);
+        self.stage(self.lane(hash), evicted, RemovalCause::Size);
     }
 
     /// Delivers what removals in `key`'s shard queued (after its lock is released).
     #[inline]
     pub(super) fn deliver(&self, hash: u64) {
-        self.deliver_lane(self.lane(hash));
+        if self.notifier().is_some() {
+            self.deliver_lane(self.lane(hash));
+        }
     }
 
     #[inline]

@@ -228,9 +228,6 @@ pub(crate) struct Shard<K, V> {
     /// In a store with `time_to_idle`: the TTL deadlines of entries flagged [`SIDE_TTL`], by
     /// hash (empty otherwise). Pruned when the index is rebuilt.
     pub ttls: Ttls,
-    /// True in a store with `time_to_idle`: reads move deadlines, so the sweeper re-indexes
-    /// an entry it finds not yet expired under a due hash.
-    pub idle: bool,
     /// The table's capacity without tombstones (hashbrown's `capacity()` counts only free
     /// slots, so it drops below this as removals leave tombstones).
     full: usize,
@@ -244,7 +241,6 @@ impl<K, V> Default for Shard<K, V> {
             buckets: VecDeque::new(),
             indexed: 0,
             ttls: Ttls::default(),
-            idle: false,
             full: 0,
         }
     }
@@ -260,7 +256,6 @@ impl<K, V> Shard<K, V> {
             buckets: VecDeque::new(),
             indexed: 0,
             ttls: Ttls::default(),
-            idle: false,
         }
     }
 
@@ -272,9 +267,13 @@ impl<K, V> Shard<K, V> {
     /// at most 8 moves per tombstone; a table fuller than that grows as usual.
     #[inline]
     pub fn keep_size(&mut self, rehash: impl Fn(&Slot<K, V>) -> u64) {
+        if self.policy.is_none() {
+            // `full` serves the check below only, which an unbounded shard never makes.
+            return;
+        }
         let (len, capacity) = (self.table.len(), self.table.capacity());
         self.full = self.full.max(capacity);
-        if capacity == len && self.policy.is_some() {
+        if capacity == len {
             let free = self.full - len;
             if free > 0 && free >= self.full / 8 {
                 self.rebuild_table(rehash);
@@ -293,14 +292,16 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Records that the entry with `hash`, whose deadline was `old` (0: none), expires at
-    /// `deadline` now. If both fall in the same bucket, the entry is indexed there already: a
-    /// hot key rewritten with the same TTL adds nothing to the index (which then neither grows
-    /// nor needs rebuilding sooner). With `time_to_idle`, `old` may have been moved by reads
-    /// past the bucket it is indexed in; it is then indexed in an earlier one, where the
-    /// sweeper finds it alive and indexes it again at its deadline.
+    /// `deadline` now. Every entry with a deadline is indexed in its deadline's bucket or an
+    /// earlier one; where earlier, the sweeper finds it alive when that bucket is due and
+    /// indexes it again at its deadline (`reindex_moved`). So a deadline that moves later needs
+    /// nothing now: a hot key rewritten with the same TTL costs the index one hash per TTL
+    /// instead of one per 64 ms bucket, and the index neither grows nor needs rebuilding
+    /// sooner. A deadline that moves earlier is indexed at once. (With `time_to_idle`, reads
+    /// move deadlines later the same way, under the read lock.)
     #[inline]
     pub fn reschedule(&mut self, hash: u64, old: u64, deadline: u64, rehash: impl Fn(&K) -> u64) {
-        if old != 0 && old >> BUCKET_SHIFT == deadline >> BUCKET_SHIFT {
+        if old != 0 && old >> BUCKET_SHIFT <= deadline >> BUCKET_SHIFT {
             return;
         }
         self.schedule(hash, deadline, rehash);
@@ -454,9 +455,7 @@ impl<K, V> Shard<K, V> {
             self.indexed -= take;
             for hash in batch {
                 self.remove_expired(hash, now, out);
-                if self.idle {
-                    self.reindex_moved(hash, now, &rehash);
-                }
+                self.reindex_moved(hash, now, &rehash);
             }
         }
         if done >= budget {
@@ -488,9 +487,7 @@ impl<K, V> Shard<K, V> {
             if self.table.find(hash, pending).is_some() {
                 self.index(hash, bucket << BUCKET_SHIFT | 1);
             }
-            if self.idle {
-                self.reindex_moved(hash, ((bucket + 1) << BUCKET_SHIFT) - 1, rehash);
-            }
+            self.reindex_moved(hash, ((bucket + 1) << BUCKET_SHIFT) - 1, rehash);
         }
     }
 
@@ -503,9 +500,9 @@ impl<K, V> Shard<K, V> {
         }
     }
 
-    /// With `time_to_idle`, a read may have moved a due entry's deadline past the bucket being
-    /// purged without telling the index (reads hold only the read lock): index it again at its
-    /// new deadline if that is after `after`.
+    /// A rewrite (see [`reschedule`](Self::reschedule)) or, with `time_to_idle`, a read may
+    /// have moved a due entry's deadline past the bucket being purged without telling the
+    /// index: index it again at its new deadline if that is after `after`.
     fn reindex_moved(&mut self, hash: u64, after: u64, rehash: &impl Fn(&K) -> u64) {
         let moved = |s: &Slot<K, V>| s.deadline() > after && rehash(&s.key) == hash;
         if let Some(deadline) = self.table.find(hash, moved).map(Slot::deadline) {

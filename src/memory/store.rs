@@ -145,6 +145,17 @@ enum Only {
     IfNotLive,
 }
 
+/// When a written entry expires.
+#[derive(Clone, Copy)]
+pub(super) enum When {
+    /// A TTL in milliseconds (0: none), counted from the coarse time read under the shard lock,
+    /// so that one reading serves the new deadline and the check of the entry it replaces.
+    Ttl(u64),
+    /// A deadline (Unix ms, 0: none) worked out at `now` by the caller (a DiskStore's fill).
+    #[cfg(feature = "disk")]
+    At { now: u64, deadline: u64 },
+}
+
 /// What a write did, to report after the shard lock is released.
 pub(super) enum Outcome {
     Written(Replaced<()>),
@@ -190,11 +201,7 @@ where
         let limits = parts.limits;
         let listener = ListenerSlot::new(parts.listener, parts.shards);
         let tti = parts.tti.map(crate::time::ttl_ms);
-        let shard = |i| {
-            let mut shard = Shard::new(limits.policy(i, parts.shards));
-            shard.idle = tti.is_some();
-            RwLock::new(shard)
-        };
+        let shard = |i| RwLock::new(Shard::new(limits.policy(i, parts.shards)));
         let shards = (0..parts.shards).map(shard).collect();
         let inner = Arc::new_cyclic(|me| Inner {
             namespace: parts.namespace,
@@ -295,21 +302,20 @@ where
     ///
     /// Fails only for a zero TTL.
     pub fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
-        let now = self.now();
-        self.put_at(key, value, now, deadline_at(now, ttl)?)
+        // The TTL in ms (0: none); the clock is read under the shard lock (`When`).
+        self.put_at(key, value, When::Ttl(deadline_at(0, ttl)?))
     }
 
-    /// `put` at `now` with its TTL deadline (Unix ms, 0: none) already worked out.
-    pub(super) fn put_at(&self, key: K, value: V, now: u64, deadline: u64) -> Result<()> {
-        let due = self.due(now, deadline);
+    /// `put` with its deadline given as `when`.
+    pub(super) fn put_at(&self, key: K, value: V, when: When) -> Result<()> {
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let mut evicted = Vec::new();
-        let slot = Slot::with_flags(key, value, due.deadline, flags(due.cap));
-        let outcome = self.insert_slot(hash, slot, &due, Only::Always, &mut evicted);
+        let (outcome, deadline) =
+            self.insert_slot(hash, key, value, when, Only::Always, &mut evicted);
         self.report_evicted(evicted);
         self.deliver(hash);
-        self.after_outcome(event_key.as_ref(), outcome, due.deadline)?;
+        self.after_outcome(event_key.as_ref(), outcome, deadline)?;
         Ok(())
     }
 
@@ -323,33 +329,70 @@ where
         Ok(true)
     }
 
-    /// Writes `slot` (if `only` allows), evicting first in a bounded store.
+    /// The deadline of a write made `when`, and the coarse time if it read it (under the shard
+    /// lock, for [`expired`](Self::expired) to judge the entry it replaces by the same reading).
+    /// A write with neither a TTL nor `time_to_idle` does not read the clock.
+    #[inline]
+    fn due_of(&self, when: When) -> (Due, Option<u64>) {
+        match when {
+            When::Ttl(0) if self.inner.tti.is_none() => (self.due(0, 0), None),
+            When::Ttl(ttl) => {
+                let now = self.now();
+                let deadline = if ttl == 0 { 0 } else { now.saturating_add(ttl) };
+                (self.due(now, deadline), Some(now))
+            }
+            #[cfg(feature = "disk")]
+            When::At { now, deadline } => (self.due(now, deadline), None),
+        }
+    }
+
+    /// Whether `slot` has expired, exactly. `coarse` is a coarse reading taken under the shard
+    /// lock held now (see [`due_of`](Self::due_of)): the check then reads no clock again unless
+    /// the deadline is near (see [`Clock::is_due_at`]).
+    #[inline]
+    fn expired(&self, slot: &Slot<K, V>, coarse: Option<u64>) -> bool {
+        match coarse {
+            None => slot.is_expired(self.clock()),
+            Some(coarse) => {
+                let deadline = slot.deadline();
+                deadline != 0 && self.clock().is_due_at(deadline, coarse)
+            }
+        }
+    }
+
+    /// Writes `key` and `value` expiring `when` (if `only` allows), evicting first in a bounded
+    /// store; returns what it did and the entry's deadline.
     fn insert_slot(
         &self,
         hash: u64,
-        mut slot: Slot<K, V>,
-        due: &Due,
+        key: K,
+        value: V,
+        when: When,
         only: Only,
         evicted: &mut Evicted<K, V>,
-    ) -> Outcome {
-        let weight = self.weigh(&slot.key, &slot.value);
+    ) -> (Outcome, u64) {
+        let weight = self.weigh(&key, &value);
         let mut guard = self.shard(hash).write();
         let shard = &mut *guard;
         if only == Only::IfNotLive {
-            let found = shard.table.find(hash, |s| s.key == slot.key);
+            let found = shard.table.find(hash, |s| s.key == key);
             if found.is_some_and(|s| !s.is_expired(self.clock())) {
-                return Outcome::Refused;
+                return (Outcome::Refused, 0);
             }
         }
-        if !self.make_room(shard, hash, &slot.key, weight, evicted) {
-            evicted.extend(self.drop_unfit(shard, hash, &slot.key));
+        if !self.make_room(shard, hash, &key, weight, evicted) {
+            evicted.extend(self.drop_unfit(shard, hash, &key));
             self.stage_evicted(hash, evicted);
             // Counted and announced by `report_unfit_key` once the lock is released.
-            self.removed(hash, RemovalCause::Size, || (slot.key, slot.value));
-            return Outcome::Unfit;
+            self.removed(hash, RemovalCause::Size, || (key, value));
+            return (Outcome::Unfit, 0);
         }
         self.stage_evicted(hash, evicted);
         shard.keep_size(self.rehash_slot());
+        // Read after the evictions and any rebuild above, so the reading is fresh when the
+        // replaced entry is judged by it below.
+        let (due, coarse) = self.due_of(when);
+        let mut slot = Slot::with_flags(key, value, due.deadline, flags(due.cap));
         let entry = shard
             .table
             .entry(hash, |s| s.key == slot.key, self.rehash_slot());
@@ -358,7 +401,7 @@ where
             Entry::Occupied(mut o) => {
                 let old = o.get_mut().overwrite(slot);
                 reweigh(&mut shard.policy, self.weigh(&old.key, &old.value), weight);
-                let expired = old.is_expired(self.clock());
+                let expired = self.expired(&old, coarse);
                 let indexed = old.deadline();
                 self.removed(hash, cause_of(expired, RemovalCause::Replaced), || {
                     (old.key, old.value)
@@ -372,8 +415,8 @@ where
             }
         };
         shard.reschedule(hash, indexed, due.deadline, self.rehash());
-        self.note_due(shard, hash, due);
-        Outcome::Written(replaced)
+        self.note_due(shard, hash, &due);
+        (Outcome::Written(replaced), due.deadline)
     }
 
     /// Reports a write that was evicted at once (too heavy for the store's weight limit).
@@ -400,16 +443,15 @@ where
 
     /// Writes only if `key` has no live entry; true if written. Atomic.
     pub fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
-        let now = self.now();
-        let due = self.due(now, deadline_at(now, ttl)?);
+        let when = When::Ttl(deadline_at(0, ttl)?);
         let hash = self.hash(&key);
         let event_key = self.inner.events.is_active().then(|| key.clone());
         let mut evicted = Vec::new();
-        let slot = Slot::with_flags(key, value, due.deadline, flags(due.cap));
-        let outcome = self.insert_slot(hash, slot, &due, Only::IfNotLive, &mut evicted);
+        let (outcome, deadline) =
+            self.insert_slot(hash, key, value, when, Only::IfNotLive, &mut evicted);
         self.report_evicted(evicted);
         self.deliver(hash);
-        self.after_outcome(event_key.as_ref(), outcome, due.deadline)
+        self.after_outcome(event_key.as_ref(), outcome, deadline)
     }
 
     /// Removes `key` and returns its live value. Atomic: of many concurrent `take`s, one wins.
@@ -755,7 +797,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rewrite_in_the_same_bucket_is_indexed_once() {
+    fn a_rewrite_is_indexed_only_when_its_deadline_moves_earlier() {
         // 60 s from here is the start of a 64 ms deadline bucket.
         let time = ManualClock::starting_at((1 << 20) + 32);
         let store = MemoryStore::builder().clock(time.clock()).build().unwrap();
@@ -764,17 +806,41 @@ mod tests {
             store.put(7u64, round, ttl).unwrap();
         }
         assert_eq!(indexed(&store), 1, "same deadline bucket: indexed once");
-        time.advance(Duration::from_millis(63));
+        time.advance(Duration::from_millis(64));
         store.put(7, 0, ttl).unwrap();
-        assert_eq!(indexed(&store), 1, "63 ms later: still the same bucket");
-        time.advance(Duration::from_millis(1));
-        store.put(7, 0, ttl).unwrap();
-        assert_eq!(indexed(&store), 2, "the next bucket is indexed");
+        assert_eq!(
+            indexed(&store),
+            1,
+            "a later bucket: the sweeper indexes it when due"
+        );
+        store.put(7, 0, Some(Duration::from_secs(30))).unwrap();
+        assert_eq!(indexed(&store), 2, "an earlier deadline is indexed at once");
         store.put(7, 0, None).unwrap();
         store.put(7, 0, ttl).unwrap();
         assert_eq!(indexed(&store), 3, "a deadline after none is indexed");
-        time.advance(Duration::from_secs(61));
+        time.advance(Duration::from_secs(59));
+        assert_eq!(store.purge_expired(), 0, "nothing is due yet");
+        time.advance(Duration::from_secs(2));
         store.purge_expired(); // or the sweeper did
         assert_eq!(store.stats().expirations, 1, "the entry is still swept");
+    }
+
+    #[test]
+    fn an_entry_indexed_in_an_earlier_bucket_is_swept_at_its_deadline_not_before() {
+        let time = ManualClock::new();
+        let store = MemoryStore::builder().clock(time.clock()).build().unwrap();
+        store.put(1u64, 1, Some(Duration::from_secs(1))).unwrap();
+        time.advance(Duration::from_millis(500));
+        store.put(1, 2, Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(indexed(&store), 1, "indexed at its first deadline only");
+        time.advance(Duration::from_millis(700));
+        // The first deadline's bucket is due: the entry is alive and indexed again.
+        assert_eq!(store.purge_expired(), 0);
+        assert_eq!(store.get(&1), Some(2));
+        assert_eq!(indexed(&store), 1, "indexed again at its deadline");
+        time.advance(Duration::from_millis(301));
+        store.purge_expired(); // or the sweeper did
+        assert_eq!(store.stats().expirations, 1, "swept at its deadline");
+        assert_eq!(indexed(&store), 0);
     }
 }
