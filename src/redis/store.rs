@@ -163,6 +163,10 @@ impl WaitForReplicas {
 /// built on (a per-request runtime, a test's): the tasks that drive and replace its connection
 /// run on the runtime of the call that (re)connected, and when that runtime shuts down at most
 /// one call fails, with a transient error, before the store reconnects on the caller's runtime.
+/// A runtime kept alive but not driven (a current-thread runtime outside `block_on`) does not
+/// run those tasks: if a reconnect started there, calls on other runtimes time out until that
+/// runtime is driven again or dropped. Build the store on a runtime that is always driven (a
+/// multi-thread runtime), or use it from one runtime only.
 ///
 /// ```no_run
 /// use std::time::Duration;
