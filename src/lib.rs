@@ -28,6 +28,8 @@
 //! - `listener`: the [`EvictionListener`] a local store hands every removed entry to, with its
 //!   value and cause, never dropped (moka's `eviction_listener`).
 //! - `stats`: [`Stats`] counters, striped per thread.
+//! - `ratio_watch` (internal): a store watching its own hit ratio for a lasting drop, which the
+//!   bounded MemoryStore's lean and the GenerationalStore's adaptive aging both act on.
 //! - `error`: the one [`Error`] enum.
 //! - `sessions` (feature `sessions`, on by default): `StrataSessionStore`, a tower-sessions
 //!   `SessionStore` over any store, so a web app's sessions survive restarts and span nodes.
@@ -65,6 +67,7 @@ mod listener;
 mod local;
 mod memory;
 mod namespace;
+mod ratio_watch;
 mod redact;
 #[cfg(feature = "redis")]
 mod redis;

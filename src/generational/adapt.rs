@@ -6,12 +6,13 @@
 //! the old counts fade (3–4 points below quick_cache on `benches/compare/hitratio.rs`'s
 //! shifting hot set at 20 % capacity without this). As the bounded MemoryStore's lean does
 //! (`memory/lean.rs`, after Caffeine's adaptive window, Einziger et al., Middleware 2018), the
-//! store watches its own hit ratio, in windows of `max(capacity, MIN_WINDOW)` reads: once
-//! `PERSIST` windows in a row are more than `DROP` below the ratio before the drop, it halves
-//! the sketch once per window until a window is back; the target slides toward the observed
-//! ratio by `SETTLE` of the gap each time, so a workload whose ratio stays lower for good
+//! store watches its own hit ratio (a [`RatioWatch`], `ratio_watch.rs`, shared with the lean),
+//! in windows of `max(capacity, 16 384)` reads: once
+//! 3 windows in a row are more than 5 % below the ratio before the drop, it halves the sketch
+//! once per window until a window is back; the target slides toward the observed ratio by a
+//! quarter of the gap each time (`TUNING`), so a workload whose ratio stays lower for good
 //! stops the halving after a few windows. A scan lowers the ratio too, but the benchmark's
-//! (a fifth of the keys, 20 000) spans at most two low windows in a row: `PERSIST` lets it by.
+//! (a fifth of the keys, 20 000) spans at most two low windows in a row: it lets it by.
 //!
 //! Runs on a writer that evicts, every `CHECK_EVERY`th time, never on a read; a writer that
 //! finds another one in it gives up. A store built with `stats(false)` counts no reads and
@@ -19,16 +20,28 @@
 
 use parking_lot::Mutex;
 
-use crate::stats::StatsRecorder;
+use crate::{
+    ratio_watch::{Gap, RatioWatch, Tuning},
+    stats::StatsRecorder,
+};
 
-/// Reads per window at least (a ratio over fewer is too noisy to act on).
-const MIN_WINDOW: u64 = 16_384;
-/// How far below the ratio before the drop (a fraction of it) a window counts as low.
-const DROP: f64 = 0.05;
-/// Low windows in a row before the first halving: a lasting drop, not a burst or a scan.
-const PERSIST: u32 = 3;
-/// The share of the gap between target and observed ratio given up at each halving.
-const SETTLE: f64 = 0.25;
+/// How the store judges its windows of reads (`ratio_watch.rs`); `sample` is the least, a
+/// store uses `max(capacity, sample)`.
+const TUNING: Tuning = Tuning {
+    // A ratio over fewer reads is too noisy to act on.
+    sample: 16_384,
+    // A window 5 % below the ratio before the drop (a share of it) is low.
+    drop: Gap::Share(0.05),
+    // Three low windows in a row before the first halving: a lasting drop, not a burst or a
+    // scan.
+    persist: 3,
+    // Each halving gives up a quarter of the gap between the target and the observed ratio.
+    settle: 0.25,
+    // Back once a window is within 5 % of the (settling) target; every low window from the
+    // third on halves, so the third already settles.
+    back: Gap::Share(0.05),
+    settle_at_start: true,
+};
 /// Evicting writes between two looks at the counters (a look sums the stats' stripes).
 const CHECK_EVERY: u64 = 64;
 
@@ -36,26 +49,23 @@ const CHECK_EVERY: u64 = 64;
 /// set −0.05/−0.70/−4.01 → −0.04/−0.24/−0.35 points behind the best peer at 1/5/20 %
 /// capacity; the Zipf columns within ±0.3 (the hasher's seed moves them by as much).
 pub(crate) struct Aging {
-    window: u64,
     watch: Mutex<Watch>,
 }
 
-#[derive(Default)]
 struct Watch {
     calls: u64,
-    /// Reads and misses when the current window began.
-    at: (u64, u64),
-    /// The ratio to get back to (the last window that was not low).
-    target: f64,
-    low: u32,
+    ratio: RatioWatch,
 }
 
 impl Aging {
     /// For a store of `capacity` entries.
     pub fn new(capacity: u64) -> Self {
+        let ratio = RatioWatch::new(Tuning {
+            sample: capacity.max(TUNING.sample),
+            ..TUNING
+        });
         Aging {
-            window: capacity.max(MIN_WINDOW),
-            watch: Mutex::new(Watch::default()),
+            watch: Mutex::new(Watch { calls: 0, ratio }),
         }
     }
 
@@ -69,33 +79,15 @@ impl Aging {
             return false;
         }
         let s = stats.snapshot();
-        self.sample(&mut watch, s.hits + s.misses, s.misses)
+        Self::sample(&mut watch.ratio, s.hits + s.misses, s.misses)
     }
 
     /// Ends a window if `reads` (and `misses`, both totals so far) complete one; true if the
     /// sketch should be halved.
-    fn sample(&self, w: &mut Watch, reads: u64, misses: u64) -> bool {
-        if reads < w.at.0 || misses < w.at.1 {
-            *w = Watch::default(); // the counters were reset
-            return false;
-        }
-        let (window_reads, window_misses) = (reads - w.at.0, misses - w.at.1);
-        if window_reads < self.window {
-            return false;
-        }
-        w.at = (reads, misses);
-        let ratio = 1.0 - window_misses as f64 / window_reads as f64;
-        if ratio >= w.target * (1.0 - DROP) {
-            w.low = 0;
-            w.target = ratio;
-            return false;
-        }
-        w.low += 1;
-        if w.low < PERSIST {
-            return false;
-        }
-        w.target -= (w.target - ratio) * SETTLE;
-        true
+    fn sample(watch: &mut RatioWatch, reads: u64, misses: u64) -> bool {
+        watch
+            .sample(reads, misses)
+            .is_some_and(|window| watch.step(window.ratio()))
     }
 }
 
@@ -103,17 +95,16 @@ impl Aging {
 mod tests {
     use super::*;
 
-    /// Feeds windows of `MIN_WINDOW` reads with the given hit ratios; returns after which
+    /// Feeds windows of `TUNING.sample` reads with the given hit ratios; returns after which
     /// windows (1-based) the sketch would be halved.
     fn halvings(ratios: &[f64]) -> Vec<usize> {
-        let aging = Aging::new(1_000);
-        let mut w = Watch::default();
+        let mut w = Aging::new(1_000).watch.into_inner().ratio;
         let (mut reads, mut misses) = (0, 0);
         let mut out = Vec::new();
         for (i, ratio) in ratios.iter().enumerate() {
-            reads += MIN_WINDOW;
-            misses += ((1.0 - ratio) * MIN_WINDOW as f64) as u64;
-            if aging.sample(&mut w, reads, misses) {
+            reads += TUNING.sample;
+            misses += ((1.0 - ratio) * TUNING.sample as f64) as u64;
+            if Aging::sample(&mut w, reads, misses) {
                 out.push(i + 1);
             }
         }
@@ -146,10 +137,12 @@ mod tests {
 
     #[test]
     fn reset_counters_start_over() {
-        let aging = Aging::new(1_000);
-        let mut w = Watch::default();
-        assert!(!aging.sample(&mut w, 10 * MIN_WINDOW, MIN_WINDOW));
-        assert!(!aging.sample(&mut w, 5, 5), "counters went back");
-        assert_eq!(w.at, (0, 0));
+        let mut w = Aging::new(1_000).watch.into_inner().ratio;
+        assert!(!Aging::sample(&mut w, 10 * TUNING.sample, TUNING.sample));
+        assert!(!Aging::sample(&mut w, 5, 5), "counters went back");
+        assert!(
+            w.sample(TUNING.sample, 0).is_some(),
+            "a window from zero on"
+        );
     }
 }

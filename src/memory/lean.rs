@@ -12,11 +12,12 @@
 //! two positions.
 //!
 //! The hit ratio is the store's own read and miss counters (striped per thread, summed here),
-//! looked at in samples of `max(capacity, MIN_SAMPLE)` reads. A **recovery** starts when
-//! `PERSIST` samples in a row are more than `DROP` below the sample before them, and aims back
-//! at that earlier ratio; it ends once a sample reaches its target, which slides toward the
-//! observed ratio by `SETTLE` of the gap per sample (within `BACK` of it is back), so a workload whose ratio stays lower for
-//! good does not keep the store leaning toward recency. A **scan** also drops the ratio, but
+//! looked at in samples of `max(capacity, 8 192)` reads by a [`RatioWatch`] (`ratio_watch.rs`,
+//! shared with the GenerationalStore's adaptive aging; the numbers are in `TUNING`). A
+//! **recovery** starts when 3 samples in a row are more than 5 points below the sample before
+//! them, and aims back at that earlier ratio; it ends once a sample reaches its target, which
+//! slides toward the observed ratio by 3 % of the gap per sample (within half a point of it is
+//! back), so a workload whose ratio stays lower for good does not keep the store leaning toward recency. A **scan** also drops the ratio, but
 //! leaning toward recency through one costs hits (its keys never come back; the hot set should
 //! stay put): a sample whose misses the ghost recalls less than half as often as in the last
 //! sample that counted is a scan's, and is skipped. Nothing here runs on a read: a writer that
@@ -33,16 +34,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-/// Reads per sample at least (a sample's ratio over fewer reads is too noisy to act on).
-const MIN_SAMPLE: u64 = 8_192;
-/// How far (a fraction) a sample's hit ratio must fall below the one before the drop.
-const DROP: f64 = 0.05;
-/// Samples in a row that must stay that low: a lasting drop (a new hot set), not a burst.
-const PERSIST: u32 = 3;
-/// The share of the gap between target and observed ratio a recovery gives up per sample.
-const SETTLE: f64 = 0.03;
-/// A recovery ends once a sample is this close to its target.
-const BACK: f64 = 0.005;
+use crate::ratio_watch::{Gap, RatioWatch, Tuning};
+
+/// How the store judges its samples of reads (`ratio_watch.rs`); `sample` is the least, a
+/// store uses `max(capacity, sample)`.
+const TUNING: Tuning = Tuning {
+    // A sample's ratio over fewer reads is too noisy to act on.
+    sample: 8_192,
+    // A sample 5 points below the one before the drop is low.
+    drop: Gap::Points(0.05),
+    // Three low samples in a row: a lasting drop (a new hot set), not a burst.
+    persist: 3,
+    // A recovery gives up 3 % of the gap between target and observed ratio per sample...
+    settle: 0.03,
+    // ...and ends once a sample is within half a point of its target.
+    back: Gap::Points(0.005),
+    settle_at_start: false,
+};
 /// A sample whose ghost recalls per miss fall below this share of the last counted sample's
 /// is a scan's.
 const SCAN_RECALLS: f64 = 0.5;
@@ -52,35 +60,34 @@ pub(crate) struct Lean {
     recency: AtomicBool,
     /// Ghost recalls reported by the shards so far.
     recalls: AtomicU64,
-    sample: u64,
     watch: Mutex<Watch>,
 }
 
 /// Where the samples stand.
-#[derive(Default)]
 struct Watch {
-    /// The counters at the start of the current sample.
-    reads: u64,
-    misses: u64,
+    ratio: RatioWatch,
+    /// Ghost recalls at the start of the current sample.
     recalls: u64,
-    /// The last counted sample's hit ratio and ghost recalls per miss.
-    last: Option<f64>,
+    /// The last counted sample's ghost recalls per miss.
     recall_rate: Option<f64>,
-    /// The ratio before a drop, and how many samples in a row have stayed below it.
-    dropped_from: Option<f64>,
-    low: u32,
-    /// The ratio a recovery aims back at (`None`: not recovering).
-    target: Option<f64>,
 }
 
 impl Lean {
     /// A lean for a store holding about `capacity` entries.
     pub fn new(capacity: u64) -> Self {
+        let tuning = Tuning {
+            sample: capacity.max(TUNING.sample),
+            ..TUNING
+        };
+        let watch = Watch {
+            ratio: RatioWatch::new(tuning),
+            recalls: 0,
+            recall_rate: None,
+        };
         Lean {
             recency: AtomicBool::new(false),
             recalls: AtomicU64::new(0),
-            sample: capacity.max(MIN_SAMPLE),
-            watch: Mutex::new(Watch::default()),
+            watch: Mutex::new(watch),
         }
     }
 
@@ -98,48 +105,17 @@ impl Lean {
         let Some(mut watch) = self.watch.try_lock() else {
             return;
         };
-        let read = reads.wrapping_sub(watch.reads);
-        if read < self.sample {
+        let Some(sample) = watch.ratio.sample(reads, misses) else {
             return;
-        }
-        let missed = misses.wrapping_sub(watch.misses).min(read);
-        let ratio = 1.0 - missed as f64 / read as f64;
-        let rate = recalls.wrapping_sub(watch.recalls) as f64 / missed.max(1) as f64;
-        (watch.reads, watch.misses, watch.recalls) = (reads, misses, recalls);
+        };
+        let rate = recalls.wrapping_sub(watch.recalls) as f64 / sample.misses.max(1) as f64;
+        watch.recalls = recalls;
         if watch.recall_rate.is_some_and(|r| rate < r * SCAN_RECALLS) {
             return;
         }
         watch.recall_rate = Some(rate);
-        watch.step(ratio);
-        self.recency
-            .store(watch.target.is_some(), Ordering::Relaxed);
-    }
-}
-
-impl Watch {
-    /// Moves on by one counted sample of hit ratio `ratio`.
-    fn step(&mut self, ratio: f64) {
-        self.target = match self.target {
-            Some(target) if ratio + BACK < target => Some(target - (target - ratio) * SETTLE),
-            Some(_) => None,
-            None => self.drop_lasted(ratio),
-        };
-        self.last = Some(ratio);
-    }
-
-    /// Counts `ratio` toward a lasting drop; the ratio to recover if the drop lasted long enough.
-    fn drop_lasted(&mut self, ratio: f64) -> Option<f64> {
-        let before = self.dropped_from.or(self.last)?;
-        if ratio >= before - DROP {
-            (self.dropped_from, self.low) = (None, 0);
-            return None;
-        }
-        (self.dropped_from, self.low) = (Some(before), self.low + 1);
-        if self.low < PERSIST {
-            return None;
-        }
-        (self.dropped_from, self.low) = (None, 0);
-        Some(before)
+        let recency = watch.ratio.step(sample.ratio());
+        self.recency.store(recency, Ordering::Relaxed);
     }
 }
 
@@ -150,7 +126,7 @@ mod tests {
     /// Feeds `lean` one sample of `reads` reads per entry of `samples`: (hit ratio, ghost
     /// recalls per miss). Returns the lean after each.
     fn feed(lean: &Lean, total: &mut (u64, u64), samples: &[(f64, f64)]) -> Vec<bool> {
-        let each = lean.sample;
+        let each = lean.watch.lock().ratio.sample_reads();
         let step = |&(ratio, recalls): &(f64, f64)| {
             let missed = ((1.0 - ratio) * each as f64) as u64;
             total.0 += each;
@@ -172,7 +148,7 @@ mod tests {
         assert_eq!(
             feed(&lean, &mut total, &shift),
             [false, false, true, true],
-            "leans toward recency once the drop lasted {PERSIST} samples"
+            "leans toward recency once the drop lasted three samples"
         );
         assert_eq!(feed(&lean, &mut total, &[(0.80, 0.15)]), [true]);
         assert_eq!(
