@@ -6,6 +6,9 @@
 //! Traces over n = 100k keys (10k in a smoke run): Zipf 0.9 and 0.99 at 1/5/20 % capacity,
 //! each with and without a scan of n/5 cold keys every 100k requests; a loop over 1.25x the
 //! capacity; a Zipf 0.99 hot set that moves to new keys four times.
+//!
+//! `STRATA_HITRATIO_ONLY=admission` runs only the contenders whose name holds that text (and
+//! prints their ratios without peers), to iterate on one policy in a few minutes.
 
 use strata::MemoryStore;
 
@@ -73,16 +76,27 @@ const PEERS: [(&str, Make); 2] = [
     }),
 ];
 
+/// The contenders whose name contains `STRATA_HITRATIO_ONLY` (all when unset), to iterate on
+/// one policy without running every other (`STRATA_HITRATIO_ONLY=admission`).
+fn picked<'a>(contenders: &'a [(&'a str, Make)]) -> impl Iterator<Item = &'a (&'a str, Make)> {
+    let only = std::env::var("STRATA_HITRATIO_ONLY").ok();
+    let wanted = move |who: &str| only.as_deref().is_none_or(|o| who.contains(o));
+    contenders.iter().filter(move |(who, _)| wanted(who))
+}
+
 /// One column: every contender on `trace` at `cap` entries; rows ours × peer, one bar group.
 fn column(report: &mut Report, name: &str, panel: &str, pct: usize, cap: usize, trace: &[u64]) {
-    let ours: Vec<(&str, f64)> = OURS
-        .iter()
+    let ours: Vec<(&str, f64)> = picked(&OURS)
         .map(|(who, make)| (*who, hit_ratio(&*make(cap), trace)))
         .collect();
-    let peers: Vec<(&str, f64)> = PEERS
-        .iter()
+    let peers: Vec<(&str, f64)> = picked(&PEERS)
         .map(|(who, make)| (*who, hit_ratio(&*make(cap), trace)))
         .collect();
+    if peers.is_empty() {
+        // Peers filtered out: print ours alone (no row has a peer to compare with).
+        ours.iter()
+            .for_each(|(who, ratio)| println!("{name} cap {pct}% [{who}] {ratio:.2} %"));
+    }
     for &(who, ratio) in &ours {
         for &(peer, peer_ratio) in &peers {
             report.add(Row {
