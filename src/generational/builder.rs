@@ -176,8 +176,9 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
     /// hitting the part it holds. While the store's hit ratio recovers from a lasting drop (a
     /// moved hot set) the sketch forgets faster. An explicit [`GenerationalStore::new_generation`]
     /// (or the GC's) still drops the older generation, keeping its frequently read entries.
-    /// Costs a few relaxed atomic writes per read, 16 bytes of sketch per entry of capacity and
-    /// an 8-byte hash per older entry in the eviction queue. Without a limit it has no effect.
+    /// Costs a few relaxed atomic writes per read, 16 bytes of sketch per entry of capacity (64
+    /// KiB at least, so the keys a small store never holds do not saturate it) and an 8-byte
+    /// hash per older entry in the eviction queue. Without a limit it has no effect.
     ///
     /// ```
     /// use strata::GenerationalStore;
