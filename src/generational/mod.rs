@@ -15,10 +15,11 @@
 //! key-level transactions, a memory limit); turn on `admission(true)` there (TinyLFU's
 //! candidate-against-victim test, see the builder): without it a scan or a stream of one-hit
 //! wonders fills the newer generation and pushes the used entries out (9–15 points below the
-//! best peer in that bench); with it the store is at or above the best peer on 11 of
-//! the 18 columns (0.05–0.71 points below on the other 7: scans and a moving hot set, mostly at
-//! 1 % capacity), and 13–18 points ahead on the loop, at 0.36–0.43× of
-//! quick_cache's throughput (BENCHMARKS.md).
+//! best peer in that bench); with it the store is at or above the best peer on 12 of
+//! the 18 columns (0.02–0.69 points below on the other 6: Zipf with a scan at 1 % and 20 %
+//! capacity and a moving hot set; the hasher's seed moves a column by up to ±0.3), and 12–18
+//! points ahead on the loop, at 0.36–0.43× of quick_cache's throughput (BENCHMARKS.md). So for
+//! the hit ratio alone, the bounded `MemoryStore` is still the pick; this one when its model is.
 
 mod adapt;
 mod api;
