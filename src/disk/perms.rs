@@ -27,25 +27,61 @@ pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Makes `dir` and everything under it owner-only (`0700` directories, `0600` files).
+/// Makes `dir` and everything under it owner-only (`0700` directories, `0600` files). The
+/// engine's own threads may delete a file (an old journal or table) while the walk runs: a
+/// file or directory gone between the listing and its change is skipped, not an error (an open
+/// right after a crash failed so, with fjall cleaning up its recovery while this ran).
 #[cfg(unix)]
 pub(crate) fn restrict_tree(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            restrict_tree(&entry.path())?;
-        } else if kind.is_file() {
-            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
-        }
+        let restricted = entry.file_type().and_then(|kind| {
+            if kind.is_dir() {
+                restrict_tree(&entry.path())
+            } else if kind.is_file() {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))
+            } else {
+                Ok(())
+            }
+        });
+        gone_is_fine(restricted)?;
     }
     Ok(())
+}
+
+/// `Ok` for an entry that no longer exists: nothing is left to restrict.
+fn gone_is_fine(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// Makes `dir` and everything under it owner-only (nothing to do here).
 #[cfg(not(unix))]
 pub(crate) fn restrict_tree(_dir: &Path) -> io::Result<()> {
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A file or directory deleted between the walk's listing and its change is skipped (what
+    /// `restrict_tree` does for each entry), while any other failure still counts.
+    #[test]
+    fn an_entry_gone_during_the_walk_is_skipped_and_other_errors_count() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let gone = dir.path().join("deleted-by-the-engine");
+        assert!(gone_is_fine(restrict_tree(&gone)).is_ok());
+        let file = |mode| std::fs::set_permissions(&gone, mode);
+        use std::os::unix::fs::PermissionsExt;
+        assert!(gone_is_fine(file(std::fs::Permissions::from_mode(0o600))).is_ok());
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert!(gone_is_fine(Err(denied)).is_err());
+        // The directory the walk starts from must exist.
+        assert!(restrict_tree(&gone).is_err());
+    }
 }
