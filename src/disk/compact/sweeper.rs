@@ -219,6 +219,43 @@ mod tests {
         assert_eq!(t.stats().expirations, 50);
     }
 
+    /// The bound the docs give: an expired entry leaves memory by its deadline plus one rest.
+    /// A round that scanned 100 000 entries rests 390 ms; an entry written during that rest,
+    /// due 100 ms into it, is expired (its event sent) once the clock reaches the rest's end.
+    #[tokio::test]
+    async fn an_entry_due_during_a_long_rest_leaves_when_the_rest_ends() {
+        let time = ManualClock::new();
+        let t: Compact<String, String> = Compact::new(time.clock(), Format::MessagePack, 0);
+        let start = time.clock().now_ms();
+        for i in 0..100_000 {
+            t.put(&format!("k{i}"), &"v".into(), start + 1_000).unwrap();
+        }
+        time.advance(Duration::from_secs(2));
+        // The round that expires them scans all 100 000: it then rests 390 ms from `swept`.
+        let swept = start + 2_000;
+        let waited = std::time::Instant::now();
+        while t.stats().expirations < 100_000 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(60),
+                "the first round ran"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(rest_after(100_000), 390);
+        let mut events = t.subscribe();
+        t.put(&"late".into(), &"v".into(), swept + 100).unwrap();
+        time.advance(Duration::from_millis(390));
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(30), events.recv()).await;
+            let event = next.expect("expired by the end of the rest").unwrap();
+            assert_eq!(event.key, "late");
+            if event.kind == EventKind::Expired {
+                break;
+            }
+        }
+        assert_eq!(held(&t).0, 0);
+    }
+
     #[test]
     fn the_rest_grows_with_the_entries_scanned() {
         assert_eq!(rest_after(0), REST_MIN_MS);
