@@ -608,16 +608,22 @@ where
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     let parts = in_parts(raw, |part| load_part(mem, namespace, raw, part, now));
-    let (mut fills, mut undecodable, mut expired) =
+    let (fills, undecodable, expired) = merge_parts(parts.into_iter().collect::<Result<Vec<_>>>()?);
+    mem.fill(fills);
+    Ok((undecodable, expired))
+}
+
+/// The parts of a load joined: each part's gathered entries in order, the undecodable entries
+/// and the deletes of all of them.
+fn merge_parts<G>(parts: Vec<(G, Undecodable, Vec<Op>)>) -> (Vec<G>, Undecodable, Vec<Op>) {
+    let (mut gathered, mut undecodable, mut expired) =
         (Vec::new(), Undecodable::default(), Vec::new());
-    for part in parts {
-        let (f, u, e) = part?;
-        fills.push(f);
+    for (g, u, e) in parts {
+        gathered.push(g);
         undecodable.merge(u);
         expired.extend(e);
     }
-    mem.fill(fills);
-    Ok((undecodable, expired))
+    (gathered, undecodable, expired)
 }
 
 /// Runs `work` on `raw`'s records split in one part per core, or in one part on the calling
@@ -680,13 +686,7 @@ where
         }
         (gathered, undecodable, expired)
     });
-    let (mut gathered, mut undecodable, mut expired) =
-        (Vec::new(), Undecodable::default(), Vec::new());
-    for (g, u, e) in parts {
-        gathered.push(g);
-        undecodable.merge(u);
-        expired.extend(e);
-    }
+    let (gathered, undecodable, expired) = merge_parts(parts);
     compact.fill(raw, gathered);
     Ok((undecodable, expired))
 }
