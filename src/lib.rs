@@ -77,6 +77,7 @@ pub mod replicated;
 pub mod sessions;
 mod stats;
 pub mod store;
+mod sweeper;
 mod time;
 
 pub use cache::{

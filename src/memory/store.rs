@@ -4,11 +4,7 @@ use std::{
     borrow::Borrow,
     future::{ready, Future},
     hash::{BuildHasher, Hash},
-    sync::{
-        atomic::{AtomicBool, AtomicU64},
-        Arc, OnceLock, Weak,
-    },
-    thread::Thread,
+    sync::{Arc, Weak},
     time::Duration,
 };
 
@@ -30,6 +26,7 @@ use crate::{
     namespace::Namespace,
     stats::{Counter as Stat, Stats, StatsRecorder},
     store::{Counter, Expiry, Store},
+    sweeper::Schedule,
     time::{deadline_at, Clock},
 };
 
@@ -115,11 +112,8 @@ pub(super) struct Inner<K, V, S> {
     pub clock: Clock,
     pub stats: StatsRecorder,
     pub events: EventBus<K>,
-    /// Earliest deadline the sweeper will wake for (`u64::MAX`: none).
-    pub next_wake: AtomicU64,
-    /// True while the sweeper is (about to be) parked; writers unpark it only then.
-    pub sleeping: AtomicBool,
-    pub sweeper: OnceLock<Option<Thread>>,
+    /// When the background sweeper wakes (`crate::sweeper`).
+    pub schedule: Schedule,
     /// `time_to_idle` in milliseconds (`idle.rs`).
     pub tti: Option<u64>,
     /// True if reads write to the entry (a bounded store's policy bits, or `time_to_idle`).
@@ -127,14 +121,6 @@ pub(super) struct Inner<K, V, S> {
     /// The eviction listener, if one was installed (at build or by a `Cache`).
     pub listener: ListenerSlot<K, V>,
     pub me: Weak<Inner<K, V, S>>,
-}
-
-impl<K, V, S> Drop for Inner<K, V, S> {
-    fn drop(&mut self) {
-        if let Some(Some(thread)) = self.sweeper.get() {
-            thread.unpark();
-        }
-    }
 }
 
 /// Which writes `insert_slot` does.
@@ -216,9 +202,7 @@ where
             clock: parts.clock,
             stats: StatsRecorder::new(parts.stats),
             events: EventBus::new(parts.event_capacity),
-            next_wake: AtomicU64::new(u64::MAX),
-            sleeping: AtomicBool::new(true),
-            sweeper: OnceLock::new(),
+            schedule: Schedule::default(),
             listener,
             me: me.clone(),
         });

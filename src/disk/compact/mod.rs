@@ -35,11 +35,7 @@ use std::{
     cell::RefCell,
     hash::BuildHasher,
     marker::PhantomData,
-    sync::{
-        atomic::{AtomicBool, AtomicU64},
-        Arc, OnceLock, Weak,
-    },
-    thread::Thread,
+    sync::{Arc, Weak},
 };
 
 use hashbrown::HashTable;
@@ -53,6 +49,7 @@ use crate::{
     events::{EventBus, EventKind, Events},
     stats::{Counter as Stat, Stats, StatsRecorder},
     store::Expiry,
+    sweeper::Schedule,
     time::Clock,
 };
 
@@ -91,21 +88,9 @@ struct Inner<K> {
     format: Format,
     stats: StatsRecorder,
     events: EventBus<K>,
-    /// The earliest deadline the sweeper will wake for (`u64::MAX`: none).
-    next_wake: AtomicU64,
-    /// True while the sweeper is (about to be) parked; writers unpark it only then.
-    sleeping: AtomicBool,
-    sweeper: OnceLock<Option<Thread>>,
+    /// When the background sweeper wakes (`crate::sweeper`).
+    schedule: Schedule,
     me: Weak<Inner<K>>,
-}
-
-impl<K> Drop for Inner<K> {
-    fn drop(&mut self) {
-        // The sweeper holds only a weak reference: woken, it finds the tier gone and stops.
-        if let Some(Some(thread)) = self.sweeper.get() {
-            thread.unpark();
-        }
-    }
 }
 
 /// One shard: the offsets of its records, by key hash, and the arena holding them.
@@ -407,9 +392,7 @@ where
                 format,
                 stats: StatsRecorder::new(true),
                 events: EventBus::default(),
-                next_wake: AtomicU64::new(u64::MAX),
-                sleeping: AtomicBool::new(true),
-                sweeper: OnceLock::new(),
+                schedule: Schedule::default(),
                 me: me.clone(),
             }),
             types: PhantomData,

@@ -12,85 +12,56 @@
 //! small store, ~4 s at a million entries) unless a read or a write of its shard removes it
 //! first. The rest is counted on the store's clock, so a `ManualClock` drives it in tests.
 //!
-//! Wake-ups follow `memory::sweeper`: writers lower `next_wake` only for a deadline earlier
-//! than it and unpark the thread only while it is `sleeping`; a round resets `next_wake`
-//! before it scans and re-reads it after announcing sleep, so no deadline is missed.
+//! The schedule and its wake-up protocol are `crate::sweeper`'s, shared with the default
+//! tier: writers lower the next wake-up only for a deadline earlier than it and unpark the
+//! thread only while it sleeps, and no deadline written during a round is missed.
 
-use std::{
-    sync::{atomic::Ordering, Weak},
-    thread::Thread,
-    time::Duration,
-};
+use std::sync::Arc;
 
 use super::Inner;
-use crate::{codec::Key, events::EventKind, stats::Counter as Stat};
+use crate::{
+    codec::Key,
+    events::EventKind,
+    stats::Counter as Stat,
+    sweeper::{self, Round, Schedule, Swept},
+    time::Clock,
+};
 
 /// The shortest rest between two rounds, in ms (the default tier groups deadlines in 64 ms
 /// buckets).
 const REST_MIN_MS: u64 = 64;
-/// The longest the sweeper sleeps without checking, as a safety net.
-const MAX_NAP: Duration = Duration::from_secs(5);
 
 /// How long to rest after a round that scanned `scanned` entries, in ms.
 fn rest_after(scanned: usize) -> u64 {
     REST_MIN_MS.max(scanned as u64 / 256)
 }
 
+impl<K: Key> Swept for Inner<K> {
+    fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Sweeps every due shard; rests in proportion to the entries scanned.
+    fn sweep(this: &Arc<Self>, now: u64) -> Round {
+        let (_, scanned) = this.purge(now);
+        Round {
+            next: this.next_deadline(),
+            rest_ms: rest_after(scanned),
+        }
+    }
+}
+
 impl<K: Key> Inner<K> {
     /// Makes sure the sweeper wakes by `deadline` (0 = no deadline: nothing to do).
     #[inline]
     pub(super) fn wake_sweeper_for(&self, deadline: u64) {
-        if deadline == 0 || deadline >= self.next_wake.load(Ordering::Acquire) {
-            return;
-        }
-        self.next_wake.fetch_min(deadline, Ordering::SeqCst);
-        let thread = self.sweeper.get_or_init(|| self.start_sweeper());
-        if let Some(thread) = thread {
-            if self.sleeping.load(Ordering::SeqCst) {
-                thread.unpark();
-            }
-        }
-    }
-
-    fn start_sweeper(&self) -> Option<Thread> {
-        let weak = self.me.clone();
-        let spawned = std::thread::Builder::new()
-            .name("strata-sweeper".into())
-            .spawn(move || sweep_loop(weak));
-        match spawned {
-            Ok(handle) => {
-                let thread = handle.thread().clone();
-                let (waker, alive) = (thread.clone(), self.me.clone());
-                self.clock.on_advance(move || {
-                    waker.unpark();
-                    alive.strong_count() > 0
-                });
-                Some(thread)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not start the strata sweeper thread; expired entries of the compact tier are hidden on read but freed only on write");
-                None
-            }
-        }
-    }
-
-    /// One round at `now`: sweeps every due shard and schedules the next wake-up; returns how
-    /// many entries it scanned.
-    fn sweep_round(&self, now: u64) -> usize {
-        self.sleeping.store(false, Ordering::SeqCst);
-        self.next_wake.store(u64::MAX, Ordering::SeqCst);
-        let (_, scanned) = self.purge(now);
-        if let Some(next) = self.next_deadline() {
-            self.next_wake.fetch_min(next, Ordering::SeqCst);
-        }
-        scanned
-    }
-
-    /// Announces sleep, then reads until when (`None`: nothing scheduled).
-    fn sleep_target(&self) -> Option<u64> {
-        self.sleeping.store(true, Ordering::SeqCst);
-        let target = self.next_wake.load(Ordering::SeqCst);
-        (target != u64::MAX).then_some(target)
+        self.schedule.wake_for(deadline, || {
+            sweeper::start(self.me.clone(), &self.clock, "compact tier")
+        });
     }
 
     /// Sweeps every shard whose earliest deadline has passed at `now` (compacting those left
@@ -133,30 +104,10 @@ impl<K: Key> Inner<K> {
     }
 }
 
-fn sweep_loop<K: Key>(weak: Weak<Inner<K>>) {
-    // The earliest time of the next round: the rest after the last one.
-    let mut not_before = 0;
-    loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let now = inner.clock.now_ms();
-        if now >= not_before {
-            let scanned = inner.sweep_round(now);
-            not_before = now.saturating_add(rest_after(scanned));
-        }
-        let target = inner.sleep_target().map(|t| t.max(not_before));
-        let clock = inner.clock.clone();
-        drop(inner);
-        match target.and_then(|t| clock.sleep_hint(t)) {
-            Some(nap) if nap.is_zero() => {}
-            Some(nap) => std::thread::park_timeout(nap.min(MAX_NAP)),
-            None if clock.is_manual() => std::thread::park(),
-            None => std::thread::park_timeout(MAX_NAP),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::{super::*, *};
     use crate::ManualClock;
 
