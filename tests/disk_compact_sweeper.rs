@@ -2,27 +2,13 @@
 //! closed. A test binary of its own so no other test's sweepers are counted.
 #![cfg(all(feature = "disk", target_os = "linux"))]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use strata::{DiskDb, DiskStore, Store};
+use threads::{sweepers, within_10s};
 
-fn sweepers() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim() == "strata-sweeper")
-        .count()
-}
-
-/// Polls `done` until it holds or 10 s pass (threads name themselves as they start, and stop
-/// once woken; the time only bounds a failure).
-fn within_10s(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    done()
-}
+#[path = "support/threads.rs"]
+mod threads;
 
 #[tokio::test]
 async fn the_sweeper_thread_stops_when_the_store_is_closed() {
