@@ -940,6 +940,48 @@ mod tests {
         }
     }
 
+    /// A table left mostly empty by removals gives its memory back when its arena is compacted,
+    /// and is rehashed from the records' keys: every entry left is still found, with its value.
+    #[test]
+    fn a_table_emptied_by_removals_shrinks_and_keeps_every_entry_findable() {
+        let time = ManualClock::new();
+        let t = tier(&time);
+        let value = "x".repeat(100);
+        let n = 40_000;
+        for i in 0..n {
+            t.put(&format!("key{i}"), &format!("{i}{value}"), 0)
+                .unwrap();
+        }
+        let capacity = |t: &Compact<String, String>| -> usize {
+            t.inner
+                .shards
+                .iter()
+                .map(|s| s.read().table.capacity())
+                .sum()
+        };
+        let full = capacity(&t);
+        assert!(full >= n, "{full}");
+        // Remove 99 of every 100 entries: each shard's arena crosses the compaction rule.
+        for i in (0..n).filter(|i| i % 100 != 0) {
+            assert!(t.remove(&format!("key{i}")));
+        }
+        let left = capacity(&t);
+        let shards = t.inner.shards.len();
+        // A compaction shrinks a table whose capacity is over 4x its entries; removals after
+        // the last compaction of a shard may leave up to a quarter of its arena as garbage.
+        assert!(
+            left * 8 <= full,
+            "capacity {full} -> {left} for {} entries in {shards} shards",
+            n / 100
+        );
+        for i in 0..n {
+            let got = t.get(&format!("key{i}")).unwrap();
+            let want = (i % 100 == 0).then(|| format!("{i}{value}"));
+            assert_eq!(got, want, "key{i}");
+        }
+        assert_eq!(t.count(), n / 100);
+    }
+
     #[test]
     fn a_load_sizes_each_shard_once() {
         let time = ManualClock::new();
