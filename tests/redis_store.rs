@@ -630,6 +630,106 @@ fn a_call_waiting_for_a_reconnect_dropped_with_its_runtime_starts_a_new_one() {
     });
 }
 
+/// A runtime whose worker threads run its tasks whether or not anything blocks on it.
+fn driven_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Builds the store from `open` on a current-thread runtime and lets a call there find its
+/// connection broken, so the reconnect task is spawned there; returns once that task's connect
+/// is parked in the proxy, then lets connections through. The runtime is returned alive but
+/// idle (no `block_on` runs on it): the task is starved, neither run nor dropped.
+fn starve_a_reconnect(
+    proxy: &Proxy,
+    open: impl Future<Output = RedisStore<String, String>>,
+) -> (tokio::runtime::Runtime, RedisStore<String, String>) {
+    let idle = runtime();
+    let store = idle.block_on(open);
+    idle.block_on(break_and_park_the_reconnect(&store, proxy));
+    proxy.park_new(false);
+    (idle, store)
+}
+
+/// The reconnect task runs on the runtime of the call that found the connection broken. When
+/// that runtime is a current-thread runtime kept alive but not driven (a `Runtime` kept in a
+/// struct after its `block_on` returned), the task never runs, and every call on every other
+/// runtime waited out its timeout, for as long as that runtime lived. A call on another runtime
+/// must take the reconnect over and be served within its timeout.
+#[test]
+fn a_reconnect_starved_by_an_idle_runtime_is_taken_over_by_a_call_on_another() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    let (idle, store) = starve_a_reconnect(&proxy, open_patient(&proxy.url()));
+    let other = runtime();
+    for call in 0..2 {
+        let got = other.block_on(store.get(&"k".into()));
+        assert_eq!(
+            got.unwrap().as_deref(),
+            Some("v"),
+            "call {call} on another runtime while the reconnecting one idles"
+        );
+    }
+    drop(idle);
+}
+
+/// After a call took a starved reconnect over, the starved task may run again (its runtime is
+/// driven for a while) and finish connecting. It must drop that connection, not install it over
+/// the newer one: its driver task runs on that runtime, idle again afterwards, so every call
+/// would time out on it.
+#[test]
+fn a_starved_reconnect_that_runs_again_keeps_the_newer_connection() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    // A connect timeout far longer than the test, so the starved connect, run again, connects.
+    let open = RedisStore::builder()
+        .url(proxy.url())
+        .namespace("test")
+        .connect_timeout(Duration::from_secs(60))
+        .command_timeout(Duration::from_secs(5))
+        .build();
+    let (idle, store) = starve_a_reconnect(&proxy, async { open.await.unwrap() });
+    let other = driven_runtime();
+    let got = other.block_on(store.get(&"k".into()));
+    assert_eq!(got.unwrap().as_deref(), Some("v"), "taken over");
+    // Run the starved runtime until its old task has ended (it logs on this thread either way).
+    let (logs, _capture) = support::log_capture::start();
+    idle.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = logs.text();
+            if text.contains("reconnected to Redis")
+                || text.contains("taken over by another call ended")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the old reconnect did not end: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    for call in 0..2 {
+        let got = other.block_on(store.get(&"k".into()));
+        assert_eq!(
+            got.unwrap().as_deref(),
+            Some("v"),
+            "call {call}: served on the newer connection while the old task's runtime idles again"
+        );
+    }
+    let got = idle.block_on(store.get(&"k".into()));
+    assert_eq!(
+        got.unwrap().as_deref(),
+        Some("v"),
+        "and on the old task's runtime"
+    );
+    drop(idle);
+}
+
 /// While no connection can be made (the proxy closes every new one at once), calls fail within
 /// their timeout, never hang; the store keeps trying in the background and serves again as soon
 /// as connections are accepted, without being rebuilt.
@@ -823,6 +923,29 @@ fn a_connection_whose_runtime_shut_down_costs_at_most_one_call(
 fn a_connection_made_on_a_runtime_that_shut_down_is_replaced() {
     let server = RedisServer::start();
     a_connection_whose_runtime_shut_down_costs_at_most_one_call(open_patient(&server.url()));
+}
+
+/// A connection made on a current-thread runtime that stays alive but idle does not answer
+/// (its driver task never runs): the call on another runtime that times out on it renews the
+/// connection there, and the next call is served.
+#[test]
+fn a_connection_made_on_an_idle_runtime_costs_at_most_one_call() {
+    let server = RedisServer::start();
+    let idle = runtime();
+    let store = idle.block_on(open_patient(&server.url()));
+    idle.block_on(store.put("k".into(), "v".into(), None))
+        .unwrap();
+    let other = runtime();
+    if let Err(e) = other.block_on(store.get(&"k".into())) {
+        assert!(e.is_transient(), "{e}");
+    }
+    let got = other.block_on(store.get(&"k".into()));
+    assert_eq!(
+        got.unwrap().as_deref(),
+        Some("v"),
+        "served on the other runtime while the first idles"
+    );
+    drop(idle);
 }
 
 #[test]

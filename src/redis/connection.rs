@@ -24,6 +24,11 @@
 //! - an unfinished reconnect task is dropped; its guard ([`Orphaned`]) leaves the slot
 //!   [`State::Idle`] and wakes the waiting calls, and the next call (or a woken one) starts a
 //!   new task on its own runtime;
+//! - a runtime kept alive but not driven (a current-thread runtime outside `block_on`) runs
+//!   none of its tasks: a reconnect task there beats no more (it beats every 100 ms while it
+//!   runs), and once it has not beaten for [`RECONNECT_STARVED`] the next call that waits for
+//!   it starts a new one on its own runtime, which takes charge. The starved task, if it ever
+//!   runs again, drops what it connected instead of installing it;
 //! - a cluster connection's driver is gone too, which the cluster client does not notice, so a
 //!   task spawned beside it ([`watch`]) marks it driverless when dropped, and the next failed
 //!   command renews it.
@@ -44,7 +49,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, MutexGuard, Weak,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use redis::{
@@ -66,6 +71,11 @@ use crate::{
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 /// Longest pause between reconnection attempts, so a restarted server is found quickly.
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
+/// How often a reconnect task says it is being run (see [`State::Connecting`]'s `beat`).
+const RECONNECT_BEAT: Duration = Duration::from_millis(100);
+/// A reconnect task whose runtime has not run it for this long (an idle current-thread runtime,
+/// or one blocked) is taken over by the next call that needs the connection.
+const RECONNECT_STARVED: Duration = Duration::from_secs(1);
 
 /// Where and how to connect. Not `Debug`: the URLs may hold passwords (see `describe`).
 #[derive(Clone)]
@@ -241,15 +251,22 @@ struct SingleInner {
 /// The connection and how many times it was replaced.
 struct Slot {
     generation: u64,
+    /// How many reconnect tasks were started, to tell the one in charge from those it replaced.
+    tasks: u64,
     state: State,
 }
 
 enum State {
     Ready(MultiplexedConnection),
-    /// A replacement is being connected. After a failed attempt `failed` holds its error, which
-    /// callers get at once until an attempt succeeds (the attempts go on, backing off).
+    /// Reconnect task number `task` is connecting a replacement. After a failed attempt
+    /// `failed` holds its error, which callers get at once until an attempt succeeds (the
+    /// attempts go on, backing off). `beat`: when the task last ran (it beats every
+    /// [`RECONNECT_BEAT`] while it lives); one that has not run for [`RECONNECT_STARVED`] is
+    /// starved by its runtime and the next call starts another one, which takes charge.
     Connecting {
         failed: Option<RedisError>,
+        task: u64,
+        beat: Instant,
     },
     /// No connection and no task connecting one: the last one was dropped unfinished (its
     /// runtime shut down, or it panicked). The next call starts a new one on its own runtime.
@@ -350,6 +367,7 @@ impl Single {
             servers: settings.describe(),
             current: Mutex::new(Slot {
                 generation: 0,
+                tasks: 0,
                 state: State::Ready(connection),
             }),
             attempted: tokio::sync::Notify::new(),
@@ -376,43 +394,71 @@ impl Single {
 
     /// The connection in use, once there is one: waits while a replacement connects (the
     /// caller's timeout bounds the wait), or returns the last failed attempt's error. With no
-    /// task connecting one ([`State::Idle`]) it starts one on the caller's runtime, once: if
-    /// that one is dropped unfinished too, the caller's own runtime is shutting down and the
-    /// call fails instead of starting tasks that never run.
+    /// task connecting one ([`State::Idle`]), or only one its runtime does not run (idle or
+    /// blocked for [`RECONNECT_STARVED`]), it starts one on the caller's runtime, once: if that
+    /// one is dropped unfinished too, the caller's own runtime is shutting down and the call
+    /// fails instead of starting tasks that never run.
     async fn ready(&self) -> redis::RedisResult<MultiplexedConnection> {
         let mut restarted = false;
         loop {
             let attempted = self.0.attempted.notified();
             let mut attempted = std::pin::pin!(attempted);
             let mut start = None;
-            let failed = {
+            // Registered before the lock is released: the attempt's end, which sets the state
+            // under the lock and then wakes, cannot be missed.
+            attempted.as_mut().enable();
+            let wait = {
                 let mut slot = self.0.lock();
-                match &slot.state {
+                let starved = match &slot.state {
                     State::Ready(connection) => return Ok(connection.clone()),
-                    State::Connecting { failed: Some(e) } => Some(e.clone()),
-                    State::Idle if restarted => Some(orphaned_error()),
-                    // Registered before the lock is released: the attempt's end, which sets
-                    // the state under the lock and then wakes, cannot be missed.
-                    State::Idle | State::Connecting { failed: None } => {
-                        if matches!(slot.state, State::Idle) {
-                            restarted = true;
-                            start = Some(self.connecting(&mut slot));
+                    State::Idle => true,
+                    State::Connecting { beat, .. } => beat.elapsed() >= RECONNECT_STARVED,
+                };
+                if starved && !restarted {
+                    if let State::Connecting { .. } = slot.state {
+                        tracing::warn!(servers = %self.0.servers, "the task reconnecting to Redis has not run for {RECONNECT_STARVED:?} (its runtime is idle or blocked); reconnecting from this call's runtime");
+                    }
+                    restarted = true;
+                    start = Some(self.connecting(&mut slot));
+                    Ok(None)
+                } else {
+                    match &slot.state {
+                        State::Connecting {
+                            failed: Some(e), ..
+                        } => Err(e.clone()),
+                        State::Connecting { beat, .. } if !restarted => {
+                            Ok(Some(*beat + RECONNECT_STARVED))
                         }
-                        attempted.as_mut().enable();
-                        None
+                        // A call that started a task waits for it without a deadline (its own
+                        // timeout bounds it): it starts at most one.
+                        State::Connecting { .. } => Ok(None),
+                        // Its own task was dropped unfinished (`Ready` returned above).
+                        State::Idle | State::Ready(_) => Err(orphaned_error()),
                     }
                 }
             };
-            if let Some(e) = failed {
-                // An error that is ready at once never returns to the scheduler: a caller that
-                // retries in a loop would hold its worker (and the timers it drives) forever.
-                tokio::task::yield_now().await;
-                return Err(e);
-            }
+            let starved_at = match wait {
+                Ok(starved_at) => starved_at,
+                Err(e) => {
+                    // An error that is ready at once never returns to the scheduler: a caller
+                    // that retries in a loop would hold its worker (and the timers it drives)
+                    // forever.
+                    tokio::task::yield_now().await;
+                    return Err(e);
+                }
+            };
             if let Some(guard) = start {
                 tokio::spawn(reconnect(guard));
             }
-            attempted.await;
+            match starved_at {
+                Some(at) => {
+                    tokio::select! {
+                        () = attempted => {}
+                        () = tokio::time::sleep_until(at.into()) => {}
+                    }
+                }
+                None => attempted.await,
+            }
         }
     }
 
@@ -436,10 +482,16 @@ impl Single {
     /// spawned (on the caller's runtime) once the lock is released: a runtime that is shutting
     /// down drops the task inside `spawn`, and the guard's drop takes the lock.
     fn connecting(&self, slot: &mut Slot) -> Orphaned {
-        slot.state = State::Connecting { failed: None };
+        slot.tasks += 1;
+        slot.state = State::Connecting {
+            failed: None,
+            task: slot.tasks,
+            beat: Instant::now(),
+        };
         Orphaned {
             inner: Arc::downgrade(&self.0),
             generation: slot.generation,
+            task: slot.tasks,
         }
     }
 }
@@ -452,14 +504,40 @@ fn orphaned_error() -> RedisError {
     ))
 }
 
-/// Held by a reconnect task for its whole life. However the task ends, if its generation is
-/// still connecting then nobody is connecting it any more (the task was dropped with its runtime,
-/// or panicked): the slot becomes [`State::Idle`] and the waiting calls are woken, so one of them
-/// (or the next call) starts a new task on a runtime that runs. A task that connected, or whose
-/// generation was replaced, or whose store is gone, leaves nothing to do.
+/// Held by a reconnect task for its whole life. However the task ends, if it is still the one
+/// in charge of connecting its generation then nobody is connecting it any more (the task was
+/// dropped with its runtime, or panicked): the slot becomes [`State::Idle`] and the waiting
+/// calls are woken, so one of them (or the next call) starts a new task on a runtime that runs.
+/// A task that connected, or that another one replaced, or whose store is gone, leaves nothing
+/// to do.
 struct Orphaned {
     inner: Weak<SingleInner>,
     generation: u64,
+    task: u64,
+}
+
+impl Orphaned {
+    /// True if this task is still the one connecting the slot's generation.
+    fn in_charge(&self, slot: &Slot) -> bool {
+        slot.generation == self.generation
+            && matches!(slot.state, State::Connecting { task, .. } if task == self.task)
+    }
+
+    /// Records that the task runs now; false once it is no longer in charge (or the store is
+    /// gone).
+    fn beat(&self) -> bool {
+        let Some(inner) = self.inner.upgrade() else {
+            return false;
+        };
+        let mut slot = inner.lock();
+        if !self.in_charge(&slot) {
+            return false;
+        }
+        if let State::Connecting { beat, .. } = &mut slot.state {
+            *beat = Instant::now();
+        }
+        true
+    }
 }
 
 impl Drop for Orphaned {
@@ -469,8 +547,7 @@ impl Drop for Orphaned {
         };
         {
             let mut slot = inner.lock();
-            if slot.generation != self.generation || !matches!(slot.state, State::Connecting { .. })
-            {
+            if !self.in_charge(&slot) {
                 return;
             }
             slot.state = State::Idle;
@@ -504,9 +581,27 @@ impl SingleInner {
 }
 
 /// Connects the replacement of the guard's generation, backing off between failed attempts,
-/// until one succeeds, the generation is replaced, or the store is dropped.
+/// until one succeeds, the generation is replaced, another task takes charge of it, or the store
+/// is dropped; and beats meanwhile, so that calls can tell it is being run (see
+/// [`RECONNECT_STARVED`]).
 async fn reconnect(guard: Orphaned) {
-    let generation = guard.generation;
+    let beating = async {
+        while guard.beat() {
+            tokio::time::sleep(RECONNECT_BEAT).await;
+        }
+        // No longer in charge: the attempt under way may still end (and says so).
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = attempts(&guard) => {}
+        () = beating => {}
+    }
+}
+
+/// The attempts of [`reconnect`]. Only the task in charge installs its connection: one that
+/// another task replaced (its runtime starved it) may finish later, when the newer connection
+/// is in use, and its connection's driver runs on the runtime that starved it.
+async fn attempts(guard: &Orphaned) {
     let mut delay = RECONNECT_MIN_DELAY;
     loop {
         let Some(inner) = guard.inner.upgrade() else {
@@ -516,14 +611,19 @@ async fn reconnect(guard: Orphaned) {
         let connected = attempt.is_ok();
         {
             let mut slot = inner.lock();
-            if slot.generation != generation {
+            // Another task took charge (this one's runtime starved it), or connected already.
+            if !guard.in_charge(&slot) {
+                drop(slot);
+                tracing::debug!(servers = %inner.servers, connected, "a reconnect taken over by another call ended; its connection, if any, is dropped");
                 return;
             }
             match attempt {
                 Ok(connection) => slot.state = State::Ready(connection),
                 Err(e) => {
                     tracing::debug!(servers = %inner.servers, error = %e, "could not reconnect to Redis; trying again");
-                    slot.state = State::Connecting { failed: Some(e) };
+                    if let State::Connecting { failed, .. } = &mut slot.state {
+                        *failed = Some(e);
+                    }
                 }
             }
         }

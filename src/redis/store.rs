@@ -164,9 +164,10 @@ impl WaitForReplicas {
 /// run on the runtime of the call that (re)connected, and when that runtime shuts down at most
 /// one call fails, with a transient error, before the store reconnects on the caller's runtime.
 /// A runtime kept alive but not driven (a current-thread runtime outside `block_on`) does not
-/// run those tasks: if a reconnect started there, calls on other runtimes time out until that
-/// runtime is driven again or dropped. Build the store on a runtime that is always driven (a
-/// multi-thread runtime), or use it from one runtime only.
+/// run those tasks either: a reconnect started there is taken over by the first call on another
+/// runtime once it has not run for a second, so such calls wait at most that second (within
+/// their timeout) before the store reconnects on their runtime. A connection made on such a
+/// runtime stops answering while the runtime idles: the call that times out on it renews it.
 ///
 /// ```no_run
 /// use std::time::Duration;
