@@ -1629,24 +1629,16 @@ async fn on_a_cluster_a_batch_across_slots_is_committed_and_invalidated_everywhe
 
 // ------------------------------------------------ a node outliving its runtime
 
-/// A node's invalidation task runs on the runtime that built the node. When that runtime shuts
-/// down and the node lives on (built once, used from another runtime), the task is dropped with
-/// it and no invalidation reaches the node again: it must stop trusting its local tier (link
-/// down, reads go to the shared store) instead of serving its copies for good. Runtime A is
-/// dropped after node `a` cached `k`; node `b`, on runtime B, rewrites `k`.
+/// The task that receives a node's invalidations runs on the runtime that built the node. When
+/// that runtime shuts down while the node lives on, the node marks its link down at once and
+/// stops serving its local copies; the next call, on a running runtime, resubscribes there, and
+/// the node then serves its copies again and receives invalidations.
 #[test]
-fn a_node_whose_invalidation_task_died_with_its_runtime_stops_serving_its_copies() {
+fn a_node_whose_invalidation_task_died_with_its_runtime_resubscribes_from_the_next_call() {
     let redis = RedisServer::start();
     let clock = Clock::system();
     let truth = mem(&clock);
-    let runtime = |name| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("runtime {name}: {e}"))
-    };
-    let first = runtime("A");
+    let first = multi_thread_runtime("A");
     let a = first.block_on(async {
         let a = node(&redis, truth.clone(), &clock).await;
         a.put(k("k"), k("v1"), None).await.unwrap();
@@ -1660,8 +1652,7 @@ fn a_node_whose_invalidation_task_died_with_its_runtime_stops_serving_its_copies
         !a.is_connected(),
         "the task that received invalidations is gone: the link is down"
     );
-    let second = runtime("B");
-    second.block_on(async {
+    multi_thread_runtime("B").block_on(async {
         let b = node(&redis, truth.clone(), &clock).await;
         b.put(k("k"), k("v2"), None).await.unwrap();
         assert_eq!(
@@ -1669,5 +1660,90 @@ fn a_node_whose_invalidation_task_died_with_its_runtime_stops_serving_its_copies
             Some(k("v2")),
             "a copy no invalidation can reach any more is not served"
         );
+        serves_and_receives_again(&a, &b).await;
     });
+}
+
+/// As above, with the runtime that built the node kept alive but not driven (a current-thread
+/// runtime outside `block_on`): its task is neither run nor dropped, so the node kept its link
+/// up and served its copies while invalidations went unread. Once the task has not run for
+/// `TASK_STARVED` (3 s) the link goes down, and the next call resubscribes on its own runtime.
+#[test]
+fn a_node_whose_invalidation_task_starves_stops_serving_its_copies_and_resubscribes() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = idle.block_on(async {
+        let a = node(&redis, truth.clone(), &clock).await;
+        a.put(k("k"), k("v1"), None).await.unwrap();
+        assert_eq!(a.get(&k("k")).await.unwrap(), Some(k("v1")));
+        assert_eq!(a.local().count(), 1, "cached");
+        a
+    });
+    // From here nothing runs on `idle`, which stays alive.
+    let second = multi_thread_runtime("B");
+    let b = second.block_on(async {
+        eventually("the starved task to be noticed", || {
+            (!a.is_connected()).then_some(())
+        })
+        .await;
+        let b = node(&redis, truth.clone(), &clock).await;
+        b.put(k("k"), k("v2"), None).await.unwrap();
+        assert_eq!(
+            a.get(&k("k")).await.unwrap(),
+            Some(k("v2")),
+            "a copy no invalidation reaches is not served"
+        );
+        serves_and_receives_again(&a, &b).await;
+        b
+    });
+    // `idle` runs again: a's replaced task must exit (closing its subscription) and leave the
+    // link to the task that replaced it.
+    let subscribers = || {
+        redis
+            .raw(&["CLIENT", "LIST", "TYPE", "pubsub"])
+            .matches("id=")
+            .count()
+    };
+    assert_eq!(subscribers(), 3, "a's old subscription, a's new one, b's");
+    idle.block_on(eventually("a's replaced task to end", || {
+        (subscribers() == 2).then_some(())
+    }));
+    second.block_on(async {
+        assert!(a.is_connected(), "the replaced task left the link alone");
+        b.put(k("k"), k("v4"), None).await.unwrap();
+        eventually("b's invalidation to reach a", || {
+            a.local().get("k").is_none().then_some(())
+        })
+        .await;
+        assert_eq!(a.get(&k("k")).await.unwrap(), Some(k("v4")));
+    });
+    drop(idle);
+}
+
+fn multi_thread_runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime {name}: {e}"))
+}
+
+/// `a`, whose link went down with its invalidation task, was called (and so resubscribed) on
+/// this runtime after `b` wrote `k` = v2: it comes back up, caches again, and receives `b`'s
+/// next write's invalidation.
+async fn serves_and_receives_again(a: &Node, b: &Node) {
+    eventually("a to resubscribe", || a.is_connected().then_some(())).await;
+    assert_eq!(a.get(&k("k")).await.unwrap(), Some(k("v2")));
+    assert_eq!(a.local().get("k").as_deref(), Some("v2"), "a caches again");
+    b.put(k("k"), k("v3"), None).await.unwrap();
+    eventually("b's invalidation to reach a", || {
+        a.local().get("k").is_none().then_some(())
+    })
+    .await;
+    assert_eq!(a.get(&k("k")).await.unwrap(), Some(k("v3")));
 }

@@ -9,6 +9,14 @@
 //! connection drops (or a ping goes unanswered) it marks the [`Link`] down, reconnects with
 //! back-off, has every registered tier flush itself, marks the link up again, and only then
 //! lets the tiers that warm refill in the background (writes are never held up by a warm).
+//!
+//! **Runtimes.** The task runs on the runtime that built the hub. If that runtime shuts down
+//! (the task is dropped) the link goes down at once; if it is kept alive but not driven (a
+//! current-thread runtime outside `block_on`: the task is neither run nor dropped), a watchdog
+//! thread notices that the task has not beaten (every 100 ms) for [`TASK_STARVED`] and marks the
+//! link down. Either way the local tiers are no longer trusted, and the next call that finds
+//! the link down starts a new task on its own runtime, which resubscribes, flushes the tiers and
+//! marks the link up. A replaced task that runs again exits without touching the link.
 
 use std::{
     collections::HashMap,
@@ -18,13 +26,13 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Weak,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use futures_util::StreamExt;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use super::{
     link::Link,
@@ -145,8 +153,31 @@ pub(crate) struct Hub {
     pub counters: Counters,
     publisher: RwLock<Option<MultiplexedConnection>>,
     handlers: RwLock<Handlers>,
-    _shutdown: oneshot::Sender<()>,
+    /// The task that owns the subscription. Every change it makes to the link (down, up, a new
+    /// publisher) is made under this lock and only while it is in charge, so a task that was
+    /// replaced cannot undo what its successor did.
+    task: Mutex<Task>,
+    /// Dropped with the hub: every task (the one in charge, and any it replaced) exits.
+    shutdown: watch::Sender<()>,
 }
+
+/// Which task owns the subscription, and whether its runtime still runs it.
+struct Task {
+    /// The task in charge (numbered from 1).
+    id: u64,
+    /// False once the task in charge ended, was dropped with its runtime, or was found starved
+    /// (see [`TASK_STARVED`]): the next call on a running runtime starts another.
+    running: bool,
+    /// When the task in charge last ran (it beats every [`TASK_BEAT`]).
+    beat: Instant,
+}
+
+/// How often the task owning the subscription records that its runtime runs it.
+const TASK_BEAT: Duration = Duration::from_millis(100);
+/// A task its runtime has not run for this long (a current-thread runtime kept alive outside
+/// `block_on`, or one blocked) receives no invalidations: the link is marked down, the task is
+/// replaced by the next call, and the local tiers are flushed when the new one subscribes.
+const TASK_STARVED: Duration = Duration::from_secs(3);
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -182,7 +213,7 @@ impl Hub {
     /// keeps the subscription alive. Must run inside a Tokio runtime.
     pub async fn start(options: HubOptions) -> Result<Arc<Hub>> {
         let source = Source::new(&options.target)?;
-        let (tx, rx) = oneshot::channel();
+        let (shutdown, _) = watch::channel(());
         let hub = Arc::new(Hub {
             node: new_node_id(),
             source,
@@ -194,15 +225,27 @@ impl Hub {
             },
             publisher: RwLock::new(None),
             handlers: RwLock::new(HashMap::new()),
-            _shutdown: tx,
+            task: Mutex::new(Task {
+                id: 1,
+                running: true,
+                beat: Instant::now(),
+            }),
+            shutdown,
         });
         let first = hub.first_connect().await?;
-        tokio::spawn(run(Arc::downgrade(&hub), first, rx));
+        hub.task.lock().beat = Instant::now();
+        tokio::spawn(run(
+            Arc::downgrade(&hub),
+            1,
+            first,
+            hub.shutdown.subscribe(),
+        ));
+        watchdog::watch(&hub);
         Ok(hub)
     }
 
     async fn first_connect(&self) -> Result<Option<Conn>> {
-        match self.connect().await {
+        match self.connect(1).await {
             Ok(conn) => {
                 self.link.mark_up(self.options.clock.now_ms());
                 tracing::info!(node = self.node, prefix = %self.options.prefix, "invalidation channel connected");
@@ -278,8 +321,8 @@ impl Hub {
             .map_err(|e| Error::backend(context(), e))
     }
 
-    /// Opens the subscription and a fresh publishing connection.
-    async fn connect(&self) -> Result<Conn> {
+    /// Opens the subscription and a fresh publishing connection, for task `task`.
+    async fn connect(&self, task: u64) -> Result<Conn> {
         let after = self.options.connect_timeout;
         let timeout = || {
             Error::from(crate::TimeoutError {
@@ -290,12 +333,12 @@ impl Hub {
                 after,
             })
         };
-        tokio::time::timeout(after, self.open())
+        tokio::time::timeout(after, self.open(task))
             .await
             .map_err(|_| timeout())?
     }
 
-    async fn open(&self) -> Result<Conn> {
+    async fn open(&self, task: u64) -> Result<Conn> {
         let backend = |e| Error::backend(format!("subscribing to {}*", self.options.prefix), e);
         // With Sentinel this asks for the master anew on every (re)connect: after a failover
         // the subscription and the publisher move to the promoted replica, where the data is.
@@ -311,7 +354,7 @@ impl Hub {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(backend)?;
-        *self.publisher.write() = Some(publisher);
+        self.if_in_charge(task, || *self.publisher.write() = Some(publisher));
         Ok(Conn { stream, sink })
     }
 
@@ -373,20 +416,119 @@ impl Hub {
         }
     }
 
-    /// The subscription dropped: the local tiers are suspect from now on.
-    fn lost(&self) {
+    /// Runs `change` (to the link) if task `task` is in charge, under the task lock; false if
+    /// it is not.
+    fn if_in_charge(&self, task: u64, change: impl FnOnce()) -> bool {
+        let slot = self.task.lock();
+        if slot.id != task || !slot.running {
+            return false;
+        }
+        change();
+        true
+    }
+
+    /// Records that task `task` runs now; false if it is no longer in charge.
+    fn beat(&self, task: u64) -> bool {
+        let mut slot = self.task.lock();
+        if slot.id != task || !slot.running {
+            return false;
+        }
+        slot.beat = Instant::now();
+        true
+    }
+
+    /// The link is down, with nobody to receive invalidations: the local tiers are suspect.
+    fn mark_down(&self) {
         self.link.mark_down();
         *self.publisher.write() = None;
         self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Task `task` ended: if it was in charge nobody owns the subscription now, and unless it
+    /// ended by itself (the hub is being dropped) the link is down.
+    fn task_ended(&self, task: u64, by_itself: bool) {
+        let mut slot = self.task.lock();
+        if slot.id != task || !slot.running {
+            return;
+        }
+        slot.running = false;
+        if by_itself {
+            return;
+        }
+        self.mark_down();
+        drop(slot);
         tracing::warn!(
             node = self.node,
-            "invalidation link to Redis lost; local tiers are suspect until reconnect"
+            "the invalidation task stopped with the runtime that ran it; local tiers are not \
+             trusted (reads go to Redis) until the next call resubscribes on its own runtime"
         );
     }
 
-    /// Reconnected: every local tier flushes, the link is up (writes are accepted again), and
-    /// the tiers that warm refill in the background while this task applies invalidations.
-    async fn recovered(&self) {
+    /// Called by the watchdog: a task in charge that its runtime has not run for
+    /// [`TASK_STARVED`] receives no invalidations. It is relieved (if it runs again it finds
+    /// itself replaced and exits) and the link goes down until the next call resubscribes.
+    fn check_starved(&self) {
+        let mut slot = self.task.lock();
+        if !slot.running || slot.beat.elapsed() < TASK_STARVED {
+            return;
+        }
+        slot.running = false;
+        let was_up = self.link.is_up();
+        self.mark_down();
+        drop(slot);
+        tracing::warn!(
+            node = self.node,
+            was_up,
+            "the invalidation task has not run for {TASK_STARVED:?} (its runtime is idle or \
+             blocked); local tiers are not trusted (reads go to Redis) until the next call \
+             resubscribes on its own runtime"
+        );
+    }
+
+    /// Called by every operation that found the link down: if no task owns the subscription
+    /// (it ended with its runtime, or starved), starts one on the caller's runtime, which
+    /// resubscribes, flushes the local tiers and marks the link up again.
+    pub fn resubscribe(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let task = {
+            let mut slot = self.task.lock();
+            if slot.running {
+                return;
+            }
+            slot.id += 1;
+            slot.running = true;
+            slot.beat = Instant::now();
+            slot.id
+        };
+        tracing::info!(
+            node = self.node,
+            task,
+            "resubscribing the invalidation channel from this call's runtime"
+        );
+        runtime.spawn(run(
+            Arc::downgrade(self),
+            task,
+            None,
+            self.shutdown.subscribe(),
+        ));
+    }
+
+    /// The subscription of task `task` dropped: the local tiers are suspect from now on.
+    fn lost(&self, task: u64) {
+        if self.if_in_charge(task, || self.mark_down()) {
+            tracing::warn!(
+                node = self.node,
+                "invalidation link to Redis lost; local tiers are suspect until reconnect"
+            );
+        }
+    }
+
+    /// Task `task` reconnected: every local tier flushes, the link is up (writes are accepted
+    /// again), and the tiers that warm refill in the background while this task applies
+    /// invalidations. A task no longer in charge changes nothing.
+    async fn recovered(&self, task: u64) {
         let handlers: Vec<_> = {
             let all = self.handlers.read();
             all.values().flatten().filter_map(Weak::upgrade).collect()
@@ -395,7 +537,9 @@ impl Hub {
             handler.flush().await;
         }
         let epoch = self.link.epoch();
-        self.link.mark_up(self.options.clock.now_ms());
+        if !self.if_in_charge(task, || self.link.mark_up(self.options.clock.now_ms())) {
+            return;
+        }
         self.counters.recoveries.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             node = self.node,
@@ -420,62 +564,66 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// promotion by up to its length.
 const MAX_BACKOFF_SENTINEL: Duration = Duration::from_millis(200);
 
-/// The task that owns the subscription; it exits when the hub is dropped.
-async fn run(hub: Weak<Hub>, conn: Option<Conn>, shutdown: oneshot::Receiver<()>) {
+/// Task `task`, which owns the subscription; it exits when the hub is dropped, or once another
+/// task replaced it (its runtime starved it). It beats meanwhile (see [`Task::beat`]).
+async fn run(hub: Weak<Hub>, task: u64, conn: Option<Conn>, mut shutdown: watch::Receiver<()>) {
     let mut guard = Orphaned {
         hub: hub.clone(),
+        task,
         ended: false,
     };
-    keep_subscribed(hub, conn, shutdown).await;
+    let beating = async {
+        while hub.upgrade().is_some_and(|h| h.beat(task)) {
+            tokio::time::sleep(TASK_BEAT).await;
+        }
+    };
+    tokio::select! {
+        // First: a task that runs again after it was replaced exits before it handles anything.
+        biased;
+        () = beating => {}
+        () = keep_subscribed(hub.clone(), task, conn, &mut shutdown) => {}
+    }
     guard.ended = true;
 }
 
-/// Marks the link down when the task is dropped before it ends by itself: its runtime shut down
-/// while the hub lives on (a store built once and used from other runtimes), so no invalidation
-/// will reach this node again, and its local tiers must not be trusted.
+/// Marks the link down when the task in charge is dropped before it ends by itself: its runtime
+/// shut down while the hub lives on (a store built once and used from other runtimes), so no
+/// invalidation reaches this node until the next call resubscribes, and its local tiers must
+/// not be trusted meanwhile.
 struct Orphaned {
     hub: Weak<Hub>,
+    task: u64,
     ended: bool,
 }
 
 impl Drop for Orphaned {
     fn drop(&mut self) {
-        if self.ended {
-            return;
-        }
         if let Some(hub) = self.hub.upgrade() {
-            hub.link.mark_down();
-            *hub.publisher.write() = None;
-            hub.counters.disconnects.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                node = hub.node,
-                "the invalidation task stopped with the runtime that ran it; local tiers are not \
-                 trusted from now on (reads go to Redis): build the store on a runtime that \
-                 outlives it"
-            );
+            hub.task_ended(self.task, self.ended);
         }
     }
 }
 
 async fn keep_subscribed(
     hub: Weak<Hub>,
+    task: u64,
     mut conn: Option<Conn>,
-    mut shutdown: oneshot::Receiver<()>,
+    shutdown: &mut watch::Receiver<()>,
 ) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let live = match conn.take() {
             Some(live) => live,
-            None => match reconnect(&hub, &mut shutdown, &mut backoff).await {
+            None => match reconnect(&hub, task, shutdown, &mut backoff).await {
                 Some(live) => live,
                 None => return,
             },
         };
-        if let Flow::Exit = serve(&hub, live, &mut shutdown).await {
+        if let Flow::Exit = serve(&hub, live, shutdown).await {
             return;
         }
         match hub.upgrade() {
-            Some(h) => h.lost(),
+            Some(h) => h.lost(task),
             None => return,
         }
     }
@@ -484,21 +632,22 @@ async fn keep_subscribed(
 /// Retries until connected (`Some`) or the hub is gone (`None`).
 async fn reconnect(
     hub: &Weak<Hub>,
-    shutdown: &mut oneshot::Receiver<()>,
+    task: u64,
+    shutdown: &mut watch::Receiver<()>,
     backoff: &mut Duration,
 ) -> Option<Conn> {
     loop {
-        let attempt = hub.upgrade()?.connect().await;
+        let attempt = hub.upgrade()?.connect(task).await;
         match attempt {
             Ok(live) => {
-                hub.upgrade()?.recovered().await;
+                hub.upgrade()?.recovered(task).await;
                 *backoff = MIN_BACKOFF;
                 return Some(live);
             }
             Err(e) => tracing::debug!(error = %e, "reconnecting the invalidation channel"),
         }
         tokio::select! {
-            _ = &mut *shutdown => return None,
+            _ = shutdown.changed() => return None,
             _ = tokio::time::sleep(*backoff) => {}
         }
         let cap = match hub.upgrade()?.source {
@@ -510,7 +659,7 @@ async fn reconnect(
 }
 
 /// Applies messages and pings until the connection drops.
-async fn serve(hub: &Weak<Hub>, conn: Conn, shutdown: &mut oneshot::Receiver<()>) -> Flow {
+async fn serve(hub: &Weak<Hub>, conn: Conn, shutdown: &mut watch::Receiver<()>) -> Flow {
     let Conn {
         mut stream,
         mut sink,
@@ -525,7 +674,7 @@ async fn serve(hub: &Weak<Hub>, conn: Conn, shutdown: &mut oneshot::Receiver<()>
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = &mut *shutdown => return Flow::Exit,
+            _ = shutdown.changed() => return Flow::Exit,
             msg = stream.next() => {
                 let Some(msg) = msg else { return Flow::Reconnect };
                 let Some(h) = hub.upgrade() else { return Flow::Exit };
@@ -538,6 +687,64 @@ async fn serve(hub: &Weak<Hub>, conn: Conn, shutdown: &mut oneshot::Receiver<()>
                 }
                 let Some(h) = hub.upgrade() else { return Flow::Exit };
                 h.link.touch(clock.now_ms());
+            }
+        }
+    }
+}
+
+/// One thread per process, running while any hub lives, that relieves the tasks their runtimes
+/// starve ([`Hub::check_starved`]): such a task cannot notice by itself, and the calls that
+/// trust the link read no clock on their hot path.
+mod watchdog {
+    use std::sync::{Arc, Weak};
+
+    use parking_lot::Mutex;
+
+    use super::{Hub, TASK_BEAT};
+
+    struct Hubs {
+        hubs: Vec<Weak<Hub>>,
+        /// True while the thread runs; it ends once no hub is left.
+        running: bool,
+    }
+
+    static HUBS: Mutex<Hubs> = Mutex::new(Hubs {
+        hubs: Vec::new(),
+        running: false,
+    });
+
+    /// Watches `hub` until it is dropped.
+    pub(super) fn watch(hub: &Arc<Hub>) {
+        let mut hubs = HUBS.lock();
+        hubs.hubs.push(Arc::downgrade(hub));
+        if hubs.running {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("strata-invalidation-watchdog".into())
+            .spawn(watch_loop);
+        match spawned {
+            Ok(_) => hubs.running = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start the thread that notices an invalidation task its runtime starves; such a task goes unnoticed")
+            }
+        }
+    }
+
+    fn watch_loop() {
+        loop {
+            std::thread::sleep(TASK_BEAT * 2);
+            let live: Vec<Arc<Hub>> = {
+                let mut hubs = HUBS.lock();
+                hubs.hubs.retain(|h| h.strong_count() > 0);
+                if hubs.hubs.is_empty() {
+                    hubs.running = false;
+                    return;
+                }
+                hubs.hubs.iter().filter_map(Weak::upgrade).collect()
+            };
+            for hub in live {
+                hub.check_starved();
             }
         }
     }

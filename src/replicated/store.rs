@@ -139,6 +139,7 @@ where
         if self.hub.link.is_up() {
             return Ok(());
         }
+        self.hub.resubscribe();
         Err(link_down(format!("{op} {key:?} in {}", self.namespace)))
     }
 
@@ -300,6 +301,7 @@ where
     /// as is (no wait on a Redis that may be gone); otherwise, or without a copy, the remote
     /// answers (or the call fails).
     async fn get_while_down(&self, key: &K) -> Result<Option<V>> {
+        self.hub.resubscribe();
         if self.hub.link.stale_ok(self.clock.now_ms(), self.stale_for) {
             if let Some(value) = self.local.get(key).await? {
                 return Ok(Some(value));
@@ -534,6 +536,7 @@ where
     /// Clears the remote namespace and every node's local tier.
     async fn clear(&self) -> Result<usize> {
         if !self.inner.hub.link.is_up() {
+            self.inner.hub.resubscribe();
             return Err(link_down(format!("CLEAR {}", self.inner.namespace)));
         }
         let removed = self.inner.remote.clear().await?;
