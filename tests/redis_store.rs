@@ -630,6 +630,55 @@ fn a_call_waiting_for_a_reconnect_dropped_with_its_runtime_starts_a_new_one() {
     });
 }
 
+/// A call restarts a dropped reconnect at most once: if the reconnect it started is dropped
+/// unfinished too (its own runtime is shutting down), it fails instead of starting tasks that
+/// never run. Forced by polling one call on three runtimes: it starts waiting on B for the
+/// reconnect running on A; A is dropped, so the call, polled once on X, restarts the reconnect
+/// there; X is dropped, and the call, back on B, must fail at once (and the next one is served).
+#[test]
+fn a_call_whose_restarted_reconnect_is_dropped_too_fails_instead_of_restarting_again() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    let first = runtime();
+    let store = first.block_on(open_patient(&proxy.url()));
+    first.block_on(break_and_park_the_reconnect(&store, &proxy));
+    let b = runtime();
+    let key = "k".to_string();
+    let mut call = Box::pin(store.get(&key));
+    let polled = b.block_on(poll_once(call.as_mut()));
+    assert!(
+        polled.is_pending(),
+        "waits for the reconnect on A: {polled:?}"
+    );
+    drop(first);
+    let x = runtime();
+    let polled = x.block_on(poll_once(call.as_mut()));
+    assert!(
+        polled.is_pending(),
+        "restarted the reconnect on X: {polled:?}"
+    );
+    drop(x);
+    let accepted = proxy.accepted();
+    let failed = b.block_on(call);
+    let e = failed.expect_err("its own reconnect was dropped unfinished");
+    assert!(
+        matches!(e, Error::Backend { .. }) && e.to_string().contains("dropped unfinished"),
+        "{e}"
+    );
+    assert_eq!(
+        proxy.accepted(),
+        accepted,
+        "no third reconnect started by that call"
+    );
+    proxy.park_new(false);
+    let got = b.block_on(store.get(&"k".into()));
+    assert_eq!(
+        got.unwrap().as_deref(),
+        Some("v"),
+        "the next call is served"
+    );
+}
+
 /// A runtime whose worker threads run its tasks whether or not anything blocks on it.
 fn driven_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
