@@ -48,6 +48,14 @@ pub(super) struct Inner<K, V, L, R> {
 ///
 /// See the [module documentation](crate::replicated) for the consistency model. Cheap to clone.
 ///
+/// Runtimes: the task receiving invalidations runs on the runtime that built the store; if that
+/// runtime shuts down, or is kept alive but not driven for 3 s (a current-thread runtime outside
+/// `block_on`), the node stops trusting its local tier and the next call resubscribes on its own
+/// runtime. The task sending group-committed writes runs on the runtime of the first write, and
+/// is not yet replaced that way: if that runtime is kept alive but not driven, writes made on
+/// other runtimes wait until it runs again. Build and first use the store on a runtime that is
+/// always driven (a multi-thread runtime), or use it from one runtime only.
+///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
 /// use std::time::Duration;
