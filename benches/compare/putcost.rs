@@ -1,11 +1,12 @@
-//! A callgrind probe of what one put costs, in instructions: MemoryStore (unbounded, and bounded
-//! with room to spare, as in the `memory` throughput rows) against quick_cache, each for fresh
-//! inserts and for overwrites with the same TTL (`quick_cache` has no TTL; its puts are its
-//! inserts). Wall-clock ratios on a shared 2-core machine are noise; instruction counts are not.
+//! A callgrind probe of what one put and one get cost, in instructions: MemoryStore (unbounded,
+//! and bounded with room to spare, as in the `memory` throughput rows) against quick_cache, each
+//! for fresh inserts and for overwrites with the same TTL (`quick_cache` has no TTL; its puts are
+//! its inserts), and for gets that hit an entry with a TTL, hit one without, or miss. Wall-clock
+//! ratios on a shared 2-core machine are noise; instruction counts are not.
 //!
-//! Each `probe_*` function does `OPS` puts of u64 keys on one thread and nothing else, so its
-//! inclusive instruction count divided by `OPS` is the cost per put. Run it under callgrind,
-//! collecting only inside the probes:
+//! Each `probe_*` function does `OPS` puts or gets of u64 keys on one thread and nothing else, so
+//! its inclusive instruction count divided by `OPS` is the cost per operation. Run it under
+//! callgrind, collecting only inside the probes:
 //!
 //! ```text
 //! cargo bench --all-features --bench compare --no-run   # prints the binary's path
@@ -22,7 +23,7 @@ use strata::MemoryStore;
 
 use crate::{report::Report, workload::scramble};
 
-/// Puts per probe (the cost per put is the probe's instructions / `OPS`).
+/// Operations per probe (the cost of one is the probe's instructions / `OPS`).
 const OPS: usize = 200_000;
 const TTL: Option<Duration> = Some(Duration::from_secs(3600));
 
@@ -68,6 +69,14 @@ probes! {
     probe_bounded_overwrite(s: MemoryStore<u64, u64>, k) { let _ = s.put(k, !k, None); }
     probe_quick_insert(q: Quick, k) { q.insert(k, k); }
     probe_quick_overwrite(q: Quick, k) { q.insert(k, !k); }
+    probe_memory_get_ttl(s: MemoryStore<u64, u64>, k) { black_box(s.get(&k)); }
+    probe_memory_get(s: MemoryStore<u64, u64>, k) { black_box(s.get(&k)); }
+    probe_memory_get_miss(s: MemoryStore<u64, u64>, k) { black_box(s.get(&k)); }
+    probe_bounded_get_ttl(s: MemoryStore<u64, u64>, k) { black_box(s.get(&k)); }
+    probe_bounded_get(s: MemoryStore<u64, u64>, k) { black_box(s.get(&k)); }
+    probe_bounded_get_miss(s: MemoryStore<u64, u64>, k) { black_box(s.get(&k)); }
+    probe_quick_get(q: Quick, k) { black_box(q.get(&k)); }
+    probe_quick_get_miss(q: Quick, k) { black_box(q.get(&k)); }
 }
 
 /// Fresh inserts of every key into `store`, then one overwrite of each.
@@ -82,32 +91,41 @@ type Probe = fn(&MemoryStore<u64, u64>, &[u64]);
 
 pub fn run(report: &mut Report) {
     let n = report.n(OPS, OPS);
-    let keys = keys(n);
+    let all = keys(2 * n);
+    // The gets of each store hit every key once, then miss on as many keys never put.
+    let (keys, absent) = all.split_at(n);
+    let store = memory();
     both(
-        &memory(),
-        &keys,
+        &store,
+        keys,
         [probe_memory_insert_ttl, probe_memory_overwrite_ttl],
     );
+    probe_memory_get_ttl(&store, keys);
+    probe_memory_get_miss(&store, absent);
+    let store = memory();
+    both(&store, keys, [probe_memory_insert, probe_memory_overwrite]);
+    probe_memory_get(&store, keys);
+    let store = bounded(n);
     both(
-        &memory(),
-        &keys,
-        [probe_memory_insert, probe_memory_overwrite],
-    );
-    both(
-        &bounded(n),
-        &keys,
+        &store,
+        keys,
         [probe_bounded_insert_ttl, probe_bounded_overwrite_ttl],
     );
+    probe_bounded_get_ttl(&store, keys);
+    probe_bounded_get_miss(&store, absent);
+    let store = bounded(n);
     both(
-        &bounded(n),
-        &keys,
+        &store,
+        keys,
         [probe_bounded_insert, probe_bounded_overwrite],
     );
+    probe_bounded_get(&store, keys);
     let quick = Quick::new(2 * n);
-    probe_quick_insert(&quick, &keys);
-    probe_quick_overwrite(&quick, &keys);
-    black_box(quick.get(&keys[0]));
+    probe_quick_insert(&quick, keys);
+    probe_quick_overwrite(&quick, keys);
+    probe_quick_get(&quick, keys);
+    probe_quick_get_miss(&quick, absent);
     if !report.smoke {
-        println!("putcost: {n} puts per probe_* function (instructions / {n} = per put)");
+        println!("putcost: {n} puts or gets per probe_* function (instructions / {n} = per op)");
     }
 }
