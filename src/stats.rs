@@ -2,6 +2,7 @@
 //! another core is reading.
 
 use std::{
+    cell::Cell,
     sync::{
         atomic::{AtomicU64, Ordering},
         OnceLock,
@@ -84,10 +85,11 @@ struct Stripe([AtomicU64; COUNTERS]);
 /// locked instruction, which on x86 would also stall the read path's memory-level parallelism
 /// (measured: ~30 ns per `get` on a 1M-entry table). A thread that finds no free stripe (more than
 /// 64 live counting threads) shares one and adds with atomic read-modify-writes, so counts stay
-/// exact either way.
+/// exact either way. The thread's stripe is kept in a constant-initialised thread-local without a
+/// destructor, so finding it is one load (no lazy-initialisation check on every count).
 pub struct StatsRecorder {
-    enabled: bool,
-    stripes: Box<[Stripe]>,
+    /// `None` when not counting.
+    stripes: Option<Box<[Stripe; STRIPES]>>,
 }
 
 /// A read counted by [`StatsRecorder::begin_read`] and not settled yet.
@@ -116,11 +118,24 @@ impl Drop for ReadCount<'_> {
     }
 }
 
-/// This thread's stripe: its index, and whether it owns it alone.
-struct StripeLease {
-    index: usize,
-    exclusive: bool,
+/// A [`STRIPE`] value: the stripe is shared with other threads (add atomically); the index is
+/// in the bits below.
+const SHARED: usize = 1 << 16;
+/// The [`STRIPE`] value of a thread that has not counted yet.
+const UNSET: usize = usize::MAX;
+
+thread_local! {
+    /// This thread's stripe: its index if the thread owns it alone, `index | SHARED` if not,
+    /// [`UNSET`] before the first count. No destructor, so it stays readable while the thread
+    /// is torn down (a count from another thread-local's destructor then goes to a shared
+    /// stripe).
+    static STRIPE: Cell<usize> = const { Cell::new(UNSET) };
+    /// Owns the stripe taken at the first count and gives it back when the thread exits.
+    static LEASE: StripeLease = StripeLease::take();
 }
+
+/// This thread's stripe, as a [`STRIPE`] value, owned while the lease lives.
+struct StripeLease(usize);
 
 fn free_stripes() -> &'static Mutex<Vec<usize>> {
     static FREE: OnceLock<Mutex<Vec<usize>>> = OnceLock::new();
@@ -130,17 +145,11 @@ fn free_stripes() -> &'static Mutex<Vec<usize>> {
 impl StripeLease {
     fn take() -> Self {
         match free_stripes().lock().pop() {
-            Some(index) => StripeLease {
-                index,
-                exclusive: true,
-            },
+            Some(index) => StripeLease(index),
             None => {
                 static NEXT: AtomicU64 = AtomicU64::new(0);
                 let index = NEXT.fetch_add(1, Ordering::Relaxed) as usize % STRIPES;
-                StripeLease {
-                    index,
-                    exclusive: false,
-                }
+                StripeLease(index | SHARED)
             }
         }
     }
@@ -148,51 +157,55 @@ impl StripeLease {
 
 impl Drop for StripeLease {
     fn drop(&mut self) {
-        if self.exclusive {
-            free_stripes().lock().push(self.index);
+        // Counts made after this (other thread-locals' destructors) go to stripe 0, shared.
+        STRIPE.with(|stripe| stripe.set(SHARED));
+        if self.0 < STRIPES {
+            free_stripes().lock().push(self.0);
         }
     }
 }
 
-thread_local! {
-    static LEASE: StripeLease = StripeLease::take();
+/// This thread's [`STRIPE`] value, taking a stripe if it has none yet.
+#[cold]
+fn lease_stripe() -> usize {
+    // Fails only while the thread is torn down: then share stripe 0.
+    let leased = LEASE.try_with(|lease| lease.0).unwrap_or(SHARED);
+    // A lease dropped already set `STRIPE` to shared: keep that.
+    STRIPE.with(|stripe| {
+        if stripe.get() == UNSET {
+            stripe.set(leased);
+        }
+        stripe.get()
+    })
 }
 
 impl StatsRecorder {
     /// Counters that count (`enabled`) or ignore every add.
     pub fn new(enabled: bool) -> Self {
-        let stripes = if enabled { STRIPES } else { 0 };
-        StatsRecorder {
-            enabled,
-            stripes: (0..stripes).map(|_| Stripe::default()).collect(),
-        }
+        let stripes = enabled.then(|| Box::new(std::array::from_fn(|_| Stripe::default())));
+        StatsRecorder { stripes }
     }
 
     /// True when counting.
     pub fn enabled(&self) -> bool {
-        self.enabled
+        self.stripes.is_some()
     }
 
     /// Adds `n` to `counter`.
     #[inline]
     pub fn add(&self, counter: Counter, n: u64) {
-        if !self.enabled {
+        let Some(stripes) = &self.stripes else {
             return;
-        }
-        let added = LEASE.try_with(|lease| {
-            let cell = &self.stripes[lease.index].0[counter as usize];
-            if lease.exclusive {
-                cell.store(
-                    cell.load(Ordering::Relaxed).wrapping_add(n),
-                    Ordering::Relaxed,
-                );
-            } else {
-                cell.fetch_add(n, Ordering::Relaxed);
-            }
-        });
-        if added.is_err() {
-            // This thread is being torn down and its lease is gone: share stripe 0.
-            self.stripes[0].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+        };
+        let stripe = STRIPE.with(Cell::get);
+        if stripe < STRIPES {
+            let cell = &stripes[stripe].0[counter as usize];
+            cell.store(
+                cell.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        } else {
+            add_shared(stripes, stripe, counter, n);
         }
     }
 
@@ -223,8 +236,8 @@ impl StatsRecorder {
     }
 
     fn sum(&self, counter: Counter) -> u64 {
-        self.stripes
-            .iter()
+        let stripes = self.stripes.iter().flat_map(|s| s.iter());
+        stripes
             .map(|s| s.0[counter as usize].load(Ordering::Relaxed))
             .fold(0, u64::wrapping_add)
     }
@@ -256,11 +269,31 @@ impl StatsRecorder {
 
     /// Sets every counter back to zero.
     pub fn reset(&self) {
-        for stripe in self.stripes.iter() {
+        for stripe in self.stripes.iter().flat_map(|s| s.iter()) {
             for c in &stripe.0 {
                 c.store(0, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// [`StatsRecorder::add`] for a thread without a stripe of its own yet, or sharing one.
+#[cold]
+#[inline(never)]
+fn add_shared(stripes: &[Stripe; STRIPES], stripe: usize, counter: Counter, n: u64) {
+    let stripe = if stripe == UNSET {
+        lease_stripe()
+    } else {
+        stripe
+    };
+    let cell = &stripes[stripe % SHARED % STRIPES].0[counter as usize];
+    if stripe < STRIPES {
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    } else {
+        cell.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -311,6 +344,47 @@ mod tests {
             .collect();
         handles.into_iter().for_each(|h| h.join().unwrap());
         assert_eq!(stats.snapshot().writes, 100_000);
+    }
+
+    #[test]
+    fn a_count_made_after_the_threads_stripe_went_back_still_counts_once() {
+        use std::{
+            cell::RefCell,
+            sync::{atomic::AtomicBool, Arc},
+        };
+        // Destroyed after the thread's lease (thread-locals go in the reverse order of their
+        // first use, and this one is used before the thread counts): it records that the lease
+        // is gone, then counts, as a count from a thread-local's destructor would.
+        struct CountsOnExit(Arc<StatsRecorder>, Arc<AtomicBool>);
+        impl Drop for CountsOnExit {
+            fn drop(&mut self) {
+                let lease_gone = LEASE.try_with(|_| ()).is_err();
+                self.1.store(lease_gone, Ordering::SeqCst);
+                self.0.incr(Counter::Writes);
+            }
+        }
+        thread_local! {
+            static ON_EXIT: RefCell<Option<CountsOnExit>> = const { RefCell::new(None) };
+        }
+        let stats = Arc::new(StatsRecorder::new(true));
+        let lease_gone = Arc::new(AtomicBool::new(false));
+        let (s, gone) = (stats.clone(), lease_gone.clone());
+        std::thread::spawn(move || {
+            ON_EXIT.with(|slot| *slot.borrow_mut() = Some(CountsOnExit(s.clone(), gone)));
+            s.incr(Counter::Writes);
+        })
+        .join()
+        .unwrap();
+        assert!(
+            lease_gone.load(Ordering::SeqCst),
+            "the last count came after the stripe went back"
+        );
+        // The stripe that went back is leased again; the late count is neither lost nor doubled.
+        let s = stats.clone();
+        std::thread::spawn(move || s.incr(Counter::Writes))
+            .join()
+            .unwrap();
+        assert_eq!(stats.snapshot().writes, 3);
     }
 
     #[test]
