@@ -253,21 +253,33 @@ where
         // reads - misses. The clock is read only for an entry with a deadline.
         self.inner.stats.incr(Stat::Reads);
         let shard = self.shard(hash).read();
-        let slot = shard.table.find(hash, |s| s.key.borrow() == key);
-        let found = slot.filter(|s| !s.is_expired(self.clock()));
-        if self.inner.track_reads {
-            found.inspect(|s| self.on_read(&shard, hash, s));
-        }
-        let stale = slot.is_some() && found.is_none();
-        let found = found.map(|s| s.value.clone());
-        drop(shard);
-        if found.is_none() {
+        let Some(slot) = shard.table.find(hash, |s| s.key.borrow() == key) else {
+            drop(shard);
             self.inner.stats.incr(Stat::Misses);
+            return None;
+        };
+        if slot.is_expired(self.clock()) {
+            drop(shard);
+            self.stale_read(hash, key);
+            return None;
         }
-        if stale {
-            self.expire_on_read(hash, key);
+        if self.inner.track_reads {
+            self.on_read(&shard, hash, slot);
         }
-        found
+        Some(slot.value.clone())
+    }
+
+    /// A read that found `key`'s entry expired: a miss, and with a listener the entry goes now.
+    /// Out of line, so the hit path keeps fewer registers.
+    #[cold]
+    #[inline(never)]
+    fn stale_read<Q>(&self, hash: u64, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.inner.stats.incr(Stat::Misses);
+        self.expire_on_read(hash, key);
     }
 
     /// True if `key` has a live entry. Not counted as a hit or miss.
