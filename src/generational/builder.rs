@@ -174,11 +174,13 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
     /// one, least read first, instead of dropping the older generation. So one-off keys and
     /// scans cannot flush the keys that are read often, and a loop longer than the store keeps
     /// hitting the part it holds. While the store's hit ratio recovers from a lasting drop (a
-    /// moved hot set) the sketch forgets faster. An explicit [`GenerationalStore::new_generation`]
-    /// (or the GC's) still drops the older generation, keeping its frequently read entries.
-    /// Costs a few relaxed atomic writes per read, 16 bytes of sketch per entry of capacity (64
-    /// KiB at least, so the keys a small store never holds do not saturate it) and an 8-byte
-    /// hash per older entry in the eviction queue. Without a limit it has no effect.
+    /// moved hot set) the sketch forgets faster and the newer generation, which still holds the
+    /// old hot keys, moves to the older one at each step. An explicit
+    /// [`GenerationalStore::new_generation`] (or the GC's) still drops the older generation,
+    /// keeping its frequently read entries. Costs a few relaxed atomic writes per read, 16 bytes
+    /// of sketch per entry of capacity (128 KiB at least, so the keys a small store never holds
+    /// do not saturate it) and an 8-byte hash per older entry in the eviction queue. Without a
+    /// limit it has no effect.
     ///
     /// ```
     /// use strata::GenerationalStore;

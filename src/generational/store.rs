@@ -31,7 +31,29 @@ use crate::{
 };
 
 /// The hasher: foldhash, randomly seeded per store.
+#[cfg(not(test))]
 pub(crate) type DefaultHasher = foldhash::fast::RandomState;
+/// In unit tests a seedable one, so the hit-ratio sim (`sim.rs`) can pin the seed.
+#[cfg(test)]
+pub(crate) type DefaultHasher = foldhash::fast::SeedableRandomState;
+
+#[cfg(test)]
+thread_local! {
+    /// The seed of the next store built on this thread (`None`: random).
+    pub(crate) static HASHER_SEED: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// A new store's hasher.
+fn new_hasher() -> DefaultHasher {
+    #[cfg(test)]
+    if let Some(seed) = HASHER_SEED.get() {
+        return foldhash::fast::SeedableRandomState::with_seed(
+            seed,
+            foldhash::SharedSeed::global_fixed(),
+        );
+    }
+    DefaultHasher::default()
+}
 
 /// An in-memory store with two generations (Nebulex's Local adapter).
 ///
@@ -159,7 +181,7 @@ where
             partitions: (0..parts.opts.partitions)
                 .map(|_| RwLock::default())
                 .collect(),
-            hasher: DefaultHasher::default(),
+            hasher: new_hasher(),
             clock: parts.clock,
             stats: StatsRecorder::new(parts.opts.stats),
             events: EventBus::new(parts.opts.event_capacity),
