@@ -1008,3 +1008,261 @@ fn a_cluster_connection_made_on_a_runtime_that_shut_down_is_replaced() {
         .build();
     a_connection_whose_runtime_shut_down_costs_at_most_one_call(async { open.await.unwrap() });
 }
+
+// Auto-pipelining: the calls `tokio::join!` polls in one pass are one batch (a batch is sent
+// only once the runtime has run its other ready tasks, which needs this task to yield first),
+// so each test below makes its batch by construction, not by timing.
+
+/// Waits (bounded) until the proxy has forwarded more than `before` request chunks.
+async fn wait_requests(proxy: &Proxy, before: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.requests() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the batch never reached the proxy"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Stores `key{i}` = `value{i}` for i in 0..n.
+async fn fill(store: &RedisStore<String, String>, n: usize) {
+    for i in 0..n {
+        let (key, value) = (format!("key{i}"), format!("value{i}"));
+        store.put(key, value, None).await.unwrap();
+    }
+}
+
+/// Polls `call` once (it must be waiting, so it joined the open batch), then drops it.
+async fn join_then_drop<F: Future>(call: Pin<Box<F>>) {
+    let mut call = call;
+    assert!(poll_once(call.as_mut()).await.is_pending(), "joined");
+}
+
+/// A batch of three GETs whose middle call is dropped after it joined, once before the batch
+/// is sent and once while its replies are on the way: the other two get their own values (a
+/// reply handed out by position in what is left would shift), and the connection is still in
+/// step afterwards.
+#[tokio::test]
+async fn a_call_dropped_inside_a_batch_leaves_the_others_their_own_replies() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    let store = open_patient(&proxy.url()).await;
+    fill(&store, 3).await;
+    let keys: Vec<String> = (0..3).map(|i| format!("key{i}")).collect();
+
+    // Dropped before the batch is sent: it joins in the same poll as the others.
+    let before = proxy.requests();
+    let dropped = Box::pin(store.get(&keys[1]));
+    let (a, c, ()) = tokio::join!(
+        store.get(&keys[0]),
+        store.get(&keys[2]),
+        join_then_drop(dropped)
+    );
+    assert_eq!(a.unwrap().as_deref(), Some("value0"));
+    assert_eq!(c.unwrap().as_deref(), Some("value2"));
+    assert_eq!(proxy.requests() - before, 1, "one batch, one write");
+
+    // Dropped once the batch reached the server, while its replies wait in the proxy.
+    proxy.hold_replies(true);
+    let before = proxy.requests();
+    let mut dropped = Some(Box::pin(store.get(&keys[1])));
+    let (a, c, ()) = tokio::join!(store.get(&keys[2]), store.get(&keys[0]), async {
+        if let Some(call) = dropped.as_mut() {
+            assert!(poll_once(call.as_mut()).await.is_pending(), "joined");
+        }
+        wait_requests(&proxy, before).await;
+        drop(dropped.take());
+        proxy.hold_replies(false);
+    });
+    assert_eq!(a.unwrap().as_deref(), Some("value2"));
+    assert_eq!(c.unwrap().as_deref(), Some("value0"));
+    assert_eq!(proxy.requests() - before, 1, "one batch, one write");
+
+    for (i, key) in keys.iter().enumerate() {
+        let got = store.get(key).await.unwrap();
+        assert_eq!(got, Some(format!("value{i}")), "in step afterwards");
+    }
+}
+
+/// A batch whose middle command fails on the server (`WRONGTYPE`): only that call fails.
+#[tokio::test]
+async fn one_failing_command_of_a_batch_fails_only_its_call() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    let store = open_patient(&proxy.url()).await;
+    fill(&store, 2).await;
+    server.raw(&["LPUSH", "test:list", "x"]);
+    let (first, list, last) = ("key0".to_string(), "list".to_string(), "key1".to_string());
+    let before = proxy.requests();
+    let (a, b, c) = tokio::join!(store.get(&first), store.get(&list), store.get(&last));
+    assert_eq!(proxy.requests() - before, 1, "one batch, one write");
+    assert_eq!(a.unwrap().as_deref(), Some("value0"));
+    let err = b.unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert_eq!(c.unwrap().as_deref(), Some("value1"));
+}
+
+/// The connection is cut after a batch reached the server and before its replies came back:
+/// every call of the batch fails (none hangs, none gets another's reply), and the next call
+/// is served on a new connection.
+#[tokio::test]
+async fn a_connection_cut_mid_batch_fails_every_call_of_the_batch() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    let store = open_patient(&proxy.url()).await;
+    fill(&store, 3).await;
+    let keys: Vec<String> = (0..3).map(|i| format!("key{i}")).collect();
+    proxy.hold_replies(true);
+    let before = proxy.requests();
+    let limit = Duration::from_secs(10);
+    let calls = async {
+        tokio::join!(
+            store.get(&keys[0]),
+            store.put(keys[1].clone(), "new".into(), None),
+            store.get(&keys[2]),
+        )
+    };
+    let ((a, b, c), ()) = tokio::time::timeout(limit, async {
+        tokio::join!(calls, async {
+            wait_requests(&proxy, before).await;
+            proxy.cut_all();
+            proxy.hold_replies(false);
+        })
+    })
+    .await
+    .expect("a call of the cut batch hung");
+    assert_eq!(proxy.requests() - before, 1, "one batch, one write");
+    for err in [a.unwrap_err(), b.unwrap_err(), c.unwrap_err()] {
+        assert!(matches!(err, Error::Backend { .. }), "{err}");
+    }
+    let again = store.get(&keys[0]).await.unwrap();
+    assert_eq!(
+        again.as_deref(),
+        Some("value0"),
+        "served on a new connection"
+    );
+}
+
+/// A batch whose replies never come: every call of it times out at its own timeout, and the
+/// store serves again (on a new connection) once replies flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_of_a_batch_that_gets_no_reply_times_out() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    let store = open::<String>(&proxy.url()).await.unwrap();
+    fill(&store, 2).await;
+    let (k0, k1) = ("key0".to_string(), "key1".to_string());
+    proxy.hold_replies(true);
+    let began = Instant::now();
+    let (a, b) = tokio::join!(store.get(&k0), store.get(&k1));
+    let took = began.elapsed();
+    for err in [a.unwrap_err(), b.unwrap_err()] {
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    }
+    assert!(took >= COMMAND_TIMEOUT, "not before the timeout: {took:?}");
+    assert!(
+        took < COMMAND_TIMEOUT + Duration::from_secs(2),
+        "hung: {took:?}"
+    );
+    proxy.hold_replies(false);
+    // A call may still find the reconnect (its handshake's replies were held too) unfinished
+    // within its short timeout; a bounded number of calls must be served.
+    for attempt in 0.. {
+        match store.get(&k1).await {
+            Ok(again) => {
+                assert_eq!(again.as_deref(), Some("value1"), "served again");
+                break;
+            }
+            Err(e) if attempt < 20 => assert!(matches!(e, Error::Timeout { .. }), "{e}"),
+            Err(e) => panic!("not served again: {e}"),
+        }
+    }
+}
+
+/// Many tasks, each writing then reading its own key and bumping one shared counter: every
+/// read sees its own task's last write (a caller's commands run in its order), and no
+/// increment is lost or doubled across batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_caller_reads_its_own_writes_across_batches() {
+    let server = RedisServer::start();
+    let store = open_patient(&server.url()).await;
+    let counters = RedisStore::<String, i64>::builder()
+        .url(server.url())
+        .namespace("counters")
+        .build()
+        .await
+        .unwrap();
+    let (tasks, rounds) = (32, 40);
+    let workers: Vec<_> = (0..tasks)
+        .map(|t| {
+            let (store, counters) = (store.clone(), counters.clone());
+            tokio::spawn(async move {
+                let key = format!("task{t}");
+                for round in 0..rounds {
+                    let value = format!("{t}:{round}");
+                    store.put(key.clone(), value.clone(), None).await.unwrap();
+                    assert_eq!(store.get(&key).await.unwrap(), Some(value));
+                    counters.incr(&"total".into(), 1).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let total = counters.incr(&"total".into(), 0).await.unwrap();
+    assert_eq!(total, tasks * rounds);
+}
+
+/// A batch opened on a runtime that then shut down (before the batch was due) must not stay
+/// open: every later call would join it and wait out its timeout. Once with the call that
+/// opened it still alive (its future outlives the runtime), once with it dropped.
+#[test]
+fn a_batch_opened_on_a_runtime_that_shut_down_does_not_strand_the_store() {
+    let server = RedisServer::start();
+    // The connection's driver runs on `home`, which outlives the test.
+    let home = runtime();
+    let store = home.block_on(open_patient(&server.url()));
+    home.block_on(fill(&store, 1));
+    let key = "key0".to_string();
+    for keep_the_call in [true, false] {
+        let first = runtime();
+        let mut call = Box::pin(store.get(&key));
+        let polled = first.block_on(poll_once(call.as_mut()));
+        assert!(polled.is_pending(), "the call opened a batch");
+        drop(first);
+        if !keep_the_call {
+            drop(call);
+            call = Box::pin(store.get(&key));
+        }
+        let limit = Duration::from_secs(3);
+        let got = home.block_on(async { tokio::time::timeout(limit, store.get(&key)).await });
+        let got = got.expect("a later call was stranded in the dead runtime's batch");
+        assert_eq!(
+            got.unwrap().as_deref(),
+            Some("value0"),
+            "keep {keep_the_call}"
+        );
+        drop(call);
+    }
+}
+
+/// `auto_pipeline(false)`: every command is sent on its own, with the same replies.
+#[tokio::test]
+async fn auto_pipeline_off_gives_each_call_its_reply() {
+    let server = RedisServer::start();
+    let store = RedisStore::<String, String>::builder()
+        .url(server.url())
+        .namespace("test")
+        .auto_pipeline(false)
+        .build()
+        .await
+        .unwrap();
+    fill(&store, 2).await;
+    let (k0, k1) = ("key0".to_string(), "key1".to_string());
+    let (a, b) = tokio::join!(store.get(&k0), store.get(&k1));
+    assert_eq!(a.unwrap().as_deref(), Some("value0"));
+    assert_eq!(b.unwrap().as_deref(), Some("value1"));
+}

@@ -10,6 +10,9 @@
 //! process's context switches per thousand operations (its wake-ups). Operations are counted by
 //! the server (`total_commands_processed`).
 //!
+//! `STRATA_REDIS_AUTO_PIPELINE=0` builds the RedisStore with `auto_pipeline(false)` (one write per
+//! command, as before 2026-12-07), to compare the two with the same binary.
+//!
 //! `STRATA_REDIS_PROBE=CLIENT:OP:N[:wait]` (CLIENT `strata`, `redis-rs` or `fred`, OP `get` or
 //! `set`; or `redis-rs-p16`: redis-rs sending pipelines of 16, as redis-benchmark `-P 16` does, to
 //! show what batching would save) instead runs N operations of that one client at 64 tasks and
@@ -257,6 +260,9 @@ mod bench {
                 RedisStore::builder()
                     .url(server.url())
                     .namespace("bench")
+                    .auto_pipeline(
+                        std::env::var_os("STRATA_REDIS_AUTO_PIPELINE").is_none_or(|v| v != "0"),
+                    )
                     .build(),
             )
             .expect("connect RedisStore");

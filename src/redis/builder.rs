@@ -25,7 +25,8 @@ use crate::{
 /// - `scan_batch`: 500 keys per `SCAN` page (and per `UNLINK` in `clear`);
 /// - `format`: [`Format::MessagePack`] (integers are always raw decimal, see [`crate::codec`]);
 /// - `tls_root_cert`: none (`rediss://` trusts the system's root certificates);
-/// - `wait_for_replicas`: off (a write returns once the master has it).
+/// - `wait_for_replicas`: off (a write returns once the master has it);
+/// - `auto_pipeline`: on (concurrent single commands share one write; one server or Sentinel).
 ///
 /// ```
 /// use std::time::Duration;
@@ -51,6 +52,7 @@ pub struct RedisStoreBuilder<K, V> {
     tls_root_cert: Option<Vec<u8>>,
     sentinel_master: Option<String>,
     wait_for_replicas: Option<WaitForReplicas>,
+    auto_pipeline: bool,
 }
 
 /// Shows the URLs without passwords.
@@ -67,6 +69,7 @@ impl<K, V> std::fmt::Debug for RedisStoreBuilder<K, V> {
             .field("scan_batch", &self.scan_batch)
             .field("format", &self.format)
             .field("wait_for_replicas", &self.wait_for_replicas)
+            .field("auto_pipeline", &self.auto_pipeline)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +97,7 @@ impl<K, V> RedisStoreBuilder<K, V> {
             tls_root_cert: None,
             sentinel_master: None,
             wait_for_replicas: None,
+            auto_pipeline: true,
         }
     }
 
@@ -209,6 +213,30 @@ impl<K, V> RedisStoreBuilder<K, V> {
         self
     }
 
+    /// Auto-pipelining, on by default: the single commands (`get`, `put`, `delete`, counters…)
+    /// that tasks send at the same time on one server's connection go out as one pipeline, in
+    /// one socket write, instead of one write each; each call still gets its own reply (a
+    /// `WRONGTYPE` fails only its call) and its own timeout, and a call that is dropped does not
+    /// disturb the others. A batch is sent once the runtime has run the other tasks ready at
+    /// the time, so under load one write carries tens of commands and the client spends a
+    /// fraction of the CPU per command (BENCHMARKS.md); a lone task pays one pass of the
+    /// scheduler. `false` sends every command on its own. A Redis Cluster's commands are
+    /// always sent on their own (its client routes each one).
+    ///
+    /// ```
+    /// use strata::RedisStore;
+    ///
+    /// let builder = RedisStore::<String, String>::builder()
+    ///     .url("redis://127.0.0.1:6379/")
+    ///     .auto_pipeline(false);
+    /// // `builder.build().await?`: every command is its own write.
+    /// # let _ = builder;
+    /// ```
+    pub fn auto_pipeline(mut self, on: bool) -> Self {
+        self.auto_pipeline = on;
+        self
+    }
+
     fn validate(self) -> Result<Parts> {
         if self.urls.is_empty() {
             return Err(Error::config("cluster", "give at least one seed node URL"));
@@ -263,6 +291,7 @@ impl<K, V> RedisStoreBuilder<K, V> {
                 command_timeout: self.command_timeout,
                 tls_root_cert: self.tls_root_cert,
                 sentinel_master: self.sentinel_master,
+                auto_pipeline: self.auto_pipeline,
             },
             namespace: self.namespace?,
             scan_batch: self.scan_batch,

@@ -62,6 +62,7 @@ use redis::{
     RedisError, RedisFuture, Value,
 };
 
+use super::pipeline::Pipelined;
 use crate::{
     error::{Error, Result},
     redact::redact_url,
@@ -87,6 +88,8 @@ pub(crate) struct Settings {
     pub command_timeout: Duration,
     /// PEM root certificate(s) to trust for `rediss://` instead of the system's.
     pub tls_root_cert: Option<Vec<u8>>,
+    /// Join concurrent single commands into pipelines (one server or Sentinel; not a cluster).
+    pub auto_pipeline: bool,
     /// With Sentinel: the monitored master's name (`urls` are then the sentinels).
     pub sentinel_master: Option<String>,
 }
@@ -238,6 +241,8 @@ struct SingleInner {
     /// one timer bounds every command, see [`Conn::guarded`]).
     config: AsyncConnectionConfig,
     connect_timeout: Duration,
+    /// Whether single commands are auto-pipelined (see [`Pipelined`]).
+    auto_pipeline: bool,
     /// The database of the URL, for `get_db` while no connection is up.
     db: i64,
     /// The servers, redacted, for log lines.
@@ -257,7 +262,7 @@ struct Slot {
 }
 
 enum State {
-    Ready(MultiplexedConnection),
+    Ready(Arc<Pipelined>),
     /// Reconnect task number `task` is connecting a replacement. After a failed attempt
     /// `failed` holds its error, which callers get at once until an attempt succeeds (the
     /// attempts go on, backing off). `beat`: when the task last ran (it beats every
@@ -318,6 +323,7 @@ impl MasterLocator {
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(5),
             tls_root_cert: None,
+            auto_pipeline: false,
             sentinel_master: Some(master.to_owned()),
         };
         Ok(MasterLocator {
@@ -363,12 +369,13 @@ impl Single {
             source,
             config,
             connect_timeout: settings.connect_timeout,
+            auto_pipeline: settings.auto_pipeline,
             db,
             servers: settings.describe(),
             current: Mutex::new(Slot {
                 generation: 0,
                 tasks: 0,
-                state: State::Ready(connection),
+                state: State::Ready(Pipelined::new(connection, settings.auto_pipeline)),
             }),
             attempted: tokio::sync::Notify::new(),
         }))
@@ -398,7 +405,7 @@ impl Single {
     /// blocked for [`RECONNECT_STARVED`]), it starts one on the caller's runtime, once: if that
     /// one is dropped unfinished too, the caller's own runtime is shutting down and the call
     /// fails instead of starting tasks that never run.
-    async fn ready(&self) -> redis::RedisResult<MultiplexedConnection> {
+    async fn ready(&self) -> redis::RedisResult<Arc<Pipelined>> {
         let mut restarted = false;
         loop {
             let attempted = self.0.attempted.notified();
@@ -618,7 +625,9 @@ async fn attempts(guard: &Orphaned) {
                 return;
             }
             match attempt {
-                Ok(connection) => slot.state = State::Ready(connection),
+                Ok(connection) => {
+                    slot.state = State::Ready(Pipelined::new(connection, inner.auto_pipeline))
+                }
                 Err(e) => {
                     tracing::debug!(servers = %inner.servers, error = %e, "could not reconnect to Redis; trying again");
                     if let State::Connecting { failed, .. } = &mut slot.state {
@@ -642,7 +651,7 @@ async fn attempts(guard: &Orphaned) {
 /// (one lock, one clone) and driven directly, without a boxed wrapper; or, while a single
 /// server's connection is being replaced, the wait for its replacement.
 pub(crate) enum Handle {
-    Single(MultiplexedConnection),
+    Single(Arc<Pipelined>),
     Waiting(Single),
     Cluster(ClusterConnection),
 }
@@ -653,8 +662,8 @@ impl Handle {
     /// plain `async fn`). The cluster connection only offers the boxed form.
     async fn send(self, cmd: &Cmd) -> redis::RedisResult<Value> {
         match self {
-            Handle::Single(mut connection) => connection.send_packed_command(cmd).await,
-            Handle::Waiting(single) => single.ready().await?.send_packed_command(cmd).await,
+            Handle::Single(connection) => connection.send(cmd).await,
+            Handle::Waiting(single) => single.ready().await?.send(cmd).await,
             Handle::Cluster(mut conn) => conn.req_packed_command(cmd).await,
         }
     }
@@ -663,9 +672,9 @@ impl Handle {
 impl ConnectionLike for Handle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Handle::Single(connection) => connection.req_packed_command(cmd),
+            Handle::Single(connection) => Box::pin(connection.clone().send(cmd)),
             Handle::Waiting(single) => {
-                Box::pin(async move { single.ready().await?.send_packed_command(cmd).await })
+                Box::pin(async move { single.ready().await?.send(cmd).await })
             }
             Handle::Cluster(conn) => conn.req_packed_command(cmd),
         }
@@ -678,9 +687,12 @@ impl ConnectionLike for Handle {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Handle::Single(connection) => connection.req_packed_commands(cmd, offset, count),
+            Handle::Single(connection) => Box::pin(async move {
+                let mut connection = connection.connection();
+                connection.send_packed_commands(cmd, offset, count).await
+            }),
             Handle::Waiting(single) => Box::pin(async move {
-                let mut connection = single.ready().await?;
+                let mut connection = single.ready().await?.connection();
                 connection.send_packed_commands(cmd, offset, count).await
             }),
             Handle::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
@@ -689,7 +701,7 @@ impl ConnectionLike for Handle {
 
     fn get_db(&self) -> i64 {
         match self {
-            Handle::Single(connection) => connection.get_db(),
+            Handle::Single(connection) => connection.db(),
             Handle::Waiting(single) => single.0.db,
             Handle::Cluster(conn) => conn.get_db(),
         }

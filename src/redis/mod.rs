@@ -13,6 +13,7 @@ mod compare;
 mod connection;
 mod counter;
 mod lease;
+mod pipeline;
 mod scan;
 mod slot;
 mod store;
