@@ -2,7 +2,9 @@
 //! connection to one server ([`Single`]: a [`MultiplexedConnection`] that strata replaces by
 //! itself) or to a Redis Cluster ([`ClusterConnection`], which follows the slot map). Every
 //! command runs under the per-command timeout and its errors become [`Error::Backend`] or
-//! [`Error::Timeout`] with the command and key in the message.
+//! [`Error::Timeout`] with the command and key in the message. On one server (or Sentinel) the
+//! single commands that calls send at the same time go out as one pipeline ([`Pipelined`],
+//! `auto_pipeline`); a cluster's are sent one by one (its client routes each).
 //!
 //! **Reconnecting.** A single server's connection is replaced when a command on it fails in a
 //! way that leaves the connection unusable (reset, EOF, a dead driver: redis-rs's
