@@ -18,7 +18,8 @@
 //! show what batching would save) instead runs N operations of that one client at 64 tasks and
 //! exits, for a profiler or
 //! `perf stat -e 'syscalls:sys_enter_*'` (run it twice with different N and subtract: setup
-//! cancels out). With `:wait` it prints `probe ready <pid>` once set up and waits for a line on
+//! cancels out). `STRATA_REDIS_PROBE_TASKS=1` runs them from one task instead of 64 (the
+//! latency of a lone caller: wall time / N). With `:wait` it prints `probe ready <pid>` once set up and waits for a line on
 //! stdin before the operations, so `perf stat -p <pid>` counts them without the setup or the
 //! `redis-server` child.
 //!
@@ -403,7 +404,8 @@ mod bench {
         let n: u64 = n.parse().expect("STRATA_REDIS_PROBE: N is a count");
         let s = setup();
         refill(&s.rt, &s.conn, &s.bytes);
-        let tasks = 64u64;
+        let tasks: u64 = std::env::var("STRATA_REDIS_PROBE_TASKS")
+            .map_or(64, |t| t.parse().expect("STRATA_REDIS_PROBE_TASKS: a count"));
         let per_task = n.div_ceil(tasks);
         if wait {
             eprintln!("probe ready {}", std::process::id());
