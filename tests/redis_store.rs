@@ -1009,9 +1009,10 @@ fn a_cluster_connection_made_on_a_runtime_that_shut_down_is_replaced() {
     a_connection_whose_runtime_shut_down_costs_at_most_one_call(async { open.await.unwrap() });
 }
 
-// Auto-pipelining: the calls `tokio::join!` polls in one pass are one batch (a batch is sent
-// only once the runtime has run its other ready tasks, which needs this task to yield first),
-// so each test below makes its batch by construction, not by timing.
+// Auto-pipelining: of the calls `tokio::join!` polls in one pass, the first finds the connection
+// idle and goes alone, the others are one batch (a batch is sent only once the runtime has run
+// its other ready tasks, which needs this task to yield first), so each test below makes its
+// batch by construction, not by timing. Two writes at most: the lone call and the batch.
 
 /// Waits (bounded) until the proxy has forwarded more than `before` request chunks.
 async fn wait_requests(proxy: &Proxy, before: usize) {
@@ -1048,36 +1049,52 @@ async fn a_call_dropped_inside_a_batch_leaves_the_others_their_own_replies() {
     let server = RedisServer::start();
     let proxy = Proxy::start(server.addr());
     let store = open_patient(&proxy.url()).await;
-    fill(&store, 3).await;
-    let keys: Vec<String> = (0..3).map(|i| format!("key{i}")).collect();
+    fill(&store, 4).await;
+    let keys: Vec<String> = (0..4).map(|i| format!("key{i}")).collect();
 
-    // Dropped before the batch is sent: it joins in the same poll as the others.
+    // Dropped before the batch is sent: it joins in the same poll as the others. The batch is
+    // key2, key1 (dropped), key3; key0 goes alone.
     let before = proxy.requests();
     let dropped = Box::pin(store.get(&keys[1]));
-    let (a, c, ()) = tokio::join!(
+    let (a, c, (), d) = tokio::join!(
         store.get(&keys[0]),
         store.get(&keys[2]),
-        join_then_drop(dropped)
+        join_then_drop(dropped),
+        store.get(&keys[3]),
     );
     assert_eq!(a.unwrap().as_deref(), Some("value0"));
     assert_eq!(c.unwrap().as_deref(), Some("value2"));
-    assert_eq!(proxy.requests() - before, 1, "one batch, one write");
+    assert_eq!(d.unwrap().as_deref(), Some("value3"));
+    assert!(
+        proxy.requests() - before <= 2,
+        "the lone call, then one batch"
+    );
 
     // Dropped once the batch reached the server, while its replies wait in the proxy.
     proxy.hold_replies(true);
     let before = proxy.requests();
     let mut dropped = Some(Box::pin(store.get(&keys[1])));
-    let (a, c, ()) = tokio::join!(store.get(&keys[2]), store.get(&keys[0]), async {
-        if let Some(call) = dropped.as_mut() {
-            assert!(poll_once(call.as_mut()).await.is_pending(), "joined");
-        }
-        wait_requests(&proxy, before).await;
-        drop(dropped.take());
-        proxy.hold_replies(false);
-    });
-    assert_eq!(a.unwrap().as_deref(), Some("value2"));
-    assert_eq!(c.unwrap().as_deref(), Some("value0"));
-    assert_eq!(proxy.requests() - before, 1, "one batch, one write");
+    let (a, c, (), d) = tokio::join!(
+        store.get(&keys[3]),
+        store.get(&keys[2]),
+        async {
+            if let Some(call) = dropped.as_mut() {
+                assert!(poll_once(call.as_mut()).await.is_pending(), "joined");
+            }
+            // Both writes (the lone call's and the batch's) reached the server.
+            wait_requests(&proxy, before + 1).await;
+            drop(dropped.take());
+            proxy.hold_replies(false);
+        },
+        store.get(&keys[0]),
+    );
+    assert_eq!(a.unwrap().as_deref(), Some("value3"));
+    assert_eq!(c.unwrap().as_deref(), Some("value2"));
+    assert_eq!(d.unwrap().as_deref(), Some("value0"));
+    assert!(
+        proxy.requests() - before <= 2,
+        "the lone call, then one batch"
+    );
 
     for (i, key) in keys.iter().enumerate() {
         let got = store.get(key).await.unwrap();
@@ -1091,17 +1108,26 @@ async fn one_failing_command_of_a_batch_fails_only_its_call() {
     let server = RedisServer::start();
     let proxy = Proxy::start(server.addr());
     let store = open_patient(&proxy.url()).await;
-    fill(&store, 2).await;
+    fill(&store, 3).await;
     server.raw(&["LPUSH", "test:list", "x"]);
-    let (first, list, last) = ("key0".to_string(), "list".to_string(), "key1".to_string());
+    let keys = ["key0", "key1", "list", "key2"].map(String::from);
     let before = proxy.requests();
-    let (a, b, c) = tokio::join!(store.get(&first), store.get(&list), store.get(&last));
-    assert_eq!(proxy.requests() - before, 1, "one batch, one write");
-    assert_eq!(a.unwrap().as_deref(), Some("value0"));
+    let (alone, a, b, c) = tokio::join!(
+        store.get(&keys[0]),
+        store.get(&keys[1]),
+        store.get(&keys[2]),
+        store.get(&keys[3]),
+    );
+    assert!(
+        proxy.requests() - before <= 2,
+        "the lone call, then one batch"
+    );
+    assert_eq!(alone.unwrap().as_deref(), Some("value0"));
+    assert_eq!(a.unwrap().as_deref(), Some("value1"));
     let err = b.unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err}");
     assert!(err.to_string().contains("WRONGTYPE"), "{err}");
-    assert_eq!(c.unwrap().as_deref(), Some("value1"));
+    assert_eq!(c.unwrap().as_deref(), Some("value2"));
 }
 
 /// The connection is cut after a batch reached the server and before its replies came back:
@@ -1126,14 +1152,17 @@ async fn a_connection_cut_mid_batch_fails_every_call_of_the_batch() {
     };
     let ((a, b, c), ()) = tokio::time::timeout(limit, async {
         tokio::join!(calls, async {
-            wait_requests(&proxy, before).await;
+            wait_requests(&proxy, before + 1).await;
             proxy.cut_all();
             proxy.hold_replies(false);
         })
     })
     .await
     .expect("a call of the cut batch hung");
-    assert_eq!(proxy.requests() - before, 1, "one batch, one write");
+    assert!(
+        proxy.requests() - before <= 2,
+        "the lone call, then one batch"
+    );
     for err in [a.unwrap_err(), b.unwrap_err(), c.unwrap_err()] {
         assert!(matches!(err, Error::Backend { .. }), "{err}");
     }
@@ -1152,13 +1181,13 @@ async fn every_call_of_a_batch_that_gets_no_reply_times_out() {
     let server = RedisServer::start();
     let proxy = Proxy::start(server.addr());
     let store = open::<String>(&proxy.url()).await.unwrap();
-    fill(&store, 2).await;
-    let (k0, k1) = ("key0".to_string(), "key1".to_string());
+    fill(&store, 3).await;
+    let (k0, k1, k2) = ("key0".to_string(), "key1".to_string(), "key2".to_string());
     proxy.hold_replies(true);
     let began = Instant::now();
-    let (a, b) = tokio::join!(store.get(&k0), store.get(&k1));
+    let (a, b, c) = tokio::join!(store.get(&k0), store.get(&k1), store.get(&k2));
     let took = began.elapsed();
-    for err in [a.unwrap_err(), b.unwrap_err()] {
+    for err in [a.unwrap_err(), b.unwrap_err(), c.unwrap_err()] {
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
     }
     assert!(took >= COMMAND_TIMEOUT, "not before the timeout: {took:?}");
@@ -1229,13 +1258,21 @@ fn a_batch_opened_on_a_runtime_that_shut_down_does_not_strand_the_store() {
     let key = "key0".to_string();
     for keep_the_call in [true, false] {
         let first = runtime();
+        // The first call goes alone (the connection was idle) and stays in flight, so the
+        // second opens a batch.
+        let mut alone = Box::pin(store.get(&key));
         let mut call = Box::pin(store.get(&key));
-        let polled = first.block_on(poll_once(call.as_mut()));
-        assert!(polled.is_pending(), "the call opened a batch");
+        first.block_on(async {
+            assert!(poll_once(alone.as_mut()).await.is_pending(), "sent alone");
+            assert!(
+                poll_once(call.as_mut()).await.is_pending(),
+                "opened a batch"
+            );
+        });
         drop(first);
         if !keep_the_call {
-            drop(call);
-            call = Box::pin(store.get(&key));
+            drop((alone, call));
+            (alone, call) = (Box::pin(store.get(&key)), Box::pin(store.get(&key)));
         }
         let limit = Duration::from_secs(3);
         let got = home.block_on(async { tokio::time::timeout(limit, store.get(&key)).await });
@@ -1245,7 +1282,7 @@ fn a_batch_opened_on_a_runtime_that_shut_down_does_not_strand_the_store() {
             Some("value0"),
             "keep {keep_the_call}"
         );
-        drop(call);
+        drop((alone, call));
     }
 }
 

@@ -3,12 +3,14 @@
 //! one write each. Under load this is most of the client's CPU per command: a 64-task GET load
 //! writes ~34 commands per write instead of one (see BENCHMARKS.md).
 //!
-//! **How a batch forms.** The first caller to find no open batch opens one and becomes its
-//! first member; every caller until the batch is sent joins it (its command appended, its
-//! index noted). The batch is sent once the runtime has run every other task that was ready
-//! when it opened ([`Deferred`]: tokio's `yield_now` wake, which the scheduler defers until it
-//! has nothing else to run or polls its I/O driver), so the callers that one read of replies
-//! woke all join. One task alone pays one pass of the scheduler.
+//! **How a batch forms.** A command sent while no other command is in flight on the connection
+//! and no batch is open goes at once, on its own: a lone caller pays nothing (deferring it cost
+//! a lone task twice the CPU per GET and two more context switches, see BENCHMARKS.md). Else the
+//! first caller to find no open batch opens one and becomes its first member; every caller until
+//! the batch is sent joins it (its command appended, its index noted). The batch is sent once
+//! the runtime has run every other task that was ready when it opened ([`Deferred`]: tokio's
+//! `yield_now` wake, which the scheduler defers until it has nothing else to run or polls its
+//! I/O driver), so the callers that one read of replies woke all join.
 //!
 //! **Who sends it.** No task is spawned: the batch is a shared future ([`Shared`]) that every
 //! member awaits, and whichever member is polled drives it. A member that is dropped (a
@@ -30,7 +32,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard, Weak,
     },
     task::{Context, Poll, Wake, Waker},
@@ -45,6 +47,36 @@ pub(crate) struct Pipelined {
     /// False: every command is sent on its own (`auto_pipeline(false)`).
     auto: bool,
     queue: Mutex<Queue>,
+    /// Commands sent and not answered (or given up) yet: none, and a command goes alone.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts `n` commands in flight until dropped (answered, failed, or given up).
+struct InFlight {
+    count: Arc<AtomicUsize>,
+    n: usize,
+}
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>, n: usize) -> Self {
+        count.fetch_add(n, Ordering::AcqRel);
+        InFlight {
+            count: count.clone(),
+            n,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.count.fetch_sub(self.n, Ordering::AcqRel);
+    }
+}
+
+/// Where a command goes: alone at once, or into the open batch at this index.
+enum Joined {
+    Alone(InFlight),
+    Batch(usize, Batch),
 }
 
 /// The batch callers join now, if one is open, and the id the next one gets.
@@ -74,6 +106,7 @@ impl Pipelined {
             conn,
             auto,
             queue: Mutex::new(Queue::default()),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -94,7 +127,12 @@ impl Pipelined {
         }
         // `self` is held until the reply: the batch sends on this connection even if it
         // was replaced (renewed) meanwhile.
-        let (index, batch) = self.join(cmd);
+        let (index, batch) = match self.join(cmd) {
+            Joined::Alone(_in_flight) => {
+                return self.conn.clone().send_packed_command(cmd).await;
+            }
+            Joined::Batch(index, batch) => (index, batch),
+        };
         let replies = batch.await?;
         let mut replies = replies.lock().unwrap_or_else(|p| p.into_inner());
         match replies.get_mut(index) {
@@ -109,10 +147,15 @@ impl Pipelined {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends `cmd` to the open batch (opening one if none is) and returns its index there.
-    fn join(self: &Arc<Self>, cmd: &Cmd) -> (usize, Batch) {
+    /// Appends `cmd` to the open batch (opening one if none is) and returns its index there;
+    /// or, with no batch open and nothing in flight, counts it in flight to be sent alone.
+    fn join(self: &Arc<Self>, cmd: &Cmd) -> Joined {
         let mut queue = self.lock();
         let queue = &mut *queue;
+        // Counted under the lock: of two callers finding the connection idle, one goes alone.
+        if queue.open.is_none() && self.in_flight.load(Ordering::Acquire) == 0 {
+            return Joined::Alone(InFlight::new(&self.in_flight, 1));
+        }
         let open = match &mut queue.open {
             Some(open) => open,
             none => {
@@ -122,13 +165,13 @@ impl Pipelined {
                     id,
                     commands: Pipeline::new(),
                     count: 0,
-                    reply: send_when_due(Arc::downgrade(self), id),
+                    reply: send_when_due(Arc::downgrade(self), self.in_flight.clone(), id),
                 })
             }
         };
         open.commands.add_command(cmd.clone());
         open.count += 1;
-        (open.count - 1, open.reply.clone())
+        Joined::Batch(open.count - 1, open.reply.clone())
     }
 
     /// Closes batch `id`: no caller joins it any more. `None` if it is not the open one.
@@ -148,7 +191,7 @@ impl Pipelined {
 }
 
 /// The send of batch `id`, once the runtime has run the tasks ready now (so they can join).
-fn send_when_due(pipelined: Weak<Pipelined>, id: u64) -> Batch {
+fn send_when_due(pipelined: Weak<Pipelined>, in_flight: Arc<AtomicUsize>, id: u64) -> Batch {
     async move {
         Deferred::default().await;
         let (mut conn, commands, count) = {
@@ -156,6 +199,7 @@ fn send_when_due(pipelined: Weak<Pipelined>, id: u64) -> Batch {
             let (commands, count) = pipelined.close(id).ok_or_else(dropped)?;
             (pipelined.connection(), commands, count)
         };
+        let _in_flight = InFlight::new(&in_flight, count);
         let replies = conn.send_packed_commands(&commands, 0, count).await?;
         Ok(Arc::new(Mutex::new(replies)))
     }
