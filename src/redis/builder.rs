@@ -217,10 +217,11 @@ impl<K, V> RedisStoreBuilder<K, V> {
     /// that tasks send at the same time on one server's connection go out as one pipeline, in
     /// one socket write, instead of one write each; each call still gets its own reply (a
     /// `WRONGTYPE` fails only its call) and its own timeout, and a call that is dropped does not
-    /// disturb the others. A batch is sent once the runtime has run the other tasks ready at
-    /// the time, so under load one write carries tens of commands and the client spends a
-    /// fraction of the CPU per command (BENCHMARKS.md); a lone task pays one pass of the
-    /// scheduler. `false` sends every command on its own. A Redis Cluster's commands are
+    /// disturb the others. A command sent while no other is in flight goes at once, on its own
+    /// (a lone task pays nothing); the ones sent while others are in flight join a batch, sent
+    /// once the runtime has run the other tasks ready at the time, so under load one write
+    /// carries tens of commands and the client spends about 0.6–0.7× the CPU per command
+    /// (BENCHMARKS.md). `false` sends every command on its own. A Redis Cluster's commands are
     /// always sent on their own (its client routes each one).
     ///
     /// ```
