@@ -404,8 +404,9 @@ mod bench {
         let n: u64 = n.parse().expect("STRATA_REDIS_PROBE: N is a count");
         let s = setup();
         refill(&s.rt, &s.conn, &s.bytes);
-        let tasks: u64 = std::env::var("STRATA_REDIS_PROBE_TASKS")
-            .map_or(64, |t| t.parse().expect("STRATA_REDIS_PROBE_TASKS: a count"));
+        let tasks: u64 = std::env::var("STRATA_REDIS_PROBE_TASKS").map_or(64, |t| {
+            t.parse().expect("STRATA_REDIS_PROBE_TASKS: a count")
+        });
         let per_task = n.div_ceil(tasks);
         if wait {
             eprintln!("probe ready {}", std::process::id());
