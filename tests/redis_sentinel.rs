@@ -7,10 +7,16 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use strata::{MemoryStore, RedisStore, ReplicatedStore, Store};
-use support::redis_sentinel::{Sentinels, MASTER_NAME};
+use support::{
+    proxy::Proxy,
+    redis_sentinel::{Sentinels, MASTER_NAME},
+};
 
 /// Sentinels declare the master down after this long without answers.
 const DOWN_AFTER: Duration = Duration::from_millis(500);
@@ -378,4 +384,69 @@ async fn a_replicated_store_with_no_sentinel_reachable_is_a_clear_error() {
         text.contains(&port.to_string()) && text.contains(MASTER_NAME),
         "names the sentinel and the master: {text}"
     );
+}
+
+/// With Sentinel, the reconnect task asks the sentinels for the master under a lock (the
+/// sentinel client keeps its connections to them). Its runtime may starve it while it waits for
+/// the sentinel's answer (a current-thread runtime kept alive, not driven): it then holds that
+/// lock for as long as the runtime idles, and the call on another runtime that takes the
+/// reconnect over must still reach the master. Both calls timed out, and every later one
+/// (the task taking over waited on the lock until its connect timeout, again and again), before
+/// a busy sentinel client was replaced by one of the caller's own.
+#[test]
+fn a_reconnect_starved_while_asking_the_sentinels_is_taken_over() {
+    let set = Sentinels::start(DOWN_AFTER);
+    let port: u16 = set.urls()[0]
+        .trim_start_matches("redis://127.0.0.1:")
+        .trim_end_matches('/')
+        .parse()
+        .expect("a sentinel URL on loopback");
+    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port)));
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store: RedisStore<String, String> = idle.block_on(async {
+        RedisStore::builder()
+            .sentinel(vec![proxy.url()], MASTER_NAME)
+            .namespace("test")
+            .connect_timeout(Duration::from_secs(2))
+            .command_timeout(Duration::from_secs(5))
+            .build()
+            .await
+            .expect("connect through the sentinel's proxy")
+    });
+    idle.block_on(store.put("k".into(), "v".into(), None))
+        .unwrap();
+    // Break the master connection; the call on `idle` that finds it broken spawns the reconnect
+    // there, which asks the sentinel (through the proxy, whose replies are held) and waits.
+    set.master.raw(&["CLIENT", "KILL", "TYPE", "normal"]);
+    proxy.hold_replies(true);
+    let before = proxy.requests();
+    idle.block_on(async {
+        let _ = store.get(&"k".into()).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while proxy.requests() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "the reconnect never asked the sentinel"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    proxy.hold_replies(false);
+    let other = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for call in 0..2 {
+        let got = other.block_on(store.get(&"k".into()));
+        assert_eq!(
+            got.unwrap().as_deref(),
+            Some("v"),
+            "call {call} on another runtime while the reconnect holding the sentinel client idles"
+        );
+    }
+    drop(idle);
 }

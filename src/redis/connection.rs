@@ -285,16 +285,32 @@ enum Source {
     /// The one server of the URL.
     Url(redis::Client),
     /// The master the sentinels name now, asked again at every renewal (after a failover the
-    /// old master is gone or a read-only replica).
-    Sentinel(tokio::sync::Mutex<SentinelClient>),
+    /// old master is gone or a read-only replica). `settings` build another client when this
+    /// one is busy (see [`Source::client`]).
+    Sentinel {
+        sentinel: tokio::sync::Mutex<SentinelClient>,
+        settings: Box<Settings>,
+    },
 }
 
 impl Source {
-    /// A client for the server to use now.
+    /// A client for the server to use now. The sentinel client (which keeps its connections to
+    /// the sentinels) is used if it is free; if another ask holds it, this one asks with a
+    /// client of its own instead of waiting: the holder may be a reconnect task its runtime no
+    /// longer runs (see [`RECONNECT_STARVED`]), which would hold it for ever, and the task
+    /// that took over from it would never reach the master.
     async fn client(&self) -> redis::RedisResult<redis::Client> {
         match self {
             Source::Url(client) => Ok(client.clone()),
-            Source::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+            Source::Sentinel { sentinel, settings } => match sentinel.try_lock() {
+                Ok(mut sentinel) => sentinel.async_get_client().await,
+                Err(_) => {
+                    let name = settings.sentinel_master.as_deref().unwrap_or_default();
+                    let mut own = sentinel_client(settings, name)
+                        .map_err(|e| RedisError::from(std::io::Error::other(e.to_string())))?;
+                    own.async_get_client().await
+                }
+            },
         }
     }
 }
@@ -385,7 +401,7 @@ impl Single {
 
     /// True if the server behind this connection can change (Sentinel failover).
     fn follows_failover(&self) -> bool {
-        matches!(self.0.source, Source::Sentinel(_))
+        matches!(self.0.source, Source::Sentinel { .. })
     }
 
     /// The connection in use and its generation; while it is being replaced, a handle that
@@ -991,7 +1007,10 @@ fn sentinel_client(settings: &Settings, name: &str) -> Result<SentinelClient> {
 
 async fn connect_single(settings: &Settings) -> Result<Conn> {
     let source = match &settings.sentinel_master {
-        Some(name) => Source::Sentinel(tokio::sync::Mutex::new(sentinel_client(settings, name)?)),
+        Some(name) => Source::Sentinel {
+            sentinel: tokio::sync::Mutex::new(sentinel_client(settings, name)?),
+            settings: Box::new(settings.clone()),
+        },
         None => {
             let url = settings.urls.first().map(String::as_str).unwrap_or("");
             Source::Url(client(settings, url)?)
