@@ -450,3 +450,75 @@ fn a_reconnect_starved_while_asking_the_sentinels_is_taken_over() {
     }
     drop(idle);
 }
+
+/// The same for a replicated node's invalidation task: starved while it asks the sentinels for
+/// the master (to resubscribe after its subscription broke), it holds the sentinel client, and
+/// the task that a call on another runtime starts once the starved one is noticed must still
+/// reach the master and resubscribe. It never did before a busy sentinel client was replaced
+/// by one of the caller's own (each attempt waited on the lock until its connect timeout).
+#[test]
+fn a_replicated_node_starved_while_asking_the_sentinels_resubscribes_from_another_runtime() {
+    let set = Sentinels::start(DOWN_AFTER);
+    let port: u16 = set.urls()[0]
+        .trim_start_matches("redis://127.0.0.1:")
+        .trim_end_matches('/')
+        .parse()
+        .expect("a sentinel URL on loopback");
+    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port)));
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a: Node = idle.block_on(async {
+        ReplicatedStore::builder()
+            .local(MemoryStore::new())
+            .remote(open(&set).await)
+            .sentinel(vec![proxy.url()], MASTER_NAME)
+            .connect_timeout(Duration::from_secs(2))
+            .heartbeat(Duration::from_millis(200))
+            .build()
+            .await
+            .expect("the invalidation link subscribes through the sentinel's proxy")
+    });
+    // Break the subscription; the task resubscribes on `idle`, asking the sentinel (through the
+    // proxy, whose replies are held) for the master, and waits there.
+    proxy.hold_replies(true);
+    let before = proxy.requests();
+    set.master.raw(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    idle.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while proxy.requests() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "the task never asked the sentinel"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    proxy.hold_replies(false);
+    let other = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    other.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while a.is_connected() {
+            assert!(
+                Instant::now() < deadline,
+                "the starved task was never noticed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !a.is_connected() {
+            assert!(
+                Instant::now() < deadline,
+                "never resubscribed while the starved task holds the sentinel client"
+            );
+            let _ = a.get(&"k".into()).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    drop(idle);
+}

@@ -285,33 +285,47 @@ enum Source {
     /// The one server of the URL.
     Url(redis::Client),
     /// The master the sentinels name now, asked again at every renewal (after a failover the
-    /// old master is gone or a read-only replica). `settings` build another client when this
-    /// one is busy (see [`Source::client`]).
-    Sentinel {
-        sentinel: tokio::sync::Mutex<SentinelClient>,
-        settings: Box<Settings>,
-    },
+    /// old master is gone or a read-only replica).
+    Sentinel(SentinelAsk),
 }
 
 impl Source {
-    /// A client for the server to use now. The sentinel client (which keeps its connections to
-    /// the sentinels) is used if it is free; if another ask holds it, this one asks with a
-    /// client of its own instead of waiting: the holder may be a reconnect task its runtime no
-    /// longer runs (see [`RECONNECT_STARVED`]), which would hold it for ever, and the task
-    /// that took over from it would never reach the master.
+    /// A client for the server to use now.
     async fn client(&self) -> redis::RedisResult<redis::Client> {
         match self {
             Source::Url(client) => Ok(client.clone()),
-            Source::Sentinel { sentinel, settings } => match sentinel.try_lock() {
-                Ok(mut sentinel) => sentinel.async_get_client().await,
-                Err(_) => {
-                    let name = settings.sentinel_master.as_deref().unwrap_or_default();
-                    let mut own = sentinel_client(settings, name)
-                        .map_err(|e| RedisError::from(std::io::Error::other(e.to_string())))?;
-                    own.async_get_client().await
-                }
-            },
+            Source::Sentinel(ask) => ask.client().await,
         }
+    }
+}
+
+/// Asks the sentinels for the master. The sentinel client (which keeps its connections to the
+/// sentinels) is used if it is free; if another ask holds it, this one asks with a client of its
+/// own instead of waiting: the holder may be a task its runtime no longer runs (a reconnect or a
+/// resubscription taken over after [`RECONNECT_STARVED`]), which would hold it for ever, and the
+/// task that took over from it would never reach the master.
+struct SentinelAsk {
+    sentinel: tokio::sync::Mutex<SentinelClient>,
+    /// To build another client when `sentinel` is busy.
+    settings: Box<Settings>,
+}
+
+impl SentinelAsk {
+    fn new(settings: &Settings, name: &str) -> Result<Self> {
+        Ok(SentinelAsk {
+            sentinel: tokio::sync::Mutex::new(sentinel_client(settings, name)?),
+            settings: Box::new(settings.clone()),
+        })
+    }
+
+    async fn client(&self) -> redis::RedisResult<redis::Client> {
+        if let Ok(mut sentinel) = self.sentinel.try_lock() {
+            return sentinel.async_get_client().await;
+        }
+        let name = self.settings.sentinel_master.as_deref().unwrap_or_default();
+        let mut own = sentinel_client(&self.settings, name)
+            .map_err(|e| RedisError::from(std::io::Error::other(e.to_string())))?;
+        own.async_get_client().await
     }
 }
 
@@ -319,7 +333,7 @@ impl Source {
 /// does not manage (the replicated store's invalidation subscription): asked again on every
 /// call, so a reconnect after a failover reaches the promoted replica.
 pub(crate) struct MasterLocator {
-    sentinel: tokio::sync::Mutex<SentinelClient>,
+    sentinel: SentinelAsk,
     master: String,
     sentinels: String,
 }
@@ -345,7 +359,7 @@ impl MasterLocator {
             sentinel_master: Some(master.to_owned()),
         };
         Ok(MasterLocator {
-            sentinel: tokio::sync::Mutex::new(sentinel_client(&settings, master)?),
+            sentinel: SentinelAsk::new(&settings, master)?,
             master: master.to_owned(),
             sentinels: settings.describe(),
         })
@@ -353,11 +367,7 @@ impl MasterLocator {
 
     /// A client for the master the sentinels name now (redis-rs checks its `ROLE` too).
     pub async fn client(&self) -> Result<redis::Client> {
-        self.sentinel
-            .lock()
-            .await
-            .async_get_client()
-            .await
+        self.sentinel.client().await
             .map_err(|e| {
                 Error::backend(
                     format!(
@@ -401,7 +411,7 @@ impl Single {
 
     /// True if the server behind this connection can change (Sentinel failover).
     fn follows_failover(&self) -> bool {
-        matches!(self.0.source, Source::Sentinel { .. })
+        matches!(self.0.source, Source::Sentinel(_))
     }
 
     /// The connection in use and its generation; while it is being replaced, a handle that
@@ -1007,10 +1017,7 @@ fn sentinel_client(settings: &Settings, name: &str) -> Result<SentinelClient> {
 
 async fn connect_single(settings: &Settings) -> Result<Conn> {
     let source = match &settings.sentinel_master {
-        Some(name) => Source::Sentinel {
-            sentinel: tokio::sync::Mutex::new(sentinel_client(settings, name)?),
-            settings: Box::new(settings.clone()),
-        },
+        Some(name) => Source::Sentinel(SentinelAsk::new(settings, name)?),
         None => {
             let url = settings.urls.first().map(String::as_str).unwrap_or("");
             Source::Url(client(settings, url)?)
