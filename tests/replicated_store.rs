@@ -1667,7 +1667,7 @@ fn a_node_whose_invalidation_task_died_with_its_runtime_resubscribes_from_the_ne
 /// As above, with the runtime that built the node kept alive but not driven (a current-thread
 /// runtime outside `block_on`): its task is neither run nor dropped, so the node kept its link
 /// up and served its copies while invalidations went unread. Once the task has not run for
-/// `TASK_STARVED` (3 s) the link goes down, and the next call resubscribes on its own runtime.
+/// `TASK_STARVED` (20 s) the link goes down, and the next call resubscribes on its own runtime.
 #[test]
 fn a_node_whose_invalidation_task_starves_stops_serving_its_copies_and_resubscribes() {
     let redis = RedisServer::start();

@@ -49,7 +49,7 @@ pub(super) struct Inner<K, V, L, R> {
 /// See the [module documentation](crate::replicated) for the consistency model. Cheap to clone.
 ///
 /// Runtimes: the task receiving invalidations runs on the runtime that built the store; if that
-/// runtime shuts down, or is kept alive but not driven for 3 s (a current-thread runtime outside
+/// runtime shuts down, or is kept alive but not driven for 20 s (a current-thread runtime outside
 /// `block_on`), the node stops trusting its local tier and the next call resubscribes on its own
 /// runtime. The task sending group-committed writes runs on the runtime of the first write, and
 /// is not yet replaced that way: if that runtime is kept alive but not driven, writes made on
