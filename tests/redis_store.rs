@@ -1303,3 +1303,33 @@ async fn auto_pipeline_off_gives_each_call_its_reply() {
     assert_eq!(a.unwrap().as_deref(), Some("value0"));
     assert_eq!(b.unwrap().as_deref(), Some("value1"));
 }
+
+/// A single command whose call is dropped alone before its
+/// batch is due (another command in flight, so it opened a batch) must not be sent later with an
+/// unrelated call, after a newer write by another client.
+#[tokio::test]
+async fn a_write_dropped_alone_in_its_batch_is_not_sent_later() {
+    let server = RedisServer::start();
+    let store = open_patient(&server.url()).await;
+    let other = open_patient(&server.url()).await;
+    store.put("k".into(), "old".into(), None).await.unwrap();
+    let x = "x".to_string();
+    let mut busy = Box::pin(store.get(&x));
+    assert!(poll_once(busy.as_mut()).await.is_pending(), "in flight");
+    {
+        let mut call = Box::pin(store.put("k".into(), "cancelled".into(), None));
+        assert!(
+            poll_once(call.as_mut()).await.is_pending(),
+            "joined a batch"
+        );
+    }
+    busy.await.unwrap();
+    tokio::task::yield_now().await;
+    other.put("k".into(), "new".into(), None).await.unwrap();
+    let _ = store.get(&"unrelated".to_string()).await.unwrap();
+    assert_eq!(
+        other.get(&"k".to_string()).await.unwrap().as_deref(),
+        Some("new"),
+        "a cancelled write was sent after a newer one"
+    );
+}

@@ -38,7 +38,7 @@ use std::{
     task::{Context, Poll, Wake, Waker},
 };
 
-use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use redis::{aio::MultiplexedConnection, Cmd, Pipeline, RedisError, RedisResult, Value};
 
 /// One server connection and its open batch.
@@ -91,7 +91,11 @@ struct Open {
     id: u64,
     commands: Pipeline,
     count: usize,
-    reply: Batch,
+    /// Held weakly: once every member is dropped before the batch is due, its send goes with
+    /// them (never sent, like a cancelled command) and the next caller opens a new batch. A
+    /// strong handle here kept it open, to be sent with whatever single command came next,
+    /// however much later, after newer writes.
+    reply: Option<WeakShared<BoxFuture<'static, Replies>>>,
 }
 
 /// Every member's reply, each taken (by index) by its member; or the error that failed them all.
@@ -156,22 +160,28 @@ impl Pipelined {
         if queue.open.is_none() && self.in_flight.load(Ordering::Acquire) == 0 {
             return Joined::Alone(InFlight::new(&self.in_flight, 1));
         }
-        let open = match &mut queue.open {
-            Some(open) => open,
-            none => {
+        let live = queue
+            .open
+            .as_ref()
+            .and_then(|open| open.reply.as_ref()?.upgrade());
+        let (open, batch) = match (&mut queue.open, live) {
+            (Some(open), Some(batch)) => (open, batch),
+            (open, _) => {
                 let id = queue.next_id;
                 queue.next_id += 1;
-                none.insert(Open {
+                let batch = send_when_due(Arc::downgrade(self), self.in_flight.clone(), id);
+                let open = open.insert(Open {
                     id,
                     commands: Pipeline::new(),
                     count: 0,
-                    reply: send_when_due(Arc::downgrade(self), self.in_flight.clone(), id),
-                })
+                    reply: batch.downgrade(),
+                });
+                (open, batch)
             }
         };
         open.commands.add_command(cmd.clone());
         open.count += 1;
-        Joined::Batch(open.count - 1, open.reply.clone())
+        Joined::Batch(open.count - 1, batch)
     }
 
     /// Closes batch `id`: no caller joins it any more. `None` if it is not the open one.
@@ -181,8 +191,6 @@ impl Pipelined {
             Some(open) if open.id == id => {}
             _ => return None,
         }
-        // The batch's own `reply` is dropped here: a future holding a clone of itself would
-        // never be dropped if every member went away while it waits for the server.
         let Open {
             commands, count, ..
         } = queue.open.take()?;
