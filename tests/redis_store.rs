@@ -1191,10 +1191,9 @@ async fn every_call_of_a_batch_that_gets_no_reply_times_out() {
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
     }
     assert!(took >= COMMAND_TIMEOUT, "not before the timeout: {took:?}");
-    assert!(
-        took < COMMAND_TIMEOUT + Duration::from_secs(2),
-        "hung: {took:?}"
-    );
+    // Each call ended with its own Timeout error; the bound only turns a hang into a failure
+    // (a wall-clock bound near the timeout would fail on a loaded machine: no timed asserts).
+    assert!(took < Duration::from_secs(60), "hung: {took:?}");
     proxy.hold_replies(false);
     // A call may still find the reconnect (its handshake's replies were held too) unfinished
     // within its short timeout; a bounded number of calls must be served.
