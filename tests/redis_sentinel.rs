@@ -395,17 +395,7 @@ async fn a_replicated_store_with_no_sentinel_reachable_is_a_clear_error() {
 /// a busy sentinel client was replaced by one of the caller's own.
 #[test]
 fn a_reconnect_starved_while_asking_the_sentinels_is_taken_over() {
-    let set = Sentinels::start(DOWN_AFTER);
-    let port: u16 = set.urls()[0]
-        .trim_start_matches("redis://127.0.0.1:")
-        .trim_end_matches('/')
-        .parse()
-        .expect("a sentinel URL on loopback");
-    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port)));
-    let idle = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (set, proxy, idle) = starvation_setup();
     let store: RedisStore<String, String> = idle.block_on(async {
         RedisStore::builder()
             .sentinel(vec![proxy.url()], MASTER_NAME)
@@ -428,11 +418,7 @@ fn a_reconnect_starved_while_asking_the_sentinels_is_taken_over() {
         asked_after(&proxy, before, "the reconnect never asked the sentinel").await;
     });
     proxy.hold_replies(false);
-    let other = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let other = multi_thread_runtime();
     for call in 0..2 {
         let got = other.block_on(store.get(&"k".into()));
         assert_eq!(
@@ -442,6 +428,32 @@ fn a_reconnect_starved_while_asking_the_sentinels_is_taken_over() {
         );
     }
     drop(idle);
+}
+
+/// For the starvation tests: a Sentinel set, a proxy in front of its first sentinel (so the
+/// test can hold its replies), and a current-thread runtime the test stops driving.
+fn starvation_setup() -> (Sentinels, Proxy, tokio::runtime::Runtime) {
+    let set = Sentinels::start(DOWN_AFTER);
+    let port: u16 = set.urls()[0]
+        .trim_start_matches("redis://127.0.0.1:")
+        .trim_end_matches('/')
+        .parse()
+        .expect("a sentinel URL on loopback");
+    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port)));
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (set, proxy, idle)
+}
+
+/// A runtime that is always driven, for the calls that take over from a starved task.
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Waits until the proxy has seen a request after `before` (the bound only catches a hang).
@@ -460,17 +472,7 @@ async fn asked_after(proxy: &Proxy, before: usize, hung: &str) {
 /// by one of the caller's own (each attempt waited on the lock until its connect timeout).
 #[test]
 fn a_replicated_node_starved_while_asking_the_sentinels_resubscribes_from_another_runtime() {
-    let set = Sentinels::start(DOWN_AFTER);
-    let port: u16 = set.urls()[0]
-        .trim_start_matches("redis://127.0.0.1:")
-        .trim_end_matches('/')
-        .parse()
-        .expect("a sentinel URL on loopback");
-    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port)));
-    let idle = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (set, proxy, idle) = starvation_setup();
     let a: Node = idle.block_on(async {
         ReplicatedStore::builder()
             .local(MemoryStore::new())
@@ -493,11 +495,7 @@ fn a_replicated_node_starved_while_asking_the_sentinels_resubscribes_from_anothe
         "the task never asked the sentinel",
     ));
     proxy.hold_replies(false);
-    let other = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let other = multi_thread_runtime();
     other.block_on(async {
         // The watchdog notices after 20 s without a beat; the bound only catches a hang.
         let deadline = Instant::now() + Duration::from_secs(60);
