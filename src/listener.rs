@@ -33,7 +33,9 @@ use crate::{
 ///   returns; if another thread is delivering for the same shard at that moment, that thread
 ///   delivers this removal too, right after the earlier ones, and the removing call returns at
 ///   once (it never waits for another thread's listener). Once every call that removed
-///   something has returned, every removal has been delivered.
+///   something, and every call on the store running alongside it, has returned, every removal
+///   has been delivered: the expiry sweeper and the generational GC take a delivery turn only
+///   for what they removed themselves, never when a pass removed nothing.
 /// - **A panicking listener poisons nothing**: the panic is caught and logged (without the key
 ///   or value, which may be secret), and delivery goes on with the next removal.
 /// - Keep it short: it runs on the thread of a writer (or of the expiry sweeper). Send slow
@@ -75,6 +77,10 @@ pub(crate) struct Notifier<K, V> {
     listener: EvictionListener<K, V>,
     lanes: Box<[Lane<K, V>]>,
     panics: AtomicU64,
+    /// Unit tests only: called by a thread right after it takes a lane's delivery turn, so a
+    /// test can park it there and pin an interleaving.
+    #[cfg(test)]
+    pub on_turn: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 impl<K, V> Notifier<K, V> {
@@ -88,6 +94,8 @@ impl<K, V> Notifier<K, V> {
             listener,
             lanes: (0..lanes.max(1)).map(lane).collect(),
             panics: AtomicU64::new(0),
+            #[cfg(test)]
+            on_turn: Mutex::new(None),
         }
     }
 
@@ -111,6 +119,10 @@ impl<K, V> Notifier<K, V> {
             let Some(turn) = lane.delivering.try_lock() else {
                 return;
             };
+            #[cfg(test)]
+            if let Some(hook) = self.on_turn.lock().clone() {
+                hook();
+            }
             self.drain(lane);
             drop(turn);
             // A removal queued after our last look, by a thread that found us delivering,

@@ -137,7 +137,7 @@ where
         if reset_timer {
             self.reset_generation_timer();
         }
-        self.deliver_all();
+        self.deliver_if(dropped);
         dropped
     }
 
@@ -289,39 +289,42 @@ where
     #[cold]
     fn relieve(&self, index: usize, written: u64) {
         let rotation = self.inner.gc.rotation.lock();
-        self.relieve_locked(index, written);
+        let removed = self.relieve_locked(index, written);
         drop(rotation);
-        self.deliver_all();
+        self.deliver_if(removed);
     }
 
-    fn relieve_locked(&self, index: usize, written: u64) {
+    /// [`relieve`](Self::relieve) under the rotation lock; returns how many entries it removed.
+    fn relieve_locked(&self, index: usize, written: u64) -> usize {
         if self.inner.sketch.is_some() {
             return self.relieve_admitting(index, written);
         }
         let partitions = self.inner.partitions.len();
+        let mut removed = 0;
         for step in 0usize.. {
             if step >= partitions + 2 && self.inner.tally.total_len() <= 1 {
-                return;
+                break;
             }
             if self.newer_is_big() {
-                self.rotate_locked(Some(written));
+                removed += self.rotate_locked(Some(written));
             } else if !self.over_limit() {
-                return;
+                break;
             } else if self.inner.tally.len(Which::Older) == 0 {
-                self.rotate_locked(Some(written));
+                removed += self.rotate_locked(Some(written));
             } else {
-                self.drop_older((index + step) % partitions, written);
+                removed += self.drop_older((index + step) % partitions, written);
             }
         }
+        removed
     }
 
     /// Drops one partition's older generation (entries unused since the last generation), except
     /// the entry just written (`protect`, its hash), which moves to the newer generation: an
     /// entry heavier than half of `allocated_memory` rotates into the older generation with the
     /// put that wrote it and leaves the store over its limit, and a put must never evict what it
-    /// just wrote (the documented single-heavy-entry exception).
-    fn drop_older(&self, index: usize, protect: u64) {
-        let older = {
+    /// just wrote (the documented single-heavy-entry exception). Returns how many it dropped.
+    fn drop_older(&self, index: usize, protect: u64) -> usize {
+        let (older, handed_over) = {
             let mut p = self.partition(index).write();
             let mut older = std::mem::take(&mut p.older);
             self.inner.tally.add(
@@ -334,10 +337,10 @@ where
                 self.inner.tally.slot(Which::Newer, slot.weight, 1);
                 p.newer.insert_new(protect, slot, self.rehash());
             }
-            self.hand_over_table(index, &mut older.table, RemovalCause::Size);
-            older
+            let handed_over = self.hand_over_table(index, &mut older.table, RemovalCause::Size);
+            (older, handed_over)
         };
-        self.evicted(vec![older.table], EventKind::Evicted);
+        handed_over + self.evicted(vec![older.table], EventKind::Evicted)
     }
 
     fn read_count_of(&self, hash: u64) -> u8 {
@@ -355,8 +358,8 @@ where
     /// Admission mode's [`relieve_locked`](Self::relieve_locked): demotes a full newer
     /// generation, then evicts one entry at a time, starting in the writer's partition, until
     /// the store is within its limits. Entries leave only through [`Self::evict_admitting`], so
-    /// each new key is judged against the entry it would displace.
-    fn relieve_admitting(&self, index: usize, written: u64) {
+    /// each new key is judged against the entry it would displace. Returns how many it evicted.
+    fn relieve_admitting(&self, index: usize, written: u64) -> usize {
         if let (Some(sketch), Some(aging)) = (&self.inner.sketch, &self.inner.aging) {
             if let Some(bits) = aging.observe(&self.inner.stats) {
                 sketch.age_by(bits);
@@ -365,17 +368,17 @@ where
             }
         }
         let partitions = self.inner.partitions.len();
-        let mut barren = 0;
+        let (mut barren, mut removed) = (0, 0);
         for step in 0usize.. {
             if self.newer_full() {
                 self.demote_all();
                 continue;
             }
             if !self.over_limit() {
-                return;
+                break;
             }
             if self.evict_admitting((index + step) % partitions, written) {
-                barren = 0;
+                (barren, removed) = (0, removed + 1);
                 continue;
             }
             barren += 1;
@@ -384,11 +387,12 @@ where
             }
             // No older generation has anything but the entry just written.
             if self.inner.tally.len(Which::Newer) == 0 {
-                return; // the single-heavy-entry exception
+                break; // the single-heavy-entry exception
             }
             self.demote_all();
             barren = 0;
         }
+        removed
     }
 
     /// Admission mode: moves every partition's newer generation into its older one, at the
@@ -586,31 +590,32 @@ where
     /// generation.
     pub fn cleanup(&self) -> bool {
         let mut timers = self.inner.gc.tick.lock();
-        let pushed = self.cleanup_locked(&mut timers);
+        let removed = self.cleanup_locked(&mut timers);
         drop(timers);
-        self.deliver_all();
-        pushed
+        self.deliver_if(removed.unwrap_or(0));
+        removed.is_some()
     }
 
-    fn cleanup_locked(&self, timers: &mut Timers) -> bool {
+    /// The clean-up check under the timers' lock: `None` if no limit is reached, otherwise how
+    /// many entries the new generation and the purge removed.
+    fn cleanup_locked(&self, timers: &mut Timers) -> Option<usize> {
         if !self.limit_reached() {
-            return false;
+            return None;
         }
-        self.rotate();
-        self.purge_undelivered();
+        let removed = self.rotate() + self.purge_undelivered();
         let now = self.now();
         timers.heartbeat = self
             .inner
             .opts
             .gc_interval
             .map(|i| now.saturating_add(ttl_ms(i)));
-        true
+        Some(removed)
     }
 
     /// Removes every expired entry from both generations; returns how many.
     pub fn purge_expired(&self) -> usize {
         let removed = self.purge_undelivered();
-        self.deliver_all();
+        self.deliver_if(removed);
         removed
     }
 
@@ -661,8 +666,9 @@ where
         let now = self.now();
         self.flush_due(now);
         let mut timers = self.inner.gc.tick.lock();
+        let mut removed = 0;
         if timers.heartbeat.is_some_and(|t| t <= now) {
-            self.rotate();
+            removed += self.rotate();
             timers.heartbeat = self
                 .inner
                 .opts
@@ -670,7 +676,7 @@ where
                 .map(|i| now.saturating_add(ttl_ms(i)));
         }
         if timers.cleanup.is_some_and(|t| t <= now) {
-            self.cleanup_locked(&mut timers);
+            removed += self.cleanup_locked(&mut timers).unwrap_or(0);
             timers.cleanup = Some(now.saturating_add(ttl_ms(self.cleanup_timeout())));
         }
         let flush = self.inner.gc.flush.lock().iter().map(|p| p.due).min();
@@ -679,8 +685,18 @@ where
             .flatten()
             .min();
         drop(timers);
-        self.deliver_all();
+        self.deliver_if(removed);
         next
+    }
+
+    /// Delivers every partition's queued removals if this pass removed something. A pass that
+    /// removed nothing takes no delivery turn: holding one, it would keep the removals of a
+    /// call that already returned undelivered (`listener.rs`: only a thread that removed
+    /// something delivers; test `a_gc_pass_that_removed_nothing_takes_no_delivery_turn`).
+    fn deliver_if(&self, removed: usize) {
+        if removed > 0 {
+            self.deliver_all();
+        }
     }
 
     /// Frees the dropped generations whose flush delay has passed.
@@ -771,6 +787,58 @@ fn half_limit(limit: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The listener's promise (`listener.rs`): once every call and every GC pass that removed
+    /// something has returned, every removal has been delivered. A GC pass that removed nothing
+    /// (`maintain` with nothing due, as the GC thread runs it at start-up and on every wake)
+    /// must take no delivery turn: parked inside one, it held back the removals of puts that
+    /// had all returned (the CI failure of `eviction_listener`'s
+    /// `generational_limits_deliver_size_and_generation_for_every_entry`).
+    #[test]
+    fn a_gc_pass_that_removed_nothing_takes_no_delivery_turn() {
+        let time = crate::ManualClock::new();
+        let seen = std::sync::Arc::new(Mutex::new(0usize));
+        let counted = seen.clone();
+        let store = GenerationalStore::<u64, u64>::builder()
+            .clock(time.clock())
+            .partitions(1)
+            .max_size(4)
+            .eviction_listener(move |_, _, _| *counted.lock() += 1)
+            .build()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let release = std::sync::Arc::new(std::sync::Barrier::new(2));
+        const PASS: &str = "a-gc-pass";
+        let (turn, parked) = (tx.clone(), release.clone());
+        *store.notifier().unwrap().on_turn.lock() = Some(std::sync::Arc::new(move || {
+            if std::thread::current().name() == Some(PASS) {
+                turn.send("turn").unwrap();
+                parked.wait();
+            }
+        }));
+        let gc = store.clone();
+        let pass = std::thread::Builder::new()
+            .name(PASS.into())
+            .spawn(move || {
+                gc.maintain(); // nothing is due (a manual clock): it removes nothing
+                tx.send("done").unwrap();
+            })
+            .unwrap();
+        let first = rx.recv().unwrap();
+        for key in 0..20 {
+            store.put(key, key, None).unwrap();
+        }
+        let (delivered, kept) = (*seen.lock(), store.count());
+        if first == "turn" {
+            release.wait();
+        }
+        pass.join().unwrap();
+        assert_eq!(
+            (first, delivered),
+            ("done", 20 - kept),
+            "every put has returned: each removal it made is delivered"
+        );
+    }
 
     #[test]
     fn the_eviction_queue_holds_every_older_entry_and_stays_bounded() {

@@ -148,3 +148,62 @@ where
         self.deliver(hash);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{mpsc, Arc, Barrier};
+
+    use parking_lot::Mutex;
+
+    use crate::{ManualClock, MemoryStore};
+
+    /// The listener's promise (`listener.rs`): once every call that removed something has
+    /// returned, every removal has been delivered. A sweep that removed nothing (`purge_expired`
+    /// with nothing expired, as the sweeper runs it) must take no delivery turn: parked inside
+    /// one, it held back the removals of puts that had all returned.
+    #[test]
+    fn a_sweep_that_removed_nothing_takes_no_delivery_turn() {
+        let time = ManualClock::new();
+        let seen = Arc::new(Mutex::new(0usize));
+        let counted = seen.clone();
+        let store = MemoryStore::<u64, u64>::builder()
+            .clock(time.clock())
+            .shards(1)
+            .eviction_listener(move |_, _, _| *counted.lock() += 1)
+            .build()
+            .unwrap();
+        store.put(0, 0, None).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let release = Arc::new(Barrier::new(2));
+        const SWEEP: &str = "a-sweep";
+        let (turn, parked) = (tx.clone(), release.clone());
+        *store.notifier().unwrap().on_turn.lock() = Some(Arc::new(move || {
+            if std::thread::current().name() == Some(SWEEP) {
+                turn.send("turn").unwrap();
+                parked.wait();
+            }
+        }));
+        let swept = store.clone();
+        let sweep = std::thread::Builder::new()
+            .name(SWEEP.into())
+            .spawn(move || {
+                assert_eq!(swept.purge_expired(), 0, "nothing has a TTL");
+                tx.send("done").unwrap();
+            })
+            .unwrap();
+        let first = rx.recv().unwrap();
+        for value in 1..=10 {
+            store.put(0, value, None).unwrap(); // each replaces the last
+        }
+        let delivered = *seen.lock();
+        if first == "turn" {
+            release.wait();
+        }
+        sweep.join().unwrap();
+        assert_eq!(
+            (first, delivered),
+            ("done", 10),
+            "every put has returned: each value it replaced is delivered"
+        );
+    }
+}

@@ -538,6 +538,7 @@ where
             // Announced under the lock (events never block) so the listener's queue below
             // holds this shard's removals in order.
             removed += self.report().cleared(each);
+            let any = !drained.is_empty();
             if let Some(notifier) = self.notifier() {
                 for slot in drained {
                     let cause = cause_of(slot.is_expired(self.clock()), RemovalCause::Explicit);
@@ -545,7 +546,10 @@ where
                 }
             }
             drop(shard);
-            self.deliver_lane(lane);
+            // A shard it removed nothing from is not its to deliver (`listener.rs`).
+            if any {
+                self.deliver_lane(lane);
+            }
         }
         removed
     }
@@ -651,7 +655,7 @@ where
         let mut removed = Vec::new();
         for (lane, shard) in self.inner.shards.iter().enumerate() {
             loop {
-                let more = {
+                let (more, any) = {
                     let mut guard = shard.write();
                     let shard = &mut *guard;
                     let rehash = |k: &K| self.inner.hasher.hash_one(k);
@@ -664,10 +668,15 @@ where
                     self.inner
                         .stats
                         .add(Stat::Expirations, removed.len() as u64);
+                    let any = !removed.is_empty();
                     self.stage(lane, &mut removed, RemovalCause::Expired);
-                    more
+                    (more, any)
                 };
-                self.deliver_lane(lane);
+                // A sweep that removed nothing here takes no delivery turn (`listener.rs`:
+                // holding one, it would keep the removals of a call that returned undelivered).
+                if any {
+                    self.deliver_lane(lane);
+                }
                 for slot in removed.drain(..) {
                     self.inner.events.emit(&slot.key, EventKind::Expired);
                 }
