@@ -1747,3 +1747,183 @@ async fn serves_and_receives_again(a: &Node, b: &Node) {
     .await;
     assert_eq!(a.get(&k("k")).await.unwrap(), Some(k("v3")));
 }
+
+// ------------------------------------------------ a group-commit writer outliving its runtime
+
+/// Bounds a wait that must end: it only turns a hang into a failure.
+const HUNG: Duration = Duration::from_secs(60);
+
+/// How many `SET`s Redis ran since its last `CONFIG RESETSTAT`.
+fn sets(redis: &RedisServer) -> u64 {
+    let stats = redis.raw(&["INFO", "commandstats"]);
+    let calls = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_set:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok());
+    calls.unwrap_or(0)
+}
+
+/// A node built on a runtime that is always driven (`A`, so its invalidation task and its
+/// remote connection's driver keep running), whose first write ran on `idle`, a current-thread
+/// runtime: the task sending its group-committed writes lives there. `SET`s are counted from here.
+fn writer_on(
+    redis: &RedisServer,
+    idle: &tokio::runtime::Runtime,
+) -> (tokio::runtime::Runtime, RedisNode) {
+    let driven = multi_thread_runtime("A");
+    let a =
+        driven.block_on(async { node(redis, redis_remote(redis).await, &Clock::system()).await });
+    idle.block_on(async { a.put(k("k0"), k("v0"), None).await.unwrap() });
+    redis.raw(&["CONFIG", "RESETSTAT"]);
+    (driven, a)
+}
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `idle` until every task on it ended: a writer that was replaced exits once it runs.
+fn until_its_tasks_end(idle: &tokio::runtime::Runtime) {
+    let metrics = idle.metrics();
+    idle.block_on(eventually("the replaced writer to end", || {
+        (metrics.num_alive_tasks() == 0).then_some(())
+    }));
+}
+
+/// Spawns a put of `key` = `value` on `runtime`.
+fn spawn_put(
+    runtime: &tokio::runtime::Runtime,
+    a: &RedisNode,
+    key: &str,
+    value: &str,
+) -> Spawned<Result<()>> {
+    let (a, key, value) = (a.clone(), k(key), k(value));
+    runtime.spawn(async move {
+        tokio::time::timeout(HUNG, a.put(key, value, None))
+            .await
+            .unwrap_or_else(|_| panic!("the put hung"))
+    })
+}
+
+/// The writer lives on a runtime that is kept alive but not driven (a current-thread runtime
+/// outside `block_on`). A put made on another runtime is sent by a writer started there once
+/// the old one has not run for a second; the old one, when its runtime runs again, exits
+/// without sending anything (Redis counts one `SET`).
+#[test]
+fn a_put_whose_writer_starves_on_an_idle_runtime_is_sent_from_its_own_runtime() {
+    let redis = RedisServer::start();
+    let idle = current_thread_runtime();
+    let (_driven, a) = writer_on(&redis, &idle);
+    let second = multi_thread_runtime("B");
+    second.block_on(async {
+        let put = tokio::time::timeout(HUNG, a.put(k("k1"), k("v1"), None)).await;
+        assert!(matches!(put, Ok(Ok(()))), "{put:?}");
+        assert_eq!(a.get(&k("k1")).await.unwrap().as_deref(), Some("v1"));
+    });
+    until_its_tasks_end(&idle);
+    second.block_on(async {
+        a.put(k("k1"), k("v2"), None).await.unwrap();
+        assert_eq!(
+            a.remote().get(&k("k1")).await.unwrap().as_deref(),
+            Some("v2")
+        );
+    });
+    assert_eq!(
+        sets(&redis),
+        2,
+        "each put sent once, none by the replaced writer"
+    );
+}
+
+/// Redis holds (paused) a batch the writer sent, then the writer's runtime stops running it
+/// while a second put queues behind that batch. The batch's caller cannot know whether Redis
+/// applied it: it fails with an error that says so, and its copy here is dropped. The queued put
+/// is sent by a writer on its caller's runtime. When the old runtime runs again, its writer
+/// finds itself replaced and sends nothing more: each write reached Redis exactly once.
+#[test]
+fn a_batch_on_a_writer_whose_runtime_starves_fails_as_maybe_applied_and_the_queue_moves_on() {
+    let redis = RedisServer::start();
+    let idle = current_thread_runtime();
+    let (_driven, a) = writer_on(&redis, &idle);
+    let second = multi_thread_runtime("B");
+    let (in_flight, queued) = batch_in_flight_and_one_queued(&redis, &idle, &second, &a);
+    second.block_on(async {
+        maybe_applied(in_flight.await.unwrap());
+        queued.await.unwrap().unwrap();
+        assert_eq!(
+            a.local().get("k1"),
+            None,
+            "no copy of a write that may be applied"
+        );
+        assert_eq!(a.get(&k("k2")).await.unwrap().as_deref(), Some("v2"));
+    });
+    until_its_tasks_end(&idle);
+    assert_eq!(sets(&redis), 2, "k1 and k2, each once");
+    second.block_on(async {
+        assert_eq!(
+            a.remote().get(&k("k1")).await.unwrap().as_deref(),
+            Some("v1")
+        );
+        a.put(k("k3"), k("v3"), None).await.unwrap();
+    });
+    assert_eq!(sets(&redis), 3);
+}
+
+/// As above, with the writer's runtime shut down (its task dropped mid-batch): the batch's
+/// caller fails at once with the "may have been applied" error, and the put that was queued
+/// behind it is sent by a writer on its caller's runtime instead of failing.
+#[test]
+fn writes_queued_for_a_writer_whose_runtime_shut_down_are_sent_from_their_own_runtime() {
+    let redis = RedisServer::start();
+    let idle = current_thread_runtime();
+    let (_driven, a) = writer_on(&redis, &idle);
+    let second = multi_thread_runtime("B");
+    let (in_flight, queued) = batch_in_flight_and_one_queued(&redis, &idle, &second, &a);
+    drop(idle);
+    second.block_on(async {
+        maybe_applied(in_flight.await.unwrap());
+        queued.await.unwrap().unwrap();
+        assert_eq!(a.get(&k("k2")).await.unwrap().as_deref(), Some("v2"));
+        assert_eq!(
+            a.remote().get(&k("k1")).await.unwrap().as_deref(),
+            Some("v1")
+        );
+    });
+    assert_eq!(sets(&redis), 2, "k1 and k2, each once");
+}
+
+/// With Redis paused, `second` puts k1 and `idle` runs its writer until the batch is sent, then
+/// `second` puts k2, which queues behind it; Redis is released (k1's reply waits in the remote's
+/// connection for a writer that is not run). Returns both puts' tasks.
+fn batch_in_flight_and_one_queued(
+    redis: &RedisServer,
+    idle: &tokio::runtime::Runtime,
+    second: &tokio::runtime::Runtime,
+    a: &RedisNode,
+) -> (Spawned<Result<()>>, Spawned<Result<()>>) {
+    let paused = Paused::new(redis);
+    let sent = a.replication_stats().batches;
+    let in_flight = spawn_put(second, a, "k1", "v1");
+    idle.block_on(eventually("the writer to send k1's batch", || {
+        (a.replication_stats().batches > sent).then_some(())
+    }));
+    let queued = spawn_put(second, a, "k2", "v2");
+    second.block_on(eventually("k2 to queue", || {
+        (a.replication_stats().waiting == 1).then_some(())
+    }));
+    drop(paused);
+    (in_flight, queued)
+}
+
+fn maybe_applied(outcome: Result<()>) {
+    match outcome {
+        Err(e) => assert!(
+            e.to_string().contains("may have been applied"),
+            "the error says the write may be in Redis: {e}"
+        ),
+        Ok(()) => panic!("answered as written, by a writer that was not run"),
+    }
+}

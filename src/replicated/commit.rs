@@ -10,16 +10,40 @@
 //! claim, then the local put or drop, as a single write did) and only then answers the callers. Callers wait on a oneshot, so a caller that goes away (its future
 //! dropped) changes nothing for the others; a write that was queued is still sent, as a request
 //! already on the wire would be.
+//!
+//! **Runtimes.** The writer runs on the runtime of the write that started it. If that runtime
+//! shuts down (the writer is dropped, see [`Orphaned`]) the writes still queued go back to their
+//! callers, who queue them again and start a writer on their own runtime; the callers of the
+//! batch it had taken are told their writes may have been applied. If the runtime is kept alive
+//! but not driven (a current-thread runtime outside `block_on`), the writer is neither run nor
+//! dropped. It records each batch it takes and beats every [`WRITER_BEAT`] while it sends one,
+//! so a caller still waiting once it has not run for [`WRITER_STARVED`] (writes queued, no
+//! batch in flight) or [`BATCH_STARVED`] (a batch in flight) takes over ([`Writers::relieve`]):
+//! a writer on the caller's runtime takes charge of the queue, and the starved writer's batch
+//! callers are told their writes may have been applied. A writer that was replaced and runs
+//! again takes nothing more from the queue (only the writer in charge does, under the lock);
+//! the batch it had sent it finishes, dropping its keys' copies here instead of caching them.
 
 use std::{
     fmt,
-    sync::{atomic::Ordering, Arc, Weak},
+    future::poll_fn,
+    pin::pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Weak,
+    },
+    task::{Context, Poll},
+    time::Duration,
 };
 
-use parking_lot::RwLock;
-use tokio::sync::{mpsc, oneshot};
+use parking_lot::Mutex;
+use tokio::{
+    runtime::Handle,
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
-use super::{link::Guard, store::Inner};
+use super::{link::Guard, message::Op, store::Inner};
 use crate::{
     codec::Key,
     error::{Error, Result},
@@ -31,28 +55,287 @@ use crate::{
 /// timeout; a longer queue goes in the next batches.
 const MAX_BATCH: usize = 1024;
 
-/// A write waiting for its batch.
-pub(super) struct Queued<K, V> {
-    pub write: BatchWrite<K, V>,
-    /// The key as the invalidation message carries it.
-    pub bytes: Vec<u8>,
+/// How often a writer sending a batch records that its runtime runs it.
+const WRITER_BEAT: Duration = Duration::from_millis(100);
+/// A writer with writes queued and no batch in flight that its runtime has not run for this
+/// long is replaced by a waiting caller. That costs a task and nothing else: the writes it
+/// never took go with the new one.
+const WRITER_STARVED: Duration = Duration::from_secs(1);
+/// A writer with a batch in flight that its runtime has not run (beat) for this long is
+/// replaced, and the batch's callers are told their writes may have been applied. As long as
+/// the default command timeout: a false alarm fails writes, so it waits as long as a slow
+/// Redis would be waited for.
+const BATCH_STARVED: Duration = Duration::from_secs(5);
+
+/// What a write's caller says when its writer stopped running with the write taken.
+const MAYBE_APPLIED: &str = "the task sending this store's writes stopped running (its runtime \
+     shut down, or is not driven) after it took this write: it may have been applied. This \
+     node's copy of the key was dropped and the other nodes were told; read the key back, or \
+     write it again";
+
+/// The part of a write that its writer keeps while it sends it.
+struct Job<K, V> {
+    write: BatchWrite<K, V>,
     /// The key's fill guard, taken before the write was queued ([`super::Stripes::claim`]).
-    pub guard: Guard,
+    guard: Guard,
     /// When the caller began (clock ms): the local copy never outlives the remote TTL.
-    pub started: UnixMillis,
-    reply: oneshot::Sender<Result<bool>>,
+    started: UnixMillis,
 }
 
-/// The queue in front of one store's writer. The writer starts with the first write (on that
-/// caller's runtime) and again if its runtime went away.
+/// A write waiting for its batch.
+struct Queued<K, V> {
+    job: Job<K, V>,
+    /// The key as the invalidation message carries it.
+    bytes: Vec<u8>,
+    reply: oneshot::Sender<Answer<K, V>>,
+}
+
+/// The part of a write in the batch being sent that stays where a caller taking over can reach
+/// it: its key and its caller.
+struct InFlight<K, V> {
+    bytes: Vec<u8>,
+    /// `None` once answered.
+    reply: Option<oneshot::Sender<Answer<K, V>>>,
+}
+
+/// What a waiting caller hears.
+enum Answer<K, V> {
+    /// The outcome of its write.
+    Done(Result<bool>),
+    /// Its write was never sent: the writer's runtime shut down before the writer took it. The
+    /// writer that said so is named. The caller queues the write again.
+    Requeue(Job<K, V>, Vec<u8>, u64),
+    /// Its write was in the batch of a writer that stopped running before it answered (its
+    /// runtime shut down, or starves it): it may have been applied. The key is given back.
+    Abandoned(Vec<u8>),
+}
+
+/// The queue in front of one store's writer, and which writer is in charge.
 pub(super) struct Committer<K, V> {
-    queue: RwLock<Option<mpsc::UnboundedSender<Queued<K, V>>>>,
+    queue: mpsc::UnboundedSender<Queued<K, V>>,
+    writers: Arc<Writers<K, V>>,
 }
 
 impl<K, V> Default for Committer<K, V> {
     fn default() -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
         Committer {
-            queue: RwLock::new(None),
+            queue,
+            writers: Arc::new(Writers {
+                running: AtomicBool::new(false),
+                slot: Mutex::new(Slot {
+                    rx,
+                    id: 0,
+                    running: false,
+                    beat: Instant::now(),
+                    in_flight: Vec::new(),
+                }),
+            }),
+        }
+    }
+}
+
+/// Shared by a store and its writers: the receiving end of the queue, which only the writer in
+/// charge takes from, and the batch it is sending.
+struct Writers<K, V> {
+    /// `slot.running`, read without the lock after every write queued.
+    running: AtomicBool,
+    slot: Mutex<Slot<K, V>>,
+}
+
+struct Slot<K, V> {
+    rx: mpsc::UnboundedReceiver<Queued<K, V>>,
+    /// The writer in charge (numbered from 1).
+    id: u64,
+    /// False before the first writer, and once the one in charge was dropped (its runtime shut
+    /// down): the next write starts one.
+    running: bool,
+    /// When the writer in charge last ran: took a batch, or beat while sending one.
+    beat: Instant,
+    /// The callers of the batch the writer in charge is sending.
+    in_flight: Vec<InFlight<K, V>>,
+}
+
+/// A writer just put in charge (to spawn), and the batch callers of the one it replaced (to
+/// tell that their writes may have been applied).
+type Succession<K, V> = (Orphaned<K, V>, Vec<InFlight<K, V>>);
+
+/// What a waiting caller found when its wait for the writer ran out.
+enum Relief<K, V> {
+    /// The writer runs: look again at this instant.
+    Fine(Instant),
+    /// It did not: a new writer took charge, to be spawned on the caller's runtime once the lock
+    /// is released; the old one's batch callers are to be told their writes may be applied.
+    Replaced(Orphaned<K, V>, Vec<InFlight<K, V>>),
+}
+
+impl<K, V> Writers<K, V> {
+    /// Makes a new writer the one in charge; the old one's batch is handed back, unanswered.
+    fn take_charge(self: &Arc<Self>, slot: &mut Slot<K, V>) -> Succession<K, V> {
+        slot.id += 1;
+        slot.running = true;
+        self.running.store(true, Ordering::SeqCst);
+        slot.beat = Instant::now();
+        let abandoned = std::mem::take(&mut slot.in_flight);
+        let guard = Orphaned {
+            writers: self.clone(),
+            id: slot.id,
+        };
+        (guard, abandoned)
+    }
+
+    /// Starts a writer if none is in charge.
+    fn start(self: &Arc<Self>) -> Option<Succession<K, V>> {
+        let mut slot = self.slot.lock();
+        (!slot.running).then(|| self.take_charge(&mut slot))
+    }
+
+    /// Called by a caller whose wait ran out: replaces the writer in charge if its runtime has
+    /// not run it for [`WRITER_STARVED`] (no batch in flight) or [`BATCH_STARVED`] (one in
+    /// flight), or if none is in charge.
+    fn relieve(self: &Arc<Self>) -> Relief<K, V> {
+        let mut slot = self.slot.lock();
+        let limit = match slot.in_flight.is_empty() {
+            true => WRITER_STARVED,
+            false => BATCH_STARVED,
+        };
+        let at = slot.beat + limit;
+        if slot.running && Instant::now() < at {
+            return Relief::Fine(at);
+        }
+        let (guard, abandoned) = self.take_charge(&mut slot);
+        Relief::Replaced(guard, abandoned)
+    }
+
+    fn in_charge(slot: &Slot<K, V>, id: u64) -> bool {
+        slot.id == id && slot.running
+    }
+
+    /// Writer `id` takes the next batch (up to [`MAX_BATCH`] writes, waiting for the first);
+    /// `None` once it is no longer in charge or the store is gone. Its callers stay in the slot
+    /// until answered.
+    fn take(&self, id: u64, cx: &mut Context<'_>) -> Poll<Option<Vec<Job<K, V>>>> {
+        let mut slot = self.slot.lock();
+        if !Self::in_charge(&slot, id) {
+            return Poll::Ready(None);
+        }
+        let first = match slot.rx.poll_recv(cx) {
+            Poll::Ready(Some(first)) => first,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        slot.in_flight.clear();
+        let mut jobs = Vec::with_capacity(1);
+        let mut next = Some(first);
+        while let Some(queued) = next.take() {
+            jobs.push(queued.job);
+            slot.in_flight.push(InFlight {
+                bytes: queued.bytes,
+                reply: Some(queued.reply),
+            });
+            if jobs.len() < MAX_BATCH {
+                next = slot.rx.try_recv().ok();
+            }
+        }
+        slot.beat = Instant::now();
+        Poll::Ready(Some(jobs))
+    }
+
+    /// Records that writer `id` runs now; false once it is no longer in charge.
+    fn beat(&self, id: u64) -> bool {
+        let mut slot = self.slot.lock();
+        if !Self::in_charge(&slot, id) {
+            return false;
+        }
+        slot.beat = Instant::now();
+        true
+    }
+
+    fn still_in_charge(&self, id: u64) -> bool {
+        Self::in_charge(&self.slot.lock(), id)
+    }
+
+    /// The invalidation message for the writes `range` of writer `id`'s batch; `None` if it is
+    /// no longer in charge (the callers were answered by the caller that took over).
+    fn payload(
+        &self,
+        id: u64,
+        first: usize,
+        count: usize,
+        message: impl FnOnce(&[&[u8]]) -> Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        let slot = self.slot.lock();
+        if !Self::in_charge(&slot, id) {
+            return None;
+        }
+        let keys: Vec<&[u8]> = slot
+            .in_flight
+            .get(first..first + count)?
+            .iter()
+            .map(|f| f.bytes.as_slice())
+            .collect();
+        Some(message(&keys))
+    }
+
+    /// Answers the callers of the writes from `first` of writer `id`'s batch, if it is still in
+    /// charge (otherwise the caller that took over told them their writes may be applied).
+    fn answer(&self, id: u64, first: usize, outcomes: Vec<Result<bool>>) {
+        let replies: Vec<_> = {
+            let mut slot = self.slot.lock();
+            if !Self::in_charge(&slot, id) {
+                return;
+            }
+            let Some(batch) = slot.in_flight.get_mut(first..first + outcomes.len()) else {
+                return;
+            };
+            batch.iter_mut().map(|f| f.reply.take()).collect()
+        };
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            if let Some(reply) = reply {
+                let _ = reply.send(Answer::Done(outcome));
+            }
+        }
+    }
+}
+
+/// Tells the callers of a batch whose writer stopped running that their writes may be applied.
+fn abandon<K, V>(batch: Vec<InFlight<K, V>>) {
+    for f in batch {
+        if let Some(reply) = f.reply {
+            let _ = reply.send(Answer::Abandoned(f.bytes));
+        }
+    }
+}
+
+/// Held by a writer for its whole life. If it is dropped while still in charge (its runtime shut
+/// down while the store lives on), no writer is in charge any more: the callers of its batch
+/// are told their writes may have been applied, and the writes still queued go back to their
+/// callers, who queue them again (the first starts a writer on its own runtime). A writer that
+/// was replaced, or whose store is gone, leaves nothing to do.
+struct Orphaned<K, V> {
+    writers: Arc<Writers<K, V>>,
+    id: u64,
+}
+
+impl<K, V> Drop for Orphaned<K, V> {
+    fn drop(&mut self) {
+        let (abandoned, queued) = {
+            let mut slot = self.writers.slot.lock();
+            if !Writers::in_charge(&slot, self.id) {
+                return;
+            }
+            slot.running = false;
+            self.writers.running.store(false, Ordering::SeqCst);
+            let abandoned = std::mem::take(&mut slot.in_flight);
+            let mut queued = Vec::new();
+            while let Ok(q) = slot.rx.try_recv() {
+                queued.push(q);
+            }
+            (abandoned, queued)
+        };
+        abandon(abandoned);
+        for q in queued {
+            let _ = q.reply.send(Answer::Requeue(q.job, q.bytes, self.id));
         }
     }
 }
@@ -82,107 +365,209 @@ where
         started: UnixMillis,
     ) -> Result<bool> {
         let context = format!("{} {:?} in {}", verb(&write), write.key(), self.namespace);
-        let (reply, outcome) = oneshot::channel();
-        let queued = Queued {
-            write,
+        let Ok(runtime) = Handle::try_current() else {
+            let why = "a ReplicatedStore writes from inside a Tokio runtime";
+            return Err(Error::backend(context, why));
+        };
+        let (mut job, mut bytes) = (
+            Job {
+                write,
+                guard,
+                started,
+            },
             bytes,
-            guard,
-            started,
-            reply,
-        };
-        self.enqueue(queued)
-            .map_err(|why| Error::backend(&*context, why))?;
-        outcome.await.unwrap_or_else(|_| {
-            let why = "the store's writer stopped before answering (its runtime shut down)";
-            Err(Error::backend(context, why))
-        })
-    }
-
-    fn enqueue(self: &Arc<Self>, queued: Queued<K, V>) -> std::result::Result<(), &'static str> {
-        let counters = &self.hub.counters;
-        counters.waiting.fetch_add(1, Ordering::Relaxed);
-        let queued = match &*self.commits.queue.read() {
-            Some(queue) => match queue.send(queued) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::SendError(queued)) => queued,
-            },
-            None => queued,
-        };
-        let mut slot = self.commits.queue.write();
-        let queued = match slot.as_ref() {
-            Some(queue) => match queue.send(queued) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::SendError(queued)) => queued,
-            },
-            None => queued,
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            counters.waiting.fetch_sub(1, Ordering::Relaxed);
-            return Err("a ReplicatedStore writes from inside a Tokio runtime");
-        };
-        let (queue, rx) = mpsc::unbounded_channel();
-        runtime.spawn(writer(Arc::downgrade(self), rx));
-        let sent = queue
-            .send(queued)
-            .map_err(|_| "the store's writer did not start");
-        *slot = Some(queue);
-        sent
-    }
-
-    /// Sends one batch and answers each of its callers. A batch that could not be sent because
-    /// a value did not encode goes again write by write, so only the bad one fails.
-    async fn send_batch(&self, batch: Vec<Queued<K, V>>) {
-        if let Some(alone) = self.try_batch(batch).await {
-            for queued in alone {
-                let _ = self.try_batch(vec![queued]).await;
+        );
+        // The writer this call started, if any: one that hands its write back unsent was
+        // dropped with the caller's own runtime, so starting another would be in vain.
+        let mut mine = None;
+        loop {
+            let (reply, outcome) = oneshot::channel();
+            let queued = Queued { job, bytes, reply };
+            match self.enqueue(queued, &runtime) {
+                Ok(Some(started)) => mine = Some(started),
+                Ok(None) => {}
+                Err(why) => return Err(Error::backend(context, why)),
+            }
+            match self.wait(outcome, &runtime, &mut mine).await {
+                Some(Answer::Done(outcome)) => return outcome,
+                Some(Answer::Requeue(again, key, by)) => {
+                    self.hub.counters.waiting.fetch_sub(1, Ordering::Relaxed);
+                    if mine == Some(by) {
+                        let why = "the task sending this store's writes, started on this call's \
+                             runtime, was dropped before it took the write (the runtime is \
+                             shutting down); nothing was written";
+                        return Err(Error::backend(context, why));
+                    }
+                    (job, bytes) = (again, key);
+                }
+                Some(Answer::Abandoned(key)) => {
+                    self.settle_abandoned(&key).await;
+                    return Err(Error::backend(context, MAYBE_APPLIED));
+                }
+                None => {
+                    let why = "the task sending this store's writes dropped this write without \
+                         answering; it may have been applied";
+                    return Err(Error::backend(context, why));
+                }
             }
         }
     }
 
-    /// Sends one batch and answers its callers, or hands it back to be sent write by write.
-    async fn try_batch(&self, batch: Vec<Queued<K, V>>) -> Option<Vec<Queued<K, V>>> {
+    /// Queues `queued`, starting a writer on `runtime` if none is in charge (then its id).
+    fn enqueue(
+        self: &Arc<Self>,
+        queued: Queued<K, V>,
+        runtime: &Handle,
+    ) -> std::result::Result<Option<u64>, &'static str> {
+        let counters = &self.hub.counters;
+        counters.waiting.fetch_add(1, Ordering::Relaxed);
+        if self.commits.queue.send(queued).is_err() {
+            counters.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err("the store's write queue is closed");
+        }
+        // Pairs with the writer's guard, which marks itself not running and then hands back
+        // what it finds queued: either it finds this write, or this sees it stopped. A race
+        // missed here is still caught by the wait (`Writers::relieve`).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.commits.writers.running.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let Some((guard, abandoned)) = self.commits.writers.start() else {
+            return Ok(None);
+        };
+        let id = guard.id;
+        self.spawn_writer(guard, abandoned, runtime);
+        Ok(Some(id))
+    }
+
+    /// Spawns the writer that `guard` makes the one in charge (outside the slot's lock: a
+    /// runtime that is shutting down drops the task inside `spawn`, and the guard's drop takes
+    /// the lock), after telling the callers of the batch of the writer it replaced that their
+    /// writes may have been applied.
+    fn spawn_writer(
+        self: &Arc<Self>,
+        guard: Orphaned<K, V>,
+        abandoned: Vec<InFlight<K, V>>,
+        runtime: &Handle,
+    ) {
+        abandon(abandoned);
+        runtime.spawn(writer(Arc::downgrade(self), guard));
+    }
+
+    /// Waits for the answer; each time the writer has not run for too long (see
+    /// [`Writers::relieve`]), replaces it with one on `runtime`.
+    async fn wait(
+        self: &Arc<Self>,
+        outcome: oneshot::Receiver<Answer<K, V>>,
+        runtime: &Handle,
+        mine: &mut Option<u64>,
+    ) -> Option<Answer<K, V>> {
+        let mut outcome = pin!(outcome);
+        let mut check = pin!(tokio::time::sleep(WRITER_STARVED));
+        loop {
+            tokio::select! {
+                biased;
+                answer = &mut outcome => return answer.ok(),
+                () = &mut check => match self.commits.writers.relieve() {
+                    Relief::Fine(at) => check.as_mut().reset(at),
+                    Relief::Replaced(guard, abandoned) => {
+                        tracing::warn!(
+                            namespace = %self.namespace,
+                            abandoned = abandoned.len(),
+                            "the task sending this store's writes has not run for a while (its \
+                             runtime is idle, blocked or gone); sending them from this call's \
+                             runtime"
+                        );
+                        *mine = Some(guard.id);
+                        self.spawn_writer(guard, abandoned, runtime);
+                        check.as_mut().reset(Instant::now() + WRITER_STARVED);
+                    }
+                },
+            }
+        }
+    }
+
+    /// A write that may have been applied by a writer that stopped running: drop this node's
+    /// copy (and keep a fill under way from caching it) and tell the other nodes, best effort.
+    async fn settle_abandoned(&self, bytes: &[u8]) {
+        self.stripes.bump(bytes);
+        match K::decode_key(bytes) {
+            Ok(key) => self.drop_local(&key).await,
+            Err(_) => self.flush_local().await,
+        }
+        let _ = self.hub.publish(&self.channel, Op::Invalidate, bytes).await;
+    }
+
+    /// Sends one batch of writer `id` and answers each of its callers. A batch that could not
+    /// be sent because a value did not encode goes again write by write, so only the bad one
+    /// fails.
+    async fn send_batch(&self, id: u64, jobs: Vec<Job<K, V>>) {
+        if let Some(alone) = self.try_batch(id, jobs, 0).await {
+            for (i, job) in alone.into_iter().enumerate() {
+                let _ = self.try_batch(id, vec![job], i).await;
+            }
+        }
+    }
+
+    /// Sends `jobs`, the writes from `first` of writer `id`'s batch, and answers their callers,
+    /// or hands them back to be sent write by write.
+    async fn try_batch(
+        &self,
+        id: u64,
+        jobs: Vec<Job<K, V>>,
+        first: usize,
+    ) -> Option<Vec<Job<K, V>>> {
         let counters = &self.hub.counters;
         counters.batches.fetch_add(1, Ordering::Relaxed);
-        (counters.batched_writes).fetch_add(batch.len() as u64, Ordering::Relaxed);
+        (counters.batched_writes).fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        let writers = &self.commits.writers;
+        // Replaced (its callers were answered): nothing is sent.
+        let payload = writers.payload(id, first, jobs.len(), |keys| self.hub.message_many(keys))?;
         if !self.hub.link.is_up() {
-            self.refuse(batch);
+            self.refuse(id, first, &jobs);
             return None;
         }
-        let keys: Vec<&[u8]> = batch.iter().map(|q| q.bytes.as_slice()).collect();
-        let payload = self.hub.message_many(&keys);
         let notice = Notice {
             channel: &self.channel,
             payload: &payload,
         };
-        let writes: Vec<BatchWrite<K, V>> = batch.iter().map(|q| q.write.clone()).collect();
+        let writes: Vec<BatchWrite<K, V>> = jobs.iter().map(|j| j.write.clone()).collect();
         let outcome = self.remote.write_many_and_notify(writes, notice).await;
+        if !writers.still_in_charge(id) {
+            // Replaced while Redis had the batch: its callers were told it may be applied, and
+            // nothing of it is cached here.
+            for job in &jobs {
+                self.changed_here(job.write.key()).await;
+            }
+            return None;
+        }
         match outcome {
-            Ok((done, sent)) if done.len() == batch.len() => {
-                self.committed(batch, done, sent).await
+            Ok((done, sent)) if done.len() == jobs.len() => {
+                self.committed(id, first, jobs, done, sent, payload).await
             }
             Ok((done, _)) => {
-                let why = format!("{} outcomes for {} writes", done.len(), batch.len());
+                let why = format!("{} outcomes for {} writes", done.len(), jobs.len());
                 let e = Error::backend(format!("a batch of writes in {}", self.namespace), why);
-                self.failed(batch, e).await
+                self.failed(id, first, jobs, e, payload).await
             }
             // Nothing was sent: a value did not encode.
-            Err(Error::Encode { .. }) if batch.len() > 1 => return Some(batch),
-            Err(e) => self.failed(batch, e).await,
+            Err(Error::Encode { .. }) if jobs.len() > 1 => return Some(jobs),
+            Err(e) => self.failed(id, first, jobs, e, payload).await,
         }
         None
     }
 
+    fn context(&self, write: &BatchWrite<K, V>) -> String {
+        format!("{} {:?} in {}", verb(write), write.key(), self.namespace)
+    }
+
     /// The link dropped while the batch waited: nothing is sent, every caller is refused.
-    fn refuse(&self, batch: Vec<Queued<K, V>>) {
-        for q in batch {
-            let context = format!(
-                "{} {:?} in {}",
-                verb(&q.write),
-                q.write.key(),
-                self.namespace
-            );
-            let _ = q.reply.send(Err(super::store::link_down(context)));
-        }
+    fn refuse(&self, id: u64, first: usize, jobs: &[Job<K, V>]) {
+        let outcomes = jobs
+            .iter()
+            .map(|j| Err(super::store::link_down(self.context(&j.write))))
+            .collect();
+        self.commits.writers.answer(id, first, outcomes);
     }
 
     /// Redis acknowledged every write (and the message, if it carried it): the local parts,
@@ -190,31 +575,35 @@ where
     /// concurrently (a disk tier group-commits them); two writes of one key in a batch share a
     /// fill-guard stripe, so at most one of them can claim it and the key ends uncached rather
     /// than with either value.
-    async fn committed(&self, batch: Vec<Queued<K, V>>, done: Vec<bool>, sent: bool) {
-        let mut keys = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut local = Vec::with_capacity(batch.len());
-        for q in batch {
-            local.push(self.apply_here(q.write, q.guard, q.started));
-            keys.push(q.bytes);
-            replies.push(q.reply);
-        }
+    async fn committed(
+        &self,
+        id: u64,
+        first: usize,
+        jobs: Vec<Job<K, V>>,
+        done: Vec<bool>,
+        sent: bool,
+        payload: Vec<u8>,
+    ) {
+        let count = jobs.len();
+        let contexts: Vec<String> = match sent {
+            true => Vec::new(),
+            false => jobs.iter().map(|j| self.context(&j.write)).collect(),
+        };
+        let local = jobs
+            .into_iter()
+            .map(|j| self.apply_here(j.write, j.guard, j.started));
         futures_util::future::join_all(local).await;
         let published = match sent {
             true => Ok(()),
-            false => {
-                let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-                self.hub.publish_many(&self.channel, &keys).await
-            }
+            false => self.hub.publish_payload(&self.channel, payload).await,
         };
-        match published {
-            Ok(()) => {
-                for (reply, flag) in replies.into_iter().zip(done) {
-                    let _ = reply.send(Ok(flag));
-                }
-            }
-            Err(e) => answer_all(replies, e, |_| "PUBLISH after a batch of writes".into()),
-        }
+        let outcomes = match published {
+            Ok(()) => done.into_iter().map(Ok).collect(),
+            Err(e) => shared_error(e, count, |i| {
+                format!("{} (PUBLISH after a batch of writes)", contexts[i])
+            }),
+        };
+        self.commits.writers.answer(id, first, outcomes);
     }
 
     /// One write's local part after Redis acknowledged it: a put claims its fill guard (so a
@@ -236,40 +625,42 @@ where
     /// The batch failed, so any of its writes may or may not be in Redis: nothing of theirs is
     /// cached here, their keys' local copies are dropped and the other nodes told so (best
     /// effort), and every caller of the batch gets the error.
-    async fn failed(&self, batch: Vec<Queued<K, V>>, error: Error) {
-        for q in &batch {
-            self.changed_here(q.write.key()).await;
+    async fn failed(
+        &self,
+        id: u64,
+        first: usize,
+        jobs: Vec<Job<K, V>>,
+        error: Error,
+        payload: Vec<u8>,
+    ) {
+        for job in &jobs {
+            self.changed_here(job.write.key()).await;
         }
-        let keys: Vec<&[u8]> = batch.iter().map(|q| q.bytes.as_slice()).collect();
-        let _ = self.hub.publish_many(&self.channel, &keys).await;
-        let namespace = &self.namespace;
-        let contexts: Vec<String> = (batch.iter())
-            .map(|q| format!("{} {:?} in {namespace}", verb(&q.write), q.write.key()))
-            .collect();
-        let replies = batch.into_iter().map(|q| q.reply).collect();
-        answer_all(replies, error, |i| contexts[i].clone());
+        let _ = self.hub.publish_payload(&self.channel, payload).await;
+        let contexts: Vec<String> = jobs.iter().map(|j| self.context(&j.write)).collect();
+        let outcomes = shared_error(error, jobs.len(), |i| contexts[i].clone());
+        self.commits.writers.answer(id, first, outcomes);
     }
 }
 
-/// Gives every caller of a batch `error`: a lone caller the error itself, each caller of a
-/// larger batch a [`Error::Backend`] naming its own write, with the batch's error as source.
-fn answer_all(
-    mut replies: Vec<oneshot::Sender<Result<bool>>>,
+/// One outcome per caller of a batch that failed with `error`: a lone caller the error itself,
+/// each caller of a larger batch a [`Error::Backend`] naming its own write, with the batch's
+/// error as source.
+fn shared_error(
     error: Error,
+    count: usize,
     context: impl Fn(usize) -> String,
-) {
-    if replies.len() == 1 {
-        if let Some(reply) = replies.pop() {
-            let _ = reply.send(Err(error));
-        }
-        return;
+) -> Vec<Result<bool>> {
+    if count == 1 {
+        return vec![Err(error)];
     }
-    let count = replies.len();
     let shared = Arc::new(error);
-    for (i, reply) in replies.into_iter().enumerate() {
-        let context = format!("{} (one of a batch of {count} writes)", context(i));
-        let _ = reply.send(Err(Error::backend(context, SharedError(shared.clone()))));
-    }
+    (0..count)
+        .map(|i| {
+            let context = format!("{} (one of a batch of {count} writes)", context(i));
+            Err(Error::backend(context, SharedError(shared.clone())))
+        })
+        .collect()
 }
 
 /// One error shared by the callers of a batch, as the source of each one's own error.
@@ -288,36 +679,44 @@ impl std::error::Error for SharedError {
     }
 }
 
-/// The writer of one store: one batch in flight at a time. It ends when the store (and with it
-/// the queue's sender) is dropped.
-async fn writer<K, V, L, R>(
-    inner: Weak<Inner<K, V, L, R>>,
-    mut queue: mpsc::UnboundedReceiver<Queued<K, V>>,
-) where
+/// A writer of one store: one batch in flight at a time, while it is in charge (see
+/// [`Orphaned`], [`Writers::relieve`]). It ends when the store is dropped (the queue closes) or
+/// once it finds itself replaced; it beats while it sends a batch.
+async fn writer<K, V, L, R>(inner: Weak<Inner<K, V, L, R>>, guard: Orphaned<K, V>)
+where
     K: Key,
     V: Clone + Send + Sync + 'static,
     L: Store<K, V> + 'static,
     R: Store<K, V> + 'static,
 {
+    let (writers, id) = (guard.writers.clone(), guard.id);
+    let mut ticker = tokio::time::interval(WRITER_BEAT);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = 0;
-    while let Some(first) = queue.recv().await {
+    loop {
         if last > 1 {
             // Under load, the callers the last batch answered are queueing their next writes
             // right now: let them, so they go as one batch instead of a batch of the first
             // one and a batch of the rest. After a lone write (or idle) nothing waits.
             tokio::task::yield_now().await;
         }
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+        let Some(jobs) = poll_fn(|cx| writers.take(id, cx)).await else {
+            return;
+        };
         let Some(inner) = inner.upgrade() else { return };
         let waiting = &inner.hub.counters.waiting;
-        waiting.fetch_sub(batch.len() as u64, Ordering::Relaxed);
-        last = batch.len();
-        inner.send_batch(batch).await;
+        waiting.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
+        last = jobs.len();
+        let mut sending = pin!(inner.send_batch(id, jobs));
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut sending => break,
+                _ = ticker.tick() => {
+                    // A writer replaced meanwhile still finishes what it sent.
+                    writers.beat(id);
+                }
+            }
+        }
     }
 }

@@ -306,12 +306,9 @@ impl Hub {
         self.publish_payload(channel, self.message(op, key)).await
     }
 
-    /// Tells every other node to drop `keys` in `channel`, in one message.
-    pub async fn publish_many(&self, channel: &str, keys: &[&[u8]]) -> Result<()> {
-        self.publish_payload(channel, self.message_many(keys)).await
-    }
-
-    async fn publish_payload(&self, channel: &str, payload: Vec<u8>) -> Result<()> {
+    /// Publishes `payload` (a message made by [`Hub::message`] or [`Hub::message_many`]) on
+    /// `channel`.
+    pub(crate) async fn publish_payload(&self, channel: &str, payload: Vec<u8>) -> Result<()> {
         let context = || format!("PUBLISH invalidation on {channel}");
         let mut conn =
             self.publisher.read().clone().ok_or_else(|| {

@@ -51,10 +51,11 @@ pub(super) struct Inner<K, V, L, R> {
 /// Runtimes: the task receiving invalidations runs on the runtime that built the store; if that
 /// runtime shuts down, or is kept alive but not driven for 20 s (a current-thread runtime outside
 /// `block_on`), the node stops trusting its local tier and the next call resubscribes on its own
-/// runtime. The task sending group-committed writes runs on the runtime of the first write, and
-/// is not yet replaced that way: if that runtime is kept alive but not driven, writes made on
-/// other runtimes wait until it runs again. Build and first use the store on a runtime that is
-/// always driven (a multi-thread runtime), or use it from one runtime only.
+/// runtime. The task sending group-committed writes runs on the runtime of the write that
+/// started it. If that runtime shuts down, the writes queued for it are sent by a task on their
+/// caller's runtime; if it is kept alive but not driven, a waiting write starts one there after
+/// 1 s (5 s if the old task had a batch in flight). Either way the callers whose writes were in
+/// the old task's batch get an error saying they may have been applied.
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
