@@ -448,3 +448,109 @@ async fn replicated_nodes_share_one_load_and_its_absence() {
     assert_eq!(b.fetch("gone".to_string(), never).await.unwrap(), None);
     assert_eq!(b.stats().loads, 0, "b never ran its loader");
 }
+
+// ------------------------------------------------ a notice task outliving its runtime
+
+/// The task that reads a `DistributedFetch`'s notices runs on the runtime that built it. Here
+/// that runtime (`first`, current-thread) is shut down, or kept alive but not driven, while the
+/// store's own connection and every call run on a driven runtime. The next lease call starts a
+/// new task there: `sync` returns (its marker's echo arrives) instead of timing out, and an
+/// absence remembered afterwards is forgotten when another node writes the key. An idle runtime
+/// that runs again sees its replaced task exit.
+fn notices_survive_the_runtime_of_their_task(keep_runtime: bool) {
+    let server = RedisServer::start();
+    let driven = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = driven.block_on(redis(&server.url(), "items"));
+    let leases = first
+        .block_on(store.distributed_fetch(Duration::from_secs(30)))
+        .unwrap();
+    let idle = match keep_runtime {
+        true => Some(first),
+        false => {
+            drop(first);
+            None
+        }
+    };
+    driven.block_on(async {
+        if idle.is_some() {
+            // Long enough that the idle task's last beat is older than the 1 s after which a
+            // call replaces it (nothing on `first` runs meanwhile, so this is exact).
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+        }
+        let b = leased(store, &leases, |b| {
+            b.negative_ttl(Duration::from_secs(3600))
+        })
+        .await;
+        let (a, _) = node(&server.url(), Duration::from_secs(30)).await;
+        let synced = tokio::time::timeout(Duration::from_secs(60), leases.sync()).await;
+        assert!(
+            matches!(synced, Ok(Ok(()))),
+            "the notices are read again: {synced:?}"
+        );
+        let not_found = |_| async { Ok::<_, strata::Error>(Load::NotFound) };
+        assert_eq!(b.fetch(k7(), not_found).await.unwrap(), None);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = {
+            let calls = calls.clone();
+            move |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, strata::Error>(Load::NotFound) }
+            }
+        };
+        assert_eq!(b.fetch(k7(), counted).await.unwrap(), None);
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "b remembers the absence");
+        a.put(k7(), "ada".to_string(), None).await.unwrap();
+        b.store().delete(&k7()).await.unwrap(); // only b's memory could answer now
+        leases.sync().await.unwrap();
+        let loaded = b
+            .fetch(k7(), |_| async {
+                Ok::<_, strata::Error>(Load::Commit("loaded".to_string()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(loaded.as_deref(), Some("loaded"), "b forgot its absence");
+    });
+    let Some(idle) = idle else { return };
+    // `first` runs again: the replaced task must exit, closing its subscription.
+    let subscribers = || {
+        let list = server.raw(&["CLIENT", "LIST", "TYPE", "pubsub"]);
+        list.matches("id=").count()
+    };
+    assert_eq!(
+        subscribers(),
+        2,
+        "b's old subscription and its new one (a is gone)"
+    );
+    idle.block_on(async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while subscribers() != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replaced task kept its subscription"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
+
+fn k7() -> String {
+    "user:7".to_string()
+}
+
+#[test]
+fn notices_are_read_again_after_the_runtime_of_their_task_shut_down() {
+    notices_survive_the_runtime_of_their_task(false);
+}
+
+#[test]
+fn notices_are_read_again_when_the_runtime_of_their_task_is_idle() {
+    notices_survive_the_runtime_of_their_task(true);
+}

@@ -10,6 +10,16 @@
 //! back-off when the connection drops, and then has every cache forget all its absences (it
 //! may have missed announcements). A waiting fetch never depends on the subscription alone:
 //! it waits at most for the lease's remaining time, then reads the store again.
+//!
+//! **Runtimes.** The task runs on the runtime that built the service. If that runtime shuts
+//! down (the task is dropped) or is kept alive but not driven (a current-thread runtime outside
+//! `block_on`: the task beats every [`LISTENER_BEAT`] while it runs), the next lease call
+//! (a fetch that misses, a release, an announced write, `sync`) on a running runtime finds the
+//! task gone or without a beat for [`LISTENER_STARVED`], has every cache forget its absences and
+//! starts a new task there, which subscribes again. A replaced task that runs again exits. Until
+//! that call, a waiting fetch still waits at most for the lease's remaining time, and an absence
+//! remembered here outlives another node's write of the key until then or until its
+//! `negative_ttl` ends.
 
 use std::{
     sync::{
@@ -20,12 +30,15 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use redis::{
     aio::{PubSubSink, PubSubStream},
     Script,
 };
-use tokio::sync::{broadcast, oneshot};
+use tokio::{
+    sync::{broadcast, watch},
+    time::Instant,
+};
 
 use super::{
     connection::{command_error, Conn},
@@ -45,6 +58,11 @@ const NOTICE_BUFFER: usize = 1024;
 /// First and longest pause between resubscription attempts.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// How often the task reading the notices records that its runtime runs it.
+const LISTENER_BEAT: Duration = Duration::from_millis(100);
+/// A task reading the notices that its runtime has not run for this long is replaced by the
+/// next lease call. A false alarm costs one subscription and the caches' absences.
+const LISTENER_STARVED: Duration = Duration::from_secs(1);
 
 /// The value of a lease that has become an absence marker.
 const ABSENT: &str = "absent";
@@ -119,7 +137,24 @@ struct Service {
     notices: broadcast::Sender<Notice>,
     handlers: RwLock<Vec<Weak<dyn AbsenceHandler>>>,
     waiting: AtomicIsize,
-    _shutdown: oneshot::Sender<()>,
+    /// Which task reads the notices, and whether its runtime runs it.
+    listener: Mutex<Listener>,
+    /// True while the task in charge is subscribed (`sync` waits for it).
+    subscribed: watch::Sender<bool>,
+    /// To spawn a replacement task from `&self`.
+    me: Weak<Service>,
+    /// Dropped with the service: every task reading the notices exits.
+    _shutdown: watch::Sender<()>,
+}
+
+/// The task in charge of the subscription.
+struct Listener {
+    /// Numbered from 1.
+    id: u64,
+    /// False once the task in charge was dropped (its runtime shut down).
+    running: bool,
+    /// When the task in charge last ran (it beats every [`LISTENER_BEAT`]).
+    beat: Instant,
 }
 
 /// A live subscription (the sink is kept: dropping it may end the stream).
@@ -140,19 +175,33 @@ impl<K, V> RedisStore<K, V> {
                 "the lease TTL must be at least 1 ms (above the slowest load)",
             ));
         }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::config(
+                "distributed_fetch",
+                "call it inside a Tokio runtime (its notice task runs there)",
+            )
+        })?;
         let shared = self.shared();
         let first = subscribe(&shared.conn, shared.command_timeout).await?;
-        let (shutdown, stopped) = oneshot::channel();
-        let service = Arc::new(Service {
+        let (shutdown, _) = watch::channel(());
+        let service = Arc::new_cyclic(|me| Service {
             conn: shared.conn.clone(),
             command_timeout: shared.command_timeout,
             lease_ttl,
             notices: broadcast::channel(NOTICE_BUFFER).0,
             handlers: RwLock::new(Vec::new()),
             waiting: AtomicIsize::new(0),
+            listener: Mutex::new(Listener {
+                id: 1,
+                running: true,
+                beat: Instant::now(),
+            }),
+            subscribed: watch::channel(true).0,
+            me: me.clone(),
             _shutdown: shutdown,
         });
-        tokio::spawn(listen(Arc::downgrade(&service), first, stopped));
+        let stop = service._shutdown.subscribe();
+        spawn_listener(&runtime, Arc::downgrade(&service), 1, Some(first), stop);
         Ok(DistributedFetch { service })
     }
 }
@@ -175,6 +224,19 @@ impl DistributedFetch {
     /// # Ok(()) }
     /// ```
     pub async fn sync(&self) -> Result<()> {
+        self.service.ensure_listener();
+        let timeout = self.service.command_timeout;
+        let mut up = self.service.subscribed.subscribe();
+        // A task that just took over subscribes first: a marker published before would be lost.
+        if tokio::time::timeout(timeout, up.wait_for(|up| *up))
+            .await
+            .is_err()
+        {
+            return Err(Error::from(crate::TimeoutError {
+                context: format!("waiting for the subscription to {CHANNEL} (is Redis reachable?)"),
+                after: timeout,
+            }));
+        }
         let marker = new_token().to_string().into_bytes();
         let mut notices = self.service.notices.subscribe();
         self.service.publish(Outcome::Sync, &marker).await?;
@@ -234,6 +296,52 @@ fn show(key: &[u8]) -> String {
 }
 
 impl Service {
+    /// Called by every lease call: if the task reading the notices was dropped with its runtime,
+    /// or its runtime has not run it for [`LISTENER_STARVED`], every cache forgets its absences
+    /// (announcements may have been missed) and a new task starts on the caller's runtime.
+    fn ensure_listener(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let id = {
+            let mut slot = self.listener.lock();
+            if slot.running && slot.beat.elapsed() < LISTENER_STARVED {
+                return;
+            }
+            slot.id += 1;
+            slot.running = true;
+            slot.beat = Instant::now();
+            slot.id
+        };
+        self.subscribed.send_replace(false);
+        self.each_handler(|h| h.forget_all());
+        tracing::warn!(
+            "the task reading the fetch notices stopped or has not run for {LISTENER_STARVED:?} \
+             (its runtime shut down, is idle or blocked); remembered absences were forgotten and \
+             the notices are read from this call's runtime"
+        );
+        let stop = self._shutdown.subscribe();
+        spawn_listener(&runtime, self.me.clone(), id, None, stop);
+    }
+
+    /// Records that task `id` runs now; false once it is no longer in charge.
+    fn beat(&self, id: u64) -> bool {
+        let mut slot = self.listener.lock();
+        if slot.id != id || !slot.running {
+            return false;
+        }
+        slot.beat = Instant::now();
+        true
+    }
+
+    /// Sets whether task `id`'s subscription is up, if it is in charge.
+    fn mark_subscribed(&self, id: u64, up: bool) {
+        let slot = self.listener.lock();
+        if slot.id == id && slot.running {
+            self.subscribed.send_replace(up);
+        }
+    }
+
     async fn publish(&self, outcome: Outcome, key: &[u8]) -> Result<()> {
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(CHANNEL).arg(payload(outcome, key));
@@ -364,10 +472,12 @@ impl Service {
 
 impl Leases for Service {
     fn acquire<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<u64>>> {
+        self.ensure_listener();
         Box::pin(self.try_acquire(key))
     }
 
     fn holder<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Holder>> {
+        self.ensure_listener();
         Box::pin(self.lease_state(key))
     }
 
@@ -378,14 +488,17 @@ impl Leases for Service {
         outcome: Outcome,
         absent_for: Option<Duration>,
     ) -> BoxFuture<'a, Result<()>> {
+        self.ensure_listener();
         Box::pin(self.let_go(key, token, outcome, absent_for))
     }
 
     fn announce<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<()>> {
+        self.ensure_listener();
         Box::pin(self.announce_write(key))
     }
 
     fn listen(&self) -> broadcast::Receiver<Notice> {
+        self.ensure_listener();
         self.notices.subscribe()
     }
 
@@ -422,14 +535,86 @@ async fn subscribe(conn: &Conn, timeout: Duration) -> Result<Subscription> {
         })
 }
 
-/// The background task: reads the subscription until the service is dropped, resubscribing
-/// with back-off when the connection drops.
-async fn listen(service: Weak<Service>, mut sub: Subscription, mut stop: oneshot::Receiver<()>) {
+/// Task `id`, which reads the subscription (or first subscribes, when `sub` is `None`) until
+/// the service is dropped, resubscribing with back-off when the connection drops; it beats
+/// meanwhile, and exits once another task replaced it.
+/// Spawns task `id` on `runtime`. Its guard exists before the task first runs: a runtime that
+/// drops the task unpolled (it shuts down first) still marks it gone.
+fn spawn_listener(
+    runtime: &tokio::runtime::Handle,
+    service: Weak<Service>,
+    id: u64,
+    sub: Option<Subscription>,
+    stop: watch::Receiver<()>,
+) {
+    let guard = Orphaned {
+        service: service.clone(),
+        id,
+    };
+    runtime.spawn(listen(guard, service, id, sub, stop));
+}
+
+async fn listen(
+    _guard: Orphaned,
+    service: Weak<Service>,
+    id: u64,
+    sub: Option<Subscription>,
+    mut stop: watch::Receiver<()>,
+) {
+    let beating = async {
+        while service.upgrade().is_some_and(|s| s.beat(id)) {
+            tokio::time::sleep(LISTENER_BEAT).await;
+        }
+    };
+    tokio::select! {
+        // First: a task that runs again after it was replaced exits before it reads anything.
+        biased;
+        () = beating => {}
+        () = read(&service, id, sub, &mut stop) => {}
+    }
+}
+
+/// Marks the task in charge gone when it is dropped (its runtime shut down): the next lease
+/// call starts another.
+struct Orphaned {
+    service: Weak<Service>,
+    id: u64,
+}
+
+impl Drop for Orphaned {
+    fn drop(&mut self) {
+        let Some(service) = self.service.upgrade() else {
+            return;
+        };
+        let mut slot = service.listener.lock();
+        if slot.id == self.id && slot.running {
+            slot.running = false;
+            service.subscribed.send_replace(false);
+        }
+    }
+}
+
+async fn read(
+    service: &Weak<Service>,
+    id: u64,
+    mut sub: Option<Subscription>,
+    stop: &mut watch::Receiver<()>,
+) {
+    // A task that takes over subscribes at once; after a drop, the first attempt waits.
+    let mut pause = false;
     loop {
+        let mut live = match sub.take() {
+            Some(live) => live,
+            None => match resubscribe(service, id, stop, pause).await {
+                Some(fresh) => fresh,
+                None => return,
+            },
+        };
+        pause = true;
         loop {
             let message = tokio::select! {
-                _ = &mut stop => return,
-                message = sub.stream.next() => message,
+                _ = stop.changed() => return,
+                message = live.stream.next() => message,
             };
             let Some(message) = message else { break };
             let Some(service) = service.upgrade() else {
@@ -437,29 +622,34 @@ async fn listen(service: Weak<Service>, mut sub: Subscription, mut stop: oneshot
             };
             service.dispatch(message.get_payload_bytes());
         }
-        match resubscribe(&service, &mut stop).await {
-            Some(fresh) => sub = fresh,
+        match service.upgrade() {
+            Some(s) => s.mark_subscribed(id, false),
             None => return,
         }
     }
 }
 
-/// Subscribes again with back-off; then every cache forgets all its absences. `None` once the
-/// service is gone.
+/// Subscribes again (after a first pause if `pause`), backing off between attempts; then every
+/// cache forgets all its absences. `None` once the service is gone.
 async fn resubscribe(
     service: &Weak<Service>,
-    stop: &mut oneshot::Receiver<()>,
+    id: u64,
+    stop: &mut watch::Receiver<()>,
+    pause: bool,
 ) -> Option<Subscription> {
     let mut delay = RETRY_MIN;
-    loop {
+    if pause {
         tokio::select! {
-            _ = &mut *stop => return None,
+            _ = stop.changed() => return None,
             _ = tokio::time::sleep(delay) => {}
         }
+    }
+    loop {
         let live = service.upgrade()?;
         match subscribe(&live.conn, live.command_timeout).await {
             Ok(fresh) => {
                 live.each_handler(|h| h.forget_all());
+                live.mark_subscribed(id, true);
                 tracing::warn!(
                     "the fetch notice subscription came back; remembered absences were forgotten"
                 );
@@ -467,8 +657,13 @@ async fn resubscribe(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not resubscribe to the fetch notices; retrying");
-                delay = (delay * 2).min(RETRY_MAX);
             }
         }
+        drop(live);
+        tokio::select! {
+            _ = stop.changed() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(RETRY_MAX);
     }
 }
