@@ -46,6 +46,7 @@
 //! connected (or the connect timeout passed), and the next call runs on it.
 
 use std::{
+    borrow::Cow,
     future::Future,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -63,6 +64,8 @@ use redis::{
     AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline,
     RedisError, RedisFuture, Value,
 };
+
+use futures_util::future::BoxFuture;
 
 use super::pipeline::Pipelined;
 use crate::{
@@ -688,11 +691,16 @@ impl Handle {
     /// Sends one command: what `Cmd::query_async` does, minus the boxed future the
     /// connection's `ConnectionLike` impl allocates per command (its `send_packed_command` is a
     /// plain `async fn`). The cluster connection only offers the boxed form.
-    async fn send(self, cmd: &Cmd) -> redis::RedisResult<Value> {
+    /// The wait for a replacement connection is boxed, so that it does not make every call's
+    /// future (moved a few times before it runs) larger.
+    async fn send(self, cmd: Cow<'_, Cmd>) -> redis::RedisResult<Value> {
         match self {
             Handle::Single(connection) => connection.send(cmd).await,
-            Handle::Waiting(single) => single.ready().await?.send(cmd).await,
-            Handle::Cluster(mut conn) => conn.req_packed_command(cmd).await,
+            Handle::Waiting(single) => {
+                let ready: BoxFuture<'_, _> = Box::pin(async move { single.ready().await });
+                ready.await?.send(cmd).await
+            }
+            Handle::Cluster(mut conn) => conn.req_packed_command(&cmd).await,
         }
     }
 }
@@ -700,9 +708,9 @@ impl Handle {
 impl ConnectionLike for Handle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Handle::Single(connection) => Box::pin(connection.clone().send(cmd)),
+            Handle::Single(connection) => Box::pin(connection.clone().send(Cow::Borrowed(cmd))),
             Handle::Waiting(single) => {
-                Box::pin(async move { single.ready().await?.send(cmd).await })
+                Box::pin(async move { single.ready().await?.send(Cow::Borrowed(cmd)).await })
             }
             Handle::Cluster(conn) => conn.req_packed_command(cmd),
         }
@@ -873,6 +881,26 @@ impl Conn {
     pub async fn run<T: FromRedisValue>(
         &self,
         cmd: &Cmd,
+        timeout: Duration,
+        context: impl FnOnce() -> String,
+    ) -> Result<T> {
+        self.run_cmd(Cow::Borrowed(cmd), timeout, context).await
+    }
+
+    /// [`Conn::run`] with the command given: an auto-pipelined batch takes it as it is,
+    /// without a copy.
+    pub async fn run_owned<T: FromRedisValue>(
+        &self,
+        cmd: Cmd,
+        timeout: Duration,
+        context: impl FnOnce() -> String,
+    ) -> Result<T> {
+        self.run_cmd(Cow::Owned(cmd), timeout, context).await
+    }
+
+    async fn run_cmd<T: FromRedisValue>(
+        &self,
+        cmd: Cow<'_, Cmd>,
         timeout: Duration,
         context: impl FnOnce() -> String,
     ) -> Result<T> {

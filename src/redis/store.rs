@@ -33,26 +33,29 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// Takes `cmd` by value: an auto-pipelined batch keeps it without a copy.
     async fn run<T: redis::FromRedisValue>(
         &self,
-        cmd: &Cmd,
+        cmd: Cmd,
         context: impl FnOnce() -> String,
     ) -> Result<T> {
-        self.conn.run(cmd, self.command_timeout, context).await
+        self.conn
+            .run_owned(cmd, self.command_timeout, context)
+            .await
     }
 
     /// A write: `cmd`, and with `wait_for_replicas` a `WAIT` in the same pipeline (one round
     /// trip). [`Error::NotReplicated`] if fewer replicas acknowledged it in time.
     pub(super) async fn write<T: redis::FromRedisValue>(
         &self,
-        cmd: &Cmd,
+        cmd: Cmd,
         context: impl Fn() -> String,
     ) -> Result<T> {
         if self.wait.is_none() {
             return self.run(cmd, context).await;
         }
         let mut pipe = redis::pipe();
-        pipe.add_command(cmd.clone());
+        pipe.add_command(cmd);
         let (reply,): (T,) = self.write_pipeline(pipe, context).await?;
         Ok(reply)
     }
@@ -114,7 +117,7 @@ impl Shared {
         };
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(wait.replicas).arg(millis(wait.timeout));
-        let acknowledged: u64 = self.run(&cmd, &context).await?;
+        let acknowledged: u64 = self.run(cmd, &context).await?;
         wait.check(acknowledged, &context)
     }
 }
@@ -242,8 +245,9 @@ enum SetIf {
 
 /// `SET key value [PX ms] [NX|XX]`.
 fn set_cmd(key: &[u8], value: &[u8], ttl: Option<Duration>, condition: SetIf) -> Cmd {
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(key).arg(value);
+    // SET key value [PX <20 digits>] [NX|XX], sized up front (see `key_cmd`).
+    let mut cmd = Cmd::with_capacity(6, 3 + key.len() + value.len() + 2 + 20 + 2);
+    cmd.arg("SET").arg(key).arg(value);
     if let Some(ttl) = ttl {
         cmd.arg("PX").arg(millis(ttl));
     }
@@ -321,9 +325,11 @@ pub(super) fn prefix_pattern(namespace_prefix: &[u8], prefix: &[u8]) -> Vec<u8> 
     pattern
 }
 
+/// Sized up front: growing the command's two buffers arg by arg cost more allocations than
+/// the command itself (callgrind, batched GET).
 fn key_cmd(name: &str, key: &[u8]) -> Cmd {
-    let mut cmd = redis::cmd(name);
-    cmd.arg(key);
+    let mut cmd = Cmd::with_capacity(2, name.len() + key.len());
+    cmd.arg(name).arg(key);
     cmd
 }
 
@@ -428,7 +434,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
         cmd.arg(keys);
         let removed: usize = self
             .shared
-            .write(&cmd, || {
+            .write(cmd, || {
                 format!("UNLINK {} keys of {}", keys.len(), self.namespace)
             })
             .await?;
@@ -439,15 +445,13 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
     async fn persist_key(&self, key: &[u8]) -> Result<bool> {
         let removed: bool = self
             .shared
-            .write(&key_cmd("PERSIST", key), || {
-                format!("PERSIST {}", show(key))
-            })
+            .write(key_cmd("PERSIST", key), || format!("PERSIST {}", show(key)))
             .await?;
         if removed {
             return Ok(true);
         }
         self.shared
-            .run(&key_cmd("EXISTS", key), || format!("EXISTS {}", show(key)))
+            .run(key_cmd("EXISTS", key), || format!("EXISTS {}", show(key)))
             .await
     }
 
@@ -580,7 +584,7 @@ where
         let key = self.key(&key);
         let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, SetIf::Always);
         self.shared
-            .write(&cmd, || format!("SET {}", show(&key)))
+            .write(cmd, || format!("SET {}", show(&key)))
             .await
     }
 
@@ -588,7 +592,7 @@ where
         let key = self.key(key);
         let bytes = self
             .shared
-            .run(&key_cmd("GET", &key), || format!("GET {}", show(&key)))
+            .run(key_cmd("GET", &key), || format!("GET {}", show(&key)))
             .await?;
         Self::decode(&key, bytes)
     }
@@ -596,9 +600,7 @@ where
     async fn delete(&self, key: &K) -> Result<bool> {
         let key = self.key(key);
         self.shared
-            .write(&key_cmd("UNLINK", &key), || {
-                format!("UNLINK {}", show(&key))
-            })
+            .write(key_cmd("UNLINK", &key), || format!("UNLINK {}", show(&key)))
             .await
     }
 
@@ -610,9 +612,7 @@ where
     async fn contains(&self, key: &K) -> Result<bool> {
         let key = self.key(key);
         self.shared
-            .run(&key_cmd("EXISTS", &key), || {
-                format!("EXISTS {}", show(&key))
-            })
+            .run(key_cmd("EXISTS", &key), || format!("EXISTS {}", show(&key)))
             .await
     }
 
@@ -620,9 +620,7 @@ where
         let key = self.key(key);
         let bytes = self
             .shared
-            .write(&key_cmd("GETDEL", &key), || {
-                format!("GETDEL {}", show(&key))
-            })
+            .write(key_cmd("GETDEL", &key), || format!("GETDEL {}", show(&key)))
             .await?;
         Self::decode(&key, bytes)
     }
@@ -633,7 +631,7 @@ where
         let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, SetIf::New);
         let reply: Option<String> = self
             .shared
-            .write(&cmd, || format!("SET NX {}", show(&key)))
+            .write(cmd, || format!("SET NX {}", show(&key)))
             .await?;
         Ok(reply.is_some())
     }
@@ -647,7 +645,7 @@ where
         cmd.arg(&keys);
         let values: Vec<Option<Vec<u8>>> = self
             .shared
-            .run(&cmd, || {
+            .run(cmd, || {
                 format!("MGET {} keys of {}", keys.len(), self.namespace)
             })
             .await?;
@@ -729,7 +727,7 @@ where
             let mut publish = redis::cmd("PUBLISH");
             publish.arg(notice.channel).arg(notice.payload);
             let context = || format!("PUBLISH after {count} writes in {}", self.namespace);
-            let _: i64 = self.shared.run(&publish, context).await?;
+            let _: i64 = self.shared.run(publish, context).await?;
         }
         Ok((done, count > 0))
     }
@@ -780,7 +778,7 @@ where
         let key = self.key(key);
         let ms: i64 = self
             .shared
-            .run(&key_cmd("PTTL", &key), || format!("PTTL {}", show(&key)))
+            .run(key_cmd("PTTL", &key), || format!("PTTL {}", show(&key)))
             .await?;
         Ok(Expiry::from_pttl(ms))
     }
@@ -794,7 +792,7 @@ where
         let mut cmd = key_cmd("PEXPIRE", &key);
         cmd.arg(millis(ttl));
         self.shared
-            .write(&cmd, || format!("PEXPIRE {}", show(&key)))
+            .write(cmd, || format!("PEXPIRE {}", show(&key)))
             .await
     }
 
@@ -843,7 +841,7 @@ where
         let cmd = set_cmd(&key, &self.encode(&key, &value)?, ttl, SetIf::Live);
         let reply: Option<String> = self
             .shared
-            .write(&cmd, || format!("SET XX {}", show(&key)))
+            .write(cmd, || format!("SET XX {}", show(&key)))
             .await?;
         Ok(reply.is_some())
     }
