@@ -167,6 +167,45 @@ impl<K, V> Notifier<K, V> {
     }
 }
 
+#[cfg(test)]
+impl<K, V> Notifier<K, V> {
+    /// Unit tests: runs `pass` on a thread of its own, parked inside the first delivery turn it
+    /// takes, if it takes one. Returns once `pass` is parked there or has finished: whether it
+    /// is parked, and what releases it and waits for it to finish.
+    pub fn run_parked_in_turn(
+        &self,
+        pass: impl FnOnce() + Send + 'static,
+    ) -> (bool, impl FnOnce()) {
+        const PASS: &str = "a-pass-parked-in-its-turn";
+        let (tx, rx) = std::sync::mpsc::channel();
+        let release = Arc::new(std::sync::Barrier::new(2));
+        let (turn, parked, once) = (tx.clone(), release.clone(), std::sync::Once::new());
+        *self.on_turn.lock() = Some(Arc::new(move || {
+            if std::thread::current().name() == Some(PASS) {
+                once.call_once(|| {
+                    turn.send(true).unwrap();
+                    parked.wait();
+                });
+            }
+        }));
+        let thread = std::thread::Builder::new()
+            .name(PASS.into())
+            .spawn(move || {
+                pass();
+                let _ = tx.send(false); // heard only if it never parked
+            })
+            .unwrap();
+        let parked = rx.recv().unwrap();
+        let finish = move || {
+            if parked {
+                release.wait();
+            }
+            thread.join().unwrap();
+        };
+        (parked, finish)
+    }
+}
+
 /// A store's listener slot: empty, or a [`Notifier`] with one lane per shard. Both local stores
 /// hold one, so installing, queueing and delivering live here once; the stores only say which
 /// lane a removal belongs to. Without a listener each hook costs one load of the `OnceLock`.

@@ -806,36 +806,18 @@ mod tests {
             .eviction_listener(move |_, _, _| *counted.lock() += 1)
             .build()
             .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let release = std::sync::Arc::new(std::sync::Barrier::new(2));
-        const PASS: &str = "a-gc-pass";
-        let (turn, parked) = (tx.clone(), release.clone());
-        *store.notifier().unwrap().on_turn.lock() = Some(std::sync::Arc::new(move || {
-            if std::thread::current().name() == Some(PASS) {
-                turn.send("turn").unwrap();
-                parked.wait();
-            }
-        }));
         let gc = store.clone();
-        let pass = std::thread::Builder::new()
-            .name(PASS.into())
-            .spawn(move || {
-                gc.maintain(); // nothing is due (a manual clock): it removes nothing
-                tx.send("done").unwrap();
-            })
-            .unwrap();
-        let first = rx.recv().unwrap();
+        let (parked, finish) = store.notifier().unwrap().run_parked_in_turn(move || {
+            gc.maintain(); // nothing is due (a manual clock): it removes nothing
+        });
         for key in 0..20 {
             store.put(key, key, None).unwrap();
         }
         let (delivered, kept) = (*seen.lock(), store.count());
-        if first == "turn" {
-            release.wait();
-        }
-        pass.join().unwrap();
+        finish();
         assert_eq!(
-            (first, delivered),
-            ("done", 20 - kept),
+            (parked, delivered),
+            (false, 20 - kept),
             "every put has returned: each removal it made is delivered"
         );
     }

@@ -151,7 +151,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{mpsc, Arc, Barrier};
+    use std::sync::Arc;
 
     use parking_lot::Mutex;
 
@@ -173,36 +173,18 @@ mod tests {
             .build()
             .unwrap();
         store.put(0, 0, None).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let release = Arc::new(Barrier::new(2));
-        const SWEEP: &str = "a-sweep";
-        let (turn, parked) = (tx.clone(), release.clone());
-        *store.notifier().unwrap().on_turn.lock() = Some(Arc::new(move || {
-            if std::thread::current().name() == Some(SWEEP) {
-                turn.send("turn").unwrap();
-                parked.wait();
-            }
-        }));
         let swept = store.clone();
-        let sweep = std::thread::Builder::new()
-            .name(SWEEP.into())
-            .spawn(move || {
-                assert_eq!(swept.purge_expired(), 0, "nothing has a TTL");
-                tx.send("done").unwrap();
-            })
-            .unwrap();
-        let first = rx.recv().unwrap();
+        let (parked, finish) = store.notifier().unwrap().run_parked_in_turn(move || {
+            assert_eq!(swept.purge_expired(), 0, "nothing has a TTL");
+        });
         for value in 1..=10 {
             store.put(0, value, None).unwrap(); // each replaces the last
         }
         let delivered = *seen.lock();
-        if first == "turn" {
-            release.wait();
-        }
-        sweep.join().unwrap();
+        finish();
         assert_eq!(
-            (first, delivered),
-            ("done", 10),
+            (parked, delivered),
+            (false, 10),
             "every put has returned: each value it replaced is delivered"
         );
     }
