@@ -176,7 +176,10 @@ impl<K, V> Writers<K, V> {
         slot.running = true;
         self.running.store(true, Ordering::SeqCst);
         slot.beat = Instant::now();
-        let abandoned = std::mem::take(&mut slot.in_flight);
+        let abandoned = std::mem::take(&mut slot.in_flight)
+            .into_iter()
+            .filter(|f| f.reply.is_some())
+            .collect();
         let guard = Orphaned {
             writers: self.clone(),
             id: slot.id,
@@ -195,9 +198,11 @@ impl<K, V> Writers<K, V> {
     /// flight), or if none is in charge.
     fn relieve(self: &Arc<Self>) -> Relief<K, V> {
         let mut slot = self.slot.lock();
-        let limit = match slot.in_flight.is_empty() {
-            true => WRITER_STARVED,
-            false => BATCH_STARVED,
+        // The last batch stays in the slot until the next is taken; once its callers were
+        // answered it is no longer in flight.
+        let limit = match slot.in_flight.iter().any(|f| f.reply.is_some()) {
+            true => BATCH_STARVED,
+            false => WRITER_STARVED,
         };
         let at = slot.beat + limit;
         if slot.running && Instant::now() < at {
@@ -718,5 +723,49 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer whose last batch was answered has no batch in flight: a caller waiting on it
+    /// once it starves replaces it after [`WRITER_STARVED`], not [`BATCH_STARVED`] (as the
+    /// module doc and `ReplicatedStore`'s runtime paragraph say). The answered batch stays in
+    /// the slot until the next one is taken; it must not count as in flight, nor as abandoned.
+    #[test]
+    fn a_writer_whose_batch_was_answered_has_no_batch_in_flight() {
+        let committer = Committer::<String, String>::default();
+        let writers = &committer.writers;
+        let Some((writer, _)) = writers.start() else {
+            panic!("no writer was in charge yet");
+        };
+        let (reply, _outcome) = oneshot::channel();
+        let beat = {
+            let mut slot = writers.slot.lock();
+            slot.in_flight.push(InFlight {
+                bytes: b"k".to_vec(),
+                reply: Some(reply),
+            });
+            // A beat in the future: the writer counts as running whatever the machine's load.
+            slot.beat = Instant::now() + Duration::from_secs(3600);
+            slot.beat
+        };
+        let Relief::Fine(at) = writers.relieve() else {
+            panic!("a writer that beat just now was replaced");
+        };
+        assert_eq!(at - beat, BATCH_STARVED, "its batch is not answered yet");
+        writers.answer(writer.id, 0, vec![Ok(true)]);
+        let Relief::Fine(at) = writers.relieve() else {
+            panic!("a writer that beat just now was replaced");
+        };
+        assert_eq!(at - beat, WRITER_STARVED, "its batch was answered");
+        writers.slot.lock().beat = Instant::now() - WRITER_STARVED;
+        let Relief::Replaced(_, abandoned) = writers.relieve() else {
+            panic!("a writer that has not run for WRITER_STARVED was kept");
+        };
+        assert_eq!(abandoned.len(), 0, "an answered write is not abandoned");
+        drop(writer);
     }
 }
