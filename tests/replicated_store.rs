@@ -1343,14 +1343,20 @@ impl Drop for Paused<'_> {
     }
 }
 
-/// How many `PUBLISH`es Redis ran since its last `CONFIG RESETSTAT`.
-fn publishes(redis: &RedisServer) -> u64 {
+/// How many times Redis ran `command` (lower case) since its last `CONFIG RESETSTAT`.
+fn calls(redis: &RedisServer, command: &str) -> u64 {
     let stats = redis.raw(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
     let calls = stats
         .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|rest| rest.split(',').next()?.parse().ok());
     calls.unwrap_or(0)
+}
+
+/// How many `PUBLISH`es Redis ran since its last `CONFIG RESETSTAT`.
+fn publishes(redis: &RedisServer) -> u64 {
+    calls(redis, "publish")
 }
 
 type Spawned<T> = tokio::task::JoinHandle<T>;
@@ -1755,12 +1761,7 @@ const HUNG: Duration = Duration::from_secs(60);
 
 /// How many `SET`s Redis ran since its last `CONFIG RESETSTAT`.
 fn sets(redis: &RedisServer) -> u64 {
-    let stats = redis.raw(&["INFO", "commandstats"]);
-    let calls = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_set:calls="))
-        .and_then(|rest| rest.split(',').next()?.parse().ok());
-    calls.unwrap_or(0)
+    calls(redis, "set")
 }
 
 /// A node built on a runtime that is always driven (`A`, so its invalidation task and its
