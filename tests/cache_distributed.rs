@@ -524,6 +524,13 @@ fn notices_survive_the_runtime_of_their_task(keep_runtime: bool) {
         let list = server.raw(&["CLIENT", "LIST", "TYPE", "pubsub"]);
         list.matches("id=").count()
     };
+    // `a` was dropped as `driven.block_on` returned; its task closes its subscription on
+    // `driven` in the background, so wait for that (bounded: it only turns a hang into a
+    // failure). Nothing runs `first` meanwhile, so b's old subscription cannot leave here.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while subscribers() > 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         subscribers(),
         2,
