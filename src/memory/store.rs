@@ -9,13 +9,13 @@ use std::{
 };
 
 use hashbrown::hash_table::Entry;
-use parking_lot::RwLock;
 
 use super::{
     bounded::{admit, reweigh, Evicted, Limits},
     builder::MemoryStoreBuilder,
     idle::{flags, Due},
     lean::Lean,
+    lock::ShardLock,
     shard::{Shard, Slot},
 };
 use crate::{
@@ -102,7 +102,7 @@ impl<K, V, S> std::fmt::Debug for MemoryStore<K, V, S> {
 pub(super) struct Inner<K, V, S> {
     pub namespace: Namespace,
     pub event_capacity: usize,
-    pub shards: Box<[RwLock<Shard<K, V>>]>,
+    pub shards: Box<[ShardLock<Shard<K, V>>]>,
     /// True if the store has a capacity or weight limit (its shards have a policy).
     pub bounded: bool,
     pub limits: Limits<K, V>,
@@ -187,7 +187,7 @@ where
         let limits = parts.limits;
         let listener = ListenerSlot::new(parts.listener, parts.shards);
         let tti = parts.tti.map(crate::time::ttl_ms);
-        let shard = |i| RwLock::new(Shard::new(limits.policy(i, parts.shards)));
+        let shard = |i| ShardLock::new(Shard::new(limits.policy(i, parts.shards)));
         let shards = (0..parts.shards).map(shard).collect();
         let inner = Arc::new_cyclic(|me| Inner {
             namespace: parts.namespace,
@@ -215,7 +215,7 @@ where
     }
 
     #[inline]
-    pub(super) fn shard(&self, hash: u64) -> &RwLock<Shard<K, V>> {
+    pub(super) fn shard(&self, hash: u64) -> &ShardLock<Shard<K, V>> {
         &self.inner.shards[self.lane(hash)]
     }
 
@@ -513,7 +513,7 @@ where
 
     /// How many live entries there are.
     pub fn count(&self) -> usize {
-        let live_in = |shard: &RwLock<Shard<K, V>>| {
+        let live_in = |shard: &ShardLock<Shard<K, V>>| {
             let shard = shard.read();
             shard
                 .table
