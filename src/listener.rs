@@ -33,9 +33,10 @@ use crate::{
 ///   returns; if another thread is delivering for the same shard at that moment, that thread
 ///   delivers this removal too, right after the earlier ones, and the removing call returns at
 ///   once (it never waits for another thread's listener). Once every call that removed
-///   something, and every call on the store running alongside it, has returned, every removal
-///   has been delivered: the expiry sweeper and the generational GC take a delivery turn only
-///   for what they removed themselves, never when a pass removed nothing.
+///   something, and every call on the store and every expiry sweep or GC pass running
+///   alongside it, has returned, every removal has been delivered. The sweeper and the
+///   generational GC take a delivery turn only for what they removed themselves, never when a
+///   pass removed nothing, so an idle sweeper or GC thread never holds a removal back.
 /// - **A panicking listener poisons nothing**: the panic is caught and logged (without the key
 ///   or value, which may be secret), and delivery goes on with the next removal.
 /// - Keep it short: it runs on the thread of a writer (or of the expiry sweeper). Send slow
