@@ -560,6 +560,37 @@ async fn break_and_park_the_reconnect(store: &RedisStore<String, String>, proxy:
     proxy.wait_parked(1, Duration::from_secs(10)).await;
 }
 
+/// The calls made after a reconnect attempt failed get its error at once, until one succeeds;
+/// an attempt that timed out must not read as the call's own command timeout ("timed out after
+/// 5s while GET ...": the call did not wait) but say that reconnecting failed. The attempt is
+/// parked in the proxy until the 300 ms connect timeout ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_given_a_failed_reconnects_error_is_not_told_its_command_timed_out() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    let store = RedisStore::builder()
+        .url(proxy.url())
+        .connect_timeout(Duration::from_millis(300))
+        .command_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    break_and_park_the_reconnect(&store, &proxy).await;
+    let got = tokio::time::timeout(Duration::from_secs(60), store.get(&"k".into())).await;
+    match got {
+        Ok(Err(Error::Timeout(e))) => panic!("a command timeout it did not wait for: {e}"),
+        Ok(Err(e)) => {
+            assert!(e.is_transient(), "{e}");
+            let text = format!("{e} {:?}", std::error::Error::source(&e));
+            assert!(
+                text.contains("reconnect"),
+                "says reconnecting failed: {text}"
+            );
+        }
+        other => panic!("the failed attempt's error: {other:?}"),
+    }
+}
+
 /// A call made while the replacement of a broken connection is still connecting waits for it
 /// instead of failing. The replacement's connect is parked in the proxy, so the call is made
 /// (polled once, and left waiting) inside the reconnect window, which only then ends.
@@ -723,6 +754,50 @@ fn a_reconnect_starved_by_an_idle_runtime_is_taken_over_by_a_call_on_another() {
         );
     }
     drop(idle);
+}
+
+/// A reconnect task whose runtime starved it while it backed off after a failed attempt, and
+/// that another call replaced meanwhile, makes no attempt more when its runtime runs again: it
+/// checks that it is still in charge before each attempt (the proxy counts the connections).
+#[test]
+fn a_replaced_reconnect_that_runs_again_makes_no_further_attempt() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    let other = driven_runtime();
+    let store = other.block_on(open_patient(&proxy.url()));
+    other
+        .block_on(store.put("k".into(), "v".into(), None))
+        .unwrap();
+    let idle = runtime();
+    proxy.refuse_new(true);
+    proxy.cut_all();
+    // On `idle`: the call that finds the connection broken starts the reconnect there, and the
+    // next one returns the failed attempt's error, after which the task backs off.
+    let _ = idle.block_on(store.get(&"k".into()));
+    let failed = idle.block_on(store.get(&"k".into()));
+    assert!(failed.is_err(), "the attempt was refused: {failed:?}");
+    proxy.refuse_new(false);
+    let got = other.block_on(async {
+        // Past the 1 s after which a call replaces a task that has not run (nothing on `idle`
+        // runs meanwhile, so this is exact).
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        store.get(&"k".into()).await
+    });
+    assert_eq!(got.unwrap().as_deref(), Some("v"), "taken over");
+    let accepted = proxy.accepted();
+    let metrics = idle.metrics();
+    idle.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while metrics.num_alive_tasks() > 0 {
+            assert!(Instant::now() < deadline, "the replaced task did not end");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    assert_eq!(
+        proxy.accepted(),
+        accepted,
+        "no connection by the replaced task"
+    );
 }
 
 /// After a call took a starved reconnect over, the starved task may run again (its runtime is
@@ -945,17 +1020,27 @@ async fn on_a_cluster_put_and_delete_with_a_notice_write_and_reach_every_node() 
 }
 
 /// The driver task of a connection runs on the runtime that connected it. When that runtime
-/// shuts down while the store lives on, the connection is dead for every other runtime: at most
-/// the call that finds it dead fails, and the next one is served on a new connection.
-fn a_connection_whose_runtime_shut_down_costs_at_most_one_call(
+/// shuts down while the store lives on (`keep_runtime` false), the connection is dead for every
+/// other runtime; when it stays alive but idle (a current-thread runtime outside `block_on`,
+/// `keep_runtime` true), the connection does not answer, since its driver never runs. Either
+/// way at most the call on another runtime that finds it so fails (dead, or timed out), renewing
+/// the connection there, and the next call is served.
+fn a_connection_whose_runtime_is_gone_costs_at_most_one_call(
     open: impl std::future::Future<Output = RedisStore<String, String>>,
+    keep_runtime: bool,
 ) {
     let first = runtime();
     let store = first.block_on(open);
     first
         .block_on(store.put("k".into(), "v".into(), None))
         .unwrap();
-    drop(first);
+    let idle = match keep_runtime {
+        true => Some(first),
+        false => {
+            drop(first);
+            None
+        }
+    };
     let second = runtime();
     if let Err(e) = second.block_on(store.get(&"k".into())) {
         assert!(e.is_transient(), "{e}");
@@ -964,37 +1049,21 @@ fn a_connection_whose_runtime_shut_down_costs_at_most_one_call(
     assert_eq!(
         got.unwrap().as_deref(),
         Some("v"),
-        "served on a new runtime"
+        "served on another runtime"
     );
+    drop(idle);
 }
 
 #[test]
 fn a_connection_made_on_a_runtime_that_shut_down_is_replaced() {
     let server = RedisServer::start();
-    a_connection_whose_runtime_shut_down_costs_at_most_one_call(open_patient(&server.url()));
+    a_connection_whose_runtime_is_gone_costs_at_most_one_call(open_patient(&server.url()), false);
 }
 
-/// A connection made on a current-thread runtime that stays alive but idle does not answer
-/// (its driver task never runs): the call on another runtime that times out on it renews the
-/// connection there, and the next call is served.
 #[test]
 fn a_connection_made_on_an_idle_runtime_costs_at_most_one_call() {
     let server = RedisServer::start();
-    let idle = runtime();
-    let store = idle.block_on(open_patient(&server.url()));
-    idle.block_on(store.put("k".into(), "v".into(), None))
-        .unwrap();
-    let other = runtime();
-    if let Err(e) = other.block_on(store.get(&"k".into())) {
-        assert!(e.is_transient(), "{e}");
-    }
-    let got = other.block_on(store.get(&"k".into()));
-    assert_eq!(
-        got.unwrap().as_deref(),
-        Some("v"),
-        "served on the other runtime while the first idles"
-    );
-    drop(idle);
+    a_connection_whose_runtime_is_gone_costs_at_most_one_call(open_patient(&server.url()), true);
 }
 
 #[test]
@@ -1006,7 +1075,7 @@ fn a_cluster_connection_made_on_a_runtime_that_shut_down_is_replaced() {
         .connect_timeout(Duration::from_secs(5))
         .command_timeout(Duration::from_secs(5))
         .build();
-    a_connection_whose_runtime_shut_down_costs_at_most_one_call(async { open.await.unwrap() });
+    a_connection_whose_runtime_is_gone_costs_at_most_one_call(async { open.await.unwrap() }, false);
 }
 
 // Auto-pipelining: of the calls `tokio::join!` polls in one pass, the first finds the connection

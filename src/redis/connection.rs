@@ -52,7 +52,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, MutexGuard, Weak,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use redis::{
@@ -66,6 +66,7 @@ use redis::{
 };
 
 use futures_util::future::BoxFuture;
+use tokio::time::Instant;
 
 use super::pipeline::Pipelined;
 use crate::{
@@ -492,7 +493,7 @@ impl Single {
                 Some(at) => {
                     tokio::select! {
                         () = attempted => {}
-                        () = tokio::time::sleep_until(at.into()) => {}
+                        () = tokio::time::sleep_until(at) => {}
                     }
                 }
                 None => attempted.await,
@@ -532,6 +533,18 @@ impl Single {
             task: slot.tasks,
         }
     }
+}
+
+/// A failed reconnect attempt's error, as the calls made until an attempt succeeds get it at
+/// once. One that timed out is no longer a timeout: it would read as the call's own command
+/// timeout ("timed out after 5s while GET ..."), though the call did not wait.
+fn attempt_error(e: RedisError) -> RedisError {
+    if !e.is_timeout() {
+        return e;
+    }
+    RedisError::from(std::io::Error::other(format!(
+        "the last attempt to reconnect to Redis failed: {e}; it is tried again, backing off"
+    )))
 }
 
 /// The error of a call whose own reconnect task was dropped unfinished: its runtime is shutting
@@ -645,6 +658,10 @@ async fn attempts(guard: &Orphaned) {
         let Some(inner) = guard.inner.upgrade() else {
             return;
         };
+        // A task replaced while it backed off (its runtime starved it) makes no attempt more.
+        if !guard.in_charge(&inner.lock()) {
+            return;
+        }
         let attempt = inner.connect_once().await;
         let connected = attempt.is_ok();
         {
@@ -662,7 +679,7 @@ async fn attempts(guard: &Orphaned) {
                 Err(e) => {
                     tracing::debug!(servers = %inner.servers, error = %e, "could not reconnect to Redis; trying again");
                     if let State::Connecting { failed, .. } = &mut slot.state {
-                        *failed = Some(e);
+                        *failed = Some(attempt_error(e));
                     }
                 }
             }

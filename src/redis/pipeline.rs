@@ -26,7 +26,11 @@
 //! connection, see `connection`).
 //!
 //! **Order.** A caller sends its next command only after its previous one's reply, and a batch
-//! keeps its members' order, so each caller's commands run in the order it made them.
+//! keeps its members' order, so each caller's commands run in the order it made them. Calls
+//! made concurrently have no order, even within one task: under `join!`, a single command
+//! issued before an explicit pipeline (a write with `wait_for_replicas`, `put_many`, a notify
+//! write) waits for the batch's deferred wake, while the pipeline is not batched and goes at
+//! once, so Redis may run the pipeline first.
 
 use std::{
     borrow::Cow,
