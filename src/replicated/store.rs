@@ -55,7 +55,11 @@ pub(super) struct Inner<K, V, L, R> {
 /// started it. If that runtime shuts down, the writes queued for it are sent by a task on their
 /// caller's runtime; if it is kept alive but not driven, a waiting write starts one there after
 /// 1 s (5 s if the old task had a batch in flight). Either way the callers whose writes were in
-/// the old task's batch get an error saying they may have been applied.
+/// the old task's batch get an error saying they may have been applied. **Known gap:** a batch
+/// the old task took but had not yet put on the wire (it was waiting for a connection when its
+/// runtime stopped) is still sent if that runtime ever runs again, without an invalidation; a
+/// write the caller made again meanwhile can then be overwritten in Redis. Drive or drop the
+/// runtimes a store is used on; a fix (a last check before the send) is planned.
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
