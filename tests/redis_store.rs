@@ -12,7 +12,7 @@ use std::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
-    task::Poll,
+    task::{Context, Poll, Wake, Waker},
     time::{Duration, Instant},
 };
 
@@ -1400,4 +1400,90 @@ async fn a_write_dropped_alone_in_its_batch_is_not_sent_later() {
         Some("new"),
         "a cancelled write was sent after a newer one"
     );
+}
+
+/// Counts its wakes (and polls nothing): stands for a member's task.
+#[derive(Default)]
+struct Wakes(AtomicUsize);
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Wakes {
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Polls `call` once with this waker.
+    fn poll<F: Future>(self: &Arc<Self>, call: Pin<&mut F>) -> Poll<F::Output> {
+        let waker = Waker::from(self.clone());
+        call.poll(&mut Context::from_waker(&waker))
+    }
+}
+
+/// Lets the runtime run (its deferred wakes, the connection's driver) until `done`, bounded.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// When a batch becomes due, one member is woken to send it, not every member (each is woken
+/// once per command: waking all of them cost a batched GET a whole extra task poll); and if
+/// that one is dropped without sending, the next one waiting is woken instead, so the batch is
+/// neither stranded until the others' timeouts nor sent twice. Each member's task is a counting
+/// waker here, so what is woken is seen, not inferred from timing.
+#[tokio::test]
+async fn a_due_batch_wakes_one_member_to_send_it_and_another_if_that_one_is_dropped() {
+    let server = RedisServer::start();
+    let store = open_patient(&server.url()).await;
+    fill(&store, 3).await;
+    let keys: Vec<String> = (0..3).map(|i| format!("key{i}")).collect();
+    // In flight, so the next calls make a batch.
+    let mut busy = Box::pin(store.get(&keys[0]));
+    assert!(poll_once(busy.as_mut()).await.is_pending(), "sent alone");
+    let (w1, w2, w3) = <[Arc<Wakes>; 3]>::default().into();
+    let mut first = Box::pin(store.get(&keys[1]));
+    let mut second = Box::pin(store.get(&keys[2]));
+    let mut third = Box::pin(store.get(&keys[0]));
+    assert!(w1.poll(first.as_mut()).is_pending(), "opened a batch");
+    assert!(w2.poll(second.as_mut()).is_pending(), "joined it");
+    assert!(w3.poll(third.as_mut()).is_pending(), "joined it");
+    until("the batch falling due", || w1.count() > 0).await;
+    assert_eq!(
+        (w1.count(), w2.count(), w3.count()),
+        (1, 0, 0),
+        "one member woken to send the due batch"
+    );
+    drop(first);
+    assert_eq!(
+        (w2.count(), w3.count()),
+        (1, 0),
+        "the next member woken in place of the dropped one"
+    );
+    assert!(w2.poll(second.as_mut()).is_pending(), "sent, waiting");
+    until("the replies", || w2.count() > 1).await;
+    let Poll::Ready(got) = w2.poll(second.as_mut()) else {
+        panic!("woken with its reply in");
+    };
+    assert_eq!(got.unwrap().as_deref(), Some("value2"));
+    assert_eq!(
+        w3.count(),
+        1,
+        "the last member woken once, with its reply in"
+    );
+    let Poll::Ready(got) = w3.poll(third.as_mut()) else {
+        panic!("woken with its reply in");
+    };
+    assert_eq!(got.unwrap().as_deref(), Some("value0"));
+    assert_eq!(busy.await.unwrap().as_deref(), Some("value0"));
+    for (i, key) in keys.iter().enumerate() {
+        let got = store.get(key).await.unwrap();
+        assert_eq!(got, Some(format!("value{i}")), "in step afterwards");
+    }
 }

@@ -8,17 +8,24 @@
 //! a lone task twice the CPU per GET and two more context switches, see BENCHMARKS.md). Else the
 //! first caller to find no open batch opens one and becomes its first member; every caller until
 //! the batch is sent joins it (its command appended, its index noted). The batch is sent once
-//! the runtime has run every other task that was ready when it opened ([`Deferred`]: tokio's
+//! the runtime has run every other task that was ready when it opened ([`defer`]: tokio's
 //! `yield_now` wake, which the scheduler defers until it has nothing else to run or polls its
 //! I/O driver), so the callers that one read of replies woke all join.
 //!
-//! **Who sends it.** No task is spawned: the batch is a shared future ([`Shared`]) that every
-//! member awaits, and whichever member is polled drives it. A member that is dropped (a
-//! timeout, a cancelled request) takes nothing with it: the others still drive the batch, and
-//! each takes its own reply by index, so no reply reaches the wrong caller. If every member is
-//! dropped, the batch is dropped (sent or not, like a cancelled command). Nothing outlives its
-//! callers, so a runtime that shuts down strands nothing; the deferred wake itself, dropped by
-//! a runtime that shuts down, releases the batch ([`Fire`]'s drop).
+//! **Who sends it.** No task is spawned: the send is a shared future ([`Shared`]) that the
+//! members drive. Until the batch is due, members wait on the batch itself, each with its own
+//! waker; when it becomes due, **one** of them is woken to send it (the others sleep on until
+//! the replies are in, so each member is woken once per command, not twice: waking every member
+//! to find one sender cost a GET a whole extra task poll, see BENCHMARKS.md). A member that is
+//! dropped (a timeout, a cancelled request) takes nothing with it: if no other member is sending
+//! the batch, the next waiting one is woken to, and each takes its own reply by index, so no
+//! reply reaches the wrong caller. Any member polled once the batch is due may send it. The
+//! cost: a member that is alive but no longer polled (its runtime's worker blocked in
+//! synchronous code, or its future kept aside unpolled) holds the others up while it is the one
+//! woken, until their timeouts, as the deferred wake held by a blocked worker already did.
+//! If every member is dropped, the batch is dropped (sent or not, like a cancelled command). Nothing outlives its callers, so a runtime that shuts down
+//! strands nothing; the deferred wake itself, dropped by a runtime that shuts down, makes the
+//! batch due ([`Fire`]'s drop).
 //!
 //! **Replies.** Redis answers a pipeline's commands one by one: a server error (`WRONGTYPE`)
 //! is that command's reply ([`Value::ServerError`]), given to its caller only. A broken
@@ -37,7 +44,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard, Weak,
     },
     task::{Context, Poll, Wake, Waker},
@@ -51,7 +58,8 @@ pub(crate) struct Pipelined {
     conn: MultiplexedConnection,
     /// False: every command is sent on its own (`auto_pipeline(false)`).
     auto: bool,
-    queue: Mutex<Queue>,
+    /// The batch callers join now, if one is open.
+    open: Mutex<Option<Open>>,
     /// Commands sent and not answered (or given up) yet: none, and a command goes alone.
     in_flight: Arc<AtomicUsize>,
 }
@@ -78,43 +86,121 @@ impl Drop for InFlight {
     }
 }
 
-/// Where a command goes: alone at once (given back), or into the open batch at this index.
+/// Where a command goes: alone at once (given back), or into the open batch.
 enum Joined<'a> {
     Alone(InFlight, Cow<'a, Cmd>),
-    Batch(usize, Batch),
-}
-
-/// The batch callers join now, if one is open, and the id the next one gets.
-#[derive(Default)]
-struct Queue {
-    open: Option<Open>,
-    next_id: u64,
+    Batch(Member),
 }
 
 /// A batch not sent yet.
 struct Open {
-    id: u64,
-    commands: Pipeline,
-    count: usize,
+    batch: Arc<Batch>,
     /// Held weakly: once every member is dropped before the batch is due, its send goes with
     /// them (never sent, like a cancelled command) and the next caller opens a new batch. A
     /// strong handle here kept it open, to be sent with whatever single command came next,
     /// however much later, after newer writes.
-    reply: Option<WeakShared<BoxFuture<'static, Replies>>>,
+    send: WeakShared<Send>,
 }
 
 /// Every member's reply, each taken (by index) by its member; or the error that failed them all.
 type Replies = Result<Arc<Mutex<Vec<Value>>>, RedisError>;
 
-/// The batch's send, driven by whichever member polls it.
-type Batch = Shared<BoxFuture<'static, Replies>>;
+/// A batch's send.
+type Send = BoxFuture<'static, Replies>;
+
+/// A batch's commands, and its members until they go on to send it.
+struct Batch {
+    state: Mutex<BatchState>,
+}
+
+struct BatchState {
+    /// Taken by the send.
+    commands: Option<Pipeline>,
+    count: usize,
+    /// The runtime ran the tasks that were ready when the batch opened (or dropped the deferred
+    /// wake): the batch may be sent.
+    due: bool,
+    /// The deferred wake was asked for.
+    armed: bool,
+    /// Sent, and answered or failed: the members still waiting are woken to take their replies.
+    done: bool,
+    /// By member index, the waker of each member waiting for the batch to be due or done; `None`
+    /// once it went on to the send, or was dropped.
+    waiting: Vec<Option<Waker>>,
+    /// Members that went on to the send (each may drive it, and `Shared` wakes them).
+    sending: usize,
+    /// The waiting member woken to send the due batch, until it does or is dropped.
+    woken: Option<usize>,
+}
+
+impl BatchState {
+    /// The waiting member to wake so that the due batch is sent, if no member is sending it or
+    /// was woken to: the first one still waiting.
+    fn sender(&mut self) -> Option<Waker> {
+        if !self.due || self.done || self.sending > 0 || self.woken.is_some() {
+            return None;
+        }
+        let (index, waker) = self
+            .waiting
+            .iter()
+            .enumerate()
+            .find_map(|(i, w)| Some((i, w.as_ref()?.clone())))?;
+        self.woken = Some(index);
+        Some(waker)
+    }
+}
+
+impl Batch {
+    fn new() -> Arc<Self> {
+        Arc::new(Batch {
+            state: Mutex::new(BatchState {
+                commands: Some(Pipeline::with_capacity(16)),
+                count: 0,
+                due: false,
+                armed: false,
+                done: false,
+                waiting: Vec::with_capacity(16),
+                sending: 0,
+                woken: None,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BatchState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Due: wakes one waiting member to send it (unless one is sending it already).
+    fn fire(&self) {
+        let sender = {
+            let mut state = self.lock();
+            state.due = true;
+            state.sender()
+        };
+        if let Some(sender) = sender {
+            sender.wake();
+        }
+    }
+
+    /// Sent and answered (or failed): wakes every member still waiting.
+    fn finish(&self) {
+        let waiting: Vec<Waker> = {
+            let mut state = self.lock();
+            state.done = true;
+            state.waiting.iter_mut().filter_map(Option::take).collect()
+        };
+        for waker in waiting {
+            waker.wake();
+        }
+    }
+}
 
 impl Pipelined {
     pub(crate) fn new(conn: MultiplexedConnection, auto: bool) -> Arc<Self> {
         Arc::new(Pipelined {
             conn,
             auto,
-            queue: Mutex::new(Queue::default()),
+            open: Mutex::new(None),
             in_flight: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -137,11 +223,12 @@ impl Pipelined {
         }
         // `self` is held until the reply: the batch sends on this connection even if it
         // was replaced (renewed) meanwhile.
-        let (index, batch) = match self.join(cmd) {
+        let member = match self.join(cmd) {
             Joined::Alone(_in_flight, cmd) => return self.send_alone(&cmd).await,
-            Joined::Batch(index, batch) => (index, batch),
+            Joined::Batch(member) => member,
         };
-        let replies = batch.await?;
+        let index = member.index;
+        let replies = member.await?;
         let mut replies = replies.lock().unwrap_or_else(|p| p.into_inner());
         match replies.get_mut(index) {
             Some(reply) => Ok(std::mem::replace(reply, Value::Nil)),
@@ -160,75 +247,155 @@ impl Pipelined {
         Box::pin(async move { conn.send_packed_command(cmd).await })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Option<Open>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends `cmd` to the open batch (opening one if none is) and returns its index there;
-    /// or, with no batch open and nothing in flight, counts it in flight to be sent alone.
+    /// Appends `cmd` to the open batch (opening one if none is) as a new member; or, with no
+    /// batch open and nothing in flight, counts it in flight to be sent alone.
     fn join<'a>(self: &Arc<Self>, cmd: Cow<'a, Cmd>) -> Joined<'a> {
-        let mut queue = self.lock();
-        let queue = &mut *queue;
-        // Counted under the lock: of two callers finding the connection idle, one goes alone.
-        if queue.open.is_none() && self.in_flight.load(Ordering::Acquire) == 0 {
-            return Joined::Alone(InFlight::new(&self.in_flight, 1), cmd);
-        }
-        let live = queue
-            .open
-            .as_ref()
-            .and_then(|open| open.reply.as_ref()?.upgrade());
-        let (open, batch) = match (&mut queue.open, live) {
-            (Some(open), Some(batch)) => (open, batch),
-            (open, _) => {
-                let id = queue.next_id;
-                queue.next_id += 1;
-                let batch = send_when_due(Arc::downgrade(self), self.in_flight.clone(), id);
-                let open = open.insert(Open {
-                    id,
-                    commands: Pipeline::new(),
-                    count: 0,
-                    reply: batch.downgrade(),
+        let mut open = self.lock();
+        let live = open.as_ref().and_then(|open| {
+            let send = open.send.upgrade()?;
+            Some((open.batch.clone(), send))
+        });
+        let (batch, send) = match live {
+            Some(live) => live,
+            None => {
+                // Counted under the lock: of two callers finding the connection idle, one
+                // goes alone.
+                if self.in_flight.load(Ordering::Acquire) == 0 {
+                    *open = None;
+                    return Joined::Alone(InFlight::new(&self.in_flight, 1), cmd);
+                }
+                let batch = Batch::new();
+                let send = send_batch(Arc::downgrade(self), batch.clone(), self.in_flight.clone());
+                // A send not polled yet always downgrades.
+                *open = send.downgrade().map(|weak| Open {
+                    batch: batch.clone(),
+                    send: weak,
                 });
-                (open, batch)
+                (batch, send)
             }
         };
-        open.commands.add_command(cmd.into_owned());
-        open.count += 1;
-        Joined::Batch(open.count - 1, batch)
+        let index = {
+            let mut state = batch.lock();
+            if let Some(commands) = state.commands.as_mut() {
+                commands.add_command(cmd.into_owned());
+            }
+            state.count += 1;
+            state.waiting.push(None);
+            state.count - 1
+        };
+        Joined::Batch(Member {
+            batch,
+            send,
+            index,
+            sending: false,
+        })
     }
 
-    /// Closes batch `id`: no caller joins it any more. `None` if it is not the open one.
-    fn close(&self, id: u64) -> Option<(Pipeline, usize)> {
-        let mut queue = self.lock();
-        match &queue.open {
-            Some(open) if open.id == id => {}
-            _ => return None,
+    /// Closes `batch`: no caller joins it any more.
+    fn close(&self, batch: &Arc<Batch>) {
+        let mut open = self.lock();
+        if open.as_ref().is_some_and(|o| Arc::ptr_eq(&o.batch, batch)) {
+            *open = None;
         }
-        let Open {
-            commands, count, ..
-        } = queue.open.take()?;
-        Some((commands, count))
     }
 }
 
-/// The send of batch `id`, once the runtime has run the tasks ready now (so they can join).
-fn send_when_due(pipelined: Weak<Pipelined>, in_flight: Arc<AtomicUsize>, id: u64) -> Batch {
-    async move {
-        Deferred::default().await;
-        let (mut conn, commands, count) = {
-            let pipelined = pipelined.upgrade().ok_or_else(dropped)?;
-            let (commands, count) = pipelined.close(id).ok_or_else(dropped)?;
-            (pipelined.connection(), commands, count)
+/// A call's place in a batch: waits (on the batch) until the batch is due, then on its send;
+/// ready with every member's replies.
+struct Member {
+    batch: Arc<Batch>,
+    send: Shared<Send>,
+    index: usize,
+    /// Went on to the send.
+    sending: bool,
+}
+
+impl Future for Member {
+    type Output = Replies;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Replies> {
+        let this = &mut *self;
+        if !this.sending {
+            let mut state = this.batch.lock();
+            if !state.due && !state.done {
+                match &mut state.waiting[this.index] {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                let arm = !std::mem::replace(&mut state.armed, true);
+                drop(state);
+                if arm {
+                    defer(&this.batch);
+                }
+                return Poll::Pending;
+            }
+            state.waiting[this.index] = None;
+            state.sending += 1;
+            if state.woken == Some(this.index) {
+                state.woken = None;
+            }
+            this.sending = true;
+        }
+        Pin::new(&mut this.send).poll(cx)
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let sender = {
+            let mut state = self.batch.lock();
+            if self.sending {
+                state.sending -= 1;
+            } else if let Some(slot) = state.waiting.get_mut(self.index) {
+                *slot = None;
+            }
+            if state.woken == Some(self.index) {
+                state.woken = None;
+            }
+            // It may have been the one sending the batch (or woken to): another takes over.
+            state.sender()
         };
-        let _in_flight = InFlight::new(&in_flight, count);
-        let replies = conn.send_packed_commands(&commands, 0, count).await?;
-        Ok(Arc::new(Mutex::new(replies)))
+        if let Some(sender) = sender {
+            sender.wake();
+        }
+    }
+}
+
+/// The send of `batch`, once it is due: closes it to new members, sends its commands as one
+/// pipeline, then wakes the members still waiting.
+fn send_batch(
+    pipelined: Weak<Pipelined>,
+    batch: Arc<Batch>,
+    in_flight: Arc<AtomicUsize>,
+) -> Shared<Send> {
+    async move {
+        let sent = async {
+            let (mut conn, commands, count) = {
+                let pipelined = pipelined.upgrade().ok_or_else(dropped)?;
+                pipelined.close(&batch);
+                let (commands, count) = {
+                    let mut state = batch.lock();
+                    (state.commands.take().ok_or_else(dropped)?, state.count)
+                };
+                (pipelined.connection(), commands, count)
+            };
+            let _in_flight = InFlight::new(&in_flight, count);
+            let replies = conn.send_packed_commands(&commands, 0, count).await?;
+            Ok(Arc::new(Mutex::new(replies)))
+        };
+        let replies = sent.await;
+        batch.finish();
+        replies
     }
     .boxed()
     .shared()
 }
 
-/// A batch whose connection was dropped (its store with it) or that was closed twice; neither
+/// A batch whose connection was dropped (its store with it) or that was sent twice; neither
 /// happens while a member waits, as every member holds the connection.
 fn dropped() -> RedisError {
     RedisError::from(std::io::Error::other(
@@ -236,65 +403,36 @@ fn dropped() -> RedisError {
     ))
 }
 
-/// Ready once the scheduler woke it after running the other ready tasks, however many times it
-/// is polled before: every member of a batch polls it, and tokio's `yield_now` alone is ready
-/// at its second poll, which would close a batch as soon as its second member joined.
-#[derive(Default)]
-struct Deferred {
-    due: Option<Arc<AtomicBool>>,
+/// Asks the runtime to make `batch` due once it has run the tasks that are ready now, so that
+/// the callers one read of replies woke all join it: tokio's `yield_now` wake, which the
+/// scheduler defers until it has nothing else to run or polls its I/O driver (at once outside
+/// a tokio runtime). The yield future itself is not needed again.
+fn defer(batch: &Arc<Batch>) {
+    let fire = Waker::from(Arc::new(Fire {
+        batch: batch.clone(),
+    }));
+    let yielded = std::pin::pin!(tokio::task::yield_now());
+    let _ = yielded.poll(&mut Context::from_waker(&fire));
 }
 
-impl Future for Deferred {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(due) = &self.due {
-            return match due.load(Ordering::Acquire) {
-                true => Poll::Ready(()),
-                false => Poll::Pending,
-            };
-        }
-        let due = Arc::new(AtomicBool::new(false));
-        let fire = Waker::from(Arc::new(Fire {
-            due: due.clone(),
-            waker: cx.waker().clone(),
-        }));
-        // `yield_now` hands `fire` to the scheduler to be woken once the other ready tasks
-        // ran (at once, outside a tokio runtime); the yield future itself is not needed again.
-        let yielded = std::pin::pin!(tokio::task::yield_now());
-        let _ = yielded.poll(&mut Context::from_waker(&fire));
-        self.due = Some(due);
-        Poll::Pending
-    }
-}
-
-/// The deferred wake of a [`Deferred`]: marks it due and wakes the batch. Dropped without being
-/// woken (its runtime shut down), it does the same, so the batch is not left open for ever.
+/// The deferred wake of a batch: makes it due. Dropped without being woken (its runtime shut
+/// down), it does the same, so the batch is not left waiting for ever.
 struct Fire {
-    due: Arc<AtomicBool>,
-    waker: Waker,
-}
-
-impl Fire {
-    fn fire(&self) {
-        if !self.due.swap(true, Ordering::AcqRel) {
-            self.waker.wake_by_ref();
-        }
-    }
+    batch: Arc<Batch>,
 }
 
 impl Wake for Fire {
     fn wake(self: Arc<Self>) {
-        self.fire();
+        self.batch.fire();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.fire();
+        self.batch.fire();
     }
 }
 
 impl Drop for Fire {
     fn drop(&mut self) {
-        self.fire();
+        self.batch.fire();
     }
 }
