@@ -23,9 +23,9 @@
 //! cost: a member that is alive but no longer polled (its runtime's worker blocked in
 //! synchronous code, or its future kept aside unpolled) holds the others up while it is the one
 //! woken, until their timeouts, as the deferred wake held by a blocked worker already did.
-//! If every member is dropped, the batch is dropped (sent or not, like a cancelled command). Nothing outlives its callers, so a runtime that shuts down
-//! strands nothing; the deferred wake itself, dropped by a runtime that shuts down, makes the
-//! batch due ([`Fire`]'s drop).
+//! If every member is dropped, the batch is dropped (sent or not, like a cancelled command).
+//! Nothing outlives its callers, so a runtime that shuts down strands nothing; the deferred
+//! wake itself, dropped by a runtime that shuts down, makes the batch due ([`Fire`]'s drop).
 //!
 //! **Replies.** Redis answers a pipeline's commands one by one: a server error (`WRONGTYPE`)
 //! is that command's reply ([`Value::ServerError`]), given to its caller only. A broken
