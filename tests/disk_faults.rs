@@ -8,6 +8,13 @@ use std::{path::Path, time::Duration};
 
 use strata::{DiskDb, DiskStore, Error, Faults, Store, Writes};
 
+/// The open timeout of the tests' opens: long enough that only a hang fails them. None of these
+/// tests checks the timeout (disk_store.rs has the test that does); the default 15 s, which
+/// also counts the wait for a close finishing in the background, ran out on a loaded machine
+/// (a debug build at load 16-18: `a_backlog_bigger_than_a_writer_batch_commits_all_of_it_in_order`
+/// here and `a_big_namespace_reopens_whole_with_every_deadline*` in disk_store.rs).
+const OPEN_WAIT: Duration = Duration::from_secs(120);
+
 fn open(dir: &Path, faults: &Faults, writes: Writes) -> DiskDb {
     open_in(dir, faults, writes, false)
 }
@@ -15,6 +22,7 @@ fn open(dir: &Path, faults: &Faults, writes: Writes) -> DiskDb {
 /// [`open`] with the memory tier compact (`compact_memory`) or not.
 fn open_in(dir: &Path, faults: &Faults, writes: Writes, compact: bool) -> DiskDb {
     DiskDb::builder()
+        .open_timeout(crate::OPEN_WAIT)
         .dir(dir)
         .writes(writes)
         .faults(faults.clone())
@@ -28,7 +36,12 @@ fn open_in(dir: &Path, faults: &Faults, writes: Writes, compact: bool) -> DiskDb
 fn reopen_once_released(dir: &Path, faults: &Faults) -> DiskStore<String, u64> {
     let reopened = std::thread::spawn({
         let dir = dir.to_owned();
-        move || DiskDb::builder().dir(dir).open()
+        move || {
+            DiskDb::builder()
+                .open_timeout(crate::OPEN_WAIT)
+                .dir(dir)
+                .open()
+        }
     });
     faults.release();
     let db = reopened.join().unwrap().unwrap();
@@ -37,6 +50,7 @@ fn reopen_once_released(dir: &Path, faults: &Faults) -> DiskStore<String, u64> {
 
 fn reopen(dir: &Path) -> DiskStore<String, u64> {
     DiskDb::builder()
+        .open_timeout(crate::OPEN_WAIT)
         .dir(dir)
         .open()
         .unwrap()
@@ -433,6 +447,7 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 fn open_async(dir: &Path, faults: &Faults, capacity: usize) -> DiskDb {
     DiskDb::builder()
+        .open_timeout(crate::OPEN_WAIT)
         .dir(dir)
         .writes(Writes::Async)
         .queue_capacity(capacity)
@@ -678,6 +693,7 @@ mod full_disk {
         };
         let dir = Path::new(&dir);
         let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
             .dir(dir)
             .writes(Writes::Sync)
             .open()
@@ -750,6 +766,7 @@ mod full_disk {
         assert!(report.contains("get-keep Err(Unavailable"), "{report}");
         // After kill -9, what the caller was told failed is not there; what succeeded is.
         let store: DiskStore<String, String> = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
             .dir(dir.path())
             .open()
             .unwrap()
@@ -788,7 +805,11 @@ mod decoders {
         SEEDS.get_or_init(|| {
             let rt = tokio::runtime::Runtime::new().unwrap();
             let dir = tempfile::tempdir().unwrap();
-            let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+            let db = DiskDb::builder()
+                .open_timeout(crate::OPEN_WAIT)
+                .dir(dir.path())
+                .open()
+                .unwrap();
             let store = db.store::<String, Map>("ns").unwrap();
             let value: Map = [("a".into(), vec![1, 2, 300]), ("bb".into(), vec![])].into();
             rt.block_on(store.put("key".into(), value, None)).unwrap();

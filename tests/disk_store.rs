@@ -6,6 +6,14 @@ use std::{path::Path, time::Duration};
 
 use strata::{DiskDb, DiskStore, Error, ManualClock, Store};
 
+/// The open timeout of the tests' opens: long enough that only a hang fails them. None of these
+/// tests checks the timeout (`an_open_past_its_timeout_fails_and_leaves_the_directory_usable`
+/// does, with its own); the default 15 s, which also counts the wait for a close finishing in
+/// the background, ran out on a loaded machine (a debug build at load 16-18:
+/// `a_big_namespace_reopens_whole_with_every_deadline*` here and
+/// `a_backlog_bigger_than_a_writer_batch_commits_all_of_it_in_order` in disk_faults.rs).
+const OPEN_WAIT: Duration = Duration::from_secs(120);
+
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn open(dir: &Path, clock: &ManualClock) -> DiskDb {
@@ -15,6 +23,7 @@ fn open(dir: &Path, clock: &ManualClock) -> DiskDb {
 /// [`open`] with the memory tier compact (`compact_memory`) or not.
 fn open_in(dir: &Path, clock: &ManualClock, compact: bool) -> DiskDb {
     DiskDb::builder()
+        .open_timeout(crate::OPEN_WAIT)
         .dir(dir)
         .clock(clock.clock())
         .compact_memory(compact)
@@ -180,7 +189,11 @@ fn an_open_past_its_timeout_fails_and_leaves_the_directory_usable() {
         .open_timeout(Duration::from_nanos(1))
         .open();
     assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
-    DiskDb::builder().dir(dir.path()).open().unwrap();
+    DiskDb::builder()
+        .open_timeout(crate::OPEN_WAIT)
+        .dir(dir.path())
+        .open()
+        .unwrap();
 }
 
 /// pow#713: expired entries of *every* namespace are deleted at open, not only those of the
@@ -401,6 +414,7 @@ async fn async_writes_are_on_disk_after_flush() {
     let dir = tempfile::tempdir().unwrap();
     let time = ManualClock::new();
     let db = DiskDb::builder()
+        .open_timeout(crate::OPEN_WAIT)
         .dir(dir.path())
         .clock(time.clock())
         .writes(strata::Writes::Async)
@@ -484,6 +498,7 @@ mod crash {
         };
         let round: u64 = std::env::var(ROUND_VAR).unwrap().parse().unwrap();
         let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
             .dir(dir)
             .writes(Writes::Sync)
             .open()
@@ -588,7 +603,11 @@ mod crash {
     }
 
     async fn check(dir: &std::path::Path, model: &HashMap<String, Option<bool>>, round: u64) {
-        let db = DiskDb::builder().dir(dir).open().unwrap();
+        let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
+            .dir(dir)
+            .open()
+            .unwrap();
         assert_eq!(db.load_summary().foreign, 0, "round {round}");
         let store: DiskStore<String, String> = db.store("crash").unwrap();
         assert_eq!(
@@ -665,7 +684,11 @@ mod crash {
     #[test]
     fn another_process_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+        let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
+            .dir(dir.path())
+            .open()
+            .unwrap();
         let out = Command::new(std::env::current_exe().unwrap())
             .args([
                 "crash::lock_probe_child",
@@ -689,7 +712,11 @@ mod crash {
             return;
         };
         println!("probe: opening");
-        match DiskDb::builder().dir(dir).open() {
+        match DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
+            .dir(dir)
+            .open()
+        {
             Err(strata::Error::DirLocked { .. }) => println!("probe: locked"),
             Ok(_) => println!("probe: opened"),
             other => println!("probe: {other:?}"),
@@ -704,6 +731,7 @@ mod crash {
         let dir = tempfile::tempdir().unwrap();
         let faults = strata::Faults::new();
         let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
             .dir(dir.path())
             .faults(faults.clone())
             .open()
@@ -755,7 +783,11 @@ mod corruption {
     /// corrupts a table while that close still writes it raced the writer (seen once: the
     /// truncated table was written again and opened fine).
     async fn populated(dir: &Path) {
-        let db = DiskDb::builder().dir(dir).open().unwrap();
+        let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
+            .dir(dir)
+            .open()
+            .unwrap();
         let s: DiskStore<String, String> = db.store("sessions").unwrap();
         for i in 0..200 {
             s.put(format!("user-{i}"), format!("session data {i}"), None)
@@ -802,6 +834,7 @@ mod corruption {
 
     async fn discard_starts_empty(dir: &Path) {
         let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
             .dir(dir)
             .on_corrupt(OnCorrupt::Discard)
             .open()
@@ -810,7 +843,11 @@ mod corruption {
         let s: DiskStore<String, String> = db.store("sessions").unwrap();
         s.put("fresh".into(), "start".into(), None).await.unwrap();
         drop((s, db));
-        let db = DiskDb::builder().dir(dir).open().unwrap();
+        let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
+            .dir(dir)
+            .open()
+            .unwrap();
         assert_eq!(db.load_summary().live, 1, "usable after the discard");
     }
 
@@ -968,6 +1005,7 @@ mod journal_damage {
             return;
         };
         let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
             .dir(dir)
             .writes(Writes::Sync)
             .open()
@@ -1053,10 +1091,18 @@ mod journal_damage {
     async fn a_clean_journal_after_sigkill_reopens_with_every_commit() {
         let dir = tempfile::tempdir().unwrap();
         write_and_kill(dir.path());
-        let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+        let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
+            .dir(dir.path())
+            .open()
+            .unwrap();
         assert_eq!(values(&db).await, (0..COMMITS).collect::<Vec<_>>());
         drop(db);
-        let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+        let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
+            .dir(dir.path())
+            .open()
+            .unwrap();
         assert_eq!(db.load_summary().live, COMMITS as usize, "reopens again");
     }
 
@@ -1071,6 +1117,7 @@ mod journal_damage {
         assert!(matches!(again, Err(Error::LostCommits { .. })), "{again:?}");
         // Accepting the loss opens with what survived; from then on it opens as usual.
         let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
             .dir(dir.path())
             .accept_data_loss(true)
             .open()
@@ -1079,7 +1126,11 @@ mod journal_damage {
         assert!(kept.len() < COMMITS as usize, "{} survived", kept.len());
         assert_eq!(kept, (0..kept.len() as u64).collect::<Vec<_>>(), "a prefix");
         drop(db);
-        let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+        let db = DiskDb::builder()
+            .open_timeout(crate::OPEN_WAIT)
+            .dir(dir.path())
+            .open()
+            .unwrap();
         assert_eq!(db.load_summary().live, kept.len());
     }
 
