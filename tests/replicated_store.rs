@@ -666,6 +666,20 @@ mod procs {
         on.join(",")
     }
 
+    /// Whether `cargo test` sets `name` for the test it runs (not for itself).
+    fn is_set_for_the_test(name: &str) -> bool {
+        ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&name)
+    }
+
     fn build_node() -> std::path::PathBuf {
         let mut cargo = Command::new(env!("CARGO"));
         cargo
@@ -679,6 +693,16 @@ mod procs {
             .args(["--no-default-features", "--features", &features()])
             .arg("--manifest-path")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+        // `cargo test` runs this test with the variables it sets for a package's code
+        // (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, ...), and ring's build script reruns when one
+        // of them differs from what the outer cargo saw: with them inherited, this build
+        // recompiled ring, rustls, redis and strata, and the next `cargo test` did it again.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if is_set_for_the_test(&name) {
+                cargo.env_remove(&*name);
+            }
+        }
         if !cfg!(debug_assertions) {
             cargo.arg("--release");
         }
