@@ -31,6 +31,45 @@ fn overrun(watch: &support::Stopwatch, advanced: Duration) -> Duration {
     watch.elapsed().saturating_sub(advanced) + 20 * MS
 }
 
+/// Runs `attempt` on `key`: counter calls, the first an `incr_with_ttl` with a 100 ms TTL, each
+/// followed by a read of the remaining TTL; checks the counts against `counts` and that every
+/// TTL read is the first call's 100 ms. On the system clock a loaded machine may let the 100 ms
+/// run out before a read (seen on replicated_cluster at load 15): that attempt proves nothing,
+/// the stopwatch says so, and it is made again (up to 5 times) on the key as the case had it:
+/// missing (deleted) or, with `expired`, expired (the attempt's 100 ms let run out). A wrong
+/// count or TTL within the 100 ms fails the case.
+async fn counted_with_a_brief_ttl(
+    ctx: &Ctx,
+    s: &impl Store<String, i64>,
+    key: &String,
+    expired: bool,
+    counts: &[i64],
+    mut attempt: impl AsyncFnMut() -> Vec<(i64, Option<Expiry>)>,
+) {
+    for round in 0.. {
+        let watch = ctx.stopwatch();
+        let seen = attempt().await;
+        assert_eq!(
+            seen[0].0, counts[0],
+            "a new counter starts at its increment"
+        );
+        if watch.elapsed() < 100 * MS {
+            let got: Vec<i64> = seen.iter().map(|(count, _)| *count).collect();
+            assert_eq!(got, counts);
+            for (_, ttl) in seen {
+                assert_remaining(ttl, 100 * MS, overrun(&watch, Duration::ZERO));
+            }
+            return;
+        }
+        assert!(round < 4, "the machine never ran an attempt within 100 ms");
+        if expired {
+            ctx.advance(150 * MS).await;
+        } else {
+            s.delete(key).await.unwrap();
+        }
+    }
+}
+
 pub mod cases {
     use super::*;
 
@@ -263,29 +302,21 @@ pub mod cases {
         );
         // The remaining TTL is read some time after the write: on the system clock (the Redis
         // stores) as long as a loaded machine takes, which a fixed 10 ms did not always cover.
-        let watch = ctx.stopwatch();
-        assert_eq!(s.incr_with_ttl(&key, 1, Some(100 * MS)).await.unwrap(), 1);
-        assert_remaining(
-            s.ttl(&key).await.unwrap(),
-            100 * MS,
-            overrun(&watch, Duration::ZERO),
-        );
         let later = Some(Duration::from_secs(60));
-        assert_eq!(s.incr_with_ttl(&key, 2, later).await.unwrap(), 3);
-        assert_remaining(
-            s.ttl(&key).await.unwrap(),
-            100 * MS,
-            overrun(&watch, Duration::ZERO),
-        );
+        counted_with_a_brief_ttl(ctx, s, &key, false, &[1, 3], async || {
+            let first = s.incr_with_ttl(&key, 1, Some(100 * MS)).await.unwrap();
+            let first = (first, s.ttl(&key).await.unwrap());
+            let second = s.incr_with_ttl(&key, 2, later).await.unwrap();
+            vec![first, (second, s.ttl(&key).await.unwrap())]
+        })
+        .await;
         ctx.advance(150 * MS).await;
         assert_eq!(s.get(&key).await.unwrap(), None, "the counter expired");
-        let watch = ctx.stopwatch();
-        assert_eq!(s.incr_with_ttl(&key, 5, Some(100 * MS)).await.unwrap(), 5);
-        assert_remaining(
-            s.ttl(&key).await.unwrap(),
-            100 * MS,
-            overrun(&watch, Duration::ZERO),
-        );
+        counted_with_a_brief_ttl(ctx, s, &key, true, &[5], async || {
+            let count = s.incr_with_ttl(&key, 5, Some(100 * MS)).await.unwrap();
+            vec![(count, s.ttl(&key).await.unwrap())]
+        })
+        .await;
         let forever = "forever".to_string();
         s.put(forever.clone(), 7, None).await.unwrap();
         assert_eq!(s.incr_with_ttl(&forever, 1, later).await.unwrap(), 8);
