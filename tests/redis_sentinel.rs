@@ -18,11 +18,19 @@ use support::{
     redis_sentinel::{Sentinels, MASTER_NAME},
 };
 
-/// Sentinels declare the master down after this long without answers.
-const DOWN_AFTER: Duration = Duration::from_millis(500);
+/// Sentinels declare the master down after this long without answers. At 500 ms, sentinels
+/// starved on a loaded machine (load 17) declared a live master, replica or sentinel down and
+/// started a second failover on the freshly promoted master.
+const DOWN_AFTER: Duration = Duration::from_secs(2);
 /// How long a failover may take before the test fails: down-after, the sentinels' vote and the
-/// promotion take a few seconds on loopback; this bound leaves room for a loaded CI machine.
-const FAILOVER_BOUND: Duration = Duration::from_secs(30);
+/// promotion take a few seconds on loopback. The bound only catches a hang: a sentinel whose
+/// timer ran 2 s late enters TILT and acts on nothing for 30 s, and a split vote is retried
+/// after twice the failover timeout (20 s); at 30 s both failover tests failed that way at load
+/// 15-17 (the sentinels' logs, shown on failure, said +tilt).
+const FAILOVER_BOUND: Duration = Duration::from_secs(90);
+/// The connect timeout of the stores under test: a loaded machine (load 17) took more than 2 s
+/// to connect through the sentinels; only a hang should fail the set-up.
+const CONNECT: Duration = Duration::from_secs(10);
 
 /// One failover at a time: two sets of five processes failing over at once on a 2-core machine
 /// make each other's timings meaningless.
@@ -32,7 +40,7 @@ async fn open(sentinels: &Sentinels) -> RedisStore<String, String> {
     RedisStore::builder()
         .sentinel(sentinels.urls(), MASTER_NAME)
         .namespace("test")
-        .connect_timeout(Duration::from_secs(2))
+        .connect_timeout(CONNECT)
         .command_timeout(Duration::from_millis(500))
         .build()
         .await
@@ -162,7 +170,7 @@ async fn node(sentinels: &Sentinels, warm: bool) -> Node {
         .local(MemoryStore::new())
         .remote(open(sentinels).await)
         .sentinel(sentinels.urls(), MASTER_NAME)
-        .connect_timeout(Duration::from_secs(2))
+        .connect_timeout(CONNECT)
         .heartbeat(Duration::from_millis(200))
         .warm_on_join(warm)
         .build()

@@ -18,7 +18,7 @@ pub struct Sentinels {
     pub replica: RedisServer,
     ports: Vec<u16>,
     children: Vec<Child>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Sentinels {
@@ -44,7 +44,8 @@ impl Sentinels {
                  sentinel monitor {MASTER_NAME} 127.0.0.1 {port} 2\n\
                  sentinel down-after-milliseconds {MASTER_NAME} {down}\n\
                  sentinel failover-timeout {MASTER_NAME} 10000\n\
-                 sentinel parallel-syncs {MASTER_NAME} 1\n",
+                 sentinel parallel-syncs {MASTER_NAME} 1\n\
+                 logfile {dir}/sentinel-{i}.log\n",
                 dir = dir.path().display(),
                 down = down_after.as_millis(),
             );
@@ -64,7 +65,7 @@ impl Sentinels {
             replica,
             ports,
             children,
-            _dir: dir,
+            dir,
         };
         for &port in &set.ports {
             wait_for(
@@ -110,6 +111,15 @@ impl Drop for Sentinels {
         for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // A failing test shows what the sentinels did (a failed vote, a refused replica), which
+        // its own assertion cannot say; a passing one prints nothing.
+        if std::thread::panicking() {
+            for i in 0..self.children.len() {
+                let log = self.dir.path().join(format!("sentinel-{i}.log"));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                eprintln!("--- {}:\n{text}", log.display());
+            }
         }
     }
 }
