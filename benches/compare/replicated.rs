@@ -115,7 +115,7 @@ mod bench {
         let conn = rt
             .block_on(async {
                 let client = redis::Client::open(url)?;
-                client.get_multiplexed_async_connection().await
+                crate::redis::raw_connection(&client, Default::default()).await
             })
             .expect("connect redis-rs");
         let payload: Arc<Vec<u8>> = Arc::new(vec![b'x'; 26]);
@@ -158,7 +158,7 @@ mod bench {
         let client = redis::Client::open(url)?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe("__redis__:invalidate").await?;
-        let mut data = client.get_multiplexed_async_connection().await?;
+        let mut data = crate::redis::raw_connection(&client, Default::default()).await?;
         // A subscribed RESP2 connection cannot run `CLIENT ID`: the newest pub/sub client is
         // the one just opened (this bench opens them one at a time).
         let list: String = redis::cmd("CLIENT")
@@ -295,9 +295,8 @@ mod bench {
     fn batched_two_subscribers(s: &Setup) -> Slice<'_> {
         let (conn, subscribers) =
             s.rt.block_on(async {
-                let conn = redis::Client::open(s.url.as_str())?
-                    .get_multiplexed_async_connection()
-                    .await?;
+                let client = redis::Client::open(s.url.as_str())?;
+                let conn = crate::redis::raw_connection(&client, Default::default()).await?;
                 let subscribers = [
                     batch_subscriber(&s.url).await?,
                     batch_subscriber(&s.url).await?,
@@ -379,9 +378,8 @@ mod bench {
             Entrant::peer("redis-rs plain SET", move || -> Slice<'_> {
                 let conn =
                     s.rt.block_on(async {
-                        redis::Client::open(s.url.as_str())?
-                            .get_multiplexed_async_connection()
-                            .await
+                        let client = redis::Client::open(s.url.as_str())?;
+                        crate::redis::raw_connection(&client, Default::default()).await
                     })
                     .expect("connect redis-rs");
                 Box::new(move |slice| raw_sets(&s.rt, conn, slice))
@@ -434,16 +432,13 @@ mod bench {
         let client = redis::Client::open(format!("{url}?protocol=resp3"))?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let config = redis::AsyncConnectionConfig::new().set_push_sender(tx);
-        let mut tracker = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let mut tracker = crate::redis::raw_connection(&client, config).await?;
         redis::cmd("CLIENT")
             .arg(&["TRACKING", "ON", "BCAST", "PREFIX", "track:", "NOLOOP"])
             .query_async::<()>(&mut tracker)
             .await?;
-        let mut writer = redis::Client::open(url)?
-            .get_multiplexed_async_connection()
-            .await?;
+        let mut writer =
+            crate::redis::raw_connection(&redis::Client::open(url)?, Default::default()).await?;
         let mut out = Vec::with_capacity(samples);
         for i in 0..samples {
             let start = Instant::now();
@@ -469,7 +464,7 @@ mod bench {
         let mut subscriber = client.get_async_pubsub().await?;
         subscriber.subscribe("track-ps").await?;
         let mut messages = subscriber.into_on_message();
-        let mut publisher = client.get_multiplexed_async_connection().await?;
+        let mut publisher = crate::redis::raw_connection(&client, Default::default()).await?;
         let mut out = Vec::with_capacity(samples);
         for _ in 0..samples {
             let start = Instant::now();
