@@ -543,6 +543,24 @@ impl DiskDb {
         }
     }
 
+    /// For an async write of one key whose stripe is free: that stripe, locked without
+    /// awaiting (`None` for a sync write, several stripes or a stripe in use: lock them with
+    /// [`DiskDb::lock_here`] or [`DiskDb::lock_owned`]).
+    #[inline]
+    pub(super) fn try_lock_here(&self, stripes: &Stripes) -> Option<Held<'_>> {
+        let Stripes::One(stripe) = stripes else {
+            return None;
+        };
+        if self.sync_writes() {
+            return None;
+        }
+        let guard = self.inner.stripes[*stripe].try_lock().ok()?;
+        Some(Held {
+            _one: Some(guard),
+            _many: Vec::new(),
+        })
+    }
+
     /// The stripe lock of `key` if no write holds it (a read that promotes what it read).
     pub(super) fn try_lock_one(&self, key: &[u8]) -> Option<MutexGuard<'_, ()>> {
         self.inner.stripes[stripe_of(key)].try_lock().ok()

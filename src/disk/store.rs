@@ -13,7 +13,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::{
     builder::DiskStoreBuilder,
     compact::Compact,
-    db::{DiskDb, Stripes},
+    db::{DiskDb, Held, Stripes},
     engine::Op,
     record,
     writer::{OnCommit, Ops},
@@ -268,17 +268,25 @@ where
     /// Async: queued first (a full or failed queue refuses the write before memory sees it),
     /// then applied to memory at once, before the stripes unlock. Nothing awaits between the
     /// lock and the unlock, so the stripes are borrowed and the update is neither boxed nor
-    /// given a handle of its own: an async put allocates only its op's buffer.
+    /// given a handle of its own: an async put allocates only its op's buffer. An async write
+    /// of one key whose stripe is free runs straight through, without polling a nested future.
     async fn write<R, A: Apply<K, V>>(
         &self,
         stripes: Stripes,
         decide: impl FnOnce() -> Result<Decision<R, A>>,
     ) -> Result<R> {
-        let result = self.write_once(stripes, decide).await;
+        let result = match self.db.try_lock_here(&stripes) {
+            Some(held) => self.write_held(&held, decide),
+            None => self.write_once(stripes, decide).await,
+        };
         // With `max_capacity`, what this write evicted is deleted on disk now that its own
         // stripes are free (see `disk::bounded`, and `disk::fifo` when larger than memory).
-        self.settle_evictions().await;
-        self.trim_disk().await;
+        if self.evicted().is_some() {
+            self.settle_evictions().await;
+        }
+        if self.fifo().is_some() {
+            self.trim_disk().await;
+        }
         result
     }
 
@@ -290,7 +298,17 @@ where
         if self.db.sync_writes() {
             return self.write_sync(stripes, decide).await;
         }
-        let _held = self.db.lock_here(stripes).await;
+        let held = self.db.lock_here(stripes).await;
+        self.write_held(&held, decide)
+    }
+
+    /// An async write under its stripes (`_held`): queued, then applied to memory.
+    #[inline]
+    fn write_held<R, A: Apply<K, V>>(
+        &self,
+        _held: &Held<'_>,
+        decide: impl FnOnce() -> Result<Decision<R, A>>,
+    ) -> Result<R> {
         self.db.check()?;
         let (result, ops, apply) = match decide()? {
             Decision::Nothing(result) => return Ok(result),
@@ -812,5 +830,67 @@ where
 
     fn clear(&self) -> impl Future<Output = Result<usize>> + Send {
         self.clear_inner()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        future::Future,
+        pin::pin,
+        task::{Context, Poll, Waker},
+    };
+
+    use super::*;
+    use crate::Writes;
+
+    fn async_store(dir: &std::path::Path) -> (DiskDb, DiskStore<String, u64>) {
+        let db = DiskDb::builder()
+            .dir(dir)
+            .writes(Writes::Async)
+            .open()
+            .unwrap();
+        let store = db.store("t").unwrap();
+        (db, store)
+    }
+
+    fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn an_async_put_whose_stripe_is_free_is_done_on_its_first_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = async_store(dir.path());
+        {
+            let put = pin!(store.put("k".into(), 1, None));
+            assert!(matches!(poll_once(put), Poll::Ready(Ok(()))));
+        }
+        assert_eq!(store.get_now(&"k".into()).unwrap().unwrap(), Some(1));
+        drop((store, db));
+        let (_db, store) = async_store(dir.path());
+        assert_eq!(store.get_now(&"k".into()).unwrap().unwrap(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn an_async_put_whose_stripe_is_held_waits_for_it_and_writes_nothing_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = async_store(dir.path());
+        let key = "k".to_string();
+        let held = db.lock_here(Stripes::of(&store.disk_key(&key))).await;
+        {
+            let mut put = pin!(store.put(key.clone(), 1, None));
+            assert!(poll_once(put.as_mut()).is_pending());
+            assert!(poll_once(put.as_mut()).is_pending());
+            assert_eq!(store.get_now(&key).unwrap().unwrap(), None);
+            assert_eq!(db.queued_ops(), 0);
+            drop(held);
+            put.await.unwrap();
+        }
+        assert_eq!(store.get_now(&key).unwrap().unwrap(), Some(1));
+        db.flush().await.unwrap();
+        drop((store, db));
+        let (_db, store) = async_store(dir.path());
+        assert_eq!(store.get_now(&key).unwrap().unwrap(), Some(1));
     }
 }
