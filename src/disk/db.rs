@@ -12,7 +12,6 @@ use std::{
 
 use parking_lot::Mutex;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{Mutex as AsyncMutex, MutexGuard, OwnedMutexGuard};
 
 use super::{
     builder::{AnyWeigher, DiskDbBuilder, OnCorrupt, Options, WeighFn, Writes},
@@ -25,6 +24,7 @@ use super::{
     lock::{self, DirLock},
     marker, perms, record,
     store::{put_at, DiskStore, Tier},
+    stripe::{OwnedStripeGuard, Stripe, StripeGuard},
     writer::{self, Writer},
 };
 use crate::{
@@ -81,8 +81,8 @@ fn stripe_of(key: &[u8]) -> usize {
 
 /// Stripes held by an async write until it is dropped.
 pub(super) struct Held<'a> {
-    _one: Option<MutexGuard<'a, ()>>,
-    _many: Vec<MutexGuard<'a, ()>>,
+    _one: Option<StripeGuard<'a>>,
+    _many: Vec<StripeGuard<'a>>,
 }
 
 /// An opened data directory, holding many namespaces (Pow's MnesiaCache table, on one node).
@@ -118,7 +118,7 @@ pub(super) struct DbInner {
     pub opts: Options,
     pub writer: Writer,
     pub(super) engine: Arc<dyn Engine>,
-    stripes: Box<[Arc<AsyncMutex<()>>]>,
+    stripes: Box<[Arc<Stripe>]>,
     pending: Mutex<HashMap<Box<[u8]>, RawEntries>>,
     pub(super) tiers: Mutex<HashMap<Namespace, Box<dyn Any + Send + Sync>>>,
     summary: OpenSummary,
@@ -185,9 +185,7 @@ impl DiskDb {
             opts,
             writer,
             engine,
-            stripes: (0..STRIPES)
-                .map(|_| Arc::new(AsyncMutex::new(())))
-                .collect(),
+            stripes: (0..STRIPES).map(|_| Arc::new(Stripe::default())).collect(),
             pending: Mutex::new(loaded.by_namespace),
             tiers: Mutex::new(HashMap::new()),
             summary: loaded.summary,
@@ -509,7 +507,7 @@ impl DiskDb {
     /// Locks `stripes` (in stripe order, so two writers never deadlock). The guards are
     /// owned: a sync write hands them to the writer thread, which drops them once the commit
     /// is applied to memory.
-    pub(super) async fn lock_owned(&self, stripes: Stripes) -> Vec<OwnedMutexGuard<()>> {
+    pub(super) async fn lock_owned(&self, stripes: Stripes) -> Vec<OwnedStripeGuard> {
         let mut guards = Vec::new();
         for stripe in stripes.indices() {
             guards.push(self.inner.stripes[stripe].clone().lock_owned().await);
@@ -519,14 +517,13 @@ impl DiskDb {
 
     /// Locks `stripes` for a write that releases them before its next await (an async
     /// write): borrowed guards, and for one key no allocation and no await when the stripe is
-    /// free (`try_lock` first: a free stripe costs neither a `Vec` nor a trip through tokio's
-    /// cooperative budget).
+    /// free (`try_lock` first: a free stripe costs no `Vec`).
     pub(super) async fn lock_here(&self, stripes: Stripes) -> Held<'_> {
         if let Stripes::One(stripe) = stripes {
             let mutex = &self.inner.stripes[stripe];
             let guard = match mutex.try_lock() {
-                Ok(guard) => guard,
-                Err(_) => mutex.lock().await,
+                Some(guard) => guard,
+                None => mutex.lock().await,
             };
             return Held {
                 _one: Some(guard),
@@ -554,7 +551,7 @@ impl DiskDb {
         if self.sync_writes() {
             return None;
         }
-        let guard = self.inner.stripes[*stripe].try_lock().ok()?;
+        let guard = self.inner.stripes[*stripe].try_lock()?;
         Some(Held {
             _one: Some(guard),
             _many: Vec::new(),
@@ -562,8 +559,8 @@ impl DiskDb {
     }
 
     /// The stripe lock of `key` if no write holds it (a read that promotes what it read).
-    pub(super) fn try_lock_one(&self, key: &[u8]) -> Option<MutexGuard<'_, ()>> {
-        self.inner.stripes[stripe_of(key)].try_lock().ok()
+    pub(super) fn try_lock_one(&self, key: &[u8]) -> Option<StripeGuard<'_>> {
+        self.inner.stripes[stripe_of(key)].try_lock()
     }
 
     /// `Ok` while the directory takes work; [`Error::Unavailable`] after a failure it cannot
@@ -576,16 +573,16 @@ impl DiskDb {
 impl DbInner {
     /// The stripe lock of `disk_key` for the idle settler: waited for on its own thread; on
     /// an async runtime's thread (a close there) taken only if free.
-    pub(super) fn lock_to_settle(&self, disk_key: &[u8]) -> Option<MutexGuard<'_, ()>> {
+    pub(super) fn lock_to_settle(&self, disk_key: &[u8]) -> Option<StripeGuard<'_>> {
         let mutex = &self.stripes[stripe_of(disk_key)];
-        if let Ok(guard) = mutex.try_lock() {
+        if let Some(guard) = mutex.try_lock() {
             return Some(guard);
         }
         if tokio::runtime::Handle::try_current().is_ok() {
             return None;
         }
         self.settler.note_wait();
-        Some(mutex.blocking_lock())
+        Some(mutex.lock_blocking())
     }
 }
 

@@ -151,6 +151,7 @@ mod raw;
 mod record;
 mod retire;
 mod store;
+mod stripe;
 mod sync_read;
 mod writer;
 
