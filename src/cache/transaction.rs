@@ -76,6 +76,10 @@ where
     /// Returns what `block` returns. The locks are released when the call ends, whether `block`
     /// returns `Ok`, returns `Err`, panics, or the call is cancelled.
     ///
+    /// The locks live in this `Cache` value (shared by its clones), whatever the store: over
+    /// Redis, a transaction in another process, a plain `put` or a write made straight to the
+    /// store is not locked out.
+    ///
     /// `block` receives a [`Transaction`] to read and write through; use it (not the cache) inside
     /// the block, since the cache's own `update` on a locked key would wait for this transaction.
     ///
