@@ -161,6 +161,38 @@ fn get_renders_any_value_as_json() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no live entry users:nobody"));
 }
 
+/// Session ids are URL-safe base64, so one in 64 starts with `-`: such a key is a key, not a flag,
+/// wherever `--json` is written (CI failed on a random id `-WkUiWc3CK-p7Frz9Ylh7g`). A key that is
+/// also a flag's name (`-h`, `--json`) needs `--` before it, as with any command line.
+#[test]
+fn a_key_that_starts_with_a_dash_is_read_as_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = ["-WkUiWc3CK-p7Frz9Ylh7g", "-x", "-"];
+    let flag_like = ["-h", "--json", "--"];
+    block_on(async {
+        let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+        let sessions = db.store::<String, String>("sessions").unwrap();
+        for key in plain.iter().chain(&flag_like) {
+            let value = format!("v{key}");
+            sessions.put(key.to_string(), value, None).await.unwrap();
+        }
+    });
+    let d = dir_arg(dir.path());
+    for key in plain {
+        let value = json!(format!("v{key}"));
+        assert_eq!(json_ok(&["get", d, "sessions", key])["value"], value);
+        let out = strata(&["get", d, "sessions", key, "--json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{key}: {stderr}");
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(got["value"], value, "{key}");
+    }
+    for key in plain.iter().chain(&flag_like) {
+        let text = text_ok(&["get", d, "sessions", "--", key]);
+        assert_eq!(text.trim(), format!("\"v{key}\""), "{key}");
+    }
+}
+
 #[test]
 fn dump_then_load_copies_every_live_entry() {
     let dir = populated();

@@ -65,7 +65,9 @@ pub enum Command {
         source: String,
         /// The namespace (`sessions`).
         namespace: String,
-        /// The key within the namespace.
+        /// The key within the namespace. A key that starts with `-` is read as a key (session ids
+        /// may); one that is also a flag (`-h`, `--json`) goes after `--`.
+        #[arg(allow_hyphen_values = true)]
         key: String,
     },
     /// Write every live entry (all namespaces) with its deadline to a dump file.
