@@ -472,13 +472,7 @@ fn notices_survive_the_runtime_of_their_task(keep_runtime: bool) {
     let leases = first
         .block_on(store.distributed_fetch(Duration::from_secs(30)))
         .unwrap();
-    let idle = match keep_runtime {
-        true => Some(first),
-        false => {
-            drop(first);
-            None
-        }
-    };
+    let idle = keep_runtime.then_some(first); // `false`: the runtime is dropped here
     driven.block_on(async {
         if idle.is_some() {
             // Long enough that the idle task's last beat is older than the 1 s after which a

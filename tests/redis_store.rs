@@ -1032,13 +1032,7 @@ fn a_connection_whose_runtime_is_gone_costs_at_most_one_call(
     first
         .block_on(store.put("k".into(), "v".into(), None))
         .unwrap();
-    let idle = match keep_runtime {
-        true => Some(first),
-        false => {
-            drop(first);
-            None
-        }
-    };
+    let idle = keep_runtime.then_some(first); // `false`: the runtime is dropped here
     let second = runtime();
     if let Err(e) = second.block_on(store.get(&"k".into())) {
         assert!(e.is_transient(), "{e}");
