@@ -7,7 +7,7 @@ use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Barrier,
+        Arc,
     },
     time::Duration,
 };
@@ -474,36 +474,6 @@ fn transactions_nest_and_release_on_error_and_panic() {
         .join()
         .unwrap()
         .unwrap();
-}
-
-#[test]
-fn transactions_on_the_same_key_are_serialised() {
-    let s = Arc::new(store(&ManualClock::new()));
-    let inside = Arc::new(AtomicBool::new(false));
-    let barrier = Arc::new(Barrier::new(2));
-    let (s2, inside2, barrier2) = (s.clone(), inside.clone(), barrier.clone());
-    let holder = std::thread::spawn(move || {
-        s2.transaction(&["k".to_string()], || {
-            inside2.store(true, Ordering::SeqCst);
-            barrier2.wait(); // the other thread now tries to enter
-            std::thread::sleep(Duration::from_millis(50)); // give it a chance to break in
-            inside2.store(false, Ordering::SeqCst);
-            Ok::<_, Error>(())
-        })
-    });
-    barrier.wait();
-    s.transaction(&["k".to_string(), "other".to_string()], || {
-        assert!(
-            !inside.load(Ordering::SeqCst),
-            "entered while the holder was inside"
-        );
-        Ok::<_, Error>(())
-    })
-    .unwrap();
-    // A transaction on a different key does not wait.
-    s.transaction(&["unrelated".to_string()], || Ok::<_, Error>(()))
-        .unwrap();
-    holder.join().unwrap().unwrap();
 }
 
 #[test]

@@ -54,6 +54,9 @@ struct LockTable {
     all: Option<Held>,
     /// Transaction depth per owner.
     depth: HashMap<u64, usize>,
+    /// Threads waiting in `acquire` for a lock another thread holds (tests wait on it to pin a
+    /// contender inside the wait).
+    waiting: usize,
 }
 
 impl LockTable {
@@ -153,7 +156,9 @@ impl Locks {
         let me = owner();
         let mut table = self.table.lock();
         while !table.can_take(wanted.as_deref(), me) {
+            table.waiting += 1;
             self.released.wait(&mut table);
+            table.waiting -= 1;
         }
         table.take(wanted.as_deref(), me);
         Guard {
@@ -216,5 +221,50 @@ where
     /// True while the calling thread runs inside one of this store's transactions.
     pub fn in_transaction(&self) -> bool {
         self.inner.locks.in_transaction()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+
+    use crate::GenerationalStore;
+
+    /// A contender for a held key is pinned inside the lock's wait (its waiting count seen)
+    /// before the holder leaves: it has not run its closure by then, and runs it once the holder
+    /// is out. A transaction on another key does not wait for the holder.
+    #[test]
+    fn a_transaction_on_a_held_key_waits_until_the_holder_is_out() {
+        let store = GenerationalStore::<String, u64>::builder().build().unwrap();
+        let entered = Arc::new(AtomicBool::new(false));
+        let contender = store.transaction(&["k".to_string()], || {
+            let (s, entered2) = (store.clone(), entered.clone());
+            let contender = std::thread::spawn(move || {
+                s.transaction(&["k".to_string(), "other".to_string()], || {
+                    entered2.store(true, Ordering::SeqCst);
+                    Ok::<_, crate::Error>(())
+                })
+            });
+            while store.inner.locks.table.lock().waiting == 0 && !entered.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            assert!(
+                !entered.load(Ordering::SeqCst),
+                "a transaction on a held key ran while the holder was inside"
+            );
+            let s = store.clone();
+            std::thread::spawn(move || {
+                s.transaction(&["unrelated".to_string()], || Ok::<_, crate::Error>(()))
+            })
+            .join()
+            .unwrap()?;
+            Ok::<_, crate::Error>(contender)
+        });
+        contender.unwrap().join().unwrap().unwrap();
+        assert!(entered.load(Ordering::SeqCst));
+        assert_eq!(store.inner.locks.table.lock().waiting, 0);
     }
 }
