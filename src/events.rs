@@ -13,6 +13,35 @@ use std::sync::{
 use tokio::sync::broadcast;
 
 /// Why an entry left the store (moka's `RemovalCause`, plus our generational eviction).
+///
+/// An [`EvictionListener`](crate::EvictionListener) gets it with every removed entry; a bounded
+/// store's own evictions are `Size`:
+///
+/// ```
+/// use std::sync::{
+///     atomic::{AtomicUsize, Ordering},
+///     Arc,
+/// };
+/// use strata::{MemoryStore, RemovalCause};
+///
+/// let evicted = Arc::new(AtomicUsize::new(0));
+/// let count = evicted.clone();
+/// let store = MemoryStore::<u64, u64>::builder()
+///     .max_capacity(100)
+///     .eviction_listener(move |_key, _value, cause| {
+///         if cause == RemovalCause::Size {
+///             count.fetch_add(1, Ordering::Relaxed);
+///         }
+///     })
+///     .build()?;
+/// for i in 0..1_000 {
+///     store.put(i, i, None)?;
+/// }
+/// assert!(store.count() <= 100);
+/// // Every entry that is not there any more was handed over as `Size`, before `put` returned.
+/// assert_eq!(evicted.load(Ordering::Relaxed), 1_000 - store.count());
+/// # Ok::<(), strata::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum RemovalCause {

@@ -576,7 +576,8 @@ where
     /// How much an entry weighs against [`max_weight`](DiskBuilder::max_weight) (needs it),
     /// instead of its encoded size. It must give the same weight for the same key and value
     /// every time (it is called again on removal). Namespaces of other types opened through
-    /// [`DiskStore::db`] weigh by encoded size.
+    /// [`DiskStore::db`] weigh by encoded size. [`max_weight`](Self::max_weight)'s example gives
+    /// one weighing values in bytes.
     pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
         let weigh: Arc<WeighFn<K, V>> = Arc::new(weigher);
         self.opts.weigher = Some(AnyWeigher(Arc::new(weigh)));

@@ -206,6 +206,18 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
 
     /// Heap bytes an entry owns, added to its inline size for `allocated_memory`. Keep it cheap
     /// and pure: it runs on every write, outside the partition lock.
+    ///
+    /// ```
+    /// use strata::GenerationalStore;
+    ///
+    /// let store = GenerationalStore::<String, Vec<u8>>::builder()
+    ///     .allocated_memory(1024 * 1024)
+    ///     .weigher(|key: &String, value: &Vec<u8>| key.capacity() + value.capacity())
+    ///     .build()?;
+    /// store.put("blob".to_string(), vec![0; 4096], None)?;
+    /// assert!(store.memory() >= 4096 + 4, "the heap bytes the weigher reports count");
+    /// # Ok::<(), strata::Error>(())
+    /// ```
     pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> usize + Send + Sync + 'static) -> Self {
         self.weigher = Some(Arc::new(weigher));
         self

@@ -613,6 +613,20 @@ where
     }
 
     /// Removes every expired entry from both generations; returns how many.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{GenerationalStore, ManualClock};
+    ///
+    /// let time = ManualClock::new();
+    /// let store = GenerationalStore::<String, u32>::builder().clock(time.clock()).build()?;
+    /// store.put("short".to_string(), 1, Some(Duration::from_secs(1)))?;
+    /// store.put("kept".to_string(), 2, None)?;
+    /// time.advance(Duration::from_secs(2));
+    /// assert_eq!(store.purge_expired(), 1);
+    /// assert_eq!(store.count(), 1);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
     pub fn purge_expired(&self) -> usize {
         let removed = self.purge_undelivered();
         self.deliver_if(removed);

@@ -234,6 +234,7 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
 
     /// How much an entry weighs against [`max_weight`](Self::max_weight). It must give the
     /// same weight for the same key and value every time (it is called again on removal).
+    /// [`max_weight`](Self::max_weight)'s example gives one weighing keys and values in bytes.
     pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
         self.weigher = Some(Weigher(Arc::new(weigher)));
         self

@@ -649,6 +649,20 @@ where
 
     /// Removes every entry whose deadline has passed now, emitting `Expired` events; returns how
     /// many were removed. The background sweeper calls this; tests with a manual clock may too.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{ManualClock, MemoryStore};
+    ///
+    /// let time = ManualClock::new();
+    /// let store = MemoryStore::<String, u32>::builder().clock(time.clock()).build()?;
+    /// store.put("short".to_string(), 1, Some(Duration::from_secs(1)))?;
+    /// store.put("kept".to_string(), 2, None)?;
+    /// time.advance(Duration::from_secs(2));
+    /// store.purge_expired(); // 1, or 0 if the sweeper was quicker
+    /// assert_eq!(store.count(), 1);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
     pub fn purge_expired(&self) -> usize {
         let now = self.now();
         let mut total = 0;
