@@ -588,6 +588,46 @@ where
         }
     }
 
+    /// [`Store::write_many_and_notify`], sent only if `fence` still returns true at the last
+    /// moment before the writes leave: once whatever the call waits for first (a connection
+    /// being replaced) is ready, with no further wait between the check and the hand-over.
+    /// `None`: the fence refused and nothing was sent. A replicated store's group commit passes
+    /// "is this writer still the one in charge?", so a writer that was replaced while its call
+    /// waited never sends its batch late, over writes made since.
+    ///
+    /// On Redis the check is made once the connection is ready, right before the pipeline is
+    /// handed to the client, in the same poll; on a cluster once per slot's pipeline (`None` if
+    /// any was refused: the others may have been applied). Default: the check, then
+    /// `write_many_and_notify` (a store of your own whose call can wait before it writes should
+    /// override it).
+    ///
+    /// ```
+    /// use strata::{BatchWrite, MemoryStore, Notice, Store};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let store = MemoryStore::<String, String>::new();
+    /// let writes = || vec![BatchWrite::Put { key: "k".into(), value: "v".into(), ttl: None }];
+    /// let notice = Notice { channel: "changes", payload: b"k" };
+    /// let refused = store.write_many_and_notify_fenced(writes(), notice, &|| false).await?;
+    /// assert_eq!(refused, None);
+    /// assert_eq!(Store::get(&store, &"k".into()).await?, None, "nothing was written");
+    /// let sent = store.write_many_and_notify_fenced(writes(), notice, &|| true).await?;
+    /// assert_eq!(sent, Some((vec![true], false)));
+    /// # Ok(()) }
+    /// ```
+    fn write_many_and_notify_fenced(
+        &self,
+        writes: Vec<BatchWrite<K, V>>,
+        notice: Notice<'_>,
+        fence: &(dyn Fn() -> bool + Sync),
+    ) -> impl Future<Output = Result<Option<(Vec<bool>, bool)>>> + Send {
+        async move {
+            if !fence() {
+                return Ok(None);
+            }
+            self.write_many_and_notify(writes, notice).await.map(Some)
+        }
+    }
+
     /// Writes `new` (with `ttl`) under `key` only if the live value there is `expected`
     /// (`None`: only if `key` has no live entry); true if written. This is the step that lets
     /// several processes update one value without losing each other's writes: read, compute,

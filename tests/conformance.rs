@@ -772,6 +772,52 @@ pub mod cases {
         assert_eq!(s.get(&"gone".into()).await.unwrap(), None);
     }
 
+    /// `write_many_and_notify_fenced` writes nothing when its fence refuses (and says so with
+    /// `None`), and is `write_many_and_notify` when it allows: every store asks it once, before
+    /// the writes leave (a replicated store's writer that was replaced must send nothing late).
+    pub async fn a_fenced_batch_writes_nothing_when_its_fence_refuses<St: Store<S, S>>(
+        _: &Ctx,
+        s: &St,
+    ) {
+        s.put("kept".into(), "old".into(), None).await.unwrap();
+        let writes = || {
+            vec![
+                BatchWrite::Put {
+                    key: "fenced".into(),
+                    value: "v".into(),
+                    ttl: None,
+                },
+                BatchWrite::Delete("kept".into()),
+            ]
+        };
+        let notice = Notice {
+            channel: "conformance-notices",
+            payload: b"-",
+        };
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let refuse = || {
+            asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            false
+        };
+        let refused = s.write_many_and_notify_fenced(writes(), notice, &refuse);
+        assert_eq!(refused.await.unwrap(), None, "refused");
+        assert!(
+            asked.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+            "the fence was asked"
+        );
+        assert_eq!(
+            s.get(&"fenced".into()).await.unwrap(),
+            None,
+            "nothing written"
+        );
+        assert_eq!(s.get(&"kept".into()).await.unwrap().as_deref(), Some("old"));
+        let sent = s.write_many_and_notify_fenced(writes(), notice, &|| true);
+        let (done, _) = sent.await.unwrap().expect("a fence that allows it");
+        assert_eq!(done, [true, true]);
+        assert_eq!(s.get(&"fenced".into()).await.unwrap().as_deref(), Some("v"));
+        assert_eq!(s.get(&"kept".into()).await.unwrap(), None);
+    }
+
     /// `put_and_notify` and `delete_and_notify` write like `put` and `delete` (with the TTL)
     /// whether or not the store sends the notice. On a Redis Cluster the key and the channel
     /// hash to different slots: the write and its `PUBLISH` still go through.
@@ -977,6 +1023,7 @@ macro_rules! conformance {
         case!(get_many_with_ttl_reads_values_and_ttls);
         case!(get_now_answers_what_get_answers);
         case!(write_many_applies_each_write_in_order);
+        case!(a_fenced_batch_writes_nothing_when_its_fence_refuses);
         case!(put_and_delete_with_a_notice_write_like_put_and_delete);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

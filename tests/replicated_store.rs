@@ -1961,3 +1961,70 @@ fn maybe_applied(outcome: Result<()>) {
         Ok(()) => panic!("answered as written, by a writer that was not run"),
     }
 }
+
+/// Review3 finding 1: a batch the starved writer took but had not put on the wire must not be
+/// sent late over a write made again after the "may have been applied" error. The writer, on
+/// `idle`, takes a batch (k = old) whose remote call waits for a connection: the remote's
+/// connection was cut, and the task reconnecting it (on `idle` too) is parked by the proxy.
+/// Then `idle` is no longer driven. The caller, on `second`, is told after 5 s that its write
+/// may have been applied and writes k = new again, which a writer and a reconnect on `second`
+/// send. Then `idle` runs again, and the replaced writer's remote call finds the new
+/// connection ready: before the fix it sent k = old on it, and Redis ended at the older value
+/// (two `SET`s). Now it checks that it is still the writer in charge once the connection is
+/// ready, right before the pipeline is handed to it, and sends nothing.
+#[test]
+fn a_retry_after_maybe_applied_is_not_overwritten_by_the_replaced_writer() {
+    let redis = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(redis.addr());
+    let driven = multi_thread_runtime("A");
+    let (a, b, truth) = driven.block_on(async {
+        let remote = strata::RedisStore::builder()
+            .url(proxy.url())
+            .command_timeout(HUNG)
+            .connect_timeout(HUNG)
+            .build()
+            .await
+            .expect("connect through the proxy");
+        let a = node(&redis, remote, &Clock::system()).await;
+        let b = node(&redis, redis_remote(&redis).await, &Clock::system()).await;
+        (a, b, redis_remote(&redis).await)
+    });
+    let idle = current_thread_runtime();
+    idle.block_on(async { a.put(k("k0"), k("v0"), None).await.unwrap() });
+    redis.raw(&["CONFIG", "RESETSTAT"]);
+    let second = multi_thread_runtime("B");
+    proxy.park_new(true);
+    proxy.cut_all();
+    idle.block_on(async {
+        // Finds the connection cut: the reconnect starts here, on `idle`, and is parked.
+        let _ = a.remote().get(&k("k0")).await;
+        proxy.wait_parked(1, HUNG).await;
+    });
+    let sent = a.replication_stats().batches;
+    let old = spawn_put(&second, &a, "k", "old");
+    idle.block_on(eventually("the writer to take k's batch", || {
+        (a.replication_stats().batches > sent).then_some(())
+    }));
+    proxy.park_new(false);
+    second.block_on(async {
+        maybe_applied(old.await.unwrap());
+        let again = tokio::time::timeout(HUNG, a.put(k("k"), k("new"), None)).await;
+        assert!(matches!(again, Ok(Ok(()))), "the retried put: {again:?}");
+        assert_eq!(b.get(&k("k")).await.unwrap().as_deref(), Some("new"));
+    });
+    until_its_tasks_end(&idle);
+    second.block_on(async {
+        assert_eq!(
+            truth.get(&k("k")).await.unwrap().as_deref(),
+            Some("new"),
+            "Redis holds the retried write"
+        );
+        assert_eq!(a.get(&k("k")).await.unwrap().as_deref(), Some("new"));
+        assert_eq!(b.get(&k("k")).await.unwrap().as_deref(), Some("new"));
+    });
+    assert_eq!(
+        sets(&redis),
+        1,
+        "the replaced writer's batch never reached Redis"
+    );
+}

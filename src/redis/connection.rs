@@ -722,6 +722,58 @@ impl Handle {
     }
 }
 
+/// The last check of a fenced pipeline ([`Conn::run_pipeline_fenced`]): false refuses it.
+pub(crate) type Fence<'f> = &'f (dyn Fn() -> bool + Sync);
+
+/// A connection that sends nothing unless its fence allows it, asked once the connection is
+/// ready (after any wait for a replacement) and right before the request is handed to it, in
+/// the same poll. `refused`: the fence said no and nothing was sent.
+struct Fenced<'f> {
+    handle: Handle,
+    fence: Fence<'f>,
+    refused: bool,
+}
+
+impl Fenced<'_> {
+    /// The connection to hand the request to now, or an error if the fence refused.
+    async fn ready(&mut self) -> redis::RedisResult<Handle> {
+        let handle = match &self.handle {
+            Handle::Waiting(single) => Handle::Single(single.ready().await?),
+            Handle::Single(connection) => Handle::Single(connection.clone()),
+            Handle::Cluster(conn) => Handle::Cluster(conn.clone()),
+        };
+        if !(self.fence)() {
+            self.refused = true;
+            return Err(RedisError::from(std::io::Error::other(
+                "refused by its fence before it was sent",
+            )));
+        }
+        Ok(handle)
+    }
+}
+
+impl ConnectionLike for Fenced<'_> {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move { self.ready().await?.req_packed_command(cmd).await })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let mut handle = self.ready().await?;
+            handle.req_packed_commands(cmd, offset, count).await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.handle.get_db()
+    }
+}
+
 impl ConnectionLike for Handle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
@@ -939,6 +991,37 @@ impl Conn {
     ) -> Result<T> {
         let (generation, mut handle) = self.handle();
         let call = async move { pipe.query_async::<T>(&mut handle).await };
+        let reply = self.guarded(generation, timeout, call).await;
+        settle(reply, timeout, context)
+    }
+}
+
+impl Conn {
+    /// [`Conn::run_pipeline`], sent only if `fence` still allows it once the connection is
+    /// ready: `None` if it refused, and then nothing was sent. The check and the hand-over to
+    /// the client's request queue happen in one poll, run without a cooperative budget (which
+    /// could otherwise make the hand-over yield after the check); the hand-over still waits if
+    /// that queue is full (redis-rs holds 50 requests for the connection's driver task).
+    pub async fn run_pipeline_fenced<T: FromRedisValue>(
+        &self,
+        pipe: &Pipeline,
+        timeout: Duration,
+        fence: Fence<'_>,
+        context: impl FnOnce() -> String,
+    ) -> Result<Option<T>> {
+        let (generation, handle) = self.handle();
+        let mut fenced = Fenced {
+            handle,
+            fence,
+            refused: false,
+        };
+        let call = async move {
+            match pipe.query_async::<T>(&mut fenced).await {
+                Err(_) if fenced.refused => Ok(None),
+                reply => reply.map(Some),
+            }
+        };
+        let call = tokio::task::coop::unconstrained(call);
         let reply = self.guarded(generation, timeout, call).await;
         settle(reply, timeout, context)
     }

@@ -8,7 +8,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::{
     builder::{Parts, RedisStoreBuilder},
     compare,
-    connection::Conn,
+    connection::{Conn, Fence},
     counter,
     scan::{self, Scan},
     slot,
@@ -82,15 +82,29 @@ impl Shared {
             return self.pipeline_to(&pipe, key, context).await;
         };
         wait.append_to(&mut pipe);
-        let mut replies: Vec<redis::Value> = self.pipeline_to(&pipe, key, &context).await?;
-        let acknowledged = replies.pop().map(redis::from_redis_value::<u64>);
-        let acknowledged = match acknowledged {
-            Some(Ok(n)) => n,
-            _ => return Err(Error::backend(context(), "WAIT gave no replica count")),
+        let replies: Vec<redis::Value> = self.pipeline_to(&pipe, key, &context).await?;
+        wait.replies(replies, &context)
+    }
+
+    /// [`Shared::write_pipeline`], sent only if `fence` allows it once the connection is ready
+    /// ([`Conn::run_pipeline_fenced`]); `None`: refused, nothing sent.
+    async fn write_pipeline_fenced<T: redis::FromRedisValue>(
+        &self,
+        mut pipe: redis::Pipeline,
+        fence: Fence<'_>,
+        context: impl Fn() -> String,
+    ) -> Result<Option<T>> {
+        let timeout = self.command_timeout;
+        let Some(wait) = self.wait else {
+            return (self.conn)
+                .run_pipeline_fenced(&pipe, timeout, fence, context)
+                .await;
         };
-        wait.check(acknowledged, &context)?;
-        redis::from_redis_value(redis::Value::Array(replies))
-            .map_err(|e| Error::backend(context(), e))
+        wait.append_to(&mut pipe);
+        let replies: Option<Vec<redis::Value>> = (self.conn)
+            .run_pipeline_fenced(&pipe, timeout, fence, &context)
+            .await?;
+        replies.map(|r| wait.replies(r, &context)).transpose()
     }
 
     async fn pipeline_to<T: redis::FromRedisValue>(
@@ -130,6 +144,23 @@ pub(super) struct WaitForReplicas {
 }
 
 impl WaitForReplicas {
+    /// The replies of a pipeline that ends with `WAIT`: checks its count, then reads `T` from
+    /// the others.
+    fn replies<T: redis::FromRedisValue>(
+        self,
+        mut replies: Vec<redis::Value>,
+        context: impl Fn() -> String,
+    ) -> Result<T> {
+        let acknowledged = replies.pop().map(redis::from_redis_value::<u64>);
+        let acknowledged = match acknowledged {
+            Some(Ok(n)) => n,
+            _ => return Err(Error::backend(context(), "WAIT gave no replica count")),
+        };
+        self.check(acknowledged, &context)?;
+        redis::from_redis_value(redis::Value::Array(replies))
+            .map_err(|e| Error::backend(context(), e))
+    }
+
     fn append_to(self, pipe: &mut redis::Pipeline) {
         pipe.cmd("WAIT")
             .arg(self.replicas)
@@ -535,13 +566,16 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
         })
     }
 
-    /// One pipeline: the group's commands, then `PUBLISH notice` if it carries it. Returns
-    /// each command's index in the batch and its flag (put: true; delete: removed).
+    /// One pipeline: the group's commands, then `PUBLISH notice` if it carries it; with a
+    /// `fence`, sent only if it allows it once the connection is ready (`None`: refused, nothing
+    /// sent). Returns each command's index in the batch and its flag (put: true; delete:
+    /// removed).
     async fn write_group(
         &self,
         group: Vec<BatchCmd>,
         notice: Option<Notice<'_>>,
-    ) -> Result<Vec<(usize, bool)>> {
+        fence: Option<Fence<'_>>,
+    ) -> Result<Option<Vec<(usize, bool)>>> {
         let mut pipe = redis::pipe();
         let mut kinds = Vec::with_capacity(group.len());
         for (index, _, cmd, delete) in group {
@@ -556,7 +590,17 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
         }
         let count = kinds.len();
         let context = || format!("pipeline of {count} writes in {}", self.namespace);
-        let replies: Vec<redis::Value> = self.shared.write_pipeline(pipe, context).await?;
+        let replies: Vec<redis::Value> = match fence {
+            None => self.shared.write_pipeline(pipe, context).await?,
+            Some(fence) => match self
+                .shared
+                .write_pipeline_fenced(pipe, fence, context)
+                .await?
+            {
+                Some(replies) => replies,
+                None => return Ok(None),
+            },
+        };
         if replies.len() != count {
             let why = format!("{} replies for {count} writes", replies.len());
             return Err(Error::backend(context(), why));
@@ -570,7 +614,49 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
                     .map(|removed| (index, removed > 0))
                     .map_err(|e| Error::backend(context(), e)),
             })
-            .collect()
+            .collect::<Result<_>>()
+            .map(Some)
+    }
+
+    /// [`Store::write_many_and_notify`], and with a `fence` its fenced form: each pipeline is
+    /// sent only if the fence allows it once its connection is ready; `None` if one was refused.
+    async fn write_many(
+        &self,
+        writes: Vec<BatchWrite<K, V>>,
+        notice: Notice<'_>,
+        fence: Option<Fence<'_>>,
+    ) -> Result<Option<(Vec<bool>, bool)>> {
+        let count = writes.len();
+        let cmds = (writes.iter().enumerate())
+            .map(|(i, write)| self.batch_cmd(i, write))
+            .collect::<Result<Vec<_>>>()?;
+        let cluster = self.is_cluster();
+        let groups = slot::group(cmds, |(_, key, ..)| if cluster { slot::of(key) } else { 0 });
+        let mut inline = (!cluster).then_some(notice);
+        let pipelines: Vec<_> = (groups.into_values())
+            .map(|group| self.write_group(group, inline.take(), fence))
+            .collect();
+        let mut done = vec![false; count];
+        let mut refused = false;
+        for result in futures_util::future::join_all(pipelines).await {
+            let Some(flags) = result? else {
+                refused = true;
+                continue;
+            };
+            for (index, flag) in flags {
+                done[index] = flag;
+            }
+        }
+        if refused {
+            return Ok(None);
+        }
+        if cluster && count > 0 {
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(notice.channel).arg(notice.payload);
+            let context = || format!("PUBLISH after {count} writes in {}", self.namespace);
+            let _: i64 = self.shared.run(publish, context).await?;
+        }
+        Ok(Some((done, count > 0)))
     }
 }
 
@@ -707,29 +793,25 @@ where
         writes: Vec<BatchWrite<K, V>>,
         notice: Notice<'_>,
     ) -> Result<(Vec<bool>, bool)> {
-        let count = writes.len();
-        let cmds = (writes.iter().enumerate())
-            .map(|(i, write)| self.batch_cmd(i, write))
-            .collect::<Result<Vec<_>>>()?;
-        let cluster = self.is_cluster();
-        let groups = slot::group(cmds, |(_, key, ..)| if cluster { slot::of(key) } else { 0 });
-        let mut inline = (!cluster).then_some(notice);
-        let pipelines: Vec<_> = (groups.into_values())
-            .map(|group| self.write_group(group, inline.take()))
-            .collect();
-        let mut done = vec![false; count];
-        for result in futures_util::future::join_all(pipelines).await {
-            for (index, flag) in result? {
-                done[index] = flag;
-            }
+        match self.write_many(writes, notice, None).await? {
+            Some(outcome) => Ok(outcome),
+            None => Err(Error::backend(
+                format!("a batch of writes in {}", self.namespace),
+                "sent without a fence, it came back refused by one (a bug in strata: please report it)",
+            )),
         }
-        if cluster && count > 0 {
-            let mut publish = redis::cmd("PUBLISH");
-            publish.arg(notice.channel).arg(notice.payload);
-            let context = || format!("PUBLISH after {count} writes in {}", self.namespace);
-            let _: i64 = self.shared.run(publish, context).await?;
-        }
-        Ok((done, count > 0))
+    }
+
+    /// [`Store::write_many_and_notify`] with `fence` asked once each pipeline's connection is
+    /// ready, right before the pipeline is handed to it (see
+    /// [`Store::write_many_and_notify_fenced`]).
+    async fn write_many_and_notify_fenced(
+        &self,
+        writes: Vec<BatchWrite<K, V>>,
+        notice: Notice<'_>,
+        fence: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Option<(Vec<bool>, bool)>> {
+        self.write_many(writes, notice, Some(fence)).await
     }
 
     async fn put_many(&self, entries: Vec<(K, V)>, ttl: Option<Duration>) -> Result<()>

@@ -55,11 +55,16 @@ pub(super) struct Inner<K, V, L, R> {
 /// started it. If that runtime shuts down, the writes queued for it are sent by a task on their
 /// caller's runtime; if it is kept alive but not driven, a waiting write starts one there after
 /// 1 s (5 s if the old task had a batch in flight). Either way the callers whose writes were in
-/// the old task's batch get an error saying they may have been applied. **Known gap:** a batch
-/// the old task took but had not yet put on the wire (it was waiting for a connection when its
-/// runtime stopped) is still sent if that runtime ever runs again, without an invalidation; a
-/// write the caller made again meanwhile can then be overwritten in Redis. Drive or drop the
-/// runtimes a store is used on; a fix (a last check before the send) is planned.
+/// the old task's batch get an error saying they may have been applied. The old task, if its
+/// runtime runs again, sends nothing it had not yet handed to the connection: it checks that it
+/// is still in charge once the connection is ready, right before the hand-over, so a write made
+/// again after that error is not overwritten by it. Left open: a batch already handed to the
+/// connection is written whenever that connection's driver task runs, so if that task starves
+/// with the same runtime (it runs on the runtime that connected it) and a later write timed out
+/// and went on a new connection, the batch can still land after it, like any Redis request that
+/// timed out; the same if the hand-over itself had to wait (redis-rs queues at most 50 requests
+/// per connection), and on a Redis Cluster, whose client may wait for a node's connection after
+/// the hand-over. Drive or drop the runtimes a store is used on.
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
