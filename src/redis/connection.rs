@@ -764,8 +764,14 @@ impl ConnectionLike for Fenced<'_> {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let mut handle = self.ready().await?;
-            handle.req_packed_commands(cmd, offset, count).await
+            match self.ready().await? {
+                // Sent directly, without the boxed future of `Handle`'s impl.
+                Handle::Single(connection) => {
+                    let mut connection = connection.connection();
+                    connection.send_packed_commands(cmd, offset, count).await
+                }
+                mut handle => handle.req_packed_commands(cmd, offset, count).await,
+            }
         })
     }
 
