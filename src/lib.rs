@@ -114,7 +114,7 @@ pub use redis::{DistributedFetch, RedisStore, RedisStoreBuilder};
 #[cfg(feature = "redis")]
 pub use replicated::{ReplicatedStore, ReplicatedStoreBuilder, ReplicationStats};
 pub use stats::{Counter as StatCounter, Stats, StatsRecorder};
-pub use store::{BatchWrite, Counter, Expiry, Notice, Store};
+pub use store::{BatchWrite, Counter, Expiry, GcraStep, Notice, Store};
 pub use time::{check_ttl, Clock, ManualClock, UnixMillis};
 
 /// The README's snippets, compiled and run as doctests so they cannot rot.

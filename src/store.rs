@@ -141,6 +141,76 @@ macro_rules! counter {
 }
 counter!(i8, i16, i32, i64, u8, u16, u32, u64);
 
+/// What one [`Store::gcra`] step found and did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcraStep {
+    /// The theoretical arrival time the step found, in ms on the caller's timeline: the stored
+    /// one, or `now_ms` if that is later or nothing was stored.
+    pub tat_ms: u64,
+    /// True if the request conforms (`tat_ms - now_ms <= tolerance_ms`): the store then holds
+    /// `tat_ms + interval_ms`, expiring when the caller's clock reaches it. False: nothing was
+    /// written.
+    pub allowed: bool,
+}
+
+/// How many times the default [`Store::gcra`] re-reads a state that other writers keep changing.
+const GCRA_ATTEMPTS: usize = 1_000;
+
+/// [`Store::gcra`] as a read and a [`Store::compare_and_set`] against the value read, again
+/// while another writer changes the key in between: exact wherever `compare_and_set` is. A
+/// refused write means another step was admitted, and a denied step writes nothing, so every
+/// round admits someone until the burst is used up; the retries are bounded all the same.
+pub(crate) async fn gcra_by_compare_and_set<K, V, S>(
+    store: &S,
+    key: &K,
+    now_ms: u64,
+    interval_ms: u64,
+    tolerance_ms: u64,
+) -> Result<GcraStep>
+where
+    K: Clone + Send + Sync + std::fmt::Debug,
+    V: Counter + PartialEq + Clone,
+    S: Store<K, V> + ?Sized,
+{
+    let overflow = || Error::Overflow {
+        key: format!("{key:?}").into(),
+    };
+    for _ in 0..GCRA_ATTEMPTS {
+        let stored = store.get(key).await?;
+        let tat = stored
+            .as_ref()
+            .and_then(Counter::to_i64)
+            .map_or(now_ms, |t| u64::try_from(t).unwrap_or(0))
+            .max(now_ms);
+        if tat - now_ms > tolerance_ms {
+            return Ok(GcraStep {
+                tat_ms: tat,
+                allowed: false,
+            });
+        }
+        let next = tat.checked_add(interval_ms).ok_or_else(overflow)?;
+        let value = i64::try_from(next)
+            .ok()
+            .and_then(V::from_i64)
+            .ok_or_else(overflow)?;
+        let ttl = Some(Duration::from_millis((next - now_ms).max(1)));
+        if store
+            .compare_and_set(key.clone(), stored, value, ttl)
+            .await?
+        {
+            return Ok(GcraStep {
+                tat_ms: tat,
+                allowed: true,
+            });
+        }
+    }
+    Err(Error::backend(
+        format!("a GCRA step on {key:?}"),
+        format!("its state changed under every one of {GCRA_ATTEMPTS} attempts; retry the request"),
+    ))
+}
+
 impl Counter for isize {
     fn zero() -> Self {
         0
@@ -668,6 +738,50 @@ where
             self.put(key, new, ttl).await?;
             Ok(true)
         }
+    }
+
+    /// One step of GCRA (the generic cell rate algorithm, what [`RateLimiter::check_gcra`]
+    /// runs) on the integer under `key`, as one atomic step: the stored theoretical arrival
+    /// time `tat` (or `now_ms`, if later or absent) is compared with `now_ms`; if
+    /// `tat - now_ms <= tolerance_ms` the request conforms and `tat + interval_ms` is written,
+    /// with a TTL that ends it when the caller's clock reaches it; otherwise nothing is written.
+    /// Times are the caller's milliseconds (every process sharing a key should use the same
+    /// timeline, as with any GCRA).
+    ///
+    /// Default: a read and a [`compare_and_set`](Store::compare_and_set) against the value read,
+    /// again if another writer changed the key in between, so it is exact wherever
+    /// `compare_and_set` is (two round trips per admitted step on a remote store).
+    /// [`RedisStore`](crate::RedisStore) runs it as one Lua script: one round trip, the read
+    /// and the write one step inside Redis (redis-cell's approach).
+    ///
+    /// [`RateLimiter::check_gcra`]: crate::RateLimiter::check_gcra
+    ///
+    /// ```
+    /// use strata::{MemoryStore, Store};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let store = MemoryStore::<String, i64>::builder().build()?;
+    /// let key = "gcra:api:ada".to_string();
+    /// let (now, interval, tolerance) = (1_000_000, 10_000, 10_000); // a burst of 2
+    /// assert!(Store::gcra(&store, &key, now, interval, tolerance).await?.allowed);
+    /// assert!(Store::gcra(&store, &key, now, interval, tolerance).await?.allowed);
+    /// let denied = Store::gcra(&store, &key, now, interval, tolerance).await?;
+    /// assert!(!denied.allowed);
+    /// assert_eq!(denied.tat_ms - now - tolerance, 10_000); // retry after 10 s
+    /// assert_eq!(Store::get(&store, &key).await?, Some(1_020_000));
+    /// # Ok(()) }
+    /// ```
+    fn gcra(
+        &self,
+        key: &K,
+        now_ms: u64,
+        interval_ms: u64,
+        tolerance_ms: u64,
+    ) -> impl Future<Output = Result<GcraStep>> + Send
+    where
+        V: Counter + PartialEq + Clone,
+        K: std::fmt::Debug,
+    {
+        gcra_by_compare_and_set(self, key, now_ms, interval_ms, tolerance_ms)
     }
 
     /// Every live key whose encoded form ([`Key::encode_key`]: a `String` key's bytes) starts

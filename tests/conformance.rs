@@ -468,6 +468,65 @@ pub mod cases {
         assert_eq!(s.get(&key).await.unwrap(), Some(400));
     }
 
+    /// `gcra` admits a burst of `tolerance / interval + 1` at one instant, writes the next
+    /// arrival time with a TTL up to it, denies the next request without writing, admits
+    /// again once the caller's time has moved by an interval, and treats a stored time in the
+    /// past as "now". Times are the caller's: no store clock is advanced.
+    pub async fn gcra_admits_the_burst_then_refills<St: Store<S, i64>>(_: &Ctx, s: &St) {
+        let key = "gcra".to_string();
+        let (t0, interval, tolerance) = (1_000_000_u64, 10_000, 20_000); // a burst of 3
+        for i in 0..3 {
+            let step = s.gcra(&key, t0, interval, tolerance).await.unwrap();
+            assert!(step.allowed, "request {i} of the burst");
+            assert_eq!(step.tat_ms, t0 + i * interval);
+        }
+        assert_eq!(s.get(&key).await.unwrap(), Some(1_030_000));
+        assert_remaining(
+            s.ttl(&key).await.unwrap(),
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+        );
+        let denied = s.gcra(&key, t0, interval, tolerance).await.unwrap();
+        assert!(!denied.allowed);
+        assert_eq!(denied.tat_ms, 1_030_000, "what it found");
+        assert_eq!(
+            s.get(&key).await.unwrap(),
+            Some(1_030_000),
+            "nothing written"
+        );
+        let later = s.gcra(&key, t0 + interval, interval, tolerance).await;
+        assert!(later.unwrap().allowed, "one interval later, one more");
+        assert_eq!(s.get(&key).await.unwrap(), Some(1_040_000));
+        // A stored arrival time long past counts as now.
+        let much_later = t0 + 1_000_000;
+        let step = s.gcra(&key, much_later, interval, tolerance).await.unwrap();
+        assert_eq!((step.allowed, step.tat_ms), (true, much_later));
+        assert_eq!(s.get(&key).await.unwrap(), Some(much_later as i64 + 10_000));
+    }
+
+    /// Tasks racing `gcra` steps on one key at one instant admit exactly the burst, however
+    /// their reads and writes interleave.
+    pub async fn gcra_is_exact_under_contention<St: Store<S, i64> + 'static>(_: &Ctx, s: Arc<St>) {
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut allowed = 0;
+                    for _ in 0..25 {
+                        let step = s.gcra(&"g".to_string(), 5_000_000, 1_000, 29_000).await;
+                        allowed += usize::from(step.unwrap().allowed);
+                    }
+                    allowed
+                })
+            })
+            .collect();
+        let mut allowed = 0;
+        for t in tasks {
+            allowed += t.await.unwrap();
+        }
+        assert_eq!(allowed, 30, "a burst of 30 out of 100 requests");
+    }
+
     /// `replace` writes only over a live entry, value and TTL both.
     pub async fn replace_writes_only_over_live_entries<St: Store<S, S>>(ctx: &Ctx, s: &St) {
         let key = "k".to_string();
@@ -1067,6 +1126,20 @@ macro_rules! conformance {
             let ctx = $ctx;
             let store = Arc::new($open::<String, i64>(&ctx, "test").await);
             cases::compare_and_set_is_exact_under_contention(&ctx, store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn gcra_admits_the_burst_then_refills() {
+            let ctx = $ctx;
+            let store = $open::<String, i64>(&ctx, "test").await;
+            cases::gcra_admits_the_burst_then_refills(&ctx, &store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn gcra_is_exact_under_contention() {
+            let ctx = $ctx;
+            let store = Arc::new($open::<String, i64>(&ctx, "test").await);
+            cases::gcra_is_exact_under_contention(&ctx, store).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

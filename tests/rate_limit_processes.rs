@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use strata::{RateLimiter, RedisStore};
+use strata::{RateLimiter, RedisStore, Store};
 use support::RedisServer;
 
 const URL_VAR: &str = "STRATA_RATE_LIMIT_CHILD_URL";
@@ -154,4 +154,42 @@ async fn gcra_admits_exactly_the_burst_across_two_clients() {
     let (a, b) = (limiter(&server.url()).await, limiter(&server.url()).await);
     let (x, y) = tokio::join!(burst(&a, true), burst(&b, true));
     assert_eq!(x + y, LIMIT as usize);
+}
+
+/// An admitted GCRA check on Redis is one round trip (one script: the read, the decision and the
+/// write), and so is a denied one. Before: a `GET`, then the compare-and-set script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gcra_check_on_redis_is_one_round_trip() {
+    let server = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(server.addr());
+    let limiter = limiter(&proxy.url()).await;
+    // The first call loads the script (`EVALSHA` answered `NOSCRIPT`, then `EVAL`).
+    assert!(limiter.check_gcra("warm", 2, WINDOW).await.unwrap().allowed);
+    for expected in [true, true, false] {
+        let before = proxy.requests();
+        let decision = limiter.check_gcra("ip", 2, WINDOW).await.unwrap();
+        assert_eq!(decision.allowed, expected);
+        assert_eq!(proxy.requests() - before, 1, "allowed: {expected}");
+    }
+}
+
+/// A GCRA key that holds something other than an arrival time is an error, never a panic, a
+/// silent reset or an overwrite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gcra_state_that_is_not_a_number_is_an_error_and_left_alone() {
+    let server = RedisServer::start();
+    let limiter = limiter(&server.url()).await;
+    let raw = RedisStore::<String, String>::builder()
+        .url(server.url())
+        .namespace("rl")
+        .build()
+        .await
+        .unwrap();
+    raw.put("gcra:ip".into(), "not a time".into(), None)
+        .await
+        .unwrap();
+    let err = limiter.check_gcra("ip", 2, WINDOW).await.unwrap_err();
+    assert!(err.to_string().contains("not a decimal integer"), "{err}");
+    let kept = raw.get(&"gcra:ip".to_string()).await.unwrap();
+    assert_eq!(kept.as_deref(), Some("not a time"));
 }

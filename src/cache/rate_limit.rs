@@ -7,23 +7,13 @@
 //!   store, so the limit is exact across nodes. A burst of up to twice the
 //!   limit can straddle a window boundary.
 //! - **GCRA** ([`RateLimiter::check_gcra`]): one "theoretical arrival time" (TAT) per key,
-//!   smooth (no boundary bursts). Each check reads the TAT, decides, and writes the next TAT
-//!   with [`Store::compare_and_set`] against the value it read; if another process wrote in
-//!   between, the write is refused and the check starts again from the new TAT. So the limit is
-//!   exact across processes and nodes (a Lua script on Redis makes the compare and the write
-//!   one step). Checks of one key inside one limiter are also serialized by a key lock, so the
-//!   retries only happen between processes.
-//!
-//! Why compare-and-set and not a GCRA script in Redis (as redis-cell does): the limiter works
-//! over any `Store`, and one general atomic step in the contract keeps it exact in every store
-//! (memory, disk, Redis, replicated) with one implementation of the algorithm. The price is a
-//! second round trip per allowed check on Redis (`GET`, then the script); a denied check is one
-//! `GET` and writes nothing.
-//!
-//! Termination: a refused `compare_and_set` means another check was admitted, and a denied
-//! check writes nothing, so under any contention every round admits someone until the burst
-//! is used up; the retries of one check are still bounded ([`MAX_ATTEMPTS`]) so a store that
-//! never matches cannot spin forever.
+//!   smooth (no boundary bursts). Each check is one [`Store::gcra`] step: read the TAT, decide,
+//!   write the next TAT, atomically. On Redis (and a ReplicatedStore over it) that is one Lua
+//!   script, as redis-cell does: one round trip per check, the limit exact across processes
+//!   and nodes. Other stores take the trait's default, a read and a
+//!   [`Store::compare_and_set`] against the value read, again if another writer came in
+//!   between: exact too. Checks of one key inside one limiter are also serialized by a key
+//!   lock, so that default's retries only happen between processes.
 
 use std::{sync::Arc, time::Duration};
 
@@ -167,44 +157,15 @@ impl<S: Store<String, i64>> RateLimiter<S> {
         let rate = Gcra::new(limit, window_ms);
         let state = format!("gcra:{key}");
         let _guard = self.inner.locks.lock(&state).await;
-        for _ in 0..MAX_ATTEMPTS {
-            if let Some(decision) = self.gcra_attempt(&state, rate).await? {
-                return Ok(decision);
-            }
-        }
-        Err(Error::backend(
-            format!("checking the rate limit {state}"),
-            format!(
-                "its state changed under every one of {MAX_ATTEMPTS} attempts; retry the request"
-            ),
-        ))
-    }
-
-    /// One read-decide-write round; `None` if another process wrote the state in between.
-    async fn gcra_attempt(&self, state: &str, rate: Gcra) -> Result<Option<RateDecision>> {
         let now = self.inner.clock.now_ms();
-        let stored = self.inner.store.get(&state.to_string()).await?;
-        let tat = stored
-            .map_or(now, |t| u64::try_from(t).unwrap_or(0))
-            .max(now);
-        let (next, decision) = rate.decide(tat, now);
-        let Some(next) = next else {
-            return Ok(Some(decision));
-        };
-        let value = i64::try_from(next).map_err(|_| Error::Overflow {
-            key: state.to_string().into(),
-        })?;
-        let ttl = Some(Duration::from_millis(next - now));
-        let store = &self.inner.store;
-        let written = store
-            .compare_and_set(state.to_string(), stored, value, ttl)
+        let step = self
+            .inner
+            .store
+            .gcra(&state, now, rate.interval, rate.tolerance)
             .await?;
-        Ok(written.then_some(decision))
+        Ok(rate.decide(step.tat_ms, now).1)
     }
 }
-
-/// How many times one GCRA check re-reads a state that other processes keep changing.
-const MAX_ATTEMPTS: usize = 1_000;
 
 /// GCRA's constants for one limit: the emission interval and the burst tolerance, in ms.
 #[derive(Clone, Copy)]

@@ -3,7 +3,7 @@
 //! One multiplexed, auto-pipelined connection is shared by every clone and namespace of a
 //! store and reconnects by itself (`connection`); each `Store` operation is the one Redis
 //! command that does it atomically (`store`), counters are native Redis integers (`counter`),
-//! `compare_and_set` is one Lua script (`compare`), cluster-wide fetch leases and
+//! `compare_and_set` and a GCRA step are one Lua script each (`compare`, `gcra`), cluster-wide fetch leases and
 //! their notice channel live in `lease`,
 //! listing walks `SCAN` on every master (`scan`), batches are split per cluster slot
 //! (`slot`), and a reply's value is decoded from the reply's own buffer (`value`).
@@ -12,6 +12,7 @@ mod builder;
 mod compare;
 mod connection;
 mod counter;
+mod gcra;
 mod lease;
 mod pipeline;
 mod scan;

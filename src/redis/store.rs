@@ -9,7 +9,7 @@ use super::{
     builder::{Parts, RedisStoreBuilder},
     compare,
     connection::{Conn, Fence},
-    counter,
+    counter, gcra,
     scan::{self, Scan},
     slot,
     value::decode_owned,
@@ -18,7 +18,7 @@ use crate::{
     codec::{encode_value, Format, Key},
     error::{Error, Result},
     namespace::Namespace,
-    store::{BatchWrite, Counter, Expiry, Notice, Store},
+    store::{gcra_by_compare_and_set, BatchWrite, Counter, Expiry, GcraStep, Notice, Store},
     time::check_ttl,
 };
 
@@ -914,6 +914,37 @@ where
         V::from_i64(total).ok_or_else(|| Error::Overflow {
             key: show(&key).into(),
         })
+    }
+
+    /// One Lua script: the read, the decision and the write are one step in Redis and one
+    /// round trip; see [`Store::gcra`]. A value type narrower than `i64`/`u64`, or times at or
+    /// above 2^53 ms (beyond a Lua number's exact integers), take the default path instead.
+    async fn gcra(
+        &self,
+        key: &K,
+        now_ms: u64,
+        interval_ms: u64,
+        tolerance_ms: u64,
+    ) -> Result<GcraStep>
+    where
+        V: Counter + PartialEq + Clone,
+        K: std::fmt::Debug,
+    {
+        let exact = [now_ms, interval_ms, tolerance_ms]
+            .iter()
+            .try_fold(0u64, |sum, t| sum.checked_add(*t))
+            .is_some_and(|sum| sum < gcra::EXACT);
+        if !exact || V::from_i64(i64::MAX).is_none() {
+            return gcra_by_compare_and_set(self, key, now_ms, interval_ms, tolerance_ms).await;
+        }
+        let key = self.key(key);
+        let step = gcra::gcra(&self.shared, &key, now_ms, interval_ms, tolerance_ms).await?;
+        if step.allowed {
+            self.shared
+                .wait_after(|| format!("a GCRA step on {}", show(&key)))
+                .await?;
+        }
+        Ok(step)
     }
 
     /// `SET key value XX [PX ttl]`: one command, so a key deleted before it is never revived.

@@ -21,7 +21,7 @@ use crate::{
     codec::Key,
     error::{Error, Result},
     namespace::Namespace,
-    store::{BatchWrite, Counter, Expiry, Store},
+    store::{BatchWrite, Counter, Expiry, GcraStep, Store},
     time::{check_ttl, Clock, UnixMillis},
 };
 
@@ -512,6 +512,29 @@ where
             self.inner.changed(&key).await?;
         }
         Ok(written)
+    }
+
+    /// The GCRA step in the remote store (one script on Redis, against the truth, never a local
+    /// copy), then, if it wrote, every node's copy is dropped.
+    async fn gcra(
+        &self,
+        key: &K,
+        now_ms: u64,
+        interval_ms: u64,
+        tolerance_ms: u64,
+    ) -> Result<GcraStep>
+    where
+        V: Counter + PartialEq + Clone,
+        K: std::fmt::Debug,
+    {
+        self.inner.require_link("GCRA", key)?;
+        let remote = &self.inner.remote;
+        let step = remote.gcra(key, now_ms, interval_ms, tolerance_ms).await;
+        let step = self.inner.settle(key, step).await?;
+        if step.allowed {
+            self.inner.changed(key).await?;
+        }
+        Ok(step)
     }
 
     /// Listed from the remote store (the truth).
