@@ -21,7 +21,9 @@
 //! cancels out). `STRATA_REDIS_PROBE_TASKS=1` runs them from one task instead of 64 (the
 //! latency of a lone caller: wall time / N). With `:wait` it prints `probe ready <pid>` once set up and waits for a line on
 //! stdin before the operations, so `perf stat -p <pid>` counts them without the setup or the
-//! `redis-server` child.
+//! `redis-server` child. It ends by printing what the operations cost each: this process's user
+//! and system CPU (`getrusage`, the set-up excluded), the server's CPU (`INFO cpu`), commands per
+//! server read and context switches, operations counted by the server.
 //!
 //! **The raw clients do the same work as strata's caller gets done**: a GET ends with the
 //! `String` strata returns, decoded from the same 64 bytes by the same MessagePack decoder
@@ -432,6 +434,7 @@ mod bench {
             std::io::stdin().read_line(&mut line).expect("read stdin");
         }
         let began = std::time::Instant::now();
+        let (cost_before, own_before) = (Cost::now(&s, false), rusage(libc::RUSAGE_SELF));
         s.rt.block_on(async {
             let handles: Vec<_> = (0..tasks)
                 .map(|t| {
@@ -458,11 +461,24 @@ mod bench {
                 h.await.expect("probe task");
             }
         });
+        let elapsed = began.elapsed();
+        let (cost, own) = (
+            Cost::now(&s, false).since(&cost_before),
+            rusage(libc::RUSAGE_SELF),
+        );
+        let ops = cost.commands;
+        let per_op =
+            |after: libc::timeval, before: libc::timeval| (micros(after) - micros(before)) / ops;
         eprintln!(
-            "probe {client} {} x{}: {:?}",
+            "probe {client} {} x{}: {elapsed:?}; per op: client user {:.3} us, sys {:.3} us; \
+             server {:.3} us; {:.1} commands per server read; {:.3} context switches",
             op.name(),
             per_task * tasks,
-            began.elapsed()
+            per_op(own.ru_utime, own_before.ru_utime),
+            per_op(own.ru_stime, own_before.ru_stime),
+            cost.server_us / ops,
+            cost.commands / cost.reads,
+            cost.switches / ops,
         );
     }
 
