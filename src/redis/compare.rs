@@ -8,10 +8,10 @@ use std::{sync::LazyLock, time::Duration};
 use redis::Script;
 
 use super::{
-    connection::{command_error, Conn},
+    connection::Conn,
     store::{millis, Shared},
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Writes `ARGV[2]` under `KEYS[1]` if the key holds exactly `ARGV[3]` (or, when `ARGV[1]` is
 /// `"new"`, if the key is absent); `ARGV[4]`, when given, is the TTL in ms. Returns 1 if
@@ -43,17 +43,9 @@ pub(super) async fn compare_and_set(
     new: &[u8],
     ttl: Option<Duration>,
 ) -> Result<bool> {
-    let timeout = shared.command_timeout;
     let call = |conn| invoke(conn, key, expected, new, ttl);
     let context = || format!("compare-and-set {}", String::from_utf8_lossy(key));
-    match shared.conn.timed(timeout, call).await {
-        Ok(Ok(written)) => Ok(written == 1),
-        Ok(Err(e)) => Err(command_error(e, timeout, context())),
-        Err(_) => Err(Error::from(crate::TimeoutError {
-            context: context(),
-            after: timeout,
-        })),
-    }
+    Ok(shared.call(call, context).await? == 1)
 }
 
 /// `EVALSHA` (loading the script on a `NOSCRIPT` reply, as redis-rs' `Script` does).

@@ -8,12 +8,9 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-use super::connection::{command_error, Conn};
+use super::connection::Conn;
 use super::store::Shared;
-use crate::{
-    error::{Error, Result},
-    store::GcraStep,
-};
+use crate::{error::Result, store::GcraStep};
 
 /// The largest time the script takes: every integer up to it is an exact double.
 pub(super) const EXACT: u64 = 1 << 53;
@@ -52,20 +49,13 @@ pub(super) async fn gcra(
     interval_ms: u64,
     tolerance_ms: u64,
 ) -> Result<GcraStep> {
-    let timeout = shared.command_timeout;
     let call = |conn| invoke(conn, key, now_ms, interval_ms, tolerance_ms);
     let context = || format!("a GCRA step on {}", String::from_utf8_lossy(key));
-    match shared.conn.timed(timeout, call).await {
-        Ok(Ok((allowed, tat))) => Ok(GcraStep {
-            tat_ms: u64::try_from(tat).unwrap_or(0).max(now_ms),
-            allowed: allowed == 1,
-        }),
-        Ok(Err(e)) => Err(command_error(e, timeout, context())),
-        Err(_) => Err(Error::from(crate::TimeoutError {
-            context: context(),
-            after: timeout,
-        })),
-    }
+    let (allowed, tat): (i64, i64) = shared.call(call, context).await?;
+    Ok(GcraStep {
+        tat_ms: u64::try_from(tat).unwrap_or(0).max(now_ms),
+        allowed: allowed == 1,
+    })
 }
 
 /// `EVALSHA` (loading the script on a `NOSCRIPT` reply, as redis-rs' `Script` does).

@@ -44,6 +44,27 @@ impl Shared {
             .await
     }
 
+    /// `call` (a script invocation, say) on the connection under the command timeout, its
+    /// errors as strata's, named by `context`.
+    pub(super) async fn call<T, Fut>(
+        &self,
+        call: impl FnOnce(Conn) -> Fut,
+        context: impl Fn() -> String,
+    ) -> Result<T>
+    where
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let timeout = self.command_timeout;
+        match self.conn.timed(timeout, call).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(super::connection::command_error(e, timeout, context())),
+            Err(_) => Err(Error::from(crate::TimeoutError {
+                context: context(),
+                after: timeout,
+            })),
+        }
+    }
+
     /// A write: `cmd`, and with `wait_for_replicas` a `WAIT` in the same pipeline (one round
     /// trip). [`Error::NotReplicated`] if fewer replicas acknowledged it in time.
     pub(super) async fn write<T: redis::FromRedisValue>(
