@@ -16,13 +16,14 @@
 //! there (TinyLFU's candidate-against-victim test, see the builder): without it a scan or a
 //! stream of one-hit wonders fills the newer generation and pushes the used entries out (9–15
 //! points below the best peer in that bench); with it the store is at or above the best peer on
-//! 15 of the 18 columns in a seed-pinned sim of the same traces (`sim.rs`, means of 3 hasher
-//! seeds) and on 15 and 16 of 18 in two release runs of the bench after the changes of
-//! 2026-12-07 02:00–03:20, 0.12–0.25 points below on the others there (Zipf 0.99 with a scan at
-//! 20 % capacity, a moving hot set at 5 and 20 %; the hasher's seed moves a column by up to
-//! ±0.3), and 11–18 points ahead on the loop, at 0.36–0.43× of quick_cache's throughput
-//! (BENCHMARKS.md). So for the hit ratio alone, the bounded `MemoryStore` is still the pick; this
-//! one when its model is.
+//! 16 of the 18 columns in a seed-pinned sim of the same traces (`sim.rs`, means of 3 hasher
+//! seeds; 0.08 and 0.21 points below on Zipf 0.99 with a scan at 20 % capacity and a moving hot
+//! set at 5 %) and on 15 and 16 of 18 in two release runs of the bench after the changes of
+//! 2026-12-07 02:00–03:20, before the sketch's counters stopped at 7 (0.12–0.25 points below on
+//! the others there: the same two, and the moving hot set at 20 % in one; the hasher's seed
+//! moves a column by up to ±0.3), and 10–18 points ahead on the loop, at 0.36–0.43× of
+//! quick_cache's throughput (BENCHMARKS.md). So for the hit ratio alone, the bounded
+//! `MemoryStore` is still the pick; this one when its model is.
 
 mod adapt;
 mod api;
