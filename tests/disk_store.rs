@@ -436,6 +436,46 @@ async fn async_writes_are_on_disk_after_flush() {
     assert_eq!(s.get(&8).await.unwrap(), None);
 }
 
+/// An async put applies itself to memory with the coarse time its deadline was worked out from
+/// as now (no second clock read). With the coarse time 50 ms behind the exact one, a 30 ms TTL
+/// is already over by the exact time when the put lands: it is never served, before or after
+/// a restart; a 1 h TTL is served until the exact time reaches its deadline (set from the
+/// coarse time: 50 ms early), never at it.
+#[tokio::test]
+async fn an_async_put_is_served_exactly_until_its_deadline_while_the_coarse_clock_lags() {
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    time.set_coarse_lag(Duration::from_millis(50));
+    let db = DiskDb::builder()
+        .open_timeout(crate::OPEN_WAIT)
+        .dir(dir.path())
+        .clock(time.clock())
+        .writes(strata::Writes::Async)
+        .open()
+        .unwrap();
+    let s: DiskStore<u64, u64> = db.store("ttl").unwrap();
+    s.put(1, 10, Some(Duration::from_millis(30))).await.unwrap();
+    s.put(2, 20, Some(HOUR)).await.unwrap();
+    s.put(3, 30, None).await.unwrap();
+    assert_eq!(s.get(&1).await.unwrap(), None, "over by the exact time");
+    assert_eq!(s.get(&2).await.unwrap(), Some(20));
+    time.advance(HOUR - Duration::from_millis(51));
+    assert_eq!(
+        s.get(&2).await.unwrap(),
+        Some(20),
+        "1 ms before its deadline"
+    );
+    time.advance(Duration::from_millis(1));
+    assert_eq!(s.get(&2).await.unwrap(), None, "at its deadline");
+    db.flush().await.unwrap();
+    drop((s, db));
+    let db = open(dir.path(), &time);
+    let s: DiskStore<u64, u64> = db.store("ttl").unwrap();
+    assert_eq!(s.get(&1).await.unwrap(), None);
+    assert_eq!(s.get(&2).await.unwrap(), None);
+    assert_eq!(s.get(&3).await.unwrap(), Some(30));
+}
+
 #[tokio::test]
 async fn clear_reaches_the_disk_and_spares_other_namespaces() {
     let dir = tempfile::tempdir().unwrap();

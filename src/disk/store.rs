@@ -243,13 +243,38 @@ where
         self.db.inner.opts.clock.entry_deadline(ttl)
     }
 
+    /// The deadline of a write with `ttl` made now, and for an async write the coarse time it
+    /// was worked out from, which the memory tier's update then takes as now instead of
+    /// reading the clock twice more (a sync write's update runs after its commit and reads
+    /// the clock then).
+    fn deadline_read(&self, ttl: Option<Duration>) -> Result<(u64, Option<u64>)> {
+        if self.db.sync_writes() {
+            return Ok((self.deadline(ttl)?, None));
+        }
+        let now = self.db.inner.opts.clock.coarse_ms();
+        Ok((crate::time::deadline_at(now, ttl)?, Some(now)))
+    }
+
     /// The memory tier's update writing `value` under `key` until `deadline`. A compact tier
     /// takes a copy of the value `op` encoded for the disk instead of encoding it again.
     fn put_later(&self, key: K, value: V, op: &Op, deadline: u64) -> impl Apply<K, V> {
+        self.put_later_read(key, value, op, (deadline, None))
+    }
+
+    /// [`put_later`](Self::put_later) with the coarse time `deadline` was worked out from,
+    /// if the update runs at once (see [`deadline_read`](Self::deadline_read)).
+    fn put_later_read(
+        &self,
+        key: K,
+        value: V,
+        op: &Op,
+        (deadline, now): (u64, Option<u64>),
+    ) -> impl Apply<K, V> {
         let encoded = self.encoded_for_compact(op);
-        move |mem: Mem<'_, K, V>| match encoded {
-            Some(bytes) => mem.put_encoded(&key, &bytes, deadline),
-            None => mem.put_at(key, value, deadline),
+        move |mem: Mem<'_, K, V>| match (encoded, now) {
+            (Some(bytes), _) => mem.put_encoded(&key, &bytes, deadline),
+            (None, Some(now)) => mem.put_at_read(key, value, deadline, now),
+            (None, None) => mem.put_at(key, value, deadline),
         }
     }
 
@@ -356,11 +381,11 @@ where
 
     /// Writes `value` under `key`.
     async fn put_inner(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
-        let deadline = self.deadline(ttl)?;
+        let (deadline, now) = self.deadline_read(ttl)?;
         let op = self.put_op(&key, &value, deadline)?;
         let stripes = Stripes::of(op.key());
         self.write(stripes, || {
-            let apply = self.put_later(key, value, &op, deadline);
+            let apply = self.put_later_read(key, value, &op, (deadline, now));
             Ok(Decision::one((), op, apply))
         })
         .await
@@ -591,6 +616,20 @@ where
     K: Key,
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
+    /// [`Mem::put_at`] for an async put that read the coarse time `now` for its deadline
+    /// just now (the compact tier reads no clock for a put anyway).
+    pub(super) fn put_at_read(&self, key: K, value: V, deadline: u64, now: u64) {
+        let Some(compact) = self.compact else {
+            if let Err(e) = self.plain.put_until_read(key, value, deadline, now) {
+                tracing::error!(error = %e, "could not apply a disk write to the memory tier");
+            }
+            return;
+        };
+        if let Err(e) = compact.put(&key, &value, deadline) {
+            tracing::error!(error = %e, "could not apply a committed disk write to the memory tier");
+        }
+    }
+
     /// Puts `value` under `key` until `deadline` (see [`put_at`]).
     pub(super) fn put_at(&self, key: K, value: V, deadline: u64) {
         let Some(compact) = self.compact else {

@@ -10,6 +10,15 @@
 //! before it took the stripe passes its wake-up on (tokio's `Notified` forwards an unused
 //! `notify_one`). Not FIFO: a task that comes along as the stripe is released may take it
 //! before a waiting one, which then waits again.
+//!
+//! Why not a crate's mutex: measured under callgrind (a throwaway probe, 100 000 async u64
+//! puts with a TTL through `Store::put` in a current-thread `block_on` loop, the putting
+//! thread's instructions per put), this lock 1 684, `async_lock::Mutex<()>` per stripe 1 760
+//! (+76: its unlock always calls `event_listener::Event::notify`, a `SeqCst` fence and the
+//! event's list mutex, waiters or not), tokio's `Mutex` +74 (its unlock locks its waiter list).
+//! The contended paths are pinned by the tests below: parked futures woken by the release, a
+//! woken waiter dropped, a newcomer taking the stripe first, a blocked thread, 8 tasks on 2
+//! threads.
 
 use std::{
     future::Future,

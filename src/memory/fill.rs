@@ -187,6 +187,23 @@ where
         }
     }
 
+    /// [`put_until`](Self::put_until) for a caller that read `now` (coarse) just now to work
+    /// out `deadline`: a DiskStore's async put, applied to memory as it returns. Reads no
+    /// clock; `put_until` reads it twice more (the exact time, then the coarse one).
+    pub(crate) fn put_until_read(
+        &self,
+        key: K,
+        value: V,
+        deadline: u64,
+        now: u64,
+    ) -> crate::error::Result<()> {
+        if deadline != 0 && deadline <= now {
+            self.delete(&key);
+            return Ok(());
+        }
+        self.put_at(key, value, super::store::When::At { now, deadline })
+    }
+
     /// `put` with a deadline (0: never) instead of a TTL; a deadline not after `now` removes
     /// the key instead (the write would be expired at once). The entry keeps `deadline` itself,
     /// not a TTL counted again from another clock reading, which would move it: later with a
