@@ -37,6 +37,7 @@ mod replicated;
 mod report;
 #[cfg(all(feature = "sessions", feature = "disk"))]
 mod sessions;
+mod shardlock;
 mod workload;
 
 use report::Report;
@@ -48,6 +49,9 @@ fn main() {
     let mut report = Report::from_args();
     if report.wants("memory") {
         memory::run(&mut report);
+    }
+    if report.wants("shardlock") {
+        shardlock::run(&mut report);
     }
     if report.wants("putcost") {
         putcost::run(&mut report);
@@ -82,6 +86,7 @@ fn main() {
     if report.smoke {
         let sections = [
             "memory",
+            "shardlock",
             "generational",
             "hitratio",
             "cache",
