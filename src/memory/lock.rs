@@ -589,11 +589,20 @@ mod model {
     /// Preemptions per execution that the models explore (see `src/consistency.md`).
     const PREEMPTIONS: usize = 3;
 
+    /// Checks `f` in every execution loom explores, and prints how many (seen with
+    /// `--nocapture`).
     fn check(f: impl Fn() + Sync + Send + 'static) {
         let mut model = loom::model::Builder::new();
         // LOOM_MAX_PREEMPTIONS overrides the bound.
         model.preemption_bound = model.preemption_bound.or(Some(PREEMPTIONS));
-        model.check(f);
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = runs.clone();
+        model.check(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            f();
+        });
+        let name = std::thread::current().name().map(str::to_owned);
+        println!("{name:?}: {runs:?} executions");
     }
 
     /// A reader and a writer, in other slots: never inside together, the reader sees the
