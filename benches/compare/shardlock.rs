@@ -93,7 +93,7 @@ impl<L: Lock> Table<L> {
     fn new() -> Self {
         let hasher = foldhash::fast::FixedState::with_seed(7);
         let shards = (0..SHARDS)
-            .map(|_| L::new(Map::with_hasher(hasher)))
+            .map(|_| L::new(Map::with_hasher(hasher.clone())))
             .collect();
         Table { hasher, shards }
     }
