@@ -27,6 +27,8 @@ use crate::{
 
 #[path = "../../src/memory/lock.rs"]
 #[allow(unsafe_code)]
+// Checked as a test target, the bench also compiles the lock's unit tests (the lib runs them).
+#[cfg_attr(test, allow(dead_code, unused_imports))]
 mod lock;
 
 type Map = hashbrown::HashMap<u64, u64, foldhash::fast::FixedState>;
