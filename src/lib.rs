@@ -51,9 +51,7 @@
 //! # Ok::<(), strata::Error>(())
 //! ```
 #![deny(missing_docs)]
-// No unsafe code but one measured hot path, allowed where it is: MemoryStore's shard lock
-// (`memory/lock.rs`, a reader-writer lock whose readers do not share a cache line).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod cache;
 pub mod codec;

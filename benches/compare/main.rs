@@ -37,7 +37,6 @@ mod replicated;
 mod report;
 #[cfg(all(feature = "sessions", feature = "disk"))]
 mod sessions;
-mod shardlock;
 mod workload;
 
 use report::Report;
@@ -49,9 +48,6 @@ fn main() {
     let mut report = Report::from_args();
     if report.wants("memory") {
         memory::run(&mut report);
-    }
-    if report.wants("shardlock") {
-        shardlock::run(&mut report);
     }
     if report.wants("putcost") {
         putcost::run(&mut report);
@@ -86,7 +82,6 @@ fn main() {
     if report.smoke {
         let sections = [
             "memory",
-            "shardlock",
             "generational",
             "hitratio",
             "cache",

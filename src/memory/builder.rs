@@ -117,8 +117,7 @@ impl<K, V, S> MemoryStoreBuilder<K, V, S> {
     }
 
     /// Number of shards (rounded up to a power of two). More shards, less lock contention
-    /// between writers (readers of a shard do not contend: each thread counts itself on a cache
-    /// line of its own; the lock costs about 0.7 KB per shard). A store bounded by [`max_capacity`](Self::max_capacity) takes this as a floor and picks
+    /// between writers, and between readers and writers. A store bounded by [`max_capacity`](Self::max_capacity) takes this as a floor and picks
     /// up to twice as many, so each shard's share of the capacity fills its table (hashbrown
     /// tables have a power of two of slots: a share just over half of one size would leave
     /// half the next size empty).

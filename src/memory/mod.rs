@@ -1,9 +1,9 @@
 //! `MemoryStore`: the in-memory store with TTL expiry (Pow's `EtsCache`, done for production).
 //!
 //! Entries live inline in one open-addressing table per shard (hashbrown), each with its deadline
-//! as a `u64` of Unix milliseconds (0 = no expiry). Reads take a shard's read lock and never write
-//! a cache line another thread writes: the lock counts each thread's readers on a line of its own
-//! (`lock.rs`, the only unsafe code in the crate), and statistics are striped per thread. Every read checks the deadline, so
+//! as a `u64` of Unix milliseconds (0 = no expiry). Reads take a shard's read lock
+//! (`parking_lot`'s; `lock.rs` says why not a hand-written one), and statistics are striped per
+//! thread. Every read checks the deadline, so
 //! an expired entry is never returned; one background sweeper thread per store (started on the
 //! first write with a TTL) removes expired entries at the earliest deadline and emits their
 //! `Expired` events. It holds only a weak reference and stops when the store is dropped.
@@ -22,7 +22,6 @@ mod conditional;
 mod fill;
 mod idle;
 mod lean;
-#[allow(unsafe_code)] // the shard lock: see lock.rs
 mod lock;
 mod notify;
 mod policy;
