@@ -105,7 +105,7 @@ where
         let Some((value, deadline)) = self.on_disk(key)? else {
             return Ok(None);
         };
-        put_at(self.mem(), key.clone(), value.clone(), deadline);
+        put_at(self.mem(), key.clone(), value.clone(), deadline, None);
         Ok(Some(value))
     }
 

@@ -387,7 +387,7 @@ impl DiskDb {
         }
         for key in old.mem.keys() {
             if let Some((value, deadline)) = old.mem.peek_ttl_deadline(&key) {
-                put_at(&tier.mem, key, value, deadline);
+                put_at(&tier.mem, key, value, deadline, None);
             }
         }
         let evicted = self.evicted_while_filling(&tier, &namespace);

@@ -271,10 +271,9 @@ where
         (deadline, now): (u64, Option<u64>),
     ) -> impl Apply<K, V> {
         let encoded = self.encoded_for_compact(op);
-        move |mem: Mem<'_, K, V>| match (encoded, now) {
-            (Some(bytes), _) => mem.put_encoded(&key, &bytes, deadline),
-            (None, Some(now)) => mem.put_at_read(key, value, deadline, now),
-            (None, None) => mem.put_at(key, value, deadline),
+        move |mem: Mem<'_, K, V>| match encoded {
+            Some(bytes) => mem.put_encoded(&key, &bytes, deadline),
+            None => mem.put_at(key, value, deadline, now),
         }
     }
 
@@ -532,7 +531,7 @@ where
                 }
                 None => {
                     for (key, value) in entries {
-                        mem.put_at(key, value, deadline);
+                        mem.put_at(key, value, deadline, None);
                     }
                 }
             };
@@ -616,24 +615,11 @@ where
     K: Key,
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    /// [`Mem::put_at`] for an async put that read the coarse time `now` for its deadline
-    /// just now (the compact tier reads no clock for a put anyway).
-    pub(super) fn put_at_read(&self, key: K, value: V, deadline: u64, now: u64) {
+    /// Puts `value` under `key` until `deadline` (see [`put_at`]; `now`: the coarse time an
+    /// async put worked its deadline out from, if it did; the compact tier reads no clock).
+    pub(super) fn put_at(&self, key: K, value: V, deadline: u64, now: Option<u64>) {
         let Some(compact) = self.compact else {
-            if let Err(e) = self.plain.put_until_read(key, value, deadline, now) {
-                tracing::error!(error = %e, "could not apply a disk write to the memory tier");
-            }
-            return;
-        };
-        if let Err(e) = compact.put(&key, &value, deadline) {
-            tracing::error!(error = %e, "could not apply a committed disk write to the memory tier");
-        }
-    }
-
-    /// Puts `value` under `key` until `deadline` (see [`put_at`]).
-    pub(super) fn put_at(&self, key: K, value: V, deadline: u64) {
-        let Some(compact) = self.compact else {
-            return put_at(self.plain, key, value, deadline);
+            return put_at(self.plain, key, value, deadline, now);
         };
         if let Err(e) = compact.put(&key, &value, deadline) {
             tracing::error!(error = %e, "could not apply a committed disk write to the memory tier");
@@ -694,14 +680,21 @@ impl<R, A> Decision<R, A> {
 }
 
 /// Puts `value` under `key` in memory until the absolute `deadline` (0: never), the same
-/// deadline the record on disk carries; an already-passed deadline removes the key.
+/// deadline the record on disk carries; an already-passed deadline removes the key. `now`: the
+/// coarse time an async put just read to work out `deadline` (no clock is read then), or
+/// `None` to read the clock.
 pub(super) fn put_at<K: Key, V: Clone + Send + Sync + 'static>(
     mem: &MemoryStore<K, V>,
     key: K,
     value: V,
     deadline: u64,
+    now: Option<u64>,
 ) {
-    if let Err(e) = mem.put_until(key, value, deadline, mem.clock().now_ms()) {
+    let written = match now {
+        Some(now) => mem.put_until_read(key, value, deadline, now),
+        None => mem.put_until(key, value, deadline, mem.clock().now_ms()),
+    };
+    if let Err(e) = written {
         tracing::error!(error = %e, "could not apply a committed disk write to the memory tier");
     }
 }

@@ -197,11 +197,7 @@ where
         deadline: u64,
         now: u64,
     ) -> crate::error::Result<()> {
-        if deadline != 0 && deadline <= now {
-            self.delete(&key);
-            return Ok(());
-        }
-        self.put_at(key, value, super::store::When::At { now, deadline })
+        self.put_until_then(key, value, deadline, now, || now)
     }
 
     /// `put` with a deadline (0: never) instead of a TTL; a deadline not after `now` removes
@@ -215,11 +211,24 @@ where
         deadline: u64,
         now: u64,
     ) -> crate::error::Result<()> {
+        self.put_until_then(key, value, deadline, now, || self.now().max(now))
+    }
+
+    /// The two above: a deadline not after `now` removes the key; otherwise the entry is
+    /// written as of `entry_now()`.
+    fn put_until_then(
+        &self,
+        key: K,
+        value: V,
+        deadline: u64,
+        now: u64,
+        entry_now: impl FnOnce() -> u64,
+    ) -> crate::error::Result<()> {
         if deadline != 0 && deadline <= now {
             self.delete(&key);
             return Ok(());
         }
-        let now = self.now().max(now);
+        let now = entry_now();
         self.put_at(key, value, super::store::When::At { now, deadline })
     }
 }
