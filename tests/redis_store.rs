@@ -1017,6 +1017,155 @@ async fn on_a_cluster_put_and_delete_with_a_notice_write_and_reach_every_node() 
     assert_eq!(store.get(&key).await.unwrap(), None);
 }
 
+/// `MONITOR` on one cluster node: the commands it runs, in order, read once a marker sent after
+/// them comes through (a node logs the commands it runs in the order it runs them).
+struct Monitor {
+    port: u16,
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl Monitor {
+    fn start(port: u16) -> Self {
+        use std::io::{BufRead, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(b"*1\r\n$7\r\nMONITOR\r\n").unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        let mut ok = String::new();
+        reader.read_line(&mut ok).unwrap();
+        assert_eq!(ok.trim_end(), "+OK", "MONITOR on {port}");
+        Monitor { port, reader }
+    }
+
+    /// The arguments of every `command` the node ran since `start` whose first key starts with
+    /// `prefix`.
+    fn ran(mut self, command: &str, prefix: &str) -> Vec<Vec<String>> {
+        use std::io::BufRead;
+        let marker = format!("monitor-marker-{}", self.port);
+        RedisServer::raw_at(self.port, &["ECHO", &marker]);
+        let mut found = Vec::new();
+        loop {
+            let mut line = String::new();
+            let read = self.reader.read_line(&mut line).unwrap();
+            assert!(read > 0, "MONITOR on {} closed", self.port);
+            if line.contains(&marker) {
+                return found;
+            }
+            // `+1701955200.123456 [0 127.0.0.1:54321] "MGET" "ns:a" "ns:b"`: quoted arguments.
+            let quoted = line.split_once("] ").map_or("", |(_, args)| args);
+            let args: Vec<String> = quoted
+                .split('"')
+                .skip(1)
+                .step_by(2)
+                .map(String::from)
+                .collect();
+            let ours = args.get(1).is_some_and(|k| k.starts_with(prefix));
+            if args
+                .first()
+                .is_some_and(|c| c.eq_ignore_ascii_case(command))
+                && ours
+            {
+                found.push(args[1..].to_vec());
+            }
+        }
+    }
+}
+
+/// The `MGET`s each node of `ports` ran for keys under `prefix` while `call` ran: (port, keys).
+async fn mgets_during<F: Future>(
+    ports: &[u16],
+    prefix: &str,
+    call: F,
+) -> (F::Output, Vec<(u16, Vec<String>)>) {
+    let monitors: Vec<Monitor> = ports.iter().map(|&p| Monitor::start(p)).collect();
+    let out = call.await;
+    let mut mgets = Vec::new();
+    for monitor in monitors {
+        let port = monitor.port;
+        mgets.extend(
+            monitor
+                .ran("MGET", prefix)
+                .into_iter()
+                .map(|keys| (port, keys)),
+        );
+    }
+    (out, mgets)
+}
+
+/// On a Redis Cluster a `get_many` (and `get_many_with_ttl`, what a ReplicatedStore reads its
+/// local misses with) sends each node ONE `MGET` per slot its keys fall in, carrying every key
+/// of that slot, not one command per key: counted with `MONITOR` on every node. Three hash-tag
+/// groups of five keys (one slot each, on three different masters) and four untagged keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_get_many_sends_one_mget_per_slot_group_not_per_key() {
+    let cluster = support::redis_cluster::shared();
+    let store = RedisStore::<String, String>::builder()
+        .cluster(cluster.urls())
+        .namespace("mget_rounds")
+        .command_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    let tagged = ["a", "b", "c"].map(|t| (0..5).map(move |i| format!("{{{t}}}{i}")));
+    let keys: Vec<String> = tagged
+        .into_iter()
+        .flatten()
+        .chain((0..4).map(|i| format!("solo{i}")))
+        .collect();
+    for key in &keys {
+        store
+            .put(key.clone(), format!("v-{key}"), None)
+            .await
+            .unwrap();
+    }
+    // The slot groups, as the cluster computes slots: each group's full keys, sorted.
+    let port = cluster.ports()[0];
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for key in &keys {
+        let full = format!("mget_rounds:{key}");
+        let slot = RedisServer::raw_at(port, &["CLUSTER", "KEYSLOT", &full]);
+        groups.entry(slot).or_default().push(full);
+    }
+    let mut want: Vec<Vec<String>> = groups.into_values().collect();
+    want.sort();
+    assert_eq!(want.len(), 3 + 4, "three tag groups and four lone slots");
+
+    let (got, mgets) = mgets_during(cluster.ports(), "mget_rounds:", store.get_many(&keys)).await;
+    let values: Vec<Option<String>> = keys.iter().map(|k| Some(format!("v-{k}"))).collect();
+    assert_eq!(got.unwrap(), values);
+    let with_ttl = store.get_many_with_ttl(&keys);
+    let (got_ttl, mgets_ttl) = mgets_during(cluster.ports(), "mget_rounds:", with_ttl).await;
+    let got_ttl: Vec<Option<String>> = got_ttl
+        .unwrap()
+        .into_iter()
+        .map(|e| e.map(|(v, _)| v))
+        .collect();
+    assert_eq!(got_ttl, values);
+
+    for (call, mgets) in [("get_many", mgets), ("get_many_with_ttl", mgets_ttl)] {
+        let nodes: std::collections::BTreeSet<u16> = mgets.iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            nodes.len(),
+            3,
+            "{call}: the tag groups live on three masters: {mgets:?}"
+        );
+        let mut sent: Vec<Vec<String>> = mgets
+            .into_iter()
+            .map(|(_, mut k)| {
+                k.sort();
+                k
+            })
+            .collect();
+        sent.sort();
+        assert_eq!(
+            sent, want,
+            "{call}: one MGET per slot group, holding all its keys"
+        );
+    }
+}
+
 /// The driver task of a connection runs on the runtime that connected it. When that runtime
 /// shuts down while the store lives on (`keep_runtime` false), the connection is dead for every
 /// other runtime; when it stays alive but idle (a current-thread runtime outside `block_on`,
