@@ -21,6 +21,7 @@ mod contest;
 mod cpu;
 #[cfg(feature = "disk")]
 mod disk;
+mod failover;
 mod features;
 mod generational;
 mod hitratio;
@@ -28,6 +29,11 @@ mod memory;
 mod plot;
 mod putcost;
 mod redis;
+/// The tests' Sentinel set-up (one master, one replica, three sentinels), for `failover`.
+#[cfg(feature = "redis")]
+#[path = "../../tests/support/redis_sentinel.rs"]
+#[allow(dead_code)]
+mod redis_sentinel;
 /// The tests' `redis-server` helper, shared with the Redis sections.
 #[cfg(feature = "redis")]
 #[path = "../../tests/support/redis_server.rs"]
@@ -74,6 +80,9 @@ fn main() {
     if report.wants("replicated") {
         replicated::run(&mut report);
     }
+    if report.wants("failover") {
+        failover::run(&mut report);
+    }
     #[cfg(all(feature = "sessions", feature = "disk"))]
     if report.wants("sessions") {
         sessions::run(&mut report);
@@ -88,6 +97,7 @@ fn main() {
             "disk",
             "redis",
             "replicated",
+            "failover",
         ];
         #[cfg(all(feature = "sessions", feature = "disk"))]
         let sections = [&sections[..], &["sessions"]].concat();

@@ -14,7 +14,9 @@ pub struct Row {
     pub higher_is_better: bool,
 }
 
-/// The median of per-round ratios ours / peer and their min–max (see `contest.rs`).
+/// The median of per-round ratios ours / peer and their min–max (see `contest.rs`); for a row
+/// with no peer (a time measured in rounds, `failover.rs`), the median of its per-round values
+/// and their min–max, in the row's unit.
 #[derive(Clone, Copy)]
 pub struct Spread {
     pub median: f64,
@@ -200,12 +202,16 @@ impl Report {
                 .unwrap_or_default();
             format!("{n} {} ratio {ratio}{spread}", fmt_num(*p, row.unit))
         });
+        let values = entry.spread.filter(|_| row.peer.is_none()).map(|s| {
+            let (min, max) = (fmt_num(s.min, row.unit), fmt_num(s.max, row.unit));
+            format!("(min {min}, max {max})")
+        });
         eprintln!(
             "  {:<10} {:<48} strata {:>14} {}",
             row.section,
             row.label,
             fmt_num(row.strata, row.unit),
-            peer.unwrap_or_default()
+            peer.or(values).unwrap_or_default()
         );
     }
 
@@ -259,10 +265,11 @@ impl Report {
             }
             _ => ("-".into(), "-".into(), "-".into(), "-"),
         };
-        let spread = e
-            .spread
-            .map(|s| format!("{:.2}–{:.2}", s.min, s.max))
-            .unwrap_or_else(|| "-".into());
+        let spread = match (e.spread, &r.peer) {
+            (Some(s), Some(_)) => format!("{:.2}–{:.2}", s.min, s.max),
+            (Some(s), None) => format!("{}–{}", fmt_num(s.min, r.unit), fmt_num(s.max, r.unit)),
+            (None, _) => "-".into(),
+        };
         format!(
             "| {} | {} | {} | {peer} | {value} | {ratio} | {spread} | {verdict} |",
             r.section,
