@@ -50,6 +50,22 @@ pub(crate) struct Tuning {
     /// Whether the sample that starts a recovery already settles the target (else the target
     /// starts at the ratio before the drop).
     pub settle_at_start: bool,
+    /// A sooner start for a shallow drop: this many low samples in a row start a recovery if
+    /// none of them fell more than the gap below the ratio before the drop. A scan of one-hit
+    /// keys as long as one to two samples leaves a sample at least half made of it, so about
+    /// half the ratio or less; a moved hot set lowers the ratio less, since its keys are read
+    /// again as soon as they are in (see [`Shallow`]).
+    pub shallow: Option<Shallow>,
+}
+
+/// See [`Tuning::shallow`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shallow {
+    /// Low samples in a row that start a recovery when none of them was deep (fewer than
+    /// [`Tuning::persist`]).
+    pub persist: u32,
+    /// A sample more than this below the ratio before the drop is deep.
+    pub deep: Gap,
 }
 
 /// Where the samples stand (see the module docs).
@@ -60,9 +76,11 @@ pub(crate) struct RatioWatch {
     at: (u64, u64),
     /// The last counted sample's hit ratio.
     last: Option<f64>,
-    /// The ratio before a drop, and how many samples in a row have stayed below it.
+    /// The ratio before a drop, how many samples in a row have stayed below it, and whether one
+    /// of them was deep ([`Shallow::deep`]).
     dropped_from: Option<f64>,
     low: u32,
+    deep: bool,
     /// The ratio a recovery aims back at (`None`: not recovering).
     target: Option<f64>,
 }
@@ -90,6 +108,7 @@ impl RatioWatch {
             last: None,
             dropped_from: None,
             low: 0,
+            deep: false,
             target: None,
         }
     }
@@ -145,14 +164,18 @@ impl RatioWatch {
     fn drop_lasted(&mut self, ratio: f64) -> Option<f64> {
         let before = self.dropped_from.or(self.last)?;
         if !self.tuning.drop.below(ratio, before) {
-            (self.dropped_from, self.low) = (None, 0);
+            (self.dropped_from, self.low, self.deep) = (None, 0, false);
             return None;
         }
         (self.dropped_from, self.low) = (Some(before), self.low + 1);
-        if self.low < self.tuning.persist {
+        let shallow = self.tuning.shallow.filter(|s| {
+            self.deep |= s.deep.below(ratio, before);
+            !self.deep && self.low >= s.persist
+        });
+        if self.low < self.tuning.persist && shallow.is_none() {
             return None;
         }
-        (self.dropped_from, self.low) = (None, 0);
+        (self.dropped_from, self.low, self.deep) = (None, 0, false);
         Some(match self.tuning.settle_at_start {
             true => self.settle(before, ratio),
             false => before,
@@ -171,6 +194,7 @@ mod tests {
         settle: 0.25,
         back: Gap::Points(0.02),
         settle_at_start: false,
+        shallow: None,
     };
 
     /// Feeds `watch` one sample per ratio (read through its counters); whether it recovers
@@ -238,6 +262,29 @@ mod tests {
             feed(&mut watch, &mut (0, 0), &[0.2, 0.185, 0.185, 0.185]),
             [false; 4]
         );
+    }
+
+    #[test]
+    fn a_shallow_drop_starts_sooner_unless_one_of_its_samples_was_deep() {
+        let tuning = Tuning {
+            shallow: Some(Shallow {
+                persist: 2,
+                deep: Gap::Points(0.3),
+            }),
+            ..TUNING
+        };
+        let run = |ratios: &[f64]| feed(&mut RatioWatch::new(tuning), &mut (0, 0), ratios);
+        // 0.6 is low (more than 0.05 below 0.8) but not deep: the second one starts it.
+        assert_eq!(run(&[0.8, 0.6, 0.6]), [false, false, true]);
+        // A deep sample (0.45, as a scan gives), first or second: `persist` (3) samples.
+        assert_eq!(run(&[0.8, 0.45, 0.6, 0.6]), [false, false, false, true]);
+        assert_eq!(run(&[0.8, 0.6, 0.45, 0.6]), [false, false, false, true]);
+        // A deep dip that ends resets the count: the next shallow drop starts after two.
+        let after_dip = run(&[0.8, 0.4, 0.8, 0.6, 0.6]);
+        assert_eq!(after_dip, [false, false, false, false, true]);
+        // Without `shallow` (the bounded MemoryStore's lean), two are not enough.
+        let plain = feed(&mut RatioWatch::new(TUNING), &mut (0, 0), &[0.8, 0.6, 0.6]);
+        assert_eq!(plain, [false; 3]);
     }
 
     #[test]

@@ -50,6 +50,8 @@ const TUNING: Tuning = Tuning {
     // ...and ends once a sample is within half a point of its target.
     back: Gap::Points(0.005),
     settle_at_start: false,
+    // Every drop waits for `persist` samples.
+    shallow: None,
 };
 /// A sample whose ghost recalls per miss fall below this share of the last counted sample's
 /// is a scan's.
