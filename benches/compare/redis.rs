@@ -10,6 +10,15 @@
 //! process's context switches per thousand operations (its wake-ups). Operations are counted by
 //! the server (`total_commands_processed`).
 //!
+//! **Two runtimes.** The 64-task contests run twice: on a 2-worker multi-thread `tokio` runtime,
+//! and on a current-thread one (rows marked `current-thread`), each client connected from inside
+//! the runtime it runs on, so its connection's driver task (redis-rs's and fred's; strata's is
+//! redis-rs's) is spawned there too (checked at set-up: the runtime's live tasks grow when each
+//! client connects). On one thread no wake crosses threads and every ready task runs before the
+//! I/O driver is polled, so the batches are as large as the load allows; with `redis-server` on
+//! the other core this is redis-benchmark's shape (one client thread beside the server).
+//! `STRATA_REDIS_RUNTIME=multi` or `current` runs only that runtime's contests (both by default).
+//!
 //! `STRATA_REDIS_AUTO_PIPELINE=0` builds the RedisStore with `auto_pipeline(false)` (one write per
 //! command, as before 2026-12-07), to compare the two with the same binary.
 //!
@@ -19,7 +28,8 @@
 //! exits, for a profiler or
 //! `perf stat -e 'syscalls:sys_enter_*'` (run it twice with different N and subtract: setup
 //! cancels out). `STRATA_REDIS_PROBE_TASKS=1` runs them from one task instead of 64 (the
-//! latency of a lone caller: wall time / N). With `:wait` it prints `probe ready <pid>` once set up and waits for a line on
+//! latency of a lone caller: wall time / N); `STRATA_REDIS_PROBE_RUNTIME=current` on a
+//! current-thread runtime instead of the 2-worker multi-thread one. With `:wait` it prints `probe ready <pid>` once set up and waits for a line on
 //! stdin before the operations, so `perf stat -p <pid>` counts them without the setup or the
 //! `redis-server` child. It ends by printing what the operations cost each: this process's user
 //! and system CPU (`getrusage`, the set-up excluded), the server's CPU (`INFO cpu`), commands per
@@ -63,6 +73,7 @@ mod bench {
     use std::{
         cell::{Cell, RefCell},
         process::Command,
+        rc::Rc,
         sync::Arc,
         time::Duration,
     };
@@ -259,9 +270,68 @@ mod bench {
             .unwrap_or_else(|| panic!("no {test} line in redis-benchmark output:\n{text}"))
     }
 
+    /// Which `tokio` runtime the clients run on.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Flavor {
+        /// 2 worker threads (one per core here).
+        Multi,
+        /// One thread: the one that calls `block_on`.
+        Current,
+    }
+
+    impl Flavor {
+        fn runtime(self) -> Runtime {
+            match self {
+                Flavor::Multi => tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build(),
+                Flavor::Current => tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build(),
+            }
+            .expect("tokio runtime")
+        }
+
+        /// What the rows of this runtime append to their label.
+        fn suffix(self) -> &'static str {
+            match self {
+                Flavor::Multi => "",
+                Flavor::Current => ", current-thread",
+            }
+        }
+
+        /// `STRATA_REDIS_RUNTIME`: `multi`, `current`, or both (unset).
+        fn wanted() -> Vec<Flavor> {
+            match std::env::var("STRATA_REDIS_RUNTIME").as_deref() {
+                Err(_) | Ok("") | Ok("both") => vec![Flavor::Multi, Flavor::Current],
+                Ok("multi") => vec![Flavor::Multi],
+                Ok("current") => vec![Flavor::Current],
+                Ok(other) => {
+                    panic!("STRATA_REDIS_RUNTIME={other}: expected multi, current or both")
+                }
+            }
+        }
+    }
+
+    /// Connects a client with `connect` on `rt` and checks that its driver task landed there:
+    /// the runtime's live tasks grow (a driver spawned on another runtime would not count).
+    fn connected<T>(rt: &Runtime, what: &str, connect: impl std::future::Future<Output = T>) -> T {
+        let before = rt.metrics().num_alive_tasks();
+        let client = rt.block_on(connect);
+        let after = rt.metrics().num_alive_tasks();
+        assert!(
+            after > before,
+            "{what}: no task of its connection runs on the runtime it connected from \
+             ({before} live tasks before, {after} after)"
+        );
+        client
+    }
+
     /// Everything a contest entrant needs: the server, the runtime, both clients.
     struct Setup {
-        server: Server,
+        server: Rc<Server>,
+        flavor: Flavor,
         rt: Runtime,
         store: RedisStore<String, String>,
         conn: MultiplexedConnection,
@@ -269,38 +339,33 @@ mod bench {
         bytes: Arc<Vec<u8>>,
     }
 
-    fn setup() -> Setup {
-        let server = Server::start();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let store = rt
-            .block_on(
-                RedisStore::builder()
-                    .url(server.url())
-                    .namespace("bench")
-                    .auto_pipeline(
-                        std::env::var_os("STRATA_REDIS_AUTO_PIPELINE").is_none_or(|v| v != "0"),
-                    )
-                    .build(),
-            )
-            .expect("connect RedisStore");
-        let conn = rt
-            .block_on(async {
-                let client = ::redis::Client::open(server.url())?;
-                crate::redis::raw_connection(&client, Default::default()).await
-            })
-            .expect("connect redis-rs");
-        let fred = rt
-            .block_on(async {
-                let config = fred::prelude::Config::from_url(&server.url())?;
-                let client = fred::prelude::Builder::from_config(config).build()?;
-                client.init().await?;
-                Ok::<_, fred::prelude::Error>(client)
-            })
-            .expect("connect fred");
+    /// Every client connected on a fresh runtime of `flavor`, to `server`.
+    fn setup(server: Rc<Server>, flavor: Flavor) -> Setup {
+        let rt = flavor.runtime();
+        let store = connected(
+            &rt,
+            "RedisStore",
+            RedisStore::builder()
+                .url(server.url())
+                .namespace("bench")
+                .auto_pipeline(
+                    std::env::var_os("STRATA_REDIS_AUTO_PIPELINE").is_none_or(|v| v != "0"),
+                )
+                .build(),
+        )
+        .expect("connect RedisStore");
+        let conn = connected(&rt, "redis-rs", async {
+            let client = ::redis::Client::open(server.url())?;
+            crate::redis::raw_connection(&client, Default::default()).await
+        })
+        .expect("connect redis-rs");
+        let fred = connected(&rt, "fred", async {
+            let config = fred::prelude::Config::from_url(&server.url())?;
+            let client = fred::prelude::Builder::from_config(config).build()?;
+            client.init().await?;
+            Ok::<_, fred::prelude::Error>(client)
+        })
+        .expect("connect fred");
         let bytes = Arc::new(encode_value(&value(), Format::MessagePack, "k").expect("encode"));
         assert_eq!(
             bytes.len(),
@@ -315,6 +380,7 @@ mod bench {
         assert_eq!(decode(&bytes), value(), "and read them back as strata does");
         Setup {
             server,
+            flavor,
             rt,
             store,
             conn,
@@ -377,12 +443,19 @@ mod bench {
             ));
         }
         let plural = if tasks == 1 { "" } else { "s" };
+        let (suffix, line) = match s.flavor {
+            Flavor::Multi => ("", ""),
+            Flavor::Current => (s.flavor.suffix(), "\ncurrent-thread"),
+        };
         Contest {
             section: "redis",
-            label: format!("{} 64 B, {tasks} task{plural}", op.name()),
+            label: format!("{} 64 B, {tasks} task{plural}{suffix}", op.name()),
             chart: "throughput_redis",
             title: "RedisStore vs redis-rs, fred and redis-benchmark, 64 B values, loopback",
-            group: format!("{} 64 B\n{tasks} task{plural}", op.name().to_uppercase()),
+            group: format!(
+                "{} 64 B\n{tasks} task{plural}{line}",
+                op.name().to_uppercase()
+            ),
             entrants,
         }
     }
@@ -391,16 +464,25 @@ mod bench {
         if let Some(probe) = std::env::var_os("STRATA_REDIS_PROBE") {
             return self::probe(&probe.to_string_lossy());
         }
-        let s = setup();
+        let server = Rc::new(Server::start());
         // redis-benchmark's first request count assumes 500k requests/s.
         let last = Cell::new(500_000.0);
-        for tasks in [1, 64] {
-            for op in [Op::Get, Op::Set] {
-                let meters: [Meter; 4] = Default::default();
-                let metered = (tasks == 64).then_some(&meters);
-                contest::run(report, contest(&s, op, tasks, &last, metered));
-                if tasks == 64 {
-                    cost_rows(report, op, &meters);
+        for flavor in Flavor::wanted() {
+            let s = setup(server.clone(), flavor);
+            // The 1-task rows only on the multi-thread runtime: a lone caller waits a round
+            // trip per call on either.
+            let counts: &[usize] = match flavor {
+                Flavor::Multi => &[1, 64],
+                Flavor::Current => &[64],
+            };
+            for &tasks in counts {
+                for op in [Op::Get, Op::Set] {
+                    let meters: [Meter; 4] = Default::default();
+                    let metered = (tasks == 64).then_some(&meters);
+                    contest::run(report, contest(&s, op, tasks, &last, metered));
+                    if tasks == 64 {
+                        cost_rows(report, op, flavor, &meters);
+                    }
                 }
             }
         }
@@ -422,7 +504,12 @@ mod bench {
             _ => panic!("STRATA_REDIS_PROBE: OP is get or set, not {op}"),
         };
         let n: u64 = n.parse().expect("STRATA_REDIS_PROBE: N is a count");
-        let s = setup();
+        let flavor = match std::env::var("STRATA_REDIS_PROBE_RUNTIME").as_deref() {
+            Err(_) | Ok("") | Ok("multi") => Flavor::Multi,
+            Ok("current") => Flavor::Current,
+            Ok(other) => panic!("STRATA_REDIS_PROBE_RUNTIME={other}: expected multi or current"),
+        };
+        let s = setup(Rc::new(Server::start()), flavor);
         refill(&s.rt, &s.conn, &s.bytes);
         let tasks: u64 = std::env::var("STRATA_REDIS_PROBE_TASKS").map_or(64, |t| {
             t.parse().expect("STRATA_REDIS_PROBE_TASKS: a count")
@@ -470,9 +557,10 @@ mod bench {
         let per_op =
             |after: libc::timeval, before: libc::timeval| (micros(after) - micros(before)) / ops;
         eprintln!(
-            "probe {client} {} x{}: {elapsed:?}; per op: client user {:.3} us, sys {:.3} us; \
+            "probe {client} {}{} x{}: {elapsed:?}; per op: client user {:.3} us, sys {:.3} us; \
              server {:.3} us; {:.1} commands per server read; {:.3} context switches",
             op.name(),
+            flavor.suffix(),
             per_task * tasks,
             per_op(own.ru_utime, own_before.ru_utime),
             per_op(own.ru_stime, own_before.ru_stime),
@@ -560,7 +648,7 @@ mod bench {
     /// The rows of one 64-task contest's costs: client and server CPU per operation against
     /// every peer, and, against redis-rs (the same driver strata sends through), commands per
     /// server read and context switches per operation. Each is the median of per-round ratios.
-    fn cost_rows(report: &mut Report, op: Op, meters: &[Meter; 4]) {
+    fn cost_rows(report: &mut Report, op: Op, flavor: Flavor, meters: &[Meter; 4]) {
         let names = [
             "strata RedisStore",
             "redis-rs",
@@ -605,7 +693,7 @@ mod bench {
                 let peer_per_round: Vec<f64> = meters[p].borrow().iter().map(figure).collect();
                 let row = Row {
                     section: "redis".into(),
-                    label: format!("{what} {} 64 B, 64 tasks", op.name()),
+                    label: format!("{what} {} 64 B, 64 tasks{}", op.name(), flavor.suffix()),
                     strata: crate::report::median(ours_per_round.clone()),
                     peer: Some((
                         names[p].to_string(),
