@@ -172,6 +172,19 @@ pub enum Error {
     #[error(transparent)]
     LostCommits(Box<LostCommitsError>),
 
+    /// A data directory already holds as many namespaces as one directory takes
+    /// (`DiskDb`: each namespace is an engine keyspace of its own) and a new one was asked for.
+    ///
+    /// Its fields are in [`TooManyNamespacesError`].
+    #[error(transparent)]
+    TooManyNamespaces(Box<TooManyNamespacesError>),
+
+    /// A data directory was written in an on-disk format newer than this strata reads.
+    ///
+    /// Its fields are in [`NewerFormatError`].
+    #[error(transparent)]
+    NewerFormat(Box<NewerFormatError>),
+
     /// A disk store stopped taking work because its engine failed in a way later calls would
     /// repeat (a journal write failed: disk full, I/O error) or an async write it acknowledged
     /// could not be committed. Every later call of every handle on the directory returns this.
@@ -335,6 +348,32 @@ pub struct LostCommitsError {
     pub recovered: u64,
 }
 
+/// The fields of [`Error::TooManyNamespaces`]: the data directory already holds `limit`
+/// namespaces and `namespace` would be one more.
+#[derive(Debug, thiserror::Error)]
+#[error("the data directory {path} already holds {limit} namespaces, the most one directory takes; namespace {namespace:?} would be one more: keep these entries in an existing namespace (prefix their keys instead), or give them a data directory of their own")]
+pub struct TooManyNamespacesError {
+    /// The data directory.
+    pub path: PathBuf,
+    /// The namespace that was refused.
+    pub namespace: String,
+    /// The most namespaces one directory holds.
+    pub limit: usize,
+}
+
+/// The fields of [`Error::NewerFormat`]: the directory's format is `found`, this strata reads
+/// up to `supported`.
+#[derive(Debug, thiserror::Error)]
+#[error("the data directory {path} is in on-disk format {found}, written by a newer strata; this strata reads formats up to {supported}: upgrade strata to open it (the directory was left untouched)")]
+pub struct NewerFormatError {
+    /// The data directory.
+    pub path: PathBuf,
+    /// The directory's format.
+    pub found: u64,
+    /// The newest format this strata reads.
+    pub supported: u64,
+}
+
 /// The fields of [`Error::Unavailable`]: a disk store stopped taking work because its engine failed in a way later calls would
 /// repeat (a journal write failed: disk full, I/O error) or an async write it acknowledged
 /// could not be committed. Every later call of every handle on the directory returns this.
@@ -401,6 +440,8 @@ boxed_variants!(
     DataDirError => DataDir,
     CorruptError => Corrupt,
     LostCommitsError => LostCommits,
+    TooManyNamespacesError => TooManyNamespaces,
+    NewerFormatError => NewerFormat,
     UnavailableError => Unavailable,
     IoError => Io,
     LoaderError => Loader,

@@ -97,7 +97,8 @@ pub use disk::{
 pub use error::{
     BackendError, BoxError, CorruptError, DataDirError, DecodeError, EncodeError, Error,
     InvalidConfigError, InvalidDumpError, InvalidNamespaceError, IoError, LoaderError,
-    LostCommitsError, NotReplicatedError, Result, TimeoutError, UnavailableError,
+    LostCommitsError, NewerFormatError, NotReplicatedError, Result, TimeoutError,
+    TooManyNamespacesError, UnavailableError,
 };
 pub use events::{Event, EventBus, EventKind, Events, RemovalCause};
 pub use generational::{

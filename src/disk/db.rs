@@ -219,6 +219,7 @@ impl DiskDb {
             })?;
             return Ok(DiskStore::new(self.clone(), namespace, tier.clone()));
         }
+        self.inner.engine.open_namespace(&namespace)?;
         let tier = self.load_tier::<K, V>(&namespace)?;
         tiers.insert(namespace.clone(), Box::new(tier.clone()));
         Ok(DiskStore::new(self.clone(), namespace, tier))
@@ -845,7 +846,12 @@ fn open_fjall(path: &Path, opts: &Options) -> Result<FjallEngine> {
             Some(_) => BLOCK_CACHE_COLD,
             None => BLOCK_CACHE,
         };
-        match FjallEngine::open(path, &opts.dir, clock, recovery, cache) {
+        let migration = opts
+            .faults
+            .as_ref()
+            .map(|f| f.migration())
+            .unwrap_or_default();
+        match FjallEngine::open(path, &opts.dir, clock, recovery, cache, migration) {
             Err(Error::DirLocked { .. }) if started.elapsed() < lock::BUSY_WAIT => {
                 std::thread::sleep(Duration::from_millis(10));
             }

@@ -13,8 +13,8 @@ use std::{
 
 use parking_lot::{Condvar, Mutex};
 
-use super::engine::{CommitError, Engine, Op, Visitor};
-use crate::error::Result;
+use super::engine::{CommitError, Engine, Migration, Op, Visitor};
+use crate::{error::Result, namespace::Namespace};
 
 /// How long [`Faults::wait_parked`] waits for a commit to reach the barrier.
 const PARK_WAIT: Duration = Duration::from_secs(10);
@@ -57,6 +57,8 @@ struct Plan {
     fail_at: Option<u64>,
     /// Fail every commit until cleared.
     fail_all: bool,
+    /// How an open migrates a format-1 directory.
+    migration: Migration,
     /// Report failures as fatal (like fjall's poisoned journal).
     fatal: bool,
     park: Park,
@@ -133,6 +135,22 @@ impl Faults {
         self.state.changed.notify_all();
     }
 
+    /// Makes an open that migrates a format-1 directory move `records` per batch.
+    pub fn migrate_in_batches_of(&self, records: usize) {
+        self.state.plan.lock().migration.batch = records;
+    }
+
+    /// Makes an open that migrates a format-1 directory abort the process (no unwinding, no
+    /// close: a crash) right after its `n`th batch is committed. For a child process.
+    pub fn abort_after_migration_batches(&self, n: u64) {
+        self.state.plan.lock().migration.abort_after = Some(n);
+    }
+
+    /// How an open migrates a format-1 directory.
+    pub(crate) fn migration(&self) -> Migration {
+        self.state.plan.lock().migration
+    }
+
     /// Commits attempted so far (failed ones included).
     pub fn commits(&self) -> u64 {
         self.state.plan.lock().commits
@@ -201,6 +219,10 @@ struct FaultyEngine {
 }
 
 impl Engine for FaultyEngine {
+    fn open_namespace(&self, namespace: &Namespace) -> Result<()> {
+        self.inner.open_namespace(namespace)
+    }
+
     fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
         self.inner.scan(prefix, visit)
     }

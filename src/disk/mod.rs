@@ -2,9 +2,22 @@
 //! write also in an embedded engine on disk, so a restart (or a crash) logs nobody out.
 //!
 //! # Layout and guarantees
-//! - One directory ([`DiskDb`]) holds many namespaces; a record's key is `namespace:` followed by
-//!   the key's [`Key`](crate::Key) bytes, its value the encoded value followed by the deadline.
-//!   The engine is fjall (an LSM tree with a journal) behind a private trait.
+//! - One directory ([`DiskDb`]) holds many namespaces (at most 64: a new one past that is
+//!   [`Error::TooManyNamespaces`](crate::Error::TooManyNamespaces)), each in an engine
+//!   keyspace of its own (`ns:<namespace>`) whose keys are the key's [`Key`](crate::Key) bytes
+//!   and whose values are the encoded value followed by the deadline. Above the engine, keys
+//!   are still spelled `namespace:key` (scans, raw records). The engine is fjall (an LSM tree
+//!   with a journal) behind a private trait.
+//! - **Format**: the directory records its on-disk format (2). Format 1 (strata before
+//!   2026-12-07) kept every namespace in one keyspace under `namespace:key`; an open moves
+//!   those records into their namespaces' keyspaces, each batch of the move (inserts and
+//!   removes) one commit, so a crash anywhere in it loses and duplicates nothing and the next
+//!   open resumes it; the old keyspace is dropped once the moves are fsynced
+//!   (`disk_format::an_open_killed_during_the_migration_loses_and_duplicates_nothing`). Why:
+//!   with `namespace:` in front of every key, fjall's write buffer (a skip list comparing a
+//!   4-byte inline key prefix first) compared whole keys ~30 times per insert. There is no way
+//!   back: an older strata opens a format-2 directory as empty. A directory from a newer
+//!   format is [`Error::NewerFormat`](crate::Error::NewerFormat), left untouched.
 //! - **Open** locks the directory (a second open, in this process or another, is
 //!   [`Error::DirLocked`](crate::Error::DirLocked) after a 0.5 s grace period for a holder that
 //!   is exiting), loads everything, deletes the expired

@@ -70,6 +70,7 @@ impl DiskDb {
                 format!("{namespace} has a store open in this DiskDb; write through the store"),
             ));
         }
+        self.inner.engine.open_namespace(&namespace)?;
         let prefix = namespace.prefix();
         let mut buf = Vec::with_capacity(raw.value.len() + 8 + prefix.len() + raw.key.len());
         buf.extend_from_slice(&raw.value);

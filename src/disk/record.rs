@@ -2,7 +2,8 @@
 //!
 //! The deadline is a trailer (8 bytes, big-endian Unix milliseconds, 0 = never) so a record is
 //! built by appending to the value's encoding, in the buffer it was encoded into. Keys are
-//! `namespace:` followed by [`Key::encode_key`](crate::Key::encode_key) bytes.
+//! `namespace:` followed by [`Key::encode_key`](crate::Key::encode_key) bytes; the engine
+//! stores the part after `namespace:` in the namespace's own keyspace (format 2).
 
 use serde::Serialize;
 
