@@ -283,6 +283,7 @@ pub fn fmt_num(v: f64, unit: &str) -> String {
     match unit {
         "ops/s" if v >= 1e6 => format!("{:.2} M ops/s", v / 1e6),
         "ops/s" if v >= 1e3 => format!("{:.1} k ops/s", v / 1e3),
+        "keys/s" if v >= 1e3 => format!("{:.1} k keys/s", v / 1e3),
         "%" => format!("{v:.2} %"),
         "us/op" => format!("{v:.2} us/op"),
         _ => format!("{v:.1} {unit}"),
