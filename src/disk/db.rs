@@ -824,7 +824,18 @@ fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngin
         // Larger than memory: the tier starts cold and reads check deadlines (see the option).
         return Ok((engine, load::Loaded::default()));
     }
-    let loaded = load::load(&engine, opts.clock.now_ms(), started, opts.open_timeout)?;
+    let loaded = match load::load(&engine, opts.clock.now_ms(), started, opts.open_timeout) {
+        // The one-time migration (done and durable by now) took the time: say so, and that
+        // the next open will not repeat it.
+        Err(Error::Timeout(mut e)) if engine.migrated() > 0 => {
+            e.context = format!(
+                "loading the disk store after moving its {} records to format 2 (done, and kept: open it again, the next open does not move them)",
+                engine.migrated()
+            );
+            return Err(Error::Timeout(e));
+        }
+        other => other?,
+    };
     Ok((engine, loaded))
 }
 

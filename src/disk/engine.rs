@@ -172,6 +172,8 @@ pub(crate) struct FjallEngine {
     /// left in place, visited by scans.
     legacy: Option<Keyspace>,
     meta: Keyspace,
+    /// Records this open moved from format 1 (see [`FjallEngine::migrate`]).
+    migrated: u64,
     /// The last committed sequence number (only the writer thread commits).
     seq: AtomicU64,
     marker: Marker,
@@ -309,6 +311,7 @@ impl FjallEngine {
             spaces: RwLock::new(spaces),
             legacy,
             meta,
+            migrated: 0,
             seq: AtomicU64::new(recovered),
             marker,
             retirer,
@@ -367,11 +370,15 @@ impl FjallEngine {
             batch.commit()?;
             moved += in_batch;
             batches += 1;
+            if batches.is_multiple_of(64) {
+                tracing::info!(path = %self.path.display(), records = moved, "moving the disk store's records to one keyspace per namespace (format 2)");
+            }
             if migration.abort_after == Some(batches) {
                 // Test hook: dies like `kill -9` here, nothing flushed or closed.
                 std::process::abort();
             }
         }
+        self.migrated = moved;
         if moved > 0 {
             tracing::info!(path = %self.path.display(), records = moved, "moved the disk store's records to one keyspace per namespace (format 2)");
         }
@@ -383,6 +390,11 @@ impl FjallEngine {
             self.legacy = None;
         }
         Ok(())
+    }
+
+    /// Records this open moved from format 1 to format 2 (0 if there was nothing to move).
+    pub(crate) fn migrated(&self) -> u64 {
+        self.migrated
     }
 
     /// Records [`FORMAT`] in the meta keyspace, durably.
