@@ -189,7 +189,11 @@ macro_rules! sync_store_methods {
             ::std::future::ready(Ok($store::get(self, key)))
         }
 
-        #[inline]
+        // `inline(always)`: under `Cache::get` the store's answer is then handed over in
+        // registers, not returned through memory by a call with its own saved registers (an
+        // awaited `Cache::get` over a MemoryStore: 212 → 195 instructions per hit,
+        // `benches/compare/getcost.rs`).
+        #[inline(always)]
         fn get_now(&self, key: &K) -> Option<$crate::Result<Option<V>>> {
             Some(Ok($store::get(self, key)))
         }

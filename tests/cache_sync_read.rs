@@ -292,6 +292,27 @@ async fn a_read_the_store_answers_now_never_awaits_its_get() {
     assert_eq!((stats.hits, stats.misses), (1, 1));
 }
 
+/// A read the store answered at once writes nothing to its future (`src/cache/get.rs`): polled
+/// again after it answered, which a caller should not do, it reads again (and counts that read)
+/// rather than panicking or answering from a stale copy.
+#[tokio::test]
+async fn a_read_answered_at_once_and_polled_again_reads_again() {
+    let cache = Cache::builder().store(Mem::new()).build().await.unwrap();
+    cache.put(s("a"), s("1"), None).await.unwrap();
+    let key = s("a");
+    let mut read = pin!(cache.get(&key));
+    match poll_once(read.as_mut()) {
+        Poll::Ready(answer) => assert_eq!(answer.unwrap(), Some(s("1"))),
+        Poll::Pending => panic!("a read from memory waited"),
+    }
+    cache.store().put(s("a"), s("2"), None).unwrap();
+    match poll_once(read.as_mut()) {
+        Poll::Ready(answer) => assert_eq!(answer.unwrap(), Some(s("2"))),
+        Poll::Pending => panic!("a read from memory waited"),
+    }
+    assert_eq!(cache.stats().hits, 2);
+}
+
 #[tokio::test]
 async fn get_now_declines_over_a_store_that_must_wait_and_counts_nothing() {
     let time = ManualClock::new();

@@ -24,6 +24,7 @@ mod disk;
 mod failover;
 mod features;
 mod generational;
+mod getcost;
 mod hitratio;
 mod memory;
 mod plot;
@@ -57,6 +58,9 @@ fn main() {
     }
     if report.wants("putcost") {
         putcost::run(&mut report);
+    }
+    if report.wants("getcost") {
+        getcost::run(&mut report);
     }
     if report.wants("redis") {
         redis::run(&mut report);

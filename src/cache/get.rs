@@ -18,11 +18,12 @@ use crate::{error::Result, store::Store};
 
 pin_project_lite::pin_project! {
     /// A read not started yet (nothing is read until the first poll), one waiting on the
-    /// store, or one that has answered. The store's future is boxed: with it inline, dropping
+    /// store, or one that has answered after waiting. A read the store answers at once stays
+    /// `Start`: its poll writes nothing here (3 instructions of every awaited read from memory,
+    /// `benches/compare/getcost.rs`). The store's future is boxed: with it inline, dropping
     /// a `Get` was a call LLVM kept out of line (9 instructions of every awaited read from
     /// memory, `benches/compare/cache.rs`); a read that has to wait (Redis) allocates once more.
     #[project = Step]
-    #[project_replace = Owned]
     pub(super) enum Get<'c, 'k, K, V, S, W, F> {
         Start { cache: &'c Cache<K, V, S>, key: &'k K, wait: W },
         Waiting { read: Pin<Box<F>> },
@@ -43,7 +44,7 @@ where
     K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
     V: Clone + Send + Sync + 'static,
     S: Store<K, V> + 'static,
-    W: FnOnce(&'c Cache<K, V, S>, &'k K) -> F,
+    W: Fn(&'c Cache<K, V, S>, &'k K) -> F + Copy,
     F: Future<Output = Result<Option<V>>>,
 {
     type Output = Result<Option<V>>;
@@ -54,11 +55,11 @@ where
     // store-forwarding stall each; profile in BENCHMARKS.md, row `Cache::get polled`).
     #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Step::Start { .. } = self.as_mut().project() {
-            // Taken out before the read, so that nothing is dropped after it.
-            let Owned::Start { cache, key, wait } = self.as_mut().project_replace(Get::Done) else {
-                unreachable!("the state was just seen to be `Start`");
-            };
+        if let Step::Start { cache, key, wait } = self.as_mut().project() {
+            let (cache, key, wait) = (*cache, *key, *wait);
+            // A read answered at once leaves the future as it is: nothing is written to it
+            // (the caller does not poll a future that has answered; one that did would read
+            // again, and get a correct answer).
             if let Some(answer) = cache.get_now(key) {
                 return Poll::Ready(answer);
             }
