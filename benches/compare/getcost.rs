@@ -21,14 +21,21 @@
 //! callgrind_annotate --inclusive=yes /tmp/getcost.cg | grep 'getcost::probe_'
 //! ```
 //!
+//! Every store here hashes with a fixed seed (`foldhash::fast::FixedState`): with the default,
+//! randomly seeded hasher the seed follows the binary's addresses, and a change anywhere in the
+//! binary moved a probe by a few instructions per operation (quick_cache's own gets by 8) through
+//! the table's probe lengths alone.
+//!
 //! Outside callgrind the section just runs the probes once and prints the operation counts.
 
 use std::{future::Future, hint::black_box, time::Duration};
 
+use foldhash::fast::FixedState;
+use quick_cache::{sync::DefaultLifecycle, UnitWeighter};
 use strata::{Cache, MemoryStore};
 
 use crate::{
-    memory::{Contender, Quick, Strata},
+    memory::Contender,
     report::Report,
     workload::{op_mix, scramble, zipf_keys},
 };
@@ -39,7 +46,61 @@ const READS: u64 = 100_000;
 const CACHE_KEYS: u64 = 1024;
 const TTL: Duration = Duration::from_secs(3600);
 
-type U64Cache = Cache<u64, u64, MemoryStore<u64, u64>>;
+/// Every probe's hasher (see the module docs).
+const SEED: FixedState = FixedState::with_seed(0x5eed);
+
+type Memory = MemoryStore<u64, u64, FixedState>;
+type U64Cache = Cache<u64, u64, Memory>;
+type QuickCache = quick_cache::sync::Cache<u64, u64, UnitWeighter, FixedState>;
+
+/// A MemoryStore with the `memory` section's TTL on every put.
+struct Strata(Memory);
+
+impl Contender for Strata {
+    #[inline]
+    fn get(&self, k: u64) -> bool {
+        self.0.get(&k).is_some()
+    }
+    #[inline]
+    fn put(&self, k: u64, v: u64) {
+        let _ = self.0.put(k, v, Some(TTL));
+    }
+}
+
+struct Quick(QuickCache);
+
+impl Contender for Quick {
+    #[inline]
+    fn get(&self, k: u64) -> bool {
+        self.0.get(&k).is_some()
+    }
+    #[inline]
+    fn put(&self, k: u64, v: u64) {
+        self.0.insert(k, v);
+    }
+}
+
+/// A MemoryStore with the probes' hasher, bounded at `max_capacity` if given.
+fn memory(max_capacity: Option<u64>) -> Memory {
+    let builder = MemoryStore::builder().hasher(SEED);
+    let builder = match max_capacity {
+        Some(n) => builder.max_capacity(n),
+        None => builder,
+    };
+    builder.build().expect("valid options")
+}
+
+/// quick_cache as the `memory` section builds it (`Cache::new(2 * keys)`), with the probes' hasher.
+fn quick(items: usize) -> Quick {
+    let lifecycle = DefaultLifecycle::default();
+    Quick(QuickCache::with(
+        items,
+        items as u64,
+        UnitWeighter,
+        SEED,
+        lifecycle,
+    ))
+}
 type Runtime = tokio::runtime::Runtime;
 
 /// The key of read `i`.
@@ -78,7 +139,7 @@ fn poll_once<F: Future>(future: F) -> Option<F::Output> {
 // probes into one function.
 
 #[inline(never)]
-fn probe_raw_get(store: &MemoryStore<u64, u64>, reads: u64) {
+fn probe_raw_get(store: &Memory, reads: u64) {
     black_box("probe_raw_get");
     for i in 0..reads {
         black_box(store.get(&key(i)));
@@ -88,7 +149,7 @@ fn probe_raw_get(store: &MemoryStore<u64, u64>, reads: u64) {
 /// The same sync read inside the awaited loop the `async` probes use: what that loop costs
 /// any read by itself.
 #[inline(never)]
-fn probe_raw_get_in_async_loop(rt: &Runtime, store: &MemoryStore<u64, u64>, reads: u64) {
+fn probe_raw_get_in_async_loop(rt: &Runtime, store: &Memory, reads: u64) {
     black_box("probe_raw_get_in_async_loop");
     awaited(rt, reads, |i| async move {
         black_box(store.get(&key(i)));
@@ -112,7 +173,7 @@ fn probe_cache_get_polled(cache: &U64Cache, reads: u64) {
 }
 
 #[inline(never)]
-fn probe_store_get_awaited(rt: &Runtime, store: &MemoryStore<u64, u64>, reads: u64) {
+fn probe_store_get_awaited(rt: &Runtime, store: &Memory, reads: u64) {
     black_box("probe_store_get_awaited");
     awaited(rt, reads, |i| async move {
         let got = strata::Store::get(store, &key(i)).await;
@@ -172,7 +233,7 @@ pub fn run(report: &mut Report) {
         .expect("a tokio runtime");
     let cache: U64Cache = rt.block_on(async {
         let cache = Cache::builder()
-            .store(MemoryStore::<u64, u64>::new())
+            .store(memory(None))
             .ttl(TTL)
             .build()
             .await
@@ -197,16 +258,13 @@ pub fn run(report: &mut Report) {
     let mix_ops = report.n(1_000_000, 1_000_000);
     let keys = zipf_keys(n_keys, 0.99, mix_ops, 7);
     let ops = op_mix(mix_ops, 95, 11);
-    let ttl = Some(TTL);
-    let store = MemoryStore::builder().build().expect("valid options");
-    let s = filled(Strata(store, ttl), n_keys);
+    let s = filled(Strata(memory(None)), n_keys);
     probe_memory_mix_95_ttl(&s, &keys, &ops);
     drop(s);
-    let store = MemoryStore::builder().max_capacity(2 * n_keys as u64);
-    let s = filled(Strata(store.build().expect("valid options"), ttl), n_keys);
+    let s = filled(Strata(memory(Some(2 * n_keys as u64))), n_keys);
     probe_bounded_mix_95_ttl(&s, &keys, &ops);
     drop(s);
-    let q = filled(Quick(quick_cache::sync::Cache::new(2 * n_keys)), n_keys);
+    let q = filled(quick(2 * n_keys), n_keys);
     probe_quick_mix_95(&q, &keys, &ops);
     if !report.smoke {
         println!("getcost: {reads} reads per Cache probe_*, {mix_ops} ops per *_mix_95 probe");
