@@ -1419,6 +1419,98 @@ async fn every_call_of_a_batch_that_gets_no_reply_times_out() {
     }
 }
 
+/// Lets the runtime run (the connection's driver writes the batch) until the proxy has seen
+/// `count` requests in all, without letting the paused clock move (a yield leaves work to do, so
+/// the runtime never parks long enough to advance it). Bounded in real time.
+async fn until_requests(proxy: &Proxy, count: usize) {
+    let began = Instant::now();
+    while proxy.requests() < count {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "the proxy saw {} requests, not {count}",
+            proxy.requests()
+        );
+        tokio::task::yield_now().await;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// One timer per batch, each call at its own deadline: a call that joined a batch half a
+/// timeout after the call that opened it times out half a timeout later than that one, not
+/// at the batch's first timer (set for the opener's deadline); and the opener times out at its
+/// deadline, not before. Paused clock, replies held in the proxy.
+#[tokio::test]
+async fn each_call_of_a_batch_times_out_at_its_own_deadline() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.addr());
+    let timeout = Duration::from_secs(10);
+    let store = RedisStore::<String, String>::builder()
+        .url(proxy.url())
+        .namespace("test")
+        .connect_timeout(Duration::from_secs(5))
+        .command_timeout(timeout)
+        .build()
+        .await
+        .unwrap();
+    fill(&store, 3).await;
+    let (k0, k1, k2) = ("key0".to_string(), "key1".to_string(), "key2".to_string());
+    proxy.hold_replies(true);
+    tokio::time::pause();
+    let before = proxy.requests();
+    // Sent alone (the connection was idle) and left in flight, so the next call opens a batch.
+    let mut alone = Box::pin(store.get(&k0));
+    assert!(poll_once(alone.as_mut()).await.is_pending(), "sent alone");
+    until_requests(&proxy, before + 1).await;
+    let mut first = Box::pin(store.get(&k1));
+    assert!(
+        poll_once(first.as_mut()).await.is_pending(),
+        "opened a batch"
+    );
+    let half = timeout / 2;
+    // The batch falls due meanwhile (the runtime ran its deferred wake), but is not sent: its
+    // one member is not polled.
+    tokio::time::advance(half).await;
+    let mut late = Box::pin(store.get(&k2));
+    assert!(
+        poll_once(late.as_mut()).await.is_pending(),
+        "joined the batch"
+    );
+    // `late` found the batch due and sent it, with both commands: one more request. (Had it
+    // opened a batch of its own, nothing would be sent until the next deferred wake, and
+    // `first`'s batch not until `first` is polled.)
+    until_requests(&proxy, before + 2).await;
+    // Timers fire on the first millisecond tick at or after their deadline: a call is still
+    // waiting a tick before its deadline and has timed out a tick after it.
+    let tick = Duration::from_millis(1);
+    tokio::time::advance(half - tick).await;
+    assert!(
+        poll_once(first.as_mut()).await.is_pending(),
+        "the opener timed out before its deadline"
+    );
+    tokio::time::advance(2 * tick).await;
+    match poll_once(first.as_mut()).await {
+        Poll::Ready(Err(Error::Timeout { .. })) => {}
+        Poll::Ready(other) => panic!("the opener at its deadline: {other:?}"),
+        Poll::Pending => panic!("the opener outlived its deadline"),
+    }
+    assert!(
+        poll_once(late.as_mut()).await.is_pending(),
+        "the late joiner was cut short at the opener's deadline"
+    );
+    tokio::time::advance(half - 2 * tick).await;
+    assert!(
+        poll_once(late.as_mut()).await.is_pending(),
+        "the late joiner timed out before its deadline"
+    );
+    tokio::time::advance(2 * tick).await;
+    match poll_once(late.as_mut()).await {
+        Poll::Ready(Err(Error::Timeout { .. })) => {}
+        Poll::Ready(other) => panic!("the late joiner at its deadline: {other:?}"),
+        Poll::Pending => panic!("the late joiner outlived its deadline"),
+    }
+    drop((alone, first, late));
+}
+
 /// Many tasks, each writing then reading its own key and bumping one shared counter: every
 /// read sees its own task's last write (a caller's commands run in its order), and no
 /// increment is lost or doubled across batches.

@@ -68,7 +68,7 @@ use redis::{
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::pipeline::Pipelined;
+use super::pipeline::{Pipelined, TimedOut};
 use crate::{
     error::{Error, Result},
     redact::redact_url,
@@ -869,8 +869,8 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// A reply within the timeout, or `Elapsed`.
-pub(crate) type Timed<T> = std::result::Result<redis::RedisResult<T>, tokio::time::error::Elapsed>;
+/// A reply within the timeout, or [`TimedOut`].
+pub(crate) type Timed<T> = std::result::Result<redis::RedisResult<T>, TimedOut>;
 
 /// An error that says the master moved: the old one refuses or dropped the connection, or is a
 /// replica now (`READONLY`).
@@ -927,8 +927,17 @@ impl Conn {
         timeout: Duration,
         reply: impl Future<Output = redis::RedisResult<T>>,
     ) -> Timed<T> {
-        let reply = tokio::time::timeout(timeout, reply).await;
-        match (self, &reply) {
+        let reply = tokio::time::timeout(timeout, reply)
+            .await
+            .map_err(|_| TimedOut);
+        self.judge(generation, &reply).await;
+        reply
+    }
+
+    /// Renews the connection of `generation` if `reply` (a call on it) timed out or broke it
+    /// (or, with Sentinel, found the master gone).
+    async fn judge<T>(&self, generation: u64, reply: &Timed<T>) {
+        match (self, reply) {
             (_, Ok(Ok(_))) => {}
             (Conn::Single(s), Err(_)) => s.renew(generation),
             // A broken connection (reset, EOF, a dead driver) is replaced, as is, with
@@ -949,7 +958,6 @@ impl Conn {
                 }
             }
         }
-        reply
     }
 
     /// Runs `cmd` under `timeout`; `context` names it in errors (`"GET sessions:abc"`).
@@ -980,6 +988,24 @@ impl Conn {
         context: impl FnOnce() -> String,
     ) -> Result<T> {
         let (generation, handle) = self.handle();
+        // On one server's ready connection the call's deadline goes with it: a call that joins
+        // an auto-pipelined batch waits under the batch's one timer instead of its own.
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
+        let handle =
+            match (handle, deadline) {
+                (Handle::Single(connection), Some(deadline)) => {
+                    let reply = connection.send_by(cmd, deadline).await.map(
+                        |reply| -> redis::RedisResult<T> {
+                            Ok(redis::from_redis_value(reply?.extract_error()?)?)
+                        },
+                    );
+                    if !matches!(reply, Ok(Ok(_))) {
+                        self.judge(generation, &reply).await;
+                    }
+                    return settle(reply, timeout, context);
+                }
+                (handle, _) => handle,
+            };
         let call = async move {
             let value = handle.send(cmd).await?;
             Ok(redis::from_redis_value(value.extract_error()?)?)

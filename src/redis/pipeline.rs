@@ -27,6 +27,19 @@
 //! Nothing outlives its callers, so a runtime that shuts down strands nothing; the deferred
 //! wake itself, dropped by a runtime that shuts down, makes the batch due ([`Fire`]'s drop).
 //!
+//! **One timer per batch.** A call with a deadline ([`Pipelined::send_by`], every
+//! `Conn::run`) that joins a batch does not start a timer of its own: the batch holds one, set
+//! for the earliest deadline of its members (registering and removing a timer per call was ~7 %
+//! of a batched command's instructions, see BENCHMARKS.md). A member that joins with an earlier
+//! deadline than the timer's moves it earlier (a new timer). When it fires, every member whose
+//! deadline has passed is marked timed out, and every live member is woken: the timed-out ones
+//! end with [`TimedOut`] (and leave the batch as a dropped member does), the others see that
+//! the batch has no timer any more and set a new one, on their own runtime, for the earliest
+//! deadline left. So each member times out at its own deadline, never at an earlier member's:
+//! a late joiner is not cut short by the timer the batch started with. A timer dropped with its
+//! runtime (which fires it) counts as fired, so the members polled on another runtime set a new
+//! one there. The batch's timer is dropped once its replies are in.
+//!
 //! **Replies.** Redis answers a pipeline's commands one by one: a server error (`WRONGTYPE`)
 //! is that command's reply ([`Value::ServerError`]), given to its caller only. A broken
 //! connection fails the whole pipeline, so every member gets the error (and renews the
@@ -44,11 +57,13 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard, Weak,
     },
     task::{Context, Poll, Wake, Waker},
 };
+
+use tokio::time::{Instant, Sleep};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use redis::{aio::MultiplexedConnection, Cmd, Pipeline, RedisError, RedisResult, Value};
@@ -105,14 +120,51 @@ struct Open {
 /// Every member's reply, each taken (by index) by its member; or the error that failed them all.
 type Replies = Result<Arc<Mutex<Vec<Value>>>, RedisError>;
 
+/// A call's deadline passed before its reply came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimedOut;
+
 /// A batch's send.
 type Send = BoxFuture<'static, Replies>;
 
 /// A batch's commands, and its members until they go on to send it.
 struct Batch {
     state: Mutex<BatchState>,
+    /// The batch's timer fired at least once: members look at their [`Slot`] on every poll
+    /// from then on (before, a poll in the send reads nothing of the batch).
+    fired: AtomicBool,
 }
 
+/// One member of a batch, by its index.
+struct Slot {
+    /// The member's waker: woken when the batch is due (to send it) or done, while it waits;
+    /// and when the batch's timer fires, while it lives.
+    waker: Option<Waker>,
+    /// Went on to the send (`Shared` wakes it when the replies are in).
+    sending: bool,
+    /// Dropped.
+    gone: bool,
+    /// When its call gives up, if it has a deadline here (else its caller's own timeout
+    /// bounds it).
+    deadline: Option<Instant>,
+    /// The batch's timer fired at or after `deadline`.
+    timed_out: bool,
+}
+
+impl Slot {
+    /// Waits for the batch to be due or done, with a waker to be woken by.
+    fn waiting(&self) -> bool {
+        !self.sending && !self.gone && self.waker.is_some()
+    }
+
+    /// Keeps `waker` as the member's, unless it is the same task's.
+    fn set_waker(&mut self, waker: &Waker) {
+        match &self.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.waker = Some(waker.clone()),
+        }
+    }
+}
 struct BatchState {
     /// Taken by the send.
     commands: Option<Pipeline>,
@@ -124,13 +176,16 @@ struct BatchState {
     armed: bool,
     /// Sent, and answered or failed: the members still waiting are woken to take their replies.
     done: bool,
-    /// By member index, the waker of each member waiting for the batch to be due or done; `None`
-    /// once it went on to the send, or was dropped.
-    waiting: Vec<Option<Waker>>,
+    /// By member index.
+    members: Vec<Slot>,
     /// Members that went on to the send (each may drive it, and `Shared` wakes them).
     sending: usize,
     /// The waiting member woken to send the due batch, until it does or is dropped.
     woken: Option<usize>,
+    /// The batch's one timer and the deadline it is set for: the earliest deadline of the
+    /// members that have one, are alive and have not timed out. `None` before the first member
+    /// with a deadline, once it fired, and once the replies are in.
+    timer: Option<(Instant, Pin<Box<Sleep>>)>,
 }
 
 impl BatchState {
@@ -141,12 +196,73 @@ impl BatchState {
             return None;
         }
         let (index, waker) = self
-            .waiting
+            .members
             .iter()
             .enumerate()
-            .find_map(|(i, w)| Some((i, w.as_ref()?.clone())))?;
+            .find(|(_, slot)| slot.waiting())
+            .and_then(|(i, slot)| Some((i, slot.waker.clone()?)))?;
         self.woken = Some(index);
         Some(waker)
+    }
+
+    /// Sets the batch's timer for the earliest deadline of its live members that have not
+    /// timed out, if it has none or a later one. Returns the timer it replaces (to be dropped
+    /// once the lock is released: removing it takes the timer driver's lock) and, if that
+    /// deadline has passed already, the members to wake (see [`BatchState::expire`]).
+    fn arm(&mut self, batch: &Arc<Batch>) -> (Option<Pin<Box<Sleep>>>, Vec<Waker>) {
+        let nothing = (None, Vec::new());
+        if self.done {
+            return nothing;
+        }
+        let earliest = self
+            .members
+            .iter()
+            .filter(|slot| !slot.gone && !slot.timed_out)
+            .filter_map(|slot| slot.deadline)
+            .min();
+        let Some(earliest) = earliest else {
+            return nothing;
+        };
+        if self.timer.as_ref().is_some_and(|(at, _)| *at <= earliest) {
+            return nothing;
+        }
+        // Made on the caller's runtime (the one polling now), and registered at once with
+        // the batch's own waker. Polled without a cooperative budget: an exhausted budget
+        // would make the poll wake that waker at once instead of registering the timer.
+        let mut sleep = Box::pin(tokio::time::sleep_until(earliest));
+        let waker = Waker::from(Arc::new(Timer {
+            batch: Arc::downgrade(batch),
+        }));
+        let registered = std::pin::pin!(tokio::task::coop::unconstrained(sleep.as_mut()));
+        let fired = registered.poll(&mut Context::from_waker(&waker)).is_ready();
+        let old = self.timer.replace((earliest, sleep)).map(|(_, old)| old);
+        if !fired {
+            return (old, Vec::new());
+        }
+        // The deadline is behind already (the timer did not register): expired at once.
+        batch.fired.store(true, Ordering::Release);
+        let expired = self.timer.take().map(|(_, sleep)| sleep);
+        let woken = self.expire();
+        (old.or(expired), woken)
+    }
+
+    /// The timer fired (or was dropped with its runtime): marks the members whose deadline
+    /// passed as timed out, and returns the waker of every live member, to be woken with the
+    /// lock released (each timed-out one ends; the first polled of the others sets a new
+    /// timer). Nothing once the replies are in. The caller took the timer.
+    fn expire(&mut self) -> Vec<Waker> {
+        if self.done {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let mut woken = Vec::new();
+        for slot in self.members.iter_mut().filter(|slot| !slot.gone) {
+            if slot.deadline.is_some_and(|d| d <= now) {
+                slot.timed_out = true;
+            }
+            woken.extend(slot.waker.clone());
+        }
+        woken
     }
 }
 
@@ -159,10 +275,12 @@ impl Batch {
                 due: false,
                 armed: false,
                 done: false,
-                waiting: Vec::with_capacity(16),
+                members: Vec::with_capacity(16),
                 sending: 0,
                 woken: None,
+                timer: None,
             }),
+            fired: AtomicBool::new(false),
         })
     }
 
@@ -182,15 +300,54 @@ impl Batch {
         }
     }
 
-    /// Sent and answered (or failed): wakes every member still waiting.
+    /// Sent and answered (or failed): wakes every member still waiting, and drops the timer.
     fn finish(&self) {
-        let waiting: Vec<Waker> = {
+        let (waiting, timer): (Vec<Waker>, _) = {
             let mut state = self.lock();
             state.done = true;
-            state.waiting.iter_mut().filter_map(Option::take).collect()
+            let waiting = state
+                .members
+                .iter_mut()
+                .filter(|slot| !slot.sending && !slot.gone)
+                .filter_map(|slot| slot.waker.take())
+                .collect();
+            (waiting, state.timer.take())
         };
+        drop(timer);
         for waker in waiting {
             waker.wake();
+        }
+    }
+
+    /// The timer fired: see [`BatchState::expire`].
+    fn expire(&self) {
+        let (woken, timer) = {
+            let mut state = self.lock();
+            self.fired.store(true, Ordering::Release);
+            let timer = state.timer.take();
+            (state.expire(), timer)
+        };
+        drop(timer);
+        for waker in woken {
+            waker.wake();
+        }
+    }
+}
+
+/// The waker of a batch's timer. Weak: the timer is the batch's, and a strong handle in the
+/// timer would keep the batch alive with it.
+struct Timer {
+    batch: Weak<Batch>,
+}
+
+impl Wake for Timer {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(batch) = self.batch.upgrade() {
+            batch.expire();
         }
     }
 }
@@ -216,35 +373,76 @@ impl Pipelined {
     }
 
     /// Sends one command and returns its reply (a server error as [`Value::ServerError`]).
-    /// An owned `cmd` joins a batch as it is; a borrowed one is cloned into it.
+    /// An owned `cmd` joins a batch as it is; a borrowed one is cloned into it. The caller
+    /// bounds the wait.
     pub(crate) async fn send(self: Arc<Self>, cmd: Cow<'_, Cmd>) -> RedisResult<Value> {
+        match self.send_until(cmd, None).await {
+            Ok(reply) => reply,
+            // Without a deadline nothing times out here.
+            Err(TimedOut) => Err(RedisError::from(std::io::Error::other(
+                "an auto-pipelined call without a deadline timed out",
+            ))),
+        }
+    }
+
+    /// [`Pipelined::send`] within `deadline`: a call sent alone under its own timer, one that
+    /// joins a batch under the batch's (see the module's docs).
+    pub(crate) async fn send_by(
+        self: Arc<Self>,
+        cmd: Cow<'_, Cmd>,
+        deadline: Instant,
+    ) -> Result<RedisResult<Value>, TimedOut> {
+        self.send_until(cmd, Some(deadline)).await
+    }
+
+    async fn send_until(
+        self: Arc<Self>,
+        cmd: Cow<'_, Cmd>,
+        deadline: Option<Instant>,
+    ) -> Result<RedisResult<Value>, TimedOut> {
         if !self.auto || cmd.is_no_response() {
-            return self.send_alone(&cmd).await;
+            return self.send_alone(&cmd, deadline).await;
         }
         // `self` is held until the reply: the batch sends on this connection even if it
         // was replaced (renewed) meanwhile.
-        let member = match self.join(cmd) {
-            Joined::Alone(_in_flight, cmd) => return self.send_alone(&cmd).await,
+        let member = match self.join(cmd, deadline) {
+            Joined::Alone(_in_flight, cmd) => return self.send_alone(&cmd, deadline).await,
             Joined::Batch(member) => member,
         };
         let index = member.index;
-        let replies = member.await?;
+        let replies = match member.await? {
+            Ok(replies) => replies,
+            Err(e) => return Ok(Err(e)),
+        };
         let mut replies = replies.lock().unwrap_or_else(|p| p.into_inner());
-        match replies.get_mut(index) {
+        Ok(match replies.get_mut(index) {
             Some(reply) => Ok(std::mem::replace(reply, Value::Nil)),
             None => Err(RedisError::from(std::io::Error::other(
                 "Redis answered an auto-pipelined batch with fewer replies than commands; the connection is out of step and is replaced",
             ))),
-        }
+        })
     }
 
     /// `cmd` sent on its own. Boxed: the client's future for it is large, and every call's
     /// future (this one's callers' too) is moved a few times before it runs, so keeping it
     /// inline made every call copy it, batched or not (~5 % of a batched GET's instructions,
-    /// callgrind); a call sent alone waits a whole round trip anyway.
-    fn send_alone<'a>(&self, cmd: &'a Cmd) -> BoxFuture<'a, RedisResult<Value>> {
+    /// callgrind); a call sent alone waits a whole round trip anyway. Under its own timer if
+    /// it has a deadline.
+    fn send_alone<'a>(
+        &self,
+        cmd: &'a Cmd,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'a, Result<RedisResult<Value>, TimedOut>> {
         let mut conn = self.conn.clone();
-        Box::pin(async move { conn.send_packed_command(cmd).await })
+        Box::pin(async move {
+            let reply = conn.send_packed_command(cmd);
+            match deadline {
+                None => Ok(reply.await),
+                Some(at) => tokio::time::timeout_at(at, reply)
+                    .await
+                    .map_err(|_| TimedOut),
+            }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Open>> {
@@ -253,7 +451,7 @@ impl Pipelined {
 
     /// Appends `cmd` to the open batch (opening one if none is) as a new member; or, with no
     /// batch open and nothing in flight, counts it in flight to be sent alone.
-    fn join<'a>(self: &Arc<Self>, cmd: Cow<'a, Cmd>) -> Joined<'a> {
+    fn join<'a>(self: &Arc<Self>, cmd: Cow<'a, Cmd>, deadline: Option<Instant>) -> Joined<'a> {
         let mut open = self.lock();
         let live = open.as_ref().and_then(|open| {
             let send = open.send.upgrade()?;
@@ -278,20 +476,36 @@ impl Pipelined {
                 (batch, send)
             }
         };
-        let index = {
+        let (index, replaced) = {
             let mut state = batch.lock();
             if let Some(commands) = state.commands.as_mut() {
                 commands.add_command(cmd.into_owned());
             }
             state.count += 1;
-            state.waiting.push(None);
-            state.count - 1
+            state.members.push(Slot {
+                waker: None,
+                sending: false,
+                gone: false,
+                deadline,
+                timed_out: false,
+            });
+            // The first member with a deadline sets the batch's timer; a later one only if
+            // its deadline is earlier (a shorter timeout).
+            let replaced = match deadline {
+                Some(at) if state.timer.as_ref().is_none_or(|(t, _)| at < *t) => state.arm(&batch),
+                _ => (None, Vec::new()),
+            };
+            (state.count - 1, replaced)
         };
+        let (old, woken) = replaced;
+        drop(old);
+        woken.into_iter().for_each(Waker::wake);
         Joined::Batch(Member {
             batch,
             send,
             index,
             sending: false,
+            timed: deadline.is_some(),
         })
     }
 
@@ -305,27 +519,44 @@ impl Pipelined {
 }
 
 /// A call's place in a batch: waits (on the batch) until the batch is due, then on its send;
-/// ready with every member's replies.
+/// ready with every member's replies, or [`TimedOut`] once the batch's timer found its
+/// deadline passed.
 struct Member {
     batch: Arc<Batch>,
     send: Shared<Send>,
     index: usize,
     /// Went on to the send.
     sending: bool,
+    /// Has a deadline: its waker must stay with the batch (for the timer) while it sends.
+    timed: bool,
 }
 
 impl Future for Member {
-    type Output = Replies;
+    type Output = Result<Replies, TimedOut>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Replies> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        // The batch has this poll's waker (no second lock for it after the send's poll).
+        let mut kept = false;
+        if this.batch.fired.load(Ordering::Acquire) {
+            let (old, woken) = {
+                let mut state = this.batch.lock();
+                let slot = &mut state.members[this.index];
+                if slot.timed_out {
+                    return Poll::Ready(Err(TimedOut));
+                }
+                slot.set_waker(cx.waker());
+                // The timer fired for an earlier deadline: a new one for the earliest left.
+                state.arm(&this.batch)
+            };
+            drop(old);
+            woken.into_iter().for_each(Waker::wake);
+            kept = true;
+        }
         if !this.sending {
             let mut state = this.batch.lock();
             if !state.due && !state.done {
-                match &mut state.waiting[this.index] {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    slot => *slot = Some(cx.waker().clone()),
-                }
+                state.members[this.index].set_waker(cx.waker());
                 let arm = !std::mem::replace(&mut state.armed, true);
                 drop(state);
                 if arm {
@@ -333,32 +564,46 @@ impl Future for Member {
                 }
                 return Poll::Pending;
             }
-            state.waiting[this.index] = None;
+            let done = state.done;
+            let slot = &mut state.members[this.index];
+            slot.sending = true;
+            if this.timed && !done && !kept {
+                slot.set_waker(cx.waker());
+                kept = true;
+            }
             state.sending += 1;
             if state.woken == Some(this.index) {
                 state.woken = None;
             }
             this.sending = true;
         }
-        Pin::new(&mut this.send).poll(cx)
+        let polled = Pin::new(&mut this.send).poll(cx);
+        if polled.is_pending() && this.timed && !kept {
+            // Polled again while sending (by another waker, maybe): the timer wakes this one.
+            this.batch.lock().members[this.index].set_waker(cx.waker());
+        }
+        polled.map(Ok)
     }
 }
 
 impl Drop for Member {
     fn drop(&mut self) {
-        let sender = {
+        let (sender, waker) = {
             let mut state = self.batch.lock();
             if self.sending {
                 state.sending -= 1;
-            } else if let Some(slot) = state.waiting.get_mut(self.index) {
-                *slot = None;
             }
+            let waker = state.members.get_mut(self.index).and_then(|slot| {
+                slot.gone = true;
+                slot.waker.take()
+            });
             if state.woken == Some(self.index) {
                 state.woken = None;
             }
             // It may have been the one sending the batch (or woken to): another takes over.
-            state.sender()
+            (state.sender(), waker)
         };
+        drop(waker);
         if let Some(sender) = sender {
             sender.wake();
         }
