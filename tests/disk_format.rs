@@ -162,9 +162,18 @@ fn keyspaces(dir: &Path) -> (Vec<String>, usize) {
 /// Reopens `dir` and checks it holds exactly `want`, through `scan_raw` and through typed
 /// stores (value and remaining TTL), then closes it.
 async fn check_whole(dir: &Path, clock: &ManualClock, want: &Entries) {
+    check_whole_with(dir, clock, want, 1).await
+}
+
+/// [`check_whole`] of a directory holding `foreign` records that are not strata's.
+async fn check_whole_with(dir: &Path, clock: &ManualClock, want: &Entries, foreign: usize) {
     let db = builder(dir, clock).open().unwrap();
     assert_eq!(entries_of(&db), *want);
-    assert_eq!(db.load_summary().foreign, 1, "the foreign record stays");
+    assert_eq!(
+        db.load_summary().foreign,
+        foreign,
+        "the foreign records stay"
+    );
     for namespace in ["sessions", "sessions1", "tokens"] {
         let store: DiskStore<String, u64> = db.store(namespace).unwrap();
         let mut keys = store.keys().await.unwrap();
@@ -220,13 +229,18 @@ const ABORT_VAR: &str = "STRATA_MIGRATION_ABORT_AFTER";
 #[test]
 #[ignore = "run as a child process by an_open_killed_during_the_migration_loses_and_duplicates_nothing"]
 fn migration_child() {
+    // Run on its own (`--include-ignored`), it has nothing to do.
     let Some(dir) = std::env::var_os(DIR_VAR) else {
-        panic!("run by its parent test only");
+        return;
     };
-    let after: u64 = std::env::var(ABORT_VAR).unwrap().parse().unwrap();
+    let after = std::env::var(ABORT_VAR).unwrap();
     let faults = Faults::new();
     faults.migrate_in_batches_of(100);
-    faults.abort_after_migration_batches(after);
+    match after.as_str() {
+        "persist" => faults.abort_after_migration_persist(),
+        "drop" => faults.abort_after_migration_drop(),
+        batch => faults.abort_after_migration_batches(batch.parse().unwrap()),
+    }
     let clock = ManualClock::starting_at(NOW);
     let opened = builder(Path::new(&dir), &clock).faults(faults).open();
     panic!(
@@ -235,8 +249,9 @@ fn migration_child() {
     );
 }
 
-/// Runs the child on `dir`, aborting after `batch`; checks it died of the abort.
-fn kill_migration_at(dir: &Path, batch: u64) {
+/// Runs the child on `dir`, aborting after `batch` (a batch number, `persist` or `drop`);
+/// checks it died of the abort.
+fn kill_migration_at(dir: &Path, batch: impl std::fmt::Display) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "migration_child",
@@ -294,6 +309,63 @@ async fn an_open_killed_during_the_migration_loses_and_duplicates_nothing() {
         check_whole(dir.path(), &clock, &want).await;
         assert_eq!(keyspaces(dir.path()).1, 1, "killed after batch {kill_at}");
     }
+}
+
+/// Killed once every record has moved and the moves are fsynced (format 1's keyspace still
+/// there, empty), and once that keyspace is dropped (the new format not recorded yet): the
+/// next open finds every entry once, and the old keyspace is gone after it.
+#[tokio::test]
+async fn an_open_killed_after_the_moves_or_the_drop_loses_and_duplicates_nothing() {
+    let clock = ManualClock::starting_at(NOW);
+    let (live, mut other) = fixture(300);
+    // Without the foreign record, which would keep the old keyspace from being dropped.
+    other.retain(|(key, _)| key.starts_with(b"sessions:"));
+    let want = expected(&live);
+    for (point, old_keyspace_left) in [("persist", true), ("drop", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        write_format_1(dir.path(), &live, &other);
+        kill_migration_at(dir.path(), point);
+        let (names, legacy) = keyspaces(dir.path());
+        assert_eq!(legacy, 0, "killed after {point}: everything had moved");
+        assert_eq!(
+            names.iter().any(|n| n == "entries"),
+            old_keyspace_left,
+            "killed after {point}: {names:?}"
+        );
+        check_whole_with(dir.path(), &clock, &want, 0).await;
+        let (names, _) = keyspaces(dir.path());
+        assert!(
+            !names.iter().any(|n| n == "entries"),
+            "killed after {point}: the next open drops the old keyspace ({names:?})"
+        );
+        // And once more: nothing to move, the same entries.
+        check_whole_with(dir.path(), &clock, &want, 0).await;
+    }
+}
+
+/// The one-time move does not count against `open_timeout`: a first start after an upgrade
+/// whose move takes longer than the timeout (stalled here by the fault engine) still opens,
+/// with every entry.
+#[tokio::test]
+async fn a_move_slower_than_the_open_timeout_does_not_fail_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_at(NOW);
+    let (live, other) = fixture(300);
+    write_format_1(dir.path(), &live, &other);
+    let faults = Faults::new();
+    faults.stall_migration(Duration::from_millis(1_500));
+    let db = builder(dir.path(), &clock)
+        .open_timeout(Duration::from_secs(1))
+        .faults(faults)
+        .open()
+        .expect("the move's time is not the load's");
+    assert_eq!(entries_of(&db), expected(&live));
+    db.close().await;
+    assert_eq!(
+        keyspaces(dir.path()).1,
+        1,
+        "only the foreign record is left"
+    );
 }
 
 /// The first open of a format-1 directory moves every record (15 s for a million sessions at

@@ -319,6 +319,49 @@ async fn undecodable_values_are_counted_misses_and_kept_in(compact: bool) {
     assert_eq!(back.get(&"bob".into()).await.unwrap(), None);
 }
 
+/// The warning about entries that no longer decode names the namespace, the count and the
+/// reason, never a key: a key can be a session id, a bearer secret.
+#[tokio::test]
+async fn the_undecodable_warning_does_not_log_the_key() {
+    #[derive(Clone, Default)]
+    struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let time = ManualClock::new();
+    let db = open_in(dir.path(), &time, false);
+    let s: DiskStore<String, String> = db.store("sessions").unwrap();
+    s.put("secret-id-Xq9Zw".into(), "not a number".into(), None)
+        .await
+        .unwrap();
+    drop((s, db));
+
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let (_db, as_numbers) = {
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let db = open_in(dir.path(), &time, false);
+        let store: DiskStore<String, u64> = db.store("sessions").unwrap();
+        (db, store)
+    };
+    assert_eq!(as_numbers.undecodable(), 1);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("do not decode"), "no warning logged: {text}");
+    assert!(text.contains("sessions"), "the namespace is named: {text}");
+    assert!(!text.contains("Xq9Zw"), "the key reached the log: {text}");
+}
+
 /// Garbage in the middle of a stored value (not a type change: bytes that are no encoding at
 /// all) is a counted miss at load, never a panic, and the other entries load.
 #[tokio::test]

@@ -202,6 +202,8 @@ impl<T> DiskBuilder<T> {
     }
 
     /// How long opening (lock, load, purge) may take before it fails with [`Error::Timeout`].
+    /// The one-time move of a directory written by strata before format 2 (see the `disk`
+    /// module's "Format") is not counted: the load after it gets the whole timeout.
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.opts.open_timeout = timeout;
         self

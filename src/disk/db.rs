@@ -697,7 +697,7 @@ where
                     });
                 }
                 Ok((key, _, _)) => compact.add(&mut gathered, index, raw_key, rec, &key),
-                Err(reason) => undecodable.note(namespace, raw_key, reason),
+                Err(reason) => undecodable.note(raw_key, reason),
             }
         }
         (gathered, undecodable, expired)
@@ -734,7 +734,7 @@ where
                 });
             }
             Ok((key, value, deadline)) => mem.add(&mut fill, key, value, deadline),
-            Err(reason) => undecodable.note(namespace, raw_key, reason),
+            Err(reason) => undecodable.note(raw_key, reason),
         }
     }
     Ok((fill, undecodable, expired))
@@ -759,19 +759,20 @@ pub(super) fn decode_entry<K: Key, V: DeserializeOwned>(
     Ok((key, value, deadline))
 }
 
-/// Entries of a namespace that no longer decode: counted, the first one logged.
+/// Entries of a namespace that no longer decode: counted, the first one's reason logged. Its
+/// key is not: a key can be a session id (a bearer secret), and the store's `undecodable`
+/// count, the CLI's `inspect` and `scan_raw` find the entries.
 #[derive(Default)]
 struct Undecodable {
     count: usize,
-    first: Option<(String, String)>,
+    first: Option<(usize, String)>,
 }
 
 impl Undecodable {
-    fn note(&mut self, namespace: &Namespace, key: &[u8], reason: String) {
+    fn note(&mut self, key: &[u8], reason: String) {
         self.count += 1;
         if self.first.is_none() {
-            let key = format!("{namespace}:{}", String::from_utf8_lossy(key));
-            self.first = Some((key, reason));
+            self.first = Some((key.len(), reason));
         }
     }
 
@@ -784,8 +785,8 @@ impl Undecodable {
     }
 
     fn report(&self, namespace: &Namespace) {
-        if let Some((key, reason)) = &self.first {
-            tracing::warn!(%namespace, count = self.count, first_key = %key, %reason, "entries on disk do not decode as this store's key/value types (did a type change?); they are skipped (reads miss) and left on disk until they expire or are overwritten");
+        if let Some((key_bytes, reason)) = &self.first {
+            tracing::warn!(%namespace, count = self.count, first_key_bytes = key_bytes, %reason, "entries on disk do not decode as this store's key/value types (did a type change?); they are skipped (reads miss) and left on disk until they expire or are overwritten");
         }
     }
 }
@@ -824,9 +825,18 @@ fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngin
         // Larger than memory: the tier starts cold and reads check deadlines (see the option).
         return Ok((engine, load::Loaded::default()));
     }
+    // The one-time move of a format-1 directory does not count against `open_timeout`: it is
+    // bounded by the directory's size, not by how the machine is doing, and a first start
+    // after an upgrade that timed out on it would fail the deploy. The load after it gets the
+    // whole timeout.
+    let started = if engine.migrated() > 0 {
+        Instant::now()
+    } else {
+        started
+    };
     let loaded = match load::load(&engine, opts.clock.now_ms(), started, opts.open_timeout) {
-        // The one-time migration (done and durable by now) took the time: say so, and that
-        // the next open will not repeat it.
+        // A load timing out right after the one-time migration (done and durable by now): say
+        // so, and that the next open will not repeat the move.
         Err(Error::Timeout(mut e)) if engine.migrated() > 0 => {
             e.context = format!(
                 "loading the disk store after moving its {} records to format 2 (done, and kept: open it again, the next open does not move them)",

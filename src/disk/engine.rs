@@ -144,19 +144,42 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn close(&self);
 }
 
-/// How an open migrates a format-1 directory: records per batch, and (tests) a batch count
-/// after which the process aborts, as a crash in the middle of the migration would.
+/// How an open migrates a format-1 directory: records per batch, and (tests) where the
+/// process aborts, as a crash there would, and how long the move stalls before it starts.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Migration {
     pub batch: usize,
-    pub abort_after: Option<u64>,
+    pub crash: Option<MigrationCrash>,
+    pub stall: Duration,
+}
+
+/// After which step a migrating open aborts the process (tests only, through `Faults`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MigrationCrash {
+    /// Right after the `n`th batch is committed.
+    Batch(u64),
+    /// Once every record has moved and the moves are fsynced, before the old keyspace is
+    /// dropped.
+    Persisted,
+    /// Once the old keyspace is dropped, before the format is recorded.
+    Dropped,
+}
+
+impl Migration {
+    /// Dies like `kill -9` if this is the point a test asked for: nothing flushed or closed.
+    fn crash_at(&self, point: MigrationCrash) {
+        if self.crash == Some(point) {
+            std::process::abort();
+        }
+    }
 }
 
 impl Default for Migration {
     fn default() -> Self {
         Migration {
             batch: MIGRATION_BATCH,
-            abort_after: None,
+            crash: None,
+            stall: Duration::ZERO,
         }
     }
 }
@@ -336,6 +359,10 @@ impl FjallEngine {
         let Some(legacy) = self.legacy.clone() else {
             return Ok(());
         };
+        if !migration.stall.is_zero() {
+            // Test hook: a move slower than the open's timeout.
+            std::thread::sleep(migration.stall);
+        }
         let (mut moved, mut batches) = (0u64, 0u64);
         // Records left in place sort before the ones still to move: start past them.
         let mut after: Option<fjall::Slice> = None;
@@ -373,10 +400,7 @@ impl FjallEngine {
             if batches.is_multiple_of(64) {
                 tracing::info!(path = %self.path.display(), records = moved, "moving the disk store's records to one keyspace per namespace (format 2)");
             }
-            if migration.abort_after == Some(batches) {
-                // Test hook: dies like `kill -9` here, nothing flushed or closed.
-                std::process::abort();
-            }
+            migration.crash_at(MigrationCrash::Batch(batches));
         }
         self.migrated = moved;
         if moved > 0 {
@@ -385,9 +409,11 @@ impl FjallEngine {
         // Durable before the old keyspace goes: a power loss must not keep the drop and lose
         // the moves.
         self.db.persist(PersistMode::SyncAll)?;
+        migration.crash_at(MigrationCrash::Persisted);
         if legacy.first_key_value().is_none() {
             self.db.delete_keyspace(legacy)?;
             self.legacy = None;
+            migration.crash_at(MigrationCrash::Dropped);
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::{
 
 use parking_lot::{Condvar, Mutex};
 
-use super::engine::{CommitError, Engine, Migration, Op, Visitor};
+use super::engine::{CommitError, Engine, Migration, MigrationCrash, Op, Visitor};
 use crate::{error::Result, namespace::Namespace};
 
 /// How long [`Faults::wait_parked`] waits for a commit to reach the barrier.
@@ -143,7 +143,25 @@ impl Faults {
     /// Makes an open that migrates a format-1 directory abort the process (no unwinding, no
     /// close: a crash) right after its `n`th batch is committed. For a child process.
     pub fn abort_after_migration_batches(&self, n: u64) {
-        self.state.plan.lock().migration.abort_after = Some(n);
+        self.state.plan.lock().migration.crash = Some(MigrationCrash::Batch(n));
+    }
+
+    /// Makes an open that migrates a format-1 directory abort the process once every record
+    /// has moved and the moves are fsynced, before format 1's keyspace is dropped.
+    pub fn abort_after_migration_persist(&self) {
+        self.state.plan.lock().migration.crash = Some(MigrationCrash::Persisted);
+    }
+
+    /// Makes an open that migrates a format-1 directory abort the process once format 1's
+    /// keyspace is dropped, before the new format is recorded.
+    pub fn abort_after_migration_drop(&self) {
+        self.state.plan.lock().migration.crash = Some(MigrationCrash::Dropped);
+    }
+
+    /// Makes an open that migrates a format-1 directory wait `stall` before it moves anything
+    /// (a move slower than the open's timeout).
+    pub fn stall_migration(&self, stall: Duration) {
+        self.state.plan.lock().migration.stall = stall;
     }
 
     /// How an open migrates a format-1 directory.
