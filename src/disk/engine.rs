@@ -20,7 +20,7 @@ use std::{
 
 use fjall::{
     compaction::filter::{CompactionFilter, Context, Factory, ItemAccessor, Verdict},
-    Database, Keyspace, KeyspaceCreateOptions, PersistMode,
+    Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable,
 };
 use parking_lot::RwLock;
 
@@ -598,9 +598,12 @@ impl Engine for FjallEngine {
 
     fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
         let classify = |e| classify(&self.path, e);
+        // One snapshot for every keyspace: a commit spanning namespaces is seen whole or not
+        // at all (each keyspace's own iterator would start at its own moment).
+        let snapshot = self.db.snapshot();
         let mut key = Vec::new();
         for (stored, space, inner) in self.spaces_under(prefix) {
-            for kv in scan_of(&space, inner) {
+            for kv in snapshot_scan_of(&snapshot, &space, inner) {
                 let (bare, record) = kv.into_inner().map_err(classify)?;
                 key.clear();
                 key.extend_from_slice(&stored);
@@ -609,7 +612,7 @@ impl Engine for FjallEngine {
             }
         }
         if let Some(legacy) = &self.legacy {
-            for kv in legacy.prefix(prefix) {
+            for kv in snapshot.prefix(legacy, prefix) {
                 let (key, record) = kv.into_inner().map_err(classify)?;
                 visit(&key, &record)?;
             }
@@ -855,6 +858,18 @@ fn scan_of(space: &Keyspace, prefix: Option<&[u8]>) -> fjall::Iter {
         // prefix matches every key, the escaped empty key (a lone zero byte) included.
         Some(prefix) if !prefix.is_empty() => space.prefix(escape(prefix)),
         _ => space.iter(),
+    }
+}
+
+/// [`scan_of`] as of `snapshot`.
+fn snapshot_scan_of(
+    snapshot: &fjall::Snapshot,
+    space: &Keyspace,
+    prefix: Option<&[u8]>,
+) -> fjall::Iter {
+    match prefix {
+        Some(prefix) if !prefix.is_empty() => snapshot.prefix(space, escape(prefix)),
+        _ => snapshot.iter(space),
     }
 }
 
@@ -1134,6 +1149,33 @@ mod tests {
         let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
         let line = io.lines().find(|l| l.starts_with("wchar:")).unwrap();
         line["wchar:".len()..].trim().parse().unwrap()
+    }
+
+    /// A scan over several namespaces reads one snapshot: a commit spanning two namespaces
+    /// made while the scan is in the first one is seen whole or not at all, never half
+    /// (here: not at all, the scan having started before it).
+    #[test]
+    fn a_scan_sees_a_commit_over_two_namespaces_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(&dir.path().join("fjall"), dir.path()).unwrap();
+        let record = record::encode(&1u8, 0, crate::Format::MessagePack, &"k").unwrap();
+        engine
+            .commit(&[Op::put(b"a:1", &record), Op::put(b"b:1", &record)])
+            .unwrap();
+        let mut seen = Vec::new();
+        engine
+            .scan(b"", &mut |key, _| {
+                if seen.is_empty() {
+                    // In the middle of the scan: one commit writing both namespaces.
+                    engine
+                        .commit(&[Op::put(b"a:2", &record), Op::put(b"b:2", &record)])
+                        .unwrap();
+                }
+                seen.push(String::from_utf8_lossy(key).into_owned());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, ["a:1", "b:1"], "a commit seen in part");
     }
 
     /// Reopens the engine at `path` and counts its records, each of which must equal `record`.
