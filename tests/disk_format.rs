@@ -9,6 +9,8 @@
 //! deadline (0: never), and a keyspace `strata-meta` holding the commit sequence.
 #![cfg(feature = "disk")]
 
+mod support;
+
 use std::{
     collections::BTreeMap,
     path::Path,
@@ -388,6 +390,24 @@ async fn an_open_timing_out_after_the_migration_says_so_and_the_next_open_is_who
     assert!(err.to_string().contains("open it again"), "{err}");
     assert_eq!(keyspaces(dir.path()).1, 1, "moved before the timeout");
     check_whole(dir.path(), &clock, &expected(&live)).await;
+}
+
+/// A record strata cannot read (here a session's record cut short, no deadline) is counted as
+/// foreign and logged without its key: the key can hold a session id, a bearer secret.
+#[tokio::test]
+async fn a_record_that_is_not_strata_s_is_logged_without_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_at(NOW);
+    let cut_short: Record = (b"sessions:secret-id-Xq9Zw".to_vec(), b"abc".to_vec());
+    write_format_1(dir.path(), &[], &[cut_short]);
+    let (logs, capture) = support::log_capture::start();
+    let db = builder(dir.path(), &clock).open().unwrap();
+    drop(capture);
+    assert_eq!(db.load_summary().foreign, 1);
+    let text = logs.text();
+    assert!(text.contains("did not write"), "no warning logged: {text}");
+    assert!(!text.contains("Xq9Zw"), "the key reached the log: {text}");
+    db.close().await;
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! corruption, undecodable values, compaction and kill -9 crash safety.
 #![cfg(feature = "disk")]
 
+mod support;
+
 use std::{path::Path, time::Duration};
 
 use strata::{DiskDb, DiskStore, Error, ManualClock, Store};
@@ -323,17 +325,6 @@ async fn undecodable_values_are_counted_misses_and_kept_in(compact: bool) {
 /// reason, never a key: a key can be a session id, a bearer secret.
 #[tokio::test]
 async fn the_undecodable_warning_does_not_log_the_key() {
-    #[derive(Clone, Default)]
-    struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Logs {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
     let time = ManualClock::new();
     let db = open_in(dir.path(), &time, false);
@@ -343,20 +334,12 @@ async fn the_undecodable_warning_does_not_log_the_key() {
         .unwrap();
     drop((s, db));
 
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let (_db, as_numbers) = {
-        let _logging = tracing::subscriber::set_default(subscriber);
-        let db = open_in(dir.path(), &time, false);
-        let store: DiskStore<String, u64> = db.store("sessions").unwrap();
-        (db, store)
-    };
+    let (logs, capture) = support::log_capture::start();
+    let db = open_in(dir.path(), &time, false);
+    let as_numbers: DiskStore<String, u64> = db.store("sessions").unwrap();
+    drop(capture);
     assert_eq!(as_numbers.undecodable(), 1);
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(text.contains("do not decode"), "no warning logged: {text}");
     assert!(text.contains("sessions"), "the namespace is named: {text}");
     assert!(!text.contains("Xq9Zw"), "the key reached the log: {text}");

@@ -134,7 +134,11 @@ impl Loaded {
         let split = self.namespace_len(key);
         let (Some(split), Some(deadline)) = (split, record::deadline(rec)) else {
             self.summary.foreign += 1;
-            tracing::warn!(key = %String::from_utf8_lossy(key), "found a record that strata did not write in the disk store; leaving it alone");
+            // Not the key itself: it can hold a session id (a record cut short, say).
+            tracing::warn!(
+                key_bytes = key.len(),
+                "found a record that strata did not write in the disk store; leaving it alone"
+            );
             return;
         };
         if record::is_expired(deadline, now) {

@@ -194,7 +194,8 @@ where
     /// until its own TTL, which never outlives the remote one).
     pub(super) async fn drop_local(&self, key: &K) {
         if let Err(e) = self.local.delete(key).await {
-            tracing::warn!(namespace = %self.namespace, ?key, error = %e, "could not drop a local copy");
+            // Not the key: it can be a session id.
+            tracing::warn!(namespace = %self.namespace, error = %e, "could not drop a local copy");
         }
     }
 
