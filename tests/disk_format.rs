@@ -410,6 +410,32 @@ async fn a_record_that_is_not_strata_s_is_logged_without_its_key() {
     db.close().await;
 }
 
+/// A format number that is not 8 bytes is a corrupt directory, named, never a panic.
+#[tokio::test]
+async fn a_garbled_format_number_is_a_corrupt_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_at(NOW);
+    let (live, other) = fixture(10);
+    write_format_1(dir.path(), &live, &other);
+    {
+        let db = Database::builder(dir.path().join("fjall")).open().unwrap();
+        let meta = db
+            .keyspace("strata-meta", KeyspaceCreateOptions::default)
+            .unwrap();
+        meta.insert("format", [0u8, 0, 2]).unwrap();
+        db.persist(PersistMode::SyncAll).unwrap();
+    }
+    let err = builder(dir.path(), &clock)
+        .open()
+        .expect_err("a 3-byte format number");
+    assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("the format number is 3 bytes, not 8"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn a_directory_from_a_newer_strata_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();

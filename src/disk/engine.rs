@@ -883,16 +883,22 @@ fn stored_prefix(namespace: &str) -> Vec<u8> {
 
 /// The directory's format: 1 if it records none (directories written before formats were).
 fn stored_format(path: &Path, meta: &Keyspace) -> Result<u64> {
-    let Some(bytes) = meta.get(FORMAT_KEY).map_err(|e| classify(path, e))? else {
-        return Ok(1);
+    Ok(meta_u64(path, meta, FORMAT_KEY, "the format number")?.unwrap_or(1))
+}
+
+/// The big-endian u64 the meta keyspace holds under `key` (`what` names it in the error if
+/// it is not 8 bytes), if any.
+fn meta_u64(path: &Path, meta: &Keyspace, key: &[u8], what: &str) -> Result<Option<u64>> {
+    let Some(bytes) = meta.get(key).map_err(|e| classify(path, e))? else {
+        return Ok(None);
     };
     let bytes = <[u8; 8]>::try_from(bytes.as_ref()).map_err(|_| {
         Error::from(crate::CorruptError {
             path: path.to_owned(),
-            reason: format!("the format number is {} bytes, not 8", bytes.len()),
+            reason: format!("{what} is {} bytes, not 8", bytes.len()),
         })
     })?;
-    Ok(u64::from_be_bytes(bytes))
+    Ok(Some(u64::from_be_bytes(bytes)))
 }
 
 /// Bytes a file occupies on disk (its allocated blocks where the OS reports them: fjall's
@@ -911,16 +917,7 @@ pub(crate) fn allocated(meta: &std::fs::Metadata) -> u64 {
 
 /// The sequence number the engine recovered (0 for a new directory).
 fn recovered_seq(path: &Path, meta: &Keyspace) -> Result<u64> {
-    let Some(bytes) = meta.get(SEQ_KEY).map_err(|e| classify(path, e))? else {
-        return Ok(0);
-    };
-    let bytes = <[u8; 8]>::try_from(bytes.as_ref()).map_err(|_| {
-        Error::from(crate::CorruptError {
-            path: path.to_owned(),
-            reason: format!("the commit sequence is {} bytes, not 8", bytes.len()),
-        })
-    })?;
-    Ok(u64::from_be_bytes(bytes))
+    Ok(meta_u64(path, meta, SEQ_KEY, "the commit sequence")?.unwrap_or(0))
 }
 
 /// Refuses an engine that recovered fewer commits than were acknowledged (see `marker`).
