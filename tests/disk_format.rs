@@ -104,6 +104,16 @@ fn write_format_1(dir: &Path, live: &[RawRecord], other: &[Record]) {
     db.persist(PersistMode::SyncAll).unwrap();
 }
 
+/// Overwrites the format number recorded in `dir` (strata closed) with `bytes`.
+fn set_format(dir: &Path, bytes: &[u8]) {
+    let db = Database::builder(dir.join("fjall")).open().unwrap();
+    let meta = db
+        .keyspace("strata-meta", KeyspaceCreateOptions::default)
+        .unwrap();
+    meta.insert("format", bytes).unwrap();
+    db.persist(PersistMode::SyncAll).unwrap();
+}
+
 fn builder(dir: &Path, clock: &ManualClock) -> strata::DiskDbBuilder {
     DiskDb::builder()
         .open_timeout(OPEN_WAIT)
@@ -417,14 +427,7 @@ async fn a_garbled_format_number_is_a_corrupt_directory() {
     let clock = ManualClock::starting_at(NOW);
     let (live, other) = fixture(10);
     write_format_1(dir.path(), &live, &other);
-    {
-        let db = Database::builder(dir.path().join("fjall")).open().unwrap();
-        let meta = db
-            .keyspace("strata-meta", KeyspaceCreateOptions::default)
-            .unwrap();
-        meta.insert("format", [0u8, 0, 2]).unwrap();
-        db.persist(PersistMode::SyncAll).unwrap();
-    }
+    set_format(dir.path(), &[0, 0, 2]);
     let err = builder(dir.path(), &clock)
         .open()
         .expect_err("a 3-byte format number");
@@ -446,14 +449,7 @@ async fn a_directory_from_a_newer_strata_is_refused_and_left_untouched() {
         store.put("k".into(), 1, None).await.unwrap();
         db.close().await;
     }
-    {
-        let db = Database::builder(dir.path().join("fjall")).open().unwrap();
-        let meta = db
-            .keyspace("strata-meta", KeyspaceCreateOptions::default)
-            .unwrap();
-        meta.insert("format", 3u64.to_be_bytes()).unwrap();
-        db.persist(PersistMode::SyncAll).unwrap();
-    }
+    set_format(dir.path(), &3u64.to_be_bytes());
     for discard in [false, true] {
         let mut b = builder(dir.path(), &clock);
         if discard {
