@@ -37,11 +37,47 @@ fn tighten(path: &Path) -> io::Result<()> {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     }
     if meta.is_dir() {
-        for entry in fs::read_dir(path)? {
-            tighten(&entry?.path())?;
+        let listed = fs::read_dir(path)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<io::Result<Vec<_>>>()?;
+        tighten_listed(&listed)?;
+    }
+    Ok(())
+}
+
+/// [`tighten`] each of `paths`, listed a moment ago: one gone since (a store's engine closing
+/// in the background deletes the files it replaced) has nothing left to tighten.
+#[cfg(unix)]
+fn tighten_listed(paths: &[std::path::PathBuf]) -> io::Result<()> {
+    for path in paths {
+        match tighten(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
         }
     }
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A file listed and then deleted before it is tightened (the engine of a store closing in
+    /// the background) is not an error; the others are still tightened. It was: a restart
+    /// right after another process's store was dropped failed with "cannot make DIR private".
+    #[test]
+    fn a_file_gone_since_the_listing_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("kept");
+        fs::write(&kept, b"x").unwrap();
+        fs::set_permissions(&kept, fs::Permissions::from_mode(0o644)).unwrap();
+        let gone = dir.path().join("gone");
+        tighten_listed(&[gone, kept.clone()]).unwrap();
+        let mode = fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }
 
 #[cfg(not(unix))]
