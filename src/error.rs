@@ -348,15 +348,21 @@ pub struct LostCommitsError {
     pub recovered: u64,
 }
 
-/// The fields of [`Error::TooManyNamespaces`]: the data directory already holds `limit`
-/// namespaces and `namespace` would be one more.
+/// The fields of [`Error::TooManyNamespaces`]: the data directory holds `held` namespaces and
+/// `new` more were asked for at once (one for a store, every new one of a `put_raw` batch or
+/// a `strata load`), which would take it past `limit`; `namespace` is the first that does not
+/// fit. Nothing was created or written.
 #[derive(Debug, thiserror::Error)]
-#[error("the data directory {path} already holds {limit} namespaces, the most one directory takes; namespace {namespace:?} would be one more: keep these entries in an existing namespace (prefix their keys instead), or give them a data directory of their own")]
+#[error("the data directory {path} holds {held} namespaces and one directory takes at most {limit}; {new} new namespace(s) would pass that (namespace {namespace:?} is the first that does not fit), so none was created: keep these entries in an existing namespace (prefix their keys instead), delete the entries of namespaces no longer used (a namespace without live entries stops counting at the next open), or give them a data directory of their own")]
 pub struct TooManyNamespacesError {
     /// The data directory.
     pub path: PathBuf,
-    /// The namespace that was refused.
+    /// The first namespace that did not fit.
     pub namespace: String,
+    /// The namespaces the directory held.
+    pub held: usize,
+    /// The new namespaces asked for at once.
+    pub new: usize,
     /// The most namespaces one directory holds.
     pub limit: usize,
 }

@@ -502,3 +502,85 @@ async fn a_namespace_past_the_limit_is_refused_with_what_to_do() {
         Err(Error::TooManyNamespaces(_))
     ));
 }
+
+/// A `put_raw` batch whose new namespaces do not all fit creates none of them and writes
+/// nothing: the directory keeps its free places.
+#[tokio::test]
+async fn a_put_raw_past_the_limit_creates_no_namespace_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_at(NOW);
+    let db = builder(dir.path(), &clock).open().unwrap();
+    for i in 0..62 {
+        let _: DiskStore<String, u64> = db.store(format!("ns{i}")).unwrap();
+    }
+    let raw = |namespace: &str| RawRecord {
+        namespace: namespace.into(),
+        key: b"k".to_vec(),
+        value: encode_value(&1u64, Format::MessagePack, "k").unwrap(),
+        deadline: None,
+    };
+    // 63 held, three new: one too many (`old` is there already, without a store open).
+    db.put_raw(vec![raw("old")]).await.unwrap();
+    let before = entries_of(&db);
+    let err = db
+        .put_raw(vec![raw("new-a"), raw("old"), raw("new-b"), raw("new-c")])
+        .await
+        .expect_err("three new namespaces, one place");
+    assert!(
+        matches!(&err, Error::TooManyNamespaces(e) if e.held == 63 && e.new == 3 && e.namespace == "new-b"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("none was created"), "{err}");
+    assert_eq!(entries_of(&db), before, "nothing written");
+    // The one place left is still free (the old code created new-a there).
+    db.put_raw(vec![raw("new-x")]).await.unwrap();
+    assert!(matches!(
+        db.put_raw(vec![raw("new-y")]).await,
+        Err(Error::TooManyNamespaces(_))
+    ));
+    db.close().await;
+}
+
+/// A format-1 directory holding more namespaces than format 2 takes (70) migrates whole and
+/// stays openable: every namespace it held opens, across reopens; only a new one is refused.
+#[tokio::test]
+async fn a_format_1_directory_with_more_namespaces_than_the_limit_stays_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_at(NOW);
+    let live: Vec<RawRecord> = (0..70u64)
+        .map(|i| RawRecord {
+            namespace: format!("tenant{i:02}"),
+            key: b"k".to_vec(),
+            value: encode_value(&i, Format::MessagePack, "k").unwrap(),
+            deadline: Some(NOW + 3_600_000),
+        })
+        .collect();
+    write_format_1(dir.path(), &live, &[]);
+    for _ in 0..2 {
+        let db = builder(dir.path(), &clock).open().unwrap();
+        assert_eq!(entries_of(&db), expected(&live));
+        for i in 0..70u64 {
+            let store: DiskStore<String, u64> = db.store(format!("tenant{i:02}")).unwrap();
+            assert_eq!(store.get(&"k".into()).await.unwrap(), Some(i));
+        }
+        assert!(
+            matches!(&db.store::<String, u64>("tenant70"), Err(Error::TooManyNamespaces(e)) if e.held == 70),
+            "a new namespace past the limit"
+        );
+        db.close().await;
+    }
+    let (names, legacy) = keyspaces(dir.path());
+    assert_eq!(legacy, 0);
+    assert_eq!(names.iter().filter(|n| n.starts_with("ns:")).count(), 70);
+    // Past the limit, a put_raw into a namespace the directory holds still works.
+    let db = builder(dir.path(), &clock).open().unwrap();
+    db.put_raw(vec![RawRecord {
+        namespace: "tenant05".into(),
+        key: b"k2".to_vec(),
+        value: encode_value(&5u64, Format::MessagePack, "k").unwrap(),
+        deadline: None,
+    }])
+    .await
+    .unwrap();
+    db.close().await;
+}

@@ -219,7 +219,9 @@ impl DiskDb {
             })?;
             return Ok(DiskStore::new(self.clone(), namespace, tier.clone()));
         }
-        self.inner.engine.open_namespace(&namespace)?;
+        self.inner
+            .engine
+            .open_namespaces(std::slice::from_ref(&namespace))?;
         let tier = self.load_tier::<K, V>(&namespace)?;
         tiers.insert(namespace.clone(), Box::new(tier.clone()));
         Ok(DiskStore::new(self.clone(), namespace, tier))

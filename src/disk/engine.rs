@@ -126,9 +126,10 @@ pub(crate) type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 
 /// What strata needs from an embedded engine.
 pub(crate) trait Engine: Send + Sync + 'static {
-    /// Makes `namespace` writable (its keyspace), or refuses it with
-    /// [`Error::TooManyNamespaces`] if it would be one more than [`MAX_NAMESPACES`].
-    fn open_namespace(&self, namespace: &Namespace) -> Result<()>;
+    /// Makes every namespace of `namespaces` writable (its keyspace), all or none: refused
+    /// with [`Error::TooManyNamespaces`], creating none, if the new ones would take the
+    /// directory past [`MAX_NAMESPACES`].
+    fn open_namespaces(&self, namespaces: &[Namespace]) -> Result<()>;
     /// Visits every `(key, record)` starting with `prefix`, in key order.
     fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()>;
     /// The record under `key`, if any (a read that missed a bounded memory tier).
@@ -202,6 +203,10 @@ pub(crate) struct FjallEngine {
     marker: Marker,
     /// Set with `retire_journal_on_close`.
     retirer: Option<Retirer>,
+    /// Tests: where a new namespace's open waits, between finding the namespace missing and
+    /// creating it (see `two_new_namespaces_racing_at_the_limit_open_only_one`).
+    #[cfg(test)]
+    before_create: parking_lot::Mutex<Option<Arc<std::sync::Barrier>>>,
     /// Declared last, so dropped last: after `db` and the keyspaces, whose drop waits for
     /// fjall's worker threads. A worker finishing a flush or compaction after `close` writes a
     /// new version file with the umask's permissions; this restricts the tree once they are gone.
@@ -338,6 +343,8 @@ impl FjallEngine {
             seq: AtomicU64::new(recovered),
             marker,
             retirer,
+            #[cfg(test)]
+            before_create: parking_lot::Mutex::new(None),
             _restrict_after_workers: RestrictOnDrop(path.to_owned()),
         };
         // After the commit check: a damaged journal is refused before anything is moved.
@@ -431,15 +438,22 @@ impl FjallEngine {
         self.db.persist(PersistMode::SyncAll)
     }
 
-    /// The keyspace of the namespace whose stored keys start with `prefix` (`namespace:`),
-    /// created if it does not exist yet (no limit: only called for namespaces strata already
-    /// checked or holds data of).
+    /// The keyspace of `namespace`, created if it does not exist yet, with no limit: only the
+    /// migration from format 1 calls it, which keeps every namespace the directory holds.
     fn space_or_create(&self, namespace: &Namespace) -> fjall::Result<Keyspace> {
-        let prefix = namespace.prefix();
-        if let Some(space) = self.spaces.read().get(&prefix) {
+        if let Some(space) = self.spaces.read().get(&namespace.prefix()) {
             return Ok(space.clone());
         }
-        let mut spaces = self.spaces.write();
+        self.create_space(&mut self.spaces.write(), namespace)
+    }
+
+    /// The keyspace of `namespace` in `spaces` (the write-locked map), created if missing.
+    fn create_space(
+        &self,
+        spaces: &mut BTreeMap<Vec<u8>, Keyspace>,
+        namespace: &Namespace,
+    ) -> fjall::Result<Keyspace> {
+        let prefix = namespace.prefix();
         if let Some(space) = spaces.get(&prefix) {
             return Ok(space.clone());
         }
@@ -574,26 +588,54 @@ impl FjallEngine {
     }
 }
 
+impl FjallEngine {
+    /// Tests: waits at the barrier set in `before_create`, if any.
+    #[cfg(test)]
+    fn wait_before_create(&self) {
+        let barrier = self.before_create.lock().clone();
+        if let Some(barrier) = barrier {
+            barrier.wait();
+        }
+    }
+}
+
 impl Engine for FjallEngine {
-    fn open_namespace(&self, namespace: &Namespace) -> Result<()> {
-        let prefix = namespace.prefix();
-        let count = {
-            let spaces = self.spaces.read();
-            if spaces.contains_key(&prefix) {
-                return Ok(());
-            }
-            spaces.len()
+    fn open_namespaces(&self, namespaces: &[Namespace]) -> Result<()> {
+        let missing = |spaces: &BTreeMap<Vec<u8>, Keyspace>| -> Vec<&Namespace> {
+            let mut seen = std::collections::BTreeSet::new();
+            namespaces
+                .iter()
+                .filter(|ns| {
+                    let prefix = ns.prefix();
+                    !spaces.contains_key(&prefix) && seen.insert(prefix)
+                })
+                .collect()
         };
-        if count >= MAX_NAMESPACES {
+        if missing(&self.spaces.read()).is_empty() {
+            return Ok(());
+        }
+        #[cfg(test)]
+        self.wait_before_create();
+        // Counted and created under the write lock: two opens of new namespaces racing at
+        // the limit cannot both find a place left.
+        let mut spaces = self.spaces.write();
+        let new = missing(&spaces);
+        let held = spaces.len();
+        if held + new.len() > MAX_NAMESPACES {
+            let first_refused = new[MAX_NAMESPACES.saturating_sub(held).min(new.len() - 1)];
             return Err(Error::from(crate::TooManyNamespacesError {
                 path: self.path.parent().unwrap_or(&self.path).to_owned(),
-                namespace: namespace.as_str().to_owned(),
+                namespace: first_refused.as_str().to_owned(),
+                held,
+                new: new.len(),
                 limit: MAX_NAMESPACES,
             }));
         }
-        self.space_or_create(namespace)
-            .map(drop)
-            .map_err(|e| classify(&self.path, e))
+        for namespace in new {
+            self.create_space(&mut spaces, namespace)
+                .map_err(|e| classify(&self.path, e))?;
+        }
+        Ok(())
     }
 
     fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
@@ -730,7 +772,22 @@ impl Resolver {
                                 .into(),
                             fatal: false,
                         })?;
-                engine.space_or_create(&namespace).map_err(commit_error)?
+                // Within the limit like every other new namespace.
+                engine
+                    .open_namespaces(std::slice::from_ref(&namespace))
+                    .map_err(|e| CommitError {
+                        reason: e.to_string(),
+                        fatal: false,
+                    })?;
+                engine
+                    .spaces
+                    .read()
+                    .get(stored)
+                    .cloned()
+                    .ok_or_else(|| CommitError {
+                        reason: format!("the keyspace of namespace {namespace} vanished"),
+                        fatal: false,
+                    })?
             }
         };
         self.used.push((stored.to_vec(), space));
@@ -1173,6 +1230,46 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, ["a:1", "b:1"], "a commit seen in part");
+    }
+
+    /// Two threads opening two new namespaces when the directory holds one fewer than the
+    /// limit: both find their namespace missing at once (held at a barrier right there), and
+    /// exactly one gets the last place; the directory never holds more than the limit.
+    #[test]
+    fn two_new_namespaces_racing_at_the_limit_open_only_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fjall");
+        let engine = open(&path, dir.path()).unwrap();
+        for i in 0..MAX_NAMESPACES - 1 {
+            engine
+                .open_namespaces(&[Namespace::new(format!("ns{i}")).unwrap()])
+                .unwrap();
+        }
+        *engine.before_create.lock() = Some(Arc::new(std::sync::Barrier::new(2)));
+        let opened: Vec<Result<()>> = std::thread::scope(|s| {
+            let racers: Vec<_> = ["late-a", "late-b"]
+                .map(|name| {
+                    let engine = &engine;
+                    s.spawn(move || engine.open_namespaces(&[Namespace::new(name).unwrap()]))
+                })
+                .into_iter()
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        *engine.before_create.lock() = None;
+        let refused = opened
+            .iter()
+            .filter(|r| matches!(r, Err(Error::TooManyNamespaces(_))))
+            .count();
+        assert_eq!(
+            (opened.iter().filter(|r| r.is_ok()).count(), refused),
+            (1, 1),
+            "{opened:?}"
+        );
+        assert_eq!(engine.spaces.read().len(), MAX_NAMESPACES);
+        drop(engine);
+        let keyspaces = open(&path, dir.path()).unwrap().spaces.read().len();
+        assert_eq!(keyspaces, MAX_NAMESPACES, "after a reopen");
     }
 
     /// Reopens the engine at `path` and counts its records, each of which must equal `record`.

@@ -237,8 +237,8 @@ struct FaultyEngine {
 }
 
 impl Engine for FaultyEngine {
-    fn open_namespace(&self, namespace: &Namespace) -> Result<()> {
-        self.inner.open_namespace(namespace)
+    fn open_namespaces(&self, namespaces: &[Namespace]) -> Result<()> {
+        self.inner.open_namespaces(namespaces)
     }
 
     fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()> {

@@ -51,10 +51,29 @@ impl DiskDb {
     /// once it is committed.
     /// Refused with [`Error::InvalidConfig`] for a namespace with a store open in this `DiskDb`.
     pub async fn put_raw(&self, records: Vec<RawRecord>) -> Result<()> {
-        let mut ops = Vec::with_capacity(records.len());
-        for raw in records {
-            ops.push(self.raw_op(raw)?);
+        let mut namespaces: Vec<Namespace> = Vec::new();
+        for raw in &records {
+            if namespaces
+                .last()
+                .is_none_or(|ns| ns.as_str() != raw.namespace)
+            {
+                namespaces.push(Namespace::new(&raw.namespace)?);
+            }
         }
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        {
+            let tiers = self.inner.tiers.lock();
+            if let Some(open) = namespaces.iter().find(|ns| tiers.contains_key(*ns)) {
+                return Err(Error::config(
+                    "namespace",
+                    format!("{open} has a store open in this DiskDb; write through the store"),
+                ));
+            }
+        }
+        // Every new namespace at once: past the limit, none is created and nothing written.
+        self.inner.engine.open_namespaces(&namespaces)?;
+        let ops = records.into_iter().map(raw_op).collect();
         let writer = &self.inner.writer;
         match writer.send(ops, true)? {
             Some(ack) => writer.wait(ack).await,
@@ -62,24 +81,48 @@ impl DiskDb {
         }
     }
 
-    fn raw_op(&self, raw: RawRecord) -> Result<Op> {
-        let namespace = Namespace::new(&raw.namespace)?;
-        if self.inner.tiers.lock().contains_key(&namespace) {
-            return Err(Error::config(
-                "namespace",
-                format!("{namespace} has a store open in this DiskDb; write through the store"),
-            ));
-        }
-        self.inner.engine.open_namespace(&namespace)?;
-        let prefix = namespace.prefix();
-        let mut buf = Vec::with_capacity(raw.value.len() + 8 + prefix.len() + raw.key.len());
-        buf.extend_from_slice(&raw.value);
-        buf.extend_from_slice(&raw.deadline.unwrap_or(0).to_be_bytes());
-        let key_at = buf.len();
-        buf.extend_from_slice(&prefix);
-        buf.extend_from_slice(&raw.key);
-        Ok(Op::Put { buf, key_at })
+    /// Makes room in this directory for every namespace of `namespaces`, all or none: the
+    /// ones it does not hold yet are created together, or, if they would take it past the
+    /// most namespaces one directory takes (64), none is and the call is
+    /// [`Error::TooManyNamespaces`](crate::Error::TooManyNamespaces). A tool writing records
+    /// of many namespaces in several [`put_raw`](DiskDb::put_raw) batches (`strata load`)
+    /// calls it first, so a dump that cannot fit is refused before anything is written.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = strata::DiskDb::builder().dir(dir.path()).open()?;
+    /// db.open_namespaces(["sessions", "tokens"])?;
+    /// let too_many: Vec<String> = (0..64).map(|i| format!("ns{i}")).collect();
+    /// let err = db.open_namespaces(&too_many).unwrap_err();
+    /// assert!(matches!(err, strata::Error::TooManyNamespaces(_)));
+    /// // None of the 64 was created: 62 of them still fit.
+    /// db.open_namespaces(&too_many[..62])?;
+    /// # Ok(()) }
+    /// ```
+    pub fn open_namespaces<I>(&self, namespaces: I) -> Result<()>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let namespaces = namespaces
+            .into_iter()
+            .map(Namespace::new)
+            .collect::<Result<Vec<_>>>()?;
+        self.inner.engine.open_namespaces(&namespaces)
     }
+}
+
+/// The put of `raw` (its namespace already open).
+fn raw_op(raw: RawRecord) -> Op {
+    let mut buf = Vec::with_capacity(raw.value.len() + 8 + raw.namespace.len() + 1 + raw.key.len());
+    buf.extend_from_slice(&raw.value);
+    buf.extend_from_slice(&raw.deadline.unwrap_or(0).to_be_bytes());
+    let key_at = buf.len();
+    buf.extend_from_slice(raw.namespace.as_bytes());
+    buf.push(b':');
+    buf.extend_from_slice(&raw.key);
+    Op::Put { buf, key_at }
 }
 
 /// A stored `(key, record)` as a [`RawRecord`], or `None` if it is not strata's.
