@@ -474,7 +474,9 @@ async fn a_namespace_past_the_limit_is_refused_with_what_to_do() {
     {
         let db = builder(dir.path(), &clock).open().unwrap();
         for i in 0..limit {
-            let _: DiskStore<String, u64> = db.store(format!("ns{i}")).unwrap();
+            let store: DiskStore<String, u64> = db.store(format!("ns{i}")).unwrap();
+            // A namespace without live entries would not count at the next open.
+            store.put("k".into(), 1, None).await.unwrap();
         }
         let err = db
             .store::<String, u64>("one-more")
@@ -583,4 +585,84 @@ async fn a_format_1_directory_with_more_namespaces_than_the_limit_stays_whole() 
     .await
     .unwrap();
     db.close().await;
+}
+
+/// The limit counts namespaces holding live entries: one whose entries all expired, were
+/// cleared or deleted, or that was opened and never written, stops counting at the next open
+/// (its empty keyspace is dropped there), so a user rotating namespace names (one per deploy)
+/// never runs into the limit for good. Namespaces with live entries keep them, across reopens;
+/// in the larger-than-memory mode too, whose open purges nothing.
+#[tokio::test]
+async fn a_namespace_without_live_entries_stops_counting_at_the_next_open() {
+    for cold in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::starting_at(NOW);
+        let open = || {
+            let b = builder(dir.path(), &clock);
+            if cold {
+                b.memory_capacity(4).open().unwrap()
+            } else {
+                b.open().unwrap()
+            }
+        };
+        let db = open();
+        for i in 0..64 {
+            let store: DiskStore<String, u64> = db.store(format!("ns{i:02}")).unwrap();
+            match i {
+                // Expires while closed.
+                0 => store
+                    .put("k".into(), i, Some(Duration::from_secs(3600)))
+                    .await
+                    .unwrap(),
+                // Opened, never written.
+                63 => {}
+                _ => store.put("k".into(), i, None).await.unwrap(),
+            }
+            if i == 1 {
+                store.clear().await.unwrap();
+            }
+            if i == 2 {
+                store.delete(&"k".into()).await.unwrap();
+            }
+        }
+        assert!(matches!(
+            db.store::<String, u64>("deploy-1"),
+            Err(Error::TooManyNamespaces(_))
+        ));
+        db.close().await;
+        clock.advance(Duration::from_secs(7200));
+        // ns00 (expired), ns01 (cleared), ns02 (deleted), ns63 (empty) no longer count.
+        let db = open();
+        for deploy in 1..=4u64 {
+            let store: DiskStore<String, u64> = db.store(format!("deploy-{deploy}")).unwrap();
+            store.put("k".into(), deploy, None).await.unwrap();
+        }
+        assert!(
+            matches!(&db.store::<String, u64>("deploy-5"), Err(Error::TooManyNamespaces(e)) if e.held == 64),
+            "cold: {cold}"
+        );
+        db.close().await;
+        let db = open();
+        let mut live = Entries::new();
+        db.scan_raw(None, &mut |raw| {
+            live.insert((raw.namespace, raw.key), (raw.value, raw.deadline));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(live.len(), 64, "cold: {cold}");
+        for i in 3..63u64 {
+            let store: DiskStore<String, u64> = db.store(format!("ns{i:02}")).unwrap();
+            assert_eq!(store.get(&"k".into()).await.unwrap(), Some(i));
+        }
+        assert!(matches!(
+            db.store::<String, u64>("deploy-5"),
+            Err(Error::TooManyNamespaces(_))
+        ));
+        // A dropped namespace opens again (empty) while there is room: here there is none.
+        assert!(matches!(
+            db.store::<String, u64>("ns00"),
+            Err(Error::TooManyNamespaces(_))
+        ));
+        db.close().await;
+    }
 }

@@ -261,6 +261,7 @@ impl FjallEngine {
         migration: Migration,
     ) -> Result<Self> {
         let classify = |e| classify(path, e);
+        let now = clock.now_ms();
         let filter: Arc<dyn Factory> = Arc::new(ExpiredFilter {
             clock: std::panic::AssertUnwindSafe(clock),
         });
@@ -352,7 +353,43 @@ impl FjallEngine {
         if format < FORMAT {
             engine.store_format().map_err(classify)?;
         }
+        engine.drop_dead_namespaces(now).map_err(classify)?;
         Ok(engine)
+    }
+
+    /// Drops the keyspace of every namespace holding no live record (none, or only records
+    /// whose deadline passed by `now`), so it stops counting against [`MAX_NAMESPACES`]: a
+    /// namespace whose entries all expired, were cleared or deleted, or that was opened and
+    /// never written. Nothing is lost (expired records are never served) and the namespace
+    /// opens again, empty, like a new one. Records that are not strata's keep theirs.
+    fn drop_dead_namespaces(&mut self, now: u64) -> fjall::Result<()> {
+        let mut dead = Vec::new();
+        for (prefix, space) in self.spaces.get_mut().iter() {
+            let mut live = false;
+            for kv in space.iter() {
+                let record = kv.value()?;
+                if record::deadline(&record).is_none_or(|d| d == 0 || d > now) {
+                    live = true;
+                    break;
+                }
+            }
+            if !live {
+                dead.push(prefix.clone());
+            }
+        }
+        for prefix in &dead {
+            if let Some(space) = self.spaces.get_mut().remove(prefix) {
+                self.db.delete_keyspace(space)?;
+            }
+        }
+        if !dead.is_empty() {
+            let names: Vec<String> = dead
+                .iter()
+                .map(|p| String::from_utf8_lossy(&p[..p.len() - 1]).into_owned())
+                .collect();
+            tracing::info!(path = %self.path.display(), namespaces = ?names, "dropped the keyspaces of namespaces without live entries (they no longer count against the 64-namespace limit)");
+        }
+        Ok(())
     }
 
     /// Moves format 1's records (`namespace:key` in one keyspace) into their namespaces'
@@ -1267,6 +1304,14 @@ mod tests {
             "{opened:?}"
         );
         assert_eq!(engine.spaces.read().len(), MAX_NAMESPACES);
+        // One record in each, so the reopen keeps them all (an empty namespace is dropped).
+        let record = record::encode(&1u8, 0, crate::Format::MessagePack, &"k").unwrap();
+        let prefixes: Vec<Vec<u8>> = engine.spaces.read().keys().cloned().collect();
+        let ops: Vec<Op> = prefixes
+            .iter()
+            .map(|p| Op::put(&[&p[..], b"k"].concat(), &record))
+            .collect();
+        engine.commit(&ops).unwrap();
         drop(engine);
         let keyspaces = open(&path, dir.path()).unwrap().spaces.read().len();
         assert_eq!(keyspaces, MAX_NAMESPACES, "after a reopen");

@@ -3,7 +3,15 @@
 //!
 //! # Layout and guarantees
 //! - One directory ([`DiskDb`]) holds many namespaces (at most 64: a new one past that is
-//!   [`Error::TooManyNamespaces`](crate::Error::TooManyNamespaces)), each in an engine
+//!   [`Error::TooManyNamespaces`](crate::Error::TooManyNamespaces), counted and created under
+//!   one lock, so racing opens never pass it; a `put_raw` batch's new namespaces are created
+//!   all or none, see [`DiskDb::open_namespaces`]). The limit counts namespaces holding live
+//!   entries: one whose entries all expired, were cleared or deleted (or that was never
+//!   written) stops counting at the next open, which drops its empty keyspace
+//!   (`disk_format::a_namespace_without_live_entries_stops_counting_at_the_next_open`). A
+//!   directory migrated from format 1 keeps every namespace it held, more than 64 included
+//!   (`disk_format::a_format_1_directory_with_more_namespaces_than_the_limit_stays_whole`).
+//!   Each namespace is in an engine
 //!   keyspace of its own (`ns:<namespace>`) whose keys are the key's [`Key`](crate::Key) bytes
 //!   and whose values are the encoded value followed by the deadline. Above the engine, keys
 //!   are still spelled `namespace:key` (scans, raw records). The engine is fjall (an LSM tree
