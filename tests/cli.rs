@@ -246,6 +246,84 @@ fn load_skips_expired_entries_and_refuses_a_truncated_dump() {
     std::fs::remove_file(&file).unwrap();
 }
 
+/// A dump of `namespaces` namespaces with `per` entries each, every value the `users` entry of
+/// [`populated`] (dumped, then copied under other namespaces and keys).
+fn dump_of_namespaces(namespaces: usize, per: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = populated();
+    let file = dir.path().with_extension("dump");
+    json_ok(&["dump", dir_arg(dir.path()), file.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let user: Value = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["namespace"] == "users")
+        .unwrap();
+    let mut out = vec![lines[0].to_owned()];
+    for ns in 0..namespaces {
+        for k in 0..per {
+            let mut entry = user.clone();
+            entry["namespace"] = json!(format!("tenant{ns:02}"));
+            entry["key"] = json!(format!("k{k}"));
+            out.push(entry.to_string());
+        }
+    }
+    out.push(json!({ "end": true, "entries": namespaces * per }).to_string());
+    std::fs::write(&file, out.join("\n") + "\n").unwrap();
+    (dir, file)
+}
+
+/// A dump holding more namespaces than a data directory takes (70, in more than one write
+/// batch) is refused with a message saying so, before anything is written; so is one whose
+/// new namespaces do not fit beside those the directory holds, which keeps its entries.
+#[test]
+fn a_dump_with_more_namespaces_than_a_directory_takes_loads_nothing() {
+    let (_src, file) = dump_of_namespaces(70, 20);
+    let f = file.to_str().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let out = strata(&["load", f, dir_arg(target.path())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("70 namespaces")
+            && stderr.contains("at most 64")
+            && stderr.contains("nothing was loaded"),
+        "{stderr}"
+    );
+    let written = std::fs::read_dir(target.path()).unwrap().count();
+    assert_eq!(written, 0, "the directory was left untouched");
+
+    // 63 namespaces held, a dump of 3 (one of them held): one too many.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let db = DiskDb::builder().dir(dir.path()).open().unwrap();
+        for i in 0..63 {
+            let store = db
+                .store::<String, u64>(format!("tenant{:02}", i + 2))
+                .unwrap();
+            store.put("k".into(), 1, None).await.unwrap();
+        }
+        db.close().await;
+    });
+    let (_src, file) = dump_of_namespaces(3, 2);
+    let f = file.to_str().unwrap();
+    let out = strata(&["load", f, dir_arg(dir.path())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("holds 63 namespaces")
+            && stderr.contains("2 new")
+            && stderr.contains("nothing was loaded"),
+        "{stderr}"
+    );
+    assert_eq!(json_ok(&["inspect", dir_arg(dir.path())])["entries"], 63);
+    // One new namespace fits.
+    let (_src, file) = dump_of_namespaces(1, 2);
+    let loaded = json_ok(&["load", file.to_str().unwrap(), dir_arg(dir.path())]);
+    assert_eq!(loaded["loaded"], 2);
+    assert_eq!(json_ok(&["inspect", dir_arg(dir.path())])["entries"], 65);
+}
+
 /// Session records written through `StrataSessionStore` into a `DiskStore`.
 #[cfg(feature = "sessions")]
 mod session_records {

@@ -162,6 +162,15 @@ impl std::fmt::Debug for DiskDb {
 }
 
 impl DiskDb {
+    /// The most namespaces one data directory holds: each is an engine keyspace of its own.
+    /// A new namespace past it is [`Error::TooManyNamespaces`]; a namespace without live
+    /// entries stops counting at the next open (see the module docs of `disk`).
+    ///
+    /// ```
+    /// assert_eq!(strata::DiskDb::MAX_NAMESPACES, 64);
+    /// ```
+    pub const MAX_NAMESPACES: usize = super::engine::MAX_NAMESPACES;
+
     /// A builder with the defaults (see [`DiskBuilder`](crate::DiskBuilder)).
     pub fn builder() -> DiskDbBuilder {
         DiskDbBuilder::new()

@@ -1,6 +1,10 @@
 //! One function per subcommand.
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+    time::Duration,
+};
 
 use serde::Serialize;
 use strata::RawRecord;
@@ -322,10 +326,31 @@ async fn load(file: &Path, destination: &str, how: Opening, json: bool) -> Resul
         .filter(|raw| raw.deadline.is_none_or(|d| d > now))
         .collect();
     let expired = total - live.len();
+    let namespaces: BTreeSet<String> = live.iter().map(|raw| raw.namespace.clone()).collect();
+    let limit = strata::DiskDb::MAX_NAMESPACES;
+    if namespaces.len() > limit && !source::is_redis_url(destination) {
+        // No data directory takes it: refused before the destination is even opened.
+        return Err(Failure::other(format!(
+            "the dump holds {} namespaces and a data directory takes at most {limit}, so nothing was loaded; dump the namespaces in groups (`strata dump --namespace NS`) and load each group into a directory of its own",
+            namespaces.len()
+        )));
+    }
     let dst = source::open(destination, how).await?;
     let bar = output::bar(Some(live.len() as u64), "loading");
     let loaded = live.len();
     let written = async {
+        // Every namespace the dump adds, at once, before the first write: a dump that does not
+        // fit beside what the directory holds is refused with nothing written.
+        dst.make_room(&namespaces).map_err(|e| match e {
+            strata::Error::TooManyNamespaces(e) => Failure::other(format!(
+                "{} holds {} namespaces and the dump adds {} new ones, past the {} one data directory takes, so nothing was loaded; load it into another directory, or delete the entries of namespaces no longer used there (a namespace without live entries stops counting at the directory's next open)",
+                dst.describe(),
+                e.held,
+                e.new,
+                e.limit
+            )),
+            other => other.into(),
+        })?;
         let mut rest = live;
         while !rest.is_empty() {
             let batch: Vec<RawRecord> = rest.drain(..rest.len().min(LOAD_BATCH)).collect();

@@ -186,6 +186,19 @@ impl Source {
         }
     }
 
+    /// Makes room for every namespace of `namespaces` at once (a data directory takes at most
+    /// 64; Redis has no such limit): all of them, or none and `TooManyNamespaces`.
+    pub fn make_room(
+        &self,
+        namespaces: &std::collections::BTreeSet<String>,
+    ) -> Result<(), strata::Error> {
+        match self {
+            Source::Disk(db) => db.open_namespaces(namespaces),
+            #[cfg(feature = "redis")]
+            Source::Redis(_) => Ok(()),
+        }
+    }
+
     /// Writes `records`, replacing what their keys held.
     pub async fn put(&self, records: Vec<RawRecord>) -> Result<(), Failure> {
         match self {
