@@ -2031,3 +2031,45 @@ fn a_retry_after_maybe_applied_is_not_overwritten_by_the_replaced_writer() {
         "the replaced writer's batch never reached Redis"
     );
 }
+
+/// A local copy that cannot be dropped after a write (the local tier's delete fails) is logged,
+/// naming the namespace and the error, but never the key: under sessions it is the session id,
+/// a bearer secret. The local tier fails through `FaultStore`; the log is captured on this
+/// (current-thread) runtime's thread, which runs the committer too.
+#[tokio::test(flavor = "current_thread")]
+async fn a_local_copy_that_cannot_be_dropped_is_logged_without_its_key() {
+    use support::fault_store::{FaultStore, Op};
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let local = FaultStore::new(mem(&clock));
+    let node = ReplicatedStore::builder()
+        .local(local.clone())
+        .remote(mem(&clock))
+        .url(redis.url())
+        .clock(clock.clone())
+        .build()
+        .await
+        .expect("connect to the test redis-server");
+    let key = k("secret-id-Xq9Zw");
+    node.put(key.clone(), k("ada"), None).await.unwrap();
+    assert_eq!(node.get(&key).await.unwrap().as_deref(), Some("ada"));
+    assert_eq!(local.inner().get("secret-id-Xq9Zw").as_deref(), Some("ada"));
+    local.fail_next(Op::Delete);
+    let (logs, capture) = support::log_capture::start();
+    assert!(node.delete(&key).await.unwrap(), "the truth held it");
+    drop(capture);
+    let text = logs.text();
+    assert!(
+        text.contains("could not drop a local copy"),
+        "the failed drop was not logged: {text}"
+    );
+    assert!(
+        text.contains(node.namespace().as_str()),
+        "the namespace is named: {text}"
+    );
+    assert!(!text.contains("Xq9Zw"), "the key reached the log: {text}");
+    assert!(
+        local.inner().get("secret-id-Xq9Zw").is_some(),
+        "the injected failure left the copy in place (what the warning is about)"
+    );
+}
