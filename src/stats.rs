@@ -215,6 +215,19 @@ impl StatsRecorder {
         self.add(counter, 1);
     }
 
+    /// This thread's own hits and misses in this recorder (its stripe's counts), or `None` when
+    /// not counting or when the thread shares a stripe with others. Between two calls on one
+    /// thread, hits unchanged and misses up means every read it made in between missed: the
+    /// GenerationalStore's scan guard (`generational/gc.rs`) tells a run of misses by this,
+    /// with no write on the hit path.
+    #[inline]
+    pub(crate) fn own_hits_and_misses(&self) -> Option<(u64, u64)> {
+        let stripes = self.stripes.as_ref()?;
+        let stripe = stripes.get(STRIPE.with(Cell::get))?;
+        let count = |c: Counter| stripe.0[c as usize].load(Ordering::Relaxed);
+        Some((count(Counter::Hits), count(Counter::Misses)))
+    }
+
     /// Counts a read now, before the lookup; the returned guard counts the miss when the read
     /// ends without a value, and takes the read back if it fails or is cancelled (dropped
     /// before [`ReadCount::settle`]), so neither shows as a hit.

@@ -650,6 +650,62 @@ fn admission_lets_a_candidate_read_more_often_displace_the_victim() {
     assert!(s.contains(&50) && s.contains(&61));
 }
 
+/// A store with admission, one partition and room for 1 000 entries, filled by puts alone:
+/// keys `0..1_000`, never read, so each loses to any candidate read once.
+fn filled_unread() -> GenerationalStore<u64, u64> {
+    let time = ManualClock::new();
+    let s = GenerationalStore::builder()
+        .clock(time.clock())
+        .partitions(1)
+        .max_size(1_000)
+        .admission(true)
+        .build()
+        .unwrap();
+    (0..1_000).for_each(|k| s.put(k, k, None).unwrap());
+    s
+}
+
+#[test]
+fn admission_takes_a_long_run_of_misses_for_a_scan_until_a_hit() {
+    // 3 000 keys read once (missed) and written, one after another. Each was read more
+    // often than the unread entry first in line, so TinyLFU alone admits the first 1 000 and
+    // they displace every entry. The scan guard (`gc.rs`) takes the run for a scan after 64
+    // admission tests and rejects the rest: the first 65 get in, plus one stand-in for the
+    // rejected candidate that stays readable until the next eviction.
+    let s = filled_unread();
+    for k in 10_000..13_000 {
+        read_through(&s, k, 1, 1_000);
+    }
+    let kept = (0..1_000).filter(|k| s.contains(k)).count();
+    assert!(
+        kept >= 930,
+        "the scan displaced {} of 1 000 entries",
+        1_000 - kept
+    );
+    // A hit ends the run: a key read twice is judged again, beats the unread entry first in
+    // line and stays after the next write (a rejected one would be the next to go).
+    let held = (0..1_000).find(|k| s.contains(k)).unwrap();
+    assert_eq!(s.get(&held), Some(held));
+    read_through(&s, 20_000, 2, 1_000);
+    read_through(&s, 20_001, 1, 1_000);
+    assert!(
+        s.contains(&20_000),
+        "a candidate after a hit was taken for a scan"
+    );
+}
+
+#[test]
+fn admission_does_not_take_a_writer_that_puts_without_reading_for_a_scan() {
+    // 100 keys read (missed) first, then written in a row: the writes do not follow a miss
+    // each, so they are no run of misses, and each beats the unread entry first in line.
+    let s = filled_unread();
+    (1_000..1_100).for_each(|k| assert_eq!(s.get(&k), None));
+    (1_000..1_100).for_each(|k| s.put(k, k, None).unwrap());
+    let admitted = (1_000..1_100).filter(|k| s.contains(k)).count();
+    assert!(admitted >= 95, "{admitted} of 100 written keys admitted");
+    assert!(s.size() <= 1_000);
+}
+
 /// Model-based: random operations against a map that tracks each key's generation.
 mod model {
     use std::collections::HashMap;

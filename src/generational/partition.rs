@@ -88,6 +88,10 @@ pub(crate) struct Partition<K, V> {
     pub rejected: Option<u64>,
     /// Admission mode only: the state of the admission jitter's random numbers.
     pub jitter: u64,
+    /// Admission mode only: the judging thread's own hits and misses at this partition's last
+    /// admission test, and how many tests in a row followed misses only (`gc.rs`'s scan guard).
+    pub scan_seen: (u64, u64),
+    pub scan_run: u32,
 }
 
 impl<K, V> Default for Partition<K, V> {
@@ -99,6 +103,8 @@ impl<K, V> Default for Partition<K, V> {
             queue: VecDeque::new(),
             rejected: None,
             jitter: 0,
+            scan_seen: (u64::MAX, u64::MAX),
+            scan_run: 0,
         }
     }
 }
