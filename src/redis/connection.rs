@@ -991,26 +991,34 @@ impl Conn {
         // On one server's ready connection the call's deadline goes with it: a call that joins
         // an auto-pipelined batch waits under the batch's one timer instead of its own.
         let deadline = tokio::time::Instant::now().checked_add(timeout);
-        let handle =
-            match (handle, deadline) {
-                (Handle::Single(connection), Some(deadline)) => {
-                    let reply = connection.send_by(cmd, deadline).await.map(
-                        |reply| -> redis::RedisResult<T> {
-                            Ok(redis::from_redis_value(reply?.extract_error()?)?)
-                        },
-                    );
-                    if !matches!(reply, Ok(Ok(_))) {
-                        self.judge(generation, &reply).await;
-                    }
-                    return settle(reply, timeout, context);
-                }
-                (handle, _) => handle,
-            };
-        let call = async move {
-            let value = handle.send(cmd).await?;
-            Ok(redis::from_redis_value(value.extract_error()?)?)
+        let reply: Timed<Value> = match (handle, deadline) {
+            (Handle::Single(connection), Some(deadline)) => connection.send_by(cmd, deadline).await,
+            // The other paths (a replacement connecting, a cluster, a timeout past the clock's
+            // range) are boxed, as is the judging of a failed call below: inline, their
+            // futures made every call's future twice as large, and every call moves its future
+            // a few times before it runs.
+            (handle, _) => {
+                let send: BoxFuture<'_, Timed<Value>> = Box::pin(async move {
+                    tokio::time::timeout(timeout, handle.send(cmd))
+                        .await
+                        .map_err(|_| TimedOut)
+                });
+                send.await
+            }
         };
-        let reply = self.guarded(generation, timeout, call).await;
+        let reply = reply.map(|reply| -> redis::RedisResult<T> {
+            Ok(redis::from_redis_value(reply?.extract_error()?)?)
+        });
+        let seen: Option<Timed<()>> = match &reply {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(Ok(Err(e.clone()))),
+            Err(timed_out) => Some(Err(*timed_out)),
+        };
+        if let Some(seen) = seen {
+            let judged: BoxFuture<'_, ()> =
+                Box::pin(async move { self.judge(generation, &seen).await });
+            judged.await;
+        }
         settle(reply, timeout, context)
     }
 
