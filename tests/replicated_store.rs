@@ -2073,3 +2073,60 @@ async fn a_local_copy_that_cannot_be_dropped_is_logged_without_its_key() {
         "the injected failure left the copy in place (what the warning is about)"
     );
 }
+
+/// A write refused because the invalidation link is down says so without showing its key (a
+/// session id under sessions: a bearer secret), in its message and in its `Debug` form. The
+/// link is taken down at once by dropping the runtime that built the node (see
+/// [`a_node_whose_runtime_shut_down_before_its_invalidation_task_ran_has_its_link_down`]).
+#[test]
+fn a_write_refused_while_the_link_is_down_does_not_show_its_key() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    let first = current_thread_runtime();
+    let a = first.block_on(node(&redis, truth.clone(), &clock));
+    drop(first);
+    assert!(!a.is_connected(), "the link went down with its runtime");
+    multi_thread_runtime("B").block_on(async {
+        let key = k("secret-id-Xq9Zw");
+        let err = a
+            .put(key.clone(), k("v"), None)
+            .await
+            .expect_err("refused: the link is down");
+        let shown = format!("{err} / {err:?}");
+        assert!(shown.contains("link to Redis is down"), "{shown}");
+        assert!(shown.contains("PUT"), "the operation is named: {shown}");
+        assert!(
+            !shown.contains("Xq9Zw"),
+            "the key reached the error: {shown}"
+        );
+    });
+}
+
+/// A node built by `block_on` on a current-thread runtime: its invalidation task was spawned
+/// there and never ran (nothing drove the runtime after `build` returned). Dropping that
+/// runtime drops the task unpolled, and the node's link must go down at once, as when a task
+/// that ran is dropped: no invalidation reaches the node any more, so its copies must not be
+/// served. The guard that marks the link down was created only when the task first ran.
+#[test]
+fn a_node_whose_runtime_shut_down_before_its_invalidation_task_ran_has_its_link_down() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let truth = mem(&clock);
+    let first = current_thread_runtime();
+    // Nothing but the build: once `block_on` returns, nothing runs on `first` again.
+    let a = first.block_on(node(&redis, truth.clone(), &clock));
+    assert!(a.is_connected());
+    drop(first);
+    assert!(
+        !a.is_connected(),
+        "the invalidation task is gone, never having run: the link is down"
+    );
+    multi_thread_runtime("B").block_on(async {
+        let b = node(&redis, truth.clone(), &clock).await;
+        b.put(k("k"), k("v2"), None).await.unwrap();
+        // The first call finding the link down resubscribes from this runtime.
+        assert_eq!(a.get(&k("k")).await.unwrap(), Some(k("v2")));
+        serves_and_receives_again(&a, &b).await;
+    });
+}

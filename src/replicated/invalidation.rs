@@ -568,12 +568,32 @@ const MAX_BACKOFF_SENTINEL: Duration = Duration::from_millis(200);
 
 /// Task `task`, which owns the subscription; it exits when the hub is dropped, or once another
 /// task replaced it (its runtime starved it). It beats meanwhile (see [`Task::beat`]).
-async fn run(hub: Weak<Hub>, task: u64, conn: Option<Conn>, mut shutdown: watch::Receiver<()>) {
-    let mut guard = Orphaned {
+///
+/// Its [`Orphaned`] guard is made here, before the future is spawned, not when it first runs:
+/// a runtime that shuts down before ever polling the task (a node built by `block_on` on a
+/// current-thread runtime, then used elsewhere) drops it unpolled, and the link must go down
+/// then too.
+fn run(
+    hub: Weak<Hub>,
+    task: u64,
+    conn: Option<Conn>,
+    shutdown: watch::Receiver<()>,
+) -> impl std::future::Future<Output = ()> + Send {
+    let guard = Orphaned {
         hub: hub.clone(),
         task,
         ended: false,
     };
+    run_guarded(hub, task, conn, shutdown, guard)
+}
+
+async fn run_guarded(
+    hub: Weak<Hub>,
+    task: u64,
+    conn: Option<Conn>,
+    mut shutdown: watch::Receiver<()>,
+    mut guard: Orphaned,
+) {
     let beating = async {
         while hub.upgrade().is_some_and(|h| h.beat(task)) {
             tokio::time::sleep(TASK_BEAT).await;

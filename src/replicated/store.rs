@@ -153,12 +153,13 @@ where
     L: Store<K, V> + 'static,
     R: Store<K, V> + 'static,
 {
-    fn require_link(&self, op: &str, key: &K) -> Result<()> {
+    fn require_link(&self, op: &str) -> Result<()> {
         if self.hub.link.is_up() {
             return Ok(());
         }
         self.hub.resubscribe();
-        Err(link_down(format!("{op} {key:?} in {}", self.namespace)))
+        // Not the key: it can be a session id.
+        Err(link_down(format!("{op} in {}", self.namespace)))
     }
 
     /// The local TTL for a value whose remote TTL was `remote`, counted from `started`
@@ -228,7 +229,7 @@ where
     /// write is queued, and claimed after Redis acknowledged it.
     async fn put(self: &Arc<Self>, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         check_ttl(ttl)?;
-        self.require_link("PUT", &key)?;
+        self.require_link("PUT")?;
         let bytes = encoded(&key);
         let guard = self.stripes.guard(&bytes);
         let write = BatchWrite::Put { key, value, ttl };
@@ -238,7 +239,7 @@ where
 
     /// Group-committed as [`Inner::put`]: `UNLINK` with the batch, then the local copy dropped.
     async fn delete(self: &Arc<Self>, key: &K) -> Result<bool> {
-        self.require_link("DELETE", key)?;
+        self.require_link("DELETE")?;
         let bytes = encoded(key);
         let guard = self.stripes.guard(&bytes);
         let write = BatchWrite::Delete(key.clone());
@@ -404,7 +405,7 @@ where
     }
 
     async fn take(&self, key: &K) -> Result<Option<V>> {
-        self.inner.require_link("TAKE", key)?;
+        self.inner.require_link("TAKE")?;
         let value = self.inner.remote.take(key).await;
         let value = self.inner.settle(key, value).await?;
         self.inner.changed(key).await?;
@@ -413,7 +414,7 @@ where
 
     async fn put_new(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
         check_ttl(ttl)?;
-        self.inner.require_link("PUT_NEW", &key)?;
+        self.inner.require_link("PUT_NEW")?;
         let written = self.inner.remote.put_new(key.clone(), value, ttl).await;
         let written = self.inner.settle(&key, written).await?;
         if written {
@@ -435,7 +436,7 @@ where
     /// new TTL (Mnesia's "refresh invalidators on all nodes", without rescanning anything).
     async fn expire(&self, key: &K, ttl: Option<Duration>) -> Result<bool> {
         check_ttl(ttl)?;
-        self.inner.require_link("EXPIRE", key)?;
+        self.inner.require_link("EXPIRE")?;
         let live = self.inner.remote.expire(key, ttl).await;
         let live = self.inner.settle(key, live).await?;
         self.inner.changed(key).await?;
@@ -451,7 +452,7 @@ where
         V: Counter + Clone,
         K: fmt::Debug,
     {
-        self.inner.require_link("INCR", key)?;
+        self.inner.require_link("INCR")?;
         let value = self.inner.remote.incr(key, delta).await;
         let value = self.inner.settle(key, value).await?;
         self.inner.changed(key).await?;
@@ -466,7 +467,7 @@ where
         K: fmt::Debug,
     {
         check_ttl(ttl_if_new)?;
-        self.inner.require_link("INCR", key)?;
+        self.inner.require_link("INCR")?;
         let value = self
             .inner
             .remote
@@ -481,7 +482,7 @@ where
     /// then every node's copy is dropped; the next read here refills from Redis.
     async fn replace(&self, key: K, value: V, ttl: Option<Duration>) -> Result<bool> {
         check_ttl(ttl)?;
-        self.inner.require_link("REPLACE", &key)?;
+        self.inner.require_link("REPLACE")?;
         let written = self.inner.remote.replace(key.clone(), value, ttl).await;
         let written = self.inner.settle(&key, written).await?;
         if written {
@@ -503,7 +504,7 @@ where
         V: PartialEq,
     {
         check_ttl(ttl)?;
-        self.inner.require_link("COMPARE_AND_SET", &key)?;
+        self.inner.require_link("COMPARE_AND_SET")?;
         let remote = &self.inner.remote;
         let written = remote
             .compare_and_set(key.clone(), expected, new, ttl)
@@ -528,7 +529,7 @@ where
         V: Counter + PartialEq + Clone,
         K: std::fmt::Debug,
     {
-        self.inner.require_link("GCRA", key)?;
+        self.inner.require_link("GCRA")?;
         let remote = &self.inner.remote;
         let step = remote.gcra(key, now_ms, interval_ms, tolerance_ms).await;
         let step = self.inner.settle(key, step).await?;
