@@ -2130,3 +2130,30 @@ fn a_node_whose_runtime_shut_down_before_its_invalidation_task_ran_has_its_link_
         serves_and_receives_again(&a, &b).await;
     });
 }
+
+/// A write refused for being made outside a Tokio runtime says so without showing its key.
+/// Every error of a group-committed write (this one, a link dropped while its batch waited, a
+/// batch the remote store failed) names its write by the same context: operation and
+/// namespace, never the key.
+#[test]
+fn a_write_outside_a_runtime_is_refused_without_showing_its_key() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let driven = multi_thread_runtime("A");
+    let a = driven.block_on(node(&redis, mem(&clock), &clock));
+    // Polled here, on a thread with no runtime: refused at once.
+    let put = a.put(k("secret-id-Xq9Zw"), k("v"), None);
+    let mut put = std::pin::pin!(put);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let std::task::Poll::Ready(outcome) = put.as_mut().poll(&mut cx) else {
+        panic!("a write outside a runtime waited instead of being refused");
+    };
+    let err = outcome.expect_err("refused outside a runtime");
+    let shown = format!("{err} / {err:?}");
+    assert!(shown.contains("inside a Tokio runtime"), "{shown}");
+    assert!(shown.contains("PUT"), "the operation is named: {shown}");
+    assert!(
+        !shown.contains("Xq9Zw"),
+        "the key reached the error: {shown}"
+    );
+}

@@ -395,7 +395,7 @@ where
         guard: Guard,
         started: UnixMillis,
     ) -> Result<bool> {
-        let context = format!("{} {:?} in {}", verb(&write), write.key(), self.namespace);
+        let context = self.context(&write);
         let Ok(runtime) = Handle::try_current() else {
             let why = "a ReplicatedStore writes from inside a Tokio runtime";
             return Err(Error::backend(context, why));
@@ -602,7 +602,8 @@ where
     }
 
     fn context(&self, write: &BatchWrite<K, V>) -> String {
-        format!("{} {:?} in {}", verb(write), write.key(), self.namespace)
+        // Not the key: it can be a session id (errors reach callers' logs).
+        format!("{} in {}", verb(write), self.namespace)
     }
 
     /// The link dropped while the batch waited: nothing is sent, every caller is refused.
