@@ -175,7 +175,10 @@ impl<K, V> GenerationalStoreBuilder<K, V> {
     /// scans cannot flush the keys that are read often, and a loop longer than the store keeps
     /// hitting the part it holds. While the store's hit ratio recovers from a lasting drop (a
     /// moved hot set) the sketch forgets faster and the newer generation, which still holds the
-    /// old hot keys, moves to the older one at each step. An explicit
+    /// old hot keys, moves to the older one at each step. A thread whose reads all missed
+    /// through more than 64 admission tests in a row in one partition is taken for a scan: its
+    /// new keys are rejected, however often read, until it hits again (a thread that writes
+    /// without reading, or a store with `stats(false)`, is never taken for one). An explicit
     /// [`GenerationalStore::new_generation`] (or the GC's) still drops the older generation,
     /// keeping its frequently read entries. Costs a few relaxed atomic writes per read, 16 bytes
     /// of sketch per entry of capacity (128 KiB at least, so the keys a small store never holds
