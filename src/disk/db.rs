@@ -857,6 +857,10 @@ fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngin
         }
         other => other?,
     };
+    let mut loaded = loaded;
+    // Expired records the engine dropped with their namespaces were purged too.
+    let dropped = usize::try_from(engine.dropped_expired()).unwrap_or(usize::MAX);
+    loaded.summary.purged = loaded.summary.purged.saturating_add(dropped);
     Ok((engine, loaded))
 }
 

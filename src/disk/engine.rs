@@ -198,6 +198,9 @@ pub(crate) struct FjallEngine {
     meta: Keyspace,
     /// Records this open moved from format 1 (see [`FjallEngine::migrate`]).
     migrated: u64,
+    /// Expired records this open dropped with their namespaces' keyspaces (see
+    /// [`FjallEngine::drop_dead_namespaces`]).
+    dropped_expired: u64,
     /// The last committed sequence number (only the writer thread commits).
     seq: AtomicU64,
     marker: Marker,
@@ -341,6 +344,7 @@ impl FjallEngine {
             legacy,
             meta,
             migrated: 0,
+            dropped_expired: 0,
             seq: AtomicU64::new(recovered),
             marker,
             retirer,
@@ -364,19 +368,24 @@ impl FjallEngine {
     /// opens again, empty, like a new one. Records that are not strata's keep theirs.
     fn drop_dead_namespaces(&mut self, now: u64) -> fjall::Result<()> {
         let mut dead = Vec::new();
+        let mut expired = 0u64;
         for (prefix, space) in self.spaces.get_mut().iter() {
             let mut live = false;
+            let mut records = 0u64;
             for kv in space.iter() {
                 let record = kv.value()?;
                 if record::deadline(&record).is_none_or(|d| d == 0 || d > now) {
                     live = true;
                     break;
                 }
+                records += 1;
             }
             if !live {
                 dead.push(prefix.clone());
+                expired += records;
             }
         }
+        self.dropped_expired = expired;
         for prefix in &dead {
             if let Some(space) = self.spaces.get_mut().remove(prefix) {
                 self.db.delete_keyspace(space)?;
@@ -460,6 +469,12 @@ impl FjallEngine {
             migration.crash_at(MigrationCrash::Dropped);
         }
         Ok(())
+    }
+
+    /// Expired records this open dropped with the keyspaces of namespaces holding nothing
+    /// else (counted as purged).
+    pub(crate) fn dropped_expired(&self) -> u64 {
+        self.dropped_expired
     }
 
     /// Records this open moved from format 1 to format 2 (0 if there was nothing to move).

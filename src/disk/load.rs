@@ -83,7 +83,8 @@ pub(crate) struct Loaded {
 pub struct OpenSummary {
     /// Live records loaded, over all namespaces.
     pub live: usize,
-    /// Expired records deleted from disk (every namespace, pow#713).
+    /// Expired records deleted from disk (every namespace, pow#713), those dropped with the
+    /// keyspace of a namespace that held nothing else included.
     pub purged: usize,
     /// Records that are not strata's (no `namespace:` in the key, or too short): left alone
     /// and logged.
