@@ -194,10 +194,20 @@ impl StatsRecorder {
     /// Adds `n` to `counter`.
     #[inline]
     pub fn add(&self, counter: Counter, n: u64) {
+        // Not counting: not even the thread-local is read.
+        if self.stripes.is_some() {
+            self.add_on(current_stripe(), counter, n);
+        }
+    }
+
+    /// Adds `n` to `counter` on `stripe`, this thread's [`STRIPE`] value read earlier on the
+    /// same thread ([`current_stripe`]): two recorders counting one operation find the stripe
+    /// once (a `Cache` read and its `MemoryStore`'s, `MemoryStore::get_counting_also`).
+    #[inline(always)]
+    pub(crate) fn add_on(&self, stripe: usize, counter: Counter, n: u64) {
         let Some(stripes) = &self.stripes else {
             return;
         };
-        let stripe = STRIPE.with(Cell::get);
         if stripe < STRIPES {
             let cell = &stripes[stripe].0[counter as usize];
             cell.store(
@@ -288,6 +298,14 @@ impl StatsRecorder {
             }
         }
     }
+}
+
+/// This thread's [`STRIPE`] value, for [`StatsRecorder::add_on`] (valid on this thread only:
+/// a value read before the thread's first count, or during its teardown, makes `add_on` take
+/// the slow path, which finds the stripe again).
+#[inline(always)]
+pub(crate) fn current_stripe() -> usize {
+    STRIPE.with(Cell::get)
 }
 
 /// [`StatsRecorder::add`] for a thread without a stripe of its own yet, or sharing one.

@@ -18,6 +18,7 @@ use crate::{
     codec::Key,
     error::{Error, Result},
     namespace::Namespace,
+    stats::StatsRecorder,
 };
 
 /// True if `key`'s encoded form starts with `prefix` (what [`Store::keys_with_prefix`] matches).
@@ -329,6 +330,25 @@ where
     fn get_now(&self, key: &K) -> Option<Result<Option<V>>> {
         let _ = key;
         None
+    }
+
+    /// [`Store::get_now`] for a [`Cache`](crate::Cache) over this store, counting the read on
+    /// the Cache's `stats` as well (a read, and a miss when nothing is found; nothing when the
+    /// store declines or fails). An implementation detail of `Cache::get`: the default counts
+    /// around `get_now`, and the `MemoryStore` counts both its own stats and `stats` in one
+    /// lookup of the thread's stats stripe. A store of your own need not override it.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn get_now_counting(&self, key: &K, stats: &StatsRecorder) -> Option<Result<Option<V>>> {
+        // Counted before the lookup; the guard takes the read back when the store cannot
+        // answer now (or fails, or panics).
+        let read = stats.begin_read();
+        let value = match self.get_now(key)? {
+            Ok(value) => value,
+            Err(e) => return Some(Err(e)),
+        };
+        read.settle(value.is_some());
+        Some(Ok(value))
     }
 
     /// Removes `key`; true if a live entry was removed.

@@ -273,15 +273,9 @@ where
     // `inline(always)`: see `Get::poll` (src/cache/get.rs), whose fast path this is.
     #[inline(always)]
     pub fn get_now(&self, key: &K) -> Option<Result<Option<V>>> {
-        // Counted before the lookup, as in `get_waiting`; the guard takes the read back when the
-        // store cannot answer now (or fails, or panics).
-        let read = self.inner.stats.begin_read();
-        let value = match self.inner.store.get_now(key)? {
-            Ok(value) => value,
-            Err(e) => return Some(Err(e)),
-        };
-        read.settle(value.is_some());
-        Some(Ok(value))
+        // The store counts the read on the Cache's stats too (`Store::get_now_counting`): a
+        // MemoryStore counts both in one lookup of the thread's stats stripe.
+        self.inner.store.get_now_counting(key, &self.inner.stats)
     }
 
     /// `get` through the store's future, for a read [`Cache::get_now`] could not answer.

@@ -3,7 +3,7 @@
 //! through the store's future. Written by hand rather than as an `async fn` so that its `poll`
 //! can be inlined into the caller's own future: a read from memory then hands its
 //! `Result<Option<V>>` straight to the caller instead of through the state of a nested future
-//! (measured in `benches/compare/cache.rs`, rows `Cache::get` and `Cache::get_now`).
+//! (measured in `benches/compare/getcost.rs`, probes `cache_get_*`).
 
 use std::{
     fmt::Debug,
@@ -16,27 +16,53 @@ use std::{
 use super::cache::Cache;
 use crate::{error::Result, store::Store};
 
-pin_project_lite::pin_project! {
-    /// A read not started yet (nothing is read until the first poll), one waiting on the
-    /// store, or one that has answered after waiting. A read the store answers at once stays
-    /// `Start`: its poll writes nothing here (3 instructions of every awaited read from memory,
-    /// `benches/compare/getcost.rs`). The store's future is boxed: with it inline, dropping
-    /// a `Get` was a call LLVM kept out of line (9 instructions of every awaited read from
-    /// memory, `benches/compare/cache.rs`); a read that has to wait (Redis) allocates once more.
-    #[project = Step]
-    pub(super) enum Get<'c, 'k, K, V, S, W, F> {
-        Start { cache: &'c Cache<K, V, S>, key: &'k K, wait: W },
-        Waiting { read: Pin<Box<F>> },
-        Done,
-    }
+/// A read of `key`: not started (nothing is read until the first poll), or waiting on the
+/// store's future (`read`). A read the store answers at once leaves the future as it was:
+/// its poll writes nothing here.
+///
+/// The store's future is boxed, so `Get` is `Unpin` and a hit's future is three words the
+/// caller writes once. `read` is dropped out of line ([`Drop`] below): the drop of a `Get` is
+/// then a test of a pointer in the caller, where the enum this was (`Start`, `Waiting`, `Done`)
+/// had its drop glue called out of line on every hit (an awaited `Cache::get` hit: 182 → 174
+/// instructions, `benches/compare/getcost.rs`). A read that has to wait (Redis) allocates
+/// once.
+pub(super) struct Get<'c, 'k, K, V, S, W, F> {
+    cache: &'c Cache<K, V, S>,
+    key: &'k K,
+    wait: W,
+    /// The store's read, once the store declined to answer at once; `None` again when it has
+    /// answered (polled again, the future reads again).
+    read: Option<Pin<Box<F>>>,
 }
 
 impl<'c, 'k, K, V, S, W, F> Get<'c, 'k, K, V, S, W, F> {
     /// A read of `key` that awaits `wait(cache, key)` if the store cannot answer at once.
     #[inline]
     pub(super) fn new(cache: &'c Cache<K, V, S>, key: &'k K, wait: W) -> Self {
-        Get::Start { cache, key, wait }
+        Get {
+            cache,
+            key,
+            wait,
+            read: None,
+        }
     }
+}
+
+impl<K, V, S, W, F> Drop for Get<'_, '_, K, V, S, W, F> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // What is left of `read` for the drop glue is a `None` it knows of: no second test.
+        if let Some(read) = self.read.take() {
+            drop_read(read);
+        }
+    }
+}
+
+/// Drops a read cancelled while it waited (out of line: the hit path only tests for it).
+#[cold]
+#[inline(never)]
+fn drop_read<F>(read: Pin<Box<F>>) {
+    drop(read);
 }
 
 impl<'c, 'k, K, V, S, W, F> Future for Get<'c, 'k, K, V, S, W, F>
@@ -44,7 +70,7 @@ where
     K: Hash + Eq + Clone + Send + Sync + Debug + 'static,
     V: Clone + Send + Sync + 'static,
     S: Store<K, V> + 'static,
-    W: Fn(&'c Cache<K, V, S>, &'k K) -> F + Copy,
+    W: Fn(&'c Cache<K, V, S>, &'k K) -> F + Copy + Unpin,
     F: Future<Output = Result<Option<V>>>,
 {
     type Output = Result<Option<V>>;
@@ -54,40 +80,40 @@ where
     // answer went through two 24-byte copies whose 16-byte loads read 8-byte stores (a
     // store-forwarding stall each; profile in BENCHMARKS.md, row `Cache::get polled`).
     #[inline(always)]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Step::Start { cache, key, wait } = self.as_mut().project() {
-            let (cache, key, wait) = (*cache, *key, *wait);
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.read.is_none() {
             // A read answered at once leaves the future as it is: nothing is written to it
             // (the caller does not poll a future that has answered; one that did would read
             // again, and get a correct answer).
-            if let Some(answer) = cache.get_now(key) {
+            if let Some(answer) = this.cache.get_now(this.key) {
                 return Poll::Ready(answer);
             }
-            self.as_mut().start_waiting(cache, key, wait);
+            this.start_waiting();
         }
-        self.poll_waiting(cx)
+        this.poll_waiting(cx)
     }
 }
 
 impl<'c, 'k, K, V, S, W, F> Get<'c, 'k, K, V, S, W, F>
 where
-    W: FnOnce(&'c Cache<K, V, S>, &'k K) -> F,
+    W: Fn(&'c Cache<K, V, S>, &'k K) -> F + Copy,
     F: Future<Output = Result<Option<V>>>,
 {
     /// Starts the store's read (kept out of line: the fast path stays small).
     #[inline(never)]
-    fn start_waiting(mut self: Pin<&mut Self>, cache: &'c Cache<K, V, S>, key: &'k K, wait: W) {
-        self.set(Get::Waiting {
-            read: Box::pin(wait(cache, key)),
-        });
+    fn start_waiting(&mut self) {
+        self.read = Some(Box::pin((self.wait)(self.cache, self.key)));
     }
 
-    fn poll_waiting(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Option<V>>> {
-        let Step::Waiting { read } = self.as_mut().project() else {
-            panic!("`Cache::get` polled after it completed");
+    /// Polls the store's read; once it answers, the read is dropped.
+    #[inline(never)]
+    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<V>>> {
+        let Some(read) = self.read.as_mut() else {
+            unreachable!("`Get::poll` starts the read before it polls it");
         };
         let answer = std::task::ready!(read.as_mut().poll(cx));
-        self.set(Get::Done);
+        self.read = None;
         Poll::Ready(answer)
     }
 }

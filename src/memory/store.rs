@@ -24,7 +24,7 @@ use crate::{
     listener::ListenerSlot,
     local::{Replaced, Report},
     namespace::Namespace,
-    stats::{Counter as Stat, Stats, StatsRecorder},
+    stats::{current_stripe, Counter as Stat, Stats, StatsRecorder},
     store::{Counter, Expiry, Store},
     sweeper::Schedule,
     time::{deadline_at, Clock},
@@ -267,6 +267,44 @@ where
             self.on_read(&shard, hash, slot);
         }
         Some(slot.value.clone())
+    }
+
+    /// [`MemoryStore::get`] that also counts the read on `also`, as `Cache::get` counts its own
+    /// (a read, and a miss if nothing live is found): both counts find this thread's stats
+    /// stripe once. `also` counts after the lookup, so a read that panics (in `K::hash`,
+    /// `K::eq` or `V::clone`) counts nothing there, as a failed `Cache` read.
+    ///
+    /// `inline(always)`: the whole lookup then runs in the caller's `Cache::get` future, with
+    /// no call, no saved registers and no return of the answer through memory (an awaited
+    /// `Cache::get` hit 191 → 175 instructions with the two counts in one, the `Get` below and
+    /// this; `Cache::get_now` 158 → 139; `benches/compare/getcost.rs`). Its body is `get`'s,
+    /// written out again on purpose: with one `#[inline(always)]` body under both, LLVM inlined
+    /// `get` into every caller too, which took the bounded 95/5 mix from 169 to 185
+    /// instructions per op. Keep the two in step.
+    #[inline(always)]
+    pub(crate) fn get_counting_also(&self, key: &K, also: &StatsRecorder) -> Option<V> {
+        let hash = self.hash(key);
+        let stripe = current_stripe();
+        self.inner.stats.add_on(stripe, Stat::Reads, 1);
+        let shard = self.shard(hash).read();
+        let Some(slot) = shard.table.find(hash, |s| s.key == *key) else {
+            drop(shard);
+            self.inner.stats.incr(Stat::Misses);
+            count_miss(also);
+            return None;
+        };
+        if slot.is_expired(self.clock()) {
+            drop(shard);
+            self.stale_read(hash, key);
+            count_miss(also);
+            return None;
+        }
+        if self.inner.track_reads {
+            self.on_read(&shard, hash, slot);
+        }
+        let value = slot.value.clone();
+        also.add_on(stripe, Stat::Reads, 1);
+        Some(value)
     }
 
     /// A read that found `key`'s entry expired: a miss, and with a listener the entry goes now.
@@ -754,6 +792,12 @@ where
 {
     crate::local::sync_store_methods!(MemoryStore);
 
+    // `inline(always)`, as `get_now` (src/local.rs).
+    #[inline(always)]
+    fn get_now_counting(&self, key: &K, stats: &StatsRecorder) -> Option<Result<Option<V>>> {
+        Some(Ok(self.get_counting_also(key, stats)))
+    }
+
     fn namespace(&self) -> Namespace {
         self.inner.namespace.clone()
     }
@@ -792,6 +836,13 @@ where
     ) -> impl Future<Output = Result<bool>> + Send {
         ready(MemoryStore::replace(self, key, value, ttl))
     }
+}
+
+/// A read through [`MemoryStore::get_counting_also`] that found nothing live, on `also`.
+#[inline]
+fn count_miss(also: &StatsRecorder) {
+    also.incr(Stat::Reads);
+    also.incr(Stat::Misses);
 }
 
 /// Why an entry left: `live` (the operation's own cause), or `Expired` if it had expired.
