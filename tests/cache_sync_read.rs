@@ -9,8 +9,12 @@ mod support;
 
 use std::{
     future::Future,
+    panic::AssertUnwindSafe,
     pin::pin,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     task::{Context, Poll, Waker},
     time::Duration,
 };
@@ -311,6 +315,68 @@ async fn a_read_answered_at_once_and_polled_again_reads_again() {
         Poll::Pending => panic!("a read from memory waited"),
     }
     assert_eq!(cache.stats().hits, 2);
+}
+
+/// A value whose `clone` panics while [`CLONE_PANICS`] is set: a read that panics inside the
+/// store, after the store has found the entry.
+#[derive(Debug, PartialEq)]
+struct Fragile(u32);
+
+/// Set only by `a_read_that_panics_counts_nothing_in_the_cache`, the one user of [`Fragile`].
+static CLONE_PANICS: AtomicBool = AtomicBool::new(false);
+
+impl Clone for Fragile {
+    fn clone(&self) -> Self {
+        assert!(
+            !CLONE_PANICS.load(Ordering::SeqCst),
+            "Fragile::clone failed"
+        );
+        Fragile(self.0)
+    }
+}
+
+/// Polls `cache.get(key)` once with the value's `clone` panicking; true if the read panicked.
+fn read_panics<S: Store<String, Fragile> + 'static>(
+    cache: &Cache<String, Fragile, S>,
+    key: &String,
+) -> bool {
+    CLONE_PANICS.store(true, Ordering::SeqCst);
+    let read = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut read = pin!(cache.get(key));
+        let _ = poll_once(read.as_mut());
+    }));
+    CLONE_PANICS.store(false, Ordering::SeqCst);
+    read.is_err()
+}
+
+/// A read that panics in the store (here in `V::clone`) counts neither a hit nor a miss in the
+/// Cache, on the fast path (the MemoryStore counts the Cache's read after its lookup,
+/// `MemoryStore::get_counting_also`) and on the slow one (the read's guard takes it back).
+#[tokio::test]
+async fn a_read_that_panics_counts_nothing_in_the_cache() {
+    let fast = Cache::builder()
+        .store(MemoryStore::<String, Fragile>::new())
+        .build()
+        .await
+        .unwrap();
+    let slow = Cache::builder()
+        .store(FaultStore::new(MemoryStore::<String, Fragile>::new()))
+        .build()
+        .await
+        .unwrap();
+    let key = s("a");
+    fast.put(key.clone(), Fragile(1), None).await.unwrap();
+    slow.put(key.clone(), Fragile(1), None).await.unwrap();
+    assert!(read_panics(&fast, &key), "the fast read did not panic");
+    assert!(read_panics(&slow, &key), "the slow read did not panic");
+    for stats in [fast.stats(), slow.stats()] {
+        assert_eq!((stats.hits, stats.misses), (0, 0));
+    }
+    assert_eq!(fast.get(&key).await.unwrap(), Some(Fragile(1)));
+    assert_eq!(slow.get(&key).await.unwrap(), Some(Fragile(1)));
+    for stats in [fast.stats(), slow.stats()] {
+        assert_eq!((stats.hits, stats.misses), (1, 0));
+    }
 }
 
 #[tokio::test]
