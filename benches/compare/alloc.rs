@@ -3,18 +3,20 @@
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
-    sync::atomic::{AtomicBool, AtomicIsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering},
 };
 
 pub struct Counting;
 
 static ON: AtomicBool = AtomicBool::new(false);
 static BYTES: AtomicIsize = AtomicIsize::new(0);
+static COUNT: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if ON.load(Ordering::Relaxed) {
             BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            COUNT.fetch_add(1, Ordering::Relaxed);
         }
         System.alloc(layout)
     }
@@ -44,4 +46,13 @@ pub fn retained_bytes<T>(build: impl FnOnce() -> T) -> (T, isize) {
     let value = build();
     ON.store(false, Ordering::SeqCst);
     (value, BYTES.load(Ordering::SeqCst))
+}
+
+/// How many allocations (`alloc` calls; a `realloc` is not counted) `run` makes, every thread.
+pub fn allocations<T>(run: impl FnOnce() -> T) -> (T, usize) {
+    COUNT.store(0, Ordering::SeqCst);
+    ON.store(true, Ordering::SeqCst);
+    let value = run();
+    ON.store(false, Ordering::SeqCst);
+    (value, COUNT.load(Ordering::SeqCst))
 }

@@ -40,6 +40,7 @@ mod redis_sentinel;
 #[path = "../../tests/support/redis_server.rs"]
 #[allow(dead_code)]
 mod redis_server;
+mod replcost;
 mod replicated;
 mod report;
 #[cfg(all(feature = "sessions", feature = "disk"))]
@@ -83,6 +84,9 @@ fn main() {
     }
     if report.wants("replicated") {
         replicated::run(&mut report);
+    }
+    if report.wants("replcost") {
+        replcost::run(&mut report);
     }
     if report.wants("failover") {
         failover::run(&mut report);

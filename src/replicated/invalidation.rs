@@ -364,6 +364,12 @@ impl Hub {
     async fn dispatch(&self, channel: &str, payload: &[u8]) {
         self.link.touch(self.options.clock.now_ms());
         self.counters.received.fetch_add(1, Ordering::Relaxed);
+        // This node's own echo (Redis sends a publisher its own messages): recognised from
+        // the header, with nothing decoded or allocated.
+        if message::is_from(payload, self.node) {
+            self.counters.own_echoes.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let namespace = channel.strip_prefix(&self.options.prefix).unwrap_or("");
         let msg = match message::decode(payload) {
             Ok(msg) => msg,
@@ -381,10 +387,12 @@ impl Hub {
                 return;
             }
         };
-        if msg.node == self.node {
-            self.counters.own_echoes.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
+        tracing::trace!(
+            node = self.node,
+            from = msg.node,
+            namespace,
+            "invalidation received"
+        );
         let handlers = self.handlers_for(namespace);
         if handlers.is_empty() {
             self.counters
@@ -405,7 +413,7 @@ impl Hub {
     async fn apply(&self, handler: &dyn Handler, msg: &message::Message<'_>) {
         match msg.op {
             Op::Invalidate => {
-                for key in &msg.keys {
+                for key in msg.keys.clone() {
                     if !handler.invalidate(key).await {
                         // A key this node cannot decode: its copy cannot be found, so all go.
                         self.counters.garbled.fetch_add(1, Ordering::Relaxed);

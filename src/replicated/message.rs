@@ -28,14 +28,67 @@ pub(crate) enum Op {
     Flush,
 }
 
-/// A decoded message, borrowing the keys from the payload.
-#[derive(Debug, PartialEq, Eq)]
+/// A decoded message, borrowing the keys from the payload. Decoding allocates nothing: the
+/// key list was checked whole, and [`Keys`] walks it again.
+#[derive(Clone, Debug)]
 pub(crate) struct Message<'a> {
     pub op: Op,
     pub node: u64,
     pub sent_at_us: u64,
     /// The keys to drop (one for `b'I'`, every key of a batch; none for a flush).
-    pub keys: Vec<&'a [u8]>,
+    pub keys: Keys<'a>,
+}
+
+/// The keys of a decoded message, in order, borrowed from its payload.
+#[derive(Clone, Debug)]
+pub(crate) enum Keys<'a> {
+    /// None left (a flush, or every key was returned).
+    None,
+    /// The one key of `b'I'`.
+    One(&'a [u8]),
+    /// The `[length][key]` entries of a batch not yet returned; [`decode`] checked them all.
+    List(&'a [u8]),
+}
+
+impl<'a> Iterator for Keys<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match std::mem::replace(self, Keys::None) {
+            Keys::None => None,
+            Keys::One(key) => Some(key),
+            Keys::List(entries) => {
+                // Checked by `key_list`: a walk that fails here cannot happen, and ends the list.
+                let (len, rest) = take_u32(entries).ok()?;
+                let (key, rest) = rest.split_at_checked(len)?;
+                if !rest.is_empty() {
+                    *self = Keys::List(rest);
+                }
+                Some(key)
+            }
+        }
+    }
+}
+
+/// True if `bytes` is a message this build reads whose header names `node`: the receiving
+/// node's own echo, which it skips. Reads the header only, allocates nothing, and is false
+/// for anything [`decode`] would refuse, so a garbled payload is still handled as one.
+pub(crate) fn is_from(bytes: &[u8], node: u64) -> bool {
+    let Some((head, body)) = bytes.split_at_checked(HEADER) else {
+        return false;
+    };
+    if head[0] != VERSION || read_u64(head, 2) != node {
+        return false;
+    }
+    match head[1] {
+        ONE | FLUSH => true,
+        BATCH => key_list(body).is_ok(),
+        _ => false,
+    }
+}
+
+fn read_u64(head: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(head[at..at + 8].try_into().unwrap_or([0; 8]))
 }
 
 /// Why a payload was refused (it is then counted as garbled and the namespace's local tier
@@ -99,38 +152,35 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Message<'_>, Refused> {
         return Err(Refused::Version(head[0]));
     }
     let (op, keys) = match head[1] {
-        ONE => (Op::Invalidate, vec![body]),
+        ONE => (Op::Invalidate, Keys::One(body)),
         BATCH => (Op::Invalidate, key_list(body)?),
-        FLUSH => (Op::Flush, Vec::new()),
+        FLUSH => (Op::Flush, Keys::None),
         other => return Err(Refused::Op(other)),
     };
-    let word = |at: usize| u64::from_be_bytes(head[at..at + 8].try_into().unwrap_or([0; 8]));
     Ok(Message {
         op,
-        node: word(2),
-        sent_at_us: word(10),
+        node: read_u64(head, 2),
+        sent_at_us: read_u64(head, 10),
         keys,
     })
 }
 
-/// The keys of a batch body. The count is checked against what the body can hold before
-/// anything is allocated (each key takes at least its 4-byte length).
-fn key_list(body: &[u8]) -> Result<Vec<&[u8]>, Refused> {
-    let (count, mut rest) = take_u32(body)?;
-    if count > rest.len() / 4 {
-        return Err(Refused::KeyList);
-    }
-    let mut keys = Vec::with_capacity(count);
+/// The keys of a batch body, checked whole: exactly `count` entries, each within the body,
+/// and nothing after the last.
+fn key_list(body: &[u8]) -> Result<Keys<'_>, Refused> {
+    let (count, entries) = take_u32(body)?;
+    let mut rest = entries;
     for _ in 0..count {
         let (len, after) = take_u32(rest)?;
-        let (key, after) = after.split_at_checked(len).ok_or(Refused::KeyList)?;
-        keys.push(key);
-        rest = after;
+        rest = after.get(len..).ok_or(Refused::KeyList)?;
     }
     if !rest.is_empty() {
         return Err(Refused::KeyList);
     }
-    Ok(keys)
+    Ok(match count {
+        0 => Keys::None,
+        _ => Keys::List(entries),
+    })
 }
 
 fn take_u32(bytes: &[u8]) -> Result<(usize, &[u8]), Refused> {
@@ -142,21 +192,40 @@ fn take_u32(bytes: &[u8]) -> Result<(usize, &[u8]), Refused> {
 mod tests {
     use super::*;
 
+    /// A decoded message as plain values: (op, node, sent at, keys).
+    fn parts(m: Message<'_>) -> (Op, u64, u64, Vec<&[u8]>) {
+        (m.op, m.node, m.sent_at_us, m.keys.collect())
+    }
+
     #[test]
     fn roundtrips() {
         let bytes = encode(Op::Invalidate, 7, 99, b"user:1");
         let m = decode(&bytes).unwrap();
-        assert_eq!(
-            m,
-            Message {
-                op: Op::Invalidate,
-                node: 7,
-                sent_at_us: 99,
-                keys: vec![b"user:1"]
-            }
-        );
+        let key: &[u8] = b"user:1";
+        assert_eq!(parts(m), (Op::Invalidate, 7, 99, vec![key]));
         let flush = encode(Op::Flush, 1, 2, b"");
-        assert_eq!(decode(&flush).unwrap().op, Op::Flush);
+        assert_eq!(parts(decode(&flush).unwrap()), (Op::Flush, 1, 2, vec![]));
+    }
+
+    #[test]
+    fn only_a_message_that_decodes_is_recognised_as_from_a_node() {
+        let batch = encode_many(7, 99, &[b"ab", b"cd"]);
+        assert!(is_from(&batch, 7));
+        assert!(!is_from(&batch, 8), "another node's");
+        assert!(is_from(&encode(Op::Flush, 7, 1, b""), 7));
+        assert!(is_from(&encode(Op::Invalidate, 7, 1, b"k"), 7));
+        for cut in 0..batch.len() {
+            assert!(
+                !is_from(&batch[..cut], 7),
+                "cut at {cut}: garbled, not an echo"
+            );
+        }
+        let mut newer = batch.clone();
+        newer[0] = VERSION + 1;
+        assert!(!is_from(&newer, 7), "a newer version is not read");
+        let mut op = batch;
+        op[1] = b'X';
+        assert!(!is_from(&op, 7));
     }
 
     #[test]
@@ -164,45 +233,54 @@ mod tests {
         let keys: [&[u8]; 3] = [b"a", b"", b"user:42"];
         let bytes = encode_many(7, 99, &keys);
         let m = decode(&bytes).unwrap();
-        assert_eq!((m.op, m.node, m.sent_at_us), (Op::Invalidate, 7, 99));
-        assert_eq!(m.keys, keys);
+        assert_eq!(parts(m), (Op::Invalidate, 7, 99, keys.to_vec()));
         let one = encode_many(7, 99, &[b"k"]);
         assert_eq!(one, encode(Op::Invalidate, 7, 99, b"k"));
-        assert_eq!(decode(&encode_many(7, 99, &[])).unwrap().keys.len(), 0);
+        assert_eq!(decode(&encode_many(7, 99, &[])).unwrap().keys.count(), 0);
     }
 
     #[test]
     fn garbled_payloads_are_refused() {
-        assert_eq!(decode(b""), Err(Refused::Short));
+        let refused = |bytes: &[u8]| decode(bytes).err();
+        assert_eq!(refused(b""), Some(Refused::Short));
         assert_eq!(
-            decode(b"hello world, this is not it"),
-            Err(Refused::Version(b'h'))
+            refused(b"hello world, this is not it"),
+            Some(Refused::Version(b'h'))
         );
         let mut bytes = encode(Op::Invalidate, 7, 99, b"k");
         bytes[1] = b'X';
-        assert_eq!(decode(&bytes), Err(Refused::Op(b'X')));
+        assert_eq!(refused(&bytes), Some(Refused::Op(b'X')));
         bytes[1] = b'I';
         bytes[0] = 2;
         assert_eq!(
-            decode(&bytes),
-            Err(Refused::Version(2)),
+            refused(&bytes),
+            Some(Refused::Version(2)),
             "a newer version is not guessed at"
         );
-        assert_eq!(decode(&bytes[..HEADER - 1]), Err(Refused::Short));
+        assert_eq!(refused(&bytes[..HEADER - 1]), Some(Refused::Short));
     }
 
     #[test]
     fn a_garbled_key_list_is_refused() {
         let batch = encode_many(7, 99, &[b"ab", b"cd"]);
+        let refused = |bytes: &[u8]| decode(bytes).err();
         for cut in HEADER..batch.len() {
-            assert_eq!(decode(&batch[..cut]), Err(Refused::KeyList), "cut at {cut}");
+            assert_eq!(
+                refused(&batch[..cut]),
+                Some(Refused::KeyList),
+                "cut at {cut}"
+            );
         }
         let mut trailing = batch.clone();
         trailing.push(0);
-        assert_eq!(decode(&trailing), Err(Refused::KeyList));
+        assert_eq!(refused(&trailing), Some(Refused::KeyList));
         let mut huge = batch[..HEADER].to_vec();
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
-        assert_eq!(decode(&huge), Err(Refused::KeyList), "no allocation");
+        assert_eq!(
+            refused(&huge),
+            Some(Refused::KeyList),
+            "a count beyond the body"
+        );
     }
 
     mod prop {
@@ -229,7 +307,8 @@ mod tests {
 
         /// Arbitrary payloads, and valid ones with one byte changed or cut short: `decode`
         /// returns a message or an error, never panics, and every key it returns lies inside
-        /// the payload's body.
+        /// the payload's body; `is_from` is true exactly when `decode` accepts the payload and
+        /// it names that node.
         fn never_panics(cases: u32) {
             let payload = prop_oneof![
                 vec(any::<u8>(), 0..48),
@@ -242,10 +321,17 @@ mod tests {
             ];
             let mut runner = TestRunner::new(ProptestConfig::with_cases(cases));
             runner
-                .run(&payload, |bytes| {
-                    if let Ok(m) = decode(&bytes) {
-                        let total: usize = m.keys.iter().map(|k| k.len()).sum();
+                .run(&(payload, any::<u64>()), |(bytes, other)| {
+                    let decoded = decode(&bytes);
+                    if let Ok(m) = decoded.clone() {
+                        let total: usize = m.keys.map(|k| k.len()).sum();
                         prop_assert!(total <= bytes.len() - HEADER);
+                    }
+                    // The echo check agrees with `decode`, for the payload's own node and another.
+                    let node = bytes.get(2..10).map_or(0, |b| read_u64(b, 0));
+                    for n in [node, other] {
+                        let from_n = matches!(&decoded, Ok(m) if m.node == n);
+                        prop_assert_eq!(is_from(&bytes, n), from_n);
                     }
                     Ok(())
                 })
@@ -273,7 +359,8 @@ mod tests {
                     Op::Invalidate => vec![&key],
                     Op::Flush => vec![],
                 };
-                prop_assert_eq!(m, Message { op, node, sent_at_us: at, keys });
+                prop_assert_eq!(super::parts(m), (op, node, at, keys));
+                prop_assert!(is_from(&bytes, node));
             }
 
             #[test]
@@ -281,7 +368,8 @@ mod tests {
                 let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
                 let bytes = encode_many(node, at, &keys);
                 let m = decode(&bytes).unwrap();
-                prop_assert_eq!(m, Message { op: Op::Invalidate, node, sent_at_us: at, keys });
+                prop_assert_eq!(super::parts(m), (Op::Invalidate, node, at, keys));
+                prop_assert!(is_from(&bytes, node));
             }
         }
     }
