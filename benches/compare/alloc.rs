@@ -49,6 +49,7 @@ pub fn retained_bytes<T>(build: impl FnOnce() -> T) -> (T, isize) {
 }
 
 /// How many allocations (`alloc` calls; a `realloc` is not counted) `run` makes, every thread.
+#[cfg(feature = "redis")]
 pub fn allocations<T>(run: impl FnOnce() -> T) -> (T, usize) {
     COUNT.store(0, Ordering::SeqCst);
     ON.store(true, Ordering::SeqCst);
