@@ -2157,3 +2157,60 @@ fn a_write_outside_a_runtime_is_refused_without_showing_its_key() {
         "the key reached the error: {shown}"
     );
 }
+
+/// The log of a node joining `redis` (namespace `cache`, a RedisStore remote) over `local`,
+/// warming or reconciling its local tier at join as asked: captured on this (current-thread)
+/// runtime's thread, which runs the join inside `build`.
+async fn log_of_a_join(redis: &RedisServer, local: Mem, warm: bool, reconcile: bool) -> String {
+    let (logs, capture) = support::log_capture::start();
+    let node = ReplicatedStore::builder()
+        .local(local)
+        .remote(redis_remote(redis).await)
+        .url(redis.url())
+        .warm_on_join(warm)
+        .reconcile_on_join(reconcile)
+        .build()
+        .await
+        .expect("connect to the test redis-server");
+    drop(capture);
+    drop(node);
+    logs.text()
+}
+
+/// A value in Redis that does not decode (its type changed at a deploy, a stray `SET`), met
+/// by the warm at join, is logged without its key (a session id under sessions is a bearer
+/// secret): the failed batch is still reported. The decode error names the key; the old
+/// warning printed it (`error=value under key cache:secret-id-Xq9Zw could not be decoded`).
+#[tokio::test(flavor = "current_thread")]
+async fn an_undecodable_value_met_by_the_warm_is_logged_without_its_key() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    redis.raw(&["SET", "cache:secret-id-Xq9Zw", "not a strata value"]);
+    let text = log_of_a_join(&redis, mem(&clock), true, false).await;
+    assert!(text.contains("warm: a batch failed"), "reported: {text}");
+    assert!(text.contains("could not be decoded"), "the reason: {text}");
+    assert!(!text.contains("Xq9Zw"), "the key reached the log: {text}");
+}
+
+/// The same for the reconcile at join: a local copy whose Redis value does not decode is
+/// dropped with a warning that names neither the key nor its session id.
+#[tokio::test(flavor = "current_thread")]
+async fn an_undecodable_value_met_by_the_reconcile_is_logged_without_its_key() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let local = mem(&clock);
+    Store::put(&local, k("secret-id-Xq9Zw"), k("old"), None)
+        .await
+        .expect("a local copy");
+    redis.raw(&["SET", "cache:secret-id-Xq9Zw", "not a strata value"]);
+    let text = log_of_a_join(&redis, local.clone(), false, true).await;
+    assert!(
+        text.contains("could not check local copies against Redis"),
+        "reported: {text}"
+    );
+    assert!(!text.contains("Xq9Zw"), "the key reached the log: {text}");
+    assert!(
+        local.get("secret-id-Xq9Zw").is_none(),
+        "the copy that could not be checked is dropped"
+    );
+}
