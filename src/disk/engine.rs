@@ -672,6 +672,10 @@ impl Engine for FjallEngine {
         // the limit cannot both find a place left.
         let mut spaces = self.spaces.write();
         let new = missing(&spaces);
+        if new.is_empty() {
+            // Created by another open since the read above.
+            return Ok(());
+        }
         let held = spaces.len();
         if held + new.len() > MAX_NAMESPACES {
             let first_refused = new[MAX_NAMESPACES.saturating_sub(held).min(new.len() - 1)];

@@ -535,8 +535,11 @@ where
     /// not bring the sketch's next halving closer: the scan neither displaces entries nor
     /// fades the counts of the keys read around it. The counts are the thread's own stats
     /// stripe, so the hit path writes nothing more; a writer that puts without reading is
-    /// never taken for a scan, and several threads judging in one partition, or a store
-    /// without stats, reset the run (no guard).
+    /// never taken for a scan, and a store without stats never starts a run (no guard).
+    /// Several threads judging in one partition compare each one's own counts with the last
+    /// judge's: the run goes on only while each judge has no more hits and more misses than
+    /// the count it is compared with, so threads that hit break it at once; threads that all
+    /// only miss may keep it going, which is a scan too.
     ///
     /// Measured in the hit-ratio sim (`sim.rs`, 3 hasher seeds, means; quick_cache in
     /// brackets): Zipf 0.99 with a scan at 1 / 5 / 20 % capacity 47.97 / 58.54 / 67.48 →

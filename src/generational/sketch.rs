@@ -103,9 +103,12 @@ impl Sketch {
     #[inline]
     pub fn unsample(&self, hash: u64) {
         if hash & 7 == 0 {
-            let sampled = self.sampled.load(Ordering::Relaxed);
-            self.sampled
-                .store(sampled.saturating_sub(1), Ordering::Relaxed);
+            // One read-modify-write: a load then a store would lose the `record`s between them
+            // and, around a halving's reset to 0, write back nearly the limit (the next sampled
+            // read would halve the counters again).
+            let _ = self
+                .sampled
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_sub(1));
         }
     }
 
