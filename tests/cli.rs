@@ -324,6 +324,36 @@ fn a_dump_with_more_namespaces_than_a_directory_takes_loads_nothing() {
     assert_eq!(json_ok(&["inspect", dir_arg(dir.path())])["entries"], 65);
 }
 
+/// A data directory that holds more namespaces than a new one takes (a format-1 directory
+/// with 70, kept whole by the migration) can be dumped and loaded back into itself: the load
+/// adds no namespace, so the limit does not refuse it. The old CLI refused any dump of more
+/// than 64 namespaces before looking at the destination.
+#[test]
+fn a_dump_of_a_directory_past_the_limit_loads_back_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let live: Vec<strata::RawRecord> = (0..70)
+        .map(|ns| strata::RawRecord {
+            namespace: format!("tenant{ns:02}"),
+            key: b"k".to_vec(),
+            value: strata::codec::encode_value(
+                &(ns as u64),
+                strata::codec::Format::MessagePack,
+                "k",
+            )
+            .unwrap(),
+            deadline: None,
+        })
+        .collect();
+    support::format1::write_format_1(dir.path(), &live, &[]);
+    assert_eq!(json_ok(&["inspect", dir_arg(dir.path())])["entries"], 70);
+    let file = dir.path().with_extension("dump");
+    json_ok(&["dump", dir_arg(dir.path()), file.to_str().unwrap()]);
+    let loaded = json_ok(&["load", file.to_str().unwrap(), dir_arg(dir.path())]);
+    assert_eq!(loaded["loaded"], 70);
+    assert_eq!(json_ok(&["inspect", dir_arg(dir.path())])["entries"], 70);
+    std::fs::remove_file(&file).unwrap();
+}
+
 /// Session records written through `StrataSessionStore` into a `DiskStore`.
 #[cfg(feature = "sessions")]
 mod session_records {
@@ -625,7 +655,6 @@ fn usage_errors_are_exit_code_2() {
     assert!(strata(&["--help"]).status.success());
 }
 
-#[cfg(feature = "redis")]
 mod support;
 
 #[cfg(feature = "redis")]

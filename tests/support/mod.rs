@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod fault_store;
+#[cfg(feature = "disk")]
+pub mod format1;
 pub mod four_methods;
 pub mod log_capture;
 pub mod opener;

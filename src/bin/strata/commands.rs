@@ -328,8 +328,12 @@ async fn load(file: &Path, destination: &str, how: Opening, json: bool) -> Resul
     let expired = total - live.len();
     let namespaces: BTreeSet<String> = live.iter().map(|raw| raw.namespace.clone()).collect();
     let limit = strata::DiskDb::MAX_NAMESPACES;
-    if namespaces.len() > limit && !source::is_redis_url(destination) {
-        // No data directory takes it: refused before the destination is even opened.
+    let fresh_dir = !source::is_redis_url(destination)
+        && !strata::DiskDb::is_data_dir(Path::new(destination));
+    if namespaces.len() > limit && fresh_dir {
+        // No new data directory takes it: refused before the destination is even created.
+        // An existing one may already hold them all (a format-1 directory keeps its
+        // namespaces past the limit): `make_room` below decides there.
         return Err(Failure::other(format!(
             "the dump holds {} namespaces and a data directory takes at most {limit}, so nothing was loaded; dump the namespaces in groups (`strata dump --namespace NS`) and load each group into a directory of its own",
             namespaces.len()
