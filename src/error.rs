@@ -455,14 +455,6 @@ boxed_variants!(
 );
 
 impl Error {
-    /// This error for a log line that must not name a key (a session id is a bearer secret):
-    /// a value's decode or encode error shows its reason only; every other error shows as it
-    /// is (the callers log errors of batch and namespace operations, whose contexts name no
-    /// key).
-    pub(crate) fn without_key(&self) -> WithoutKey<'_> {
-        WithoutKey(self)
-    }
-
     /// Wraps a backend driver error with what strata was doing when it happened.
     pub fn backend(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::from(BackendError {
@@ -514,18 +506,5 @@ mod tests {
         let source = std::error::Error::source(&e).map(ToString::to_string);
         assert_eq!(source.as_deref(), Some("disk on fire"));
         assert!(e.is_transient());
-    }
-}
-
-/// What [`Error::without_key`] displays.
-pub(crate) struct WithoutKey<'a>(&'a Error);
-
-impl std::fmt::Display for WithoutKey<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Error::Decode(e) => write!(f, "a value could not be decoded: {}", e.reason),
-            Error::Encode(e) => write!(f, "a value could not be encoded: {}", e.reason),
-            other => std::fmt::Display::fmt(other, f),
-        }
     }
 }

@@ -33,7 +33,7 @@ where
     let keys = match inner.local.keys().await {
         Ok(keys) => keys,
         Err(e) => {
-            tracing::warn!(namespace = %inner.namespace, error = %e.without_key(), "cannot list the local tier; flushing it");
+            tracing::warn!(namespace = %inner.namespace, error = %super::without_key(&e), "cannot list the local tier; flushing it");
             inner.flush_local().await;
             return;
         }
@@ -58,7 +58,7 @@ where
     let found = match inner.fill_many(batch).await {
         Ok(found) => found,
         Err(e) => {
-            tracing::warn!(namespace = %inner.namespace, error = %e.without_key(), keys = batch.len(), "could not check local copies against Redis; dropping them");
+            tracing::warn!(namespace = %inner.namespace, error = %super::without_key(&e), keys = batch.len(), "could not check local copies against Redis; dropping them");
             vec![None; batch.len()]
         }
     };
@@ -86,7 +86,7 @@ where
     let keys = match list_remote(inner, epoch).await {
         Ok(keys) => keys,
         Err(e) => {
-            tracing::warn!(namespace = %inner.namespace, error = %e.without_key(), "warm: cannot list Redis keys; filling lazily instead");
+            tracing::warn!(namespace = %inner.namespace, error = %super::without_key(&e), "warm: cannot list Redis keys; filling lazily instead");
             return false;
         }
     };
@@ -106,7 +106,7 @@ where
         match read {
             Ok(found) => loaded += found.iter().filter(|v| v.is_some()).count(),
             Err(e) => {
-                tracing::warn!(namespace = %inner.namespace, error = %e.without_key(), "warm: a batch failed; those keys fill lazily")
+                tracing::warn!(namespace = %inner.namespace, error = %super::without_key(&e), "warm: a batch failed; those keys fill lazily")
             }
         }
         progress("warm", inner, done, total);
@@ -139,7 +139,7 @@ where
             Ok(keys) => return Ok(keys),
             Err(e) if attempt >= LIST_ATTEMPTS || !inner.hub.link.still_up(epoch) => return Err(e),
             Err(e) => {
-                tracing::debug!(namespace = %inner.namespace, error = %e.without_key(), attempt, "warm: listing Redis keys failed; retrying");
+                tracing::debug!(namespace = %inner.namespace, error = %super::without_key(&e), attempt, "warm: listing Redis keys failed; retrying");
             }
         }
         tokio::time::sleep(pause).await;

@@ -129,3 +129,24 @@ pub(crate) use link::Stripes;
 pub use builder::{ReplicatedStoreBuilder, DEFAULT_CHANNEL_PREFIX};
 pub use stats::ReplicationStats;
 pub use store::ReplicatedStore;
+
+/// `error` for a log line that must not name a key (a session id is a bearer secret): a
+/// value's decode or encode error shows its reason only; every other error shows as it is
+/// (the warnings that use it are about batch and namespace operations, whose contexts name no
+/// key).
+pub(crate) fn without_key(error: &crate::Error) -> WithoutKey<'_> {
+    WithoutKey(error)
+}
+
+/// What [`without_key`] displays.
+pub(crate) struct WithoutKey<'a>(&'a crate::Error);
+
+impl std::fmt::Display for WithoutKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            crate::Error::Decode(e) => write!(f, "a value could not be decoded: {}", e.reason),
+            crate::Error::Encode(e) => write!(f, "a value could not be encoded: {}", e.reason),
+            other => std::fmt::Display::fmt(other, f),
+        }
+    }
+}

@@ -196,7 +196,7 @@ where
     pub(super) async fn drop_local(&self, key: &K) {
         if let Err(e) = self.local.delete(key).await {
             // Not the key: it can be a session id.
-            tracing::warn!(namespace = %self.namespace, error = %e.without_key(), "could not drop a local copy");
+            tracing::warn!(namespace = %self.namespace, error = %super::without_key(&e), "could not drop a local copy");
         }
     }
 
@@ -334,7 +334,7 @@ where
     pub(super) async fn flush_local(&self) {
         self.stripes.bump_all();
         if let Err(e) = self.local.clear().await {
-            tracing::warn!(namespace = %self.namespace, error = %e.without_key(), "could not flush the local tier");
+            tracing::warn!(namespace = %self.namespace, error = %super::without_key(&e), "could not flush the local tier");
         }
     }
 }

@@ -328,8 +328,8 @@ async fn load(file: &Path, destination: &str, how: Opening, json: bool) -> Resul
     let expired = total - live.len();
     let namespaces: BTreeSet<String> = live.iter().map(|raw| raw.namespace.clone()).collect();
     let limit = strata::DiskDb::MAX_NAMESPACES;
-    let fresh_dir = !source::is_redis_url(destination)
-        && !strata::DiskDb::is_data_dir(Path::new(destination));
+    let fresh_dir =
+        !source::is_redis_url(destination) && !strata::DiskDb::is_data_dir(Path::new(destination));
     if namespaces.len() > limit && fresh_dir {
         // No new data directory takes it: refused before the destination is even created.
         // An existing one may already hold them all (a format-1 directory keeps its
