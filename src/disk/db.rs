@@ -3,7 +3,7 @@
 
 use std::{
     any::Any,
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     hash::BuildHasher,
     path::Path,
     sync::Arc,
@@ -25,7 +25,7 @@ use super::{
     marker, perms, record,
     store::{put_at, DiskStore, Tier},
     stripe::{OwnedStripeGuard, Stripe, StripeGuard},
-    writer::{self, Writer},
+    writer::{self, Ops, Writer},
 };
 use crate::{
     codec::{decode_value, Key},
@@ -121,6 +121,9 @@ pub(super) struct DbInner {
     stripes: Box<[Arc<Stripe>]>,
     pending: Mutex<HashMap<Box<[u8]>, RawEntries>>,
     pub(super) tiers: Mutex<HashMap<Namespace, Box<dyn Any + Send + Sync>>>,
+    /// Namespaces `put_raw` wrote to since the open (changed only under `tiers`): `pending`
+    /// no longer holds all of their records, so their store loads them from the engine.
+    pub(super) raw_written: Mutex<HashSet<Namespace>>,
     summary: OpenSummary,
     /// Deletes on disk what idled out in memory (`disk::idle`).
     pub(super) settler: Arc<Settler>,
@@ -197,6 +200,7 @@ impl DiskDb {
             stripes: (0..STRIPES).map(|_| Arc::new(Stripe::default())).collect(),
             pending: Mutex::new(loaded.by_namespace),
             tiers: Mutex::new(HashMap::new()),
+            raw_written: Mutex::default(),
             summary: loaded.summary,
             settler: Arc::default(),
             lock: Some(lock),
@@ -232,8 +236,24 @@ impl DiskDb {
             .engine
             .open_namespaces(std::slice::from_ref(&namespace))?;
         let tier = self.load_tier::<K, V>(&namespace)?;
+        // Open from here on: `put_raw` refuses it.
+        self.inner.raw_written.lock().remove(&namespace);
         tiers.insert(namespace.clone(), Box::new(tier.clone()));
         Ok(DiskStore::new(self.clone(), namespace, tier))
+    }
+
+    /// Blocks until everything queued on the writer so far has been committed (or failed).
+    fn wait_for_queued_writes(&self) -> Result<()> {
+        let (done, committed) = std::sync::mpsc::sync_channel::<()>(1);
+        let marker = Box::new(move || {
+            let _ = done.send(());
+        });
+        self.inner
+            .writer
+            .submit(Ops::Many(Vec::new()), false, Some(marker))?;
+        // Dropped unrun if its batch failed: the writer is past the writes before it either way.
+        let _ = committed.recv();
+        Ok(())
     }
 
     fn load_tier<K, V>(&self, namespace: &Namespace) -> Result<Tier<K, V>>
@@ -241,12 +261,26 @@ impl DiskDb {
         K: Key,
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let raw = self
+        let snapshot = self
             .inner
             .pending
             .lock()
             .remove(namespace.as_str().as_bytes())
             .unwrap_or_default();
+        // Called under `tiers`, the lock `put_raw` queues its writes under: a raw write of this
+        // namespace is queued before this point or refused after it.
+        let raw = if self.inner.raw_written.lock().contains(namespace) {
+            self.wait_for_queued_writes()?;
+            drop(snapshot);
+            if self.larger_than_memory() {
+                // Starts cold either way: reads find the raw writes in the engine.
+                RawEntries::default()
+            } else {
+                load::scan_namespace(self.inner.engine.as_ref(), namespace)?
+            }
+        } else {
+            snapshot
+        };
         let tti = self.inner.opts.time_to_idle;
         let mut tier = self.new_tier::<K, V>(namespace, tti, Some(raw.len()))?;
         if let (Some(_), Some(limit)) = (

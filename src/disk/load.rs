@@ -15,7 +15,10 @@ use super::{
     engine::{Engine, Op},
     record,
 };
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    namespace::Namespace,
+};
 
 /// Log a progress line every this many records.
 const PROGRESS_EVERY: usize = 250_000;
@@ -128,6 +131,22 @@ pub(crate) fn load(
         "strata disk store loaded"
     );
     Ok(loaded)
+}
+
+/// The live records of `namespace` as the engine holds them now (for a namespace written
+/// since the open, whose records the open's load no longer has all of). Records that are not
+/// strata's are left out, as the open leaves them; expired ones are kept (the tier's load
+/// deletes them).
+pub(crate) fn scan_namespace(engine: &dyn Engine, namespace: &Namespace) -> Result<RawEntries> {
+    let prefix = namespace.prefix();
+    let mut raw = RawEntries::default();
+    engine.scan(&prefix, &mut |key, rec| {
+        if let (Some(key), Some(_)) = (key.strip_prefix(prefix.as_slice()), record::deadline(rec)) {
+            raw.push(key, rec);
+        }
+        Ok(())
+    })?;
+    Ok(raw)
 }
 
 impl Loaded {

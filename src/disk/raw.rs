@@ -4,7 +4,9 @@
 //!
 //! Reads scan the engine, so they see what every store of this `DiskDb` has committed. Writes
 //! go through the writer thread like a store's, but bypass the memory tiers: they are refused for
-//! a namespace that has a store open in this `DiskDb` (its tier would not see them).
+//! a namespace that has a store open in this `DiskDb` (its tier would not see them). A store
+//! opened later in this `DiskDb` sees them: it waits for their commit and loads its namespace
+//! from the engine rather than from what the open loaded.
 
 use super::{db::DiskDb, engine::Op, record};
 use crate::{
@@ -49,7 +51,23 @@ impl DiskDb {
 
     /// Writes `records` (replacing what their keys held) in ONE commit (all or none) and returns
     /// once it is committed.
-    /// Refused with [`Error::InvalidConfig`] for a namespace with a store open in this `DiskDb`.
+    /// Refused with [`Error::InvalidConfig`] for a namespace with a store open in this `DiskDb`;
+    /// a store of its namespace opened later in this `DiskDb` (even while this call is still
+    /// committing) holds the records.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// use strata::{codec::{encode_value, Format}, DiskDb, RawRecord, Store};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = DiskDb::builder().dir(dir.path()).open()?;
+    /// let value = encode_value(&7u64, Format::MessagePack, "k")?;
+    /// db.put_raw(vec![RawRecord { namespace: "sessions".into(), key: b"k".to_vec(), value, deadline: None }])
+    ///     .await?;
+    /// let sessions = db.store::<String, u64>("sessions")?;
+    /// assert_eq!(sessions.get(&"k".into()).await?, Some(7));
+    /// # Ok(()) }
+    /// ```
     pub async fn put_raw(&self, records: Vec<RawRecord>) -> Result<()> {
         let mut namespaces: Vec<Namespace> = Vec::new();
         for raw in &records {
@@ -62,7 +80,11 @@ impl DiskDb {
         }
         namespaces.sort_unstable();
         namespaces.dedup();
-        {
+        let writer = &self.inner.writer;
+        // Checked and queued under the lock `DiskDb::store` loads a namespace under: a store
+        // opened before this sees it open and it is refused; a store opened after it waits for
+        // its commit and loads its namespace from the engine, not from the open's snapshot.
+        let ack = {
             let tiers = self.inner.tiers.lock();
             if let Some(open) = namespaces.iter().find(|ns| tiers.contains_key(*ns)) {
                 return Err(Error::config(
@@ -70,12 +92,15 @@ impl DiskDb {
                     format!("{open} has a store open in this DiskDb; write through the store"),
                 ));
             }
-        }
-        // Every new namespace at once: past the limit, none is created and nothing written.
-        self.inner.engine.open_namespaces(&namespaces)?;
-        let ops = records.into_iter().map(raw_op).collect();
-        let writer = &self.inner.writer;
-        match writer.send(ops, true)? {
+            // Every new namespace at once: past the limit, none is created and nothing written.
+            self.inner.engine.open_namespaces(&namespaces)?;
+            let ops = records.into_iter().map(raw_op).collect();
+            let ack = writer.send(ops, true)?;
+            self.inner.raw_written.lock().extend(namespaces);
+            drop(tiers);
+            ack
+        };
+        match ack {
             Some(ack) => writer.wait(ack).await,
             None => Ok(()),
         }
