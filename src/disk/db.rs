@@ -866,9 +866,14 @@ fn discard(dir: &Path, engine: &Path) -> Result<()> {
 
 fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngine, load::Loaded)> {
     let engine = open_fjall(path, opts)?;
+    // Expired records the engine dropped with their namespaces at open were purged, in both
+    // memory modes.
+    let dropped = usize::try_from(engine.dropped_expired()).unwrap_or(usize::MAX);
     if opts.memory_capacity.is_some() {
         // Larger than memory: the tier starts cold and reads check deadlines (see the option).
-        return Ok((engine, load::Loaded::default()));
+        let mut loaded = load::Loaded::default();
+        loaded.summary.purged = dropped;
+        return Ok((engine, loaded));
     }
     // The one-time move of a format-1 directory does not count against `open_timeout`: it is
     // bounded by the directory's size, not by how the machine is doing, and a first start
@@ -892,8 +897,6 @@ fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngin
         other => other?,
     };
     let mut loaded = loaded;
-    // Expired records the engine dropped with their namespaces were purged too.
-    let dropped = usize::try_from(engine.dropped_expired()).unwrap_or(usize::MAX);
     loaded.summary.purged = loaded.summary.purged.saturating_add(dropped);
     Ok((engine, loaded))
 }
