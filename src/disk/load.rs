@@ -133,10 +133,9 @@ pub(crate) fn load(
     Ok(loaded)
 }
 
-/// The live records of `namespace` as the engine holds them now (for a namespace written
-/// since the open, whose records the open's load no longer has all of). Records that are not
-/// strata's are left out, as the open leaves them; expired ones are kept (the tier's load
-/// deletes them).
+/// The records of `namespace` as the engine holds them now (for a namespace written since the
+/// open, whose records the open's load no longer has all of). Records that are not strata's
+/// are left out, as the open leaves them; expired ones are kept (the tier's load deletes them).
 pub(crate) fn scan_namespace(engine: &dyn Engine, namespace: &Namespace) -> Result<RawEntries> {
     let prefix = namespace.prefix();
     let mut raw = RawEntries::default();
