@@ -1023,6 +1023,137 @@ pub mod cases {
     fn delta(before: (u64, u64), after: (u64, u64)) -> (u64, u64) {
         (after.0 - before.0, after.1 - before.1)
     }
+
+    /// What an eviction listener heard: key, value, cause.
+    type Heard = Arc<parking_lot::Mutex<Vec<(S, S, strata::RemovalCause)>>>;
+
+    fn listen<St: Store<S, S>>(s: &St) -> Heard {
+        let heard: Heard = Arc::default();
+        let sink = heard.clone();
+        s.install_eviction_listener(Arc::new(move |k, v, cause| sink.lock().push((k, v, cause))))
+            .expect("the store takes an eviction listener");
+        heard
+    }
+
+    /// Waits until the listener heard `n` removals (an expiry sweep delivers on the sweeper's
+    /// thread); the timeout only bounds a failure.
+    async fn heard_at_least(heard: &Heard, n: usize) -> Vec<(S, S, strata::RemovalCause)> {
+        let waited = std::time::Instant::now();
+        while heard.lock().len() < n {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "heard {:?}, waiting for {n} removals",
+                heard.lock()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        heard.lock().clone()
+    }
+
+    /// An eviction listener hears every removal a call makes, with the removed value and its
+    /// cause, before the call returns (no sweep runs alongside: no entry has a TTL), and a
+    /// second listener is refused.
+    pub async fn an_eviction_listener_hears_every_removal_with_its_value<St: Store<S, S>>(
+        _: &Ctx,
+        s: &St,
+    ) {
+        use strata::RemovalCause::{Explicit, Replaced};
+        let heard = listen(s);
+        let k = |k: &str| k.to_string();
+        s.put(k("a"), k("1"), None).await.unwrap();
+        s.put(k("a"), k("2"), None).await.unwrap();
+        assert_eq!(*heard.lock(), [(k("a"), k("1"), Replaced)]);
+        assert!(s.delete(&k("a")).await.unwrap());
+        assert!(!s.delete(&k("a")).await.unwrap(), "nothing left to remove");
+        s.put(k("b"), k("3"), None).await.unwrap();
+        assert_eq!(s.take(&k("b")).await.unwrap().as_deref(), Some("3"));
+        assert!(!s.replace(k("b"), k("x"), None).await.unwrap());
+        s.put_many(vec![(k("c"), k("4")), (k("d"), k("5"))], None)
+            .await
+            .unwrap();
+        assert!(s
+            .compare_and_set(k("c"), Some(k("4")), k("6"), None)
+            .await
+            .unwrap());
+        assert_eq!(s.delete_many(&[k("d")]).await.unwrap(), 1);
+        s.put(k("e"), k("7"), None).await.unwrap();
+        assert_eq!(s.clear().await.unwrap(), 2);
+        let mut got = heard.lock().clone();
+        // A clear removes shard by shard: its two removals in either order.
+        got[5..].sort();
+        assert_eq!(
+            got,
+            [
+                (k("a"), k("1"), Replaced),
+                (k("a"), k("2"), Explicit),
+                (k("b"), k("3"), Explicit),
+                (k("c"), k("4"), Replaced),
+                (k("d"), k("5"), Explicit),
+                (k("c"), k("6"), Explicit),
+                (k("e"), k("7"), Explicit),
+            ]
+        );
+        let again = s.install_eviction_listener(Arc::new(|_, _, _| {}));
+        assert!(
+            matches!(again, Err(Error::InvalidConfig { .. })),
+            "{again:?}"
+        );
+    }
+
+    /// An expired entry reaches the listener once, as `Expired` with its value, whether a read
+    /// finds it, a write lands over it, or the sweeper drops it (nobody touching it). The
+    /// manual clock moves every deadline past at once.
+    pub async fn an_eviction_listener_hears_each_expiry_once_with_its_value<St: Store<S, S>>(
+        ctx: &Ctx,
+        s: &St,
+    ) {
+        use strata::RemovalCause::{Expired, Replaced};
+        let heard = listen(s);
+        let k = |k: &str| k.to_string();
+        let sec = Some(Duration::from_secs(1));
+        s.put(k("read"), k("1"), sec).await.unwrap();
+        s.put(k("written"), k("2"), sec).await.unwrap();
+        s.put(k("swept"), k("3"), sec).await.unwrap();
+        s.put(k("kept"), k("4"), None).await.unwrap();
+        ctx.advance(Duration::from_secs(2)).await;
+        assert_eq!(s.get(&k("read")).await.unwrap(), None);
+        s.put(k("written"), k("5"), None).await.unwrap();
+        let mut got = heard_at_least(&heard, 3).await;
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (k("read"), k("1"), Expired),
+                (k("swept"), k("3"), Expired),
+                (k("written"), k("2"), Expired),
+            ]
+        );
+        // Nothing is heard twice: every expired entry is gone, and the live ones still there.
+        assert_eq!(s.count().await.unwrap(), 2);
+        s.put(k("kept"), k("6"), None).await.unwrap();
+        let got = heard.lock().clone();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[3], (k("kept"), k("4"), Replaced));
+    }
+}
+
+/// The eviction listener cases, for a store that takes a listener and runs on a manual clock.
+macro_rules! listener_cases {
+    ($ctx:expr, $open:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_eviction_listener_hears_every_removal_with_its_value() {
+            let ctx = $ctx;
+            let store = $open::<String, String>(&ctx, "test").await;
+            cases::an_eviction_listener_hears_every_removal_with_its_value(&ctx, &store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_eviction_listener_hears_each_expiry_once_with_its_value() {
+            let ctx = $ctx;
+            let store = $open::<String, String>(&ctx, "test").await;
+            cases::an_eviction_listener_hears_each_expiry_once_with_its_value(&ctx, &store).await;
+        }
+    };
 }
 
 /// Instantiates every case for one store.
@@ -1196,6 +1327,7 @@ mod memory_bounded {
     }
 
     conformance!(Ctx::manual(), open);
+    listener_cases!(Ctx::manual(), open);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bounded_store_never_holds_more_than_its_capacity() {
@@ -1296,7 +1428,9 @@ mod generational_real_clock {
     conformance!(Ctx::real(), open);
 }
 
-/// DiskStore: every namespace of a case lives in one data directory (one `DiskDb`).
+/// DiskStore with the default memory tier opted out of (`compact_memory(false)`: keys and
+/// values kept as they are). The builder's default, the compact tier, is `disk_compact`. Every
+/// namespace of a case lives in one data directory (one `DiskDb`).
 #[cfg(feature = "disk")]
 mod disk {
     use serde::{de::DeserializeOwned, Serialize};
@@ -1308,17 +1442,19 @@ mod disk {
         K: Key,
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        opener::disk(ctx, namespace, |b| b)
+        opener::disk(ctx, namespace, |b| b.compact_memory(false))
     }
 
     // No `shared_backend`: every store of a namespace in one directory shares one memory tier, so
     // isolation shows only after a restart (`disk_store::clear_reaches_the_disk_and_spares_other_namespaces`,
     // `entries_survive_a_restart_with_their_ttls`).
     conformance!(Ctx::manual().with_dir(), open);
+    listener_cases!(Ctx::manual().with_dir(), open);
 }
 
 /// DiskStore with a compact memory tier (`compact_memory`: entries kept encoded, decoded on
-/// read).
+/// read), the default in the all-in-memory mode without bounds or idle expiry; asked for
+/// explicitly here, as a builder that relies on it would.
 #[cfg(feature = "disk")]
 mod disk_compact {
     use serde::{de::DeserializeOwned, Serialize};
@@ -1334,6 +1470,7 @@ mod disk_compact {
     }
 
     conformance!(Ctx::manual().with_dir(), open);
+    listener_cases!(Ctx::manual().with_dir(), open);
 }
 
 /// DiskStore in the larger-than-memory mode: a memory tier of 2 entries, so most reads, write
@@ -1403,6 +1540,7 @@ mod disk_bounded {
     }
 
     conformance!(Ctx::manual().with_dir(), open);
+    listener_cases!(Ctx::manual().with_dir(), open);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bounded_store_never_holds_more_than_its_capacity() {
@@ -1429,6 +1567,7 @@ mod disk_weighted {
     }
 
     conformance!(Ctx::manual().with_dir(), open);
+    listener_cases!(Ctx::manual().with_dir(), open);
 }
 
 /// ReplicatedStore: a local MemoryStore in front of a RedisStore (the truth and the TTLs), with

@@ -128,13 +128,9 @@ where
                 operation: "install_eviction_listener with memory_capacity",
             });
         }
-        if self.compact().is_some() {
-            // The compact tier keeps no `V` to hand over: decoding every removed record
-            // (overwrites included) would cost more than the tier saves.
-            return Err(Error::config(
-                "compact_memory",
-                "a compact tier takes no eviction listener (it keeps no values to hand over): subscribe to its events for the keys, or open without compact_memory",
-            ));
+        if let Some(compact) = self.compact() {
+            // It decodes each removed record's key and value for the listener.
+            return compact.install_listener(listener);
         }
         let Some(forward) = self.forward() else {
             return self.mem().install_listener(listener);

@@ -66,8 +66,9 @@ pub(crate) struct Options {
     pub max_weight: Option<u64>,
     /// The store builder's weigher (a `WeighFn<K, V>` for its `K`, `V`); none: encoded size.
     pub weigher: Option<AnyWeigher>,
-    /// Each namespace's memory tier keeps encoded records (`disk::compact`).
-    pub compact_memory: bool,
+    /// Each namespace's memory tier keeps encoded records (`disk::compact`): `Some` if the
+    /// builder said so, `None` for the default (see [`Options::compact_tier`]).
+    pub compact_memory: Option<bool>,
     pub faults: Option<super::faults::Faults>,
 }
 
@@ -97,6 +98,18 @@ impl Options {
     /// (The all-in-memory mode: larger than memory, the memory tier's evictions stay on disk.)
     pub(crate) fn bounded(&self) -> bool {
         (self.max_capacity.is_some() || self.max_weight.is_some()) && self.memory_capacity.is_none()
+    }
+
+    /// True if each namespace's memory tier is the compact one: when asked for, and by
+    /// default whenever it supports every option given (all in memory, unbounded, no idle
+    /// expiry).
+    pub(crate) fn compact_tier(&self) -> bool {
+        self.compact_memory.unwrap_or_else(|| {
+            self.memory_capacity.is_none()
+                && self.max_capacity.is_none()
+                && self.max_weight.is_none()
+                && self.time_to_idle.is_none()
+        })
     }
 }
 
@@ -137,8 +150,9 @@ pub type DiskStoreBuilder<K, V> = DiskBuilder<ForStore<K, V>>;
 ///   (store builder only): the entry's encoded size on disk;
 /// - `time_to_idle`: none (entries expire only by their TTL; see
 ///   [`DiskBuilder::time_to_idle`]);
-/// - `compact_memory`: false (the memory tier keeps keys and values as they are; see
-///   [`DiskBuilder::compact_memory`]);
+/// - `compact_memory`: on whenever nothing above asks for a tier that tracks entries one by
+///   one (`memory_capacity`, `max_capacity`, `max_weight`, `time_to_idle`): each entry is kept
+///   encoded, ~280 bytes per 240-byte session; see [`DiskBuilder::compact_memory`];
 /// - `namespace` (store shorthand only): `"cache"`.
 ///
 /// ```
@@ -181,7 +195,7 @@ impl<T> DiskBuilder<T> {
                 time_to_idle: None,
                 max_weight: None,
                 weigher: None,
-                compact_memory: false,
+                compact_memory: None,
                 faults: None,
             },
             namespace: Ok(Namespace::default()),
@@ -422,24 +436,32 @@ impl<T> DiskBuilder<T> {
 
     /// Keep each entry in memory as ONE encoded record (key bytes, the value encoded as on
     /// disk, the deadline) in a per-shard arena, decoded on every read, instead of the key and
-    /// value as they are. For many small entries that are read less often than they are kept
-    /// (sessions): about 280 bytes per 240-byte session after a reopen instead of ~357, and no
-    /// allocation per entry. A `get` decodes the value (for a `String` about what the default
-    /// tier's clone costs; more for a struct); see BENCHMARKS.md for both figures.
+    /// value as they are. **The default** in the all-in-memory mode when none of
+    /// [`memory_capacity`](Self::memory_capacity), [`max_capacity`](Self::max_capacity),
+    /// [`max_weight`](Self::max_weight) or [`time_to_idle`](Self::time_to_idle) is set (their
+    /// tiers track entries one by one, so with any of them the default is the other tier).
     ///
-    /// Every `Store` operation, prefix matching, conditional writes, counters, TTLs, stats and
-    /// events (put, replace, delete, expired) work as in the default tier. An expired entry is
+    /// The trade-off: about 280 bytes per 240-byte session after a reopen instead of ~357 and
+    /// no allocation per entry, against a `get` that decodes the value (0.95x the other tier's
+    /// `get` for session records; more for a big struct) and an eviction listener that gets
+    /// each removed value decoded. `compact_memory(false)` keeps keys and values as they are
+    /// (a `get` clones); `compact_memory(true)` insists on the compact tier (`open()` then
+    /// refuses the four options above). See BENCHMARKS.md for both tiers' figures.
+    ///
+    /// Every `Store` operation, prefix matching, conditional writes, counters, TTLs, stats,
+    /// events (put, replace, delete, expired) and the eviction listener
+    /// (`Store::install_eviction_listener`: key, value and cause of every removal) work as in
+    /// the other tier. An expired entry is
     /// never returned; it leaves memory (and its `Expired` event is sent) when a read finds it,
     /// when writes to its shard sweep it, or when the tier's sweeper thread does. Without a
     /// deadline index, the sweeper scans each shard whose earliest deadline has passed and
     /// then rests ~4 µs per entry scanned (at least 64 ms), so an expired entry may stay in
     /// memory (hidden) up to that rest past its deadline: ~4 s at a million entries.
     ///
-    /// Not combinable (`open()` refuses it, saying what to use instead) with
-    /// [`memory_capacity`](Self::memory_capacity), [`max_capacity`](Self::max_capacity),
-    /// [`max_weight`](Self::max_weight) or [`time_to_idle`](Self::time_to_idle), whose tiers
-    /// track entries one by one; `Store::with_time_to_idle` and
-    /// `Store::install_eviction_listener` are [`Error::Unsupported`] on such a store.
+    /// `Store::with_time_to_idle` (what `Cache::builder().time_to_idle(..)` calls) swaps a
+    /// compact tier the builder chose by default for the other tier, idling out, with every
+    /// entry and the listener; a tier asked for with `compact_memory(true)` refuses it
+    /// ([`Error::InvalidConfig`]).
     ///
     /// ```
     /// use std::time::Duration;
@@ -455,11 +477,13 @@ impl<T> DiskBuilder<T> {
     /// store.put("session:1".into(), "alice".into(), hour).await?;
     /// assert_eq!(store.get(&"session:1".into()).await?.as_deref(), Some("alice"));
     /// drop(store);
+    /// // The other tier: keys and values kept as they are, a `get` clones.
     /// let reopened = DiskStore::<String, String>::builder()
     ///     .dir(dir.path())
-    ///     .compact_memory(true)
+    ///     .compact_memory(false)
     ///     .open()?;
     /// assert_eq!(reopened.count().await?, 1);
+    /// drop(reopened);
     /// assert!(DiskStore::<String, String>::builder()
     ///     .dir(dir.path())
     ///     .compact_memory(true)
@@ -469,7 +493,7 @@ impl<T> DiskBuilder<T> {
     /// # Ok(()) }
     /// ```
     pub fn compact_memory(mut self, compact: bool) -> Self {
-        self.opts.compact_memory = compact;
+        self.opts.compact_memory = Some(compact);
         self
     }
 
@@ -535,7 +559,7 @@ impl<T> DiskBuilder<T> {
         if let Some(idle) = o.time_to_idle {
             super::idle::validate(idle, o.memory_capacity.is_some())?;
         }
-        if o.compact_memory {
+        if o.compact_memory == Some(true) {
             let refused = [
                 (o.memory_capacity.is_some(), "memory_capacity", "the larger-than-memory mode already keeps only a hot set in memory"),
                 (o.max_capacity.is_some(), "max_capacity", "a bounded tier must track each entry for eviction; bound the store or make its tier compact, not both"),

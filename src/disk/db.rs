@@ -347,8 +347,8 @@ impl DiskDb {
         if let Some(idle) = tti {
             mem = mem.time_to_idle(idle);
         }
-        let compact = opts
-            .compact_memory
+        // A tier idling out (`with_time_to_idle` on a compact one included) is the default one.
+        let compact = (tti.is_none() && opts.compact_tier())
             .then(|| Compact::new(opts.clock.clone(), opts.format, expected.unwrap_or(0)));
         if let (Some(entries), None) = (expected, &compact) {
             mem = mem.expected_entries(entries);
@@ -424,16 +424,28 @@ impl DiskDb {
         let mut tier = self.new_tier::<K, V>(&namespace, Some(idle), None)?;
         tier.undecodable = old.undecodable;
         // The user's eviction listener, if one was installed, follows to the new tier.
-        let user = match &old.forward {
-            Some(forward) => forward.get().cloned(),
-            None => old.mem.listener(),
+        let user = match (&old.forward, &old.compact) {
+            (Some(forward), _) => forward.get().cloned(),
+            (None, Some(compact)) => compact.listener(),
+            (None, None) => old.mem.listener(),
         };
         if let (Some(user), Some(forward)) = (user, &tier.forward) {
             let _ = forward.set(user);
         }
-        for key in old.mem.keys() {
-            if let Some((value, deadline)) = old.mem.peek_ttl_deadline(&key) {
-                put_at(&tier.mem, key, value, deadline, None);
+        match &old.compact {
+            // The default tier by default: it idles entries out, the compact one cannot.
+            Some(compact) => {
+                for (key, value, deadline) in compact.entries() {
+                    put_at(&tier.mem, key, value, deadline, None);
+                }
+                compact.retire();
+            }
+            None => {
+                for key in old.mem.keys() {
+                    if let Some((value, deadline)) = old.mem.peek_ttl_deadline(&key) {
+                        put_at(&tier.mem, key, value, deadline, None);
+                    }
+                }
             }
         }
         let evicted = self.evicted_while_filling(&tier, &namespace);

@@ -232,10 +232,12 @@ where
     /// [`DiskBuilder::time_to_idle`](super::DiskBuilder::time_to_idle)).
     pub(super) fn with_idle(&self, idle: Duration) -> Result<Self> {
         validate(idle, self.db.larger_than_memory())?;
-        if self.compact().is_some() {
+        // A compact tier by default is swapped for the default one below (`DiskDb::retier`);
+        // one the builder asked for is kept, so idle expiry is refused.
+        if self.compact().is_some() && self.db.inner.opts.compact_memory == Some(true) {
             return Err(Error::config(
                 "compact_memory",
-                "a compact tier has no idle expiry (reads would have to move each entry's deadline): use TTLs, or open without compact_memory",
+                "a compact tier has no idle expiry (reads would have to move each entry's deadline): use TTLs, or open without compact_memory(true)",
             ));
         }
         match self.tier_idle() {

@@ -142,19 +142,25 @@
 //!   disk under its stripe lock, only if memory still has no live entry, so a racing write
 //!   wins (`disk_idle::a_write_racing_the_idle_delete_wins`) and an idled-out entry is gone
 //!   after a restart. The disk does not record reads: idle time restarts at open.
-//! - **Compact memory tier** ([`DiskBuilder::compact_memory`], opt-in, in the all-in-memory
-//!   mode): each entry is ONE encoded record (deadline, key bytes, the value encoded as on
-//!   disk) in a per-shard arena, decoded on every read (`disk::compact`), instead of a `K` and
-//!   a `V`: no allocation per entry, ~280 bytes per 240-byte session after a reopen instead of
-//!   ~357. Reads, writes, conditional writes, counters, prefix matching, stats and events
-//!   behave as in the default tier (`conformance::disk_compact`); expired entries leave memory
+//! - **Compact memory tier** ([`DiskBuilder::compact_memory`], the default in the
+//!   all-in-memory mode without `max_capacity`, `max_weight` or `time_to_idle`): each entry is
+//!   ONE encoded record (deadline, key bytes, the value encoded as on disk) in a per-shard
+//!   arena, decoded on every read (`disk::compact`), instead of a `K` and a `V`: no
+//!   allocation per entry, ~280 bytes per 240-byte session after a reopen instead of ~357
+//!   (`compact_memory(false)` opts out; a `get` then clones instead of decoding, 1.05x).
+//!   Reads, writes, conditional writes, counters, prefix matching, stats, events and the
+//!   eviction listener behave as in the other tier (`conformance::disk_compact`, with its
+//!   listener cases); expired entries leave memory
 //!   when read, when writes sweep their shard, or when the tier's sweeper thread scans the
-//!   shards whose earliest deadline passed (resting ~4 µs per entry scanned between rounds,
-//!   so up to ~4 s late at a million entries). The builder refuses it
-//!   with `memory_capacity`, `max_capacity`, `max_weight` and `time_to_idle`; an eviction
-//!   listener and `Store::with_time_to_idle` are refused on such a store.
+//!   shards whose earliest deadline has passed (resting ~4 µs per entry scanned between rounds,
+//!   so up to ~4 s late at a million entries). With `compact_memory(true)` the builder refuses
+//!   `memory_capacity`, `max_capacity`, `max_weight` and `time_to_idle`, and
+//!   `Store::with_time_to_idle` is refused; a compact tier chosen by default is swapped for
+//!   the other tier by `Store::with_time_to_idle`, entries and listener included
+//!   (`disk_store::compact::by_default_with_time_to_idle_swaps_in_an_idle_tier_keeping_entries_and_listener`).
 //! - **Eviction listener** (`Store::install_eviction_listener`): every removal of the memory
-//!   tier (which holds every live entry) with its value and cause, `Size` evictions of a
+//!   tier (which holds every live entry) with its value and cause (the compact tier decodes
+//!   the removed record for it), `Size` evictions of a
 //!   bounded store included. A sync write's removals are delivered on the writer thread after
 //!   its commit: a listener must not block on the same directory. Refused in the
 //!   larger-than-memory mode, where a delete of an entry only on disk would go unseen.

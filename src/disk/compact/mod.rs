@@ -26,15 +26,19 @@
 //!   Expired entries nobody reads or writes are dropped by the tier's sweeper thread
 //!   (`sweeper`), which scans the shards whose earliest deadline has passed; a sweep that
 //!   leaves a quarter of a shard's arena garbage compacts it, so their memory is given back.
-//! - **Events** (put, replace, delete, expired) and **stats** are those of the default tier;
-//!   eviction listeners, bounded and idle tiers are refused by the builder.
+//! - **Events** (put, replace, delete, expired) and **stats** are those of the default tier.
+//! - **Eviction listener**: while one is installed, every removal (an overwrite, a delete, a
+//!   clear, an expiry found by a read, a write or a sweep) decodes the removed record's key
+//!   and value under the shard's write lock and queues them on the shard's lane
+//!   (`crate::listener`), delivered once the lock is released. Without one, a write pays one
+//!   load of the listener slot. Bounded and idle tiers are the default tier's: the builder
+//!   picks that tier for them (and refuses them with `compact_memory(true)`).
 
 mod sweeper;
 
 use std::{
     cell::RefCell,
     hash::BuildHasher,
-    marker::PhantomData,
     sync::{Arc, Weak},
 };
 
@@ -46,7 +50,8 @@ use super::{load::RawEntries, record};
 use crate::{
     codec::{decode_value, encode_value_into, Format, Key},
     error::{Error, Result},
-    events::{EventBus, EventKind, Events},
+    events::{EventBus, EventKind, Events, RemovalCause},
+    listener::{EvictionListener, ListenerSlot},
     stats::{Counter as Stat, Stats, StatsRecorder},
     store::Expiry,
     sweeper::Schedule,
@@ -68,29 +73,69 @@ const PARALLEL_MIN: usize = 32 * 1024;
 
 /// The compact memory tier of one namespace. Cheap to clone: clones share the entries.
 pub(crate) struct Compact<K, V> {
-    inner: Arc<Inner<K>>,
-    types: PhantomData<fn() -> V>,
+    inner: Arc<Inner<K, V>>,
 }
 
 impl<K, V> Clone for Compact<K, V> {
     fn clone(&self) -> Self {
         Compact {
             inner: self.inner.clone(),
-            types: PhantomData,
         }
     }
 }
 
-struct Inner<K> {
+struct Inner<K, V> {
     shards: Box<[RwLock<Shard>]>,
     hasher: Hasher,
     clock: Clock,
     format: Format,
     stats: StatsRecorder,
     events: EventBus<K>,
+    /// The eviction listener, one delivery lane per shard: a removed record's key and value
+    /// are decoded (under the shard's lock, so removals of a key queue in order) only while
+    /// one is installed.
+    listener: ListenerSlot<K, V>,
     /// When the background sweeper wakes (`crate::sweeper`).
     schedule: Schedule,
-    me: Weak<Inner<K>>,
+    me: Weak<Inner<K, V>>,
+}
+
+/// `value`'s bytes, as a compact tier keeps them, decoded.
+fn decode<V: DeserializeOwned>(value: &[u8]) -> Result<V> {
+    // No key in the error: keys may be session ids.
+    decode_value(value, "").map_err(|e| match e {
+        Error::Decode(mut e) => {
+            e.reason = format!("a value in the compact memory tier: {}", e.reason);
+            Error::Decode(e)
+        }
+        other => other,
+    })
+}
+
+impl<K: Key, V: DeserializeOwned + Send + Sync + 'static> Inner<K, V> {
+    /// Queues the removal of `rec` from shard `lane` for the eviction listener, if one is
+    /// installed. Call it under the shard's write lock, and [`ListenerSlot::deliver`] the lane
+    /// once it is released. A record whose key or value no longer decodes cannot be handed
+    /// over: it is logged (without the key) and skipped.
+    #[inline]
+    fn removed(&self, lane: usize, rec: &Rec<'_>, cause: RemovalCause) {
+        let Some(notifier) = self.listener.notifier() else {
+            return;
+        };
+        match (K::decode_key(rec.key), decode::<V>(rec.value)) {
+            (Ok(key), Ok(value)) => notifier.push(lane, key, value, cause),
+            _ => tracing::warn!(
+                ?cause,
+                "a removed entry of the compact memory tier does not decode: the eviction listener does not hear of it"
+            ),
+        }
+    }
+
+    /// True if an eviction listener is installed.
+    #[inline]
+    fn listening(&self) -> bool {
+        self.listener.notifier().is_some()
+    }
 }
 
 /// One shard: the offsets of its records, by key hash, and the arena holding them.
@@ -296,9 +341,14 @@ impl Shard {
         }
     }
 
-    /// Drops every expired record; returns their keys' bytes if `keep` (for events), and how
-    /// many there were.
-    fn sweep(&mut self, now: u64, keep: bool) -> (usize, Vec<Vec<u8>>) {
+    /// Drops every expired record, handing each to `gone` first; returns their keys' bytes if
+    /// `keep` (for events), and how many there were.
+    fn sweep(
+        &mut self,
+        now: u64,
+        keep: bool,
+        mut gone: impl FnMut(&Rec<'_>),
+    ) -> (usize, Vec<Vec<u8>>) {
         let Shard {
             table,
             arena,
@@ -310,6 +360,7 @@ impl Shard {
         table.retain(|&mut o| match parse(arena, o) {
             Some(rec) if rec.is_expired(now) => {
                 count += 1;
+                gone(&rec);
                 *garbage += rec.len;
                 if keep {
                     keys.push(rec.key.to_vec());
@@ -328,10 +379,17 @@ impl Shard {
         (count, keys)
     }
 
-    /// After a write: sweeps if due, then compacts if a quarter of the arena is garbage.
-    fn maintain(&mut self, hasher: &Hasher, now: u64, keep: bool) -> (usize, Vec<Vec<u8>>) {
+    /// After a write: sweeps if due (handing each expired record to `gone`), then compacts if
+    /// a quarter of the arena is garbage.
+    fn maintain(
+        &mut self,
+        hasher: &Hasher,
+        now: u64,
+        keep: bool,
+        gone: impl FnMut(&Rec<'_>),
+    ) -> (usize, Vec<Vec<u8>>) {
         let swept = if self.earliest <= now && self.writes.saturating_mul(8) >= self.table.len() {
-            self.sweep(now, keep)
+            self.sweep(now, keep, gone)
         } else {
             (0, Vec::new())
         };
@@ -377,7 +435,7 @@ impl Shard {
 impl<K, V> Compact<K, V>
 where
     K: Key,
-    V: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// An empty tier sized for `expected` entries, whose values are written in `format`.
     pub(crate) fn new(clock: Clock, format: Format, expected: usize) -> Self {
@@ -392,11 +450,21 @@ where
                 format,
                 stats: StatsRecorder::new(true),
                 events: EventBus::default(),
+                listener: ListenerSlot::new(None, shards),
                 schedule: Schedule::default(),
                 me: me.clone(),
             }),
-            types: PhantomData,
         }
+    }
+
+    /// Installs the eviction listener; fails if the tier already has one.
+    pub(crate) fn install_listener(&self, listener: EvictionListener<K, V>) -> Result<()> {
+        self.inner.listener.install(listener)
+    }
+
+    /// The eviction listener, for a tier made from this one.
+    pub(crate) fn listener(&self) -> Option<EvictionListener<K, V>> {
+        self.inner.listener.listener()
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
@@ -414,17 +482,6 @@ where
 
     fn now(&self) -> u64 {
         self.inner.clock.now_ms()
-    }
-
-    fn decode(value: &[u8]) -> Result<V> {
-        // No key in the error: keys may be session ids.
-        decode_value(value, "").map_err(|e| match e {
-            Error::Decode(mut e) => {
-                e.reason = format!("a value in the compact memory tier: {}", e.reason);
-                Error::Decode(e)
-            }
-            other => other,
-        })
     }
 
     /// The live value under `key` (a counted read). A value that does not decode is an error,
@@ -445,10 +502,7 @@ where
             if rec.is_due(&self.inner.clock) {
                 return (Ok(None), true);
             }
-            (
-                Self::decode(rec.value).map(|v| Some((v, rec.deadline))),
-                false,
-            )
+            (decode(rec.value).map(|v| Some((v, rec.deadline))), false)
         });
         if !matches!(found, Ok(Some(_))) {
             self.inner.stats.incr(Stat::Misses);
@@ -464,11 +518,17 @@ where
         let expired = with_key_bytes(key, |kb| {
             let hash = self.hash(kb);
             let now = self.now();
-            let mut shard = self.shard(hash).write();
-            if !shard.find(hash, kb).is_some_and(|r| r.is_expired(now)) {
-                return false;
+            let lane = self.lane(hash);
+            let mut shard = self.inner.shards[lane].write();
+            match shard.find(hash, kb) {
+                Some(rec) if rec.is_expired(now) => {
+                    self.inner.removed(lane, &rec, RemovalCause::Expired)
+                }
+                _ => return false,
             }
             shard.remove(hash, kb, now);
+            drop(shard);
+            self.inner.listener.deliver(lane);
             true
         });
         if expired {
@@ -520,10 +580,27 @@ where
         let keep = self.inner.events.is_active();
         let (old, swept) = with_key_bytes(key, |kb| {
             let hash = self.hash(kb);
-            let mut shard = self.shard(hash).write();
-            let old = shard.insert(&self.inner.hasher, hash, kb, value, deadline);
-            let (count, keys) = shard.maintain(&self.inner.hasher, now, keep);
-            self.inner.stats.add(Stat::Expirations, count as u64);
+            let lane = self.lane(hash);
+            let inner = &*self.inner;
+            let mut shard = inner.shards[lane].write();
+            let listening = inner.listening();
+            if listening {
+                if let Some(old) = shard.find(hash, kb) {
+                    let cause = match old.is_expired(now) {
+                        true => RemovalCause::Expired,
+                        false => RemovalCause::Replaced,
+                    };
+                    inner.removed(lane, &old, cause);
+                }
+            }
+            let old = shard.insert(&inner.hasher, hash, kb, value, deadline);
+            let gone = |rec: &Rec<'_>| inner.removed(lane, rec, RemovalCause::Expired);
+            let (count, keys) = shard.maintain(&inner.hasher, now, keep, gone);
+            inner.stats.add(Stat::Expirations, count as u64);
+            drop(shard);
+            if listening {
+                inner.listener.deliver(lane);
+            }
             (old, keys)
         });
         self.inner.wake_sweeper_for(deadline);
@@ -556,9 +633,24 @@ where
         let removed = with_key_bytes(key, |kb| {
             let hash = self.hash(kb);
             let now = self.now();
-            let mut shard = self.shard(hash).write();
+            let lane = self.lane(hash);
+            let mut shard = self.inner.shards[lane].write();
+            let listening = self.inner.listening();
+            if listening {
+                if let Some(rec) = shard.find(hash, kb) {
+                    let cause = match rec.is_expired(now) {
+                        true => RemovalCause::Expired,
+                        false => RemovalCause::Explicit,
+                    };
+                    self.inner.removed(lane, &rec, cause);
+                }
+            }
             let removed = shard.remove(hash, kb, now);
             shard.compact_if_wasteful(&self.inner.hasher);
+            drop(shard);
+            if listening {
+                self.inner.listener.deliver(lane);
+            }
             removed
         });
         match removed {
@@ -599,6 +691,38 @@ where
         Ok(out)
     }
 
+    /// Every live entry, decoded, with its deadline (0: never), not counted as reads: for a
+    /// tier made from this one (`Store::with_time_to_idle`). An entry that no longer decodes
+    /// is left out, as a load leaves it out.
+    pub(crate) fn entries(&self) -> Vec<(K, V, u64)> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for shard in self.inner.shards.iter() {
+            let shard = shard.read();
+            for &offset in shard.table.iter() {
+                let Some(rec) = parse(&shard.arena, offset) else {
+                    continue;
+                };
+                if rec.is_expired(now) {
+                    continue;
+                }
+                if let (Ok(key), Ok(value)) = (K::decode_key(rec.key), decode::<V>(rec.value)) {
+                    out.push((key, value, rec.deadline));
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops every entry without a trace (no event, counter or listener call): the tier was
+    /// replaced by one holding its entries (`DiskDb::retier`), whose own removals the listener
+    /// hears, so this one's sweeper must not hand them over again.
+    pub(crate) fn retire(&self) {
+        for shard in self.inner.shards.iter() {
+            *shard.write() = Shard::new();
+        }
+    }
+
     /// How many live entries there are.
     pub(crate) fn count(&self) -> usize {
         let now = self.now();
@@ -616,8 +740,27 @@ where
         let now = self.now();
         let keep = self.inner.events.is_active();
         let mut removed = 0;
-        for shard in self.inner.shards.iter() {
-            let old = std::mem::replace(&mut *shard.write(), Shard::new());
+        for (lane, shard) in self.inner.shards.iter().enumerate() {
+            let mut guard = shard.write();
+            let old = std::mem::replace(&mut *guard, Shard::new());
+            let listening = self.inner.listening();
+            if listening {
+                // Queued under the lock, so a removal of a key written after the clear
+                // queues after this one.
+                for &offset in old.table.iter() {
+                    if let Some(rec) = parse(&old.arena, offset) {
+                        let cause = match rec.is_expired(now) {
+                            true => RemovalCause::Expired,
+                            false => RemovalCause::Explicit,
+                        };
+                        self.inner.removed(lane, &rec, cause);
+                    }
+                }
+            }
+            drop(guard);
+            if listening {
+                self.inner.listener.deliver(lane);
+            }
             for &offset in old.table.iter() {
                 let Some(rec) = parse(&old.arena, offset) else {
                     continue;
@@ -680,7 +823,7 @@ impl Gathered {
 impl<K, V> Compact<K, V>
 where
     K: Key,
-    V: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// An empty [`Gathered`] with room for `capacity` records (allocated once).
     pub(super) fn gather(&self, capacity: usize) -> Gathered {

@@ -18,10 +18,12 @@
 
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
+
 use super::Inner;
 use crate::{
     codec::Key,
-    events::EventKind,
+    events::{EventKind, RemovalCause},
     stats::Counter as Stat,
     sweeper::{self, Round, Schedule, Swept},
     time::Clock,
@@ -36,7 +38,7 @@ fn rest_after(scanned: usize) -> u64 {
     REST_MIN_MS.max(scanned as u64 / 256)
 }
 
-impl<K: Key> Swept for Inner<K> {
+impl<K: Key, V: DeserializeOwned + Send + Sync + 'static> Swept for Inner<K, V> {
     fn schedule(&self) -> &Schedule {
         &self.schedule
     }
@@ -55,7 +57,7 @@ impl<K: Key> Swept for Inner<K> {
     }
 }
 
-impl<K: Key> Inner<K> {
+impl<K: Key, V: DeserializeOwned + Send + Sync + 'static> Inner<K, V> {
     /// Makes sure the sweeper wakes by `deadline` (0 = no deadline: nothing to do).
     #[inline]
     pub(super) fn wake_sweeper_for(&self, deadline: u64) {
@@ -70,19 +72,21 @@ impl<K: Key> Inner<K> {
     pub(super) fn purge(&self, now: u64) -> (usize, usize) {
         let keep = self.events.is_active();
         let (mut removed, mut scanned) = (0, 0);
-        for shard in self.shards.iter() {
+        for (lane, shard) in self.shards.iter().enumerate() {
             if shard.read().earliest > now {
                 continue;
             }
             let keys = {
                 let mut shard = shard.write();
                 scanned += shard.table.len();
-                let (count, keys) = shard.sweep(now, keep);
+                let gone = |rec: &super::Rec<'_>| self.removed(lane, rec, RemovalCause::Expired);
+                let (count, keys) = shard.sweep(now, keep, gone);
                 shard.compact_if_wasteful(&self.hasher);
                 self.stats.add(Stat::Expirations, count as u64);
                 removed += count;
                 keys
             };
+            self.listener.deliver(lane);
             self.announce_expired(keys);
         }
         (removed, scanned)
