@@ -520,6 +520,65 @@ async fn a_full_queue_holds_an_async_put_until_the_writer_makes_room() {
     assert_eq!(reopen(dir.path()).count().await.unwrap(), 5);
 }
 
+/// `put_raw` over a full queue waits for room like any writer, but not while it holds the lock
+/// `DiskDb::store` opens namespaces under: with the writer stuck on a slow commit, opening a
+/// store of another namespace returns at once instead of queueing behind the raw write. The
+/// raw write still lands once the writer moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_raw_waiting_for_room_does_not_hold_up_opening_a_store() {
+    use strata::{codec::encode_value, codec::Format, RawRecord};
+    let (dir, faults, db, store) = parked_async(4).await;
+    for i in 1..4u64 {
+        store.put(format!("k{i}"), i, None).await.unwrap();
+    }
+    assert_eq!(db.queued_ops(), 4);
+    let value = encode_value(&7u64, Format::MessagePack, "r").unwrap();
+    let raw = std::thread::spawn({
+        let db = db.clone();
+        move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let record = RawRecord {
+                namespace: "raw".into(),
+                key: b"r".to_vec(),
+                value,
+                deadline: None,
+            };
+            rt.block_on(db.put_raw(vec![record]))
+        }
+    });
+    until("the put_raw over capacity to wait for room", || {
+        db.writers_waiting_for_room() == 1
+    })
+    .await;
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let opener = std::thread::spawn({
+        let db = db.clone();
+        move || {
+            let opened = db.store::<String, u64>("other").map(drop);
+            let _ = opened_tx.send(opened);
+        }
+    });
+    // Bounded only so that a regression fails instead of hanging: the open needs nothing from
+    // the parked writer.
+    let opened =
+        tokio::task::spawn_blocking(move || opened_rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap();
+    // Released before asserting, so a failure does not leave the writer parked.
+    faults.release();
+    opened
+        .expect("opening a store waited behind a put_raw waiting for room")
+        .unwrap();
+    opener.join().unwrap();
+    raw.join().unwrap().unwrap();
+    let raw_store = db.store::<String, u64>("raw").unwrap();
+    assert_eq!(raw_store.get(&k("r")).await.unwrap(), Some(7));
+    drop((raw_store, store, db));
+    drop(dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_batch_of_queued_async_writes_fails_every_job_in_it() {
     let (dir, faults, db, store) = parked_async(1 << 20).await;

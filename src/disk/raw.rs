@@ -84,7 +84,10 @@ impl DiskDb {
         // Checked and queued under the lock `DiskDb::store` loads a namespace under: a store
         // opened before this sees it open and it is refused; a store opened after it waits for
         // its commit and loads its namespace from the engine, not from the open's snapshot.
-        let ack = {
+        // The wait for room in a full queue comes after the lock is released, so opening a
+        // store of another namespace never waits behind a slow writer
+        // (`disk_faults::a_put_raw_waiting_for_room_does_not_hold_up_opening_a_store`).
+        let (ack, room) = {
             let tiers = self.inner.tiers.lock();
             if let Some(open) = namespaces.iter().find(|ns| tiers.contains_key(*ns)) {
                 return Err(Error::config(
@@ -95,11 +98,12 @@ impl DiskDb {
             // Every new namespace at once: past the limit, none is created and nothing written.
             self.inner.engine.open_namespaces(&namespaces)?;
             let ops = records.into_iter().map(raw_op).collect();
-            let ack = writer.send(ops, true)?;
+            let queued = writer.send_then_wait(ops, true)?;
             self.inner.raw_written.lock().extend(namespaces);
             drop(tiers);
-            ack
+            queued
         };
+        room.wait();
         match ack {
             Some(ack) => writer.wait(ack).await,
             None => Ok(()),

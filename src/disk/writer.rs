@@ -167,6 +167,20 @@ impl Gate {
     }
 }
 
+/// What a sender over capacity waits for after queueing: [`Room::wait`] blocks until the writer
+/// has brought the queue back under capacity (nothing to wait for if it was not over).
+#[must_use = "a sender over capacity must wait for room"]
+pub(crate) struct Room(Option<Arc<Gate>>);
+
+impl Room {
+    /// Blocks while the queue is over capacity (back-pressure on async writers).
+    pub(crate) fn wait(self) {
+        if let Some(gate) = self.0 {
+            gate.wait();
+        }
+    }
+}
+
 /// The queue into the writer thread.
 struct Inbox {
     queue: Mutex<Queue>,
@@ -282,6 +296,25 @@ impl Writer {
         ack: bool,
         on_commit: Option<OnCommit>,
     ) -> Result<Option<Ack>> {
+        let (ack, room) = self.enqueue(ops, ack, on_commit)?;
+        room.wait();
+        Ok(ack)
+    }
+
+    /// [`Writer::send`] without the wait for room: the caller waits on the returned [`Room`]
+    /// once it has released its locks (`put_raw` queues under the lock `DiskDb::store` needs).
+    pub(crate) fn send_then_wait(&self, ops: Vec<Op>, ack: bool) -> Result<(Option<Ack>, Room)> {
+        self.enqueue(Ops::Many(ops), ack, None)
+    }
+
+    /// Queues the job; the returned [`Room`] blocks its caller while the queue is over
+    /// capacity.
+    fn enqueue(
+        &self,
+        ops: Ops,
+        ack: bool,
+        on_commit: Option<OnCommit>,
+    ) -> Result<(Option<Ack>, Room)> {
         self.health.check()?;
         let (tx, rx) = if ack {
             let (tx, rx) = oneshot::channel();
@@ -310,10 +343,8 @@ impl Writer {
         if wake {
             self.inbox.ready.notify_one();
         }
-        if over {
-            self.gate.wait();
-        }
-        Ok(rx)
+        let room = Room(over.then(|| self.gate.clone()));
+        Ok((rx, room))
     }
 
     /// Ops queued and not yet committed.
