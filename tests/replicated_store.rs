@@ -2179,7 +2179,7 @@ async fn log_of_a_join(redis: &RedisServer, local: Mem, warm: bool, reconcile: b
 
 /// A value in Redis that does not decode (its type changed at a deploy, a stray `SET`), met
 /// by the warm at join, is logged without its key (a session id under sessions is a bearer
-/// secret): the failed batch is still reported. The decode error names the key; the old
+/// secret): the undecodable value is still reported. The decode error names the key; the old
 /// warning printed it (`error=value under key cache:secret-id-Xq9Zw could not be decoded`).
 #[tokio::test(flavor = "current_thread")]
 async fn an_undecodable_value_met_by_the_warm_is_logged_without_its_key() {
@@ -2187,13 +2187,58 @@ async fn an_undecodable_value_met_by_the_warm_is_logged_without_its_key() {
     let clock = Clock::system();
     redis.raw(&["SET", "cache:secret-id-Xq9Zw", "not a strata value"]);
     let text = log_of_a_join(&redis, mem(&clock), true, false).await;
-    assert!(text.contains("warm: a batch failed"), "reported: {text}");
+    assert!(
+        text.contains("a value in Redis could not be decoded") && text.contains("phase=\"warm\""),
+        "reported: {text}"
+    );
     assert!(text.contains("could not be decoded"), "the reason: {text}");
     assert!(!text.contains("Xq9Zw"), "the key reached the log: {text}");
 }
 
+/// One value in Redis that does not decode costs the warm that key only: every other key of
+/// its batch is cached, the bad one is a counted miss (`ReplicationStats::undecodable`), and
+/// the warning names neither the key nor its session id. The old warm lost the whole batch
+/// (512 keys) to one bad value.
+#[tokio::test(flavor = "current_thread")]
+async fn an_undecodable_value_met_by_the_warm_costs_only_its_key() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let remote = redis_remote(&redis).await;
+    for i in 0..5 {
+        remote
+            .put(k(&format!("good-{i}")), k(&format!("v{i}")), None)
+            .await
+            .expect("a good value in Redis");
+    }
+    redis.raw(&["SET", "cache:secret-id-Xq9Zw", "not a strata value"]);
+    let local = mem(&clock);
+    let (logs, capture) = support::log_capture::start();
+    let node = ReplicatedStore::builder()
+        .local(local.clone())
+        .remote(remote)
+        .url(redis.url())
+        .warm_on_join(true)
+        .build()
+        .await
+        .expect("connect to the test redis-server");
+    drop(capture);
+    let text = logs.text();
+    for i in 0..5 {
+        assert_eq!(
+            local.get(&format!("good-{i}")).as_deref(),
+            Some(format!("v{i}").as_str()),
+            "good-{i} warmed beside the undecodable value: {text}"
+        );
+    }
+    assert!(local.get("secret-id-Xq9Zw").is_none());
+    assert_eq!(node.replication_stats().undecodable, 1, "{text}");
+    assert!(text.contains("could not be decoded"), "warned: {text}");
+    assert!(!text.contains("Xq9Zw"), "the key reached the log: {text}");
+}
+
 /// The same for the reconcile at join: a local copy whose Redis value does not decode is
-/// dropped with a warning that names neither the key nor its session id.
+/// dropped with a warning that names neither the key nor its session id; the other copies of
+/// its batch are reconciled as usual (the old reconcile dropped them all).
 #[tokio::test(flavor = "current_thread")]
 async fn an_undecodable_value_met_by_the_reconcile_is_logged_without_its_key() {
     let redis = RedisServer::start();
@@ -2202,15 +2247,29 @@ async fn an_undecodable_value_met_by_the_reconcile_is_logged_without_its_key() {
     Store::put(&local, k("secret-id-Xq9Zw"), k("old"), None)
         .await
         .expect("a local copy");
+    Store::put(&local, k("good"), k("old"), None)
+        .await
+        .expect("a local copy");
+    redis_remote(&redis)
+        .await
+        .put(k("good"), k("new"), None)
+        .await
+        .expect("a good value in Redis");
     redis.raw(&["SET", "cache:secret-id-Xq9Zw", "not a strata value"]);
     let text = log_of_a_join(&redis, local.clone(), false, true).await;
     assert!(
-        text.contains("could not check local copies against Redis"),
+        text.contains("a value in Redis could not be decoded")
+            && text.contains("phase=\"reconcile\""),
         "reported: {text}"
     );
     assert!(!text.contains("Xq9Zw"), "the key reached the log: {text}");
     assert!(
         local.get("secret-id-Xq9Zw").is_none(),
         "the copy that could not be checked is dropped"
+    );
+    assert_eq!(
+        local.get("good").as_deref(),
+        Some("new"),
+        "the rest of the batch is reconciled, not dropped with it: {text}"
     );
 }

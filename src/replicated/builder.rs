@@ -182,7 +182,11 @@ impl<K, V, L, R> ReplicatedStoreBuilder<K, V, L, R> {
     }
 
     /// Whether the local tier is filled from Redis (`SCAN`, then batched `MGET`s) at start and,
-    /// in the background, after reconnects.
+    /// in the background, after reconnects. A value in Redis that does not decode as `V` (a
+    /// type changed at a deploy, a stray `SET`) is a miss for that key only, counted in
+    /// [`ReplicationStats::undecodable`](crate::ReplicationStats::undecodable) and warned
+    /// without the key; the rest of its batch is cached. The reconcile at join treats it the
+    /// same way (that key's local copy is dropped).
     pub fn warm_on_join(mut self, enabled: bool) -> Self {
         self.warm_on_join = enabled;
         self

@@ -133,6 +133,8 @@ pub(crate) struct Counters {
     pub recoveries: AtomicU64,
     /// Background warms (after a reconnect) that ran to the end.
     pub warms: AtomicU64,
+    /// Values in Redis the warm or the reconcile could not decode (see `join::fill_batch`).
+    pub undecodable: AtomicU64,
     /// Microseconds from publish to apply of the last applied message; `u64::MAX`: none yet.
     pub last_latency_us: AtomicU64,
     /// Group commits sent (`commit`), and the puts and deletes they carried.

@@ -7,6 +7,8 @@
 //! invalidation (or a write on this node) that lands while a batch is in flight win over the
 //! batch's older read.
 
+use std::sync::atomic::Ordering;
+
 use futures_util::{stream::FuturesUnordered, StreamExt};
 
 use super::store::Inner;
@@ -55,7 +57,7 @@ where
     L: Store<K, V> + 'static,
     R: Store<K, V> + 'static,
 {
-    let found = match inner.fill_many(batch).await {
+    let found = match fill_batch(inner, "reconcile", batch).await {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(namespace = %inner.namespace, error = %super::without_key(&e), keys = batch.len(), "could not check local copies against Redis; dropping them");
@@ -97,7 +99,7 @@ where
     loop {
         while reads.len() < IN_FLIGHT && link.still_up(epoch) {
             let Some(batch) = batches.next() else { break };
-            reads.push(inner.fill_many(batch));
+            reads.push(fill_batch(inner, "warm", batch));
         }
         let Some(read) = reads.next().await else {
             break;
@@ -114,6 +116,46 @@ where
     let finished = link.still_up(epoch);
     tracing::info!(namespace = %inner.namespace, loaded, total, finished, "local tier warmed from Redis");
     finished
+}
+
+/// [`Inner::fill_many`] for the join: a batch that fails only because a value in Redis does not
+/// decode (a type changed at a deploy, a stray `SET`) is read again key by key, so that key
+/// alone is a miss (counted in `ReplicationStats::undecodable`, warned without the key) and
+/// every other key of the batch is cached. Any other failure fails the batch.
+async fn fill_batch<K, V, L, R>(
+    inner: &Inner<K, V, L, R>,
+    phase: &str,
+    batch: &[K],
+) -> crate::Result<Vec<Option<V>>>
+where
+    K: Key,
+    V: Clone + Send + Sync + 'static,
+    L: Store<K, V> + 'static,
+    R: Store<K, V> + 'static,
+{
+    match inner.fill_many(batch).await {
+        Err(crate::Error::Decode(_)) => {}
+        other => return other,
+    }
+    // Each read guarded as a lone fill; pipelined on the remote's multiplexed connection.
+    let reads = futures_util::future::join_all(batch.iter().map(|key| inner.fill(key))).await;
+    let mut out = Vec::with_capacity(batch.len());
+    for read in reads {
+        match read {
+            Ok(found) => out.push(found),
+            Err(e @ crate::Error::Decode(_)) => {
+                inner
+                    .hub
+                    .counters
+                    .undecodable
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(namespace = %inner.namespace, phase, error = %super::without_key(&e), "a value in Redis could not be decoded: that key is a miss, the rest of its batch is cached");
+                out.push(None);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// Attempts at listing the remote keys before a warm gives up.

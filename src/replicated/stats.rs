@@ -31,6 +31,11 @@ pub struct ReplicationStats {
     /// Background warms after a reconnect (`warm_on_join`) that ran to the end; one that
     /// the link's next drop cut short is not counted.
     pub warms: u64,
+    /// Values in Redis that the warm or the reconcile at join (or after a reconnect) could not
+    /// decode as `V` (a type changed at a deploy, a stray `SET`): each is a miss there, its
+    /// key left to read lazily (where a `get` of it is the decode error), while every other
+    /// key of its batch is cached. Logged without the key.
+    pub undecodable: u64,
     /// Publish-to-apply time of the last applied message (wall clock, so only meaningful
     /// between processes on one host or with synchronised clocks).
     pub last_latency: Option<Duration>,
@@ -59,6 +64,7 @@ impl ReplicationStats {
             disconnects: get(&c.disconnects),
             recoveries: get(&c.recoveries),
             warms: get(&c.warms),
+            undecodable: get(&c.undecodable),
             last_latency: (latency != u64::MAX).then(|| Duration::from_micros(latency)),
             batches: get(&c.batches),
             batched_writes: get(&c.batched_writes),

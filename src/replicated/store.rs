@@ -305,7 +305,7 @@ where
     }
 
     /// A local miss: read the remote value with its TTL and keep a copy.
-    async fn fill(&self, key: &K) -> Result<Option<V>> {
+    pub(super) async fn fill(&self, key: &K) -> Result<Option<V>> {
         let guard = self.stripes.guard(&encoded(key));
         let started = self.clock.now_ms();
         let Some((value, expiry)) = self.remote.get_with_ttl(key).await? else {
