@@ -621,6 +621,182 @@ fn a_store_opened_while_put_raw_commits_sees_its_record() {
     });
 }
 
+/// The open's search for namespaces without live entries reads a dead namespace whole (every
+/// record must have expired: 63 of them with 10 k expired records each took seconds), so it
+/// stops at half the open timeout and leaves the rest to the next open. Forced with a timeout
+/// already over (1 ns) in the larger-than-memory mode, whose open loads nothing else: it drops
+/// no namespace and still opens; the next open, with time to spare, drops them.
+#[tokio::test]
+async fn the_search_for_dead_namespaces_stops_at_half_the_open_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_at(NOW);
+    let open = |timeout: Duration| {
+        builder(dir.path(), &clock)
+            .open_timeout(timeout)
+            .memory_capacity(4)
+            .open()
+            .unwrap()
+    };
+    let db = open(OPEN_WAIT);
+    for i in 0..64u64 {
+        let store: DiskStore<String, u64> = db.store(format!("ns{i:02}")).unwrap();
+        let ttl = (i < 4).then_some(Duration::from_secs(3600));
+        store.put("k".into(), i, ttl).await.unwrap();
+    }
+    db.close().await;
+    clock.advance(Duration::from_secs(7200));
+    let db = open(Duration::from_nanos(1));
+    assert_eq!(
+        db.load_summary().purged,
+        0,
+        "no namespace dropped past the time"
+    );
+    assert!(
+        matches!(
+            db.store::<String, u64>("deploy-1"),
+            Err(Error::TooManyNamespaces(_))
+        ),
+        "the dead namespaces still count until an open has the time to drop them"
+    );
+    db.close().await;
+    let db = open(OPEN_WAIT);
+    assert_eq!(db.load_summary().purged, 4);
+    db.store::<String, u64>("deploy-1")
+        .expect("the four dead namespaces were dropped");
+    db.close().await;
+}
+
+/// `DiskDb::drop_namespace` frees a namespace's place under the limit at once, in a process
+/// that keeps running: a user rotating namespace names (one per deploy) with every place
+/// taken by namespaces holding live entries drops the oldest and opens the new one, without a
+/// restart. It is refused while a store of it is open (nothing dropped), drops live entries
+/// too, and stays dropped across a reopen; in both memory modes.
+#[tokio::test]
+async fn a_dropped_namespace_frees_its_place_at_once_and_stays_dropped() {
+    for cold in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::starting_at(NOW);
+        let open = || {
+            let b = builder(dir.path(), &clock);
+            if cold {
+                b.memory_capacity(4).open().unwrap()
+            } else {
+                b.open().unwrap()
+            }
+        };
+        let db = open();
+        for i in 0..64u64 {
+            let store: DiskStore<String, u64> = db.store(format!("deploy-{i:02}")).unwrap();
+            store.put("k".into(), i, None).await.unwrap();
+        }
+        assert!(matches!(
+            db.store::<String, u64>("deploy-64"),
+            Err(Error::TooManyNamespaces(_))
+        ));
+        // Open (a handle kept): refused, nothing dropped.
+        let open_one: DiskStore<String, u64> = db.store("deploy-00").unwrap();
+        assert!(
+            matches!(
+                db.drop_namespace("deploy-00"),
+                Err(Error::InvalidConfig { .. })
+            ),
+            "cold: {cold}"
+        );
+        assert_eq!(open_one.get(&"k".into()).await.unwrap(), Some(0));
+        drop(open_one);
+        assert!(db.drop_namespace("deploy-00").unwrap(), "cold: {cold}");
+        assert!(!db.drop_namespace("deploy-00").unwrap(), "already gone");
+        assert!(!db.drop_namespace("never-held").unwrap());
+        let next: DiskStore<String, u64> = db
+            .store("deploy-64")
+            .expect("the dropped namespace's place is free at once");
+        next.put("k".into(), 64, None).await.unwrap();
+        drop(next);
+        db.close().await;
+        let db = open();
+        let live = entries_of(&db);
+        assert_eq!(live.len(), 64, "cold: {cold}");
+        assert!(
+            !live.keys().any(|(ns, _)| ns == "deploy-00"),
+            "the dropped namespace stays dropped: {:?}",
+            live.keys().next()
+        );
+        let next: DiskStore<String, u64> = db.store("deploy-64").unwrap();
+        assert_eq!(next.get(&"k".into()).await.unwrap(), Some(64));
+        // Full again: the dropped name is a new namespace now.
+        assert!(matches!(
+            db.store::<String, u64>("deploy-00"),
+            Err(Error::TooManyNamespaces(_))
+        ));
+        drop(next);
+        db.close().await;
+    }
+}
+
+/// A write of a namespace still queued when it is dropped (here a `put_raw` whose commit is
+/// held at a barrier) commits before the drop and is dropped with it: the drop waits for the
+/// writer's queue under the lock raw writes and stores queue under, so the write cannot land
+/// after it and bring the namespace back with a record nobody asked to keep. The directory
+/// stays healthy.
+#[test]
+fn a_drop_racing_a_queued_write_of_its_namespace_drops_that_write_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_at(NOW);
+    let faults = Faults::new();
+    let db = builder(dir.path(), &clock)
+        .faults(faults.clone())
+        .open()
+        .unwrap();
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    faults.park_next_commit();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            runtime().block_on(db.put_raw(vec![RawRecord {
+                namespace: "old".into(),
+                key: b"k".to_vec(),
+                value: encode_value(&7u64, Format::MessagePack, "k").unwrap(),
+                deadline: None,
+            }]))
+        });
+        assert!(
+            faults.wait_parked(),
+            "the raw write's commit reached the barrier"
+        );
+        let dropper = scope.spawn(|| db.drop_namespace("old"));
+        // Until the drop is done, or waits behind the held commit (its flush marker queued
+        // after the raw record: 2 ops queued).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !dropper.is_finished() && db.queued_ops() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the drop neither returned nor queued behind the commit"
+            );
+            std::thread::yield_now();
+        }
+        faults.release();
+        writer.join().unwrap().unwrap();
+        assert!(dropper.join().unwrap().unwrap(), "the namespace was held");
+    });
+    assert!(
+        entries_of(&db).is_empty(),
+        "the queued write was dropped with its namespace"
+    );
+    let store: DiskStore<String, u64> = db.store("other").unwrap();
+    runtime()
+        .block_on(store.put("k".into(), 1, None))
+        .expect("the directory is still healthy");
+    drop((store, db));
+    let db = builder(dir.path(), &clock).open().unwrap();
+    let live = entries_of(&db);
+    assert_eq!(live.len(), 1);
+    assert!(live.keys().all(|(ns, _)| ns == "other"));
+}
+
 /// A format-1 directory holding more namespaces than format 2 takes (70) migrates whole and
 /// stays openable: every namespace it held opens, across reopens; only a new one is refused.
 #[tokio::test]

@@ -17,7 +17,7 @@ use super::{
     builder::{AnyWeigher, DiskDbBuilder, OnCorrupt, Options, WeighFn, Writes},
     closing::{self, Closing},
     compact::Compact,
-    engine::{allocated, Engine, FjallEngine, Op, BLOCK_CACHE, BLOCK_CACHE_COLD},
+    engine::{allocated, DeadScan, Engine, FjallEngine, Op, BLOCK_CACHE, BLOCK_CACHE_COLD},
     fifo::Fifo,
     idle::{IdleHook, Settler},
     load::{self, OpenSummary, RawEntries},
@@ -120,7 +120,7 @@ pub(super) struct DbInner {
     pub(super) engine: Arc<dyn Engine>,
     stripes: Box<[Arc<Stripe>]>,
     pending: Mutex<HashMap<Box<[u8]>, RawEntries>>,
-    pub(super) tiers: Mutex<HashMap<Namespace, Box<dyn Any + Send + Sync>>>,
+    pub(super) tiers: Mutex<HashMap<Namespace, OpenTier>>,
     /// Namespaces `put_raw` wrote to since the open (changed only under `tiers`): `pending`
     /// no longer holds all of their records, so their store loads them from the engine.
     pub(super) raw_written: Mutex<HashSet<Namespace>>,
@@ -129,6 +129,37 @@ pub(super) struct DbInner {
     pub(super) settler: Arc<Settler>,
     // Dropped last (or by `Closing`): the directory stays locked until the engine is closed.
     lock: Option<DirLock>,
+}
+
+/// A namespace's memory tier in the directory's map, with a way to tell whether a store on it
+/// is still open.
+pub(super) struct OpenTier {
+    /// The `Tier<K, V>`.
+    tier: Box<dyn Any + Send + Sync>,
+    /// The tier's `handles`: more than the map's own clone alive means a store is open on it.
+    handles: std::sync::Weak<()>,
+}
+
+impl OpenTier {
+    fn new<K, V>(tier: &Tier<K, V>) -> Self
+    where
+        K: Send + Sync + 'static,
+        V: Send + Sync + 'static,
+    {
+        OpenTier {
+            handles: Arc::downgrade(&tier.handles),
+            tier: Box::new(tier.clone()),
+        }
+    }
+
+    fn get<K: 'static, V: 'static>(&self) -> Option<&Tier<K, V>> {
+        self.tier.downcast_ref()
+    }
+
+    /// True while a store (a handle other than the map's) is open on the tier.
+    fn in_use(&self) -> bool {
+        self.handles.strong_count() > 1
+    }
 }
 
 /// Off an async runtime the drop waits for the close, and the directory can be reopened right
@@ -167,7 +198,8 @@ impl std::fmt::Debug for DiskDb {
 impl DiskDb {
     /// The most namespaces one data directory holds: each is an engine keyspace of its own.
     /// A new namespace past it is [`Error::TooManyNamespaces`]; a namespace without live
-    /// entries stops counting at the next open (see the module docs of `disk`).
+    /// entries stops counting at the next open (see the module docs of `disk`), and
+    /// [`drop_namespace`](Self::drop_namespace) frees one at once.
     ///
     /// ```
     /// assert_eq!(strata::DiskDb::MAX_NAMESPACES, 64);
@@ -224,7 +256,7 @@ impl DiskDb {
         let namespace = Namespace::new(namespace)?;
         let mut tiers = self.inner.tiers.lock();
         if let Some(tier) = tiers.get(&namespace) {
-            let tier = tier.downcast_ref::<Tier<K, V>>().ok_or_else(|| {
+            let tier = tier.get::<K, V>().ok_or_else(|| {
                 Error::config(
                     "namespace",
                     format!("{namespace} is already open in this directory with other key/value types; use one type per namespace"),
@@ -238,8 +270,65 @@ impl DiskDb {
         let tier = self.load_tier::<K, V>(&namespace)?;
         // Open from here on: `put_raw` refuses it.
         self.inner.raw_written.lock().remove(&namespace);
-        tiers.insert(namespace.clone(), Box::new(tier.clone()));
+        tiers.insert(namespace.clone(), OpenTier::new(&tier));
         Ok(DiskStore::new(self.clone(), namespace, tier))
+    }
+
+    /// Deletes `namespace` from this directory, every entry in it (live ones too), and frees
+    /// its place under [`MAX_NAMESPACES`](Self::MAX_NAMESPACES) at once; false if the
+    /// directory did not hold it. For a process that rotates namespace names (one per deploy,
+    /// per tenant) and would otherwise hit [`Error::TooManyNamespaces`] until a restart drops
+    /// the namespaces left without live entries.
+    ///
+    /// Refused with [`Error::InvalidConfig`] while a store of it is open in this `DiskDb`
+    /// (drop every clone of its [`DiskStore`] first). Writes of it still queued (async writes
+    /// of a store just dropped, a [`put_raw`](Self::put_raw)) are committed first and dropped
+    /// with it. Decided under the lock [`store`](Self::store) and `put_raw` open namespaces
+    /// under, so a store or raw write of the same namespace racing it comes entirely before
+    /// the drop (and is dropped) or entirely after (a new, empty namespace). Blocks while the
+    /// writer commits what is queued; run it off the async runtime's threads in a busy
+    /// process.
+    ///
+    /// ```
+    /// use strata::{DiskDb, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = DiskDb::builder().dir(dir.path()).open()?;
+    /// let old = db.store::<String, u64>("sessions-v1")?;
+    /// old.put("k".into(), 1, None).await?;
+    /// // Refused while a store of it is open.
+    /// assert!(db.drop_namespace("sessions-v1").is_err());
+    /// drop(old);
+    /// assert!(db.drop_namespace("sessions-v1")?);
+    /// // Gone, and its place under the 64-namespace limit is free again.
+    /// let reopened = db.store::<String, u64>("sessions-v1")?;
+    /// assert_eq!(reopened.get(&"k".into()).await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn drop_namespace(&self, namespace: impl AsRef<str>) -> Result<bool> {
+        let namespace = Namespace::new(namespace)?;
+        let mut tiers = self.inner.tiers.lock();
+        if tiers.get(&namespace).is_some_and(OpenTier::in_use) {
+            return Err(Error::config(
+                "namespace",
+                format!("{namespace} has a store open in this DiskDb; drop every handle on it before dropping the namespace"),
+            ));
+        }
+        // Its queued writes reach the engine first: committed after the drop they would bring
+        // the namespace back. No new one can be queued while `tiers` is held.
+        self.wait_for_queued_writes()?;
+        tiers.remove(&namespace);
+        self.inner
+            .pending
+            .lock()
+            .remove(namespace.as_str().as_bytes());
+        self.inner.raw_written.lock().remove(&namespace);
+        let dropped = self.inner.engine.drop_namespace(&namespace)?;
+        if dropped {
+            tracing::info!(path = %self.inner.opts.dir.display(), namespace = %namespace, "dropped a namespace and its entries");
+        }
+        Ok(dropped)
     }
 
     /// Blocks until everything queued on the writer so far has been committed (or failed).
@@ -409,9 +498,7 @@ impl DiskDb {
     {
         let namespace = store.namespace.clone();
         let mut tiers = self.inner.tiers.lock();
-        let current = tiers
-            .get(&namespace)
-            .and_then(|tier| tier.downcast_ref::<Tier<K, V>>());
+        let current = tiers.get(&namespace).and_then(|tier| tier.get::<K, V>());
         let old = store.tier();
         let alone = current.is_some_and(|tier| Arc::ptr_eq(&tier.handles, &old.handles))
             && Arc::strong_count(&old.handles) == 2;
@@ -452,7 +539,7 @@ impl DiskDb {
         if !evicted.is_empty() {
             self.inner.writer.send(evicted, false)?;
         }
-        tiers.insert(namespace.clone(), Box::new(tier.clone()));
+        tiers.insert(namespace.clone(), OpenTier::new(&tier));
         Ok(DiskStore::new(self.clone(), namespace, tier))
     }
 
@@ -877,7 +964,7 @@ fn discard(dir: &Path, engine: &Path) -> Result<()> {
 }
 
 fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngine, load::Loaded)> {
-    let engine = open_fjall(path, opts)?;
+    let engine = open_fjall(path, opts, started)?;
     // Expired records the engine dropped with their namespaces at open were purged, in both
     // memory modes.
     let dropped = usize::try_from(engine.dropped_expired()).unwrap_or(usize::MAX);
@@ -915,7 +1002,7 @@ fn try_open(opts: &Options, path: &Path, started: Instant) -> Result<(FjallEngin
 
 /// Opens fjall in an owner-only directory, retrying briefly if its own lock file is still held
 /// (see `lock::BUSY_WAIT`), then restricts the files it created.
-fn open_fjall(path: &Path, opts: &Options) -> Result<FjallEngine> {
+fn open_fjall(path: &Path, opts: &Options, opened: Instant) -> Result<FjallEngine> {
     let data_dir = |source| {
         Error::from(crate::DataDirError {
             path: path.to_owned(),
@@ -936,7 +1023,14 @@ fn open_fjall(path: &Path, opts: &Options) -> Result<FjallEngine> {
             .as_ref()
             .map(|f| f.migration())
             .unwrap_or_default();
-        match FjallEngine::open(path, &opts.dir, clock, recovery, cache, migration) {
+        // Half the timeout at most for the search for dead namespaces, the rest for the load.
+        let dead_scan = DeadScan {
+            started: opened,
+            budget: opts.open_timeout / 2,
+        };
+        match FjallEngine::open(
+            path, &opts.dir, clock, recovery, cache, migration, dead_scan,
+        ) {
             Err(Error::DirLocked { .. }) if started.elapsed() < lock::BUSY_WAIT => {
                 std::thread::sleep(Duration::from_millis(10));
             }

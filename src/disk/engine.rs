@@ -49,6 +49,29 @@ pub(crate) const FORMAT: u64 = 2;
 /// took 2.2 s to close, past the close's 2 s flush wait). A directory migrated from format 1
 /// keeps all its namespaces, more than this included; only new ones past it are refused.
 pub(crate) const MAX_NAMESPACES: usize = 64;
+/// Records the open's search for dead namespaces reads between two looks at its deadline (and
+/// one look before each namespace).
+const DEAD_SCAN_CHECK_EVERY: u64 = 1024;
+
+/// How long an open may spend looking for namespaces without live entries: until `budget`
+/// after `started` (the open's start), or after the end of a format-1 move.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DeadScan {
+    pub started: Instant,
+    pub budget: Duration,
+}
+
+impl DeadScan {
+    /// No limit that a test would reach.
+    #[cfg(test)]
+    pub(crate) fn unbounded() -> Self {
+        DeadScan {
+            started: Instant::now(),
+            budget: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// Records a migration moves per engine batch.
 const MIGRATION_BATCH: usize = 16_384;
 /// Name of the keyspace that holds strata's own bookkeeping: the commit sequence.
@@ -130,6 +153,10 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// with [`Error::TooManyNamespaces`], creating none, if the new ones would take the
     /// directory past [`MAX_NAMESPACES`].
     fn open_namespaces(&self, namespaces: &[Namespace]) -> Result<()>;
+    /// Deletes `namespace`'s keyspace with every record in it, freeing its place under
+    /// [`MAX_NAMESPACES`]; false if the directory did not hold it. The caller makes sure no
+    /// write of it is queued or can be.
+    fn drop_namespace(&self, namespace: &Namespace) -> Result<bool>;
     /// Visits every `(key, record)` starting with `prefix`, in key order.
     fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()>;
     /// The record under `key`, if any (a read that missed a bounded memory tier).
@@ -262,6 +289,7 @@ impl FjallEngine {
         (accept_loss, retire_journal): (bool, bool),
         cache_bytes: u64,
         migration: Migration,
+        dead_scan: DeadScan,
     ) -> Result<Self> {
         let classify = |e| classify(path, e);
         let now = clock.now_ms();
@@ -357,7 +385,14 @@ impl FjallEngine {
         if format < FORMAT {
             engine.store_format().map_err(classify)?;
         }
-        engine.drop_dead_namespaces(now).map_err(classify)?;
+        // The one-time move does not count against the open's time (see `try_open`).
+        let deadline = match engine.migrated {
+            0 => dead_scan.started + dead_scan.budget,
+            _ => Instant::now() + dead_scan.budget,
+        };
+        engine
+            .drop_dead_namespaces(now, deadline)
+            .map_err(classify)?;
         Ok(engine)
     }
 
@@ -366,13 +401,22 @@ impl FjallEngine {
     /// namespace whose entries all expired, were cleared or deleted, or that was opened and
     /// never written. Nothing is lost (expired records are never served) and the namespace
     /// opens again, empty, like a new one. Records that are not strata's keep theirs.
-    fn drop_dead_namespaces(&mut self, now: u64) -> fjall::Result<()> {
+    ///
+    /// A dead namespace is read whole (every record must have expired), so this stops at
+    /// `deadline` (half the open's timeout): the namespaces not decided by then are kept and
+    /// looked at again by the next open (`DiskDb::drop_namespace` frees one at once).
+    fn drop_dead_namespaces(&mut self, now: u64, deadline: Instant) -> fjall::Result<()> {
         let mut dead = Vec::new();
         let mut expired = 0u64;
-        for (prefix, space) in self.spaces.get_mut().iter() {
+        let mut out_of_time = false;
+        'spaces: for (prefix, space) in self.spaces.get_mut().iter() {
             let mut live = false;
             let mut records = 0u64;
             for kv in space.iter() {
+                if records.is_multiple_of(DEAD_SCAN_CHECK_EVERY) && Instant::now() >= deadline {
+                    out_of_time = true;
+                    break 'spaces;
+                }
                 let record = kv.value()?;
                 if record::deadline(&record).is_none_or(|d| d == 0 || d > now) {
                     live = true;
@@ -384,6 +428,9 @@ impl FjallEngine {
                 dead.push(prefix.clone());
                 expired += records;
             }
+        }
+        if out_of_time {
+            tracing::info!(path = %self.path.display(), dropped = dead.len(), "stopped looking for namespaces without live entries at half the open timeout; the next open goes on");
         }
         self.dropped_expired = expired;
         for prefix in &dead {
@@ -692,6 +739,21 @@ impl Engine for FjallEngine {
                 .map_err(|e| classify(&self.path, e))?;
         }
         Ok(())
+    }
+
+    fn drop_namespace(&self, namespace: &Namespace) -> Result<bool> {
+        // Under the write lock that counts namespaces: a new namespace racing this sees the
+        // place taken or free, never both.
+        let mut spaces = self.spaces.write();
+        let prefix = namespace.prefix();
+        let Some(space) = spaces.get(&prefix).cloned() else {
+            return Ok(false);
+        };
+        self.db
+            .delete_keyspace(space)
+            .map_err(|e| classify(&self.path, e))?;
+        spaces.remove(&prefix);
+        Ok(true)
     }
 
     fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
@@ -1358,6 +1420,7 @@ mod tests {
             (false, false),
             BLOCK_CACHE,
             Migration::default(),
+            DeadScan::unbounded(),
         )
     }
 
@@ -1422,6 +1485,7 @@ mod tests {
             (true, false),
             BLOCK_CACHE,
             Migration::default(),
+            DeadScan::unbounded(),
         )
         .unwrap();
         drop(engine);
@@ -1447,6 +1511,7 @@ mod tests {
                 (false, true),
                 BLOCK_CACHE,
                 Migration::default(),
+                DeadScan::unbounded(),
             )
             .unwrap();
             for chunk in (0..n).collect::<Vec<u32>>().chunks(500) {

@@ -241,6 +241,10 @@ impl Engine for FaultyEngine {
         self.inner.open_namespaces(namespaces)
     }
 
+    fn drop_namespace(&self, namespace: &Namespace) -> Result<bool> {
+        self.inner.drop_namespace(namespace)
+    }
+
     fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
         self.inner.scan(prefix, visit)
     }

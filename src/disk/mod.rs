@@ -8,7 +8,13 @@
 //!   all or none, see [`DiskDb::open_namespaces`]). The limit counts namespaces holding live
 //!   entries: one whose entries all expired, were cleared or deleted (or that was never
 //!   written) stops counting at the next open, which drops its empty keyspace
-//!   (`disk_format::a_namespace_without_live_entries_stops_counting_at_the_next_open`). A
+//!   (`disk_format::a_namespace_without_live_entries_stops_counting_at_the_next_open`); that
+//!   search reads a dead namespace whole, so it stops at half of `open_timeout` and leaves
+//!   the rest to the next open
+//!   (`disk_format::the_search_for_dead_namespaces_stops_at_half_the_open_timeout`). A
+//!   running process frees a place at once with [`DiskDb::drop_namespace`] (every entry of
+//!   it goes; refused while a store of it is open;
+//!   `disk_format::a_dropped_namespace_frees_its_place_at_once_and_stays_dropped`). A
 //!   directory migrated from format 1 keeps every namespace it held, more than 64 included
 //!   (`disk_format::a_format_1_directory_with_more_namespaces_than_the_limit_stays_whole`).
 //!   Each namespace is in an engine
