@@ -280,7 +280,8 @@ where
     /// this; `Cache::get_now` 158 → 139; `benches/compare/getcost.rs`). Its body is `get`'s,
     /// written out again on purpose: with one `#[inline(always)]` body under both, LLVM inlined
     /// `get` into every caller too, which took the bounded 95/5 mix from 169 to 185
-    /// instructions per op. Keep the two in step.
+    /// instructions per op. Keep the two in step: `tests/cache_read_paths_model.rs` runs random
+    /// sequences through both and fails on any observable difference.
     #[inline(always)]
     pub(crate) fn get_counting_also(&self, key: &K, also: &StatsRecorder) -> Option<V> {
         let hash = self.hash(key);
