@@ -30,7 +30,10 @@ use support::fault_store::FaultStore;
 /// seeds could make two honest stores choose different victims.
 type Fixed = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 type Mem = MemoryStore<String, String, Fixed>;
-type Deliveries = Arc<Mutex<Vec<(String, String, RemovalCause)>>>;
+type Delivery = (String, String, RemovalCause);
+type Deliveries = Arc<Mutex<Vec<Delivery>>>;
+/// The cache's and the store's `(hits, misses)`, and the deliveries that are not expiries.
+type Counts = ((u64, u64), (u64, u64), Vec<Delivery>);
 
 /// One step of a sequence.
 #[derive(Clone, Debug)]
@@ -143,7 +146,7 @@ impl<S: Store<String, String> + 'static> Side<S> {
 
     /// What must agree after every step: the cache's and the store's hits and misses, and the
     /// listener deliveries that are not expiries (those depend on the sweeper's timing).
-    fn counts(&self) -> ((u64, u64), (u64, u64), Vec<(String, String, RemovalCause)>) {
+    fn counts(&self) -> Counts {
         let (c, m) = (self.cache.stats(), self.memory.stats());
         let delivered = self
             .delivered
