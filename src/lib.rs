@@ -108,6 +108,11 @@ pub use listener::EvictionListener;
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use namespace::{split_stored_key, Namespace, DEFAULT_NAMESPACE};
 pub use redact::redact_url;
+/// strata's own RESP2 connection driver, a measured prototype for the `compare` bench (issue
+/// 16 item 1); not a stable API.
+#[cfg(feature = "redis")]
+#[doc(hidden)]
+pub use redis::driver as redis_driver;
 #[cfg(feature = "redis")]
 pub use redis::{DistributedFetch, RedisStore, RedisStoreBuilder};
 #[cfg(feature = "redis")]

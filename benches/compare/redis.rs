@@ -19,10 +19,16 @@
 //! the other core this is redis-benchmark's shape (one client thread beside the server).
 //! `STRATA_REDIS_RUNTIME=multi` or `current` runs only that runtime's contests (both by default).
 //!
+//! **strata's own driver (prototype).** At 64 tasks a second strata entrant, `strata driver
+//! prototype` (`strata::redis_driver`, on its own connection), does the store's work for the same
+//! call (the namespaced key and the value encoded straight into its write buffer, the GET's bytes
+//! decoded to the same `String`) without redis-rs: its rows carry `[strata driver prototype]`, the
+//! store's throughput rows `[strata RedisStore]` (see BENCHMARKS.md, issue 16 item 1).
+//!
 //! `STRATA_REDIS_AUTO_PIPELINE=0` builds the RedisStore with `auto_pipeline(false)` (one write per
 //! command, as before 2026-12-07), to compare the two with the same binary.
 //!
-//! `STRATA_REDIS_PROBE=CLIENT:OP:N[:wait]` (CLIENT `strata`, `redis-rs` or `fred`, OP `get` or
+//! `STRATA_REDIS_PROBE=CLIENT:OP:N[:wait]` (CLIENT `strata`, `redis-rs`, `fred` or `driver`, OP `get` or
 //! `set`; or `redis-rs-p16`: redis-rs sending pipelines of 16, as redis-benchmark `-P 16` does, to
 //! show what batching would save) instead runs N operations of that one client at 64 tasks and
 //! exits, for a profiler or
@@ -81,7 +87,8 @@ mod bench {
     use ::redis::aio::MultiplexedConnection;
     use fred::prelude::{Client as FredClient, ClientLike, KeysInterface};
     use strata::{
-        codec::{encode_value, MAGIC, VERSION},
+        codec::{encode_value, encode_value_into, MAGIC, VERSION},
+        redis_driver::{self as driver, Driver, Reply},
         Format, RedisStore, Store,
     };
     use tokio::runtime::Runtime;
@@ -164,6 +171,45 @@ mod bench {
         }
     }
 
+    /// strata's own driver (prototype) doing what `RedisStore` does for the same call: the
+    /// namespaced key and the value encoded straight into the write buffer (the value through a
+    /// reused scratch buffer, as the store's `set_command`), a GET's bytes decoded in place.
+    async fn driver_op(driver: &Driver, op: Op, k: String, value: &str) {
+        match op {
+            Op::Get => {
+                let reply = driver
+                    .call_with(|out| {
+                        driver::encode_array(out, 2);
+                        driver::encode_parts(out, &[b"GET"]);
+                        driver::encode_parts(out, &[b"bench:", k.as_bytes()]);
+                    })
+                    .await
+                    .expect("GET");
+                let Reply::Bulk(bytes) = reply else {
+                    panic!("GET: {reply:?}")
+                };
+                let got: String = driver::decode_owned(bytes).expect("decode");
+                assert_eq!(got.len(), VALUE_CHARS);
+            }
+            Op::Set => {
+                thread_local! {
+                    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+                }
+                let reply = SCRATCH.with_borrow_mut(|scratch| {
+                    scratch.clear();
+                    encode_value_into(value, Format::MessagePack, "", scratch).expect("encode");
+                    driver.call_with(|out| {
+                        driver::encode_array(out, 3);
+                        driver::encode_parts(out, &[b"SET"]);
+                        driver::encode_parts(out, &[b"bench:", k.as_bytes()]);
+                        driver::encode_parts(out, &[scratch]);
+                    })
+                });
+                assert_eq!(reply.await.expect("SET"), Reply::Ok);
+            }
+        }
+    }
+
     async fn raw_op(mut conn: MultiplexedConnection, op: Op, k: String, value: &str) {
         let full = format!("bench:{k}");
         match op {
@@ -241,6 +287,20 @@ mod bench {
         contest::tasks(rt, tasks, slice, move |t, i| {
             let (conn, value) = (conn.clone(), value.clone());
             async move { raw_op(conn, op, key(t as u64 * 7919 + i), &value).await }
+        })
+    }
+
+    fn driver_slice(
+        rt: &Runtime,
+        driver: &Arc<Driver>,
+        op: Op,
+        tasks: usize,
+        slice: Duration,
+    ) -> f64 {
+        let (driver, value) = (driver.clone(), Arc::new(value()));
+        contest::tasks(rt, tasks, slice, move |t, i| {
+            let (driver, value) = (driver.clone(), value.clone());
+            async move { driver_op(&driver, op, key(t as u64 * 7919 + i), &value).await }
         })
     }
 
@@ -336,6 +396,8 @@ mod bench {
         store: RedisStore<String, String>,
         conn: MultiplexedConnection,
         fred: FredClient,
+        /// strata's own driver (prototype), on its own connection.
+        driver: Arc<Driver>,
         bytes: Arc<Vec<u8>>,
     }
 
@@ -366,6 +428,10 @@ mod bench {
             Ok::<_, fred::prelude::Error>(client)
         })
         .expect("connect fred");
+        let driver = connected(&rt, "strata driver", async {
+            Driver::connect(("127.0.0.1", server.port())).await
+        })
+        .expect("connect strata driver");
         let bytes = Arc::new(encode_value(&value(), Format::MessagePack, "k").expect("encode"));
         assert_eq!(
             bytes.len(),
@@ -385,18 +451,21 @@ mod bench {
             store,
             conn,
             fred,
+            driver: Arc::new(driver),
             bytes,
         }
     }
 
     /// One contest's entrants; with `meters`, each slice's [`Cost`] is recorded in its
-    /// entrant's meter (strata, redis-rs, fred, redis-benchmark).
+    /// entrant's meter (strata, redis-rs, fred, redis-benchmark, strata's driver prototype).
+    /// At 64 tasks strata's own driver (prototype) runs too, as a second "ours": its rows are
+    /// labelled `[strata driver prototype]`, the store's `[strata RedisStore]`.
     fn contest<'a>(
         s: &'a Setup,
         op: Op,
         tasks: usize,
         last: &'a Cell<f64>,
-        meters: Option<&'a [Meter; 4]>,
+        meters: Option<&'a [Meter; METERS]>,
     ) -> Contest<'a> {
         let metered = move |m: usize, child: bool, go: Slice<'a>| -> Slice<'a> {
             match meters {
@@ -428,6 +497,11 @@ mod bench {
         });
         let mut entrants = vec![ours, raw, fred];
         if tasks == 64 {
+            entrants.push(Entrant::ours(DRIVER, move || -> Slice<'a> {
+                refill(&s.rt, &s.conn, &s.bytes);
+                let go = Box::new(move |slice| driver_slice(&s.rt, &s.driver, op, tasks, slice));
+                metered(4, false, go)
+            }));
             entrants.push(Entrant::peer(
                 "redis-benchmark -P 16",
                 move || -> Slice<'a> {
@@ -477,7 +551,7 @@ mod bench {
             };
             for &tasks in counts {
                 for op in [Op::Get, Op::Set] {
-                    let meters: [Meter; 4] = Default::default();
+                    let meters: [Meter; METERS] = Default::default();
                     let metered = (tasks == 64).then_some(&meters);
                     contest::run(report, contest(&s, op, tasks, &last, metered));
                     if tasks == 64 {
@@ -526,6 +600,7 @@ mod bench {
             let handles: Vec<_> = (0..tasks)
                 .map(|t| {
                     let (store, conn, fred) = (s.store.clone(), s.conn.clone(), s.fred.clone());
+                    let driver = s.driver.clone();
                     let (client, value) = (client.to_string(), value());
                     tokio::spawn(async move {
                         for i in 0..per_task {
@@ -534,6 +609,7 @@ mod bench {
                                 "strata" => strata_op(&store, op, k, &value).await,
                                 "redis-rs" => raw_op(conn.clone(), op, k, &value).await,
                                 "fred" => fred_op(&fred, op, k, &value).await,
+                                "driver" => driver_op(&driver, op, k, &value).await,
                                 "redis-rs-p16" if i % 16 == 0 => {
                                     raw_pipeline(conn.clone(), op, t * 7919 + i, &value).await
                                 }
@@ -572,6 +648,11 @@ mod bench {
 
     /// What the slices of one entrant cost, one [`Cost`] per round.
     type Meter = RefCell<Vec<Cost>>;
+    /// One meter per entrant of a 64-task contest: strata, redis-rs, fred, redis-benchmark,
+    /// strata's driver prototype.
+    const METERS: usize = 5;
+    /// strata's own driver's name in the contests.
+    const DRIVER: &str = "strata driver prototype";
 
     /// What a stretch of work cost: counters read before and after it, subtracted.
     #[derive(Clone, Copy, Default)]
@@ -648,14 +729,35 @@ mod bench {
     /// The rows of one 64-task contest's costs: client and server CPU per operation against
     /// every peer, and, against redis-rs (the same driver strata sends through), commands per
     /// server read and context switches per operation. Each is the median of per-round ratios.
-    fn cost_rows(report: &mut Report, op: Op, flavor: Flavor, meters: &[Meter; 4]) {
+    fn cost_rows(report: &mut Report, op: Op, flavor: Flavor, meters: &[Meter; METERS]) {
         let names = [
             "strata RedisStore",
             "redis-rs",
             "fred",
             "redis-benchmark -P 16",
         ];
-        let ours = meters[0].borrow();
+        for (o, ours_name) in [(0, names[0]), (4, DRIVER)] {
+            cost_rows_of(report, op, flavor, meters, o, ours_name, &names);
+        }
+    }
+
+    /// [`cost_rows`] of one of strata's entrants (`meters[o]`); the store's rows keep their
+    /// labels, the driver's carry its name.
+    fn cost_rows_of(
+        report: &mut Report,
+        op: Op,
+        flavor: Flavor,
+        meters: &[Meter; METERS],
+        o: usize,
+        ours_name: &str,
+        names: &[&str; 4],
+    ) {
+        let tag = if o == 0 {
+            String::new()
+        } else {
+            format!(" [{ours_name}]")
+        };
+        let ours = meters[o].borrow();
         type Figure = fn(&Cost) -> f64;
         let figures: [(&str, &'static str, bool, Figure, usize); 4] = [
             (
@@ -693,7 +795,11 @@ mod bench {
                 let peer_per_round: Vec<f64> = meters[p].borrow().iter().map(figure).collect();
                 let row = Row {
                     section: "redis".into(),
-                    label: format!("{what} {} 64 B, 64 tasks{}", op.name(), flavor.suffix()),
+                    label: format!(
+                        "{what} {} 64 B, 64 tasks{}{tag}",
+                        op.name(),
+                        flavor.suffix()
+                    ),
                     strata: crate::report::median(ours_per_round.clone()),
                     peer: Some((
                         names[p].to_string(),

@@ -6,15 +6,19 @@
 //! `compare_and_set` and a GCRA step are one Lua script each (`compare`, `gcra`), cluster-wide fetch leases and
 //! their notice channel live in `lease`,
 //! listing walks `SCAN` on every master (`scan`), batches are split per cluster slot
-//! (`slot`), and a reply's value is decoded from the reply's own buffer (`value`).
+//! (`slot`), and a reply's value is decoded from the reply's own buffer (`value`). `driver` and
+//! `resp` are strata's own RESP2 connection driver, a measured prototype the `compare` bench
+//! races against the store (not used by it yet).
 
 mod builder;
 mod compare;
 mod connection;
 mod counter;
+pub mod driver;
 mod gcra;
 mod lease;
 mod pipeline;
+mod resp;
 mod scan;
 mod slot;
 mod store;
