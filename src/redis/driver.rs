@@ -3,8 +3,8 @@
 //! the raw clients (`cargo bench --all-features --bench compare -- redis`, rows
 //! `[strata driver prototype]`), and `STRATA_REDIS_PROBE=driver:get:N` measures it alone.
 //!
-//! **Shape.** One plain TCP connection, no handshake (no AUTH, no SELECT: database 0), no
-//! reconnect. A call encodes its command straight into the connection's write buffer and takes
+//! **Shape.** One plain TCP connection, with the handshake strata needs when made from a URL
+//! ([`Driver::connect_url`]: `AUTH`, `SELECT`, `PING`), no reconnect, no TLS. A call encodes its command straight into the connection's write buffer and takes
 //! the next place in the queue of replies (no `Cmd`, no per-call allocation: the queue's slots
 //! are reused). Writing needs no task: the first call that finds nothing queued to write asks
 //! the runtime for a deferred wake ([`tokio::task::yield_now`]'s, as the auto-pipeline does),
@@ -58,7 +58,7 @@ pub enum DriverError {
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use strata::redis_driver::{Driver, Reply};
-/// let driver = Driver::connect("127.0.0.1:6379").await?;
+/// let driver = Driver::connect_url("redis://:password@127.0.0.1:6379/2").await?;
 /// driver.call(&[b"SET", b"k", b"v"]).await?;
 /// assert_eq!(driver.call(&[b"GET", b"k"]).await?, Reply::Bulk(b"v".to_vec()));
 /// # Ok(()) }
@@ -173,9 +173,93 @@ impl Wake for Shared {
     }
 }
 
+/// Why [`Driver::connect_url`] failed. Never holds the URL's password.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL does not parse (the message shows it with its password redacted).
+    #[error("{0}")]
+    Url(String),
+    /// The URL needs what the driver does not carry (TLS, a Unix socket): use `RedisStore`,
+    /// which connects those through redis-rs.
+    #[error("strata's own driver carries plain TCP only, not {0}; RedisStore connects it through redis-rs")]
+    Unsupported(&'static str),
+    /// The TCP connection failed.
+    #[error("could not connect to Redis at {addr}: {source}")]
+    Io {
+        /// `host:port`.
+        addr: String,
+        /// What the connect returned.
+        #[source]
+        source: io::Error,
+    },
+    /// The server refused a step of the handshake (its reply names why; it never holds the
+    /// password).
+    #[error("Redis refused the handshake's {step}: {reply}; check the URL's user, password and database")]
+    Refused {
+        /// `AUTH`, `SELECT` or `PING`.
+        step: &'static str,
+        /// The server's error (or what it sent instead of the expected reply).
+        reply: String,
+    },
+    /// The connection broke during the handshake.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
 impl Driver {
+    /// Connects as a `redis://[user:password@]host:port[/db]` URL says: plain TCP, then the
+    /// handshake strata needs, each step checked: `AUTH` (with the user if the URL names one)
+    /// when it has a password, `SELECT` when its database is not 0, and a `PING`. The
+    /// password is never in an error.
+    pub async fn connect_url(url: &str) -> Result<Driver, ConnectError> {
+        use redis::{ConnectionAddr, IntoConnectionInfo};
+        // Before parsing: without the `tls` feature redis-rs refuses a `rediss://` URL as
+        // unparsable, which would hide the reason.
+        if url.starts_with("rediss://") {
+            return Err(ConnectError::Unsupported("TLS (rediss://)"));
+        }
+        let info = url.into_connection_info().map_err(|e| {
+            ConnectError::Url(format!(
+                "{} is not a Redis URL: {e}",
+                crate::redact_url(url)
+            ))
+        })?;
+        let (host, port) = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+            ConnectionAddr::Unix(_) => return Err(ConnectError::Unsupported("a Unix socket")),
+            _ => return Err(ConnectError::Unsupported("TLS (rediss://)")),
+        };
+        let driver = Driver::connect((host.as_str(), port))
+            .await
+            .map_err(|source| ConnectError::Io {
+                addr: format!("{host}:{port}"),
+                source,
+            })?;
+        let settings = info.redis_settings();
+        if let Some(password) = settings.password() {
+            let reply = match settings.username() {
+                Some(user) => driver.call(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
+                None => driver.call(&[b"AUTH", password.as_bytes()]),
+            }
+            .await?;
+            expect_ok("AUTH", reply)?;
+        }
+        if settings.db() != 0 {
+            let db = itoa::Buffer::new()
+                .format(settings.db())
+                .as_bytes()
+                .to_vec();
+            let reply = driver.call(&[b"SELECT", &db]).await?;
+            expect_ok("SELECT", reply)?;
+        }
+        match driver.call(&[b"PING"]).await? {
+            Reply::Status(pong) if pong == "PONG" => Ok(driver),
+            other => Err(refused("PING", other)),
+        }
+    }
+
     /// Connects to `addr` (plain TCP, `TCP_NODELAY`) and spawns the read task on the current
-    /// runtime.
+    /// runtime, without a handshake (no `AUTH`, database 0): [`Driver::connect_url`] does one.
     pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<Driver> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
@@ -254,6 +338,33 @@ impl Drop for Driver {
             woken.extend(state.task.take());
         }
         woken.into_iter().for_each(Waker::wake);
+    }
+}
+
+fn expect_ok(step: &'static str, reply: Reply) -> Result<(), ConnectError> {
+    match reply {
+        Reply::Ok => Ok(()),
+        other => Err(refused(step, other)),
+    }
+}
+
+fn refused(step: &'static str, reply: Reply) -> ConnectError {
+    let reply = match reply {
+        Reply::Error(e) | Reply::Status(e) => e,
+        other => format!("an unexpected reply ({})", kind(&other)),
+    };
+    ConnectError::Refused { step, reply }
+}
+
+/// A reply's type, for an error that must not show its bytes.
+fn kind(reply: &Reply) -> &'static str {
+    match reply {
+        Reply::Ok | Reply::Status(_) => "a status",
+        Reply::Error(_) => "an error",
+        Reply::Int(_) => "an integer",
+        Reply::Bulk(_) => "a bulk string",
+        Reply::Nil => "nil",
+        Reply::Array(_) => "an array",
     }
 }
 
