@@ -127,3 +127,37 @@ async fn many_tasks_share_one_connection_and_each_reads_its_own_writes() {
     let wrong = driver.call(&[b"INCR", b"driver:0"]).await.unwrap();
     assert!(matches!(wrong, Reply::Error(e) if e.starts_with("ERR")));
 }
+
+/// A 32 MiB value fills the socket's send buffer, so the write stops part-way and the read task
+/// writes the rest once the socket drains; its 32 MiB reply outgrows the 64 KiB read buffer.
+/// Small calls queued behind it on the same connection still get their own replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_larger_than_the_socket_s_buffers_goes_out_and_comes_back_whole() {
+    let server = RedisServer::start();
+    let driver = Arc::new(Driver::connect_url(&server.url()).await.expect("connect"));
+    let big: Vec<u8> = (0..32 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let set = driver.call(&[b"SET", b"driver:big", &big]);
+    let small: Vec<_> = (0..16u8)
+        .map(|i| {
+            let driver = driver.clone();
+            tokio::spawn(async move {
+                let key = [b'k', i];
+                let set = driver.call(&[b"SET", &key, &[i]]).await.unwrap();
+                assert_eq!(set, Reply::Ok);
+                assert_eq!(
+                    driver.call(&[b"GET", &key]).await.unwrap(),
+                    Reply::Bulk(vec![i])
+                );
+            })
+        })
+        .collect();
+    assert_eq!(set.await.unwrap(), Reply::Ok);
+    for task in small {
+        task.await.expect("small call");
+    }
+    let got = driver.call(&[b"GET", b"driver:big"]).await.unwrap();
+    assert!(
+        got == Reply::Bulk(big),
+        "the 32 MiB value came back changed"
+    );
+}
