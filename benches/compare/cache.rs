@@ -79,6 +79,7 @@ fn get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a> {
         })
     });
     let raw = raw_get(rt, n, keys);
+    let raw_awaited = raw_get_awaited(rt, n, keys);
     // The same lookup through the async `Store` trait, without the Cache: separates what the
     // async call costs from what the Cache's bookkeeping costs.
     let through_trait = Entrant::peer("MemoryStore via async Store::get", move || -> Slice<'a> {
@@ -96,12 +97,93 @@ fn get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a> {
     contest(
         "Cache::get hit 100k 1t",
         "get hit",
-        vec![ours, raw, through_trait],
+        vec![ours, raw, through_trait, raw_awaited],
     )
 }
 
-/// Polls `future` once, with no runtime (a Cache over a MemoryStore never waits).
+/// The peer of the raw read inside `sequential_async`'s loop (one `async` block awaited per
+/// call, the shape of every `Cache::get` entrant): what that loop costs any read, so the ratio
+/// against it is the Cache's own cost.
+fn raw_get_awaited<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Entrant<'a> {
+    Entrant::peer(
+        "raw MemoryStore::get in the awaited loop",
+        move || -> Slice<'a> {
+            let store = filled_cache(rt, n).store().clone();
+            Box::new(move |slice| {
+                sequential_async(rt, slice, |i| {
+                    let store = &store;
+                    async move {
+                        std::hint::black_box(store.get(&key(keys, i)));
+                    }
+                })
+            })
+        },
+    )
+}
+
+/// `Cache::get` and the raw read with the answer used the same way on both sides (its value,
+/// or 0 for a miss or an error, handed to `black_box` as one u64), where the rows above hand
+/// `black_box` different types: the raw `Option<u64>` in two registers, the Cache's
+/// `Result::ok()`, an `Option<Option<u64>>` that the compiler copies with one 16-byte load
+/// from two 8-byte stores of the awaited answer (a store-to-load forwarding stall on every
+/// read, which instruction counts do not show).
+fn value_get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a> {
+    let ours = Entrant::ours("strata Cache::get, value read", move || -> Slice<'a> {
+        let cache = filled_cache(rt, n);
+        Box::new(move |slice| {
+            sequential_async(rt, slice, |i| {
+                let cache = &cache;
+                async move {
+                    let got = cache.get(&key(keys, i)).await;
+                    std::hint::black_box(got.map_or(0, |v| v.unwrap_or(0)));
+                }
+            })
+        })
+    });
+    let raw = Entrant::peer("raw MemoryStore::get, value read", move || -> Slice<'a> {
+        let store = filled_cache(rt, n).store().clone();
+        Box::new(move |slice| {
+            sequential(slice, |i| {
+                std::hint::black_box(store.get(&key(keys, i)).unwrap_or(0));
+            })
+        })
+    });
+    let raw_awaited = Entrant::peer(
+        "raw MemoryStore::get, value read, in the awaited loop",
+        move || -> Slice<'a> {
+            let store = filled_cache(rt, n).store().clone();
+            Box::new(move |slice| {
+                sequential_async(rt, slice, |i| {
+                    let store = &store;
+                    async move {
+                        std::hint::black_box(store.get(&key(keys, i)).unwrap_or(0));
+                    }
+                })
+            })
+        },
+    );
+    contest(
+        "Cache::get hit, value read, 100k 1t",
+        "get hit, value read",
+        vec![ours, raw, raw_awaited],
+    )
+}
+
+/// Polls `future` once, with no runtime (a Cache over a MemoryStore never waits). Left to
+/// LLVM, which keeps it out of line: the `Get` is built in the caller's memory and read back
+/// with one 16-byte load of two 8-byte stores, a forwarding stall on every read (row
+/// `Cache::get polled`; [`poll_once_inlined`] is the same without the call).
 fn poll_once<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// [`poll_once`] inlined into the loop, as `benches/compare/getcost.rs` polls.
+#[inline(always)]
+fn poll_once_inlined<F: std::future::Future>(future: F) -> Option<F::Output> {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     match std::pin::pin!(future).poll(&mut cx) {
         std::task::Poll::Ready(out) => Some(out),
@@ -124,6 +206,27 @@ fn polled_get_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest
     contest(
         "Cache::get polled, hit 100k 1t",
         "get hit, polled",
+        vec![ours, raw],
+    )
+}
+
+/// [`polled_get_contest`] with the poll inlined into the loop ([`poll_once_inlined`]).
+fn inlined_poll_contest<'a>(rt: &'a Runtime, n: usize, keys: &'a [u64]) -> Contest<'a> {
+    let ours = Entrant::ours(
+        "strata Cache::get, polled once inlined",
+        move || -> Slice<'a> {
+            let cache = filled_cache(rt, n);
+            Box::new(move |slice| {
+                sequential(slice, |i| {
+                    std::hint::black_box(poll_once_inlined(cache.get(&key(keys, i))));
+                })
+            })
+        },
+    );
+    let raw = raw_get(rt, n, keys);
+    contest(
+        "Cache::get polled inlined, hit 100k 1t",
+        "get hit, polled inlined",
         vec![ours, raw],
     )
 }
@@ -191,7 +294,9 @@ pub fn run(report: &mut Report) {
     let count = report.n(2_000_000, 300_000).next_power_of_two();
     let keys = zipf_keys(n, 0.99, count, 21);
     contest::run(report, get_contest(&rt, n, &keys));
+    contest::run(report, value_get_contest(&rt, n, &keys));
     contest::run(report, polled_get_contest(&rt, n, &keys));
+    contest::run(report, inlined_poll_contest(&rt, n, &keys));
     contest::run(report, get_now_contest(&rt, n, &keys));
     contest::run(report, fetch_contest(&rt, n, &keys, true));
     contest::run(report, fetch_contest(&rt, n, &keys, false));
