@@ -666,6 +666,63 @@ async fn the_search_for_dead_namespaces_stops_at_half_the_open_timeout() {
     db.close().await;
 }
 
+/// Measurement, run on demand (release): what the open's search for dead namespaces costs
+/// with 63 of them holding 10 k expired records each, with the default timeout (the search
+/// reads them all) and with a 2 s one (it stops at 1 s; all in memory, the load then reads
+/// what it left and may time out). Prints wall and CPU time per open.
+/// `cargo test --release --all-features --test disk_format -- --ignored --nocapture
+/// measure_an_open_over_63_dead_namespaces`
+#[tokio::test]
+#[ignore = "measurement (630 k records); run in release on demand"]
+async fn measure_an_open_over_63_dead_namespaces() {
+    fn cpu() -> Duration {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_at(NOW);
+    let db = builder(dir.path(), &clock).open().unwrap();
+    for i in 0..63u64 {
+        let store: DiskStore<String, u64> = db.store(format!("ns{i:02}")).unwrap();
+        let items = (0..10_000u64).map(|j| (format!("key-{j:08}"), j)).collect();
+        store
+            .put_many(items, Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+    }
+    db.close().await;
+    clock.advance(Duration::from_secs(3600));
+    for (cold, timeout) in [(false, 15), (true, 15), (false, 2), (true, 2)] {
+        // A copy per open: the first open drops them.
+        let copy = tempfile::tempdir().unwrap();
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", dir.path().display()))
+            .arg(copy.path())
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let mut b = builder(copy.path(), &clock).open_timeout(Duration::from_secs(timeout));
+        if cold {
+            b = b.memory_capacity(1000);
+        }
+        let (wall, used) = (std::time::Instant::now(), cpu());
+        let opened = b.open();
+        let (wall, used) = (wall.elapsed(), cpu() - used);
+        let outcome = match &opened {
+            Ok(db) => format!("{} expired records purged", db.load_summary().purged),
+            // All in memory, the load after the search reads what it left, within the rest.
+            Err(e) => format!("{e}"),
+        };
+        eprintln!(
+            "cold {cold} timeout {timeout} s: open {wall:.2?} wall, {used:.2?} CPU: {outcome}"
+        );
+        if let Ok(db) = opened {
+            db.close().await;
+        }
+    }
+}
+
 /// `DiskDb::drop_namespace` frees a namespace's place under the limit at once, in a process
 /// that keeps running: a user rotating namespace names (one per deploy) with every place
 /// taken by namespaces holding live entries drops the oldest and opens the new one, without a
