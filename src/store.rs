@@ -640,7 +640,11 @@ where
     /// the notice was sent. On an error some writes may have been applied and others not. A
     /// replicated store's group commit uses it.
     ///
-    /// Default: each write in turn with `put` or `delete`, and false (nothing sent).
+    /// The writes are borrowed, so a caller that still needs them afterwards (a replicated
+    /// store caches each value locally once Redis acknowledged it) does not clone them first.
+    ///
+    /// Default: each write in turn with `put` or `delete` (a put clones its key and value),
+    /// and false (nothing sent).
     ///
     /// ```
     /// use strata::{BatchWrite, MemoryStore, Notice, Store};
@@ -653,25 +657,29 @@ where
     ///     BatchWrite::Delete("never".into()),
     /// ];
     /// let notice = Notice { channel: "changes", payload: b"new old never" };
-    /// let (done, sent) = store.write_many_and_notify(writes, notice).await?;
+    /// let (done, sent) = store.write_many_and_notify(&writes, notice).await?;
     /// assert_eq!((done, sent), (vec![true, true, false], false), "memory sends no notice");
     /// assert_eq!(Store::get(&store, &"new".into()).await?.as_deref(), Some("y"));
     /// # Ok(()) }
     /// ```
     fn write_many_and_notify(
         &self,
-        writes: Vec<BatchWrite<K, V>>,
+        writes: &[BatchWrite<K, V>],
         notice: Notice<'_>,
-    ) -> impl Future<Output = Result<(Vec<bool>, bool)>> + Send {
+    ) -> impl Future<Output = Result<(Vec<bool>, bool)>> + Send
+    where
+        V: Clone,
+    {
         let _ = notice;
         async move {
             let mut done = Vec::with_capacity(writes.len());
             for write in writes {
                 done.push(match write {
                     BatchWrite::Put { key, value, ttl } => {
-                        self.put(key, value, ttl).await.map(|_| true)?
+                        let (key, value) = (key.clone(), value.clone());
+                        self.put(key, value, *ttl).await.map(|_| true)?
                     }
-                    BatchWrite::Delete(key) => self.delete(&key).await?,
+                    BatchWrite::Delete(key) => self.delete(key).await?,
                 });
             }
             Ok((done, false))
@@ -695,21 +703,24 @@ where
     /// use strata::{BatchWrite, MemoryStore, Notice, Store};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
     /// let store = MemoryStore::<String, String>::new();
-    /// let writes = || vec![BatchWrite::Put { key: "k".into(), value: "v".into(), ttl: None }];
+    /// let writes = [BatchWrite::Put { key: "k".into(), value: "v".into(), ttl: None }];
     /// let notice = Notice { channel: "changes", payload: b"k" };
-    /// let refused = store.write_many_and_notify_fenced(writes(), notice, &|| false).await?;
+    /// let refused = store.write_many_and_notify_fenced(&writes, notice, &|| false).await?;
     /// assert_eq!(refused, None);
     /// assert_eq!(Store::get(&store, &"k".into()).await?, None, "nothing was written");
-    /// let sent = store.write_many_and_notify_fenced(writes(), notice, &|| true).await?;
+    /// let sent = store.write_many_and_notify_fenced(&writes, notice, &|| true).await?;
     /// assert_eq!(sent, Some((vec![true], false)));
     /// # Ok(()) }
     /// ```
     fn write_many_and_notify_fenced(
         &self,
-        writes: Vec<BatchWrite<K, V>>,
+        writes: &[BatchWrite<K, V>],
         notice: Notice<'_>,
         fence: &(dyn Fn() -> bool + Sync),
-    ) -> impl Future<Output = Result<Option<(Vec<bool>, bool)>>> + Send {
+    ) -> impl Future<Output = Result<Option<(Vec<bool>, bool)>>> + Send
+    where
+        V: Clone,
+    {
         async move {
             if !fence() {
                 return Ok(None);

@@ -823,7 +823,7 @@ pub mod cases {
             channel: "conformance-notices",
             payload: b"-",
         };
-        let (done, _) = s.write_many_and_notify(writes, notice).await.unwrap();
+        let (done, _) = s.write_many_and_notify(&writes, notice).await.unwrap();
         assert_eq!(done, [true, true, true, false, true]);
         assert_eq!(s.get(&"a".into()).await.unwrap().as_deref(), Some("3"));
         assert_remaining(s.ttl(&"a".into()).await.unwrap(), 2 * hour, 60 * 1000 * MS);
@@ -839,16 +839,14 @@ pub mod cases {
         s: &St,
     ) {
         s.put("kept".into(), "old".into(), None).await.unwrap();
-        let writes = || {
-            vec![
-                BatchWrite::Put {
-                    key: "fenced".into(),
-                    value: "v".into(),
-                    ttl: None,
-                },
-                BatchWrite::Delete("kept".into()),
-            ]
-        };
+        let writes = [
+            BatchWrite::Put {
+                key: "fenced".into(),
+                value: "v".into(),
+                ttl: None,
+            },
+            BatchWrite::Delete("kept".into()),
+        ];
         let notice = Notice {
             channel: "conformance-notices",
             payload: b"-",
@@ -858,7 +856,7 @@ pub mod cases {
             asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             false
         };
-        let refused = s.write_many_and_notify_fenced(writes(), notice, &refuse);
+        let refused = s.write_many_and_notify_fenced(&writes, notice, &refuse);
         assert_eq!(refused.await.unwrap(), None, "refused");
         assert!(
             asked.load(std::sync::atomic::Ordering::Relaxed) >= 1,
@@ -870,7 +868,7 @@ pub mod cases {
             "nothing written"
         );
         assert_eq!(s.get(&"kept".into()).await.unwrap().as_deref(), Some("old"));
-        let sent = s.write_many_and_notify_fenced(writes(), notice, &|| true);
+        let sent = s.write_many_and_notify_fenced(&writes, notice, &|| true);
         let (done, _) = sent.await.unwrap().expect("a fence that allows it");
         assert_eq!(done, [true, true]);
         assert_eq!(s.get(&"fenced".into()).await.unwrap().as_deref(), Some("v"));

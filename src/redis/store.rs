@@ -731,7 +731,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
     /// sent only if the fence allows it once its connection is ready; `None` if one was refused.
     async fn write_many(
         &self,
-        writes: Vec<BatchWrite<K, V>>,
+        writes: &[BatchWrite<K, V>],
         notice: Notice<'_>,
         fence: Option<Fence<'_>>,
     ) -> Result<Option<(Vec<bool>, bool)>> {
@@ -899,7 +899,7 @@ where
     /// beside them could reach a node before a write it announces): two round trips.
     async fn write_many_and_notify(
         &self,
-        writes: Vec<BatchWrite<K, V>>,
+        writes: &[BatchWrite<K, V>],
         notice: Notice<'_>,
     ) -> Result<(Vec<bool>, bool)> {
         match self.write_many(writes, notice, None).await? {
@@ -916,7 +916,7 @@ where
     /// [`Store::write_many_and_notify_fenced`]).
     async fn write_many_and_notify_fenced(
         &self,
-        writes: Vec<BatchWrite<K, V>>,
+        writes: &[BatchWrite<K, V>],
         notice: Notice<'_>,
         fence: &(dyn Fn() -> bool + Sync),
     ) -> Result<Option<(Vec<bool>, bool)>> {

@@ -108,6 +108,31 @@ struct Job<K, V> {
     started: UnixMillis,
 }
 
+/// The writes a writer took, in order, as the remote call borrows them, and beside them each
+/// write's fill guard and start (so no write is cloned for the remote call).
+struct Batch<K, V> {
+    writes: Vec<BatchWrite<K, V>>,
+    parts: Vec<(Guard, UnixMillis)>,
+}
+
+impl<K, V> Batch<K, V> {
+    fn with_capacity(n: usize) -> Self {
+        Batch {
+            writes: Vec::with_capacity(n),
+            parts: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, job: Job<K, V>) {
+        self.writes.push(job.write);
+        self.parts.push((job.guard, job.started));
+    }
+
+    fn len(&self) -> usize {
+        self.writes.len()
+    }
+}
+
 /// A write waiting for its batch.
 struct Queued<K, V> {
     job: Job<K, V>,
@@ -245,7 +270,7 @@ impl<K, V> Writers<K, V> {
     /// Writer `id` takes the next batch (up to [`MAX_BATCH`] writes, waiting for the first);
     /// `None` once it is no longer in charge or the store is gone. Its callers stay in the slot
     /// until answered.
-    fn take(&self, id: u64, cx: &mut Context<'_>) -> Poll<Option<Vec<Job<K, V>>>> {
+    fn take(&self, id: u64, cx: &mut Context<'_>) -> Poll<Option<Batch<K, V>>> {
         let mut slot = self.slot.lock();
         if !Self::in_charge(&slot, id) {
             return Poll::Ready(None);
@@ -256,7 +281,8 @@ impl<K, V> Writers<K, V> {
             Poll::Pending => return Poll::Pending,
         };
         slot.in_flight.clear();
-        let mut jobs = Vec::with_capacity(1);
+        // Sized for the writes queued now, so a batch is not regrown write by write.
+        let mut jobs = Batch::with_capacity((slot.rx.len() + 1).min(MAX_BATCH));
         let mut next = Some(first);
         while let Some(queued) = next.take() {
             jobs.push(queued.job);
@@ -535,22 +561,22 @@ where
     /// Sends one batch of writer `id` and answers each of its callers. A batch that could not
     /// be sent because a value did not encode goes again write by write, so only the bad one
     /// fails.
-    async fn send_batch(&self, id: u64, jobs: Vec<Job<K, V>>) {
+    async fn send_batch(&self, id: u64, jobs: Batch<K, V>) {
         if let Some(alone) = self.try_batch(id, jobs, 0).await {
-            for (i, job) in alone.into_iter().enumerate() {
-                let _ = self.try_batch(id, vec![job], i).await;
+            let writes = alone.writes.into_iter().zip(alone.parts);
+            for (i, (write, part)) in writes.enumerate() {
+                let one = Batch {
+                    writes: vec![write],
+                    parts: vec![part],
+                };
+                let _ = self.try_batch(id, one, i).await;
             }
         }
     }
 
     /// Sends `jobs`, the writes from `first` of writer `id`'s batch, and answers their callers,
     /// or hands them back to be sent write by write.
-    async fn try_batch(
-        &self,
-        id: u64,
-        jobs: Vec<Job<K, V>>,
-        first: usize,
-    ) -> Option<Vec<Job<K, V>>> {
+    async fn try_batch(&self, id: u64, jobs: Batch<K, V>, first: usize) -> Option<Batch<K, V>> {
         let counters = &self.hub.counters;
         counters.batches.fetch_add(1, Ordering::Relaxed);
         (counters.batched_writes).fetch_add(jobs.len() as u64, Ordering::Relaxed);
@@ -558,14 +584,13 @@ where
         // Replaced (its callers were answered): nothing is sent.
         let payload = writers.payload(id, first, jobs.len(), |keys| self.hub.message_many(keys))?;
         if !self.hub.link.is_up() {
-            self.refuse(id, first, &jobs);
+            self.refuse(id, first, &jobs.writes);
             return None;
         }
         let notice = Notice {
             channel: &self.channel,
             payload: &payload,
         };
-        let writes: Vec<BatchWrite<K, V>> = jobs.iter().map(|j| j.write.clone()).collect();
         // The last check, once the connection is ready and right before the batch is handed to
         // it: a writer replaced while its call waited (for a connection, its runtime starved)
         // sends nothing, so its batch never lands over a write its callers made again after
@@ -573,7 +598,7 @@ where
         // sooner than BATCH_STARVED after it.
         let fence = || writers.beat(id);
         let outcome = (self.remote)
-            .write_many_and_notify_fenced(writes, notice, &fence)
+            .write_many_and_notify_fenced(&jobs.writes, notice, &fence)
             .await;
         let outcome = match outcome {
             Ok(Some(outcome)) if writers.still_in_charge(id) => Ok(outcome),
@@ -582,8 +607,8 @@ where
             // had the batch: its callers were told it may be applied, and nothing of it is
             // cached here.
             _ => {
-                for job in &jobs {
-                    self.changed_here(job.write.key()).await;
+                for write in &jobs.writes {
+                    self.changed_here(write.key()).await;
                 }
                 return None;
             }
@@ -610,10 +635,10 @@ where
     }
 
     /// The link dropped while the batch waited: nothing is sent, every caller is refused.
-    fn refuse(&self, id: u64, first: usize, jobs: &[Job<K, V>]) {
-        let outcomes = jobs
+    fn refuse(&self, id: u64, first: usize, writes: &[BatchWrite<K, V>]) {
+        let outcomes = writes
             .iter()
-            .map(|j| Err(super::store::link_down(self.context(&j.write))))
+            .map(|w| Err(super::store::link_down(self.context(w))))
             .collect();
         self.commits.writers.answer(id, first, outcomes);
     }
@@ -627,7 +652,7 @@ where
         &self,
         id: u64,
         first: usize,
-        jobs: Vec<Job<K, V>>,
+        jobs: Batch<K, V>,
         done: Vec<bool>,
         sent: bool,
         payload: Vec<u8>,
@@ -635,9 +660,13 @@ where
         let count = jobs.len();
         let contexts: Vec<String> = match sent {
             true => Vec::new(),
-            false => jobs.iter().map(|j| self.context(&j.write)).collect(),
+            false => jobs.writes.iter().map(|w| self.context(w)).collect(),
         };
-        join_each(jobs, |j| self.apply_here(j.write, j.guard, j.started)).await;
+        let each = jobs.writes.into_iter().zip(jobs.parts);
+        join_each(each, |(write, (guard, started))| {
+            self.apply_here(write, guard, started)
+        })
+        .await;
         let published = match sent {
             true => Ok(()),
             false => self.hub.publish_payload(&self.channel, payload).await,
@@ -674,15 +703,15 @@ where
         &self,
         id: u64,
         first: usize,
-        jobs: Vec<Job<K, V>>,
+        jobs: Batch<K, V>,
         error: Error,
         payload: Vec<u8>,
     ) {
-        for job in &jobs {
-            self.changed_here(job.write.key()).await;
+        for write in &jobs.writes {
+            self.changed_here(write.key()).await;
         }
         let _ = self.hub.publish_payload(&self.channel, payload).await;
-        let contexts: Vec<String> = jobs.iter().map(|j| self.context(&j.write)).collect();
+        let contexts: Vec<String> = jobs.writes.iter().map(|w| self.context(w)).collect();
         let outcomes = shared_error(error, jobs.len(), |i| contexts[i].clone());
         self.commits.writers.answer(id, first, outcomes);
     }
@@ -696,8 +725,10 @@ const JOIN_SMALL: usize = 30;
 /// futures at a time, joined by one more `join_all`: a batch of 64 puts costs a few
 /// allocations instead of one per put. A memory tier's local parts finish at their first poll;
 /// a disk tier's still wait together for its group commit.
-async fn join_each<T, F: Future<Output = ()>>(items: Vec<T>, f: impl Fn(T) -> F) {
-    let mut items = items.into_iter();
+async fn join_each<T, F: Future<Output = ()>>(
+    mut items: impl ExactSizeIterator<Item = T>,
+    f: impl Fn(T) -> F,
+) {
     let mut chunks = Vec::with_capacity(items.len().div_ceil(JOIN_SMALL));
     while items.len() > 0 {
         chunks.push(items.by_ref().take(JOIN_SMALL).collect::<Vec<T>>());
