@@ -48,8 +48,10 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A local tier that reacts to invalidations (one per namespace and store).
 pub(crate) trait Handler: Send + Sync {
-    /// Drops the local copy of the key encoded as `key`; false if the bytes are not a key.
-    fn invalidate<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, bool>;
+    /// Drops the local copies of `keys` (one message's: one boxed future per message, not per
+    /// key), in order; false at the first one whose bytes are not a key (the keys after it
+    /// are left to the caller's flush).
+    fn invalidate<'a>(&'a self, keys: message::Keys<'a>) -> BoxFuture<'a, bool>;
     /// Drops every local copy (another node cleared the namespace, or the link came back).
     fn flush(&self) -> BoxFuture<'_, ()>;
     /// After a reconnect, once the link is up again: refills the local tier from Redis if
@@ -415,13 +417,10 @@ impl Hub {
     async fn apply(&self, handler: &dyn Handler, msg: &message::Message<'_>) {
         match msg.op {
             Op::Invalidate => {
-                for key in msg.keys.clone() {
-                    if !handler.invalidate(key).await {
-                        // A key this node cannot decode: its copy cannot be found, so all go.
-                        self.counters.garbled.fetch_add(1, Ordering::Relaxed);
-                        handler.flush().await;
-                        break;
-                    }
+                if !handler.invalidate(msg.keys.clone()).await {
+                    // A key this node cannot decode: its copy cannot be found, so all go.
+                    self.counters.garbled.fetch_add(1, Ordering::Relaxed);
+                    handler.flush().await;
                 }
             }
             Op::Flush => handler.flush().await,

@@ -13,7 +13,7 @@ use super::{
     commit::Committer,
     invalidation::{BoxFuture, Handler, Hub},
     link::Guard,
-    message::Op,
+    message::{Keys, Op},
     stats::ReplicationStats,
     Stripes,
 };
@@ -346,13 +346,15 @@ where
     L: Store<K, V> + 'static,
     R: Store<K, V> + 'static,
 {
-    fn invalidate<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, bool> {
+    fn invalidate<'a>(&'a self, keys: Keys<'a>) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            let Ok(decoded) = K::decode_key(key) else {
-                return false;
-            };
-            self.stripes.bump(key);
-            self.drop_local(&decoded).await;
+            for key in keys {
+                let Ok(decoded) = K::decode_key(key) else {
+                    return false;
+                };
+                self.stripes.bump(key);
+                self.drop_local(&decoded).await;
+            }
             true
         })
     }
