@@ -59,6 +59,9 @@ pub(crate) trait Handler: Send + Sync {
     /// invalidations that arrive meanwhile are applied (and win over the warm's older reads).
     /// It stops early when the link drops again after `epoch` (the next reconnect warms anew).
     fn warm(self: Arc<Self>, epoch: u64) -> BoxFuture<'static, ()>;
+    /// Called by the watchdog's thread every 200 ms: relieves the store's group-commit writer
+    /// if its runtime starves it (its callers wait with no timer of their own).
+    fn relieve_starved_writer(&self);
 }
 
 /// Where the hub subscribes. Not `Debug`: the URLs may hold passwords.
@@ -496,6 +499,18 @@ impl Hub {
         );
     }
 
+    /// Called by the watchdog: relieves every registered store's writer that its runtime
+    /// starves.
+    fn check_writers(&self) {
+        let handlers: Vec<_> = {
+            let all = self.handlers.read();
+            all.values().flatten().filter_map(Weak::upgrade).collect()
+        };
+        for handler in handlers {
+            handler.relieve_starved_writer();
+        }
+    }
+
     /// Called by every operation that found the link down: if no task owns the subscription
     /// (it ended with its runtime, or starved), starts one on the caller's runtime, which
     /// resubscribes, flushes the local tiers and marks the link up again.
@@ -776,6 +791,7 @@ mod watchdog {
             };
             for hub in live {
                 hub.check_starved();
+                hub.check_writers();
             }
         }
     }

@@ -53,8 +53,10 @@ pub(super) struct Inner<K, V, L, R> {
 /// `block_on`), the node stops trusting its local tier and the next call resubscribes on its own
 /// runtime. The task sending group-committed writes runs on the runtime of the write that
 /// started it. If that runtime shuts down, the writes queued for it are sent by a task on their
-/// caller's runtime; if it is kept alive but not driven, a waiting write starts one there after
-/// 1 s (5 s if the old task had a batch in flight). Either way the callers whose writes were in
+/// caller's runtime; if it is kept alive but not driven, a background thread hands the queued
+/// writes back to their callers once the old task has taken none for 1 s (had a batch in flight
+/// for 5 s without running; noticed at most 0.4 s later), and the first to queue again starts a
+/// task on its own runtime. Either way the callers whose writes were in
 /// the old task's batch get an error saying they may have been applied. The old task, if its
 /// runtime runs again, sends nothing it had not yet handed to the connection: it checks that it
 /// is still in charge once the connection is ready, right before the hand-over, so a write made
@@ -361,6 +363,10 @@ where
 
     fn flush(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.flush_local())
+    }
+
+    fn relieve_starved_writer(&self) {
+        self.relieve_writer_if_starved();
     }
 
     fn warm(self: Arc<Self>, epoch: u64) -> BoxFuture<'static, ()> {
