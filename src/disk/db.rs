@@ -286,8 +286,10 @@ impl DiskDb {
     /// with it. Decided under the lock [`store`](Self::store) and `put_raw` open namespaces
     /// under, so a store or raw write of the same namespace racing it comes entirely before
     /// the drop (and is dropped) or entirely after (a new, empty namespace). Blocks while the
-    /// writer commits what is queued; run it off the async runtime's threads in a busy
-    /// process.
+    /// writer commits what is queued, and opening a store in this `DiskDb` waits for it
+    /// meanwhile (as it does behind a store opened on a namespace `put_raw` wrote to): run it
+    /// off the async runtime's threads in a busy process, and never from an eviction listener
+    /// (a sync write's listener runs on the writer thread it would wait for).
     ///
     /// ```
     /// use strata::{DiskDb, Store};
