@@ -28,7 +28,8 @@
 //! `STRATA_REDIS_AUTO_PIPELINE=0` builds the RedisStore with `auto_pipeline(false)` (one write per
 //! command, as before 2026-12-07), to compare the two with the same binary.
 //!
-//! `STRATA_REDIS_PROBE=CLIENT:OP:N[:wait]` (CLIENT `strata`, `redis-rs`, `fred` or `driver`, OP `get` or
+//! `STRATA_REDIS_PROBE=CLIENT:OP:N[:wait]` (CLIENT `strata`, `redis-rs`, `fred`, `driver` or
+//! `driver-timed` (the driver with a 5 s `tokio::time::timeout` per call), OP `get` or
 //! `set`; or `redis-rs-p16`: redis-rs sending pipelines of 16, as redis-benchmark `-P 16` does, to
 //! show what batching would save) instead runs N operations of that one client at 64 tasks and
 //! exits, for a profiler or
@@ -610,6 +611,15 @@ mod bench {
                                 "redis-rs" => raw_op(conn.clone(), op, k, &value).await,
                                 "fred" => fred_op(&fred, op, k, &value).await,
                                 "driver" => driver_op(&driver, op, k, &value).await,
+                                // The driver with a timer per call, as a store call without
+                                // the batch's shared timer would pay: the upper bound of
+                                // what the store's deadline adds on the driver.
+                                "driver-timed" => {
+                                    let call = driver_op(&driver, op, k, &value);
+                                    tokio::time::timeout(Duration::from_secs(5), call)
+                                        .await
+                                        .expect("a driver call timed out")
+                                }
                                 "redis-rs-p16" if i % 16 == 0 => {
                                     raw_pipeline(conn.clone(), op, t * 7919 + i, &value).await
                                 }
