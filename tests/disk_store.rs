@@ -1493,5 +1493,38 @@ mod compact {
                 "{compact}"
             );
         }
+        // Both `007` and `7` on disk: one entry, the later record in key order (`7`) in
+        // both tiers (a load fills the compact tier's tables with one probe per key then).
+        let db = open_in(dir.path(), &time, false);
+        db.put_raw(vec![strata::RawRecord {
+            namespace: "n".into(),
+            key: b"7".to_vec(),
+            ..raw_seven(&db)
+        }])
+        .await
+        .unwrap();
+        drop(db);
+        for compact in [false, true] {
+            let db = open_in(dir.path(), &time, compact);
+            let s: DiskStore<u64, String> = db.store("n").unwrap();
+            assert_eq!(s.count().await.unwrap(), 1, "{compact}");
+            assert_eq!(s.keys().await.unwrap(), [7], "{compact}");
+            assert_eq!(
+                s.get(&7).await.unwrap().as_deref(),
+                Some("seven"),
+                "{compact}"
+            );
+        }
+    }
+
+    /// The raw record of `007` in namespace `n`.
+    fn raw_seven(db: &DiskDb) -> strata::RawRecord {
+        let mut raw = Vec::new();
+        db.scan_raw(Some("n"), &mut |r| {
+            raw.push(r);
+            Ok(())
+        })
+        .unwrap();
+        raw.remove(0)
     }
 }

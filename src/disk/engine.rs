@@ -159,6 +159,11 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn drop_namespace(&self, namespace: &Namespace) -> Result<bool>;
     /// Visits every `(key, record)` starting with `prefix`, in key order.
     fn scan(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()>;
+    /// Roughly how many records and how many bytes on disk each namespace's keyspace holds,
+    /// by the namespace's name: a hint for sizing a load's buffers, never a count to trust.
+    fn size_hints(&self) -> Vec<(Vec<u8>, usize, u64)> {
+        Vec::new()
+    }
     /// The record under `key`, if any (a read that missed a bounded memory tier).
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Applies `ops` atomically (all or none); durable against a process crash when it returns.
@@ -699,6 +704,18 @@ impl FjallEngine {
 }
 
 impl Engine for FjallEngine {
+    fn size_hints(&self) -> Vec<(Vec<u8>, usize, u64)> {
+        self.spaces
+            .read()
+            .iter()
+            .map(|(stored, space)| {
+                // `stored` is `namespace:`.
+                let name = stored.strip_suffix(b":").unwrap_or(stored);
+                (name.to_vec(), space.approximate_len(), space.disk_space())
+            })
+            .collect()
+    }
+
     fn open_namespaces(&self, namespaces: &[Namespace]) -> Result<()> {
         let missing = |spaces: &BTreeMap<Vec<u8>, Keyspace>| -> Vec<&Namespace> {
             let mut seen = std::collections::BTreeSet::new();

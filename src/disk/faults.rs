@@ -249,6 +249,10 @@ impl Engine for FaultyEngine {
         self.inner.scan(prefix, visit)
     }
 
+    fn size_hints(&self) -> Vec<(Vec<u8>, usize, u64)> {
+        self.inner.size_hints()
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.inner.get(key)
     }

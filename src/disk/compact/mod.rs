@@ -226,6 +226,19 @@ fn write_varint(out: &mut Vec<u8>, mut value: usize) {
     out.push(value as u8);
 }
 
+/// Writes `value` as a varint at the start of `dst` (which has room: see [`varint_len`]);
+/// returns the rest of `dst`.
+fn varint_to(dst: &mut [u8], mut value: usize) -> &mut [u8] {
+    let mut at = 0;
+    while value >= 0x80 {
+        dst[at] = (value as u8) | 0x80;
+        value >>= 7;
+        at += 1;
+    }
+    dst[at] = value as u8;
+    &mut dst[at + 1..]
+}
+
 fn varint_len(value: usize) -> usize {
     (usize::BITS - (value | 1).leading_zeros()).div_ceil(7) as usize
 }
@@ -796,6 +809,7 @@ where
 struct Loaded {
     hash: u64,
     index: u32,
+    /// `u32::MAX`: look it up in [`Gathered::oversize`].
     size: u32,
 }
 
@@ -805,9 +819,23 @@ pub(super) struct Gathered {
     /// Keys whose canonical bytes (re-encoded from the decoded key) differ from the raw ones,
     /// an integer key written as `007`: by raw index, ascending. Almost always empty.
     canonical: Vec<(u32, Box<[u8]>)>,
+    /// The sizes of records of `u32::MAX` bytes or more (a value of ~4 GiB): by raw index,
+    /// ascending. Almost always empty.
+    oversize: Vec<(u32, usize)>,
 }
 
 impl Gathered {
+    /// The size in the tier of `item`.
+    fn size(&self, item: &Loaded) -> usize {
+        if item.size != u32::MAX {
+            return item.size as usize;
+        }
+        match self.oversize.binary_search_by_key(&item.index, |(i, _)| *i) {
+            Ok(at) => self.oversize[at].1,
+            Err(_) => u32::MAX as usize,
+        }
+    }
+
     /// The key bytes of raw record `index`.
     fn key<'a>(&'a self, index: u32, raw_key: &'a [u8]) -> &'a [u8] {
         if self.canonical.is_empty() {
@@ -830,6 +858,7 @@ where
         Gathered {
             items: Vec::with_capacity(capacity),
             canonical: Vec::new(),
+            oversize: Vec::new(),
         }
     }
 
@@ -849,91 +878,201 @@ where
             if kb != raw_key {
                 gathered.canonical.push((index, kb.into()));
             }
+            let size = record_len(kb, value);
+            let small = u32::try_from(size).ok().filter(|&s| s != u32::MAX);
+            if small.is_none() {
+                gathered.oversize.push((index, size));
+            }
             gathered.items.push(Loaded {
                 hash: self.hash(kb),
                 index,
-                size: u32::try_from(record_len(kb, value)).unwrap_or(u32::MAX),
+                size: small.unwrap_or(u32::MAX),
             });
         });
     }
 
     /// Fills the tier (empty: a namespace being opened) with what `parts` gathered from
-    /// `raw`: each shard's table and arena are sized once, then filled with one copy per
-    /// record, on two threads for a big namespace.
-    pub(super) fn fill(&self, raw: &RawEntries, mut parts: Vec<Gathered>) {
+    /// `raw`, in three steps, none of which reads `raw` out of order:
+    ///
+    /// 1. each part's records are tallied per shard (count and bytes), so every shard's arena
+    ///    is allocated once, at its final size, and split into one region per part;
+    /// 2. each part (a thread each for a big namespace) walks its records in `raw`'s order and
+    ///    copies each into its shard's region: reads are sequential and writes are one
+    ///    sequential stream per shard (the gather this replaces read `raw` in shard order, a
+    ///    cache miss per record: 30 % of a 1 M-session reopen's samples);
+    /// 3. each shard's table is sized once and filled by walking its arena (two threads).
+    pub(super) fn fill(&self, raw: &RawEntries, parts: Vec<Gathered>) {
         let shards = self.inner.shards.len();
         let total: usize = parts.iter().map(|p| p.items.len()).sum();
         let parallel = total >= PARALLEL_MIN
             && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-        let by_lane =
-            |part: &mut Gathered| part.items.sort_unstable_by_key(|item| self.lane(item.hash));
-        if parallel {
-            std::thread::scope(|scope| {
-                for part in parts.iter_mut() {
-                    scope.spawn(move || by_lane(part));
-                }
-            });
-        } else {
-            parts.iter_mut().for_each(by_lane);
-        }
-        // Each part's run of records of each shard.
-        let runs: Vec<Vec<usize>> = parts
+        // 1. Per part and shard: records and bytes.
+        let tallies: Vec<Vec<(usize, usize)>> = parts
             .iter()
             .map(|part| {
-                let mut bounds = vec![0; shards + 1];
+                let mut tally = vec![(0usize, 0usize); shards];
                 for item in &part.items {
-                    bounds[self.lane(item.hash) + 1] += 1;
+                    let lane = &mut tally[self.lane(item.hash)];
+                    lane.0 += 1;
+                    lane.1 += part.size(item);
                 }
-                for lane in 0..shards {
-                    bounds[lane + 1] += bounds[lane];
-                }
-                bounds
+                tally
             })
             .collect();
-        let fill_lanes = |lanes: std::ops::Range<usize>| {
-            for lane in lanes {
+        let mut arenas: Vec<Vec<u8>> = (0..shards)
+            .map(|lane| vec![0u8; tallies.iter().map(|t| t[lane].1).sum()])
+            .collect();
+        // 2. Each part copies its records into its regions: per shard, the bytes it filled
+        // and the earliest deadline among them.
+        let placed: Vec<Placed> = {
+            let mut regions: Vec<Vec<&mut [u8]>> = (0..parts.len())
+                .map(|_| Vec::with_capacity(shards))
+                .collect();
+            for (lane, arena) in arenas.iter_mut().enumerate() {
+                let mut rest = arena.as_mut_slice();
+                for (p, tally) in tallies.iter().enumerate() {
+                    let (mine, tail) = std::mem::take(&mut rest).split_at_mut(tally[lane].1);
+                    regions[p].push(mine);
+                    rest = tail;
+                }
+            }
+            let work = parts.iter().zip(regions);
+            if parallel {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = work
+                        .map(|(part, regions)| scope.spawn(move || self.place(raw, part, regions)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                        .collect()
+                })
+            } else {
+                work.map(|(part, regions)| self.place(raw, part, regions))
+                    .collect()
+            }
+        };
+        // 3. Each shard takes its arena and fills its table, walking the records in it (so
+        // no note per record is kept: it would stay resident as freed heap).
+        let duplicates = parts.iter().any(|p| !p.canonical.is_empty());
+        let fill_lanes = |first: usize, arenas: Vec<Vec<u8>>| {
+            for (i, arena) in arenas.into_iter().enumerate() {
+                let lane = first + i;
                 let mut guard = self.inner.shards[lane].write();
                 let shard = &mut *guard;
-                let of_lane = |p: usize| &parts[p].items[runs[p][lane]..runs[p][lane + 1]];
-                let count: usize = (0..parts.len()).map(|p| of_lane(p).len()).sum();
-                let bytes: usize = (0..parts.len())
-                    .flat_map(of_lane)
-                    .map(|item| item.size as usize)
-                    .sum();
+                let base = shard.arena.len();
+                if shard.arena.is_empty() {
+                    shard.arena = arena;
+                } else {
+                    shard.arena.extend_from_slice(&arena);
+                }
+                let count: usize = tallies.iter().map(|t| t[lane].0).sum();
                 let hasher = &self.inner.hasher;
-                let arena = &shard.arena;
+                let Shard {
+                    table,
+                    arena,
+                    garbage,
+                    earliest,
+                    writes,
+                } = shard;
                 let rehash = |&o: &u64| key_at(arena, o).map_or(0, |k| hasher.hash_one(k));
-                shard.table.reserve(count, rehash);
-                shard.arena.reserve_exact(bytes);
-                for (p, part) in parts.iter().enumerate() {
-                    for item in of_lane(p) {
-                        let (raw_key, rec) = raw.get(item.index as usize);
-                        let key = part.key(item.index, raw_key);
-                        let deadline = record::deadline(rec).unwrap_or(0);
-                        shard.insert(hasher, item.hash, key, record::value(rec), deadline);
+                table.reserve(count, rehash);
+                let mut start = base;
+                for (p, part) in placed.iter().enumerate() {
+                    *earliest = (*earliest).min(part.earliest[lane]);
+                    let (mut at, end) = (start, start + part.filled[lane]);
+                    start += tallies[p][lane].1;
+                    while at < end {
+                        let Some(rec) = parse(arena, at as u64) else {
+                            break;
+                        };
+                        let (offset, hash) = (at as u64, hasher.hash_one(rec.key));
+                        at += rec.len;
+                        // Two raw keys with one canonical form (`007` and `7`): the later
+                        // wins, as the default tier's load has it.
+                        if duplicates || base > 0 {
+                            let eq = |&o: &u64| key_at(arena, o) == Some(rec.key);
+                            if let Some(slot) = table.find_mut(hash, eq) {
+                                *garbage += parse(arena, *slot).map_or(0, |r| r.len);
+                                *slot = offset;
+                                continue;
+                            }
+                        }
+                        table.insert_unique(hash, offset, rehash);
                     }
                 }
-                shard.writes = 0;
+                *writes = 0;
             }
         };
         if parallel {
             let half = shards / 2;
+            let second = arenas.split_off(half);
             std::thread::scope(|scope| {
                 let fill_lanes = &fill_lanes;
-                let first = scope.spawn(move || fill_lanes(0..half));
-                fill_lanes(half..shards);
+                let first = scope.spawn(move || fill_lanes(0, arenas));
+                fill_lanes(half, second);
                 if let Err(panic) = first.join() {
                     std::panic::resume_unwind(panic);
                 }
             });
         } else {
-            fill_lanes(0..shards);
+            fill_lanes(0, arenas);
         }
         self.inner.stats.add(Stat::Writes, total as u64);
         if let Some(earliest) = self.inner.next_deadline() {
             self.inner.wake_sweeper_for(earliest);
         }
     }
+
+    /// Step 2 of [`fill`](Self::fill) for one part: copies each of its records into
+    /// `regions[shard]` (the part's share of that shard's arena) in `raw`'s order.
+    fn place(&self, raw: &RawEntries, part: &Gathered, mut regions: Vec<&mut [u8]>) -> Placed {
+        let mut filled = vec![0usize; regions.len()];
+        let mut earliest = vec![u64::MAX; regions.len()];
+        for item in &part.items {
+            let lane = self.lane(item.hash);
+            let (raw_key, rec) = raw.get(item.index as usize);
+            let key = part.key(item.index, raw_key);
+            let deadline = record::deadline(rec).unwrap_or(0);
+            let (at, size) = (filled[lane], part.size(item));
+            // The tally sized the region from these same bytes: it always fits.
+            let Some(dst) = regions[lane].get_mut(at..at + size) else {
+                continue;
+            };
+            if !write_record_to(dst, deadline, key, record::value(rec)) {
+                continue;
+            }
+            filled[lane] += size;
+            if deadline != 0 {
+                earliest[lane] = earliest[lane].min(deadline);
+            }
+        }
+        Placed { filled, earliest }
+    }
+}
+
+/// What one part of a load put in each shard's arena: how many bytes of its region it filled
+/// (records back to back from the region's start) and the earliest deadline among them
+/// (`u64::MAX`: none).
+struct Placed {
+    filled: Vec<usize>,
+    earliest: Vec<u64>,
+}
+
+/// [`write_record`] into `dst`, which must be exactly the record's length; false (nothing
+/// meaningful written) if it is not.
+fn write_record_to(dst: &mut [u8], deadline: u64, key: &[u8], value: &[u8]) -> bool {
+    if dst.len() != record_len(key, value) {
+        return false;
+    }
+    let (head, rest) = dst.split_at_mut(8);
+    head.copy_from_slice(&deadline.to_le_bytes());
+    let rest = varint_to(rest, key.len());
+    let rest = varint_to(rest, value.len());
+    let (k, v) = rest.split_at_mut(key.len());
+    k.copy_from_slice(key);
+    v.copy_from_slice(value);
+    true
 }
 
 fn unreadable() -> Error {
