@@ -1314,9 +1314,25 @@ mod compact {
     /// installed eviction listener; the listener then hears the idle expiry with its value.
     #[tokio::test]
     async fn by_default_with_time_to_idle_swaps_in_an_idle_tier_keeping_entries_and_listener() {
+        swaps_in_an_idle_tier_keeping_entries_and_listener(None).await;
+    }
+
+    /// The same swap from the other tier (`compact_memory(false)`): the listener hears each
+    /// expiry once, never again from the tier the swap left behind.
+    #[tokio::test]
+    async fn with_time_to_idle_on_the_other_tier_keeps_entries_and_listener_and_hears_each_expiry_once(
+    ) {
+        swaps_in_an_idle_tier_keeping_entries_and_listener(Some(false)).await;
+    }
+
+    async fn swaps_in_an_idle_tier_keeping_entries_and_listener(compact: Option<bool>) {
         let dir = tempfile::tempdir().unwrap();
         let time = ManualClock::new();
-        let db = open(dir.path(), &time);
+        let reopen = |time: &ManualClock| match compact {
+            None => open(dir.path(), time),
+            Some(compact) => open_in(dir.path(), time, compact),
+        };
+        let db = reopen(&time);
         let s: DiskStore<String, String> = db.store("sessions").unwrap();
         let heard = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let sink = heard.clone();
@@ -1330,7 +1346,6 @@ mod compact {
         s.put("read".into(), "3".into(), None).await.unwrap();
         let stale = s;
         let s = stale.with_time_to_idle(HOUR).unwrap();
-        drop(stale);
         assert_eq!(s.count().await.unwrap(), 3, "every entry kept");
         assert!(
             matches!(s.ttl(&"short".into()).await.unwrap(), Some(strata::Expiry::In(d)) if d <= Duration::from_secs(60)),
@@ -1338,6 +1353,10 @@ mod compact {
         );
         time.advance(Duration::from_secs(61));
         assert_eq!(s.get(&"short".into()).await.unwrap(), None);
+        // The handle the swap was called on is stale but still held: a read through it finds
+        // nothing left in the tier the swap replaced, so nothing is heard twice.
+        assert_eq!(stale.get(&"short".into()).await.unwrap(), None);
+        drop(stale);
         time.advance(HOUR - Duration::from_secs(120));
         assert_eq!(s.get(&"read".into()).await.unwrap().as_deref(), Some("3"));
         time.advance(Duration::from_secs(120));
@@ -1366,7 +1385,7 @@ mod compact {
         );
         db.settle_idle().await.unwrap();
         drop((s, db));
-        let db = open(dir.path(), &time);
+        let db = reopen(&time);
         let s: DiskStore<String, String> = db.store("sessions").unwrap();
         assert_eq!(
             s.keys().await.unwrap(),

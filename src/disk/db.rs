@@ -535,6 +535,9 @@ impl DiskDb {
                         put_at(&tier.mem, key, value, deadline, None);
                     }
                 }
+                // Its entries live on in the new tier: emptied without a trace, so neither its
+                // sweeper nor a stale handle's read hands one's removal to the listener again.
+                old.mem.retire();
             }
         }
         let evicted = self.evicted_while_filling(&tier, &namespace);

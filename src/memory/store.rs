@@ -593,6 +593,20 @@ where
         removed
     }
 
+    /// Empties the store without a trace (no event, no listener delivery, no count): for a
+    /// tier replaced by one that took over its entries (`DiskDb::retier`), so that its sweeper
+    /// or a read through a stale handle never hands an entry's removal over a second time.
+    pub(crate) fn retire(&self) {
+        for shard in self.inner.shards.iter() {
+            let mut shard = shard.write();
+            shard.clear_deadlines();
+            if let Some(policy) = shard.policy.as_deref_mut() {
+                policy.clear();
+            }
+            shard.table.clear();
+        }
+    }
+
     /// The remaining lifetime of `key`, or `None` if it has no live entry.
     pub fn ttl<Q>(&self, key: &Q) -> Option<Expiry>
     where
