@@ -138,19 +138,26 @@ fn put_rate<S: Store<u64, u64>>(
 
 fn async_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
     for drain in [false, true] {
-        let disk = Entrant::ours("strata DiskStore async", move || -> Slice<'_> {
-            let dir = tempfile::tempdir().expect("scratch dir");
-            let db = open(dir.path(), Writes::Async);
-            let disk = store(&db);
-            Box::new(move |slice| {
-                let rate = put_rate(rt, &disk, slice, drain.then_some(&db));
-                // Close the store before deleting its directory: the other way round, the
-                // close waits its full flush timeout (2 s) for files that are gone.
-                drop((disk, db));
-                drop(dir);
-                rate
+        // The builder's default memory tier (compact) and the other one, raced in one contest.
+        let disk = |name: &'static str, compact: Option<bool>| {
+            Entrant::ours(name, move || -> Slice<'_> {
+                let dir = tempfile::tempdir().expect("scratch dir");
+                let mut builder = DiskDb::builder().dir(dir.path()).writes(Writes::Async);
+                if let Some(compact) = compact {
+                    builder = builder.compact_memory(compact);
+                }
+                let db = builder.open().expect("open the bench directory");
+                let disk = store(&db);
+                Box::new(move |slice| {
+                    let rate = put_rate(rt, &disk, slice, drain.then_some(&db));
+                    // Close the store before deleting its directory: the other way round, the
+                    // close waits its full flush timeout (2 s) for files that are gone.
+                    drop((disk, db));
+                    drop(dir);
+                    rate
+                })
             })
-        });
+        };
         let memory = Entrant::peer("MemoryStore put", move || -> Slice<'_> {
             let mem = MemoryStore::<u64, u64>::new();
             Box::new(move |slice| put_rate(rt, &mem, slice, None))
@@ -172,7 +179,11 @@ fn async_put(report: &mut Report, rt: &tokio::runtime::Runtime) {
             chart: "throughput_disk",
             title: "DiskStore async put vs MemoryStore put, u64 -> u64, TTL on, 1 task",
             group: group.into(),
-            entrants: vec![disk, memory],
+            entrants: vec![
+                disk("strata DiskStore async, compact tier (default)", None),
+                disk("strata DiskStore async, compact_memory(false)", Some(false)),
+                memory,
+            ],
         };
         contest::run(report, contest);
     }
