@@ -621,6 +621,28 @@ fn a_store_opened_while_put_raw_commits_sees_its_record() {
     });
 }
 
+/// An open timeout too long to add to an instant (`Duration::MAX`, "no limit") opens the
+/// directory and still drops its dead namespaces; it panicked with "overflow when adding
+/// duration to instant" in the search's deadline.
+#[tokio::test]
+async fn an_open_timeout_of_duration_max_opens_and_drops_dead_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_at(NOW);
+    let open = |timeout: Duration| builder(dir.path(), &clock).open_timeout(timeout).open();
+    let db = open(OPEN_WAIT).unwrap();
+    let store: DiskStore<String, u64> = db.store("dead").unwrap();
+    store
+        .put("k".into(), 1, Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    drop(store);
+    db.close().await;
+    clock.advance(Duration::from_secs(7200));
+    let db = open(Duration::MAX).unwrap();
+    assert_eq!(db.load_summary().purged, 1, "the dead namespace dropped");
+    db.close().await;
+}
+
 /// The open's search for namespaces without live entries reads a dead namespace whole (every
 /// record must have expired: 63 of them with 10 k expired records each took seconds), so it
 /// stops at half the open timeout and leaves the rest to the next open. Forced with a timeout

@@ -391,9 +391,10 @@ impl FjallEngine {
             engine.store_format().map_err(classify)?;
         }
         // The one-time move does not count against the open's time (see `try_open`).
+        // A budget too long to add to an instant (`open_timeout(Duration::MAX)`) is no limit.
         let deadline = match engine.migrated {
-            0 => dead_scan.started + dead_scan.budget,
-            _ => Instant::now() + dead_scan.budget,
+            0 => dead_scan.started.checked_add(dead_scan.budget),
+            _ => Instant::now().checked_add(dead_scan.budget),
         };
         engine
             .drop_dead_namespaces(now, deadline)
@@ -408,9 +409,9 @@ impl FjallEngine {
     /// opens again, empty, like a new one. Records that are not strata's keep theirs.
     ///
     /// A dead namespace is read whole (every record must have expired), so this stops at
-    /// `deadline` (half the open's timeout): the namespaces not decided by then are kept and
+    /// `deadline` (half the open's timeout; none: no limit): the namespaces not decided by then are kept and
     /// looked at again by the next open (`DiskDb::drop_namespace` frees one at once).
-    fn drop_dead_namespaces(&mut self, now: u64, deadline: Instant) -> fjall::Result<()> {
+    fn drop_dead_namespaces(&mut self, now: u64, deadline: Option<Instant>) -> fjall::Result<()> {
         let mut dead = Vec::new();
         let mut expired = 0u64;
         let mut out_of_time = false;
@@ -418,7 +419,9 @@ impl FjallEngine {
             let mut live = false;
             let mut records = 0u64;
             for kv in space.iter() {
-                if records.is_multiple_of(DEAD_SCAN_CHECK_EVERY) && Instant::now() >= deadline {
+                if records.is_multiple_of(DEAD_SCAN_CHECK_EVERY)
+                    && deadline.is_some_and(|deadline| Instant::now() >= deadline)
+                {
                     out_of_time = true;
                     break 'spaces;
                 }

@@ -323,7 +323,11 @@ mod tests {
                 "{line:?}"
             );
         }
-        for past in [":-9223372036854775809\r\n", ":9223372036854775808\r\n", ":-\r\n"] {
+        for past in [
+            ":-9223372036854775809\r\n",
+            ":9223372036854775808\r\n",
+            ":-\r\n",
+        ] {
             assert_eq!(
                 decode(past.as_bytes()),
                 Err(ProtocolError::BadNumber),
