@@ -953,3 +953,82 @@ mod decoders {
         );
     }
 }
+
+/// `Store::with_time_to_idle` while a sync write's commit is parked (`Faults`), on the
+/// default (compact) tier and on `compact_memory(false)`: the swap waits for the write, so the
+/// new handle reads what the disk holds. It copied the old tier at once before, and the write's
+/// later update landed in the tier the swap had left: a deleted key (a logged-out session) stayed
+/// readable through the new handle, and a put's new value was missing from it.
+#[tokio::test]
+async fn a_time_to_idle_swap_waits_for_a_write_in_flight_and_keeps_its_effect() {
+    for compact in [None, Some(false)] {
+        for delete in [true, false] {
+            swap_during_a_parked_write(compact, delete).await;
+        }
+    }
+}
+
+/// `compact`: None for the builder's default tier (compact), `Some(false)` for the other one.
+async fn swap_during_a_parked_write(compact: Option<bool>, delete: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let open = |faults: &Faults| {
+        let builder = DiskDb::builder()
+            .open_timeout(OPEN_WAIT)
+            .dir(dir.path())
+            .faults(faults.clone());
+        match compact {
+            None => builder,
+            Some(compact) => builder.compact_memory(compact),
+        }
+        .open()
+        .unwrap()
+    };
+    let db = open(&faults);
+    // Shared through an Arc, as a server shares its one handle: not a second handle.
+    let store: std::sync::Arc<DiskStore<String, String>> =
+        std::sync::Arc::new(db.store("sessions").unwrap());
+    store.put(k("k"), "old".into(), None).await.unwrap();
+    faults.park_next_commit();
+    let writer = tokio::spawn({
+        let store = store.clone();
+        async move {
+            if delete {
+                store.delete(&k("k")).await.map(drop)
+            } else {
+                store.put(k("k"), "new".into(), None).await
+            }
+        }
+    });
+    let parked = faults.clone();
+    assert!(
+        tokio::task::spawn_blocking(move || parked.wait_parked())
+            .await
+            .unwrap(),
+        "the write's commit parked"
+    );
+    let (swapped_tx, swapped) = std::sync::mpsc::channel();
+    let swapper = std::thread::spawn(move || {
+        let swapped = store.with_time_to_idle(Duration::from_secs(3600));
+        let _ = swapped_tx.send(());
+        swapped
+    });
+    // The old code swapped at once, while the write was parked (the bad case); the fixed swap
+    // waits for the write's stripe, so this only bounds how long the test lets it try.
+    let _ = tokio::task::spawn_blocking(move || swapped.recv_timeout(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    faults.release();
+    writer.await.unwrap().unwrap();
+    let swapped = swapper.join().unwrap().unwrap();
+    let expected = (!delete).then(|| "new".to_string());
+    assert_eq!(
+        swapped.get(&k("k")).await.unwrap(),
+        expected,
+        "compact {compact:?}, delete {delete}: the new handle after the swap"
+    );
+    drop(swapped);
+    db.close().await;
+    let reopened: DiskStore<String, String> = open(&Faults::new()).store("sessions").unwrap();
+    assert_eq!(reopened.get(&k("k")).await.unwrap(), expected, "on disk");
+}

@@ -1546,4 +1546,84 @@ mod compact {
         .unwrap();
         raw.remove(0)
     }
+
+    /// An entry already expired when `with_time_to_idle` swaps the tier (the sweeper busy in
+    /// the listener on another entry, so nothing removed it yet) is still heard, expired, once:
+    /// the swap copied only live entries and then emptied the old tier, and the entry vanished
+    /// unheard. Both tiers (the default compact one, and `compact_memory(false)`).
+    #[test]
+    fn an_entry_expired_at_the_swap_is_still_heard_by_the_listener() {
+        for compact in [None, Some(false)] {
+            expired_at_the_swap_is_heard(compact);
+        }
+    }
+
+    fn expired_at_the_swap_is_heard(compact: Option<bool>) {
+        use std::sync::{mpsc, Arc, Barrier};
+        let dir = tempfile::tempdir().unwrap();
+        let time = ManualClock::new();
+        let db = match compact {
+            None => open(dir.path(), &time),
+            Some(compact) => open_in(dir.path(), &time, compact),
+        };
+        let s: DiskStore<String, String> = db.store("sessions").unwrap();
+        let heard = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let gate = Arc::new(Barrier::new(2));
+        let (parked_tx, parked) = mpsc::channel();
+        let parked_tx = parking_lot::Mutex::new(parked_tx);
+        let (sink, in_listener) = (heard.clone(), gate.clone());
+        // The listener holds the sweeper on `gate`'s expiry until the test lets it go.
+        let listener: EvictionListener<String, String> = Arc::new(move |k, v, cause| {
+            let is_gate = k == "gate";
+            sink.lock().push((k, v, cause));
+            if is_gate {
+                let _ = parked_tx.lock().send(());
+                in_listener.wait();
+            }
+        });
+        s.install_eviction_listener(listener).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            s.put("gate".into(), "g".into(), Some(Duration::from_secs(1)))
+                .await
+                .unwrap();
+            s.put("short".into(), "1".into(), Some(Duration::from_secs(2)))
+                .await
+                .unwrap();
+            s.put("keep".into(), "k".into(), None).await.unwrap();
+        });
+        time.advance(Duration::from_millis(1500));
+        parked
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the sweeper delivering gate's expiry, held in the listener");
+        time.advance(Duration::from_secs(2));
+        let swapped = s.with_time_to_idle(HOUR).unwrap();
+        drop(s);
+        gate.wait();
+        // Delivered by the sweeper once it leaves the listener; the wait only bounds a failure.
+        let waited = std::time::Instant::now();
+        while !heard.lock().iter().any(|(k, _, _)| k == "short") {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "compact {compact:?}: never heard short; heard {:?}",
+                heard.lock()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let got = heard.lock().clone();
+        let shorts = got.iter().filter(|(k, _, _)| k == "short").count();
+        assert_eq!(shorts, 1, "compact {compact:?}: {got:?}");
+        assert!(
+            got.contains(&("short".into(), "1".into(), strata::RemovalCause::Expired)),
+            "{got:?}"
+        );
+        assert_eq!(rt.block_on(swapped.get(&"short".into())).unwrap(), None);
+        assert_eq!(
+            rt.block_on(swapped.get(&"keep".into())).unwrap().as_deref(),
+            Some("k")
+        );
+    }
 }

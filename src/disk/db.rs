@@ -499,6 +499,10 @@ impl DiskDb {
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
         let namespace = store.namespace.clone();
+        // Every stripe held: no write is between its stripe and its memory update (a sync
+        // write holds its stripe until its commit has updated the tier it started on), so the
+        // copy below sees every write made so far, and none lands in the old tier after it.
+        let _stripes = self.all_stripes()?;
         let mut tiers = self.inner.tiers.lock();
         let current = tiers.get(&namespace).and_then(|tier| tier.get::<K, V>());
         let old = store.tier();
@@ -520,6 +524,16 @@ impl DiskDb {
         };
         if let (Some(user), Some(forward)) = (user, &tier.forward) {
             let _ = forward.set(user);
+        }
+        // Entries already expired are not copied: they leave the old tier now, heard by the
+        // listener as expired, rather than vanish with it.
+        match &old.compact {
+            Some(compact) => {
+                compact.purge_expired();
+            }
+            None => {
+                old.mem.purge_expired();
+            }
         }
         match &old.compact {
             // The default tier by default: it idles entries out, the compact one cannot.
@@ -546,6 +560,32 @@ impl DiskDb {
         }
         tiers.insert(namespace.clone(), OpenTier::new(&tier));
         Ok(DiskStore::new(self.clone(), namespace, tier))
+    }
+
+    /// Every stripe of the directory's per-key write lock, taken without blocking a thread an
+    /// async write may need: all free at once, or let go and tried again, until the open
+    /// timeout (then [`Error::Timeout`]: a write is stuck, e.g. on a parked disk).
+    fn all_stripes(&self) -> Result<Vec<super::stripe::StripeGuard<'_>>> {
+        let started = std::time::Instant::now();
+        loop {
+            let held: Vec<_> = self
+                .inner
+                .stripes
+                .iter()
+                .map_while(|stripe| stripe.try_lock())
+                .collect();
+            if held.len() == self.inner.stripes.len() {
+                return Ok(held);
+            }
+            drop(held);
+            if started.elapsed() >= self.inner.opts.open_timeout {
+                return Err(Error::from(crate::TimeoutError {
+                    context: "time_to_idle: waiting for the writes in flight on this directory to finish (retry once the disk answers)".into(),
+                    after: started.elapsed(),
+                }));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
     }
 
     /// True if `path` holds a strata data directory: the engine directory (`<path>/fjall`) that
