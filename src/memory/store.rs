@@ -596,6 +596,7 @@ where
     /// Empties the store without a trace (no event, no listener delivery, no count): for a
     /// tier replaced by one that took over its entries (`DiskDb::retier`), so that its sweeper
     /// or a read through a stale handle never hands an entry's removal over a second time.
+    #[cfg(feature = "disk")]
     pub(crate) fn retire(&self) {
         for shard in self.inner.shards.iter() {
             let mut shard = shard.write();
