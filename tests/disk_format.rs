@@ -89,6 +89,25 @@ fn builder(dir: &Path, clock: &ManualClock) -> strata::DiskDbBuilder {
         .clock(clock.clock())
 }
 
+/// A current-thread runtime, for a test thread of its own.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `put_raw` of one record, key `k` holding `7u64`, into `namespace`, on a runtime of its own
+/// (the tests call it on a thread they park at the commit).
+fn put_raw_seven(db: &DiskDb, namespace: &str) -> strata::Result<()> {
+    runtime().block_on(db.put_raw(vec![RawRecord {
+        namespace: namespace.into(),
+        key: b"k".to_vec(),
+        value: encode_value(&7u64, Format::MessagePack, "k").unwrap(),
+        deadline: None,
+    }]))
+}
+
 /// Every live entry of `db`, failing on any (namespace, key) seen twice.
 fn entries_of(db: &DiskDb) -> Entries {
     let mut seen = Entries::new();
@@ -582,22 +601,9 @@ fn a_store_opened_while_put_raw_commits_sees_its_record() {
         .faults(faults.clone())
         .open()
         .unwrap();
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
     faults.park_next_commit();
     std::thread::scope(|scope| {
-        let writer = scope.spawn(|| {
-            runtime().block_on(db.put_raw(vec![RawRecord {
-                namespace: "sessions".into(),
-                key: b"k".to_vec(),
-                value: encode_value(&7u64, Format::MessagePack, "k").unwrap(),
-                deadline: None,
-            }]))
-        });
+        let writer = scope.spawn(|| put_raw_seven(&db, "sessions"));
         assert!(
             faults.wait_parked(),
             "the raw write's commit reached the barrier"
@@ -826,22 +832,9 @@ fn a_drop_racing_a_queued_write_of_its_namespace_drops_that_write_too() {
         .faults(faults.clone())
         .open()
         .unwrap();
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
     faults.park_next_commit();
     std::thread::scope(|scope| {
-        let writer = scope.spawn(|| {
-            runtime().block_on(db.put_raw(vec![RawRecord {
-                namespace: "old".into(),
-                key: b"k".to_vec(),
-                value: encode_value(&7u64, Format::MessagePack, "k").unwrap(),
-                deadline: None,
-            }]))
-        });
+        let writer = scope.spawn(|| put_raw_seven(&db, "old"));
         assert!(
             faults.wait_parked(),
             "the raw write's commit reached the barrier"
