@@ -2236,6 +2236,43 @@ async fn an_undecodable_value_met_by_the_warm_costs_only_its_key() {
     assert!(!text.contains("Xq9Zw"), "the key reached the log: {text}");
 }
 
+/// Many undecodable values in one warm batch (a value type changed at a deploy makes them
+/// all so) are one warning with their count, not one line per key: each is still a counted
+/// miss. The old warm logged a line per key (about 200 k lines for 200 k sessions).
+#[tokio::test(flavor = "current_thread")]
+async fn many_undecodable_values_in_one_warm_batch_are_one_warning() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let remote = redis_remote(&redis).await;
+    remote
+        .put(k("good"), k("v"), None)
+        .await
+        .expect("a good value in Redis");
+    for i in 0..50 {
+        redis.raw(&["SET", &format!("cache:bad-{i}"), "not a strata value"]);
+    }
+    let local = mem(&clock);
+    let (logs, capture) = support::log_capture::start();
+    let node = ReplicatedStore::builder()
+        .local(local.clone())
+        .remote(remote)
+        .url(redis.url())
+        .warm_on_join(true)
+        .build()
+        .await
+        .expect("connect to the test redis-server");
+    drop(capture);
+    let text = logs.text();
+    assert_eq!(local.get("good").as_deref(), Some("v"), "{text}");
+    assert_eq!(node.replication_stats().undecodable, 50, "{text}");
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("could not be decoded"))
+        .count();
+    assert_eq!(lines, 1, "one warning for the batch: {text}");
+    assert!(text.contains("undecodable=50"), "with the count: {text}");
+}
+
 /// The same for the reconcile at join: a local copy whose Redis value does not decode is
 /// dropped with a warning that names neither the key nor its session id; the other copies of
 /// its batch are reconciled as usual (the old reconcile dropped them all).

@@ -120,8 +120,8 @@ where
 
 /// [`Inner::fill_many`] for the join: a batch that fails only because a value in Redis does not
 /// decode (a type changed at a deploy, a stray `SET`) is read again key by key, so that key
-/// alone is a miss (counted in `ReplicationStats::undecodable`, warned without the key) and
-/// every other key of the batch is cached. Any other failure fails the batch.
+/// alone is a miss (counted in `ReplicationStats::undecodable`; one warning per batch, with the
+/// count and without any key) and every other key of the batch is cached. Any other failure fails the batch.
 async fn fill_batch<K, V, L, R>(
     inner: &Inner<K, V, L, R>,
     phase: &str,
@@ -140,20 +140,28 @@ where
     // Each read guarded as a lone fill; pipelined on the remote's multiplexed connection.
     let reads = futures_util::future::join_all(batch.iter().map(|key| inner.fill(key))).await;
     let mut out = Vec::with_capacity(batch.len());
+    // One warning per batch, with the count and the first reason: a type changed at a deploy
+    // makes every value undecodable, and a line per key would flood the log.
+    let mut undecodable = 0u64;
+    let mut first = None;
     for read in reads {
         match read {
             Ok(found) => out.push(found),
             Err(e @ crate::Error::Decode(_)) => {
-                inner
-                    .hub
-                    .counters
-                    .undecodable
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(namespace = %inner.namespace, phase, error = %super::without_key(&e), "a value in Redis could not be decoded: that key is a miss, the rest of its batch is cached");
+                undecodable += 1;
+                first.get_or_insert(e);
                 out.push(None);
             }
             Err(e) => return Err(e),
         }
+    }
+    if let Some(e) = first {
+        inner
+            .hub
+            .counters
+            .undecodable
+            .fetch_add(undecodable, Ordering::Relaxed);
+        tracing::warn!(namespace = %inner.namespace, phase, undecodable, error = %super::without_key(&e), "a value in Redis could not be decoded (undecodable: how many in this batch): those keys are misses, the rest of their batch is cached");
     }
     Ok(out)
 }
