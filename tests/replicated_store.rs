@@ -2162,6 +2162,16 @@ fn a_write_outside_a_runtime_is_refused_without_showing_its_key() {
 /// warming or reconciling its local tier at join as asked: captured on this (current-thread)
 /// runtime's thread, which runs the join inside `build`.
 async fn log_of_a_join(redis: &RedisServer, local: Mem, warm: bool, reconcile: bool) -> String {
+    join_log_and_stats(redis, local, warm, reconcile).await.0
+}
+
+/// [`log_of_a_join`], with the node's replication stats after the join.
+async fn join_log_and_stats(
+    redis: &RedisServer,
+    local: Mem,
+    warm: bool,
+    reconcile: bool,
+) -> (String, strata::ReplicationStats) {
     let (logs, capture) = support::log_capture::start();
     let node = ReplicatedStore::builder()
         .local(local)
@@ -2173,8 +2183,9 @@ async fn log_of_a_join(redis: &RedisServer, local: Mem, warm: bool, reconcile: b
         .await
         .expect("connect to the test redis-server");
     drop(capture);
+    let stats = node.replication_stats();
     drop(node);
-    logs.text()
+    (logs.text(), stats)
 }
 
 /// A value in Redis that does not decode (its type changed at a deploy, a stray `SET`), met
@@ -2212,17 +2223,7 @@ async fn an_undecodable_value_met_by_the_warm_costs_only_its_key() {
     }
     redis.raw(&["SET", "cache:secret-id-Xq9Zw", "not a strata value"]);
     let local = mem(&clock);
-    let (logs, capture) = support::log_capture::start();
-    let node = ReplicatedStore::builder()
-        .local(local.clone())
-        .remote(remote)
-        .url(redis.url())
-        .warm_on_join(true)
-        .build()
-        .await
-        .expect("connect to the test redis-server");
-    drop(capture);
-    let text = logs.text();
+    let (text, stats) = join_log_and_stats(&redis, local.clone(), true, true).await;
     for i in 0..5 {
         assert_eq!(
             local.get(&format!("good-{i}")).as_deref(),
@@ -2231,7 +2232,7 @@ async fn an_undecodable_value_met_by_the_warm_costs_only_its_key() {
         );
     }
     assert!(local.get("secret-id-Xq9Zw").is_none());
-    assert_eq!(node.replication_stats().undecodable, 1, "{text}");
+    assert_eq!(stats.undecodable, 1, "{text}");
     assert!(text.contains("could not be decoded"), "warned: {text}");
     assert!(!text.contains("Xq9Zw"), "the key reached the log: {text}");
 }
@@ -2252,19 +2253,9 @@ async fn many_undecodable_values_in_one_warm_batch_are_one_warning() {
         redis.raw(&["SET", &format!("cache:bad-{i}"), "not a strata value"]);
     }
     let local = mem(&clock);
-    let (logs, capture) = support::log_capture::start();
-    let node = ReplicatedStore::builder()
-        .local(local.clone())
-        .remote(remote)
-        .url(redis.url())
-        .warm_on_join(true)
-        .build()
-        .await
-        .expect("connect to the test redis-server");
-    drop(capture);
-    let text = logs.text();
+    let (text, stats) = join_log_and_stats(&redis, local.clone(), true, true).await;
     assert_eq!(local.get("good").as_deref(), Some("v"), "{text}");
-    assert_eq!(node.replication_stats().undecodable, 50, "{text}");
+    assert_eq!(stats.undecodable, 50, "{text}");
     let lines = text
         .lines()
         .filter(|l| l.contains("could not be decoded"))
