@@ -89,6 +89,16 @@ fn builder(dir: &Path, clock: &ManualClock) -> strata::DiskDbBuilder {
         .clock(clock.clock())
 }
 
+/// The directory all in memory, or larger than memory (`cold`: a memory tier of 4 entries).
+fn open_mode(dir: &Path, clock: &ManualClock, cold: bool) -> DiskDb {
+    let b = builder(dir, clock);
+    if cold {
+        b.memory_capacity(4).open().unwrap()
+    } else {
+        b.open().unwrap()
+    }
+}
+
 /// A current-thread runtime, for a test thread of its own.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -761,14 +771,7 @@ async fn a_dropped_namespace_frees_its_place_at_once_and_stays_dropped() {
     for cold in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::starting_at(NOW);
-        let open = || {
-            let b = builder(dir.path(), &clock);
-            if cold {
-                b.memory_capacity(4).open().unwrap()
-            } else {
-                b.open().unwrap()
-            }
-        };
+        let open = || open_mode(dir.path(), &clock, cold);
         let db = open();
         for i in 0..64u64 {
             let store: DiskStore<String, u64> = db.store(format!("deploy-{i:02}")).unwrap();
@@ -923,14 +926,7 @@ async fn a_namespace_without_live_entries_stops_counting_at_the_next_open() {
     for cold in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::starting_at(NOW);
-        let open = || {
-            let b = builder(dir.path(), &clock);
-            if cold {
-                b.memory_capacity(4).open().unwrap()
-            } else {
-                b.open().unwrap()
-            }
-        };
+        let open = || open_mode(dir.path(), &clock, cold);
         let db = open();
         for i in 0..64 {
             let store: DiskStore<String, u64> = db.store(format!("ns{i:02}")).unwrap();
