@@ -128,8 +128,9 @@ async fn many_tasks_share_one_connection_and_each_reads_its_own_writes() {
     assert!(matches!(wrong, Reply::Error(e) if e.starts_with("ERR")));
 }
 
-/// A 32 MiB value fills the socket's send buffer, so the write stops part-way and the read task
-/// writes the rest once the socket drains; its 32 MiB reply outgrows the 64 KiB read buffer.
+/// A 32 MiB value fills the socket's send buffer, so the write stops part-way (asserted: the
+/// driver counts the writes that found the socket full) and the read task writes the rest once
+/// the socket drains; its 32 MiB reply outgrows the 64 KiB read buffer.
 /// Small calls queued behind it on the same connection still get their own replies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_larger_than_the_socket_s_buffers_goes_out_and_comes_back_whole() {
@@ -152,6 +153,10 @@ async fn a_value_larger_than_the_socket_s_buffers_goes_out_and_comes_back_whole(
         })
         .collect();
     assert_eq!(set.await.unwrap(), Reply::Ok);
+    assert!(
+        driver.write_stalls() > 0,
+        "the 32 MiB command went out without the socket ever being full: the test did not reach the read task's write"
+    );
     for task in small {
         task.await.expect("small call");
     }

@@ -10,7 +10,8 @@
 //! the runtime for a deferred wake ([`tokio::task::yield_now`]'s, as the auto-pipeline does),
 //! and that wake writes everything the calls made meanwhile appended, in one `write` (a call
 //! made while nothing is in flight writes at once: a lone caller waits for no one). One
-//! spawned task reads: it decodes the replies from one reused buffer ([`super::resp`]) and
+//! spawned task reads: it decodes the replies from one reused buffer ([`super::inbox`], where a
+//! reply cut short is not decoded again when the rest comes) and
 //! hands each to the call at the head of the queue, waking it. A full socket leaves the rest
 //! of the buffer to that task, which writes it once the socket is writable again.
 //!
@@ -30,8 +31,8 @@ use std::{
 
 use tokio::net::{TcpStream, ToSocketAddrs};
 
-use super::resp;
 pub use super::resp::{encode, encode_array, encode_parts, ProtocolError, Reply};
+use super::{inbox::Inbox, resp};
 
 /// Decodes a GET reply's bytes as `RedisStore::get` does (a MessagePack string becomes the
 /// `String` in the reply's own buffer, without a copy).
@@ -90,6 +91,8 @@ struct State {
     broken: Option<DriverError>,
     /// The read task's waker, for a write that found the socket full.
     task: Option<Waker>,
+    /// How many writes found the socket full (see [`Driver::write_stalls`]).
+    stalls: u64,
 }
 
 #[derive(Default)]
@@ -138,6 +141,7 @@ impl Shared {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     state.write_blocked = true;
+                    state.stalls += 1;
                     if !from_task {
                         woken.extend(state.task.clone());
                     }
@@ -275,13 +279,12 @@ impl Driver {
                 answered: 0,
                 broken: None,
                 task: None,
+                stalls: 0,
             }),
         });
         tokio::spawn(Reader {
             shared: shared.clone(),
-            buffer: vec![0; 64 * 1024],
-            start: 0,
-            filled: 0,
+            inbox: Inbox::new(64 * 1024),
             replies: Vec::with_capacity(64),
             woken: Vec::with_capacity(64),
         });
@@ -326,6 +329,15 @@ impl Driver {
         drop(state);
         defer(shared);
         Call::queued(shared, seq)
+    }
+}
+
+impl Driver {
+    /// How many times a write found the socket's send buffer full and left the rest to the
+    /// read task (which writes it once the socket is writable): the tests' proof that a large
+    /// command took that path.
+    pub fn write_stalls(&self) -> u64 {
+        self.shared.lock().stalls
     }
 }
 
@@ -463,10 +475,7 @@ impl Drop for Call<'_> {
 /// The read task: decodes replies and hands them out; writes what a full socket left.
 struct Reader {
     shared: Arc<Shared>,
-    buffer: Vec<u8>,
-    /// `buffer[start..filled]` is read and not decoded yet.
-    start: usize,
-    filled: usize,
+    inbox: Inbox,
     replies: Vec<Reply>,
     woken: Vec<Waker>,
 }
@@ -513,15 +522,14 @@ impl Future for Reader {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return this.broken(io_error(&e)),
             }
-            this.make_room();
-            match shared.stream.try_read(&mut this.buffer[this.filled..]) {
+            match shared.stream.try_read(this.inbox.room()) {
                 Ok(0) => {
                     return this.broken(DriverError::Broken(
                         "the server closed the connection".into(),
                     ))
                 }
                 Ok(n) => {
-                    this.filled += n;
+                    this.inbox.filled(n);
                     if let Err(e) = this.deliver() {
                         return this.broken(e);
                     }
@@ -546,28 +554,10 @@ impl Reader {
         Poll::Ready(())
     }
 
-    /// Room to read into: the undecoded bytes moved to the front once they are past the
-    /// buffer's middle, the buffer doubled when they fill it (a reply larger than it).
-    fn make_room(&mut self) {
-        if self.start == self.filled {
-            self.start = 0;
-            self.filled = 0;
-        } else if self.start > self.buffer.len() / 2 {
-            self.buffer.copy_within(self.start..self.filled, 0);
-            self.filled -= self.start;
-            self.start = 0;
-        }
-        if self.filled == self.buffer.len() {
-            let len = self.buffer.len() * 2;
-            self.buffer.resize(len, 0);
-        }
-    }
-
     /// Decodes every whole reply read and hands each to its call.
     fn deliver(&mut self) -> Result<(), DriverError> {
-        while let Some((reply, used)) = resp::decode(&self.buffer[self.start..self.filled])? {
+        while let Some(reply) = self.inbox.next_reply()? {
             self.replies.push(reply);
-            self.start += used;
         }
         if self.replies.is_empty() {
             return Ok(());

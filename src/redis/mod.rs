@@ -16,6 +16,7 @@ mod connection;
 mod counter;
 pub mod driver;
 mod gcra;
+mod inbox;
 mod lease;
 mod pipeline;
 mod resp;

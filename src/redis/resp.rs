@@ -2,8 +2,9 @@
 //! straight into a write buffer, replies decoded from the bytes received.
 //!
 //! The decoder is a decoder of network bytes: it never panics, says "need more" for a reply cut
-//! short ([`decode`] returns `Ok(None)`), and returns a typed [`ProtocolError`] for bytes that
-//! are not RESP2 (the connection is then out of step and must be dropped). Lengths a server
+//! short ([`Decoder::decode`] returns no reply, and resumes there when given the rest), and
+//! returns a typed [`ProtocolError`] for bytes that are not RESP2 (the connection is then out of
+//! step and must be dropped). Lengths a server
 //! announces are checked against Redis's own limits before anything is reserved for them.
 
 /// One RESP2 reply.
@@ -69,14 +70,86 @@ pub const MAX_DEPTH: usize = 32;
 /// Decodes the first reply in `bytes`: the reply and how many bytes it took, `Ok(None)` if
 /// `bytes` holds only part of it (read more and call again with the same start), or the
 /// [`ProtocolError`] that makes the connection unusable. `+OK\r\n:7\r\n` gives `Reply::Ok`
-/// and 5; `$3\r\nab` gives `None` (the tests below hold every case).
+/// and 5; `$3\r\nab` gives `None` (the tests below hold every case). The driver's reader gets
+/// its bytes in pieces and uses a [`Decoder`] instead, which does not decode a cut reply again.
+#[cfg(test)]
 pub fn decode(bytes: &[u8]) -> Result<Option<(Reply, usize)>, ProtocolError> {
-    let mut at = 0;
-    Ok(reply(bytes, &mut at, 0)?.map(|r| (r, at)))
+    Ok(match Decoder::default().decode(bytes)? {
+        (Some(reply), used) => Some((reply, used)),
+        (None, _) => None,
+    })
 }
 
-/// The reply at `*at`, moving `*at` past it; `None` (and `*at` anywhere) if cut short.
-fn reply(bytes: &[u8], at: &mut usize, depth: usize) -> Result<Option<Reply>, ProtocolError> {
+/// A decoder that resumes where it stopped: the arrays it has begun keep the items decoded so
+/// far, so a reply that arrives in pieces is decoded once, not from its start at every piece
+/// (quadratic in its size for a large `MGET`'s).
+#[derive(Debug, Default)]
+pub struct Decoder {
+    /// The arrays begun, outermost first: their items so far and their announced length.
+    open: Vec<(Vec<Reply>, usize)>,
+}
+
+/// A reply whole, or the header of an array whose items follow.
+enum Element {
+    Whole(Reply),
+    Array(usize),
+}
+
+impl Decoder {
+    /// Decodes from `bytes`, the bytes the earlier calls did not use: `(Some(reply), used)` for
+    /// a whole reply; `(None, used)` if it is cut short, where the `used` bytes (the whole items
+    /// of the arrays begun) are kept by the decoder and must not be given again. After an error
+    /// the decoder is out of step, as its connection is.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<(Option<Reply>, usize), ProtocolError> {
+        let mut at = 0;
+        loop {
+            if let Some(reply) = self.close_full() {
+                return Ok((Some(reply), at));
+            }
+            let mut next = at;
+            let reply = match element(bytes, &mut next, self.open.len())? {
+                None => return Ok((None, at)),
+                Some(Element::Array(len)) if len > 0 => {
+                    // Each item takes at least 3 bytes (`+\r\n`): no more room is reserved than
+                    // the bytes here could fill, whatever length was announced.
+                    let room = (bytes.len() - next) / 3;
+                    self.open.push((Vec::with_capacity(room.min(len)), len));
+                    at = next;
+                    continue;
+                }
+                Some(Element::Array(_)) => Reply::Array(Vec::new()),
+                Some(Element::Whole(reply)) => reply,
+            };
+            at = next;
+            match self.open.last_mut() {
+                Some((items, _)) => items.push(reply),
+                None => return Ok((Some(reply), at)),
+            }
+        }
+    }
+
+    /// Closes every innermost array whose items are all in, each becoming an item of the one
+    /// around it; the outermost one closed is returned (a whole reply).
+    fn close_full(&mut self) -> Option<Reply> {
+        while self
+            .open
+            .last()
+            .is_some_and(|(items, len)| items.len() >= *len)
+        {
+            let (items, _) = self.open.pop()?;
+            let array = Reply::Array(items);
+            match self.open.last_mut() {
+                Some((parent, _)) => parent.push(array),
+                None => return Some(array),
+            }
+        }
+        None
+    }
+}
+
+/// The element at `*at` (a whole reply other than an array, or an array's header), moving
+/// `*at` past it; `None` (and `*at` anywhere) if cut short. `depth`: the arrays around it.
+fn element(bytes: &[u8], at: &mut usize, depth: usize) -> Result<Option<Element>, ProtocolError> {
     let Some(&marker) = bytes.get(*at) else {
         return Ok(None);
     };
@@ -84,57 +157,53 @@ fn reply(bytes: &[u8], at: &mut usize, depth: usize) -> Result<Option<Reply>, Pr
     let Some(line) = line(bytes, at)? else {
         return Ok(None);
     };
+    let whole = |reply| Ok(Some(Element::Whole(reply)));
     match marker {
-        b'+' if line == b"OK" => Ok(Some(Reply::Ok)),
-        b'+' => Ok(Some(Reply::Status(text(line)?))),
-        b'-' => Ok(Some(Reply::Error(text(line)?))),
-        b':' => Ok(Some(Reply::Int(number(line)?))),
-        b'$' => {
-            let len = number(line)?;
-            if len == -1 {
-                return Ok(Some(Reply::Nil));
-            }
-            let len = usize::try_from(len)
-                .ok()
-                .filter(|_| len <= MAX_BULK)
-                .ok_or(ProtocolError::BadLength(len))?;
-            let end = *at + len;
-            let Some(ending) = bytes.get(end..end + 2) else {
-                return Ok(None);
-            };
-            if ending != b"\r\n" {
-                return Err(ProtocolError::BadLineEnd);
-            }
-            let body = bytes[*at..end].to_vec();
-            *at = end + 2;
-            Ok(Some(Reply::Bulk(body)))
-        }
-        b'*' => {
-            let len = number(line)?;
-            if len == -1 {
-                return Ok(Some(Reply::Nil));
-            }
-            if !(0..=MAX_ARRAY).contains(&len) {
-                return Err(ProtocolError::BadLength(len));
-            }
-            if depth >= MAX_DEPTH {
-                return Err(ProtocolError::TooDeep);
-            }
-            // Each element takes at least 3 bytes (`:0\r\n` 4, `+\r\n` 3): no more room is
-            // reserved than the bytes here could fill, whatever length was announced.
-            let room = (bytes.len() - *at) / 3;
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            let mut items = Vec::with_capacity(room.min(len));
-            for _ in 0..len {
-                match reply(bytes, at, depth + 1)? {
-                    Some(item) => items.push(item),
-                    None => return Ok(None),
-                }
-            }
-            Ok(Some(Reply::Array(items)))
-        }
+        b'+' if line == b"OK" => whole(Reply::Ok),
+        b'+' => whole(Reply::Status(text(line)?)),
+        b'-' => whole(Reply::Error(text(line)?)),
+        b':' => whole(Reply::Int(number(line)?)),
+        b'$' => bulk(bytes, at, number(line)?),
+        b'*' => array(number(line)?, depth),
         other => Err(ProtocolError::UnknownType(other)),
     }
+}
+
+/// A bulk string of `len` bytes at `*at` (after its header), moving `*at` past it.
+fn bulk(bytes: &[u8], at: &mut usize, len: i64) -> Result<Option<Element>, ProtocolError> {
+    if len == -1 {
+        return Ok(Some(Element::Whole(Reply::Nil)));
+    }
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|_| len <= MAX_BULK)
+        .ok_or(ProtocolError::BadLength(len))?;
+    let end = *at + len;
+    let Some(ending) = bytes.get(end..end + 2) else {
+        return Ok(None);
+    };
+    if ending != b"\r\n" {
+        return Err(ProtocolError::BadLineEnd);
+    }
+    let body = bytes[*at..end].to_vec();
+    *at = end + 2;
+    Ok(Some(Element::Whole(Reply::Bulk(body))))
+}
+
+/// An array's header announcing `len` items, inside `depth` arrays.
+fn array(len: i64, depth: usize) -> Result<Option<Element>, ProtocolError> {
+    if len == -1 {
+        return Ok(Some(Element::Whole(Reply::Nil)));
+    }
+    if !(0..=MAX_ARRAY).contains(&len) {
+        return Err(ProtocolError::BadLength(len));
+    }
+    if depth >= MAX_DEPTH {
+        return Err(ProtocolError::TooDeep);
+    }
+    Ok(Some(Element::Array(
+        usize::try_from(len).unwrap_or(usize::MAX),
+    )))
 }
 
 /// The line at `*at` without its `\r\n`, moving `*at` past it; `None` if its end is not in.
@@ -385,10 +454,41 @@ mod tests {
         assert_eq!(got, replies);
     }
 
+    /// A stream of replies fed to one [`Decoder`] in pieces cut at `cuts` decodes to the same
+    /// replies; the bytes it used are dropped from what it is given next.
+    fn pieces_roundtrip(replies: &[Reply], cuts: &[usize]) {
+        let mut bytes = Vec::new();
+        replies.iter().for_each(|r| wire(r, &mut bytes));
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.push(bytes.len());
+        cuts.sort_unstable();
+        let mut decoder = Decoder::default();
+        let (mut got, mut pending, mut from) = (Vec::new(), Vec::new(), 0);
+        for cut in cuts {
+            pending.extend_from_slice(&bytes[from..cut]);
+            from = cut;
+            loop {
+                let (reply, used) = decoder.decode(&pending).expect("valid RESP");
+                pending.drain(..used);
+                match reply {
+                    Some(reply) => got.push(reply),
+                    None => break,
+                }
+            }
+        }
+        assert!(pending.is_empty(), "{} bytes left", pending.len());
+        assert_eq!(got, replies);
+    }
+
     proptest! {
         #[test]
         fn replies_roundtrip_split_anywhere(replies in proptest::collection::vec(any_reply(), 0..8), cut in any::<usize>()) {
             split_roundtrip(&replies, cut);
+        }
+
+        #[test]
+        fn replies_roundtrip_through_a_decoder_in_pieces(replies in proptest::collection::vec(any_reply(), 0..8), cuts in proptest::collection::vec(any::<usize>(), 0..12)) {
+            pieces_roundtrip(&replies, &cuts);
         }
 
         #[test]
