@@ -76,17 +76,21 @@ impl<K: Key, V: DeserializeOwned + Send + Sync + 'static> Inner<K, V> {
             if shard.read().earliest > now {
                 continue;
             }
-            let keys = {
+            let (count, keys) = {
                 let mut shard = shard.write();
                 scanned += shard.table.len();
                 let gone = |rec: &super::Rec<'_>| self.removed(lane, rec, RemovalCause::Expired);
                 let (count, keys) = shard.sweep(now, keep, gone);
                 shard.compact_if_wasteful(&self.hasher);
                 self.stats.add(Stat::Expirations, count as u64);
-                removed += count;
-                keys
+                (count, keys)
             };
-            self.listener.deliver(lane);
+            removed += count;
+            // A sweep that removed nothing here takes no delivery turn (`listener.rs`: holding
+            // one, it would keep the removals of a call that returned undelivered).
+            if count > 0 {
+                self.listener.deliver(lane);
+            }
             self.announce_expired(keys);
         }
         (removed, scanned)
@@ -209,6 +213,44 @@ mod tests {
             }
         }
         assert_eq!(held(&t).0, 0);
+    }
+
+    /// The listener's promise (`listener.rs`): a sweep that removed nothing takes no delivery
+    /// turn. Here a shard is due (its earliest deadline, of a value since overwritten with no
+    /// TTL, has passed) but holds nothing expired; parked inside a turn, that sweep held back
+    /// the replacements of puts that had all returned. Deterministic: the sweep runs at an
+    /// explicit `now` past the deadline while the manual clock stays put, so the tier's own
+    /// sweeper thread (parked until the clock reaches the deadline) never sweeps that shard
+    /// first.
+    #[test]
+    fn a_sweep_that_removed_nothing_takes_no_delivery_turn() {
+        let time = ManualClock::new();
+        let t: Compact<String, String> = Compact::new(time.clock(), Format::MessagePack, 0);
+        let seen = Arc::new(parking_lot::Mutex::new(0usize));
+        let counted = seen.clone();
+        let listener: crate::EvictionListener<String, String> =
+            Arc::new(move |_, _, _| *counted.lock() += 1);
+        t.install_listener(listener).unwrap();
+        let key = String::from("k");
+        let deadline = time.clock().now_ms() + 1_000;
+        t.put(&key, &"ttl".into(), deadline).unwrap();
+        t.put(&key, &"0".into(), 0).unwrap(); // the shard's earliest stays at `deadline`
+        *seen.lock() = 0;
+        let swept = t.clone();
+        let notifier = t.inner.listener.notifier().unwrap();
+        let (parked, finish) = notifier.run_parked_in_turn(move || {
+            assert_eq!(swept.inner.purge(deadline + 1).0, 0, "nothing expired");
+        });
+        for value in 1..=10 {
+            t.put(&key, &value.to_string(), 0).unwrap(); // each replaces the last
+        }
+        let delivered = *seen.lock();
+        finish();
+        assert_eq!(
+            (parked, delivered),
+            (false, 10),
+            "every put has returned: each value it replaced is delivered"
+        );
     }
 
     #[test]
