@@ -1353,9 +1353,13 @@ mod compact {
         );
         time.advance(Duration::from_secs(61));
         assert_eq!(s.get(&"short".into()).await.unwrap(), None);
-        // The handle the swap was called on is stale but still held: a read through it finds
-        // nothing left in the tier the swap replaced, so nothing is heard twice.
-        assert_eq!(stale.get(&"short".into()).await.unwrap(), None);
+        // The handle the swap was called on is stale but still held: a read through it is
+        // refused (`a_handle_left_stale_by_with_time_to_idle_refuses_every_call`), and the
+        // tier it held is empty, so its sweeper hands nothing to the listener twice.
+        assert!(matches!(
+            stale.get(&"short".into()).await,
+            Err(Error::Closed { .. })
+        ));
         drop(stale);
         time.advance(HOUR - Duration::from_secs(120));
         assert_eq!(s.get(&"read".into()).await.unwrap().as_deref(), Some("3"));
@@ -1392,6 +1396,50 @@ mod compact {
             ["read".to_string()],
             "the idled-out entry is gone on disk too"
         );
+    }
+
+    /// `with_time_to_idle` rebuilds the namespace's memory tier; the handle it was called on
+    /// then goes stale. A write through it used to land on disk and in the replaced tier:
+    /// invisible to the new handle, back at the next open. Every call through a stale handle
+    /// is now a typed error naming what to use, and nothing reaches memory or the disk. Both
+    /// tiers it can be swapped from.
+    #[tokio::test]
+    async fn a_handle_left_stale_by_with_time_to_idle_refuses_every_call() {
+        for compact in [None, Some(false)] {
+            stale_handle_refuses(compact).await;
+        }
+    }
+
+    async fn stale_handle_refuses(compact: Option<bool>) {
+        let dir = tempfile::tempdir().unwrap();
+        let time = ManualClock::new();
+        let reopen = |time: &ManualClock| match compact {
+            None => open(dir.path(), time),
+            Some(compact) => open_in(dir.path(), time, compact),
+        };
+        let db = reopen(&time);
+        let stale: DiskStore<String, String> = db.store("sessions").unwrap();
+        stale.put("kept".into(), "1".into(), None).await.unwrap();
+        let s = stale.with_time_to_idle(HOUR).unwrap();
+        let refused = |r: Result<(), Error>, what: &str| match r {
+            Err(Error::Closed { reason }) => {
+                assert!(reason.contains("with_time_to_idle"), "{what}: {reason}")
+            }
+            other => panic!("{what} through the stale handle ({compact:?}): {other:?}"),
+        };
+        let late = stale.put("late".into(), "2".into(), None).await;
+        refused(late, "put");
+        refused(stale.get(&"kept".into()).await.map(drop), "get");
+        refused(stale.delete(&"kept".into()).await.map(drop), "delete");
+        refused(stale.count().await.map(drop), "count");
+        refused(stale.keys().await.map(drop), "keys");
+        assert!(stale.get_now(&"kept".into()).is_some_and(|r| r.is_err()));
+        assert_eq!(s.get(&"late".into()).await.unwrap(), None);
+        assert_eq!(s.get(&"kept".into()).await.unwrap().as_deref(), Some("1"));
+        drop((stale, s, db));
+        let db = reopen(&time);
+        let s: DiskStore<String, String> = db.store("sessions").unwrap();
+        assert_eq!(s.keys().await.unwrap(), ["kept".to_string()], "{compact:?}");
     }
 
     #[tokio::test]

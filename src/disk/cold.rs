@@ -84,7 +84,7 @@ where
     /// so the value promoted is the newest. A stripe busy with a write is not waited for: the
     /// read returns what disk holds and promotes nothing.
     pub(super) fn get_through(&self, key: &K) -> Result<Option<V>> {
-        self.db.check()?;
+        self.check()?;
         if let Some(compact) = self.compact() {
             return compact.get(key);
         }
@@ -111,7 +111,7 @@ where
 
     /// `ttl`: the remaining lifetime from memory, else from the record on disk.
     pub(super) fn ttl_through(&self, key: &K) -> Result<Option<Expiry>> {
-        self.db.check()?;
+        self.check()?;
         if let Some(compact) = self.compact() {
             return Ok(compact.ttl(key));
         }
@@ -146,7 +146,7 @@ where
 
     /// Every live key: memory's, or (larger than memory) the engine's.
     pub(super) fn keys_through(&self, prefix: &[u8]) -> Result<Vec<K>> {
-        self.db.check()?;
+        self.check()?;
         let mut keys = Vec::new();
         self.scan_live(prefix, &mut |key| keys.push(key))?;
         Ok(keys)

@@ -467,6 +467,7 @@ impl DiskDb {
             tti,
             fifo: None,
             handles: Arc::default(),
+            retired: Arc::default(),
         })
     }
 
@@ -554,6 +555,9 @@ impl DiskDb {
                 old.mem.retire();
             }
         }
+        // Still under every stripe: a write through a stale handle is either done or refused.
+        old.retired
+            .store(true, std::sync::atomic::Ordering::Release);
         let evicted = self.evicted_while_filling(&tier, &namespace);
         if !evicted.is_empty() {
             self.inner.writer.send(evicted, false)?;

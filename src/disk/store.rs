@@ -6,7 +6,15 @@
 //! in the order memory applies them. A sync write's memory update runs after its commit
 //! succeeded, and its stripes stay locked until then (see [`DiskStore::write`]).
 
-use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -46,6 +54,9 @@ pub(super) struct Tier<K, V> {
     /// One clone per handle on the tier (and one in the directory's map), so
     /// `with_time_to_idle` can tell whether another handle would keep the old tier.
     pub handles: Arc<()>,
+    /// Set (with every stripe held) once `with_time_to_idle` replaced this tier: a handle
+    /// still on it is stale and refuses every call ([`DiskStore::check`]).
+    pub retired: Arc<AtomicBool>,
 }
 
 impl<K, V> Clone for Tier<K, V> {
@@ -59,6 +70,7 @@ impl<K, V> Clone for Tier<K, V> {
             tti: self.tti,
             fifo: self.fifo.clone(),
             handles: self.handles.clone(),
+            retired: self.retired.clone(),
         }
     }
 }
@@ -124,6 +136,24 @@ where
             namespace,
             tier,
         }
+    }
+
+    /// Fails if the directory is unavailable, or if this handle went stale: `with_time_to_idle`
+    /// replaced its memory tier (a write through it would reach the disk and a tier nobody
+    /// reads).
+    #[inline]
+    pub(super) fn check(&self) -> Result<()> {
+        self.db.check()?;
+        if self.tier.retired.load(Ordering::Acquire) {
+            return Err(Error::Closed {
+                reason: format!(
+                    "this handle on {} was replaced by the one `with_time_to_idle` returned, which holds its entries now: use that one",
+                    self.namespace
+                )
+                .into(),
+            });
+        }
+        Ok(())
     }
 
     /// The directory this store lives in, to open other namespaces or flush.
@@ -333,7 +363,7 @@ where
         _held: &Held<'_>,
         decide: impl FnOnce() -> Result<Decision<R, A>>,
     ) -> Result<R> {
-        self.db.check()?;
+        self.check()?;
         let (result, ops, apply) = match decide()? {
             Decision::Nothing(result) => return Ok(result),
             Decision::Write { result, ops, apply } => (result, ops, apply),
@@ -350,7 +380,7 @@ where
         decide: impl FnOnce() -> Result<Decision<R, A>>,
     ) -> Result<R> {
         let guards = self.db.lock_owned(stripes).await;
-        self.db.check()?;
+        self.check()?;
         let (result, ops, apply) = match decide()? {
             Decision::Nothing(result) => return Ok(result),
             Decision::Write { result, ops, apply } => (result, ops, apply),
@@ -575,7 +605,7 @@ where
     /// expired entries and records that no longer decode). Async writes are flushed first so
     /// the engine has everything memory has.
     async fn keys_with_prefix_inner(&self, prefix: &str) -> Result<Vec<K>> {
-        self.db.check()?;
+        self.check()?;
         if self.db.larger_than_memory() {
             return self.keys_through(prefix.as_bytes());
         }
@@ -729,7 +759,8 @@ where
     /// expires them `idle` after their last read or write (see
     /// [`DiskBuilder::time_to_idle`](crate::DiskBuilder::time_to_idle) for what reaches the
     /// disk). The tier is rebuilt, so this must be the namespace's only open handle (the
-    /// handle it is called on then goes stale: use the one returned); counters start at zero,
+    /// handle it is called on then goes stale: every later call through it, or a clone of it,
+    /// is [`Error::Closed`]; use the one returned); counters start at zero,
     /// an installed eviction listener follows.
     /// A store already idling after `idle` is returned as it is, one idling after another
     /// time is refused, and so is the larger-than-memory mode.
@@ -762,15 +793,15 @@ where
         let keys = if self.db.larger_than_memory() {
             self.keys_through(b"")
         } else if let Some(compact) = self.compact() {
-            self.db.check().and_then(|()| compact.keys())
+            self.check().and_then(|()| compact.keys())
         } else {
-            self.db.check().map(|()| self.mem().keys())
+            self.check().map(|()| self.mem().keys())
         };
         std::future::ready(keys)
     }
 
     fn contains(&self, key: &K) -> impl Future<Output = Result<bool>> + Send {
-        std::future::ready(self.db.check().and_then(|()| self.is_live(key)))
+        std::future::ready(self.check().and_then(|()| self.is_live(key)))
     }
 
     fn take(&self, key: &K) -> impl Future<Output = Result<Option<V>>> + Send {
@@ -857,7 +888,7 @@ where
     }
 
     fn count(&self) -> impl Future<Output = Result<usize>> + Send {
-        std::future::ready(self.db.check().and_then(|()| self.live_count()))
+        std::future::ready(self.check().and_then(|()| self.live_count()))
     }
 
     fn clear(&self) -> impl Future<Output = Result<usize>> + Send {

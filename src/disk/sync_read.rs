@@ -21,8 +21,8 @@ where
             return None;
         }
         if let Some(compact) = self.compact() {
-            return Some(self.db.check().and_then(|()| compact.get(key)));
+            return Some(self.check().and_then(|()| compact.get(key)));
         }
-        Some(self.db.check().map(|()| self.mem().get(key)))
+        Some(self.check().map(|()| self.mem().get(key)))
     }
 }
