@@ -283,7 +283,9 @@ impl DiskDb {
     /// Refused with [`Error::InvalidConfig`] while a store of it is open in this `DiskDb`
     /// (drop every clone of its [`DiskStore`] first). Writes of it still queued (async writes
     /// of a store just dropped, a [`put_raw`](Self::put_raw)) are committed first and dropped
-    /// with it. Decided under the lock [`store`](Self::store) and `put_raw` open namespaces
+    /// with it, and so are the disk deletes of entries that idled out
+    /// ([`time_to_idle`](crate::DiskBuilder::time_to_idle)): the drop waits for the settler
+    /// queueing them, so none lands after it and brings the namespace back. Decided under the lock [`store`](Self::store) and `put_raw` open namespaces
     /// under, so a store or raw write of the same namespace racing it comes entirely before
     /// the drop (and is dropped) or entirely after (a new, empty namespace). Blocks while the
     /// writer commits what is queued, and opening a store in this `DiskDb` waits for it
@@ -317,10 +319,15 @@ impl DiskDb {
                 format!("{namespace} has a store open in this DiskDb; drop every handle on it before dropping the namespace"),
             ));
         }
-        // Its queued writes reach the engine first: committed after the drop they would bring
-        // the namespace back. No new one can be queued while `tiers` is held.
-        self.wait_for_queued_writes()?;
+        // Its memory tier goes first, so an idle settle queued from now on finds it gone; one
+        // under way (it holds the tier) queues its delete before the settler's queue is
+        // drained. Then its queued writes reach the engine: committed after the drop they would
+        // bring the namespace back. No new write can be queued while `tiers` is held.
         tiers.remove(&namespace);
+        self.inner
+            .settler
+            .wait_for_jobs(&Arc::downgrade(&self.inner));
+        self.wait_for_queued_writes()?;
         self.inner
             .pending
             .lock()
@@ -503,8 +510,10 @@ impl DiskDb {
         // Every stripe held: no write is between its stripe and its memory update (a sync
         // write holds its stripe until its commit has updated the tier it started on), so the
         // copy below sees every write made so far, and none lands in the old tier after it.
-        let _stripes = self.all_stripes()?;
+        // `tiers` before the stripes: `drop_namespace` holds `tiers` while it waits for the
+        // idle settler, which may wait for a stripe.
         let mut tiers = self.inner.tiers.lock();
+        let _stripes = self.all_stripes()?;
         let current = tiers.get(&namespace).and_then(|tier| tier.get::<K, V>());
         let old = store.tier();
         let alone = current.is_some_and(|tier| Arc::ptr_eq(&tier.handles, &old.handles))
