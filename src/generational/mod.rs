@@ -12,18 +12,25 @@
 //! that is never far from the best, a bounded `MemoryStore` (`max_capacity`, S3-FIFO per shard;
 //! at or above moka and quick_cache on 17 or 18 of the 18 columns of
 //! `benches/compare/hitratio.rs`). Pick this store when you want Nebulex's model (generations a
-//! caller can push, `query`, key-level transactions, a memory limit); turn on `admission(true)`
-//! there (TinyLFU's candidate-against-victim test, see the builder): without it a scan or a
-//! stream of one-hit wonders fills the newer generation and pushes the used entries out (9–15
-//! points below the best peer in that bench); with it the store is at or above the best peer on
-//! 16 of the 18 columns in a seed-pinned sim of the same traces (`sim.rs`, means of 3 hasher
-//! seeds; 0.08 and 0.21 points below on Zipf 0.99 with a scan at 20 % capacity and a moving hot
-//! set at 5 %) and on 15 and 16 of 18 in two release runs of the bench after the changes of
-//! 2026-12-07 02:00–03:20, before the sketch's counters stopped at 7 (0.12–0.25 points below on
-//! the others there: the same two, and the moving hot set at 20 % in one; the hasher's seed
-//! moves a column by up to ±0.3), and 10–18 points ahead on the loop, at 0.36–0.43× of
-//! quick_cache's throughput (BENCHMARKS.md). So for the hit ratio alone, the bounded
-//! `MemoryStore` is still the pick; this one when its model is.
+//! caller can push, `query`, key-level transactions, a memory limit).
+//!
+//! Admission or not, with a limit:
+//! - `admission(true)` (TinyLFU's candidate-against-victim test, see the builder) when reads
+//!   repeat with a skew (Zipf-like keys, sessions, a hot set that moves now and then), when
+//!   scans or one-hit keys pass through, or when a loop over more keys than the store holds
+//!   is read: in the seed-pinned sim of the bench's traces (`sim.rs`, hasher seeds 1–5) the
+//!   store is at or above the best of moka and quick_cache on all 18 columns' means (+0.06 to
+//!   +0.60 points, 13–18 points ahead on the loop) and on every seed but one column of one
+//!   seed (the moving hot set at 5 % capacity, 0.01 below); BENCHMARKS.md has the release
+//!   runs. It costs 16 bytes of sketch per entry of capacity (128 KiB at least), an 8-byte
+//!   hash per older entry, a few relaxed writes per read and 0.18–0.28× quick_cache's
+//!   throughput where the plain store gets 0.27–0.45×.
+//! - Without admission (the default, as in Nebulex) when a key is read mostly soon after it
+//!   is written and seldom later (recent keys are the hot ones: the newer generation is then
+//!   the right thing to keep, and a new key needs no count to stay), when throughput matters
+//!   more than the last points of hit ratio, or with no limit (admission then does nothing).
+//!   Without it a scan or a stream of one-hit keys fills the newer generation and pushes the
+//!   used entries out (9–15 points below the best peer in that bench).
 
 mod adapt;
 mod api;
