@@ -1224,13 +1224,28 @@ fn a_cluster_connection_made_on_a_runtime_that_shut_down_is_replaced() {
 // its other ready tasks, which needs this task to yield first), so each test below makes its
 // batch by construction, not by timing. Two writes at most: the lone call and the batch.
 
-/// Waits (bounded) until the proxy has forwarded more than `before` request chunks.
-async fn wait_requests(proxy: &Proxy, before: usize) {
+/// How many times the server ran `command` (lower case), from `INFO commandstats`.
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let stats = server.raw(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits (bounded) until the server has run `command` at least `at_least` times in all: the
+/// commands sent reached it, however the proxy's reads cut the bytes (strata's own driver
+/// writes a lone call and the batch after it microseconds apart, which a loaded proxy thread
+/// reads as one request).
+async fn wait_calls(server: &RedisServer, command: &str, at_least: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while proxy.requests() <= before {
+    while calls(server, command) < at_least {
         assert!(
             Instant::now() < deadline,
-            "the batch never reached the proxy"
+            "the {command}s never reached the server"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -1283,6 +1298,7 @@ async fn a_call_dropped_inside_a_batch_leaves_the_others_their_own_replies() {
     // Dropped once the batch reached the server, while its replies wait in the proxy.
     proxy.hold_replies(true);
     let before = proxy.requests();
+    let gets = calls(&server, "get");
     let mut dropped = Some(Box::pin(store.get(&keys[1])));
     let (a, c, (), d) = tokio::join!(
         store.get(&keys[3]),
@@ -1291,8 +1307,8 @@ async fn a_call_dropped_inside_a_batch_leaves_the_others_their_own_replies() {
             if let Some(call) = dropped.as_mut() {
                 assert!(poll_once(call.as_mut()).await.is_pending(), "joined");
             }
-            // Both writes (the lone call's and the batch's) reached the server.
-            wait_requests(&proxy, before + 1).await;
+            // The lone call's GET and the batch's three reached the server.
+            wait_calls(&server, "get", gets + 4).await;
             drop(dropped.take());
             proxy.hold_replies(false);
         },
@@ -1352,8 +1368,9 @@ async fn a_connection_cut_mid_batch_fails_every_call_of_the_batch() {
     let keys: Vec<String> = (0..3).map(|i| format!("key{i}")).collect();
     proxy.hold_replies(true);
     let before = proxy.requests();
+    let (gets, sets) = (calls(&server, "get"), calls(&server, "set"));
     let limit = Duration::from_secs(10);
-    let calls = async {
+    let batch = async {
         tokio::join!(
             store.get(&keys[0]),
             store.put(keys[1].clone(), "new".into(), None),
@@ -1361,8 +1378,9 @@ async fn a_connection_cut_mid_batch_fails_every_call_of_the_batch() {
         )
     };
     let ((a, b, c), ()) = tokio::time::timeout(limit, async {
-        tokio::join!(calls, async {
-            wait_requests(&proxy, before + 1).await;
+        tokio::join!(batch, async {
+            wait_calls(&server, "get", gets + 2).await;
+            wait_calls(&server, "set", sets + 1).await;
             proxy.cut_all();
             proxy.hold_replies(false);
         })
@@ -1666,7 +1684,8 @@ async fn until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-/// When a batch becomes due, one member is woken to send it, not every member (each is woken
+/// On redis-rs's connection (a RESP3 URL: strata's own driver carries RESP2 only), when a
+/// batch becomes due, one member is woken to send it, not every member (each is woken
 /// once per command: waking all of them cost a batched GET a whole extra task poll); and if
 /// that one is dropped without sending, the next one waiting is woken instead, so the batch is
 /// neither stranded until the others' timeouts nor sent twice. Each member's task is a counting
@@ -1674,7 +1693,7 @@ async fn until(what: &str, done: impl Fn() -> bool) {
 #[tokio::test]
 async fn a_due_batch_wakes_one_member_to_send_it_and_another_if_that_one_is_dropped() {
     let server = RedisServer::start();
-    let store = open_patient(&server.url()).await;
+    let store = open_patient(&format!("{}?protocol=resp3", server.url())).await;
     fill(&store, 3).await;
     let keys: Vec<String> = (0..3).map(|i| format!("key{i}")).collect();
     // In flight, so the next calls make a batch.
@@ -1710,6 +1729,47 @@ async fn a_due_batch_wakes_one_member_to_send_it_and_another_if_that_one_is_drop
         1,
         "the last member woken once, with its reply in"
     );
+    let Poll::Ready(got) = w3.poll(third.as_mut()) else {
+        panic!("woken with its reply in");
+    };
+    assert_eq!(got.unwrap().as_deref(), Some("value0"));
+    assert_eq!(busy.await.unwrap().as_deref(), Some("value0"));
+    for (i, key) in keys.iter().enumerate() {
+        let got = store.get(key).await.unwrap();
+        assert_eq!(got, Some(format!("value{i}")), "in step afterwards");
+    }
+}
+
+/// On strata's own driver (a plain `redis://` URL) a batch is written by the runtime's deferred
+/// wake itself: no member is woken to send it, each is woken once, with its reply in; and one
+/// dropped before its reply takes nothing with it (its reply is read and dropped), so the others
+/// get their own replies. Counting wakers, as above.
+#[tokio::test]
+async fn on_the_driver_a_batch_wakes_each_member_once_with_its_reply() {
+    let server = RedisServer::start();
+    let store = open_patient(&server.url()).await;
+    fill(&store, 3).await;
+    let keys: Vec<String> = (0..3).map(|i| format!("key{i}")).collect();
+    let mut busy = Box::pin(store.get(&keys[0]));
+    assert!(poll_once(busy.as_mut()).await.is_pending(), "sent alone");
+    let (w1, w2, w3) = <[Arc<Wakes>; 3]>::default().into();
+    let mut first = Box::pin(store.get(&keys[1]));
+    let mut second = Box::pin(store.get(&keys[2]));
+    let mut third = Box::pin(store.get(&keys[0]));
+    assert!(w1.poll(first.as_mut()).is_pending(), "queued");
+    assert!(w2.poll(second.as_mut()).is_pending(), "queued");
+    assert!(w3.poll(third.as_mut()).is_pending(), "queued");
+    drop(first);
+    until("the replies", || w2.count() > 0 && w3.count() > 0).await;
+    assert_eq!(
+        (w1.count(), w2.count(), w3.count()),
+        (0, 1, 1),
+        "each woken once"
+    );
+    let Poll::Ready(got) = w2.poll(second.as_mut()) else {
+        panic!("woken with its reply in");
+    };
+    assert_eq!(got.unwrap().as_deref(), Some("value2"));
     let Poll::Ready(got) = w3.poll(third.as_mut()) else {
         panic!("woken with its reply in");
     };

@@ -28,6 +28,8 @@
 //! `STRATA_REDIS_AUTO_PIPELINE=0` builds the RedisStore with `auto_pipeline(false)` (one write per
 //! command, as before 2026-12-07), to compare the two with the same binary.
 //!
+//! `STRATA_REDIS_OWN_DRIVER=0` builds the store with `own_driver(false)` (on redis-rs's
+//! connection, as before strata's own driver carried it).
 //! `STRATA_REDIS_PROBE=CLIENT:OP:N[:wait]` (CLIENT `strata`, `redis-rs`, `fred`, `driver` or
 //! `driver-timed` (the driver with a 5 s `tokio::time::timeout` per call), OP `get` or
 //! `set`; or `redis-rs-p16`: redis-rs sending pipelines of 16, as redis-benchmark `-P 16` does, to
@@ -414,6 +416,9 @@ mod bench {
                 .auto_pipeline(
                     std::env::var_os("STRATA_REDIS_AUTO_PIPELINE").is_none_or(|v| v != "0"),
                 )
+                // `STRATA_REDIS_OWN_DRIVER=0`: the store on redis-rs's connection, as before
+                // strata's own driver carried it (the before/after of one binary).
+                .own_driver(std::env::var_os("STRATA_REDIS_OWN_DRIVER").is_none_or(|v| v != "0"))
                 .build(),
         )
         .expect("connect RedisStore");

@@ -27,6 +27,8 @@ use crate::{
 /// - `tls_root_cert`: none (`rediss://` trusts the system's root certificates);
 /// - `wait_for_replicas`: off (a write returns once the master has it);
 /// - `auto_pipeline`: on (concurrent single commands share one write; one server or Sentinel).
+/// - `own_driver`: on (a plain-TCP server or Sentinel master is reached through strata's own
+///   RESP2 driver; TLS, Unix sockets, RESP3 and a cluster through redis-rs).
 ///
 /// ```
 /// use std::time::Duration;
@@ -53,6 +55,7 @@ pub struct RedisStoreBuilder<K, V> {
     sentinel_master: Option<String>,
     wait_for_replicas: Option<WaitForReplicas>,
     auto_pipeline: bool,
+    own_driver: bool,
 }
 
 /// Shows the URLs without passwords.
@@ -70,6 +73,7 @@ impl<K, V> std::fmt::Debug for RedisStoreBuilder<K, V> {
             .field("format", &self.format)
             .field("wait_for_replicas", &self.wait_for_replicas)
             .field("auto_pipeline", &self.auto_pipeline)
+            .field("own_driver", &self.own_driver)
             .finish_non_exhaustive()
     }
 }
@@ -98,6 +102,7 @@ impl<K, V> RedisStoreBuilder<K, V> {
             sentinel_master: None,
             wait_for_replicas: None,
             auto_pipeline: true,
+            own_driver: true,
         }
     }
 
@@ -238,6 +243,26 @@ impl<K, V> RedisStoreBuilder<K, V> {
         self
     }
 
+    /// Whether a plain-TCP server (or Sentinel master) is reached through strata's own RESP2
+    /// driver (on, the default: about half the client instructions per command of redis-rs's
+    /// connection, BENCHMARKS.md) or through redis-rs's multiplexed connection (`false`: the
+    /// escape hatch, and the bench's before/after). With `auto_pipeline(false)`, or a URL the
+    /// driver does not carry (TLS, a Unix socket, RESP3), redis-rs's connection is used anyway.
+    ///
+    /// ```
+    /// use strata::RedisStore;
+    ///
+    /// let builder = RedisStore::<String, String>::builder()
+    ///     .url("redis://127.0.0.1:6379/")
+    ///     .own_driver(false);
+    /// // `builder.build().await?` connects through redis-rs.
+    /// # let _ = builder;
+    /// ```
+    pub fn own_driver(mut self, on: bool) -> Self {
+        self.own_driver = on;
+        self
+    }
+
     fn validate(self) -> Result<Parts> {
         if self.urls.is_empty() {
             return Err(Error::config("cluster", "give at least one seed node URL"));
@@ -293,6 +318,7 @@ impl<K, V> RedisStoreBuilder<K, V> {
                 tls_root_cert: self.tls_root_cert,
                 sentinel_master: self.sentinel_master,
                 auto_pipeline: self.auto_pipeline,
+                own_driver: self.own_driver,
             },
             namespace: self.namespace?,
             scan_batch: self.scan_batch,

@@ -1,14 +1,16 @@
 //! The one connection a `RedisStore` and all its clones share: a multiplexed, auto-pipelined
-//! connection to one server ([`Single`]: a [`MultiplexedConnection`] that strata replaces by
-//! itself) or to a Redis Cluster ([`ClusterConnection`], which follows the slot map). Every
-//! command runs under the per-command timeout and its errors become [`Error::Backend`] or
-//! [`Error::Timeout`] with the command and key in the message. On one server (or Sentinel) the
-//! single commands that calls send at the same time go out as one pipeline ([`Pipelined`],
-//! `auto_pipeline`); a cluster's are sent one by one (its client routes each).
+//! connection to one server ([`Single`]: a [`Link`] that strata replaces by itself: strata's
+//! own RESP2 driver over plain TCP, or redis-rs's multiplexed connection for TLS, a Unix
+//! socket, RESP3 or `auto_pipeline(false)`) or to a Redis Cluster ([`ClusterConnection`], which
+//! follows the slot map). Every command runs under the per-command timeout and its errors become
+//! [`Error::Backend`] or [`Error::Timeout`] with the command and key in the message. On one
+//! server (or Sentinel) the single commands that calls send at the same time go out as one
+//! write (the driver's deferred write, or [`super::pipeline::Pipelined`] on redis-rs's
+//! connection); a cluster's are sent one by one (its client routes each).
 //!
 //! **Reconnecting.** A single server's connection is replaced when a command on it fails in a
 //! way that leaves the connection unusable (reset, EOF, a dead driver: redis-rs's
-//! `is_unrecoverable_error`), and, with Sentinel, when the master went away or became a replica.
+//! `is_unrecoverable_error`; on strata's own driver every `DriverError`, an I/O error here), and, with Sentinel, when the master went away or became a replica.
 //! One task connects the replacement, retrying with exponential back-off (50 ms to 1 s) until
 //! it succeeds or the store is dropped. Calls made meanwhile wait for it within their own
 //! timeout; once an attempt has failed they return its error at once instead, until one
@@ -56,7 +58,7 @@ use std::{
 };
 
 use redis::{
-    aio::{ConnectionLike, MultiplexedConnection},
+    aio::ConnectionLike,
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
     cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr},
@@ -68,7 +70,11 @@ use redis::{
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::pipeline::{Pipelined, TimedOut};
+use super::{
+    driver::{DriverError, Reply},
+    link::{self, Link, Own},
+    pipeline::TimedOut,
+};
 use crate::{
     error::{Error, Result},
     redact::redact_url,
@@ -96,6 +102,8 @@ pub(crate) struct Settings {
     pub tls_root_cert: Option<Vec<u8>>,
     /// Join concurrent single commands into pipelines (one server or Sentinel; not a cluster).
     pub auto_pipeline: bool,
+    /// Reach a plain-TCP RESP2 server through strata's own driver (with `auto_pipeline`).
+    pub own_driver: bool,
     /// With Sentinel: the monitored master's name (`urls` are then the sentinels).
     pub sentinel_master: Option<String>,
 }
@@ -247,8 +255,10 @@ struct SingleInner {
     /// one timer bounds every command, see [`Conn::guarded`]).
     config: AsyncConnectionConfig,
     connect_timeout: Duration,
-    /// Whether single commands are auto-pipelined (see [`Pipelined`]).
+    /// Whether single commands are auto-pipelined (see [`super::pipeline::Pipelined`]).
     auto_pipeline: bool,
+    /// Whether strata's own driver carries the connection when it can.
+    own_driver: bool,
     /// The database of the URL, for `get_db` while no connection is up.
     db: i64,
     /// The servers, redacted, for log lines.
@@ -268,7 +278,7 @@ struct Slot {
 }
 
 enum State {
-    Ready(Arc<Pipelined>),
+    Ready(Link),
     /// Reconnect task number `task` is connecting a replacement. After a failed attempt
     /// `failed` holds its error, which callers get at once until an attempt succeeds (the
     /// attempts go on, backing off). `beat`: when the task last ran (it beats every
@@ -360,6 +370,7 @@ impl MasterLocator {
             command_timeout: Duration::from_secs(5),
             tls_root_cert: None,
             auto_pipeline: false,
+            own_driver: false,
             sentinel_master: Some(master.to_owned()),
         };
         Ok(MasterLocator {
@@ -394,7 +405,7 @@ impl Single {
         source: Source,
         config: AsyncConnectionConfig,
         db: i64,
-        connection: MultiplexedConnection,
+        connection: Link,
         settings: &Settings,
     ) -> Self {
         Single(Arc::new(SingleInner {
@@ -402,12 +413,13 @@ impl Single {
             config,
             connect_timeout: settings.connect_timeout,
             auto_pipeline: settings.auto_pipeline,
+            own_driver: settings.own_driver,
             db,
             servers: settings.describe(),
             current: Mutex::new(Slot {
                 generation: 0,
                 tasks: 0,
-                state: State::Ready(Pipelined::new(connection, settings.auto_pipeline)),
+                state: State::Ready(connection),
             }),
             attempted: tokio::sync::Notify::new(),
         }))
@@ -437,7 +449,7 @@ impl Single {
     /// blocked for [`RECONNECT_STARVED`]), it starts one on the caller's runtime, once: if that
     /// one is dropped unfinished too, the caller's own runtime is shutting down and the call
     /// fails instead of starting tasks that never run.
-    async fn ready(&self) -> redis::RedisResult<Arc<Pipelined>> {
+    async fn ready(&self) -> redis::RedisResult<Link> {
         let mut restarted = false;
         loop {
             let attempted = self.0.attempted.notified();
@@ -614,7 +626,7 @@ impl SingleInner {
 
     /// One attempt: ask for the server (the sentinels, with Sentinel) and connect to it, each
     /// within the connect timeout.
-    async fn connect_once(&self) -> redis::RedisResult<MultiplexedConnection> {
+    async fn connect_once(&self) -> redis::RedisResult<Link> {
         let timed_out = |what: &str| {
             RedisError::from(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -624,7 +636,7 @@ impl SingleInner {
         let client = tokio::time::timeout(self.connect_timeout, self.source.client())
             .await
             .map_err(|_| timed_out("asking for the server"))??;
-        let connecting = client.get_multiplexed_async_connection_with_config(&self.config);
+        let connecting = Link::connect(&client, &self.config, self.auto_pipeline, self.own_driver);
         tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| timed_out("connecting"))?
@@ -673,9 +685,7 @@ async fn attempts(guard: &Orphaned) {
                 return;
             }
             match attempt {
-                Ok(connection) => {
-                    slot.state = State::Ready(Pipelined::new(connection, inner.auto_pipeline))
-                }
+                Ok(connection) => slot.state = State::Ready(connection),
                 Err(e) => {
                     tracing::debug!(servers = %inner.servers, error = %e, "could not reconnect to Redis; trying again");
                     if let State::Connecting { failed, .. } = &mut slot.state {
@@ -699,7 +709,7 @@ async fn attempts(guard: &Orphaned) {
 /// (one lock, one clone) and driven directly, without a boxed wrapper; or, while a single
 /// server's connection is being replaced, the wait for its replacement.
 pub(crate) enum Handle {
-    Single(Arc<Pipelined>),
+    Single(Link),
     Waiting(Single),
     Cluster(ClusterConnection),
 }
@@ -766,10 +776,7 @@ impl ConnectionLike for Fenced<'_> {
         Box::pin(async move {
             match self.ready().await? {
                 // Sent directly, without the boxed future of `Handle`'s impl.
-                Handle::Single(connection) => {
-                    let mut connection = connection.connection();
-                    connection.send_packed_commands(cmd, offset, count).await
-                }
+                Handle::Single(connection) => connection.send_pipeline(cmd, offset, count).await,
                 mut handle => handle.req_packed_commands(cmd, offset, count).await,
             }
         })
@@ -798,13 +805,12 @@ impl ConnectionLike for Handle {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Handle::Single(connection) => Box::pin(async move {
-                let mut connection = connection.connection();
-                connection.send_packed_commands(cmd, offset, count).await
-            }),
+            Handle::Single(connection) => {
+                Box::pin(async move { connection.send_pipeline(cmd, offset, count).await })
+            }
             Handle::Waiting(single) => Box::pin(async move {
-                let mut connection = single.ready().await?.connection();
-                connection.send_packed_commands(cmd, offset, count).await
+                let connection = single.ready().await?;
+                connection.send_pipeline(cmd, offset, count).await
             }),
             Handle::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
         }
@@ -866,6 +872,26 @@ impl ConnectionLike for Conn {
 
     fn get_db(&self) -> i64 {
         self.handle().1.get_db()
+    }
+}
+
+/// The server error among a driver call's replies, if any: the call's error.
+pub(crate) trait Refusal {
+    fn refusal(&self) -> Option<&str>;
+}
+
+impl Refusal for Reply {
+    fn refusal(&self) -> Option<&str> {
+        match self {
+            Reply::Error(line) => Some(line),
+            _ => None,
+        }
+    }
+}
+
+impl Refusal for Vec<Reply> {
+    fn refusal(&self) -> Option<&str> {
+        self.iter().find_map(Reply::refusal)
     }
 }
 
@@ -1008,6 +1034,55 @@ impl Conn {
         };
         let reply = reply.map(|reply| -> redis::RedisResult<T> {
             Ok(redis::from_redis_value(reply?.extract_error()?)?)
+        });
+        let seen: Option<Timed<()>> = match &reply {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(Ok(Err(e.clone()))),
+            Err(timed_out) => Some(Err(*timed_out)),
+        };
+        if let Some(seen) = seen {
+            let judged: BoxFuture<'_, ()> =
+                Box::pin(async move { self.judge(generation, &seen).await });
+            judged.await;
+        }
+        settle(reply, timeout, context)
+    }
+
+    /// This connection's strata driver and its generation, when it is one server's ready
+    /// connection on it: the store's hot commands are then encoded straight into the driver's
+    /// buffer ([`Own::call`]) instead of through a redis-rs `Cmd`.
+    pub(crate) fn own(&self) -> Option<(u64, Arc<Own>)> {
+        let Conn::Single(single) = self else {
+            return None;
+        };
+        let slot = single.0.lock();
+        match &slot.state {
+            State::Ready(Link::Own(own)) => Some((slot.generation, own.clone())),
+            _ => None,
+        }
+    }
+
+    /// Awaits `call` (queued on the driver of `generation`, see [`Conn::own`]) under `timeout`:
+    /// a server error (any of a pipeline's) is the call's [`Error::Backend`], and a timeout or a
+    /// broken connection renews the connection, as for [`Conn::run`].
+    pub(crate) async fn settle_own<R: Refusal>(
+        &self,
+        generation: u64,
+        call: impl Future<Output = std::result::Result<R, DriverError>>,
+        timeout: Duration,
+        context: impl FnOnce() -> String,
+    ) -> Result<R> {
+        let reply: Timed<R> = match tokio::time::Instant::now().checked_add(timeout) {
+            Some(deadline) => tokio::time::timeout_at(deadline, call).await,
+            None => Ok(call.await),
+        }
+        .map_err(|_| TimedOut)
+        .map(|reply| match reply {
+            Ok(reply) => match reply.refusal() {
+                Some(line) => Err(link::refusal(line)),
+                None => Ok(reply),
+            },
+            Err(e) => Err(link::broken(e)),
         });
         let seen: Option<Timed<()>> = match &reply {
             Ok(Ok(_)) => None,
@@ -1202,14 +1277,14 @@ async fn connect_single(settings: &Settings) -> Result<Conn> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(settings.connect_timeout))
         .set_response_timeout(None);
-    let mut connection = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| connect_error(settings, e))?;
-    redis::cmd("PING")
-        .query_async::<()>(&mut connection)
-        .await
-        .map_err(|e| connect_error(settings, e))?;
+    let connection = Link::connect(
+        &client,
+        &config,
+        settings.auto_pipeline,
+        settings.own_driver,
+    )
+    .await
+    .map_err(|e| connect_error(settings, e))?;
     let db = client.get_connection_info().redis_settings().db();
     Ok(Conn::Single(Single::new(
         source, config, db, connection, settings,

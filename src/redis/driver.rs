@@ -1,11 +1,13 @@
-//! strata's own multiplexed RESP2 connection driver — **a measured prototype** (issue 16 item 1),
-//! not yet what `RedisStore` sends through: the `compare` bench races it against the store and
-//! the raw clients (`cargo bench --all-features --bench compare -- redis`, rows
+//! strata's own multiplexed RESP2 connection driver: what `RedisStore` sends through on a
+//! plain-TCP single server or Sentinel master (`link`; TLS, Unix sockets, RESP3, a cluster and
+//! `auto_pipeline(false)` stay on redis-rs). The `compare` bench also races it bare, without the
+//! store's layers (`cargo bench --all-features --bench compare -- redis`, rows
 //! `[strata driver prototype]`), and `STRATA_REDIS_PROBE=driver:get:N` measures it alone.
 //!
 //! **Shape.** One plain TCP connection, with the handshake strata needs when made from a URL
-//! ([`Driver::connect_url`]: `AUTH`, `SELECT`, `PING`), no reconnect, no TLS. A call encodes its command straight into the connection's write buffer and takes
-//! the next place in the queue of replies (no `Cmd`, no per-call allocation: the queue's slots
+//! ([`Driver::connect_url`]: `AUTH`, `SELECT`, `PING`), no reconnect (the store's `Single`
+//! replaces a broken one), no TLS. A call encodes its command straight into the connection's
+//! write buffer and takes the next place in the queue of replies (no `Cmd`, no per-call allocation: the queue's slots
 //! are reused). Writing needs no task: the first call that finds nothing queued to write asks
 //! the runtime for a deferred wake ([`tokio::task::yield_now`]'s, as the auto-pipeline does),
 //! and that wake writes everything the calls made meanwhile appended, in one `write` (a call
@@ -15,8 +17,9 @@
 //! hands each to the call at the head of the queue, waking it. A full socket leaves the rest
 //! of the buffer to that task, which writes it once the socket is writable again.
 //!
-//! **Failures.** A read or write error, EOF, or bytes that are not RESP2 break the connection:
-//! every call waiting and every later call gets the [`DriverError`]. A call dropped before its
+//! **Failures.** A read or write error, EOF, bytes that are not RESP2, or the read task dropped
+//! with its runtime break the connection: every call waiting and every later call gets the
+//! [`DriverError`]. A deferred write dropped unrun (its runtime shut down) writes as it goes. A call dropped before its
 //! reply (a timeout, a cancelled request) keeps its place: its reply is read and dropped, so no
 //! reply reaches the wrong caller.
 
@@ -25,7 +28,10 @@ use std::{
     future::Future,
     io,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     task::{Context, Poll, Wake, Waker},
 };
 
@@ -167,13 +173,29 @@ impl Shared {
     }
 }
 
-impl Wake for Shared {
+/// The deferred write's wake. Dropped unwoken (its runtime shut down before running it), it
+/// writes then: else the calls appended meanwhile would wait for a write nobody makes.
+struct Flush {
+    shared: Arc<Shared>,
+    woken: AtomicBool,
+}
+
+impl Wake for Flush {
     fn wake(self: Arc<Self>) {
-        self.flush();
+        self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.flush();
+        self.woken.store(true, Ordering::Release);
+        self.shared.flush();
+    }
+}
+
+impl Drop for Flush {
+    fn drop(&mut self) {
+        if !*self.woken.get_mut() {
+            self.shared.flush();
+        }
     }
 }
 
@@ -216,7 +238,7 @@ impl Driver {
     /// when it has a password, `SELECT` when its database is not 0, and a `PING`. The
     /// password is never in an error.
     pub async fn connect_url(url: &str) -> Result<Driver, ConnectError> {
-        use redis::{ConnectionAddr, IntoConnectionInfo};
+        use redis::IntoConnectionInfo;
         // Before parsing: without the `tls` feature redis-rs refuses a `rediss://` URL as
         // unparsable, which would hide the reason.
         if url.starts_with("rediss://") {
@@ -228,22 +250,39 @@ impl Driver {
                 crate::redact_url(url)
             ))
         })?;
+        Driver::connect_info(&info).await
+    }
+
+    /// [`Driver::connect_url`] with the URL parsed already (as a `redis::Client` holds it):
+    /// plain TCP only, RESP2 only (a URL asking for RESP3 is [`ConnectError::Unsupported`]).
+    pub async fn connect_info(info: &redis::ConnectionInfo) -> Result<Driver, ConnectError> {
+        use redis::{ConnectionAddr, ProtocolVersion};
         let (host, port) = match info.addr() {
             ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
             ConnectionAddr::Unix(_) => return Err(ConnectError::Unsupported("a Unix socket")),
             _ => return Err(ConnectError::Unsupported("TLS (rediss://)")),
         };
+        let settings = info.redis_settings();
+        if settings.protocol() != ProtocolVersion::RESP2 {
+            return Err(ConnectError::Unsupported("RESP3"));
+        }
         let driver = Driver::connect((host.as_str(), port))
             .await
             .map_err(|source| ConnectError::Io {
                 addr: format!("{host}:{port}"),
                 source,
             })?;
-        let settings = info.redis_settings();
+        driver.handshake(settings).await?;
+        Ok(driver)
+    }
+
+    /// `AUTH` when the settings hold a password, `SELECT` when their database is not 0, and a
+    /// `PING`, each checked.
+    async fn handshake(&self, settings: &redis::RedisConnectionInfo) -> Result<(), ConnectError> {
         if let Some(password) = settings.password() {
             let reply = match settings.username() {
-                Some(user) => driver.call(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
-                None => driver.call(&[b"AUTH", password.as_bytes()]),
+                Some(user) => self.call(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
+                None => self.call(&[b"AUTH", password.as_bytes()]),
             }
             .await?;
             expect_ok("AUTH", reply)?;
@@ -253,11 +292,11 @@ impl Driver {
                 .format(settings.db())
                 .as_bytes()
                 .to_vec();
-            let reply = driver.call(&[b"SELECT", &db]).await?;
+            let reply = self.call(&[b"SELECT", &db]).await?;
             expect_ok("SELECT", reply)?;
         }
-        match driver.call(&[b"PING"]).await? {
-            Reply::Status(pong) if pong == "PONG" => Ok(driver),
+        match self.call(&[b"PING"]).await? {
+            Reply::Status(pong) if pong == "PONG" => Ok(()),
             other => Err(refused("PING", other)),
         }
     }
@@ -301,21 +340,53 @@ impl Driver {
     /// [`resp`]'s encoders: a namespaced key written in its parts, without joining them).
     pub fn call_with(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Call<'_> {
         let shared = &self.shared;
+        let state = match self.queue(1, encode) {
+            Ok(seq) => return Call::queued(shared, seq),
+            Err(error) => CallState::Failed(Some(error)),
+        };
+        Call {
+            shared,
+            seq: 0,
+            state,
+        }
+    }
+
+    /// Sends the `n` commands that `encode` appends (a pipeline's, packed) and waits for their
+    /// `n` replies, in order. They go out in one write, so no other call's command comes
+    /// between them.
+    pub fn call_many(&self, n: usize, encode: impl FnOnce(&mut Vec<u8>)) -> CallMany<'_> {
+        let shared = &self.shared;
+        let state = match n {
+            0 => CallState::Done,
+            _ => match self.queue(n, encode) {
+                Ok(first) => return CallMany::queued(shared, first, n),
+                Err(error) => CallState::Failed(Some(error)),
+            },
+        };
+        CallMany {
+            shared,
+            first: 0,
+            n,
+            state,
+        }
+    }
+
+    /// Appends the `n` commands `encode` writes and takes `n` places in the queue of replies;
+    /// writes at once if nothing was in flight, else asks for the deferred write. Returns the
+    /// first place's number.
+    fn queue(&self, n: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Result<u64, DriverError> {
+        let shared = &self.shared;
         let mut state = shared.lock();
         if let Some(error) = &state.broken {
-            return Call {
-                shared,
-                seq: 0,
-                state: CallState::Failed(Some(error.clone())),
-            };
+            return Err(error.clone());
         }
         encode(&mut state.out);
         let seq = state.next;
-        state.next += 1;
-        state.pending.push_back(Entry::default());
-        let alone = state.pending.len() == 1;
+        state.next += n as u64;
+        state.pending.extend((0..n).map(|_| Entry::default()));
+        let alone = state.pending.len() == n;
         if state.write_blocked || state.flush_asked {
-            return Call::queued(shared, seq);
+            return Ok(seq);
         }
         if alone {
             // Nothing in flight: no batch to wait for.
@@ -323,12 +394,12 @@ impl Driver {
             shared.write(&mut state, false, &mut woken);
             drop(state);
             woken.into_iter().for_each(Waker::wake);
-            return Call::queued(shared, seq);
+            return Ok(seq);
         }
         state.flush_asked = true;
         drop(state);
         defer(shared);
-        Call::queued(shared, seq)
+        Ok(seq)
     }
 }
 
@@ -383,7 +454,10 @@ fn kind(reply: &Reply) -> &'static str {
 /// Asks the runtime to write the connection's buffer once it has run the tasks that are ready
 /// now (tokio's `yield_now` wake; at once outside a tokio runtime).
 fn defer(shared: &Arc<Shared>) {
-    let waker = Waker::from(shared.clone());
+    let waker = Waker::from(Arc::new(Flush {
+        shared: shared.clone(),
+        woken: AtomicBool::new(false),
+    }));
     let yielded = std::pin::pin!(tokio::task::yield_now());
     let _ = yielded.poll(&mut Context::from_waker(&waker));
 }
@@ -472,6 +546,84 @@ impl Drop for Call<'_> {
     }
 }
 
+/// The wait of [`Driver::call_many`]'s commands for their replies.
+pub struct CallMany<'a> {
+    shared: &'a Arc<Shared>,
+    first: u64,
+    n: usize,
+    state: CallState,
+}
+
+impl<'a> CallMany<'a> {
+    fn queued(shared: &'a Arc<Shared>, first: u64, n: usize) -> Self {
+        CallMany {
+            shared,
+            first,
+            n,
+            state: CallState::Queued,
+        }
+    }
+
+    /// Marks its places gone (their replies taken, or dropped when they come): returns what
+    /// they held, to be dropped with the lock released.
+    fn leave(&self, state: &mut State) -> Vec<Reply> {
+        let base = self.first.wrapping_sub(state.head) as usize;
+        let mut replies = Vec::with_capacity(self.n);
+        for entry in state.pending.range_mut(base..).take(self.n) {
+            entry.gone = true;
+            entry.waker = None;
+            replies.extend(entry.reply.take());
+        }
+        state.pop_gone();
+        replies
+    }
+}
+
+impl Future for CallMany<'_> {
+    type Output = Result<Vec<Reply>, DriverError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            CallState::Queued => {}
+            CallState::Done => return Poll::Ready(Ok(Vec::new())),
+            CallState::Failed(error) => {
+                return Poll::Ready(Err(error.take().unwrap_or(DriverError::Closed)))
+            }
+        }
+        let mut state = self.shared.lock();
+        let last = (self.first + self.n as u64 - 1).wrapping_sub(state.head) as usize;
+        let broken = state.broken.clone();
+        let answered = match state.pending.get_mut(last) {
+            Some(entry) if entry.reply.is_some() => true,
+            Some(entry) if broken.is_none() => {
+                match &entry.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => entry.waker = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+            _ => false,
+        };
+        let replies = self.leave(&mut state);
+        drop(state);
+        self.state = CallState::Done;
+        if !answered || replies.len() != self.n {
+            return Poll::Ready(Err(broken.unwrap_or(DriverError::Closed)));
+        }
+        Poll::Ready(Ok(replies))
+    }
+}
+
+impl Drop for CallMany<'_> {
+    fn drop(&mut self) {
+        if !matches!(self.state, CallState::Queued) {
+            return;
+        }
+        let replies = self.leave(&mut self.shared.lock());
+        drop(replies);
+    }
+}
+
 /// The read task: decodes replies and hands them out; writes what a full socket left.
 struct Reader {
     shared: Arc<Shared>,
@@ -544,6 +696,17 @@ impl Future for Reader {
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+impl Drop for Reader {
+    /// Dropped unfinished (its runtime shut down): the connection has no reader any more, so
+    /// every call waiting and every later call fails (and the store renews the connection)
+    /// instead of waiting for replies nobody reads.
+    fn drop(&mut self) {
+        let _ = self.broken(DriverError::Broken(
+            "the runtime that ran the connection's read task shut down".into(),
+        ));
     }
 }
 

@@ -6,9 +6,9 @@
 //! `compare_and_set` and a GCRA step are one Lua script each (`compare`, `gcra`), cluster-wide fetch leases and
 //! their notice channel live in `lease`,
 //! listing walks `SCAN` on every master (`scan`), batches are split per cluster slot
-//! (`slot`), and a reply's value is decoded from the reply's own buffer (`value`). `driver` and
-//! `resp` are strata's own RESP2 connection driver, a measured prototype the `compare` bench
-//! races against the store (not used by it yet).
+//! (`slot`), and a reply's value is decoded from the reply's own buffer (`value`). `driver`,
+//! `resp` and `inbox` are strata's own RESP2 connection driver, which carries a single server's
+//! plain-TCP connection (`link`: the driver or redis-rs's connection, whichever carries it).
 
 mod builder;
 mod compare;
@@ -18,6 +18,7 @@ pub mod driver;
 mod gcra;
 mod inbox;
 mod lease;
+mod link;
 mod pipeline;
 mod resp;
 mod scan;

@@ -9,7 +9,10 @@ use super::{
     builder::{Parts, RedisStoreBuilder},
     compare,
     connection::{Conn, Fence},
-    counter, gcra,
+    counter,
+    driver::{encode_array, encode_parts, Call, Reply},
+    gcra,
+    link::Own,
     scan::{self, Scan},
     slot,
     value::decode_owned,
@@ -350,6 +353,54 @@ fn set_cmd(key: &[u8], value: &[u8], ttl: Option<Duration>, condition: SetIf) ->
     cmd
 }
 
+/// `SET key value [PX ms] [NX|XX]` straight into strata's own driver's buffer (no `Cmd`).
+fn encode_set(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    value: &[u8],
+    ttl: Option<Duration>,
+    condition: SetIf,
+) {
+    let args =
+        3 + 2 * usize::from(ttl.is_some()) + usize::from(!matches!(condition, SetIf::Always));
+    encode_array(out, args);
+    encode_parts(out, &[b"SET"]);
+    encode_parts(out, &[key]);
+    encode_parts(out, &[value]);
+    if let Some(ttl) = ttl {
+        encode_parts(out, &[b"PX"]);
+        encode_parts(out, &[itoa::Buffer::new().format(millis(ttl)).as_bytes()]);
+    }
+    match condition {
+        SetIf::Always => {}
+        SetIf::New => encode_parts(out, &[b"NX"]),
+        SetIf::Live => encode_parts(out, &[b"XX"]),
+    }
+}
+
+/// `name key` straight into strata's own driver's buffer (no `Cmd`).
+fn encode_key_command(out: &mut Vec<u8>, name: &[u8], key: &[u8]) {
+    encode_array(out, 2);
+    encode_parts(out, &[name]);
+    encode_parts(out, &[key]);
+}
+
+/// A reply the command does not give (the connection is out of step, or not Redis).
+fn unexpected(reply: &Reply, context: impl FnOnce() -> String) -> Error {
+    let kind = match reply {
+        Reply::Ok | Reply::Status(_) => "a status",
+        Reply::Error(_) => "an error",
+        Reply::Int(_) => "an integer",
+        Reply::Bulk(_) => "a bulk string",
+        Reply::Nil => "nil",
+        Reply::Array(_) => "an array",
+    };
+    Error::backend(
+        context(),
+        format!("Redis answered with {kind}, which this command does not return"),
+    )
+}
+
 /// The values (raw bytes) an `MGET` returned, one per key.
 type Values = Vec<Option<Vec<u8>>>;
 
@@ -487,6 +538,36 @@ impl<K, V> RedisStore<K, V> {
 impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
     fn key(&self, key: &K) -> Vec<u8> {
         key.namespaced(&self.prefix)
+    }
+
+    /// `name key` queued on strata's own driver `own`, the namespaced key encoded in the
+    /// thread's scratch buffer and copied into the driver's.
+    fn own_key_call<'o>(&self, own: &'o Own, name: &[u8], key: &K) -> Call<'o> {
+        with_scratch(|buffer| {
+            buffer.extend_from_slice(&self.prefix);
+            key.encode_key(buffer);
+            own.call(|out| encode_key_command(out, name, buffer))
+        })
+    }
+
+    /// `SET key value ...` queued on strata's own driver `own`, encoded as [`Self::set_command`]
+    /// does.
+    fn own_set_call<'o>(
+        &self,
+        own: &'o Own,
+        key: &K,
+        value: &V,
+        ttl: Option<Duration>,
+    ) -> Result<Call<'o>> {
+        with_scratch(|buffer| {
+            buffer.extend_from_slice(&self.prefix);
+            key.encode_key(buffer);
+            let key_len = buffer.len();
+            encode_value_into(value, self.shared.format, "", buffer)
+                .map_err(|e| naming(e, &buffer[..key_len]))?;
+            let (key, value) = buffer.split_at(key_len);
+            Ok(own.call(|out| encode_set(out, key, value, ttl, SetIf::Always)))
+        })
     }
 
     /// `name key` with the namespaced key encoded in the thread's scratch buffer, not a buffer
@@ -735,6 +816,9 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
         notice: Notice<'_>,
         fence: Option<Fence<'_>>,
     ) -> Result<Option<(Vec<bool>, bool)>> {
+        if let (Some(own), None) = (self.shared.conn.own(), self.shared.wait) {
+            return self.write_many_own(own, writes, notice, fence).await;
+        }
         let count = writes.len();
         let cmds = (writes.iter().enumerate())
             .map(|(i, write)| self.batch_cmd(i, write))
@@ -776,6 +860,86 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
     }
 }
 
+impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
+    /// [`Self::write_many`] on strata's own driver (one server, no `wait_for_replicas`): the
+    /// `SET`s and `UNLINK`s and the `PUBLISH` encoded straight into the driver's buffer (no
+    /// `Cmd` per write) and queued as one call, written in one write. With a `fence`, asked
+    /// right before they are queued (the connection is ready); `None`: refused, nothing sent.
+    async fn write_many_own(
+        &self,
+        (generation, own): (u64, Arc<Own>),
+        writes: &[BatchWrite<K, V>],
+        notice: Notice<'_>,
+        fence: Option<Fence<'_>>,
+    ) -> Result<Option<(Vec<bool>, bool)>> {
+        let count = writes.len();
+        let packed = self.pack_writes(writes, notice)?;
+        if fence.is_some_and(|fence| !fence()) {
+            return Ok(None);
+        }
+        let call = own.call_many(count + 1, |out| out.extend_from_slice(&packed));
+        drop(packed);
+        let context = || format!("pipeline of {count} writes in {}", self.namespace);
+        let timeout = self.shared.command_timeout;
+        let replies = self
+            .shared
+            .conn
+            .settle_own(generation, call, timeout, context)
+            .await?;
+        let done = (writes.iter().zip(&replies))
+            .map(|(write, reply)| match (write, reply) {
+                (BatchWrite::Put { .. }, Reply::Ok) => Ok(true),
+                (BatchWrite::Delete(_), Reply::Int(removed)) => Ok(*removed > 0),
+                (_, other) => Err(unexpected(other, context)),
+            })
+            .collect::<Result<Vec<bool>>>()?;
+        Ok(Some((done, count > 0)))
+    }
+
+    /// The writes as `SET`/`UNLINK` commands and then `PUBLISH notice`, packed for the driver;
+    /// each key and value encoded in the thread's scratch buffer on the way.
+    fn pack_writes(&self, writes: &[BatchWrite<K, V>], notice: Notice<'_>) -> Result<Vec<u8>> {
+        let mut packed = Vec::with_capacity(writes.len() * 128 + 64);
+        with_scratch(|buffer| {
+            writes.iter().try_for_each(|write| {
+                buffer.clear();
+                buffer.extend_from_slice(&self.prefix);
+                self.pack_write(&mut packed, buffer, write)
+            })
+        })?;
+        encode_array(&mut packed, 3);
+        encode_parts(&mut packed, &[b"PUBLISH"]);
+        encode_parts(&mut packed, &[notice.channel.as_bytes()]);
+        encode_parts(&mut packed, &[notice.payload]);
+        Ok(packed)
+    }
+
+    /// One write into `packed`; `buffer` holds the namespace's prefix.
+    fn pack_write(
+        &self,
+        packed: &mut Vec<u8>,
+        buffer: &mut Vec<u8>,
+        write: &BatchWrite<K, V>,
+    ) -> Result<()> {
+        match write {
+            BatchWrite::Put { key, value, ttl } => {
+                check_ttl(*ttl)?;
+                key.encode_key(buffer);
+                let key_len = buffer.len();
+                encode_value_into(value, self.shared.format, "", buffer)
+                    .map_err(|e| naming(e, &buffer[..key_len]))?;
+                let (key, value) = buffer.split_at(key_len);
+                encode_set(packed, key, value, *ttl, SetIf::Always);
+            }
+            BatchWrite::Delete(key) => {
+                key.encode_key(buffer);
+                encode_key_command(packed, b"UNLINK", buffer);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<K, V> Store<K, V> for RedisStore<K, V>
 where
     K: Key,
@@ -783,6 +947,20 @@ where
 {
     async fn put(&self, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         check_ttl(ttl)?;
+        let context = || format!("SET {}", show(&self.key(&key)));
+        if let (Some((generation, own)), None) = (self.shared.conn.own(), self.shared.wait) {
+            let call = self.own_set_call(&own, &key, &value, ttl)?;
+            let timeout = self.shared.command_timeout;
+            return match self
+                .shared
+                .conn
+                .settle_own(generation, call, timeout, context)
+                .await?
+            {
+                Reply::Ok => Ok(()),
+                other => Err(unexpected(&other, context)),
+            };
+        }
         let cmd = self.set_command(&key, &value, ttl, SetIf::Always)?;
         self.shared
             .write(cmd, || format!("SET {}", show(&self.key(&key))))
@@ -790,6 +968,24 @@ where
     }
 
     async fn get(&self, key: &K) -> Result<Option<V>> {
+        if let Some((generation, own)) = self.shared.conn.own() {
+            let call = self.own_key_call(&own, b"GET", key);
+            let context = || format!("GET {}", show(&self.key(key)));
+            let timeout = self.shared.command_timeout;
+            let bytes = match self
+                .shared
+                .conn
+                .settle_own(generation, call, timeout, context)
+                .await?
+            {
+                Reply::Bulk(bytes) => bytes,
+                Reply::Nil => return Ok(None),
+                other => return Err(unexpected(&other, context)),
+            };
+            return decode_owned(bytes, "")
+                .map(Some)
+                .map_err(|e| naming(e, &self.key(key)));
+        }
         let cmd = self.key_command("GET", key);
         let bytes: Option<Vec<u8>> = self
             .shared
@@ -800,6 +996,20 @@ where
     }
 
     async fn delete(&self, key: &K) -> Result<bool> {
+        if let (Some((generation, own)), None) = (self.shared.conn.own(), self.shared.wait) {
+            let call = self.own_key_call(&own, b"UNLINK", key);
+            let context = || format!("UNLINK {}", show(&self.key(key)));
+            let timeout = self.shared.command_timeout;
+            return match self
+                .shared
+                .conn
+                .settle_own(generation, call, timeout, context)
+                .await?
+            {
+                Reply::Int(removed) => Ok(removed > 0),
+                other => Err(unexpected(&other, context)),
+            };
+        }
         let key = self.key(key);
         self.shared
             .write(key_cmd("UNLINK", &key), || format!("UNLINK {}", show(&key)))
