@@ -444,6 +444,9 @@ async fn a_directory_from_a_newer_strata_is_refused_and_left_untouched() {
         let db = builder(dir.path(), &clock).open().unwrap();
         let store: DiskStore<String, u64> = db.store("sessions").unwrap();
         store.put("k".into(), 1, None).await.unwrap();
+        // The store first: a close awaited while it is alive waits for nothing, and its drop
+        // on this runtime thread then closes in the background, racing `set_format`'s open.
+        drop(store);
         db.close().await;
     }
     set_format(dir.path(), &3u64.to_be_bytes());
