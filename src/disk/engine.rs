@@ -116,14 +116,6 @@ impl Op {
         }
     }
 
-    /// The record a put writes (`None` for a delete).
-    pub(crate) fn record(&self) -> Option<&[u8]> {
-        match self {
-            Op::Put { buf, key_at } => Some(&buf[..*key_at]),
-            Op::Delete { .. } | Op::DeletePrefix { .. } => None,
-        }
-    }
-
     /// The key an op writes (a prefix for a prefix delete).
     pub(crate) fn key(&self) -> &[u8] {
         match self {

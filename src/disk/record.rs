@@ -57,6 +57,40 @@ pub(crate) fn put_op<K: Key, V: Serialize>(
     Ok(Op::Put { buf, key_at })
 }
 
+/// A put's encoded value and key bytes, copied from its op for the compact memory tier (the
+/// op itself goes to the writer): one allocation, and the key is not encoded a second time.
+pub(crate) struct Encoded {
+    buf: Box<[u8]>,
+    key_at: usize,
+    prefix_len: usize,
+}
+
+impl Encoded {
+    /// The bytes of `op` if it is a put; `prefix_len`: the length of its key's `namespace:`.
+    pub(crate) fn of(op: &Op, prefix_len: usize) -> Option<Self> {
+        let Op::Put { buf, key_at } = op else {
+            return None;
+        };
+        Some(Encoded {
+            buf: buf[..].into(),
+            key_at: *key_at,
+            prefix_len,
+        })
+    }
+
+    /// The encoded value.
+    pub(crate) fn value(&self) -> &[u8] {
+        value(&self.buf[..self.key_at])
+    }
+
+    /// The key's [`Key::encode_key`](crate::Key::encode_key) bytes.
+    pub(crate) fn key(&self) -> &[u8] {
+        self.buf
+            .get(self.key_at + self.prefix_len..)
+            .unwrap_or_default()
+    }
+}
+
 /// Appends `value`'s encoding to `out`; an error names `key`.
 fn encode_into<V: Serialize>(
     value: &V,
@@ -93,6 +127,22 @@ pub(crate) fn is_expired(deadline: u64, now: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_put_op_copied_for_the_compact_tier_gives_its_value_and_key_bytes() {
+        let op = put_op(b"ns:", &"key".to_string(), &7u64, 42, Format::MessagePack).unwrap();
+        let enc = Encoded::of(&op, 3).unwrap();
+        assert_eq!(enc.key(), b"key");
+        let v: u64 = crate::codec::decode_value(enc.value(), "k").unwrap();
+        assert_eq!(v, 7);
+        assert!(Encoded::of(
+            &Op::Delete {
+                key: b"ns:key".to_vec()
+            },
+            3
+        )
+        .is_none());
+    }
 
     #[test]
     fn deadline_trails_the_value() {

@@ -302,15 +302,15 @@ where
     ) -> impl Apply<K, V> {
         let encoded = self.encoded_for_compact(op);
         move |mem: Mem<'_, K, V>| match encoded {
-            Some(bytes) => mem.put_encoded(&key, &bytes, deadline),
+            Some(encoded) => mem.put_encoded(&key, &encoded, deadline, now),
             None => mem.put_at(key, value, deadline, now),
         }
     }
 
-    /// With a compact tier, the value `op` (a put) encoded, to write into it.
-    fn encoded_for_compact(&self, op: &Op) -> Option<Box<[u8]>> {
+    /// With a compact tier, the value and key bytes `op` (a put) encoded, to write into it.
+    fn encoded_for_compact(&self, op: &Op) -> Option<record::Encoded> {
         self.compact()?;
-        op.record().map(|rec| record::value(rec).into())
+        record::Encoded::of(op, self.prefix.len())
     }
 
     /// Runs one write: `decide` looks at memory (under `stripes`, the stripe locks of every key
@@ -550,13 +550,13 @@ where
             .map(|(key, value)| self.put_op(key, value, deadline))
             .collect::<Result<Vec<Op>>>()?;
         let stripes = Stripes::of_all(ops.iter().map(Op::key));
-        let encoded: Option<Vec<Box<[u8]>>> =
+        let encoded: Option<Vec<record::Encoded>> =
             ops.iter().map(|op| self.encoded_for_compact(op)).collect();
         self.write(stripes, || {
             let apply = move |mem: Mem<'_, K, V>| match encoded {
                 Some(encoded) => {
-                    for ((key, _), bytes) in entries.iter().zip(encoded) {
-                        mem.put_encoded(key, &bytes, deadline);
+                    for ((key, _), encoded) in entries.iter().zip(encoded) {
+                        mem.put_encoded(key, &encoded, deadline, None);
                     }
                 }
                 None => {
@@ -646,7 +646,7 @@ where
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// Puts `value` under `key` until `deadline` (see [`put_at`]; `now`: the coarse time an
-    /// async put worked its deadline out from, if it did; the compact tier reads no clock).
+    /// async put worked its deadline out from, if it did).
     pub(super) fn put_at(&self, key: K, value: V, deadline: u64, now: Option<u64>) {
         let Some(compact) = self.compact else {
             return put_at(self.plain, key, value, deadline, now);
@@ -656,11 +656,18 @@ where
         }
     }
 
-    /// Puts `value`, already encoded as on disk, under `key` until `deadline` in the compact
-    /// tier (which is the only tier that keeps encoded values).
-    pub(super) fn put_encoded(&self, key: &K, value: &[u8], deadline: u64) {
+    /// Puts the value `encoded` (as on disk, with `key`'s bytes) under `key` until `deadline`
+    /// in the compact tier, the only tier that keeps encoded values (`now`: as for
+    /// [`put_at`](Self::put_at)).
+    pub(super) fn put_encoded(
+        &self,
+        key: &K,
+        encoded: &record::Encoded,
+        deadline: u64,
+        now: Option<u64>,
+    ) {
         if let Some(compact) = self.compact {
-            compact.put_encoded(key, value, deadline);
+            compact.put_bytes(key, encoded.key(), encoded.value(), deadline, now);
         }
     }
 

@@ -42,7 +42,7 @@ use std::{
     sync::{Arc, Weak},
 };
 
-use hashbrown::HashTable;
+use hashbrown::{hash_table::Entry, HashTable};
 use parking_lot::RwLock;
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -140,6 +140,7 @@ impl<K: Key, V: DeserializeOwned + Send + Sync + 'static> Inner<K, V> {
 
 /// One shard: the offsets of its records, by key hash, and the arena holding them.
 struct Shard {
+    /// Slots ([`slot`]) of the live records, by [`table_hash`].
     table: HashTable<u64>,
     arena: Vec<u8>,
     /// Bytes of the arena no entry points to.
@@ -205,6 +206,41 @@ fn parse(arena: &[u8], offset: u64) -> Option<Rec<'_>> {
 /// The key bytes of the record at `offset`, if it parses.
 fn key_at(arena: &[u8], offset: u64) -> Option<&[u8]> {
     parse(arena, offset).map(|r| r.key)
+}
+
+/// Bits of a table slot holding a tag of the key's hash; the rest hold the record's offset
+/// (so a shard's arena is addressable up to 1 TiB).
+const TAG_BITS: u32 = 24;
+const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+
+/// A table slot: the record's offset in the arena and a tag of its key's hash, in the 8 bytes
+/// an offset alone took. The table hashes slots by their tag ([`table_hash`]), so it grows
+/// without reading the arena or hashing a key again (that read and hash was ~14 % of an async
+/// disk put's instructions: each resize reads every record, in table order, out of cache).
+fn slot(offset: usize, hash: u64) -> u64 {
+    ((offset as u64) << TAG_BITS) | (hash & TAG_MASK)
+}
+
+/// The offset of the record `slot` points to.
+fn offset_of(slot: u64) -> u64 {
+    slot >> TAG_BITS
+}
+
+/// The hash the table files a key (its full `hash`) or a slot under: its tag, spread over 64
+/// bits (the table takes its bucket from the low bits and its control byte from the top 7).
+/// Keys whose tags collide share it and are told apart by their bytes, as any collision.
+fn table_hash(hash_or_slot: u64) -> u64 {
+    (hash_or_slot & TAG_MASK).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The key bytes of the record `slot` points to, if it parses.
+fn key_of(arena: &[u8], slot: u64) -> Option<&[u8]> {
+    key_at(arena, offset_of(slot))
+}
+
+/// Rehashes a slot while the table grows or shrinks.
+fn rehash(slot: &u64) -> u64 {
+    table_hash(*slot)
 }
 
 fn read_varint(bytes: &[u8]) -> Option<(usize, &[u8])> {
@@ -292,20 +328,15 @@ enum Removed {
 impl Shard {
     fn find(&self, hash: u64, key: &[u8]) -> Option<Rec<'_>> {
         let arena = &self.arena;
-        let offset = *self.table.find(hash, |&o| key_at(arena, o) == Some(key))?;
-        parse(arena, offset)
+        let found = self
+            .table
+            .find(table_hash(hash), |&s| key_of(arena, s) == Some(key))?;
+        parse(arena, offset_of(*found))
     }
 
     /// Writes a record under `key`; returns the deadline of the record it replaced, if any.
-    fn insert(
-        &mut self,
-        hasher: &Hasher,
-        hash: u64,
-        key: &[u8],
-        value: &[u8],
-        deadline: u64,
-    ) -> Option<u64> {
-        let offset = self.arena.len() as u64;
+    fn insert(&mut self, hash: u64, key: &[u8], value: &[u8], deadline: u64) -> Option<u64> {
+        let new = slot(self.arena.len(), hash);
         write_record(&mut self.arena, deadline, key, value);
         if deadline != 0 {
             self.earliest = self.earliest.min(deadline);
@@ -317,17 +348,17 @@ impl Shard {
             garbage,
             ..
         } = self;
-        match table.find_mut(hash, |&o| key_at(arena, o) == Some(key)) {
-            Some(slot) => {
-                let old = parse(arena, *slot);
-                *slot = offset;
+        // One probe finds the key or the place for it.
+        match table.entry(table_hash(hash), |&s| key_of(arena, s) == Some(key), rehash) {
+            Entry::Occupied(mut found) => {
+                let old = parse(arena, offset_of(*found.get()));
+                *found.get_mut() = new;
                 let old = old?;
                 *garbage += old.len;
                 Some(old.deadline)
             }
-            None => {
-                let rehash = |&o: &u64| key_at(arena, o).map_or(0, |k| hasher.hash_one(k));
-                table.insert_unique(hash, offset, rehash);
+            Entry::Vacant(place) => {
+                place.insert(new);
                 None
             }
         }
@@ -338,12 +369,12 @@ impl Shard {
         let arena = &self.arena;
         let Ok(entry) = self
             .table
-            .find_entry(hash, |&o| key_at(arena, o) == Some(key))
+            .find_entry(table_hash(hash), |&s| key_of(arena, s) == Some(key))
         else {
             return Removed::Nothing;
         };
-        let (offset, _) = entry.remove();
-        let Some(rec) = parse(arena, offset) else {
+        let (found, _) = entry.remove();
+        let Some(rec) = parse(arena, offset_of(found)) else {
             return Removed::Nothing;
         };
         self.garbage += rec.len;
@@ -370,7 +401,7 @@ impl Shard {
             writes,
         } = self;
         let (mut count, mut keys, mut next) = (0, Vec::new(), u64::MAX);
-        table.retain(|&mut o| match parse(arena, o) {
+        table.retain(|&mut s| match parse(arena, offset_of(s)) {
             Some(rec) if rec.is_expired(now) => {
                 count += 1;
                 gone(&rec);
@@ -396,7 +427,6 @@ impl Shard {
     /// a quarter of the arena is garbage.
     fn maintain(
         &mut self,
-        hasher: &Hasher,
         now: u64,
         keep: bool,
         gone: impl FnMut(&Rec<'_>),
@@ -406,19 +436,19 @@ impl Shard {
         } else {
             (0, Vec::new())
         };
-        self.compact_if_wasteful(hasher);
+        self.compact_if_wasteful();
         swept
     }
 
     /// Compacts once garbage is a quarter of the arena (and at least [`GARBAGE_MIN`]).
-    fn compact_if_wasteful(&mut self, hasher: &Hasher) {
+    fn compact_if_wasteful(&mut self) {
         if self.garbage >= GARBAGE_MIN && self.garbage.saturating_mul(4) >= self.arena.len() {
-            self.compact(hasher);
+            self.compact();
         }
     }
 
     /// Copies the live records into a fresh arena.
-    fn compact(&mut self, hasher: &Hasher) {
+    fn compact(&mut self) {
         let Shard {
             table,
             arena,
@@ -426,10 +456,10 @@ impl Shard {
             ..
         } = self;
         let mut fresh = Vec::with_capacity(arena.len().saturating_sub(*garbage));
-        table.retain(|o| match parse(arena, *o) {
+        table.retain(|s| match parse(arena, offset_of(*s)) {
             Some(rec) => {
-                let start = *o as usize;
-                *o = fresh.len() as u64;
+                let start = offset_of(*s) as usize;
+                *s = slot(fresh.len(), *s);
                 fresh.extend_from_slice(&arena[start..start + rec.len]);
                 true
             }
@@ -439,7 +469,6 @@ impl Shard {
         *garbage = 0;
         // A table left mostly empty (its entries expired or removed) gives its memory back.
         if table.capacity() / 4 > table.len() {
-            let rehash = |&o: &u64| key_at(arena, o).map_or(0, |k| hasher.hash_one(k));
             table.shrink_to_fit(rehash);
         }
     }
@@ -590,32 +619,31 @@ where
             self.remove(key);
             return;
         }
-        let keep = self.inner.events.is_active();
-        let (old, swept) = with_key_bytes(key, |kb| {
-            let hash = self.hash(kb);
-            let lane = self.lane(hash);
-            let inner = &*self.inner;
-            let mut shard = inner.shards[lane].write();
-            let listening = inner.listening();
-            if listening {
-                if let Some(old) = shard.find(hash, kb) {
-                    let cause = match old.is_expired(now) {
-                        true => RemovalCause::Expired,
-                        false => RemovalCause::Replaced,
-                    };
-                    inner.removed(lane, &old, cause);
-                }
-            }
-            let old = shard.insert(&inner.hasher, hash, kb, value, deadline);
-            let gone = |rec: &Rec<'_>| inner.removed(lane, rec, RemovalCause::Expired);
-            let (count, keys) = shard.maintain(&inner.hasher, now, keep, gone);
-            inner.stats.add(Stat::Expirations, count as u64);
-            drop(shard);
-            if listening {
-                inner.listener.deliver(lane);
-            }
-            (old, keys)
-        });
+        with_key_bytes(key, |kb| self.put_live(key, kb, value, deadline, now));
+    }
+
+    /// [`put_encoded`](Self::put_encoded) with `key`'s bytes (`kb`, as
+    /// [`Key::encode_key`] writes them: a disk put's op holds them already) and, for an async
+    /// put, the coarse time its deadline was worked out from (`None`: read the clock).
+    pub(crate) fn put_bytes(
+        &self,
+        key: &K,
+        kb: &[u8],
+        value: &[u8],
+        deadline: u64,
+        now: Option<u64>,
+    ) {
+        let now = now.unwrap_or_else(|| self.now());
+        if record::is_expired(deadline, now) {
+            self.remove(key);
+            return;
+        }
+        self.put_live(key, kb, value, deadline, now);
+    }
+
+    /// Writes a record whose deadline has not passed at `now`.
+    fn put_live(&self, key: &K, kb: &[u8], value: &[u8], deadline: u64, now: u64) {
+        let (old, swept) = self.write_record(kb, value, deadline, now);
         self.inner.wake_sweeper_for(deadline);
         let stats = &self.inner.stats;
         match old {
@@ -633,6 +661,42 @@ where
             }
         }
         self.inner.announce_expired(swept);
+    }
+
+    /// Writes the record under its shard's lock (the listener hears what it replaced and what
+    /// the shard's upkeep swept); returns the replaced record's deadline, if any, and the keys
+    /// the upkeep swept (for events, if anyone listens).
+    fn write_record(
+        &self,
+        kb: &[u8],
+        value: &[u8],
+        deadline: u64,
+        now: u64,
+    ) -> (Option<u64>, Vec<Vec<u8>>) {
+        let keep = self.inner.events.is_active();
+        let hash = self.hash(kb);
+        let lane = self.lane(hash);
+        let inner = &*self.inner;
+        let mut shard = inner.shards[lane].write();
+        let listening = inner.listening();
+        if listening {
+            if let Some(old) = shard.find(hash, kb) {
+                let cause = match old.is_expired(now) {
+                    true => RemovalCause::Expired,
+                    false => RemovalCause::Replaced,
+                };
+                inner.removed(lane, &old, cause);
+            }
+        }
+        let old = shard.insert(hash, kb, value, deadline);
+        let gone = |rec: &Rec<'_>| inner.removed(lane, rec, RemovalCause::Expired);
+        let (count, keys) = shard.maintain(now, keep, gone);
+        inner.stats.add(Stat::Expirations, count as u64);
+        drop(shard);
+        if listening {
+            inner.listener.deliver(lane);
+        }
+        (old, keys)
     }
 
     /// Removes every entry whose deadline has passed now, sending their `Expired` events;
@@ -659,7 +723,7 @@ where
                 }
             }
             let removed = shard.remove(hash, kb, now);
-            shard.compact_if_wasteful(&self.inner.hasher);
+            shard.compact_if_wasteful();
             drop(shard);
             if listening {
                 self.inner.listener.deliver(lane);
@@ -687,8 +751,8 @@ where
         let mut out = Vec::new();
         for shard in self.inner.shards.iter() {
             let shard = shard.read();
-            for &offset in shard.table.iter() {
-                let Some(rec) = parse(&shard.arena, offset) else {
+            for &found in shard.table.iter() {
+                let Some(rec) = parse(&shard.arena, offset_of(found)) else {
                     return Err(unreadable());
                 };
                 if !rec.is_expired(now) {
@@ -712,8 +776,8 @@ where
         let mut out = Vec::new();
         for shard in self.inner.shards.iter() {
             let shard = shard.read();
-            for &offset in shard.table.iter() {
-                let Some(rec) = parse(&shard.arena, offset) else {
+            for &found in shard.table.iter() {
+                let Some(rec) = parse(&shard.arena, offset_of(found)) else {
                     continue;
                 };
                 if rec.is_expired(now) {
@@ -742,7 +806,7 @@ where
         let live_in = |shard: &RwLock<Shard>| {
             let shard = shard.read();
             let arena = &shard.arena;
-            let live = |o: &&u64| parse(arena, **o).is_some_and(|r| !r.is_expired(now));
+            let live = |s: &&u64| parse(arena, offset_of(**s)).is_some_and(|r| !r.is_expired(now));
             shard.table.iter().filter(live).count()
         };
         self.inner.shards.iter().map(live_in).sum()
@@ -760,8 +824,8 @@ where
             if listening {
                 // Queued under the lock, so a removal of a key written after the clear
                 // queues after this one.
-                for &offset in old.table.iter() {
-                    if let Some(rec) = parse(&old.arena, offset) {
+                for &found in old.table.iter() {
+                    if let Some(rec) = parse(&old.arena, offset_of(found)) {
                         let cause = match rec.is_expired(now) {
                             true => RemovalCause::Expired,
                             false => RemovalCause::Explicit,
@@ -774,8 +838,8 @@ where
             if listening {
                 self.inner.listener.deliver(lane);
             }
-            for &offset in old.table.iter() {
-                let Some(rec) = parse(&old.arena, offset) else {
+            for &found in old.table.iter() {
+                let Some(rec) = parse(&old.arena, offset_of(found)) else {
                     continue;
                 };
                 let (kind, stat) = match rec.is_expired(now) {
@@ -975,7 +1039,6 @@ where
                     earliest,
                     writes,
                 } = shard;
-                let rehash = |&o: &u64| key_at(arena, o).map_or(0, |k| hasher.hash_one(k));
                 table.reserve(count, rehash);
                 let mut start = base;
                 for (p, part) in placed.iter().enumerate() {
@@ -986,19 +1049,20 @@ where
                         let Some(rec) = parse(arena, at as u64) else {
                             break;
                         };
-                        let (offset, hash) = (at as u64, hasher.hash_one(rec.key));
+                        let hash = hasher.hash_one(rec.key);
+                        let new = slot(at, hash);
                         at += rec.len;
                         // Two raw keys with one canonical form (`007` and `7`): the later
                         // wins, as the default tier's load has it.
                         if duplicates || base > 0 {
-                            let eq = |&o: &u64| key_at(arena, o) == Some(rec.key);
-                            if let Some(slot) = table.find_mut(hash, eq) {
-                                *garbage += parse(arena, *slot).map_or(0, |r| r.len);
-                                *slot = offset;
+                            let eq = |&s: &u64| key_of(arena, s) == Some(rec.key);
+                            if let Some(found) = table.find_mut(table_hash(hash), eq) {
+                                *garbage += parse(arena, offset_of(*found)).map_or(0, |r| r.len);
+                                *found = new;
                                 continue;
                             }
                         }
-                        table.insert_unique(hash, offset, rehash);
+                        table.insert_unique(table_hash(hash), new, rehash);
                     }
                 }
                 *writes = 0;
@@ -1109,6 +1173,35 @@ mod tests {
             write_varint(&mut out, n);
             assert_eq!(out.len(), varint_len(n), "{n}");
             assert_eq!(read_varint(&out), Some((n, &[][..])));
+        }
+    }
+
+    /// The table files records by a 24-bit tag of their key's hash: keys whose tags collide
+    /// (here every key: hashes differing only above the tag) are told apart by their bytes,
+    /// through growth, overwrites, removals and a compaction.
+    #[test]
+    fn keys_whose_hash_tags_collide_stay_apart() {
+        let mut shard = Shard::new();
+        let hash = |i: u64| 0xABCDEF | (i << 32);
+        let key = |i: u64| format!("key-{i}").into_bytes();
+        for i in 0..1_000 {
+            assert_eq!(shard.insert(hash(i), &key(i), &[i as u8], 0), None);
+        }
+        for i in (0..1_000).step_by(2) {
+            assert_eq!(shard.insert(hash(i), &key(i), &[0xFF], 0), Some(0));
+        }
+        for i in (1..1_000).step_by(4) {
+            assert!(matches!(shard.remove(hash(i), &key(i), 0), Removed::Live));
+        }
+        shard.compact();
+        for i in 0..1_000u64 {
+            let found = shard.find(hash(i), &key(i)).map(|r| r.value.to_vec());
+            let want = match i {
+                i if i % 2 == 0 => Some(vec![0xFF]),
+                i if i % 4 == 1 => None,
+                i => Some(vec![i as u8]),
+            };
+            assert_eq!(found, want, "key {i}");
         }
     }
 

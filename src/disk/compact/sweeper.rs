@@ -81,7 +81,7 @@ impl<K: Key, V: DeserializeOwned + Send + Sync + 'static> Inner<K, V> {
                 scanned += shard.table.len();
                 let gone = |rec: &super::Rec<'_>| self.removed(lane, rec, RemovalCause::Expired);
                 let (count, keys) = shard.sweep(now, keep, gone);
-                shard.compact_if_wasteful(&self.hasher);
+                shard.compact_if_wasteful();
                 self.stats.add(Stat::Expirations, count as u64);
                 (count, keys)
             };
