@@ -104,6 +104,7 @@ on_both_paths!(
     a_transaction_holding_the_key_does_not_block_a_read,
     a_read_happens_when_polled_not_when_built,
     a_cache_over_a_cache_counts_in_both,
+    a_read_of_an_entry_without_a_ttl_does_not_read_the_clock,
 );
 
 mod cases {
@@ -247,6 +248,50 @@ mod cases {
         assert_eq!((stats.hits, stats.misses), (1, 1));
         assert_eq!(reads(&inner), [(1, 1), (1, 1)]);
     }
+
+    /// Issue 13 item 1: `get`, `get_now` and a `fetch` hit of an entry without a TTL, and a
+    /// miss, never read the clock (`ManualClock::reads` counts every read), over a bounded
+    /// store and an unbounded one; a read of an entry with a TTL reads it on every read.
+    pub async fn a_read_of_an_entry_without_a_ttl_does_not_read_the_clock<S: Under>() {
+        for capacity in [None, Some(100)] {
+            // A clock of its own per store: a sweeper thread (started by the TTL write below)
+            // reads its store's clock, and must not count in the next store's reads.
+            let time = ManualClock::new();
+            let memory = MemoryStore::builder().clock(time.clock());
+            let memory = match capacity {
+                Some(n) => memory.max_capacity(n),
+                None => memory,
+            };
+            let store = S::over(memory.build().unwrap());
+            let builder = Cache::builder().store(store).clock(time.clock());
+            let cache = builder.build().await.unwrap();
+            cache.put(s("a"), s("1"), None).await.unwrap();
+            let before = time.reads();
+            assert_eq!(cache.get(&s("a")).await.unwrap(), Some(s("1")));
+            assert_eq!(cache.get(&s("b")).await.unwrap(), None);
+            let now = cache.get_now(&s("a")).transpose().unwrap();
+            assert!(matches!(now, None | Some(Some(_))), "{now:?}");
+            let loader = |_| async { Ok::<_, std::io::Error>(Load::NotFound) };
+            assert_eq!(cache.fetch(s("a"), loader).await.unwrap(), Some(s("1")));
+            let read = time.reads() - before;
+            assert_eq!(read, 0, "{capacity:?}: a read without a TTL read the clock");
+            // The control: the counter sees these reads. The sweeper thread the TTL write
+            // starts may add reads of its own, never take any away.
+            cache
+                .put(s("t"), s("2"), Some(Duration::from_secs(60)))
+                .await
+                .unwrap();
+            let before = time.reads();
+            for _ in 0..100 {
+                assert_eq!(cache.get(&s("t")).await.unwrap(), Some(s("2")));
+            }
+            let read = time.reads() - before;
+            assert!(
+                read >= 100,
+                "{capacity:?}: 100 reads with a TTL read it {read} times"
+            );
+        }
+    }
 }
 
 /// A store that answers every read now and whose awaited `get` never finishes: a `Cache::get`
@@ -296,7 +341,7 @@ async fn a_read_the_store_answers_now_never_awaits_its_get() {
     assert_eq!((stats.hits, stats.misses), (1, 1));
 }
 
-/// A read the store answered at once writes nothing to its future (`src/cache/get.rs`): polled
+/// A read the store answered at once leaves its future not waiting (`src/cache/get.rs`): polled
 /// again after it answered, which a caller should not do, it reads again (and counts that read)
 /// rather than panicking or answering from a stale copy.
 #[tokio::test]

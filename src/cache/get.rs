@@ -20,8 +20,8 @@ use crate::{
 };
 
 /// A read of `key`: not started (nothing is read until the first poll), or waiting on the
-/// store's future (`read`). A read the store answers at once leaves the future as it was:
-/// its poll writes nothing here.
+/// store's future (`read`). A read the store answers at once leaves the future as it was
+/// (`read` still `None`, written again: see `still_not_waiting`).
 ///
 /// The store's future is boxed, so `Get` is `Unpin` and a hit's future is three words the
 /// caller writes once. `read` is dropped out of line ([`Drop`] below): the drop of a `Get` is
@@ -86,10 +86,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if this.read.is_none() {
-            // A read answered at once leaves the future as it is: nothing is written to it
-            // (the caller does not poll a future that has answered; one that did would read
-            // again, and get a correct answer).
+            // A read answered at once leaves the future as it is, not waiting (the caller
+            // does not poll a future that has answered; one that did would read again, and
+            // get a correct answer).
             if let Some(answer) = this.cache.get_now(this.key) {
+                this.still_not_waiting();
                 return Poll::Ready(answer);
             }
             this.start_waiting();
@@ -115,6 +116,21 @@ where
     W: Fn(&'c Cache<K, V, S>, &'k K) -> F + Copy,
     F: Future<Output = Result<Option<V>>>,
 {
+    /// Tells the optimiser, after a read answered at once, what it cannot see for itself:
+    /// `read` is still `None` (it was before the read, and nothing else holds `&mut self`).
+    /// The store's lock and counters are atomics between that test and the drop, so without
+    /// this the drop loaded `read` again, tested it, and kept a call to [`drop_read`] on the
+    /// hit path, and the answer was spilled to the stack around that call. The `None` written
+    /// here is what the drop then reads (one store instead of a load, a store, a test and
+    /// three spills: an awaited `Cache::get` hit 174 → 166 instructions,
+    /// `benches/compare/getcost.rs`). What is "taken" is `None`: the `forget` leaks nothing,
+    /// and it keeps the drop glue of the old value (another test) out.
+    #[inline(always)]
+    fn still_not_waiting(&mut self) {
+        debug_assert!(self.read.is_none(), "a read answered at once never waited");
+        std::mem::forget(self.read.take());
+    }
+
     /// Starts the store's read (kept out of line: the fast path stays small).
     #[inline(never)]
     fn start_waiting(&mut self) {
