@@ -1559,6 +1559,65 @@ async fn a_cancelled_caller_does_not_break_the_batch_for_the_others() {
     assert_eq!(a.get(&k("k1")).await.unwrap().as_deref(), Some("later"));
 }
 
+/// Callers that go away while their deletes wait behind a batch in flight, then callers that
+/// queue after them: each later caller gets its own outcome (a delete of a live key `true`, of
+/// an absent one `false`), never the answer of a cancelled caller's write (whose waiting place a
+/// later caller may reuse), and the cancelled writes are still made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_callers_answer_never_reaches_a_caller_queued_after_it() {
+    let redis = RedisServer::start();
+    let clock = Clock::system();
+    let a = node(&redis, redis_remote(&redis).await, &clock).await;
+    for key in ["live0", "live1", "live2"] {
+        a.put(k(key), k("v"), None).await.unwrap();
+    }
+    let delete = |key: &str| {
+        let (a, key) = (a.clone(), k(key));
+        async move { a.delete(&key).await }
+    };
+    let writes = vec![delete("live0"), delete("absent0"), delete("live1")];
+    let (paused, primer, mut tasks) = behind_a_parked_batch(&redis, &a, writes).await;
+    // Cancelled while their writes are queued behind the parked batch: a `false` and a `true`.
+    for cancelled in [tasks.remove(1), tasks.remove(0)] {
+        cancelled.abort();
+        assert!(cancelled.await.unwrap_err().is_cancelled());
+    }
+    let later = [("absent1", false), ("live2", true), ("absent2", false)];
+    let queued = a.replication_stats().waiting;
+    let late: Vec<_> = later
+        .iter()
+        .map(|(key, _)| tokio::spawn(delete(key)))
+        .collect();
+    eventually(
+        "the later deletes to queue behind the cancelled ones",
+        || (a.replication_stats().waiting == queued + later.len() as u64).then_some(()),
+    )
+    .await;
+    drop(paused);
+    primer.await.unwrap().unwrap();
+    assert!(tasks.remove(0).await.unwrap().unwrap(), "live1 was live");
+    for ((key, want), task) in later.iter().zip(late) {
+        assert_eq!(
+            task.await.unwrap().unwrap(),
+            *want,
+            "{key}: its own outcome"
+        );
+    }
+    for key in ["live0", "live1", "live2"] {
+        assert_eq!(
+            a.remote().get(&k(key)).await.unwrap(),
+            None,
+            "{key} deleted"
+        );
+    }
+    for i in 0..8 {
+        let key = format!("again{i}");
+        assert!(!a.delete(&key).await.unwrap(), "{key}: absent");
+        a.put(key.clone(), k("v"), None).await.unwrap();
+        assert!(a.delete(&key).await.unwrap(), "{key}: live");
+    }
+}
+
 /// A node whose remote store goes through `proxy` (its invalidation link does not).
 async fn node_with_proxied_remote(redis: &RedisServer, proxy: &support::proxy::Proxy) -> RedisNode {
     let remote = strata::RedisStore::builder()

@@ -7,9 +7,11 @@
 //! server fans out one message per batch instead of one per key and each node parses one.
 //!
 //! After Redis acknowledged the batch, the writer does each write's local part (the fill-guard
-//! claim, then the local put or drop, as a single write did) and only then answers the callers. Callers wait on a oneshot, so a caller that goes away (its future
-//! dropped) changes nothing for the others; a write that was queued is still sent, as a request
-//! already on the wire would be.
+//! claim, then the local put or drop, as a single write did) and only then answers the callers.
+//! The queue and the callers' answers live under one lock (a slot per caller in a reused slab,
+//! [`super::replies`]: no channel and no allocation per write), so a caller that goes away (its
+//! future dropped) changes nothing for the others; a write that was queued is still sent, as a
+//! request already on the wire would be.
 //!
 //! **Runtimes.** The writer runs on the runtime of the write that started it. If that runtime
 //! shuts down (the writer is dropped, see [`Orphaned`]) the writes still queued go back to their
@@ -55,22 +57,22 @@ use std::{
     collections::VecDeque,
     fmt,
     future::{poll_fn, Future},
-    pin::pin,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Weak,
-    },
-    task::{Context, Poll},
+    pin::{pin, Pin},
+    sync::{atomic::Ordering, Arc, Weak},
+    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 
 use parking_lot::Mutex;
-use tokio::{
-    runtime::Handle,
-    sync::{mpsc, oneshot},
-};
+use tokio::runtime::Handle;
 
-use super::{link::Guard, message::Op, store::Inner};
+use super::{
+    keybytes::KeyBytes,
+    link::Guard,
+    message::Op,
+    replies::{Replies, Ticket},
+    store::Inner,
+};
 use crate::{
     codec::Key,
     error::{Error, Result},
@@ -139,16 +141,16 @@ impl<K, V> Batch<K, V> {
 struct Queued<K, V> {
     job: Job<K, V>,
     /// The key as the invalidation message carries it.
-    bytes: Vec<u8>,
-    reply: oneshot::Sender<Answer<K, V>>,
+    bytes: KeyBytes,
+    reply: Ticket,
 }
 
 /// The part of a write in the batch being sent that stays where the watchdog relieving a starved
 /// writer can reach it: its key and its caller.
-struct InFlight<K, V> {
-    bytes: Vec<u8>,
+struct InFlight {
+    bytes: KeyBytes,
     /// `None` once answered.
-    reply: Option<oneshot::Sender<Answer<K, V>>>,
+    reply: Option<Ticket>,
 }
 
 /// What a waiting caller hears.
@@ -158,28 +160,26 @@ enum Answer<K, V> {
     /// Its write was never sent: the writer's runtime shut down before the writer took it (the
     /// writer that said so is named), or the writer was relieved because its runtime does not
     /// run it (`None`: see [`Writers::check_starved`]). The caller queues the write again.
-    Requeue(Job<K, V>, Vec<u8>, Option<u64>),
+    Requeue(Job<K, V>, KeyBytes, Option<u64>),
     /// Its write was in the batch of a writer that stopped running before it answered (its
     /// runtime shut down, or starves it): it may have been applied. The key is given back.
-    Abandoned(Vec<u8>),
+    Abandoned(KeyBytes),
 }
 
 /// The queue in front of one store's writer, and which writer is in charge.
 pub(super) struct Committer<K, V> {
-    queue: mpsc::UnboundedSender<Queued<K, V>>,
     writers: Arc<Writers<K, V>>,
 }
 
 impl<K, V> Default for Committer<K, V> {
     fn default() -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
         Committer {
-            queue,
             writers: Arc::new(Writers {
-                running: AtomicBool::new(false),
                 slot: Mutex::new(Slot {
-                    rx,
-                    leftover: VecDeque::new(),
+                    queue: VecDeque::new(),
+                    writer: None,
+                    closed: false,
+                    replies: Replies::default(),
                     id: 0,
                     running: false,
                     beat: Instant::now(),
@@ -191,19 +191,35 @@ impl<K, V> Default for Committer<K, V> {
     }
 }
 
-/// Shared by a store and its writers: the receiving end of the queue, which only the writer in
-/// charge takes from, and the batch it is sending.
+/// The store is gone: its writer ends once it looks for the next batch.
+impl<K, V> Drop for Committer<K, V> {
+    fn drop(&mut self) {
+        let writer = {
+            let mut slot = self.writers.slot.lock();
+            slot.closed = true;
+            slot.writer.take()
+        };
+        writer.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Shared by a store and its writers: the queue, which only the writer in charge takes from,
+/// the batch it is sending, and the callers' answers.
 struct Writers<K, V> {
-    /// `slot.running`, read without the lock after every write queued.
-    running: AtomicBool,
     slot: Mutex<Slot<K, V>>,
 }
 
 struct Slot<K, V> {
-    rx: mpsc::UnboundedReceiver<Queued<K, V>>,
-    /// Writes whose callers went away, left by a writer that was relieved: the next writer
-    /// takes them first (a cancelled caller's queued write is still made).
-    leftover: VecDeque<Queued<K, V>>,
+    /// The writes waiting for a batch, in order. Writes whose callers went away, left by a
+    /// writer that was relieved, stay at the front: the next writer takes them first (a
+    /// cancelled caller's queued write is still made).
+    queue: VecDeque<Queued<K, V>>,
+    /// The writer in charge, waiting for a write.
+    writer: Option<Waker>,
+    /// The store is gone (its [`Committer`] dropped).
+    closed: bool,
+    /// Every waiting caller's answer slot.
+    replies: Replies<Answer<K, V>>,
     /// The writer in charge (numbered from 1).
     id: u64,
     /// False before the first writer, and once the one in charge was dropped (its runtime shut
@@ -215,35 +231,106 @@ struct Slot<K, V> {
     /// not taken one since (see [`Writers::check_starved`]).
     stalled: Option<Instant>,
     /// The callers of the batch the writer in charge is sending.
-    in_flight: Vec<InFlight<K, V>>,
+    in_flight: Vec<InFlight>,
 }
 
-/// A writer just put in charge (to spawn), and the batch callers of the one it replaced (to
-/// tell that their writes may have been applied).
-type Succession<K, V> = (Orphaned<K, V>, Vec<InFlight<K, V>>);
+impl<K, V> Slot<K, V> {
+    /// Leaves `answer` for the caller of `ticket`; its waker goes to `wake`, to be woken once
+    /// the lock is released.
+    fn reply(&mut self, ticket: Ticket, answer: Answer<K, V>, wake: &mut Vec<Waker>) {
+        if let Ok(Some(waker)) = self.replies.answer(ticket, answer) {
+            wake.push(waker);
+        }
+    }
+
+    /// Tells the callers of the batch in flight that their writes may have been applied (their
+    /// writer stopped running, or is replaced).
+    fn abandon(&mut self, wake: &mut Vec<Waker>) {
+        for f in self.in_flight.drain(..) {
+            let Some(reply) = f.reply else { continue };
+            if let Ok(Some(waker)) = self.replies.answer(reply, Answer::Abandoned(f.bytes)) {
+                wake.push(waker);
+            }
+        }
+    }
+
+    /// Hands every queued write whose caller still waits back to it (`by`: the writer whose
+    /// runtime shut down, if that is why); writes whose callers went away stay queued for the
+    /// next writer. Returns how many were handed back.
+    fn hand_back(&mut self, by: Option<u64>, wake: &mut Vec<Waker>) -> usize {
+        let queued = std::mem::take(&mut self.queue);
+        let mut handed = 0;
+        for q in queued {
+            if self.replies.is_gone(&q.reply) {
+                self.queue.push_back(q);
+                continue;
+            }
+            handed += 1;
+            self.reply(q.reply, Answer::Requeue(q.job, q.bytes, by), wake);
+        }
+        handed
+    }
+}
+
+/// Wakes the callers (or the writer) a change under the lock concerns, after it was released.
+fn wake_all(wake: Vec<Waker>) {
+    wake.into_iter().for_each(Waker::wake);
+}
 
 impl<K, V> Writers<K, V> {
-    /// Makes a new writer the one in charge; the old one's batch is handed back, unanswered.
-    fn take_charge(self: &Arc<Self>, slot: &mut Slot<K, V>) -> Succession<K, V> {
+    /// Makes a new writer the one in charge; the callers of the old one's batch are told their
+    /// writes may have been applied (their wakers go to `wake`).
+    fn take_charge(
+        self: &Arc<Self>,
+        slot: &mut Slot<K, V>,
+        wake: &mut Vec<Waker>,
+    ) -> Orphaned<K, V> {
         slot.id += 1;
         slot.running = true;
-        self.running.store(true, Ordering::SeqCst);
         slot.beat = Instant::now();
-        let abandoned = std::mem::take(&mut slot.in_flight)
-            .into_iter()
-            .filter(|f| f.reply.is_some())
-            .collect();
-        let guard = Orphaned {
+        slot.abandon(wake);
+        // An old writer waiting for a write wakes to find itself replaced, and ends.
+        wake.extend(slot.writer.take());
+        Orphaned {
             writers: self.clone(),
             id: slot.id,
-        };
-        (guard, abandoned)
+        }
     }
 
     /// Starts a writer if none is in charge.
-    fn start(self: &Arc<Self>) -> Option<Succession<K, V>> {
-        let mut slot = self.slot.lock();
-        (!slot.running).then(|| self.take_charge(&mut slot))
+    #[cfg(test)]
+    fn start(self: &Arc<Self>) -> Option<Orphaned<K, V>> {
+        let mut wake = Vec::new();
+        let started = {
+            let mut slot = self.slot.lock();
+            (!slot.running).then(|| self.take_charge(&mut slot, &mut wake))
+        };
+        wake_all(wake);
+        started
+    }
+
+    /// Queues a write and opens its caller's answer slot (returned); makes a new writer the
+    /// one in charge if none is (returned, to spawn). `None` once the store is gone.
+    fn queue(
+        self: &Arc<Self>,
+        job: Job<K, V>,
+        bytes: KeyBytes,
+    ) -> Option<(u32, Option<Orphaned<K, V>>)> {
+        let mut wake = Vec::new();
+        let queued = {
+            let mut slot = self.slot.lock();
+            if slot.closed {
+                return None;
+            }
+            let reply = slot.replies.open();
+            let index = reply.index();
+            slot.queue.push_back(Queued { job, bytes, reply });
+            let started = (!slot.running).then(|| self.take_charge(&mut slot, &mut wake));
+            wake.extend(slot.writer.take());
+            (index, started)
+        };
+        wake_all(wake);
+        Some(queued)
     }
 
     /// Called every 200 ms by the invalidation watchdog's thread (`now`: its clock): relieves the
@@ -255,6 +342,7 @@ impl<K, V> Writers<K, V> {
     /// their callers (those gone stay for the next writer); no writer is in charge until one of
     /// them queues again. Returns how many callers were told each, if it was relieved.
     fn check_starved(&self, now: Instant) -> Option<(usize, usize)> {
+        let mut wake = Vec::new();
         let (abandoned, requeued) = {
             let mut slot = self.slot.lock();
             if !slot.running {
@@ -268,7 +356,7 @@ impl<K, V> Writers<K, V> {
                     return None;
                 }
             } else {
-                if slot.rx.is_empty() && slot.leftover.is_empty() {
+                if slot.queue.is_empty() {
                     slot.stalled = None;
                     return None;
                 }
@@ -286,26 +374,15 @@ impl<K, V> Writers<K, V> {
             }
             slot.stalled = None;
             slot.running = false;
-            self.running.store(false, Ordering::SeqCst);
-            let abandoned: Vec<_> = std::mem::take(&mut slot.in_flight);
-            let mut requeued = Vec::new();
-            while let Ok(q) = slot.rx.try_recv() {
-                match q.reply.is_closed() {
-                    true => slot.leftover.push_back(q),
-                    false => requeued.push(q),
-                }
-            }
+            let abandoned = slot.in_flight.iter().filter(|f| f.reply.is_some()).count();
+            slot.abandon(&mut wake);
+            let requeued = slot.hand_back(None, &mut wake);
+            // The relieved writer, if it waits for a write, wakes to find itself replaced.
+            wake.extend(slot.writer.take());
             (abandoned, requeued)
         };
-        let counts = (
-            abandoned.iter().filter(|f| f.reply.is_some()).count(),
-            requeued.len(),
-        );
-        abandon(abandoned);
-        for q in requeued {
-            let _ = q.reply.send(Answer::Requeue(q.job, q.bytes, None));
-        }
-        Some(counts)
+        wake_all(wake);
+        Some((abandoned, requeued))
     }
 
     fn in_charge(slot: &Slot<K, V>, id: u64) -> bool {
@@ -316,32 +393,41 @@ impl<K, V> Writers<K, V> {
     /// `None` once it is no longer in charge or the store is gone. Its callers stay in the slot
     /// until answered.
     fn take(&self, id: u64, cx: &mut Context<'_>) -> Poll<Option<Batch<K, V>>> {
+        let mut wake = Vec::new();
+        let taken = self.take_locked(id, cx, &mut wake);
+        wake_all(wake);
+        taken
+    }
+
+    fn take_locked(
+        &self,
+        id: u64,
+        cx: &mut Context<'_>,
+        wake: &mut Vec<Waker>,
+    ) -> Poll<Option<Batch<K, V>>> {
         let mut slot = self.slot.lock();
-        if !Self::in_charge(&slot, id) {
+        if !Self::in_charge(&slot, id) || (slot.closed && slot.queue.is_empty()) {
             return Poll::Ready(None);
         }
-        let first = match slot.leftover.pop_front() {
-            Some(first) => first,
-            None => match slot.rx.poll_recv(cx) {
-                Poll::Ready(Some(first)) => first,
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            },
-        };
-        slot.in_flight.clear();
-        // Sized for the writes queued now, so a batch is not regrown write by write.
-        let queued = slot.rx.len() + slot.leftover.len();
-        let mut jobs = Batch::with_capacity((queued + 1).min(MAX_BATCH));
-        let mut next = Some(first);
-        while let Some(queued) = next.take() {
+        if slot.queue.is_empty() {
+            match &slot.writer {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => slot.writer = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        // Every write of the last batch was answered; one that was not (it cannot happen) may
+        // have been applied, and its caller is told so rather than left waiting.
+        slot.abandon(wake);
+        let count = slot.queue.len().min(MAX_BATCH);
+        let mut jobs = Batch::with_capacity(count);
+        let slot = &mut *slot;
+        for queued in slot.queue.drain(..count) {
             jobs.push(queued.job);
             slot.in_flight.push(InFlight {
                 bytes: queued.bytes,
                 reply: Some(queued.reply),
             });
-            if jobs.len() < MAX_BATCH {
-                next = (slot.leftover.pop_front()).or_else(|| slot.rx.try_recv().ok());
-            }
         }
         slot.beat = Instant::now();
         Poll::Ready(Some(jobs))
@@ -386,29 +472,58 @@ impl<K, V> Writers<K, V> {
     /// Answers the callers of the writes from `first` of writer `id`'s batch, if it is still in
     /// charge (otherwise they were told their writes may be applied when it was relieved).
     fn answer(&self, id: u64, first: usize, outcomes: Vec<Result<bool>>) {
-        let replies: Vec<_> = {
+        let mut wake = Vec::with_capacity(outcomes.len());
+        {
             let mut slot = self.slot.lock();
             if !Self::in_charge(&slot, id) {
                 return;
             }
+            let slot = &mut *slot;
             let Some(batch) = slot.in_flight.get_mut(first..first + outcomes.len()) else {
                 return;
             };
-            batch.iter_mut().map(|f| f.reply.take()).collect()
-        };
-        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            if let Some(reply) = reply {
-                let _ = reply.send(Answer::Done(outcome));
+            for (f, outcome) in batch.iter_mut().zip(outcomes) {
+                if let Some(reply) = f.reply.take() {
+                    if let Ok(Some(waker)) = slot.replies.answer(reply, Answer::Done(outcome)) {
+                        wake.push(waker);
+                    }
+                }
             }
         }
+        wake_all(wake);
     }
 }
 
-/// Tells the callers of a batch whose writer stopped running that their writes may be applied.
-fn abandon<K, V>(batch: Vec<InFlight<K, V>>) {
-    for f in batch {
-        if let Some(reply) = f.reply {
-            let _ = reply.send(Answer::Abandoned(f.bytes));
+/// A caller's wait for the answer in its slot `index`. Dropped before the answer (the caller
+/// went away), it marks the slot gone: the writer frees it when it answers, so the slot is
+/// never reused while the writer can still answer it.
+struct Reply<'a, K, V> {
+    writers: &'a Writers<K, V>,
+    /// `None` once the answer was taken.
+    index: Option<u32>,
+}
+
+impl<K, V> Future for Reply<'_, K, V> {
+    type Output = Answer<K, V>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<K, V>> {
+        let Some(index) = self.index else {
+            return Poll::Pending;
+        };
+        let answer = self.writers.slot.lock().replies.poll(index, cx);
+        if answer.is_ready() {
+            self.index = None;
+        }
+        answer
+    }
+}
+
+impl<K, V> Drop for Reply<'_, K, V> {
+    fn drop(&mut self) {
+        if let Some(index) = self.index.take() {
+            // Dropped outside the lock: the answer can hold the caller's key and value.
+            let answer = self.writers.slot.lock().replies.cancel(index);
+            drop(answer);
         }
     }
 }
@@ -425,24 +540,18 @@ struct Orphaned<K, V> {
 
 impl<K, V> Drop for Orphaned<K, V> {
     fn drop(&mut self) {
-        let (abandoned, queued) = {
+        let mut wake = Vec::new();
+        {
             let mut slot = self.writers.slot.lock();
             if !Writers::in_charge(&slot, self.id) {
                 return;
             }
             slot.running = false;
-            self.writers.running.store(false, Ordering::SeqCst);
-            let abandoned = std::mem::take(&mut slot.in_flight);
-            let mut queued = Vec::new();
-            while let Ok(q) = slot.rx.try_recv() {
-                queued.push(q);
-            }
-            (abandoned, queued)
-        };
-        abandon(abandoned);
-        for q in queued {
-            let _ = q.reply.send(Answer::Requeue(q.job, q.bytes, Some(self.id)));
+            slot.writer = None;
+            slot.abandon(&mut wake);
+            slot.hand_back(Some(self.id), &mut wake);
         }
+        wake_all(wake);
     }
 }
 
@@ -466,7 +575,7 @@ where
     pub(super) async fn commit(
         self: &Arc<Self>,
         write: BatchWrite<K, V>,
-        bytes: Vec<u8>,
+        bytes: KeyBytes,
         guard: Guard,
         started: UnixMillis,
     ) -> Result<bool> {
@@ -490,19 +599,23 @@ where
         // dropped with the caller's own runtime, so starting another would be in vain.
         let mut mine = None;
         loop {
-            let (reply, outcome) = oneshot::channel();
-            let queued = Queued { job, bytes, reply };
-            match self.enqueue(queued, &runtime) {
-                Ok(Some(started)) => mine = Some(started),
-                Ok(None) => {}
-                Err(why) => return Err(Error::backend(context(), why)),
-            }
+            let Some((index, started)) = self.enqueue(job, bytes, &runtime) else {
+                return Err(Error::backend(
+                    context(),
+                    "the store's write queue is closed",
+                ));
+            };
+            mine = started.or(mine);
             // No timer: a writer that its runtime stops running is relieved by the watchdog
             // thread (`Writers::check_starved`), which answers this write (a timer per caller
             // cost ~670 of a put's ~11,000 instructions, callgrind).
-            match outcome.await.ok() {
-                Some(Answer::Done(outcome)) => return outcome,
-                Some(Answer::Requeue(again, key, by)) => {
+            let reply = Reply {
+                writers: &self.commits.writers,
+                index: Some(index),
+            };
+            match reply.await {
+                Answer::Done(outcome) => return outcome,
+                Answer::Requeue(again, key, by) => {
                     self.hub.counters.waiting.fetch_sub(1, Ordering::Relaxed);
                     if by.is_some() && mine == by {
                         let why = "the task sending this store's writes, started on this call's \
@@ -512,58 +625,39 @@ where
                     }
                     (job, bytes) = (again, key);
                 }
-                Some(Answer::Abandoned(key)) => {
+                Answer::Abandoned(key) => {
                     self.settle_abandoned(&key).await;
                     return Err(Error::backend(context(), MAYBE_APPLIED));
-                }
-                None => {
-                    let why = "the task sending this store's writes dropped this write without \
-                         answering; it may have been applied";
-                    return Err(Error::backend(context(), why));
                 }
             }
         }
     }
 
-    /// Queues `queued`, starting a writer on `runtime` if none is in charge (then its id).
+    /// Queues a write and returns its caller's answer slot, starting a writer on `runtime` if
+    /// none is in charge (then its id too); `None` once the store is gone. The writer is
+    /// checked under the lock the queue is taken under: either a writer in charge will take
+    /// this write, or this call starts one.
     fn enqueue(
         self: &Arc<Self>,
-        queued: Queued<K, V>,
+        job: Job<K, V>,
+        bytes: KeyBytes,
         runtime: &Handle,
-    ) -> std::result::Result<Option<u64>, &'static str> {
-        let counters = &self.hub.counters;
-        counters.waiting.fetch_add(1, Ordering::Relaxed);
-        if self.commits.queue.send(queued).is_err() {
-            counters.waiting.fetch_sub(1, Ordering::Relaxed);
-            return Err("the store's write queue is closed");
-        }
-        // Pairs with the writer's guard, which marks itself not running and then hands back
-        // what it finds queued: either it finds this write, or this sees it stopped. A race
-        // missed here is still caught by the watchdog (`Writers::check_starved`).
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if self.commits.writers.running.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        let Some((guard, abandoned)) = self.commits.writers.start() else {
-            return Ok(None);
+    ) -> Option<(u32, Option<u64>)> {
+        let waiting = &self.hub.counters.waiting;
+        // Counted before the writer can take it (it counts it off).
+        waiting.fetch_add(1, Ordering::Relaxed);
+        let Some((index, started)) = self.commits.writers.queue(job, bytes) else {
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        };
+        let Some(guard) = started else {
+            return Some((index, None));
         };
         let id = guard.id;
-        self.spawn_writer(guard, abandoned, runtime);
-        Ok(Some(id))
-    }
-
-    /// Spawns the writer that `guard` makes the one in charge (outside the slot's lock: a
-    /// runtime that is shutting down drops the task inside `spawn`, and the guard's drop takes
-    /// the lock), after telling the callers of the batch of the writer it replaced that their
-    /// writes may have been applied.
-    fn spawn_writer(
-        self: &Arc<Self>,
-        guard: Orphaned<K, V>,
-        abandoned: Vec<InFlight<K, V>>,
-        runtime: &Handle,
-    ) {
-        abandon(abandoned);
+        // Outside the slot's lock: a runtime that is shutting down drops the task inside
+        // `spawn`, and the guard's drop takes the lock.
         runtime.spawn(writer(Arc::downgrade(self), guard));
+        Some((index, Some(id)))
     }
 
     /// Called by the watchdog thread: relieves this store's writer if its runtime starves it
@@ -755,11 +849,28 @@ where
 /// allocates a task per future (a `FuturesOrdered`).
 const JOIN_SMALL: usize = 30;
 
+/// Runs `f` on every item concurrently, to the end: each in turn is polled once, and from the
+/// first that does not finish at once (a disk tier's put waits for its group commit) that one
+/// and all the rest are joined ([`join_chunks`]). A memory tier's local parts finish at their
+/// first poll, so a batch of them costs no join and no allocation.
+async fn join_each<T, F: Future<Output = ()>>(
+    mut items: impl ExactSizeIterator<Item = T>,
+    f: impl Fn(T) -> F,
+) {
+    while let Some(item) = items.next() {
+        let mut part = pin!(f(item));
+        let polled = poll_fn(|cx| Poll::Ready(part.as_mut().poll(cx))).await;
+        if polled.is_pending() {
+            futures_util::future::join(part, join_chunks(items, &f)).await;
+            return;
+        }
+    }
+}
+
 /// Runs `f` on every item concurrently, to the end. `join_all` of up to [`JOIN_SMALL`]
 /// futures at a time, joined by one more `join_all`: a batch of 64 puts costs a few
-/// allocations instead of one per put. A memory tier's local parts finish at their first poll;
-/// a disk tier's still wait together for its group commit.
-async fn join_each<T, F: Future<Output = ()>>(
+/// allocations instead of one per put.
+async fn join_chunks<T, F: Future<Output = ()>>(
     mut items: impl ExactSizeIterator<Item = T>,
     f: impl Fn(T) -> F,
 ) {
@@ -853,24 +964,50 @@ where
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
-    fn queue(
-        committer: &Committer<String, String>,
-        key: &str,
-    ) -> oneshot::Receiver<Answer<String, String>> {
-        let (reply, outcome) = oneshot::channel();
-        let job = Job {
+    fn delete(key: &str) -> Job<String, String> {
+        Job {
             write: BatchWrite::Delete(key.to_string()),
             guard: Guard {
                 stripe: 0,
                 token: 0,
             },
             started: 0,
+        }
+    }
+
+    /// Queues a delete of `key` as a caller would; its answer slot.
+    fn queue(writers: &Arc<Writers<String, String>>, key: &str) -> u32 {
+        let Some((index, None)) = writers.queue(delete(key), KeyBytes::from_slice(key.as_bytes()))
+        else {
+            panic!("the store is open and a writer is in charge");
         };
-        let bytes = key.as_bytes().to_vec();
-        assert!(committer.queue.send(Queued { job, bytes, reply }).is_ok());
-        outcome
+        index
+    }
+
+    /// What the caller of slot `index` finds, polling once.
+    fn answer_of(writers: &Writers<String, String>, index: u32) -> Option<Answer<String, String>> {
+        let cx = Context::from_waker(Waker::noop());
+        match writers.slot.lock().replies.poll(index, &cx) {
+            Poll::Ready(answer) => Some(answer),
+            Poll::Pending => None,
+        }
+    }
+
+    /// A batch in flight of one write of `key`, sent by the writer in charge; its caller's slot.
+    fn in_flight(writers: &Writers<String, String>, key: &str, beat: Instant) -> u32 {
+        let mut slot = writers.slot.lock();
+        let reply = slot.replies.open();
+        let index = reply.index();
+        slot.in_flight.push(InFlight {
+            bytes: KeyBytes::from_slice(key.as_bytes()),
+            reply: Some(reply),
+        });
+        slot.beat = beat;
+        index
     }
 
     /// A writer with a batch in flight is relieved once it has not beaten for
@@ -880,34 +1017,23 @@ mod tests {
     fn a_writer_with_a_batch_in_flight_is_relieved_after_batch_starved() {
         let committer = Committer::<String, String>::default();
         let writers = &committer.writers;
-        let Some((writer, _)) = writers.start() else {
+        let Some(writer) = writers.start() else {
             panic!("no writer was in charge yet");
         };
-        let (reply, mut outcome) = oneshot::channel();
         let t0 = Instant::now();
-        {
-            let mut slot = writers.slot.lock();
-            let bytes = b"k".to_vec();
-            slot.in_flight.push(InFlight {
-                bytes,
-                reply: Some(reply),
-            });
-            slot.beat = t0;
-        }
+        let caller = in_flight(writers, "k", t0);
         let early = t0 + BATCH_STARVED - Duration::from_millis(1);
         assert_eq!(writers.check_starved(early), None, "it beat just now");
         assert_eq!(writers.check_starved(t0 + BATCH_STARVED), Some((1, 0)));
-        assert!(matches!(outcome.try_recv(), Ok(Answer::Abandoned(k)) if k == b"k"));
+        assert!(matches!(answer_of(writers, caller), Some(Answer::Abandoned(k)) if &k[..] == b"k"));
         assert!(!writers.still_in_charge(writer.id), "relieved");
-        assert!(
-            !writers.running.load(Ordering::SeqCst),
-            "the next write starts one"
-        );
+        assert!(!writers.slot.lock().running, "the next write starts one");
         assert_eq!(
             writers.check_starved(t0 + 2 * BATCH_STARVED),
             None,
             "nobody to relieve"
         );
+        assert_eq!(writers.slot.lock().replies.in_use(), 0, "no slot leaks");
         drop(writer);
     }
 
@@ -920,24 +1046,21 @@ mod tests {
     fn writes_queued_for_a_writer_that_takes_none_go_back_writer_starved_after_first_seen() {
         let committer = Committer::<String, String>::default();
         let writers = &committer.writers;
-        let Some((writer, _)) = writers.start() else {
+        let Some(writer) = writers.start() else {
             panic!("no writer was in charge yet");
         };
-        let (reply, _answered) = oneshot::channel();
         let t0 = Instant::now();
-        {
-            let mut slot = writers.slot.lock();
-            slot.in_flight.push(InFlight {
-                bytes: b"old".to_vec(),
-                reply: Some(reply),
-            });
-            slot.beat = t0;
-        }
+        let old = in_flight(writers, "old", t0);
         writers.answer(writer.id, 0, vec![Ok(true)]);
+        assert!(matches!(
+            answer_of(writers, old),
+            Some(Answer::Done(Ok(true)))
+        ));
         let idle = t0 + Duration::from_secs(3600);
         assert_eq!(writers.check_starved(idle), None, "nothing queued");
-        let mut live = queue(&committer, "live");
-        drop(queue(&committer, "cancelled"));
+        let live = queue(writers, "live");
+        let cancelled = queue(writers, "cancelled");
+        assert!(writers.slot.lock().replies.cancel(cancelled).is_none());
         assert_eq!(writers.check_starved(idle), None, "first seen now");
         let almost = idle + WRITER_STARVED - Duration::from_millis(1);
         assert_eq!(writers.check_starved(almost), None);
@@ -950,12 +1073,14 @@ mod tests {
             Some((0, 1)),
             "the old batch is not abandoned"
         );
-        assert!(matches!(live.try_recv(), Ok(Answer::Requeue(_, k, None)) if k == b"live"));
+        assert!(
+            matches!(answer_of(writers, live), Some(Answer::Requeue(_, k, None)) if &k[..] == b"live")
+        );
         drop(writer);
-        let Some((next, _)) = writers.start() else {
+        let Some(next) = writers.start() else {
             panic!("no writer in charge after the relief");
         };
-        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut cx = Context::from_waker(Waker::noop());
         let Poll::Ready(Some(batch)) = writers.take(next.id, &mut cx) else {
             panic!("the next writer found nothing to take");
         };
@@ -963,6 +1088,119 @@ mod tests {
             batch.writes,
             vec![BatchWrite::Delete("cancelled".to_string())]
         );
+        writers.answer(next.id, 0, vec![Ok(false)]);
+        assert_eq!(writers.slot.lock().replies.in_use(), 0, "no slot leaks");
         drop(next);
+    }
+
+    /// What the model test does next.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// A new caller queues a write.
+        Queue,
+        /// The `n`th caller (modulo those so far) goes away, if it still waits.
+        Cancel(usize),
+        /// The `n`th caller polls for its answer.
+        Poll(usize),
+        /// The writer answers the batch in flight (each write with its own key) and takes the
+        /// next.
+        Answer,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => Just(Step::Queue),
+            1 => (0..64usize).prop_map(Step::Cancel),
+            2 => (0..64usize).prop_map(Step::Poll),
+            2 => Just(Step::Answer),
+        ]
+    }
+
+    /// The answer the writer gives the write of `key`: an error naming it, so a caller can tell
+    /// its own answer from another's.
+    fn outcome_for(key: &str) -> Result<bool> {
+        Err(Error::backend(key.to_string(), "the model's answer"))
+    }
+
+    fn own_answer(key: &str, answer: Answer<String, String>) -> bool {
+        let own = format!("backend error while {key}: ");
+        matches!(answer, Answer::Done(Err(e)) if e.to_string().starts_with(&own))
+    }
+
+    /// The writer answers its batch in flight, each write with an outcome naming its key, and
+    /// takes the next batch.
+    fn answer_and_take(writers: &Writers<String, String>, id: u64) {
+        let keys: Vec<String> = writers
+            .slot
+            .lock()
+            .in_flight
+            .iter()
+            .map(|f| String::from_utf8_lossy(&f.bytes).into_owned())
+            .collect();
+        writers.answer(id, 0, keys.iter().map(|k| outcome_for(k)).collect());
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = writers.take(id, &mut cx);
+    }
+
+    proptest! {
+        /// Callers queue, go away (their `Reply` dropped) and poll in any order while the writer
+        /// answers batch after batch: every caller that stays gets exactly its own write's
+        /// answer, though its slot may be one a cancelled caller held; and once every write was
+        /// answered, no slot is left in use (a cancelled caller's slot is freed by the writer's
+        /// answer, once).
+        #[test]
+        fn a_cancelled_callers_slot_is_freed_once_and_never_answers_the_next_caller(
+            steps in proptest::collection::vec(step(), 1..200),
+        ) {
+            let committer = Committer::<String, String>::default();
+            let writers = &committer.writers;
+            let Some(writer) = writers.start() else {
+                panic!("no writer was in charge yet");
+            };
+            let cx = &mut Context::from_waker(Waker::noop());
+            let mut callers: Vec<(String, Option<Reply<'_, String, String>>)> = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Queue => {
+                        let key = format!("c{}", callers.len());
+                        let index = queue(writers, &key);
+                        callers.push((key, Some(Reply { writers, index: Some(index) })));
+                    }
+                    Step::Cancel(n) if !callers.is_empty() => {
+                        let n = n % callers.len();
+                        callers[n].1 = None;
+                    }
+                    Step::Poll(n) if !callers.is_empty() => {
+                        let n = n % callers.len();
+                        let (key, reply) = &mut callers[n];
+                        if let Some(waiting) = reply {
+                            if let Poll::Ready(answer) = Pin::new(waiting).poll(cx) {
+                                prop_assert!(own_answer(key, answer), "{key} got another's answer");
+                                *reply = None;
+                            }
+                        }
+                    }
+                    Step::Answer => answer_and_take(writers, writer.id),
+                    _ => {}
+                }
+            }
+            let unanswered = |slot: &Slot<String, String>| {
+                !slot.queue.is_empty() || slot.in_flight.iter().any(|f| f.reply.is_some())
+            };
+            while unanswered(&writers.slot.lock()) {
+                answer_and_take(writers, writer.id);
+            }
+            for (key, reply) in &mut callers {
+                if let Some(waiting) = reply.take() {
+                    let mut waiting = waiting;
+                    let Poll::Ready(answer) = Pin::new(&mut waiting).poll(cx) else {
+                        panic!("{key} was never answered");
+                    };
+                    prop_assert!(own_answer(key, answer), "{key} got another's answer");
+                }
+            }
+            prop_assert_eq!(writers.slot.lock().replies.in_use(), 0, "a slot leaked");
+            drop(writer);
+        }
     }
 }

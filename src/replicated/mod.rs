@@ -119,8 +119,10 @@ mod builder;
 mod commit;
 mod invalidation;
 mod join;
+mod keybytes;
 mod link;
 mod message;
+mod replies;
 mod stats;
 mod store;
 

@@ -12,6 +12,7 @@ use super::{
     builder::ReplicatedStoreBuilder,
     commit::Committer,
     invalidation::{BoxFuture, Handler, Hub},
+    keybytes::key_bytes,
     link::Guard,
     message::{Keys, Op},
     stats::ReplicationStats,
@@ -135,12 +136,6 @@ impl<K, V, L, R> ReplicatedStore<K, V, L, R> {
     }
 }
 
-fn encoded<K: Key>(key: &K) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32);
-    key.encode_key(&mut out);
-    out
-}
-
 pub(super) fn link_down(context: impl Into<String>) -> Error {
     Error::backend(
         context,
@@ -215,13 +210,13 @@ where
     async fn changed(&self, key: &K) -> Result<()> {
         self.changed_here(key).await;
         self.hub
-            .publish(&self.channel, Op::Invalidate, &encoded(key))
+            .publish(&self.channel, Op::Invalidate, &key_bytes(key))
             .await
     }
 
     /// After a remote change of `key` whose invalidation went out with the write: drop our copy.
     pub(super) async fn changed_here(&self, key: &K) {
-        self.stripes.bump(&encoded(key));
+        self.stripes.bump(&key_bytes(key));
         self.drop_local(key).await;
     }
 
@@ -232,7 +227,7 @@ where
     async fn put(self: &Arc<Self>, key: K, value: V, ttl: Option<Duration>) -> Result<()> {
         check_ttl(ttl)?;
         self.require_link("PUT")?;
-        let bytes = encoded(&key);
+        let bytes = key_bytes(&key);
         let guard = self.stripes.guard(&bytes);
         let write = BatchWrite::Put { key, value, ttl };
         let started = self.clock.now_ms();
@@ -242,7 +237,7 @@ where
     /// Group-committed as [`Inner::put`]: `UNLINK` with the batch, then the local copy dropped.
     async fn delete(self: &Arc<Self>, key: &K) -> Result<bool> {
         self.require_link("DELETE")?;
-        let bytes = encoded(key);
+        let bytes = key_bytes(key);
         let guard = self.stripes.guard(&bytes);
         let write = BatchWrite::Delete(key.clone());
         let started = self.clock.now_ms();
@@ -278,7 +273,7 @@ where
     pub(super) async fn fill_many(&self, keys: &[K]) -> Result<Vec<Option<V>>> {
         let guards: Vec<Guard> = keys
             .iter()
-            .map(|k| self.stripes.guard(&encoded(k)))
+            .map(|k| self.stripes.guard(&key_bytes(k)))
             .collect();
         let started = self.clock.now_ms();
         let found = self.remote.get_many_with_ttl(keys).await?;
@@ -308,7 +303,7 @@ where
 
     /// A local miss: read the remote value with its TTL and keep a copy.
     pub(super) async fn fill(&self, key: &K) -> Result<Option<V>> {
-        let guard = self.stripes.guard(&encoded(key));
+        let guard = self.stripes.guard(&key_bytes(key));
         let started = self.clock.now_ms();
         let Some((value, expiry)) = self.remote.get_with_ttl(key).await? else {
             return Ok(None);
