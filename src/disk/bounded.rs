@@ -122,6 +122,7 @@ where
     /// `Store::install_eviction_listener`: the memory tier holds every live entry (unless
     /// larger than memory), so its removals are the store's.
     pub(super) fn install_listener(&self, listener: EvictionListener<K, V>) -> Result<()> {
+        self.check_current()?;
         if self.db.larger_than_memory() {
             // A delete of an entry only on disk would never reach a memory-tier listener.
             return Err(Error::Unsupported {

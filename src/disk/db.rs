@@ -118,7 +118,7 @@ pub(super) struct DbInner {
     pub opts: Options,
     pub writer: Writer,
     pub(super) engine: Arc<dyn Engine>,
-    stripes: Box<[Arc<Stripe>]>,
+    pub(super) stripes: Box<[Arc<Stripe>]>,
     pending: Mutex<HashMap<Box<[u8]>, RawEntries>>,
     pub(super) tiers: Mutex<HashMap<Namespace, OpenTier>>,
     /// Namespaces `put_raw` wrote to since the open (changed only under `tiers`): `pending`
@@ -127,6 +127,10 @@ pub(super) struct DbInner {
     summary: OpenSummary,
     /// Deletes on disk what idled out in memory (`disk::idle`).
     pub(super) settler: Arc<Settler>,
+    /// Times a memory tier's swap found a stripe or the tiers' map taken (tests pin a write
+    /// in flight during the swap with it).
+    #[cfg(test)]
+    pub(super) swap_tries: std::sync::atomic::AtomicUsize,
     // Dropped last (or by `Closing`): the directory stays locked until the engine is closed.
     lock: Option<DirLock>,
 }
@@ -235,6 +239,8 @@ impl DiskDb {
             raw_written: Mutex::default(),
             summary: loaded.summary,
             settler: Arc::default(),
+            #[cfg(test)]
+            swap_tries: std::sync::atomic::AtomicUsize::new(0),
             lock: Some(lock),
         };
         Ok(DiskDb {
@@ -510,10 +516,9 @@ impl DiskDb {
         // Every stripe held: no write is between its stripe and its memory update (a sync
         // write holds its stripe until its commit has updated the tier it started on), so the
         // copy below sees every write made so far, and none lands in the old tier after it.
-        // `tiers` before the stripes: `drop_namespace` holds `tiers` while it waits for the
-        // idle settler, which may wait for a stripe.
-        let mut tiers = self.inner.tiers.lock();
-        let _stripes = self.all_stripes()?;
+        // `tiers` is taken with them, only once all are free: held while waiting, it would
+        // stall every other namespace's open behind a slow write.
+        let (_stripes, mut tiers) = self.all_stripes_and_tiers()?;
         let current = tiers.get(&namespace).and_then(|tier| tier.get::<K, V>());
         let old = store.tier();
         let alone = current.is_some_and(|tier| Arc::ptr_eq(&tier.handles, &old.handles))
@@ -575,10 +580,13 @@ impl DiskDb {
         Ok(DiskStore::new(self.clone(), namespace, tier))
     }
 
-    /// Every stripe of the directory's per-key write lock, taken without blocking a thread an
-    /// async write may need: all free at once, or let go and tried again, until the open
-    /// timeout (then [`Error::Timeout`]: a write is stuck, e.g. on a parked disk).
-    fn all_stripes(&self) -> Result<Vec<super::stripe::StripeGuard<'_>>> {
+    /// Every stripe of the directory's per-key write lock and then the open tiers' map, taken
+    /// without blocking a thread an async write may need and without holding anything while
+    /// waiting: all free at once, or let go and tried again, until the open timeout (then
+    /// [`Error::Timeout`]: a write is stuck, e.g. on a parked disk). `drop_namespace` holds
+    /// the map while the idle settler it waits for may wait for a stripe; taking neither
+    /// while waiting for the other keeps both from waiting on each other.
+    fn all_stripes_and_tiers(&self) -> Result<HeldForSwap<'_>> {
         let started = std::time::Instant::now();
         loop {
             let held: Vec<_> = self
@@ -588,9 +596,15 @@ impl DiskDb {
                 .map_while(|stripe| stripe.try_lock())
                 .collect();
             if held.len() == self.inner.stripes.len() {
-                return Ok(held);
+                if let Some(tiers) = self.inner.tiers.try_lock() {
+                    return Ok((held, tiers));
+                }
             }
             drop(held);
+            #[cfg(test)]
+            self.inner
+                .swap_tries
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
             if started.elapsed() >= self.inner.opts.open_timeout {
                 return Err(Error::from(crate::TimeoutError {
                     context: "time_to_idle: waiting for the writes in flight on this directory to finish (retry once the disk answers)".into(),
@@ -772,6 +786,12 @@ impl DiskDb {
         self.inner.writer.health.check()
     }
 }
+
+/// Every stripe and the open tiers' map, held by a memory tier's swap.
+type HeldForSwap<'a> = (
+    Vec<StripeGuard<'a>>,
+    parking_lot::MutexGuard<'a, HashMap<Namespace, OpenTier>>,
+);
 
 impl DbInner {
     /// The stripe lock of `disk_key` for the idle settler: waited for on its own thread; on

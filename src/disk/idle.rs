@@ -247,6 +247,7 @@ where
     /// that expires entries `idle` after their last read or write (see
     /// [`DiskBuilder::time_to_idle`](super::DiskBuilder::time_to_idle)).
     pub(super) fn with_idle(&self, idle: Duration) -> Result<Self> {
+        self.check_current()?;
         validate(idle, self.db.larger_than_memory())?;
         // A compact tier by default is swapped for the default one below (`DiskDb::retier`);
         // one the builder asked for is kept, so idle expiry is refused.
@@ -332,5 +333,266 @@ mod tests {
             !db.drop_namespace("old").unwrap(),
             "nothing brought the dropped namespace back"
         );
+    }
+
+    /// Reviewer (b91e70f): `drop_namespace` now blocks its thread until the idle settler has
+    /// run every queued job, and a settle waits for its key's stripe with
+    /// `Stripe::lock_blocking`. The stripe's release wakes ONE waiter (`Notify::notify_one`,
+    /// oldest first): when that waiter is a task of the runtime whose thread is blocked in
+    /// `drop_namespace` (its own doctest runs it inside `#[tokio::main(flavor =
+    /// "current_thread")]`), the task cannot run to take the stripe and pass the wake-up on,
+    /// the settler stays parked, and the drop never returns. Before b91e70f the drop waited
+    /// only for the writer thread, which needs no runtime. Forced: the stripe is held by the
+    /// test, a put of the same key is queued on it first, the settle second (both counted on
+    /// the stripe), and the stripe is released only once the drop has queued its marker.
+    #[test]
+    fn a_drop_on_a_runtime_thread_is_not_left_waiting_for_a_settle_that_waits_for_that_runtime() {
+        let (finished, hang) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let dir = tempfile::tempdir().unwrap();
+            let time = ManualClock::new();
+            let db = DiskDb::builder()
+                .dir(dir.path())
+                .clock(time.clock())
+                .writes(Writes::Async)
+                .time_to_idle(IDLE)
+                .open()
+                .unwrap();
+            let store: DiskStore<u64, String> = db.store("idle").unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                store.put(1, "v".into(), None).await.unwrap();
+                let stripes = Stripes::of(&store.disk_key(&1));
+                let Stripes::One(index) = stripes else {
+                    panic!("one key, one stripe")
+                };
+                let stripe = db.inner.stripes[index].clone();
+                let held = db
+                    .try_lock_here(&stripes)
+                    .expect("the key's stripe is free");
+                // A task of this runtime queues for the stripe first.
+                let writer = store.clone();
+                let put = tokio::spawn(async move { writer.put(1, "w".into(), None).await });
+                while stripe.waiting() < 1 {
+                    tokio::task::yield_now().await;
+                }
+                // The entry idles out; its settle queues for the stripe second.
+                time.advance(IDLE);
+                assert!(store.get_now(&1).unwrap().unwrap().is_none(), "idled out");
+                let waited = Instant::now();
+                while stripe.waiting() < 2 {
+                    assert!(
+                        waited.elapsed() < Duration::from_secs(30),
+                        "the settle waits"
+                    );
+                    std::thread::yield_now();
+                }
+                let settler = db.inner.settler.clone();
+                let dropped = std::sync::atomic::AtomicBool::new(false);
+                std::thread::scope(|scope| {
+                    scope.spawn(|| {
+                        // Released once the drop returned, or waits behind the settle (its
+                        // marker queued).
+                        while settler.queue.lock().jobs.is_empty()
+                            && !dropped.load(Ordering::Acquire)
+                        {
+                            std::thread::yield_now();
+                        }
+                        drop(held);
+                    });
+                    // On this runtime's thread, as the doctest of drop_namespace does.
+                    assert!(!db.drop_namespace("another").unwrap());
+                    dropped.store(true, Ordering::Release);
+                });
+                put.await.unwrap().unwrap();
+            });
+            let _ = finished.send(());
+        });
+        assert!(
+            hang.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "drop_namespace never returned: the settler it waits for is parked on a stripe whose wake-up went to a task of the runtime drop_namespace blocks"
+        );
+    }
+
+    /// Reviewer (c8cf4ee): `with_time_to_idle`'s doc now says "every later call through [the
+    /// stale handle], or a clone of it, is `Error::Closed`". `install_eviction_listener` is not:
+    /// it returns `Ok` and installs the listener on the retired tier, which nothing writes to
+    /// any more, so the listener silently never hears an eviction.
+    #[test]
+    fn a_stale_handle_refuses_to_install_a_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let time = ManualClock::new();
+        let db = DiskDb::builder()
+            .dir(dir.path())
+            .clock(time.clock())
+            .writes(Writes::Async)
+            .open()
+            .unwrap();
+        let stale: DiskStore<u64, String> = db.store("s").unwrap();
+        let fresh = stale.with_time_to_idle(IDLE).unwrap();
+        let heard = Arc::new(AtomicU64::new(0));
+        let counted = heard.clone();
+        let listener: crate::EvictionListener<u64, String> = Arc::new(move |_, _, _| {
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
+        let installed = stale.install_eviction_listener(listener);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(fresh.put(1, "v".into(), None)).unwrap();
+        time.advance(IDLE);
+        assert!(fresh.get_now(&1).unwrap().unwrap().is_none(), "idled out");
+        assert!(
+            matches!(installed, Err(Error::Closed { .. })),
+            "install_eviction_listener through the stale handle: {installed:?}; the listener heard {} of 1 idle expiry",
+            heard.load(Ordering::Relaxed)
+        );
+    }
+
+    /// Reviewer (b91e70f): `retier` (`with_time_to_idle`) now takes the directory's `tiers`
+    /// lock BEFORE it waits for every stripe, and keeps it while it waits (up to
+    /// `open_timeout`, sleeping). A write in flight on any stripe (a sync write parked on a slow
+    /// disk holds its stripe until the commit) therefore makes opening a store of ANY other
+    /// namespace (and `put_raw`, `drop_namespace`) block on the `tiers` lock for as long: the
+    /// very stall `put_raw`'s docs promise opening a store never suffers behind a slow writer.
+    /// Before b91e70f the wait for the stripes did not hold `tiers`. Forced: the test holds a
+    /// stripe (the write in flight) until the open of another namespace returned or 20 s
+    /// passed; `open_timeout` is 120 s so the swap does not give up first.
+    #[test]
+    fn opening_another_namespace_does_not_wait_behind_a_swap_waiting_for_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let time = ManualClock::new();
+        let db = DiskDb::builder()
+            .dir(dir.path())
+            .clock(time.clock())
+            .writes(Writes::Async)
+            .open_timeout(Duration::from_secs(120))
+            .open()
+            .unwrap();
+        let store: DiskStore<u64, String> = db.store("swapped").unwrap();
+        let held = db
+            .try_lock_here(&Stripes::of(&store.disk_key(&1)))
+            .expect("the stripe is free");
+        std::thread::scope(|scope| {
+            let tries = db.inner.swap_tries.load(Ordering::Acquire);
+            let swap = scope.spawn(|| store.with_time_to_idle(IDLE).map(drop));
+            // The swap has begun and found a stripe taken: it loops until the test lets go.
+            let waited = Instant::now();
+            while db.inner.swap_tries.load(Ordering::Acquire) == tries {
+                assert!(waited.elapsed() < Duration::from_secs(30), "the swap ran");
+                std::thread::yield_now();
+            }
+            let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+            let db2 = db.clone();
+            scope.spawn(move || {
+                let _ = opened_tx.send(db2.store::<u64, String>("other").map(drop));
+            });
+            let opened = opened_rx.recv_timeout(Duration::from_secs(20));
+            drop(held);
+            let _ = swap.join();
+            assert!(
+                matches!(opened, Ok(Ok(()))),
+                "opening another namespace waited behind with_time_to_idle waiting for a write's stripe: {opened:?}"
+            );
+        });
+    }
+
+    /// Reviewer (c8cf4ee vs src/consistency.md): a write through the handle (shared by an
+    /// `Arc`) that waits for its stripe while `with_time_to_idle` swaps the tier is refused
+    /// with `Error::Closed` (naming the handle to use), and leaves no trace: not in the new
+    /// tier, not on disk. Never `Ok` into the tier nobody reads. Forced: the test holds the
+    /// write's stripe (a write in flight), the put is polled once while the swap waits, and is
+    /// polled again only after the swap returned.
+    #[test]
+    fn a_write_made_during_the_swap_through_the_shared_handle_is_refused_and_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let time = ManualClock::new();
+        let db = DiskDb::builder()
+            .dir(dir.path())
+            .clock(time.clock())
+            .writes(Writes::Async)
+            .open()
+            .unwrap();
+        let store: Arc<DiskStore<u64, String>> = Arc::new(db.store("s").unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let held = db
+            .try_lock_here(&Stripes::of(&store.disk_key(&1)))
+            .expect("the stripe is free");
+        std::thread::scope(|scope| {
+            let tries = db.inner.swap_tries.load(Ordering::Acquire);
+            let swap = scope.spawn(|| store.with_time_to_idle(IDLE));
+            let waited = Instant::now();
+            while db.inner.swap_tries.load(Ordering::Acquire) == tries {
+                assert!(waited.elapsed() < Duration::from_secs(30), "the swap ran");
+                std::thread::yield_now();
+            }
+            let mut put = std::pin::pin!(store.put(1, "during".into(), None));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(
+                std::future::Future::poll(put.as_mut(), &mut cx).is_pending(),
+                "the put waits for its stripe, during the swap"
+            );
+            drop(held);
+            let fresh = swap.join().unwrap().unwrap();
+            let put = rt.block_on(put);
+            let read = rt.block_on(fresh.get(&1)).unwrap();
+            assert!(
+                matches!(put, Err(Error::Closed { .. })) && read.is_none(),
+                "a write made during the swap: put {put:?}, the new tier reads {read:?}"
+            );
+            drop(fresh);
+            let reopened: DiskStore<u64, String> = db.store("s").unwrap();
+            assert_eq!(
+                rt.block_on(reopened.get(&1)).unwrap(),
+                None,
+                "nothing on disk"
+            );
+        });
+    }
+
+    /// Reviewer (c8cf4ee weakened the test cited for consistency.md's "`with_time_to_idle` on
+    /// the other tier empties the tier it replaces without a trace: [nothing through] the stale
+    /// handle, still held, hands [a] removal to the listener a second time"): the cited test
+    /// now only sees a read through the stale handle refused, and stays green with
+    /// `old.mem.retire()` deleted from `DiskDb::retier`. `purge_expired` is not refused on a
+    /// stale handle, so it still reaches the replaced tier: this forces the bad case (passes
+    /// on main; fails with the `retire()` deleted).
+    #[test]
+    fn a_stale_handle_s_purge_hands_no_removal_to_the_listener_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let time = ManualClock::new();
+        let db = DiskDb::builder()
+            .dir(dir.path())
+            .clock(time.clock())
+            .writes(Writes::Async)
+            .compact_memory(false)
+            .open()
+            .unwrap();
+        let stale: DiskStore<u64, String> = db.store("s").unwrap();
+        let heard = Arc::new(AtomicU64::new(0));
+        let counted = heard.clone();
+        let listener: crate::EvictionListener<u64, String> = Arc::new(move |_, _, _| {
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
+        stale.install_eviction_listener(listener).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(stale.put(1, "short".into(), Some(Duration::from_secs(60))))
+            .unwrap();
+        let fresh = stale.with_time_to_idle(IDLE * 60).unwrap();
+        time.advance(Duration::from_secs(61));
+        assert_eq!(rt.block_on(fresh.get(&1)).unwrap(), None);
+        assert_eq!(fresh.purge_expired() + stale.purge_expired(), 0);
+        let waited = Instant::now();
+        while heard.load(Ordering::Relaxed) < 1 {
+            assert!(waited.elapsed() < Duration::from_secs(30), "heard once");
+            std::thread::yield_now();
+        }
+        assert_eq!(heard.load(Ordering::Relaxed), 1, "heard twice");
     }
 }

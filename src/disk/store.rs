@@ -144,6 +144,13 @@ where
     #[inline]
     pub(super) fn check(&self) -> Result<()> {
         self.db.check()?;
+        self.check_current()
+    }
+
+    /// Fails if this handle went stale (see [`DiskStore::check`]): a listener installed or a
+    /// swap made through it would act on a tier nobody reads.
+    #[inline]
+    pub(super) fn check_current(&self) -> Result<()> {
         if self.tier.retired.load(Ordering::Acquire) {
             return Err(Error::Closed {
                 reason: format!(
@@ -766,8 +773,10 @@ where
     /// expires them `idle` after their last read or write (see
     /// [`DiskBuilder::time_to_idle`](crate::DiskBuilder::time_to_idle) for what reaches the
     /// disk). The tier is rebuilt, so this must be the namespace's only open handle (the
-    /// handle it is called on then goes stale: every later call through it, or a clone of it,
-    /// is [`Error::Closed`]; use the one returned); counters start at zero,
+    /// handle it is called on then goes stale: every later read, write,
+    /// `install_eviction_listener` or `with_time_to_idle` through it, or a clone of it, is
+    /// [`Error::Closed`]; its `subscribe`, `stats` and `purge_expired` see the replaced tier,
+    /// empty and silent; use the one returned); counters start at zero,
     /// an installed eviction listener follows.
     /// A store already idling after `idle` is returned as it is, one idling after another
     /// time is refused, and so is the larger-than-memory mode.

@@ -37,6 +37,8 @@ use tokio::sync::Notify;
 const LOCKED: usize = 1;
 /// One waiting task (the count is kept above the `LOCKED` bit).
 const WAITER: usize = 2;
+/// How often a thread blocked in [`Stripe::lock_blocking`] looks at the stripe itself.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// One stripe of the per-key write lock.
 #[derive(Default)]
@@ -77,6 +79,11 @@ impl Stripe {
     }
 
     /// Blocks this thread until the stripe is free (never on an async runtime's thread).
+    ///
+    /// A release wakes one waiter. If that is a task of a runtime whose only thread is blocked
+    /// waiting for this thread (`DiskDb::drop_namespace` called on it waits for the idle
+    /// settler), the wake-up never reaches anyone who can run: so this thread also looks at
+    /// the stripe itself every [`RECHECK`], and takes it once it is free.
     pub(super) fn lock_blocking(&self) -> StripeGuard<'_> {
         if self.take() {
             return StripeGuard(self);
@@ -85,14 +92,18 @@ impl Stripe {
         let mut cx = Context::from_waker(&waker);
         let mut wait = pin!(self.wait());
         while wait.as_mut().poll(&mut cx).is_pending() {
-            std::thread::park();
+            std::thread::park_timeout(RECHECK);
+            // Dropping the unfinished wait uncounts it and passes on a wake-up it got.
+            if self.take() {
+                return StripeGuard(self);
+            }
         }
         StripeGuard(self)
     }
 
     /// Tasks waiting for the stripe right now.
     #[cfg(test)]
-    fn waiting(&self) -> usize {
+    pub(super) fn waiting(&self) -> usize {
         self.state.load(Ordering::Acquire) / WAITER
     }
 
