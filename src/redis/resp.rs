@@ -480,6 +480,38 @@ mod tests {
         assert_eq!(got, replies);
     }
 
+    /// Reviewer (052fa3e): the resumable path (arrays kept open between calls) on bytes that
+    /// are NOT valid RESP: fed in pieces to one [`Decoder`], any stream gives what decoding it
+    /// whole gives (the same replies, or the same error), and never panics.
+    fn pieces_agree_with_whole(bytes: &[u8], cuts: &[usize]) {
+        let whole = all(bytes);
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.push(bytes.len());
+        cuts.sort_unstable();
+        let mut decoder = Decoder::default();
+        let (mut got, mut pending, mut from) = (Vec::new(), Vec::new(), 0);
+        let piecewise = 'feed: {
+            for cut in cuts {
+                pending.extend_from_slice(&bytes[from..cut]);
+                from = cut;
+                loop {
+                    match decoder.decode(&pending) {
+                        Err(e) => break 'feed Err(e),
+                        Ok((reply, used)) => {
+                            pending.drain(..used);
+                            match reply {
+                                Some(reply) => got.push(reply),
+                                None => break,
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(got)
+        };
+        assert_eq!(piecewise, whole);
+    }
+
     proptest! {
         #[test]
         fn replies_roundtrip_split_anywhere(replies in proptest::collection::vec(any_reply(), 0..8), cut in any::<usize>()) {
@@ -489,6 +521,15 @@ mod tests {
         #[test]
         fn replies_roundtrip_through_a_decoder_in_pieces(replies in proptest::collection::vec(any_reply(), 0..8), cuts in proptest::collection::vec(any::<usize>(), 0..12)) {
             pieces_roundtrip(&replies, &cuts);
+        }
+
+        #[test]
+        fn mangled_replies_in_pieces_decode_as_they_do_whole(replies in proptest::collection::vec(any_reply(), 1..6), at in any::<usize>(), byte in any::<u8>(), cuts in proptest::collection::vec(any::<usize>(), 0..12)) {
+            let mut bytes = Vec::new();
+            replies.iter().for_each(|r| wire(r, &mut bytes));
+            let at = at % bytes.len();
+            bytes[at] = byte;
+            pieces_agree_with_whole(&bytes, &cuts);
         }
 
         #[test]
