@@ -217,9 +217,14 @@ proptest! {
 /// read of an entry with a TTL does, which shows the counter sees every read.
 #[test]
 fn a_get_of_an_entry_without_a_ttl_does_not_read_the_clock() {
-    let time = ManualClock::new();
-    let unbounded = MemoryStore::builder().clock(time.clock()).build().unwrap();
-    for store in [bounded(1_000, &time), unbounded] {
+    let unbounded =
+        |time: &ManualClock| MemoryStore::builder().clock(time.clock()).build().unwrap();
+    let makers: [fn(&ManualClock) -> MemoryStore<u64, u64>; 2] = [|t| bounded(1_000, t), unbounded];
+    for make in makers {
+        // A clock per store: the first store's sweeper (started by its TTL put below) reads
+        // its clock, and must not count as a read of the second store's gets.
+        let time = ManualClock::new();
+        let store = make(&time);
         for key in 0..100u64 {
             store.put(key, key, None).unwrap();
         }
