@@ -12,7 +12,7 @@
 //! the runtime for a deferred wake ([`tokio::task::yield_now`]'s, as the auto-pipeline does),
 //! and that wake writes everything the calls made meanwhile appended, in one `write` (a call
 //! made while nothing is in flight writes at once: a lone caller waits for no one). One
-//! spawned task reads: it decodes the replies from one reused buffer ([`super::inbox`], where a
+//! spawned task reads: it decodes the replies from one reused buffer (the `inbox` module, where a
 //! reply cut short is not decoded again when the rest comes) and
 //! hands each to the call at the head of the queue, waking it. A full socket leaves the rest
 //! of the buffer to that task, which writes it once the socket is writable again.

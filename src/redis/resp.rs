@@ -46,10 +46,10 @@ pub enum ProtocolError {
     /// A length past Redis's own limits (512 MiB a bulk string, 2^32 an array), or below -1.
     #[error("Redis announced a RESP2 length of {0}, past what Redis sends; the connection is out of step and is dropped")]
     BadLength(i64),
-    /// A line longer than [`MAX_LINE`] without its ending.
+    /// A line longer than `MAX_LINE` (64 KiB) without its ending.
     #[error("Redis sent a RESP2 line longer than {MAX_LINE} bytes; the connection is out of step and is dropped")]
     LineTooLong,
-    /// Arrays nested deeper than [`MAX_DEPTH`].
+    /// Arrays nested deeper than `MAX_DEPTH` (32).
     #[error("Redis sent RESP2 arrays nested deeper than {MAX_DEPTH}; the connection is out of step and is dropped")]
     TooDeep,
     /// A status or error line that is not UTF-8.
