@@ -219,7 +219,8 @@ proptest! {
 fn a_get_of_an_entry_without_a_ttl_does_not_read_the_clock() {
     let unbounded =
         |time: &ManualClock| MemoryStore::builder().clock(time.clock()).build().unwrap();
-    let makers: [fn(&ManualClock) -> MemoryStore<u64, u64>; 2] = [|t| bounded(1_000, t), unbounded];
+    type Maker = fn(&ManualClock) -> MemoryStore<u64, u64>;
+    let makers: [Maker; 2] = [|t| bounded(1_000, t), unbounded];
     for make in makers {
         // A clock per store: the first store's sweeper (started by its TTL put below) reads
         // its clock, and must not count as a read of the second store's gets.
