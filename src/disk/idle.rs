@@ -281,6 +281,28 @@ mod tests {
 
     const IDLE: Duration = Duration::from_secs(60);
 
+    /// A directory on `time` with async writes, set up further by `tune`.
+    fn async_db(
+        dir: &std::path::Path,
+        time: &ManualClock,
+        tune: impl FnOnce(crate::DiskDbBuilder) -> crate::DiskDbBuilder,
+    ) -> DiskDb {
+        tune(
+            DiskDb::builder()
+                .dir(dir)
+                .clock(time.clock())
+                .writes(Writes::Async),
+        )
+        .open()
+        .unwrap()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
     /// A settle already under way when its namespace is dropped (it has found the expired key
     /// and waits for the key's stripe, held here by the test) queues its delete after the drop
     /// returned: the engine then re-created the dropped namespace's keyspace for it, which
@@ -290,17 +312,9 @@ mod tests {
     fn a_drop_waits_for_a_settle_under_way_and_its_namespace_stays_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let time = ManualClock::new();
-        let db = DiskDb::builder()
-            .dir(dir.path())
-            .clock(time.clock())
-            .writes(Writes::Async)
-            .time_to_idle(IDLE)
-            .open()
-            .unwrap();
+        let db = async_db(dir.path(), &time, |b| b.time_to_idle(IDLE));
         let store: DiskStore<u64, String> = db.store("old").unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         rt.block_on(store.put(1, "v".into(), None)).unwrap();
         let stripes = Stripes::of(&store.disk_key(&1));
         let held = db
@@ -351,17 +365,9 @@ mod tests {
         std::thread::spawn(move || {
             let dir = tempfile::tempdir().unwrap();
             let time = ManualClock::new();
-            let db = DiskDb::builder()
-                .dir(dir.path())
-                .clock(time.clock())
-                .writes(Writes::Async)
-                .time_to_idle(IDLE)
-                .open()
-                .unwrap();
+            let db = async_db(dir.path(), &time, |b| b.time_to_idle(IDLE));
             let store: DiskStore<u64, String> = db.store("idle").unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
+            let rt = runtime();
             rt.block_on(async {
                 store.put(1, "v".into(), None).await.unwrap();
                 let stripes = Stripes::of(&store.disk_key(&1));
@@ -424,12 +430,7 @@ mod tests {
     fn a_stale_handle_refuses_to_install_a_listener() {
         let dir = tempfile::tempdir().unwrap();
         let time = ManualClock::new();
-        let db = DiskDb::builder()
-            .dir(dir.path())
-            .clock(time.clock())
-            .writes(Writes::Async)
-            .open()
-            .unwrap();
+        let db = async_db(dir.path(), &time, |b| b);
         let stale: DiskStore<u64, String> = db.store("s").unwrap();
         let fresh = stale.with_time_to_idle(IDLE).unwrap();
         let heard = Arc::new(AtomicU64::new(0));
@@ -438,9 +439,7 @@ mod tests {
             counted.fetch_add(1, Ordering::Relaxed);
         });
         let installed = stale.install_eviction_listener(listener);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         rt.block_on(fresh.put(1, "v".into(), None)).unwrap();
         time.advance(IDLE);
         assert!(fresh.get_now(&1).unwrap().unwrap().is_none(), "idled out");
@@ -464,13 +463,9 @@ mod tests {
     fn opening_another_namespace_does_not_wait_behind_a_swap_waiting_for_a_write() {
         let dir = tempfile::tempdir().unwrap();
         let time = ManualClock::new();
-        let db = DiskDb::builder()
-            .dir(dir.path())
-            .clock(time.clock())
-            .writes(Writes::Async)
-            .open_timeout(Duration::from_secs(120))
-            .open()
-            .unwrap();
+        let db = async_db(dir.path(), &time, |b| {
+            b.open_timeout(Duration::from_secs(120))
+        });
         let store: DiskStore<u64, String> = db.store("swapped").unwrap();
         let held = db
             .try_lock_here(&Stripes::of(&store.disk_key(&1)))
@@ -509,16 +504,9 @@ mod tests {
     fn a_write_made_during_the_swap_through_the_shared_handle_is_refused_and_leaves_no_trace() {
         let dir = tempfile::tempdir().unwrap();
         let time = ManualClock::new();
-        let db = DiskDb::builder()
-            .dir(dir.path())
-            .clock(time.clock())
-            .writes(Writes::Async)
-            .open()
-            .unwrap();
+        let db = async_db(dir.path(), &time, |b| b);
         let store: Arc<DiskStore<u64, String>> = Arc::new(db.store("s").unwrap());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let held = db
             .try_lock_here(&Stripes::of(&store.disk_key(&1)))
             .expect("the stripe is free");
@@ -565,13 +553,7 @@ mod tests {
     fn a_stale_handle_s_purge_hands_no_removal_to_the_listener_twice() {
         let dir = tempfile::tempdir().unwrap();
         let time = ManualClock::new();
-        let db = DiskDb::builder()
-            .dir(dir.path())
-            .clock(time.clock())
-            .writes(Writes::Async)
-            .compact_memory(false)
-            .open()
-            .unwrap();
+        let db = async_db(dir.path(), &time, |b| b.compact_memory(false));
         let stale: DiskStore<u64, String> = db.store("s").unwrap();
         let heard = Arc::new(AtomicU64::new(0));
         let counted = heard.clone();
@@ -579,9 +561,7 @@ mod tests {
             counted.fetch_add(1, Ordering::Relaxed);
         });
         stale.install_eviction_listener(listener).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         rt.block_on(stale.put(1, "short".into(), Some(Duration::from_secs(60))))
             .unwrap();
         let fresh = stale.with_time_to_idle(IDLE * 60).unwrap();
