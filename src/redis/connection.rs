@@ -1035,6 +1035,20 @@ impl Conn {
         let reply = reply.map(|reply| -> redis::RedisResult<T> {
             Ok(redis::from_redis_value(reply?.extract_error()?)?)
         });
+        self.judged(generation, reply, timeout, context).await
+    }
+
+    /// Renews the connection of `generation` if `reply` timed out or broke it ([`Conn::judge`],
+    /// boxed and only on a failure: the hot path's future stays small), then settles `reply`
+    /// into strata's `Result`, `context` naming the command in the error.
+    #[inline]
+    async fn judged<T>(
+        &self,
+        generation: u64,
+        reply: Timed<T>,
+        timeout: Duration,
+        context: impl FnOnce() -> String,
+    ) -> Result<T> {
         let seen: Option<Timed<()>> = match &reply {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(Ok(Err(e.clone()))),
@@ -1084,17 +1098,7 @@ impl Conn {
             },
             Err(e) => Err(link::broken(e)),
         });
-        let seen: Option<Timed<()>> = match &reply {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(Ok(Err(e.clone()))),
-            Err(timed_out) => Some(Err(*timed_out)),
-        };
-        if let Some(seen) = seen {
-            let judged: BoxFuture<'_, ()> =
-                Box::pin(async move { self.judge(generation, &seen).await });
-            judged.await;
-        }
-        settle(reply, timeout, context)
+        self.judged(generation, reply, timeout, context).await
     }
 
     /// Runs a pipeline under `timeout` (all its commands must hash to one slot on a cluster).

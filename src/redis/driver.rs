@@ -434,21 +434,9 @@ fn expect_ok(step: &'static str, reply: Reply) -> Result<(), ConnectError> {
 fn refused(step: &'static str, reply: Reply) -> ConnectError {
     let reply = match reply {
         Reply::Error(e) | Reply::Status(e) => e,
-        other => format!("an unexpected reply ({})", kind(&other)),
+        other => format!("an unexpected reply ({})", other.kind()),
     };
     ConnectError::Refused { step, reply }
-}
-
-/// A reply's type, for an error that must not show its bytes.
-fn kind(reply: &Reply) -> &'static str {
-    match reply {
-        Reply::Ok | Reply::Status(_) => "a status",
-        Reply::Error(_) => "an error",
-        Reply::Int(_) => "an integer",
-        Reply::Bulk(_) => "a bulk string",
-        Reply::Nil => "nil",
-        Reply::Array(_) => "an array",
-    }
 }
 
 /// Asks the runtime to write the connection's buffer once it has run the tasks that are ready

@@ -30,6 +30,20 @@ pub enum Reply {
     Array(Vec<Reply>),
 }
 
+impl Reply {
+    /// The reply's type, for an error that must not show its bytes.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Reply::Ok | Reply::Status(_) => "a status",
+            Reply::Error(_) => "an error",
+            Reply::Int(_) => "an integer",
+            Reply::Bulk(_) => "a bulk string",
+            Reply::Nil => "nil",
+            Reply::Array(_) => "an array",
+        }
+    }
+}
+
 /// Bytes that are not a RESP2 reply: the connection is out of step and must be replaced.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {

@@ -387,17 +387,12 @@ fn encode_key_command(out: &mut Vec<u8>, name: &[u8], key: &[u8]) {
 
 /// A reply the command does not give (the connection is out of step, or not Redis).
 fn unexpected(reply: &Reply, context: impl FnOnce() -> String) -> Error {
-    let kind = match reply {
-        Reply::Ok | Reply::Status(_) => "a status",
-        Reply::Error(_) => "an error",
-        Reply::Int(_) => "an integer",
-        Reply::Bulk(_) => "a bulk string",
-        Reply::Nil => "nil",
-        Reply::Array(_) => "an array",
-    };
     Error::backend(
         context(),
-        format!("Redis answered with {kind}, which this command does not return"),
+        format!(
+            "Redis answered with {}, which this command does not return",
+            reply.kind()
+        ),
     )
 }
 
@@ -559,14 +554,8 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
         value: &V,
         ttl: Option<Duration>,
     ) -> Result<Call<'o>> {
-        with_scratch(|buffer| {
-            buffer.extend_from_slice(&self.prefix);
-            key.encode_key(buffer);
-            let key_len = buffer.len();
-            encode_value_into(value, self.shared.format, "", buffer)
-                .map_err(|e| naming(e, &buffer[..key_len]))?;
-            let (key, value) = buffer.split_at(key_len);
-            Ok(own.call(|out| encode_set(out, key, value, ttl, SetIf::Always)))
+        self.with_key_and_value(key, value, |key, value| {
+            own.call(|out| encode_set(out, key, value, ttl, SetIf::Always))
         })
     }
 
@@ -580,6 +569,26 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
         })
     }
 
+    /// `f` of the namespaced key and the encoded value, both in the thread's scratch buffer
+    /// (no buffer of their own); a value that does not encode is an error naming the key.
+    #[inline]
+    fn with_key_and_value<T>(
+        &self,
+        key: &K,
+        value: &V,
+        f: impl FnOnce(&[u8], &[u8]) -> T,
+    ) -> Result<T> {
+        with_scratch(|buffer| {
+            buffer.extend_from_slice(&self.prefix);
+            key.encode_key(buffer);
+            let key_len = buffer.len();
+            encode_value_into(value, self.shared.format, "", buffer)
+                .map_err(|e| naming(e, &buffer[..key_len]))?;
+            let (key, value) = buffer.split_at(key_len);
+            Ok(f(key, value))
+        })
+    }
+
     /// `SET key value ...` with the namespaced key and the encoded value in the thread's
     /// scratch buffer, not buffers of their own.
     fn set_command(
@@ -589,15 +598,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + Send + Sync> RedisStore<K, V> {
         ttl: Option<Duration>,
         condition: SetIf,
     ) -> Result<Cmd> {
-        with_scratch(|buffer| {
-            buffer.extend_from_slice(&self.prefix);
-            key.encode_key(buffer);
-            let key_len = buffer.len();
-            encode_value_into(value, self.shared.format, "", buffer)
-                .map_err(|e| naming(e, &buffer[..key_len]))?;
-            let (key, value) = buffer.split_at(key_len);
-            Ok(set_cmd(key, value, ttl, condition))
-        })
+        self.with_key_and_value(key, value, |key, value| set_cmd(key, value, ttl, condition))
     }
 
     fn encode(&self, key: &[u8], value: &V) -> Result<Vec<u8>> {
