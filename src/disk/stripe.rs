@@ -335,3 +335,136 @@ mod tests {
         assert_eq!(stripe.waiting(), 0);
     }
 }
+
+#[cfg(test)]
+mod contention {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    /// A blocked thread taking the stripe by its recheck while counted as a waiter, against
+    /// async waiters: no wake-up is lost (no task hangs), none double-counted, exclusion kept.
+    #[test]
+    fn a_blocking_thread_and_tasks_contend_without_a_lost_wake_up() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        let stripe = Arc::new(Stripe::default());
+        let inside = Arc::new(AtomicU64::new(0));
+        let blocking: Vec<_> = (0..2)
+            .map(|_| {
+                let (stripe, inside) = (stripe.clone(), inside.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..3_000 {
+                        let g = stripe.lock_blocking();
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                        std::hint::spin_loop();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        drop(g);
+                    }
+                })
+            })
+            .collect();
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..6)
+                .map(|t| {
+                    let (stripe, inside) = (stripe.clone(), inside.clone());
+                    tokio::spawn(async move {
+                        for i in 0..3_000u32 {
+                            if (i + t) % 7 == 0 {
+                                // A waiter cancelled at once (maybe after a wake-up).
+                                let _ = tokio::time::timeout(
+                                    std::time::Duration::from_micros(1),
+                                    stripe.lock(),
+                                )
+                                .await;
+                                continue;
+                            }
+                            let g = stripe.lock().await;
+                            assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                            tokio::task::yield_now().await;
+                            inside.fetch_sub(1, Ordering::SeqCst);
+                            drop(g);
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                tokio::time::timeout(std::time::Duration::from_secs(60), task)
+                    .await
+                    .expect("a task hung: a wake-up was lost")
+                    .unwrap();
+            }
+        });
+        for b in blocking {
+            b.join().unwrap();
+        }
+        assert_eq!(stripe.waiting(), 0);
+        assert!(stripe.try_lock().is_some());
+    }
+}
+
+#[cfg(test)]
+mod forwarding {
+    use super::*;
+    use std::{sync::atomic::AtomicBool, task::Poll};
+
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The thread blocked first gets the release's one wake-up, takes the stripe, and lets it
+    /// go: the task waiting behind it must be woken by one of the two.
+    #[test]
+    fn a_task_behind_a_blocked_thread_is_woken_once_the_thread_lets_go() {
+        for _ in 0..200 {
+            let stripe = Arc::new(Stripe::default());
+            std::mem::forget(stripe.try_lock().unwrap());
+            let (go, gone) = (
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+            );
+            let t = {
+                let (stripe, go, gone) = (stripe.clone(), go.clone(), gone.clone());
+                std::thread::spawn(move || {
+                    let g = stripe.lock_blocking();
+                    while !go.load(Ordering::SeqCst) {
+                        std::thread::yield_now();
+                    }
+                    drop(g);
+                    gone.store(true, Ordering::SeqCst);
+                })
+            };
+            while stripe.waiting() == 0 {
+                std::thread::yield_now();
+            }
+            let flag = Arc::new(Flag::default());
+            let waker = Waker::from(flag.clone());
+            let mut w = Box::pin(stripe.lock());
+            assert!(w
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+            stripe.unlock();
+            // The thread takes it (by its poll or its recheck).
+            while stripe.waiting() != 1 {
+                std::thread::yield_now();
+            }
+            go.store(true, Ordering::SeqCst);
+            while !gone.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            t.join().unwrap();
+            assert!(flag.0.load(Ordering::SeqCst), "the task was never woken");
+            assert!(matches!(
+                w.as_mut().poll(&mut Context::from_waker(&waker)),
+                Poll::Ready(_)
+            ));
+        }
+    }
+}

@@ -1203,4 +1203,166 @@ mod tests {
             drop(writer);
         }
     }
+
+    /// The model with relief (watchdog and a dropped writer) and requeues in the mix.
+    #[test]
+    fn relief_and_requeue_never_cross_answers_nor_leak() {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _round in 0..300 {
+            let committer = Committer::<String, String>::default();
+            let writers = &committer.writers;
+            let mut writer: Option<Orphaned<String, String>> = writers.start();
+            let cx = &mut Context::from_waker(Waker::noop());
+            let mut callers: Vec<(String, Option<Reply<'_, String, String>>)> = Vec::new();
+            let mut now = Instant::now() + Duration::from_secs(10);
+            let enq = |writers: &Arc<Writers<String, String>>,
+                       key: &str,
+                       writer: &mut Option<Orphaned<String, String>>| {
+                let (index, started) = writers
+                    .queue(delete(key), KeyBytes::from_slice(key.as_bytes()))
+                    .unwrap();
+                if let Some(s) = started {
+                    *writer = Some(s);
+                }
+                index
+            };
+            for _ in 0..150 {
+                match rnd(7) {
+                    0 | 1 => {
+                        let key = format!("c{}", callers.len());
+                        let index = enq(writers, &key, &mut writer);
+                        callers.push((
+                            key,
+                            Some(Reply {
+                                writers,
+                                index: Some(index),
+                            }),
+                        ));
+                    }
+                    2 if !callers.is_empty() => {
+                        let n = rnd(callers.len() as u64) as usize;
+                        callers[n].1 = None;
+                    }
+                    3 if !callers.is_empty() => {
+                        let n = rnd(callers.len() as u64) as usize;
+                        let key = callers[n].0.clone();
+                        if let Some(waiting) = &mut callers[n].1 {
+                            if let Poll::Ready(answer) = Pin::new(waiting).poll(cx) {
+                                match answer {
+                                    Answer::Requeue(job, k, _) => {
+                                        assert_eq!(
+                                            &k[..],
+                                            key.as_bytes(),
+                                            "{key} got another's requeue"
+                                        );
+                                        assert!(
+                                            matches!(&job.write, BatchWrite::Delete(d) if *d == key)
+                                        );
+                                        let index = enq(writers, &key, &mut writer);
+                                        callers[n].1 = Some(Reply {
+                                            writers,
+                                            index: Some(index),
+                                        });
+                                    }
+                                    Answer::Abandoned(k) => {
+                                        assert_eq!(
+                                            &k[..],
+                                            key.as_bytes(),
+                                            "{key} got another's abandon"
+                                        );
+                                        callers[n].1 = None;
+                                    }
+                                    other => {
+                                        assert!(
+                                            own_answer(&key, other),
+                                            "{key} got another's answer"
+                                        );
+                                        callers[n].1 = None;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    4 => {
+                        if let Some(w) = &writer {
+                            let id = w.id;
+                            answer_and_take(writers, id);
+                        }
+                    }
+                    5 => {
+                        // The watchdog, twice: first seen, then starved.
+                        now += BATCH_STARVED + WRITER_STARVED;
+                        let _ = writers.check_starved(now);
+                        now += BATCH_STARVED + WRITER_STARVED;
+                        let _ = writers.check_starved(now);
+                    }
+                    _ => {
+                        // The writer's runtime shut down.
+                        if rnd(3) == 0 {
+                            writer = None;
+                        }
+                    }
+                }
+            }
+            // Settle: every still-waiting caller polls; requeues go again; a writer answers.
+            for _ in 0..1000 {
+                if let Some(w) = &writer {
+                    let id = w.id;
+                    if writers.still_in_charge(id) {
+                        answer_and_take(writers, id);
+                    }
+                }
+                let mut pending = false;
+                for (key, slot) in callers.iter_mut() {
+                    if let Some(waiting) = slot {
+                        pending = true;
+                        if let Poll::Ready(answer) = Pin::new(waiting).poll(cx) {
+                            match answer {
+                                Answer::Requeue(_, k, _) => {
+                                    assert_eq!(&k[..], key.as_bytes());
+                                    let index = enq(writers, key, &mut writer);
+                                    *slot = Some(Reply {
+                                        writers,
+                                        index: Some(index),
+                                    });
+                                }
+                                Answer::Abandoned(k) => {
+                                    assert_eq!(&k[..], key.as_bytes());
+                                    *slot = None;
+                                }
+                                other => {
+                                    assert!(own_answer(key, other), "{key} got another's answer");
+                                    *slot = None;
+                                }
+                            }
+                        }
+                    }
+                }
+                let queued = !writers.slot.lock().queue.is_empty();
+                if queued && !writers.slot.lock().running {
+                    writer = writers.start();
+                }
+                if !pending && !queued {
+                    break;
+                }
+            }
+            assert!(
+                callers.iter().all(|c| c.1.is_none()),
+                "a caller was never answered"
+            );
+            // Whatever the last batch left in flight.
+            if let Some(w) = &writer {
+                let id = w.id;
+                answer_and_take(writers, id);
+            }
+            assert_eq!(writers.slot.lock().replies.in_use(), 0, "a slot leaked");
+            drop(writer);
+        }
+    }
 }
